@@ -1,0 +1,39 @@
+#!/bin/sh
+# Installs what building (and, with --browsers, testing) needs. Idempotent:
+# every step checks first, so a second run takes about a second.
+# Everything comes from crates.io, the npm registry or Debian's apt: nothing
+# downloads binaries from elsewhere (wasm-pack and `npx playwright install`
+# would, and fail on closed networks).
+set -eu
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# The wasm-bindgen CLI must match the wasm-bindgen crate in Cargo.lock exactly.
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+  say "installing wasm-bindgen-cli $want (once; takes a few minutes)"
+  # Not --locked: its lockfile pins a webpki-roots version crates.io no longer serves.
+  cargo install wasm-bindgen-cli --version "$want" --force
+fi
+
+# npm dependencies (wasm-opt from binaryen, esbuild, playwright-core, eyeson).
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund
+fi
+
+if [ "${1:-}" = "--browsers" ]; then
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    say "installing Debian's chromium and chromium-driver"
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+    $sudo_ apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y --no-install-recommends chromium chromium-driver
+  fi
+fi
