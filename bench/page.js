@@ -59,6 +59,27 @@ const candidates = {
   "react-idle-timer": () => third.attachReactIdleTimer(LONG),
 };
 
+// Optional (BENCH_EXTRA=1): where the guard's cost above the floor goes.
+const extra = {
+  // A listener that only stores Date.now().
+  "js-now": () => {
+    let last = 0;
+    const f = () => { last = Date.now(); };
+    const o = { capture: true, passive: true };
+    for (const t of EVENTS) document.addEventListener(t, f, o);
+    return () => { for (const t of EVENTS) document.removeEventListener(t, f, o); window.__sink = last; };
+  },
+  // The same plus the zero-movement filter on mousemove.
+  "js-now+filter": () => {
+    let last = 0;
+    const f = () => { last = Date.now(); };
+    const m = (e) => { if (e.movementX || e.movementY) last = Date.now(); };
+    const o = { capture: true, passive: true };
+    for (const t of EVENTS) document.addEventListener(t, t === "mousemove" ? m : f, o);
+    return () => { for (const t of EVENTS) document.removeEventListener(t, t === "mousemove" ? m : f, o); window.__sink = last; };
+  },
+};
+
 // ---- events: created once, re-dispatched (dispatch allows reuse) ----------
 function makeMoves(n) {
   // Positions change on every event (idle-timeout drops moves whose pageX/pageY
@@ -123,7 +144,8 @@ window.bench = {
   // warms it up, times `reps` batches of `n` mousemoves and `n` keydowns
   // (alternating), keeps the fastest batch of each kind, and detaches it.
   // Returns raw milliseconds per batch: times[name][kind][round].
-  async perEvent({ rounds, n, reps, warmup, seed }) {
+  async perEvent({ rounds, n, reps, warmup, seed, withExtra }) {
+    if (withExtra) Object.assign(candidates, extra);
     const moves = makeMoves(n), keys = makeKeys(n);
     const warmMoves = makeMoves(warmup), warmKeys = makeKeys(warmup);
     const names = Object.keys(candidates);

@@ -5,7 +5,8 @@
 //   node bench/run.mjs     # uses the pkg/ that is there
 //
 // Options (environment): BENCH_ROUNDS (default 40), BENCH_EVENTS (events per
-// timed batch, default 1000), BENCH_REPS (batches per round, default 5), BENCH_QUICK=1 (fewer rounds/events, for a smoke run).
+// timed batch, default 1000), BENCH_REPS (batches per round, default 5), BENCH_QUICK=1 (fewer rounds/events, for a smoke run),
+// BENCH_EXTRA=1 (two more listeners: store Date.now(), and + the movement filter).
 // Prints a table and writes bench/results/latest.json.
 import { createServer } from "node:http";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -227,7 +228,7 @@ try {
 
   // 1. Per-event cost.
   log(`per-event cost: ${ROUNDS} rounds × ${N} events per sample…`);
-  const raw = await page.evaluate((o) => window.bench.perEvent(o), { rounds: ROUNDS, n: N, reps: REPS, warmup: 200, seed: 12345 });
+  const raw = await page.evaluate((o) => window.bench.perEvent(o), { rounds: ROUNDS, n: N, reps: REPS, warmup: 200, seed: 12345, withExtra: process.env.BENCH_EXTRA === "1" });
   rawTimes = raw;
   results.perEvent = { rounds: ROUNDS, discardedRounds: DISCARD, eventsPerBatch: N, batchesPerRound: REPS, statistic: "per round: fastest batch minus the same round's fastest no-listener batch; then median over rounds", ...perEventStats(raw) };
 
@@ -297,6 +298,7 @@ const pe = results.perEvent;
 const label = {
   guard: "(a) eyeson-guard", naive: "(b) naive (article)", "idle-timeout": `(c) idle-timeout ${results.env.versions["idle-timeout"]}`,
   "react-idle-timer": `(c) react-idle-timer ${results.env.versions["react-idle-timer"]}`, empty: "(d) empty listener",
+  "js-now": "(x) JS: store Date.now()", "js-now+filter": "(x) JS: + movement filter",
 };
 const lines = [];
 lines.push(`eyeson-guard benchmark — ${results.date} — ${results.env.chromium}, ${results.env.cpus} × ${results.env.cpuModel}`);
@@ -305,7 +307,8 @@ lines.push(`1. Per-event cost (added µs per dispatched event vs no listener; me
 lines.push(`   no-listener dispatch: mousemove ${pe.mousemove.baselineUsPerEvent.toFixed(3)} µs, keydown ${pe.keydown.baselineUsPerEvent.toFixed(3)} µs`);
 lines.push(`   ${"".padEnd(28)} ${"mousemove".padStart(16)} ${"keydown".padStart(16)}   ${"fastest-batch cross-check".padStart(27)}   spread p25–p75 (µs)`);
 lines.push(`   ${"candidate".padEnd(28)} ${"µs".padStart(8)} ${"ratio".padStart(7)} ${"µs".padStart(8)} ${"ratio".padStart(7)}   ${"mm µs".padStart(7)} ${"ratio".padStart(6)} ${"kd µs".padStart(6)} ${"ratio".padStart(6)}   mousemove | keydown`);
-for (const name of ["guard", "naive", "idle-timeout", "react-idle-timer", "empty"]) {
+for (const name of ["guard", "naive", "idle-timeout", "react-idle-timer", "empty", "js-now", "js-now+filter"]) {
+  if (!pe.mousemove.candidates[name]) continue;
   const m = pe.mousemove.candidates[name], k = pe.keydown.candidates[name];
   lines.push(`   ${label[name].padEnd(28)} ${m.usPerEvent.toFixed(3).padStart(8)} ${(m.ratioToNaive.toFixed(2) + "×").padStart(7)} ${k.usPerEvent.toFixed(3).padStart(8)} ${(k.ratioToNaive.toFixed(2) + "×").padStart(7)}   ${m.fastestUsPerEvent.toFixed(3).padStart(7)} ${(m.fastestRatioToNaive.toFixed(2) + "×").padStart(6)} ${k.fastestUsPerEvent.toFixed(3).padStart(6)} ${(k.fastestRatioToNaive.toFixed(2) + "×").padStart(6)}   ${m.p25.toFixed(2)}–${m.p75.toFixed(2)} | ${k.p25.toFixed(2)}–${k.p75.toFixed(2)}`);
 }
