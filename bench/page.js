@@ -222,9 +222,11 @@ window.bench = {
     window.__mem = null;
     return left;
   },
-  // `count` guards created, started and stopped (not freed: left to the GC,
-  // as an app that drops its guard would). Returns SDK handlers left behind.
-  memCycles(count) {
+  // `count` guards created, started and stopped (by default not freed: left
+  // to the GC, as an app that drops its guard would). Returns SDK handlers
+  // left behind.
+  // With `free`, each guard is also freed right away (guard.free()).
+  memCycles(count, free = false) {
     const sdk = fakeSdk();
     const states = new Set();
     for (let i = 0; i < count; i++) {
@@ -232,6 +234,7 @@ window.bench = {
       g.start();
       g.stop();
       states.add(g.state);
+      if (free) g.free();
     }
     return { sdkHandlersLeft: sdk.handlers.size, sends: sdk.sends.length, states: [...states] };
   },

@@ -271,6 +271,18 @@ try {
   }
   after = prev;
   memory.cycles = { count: MEM_CYCLES, before, after: batches.length ? after : before, delta: batches[0], laterBatches: batches.slice(1), ...cyc, listenersLeft: (await listenerCount()) - idle };
+  // The same with guard.free() after stop(), in a fresh page: shows whether
+  // the first batch's growth is the GC-finalised wrappers piling up.
+  {
+    await page.reload();
+    await page.evaluate(async () => { while (!window.bench) await new Promise((r) => setTimeout(r, 10)); });
+    await page.evaluate(() => window.bench.setup());
+    await page.evaluate(() => window.bench.memCycles(100, true));
+    const b0 = await heap();
+    const r = await page.evaluate((n) => window.bench.memCycles(n, true), MEM_CYCLES);
+    const b1 = await heap();
+    memory.cyclesFreed = { count: MEM_CYCLES, before: b0, after: b1, delta: delta(b0, b1), ...r };
+  }
   results.memory = memory;
 
   // 4. Precision.
@@ -329,6 +341,7 @@ lines.push(`   ${String(m.events.count).padStart(9)} DOM events on a started gua
 lines.push(`   ${String(m.pings.count).padStart(9)} ping() calls (through wasm):   ${d(m.pings.delta)}  (${m.pings.guard.usPerPing.toFixed(3)} µs/ping)`);
 lines.push(`   ${String(m.cycles.count).padStart(9)} create+start+stop cycles:     ${d(m.cycles.delta)}  (SDK handlers left ${m.cycles.sdkHandlersLeft}, DOM listeners left ${m.cycles.listenersLeft})`);
 m.cycles.laterBatches.forEach((x, i) => lines.push(`   ${"".padStart(9)}   next 1,000 cycles (batch ${i + 2}):  ${d(x)}`));
+lines.push(`   ${String(m.cyclesFreed.count).padStart(9)} cycles, each guard free()d:   ${d(m.cyclesFreed.delta)}  (fresh page)`);
 lines.push(`   absolute after the cycles: JS heap ${KB(m.cycles.after.jsHeapBytes)}, wasm memory ${KB(m.cycles.after.wasmMemoryBytes)}`);
 const p = results.precision;
 lines.push("");
