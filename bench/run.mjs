@@ -227,7 +227,7 @@ try {
   results.listenerCheck = { mousemoveKeydownListenersWithNoCandidate: idle, ...attachCheck };
 
   // 1. Per-event cost.
-  log(`per-event cost: ${ROUNDS} rounds × ${N} events per sample…`);
+  log(`per-event cost: ${ROUNDS} rounds × ${REPS} batches × ${N} events…`);
   const raw = await page.evaluate((o) => window.bench.perEvent(o), { rounds: ROUNDS, n: N, reps: REPS, warmup: 200, seed: 12345, withExtra: process.env.BENCH_EXTRA === "1" });
   rawTimes = raw;
   results.perEvent = { rounds: ROUNDS, discardedRounds: DISCARD, eventsPerBatch: N, batchesPerRound: REPS, statistic: "per round: fastest batch minus the same round's fastest no-listener batch; then median over rounds", ...perEventStats(raw) };
@@ -270,7 +270,7 @@ try {
     prev = now;
   }
   after = prev;
-  memory.cycles = { count: MEM_CYCLES, before, after: batches.length ? after : before, delta: batches[0], laterBatches: batches.slice(1), ...cyc, listenersLeft: (await listenerCount()) - idle };
+  memory.cycles = { count: MEM_CYCLES, before, after, delta: batches[0], laterBatches: batches.slice(1), ...cyc, listenersLeft: (await listenerCount()) - idle };
   // The same with guard.free() after stop(), in a fresh page: shows whether
   // the first batch's growth is the GC-finalised wrappers piling up.
   {
