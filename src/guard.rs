@@ -12,14 +12,15 @@
 //! is not garbage-collected mid-meeting. Stopping or terminating breaks that
 //! cycle; the closures hold only weak references.
 
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use alloc::rc::{Rc, Weak};
+use alloc::string::String;
+use core::cell::RefCell;
 
 use js_sys::{Array, Function};
 use wasm_bindgen::prelude::*;
 
 use crate::activity::ActivitySensor;
-use crate::dialog::{self, Dialog};
+use crate::dialog::GuardDialog;
 use crate::machine::{Machine, Millis, Phase, Transition};
 use crate::options::{Callbacks, Options};
 use crate::sdk::{self, Sdk, Signal};
@@ -68,7 +69,7 @@ struct Inner {
     visibility: bool,
     dialog_enabled: bool,
     sensor: Option<ActivitySensor>,
-    dialog: Option<Dialog>,
+    dialog: Option<GuardDialog>,
     handlers: Option<Handlers>,
     keep_alive: Option<Rc<RefCell<Inner>>>,
 }
@@ -81,7 +82,7 @@ struct Handlers {
     sdk_event: Closure<dyn Fn(JsValue)>,
     report: Closure<dyn Fn(f64)>,
     recheck: Closure<dyn Fn(bool)>,
-    dialog_event: Closure<dyn Fn(JsValue)>,
+    answer: Closure<dyn Fn()>,
 }
 
 /// Side effects that may run user code, executed after the borrow ends.
@@ -177,17 +178,7 @@ impl Handlers {
             }),
             report: Closure::new(move |at: f64| on_report(Input::Report(at))),
             recheck: Closure::new(move |visible: bool| on_recheck(Input::Recheck(visible))),
-            dialog_event: Closure::new(move |event: JsValue| {
-                if dialog::is_answer(&event) {
-                    on_dialog(Input::Answer);
-                } else if let Some(rc) = weak.upgrade() {
-                    if let Ok(inner) = rc.try_borrow() {
-                        if let Some(d) = &inner.dialog {
-                            d.trap_focus(&event);
-                        }
-                    }
-                }
-            }),
+            answer: Closure::new(move || on_dialog(Input::Answer)),
         }
     }
 }
@@ -221,7 +212,7 @@ impl Inner {
             Transition::Prompted { remaining } => {
                 if self.dialog_enabled {
                     if let Some(h) = &self.handlers {
-                        self.dialog = Dialog::open(h.dialog_event.as_ref().unchecked_ref());
+                        self.dialog = GuardDialog::open(h.answer.as_ref().unchecked_ref());
                     }
                 }
                 after.callback = self.callbacks.on_prompt.clone().map(|f| {
