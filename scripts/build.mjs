@@ -40,6 +40,12 @@ await build({
 });
 rmSync(join(pkg, "snippets"), { recursive: true, force: true });
 
+// wasm-bindgen declares `[Symbol.dispose]`, which fails type-checking for
+// every app whose `lib` predates ESNext's disposables (skipLibCheck: false).
+// The method still exists at run time; the declaration is dropped.
+const dts = join(pkg, "eyeson_guard.d.ts");
+writeFileSync(dts, readFileSync(dts, "utf8").replace(/^\s*\[Symbol\.dispose\]\(\): void;\n/m, ""));
+
 // The drop-in: one classic script with the wasm inlined.
 await build({
   entryPoints: [join(root, "js/drop-in.js")],
