@@ -15,7 +15,7 @@ button:focus-visible{outline:3px solid #f5b400;outline-offset:2px}
 @media (prefers-color-scheme:dark){div{background:#25262b;color:#f1f1f4}}
 </style><div role="alertdialog" aria-modal="true" aria-labelledby="t" aria-describedby="d">
 <h2 id="t">Are you still there?</h2>
-<p id="d">You will leave the meeting in <span id="c" aria-live="polite" aria-atomic="true"></span> seconds.</p>
+<p id="d">You will leave the meeting in <span aria-live="polite" aria-atomic="true"><span id="c"></span> <span id="u">seconds</span></span>.</p>
 <button type="button" id="b">I'm still here</button></div>`;
 
 export class GuardDialog {
@@ -27,6 +27,7 @@ export class GuardDialog {
     root.innerHTML = HTML;
     const button = root.getElementById("b");
     this.count = root.getElementById("c");
+    this.unit = root.getElementById("u");
     button.addEventListener("click", answer);
     host.addEventListener("keydown", (e) => {
       if (e.key === "Escape" || e.key === "Enter") {
@@ -45,6 +46,7 @@ export class GuardDialog {
   // Whole seconds left, computed by the guard from the deadline.
   show(seconds) {
     this.count.textContent = seconds;
+    this.unit.textContent = seconds === 1 ? "second" : "seconds";
   }
 
   // Removes the dialog and gives focus back to where it was.

@@ -19,7 +19,7 @@ before(async () => {
     // A strict CSP: the drop-in needs no eval, only wasm compilation.
     (path) => (path.endsWith(".html") ? { "content-security-policy": "script-src 'self' 'wasm-unsafe-eval'" } : {}),
   );
-  browser = await launch();
+  browser = await launch(["--js-flags=--expose-gc"]);
 });
 after(async () => {
   await browser?.close();
@@ -119,5 +119,20 @@ test("without data attributes it only provides the class", async () => {
   assert.equal(result.state, "active");
   assert.match(result.typo, /unknown option "timeout"/);
   await page.waitForFunction(() => window.eyeson.default.sent.length === 1, null, { timeout: 3000 });
+  await page.close();
+});
+
+test("a guard the page keeps no reference to survives garbage collection", async () => {
+  const { page, errors } = await open(browser, `${server.url}/pages/manual.html`);
+  await page.evaluate(async () => {
+    await window.EyesonGuard.ready;
+    new window.EyesonGuard.InactivityGuard(window.eyeson.default, { timeoutMs: 1500, promptMs: 0 }).start();
+  });
+  // Collect repeatedly while the guard is armed (FinalizationRegistry runs asynchronously).
+  for (let i = 0; i < 5; i++) {
+    await page.evaluate(() => new Promise((r) => { window.gc(); setTimeout(r, 50); }));
+  }
+  await page.waitForFunction(() => window.eyeson.default.sent.length === 1, null, { timeout: 5000 });
+  assert.deepEqual(errors.uncaught, []);
   await page.close();
 });

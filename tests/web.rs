@@ -83,7 +83,7 @@ export function dialogInfo() {
   const root = host.shadowRoot;
   return {
     role: root.querySelector("[role=alertdialog]") && "alertdialog",
-    live: root.getElementById("c").getAttribute("aria-live"),
+    live: root.getElementById("c").parentElement.getAttribute("aria-live"),
     countdown: root.getElementById("c").textContent,
     focused: document.activeElement === host && root.activeElement === root.getElementById("b"),
     leaked: probeLeak(),
