@@ -14,7 +14,7 @@
 
 use alloc::rc::{Rc, Weak};
 use alloc::string::String;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 
 use js_sys::{Array, Function};
 use wasm_bindgen::prelude::*;
@@ -58,7 +58,12 @@ pub enum Input {
 
 /// Shared state of one guard.
 #[derive(Debug)]
-pub struct Guard(Rc<RefCell<Inner>>);
+pub struct Guard {
+    inner: Rc<RefCell<Inner>>,
+    /// The machine's phase, readable even while `inner` is borrowed (a page
+    /// listener may read `guard.state` when the dialog moves focus).
+    phase: Rc<Cell<Phase>>,
+}
 
 #[derive(Debug)]
 struct Inner {
@@ -72,6 +77,7 @@ struct Inner {
     dialog: Option<GuardDialog>,
     handlers: Option<Handlers>,
     keep_alive: Option<Rc<RefCell<Inner>>>,
+    phase: Rc<Cell<Phase>>,
 }
 
 /// The JS functions handed to the SDK and the DOM; they outlive `stop()` so
@@ -98,6 +104,7 @@ impl Guard {
     pub fn new(eyeson: &JsValue, options: &JsValue) -> Result<Guard, String> {
         let sdk = Sdk::from_js(eyeson)?;
         let opts = Options::from_js(options)?;
+        let phase = Rc::new(Cell::new(Phase::Waiting));
         let rc = Rc::new(RefCell::new(Inner {
             machine: Machine::new(opts.limits),
             sdk,
@@ -109,6 +116,7 @@ impl Guard {
             dialog: None,
             handlers: None,
             keep_alive: None,
+            phase: phase.clone(),
         }));
         let handlers = Handlers::new(Rc::downgrade(&rc));
         let subscribed = {
@@ -123,24 +131,22 @@ impl Guard {
         if !subscribed {
             return Err("eyeson-guard: the SDK's onEvent threw; is it the eyeson SDK?".into());
         }
-        Ok(Guard(rc))
+        Ok(Guard { inner: rc, phase })
     }
 
     /// Feeds an input through the machine and carries out its effects.
     pub fn dispatch(&self, input: Input) {
-        dispatch(&self.0, input);
+        dispatch(&self.inner, input);
     }
 
     /// The current phase.
     pub fn phase(&self) -> Phase {
-        self.0
-            .try_borrow()
-            .map_or(Phase::Waiting, |i| i.machine.phase())
+        self.phase.get()
     }
 
     /// Milliseconds until termination, from the deadline.
     pub fn remaining(&self) -> Millis {
-        match self.0.try_borrow_mut() {
+        match self.inner.try_borrow_mut() {
             Ok(mut inner) => {
                 inner.fold_recorded_activity();
                 inner.machine.remaining(now())
@@ -206,6 +212,7 @@ impl Inner {
             };
         }
 
+        self.phase.set(self.machine.phase());
         let mut after = After::default();
         match transition {
             Transition::Armed => self.attach(),
