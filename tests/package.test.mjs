@@ -22,7 +22,7 @@ before(() => {
   cpSync(join(root, "tests/vite-app"), app, { recursive: true });
   sh("npm", ["pack", join(root, "pkg"), "--pack-destination", app, "--silent"], root);
   const tarball = readdirSync(app).find((f) => f.endsWith(".tgz"));
-  sh("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", `./${tarball}`, `vite@${VITE}`], app);
+  sh("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", `./${tarball}`, `vite@${VITE}`, "eyeson@1.9.6"], app);
 });
 after(async () => {
   await browser?.close();
@@ -41,6 +41,8 @@ test("the tarball holds exactly the package files", () => {
 test("its TypeScript types are precise, not any", () => {
   // Fails on any type error in main.ts and on any @ts-expect-error that is not an error.
   sh(join(root, "node_modules/.bin/tsc"), ["-p", join(app, "tsconfig.json")], app);
+  // And the real SDK's declared type is accepted as the first argument.
+  sh(join(root, "node_modules/.bin/tsc"), ["-p", join(app, "real-sdk/tsconfig.json")], app);
 });
 
 test("a fresh Vite app builds it and runs it with just `await init()`", async () => {
