@@ -52,6 +52,11 @@ export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 export function mousemove(dx) { document.dispatchEvent(new MouseEvent("mousemove", { movementX: dx, movementY: 0, bubbles: true })); }
 export function keydown(key, target) { (target || document.body).dispatchEvent(new KeyboardEvent("keydown", { key, bubbles: true, composed: true })); }
 export function visibilitychange() { document.dispatchEvent(new Event("visibilitychange")); }
+export function wake(kind) {
+  if (kind === "visibilitychange" || kind === "resume") document.dispatchEvent(new Event(kind));
+  else window.dispatchEvent(kind === "pageshow" ? new PageTransitionEvent("pageshow") : new FocusEvent("focus"));
+}
+export function click() { document.body.dispatchEvent(new MouseEvent("click", { bubbles: true })); }
 
 // A laptop sleeping: the wall clock jumps, nothing runs meanwhile.
 const realNow = Date.now;
@@ -129,6 +134,8 @@ extern "C" {
     fn mousemove(dx: i32);
     fn keydown(key: &str, target: &JsValue);
     fn visibilitychange();
+    fn wake(kind: &str);
+    fn click();
     #[wasm_bindgen(js_name = jumpClock)]
     fn jump_clock(ms: f64);
     #[wasm_bindgen(js_name = restoreClock)]
@@ -380,15 +387,69 @@ async fn input_after_sleeping_past_the_deadline_terminates() {
 
 #[wasm_bindgen_test]
 async fn waking_past_the_deadline_terminates_without_input() {
+    for kind in ["visibilitychange", "focus", "pageshow", "resume"] {
+        let sdk = FakeEyeson::new();
+        let rec = quick(60_000, 10_000, false);
+        let g = guard(&sdk, &rec);
+        g.start().unwrap();
+        wake(kind);
+        assert_eq!(state(&g), "active", "{kind} before the deadline");
+        jump_clock(2.0 * 60_000.0);
+        wake(kind);
+        restore_clock();
+        assert_eq!(
+            state(&g),
+            "terminated",
+            "{kind} after sleeping past the deadline"
+        );
+        assert_eq!(sdk.terminations(), 1);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_page_becoming_visible_counts_as_activity_unless_disabled() {
+    for visibility in [true, false] {
+        let sdk = FakeEyeson::new();
+        let rec = recorder(&obj(&[
+            ("timeoutMs", 1_000.into()),
+            ("promptMs", 800.into()),
+            ("dialog", false.into()),
+            ("visibility", visibility.into()),
+        ]));
+        let g = guard(&sdk, &rec);
+        g.start().unwrap();
+        assert!(eventually(1_000, || state(&g) == "prompted").await);
+        visibilitychange(); // headless pages are visible
+        let expected = if visibility { "active" } else { "prompted" };
+        assert_eq!(state(&g), expected, "visibility: {visibility}");
+        g.stop();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn only_the_configured_events_count() {
     let sdk = FakeEyeson::new();
-    let rec = quick(60_000, 10_000, false);
+    let events = Array::of1(&"click".into());
+    let rec = recorder(&obj(&[
+        ("timeoutMs", 1_000.into()),
+        ("promptMs", 800.into()),
+        ("dialog", false.into()),
+        ("events", events.clone().into()),
+    ]));
     let g = guard(&sdk, &rec);
+    events.push(&"mousemove".into()); // the guard keeps its own copy
     g.start().unwrap();
-    jump_clock(2.0 * 60_000.0);
-    visibilitychange();
-    restore_clock();
-    assert_eq!(state(&g), "terminated");
-    assert_eq!(sdk.terminations(), 1);
+    assert!(eventually(1_000, || state(&g) == "prompted").await);
+    mousemove(5);
+    keydown("a", &JsValue::UNDEFINED);
+    assert_eq!(
+        state(&g),
+        "prompted",
+        "mousemove and keydown are not configured"
+    );
+    click();
+    assert_eq!(state(&g), "active");
+    g.stop();
 }
 
 #[wasm_bindgen_test]
