@@ -3,7 +3,7 @@
 // drop-in, and the package.json that `npm pack pkg` publishes.
 // Assumes scripts/setup.sh ran (npm run build does that first).
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -13,7 +13,7 @@ const pkg = join(root, "pkg");
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: "inherit" });
 const version = /^version = "(.+)"$/m.exec(readFileSync(join(root, "Cargo.toml"), "utf8"))[1];
 
-run("cargo", ["build", "--release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "eyeson-guard"]);
+run("cargo", ["build", "--release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "eyeson-guard", "--features", "tiny-runtime"]);
 const target = process.env.CARGO_TARGET_DIR || join(root, "target");
 rmSync(pkg, { recursive: true, force: true });
 run("wasm-bindgen", [
@@ -22,6 +22,29 @@ run("wasm-bindgen", [
 ]);
 const wasm = join(pkg, "eyeson_guard_bg.wasm");
 run(join(root, "node_modules/.bin/wasm-opt"), ["-Oz", "--strip-debug", "--strip-producers", wasm, "-o", wasm]);
+
+// The ES module for bundlers: the glue with its JS snippets (activity.js,
+// dialog.js) bundled in and minified, so pkg/ is one JS file, one wasm file
+// and the types.
+const glue = join(pkg, "eyeson_guard.js");
+await build({
+  entryPoints: [glue],
+  outfile: glue,
+  allowOverwrite: true,
+  bundle: true,
+  format: "esm",
+  minify: true,
+  target: "es2020",
+  legalComments: "none",
+  logLevel: "warning",
+});
+rmSync(join(pkg, "snippets"), { recursive: true, force: true });
+
+// wasm-bindgen declares `[Symbol.dispose]`, which fails type-checking for
+// every app whose `lib` predates ESNext's disposables (skipLibCheck: false).
+// The method still exists at run time; the declaration is dropped.
+const dts = join(pkg, "eyeson_guard.d.ts");
+writeFileSync(dts, readFileSync(dts, "utf8").replace(/^\s*\[Symbol\.dispose\]\(\): void;\n/m, ""));
 
 // The drop-in: one classic script with the wasm inlined.
 await build({
@@ -53,10 +76,9 @@ writeFileSync(join(pkg, "package.json"), JSON.stringify({
     "./eyeson_guard_bg.wasm": "./eyeson_guard_bg.wasm",
     "./package.json": "./package.json",
   },
-  files: ["eyeson_guard.js", "eyeson_guard.d.ts", "eyeson_guard_bg.wasm", "eyeson_guard_bg.wasm.d.ts", "snippets/", "drop-in.js", "README.md"],
+  files: ["eyeson_guard.js", "eyeson_guard.d.ts", "eyeson_guard_bg.wasm", "eyeson_guard_bg.wasm.d.ts", "drop-in.js", "README.md"],
   sideEffects: ["./drop-in.js"],
   keywords: ["eyeson", "idle", "inactivity", "video", "meeting", "wasm"],
 }, null, 2) + "\n");
 copyFileSync(join(root, "README.md"), join(pkg, "README.md"));
-mkdirSync(join(pkg, ".."), { recursive: true });
 console.log("[build] pkg/ ready");

@@ -12,14 +12,15 @@
 //! is not garbage-collected mid-meeting. Stopping or terminating breaks that
 //! cycle; the closures hold only weak references.
 
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use alloc::rc::{Rc, Weak};
+use alloc::string::String;
+use core::cell::{Cell, RefCell};
 
 use js_sys::{Array, Function};
 use wasm_bindgen::prelude::*;
 
 use crate::activity::ActivitySensor;
-use crate::dialog::{self, Dialog};
+use crate::dialog::GuardDialog;
 use crate::machine::{Machine, Millis, Phase, Transition};
 use crate::options::{Callbacks, Options};
 use crate::sdk::{self, Sdk, Signal};
@@ -57,7 +58,12 @@ pub enum Input {
 
 /// Shared state of one guard.
 #[derive(Debug)]
-pub struct Guard(Rc<RefCell<Inner>>);
+pub struct Guard {
+    inner: Rc<RefCell<Inner>>,
+    /// The machine's phase, readable even while `inner` is borrowed (a page
+    /// listener may read `guard.state` when the dialog moves focus).
+    phase: Rc<Cell<Phase>>,
+}
 
 #[derive(Debug)]
 struct Inner {
@@ -68,9 +74,10 @@ struct Inner {
     visibility: bool,
     dialog_enabled: bool,
     sensor: Option<ActivitySensor>,
-    dialog: Option<Dialog>,
+    dialog: Option<GuardDialog>,
     handlers: Option<Handlers>,
     keep_alive: Option<Rc<RefCell<Inner>>>,
+    phase: Rc<Cell<Phase>>,
 }
 
 /// The JS functions handed to the SDK and the DOM; they outlive `stop()` so
@@ -81,7 +88,7 @@ struct Handlers {
     sdk_event: Closure<dyn Fn(JsValue)>,
     report: Closure<dyn Fn(f64)>,
     recheck: Closure<dyn Fn(bool)>,
-    dialog_event: Closure<dyn Fn(JsValue)>,
+    answer: Closure<dyn Fn()>,
 }
 
 /// Side effects that may run user code, executed after the borrow ends.
@@ -97,6 +104,7 @@ impl Guard {
     pub fn new(eyeson: &JsValue, options: &JsValue) -> Result<Guard, String> {
         let sdk = Sdk::from_js(eyeson)?;
         let opts = Options::from_js(options)?;
+        let phase = Rc::new(Cell::new(Phase::Waiting));
         let rc = Rc::new(RefCell::new(Inner {
             machine: Machine::new(opts.limits),
             sdk,
@@ -108,6 +116,7 @@ impl Guard {
             dialog: None,
             handlers: None,
             keep_alive: None,
+            phase: phase.clone(),
         }));
         let handlers = Handlers::new(Rc::downgrade(&rc));
         let subscribed = {
@@ -122,24 +131,22 @@ impl Guard {
         if !subscribed {
             return Err("eyeson-guard: the SDK's onEvent threw; is it the eyeson SDK?".into());
         }
-        Ok(Guard(rc))
+        Ok(Guard { inner: rc, phase })
     }
 
     /// Feeds an input through the machine and carries out its effects.
     pub fn dispatch(&self, input: Input) {
-        dispatch(&self.0, input);
+        dispatch(&self.inner, input);
     }
 
     /// The current phase.
     pub fn phase(&self) -> Phase {
-        self.0
-            .try_borrow()
-            .map_or(Phase::Waiting, |i| i.machine.phase())
+        self.phase.get()
     }
 
     /// Milliseconds until termination, from the deadline.
     pub fn remaining(&self) -> Millis {
-        match self.0.try_borrow_mut() {
+        match self.inner.try_borrow_mut() {
             Ok(mut inner) => {
                 inner.fold_recorded_activity();
                 inner.machine.remaining(now())
@@ -177,17 +184,7 @@ impl Handlers {
             }),
             report: Closure::new(move |at: f64| on_report(Input::Report(at))),
             recheck: Closure::new(move |visible: bool| on_recheck(Input::Recheck(visible))),
-            dialog_event: Closure::new(move |event: JsValue| {
-                if dialog::is_answer(&event) {
-                    on_dialog(Input::Answer);
-                } else if let Some(rc) = weak.upgrade() {
-                    if let Ok(inner) = rc.try_borrow() {
-                        if let Some(d) = &inner.dialog {
-                            d.trap_focus(&event);
-                        }
-                    }
-                }
-            }),
+            answer: Closure::new(move || on_dialog(Input::Answer)),
         }
     }
 }
@@ -215,13 +212,14 @@ impl Inner {
             };
         }
 
+        self.phase.set(self.machine.phase());
         let mut after = After::default();
         match transition {
             Transition::Armed => self.attach(),
             Transition::Prompted { remaining } => {
                 if self.dialog_enabled {
                     if let Some(h) = &self.handlers {
-                        self.dialog = Dialog::open(h.dialog_event.as_ref().unchecked_ref());
+                        self.dialog = GuardDialog::open(h.answer.as_ref().unchecked_ref());
                     }
                 }
                 after.callback = self.callbacks.on_prompt.clone().map(|f| {

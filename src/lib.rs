@@ -14,6 +14,9 @@
 //! - `dialog`: the accessible "Are you still there?" dialog.
 //! - `guard`: wires them together; this file is the JavaScript face.
 #![deny(missing_docs, missing_debug_implementations)]
+#![cfg_attr(all(feature = "tiny-runtime", target_arch = "wasm32"), no_std)]
+
+extern crate alloc;
 
 mod activity;
 mod dialog;
@@ -21,6 +24,8 @@ mod guard;
 pub mod machine;
 mod options;
 mod sdk;
+#[cfg(all(feature = "tiny-runtime", target_arch = "wasm32"))]
+mod tiny_runtime;
 
 use wasm_bindgen::prelude::*;
 

@@ -5,6 +5,7 @@
 //! The numeric rules are plain functions tested natively; the JS reading is
 //! a thin layer above them.
 
+use alloc::string::String;
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -21,6 +22,9 @@ pub const MAX_TIMEOUT_MS: f64 = 2_147_483_647.0;
 pub const DEFAULT_EVENTS: [&str; 5] =
     ["mousemove", "keydown", "pointerdown", "wheel", "touchstart"];
 
+/// Listed in the unknown-option error.
+const KNOWN_LIST: &str =
+    "timeoutMs, promptMs, events, visibility, dialog, onPrompt, onActive, onTerminate, onStop";
 const KNOWN: [&str; 9] = [
     "timeoutMs",
     "promptMs",
@@ -119,7 +123,7 @@ impl Options {
                     "unknown option \"",
                     &key,
                     "\" (known options: ",
-                    &KNOWN.join(", "),
+                    KNOWN_LIST,
                     ")",
                 ]));
             }

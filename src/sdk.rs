@@ -4,6 +4,7 @@
 //! eyeson from "eyeson"`, or `window.eyeson.default` after the SDK's script
 //! tag), so one build serves bundlers, script tags and tests alike.
 
+use alloc::string::String;
 use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 

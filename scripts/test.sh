@@ -1,0 +1,37 @@
+#!/bin/sh
+# Every test of the project, as CI runs it (.ci/run): lints, native unit and
+# property tests, browser tests of the wasm in headless Chromium (and Firefox
+# when firefox-esr and geckodriver are installed), then the built package:
+# the drop-in in real pages and the npm tarball in a fresh Vite app.
+set -eu
+cd "$(dirname "$0")/.."
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+sh scripts/setup.sh --browsers
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p eyeson-guard --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
+
+step "native tests (state machine, options, properties, services)"
+cargo test --workspace --locked
+
+step "browser tests: wasm-bindgen-test in headless Chromium"
+# Explicit: a geckodriver on PATH would otherwise win.
+CHROMEDRIVER=/usr/bin/chromedriver cargo test -p eyeson-guard --target wasm32-unknown-unknown --locked
+
+if command -v firefox-esr >/dev/null 2>&1 && command -v geckodriver >/dev/null 2>&1; then
+  step "browser tests: wasm-bindgen-test in headless Firefox"
+  GECKODRIVER=$(command -v geckodriver) cargo test -p eyeson-guard --target wasm32-unknown-unknown --locked
+else
+  step "browser tests in Firefox: skipped (install firefox-esr with apt-get and geckodriver with cargo install geckodriver --locked to run them)"
+fi
+
+step "release build of the package"
+node scripts/build.mjs
+
+step "the built package in real pages (Playwright + Debian's Chromium)"
+node --test --test-concurrency=1 tests/
+
+step "all tests passed"

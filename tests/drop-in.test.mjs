@@ -1,0 +1,138 @@
+// The built pkg/drop-in.js in real pages, in Debian's headless Chromium.
+// Run by `npm test` after the build (node --test tests/*.test.mjs).
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { launch, open, serve } from "./support/browser.mjs";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+let server, browser;
+
+before(async () => {
+  server = await serve(
+    {
+      "/pkg/": join(root, "pkg"),
+      "/eyeson/": join(root, "node_modules/eyeson/dist"),
+      "/pages/": join(root, "tests/pages"),
+    },
+    // A strict CSP: the drop-in needs no eval, only wasm compilation.
+    (path) => (path.endsWith(".html") ? { "content-security-policy": "script-src 'self' 'wasm-unsafe-eval'" } : {}),
+  );
+  browser = await launch(["--js-flags=--expose-gc"]);
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+test("loads after the real eyeson SDK (window.exports = {}) and guards window.eyeson.default", async () => {
+  const { page, errors } = await open(browser, `${server.url}/pages/real-sdk.html`);
+  await page.evaluate(() => window.EyesonGuard.ready);
+  const seen = await page.evaluate(() => ({
+    exportsObject: typeof window.exports === "object",
+    classic: typeof window.EyesonGuard.InactivityGuard,
+    sdkIsDefault: typeof window.eyeson.default.onEvent,
+    state: window.EyesonGuard.guard && window.EyesonGuard.guard.state,
+    remaining: window.EyesonGuard.guard.remainingMs(),
+  }));
+  assert.deepEqual(seen, { exportsObject: true, classic: "function", sdkIsDefault: "function", state: "waiting", remaining: 400 });
+
+  // Armed by hand before the SDK ever connected: the real SDK throws on
+  // session_termination then, and the guard must swallow that.
+  await page.evaluate(() => window.EyesonGuard.guard.start());
+  await page.waitForFunction(() => window.EyesonGuard.guard.state === "terminated", null, { timeout: 3000 });
+  assert.deepEqual(errors.uncaught, []);
+  assert.ok(errors.console.some((m) => m.includes("refused session_termination")), errors.console.join("\n"));
+  await page.close();
+});
+
+test("terminates an idle user once, with the accessible dialog", async () => {
+  const { page, errors } = await open(browser, `${server.url}/pages/fake-sdk.html`);
+  await page.evaluate(() => window.EyesonGuard.ready);
+  await page.evaluate(() => window.eyeson.default.emit({ type: "accept" }));
+  assert.equal(await page.evaluate(() => window.EyesonGuard.guard.state), "active");
+
+  const dialog = page.locator("[data-eyeson-guard-dialog]").getByRole("alertdialog");
+  await dialog.waitFor({ timeout: 3000 });
+  assert.match(await dialog.innerText(), /Are you still there\?/);
+  const button = page.getByRole("button", { name: "I'm still here" });
+  assert.ok(await button.evaluate((b) => b.getRootNode().activeElement === b), "focus is on the button");
+
+  // Real keyboard input answers it.
+  await page.keyboard.press("Escape");
+  assert.equal(await page.evaluate(() => window.EyesonGuard.guard.state), "active");
+  assert.equal(await page.locator("[data-eyeson-guard-dialog]").count(), 0);
+
+  await page.waitForFunction(() => window.EyesonGuard.guard.state === "terminated", null, { timeout: 5000 });
+  const sent = await page.evaluate(() => window.eyeson.default.sent);
+  assert.deepEqual(sent, [{ type: "session_termination" }]);
+  assert.equal(await page.evaluate(() => window.eyeson.default.listenerCount()), 0);
+  assert.equal(await page.locator("[data-eyeson-guard-dialog]").count(), 0);
+  assert.deepEqual(errors.uncaught, []);
+  await page.close();
+});
+
+test("real mouse input keeps the session alive", async () => {
+  const { page } = await open(browser, `${server.url}/pages/fake-sdk.html`);
+  await page.evaluate(() => window.EyesonGuard.ready);
+  await page.evaluate(() => window.eyeson.default.emit({ type: "accept" }));
+  const until = Date.now() + 3000; // two timeouts
+  for (let i = 0; Date.now() < until; i++) {
+    await page.mouse.move(10 + (i % 50) * 3, 20);
+    await page.waitForTimeout(100);
+  }
+  assert.equal(await page.evaluate(() => window.EyesonGuard.guard.state), "active");
+  assert.deepEqual(await page.evaluate(() => window.eyeson.default.sent), []);
+  await page.close();
+});
+
+test("a bad data attribute rejects ready with an error naming it", async () => {
+  const { page } = await open(browser, `${server.url}/pages/bad-attribute.html`);
+  const message = await page.evaluate(() => window.EyesonGuard.ready.then(() => "resolved", (e) => e.message));
+  assert.match(message, /data-timeout-ms must be a number of milliseconds, got "ten minutes"/);
+  await page.close();
+});
+
+test("a missing SDK is reported, not thrown elsewhere", async () => {
+  const { page } = await open(browser, `${server.url}/pages/no-sdk.html`);
+  const message = await page.evaluate(() => window.EyesonGuard.ready.then(() => "resolved", (e) => e.message));
+  assert.match(message, /load the eyeson SDK's script before the drop-in/);
+  await page.close();
+});
+
+test("without data attributes it only provides the class", async () => {
+  const { page } = await open(browser, `${server.url}/pages/manual.html`);
+  const result = await page.evaluate(async () => {
+    await window.EyesonGuard.ready;
+    const guard = new window.EyesonGuard.InactivityGuard(window.eyeson.default, { timeoutMs: 200, promptMs: 0 });
+    guard.start();
+    let typo;
+    try {
+      new window.EyesonGuard.InactivityGuard(window.eyeson.default, { timeout: 5 });
+    } catch (e) {
+      typo = e.message;
+    }
+    return { auto: window.EyesonGuard.guard, state: guard.state, typo };
+  });
+  assert.equal(result.auto, undefined);
+  assert.equal(result.state, "active");
+  assert.match(result.typo, /unknown option "timeout"/);
+  await page.waitForFunction(() => window.eyeson.default.sent.length === 1, null, { timeout: 3000 });
+  await page.close();
+});
+
+test("a guard the page keeps no reference to survives garbage collection", async () => {
+  const { page, errors } = await open(browser, `${server.url}/pages/manual.html`);
+  await page.evaluate(async () => {
+    await window.EyesonGuard.ready;
+    new window.EyesonGuard.InactivityGuard(window.eyeson.default, { timeoutMs: 1500, promptMs: 0 }).start();
+  });
+  // Collect repeatedly while the guard is armed (FinalizationRegistry runs asynchronously).
+  for (let i = 0; i < 5; i++) {
+    await page.evaluate(() => new Promise((r) => { window.gc(); setTimeout(r, 50); }));
+  }
+  await page.waitForFunction(() => window.eyeson.default.sent.length === 1, null, { timeout: 5000 });
+  assert.deepEqual(errors.uncaught, []);
+  await page.close();
+});

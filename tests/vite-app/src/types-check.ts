@@ -1,0 +1,23 @@
+// Compiled with tsc --noEmit, never run. Each @ts-expect-error must be an
+// error: were the published types `any`, tsc would fail on the unused ones.
+import { InactivityGuard, type EyesonSdk, type InactivityGuardOptions } from "eyeson-guard";
+
+declare const eyeson: EyesonSdk;
+
+// @ts-expect-error a typo in an option name
+new InactivityGuard(eyeson, { timoutMs: 1000 });
+// @ts-expect-error timeoutMs is a number
+new InactivityGuard(eyeson, { timeoutMs: "10m" });
+// @ts-expect-error the first argument must look like the SDK
+new InactivityGuard({ send() {} }, {});
+// @ts-expect-error onPrompt receives a number
+new InactivityGuard(eyeson, { onPrompt: (ms: string) => ms });
+
+const guard = new InactivityGuard(eyeson, { timeoutMs: 1000 } satisfies InactivityGuardOptions);
+// @ts-expect-error "idle" is not a state
+if (guard.state === "idle") throw new Error();
+const left: number = guard.remainingMs();
+// @ts-expect-error remainingMs returns a number
+const wrong: string = guard.remainingMs();
+guard.stop();
+export { left, wrong };
