@@ -13,6 +13,7 @@ export class ActivitySensor {
     this.quietUntil = 0; // events before this instant are only recorded
     this.last = 0; // latest recorded activity (ms since the epoch), 0 = none
     this.timer = 0;
+    this.due = 0; // when the armed timer fires (ms since the epoch)
     this.controller = new AbortController();
     this.fire = () => {
       this.timer = 0;
@@ -50,10 +51,15 @@ export class ActivitySensor {
     return last;
   }
 
-  // The one timer: re-arming replaces it.
+  // The one timer. A timer already armed for an earlier instant is kept: it
+  // fires early, the guard finds nothing due and arms the later one. So a
+  // stream of ping()s or prompt-window events costs no timer work.
   arm(delay, quietUntil) {
     this.quietUntil = quietUntil;
+    const due = Date.now() + delay;
+    if (this.timer && this.due <= due) return;
     clearTimeout(this.timer);
+    this.due = due;
     this.timer = setTimeout(this.fire, delay);
   }
 

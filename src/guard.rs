@@ -241,7 +241,6 @@ impl Inner {
                     .map(|f| ("eyeson-guard: onActive threw:", f, JsValue::UNDEFINED));
             }
             Transition::Terminate => {
-                after.release = self.release();
                 after.send_to = Some(self.sdk.clone());
                 after.callback = self.callbacks.on_terminate.clone().map(|f| {
                     (
@@ -250,14 +249,15 @@ impl Inner {
                         JsValue::from_str("idle"),
                     )
                 });
+                after.release = self.release();
             }
             Transition::Stopped => {
-                after.release = self.release();
                 after.callback = self
                     .callbacks
                     .on_stop
                     .clone()
                     .map(|f| ("eyeson-guard: onStop threw:", f, JsValue::from_str(reason)));
+                after.release = self.release();
             }
             Transition::None => {}
         }
@@ -315,6 +315,9 @@ impl Inner {
         if let Some(h) = &self.handlers {
             self.sdk.unsubscribe(h.sdk_event.as_ref().unchecked_ref());
         }
+        // A final guard holds nothing of the app's until it is collected.
+        self.callbacks = Callbacks::default();
+        self.events = Array::new();
         self.keep_alive.take()
     }
 }
