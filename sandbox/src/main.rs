@@ -1,7 +1,7 @@
 //! `eyeson-sandbox`: parse the command line, bind, say where, serve until
 //! Ctrl-C or SIGTERM.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use clap::Parser;
 use eyeson_sandbox::config::Config;
@@ -14,6 +14,7 @@ async fn main() -> std::io::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = Config::parse();
     let app = Application::build(&config).await?;
