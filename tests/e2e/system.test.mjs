@@ -126,8 +126,10 @@ test("3. two users in one meeting, one idle: only the idle one leaves; the meeti
   assert.equal(await busy.page.evaluate(() => window.e2e.guard.state), "active");
   assert.ok(!(await busy.page.evaluate(() => window.e2e.sdkEvents)).includes("exit"));
 
-  // The second user leaves by closing the page (the SDK hangs up on pagehide).
-  await busy.page.close({ runBeforeUnload: true });
+  // The second user leaves the page: the SDK hangs up on `beforeunload`.
+  // (Playwright's page.close({ runBeforeUnload: true }) tears the page down
+  // before that message goes out: the sandbox then sees a disconnect.)
+  await busy.page.goto("about:blank");
   events = await sandbox.waitForEvents((ev) => byKind(ev, "meeting_ended").length === 1, { what: "the meeting's end" });
   const story = events.filter((e) => e.kind !== "webhook_delivered").map((e) => [e.kind, e.reason ?? null, e.user_id ?? null]);
   assert.deepEqual(story, [
@@ -135,10 +137,9 @@ test("3. two users in one meeting, one idle: only the idle one leaves; the meeti
     ["user_joined", null, idle.userId],
     ["user_joined", null, busy.userId],
     ["user_left", "terminate", idle.userId],
-    ["user_left", story[4][1], busy.userId],
+    ["user_left", "terminate", busy.userId],
     ["meeting_ended", "last_user_left", null],
   ]);
-  assert.ok(["terminate", "disconnect"].includes(story[4][1]));
   assert.deepEqual(idle.uncaught, []);
 });
 
