@@ -3,66 +3,17 @@
 // receiver, and polling helpers that wait for conditions with a timeout.
 //
 // Tests assert on the sandbox's GET /_sandbox/events, never on log text.
-import { spawn } from "node:child_process";
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { existsSync } from "node:fs";
 import { createServer } from "node:http";
-import { dirname, join } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { builtBinary, root, spawnProcess, waitFor } from "../../../scripts/lib/processes.mjs";
 
-export const root = join(dirname(fileURLToPath(import.meta.url)), "../../..");
+export { root, spawnProcess, waitFor };
 
-/** A workspace binary built by `cargo build -p <package>` (debug profile). */
+/** A workspace binary built by `cargo build -p NAME` (debug profile). */
 export function binary(name) {
-  const target = process.env.CARGO_TARGET_DIR || join(root, "target");
-  const path = join(target, "debug", name);
-  if (!existsSync(path)) {
-    throw new Error(`${path} is missing: run \`cargo build -p ${name}\` first`);
-  }
+  const path = builtBinary(name);
+  if (!path) throw new Error(`${name} is not built: run \`cargo build -p ${name}\` first`);
   return path;
-}
-
-/**
- * Starts `bin` with `args` and extra `env`, and resolves once a line of its
- * stdout matches `ready` (a RegExp), with `{ match, stop, output }`. `stop()`
- * sends SIGTERM (SIGKILL after 3 s) and resolves when it has exited.
- * Rejects if the process exits or stays silent for `timeoutMs` first; the
- * rejection carries the end of its stderr.
- */
-export function spawnProcess(bin, args, env = {}, { ready = /listening on (\S+)/, timeoutMs = 15000 } = {}) {
-  const child = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  const output = [];
-  const keep = (line) => {
-    output.push(line);
-    if (output.length > 200) output.shift();
-  };
-  createInterface({ input: child.stderr }).on("line", keep);
-  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited;
-      clearTimeout(timer);
-    }
-  };
-  return new Promise((resolve, reject) => {
-    const fail = (why) => {
-      stop();
-      reject(new Error(`${bin} ${why}\n${output.slice(-30).join("\n")}`));
-    };
-    const timer = setTimeout(() => fail(`printed no ready line within ${timeoutMs} ms`), timeoutMs);
-    exited.then(({ code, signal }) => fail(`exited (code ${code}, signal ${signal}) before it was ready`));
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      keep(line);
-      const match = line.match(ready);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ match, stop, output, child });
-      }
-    });
-  });
 }
 
 /** The sandbox on a free port; `{ url, apiKey, stop, ...api helpers }`. */
@@ -112,22 +63,6 @@ export async function startSandbox({ apiKey = "e2e-key" } = {}) {
       return last;
     },
   };
-}
-
-/**
- * Polls `condition` (sync or async) every `intervalMs` until it is truthy;
- * rejects after `timeoutMs` naming `what` (a string or a function giving one).
- */
-export async function waitFor(condition, { timeoutMs = 15000, intervalMs = 50, what = "condition" } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await condition();
-    if (value) return value;
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "function" ? what() : what}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
 
 /**
