@@ -143,5 +143,42 @@ test("3. two users in one meeting, one idle: only the idle one leaves; the meeti
   assert.deepEqual(idle.uncaught, []);
 });
 
+test("2 (sandbox half). an active user's meeting shut down by DELETE /rooms/{id}: call_terminated, the SDK exits, the guard stops without sending", async () => {
+  const { sandbox, receiver } = await sandboxWithReceiver();
+  const alice = await joinInBrowser(sandbox, "e2e-long", "alice", { timeoutMs: 1500, promptMs: 500 });
+
+  // Real input keeps the guard active across more than one timeout.
+  const until = Date.now() + 2500;
+  for (let i = 0; Date.now() < until; i++) {
+    await alice.page.mouse.move(10 + (i % 40) * 5, 30 + (i % 2));
+    await alice.page.waitForTimeout(100);
+  }
+  assert.equal(await alice.page.evaluate(() => window.e2e.guard.state), "active");
+
+  // What the hard-limit service does when the deadline passes.
+  const deleted = await sandbox.call("DELETE", "/rooms/e2e-long");
+  assert.equal(deleted.status, 204);
+  await alice.page.waitForFunction(() => window.e2e.guard.state === "stopped", null, { timeout: 5000 });
+  const page = await alice.page.evaluate(() => window.e2e);
+  assert.ok(page.sdkEvents.includes("exit"), `the SDK emitted exit: ${page.sdkEvents}`);
+  assert.deepEqual(page.guardEvents.filter((e) => !e.startsWith("prompt") && e !== "active"), ["stop:exit"]);
+
+  const events = await sandbox.waitForEvents((ev) => byKind(ev, "webhook_delivered").length === 2, {
+    what: "both deliveries",
+  });
+  const story = events.filter((e) => e.kind !== "webhook_delivered").map((e) => [e.kind, e.reason ?? e.status ?? null]);
+  assert.deepEqual(story, [
+    ["meeting_started", null],
+    ["user_joined", null],
+    ["api_delete", 204],
+    ["user_left", "meeting_ended"],
+    ["meeting_ended", "api_delete"],
+  ]);
+  assert.equal(receiver.deliveries.at(-1).body.room.shutdown, true);
+  // The guard sent nothing: no call_terminate reached the sandbox afterwards.
+  assert.equal(byKind(await sandbox.events(), "user_left").length, 1);
+  assert.deepEqual(alice.uncaught, []);
+});
+
 test.todo("2. an active user in an over-long meeting: the hard-limit service shuts it down (needs eyeson-hard-limit, issue 3)");
 test.todo("4. the hard-limit service restarted before the deadline still shuts the meeting down once (needs eyeson-hard-limit)");
