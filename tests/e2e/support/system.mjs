@@ -4,10 +4,14 @@
 //
 // Tests assert on the sandbox's GET /_sandbox/events, never on log text.
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
+import { createServer as createTcpServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { builtBinary, root, spawnProcess, waitFor } from "../../../scripts/lib/processes.mjs";
 
-export { root, spawnProcess, waitFor };
+export { builtBinary, root, spawnProcess, waitFor };
 
 /** A workspace binary built by `cargo build -p NAME` (debug profile). */
 export function binary(name) {
@@ -94,5 +98,58 @@ export async function startWebhookReceiver(apiKey) {
     url: `http://127.0.0.1:${server.address().port}/eyeson/webhook`,
     deliveries,
     close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+/** A port that was free a moment ago (for a service that must know its own URL up front). */
+export async function freePort() {
+  const server = createTcpServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A fresh directory, removed by the returned `remove()`. */
+export function tempDir() {
+  const path = mkdtempSync(join(tmpdir(), "eyeson-e2e-"));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/**
+ * The hard-limit service (`bin`) pointed at `sandbox`, registering its own
+ * webhook there; SQLite in `database`. Resolves once it is listening and the
+ * sandbox has its webhook. Start it again with the same `port` and
+ * `database` to test a restart.
+ */
+export async function startHardLimit(sandbox, { bin, database, port, maxDuration = "6s" }) {
+  port ??= await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const proc = await spawnProcess(
+    bin,
+    [
+      "--api-key", sandbox.apiKey,
+      "--api-url", sandbox.url,
+      "--listen", `127.0.0.1:${port}`,
+      "--database", `sqlite://${database}`,
+      "--max-duration", maxDuration,
+      "--webhook-url", `${url}/webhook`,
+      "--reconcile-every", "2s",
+    ],
+    { RUST_LOG: "info" },
+    { ready: /listening/ },
+  );
+  await waitFor(async () => (await sandbox.call("GET", "/webhooks")).body?.url === `${url}/webhook`, {
+    timeoutMs: 10000,
+    what: "the hard-limit service's webhook registration",
+  });
+  return {
+    url,
+    port,
+    stop: proc.stop,
+    output: proc.output,
+    async meetings() {
+      return (await fetch(`${url}/meetings`)).json();
+    },
   };
 }
