@@ -11,7 +11,9 @@
 //   PUBLIC_URL       with the real eyeson: where eyeson can reach the
 //                    hard-limit service's /webhook (without it the
 //                    hard-limit service is left out)
-//   DEMO_PORT, SANDBOX_PORT, HARD_LIMIT_PORT   (8080, 8043, 8042)
+//   DEMO_PORT, SANDBOX_PORT, HARD_LIMIT_PORT   (8080, 8043, 8042; 0 picks a
+//                    free port, except for the hard-limit service, whose
+//                    webhook URL must be known before it starts)
 //   HARD_LIMIT       the demo's hard limit (default 2m)
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -50,7 +52,9 @@ async function main() {
 
   let api = env.EYESON_API_URL || "https://api.eyeson.team";
   if (!real) {
-    const sandbox = await spawnProcess(builtBinary("eyeson-sandbox") ?? "missing-eyeson-sandbox", [
+    const bin = builtBinary("eyeson-sandbox");
+    if (!bin) throw new Error("eyeson-sandbox is not built: run without --no-build");
+    const sandbox = await spawnProcess(bin, [
       "--listen", `127.0.0.1:${ports.sandbox}`, "--api-key", apiKey,
     ]);
     running.push(sandbox);
@@ -63,11 +67,12 @@ async function main() {
   let hardLimit = null;
   if (withHardLimit) {
     const bin = builtBinary("eyeson-hard-limit");
+    if (!bin) throw new Error("eyeson-hard-limit is not built: run without --no-build");
     const dir = mkdtempSync(join(tmpdir(), "eyeson-demo-"));
     const publicUrl = real ? env.PUBLIC_URL.replace(/\/$/, "") : `http://127.0.0.1:${ports.hardLimit}`;
     try {
       const proc = await spawnProcess(
-        bin ?? "missing-eyeson-hard-limit",
+        bin,
         [
           "--api-key", apiKey,
           "--api-url", api,
@@ -90,8 +95,9 @@ async function main() {
   }
 
   const server = await startWeb({ api, hardLimit });
-  running.push({ stop: () => new Promise((r) => server.close(r)) });
-  console.log(`\n  Open http://127.0.0.1:${ports.web}/meeting.html  (in two tabs for two users; Ctrl-C stops)\n`);
+  running.push({ stop: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }) });
+  const web = `http://127.0.0.1:${server.address().port}`;
+  console.log(`\n  Open ${web}/meeting.html  (in two tabs for two users; Ctrl-C stops)\n`);
 }
 
 /** www/ and pkg/ and the SDK, plus the two calls that need the API key. */

@@ -50,6 +50,7 @@ export function spawnProcess(bin, args, env = {}, { ready = /listening on (\S+)/
     };
     const timer = setTimeout(() => fail(`printed no ready line within ${timeoutMs} ms`), timeoutMs);
     exited.then(({ code, signal }) => fail(`exited (code ${code}, signal ${signal}) before it was ready`));
+    child.once("error", (error) => fail(`could not be started: ${error.message}`));
     for (const stream of [child.stdout, child.stderr]) {
       createInterface({ input: stream }).on("line", (line) => {
         keep(line);
