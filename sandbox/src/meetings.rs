@@ -369,14 +369,13 @@ impl Sandbox {
 
     fn end(&mut self, index: usize, reason: Reason, now: SystemTime) -> Vec<Effect> {
         let mut effects = Vec::new();
-        let mut keys: Vec<&String> = self
+        let mut keys: Vec<String> = self
             .participants
             .iter()
             .filter(|(_, p)| p.meeting == index && p.call.is_some())
-            .map(|(k, _)| k)
+            .map(|(k, _)| k.clone())
             .collect();
         keys.sort(); // a stable order for the log
-        let keys: Vec<String> = keys.into_iter().cloned().collect();
         let m = &self.meetings[index];
         for key in keys {
             let p = self.participants.get_mut(&key).expect("listed above");
@@ -399,19 +398,20 @@ impl Sandbox {
             self.current.remove(&m.room_id);
         }
         let m = &self.meetings[index];
-        let room_id = m.room_id.clone();
-        let mut e = Event::new(Kind::MeetingEnded, &room_id, now);
+        let mut e = Event::new(Kind::MeetingEnded, &m.room_id, now);
         e.reason = Some(reason);
         e.started_at = m.started_at.map(rfc3339);
-        self.events.push(e);
-        // Like eyeson's shutdown deliveries: ready false, started_at null.
-        let room = json!({
-            "id": m.room_id, "name": m.name, "ready": false,
-            "started_at": null, "shutdown": true,
-        });
+        // A meeting that never started was never announced: nothing to take
+        // back. Otherwise, like eyeson's documented shutdown delivery:
+        // `ready: false, started_at: null`.
         if m.started_at.is_some() {
-            effects.extend(self.delivery(&room_id, room, now));
+            let room = json!({
+                "id": m.room_id, "name": m.name, "ready": false,
+                "started_at": null, "shutdown": true,
+            });
+            effects.extend(self.delivery(&m.room_id, room, now));
         }
+        self.events.push(e);
         effects
     }
 
@@ -638,7 +638,7 @@ mod tests {
     fn webhooks_are_replaced_filtered_by_type_and_record_their_status() {
         let mut s = Sandbox::new("k", 1);
         let first = s.set_webhook("http://one", "room_update");
-        let second = s.set_webhook("http://two", "recording_update, room_update");
+        s.set_webhook("http://two", "recording_update, room_update");
         assert!(!s.delete_webhook(&first.id));
         assert_eq!(
             s.webhook().unwrap().types,
@@ -662,7 +662,6 @@ mod tests {
         assert!(deliveries(&s.call_terminate(&a, at(2))).is_empty());
         assert!(s.delete_webhook(&s.webhook().unwrap().id.clone()));
         assert!(s.webhook().is_none());
-        let _ = second;
     }
 
     #[test]
