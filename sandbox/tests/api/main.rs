@@ -503,3 +503,62 @@ async fn the_binary_prints_its_bound_address() {
     assert_eq!(r.status(), 200, "the key comes from EYESON_API_KEY");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_resumed_call_keeps_the_user_and_the_sdks_own_delete_ends_the_meeting() {
+    let app = spawn_app().await;
+    let alice = app.join("resume", "alice").await;
+    let bob = app.join("resume", "bob").await;
+    let mut a = connect_sepp(&app, &alice).await;
+    let accepted = call_start(&mut a, &alice).await;
+    let mut b = connect_sepp(&app, &bob).await;
+    call_start(&mut b, &bob).await;
+
+    // A second socket for Alice (the SDK resuming) supersedes the first:
+    // the old one closing is no disconnect.
+    let mut a2 = connect_sepp(&app, &alice).await;
+    let data =
+        json!({"call_id": accepted["data"]["call_id"], "sdp": {"type": "offer", "sdp": "v=0\r\n"}});
+    a2.send(support::sepp_message(&alice, "call_resume", data))
+        .await
+        .unwrap();
+    let resumed = next_json(&mut a2).await;
+    assert_eq!(resumed["type"], "call_resumed");
+    assert_eq!(resumed["data"]["call_id"], accepted["data"]["call_id"]);
+    drop(a);
+
+    // terminate_meeting: DELETE /rooms/{access_key} without a key ends it for all.
+    let c = reqwest::Client::new();
+    let key = alice["access_key"].as_str().unwrap();
+    let r = c
+        .delete(app.url(&format!("/rooms/{key}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(next_json(&mut a2).await["type"], "call_terminated");
+    assert_eq!(next_json(&mut b).await["type"], "call_terminated");
+    let r = c
+        .delete(app.url(&format!("/rooms/{key}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+
+    let events = app.events().await;
+    let kinds: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["reason"].as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("meeting_started", None),
+            ("user_joined", None),
+            ("user_joined", None),
+            ("user_left", Some("meeting_ended")),
+            ("user_left", Some("meeting_ended")),
+            ("meeting_ended", Some("api_delete")),
+        ]
+    );
+}
