@@ -1,0 +1,371 @@
+//! The REST adapter: routes, eyeson's error answers, CORS, the request log.
+//!
+//! `GET /rooms/{x}`, the SDK's `DELETE /rooms/{access_key}` and the API-key
+//! `DELETE /rooms/{room_id}` share one path shape; like eyeson, the
+//! `Authorization` header tells them apart.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::meetings::{KeyError, Session};
+use crate::{cable, sepp, AppState};
+
+/// eyeson's error answers, as `{"error": "…"}`.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// No `Authorization` header.
+    Unauthorized,
+    /// A wrong API key.
+    Forbidden,
+    NotFound(&'static str),
+    /// The access key's meeting was shut down.
+    Gone,
+    BadRequest(&'static str),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "missing API key"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "invalid API key"),
+            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
+            ApiError::Gone => (StatusCode::GONE, "the meeting has ended"),
+            ApiError::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Unknown => ApiError::NotFound("unknown access key"),
+            KeyError::Gone => ApiError::Gone,
+        }
+    }
+}
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/rooms", get(list_rooms).post(create_room))
+        .route("/rooms/{key}", get(get_room).delete(delete_room))
+        .route("/rooms/{key}/users/{user_id}", get(get_user))
+        .route("/webhooks", get(get_webhook).post(post_webhook))
+        .route("/webhooks/{id}", delete(delete_webhook))
+        .route("/rt", get(cable_socket))
+        .route("/sig/{key}", get(sepp_socket))
+        .route("/_sandbox/events", get(events))
+        .fallback(|| async { ApiError::NotFound("no such endpoint") })
+        .layer(middleware::from_fn(cors))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// One line per request. The query string is left out: it carries tokens.
+async fn log_request(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        "{method} {path} {} {}ms",
+        response.status().as_u16(),
+        started.elapsed().as_millis()
+    );
+    response
+}
+
+/// The SDK runs on the page's origin and calls the sandbox cross-origin.
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = if request.method() == Method::OPTIONS {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let asked = request
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            asked.unwrap_or(HeaderValue::from_static("*")),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        r
+    } else {
+        next.run(request).await
+    };
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+/// Checks the `Authorization` header (the raw key, no `Bearer`).
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized)?;
+    if state.with(|s| given.as_bytes() == s.api_key().as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
+/// The host the client reached us on, for the links we hand out.
+fn host(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8043")
+        .to_owned()
+}
+
+/// A form or JSON body as flat string fields (`user[name]` in a form,
+/// `{"user":{"name":…}}` in JSON both become `user[name]`).
+fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return serde_urlencoded::from_bytes(body)
+            .map_err(|_| ApiError::BadRequest("malformed form body"));
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::BadRequest("malformed JSON body"))?;
+    let mut out = HashMap::new();
+    let Value::Object(map) = value else {
+        return Err(ApiError::BadRequest("the JSON body must be an object"));
+    };
+    for (k, v) in map {
+        match v {
+            Value::String(s) => {
+                out.insert(k, s);
+            }
+            Value::Object(inner) => {
+                for (ik, iv) in inner {
+                    if let Value::String(s) = iv {
+                        out.insert(format!("{k}[{ik}]"), s);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                let joined: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect();
+                out.insert(k, joined.join(","));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The room JSON of `GET /rooms/{access_key}` (also `POST /rooms`'s answer
+/// and the `room_setup` push): what the SDK needs to join, with every link
+/// pointing back at the sandbox.
+pub(crate) fn room_json(session: &Session, host: &str) -> Value {
+    let key = &session.access_key;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // The SDK only base64-decodes the token's payload and compares ids; it
+    // never verifies a signature.
+    let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = b64.encode(
+        json!({"client_id": session.client_id, "conf_id": session.conf_id, "exp": 4_102_444_800u64}).to_string(),
+    );
+    json!({
+        "access_key": key,
+        "ready": true,
+        "room": session.room,
+        "user": session.user,
+        "team": {"name": "eyeson sandbox"},
+        "links": {
+            "self": format!("http://{host}/rooms/{key}"),
+            "gui": format!("http://{host}/rooms/{key}"),
+            "guest_join": format!("http://{host}/guests/{}", session.room.guest_token),
+            "websocket": format!("ws://{host}/rt?access_key={key}"),
+        },
+        "options": {"show_names": true, "show_label": true, "widescreen": true, "sfu_mode": "ptp"},
+        "broadcasts": [],
+        "recording": null,
+        "snapshots": [],
+        "presentation": null,
+        "signaling": {
+            "type": "sepp",
+            "options": {
+                "client_id": session.client_id,
+                "conf_id": session.conf_id,
+                "auth_token": format!("{header}.{payload}.sandbox"),
+                "endpoint": format!("ws://{host}/sig/{key}"),
+                "stun_servers": [],
+                "turn_servers": [],
+            }
+        }
+    })
+}
+
+async fn create_room(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let form = fields(&headers, &body)?;
+    let user = form
+        .get("user[name]")
+        .filter(|n| !n.is_empty())
+        .ok_or(ApiError::BadRequest("user[name] is required"))?;
+    let room_id = form.get("id").filter(|id| !id.is_empty());
+    let name = form.get("name").filter(|n| !n.is_empty());
+    let session = state
+        .with(|s| s.create_or_join(room_id.map(String::as_str), name.map(String::as_str), user));
+    Ok((
+        StatusCode::CREATED,
+        Json(room_json(&session, &host(&headers))),
+    )
+        .into_response())
+}
+
+async fn list_rooms(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    Ok(Json(state.with(|s| s.running())).into_response())
+}
+
+async fn get_room(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let session = state.with(|s| s.session(&key))?;
+    Ok(Json(room_json(&session, &host(&headers))).into_response())
+}
+
+async fn delete_room(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let now = SystemTime::now();
+    if headers.contains_key(header::AUTHORIZATION) {
+        authorize(&state, &headers)?;
+        let (status, effects) = state.with(|s| s.api_delete(&key, now));
+        state.apply(effects);
+        return match status {
+            204 => Ok(StatusCode::NO_CONTENT.into_response()),
+            _ => Err(ApiError::NotFound("no meeting is running in this room")),
+        };
+    }
+    let effects = state.with(|s| s.key_delete(&key, now))?;
+    state.apply(effects);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    Path((key, user_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    match state.with(|s| s.user(&key, &user_id))? {
+        Some(user) => Ok(Json(user).into_response()),
+        None => Err(ApiError::NotFound("unknown user")),
+    }
+}
+
+async fn get_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    match state.with(|s| s.webhook().cloned()) {
+        Some(hook) => Ok(Json(hook).into_response()),
+        None => Err(ApiError::NotFound("no webhook registered")),
+    }
+}
+
+async fn post_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let form = fields(&headers, &body)?;
+    let url = form
+        .get("url")
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .ok_or(ApiError::BadRequest("url must be an http(s) URL"))?;
+    let types = form.get("types").map(String::as_str).unwrap_or_default();
+    if types.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "types is required (one comma-separated string)",
+        ));
+    }
+    let hook = state.with(|s| s.set_webhook(url, types));
+    Ok((StatusCode::CREATED, Json(hook)).into_response())
+}
+
+async fn delete_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    if state.with(|s| s.delete_webhook(&id)) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound("unknown webhook"))
+    }
+}
+
+async fn events(State(state): State<AppState>) -> Response {
+    Json(state.with(|s| s.events().to_vec())).into_response()
+}
+
+#[derive(Deserialize)]
+struct CableQuery {
+    access_key: String,
+}
+
+async fn cable_socket(
+    State(state): State<AppState>,
+    Query(q): Query<CableQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    state.with(|s| s.session(&q.access_key))?;
+    let host = host(&headers);
+    Ok(ws
+        .protocols(["actioncable-v1-json"])
+        .on_upgrade(move |socket| cable::serve(socket, state, q.access_key, host)))
+}
+
+async fn sepp_socket(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    state.with(|s| s.session(&key))?;
+    Ok(ws.on_upgrade(move |socket| sepp::serve(socket, state, key)))
+}

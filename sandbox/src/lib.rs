@@ -1,0 +1,156 @@
+//! `eyeson-sandbox`: a local stand-in for eyeson, enough for the real eyeson
+//! JS SDK (npm `eyeson` 1.9.6) to join a meeting, and for a webhook-driven
+//! service to see meetings start and end.
+//!
+//! The layout follows the usual core/adapters split:
+//! - [`meetings`]: the pure core. Rooms, meetings, participants, the webhook
+//!   registration and the event log; every operation takes `now` and returns
+//!   the [`meetings::Effect`]s the adapters must carry out.
+//! - [`events`]: the observation log's entries (`GET /_sandbox/events`).
+//! - [`sdp`]: the SDP answer derived from the browser's offer.
+//! - [`webhook`]: the signature and the delivery task.
+//! - `http`, `cable`, `sepp`: thin adapters for REST, the ActionCable
+//!   websocket and the SEPP signalling websocket.
+//! - [`Application`]: binds, wires the adapters together, serves.
+
+pub mod config;
+pub mod events;
+pub mod meetings;
+pub mod sdp;
+pub mod webhook;
+
+mod cable;
+mod http;
+mod sepp;
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::meetings::{Delivery, Effect, Sandbox};
+
+/// The SEPP socket of each user: access key → (connection number, outbox).
+type Signalling = HashMap<String, (u64, mpsc::UnboundedSender<String>)>;
+
+/// What every handler shares. The core sits behind one std mutex: its
+/// operations are short and never await, so no async lock is needed.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    sandbox: Arc<Mutex<Sandbox>>,
+    /// access key → the current SEPP socket of that user (connection number,
+    /// outbox). A resumed call replaces the entry.
+    signalling: Arc<Mutex<Signalling>>,
+    connections: Arc<AtomicU64>,
+    deliveries: mpsc::UnboundedSender<Delivery>,
+}
+
+impl AppState {
+    /// Runs `f` on the core under the lock.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Sandbox) -> R) -> R {
+        f(&mut self.sandbox.lock().expect("sandbox lock"))
+    }
+
+    /// Carries out what the core decided, in order.
+    pub(crate) fn apply(&self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Terminate(t) => {
+                    let outbox = self
+                        .signalling
+                        .lock()
+                        .expect("signalling lock")
+                        .get(&t.access_key)
+                        .cloned();
+                    match outbox {
+                        Some((_, tx)) => {
+                            let _ = tx.send(sepp::terminated(&t));
+                        }
+                        None => {
+                            tracing::warn!(call_id = %t.call_id, "no signalling socket for call_terminated")
+                        }
+                    }
+                }
+                Effect::Deliver(d) => {
+                    let _ = self.deliveries.send(d);
+                }
+            }
+        }
+    }
+
+    /// Makes `outbox` the SEPP socket of `access_key`; returns its number.
+    pub(crate) fn register_signalling(
+        &self,
+        access_key: &str,
+        outbox: mpsc::UnboundedSender<String>,
+    ) -> u64 {
+        let id = self.connections.fetch_add(1, Ordering::Relaxed);
+        self.signalling
+            .lock()
+            .expect("signalling lock")
+            .insert(access_key.to_owned(), (id, outbox));
+        id
+    }
+
+    /// Forgets SEPP socket `id` of `access_key`; false when a newer socket
+    /// has replaced it (then its closing is no disconnect).
+    pub(crate) fn unregister_signalling(&self, access_key: &str, id: u64) -> bool {
+        let mut map = self.signalling.lock().expect("signalling lock");
+        if map
+            .get(access_key)
+            .is_some_and(|(current, _)| *current == id)
+        {
+            map.remove(access_key);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A bound, not yet serving sandbox.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds `config.listen` (port 0 picks a free port) and starts the
+    /// webhook delivery task. Must be called inside a tokio runtime.
+    pub async fn build(config: &Config) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let seed = RandomState::new().hash_one(std::process::id());
+        let sandbox = Arc::new(Mutex::new(Sandbox::new(config.api_key.clone(), seed)));
+        let state = AppState {
+            deliveries: webhook::spawn(Arc::clone(&sandbox)),
+            sandbox,
+            signalling: Arc::default(),
+            connections: Arc::default(),
+        };
+        Ok(Application { listener, state })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes. Open websockets are dropped with
+    /// the runtime rather than waited for: a sandbox stops at once.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let router = http::router(self.state);
+        tokio::select! {
+            served = axum::serve(self.listener, router) => served,
+            () = shutdown => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,691 @@
+//! The pure core: rooms, meetings, participants, the webhook registration and
+//! the event log. No sockets, no HTTP, no clock of its own: every operation
+//! takes `now`, and what must happen outside (a `call_terminated` to push, a
+//! webhook to POST) comes back as [`Effect`]s for the adapters to carry out.
+//!
+//! Lifecycle, as the sandbox emulates it:
+//! - `POST /rooms` creates a *pending* meeting for the room (or joins the
+//!   pending or running one) and hands out an access key per user.
+//! - The first SEPP `call_start` starts it: `started_at`, `meeting_started`,
+//!   a `room_update` webhook.
+//! - It ends when its last user in the call leaves (`call_terminate` or a
+//!   dropped socket) or on `DELETE /rooms/…`: users still in the call get
+//!   `user_left` (`meeting_ended`) and a `call_terminated`, then
+//!   `meeting_ended` and a `room_update` with `shutdown: true`.
+//! - After that every access key of the meeting is gone (410), and the next
+//!   `POST /rooms` for the room creates a new meeting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::events::{rfc3339, Event, Kind, Reason};
+
+/// Why an access key is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    /// Never handed out (404).
+    Unknown,
+    /// Its meeting was shut down (410).
+    Gone,
+}
+
+/// Something the adapters must do after a state change, in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Push SEPP `call_terminated` (code 200) to this user's signalling socket.
+    Terminate(Terminate),
+    /// POST this signed `room_update` to the registered webhook.
+    Deliver(Delivery),
+}
+
+/// The addressing of a `call_terminated` push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminate {
+    pub access_key: String,
+    pub call_id: String,
+    pub client_id: String,
+    pub conf_id: String,
+}
+
+/// A webhook delivery: the exact body to sign and POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub url: String,
+    pub room_id: String,
+    pub body: String,
+}
+
+/// A room as eyeson shows it (`room{…}` in REST answers and webhooks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomView {
+    pub id: String,
+    pub name: String,
+    pub ready: bool,
+    pub started_at: Option<String>,
+    pub shutdown: bool,
+    pub guest_token: String,
+}
+
+/// A user as eyeson shows it (`user{…}`, `GET /rooms/{key}/users/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    pub avatar: Option<String>,
+    pub guest: bool,
+}
+
+/// Everything the access-key answers need about one participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub access_key: String,
+    pub room: RoomView,
+    pub user: UserView,
+    pub client_id: String,
+    pub conf_id: String,
+}
+
+/// The registered webhook, as `GET /webhooks` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    pub types: Vec<String>,
+    pub last_request_sent_at: Option<String>,
+    pub last_response_code: Option<String>,
+}
+
+#[derive(Debug)]
+struct Meeting {
+    room_id: String,
+    name: String,
+    guest_token: String,
+    conf_id: String,
+    started_at: Option<SystemTime>,
+    ended: bool,
+}
+
+#[derive(Debug)]
+struct Participant {
+    meeting: usize,
+    user_id: String,
+    name: String,
+    client_id: String,
+    /// `Some(call id)` while the user is in the call.
+    call: Option<String>,
+}
+
+/// Random-looking identifiers from a seed: deterministic in tests, seeded
+/// from the OS in the binary. Only `[A-Za-z0-9]`, because the SDK strips every
+/// non-word character from an access key before using it.
+#[derive(Debug)]
+struct Ids {
+    state: u64,
+}
+
+impl Ids {
+    fn next_u64(&mut self) -> u64 {
+        // splitmix64: plenty for identifiers of a local tool.
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn token(&mut self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        (0..len)
+            .map(|_| ALPHABET[(self.next_u64() % ALPHABET.len() as u64) as usize] as char)
+            .collect()
+    }
+}
+
+/// The whole sandbox state. One instance behind one mutex: every operation is
+/// short and never awaits, so a lock is simpler than an actor here.
+#[derive(Debug)]
+pub struct Sandbox {
+    api_key: String,
+    meetings: Vec<Meeting>,
+    /// room id → index of its pending or running meeting.
+    current: BTreeMap<String, usize>,
+    participants: HashMap<String, Participant>,
+    webhook: Option<WebhookView>,
+    events: Vec<Event>,
+    ids: Ids,
+}
+
+impl Sandbox {
+    /// A sandbox accepting `api_key`; `seed` makes the identifiers.
+    pub fn new(api_key: impl Into<String>, seed: u64) -> Self {
+        Sandbox {
+            api_key: api_key.into(),
+            meetings: Vec::new(),
+            current: BTreeMap::new(),
+            participants: HashMap::new(),
+            webhook: None,
+            events: Vec::new(),
+            ids: Ids { state: seed },
+        }
+    }
+
+    /// The API key, which also keys the webhook signatures.
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    /// A fresh random token of `len` characters of `[A-Za-z0-9]`.
+    pub fn token(&mut self, len: usize) -> String {
+        self.ids.token(len)
+    }
+
+    /// The log, oldest first.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// `POST /rooms`: joins the pending or running meeting of `room_id` (a
+    /// fresh id when `None`), creating one if there is none, and hands out a
+    /// new access key for `user_name`.
+    pub fn create_or_join(
+        &mut self,
+        room_id: Option<&str>,
+        room_name: Option<&str>,
+        user_name: &str,
+    ) -> Session {
+        let room_id = match room_id {
+            Some(id) => id.to_owned(),
+            None => self.ids.token(24),
+        };
+        let index = match self.current.get(&room_id) {
+            Some(&i) => i,
+            None => {
+                let meeting = Meeting {
+                    name: room_name.unwrap_or(&room_id).to_owned(),
+                    guest_token: self.ids.token(24),
+                    conf_id: format!("conf-{}", self.ids.token(16)),
+                    room_id: room_id.clone(),
+                    started_at: None,
+                    ended: false,
+                };
+                self.meetings.push(meeting);
+                self.current.insert(room_id, self.meetings.len() - 1);
+                self.meetings.len() - 1
+            }
+        };
+        let access_key = self.ids.token(24);
+        let participant = Participant {
+            meeting: index,
+            user_id: self.ids.token(24),
+            name: user_name.to_owned(),
+            client_id: format!("client-{}", self.ids.token(16)),
+            call: None,
+        };
+        self.participants.insert(access_key.clone(), participant);
+        self.session(&access_key).expect("just inserted")
+    }
+
+    /// `GET /rooms/{access_key}`: the participant behind a key.
+    pub fn session(&self, access_key: &str) -> Result<Session, KeyError> {
+        let p = self.participants.get(access_key).ok_or(KeyError::Unknown)?;
+        let m = &self.meetings[p.meeting];
+        if m.ended {
+            return Err(KeyError::Gone);
+        }
+        Ok(Session {
+            access_key: access_key.to_owned(),
+            room: room_view(m),
+            user: user_view(p),
+            client_id: p.client_id.clone(),
+            conf_id: m.conf_id.clone(),
+        })
+    }
+
+    /// `GET /rooms/{access_key}/users/{user_id}`: a user of the same meeting.
+    pub fn user(&self, access_key: &str, user_id: &str) -> Result<Option<UserView>, KeyError> {
+        self.session(access_key)?;
+        let meeting = self.participants[access_key].meeting;
+        Ok(self
+            .participants
+            .values()
+            .find(|p| p.meeting == meeting && p.user_id == user_id)
+            .map(user_view))
+    }
+
+    /// `GET /rooms` (API key): the running meetings.
+    pub fn running(&self) -> Vec<RoomView> {
+        self.current
+            .values()
+            .map(|&i| &self.meetings[i])
+            .filter(|m| m.started_at.is_some())
+            .map(room_view)
+            .collect()
+    }
+
+    /// SEPP `call_start` (and `call_resume`): the user is in the call. Starts
+    /// the meeting if it is the first. Returns the call id.
+    pub fn call_start(
+        &mut self,
+        access_key: &str,
+        now: SystemTime,
+    ) -> Result<(String, Vec<Effect>), KeyError> {
+        self.session(access_key)?;
+        let call_id = format!("call-{}", self.ids.token(16));
+        let p = self
+            .participants
+            .get_mut(access_key)
+            .expect("checked by session");
+        if let Some(existing) = &p.call {
+            // A second call_start on the same key (a resume): same call.
+            return Ok((existing.clone(), Vec::new()));
+        }
+        p.call = Some(call_id.clone());
+        let (index, user_id, name) = (p.meeting, p.user_id.clone(), p.name.clone());
+        let mut effects = Vec::new();
+        if self.meetings[index].started_at.is_none() {
+            self.meetings[index].started_at = Some(now);
+            let m = &self.meetings[index];
+            let mut e = Event::new(Kind::MeetingStarted, &m.room_id, now);
+            e.started_at = Some(rfc3339(now));
+            self.events.push(e);
+            let room = json!(room_view(m));
+            effects.extend(self.delivery(&self.meetings[index].room_id.clone(), room, now));
+        }
+        let mut e = Event::new(Kind::UserJoined, &self.meetings[index].room_id, now);
+        e.user_id = Some(user_id);
+        e.user_name = Some(name);
+        self.events.push(e);
+        Ok((call_id, effects))
+    }
+
+    /// SEPP `call_terminate` from the client.
+    pub fn call_terminate(&mut self, access_key: &str, now: SystemTime) -> Vec<Effect> {
+        self.leave(access_key, Reason::Terminate, now)
+    }
+
+    /// The SEPP socket closed (without `call_terminate` before it).
+    pub fn disconnect(&mut self, access_key: &str, now: SystemTime) -> Vec<Effect> {
+        self.leave(access_key, Reason::Disconnect, now)
+    }
+
+    fn leave(&mut self, access_key: &str, reason: Reason, now: SystemTime) -> Vec<Effect> {
+        let Some(p) = self.participants.get_mut(access_key) else {
+            return Vec::new();
+        };
+        if p.call.take().is_none() {
+            return Vec::new();
+        }
+        let index = p.meeting;
+        let mut e = Event::new(Kind::UserLeft, &self.meetings[index].room_id, now);
+        e.reason = Some(reason);
+        e.user_id = Some(p.user_id.clone());
+        e.user_name = Some(p.name.clone());
+        self.events.push(e);
+        let anyone_left = self
+            .participants
+            .values()
+            .any(|p| p.meeting == index && p.call.is_some());
+        if anyone_left || self.meetings[index].ended {
+            Vec::new()
+        } else {
+            self.end(index, Reason::LastUserLeft, now)
+        }
+    }
+
+    /// API-key `DELETE /rooms/{room_id}`: ends the running meeting of the
+    /// room. Returns the status to answer (204, or 404 when none was running)
+    /// and logs it as `api_delete`.
+    pub fn api_delete(&mut self, room_id: &str, now: SystemTime) -> (u16, Vec<Effect>) {
+        let running = self
+            .current
+            .get(room_id)
+            .copied()
+            .filter(|&i| self.meetings[i].started_at.is_some());
+        let status = if running.is_some() { 204 } else { 404 };
+        let mut e = Event::new(Kind::ApiDelete, room_id, now);
+        e.status = Some(status);
+        self.events.push(e);
+        let effects = match running {
+            Some(i) => self.end(i, Reason::ApiDelete, now),
+            None => Vec::new(),
+        };
+        (status, effects)
+    }
+
+    /// The SDK's own `DELETE /rooms/{access_key}` (`terminate_meeting`): ends
+    /// the meeting for everyone, started or not.
+    pub fn key_delete(
+        &mut self,
+        access_key: &str,
+        now: SystemTime,
+    ) -> Result<Vec<Effect>, KeyError> {
+        self.session(access_key)?;
+        let index = self.participants[access_key].meeting;
+        Ok(self.end(index, Reason::ApiDelete, now))
+    }
+
+    fn end(&mut self, index: usize, reason: Reason, now: SystemTime) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut keys: Vec<String> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.meeting == index && p.call.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort(); // a stable order for the log
+        let m = &self.meetings[index];
+        for key in keys {
+            let p = self.participants.get_mut(&key).expect("listed above");
+            let call_id = p.call.take().expect("filtered on call");
+            let mut e = Event::new(Kind::UserLeft, &m.room_id, now);
+            e.reason = Some(Reason::MeetingEnded);
+            e.user_id = Some(p.user_id.clone());
+            e.user_name = Some(p.name.clone());
+            self.events.push(e);
+            effects.push(Effect::Terminate(Terminate {
+                access_key: key,
+                call_id,
+                client_id: p.client_id.clone(),
+                conf_id: m.conf_id.clone(),
+            }));
+        }
+        let m = &mut self.meetings[index];
+        m.ended = true;
+        if self.current.get(&m.room_id) == Some(&index) {
+            self.current.remove(&m.room_id);
+        }
+        let m = &self.meetings[index];
+        let mut e = Event::new(Kind::MeetingEnded, &m.room_id, now);
+        e.reason = Some(reason);
+        e.started_at = m.started_at.map(rfc3339);
+        // A meeting that never started was never announced: nothing to take
+        // back. Otherwise, like eyeson's documented shutdown delivery:
+        // `ready: false, started_at: null`.
+        if m.started_at.is_some() {
+            let room = json!({
+                "id": m.room_id, "name": m.name, "ready": false,
+                "started_at": null, "shutdown": true,
+            });
+            effects.extend(self.delivery(&m.room_id, room, now));
+        }
+        self.events.push(e);
+        effects
+    }
+
+    fn delivery(&self, room_id: &str, room: serde_json::Value, now: SystemTime) -> Option<Effect> {
+        let hook = self.webhook.as_ref()?;
+        if !hook.types.iter().any(|t| t == "room_update") {
+            return None;
+        }
+        let timestamp = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let body = json!({"timestamp": timestamp, "type": "room_update", "room": room});
+        Some(Effect::Deliver(Delivery {
+            url: hook.url.clone(),
+            room_id: room_id.to_owned(),
+            body: body.to_string(),
+        }))
+    }
+
+    /// `POST /webhooks`: registers (replacing any previous registration, as
+    /// eyeson does: one webhook per API key). `types` is eyeson's one
+    /// comma-separated string.
+    pub fn set_webhook(&mut self, url: &str, types: &str) -> WebhookView {
+        let hook = WebhookView {
+            id: self.ids.token(24),
+            url: url.to_owned(),
+            types: types
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            last_request_sent_at: None,
+            last_response_code: None,
+        };
+        self.webhook = Some(hook.clone());
+        hook
+    }
+
+    /// `GET /webhooks`.
+    pub fn webhook(&self) -> Option<&WebhookView> {
+        self.webhook.as_ref()
+    }
+
+    /// `DELETE /webhooks/{id}`: whether it was the registered one.
+    pub fn delete_webhook(&mut self, id: &str) -> bool {
+        if self.webhook.as_ref().is_some_and(|w| w.id == id) {
+            self.webhook = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A delivery finished: `status` is the receiver's answer, 0 when it
+    /// could not be reached.
+    pub fn delivered(&mut self, delivery: &Delivery, status: u16, now: SystemTime) {
+        let mut e = Event::new(Kind::WebhookDelivered, &delivery.room_id, now);
+        e.status = Some(status);
+        e.url = Some(delivery.url.clone());
+        self.events.push(e);
+        if let Some(hook) = self.webhook.as_mut().filter(|w| w.url == delivery.url) {
+            hook.last_request_sent_at = Some(rfc3339(now));
+            hook.last_response_code = Some(status.to_string());
+        }
+    }
+}
+
+fn room_view(m: &Meeting) -> RoomView {
+    RoomView {
+        id: m.room_id.clone(),
+        name: m.name.clone(),
+        ready: !m.ended,
+        started_at: m.started_at.map(rfc3339),
+        shutdown: m.ended,
+        guest_token: m.guest_token.clone(),
+    }
+}
+
+fn user_view(p: &Participant) -> UserView {
+    UserView {
+        id: p.user_id.clone(),
+        name: p.name.clone(),
+        avatar: None,
+        guest: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms)
+    }
+
+    fn kinds(s: &Sandbox) -> Vec<(Kind, Option<Reason>, Option<String>)> {
+        s.events()
+            .iter()
+            .map(|e| (e.kind, e.reason, e.user_name.clone()))
+            .collect()
+    }
+
+    fn deliveries(effects: &[Effect]) -> Vec<serde_json::Value> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Deliver(d) => Some(serde_json::from_str(&d.body).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn access_keys_are_word_characters_only() {
+        let mut s = Sandbox::new("k", 1);
+        for i in 0..50 {
+            let key = s
+                .create_or_join(Some("r"), None, &format!("u{i}"))
+                .access_key;
+            assert!(
+                key.len() >= 16 && key.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_meeting_starts_at_the_first_call_and_ends_with_its_last_user() {
+        let mut s = Sandbox::new("k", 1);
+        s.set_webhook("http://hook", "room_update");
+        let a = s.create_or_join(Some("r"), None, "alice").access_key;
+        let b = s.create_or_join(Some("r"), None, "bob").access_key;
+        assert!(s.running().is_empty(), "pending until somebody calls");
+
+        let (_, fx) = s.call_start(&a, at(0)).unwrap();
+        let started = deliveries(&fx);
+        assert_eq!(started.len(), 1);
+        assert_eq!(started[0]["room"]["started_at"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(started[0]["room"]["shutdown"], false);
+        let (_, fx) = s.call_start(&b, at(5)).unwrap();
+        assert!(fx.is_empty(), "only the first call starts the meeting");
+        assert_eq!(s.running().len(), 1);
+
+        assert!(s.call_terminate(&a, at(10)).is_empty());
+        assert!(
+            s.disconnect(&a, at(11)).is_empty(),
+            "a socket closing after call_terminate is no second leave"
+        );
+        let fx = s.disconnect(&b, at(20));
+        let ended = deliveries(&fx);
+        assert_eq!(ended[0]["room"]["shutdown"], true);
+        assert_eq!(ended[0]["room"]["started_at"], serde_json::Value::Null);
+        assert_eq!(ended[0]["timestamp"], 1_700_000_000);
+
+        assert_eq!(
+            kinds(&s),
+            vec![
+                (Kind::MeetingStarted, None, None),
+                (Kind::UserJoined, None, Some("alice".into())),
+                (Kind::UserJoined, None, Some("bob".into())),
+                (
+                    Kind::UserLeft,
+                    Some(Reason::Terminate),
+                    Some("alice".into())
+                ),
+                (Kind::UserLeft, Some(Reason::Disconnect), Some("bob".into())),
+                (Kind::MeetingEnded, Some(Reason::LastUserLeft), None),
+            ]
+        );
+        assert_eq!(s.session(&a), Err(KeyError::Gone));
+        assert_eq!(s.session("nope"), Err(KeyError::Unknown));
+        assert!(s.running().is_empty());
+
+        // The room hosts a new meeting afterwards.
+        let c = s.create_or_join(Some("r"), None, "carol");
+        assert!(c.room.started_at.is_none() && !c.room.shutdown);
+    }
+
+    #[test]
+    fn api_delete_ends_the_running_meeting_and_terminates_its_users() {
+        let mut s = Sandbox::new("k", 1);
+        let a = s.create_or_join(Some("r"), None, "alice").access_key;
+        let b = s.create_or_join(Some("r"), None, "bob").access_key;
+        assert_eq!(
+            s.api_delete("r", at(0)).0,
+            404,
+            "a pending meeting is not running"
+        );
+        let (call_a, _) = s.call_start(&a, at(1)).unwrap();
+        s.call_start(&b, at(2)).unwrap();
+
+        let (status, fx) = s.api_delete("r", at(3));
+        assert_eq!(status, 204);
+        let terminated: Vec<&String> = fx
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Terminate(t) => Some(&t.call_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(terminated.len(), 2);
+        assert!(terminated.contains(&&call_a));
+        assert!(deliveries(&fx).is_empty(), "no webhook registered");
+
+        let log = kinds(&s);
+        assert_eq!(log[log.len() - 4].0, Kind::ApiDelete);
+        assert_eq!(
+            log[log.len() - 3..]
+                .iter()
+                .map(|k| (k.0, k.1))
+                .collect::<Vec<_>>(),
+            vec![
+                (Kind::UserLeft, Some(Reason::MeetingEnded)),
+                (Kind::UserLeft, Some(Reason::MeetingEnded)),
+                (Kind::MeetingEnded, Some(Reason::ApiDelete)),
+            ]
+        );
+        assert_eq!(s.api_delete("r", at(4)).0, 404);
+        assert_eq!(s.events().last().unwrap().status, Some(404));
+        assert!(s.call_terminate(&a, at(5)).is_empty(), "already out");
+    }
+
+    #[test]
+    fn webhooks_are_replaced_filtered_by_type_and_record_their_status() {
+        let mut s = Sandbox::new("k", 1);
+        let first = s.set_webhook("http://one", "room_update");
+        s.set_webhook("http://two", "recording_update, room_update");
+        assert!(!s.delete_webhook(&first.id));
+        assert_eq!(
+            s.webhook().unwrap().types,
+            vec!["recording_update", "room_update"]
+        );
+
+        let a = s.create_or_join(None, Some("Room"), "alice").access_key;
+        let (_, fx) = s.call_start(&a, at(0)).unwrap();
+        let Effect::Deliver(d) = &fx[0] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(d.url, "http://two");
+        s.delivered(d, 204, at(1));
+        assert_eq!(
+            s.webhook().unwrap().last_response_code.as_deref(),
+            Some("204")
+        );
+        assert_eq!(s.events().last().unwrap().status, Some(204));
+
+        s.set_webhook("http://three", "recording_update");
+        assert!(deliveries(&s.call_terminate(&a, at(2))).is_empty());
+        assert!(s.delete_webhook(&s.webhook().unwrap().id.clone()));
+        assert!(s.webhook().is_none());
+    }
+
+    #[test]
+    fn users_are_visible_to_their_meeting_only() {
+        let mut s = Sandbox::new("k", 1);
+        let a = s.create_or_join(Some("r"), None, "alice");
+        let b = s.create_or_join(Some("r"), None, "bob");
+        let c = s.create_or_join(Some("other"), None, "carol");
+        assert_eq!(
+            s.user(&a.access_key, &b.user.id).unwrap().unwrap().name,
+            "bob"
+        );
+        assert_eq!(s.user(&a.access_key, &c.user.id).unwrap(), None);
+        assert_eq!(s.user("nope", &b.user.id), Err(KeyError::Unknown));
+    }
+
+    #[test]
+    fn the_sdk_terminate_meeting_ends_it_for_everyone() {
+        let mut s = Sandbox::new("k", 1);
+        let a = s.create_or_join(Some("r"), None, "alice").access_key;
+        s.call_start(&a, at(0)).unwrap();
+        let fx = s.key_delete(&a, at(1)).unwrap();
+        assert!(matches!(fx[0], Effect::Terminate(_)));
+        assert_eq!(s.key_delete(&a, at(2)), Err(KeyError::Gone));
+        assert_eq!(s.call_start(&a, at(3)).unwrap_err(), KeyError::Gone);
+    }
+}

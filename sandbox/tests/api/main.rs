@@ -1,0 +1,564 @@
+//! The sandbox over real sockets on 127.0.0.1 (port 0): the REST contract,
+//! the websockets, the lifecycle and the signed webhooks. Every wait is for a
+//! condition, bounded by [`WAIT`].
+
+mod support;
+
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use support::{
+    call_start, connect_cable, connect_sepp, next_json, spawn_app, spawn_receiver, wait_for_events,
+    KEY, WAIT,
+};
+
+#[tokio::test]
+async fn rest_contract_and_eyesons_error_answers() {
+    let app = spawn_app().await;
+    let c = reqwest::Client::new();
+
+    let r = c
+        .post(app.url("/rooms"))
+        .form(&[("user[name]", "alice")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no key");
+    let r = c
+        .post(app.url("/rooms"))
+        .header("authorization", "wrong")
+        .form(&[("user[name]", "alice")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "wrong key");
+    let r = c
+        .post(app.url("/rooms"))
+        .header("authorization", KEY)
+        .form(&[("id", "r1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "user[name] is required");
+
+    let joined = app.join("r1", "alice").await;
+    let key = joined["access_key"].as_str().unwrap().to_owned();
+    assert!(
+        key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "{key}"
+    );
+    assert_eq!(joined["room"]["id"], "r1");
+    assert_eq!(joined["user"]["name"], "alice");
+    assert_eq!(joined["ready"], true);
+    assert_eq!(
+        joined["links"]["websocket"],
+        format!("ws://{}/rt?access_key={key}", app.addr)
+    );
+
+    // What the SDK fetches, cross-origin.
+    let r = c
+        .get(app.url(&format!("/rooms/{key}")))
+        .header("origin", "http://127.0.0.1:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let room: Value = r.json().await.unwrap();
+    let sig = &room["signaling"]["options"];
+    assert_eq!(room["signaling"]["type"], "sepp");
+    assert_eq!(sig["endpoint"], format!("ws://{}/sig/{key}", app.addr));
+    let payload = sig["auth_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let payload: Value = serde_json::from_slice(&support::base64_decode(&payload)).unwrap();
+    assert_eq!(payload["client_id"], sig["client_id"]);
+    assert_eq!(payload["conf_id"], sig["conf_id"]);
+    assert!(payload["exp"].as_u64().unwrap() > 0);
+
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, app.url(&format!("/rooms/{key}")))
+        .header("origin", "http://127.0.0.1:1")
+        .header("access-control-request-method", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert!(preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("DELETE"));
+
+    let user_id = joined["user"]["id"].as_str().unwrap();
+    let user: Value = c
+        .get(app.url(&format!("/rooms/{key}/users/{user_id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        user,
+        json!({"id": user_id, "name": "alice", "avatar": null, "guest": false})
+    );
+
+    let r = c.get(app.url("/rooms/nosuchkey")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let listed: Value = c
+        .get(app.url("/rooms"))
+        .header("authorization", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]), "pending until somebody starts the call");
+    assert_eq!(c.get(app.url("/rooms")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        c.get(app.url("/_sandbox/events"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap(),
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn webhook_registration_is_one_per_key() {
+    let app = spawn_app().await;
+    let c = reqwest::Client::new();
+    let hooks = app.url("/webhooks");
+    assert_eq!(
+        c.get(&hooks)
+            .header("authorization", KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(c.get(&hooks).send().await.unwrap().status(), 401);
+    let bad = c
+        .post(&hooks)
+        .header("authorization", KEY)
+        .form(&[("url", "http://x/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "types is required");
+
+    let first: Value = app.register_webhook("http://127.0.0.1:9/one").await;
+    let second: Value = app.register_webhook("http://127.0.0.1:9/two").await;
+    let current: Value = c
+        .get(&hooks)
+        .header("authorization", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(current["id"], second["id"]);
+    assert_eq!(current["url"], "http://127.0.0.1:9/two");
+    assert_eq!(current["types"], json!(["room_update"]));
+
+    let stale = format!("/webhooks/{}", first["id"].as_str().unwrap());
+    assert_eq!(
+        c.delete(app.url(&stale))
+            .header("authorization", KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let current_path = format!("/webhooks/{}", second["id"].as_str().unwrap());
+    assert_eq!(
+        c.delete(app.url(&current_path))
+            .header("authorization", "nope")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        c.delete(app.url(&current_path))
+            .header("authorization", KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        c.get(&hooks)
+            .header("authorization", KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_meeting_runs_from_the_first_call_to_the_last_leave_with_signed_webhooks() {
+    let app = spawn_app().await;
+    let mut receiver = spawn_receiver(204).await;
+    app.register_webhook(&receiver.url).await;
+    let alice = app.join("standup", "alice").await;
+    let bob = app.join("standup", "bob").await;
+    assert_eq!(alice["room"]["id"], bob["room"]["id"]);
+
+    let mut a = connect_sepp(&app, &alice).await;
+    let answer = call_start(&mut a, &alice).await;
+    assert_eq!(answer["type"], "call_accepted");
+    assert_eq!(answer["from"], alice["signaling"]["options"]["conf_id"]);
+    assert_eq!(answer["to"], alice["signaling"]["options"]["client_id"]);
+    assert_eq!(answer["data"]["sdp"]["type"], "answer");
+    assert!(answer["data"]["sdp"]["sdp"]
+        .as_str()
+        .unwrap()
+        .contains("a=setup:active"));
+
+    let (signature, body) = receiver.next().await;
+    assert_eq!(
+        signature,
+        eyeson_sandbox::webhook::sign(KEY, &body),
+        "signed with the API key"
+    );
+    let started: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(started["type"], "room_update");
+    assert_eq!(started["room"]["id"], "standup");
+    assert_eq!(started["room"]["shutdown"], false);
+    assert!(started["timestamp"].as_u64().unwrap() > 1_600_000_000);
+    let started_at = started["room"]["started_at"].as_str().unwrap().to_owned();
+    let running: Value = app.get_api("/rooms").await;
+    assert_eq!(running[0]["started_at"], started_at.as_str());
+
+    let mut b = connect_sepp(&app, &bob).await;
+    call_start(&mut b, &bob).await;
+
+    // Alice hangs up the SDK's way; Bob's socket just drops.
+    a.send(support::sepp_message(
+        &alice,
+        "call_terminate",
+        json!({"call_id": answer["data"]["call_id"], "term_code": 0}),
+    ))
+    .await
+    .unwrap();
+    wait_for_events(&app, |e| e.iter().any(|e| e["kind"] == "user_left")).await;
+    drop(b);
+
+    let (signature, body) = receiver.next().await;
+    assert_eq!(signature, eyeson_sandbox::webhook::sign(KEY, &body));
+    let ended: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ended["room"]["shutdown"], true);
+    assert_eq!(ended["room"]["id"], "standup");
+
+    let events = wait_for_events(&app, |e| {
+        e.iter()
+            .filter(|e| e["kind"] == "webhook_delivered")
+            .count()
+            == 2
+    })
+    .await;
+    let summary: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            let s = |k: &str| {
+                e[k].as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| e[k].to_string())
+            };
+            (s("kind"), s("reason"), s("user_name"))
+        })
+        .collect();
+    let expected = [
+        ("meeting_started", "null", "null"),
+        ("webhook_delivered", "null", "null"),
+        ("user_joined", "null", "alice"),
+        ("user_joined", "null", "bob"),
+        ("user_left", "terminate", "alice"),
+        ("user_left", "disconnect", "bob"),
+        ("meeting_ended", "last_user_left", "null"),
+        ("webhook_delivered", "null", "null"),
+    ];
+    // Deliveries are asynchronous: compare them apart from the rest.
+    let without = |v: &[(String, String, String)]| -> Vec<(String, String, String)> {
+        v.iter()
+            .filter(|e| e.0 != "webhook_delivered")
+            .cloned()
+            .collect()
+    };
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(without(&summary), without(&expected));
+    for e in &events {
+        assert_eq!(e["room_id"], "standup");
+        let at = e["at"].as_str().unwrap();
+        assert!(
+            at.len() == 24 && at.ends_with('Z') && at.as_bytes()[19] == b'.',
+            "RFC 3339 with ms: {at}"
+        );
+        if e["kind"] == "webhook_delivered" {
+            assert_eq!(e["status"], 204);
+        }
+    }
+    assert_eq!(events[0]["started_at"], started_at.as_str());
+
+    let c = reqwest::Client::new();
+    let gone = c
+        .get(app.url(&format!("/rooms/{}", alice["access_key"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 410);
+    let hook: Value = app.get_api("/webhooks").await;
+    assert_eq!(hook["last_response_code"], "204");
+}
+
+#[tokio::test]
+async fn api_delete_ends_the_meeting_and_pushes_call_terminated() {
+    let app = spawn_app().await;
+    let alice = app.join("r 1", "alice").await; // custom ids may contain spaces
+    let mut a = connect_sepp(&app, &alice).await;
+    let accepted = call_start(&mut a, &alice).await;
+    let c = reqwest::Client::new();
+    let path = app.url("/rooms/r%201");
+
+    assert_eq!(
+        c.delete(&path)
+            .header("authorization", "wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        c.delete(&path)
+            .header("authorization", KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let pushed = next_json(&mut a).await;
+    assert_eq!(pushed["type"], "call_terminated");
+    assert_eq!(pushed["data"]["term_code"], 200);
+    assert_eq!(pushed["data"]["call_id"], accepted["data"]["call_id"]);
+    assert_eq!(pushed["from"], alice["signaling"]["options"]["conf_id"]);
+
+    assert_eq!(
+        c.delete(&path)
+            .header("authorization", KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    drop(a);
+    let events = app.events().await;
+    let kinds: Vec<(&str, Option<&str>, Option<u64>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["reason"].as_str(),
+                e["status"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("meeting_started", None, None),
+            ("user_joined", None, None),
+            ("api_delete", None, Some(204)),
+            ("user_left", Some("meeting_ended"), None),
+            ("meeting_ended", Some("api_delete"), None),
+            ("api_delete", None, Some(404)),
+        ]
+    );
+    assert_eq!(events[2]["room_id"], "r 1");
+    let gone = c
+        .get(app.url(&format!("/rooms/{}", alice["access_key"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 410);
+
+    // The room hosts a new meeting after that.
+    let again = app.join("r 1", "alice").await;
+    assert_ne!(again["access_key"], alice["access_key"]);
+}
+
+#[tokio::test]
+async fn actioncable_welcomes_confirms_and_pushes_room_setup() {
+    let app = spawn_app().await;
+    let alice = app.join("cable", "alice").await;
+    let mut ws = connect_cable(&app, &alice).await;
+    assert_eq!(next_json(&mut ws).await, json!({"type": "welcome"}));
+    let identifier = json!({"channel": "RoomChannel"}).to_string();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        json!({"command": "subscribe", "identifier": identifier}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let confirm = next_json(&mut ws).await;
+    assert_eq!(
+        confirm,
+        json!({"identifier": identifier, "type": "confirm_subscription"})
+    );
+    let setup = next_json(&mut ws).await;
+    assert_eq!(setup["identifier"], identifier.as_str());
+    assert_eq!(setup["message"]["type"], "room_setup");
+    assert_eq!(setup["message"]["content"]["room"]["id"], "cable");
+    assert_eq!(
+        setup["message"]["content"]["access_key"],
+        alice["access_key"]
+    );
+
+    let refused =
+        tokio_tungstenite::connect_async(format!("ws://{}/rt?access_key=unknown", app.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 404)
+        }
+        other => panic!("unknown keys are refused before the upgrade: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_receiver_is_logged_with_status_0() {
+    let app = spawn_app().await;
+    // A port nobody listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    app.register_webhook(&format!("http://127.0.0.1:{port}/hook"))
+        .await;
+    let alice = app.join("r", "alice").await;
+    let mut a = connect_sepp(&app, &alice).await;
+    call_start(&mut a, &alice).await;
+    let events =
+        wait_for_events(&app, |e| e.iter().any(|e| e["kind"] == "webhook_delivered")).await;
+    let delivered = events
+        .iter()
+        .find(|e| e["kind"] == "webhook_delivered")
+        .unwrap();
+    assert_eq!(delivered["status"], 0);
+    assert_eq!(delivered["url"], format!("http://127.0.0.1:{port}/hook"));
+}
+
+#[tokio::test]
+async fn the_binary_prints_its_bound_address() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_eyeson-sandbox"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("EYESON_API_KEY", "from-env")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = line.strip_prefix("listening on ").expect(&line).to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+        "{url}"
+    );
+    let c = reqwest::Client::new();
+    let r = c
+        .get(format!("{url}/rooms"))
+        .header("authorization", "from-env")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the key comes from EYESON_API_KEY");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_resumed_call_keeps_the_user_and_the_sdks_own_delete_ends_the_meeting() {
+    let app = spawn_app().await;
+    let alice = app.join("resume", "alice").await;
+    let bob = app.join("resume", "bob").await;
+    let mut a = connect_sepp(&app, &alice).await;
+    let accepted = call_start(&mut a, &alice).await;
+    let mut b = connect_sepp(&app, &bob).await;
+    call_start(&mut b, &bob).await;
+
+    // A second socket for Alice (the SDK resuming) supersedes the first:
+    // the old one closing is no disconnect.
+    let mut a2 = connect_sepp(&app, &alice).await;
+    let data =
+        json!({"call_id": accepted["data"]["call_id"], "sdp": {"type": "offer", "sdp": "v=0\r\n"}});
+    a2.send(support::sepp_message(&alice, "call_resume", data))
+        .await
+        .unwrap();
+    let resumed = next_json(&mut a2).await;
+    assert_eq!(resumed["type"], "call_resumed");
+    assert_eq!(resumed["data"]["call_id"], accepted["data"]["call_id"]);
+    drop(a);
+
+    // terminate_meeting: DELETE /rooms/{access_key} without a key ends it for all.
+    let c = reqwest::Client::new();
+    let key = alice["access_key"].as_str().unwrap();
+    let r = c
+        .delete(app.url(&format!("/rooms/{key}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(next_json(&mut a2).await["type"], "call_terminated");
+    assert_eq!(next_json(&mut b).await["type"], "call_terminated");
+    let r = c
+        .delete(app.url(&format!("/rooms/{key}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
+
+    let events = app.events().await;
+    let kinds: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["reason"].as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("meeting_started", None),
+            ("user_joined", None),
+            ("user_joined", None),
+            ("user_left", Some("meeting_ended")),
+            ("user_left", Some("meeting_ended")),
+            ("meeting_ended", Some("api_delete")),
+        ]
+    );
+}

@@ -1,0 +1,155 @@
+// The whole system as real processes on 127.0.0.1, ports chosen at run time:
+// the eyeson sandbox (and, once it lands, the hard-limit service), a webhook
+// receiver, and polling helpers that wait for conditions with a timeout.
+//
+// Tests assert on the sandbox's GET /_sandbox/events, never on log text.
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { createServer as createTcpServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { builtBinary, root, spawnProcess, waitFor } from "../../../scripts/lib/processes.mjs";
+
+export { builtBinary, root, spawnProcess, waitFor };
+
+/** A workspace binary built by `cargo build -p NAME` (debug profile). */
+export function binary(name) {
+  const path = builtBinary(name);
+  if (!path) throw new Error(`${name} is not built: run \`cargo build -p ${name}\` first`);
+  return path;
+}
+
+/** The sandbox on a free port; `{ url, apiKey, stop, ...api helpers }`. */
+export async function startSandbox({ apiKey = "e2e-key" } = {}) {
+  const proc = await spawnProcess(binary("eyeson-sandbox"), ["--listen", "127.0.0.1:0"], {
+    EYESON_API_KEY: apiKey,
+    RUST_LOG: "info",
+  });
+  const url = proc.match[1];
+  const call = async (method, path, { form, key = apiKey } = {}) => {
+    const headers = key ? { authorization: key } : {};
+    const body = form ? new URLSearchParams(form) : undefined;
+    const res = await fetch(url + path, { method, headers, body });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  };
+  return {
+    url,
+    apiKey,
+    stop: proc.stop,
+    output: proc.output,
+    call,
+    /** POST /rooms: creates or joins the meeting of `room`; the answer's JSON. */
+    async join(room, user) {
+      const res = await call("POST", "/rooms", { form: { id: room, "user[name]": user } });
+      if (res.status !== 201) throw new Error(`POST /rooms answered ${res.status}`);
+      return res.body;
+    },
+    async registerWebhook(hookUrl, types = "room_update") {
+      const res = await call("POST", "/webhooks", { form: { url: hookUrl, types } });
+      if (res.status !== 201) throw new Error(`POST /webhooks answered ${res.status}`);
+      return res.body;
+    },
+    async events() {
+      return (await call("GET", "/_sandbox/events", { key: null })).body;
+    },
+    /** Waits until `predicate(events)` holds; resolves with the events. */
+    async waitForEvents(predicate, { timeoutMs = 15000, what = "events" } = {}) {
+      let last = [];
+      await waitFor(
+        async () => {
+          last = await this.events();
+          return predicate(last);
+        },
+        { timeoutMs, what: () => `${what}; events so far:\n${JSON.stringify(last, null, 1)}` },
+      );
+      return last;
+    },
+  };
+}
+
+/**
+ * A webhook receiver on a free port that checks eyeson's signature
+ * (`X-Eyeson-Signature` = lowercase hex HMAC-SHA256 of the raw body, keyed
+ * with the API key) and answers 204, or 401 for a bad signature.
+ * Stands in for the hard-limit service until it lands.
+ */
+export async function startWebhookReceiver(apiKey) {
+  const deliveries = [];
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const raw = Buffer.concat(chunks);
+      const expected = createHmac("sha256", apiKey).update(raw).digest("hex");
+      const given = String(req.headers["x-eyeson-signature"] || "");
+      const valid = given.length === expected.length && timingSafeEqual(Buffer.from(given), Buffer.from(expected));
+      let body = null;
+      try {
+        body = JSON.parse(raw.toString("utf8"));
+      } catch {}
+      deliveries.push({ valid, signature: given, body, contentType: req.headers["content-type"] });
+      res.writeHead(valid ? 204 : 401).end();
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/eyeson/webhook`,
+    deliveries,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+/** A port that was free a moment ago (for a service that must know its own URL up front). */
+export async function freePort() {
+  const server = createTcpServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A fresh directory, removed by the returned `remove()`. */
+export function tempDir() {
+  const path = mkdtempSync(join(tmpdir(), "eyeson-e2e-"));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/**
+ * The hard-limit service (`bin`) pointed at `sandbox`, registering its own
+ * webhook there; SQLite in `database`. Resolves once it is listening and the
+ * sandbox has its webhook. Start it again with the same `port` and
+ * `database` to test a restart.
+ */
+export async function startHardLimit(sandbox, { bin, database, port, maxDuration = "6s" }) {
+  port ??= await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const proc = await spawnProcess(
+    bin,
+    [
+      "--api-key", sandbox.apiKey,
+      "--api-url", sandbox.url,
+      "--listen", `127.0.0.1:${port}`,
+      "--database", `sqlite://${database}`,
+      "--max-duration", maxDuration,
+      "--webhook-url", `${url}/webhook`,
+      "--reconcile-every", "2s",
+    ],
+    { RUST_LOG: "info" },
+    { ready: /listening/ },
+  );
+  await waitFor(async () => (await sandbox.call("GET", "/webhooks")).body?.url === `${url}/webhook`, {
+    timeoutMs: 10000,
+    what: "the hard-limit service's webhook registration",
+  });
+  return {
+    url,
+    port,
+    stop: proc.stop,
+    output: proc.output,
+    async meetings() {
+      return (await fetch(`${url}/meetings`)).json();
+    },
+  };
+}
