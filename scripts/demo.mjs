@@ -97,7 +97,7 @@ async function main() {
   const server = await startWeb({ api, hardLimit });
   running.push({ stop: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }) });
   const web = `http://127.0.0.1:${server.address().port}`;
-  console.log(`\n  Open ${web}/meeting.html  (in two tabs for two users; Ctrl-C stops)\n`);
+  console.log(`\n  Open ${web}/  (in two tabs for two users; Ctrl-C stops)\n`);
 }
 
 /** www/ and pkg/ and the SDK, plus the two calls that need the API key. */

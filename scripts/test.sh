@@ -31,7 +31,11 @@ fi
 step "release build of the package"
 node scripts/build.mjs
 
-step "the built package in real pages (Playwright + Debian's Chromium)"
+step "services for the end-to-end tests"
+cargo build -p eyeson-sandbox --locked
+
+step "the built package in real pages, and the whole system end to end (Playwright + Debian's Chromium)"
+# tests/*.test.mjs and tests/e2e/*.test.mjs, one file at a time (each starts its own processes).
 node --test --test-concurrency=1 tests/
 
 step "all tests passed"
