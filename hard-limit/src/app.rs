@@ -116,6 +116,7 @@ impl Application {
             every: config.reconcile_every,
             retention: config.retention,
             webhook_url: config.webhook_url.clone(),
+            close_unlisted_after: config.close_unlisted_after,
         };
         Ok(Application {
             listener,

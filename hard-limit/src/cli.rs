@@ -14,6 +14,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -34,15 +35,16 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
     app.run_until_stopped(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
 }
 
 async fn unregister(config: Config) -> Result<(), String> {
-    let client =
-        EyesonClient::new(config.api_url, config.api_key).map_err(|e| e.to_string())?;
+    let client = EyesonClient::new(config.api_url, config.api_key).map_err(|e| e.to_string())?;
     let Some(current) = client.current_webhook().await.map_err(|e| e.to_string())? else {
         tracing::info!("no webhook registered");
         return Ok(());

@@ -41,8 +41,10 @@ impl FromStr for ApiKey {
         if s.is_empty() {
             return Err("the API key is empty");
         }
-        if s.chars().any(|c| c.is_control()) {
-            return Err("the API key contains a control character");
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "the API key must be printable ASCII without spaces (it is sent as a header)",
+            );
         }
         Ok(ApiKey(s.to_owned()))
     }
@@ -137,6 +139,11 @@ pub struct Config {
     #[arg(long, env = "LEASE", default_value = "30s", value_parser = parse_duration)]
     pub lease: Duration,
 
+    /// A tracked meeting that GET /rooms does not list is closed as ended
+    /// only once it has been tracked at least this long.
+    #[arg(long, env = "CLOSE_UNLISTED_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub close_unlisted_after: Duration,
+
     /// Shutdown calls in flight at once.
     #[arg(long, env = "SHUTDOWN_CONCURRENCY", default_value_t = 32)]
     pub shutdown_concurrency: usize,
@@ -162,6 +169,7 @@ impl Config {
             dry_run: false,
             webhook_max_age: Duration::from_secs(600),
             lease: Duration::from_secs(30),
+            close_unlisted_after: Duration::from_secs(60),
             shutdown_concurrency: 32,
             retention: Duration::from_secs(24 * 3600),
         }
@@ -173,13 +181,17 @@ impl Config {
             return Err(ConfigError::Invalid("--max-duration must be more than 0s"));
         }
         if self.reconcile_every.is_zero() {
-            return Err(ConfigError::Invalid("--reconcile-every must be more than 0s"));
+            return Err(ConfigError::Invalid(
+                "--reconcile-every must be more than 0s",
+            ));
         }
         if self.lease < Duration::from_secs(1) {
             return Err(ConfigError::Invalid("--lease must be at least 1s"));
         }
         if self.shutdown_concurrency == 0 {
-            return Err(ConfigError::Invalid("--shutdown-concurrency must be at least 1"));
+            return Err(ConfigError::Invalid(
+                "--shutdown-concurrency must be at least 1",
+            ));
         }
         if self.retention < Duration::from_secs(3600) {
             return Err(ConfigError::Invalid("--retention must be at least 1h"));
@@ -311,8 +323,11 @@ mod tests {
             l.for_room(&RoomId::parse("webby").unwrap()),
             Duration::from_secs(600)
         );
-        let err = parse_limits("[rooms]\nx = \"soon\"\n", Limits::new(Duration::from_secs(1)))
-            .unwrap_err();
+        let err = parse_limits(
+            "[rooms]\nx = \"soon\"\n",
+            Limits::new(Duration::from_secs(1)),
+        )
+        .unwrap_err();
         assert!(err.contains("\"x\""), "{err}");
         assert!(parse_limits("[other]\n", Limits::new(Duration::from_secs(1))).is_err());
     }

@@ -36,9 +36,7 @@ impl Timestamp {
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         // humantime accepts exactly `YYYY-MM-DDTHH:MM:SS[.frac]Z`, which is
         // what eyeson sends; offsets other than `Z` are refused, not guessed.
-        humantime::parse_rfc3339(s)
-            .ok()
-            .map(Self::from_system_time)
+        humantime::parse_rfc3339(s).ok().map(Self::from_system_time)
     }
 
     /// This time plus a duration, saturating instead of overflowing.
@@ -380,9 +378,7 @@ impl ShutdownOutcome {
         match self {
             ShutdownOutcome::ShutDown => MeetingState::ShutDown,
             ShutdownOutcome::AlreadyEnded => MeetingState::Ended,
-            ShutdownOutcome::SkippedNewerMeeting | ShutdownOutcome::DryRun => {
-                MeetingState::Skipped
-            }
+            ShutdownOutcome::SkippedNewerMeeting | ShutdownOutcome::DryRun => MeetingState::Skipped,
             ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => MeetingState::Failed,
         }
     }

@@ -124,7 +124,9 @@ impl EyesonClient {
     /// `DELETE /rooms/{room_id}`: ends the room's running meeting.
     pub async fn end_meeting(&self, room: &RoomId) -> Result<EndResult, ApiError> {
         let url = self.url(&["rooms", room.as_str()])?;
-        let resp = self.send(self.request(reqwest::Method::DELETE, url)).await?;
+        let resp = self
+            .send(self.request(reqwest::Method::DELETE, url))
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(EndResult::Ended),
             StatusCode::NOT_FOUND | StatusCode::GONE => Ok(EndResult::NotRunning),
@@ -189,7 +191,8 @@ impl EyesonClient {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        let v: Value = serde_json::from_slice(&body).map_err(|e| ApiError::Decode(e.to_string()))?;
+        let v: Value =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Decode(e.to_string()))?;
         Ok(parse_webhook(&v))
     }
 
@@ -225,7 +228,9 @@ impl EyesonClient {
     /// `DELETE /webhooks/{id}`.
     pub async fn delete_webhook(&self, id: &str) -> Result<(), ApiError> {
         let url = self.url(&["webhooks", id])?;
-        let resp = self.send(self.request(reqwest::Method::DELETE, url)).await?;
+        let resp = self
+            .send(self.request(reqwest::Method::DELETE, url))
+            .await?;
         if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
             Ok(())
         } else {
@@ -265,10 +270,17 @@ mod tests {
     fn webhook_answers_in_every_seen_shape() {
         assert_eq!(parse_webhook(&Value::Null), None);
         assert_eq!(parse_webhook(&json!({})), None);
-        let w = parse_webhook(&json!({"id": "a1", "url": "https://x/h", "types": "room_update, recording_update"})).unwrap();
+        let w = parse_webhook(
+            &json!({"id": "a1", "url": "https://x/h", "types": "room_update, recording_update"}),
+        )
+        .unwrap();
         assert_eq!(w.types, ["recording_update", "room_update"]);
-        let w = parse_webhook(&json!({"id": 7, "url": "https://x/h", "types": ["room_update"]})).unwrap();
-        assert_eq!((w.id.as_str(), w.types.as_slice()), ("7", &["room_update".to_owned()][..]));
+        let w = parse_webhook(&json!({"id": 7, "url": "https://x/h", "types": ["room_update"]}))
+            .unwrap();
+        assert_eq!(
+            (w.id.as_str(), w.types.as_slice()),
+            ("7", &["room_update".to_owned()][..])
+        );
     }
 
     #[test]

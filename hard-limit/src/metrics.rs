@@ -80,7 +80,10 @@ fn describe() {
     metrics::describe_gauge!(MEETINGS, "Tracked meetings by state");
     metrics::describe_counter!(DELIVERIES, "Webhook deliveries by outcome and reason");
     metrics::describe_counter!(SHUTDOWNS, "Claimed meetings by how their shutdown ended");
-    metrics::describe_counter!(SHUTDOWN_RETRIES, "Shutdown calls retried after 429/5xx/timeouts");
+    metrics::describe_counter!(
+        SHUTDOWN_RETRIES,
+        "Shutdown calls retried after 429/5xx/timeouts"
+    );
     metrics::describe_histogram!(
         LATENESS,
         metrics::Unit::Seconds,
@@ -121,10 +124,7 @@ pub fn lateness(seconds: f64) {
 /// Sets the per-state gauges from a fresh count.
 pub fn meetings(counts: &[(MeetingState, u64)]) {
     for st in MeetingState::ALL {
-        let n = counts
-            .iter()
-            .find(|(s, _)| *s == st)
-            .map_or(0, |(_, n)| *n);
+        let n = counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
         metrics::gauge!(MEETINGS, "state" => st.as_str()).set(n as f64);
     }
 }

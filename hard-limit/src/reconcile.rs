@@ -18,12 +18,6 @@ use crate::metrics;
 use crate::scheduler::sleep_or_stop;
 use crate::store::{Applied, MeetingStore, Store, StoreError};
 
-/// A meeting missing from `GET /rooms` is closed only if it started at least
-/// this long before the list was asked for: eyeson's list may lag a
-/// moment behind its webhooks, and closing a running meeting by mistake
-/// would let it run past its limit.
-pub const UNLISTED_MARGIN: Duration = Duration::from_secs(60);
-
 /// What one reconciliation did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Report {
@@ -65,6 +59,11 @@ pub struct Reconciler {
     pub retention: Duration,
     /// Register this URL at start, if set.
     pub webhook_url: Option<Url>,
+    /// A meeting missing from `GET /rooms` is closed only if it was tracked
+    /// at least this long before the list was asked for: a delivery can
+    /// overtake the list, eyeson's list may lag behind its webhooks, and
+    /// closing a running meeting by mistake would let it run past its limit.
+    pub close_unlisted_after: Duration,
 }
 
 impl Reconciler {
@@ -78,7 +77,12 @@ impl Reconciler {
             match self.reconcile_once().await {
                 Ok(r) => {
                     ::metrics::counter!(metrics::RECONCILES, "outcome" => "ok").increment(1);
-                    tracing::debug!(listed = r.listed, tracked = r.tracked, closed = r.closed, "reconciled with GET /rooms");
+                    tracing::debug!(
+                        listed = r.listed,
+                        tracked = r.tracked,
+                        closed = r.closed,
+                        "reconciled with GET /rooms"
+                    );
                 }
                 Err(e) => {
                     ::metrics::counter!(metrics::RECONCILES, "outcome" => "error").increment(1);
@@ -151,7 +155,7 @@ impl Reconciler {
         if tracked > 0 {
             self.wake.notify_one();
         }
-        let before = Timestamp(asked_at.0 - UNLISTED_MARGIN.as_millis() as i64);
+        let before = Timestamp(asked_at.0 - self.close_unlisted_after.as_millis() as i64);
         let closed = self.store.close_unlisted(&listed, before, now).await?;
         Ok(Report {
             listed: rooms.len(),

@@ -88,7 +88,11 @@ impl Scheduler {
             let free = slots.available_permits();
             if free > 0 {
                 let now = self.clock.now();
-                match self.store.claim_due(now, self.lease, &self.owner, free as u32).await {
+                match self
+                    .store
+                    .claim_due(now, self.lease, &self.owner, free as u32)
+                    .await
+                {
                     Ok(claims) => {
                         let full = claims.len() == free;
                         for claim in claims {
@@ -157,10 +161,18 @@ impl Scheduler {
         }
         let key = &claim.key;
         match outcome {
-            ShutdownOutcome::ShutDown => tracing::info!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "meeting shut down"),
-            ShutdownOutcome::AlreadyEnded => tracing::info!(room = %key.room_id, started_at = %key.started_at, "meeting had ended already"),
-            ShutdownOutcome::SkippedNewerMeeting => tracing::info!(room = %key.room_id, started_at = %key.started_at, "not shut down: a newer meeting runs in the room"),
-            ShutdownOutcome::DryRun => tracing::warn!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "dry run: would shut down"),
+            ShutdownOutcome::ShutDown => {
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "meeting shut down")
+            }
+            ShutdownOutcome::AlreadyEnded => {
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, "meeting had ended already")
+            }
+            ShutdownOutcome::SkippedNewerMeeting => {
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, "not shut down: a newer meeting runs in the room")
+            }
+            ShutdownOutcome::DryRun => {
+                tracing::warn!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "dry run: would shut down")
+            }
             ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => {}
         }
         match self
@@ -169,10 +181,14 @@ impl Scheduler {
             .await
         {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(room = %key.room_id, "lease lost before the outcome was recorded"),
+            Ok(false) => {
+                tracing::warn!(room = %key.room_id, "lease lost before the outcome was recorded")
+            }
             // The lease will expire and the meeting be claimed again; the
             // repeated call then answers 404 and the meeting is closed.
-            Err(e) => tracing::error!(error = %e, room = %key.room_id, "could not record shutdown outcome"),
+            Err(e) => {
+                tracing::error!(error = %e, room = %key.room_id, "could not record shutdown outcome")
+            }
         }
     }
 

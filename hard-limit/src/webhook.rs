@@ -166,7 +166,8 @@ struct RawRoom {
 /// wrong type, is [`Rejection::Malformed`] naming the field.
 pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
     use Rejection::Malformed;
-    let env: Envelope = serde_json::from_slice(body).map_err(|_| Malformed("body is not a JSON object"))?;
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|_| Malformed("body is not a JSON object"))?;
     let ts = match env.timestamp {
         Some(Value::Number(n)) => n
             .as_i64()
@@ -190,8 +191,12 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
     let room = env.room.ok_or(Malformed("room is missing"))?;
     let room: RawRoom =
         serde_json::from_value(room).map_err(|_| Malformed("room is not an object with an id"))?;
-    let id = room.id.as_str().ok_or(Malformed("room.id is not a string"))?;
-    let room_id = RoomId::parse(id).map_err(|_| Malformed("room.id is empty, too long or has control characters"))?;
+    let id = room
+        .id
+        .as_str()
+        .ok_or(Malformed("room.id is not a string"))?;
+    let room_id = RoomId::parse(id)
+        .map_err(|_| Malformed("room.id is empty, too long or has control characters"))?;
     let started_at = match room.started_at {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(
@@ -367,7 +372,10 @@ mod tests {
             verify_signature(b"other", body, Some(sig.as_bytes())),
             Err(Rejection::BadSignature)
         );
-        assert_eq!(verify_signature(b"key", body, None), Err(Rejection::MissingSignature));
+        assert_eq!(
+            verify_signature(b"key", body, None),
+            Err(Rejection::MissingSignature)
+        );
         assert_eq!(
             verify_signature(b"key", body, Some(b"zz")),
             Err(Rejection::BadSignature)
@@ -384,17 +392,22 @@ mod tests {
     fn parses_both_documented_deliveries() {
         let d = parse_delivery(br#"{"timestamp":1637738200,"type":"room_update","room":{"id":"demo","name":"John","ready":true,"started_at":"2021-11-24T07:16:37.748Z","shutdown":false,"guest_token":"g"}}"#).unwrap();
         assert_eq!(d.timestamp, Timestamp(1_637_738_200_000));
-        let Event::RoomUpdate(u) = d.event else { panic!() };
+        let Event::RoomUpdate(u) = d.event else {
+            panic!()
+        };
         assert_eq!(u.started_at, Some(Timestamp(1_637_738_197_748)));
         assert!(!u.shutdown);
         let d = parse_delivery(br#"{"timestamp":1609493400,"type":"room_update","room":{"id":"63ede350b20526000f64376b","name":"eyeson room","ready":false,"started_at":null,"shutdown":true,"sip":{}}}"#).unwrap();
-        let Event::RoomUpdate(u) = d.event else { panic!() };
+        let Event::RoomUpdate(u) = d.event else {
+            panic!()
+        };
         assert_eq!((u.started_at, u.shutdown), (None, true));
     }
 
     #[test]
     fn other_types_need_no_room() {
-        let d = parse_delivery(br#"{"timestamp":1,"type":"recording_update","recording":{}}"#).unwrap();
+        let d =
+            parse_delivery(br#"{"timestamp":1,"type":"recording_update","recording":{}}"#).unwrap();
         assert_eq!(d.event, Event::Other);
     }
 
@@ -406,9 +419,18 @@ mod tests {
             (br#"{"timestamp":1,"room":{"id":"a"}}"#, "type"),
             (br#"{"timestamp":1,"type":"room_update"}"#, "room"),
             (br#"{"timestamp":1,"type":"room_update","room":{}}"#, "id"),
-            (br#"{"timestamp":1,"type":"room_update","room":{"id":""}}"#, "room.id"),
-            (br#"{"timestamp":1,"type":"room_update","room":{"id":"a","started_at":"soon"}}"#, "started_at"),
-            (br#"{"timestamp":1,"type":"room_update","room":{"id":"a","shutdown":"yes"}}"#, "shutdown"),
+            (
+                br#"{"timestamp":1,"type":"room_update","room":{"id":""}}"#,
+                "room.id",
+            ),
+            (
+                br#"{"timestamp":1,"type":"room_update","room":{"id":"a","started_at":"soon"}}"#,
+                "started_at",
+            ),
+            (
+                br#"{"timestamp":1,"type":"room_update","room":{"id":"a","shutdown":"yes"}}"#,
+                "shutdown",
+            ),
             (br#"[1,2]"#, "JSON"),
         ] {
             match parse_delivery(body) {

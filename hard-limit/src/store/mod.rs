@@ -121,13 +121,14 @@ pub trait MeetingStore: Send + Sync {
     /// deadline or lease expiry; `None` if nothing is open.
     fn next_wake(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
 
-    /// Marks ended the running meetings that started before `started_before`
-    /// and are not in `listed` (eyeson's list of running meetings): they
-    /// ended without a delivery reaching us. Returns how many.
+    /// Marks ended the running meetings that were tracked before
+    /// `known_before` and are not in `listed` (eyeson's list of running
+    /// meetings, asked for after `known_before`): they ended without a
+    /// delivery reaching us. Returns how many.
     fn close_unlisted(
         &self,
         listed: &[MeetingKey],
-        started_before: Timestamp,
+        known_before: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
@@ -228,11 +229,11 @@ impl MeetingStore for Store {
     async fn close_unlisted(
         &self,
         listed: &[MeetingKey],
-        started_before: Timestamp,
+        known_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         match self {
-            Store::Sqlite(s) => s.close_unlisted(listed, started_before, now).await,
+            Store::Sqlite(s) => s.close_unlisted(listed, known_before, now).await,
         }
     }
     async fn list(

@@ -322,16 +322,16 @@ impl MeetingStore for SqliteStore {
     async fn close_unlisted(
         &self,
         listed: &[MeetingKey],
-        started_before: Timestamp,
+        known_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let listed: HashSet<&MeetingKey> = listed.iter().collect();
         let mut tx = self.writer.begin().await?;
         let rows = sqlx::query(
             "SELECT room_id, started_at, deadline, state FROM meetings
-             WHERE state = 'running' AND started_at < ?1",
+             WHERE state = 'running' AND created_at < ?1",
         )
-        .bind(started_before.0)
+        .bind(known_before.0)
         .fetch_all(&mut *tx)
         .await?;
         let mut closed = 0;
@@ -400,13 +400,13 @@ impl MeetingStore for SqliteStore {
     }
 
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
-            "DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1",
+        Ok(
+            sqlx::query("DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1")
+                .bind(finished_before.0)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
         )
-        .bind(finished_before.0)
-        .execute(&self.writer)
-        .await?
-        .rows_affected())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
