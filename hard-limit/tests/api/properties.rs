@@ -169,3 +169,32 @@ proptest! {
         rt.block_on(run(ops))?;
     }
 }
+
+proptest! {
+    /// The stable twin of the cargo-fuzz target (`fuzz/`): arbitrary bytes
+    /// never panic the signature check, the parser or the decision; a body
+    /// signed with the key verifies, a changed signature does not.
+    #[test]
+    fn arbitrary_bytes_never_panic_the_webhook_path(
+        header in proptest::collection::vec(any::<u8>(), 0..80),
+        body in proptest::collection::vec(any::<u8>(), 0..400),
+        json_ish in "\\{\"timestamp\":[0-9]{1,12},\"type\":\"room_update\",\"room\":\\{\"id\":\"[ -~]{0,12}\",\"started_at\":(null|\"20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z\"),\"shutdown\":(true|false)\\}\\}",
+    ) {
+        use eyeson_hard_limit::webhook::{parse_delivery, sign, verify_signature, Event};
+        const K: &[u8] = b"prop-key";
+        let policy = Policy { limits: Limits::new(Duration::from_secs(60)), grace: Duration::ZERO };
+        for b in [&body[..], json_ish.as_bytes()] {
+            let _ = verify_signature(K, b, Some(&header));
+            let good = sign(K, b);
+            prop_assert!(verify_signature(K, b, Some(good.as_bytes())).is_ok());
+            let mut bad = good.into_bytes();
+            bad[63] = if bad[63] == b'0' { b'1' } else { b'0' };
+            prop_assert!(verify_signature(K, b, Some(&bad)).is_err());
+            if let Ok(d) = parse_delivery(b) {
+                if let Event::RoomUpdate(u) = d.event {
+                    let _ = plan(&u, &policy);
+                }
+            }
+        }
+    }
+}
