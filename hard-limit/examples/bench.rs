@@ -460,7 +460,7 @@ async fn scale_serve() {
         "  service on the filled store enforced {} due meetings in {enforce:.2?}; /metrics (counts all rows) took {scrape:.0?}",
         due - samples
     );
-    println!("  store by state: {counts:?}");
+    println!("  store by state: {counts:?} (the stopping ones were claimed by the timing loop above under a 1 h lease)");
     println!(
         "  resident memory of the service process: VmRSS {} MB, peak VmHWM {} MB",
         rss_kb("VmRSS:") / 1024,
