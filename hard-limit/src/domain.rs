@@ -72,7 +72,9 @@ impl fmt::Display for Timestamp {
 ///
 /// Custom room ids may contain spaces and other characters, so the only rules
 /// are: not empty, at most [`RoomId::MAX_LEN`] bytes, no control characters
-/// (they would corrupt logs and have no business in an id).
+/// (they would corrupt logs and have no business in an id), and not `.` or
+/// `..` (URL path rules drop such segments, so `DELETE /rooms/..` would
+/// become a different call).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RoomId(String);
 
@@ -90,6 +92,9 @@ impl RoomId {
         }
         if s.chars().any(char::is_control) {
             return Err(InvalidRoomId::ControlCharacter);
+        }
+        if s == "." || s == ".." {
+            return Err(InvalidRoomId::DotSegment);
         }
         Ok(RoomId(s.to_owned()))
     }
@@ -118,6 +123,9 @@ pub enum InvalidRoomId {
     /// The id contains a control character.
     #[error("room id contains a control character")]
     ControlCharacter,
+    /// The id is `.` or `..`.
+    #[error("room id is . or ..")]
+    DotSegment,
 }
 
 /// A meeting: one run of a room, identified by the room and its start.
@@ -479,7 +487,9 @@ mod tests {
         assert_eq!(RoomId::parse(""), Err(InvalidRoomId::Empty));
         assert_eq!(RoomId::parse("a\nb"), Err(InvalidRoomId::ControlCharacter));
         assert_eq!(RoomId::parse(&"x".repeat(257)), Err(InvalidRoomId::TooLong));
+        assert_eq!(RoomId::parse(".."), Err(InvalidRoomId::DotSegment));
         assert!(RoomId::parse("my room/ä").is_ok());
+        assert!(RoomId::parse("...").is_ok());
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// eyeson answered with this status.
     #[error("eyeson answered HTTP {0}")]
     Status(u16),
+    /// eyeson answered 429, maybe with a `Retry-After` in seconds.
+    #[error("eyeson answered HTTP 429 (retry after {0:?})")]
+    Throttled(Option<Duration>),
     /// No answer (connect error, timeout, broken body).
     #[error("request to eyeson failed: {0}")]
     Transport(#[source] reqwest::Error),
@@ -36,7 +39,7 @@ impl ApiError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ApiError::Status(s) => *s == 429 || (500..600).contains(s),
-            ApiError::Transport(_) => true,
+            ApiError::Throttled(_) | ApiError::Transport(_) => true,
             ApiError::Decode(_) => false,
         }
     }
@@ -103,6 +106,11 @@ impl EyesonClient {
             // `push` percent-encodes each segment: a room id with spaces or
             // slashes stays one segment.
             for s in segments {
+                // `push` drops "." and ".." (URL normalisation): refuse them
+                // rather than call a different endpoint.
+                if *s == "." || *s == ".." || s.is_empty() {
+                    return Err(ApiError::Decode(format!("invalid path segment {s:?}")));
+                }
                 path.push(s);
             }
         }
@@ -130,6 +138,7 @@ impl EyesonClient {
         match resp.status() {
             s if s.is_success() => Ok(EndResult::Ended),
             StatusCode::NOT_FOUND | StatusCode::GONE => Ok(EndResult::NotRunning),
+            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
             s => Err(ApiError::Status(s.as_u16())),
         }
     }
@@ -239,6 +248,19 @@ impl EyesonClient {
     }
 }
 
+/// `Retry-After` in seconds (the HTTP-date form is not used by APIs like
+/// this one and is ignored).
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
 fn parse_webhook(v: &Value) -> Option<Webhook> {
     let obj = v.as_object()?;
     let url = obj.get("url")?.as_str()?.to_owned();
@@ -292,11 +314,13 @@ mod tests {
         .unwrap();
         let u = c.url(&["rooms", "a b/c?d"]).unwrap();
         assert_eq!(u.as_str(), "http://127.0.0.1:9/api/rooms/a%20b%2Fc%3Fd");
+        assert!(c.url(&["rooms", ".."]).is_err());
     }
 
     #[test]
     fn retryable_statuses() {
         assert!(ApiError::Status(429).is_retryable());
+        assert!(ApiError::Throttled(None).is_retryable());
         assert!(ApiError::Status(503).is_retryable());
         assert!(!ApiError::Status(403).is_retryable());
         assert!(!ApiError::Status(423).is_retryable());

@@ -70,9 +70,12 @@ impl Reconciler {
     /// Registers the webhook (if configured), then reconciles every
     /// `every` until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        if let Some(url) = &self.webhook_url {
-            self.register(url).await;
-        }
+        // Registration retries on its own: it must not delay the first
+        // reconciliation.
+        let registration = self.webhook_url.clone().map(|url| {
+            let me = self.clone();
+            tokio::spawn(async move { me.register(&url).await })
+        });
         loop {
             match self.reconcile_once().await {
                 Ok(r) => {
@@ -98,6 +101,9 @@ impl Reconciler {
             if sleep_or_stop(self.every, &mut stop).await {
                 break;
             }
+        }
+        if let Some(task) = registration {
+            task.abort();
         }
     }
 

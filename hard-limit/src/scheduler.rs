@@ -213,6 +213,13 @@ impl Scheduler {
         let result = (|| self.attempt(key))
             .retry(policy)
             .when(|e: &StepError| e.is_retryable() && started.elapsed() < budget)
+            // Honour 429's Retry-After, capped so the budget still holds.
+            .adjust(|e: &StepError, wait: Option<Duration>| match (e, wait) {
+                (StepError::Api(ApiError::Throttled(Some(after))), Some(wait)) => {
+                    Some(wait.max((*after).min(Duration::from_secs(5))))
+                }
+                (_, wait) => wait,
+            })
             .notify(|e: &StepError, wait: Duration| {
                 ::metrics::counter!(metrics::SHUTDOWN_RETRIES).increment(1);
                 tracing::warn!(room = %key.room_id, error = %e, ?wait, "shutdown call failed; retrying");

@@ -9,7 +9,6 @@
 //! - Leases make claims safe across processes on the same file, and across
 //!   a crash: a `stopping` row whose lease expired is claimed again.
 
-use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -325,32 +324,40 @@ impl MeetingStore for SqliteStore {
         known_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let listed: HashSet<&MeetingKey> = listed.iter().collect();
+        // The listed keys go into a temporary table on the writer
+        // connection, so the anti-join runs in SQLite however many
+        // meetings are running.
         let mut tx = self.writer.begin().await?;
-        let rows = sqlx::query(
-            "SELECT room_id, started_at, deadline, state FROM meetings
-             WHERE state = 'running' AND created_at < ?1",
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS listed (room_id TEXT NOT NULL, started_at INTEGER NOT NULL,
+                                                     PRIMARY KEY (room_id, started_at))",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM temp.listed")
+            .execute(&mut *tx)
+            .await?;
+        for key in listed {
+            sqlx::query("INSERT OR IGNORE INTO temp.listed (room_id, started_at) VALUES (?1, ?2)")
+                .bind(key.room_id.as_str())
+                .bind(key.started_at.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let closed = sqlx::query(
+            "UPDATE meetings SET state = 'ended', finished_at = ?2, updated_at = ?2
+             WHERE state = 'running' AND created_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM temp.listed l
+                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)",
         )
         .bind(known_before.0)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut closed = 0;
-        for row in &rows {
-            let m = view(row)?;
-            if listed.contains(&m.key) {
-                continue;
-            }
-            closed += sqlx::query(
-                "UPDATE meetings SET state = 'ended', finished_at = ?3, updated_at = ?3
-                 WHERE room_id = ?1 AND started_at = ?2 AND state = 'running'",
-            )
-            .bind(m.key.room_id.as_str())
-            .bind(m.key.started_at.0)
-            .bind(now.0)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM temp.listed")
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
+            .await?;
         tx.commit().await?;
         Ok(closed)
     }

@@ -249,6 +249,9 @@ async fn handle(
     if status == 204 {
         return code.into_response();
     }
+    if status == 429 {
+        return (code, [("retry-after", "1")], axum::Json(answer)).into_response();
+    }
     (code, axum::Json(answer)).into_response()
 }
 

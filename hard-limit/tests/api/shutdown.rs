@@ -68,13 +68,16 @@ async fn unavailable_then_no_content_is_retried() {
 }
 
 #[tokio::test]
-async fn too_many_requests_is_retried() {
+async fn too_many_requests_is_retried_after_retry_after() {
     let app = spawn_app().await;
-    app.fake.script_delete("room-429", &[429]);
+    app.fake.script_delete("room-429", &[429]); // with Retry-After: 1
     let started = start_for_deadline_ago(Duration::from_secs(1));
     app.meeting_starts("room-429", started).await;
     app.wait_for_state("room-429", started, "shut_down").await;
-    assert_eq!(app.fake.calls("DELETE", "/rooms/room-429").len(), 2);
+    let calls = app.fake.calls("DELETE", "/rooms/room-429");
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [429, 204]);
+    assert!(calls[1].answered_instant - calls[0].answered_instant >= Duration::from_millis(950));
 }
 
 #[tokio::test]
