@@ -34,20 +34,34 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-impl FromStr for ApiKey {
-    type Err = &'static str;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if s.is_empty() {
+impl ApiKey {
+    /// Checks and wraps a key. The error never contains the key.
+    pub fn new(key: &str) -> Result<Self, &'static str> {
+        let key = key.trim();
+        if key.is_empty() {
             return Err("the API key is empty");
         }
-        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(
                 "the API key must be printable ASCII without spaces (it is sent as a header)",
             );
         }
-        Ok(ApiKey(s.to_owned()))
+        Ok(ApiKey(key.to_owned()))
     }
+}
+
+impl FromStr for ApiKey {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ApiKey::new(s)
+    }
+}
+
+/// clap's parser for `--api-key`: it never fails, because clap's error
+/// message would quote the value (the key) to stderr. The key is checked in
+/// [`Config::policy`], whose error does not repeat it.
+fn parse_api_key(s: &str) -> Result<ApiKey, std::convert::Infallible> {
+    Ok(ApiKey(s.to_owned()))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -89,7 +103,7 @@ pub enum Command {
 #[derive(Clone, Debug, Parser)]
 pub struct Config {
     /// eyeson API key (sent raw in the Authorization header; never logged).
-    #[arg(long, env = "EYESON_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "EYESON_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
     pub api_key: ApiKey,
 
     /// eyeson API base URL.
@@ -177,6 +191,7 @@ impl Config {
 
     /// Checks what clap cannot, and reads the limits file.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
+        ApiKey::new(self.api_key.expose()).map_err(ConfigError::Invalid)?;
         if self.max_duration.is_zero() {
             return Err(ConfigError::Invalid("--max-duration must be more than 0s"));
         }

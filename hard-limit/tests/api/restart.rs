@@ -11,6 +11,7 @@ use crate::helpers::*;
 struct Service {
     child: Child,
     url: String,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Service {
@@ -22,7 +23,7 @@ impl Service {
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("DATABASE_URL", database)
             .env("RECONCILE_EVERY", "1h")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in extra {
@@ -31,11 +32,14 @@ impl Service {
         let mut child = cmd.spawn().expect("binary starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("TEST_LOG").is_some() {
                     eprintln!("[child] {line}");
                 }
+                sink.lock().unwrap().push(line.clone());
                 let _ = tx.send(line);
             }
         });
@@ -52,6 +56,16 @@ impl Service {
         Service {
             child,
             url: format!("http://{addr}"),
+            logs,
+        }
+    }
+
+    /// Asserts the API key appears in no log line (at debug level).
+    fn assert_key_never_logged(&self) {
+        let logs = self.logs.lock().unwrap();
+        assert!(!logs.is_empty());
+        for line in logs.iter() {
+            assert!(!line.contains(KEY), "the API key was logged: {line}");
         }
     }
 
@@ -60,7 +74,7 @@ impl Service {
         self.child.wait().unwrap();
     }
 
-    fn terminate(mut self) -> std::process::ExitStatus {
+    fn terminate(&mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -128,7 +142,7 @@ async fn a_meeting_due_while_the_service_was_down_is_shut_down_once() {
         SystemTime::now() > started + LIMIT
     })
     .await;
-    let second = Service::start(&fake, &db, &[]);
+    let mut second = Service::start(&fake, &db, &[]);
     wait_until(
         "the meeting is shut down",
         Duration::from_secs(15),
@@ -138,6 +152,7 @@ async fn a_meeting_due_while_the_service_was_down_is_shut_down_once() {
     let deletes = fake.deletes();
     assert_eq!(deletes.len(), 1);
     assert_delete(&deletes[0], "/rooms/room-r");
+    second.assert_key_never_logged();
     // SIGTERM: stop accepting, finish, exit 0.
     let status = second.terminate();
     assert!(status.success(), "{status:?}");
@@ -234,6 +249,21 @@ fn help_names_every_variable_and_hides_the_key() {
         assert!(help.contains(var), "--help lacks {var}");
     }
     assert!(!help.contains("super-secret-value"), "--help shows the key");
+}
+
+#[test]
+fn a_malformed_key_is_refused_without_echoing_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_eyeson-hard-limit"))
+        .env_clear()
+        .env("EYESON_API_KEY", "secret with spaces")
+        .env("DATABASE_URL", "sqlite::memory:")
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("API key"), "{err}");
+    assert!(!err.contains("secret with spaces"), "{err}");
 }
 
 #[test]
