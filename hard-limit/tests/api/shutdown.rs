@@ -195,3 +195,30 @@ async fn grace_delays_the_deadline() {
     );
     assert_eq!(m[0]["state"], "running");
 }
+
+#[tokio::test]
+async fn stopping_finishes_the_shutdown_in_flight() {
+    let app = spawn_app().await;
+    app.fake.script_delete("room-s", &[503]);
+    let started = start_for_deadline_ago(Duration::from_secs(1));
+    app.meeting_starts("room-s", started).await;
+    wait_until(
+        "the first attempt failed",
+        Duration::from_secs(10),
+        || async { !app.fake.calls("DELETE", "/rooms/room-s").is_empty() },
+    )
+    .await;
+    // Stop while the retry is pending: the service finishes it first.
+    let (fake, database, dir) = app.stop().await;
+    let statuses: Vec<u16> = fake
+        .calls("DELETE", "/rooms/room-s")
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses, [503, 204]);
+    let app = spawn_on(fake, database, dir, |_| {}).await;
+    assert_eq!(
+        app.state_of("room-s", started).await.as_deref(),
+        Some("shut_down")
+    );
+}
