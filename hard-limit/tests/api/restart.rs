@@ -127,7 +127,7 @@ async fn a_meeting_due_while_the_service_was_down_is_shut_down_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("hard-limit.db").display());
     let first = Service::start(&fake, &db, &[]);
-    let started = start_for_deadline_in(Duration::from_millis(1500));
+    let started = start_for_deadline_in(Duration::from_millis(2000));
     fake.start_meeting("room-r", &iso(started));
     assert_eq!(
         first

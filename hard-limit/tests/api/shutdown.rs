@@ -103,12 +103,13 @@ async fn forbidden_and_locked_are_not_retried() {
 #[tokio::test]
 async fn a_newer_meeting_in_the_same_room_is_not_shut_down() {
     let app = spawn_app().await;
-    let old = start_for_deadline_in(Duration::from_millis(300));
+    // Margin: the newer meeting must be known before the old deadline.
+    let old = start_for_deadline_in(Duration::from_millis(1000));
     let new = SystemTime::now() - Duration::from_secs(1);
     app.meeting_starts("room-n", old).await;
     // The room's next meeting starts (eyeson's room now runs `new`).
     app.meeting_starts("room-n", new).await;
-    let sentinel = start_for_deadline_in(Duration::from_millis(700));
+    let sentinel = start_for_deadline_in(Duration::from_millis(1300));
     app.meeting_starts("sentinel", sentinel).await;
     app.wait_for_state("sentinel", sentinel, "shut_down").await;
     assert!(

@@ -176,7 +176,7 @@ async fn a_shutdown_delivered_before_the_start_keeps_the_meeting_ended() {
 #[tokio::test]
 async fn a_shutdown_without_start_ends_the_open_meeting() {
     let app = spawn_app().await;
-    let started = start_for_deadline_in(Duration::from_millis(500));
+    let started = start_for_deadline_in(Duration::from_millis(1000));
     app.meeting_starts("room-end", started).await;
     assert_eq!(
         app.deliver(&room_update("room-end", None, true))
@@ -188,7 +188,7 @@ async fn a_shutdown_without_start_ends_the_open_meeting() {
         app.state_of("room-end", started).await.as_deref(),
         Some("ended")
     );
-    let sentinel = start_for_deadline_in(Duration::from_millis(800));
+    let sentinel = start_for_deadline_in(Duration::from_millis(1300));
     app.meeting_starts("sentinel", sentinel).await;
     app.wait_for_state("sentinel", sentinel, "shut_down").await;
     assert!(app.fake.calls("DELETE", "/rooms/room-end").is_empty());
