@@ -80,6 +80,9 @@ impl Application {
     /// Opens the store, binds the port, wires the parts.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let policy = Arc::new(config.policy()?);
+        if config.lease < Duration::from_secs(20) {
+            tracing::warn!(lease = ?config.lease, "a lease under 20s can expire during a slow shutdown call, which is then repeated");
+        }
         let handle = metrics::install();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = Store::connect(&config.database).await?;

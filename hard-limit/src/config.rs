@@ -149,7 +149,8 @@ pub struct Config {
     pub webhook_max_age: Duration,
 
     /// How long a claimed shutdown is owned before another worker (or this
-    /// one after a restart) may retry it. Longer than the retry budget.
+    /// one after a restart) may retry it. Keep it above 20s: attempts stop
+    /// after half the lease, and one attempt may take the 10 s timeout.
     #[arg(long, env = "LEASE", default_value = "30s", value_parser = parse_duration)]
     pub lease: Duration,
 
