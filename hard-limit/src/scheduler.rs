@@ -18,14 +18,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::domain::{MeetingKey, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
-use crate::store::{Claim, MeetingStore, Store, StoreError};
+use crate::store::{Claim, MeetingStore, Outcome, Store, StoreError};
+
+/// An outcome on its way to the store, and where to say whether it applied.
+type Finished = (Outcome, oneshot::Sender<Result<bool, String>>);
 
 /// Longest the scheduler sleeps without looking at the store.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -80,6 +83,7 @@ impl Scheduler {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
+        let (finisher, finisher_task) = self.start_finisher();
         loop {
             if *stop.borrow() {
                 break;
@@ -100,8 +104,9 @@ impl Scheduler {
                                 break;
                             };
                             let me = self.clone();
+                            let finisher = finisher.clone();
                             tasks.spawn(async move {
-                                me.enforce(claim).await;
+                                me.enforce(claim, &finisher).await;
                                 drop(permit);
                             });
                         }
@@ -145,10 +150,40 @@ impl Scheduler {
             tracing::info!(in_flight, "waiting for shutdown calls in flight");
         }
         while tasks.join_next().await.is_some() {}
+        drop(finisher);
+        let _ = finisher_task.await;
+    }
+
+    /// Group commit for outcomes, like the webhook's `Ingest`: workers hand
+    /// their outcome to one task that records whatever has queued in one
+    /// transaction. A burst of shutdowns costs a few commits, not one each.
+    fn start_finisher(&self) -> (mpsc::Sender<Finished>, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Finished>(1024);
+        let store = self.store.clone();
+        let owner = self.owner.clone();
+        let task = tokio::spawn(async move {
+            let mut batch: Vec<Finished> = Vec::with_capacity(256);
+            while rx.recv_many(&mut batch, 256).await > 0 {
+                let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
+                match store.finish(&owner, &outcomes).await {
+                    Ok(applied) => {
+                        for ((_, reply), ok) in batch.drain(..).zip(applied) {
+                            let _ = reply.send(Ok(ok));
+                        }
+                    }
+                    Err(e) => {
+                        for (_, reply) in batch.drain(..) {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+        });
+        (tx, task)
     }
 
     /// Ends one claimed meeting and records the outcome.
-    async fn enforce(&self, claim: Claim) {
+    async fn enforce(&self, claim: Claim, finisher: &mpsc::Sender<Finished>) {
         let outcome = self.outcome(&claim).await;
         let now = self.clock.now();
         metrics::shutdown(outcome);
@@ -175,11 +210,19 @@ impl Scheduler {
             }
             ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => {}
         }
-        match self
-            .store
-            .finish(key, &self.owner, outcome.final_state(), now)
-            .await
-        {
+        let (reply, answer) = oneshot::channel();
+        let record = Outcome {
+            key: key.clone(),
+            state: outcome.final_state(),
+            at: now,
+        };
+        let recorded = match finisher.send((record, reply)).await {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err("outcome writer stopped".into())),
+            Err(_) => Err("outcome writer stopped".into()),
+        };
+        match recorded {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(room = %key.room_id, "lease lost before the outcome was recorded")

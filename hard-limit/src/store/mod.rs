@@ -49,6 +49,17 @@ pub struct Claim {
     pub attempts: i64,
 }
 
+/// The final state of a claimed meeting, for [`MeetingStore::finish`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The meeting.
+    pub key: MeetingKey,
+    /// Its final state.
+    pub state: MeetingState,
+    /// When the outcome was known.
+    pub at: Timestamp,
+}
+
 /// What applying one [`Plan`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -107,15 +118,14 @@ pub trait MeetingStore: Send + Sync {
         key: &MeetingKey,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Records the outcome of a claim if `owner` still holds its lease.
-    /// Returns whether it did.
+    /// Records the outcomes of claims `owner` holds, in one transaction;
+    /// each applies only if `owner` still holds that lease. One result per
+    /// outcome: whether it applied.
     fn finish(
         &self,
-        key: &MeetingKey,
         owner: &str,
-        state: MeetingState,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+        outcomes: &[Outcome],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
     /// When the scheduler next has something to do: the earliest running
     /// deadline or lease expiry; `None` if nothing is open.
@@ -210,15 +220,9 @@ impl MeetingStore for Store {
             Store::Sqlite(s) => s.newer_meeting_known(key).await,
         }
     }
-    async fn finish(
-        &self,
-        key: &MeetingKey,
-        owner: &str,
-        state: MeetingState,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.finish(key, owner, state, now).await,
+            Store::Sqlite(s) => s.finish(owner, outcomes).await,
         }
     }
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqlSafeStr, Sqlite, Transaction};
 
-use super::{Applied, Claim, MeetingStore, MeetingView, StoreError};
+use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
 use crate::domain::{MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
@@ -282,28 +282,28 @@ impl MeetingStore for SqliteStore {
         Ok(found != 0)
     }
 
-    async fn finish(
-        &self,
-        key: &MeetingKey,
-        owner: &str,
-        state: MeetingState,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        debug_assert!(MeetingState::Stopping.may_become(state));
-        let n = sqlx::query(
-            "UPDATE meetings
-             SET state = ?4, finished_at = ?5, updated_at = ?5, lease_owner = NULL, lease_until = NULL
-             WHERE room_id = ?1 AND started_at = ?2 AND state = 'stopping' AND lease_owner = ?3",
-        )
-        .bind(key.room_id.as_str())
-        .bind(key.started_at.0)
-        .bind(owner)
-        .bind(state.as_str())
-        .bind(now.0)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut applied = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            debug_assert!(MeetingState::Stopping.may_become(o.state));
+            let n = sqlx::query(
+                "UPDATE meetings
+                 SET state = ?4, finished_at = ?5, updated_at = ?5, lease_owner = NULL, lease_until = NULL
+                 WHERE room_id = ?1 AND started_at = ?2 AND state = 'stopping' AND lease_owner = ?3",
+            )
+            .bind(o.key.room_id.as_str())
+            .bind(o.key.started_at.0)
+            .bind(owner)
+            .bind(o.state.as_str())
+            .bind(o.at.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            applied.push(n == 1);
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
 
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {

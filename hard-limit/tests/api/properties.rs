@@ -18,7 +18,7 @@ use std::time::Duration;
 use eyeson_hard_limit::domain::{
     plan, Limits, MeetingKey, MeetingState, Policy, RoomId, RoomUpdate, Timestamp,
 };
-use eyeson_hard_limit::store::{MeetingStore, Store};
+use eyeson_hard_limit::store::{MeetingStore, Outcome, Store};
 use proptest::prelude::*;
 
 const LIMIT_MS: i64 = 10_000;
@@ -60,6 +60,14 @@ fn key(room: u8, start: u8) -> MeetingKey {
         room_id: RoomId::parse(&format!("room-{room}")).unwrap(),
         // Meetings of a room start 5 s apart: consecutive meetings.
         started_at: Timestamp(1_000_000 + i64::from(start) * 5_000),
+    }
+}
+
+fn outcome(key: &MeetingKey, state: MeetingState, at: Timestamp) -> Outcome {
+    Outcome {
+        key: key.clone(),
+        state,
+        at,
     }
 }
 
@@ -112,10 +120,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     );
                     if store.newer_meeting_known(&c.key).await.unwrap() {
                         let ok = store
-                            .finish(&c.key, &owner, MeetingState::Skipped, now)
+                            .finish(&owner, &[outcome(&c.key, MeetingState::Skipped, now)])
                             .await
                             .unwrap();
-                        prop_assert!(ok);
+                        prop_assert_eq!(ok, [true]);
                         continue;
                     }
                     prop_assert!(
@@ -133,7 +141,12 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         Answer::NotFound => MeetingState::Ended,
                         Answer::Forbidden => MeetingState::Failed,
                     };
-                    if store.finish(&c.key, &owner, state, now).await.unwrap() {
+                    if store
+                        .finish(&owner, &[outcome(&c.key, state, now)])
+                        .await
+                        .unwrap()
+                        == [true]
+                    {
                         *completed.entry(c.key.clone()).or_default() += 1;
                     }
                 }
