@@ -155,15 +155,13 @@ impl EyesonClient {
         }
         let url = self.url(&["rooms"])?;
         let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
-        if !resp.status().is_success() {
-            return Err(ApiError::Status(resp.status().as_u16()));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Transport(e.without_url()))?;
+        // An empty body is not "nothing runs": that would close every
+        // tracked meeting.
+        let Some(body) = success_json(resp).await? else {
+            return Err(ApiError::Decode("empty answer to GET /rooms".into()));
+        };
         let entries: Vec<Value> =
-            serde_json::from_slice(&body).map_err(|e| ApiError::Decode(e.to_string()))?;
+            serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
         Ok(entries
             .into_iter()
             .filter_map(|v| serde_json::from_value::<Entry>(v).ok())
@@ -190,18 +188,9 @@ impl EyesonClient {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !resp.status().is_success() {
-            return Err(ApiError::Status(resp.status().as_u16()));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Transport(e.without_url()))?;
-        if body.iter().all(u8::is_ascii_whitespace) {
+        let Some(v) = success_json(resp).await? else {
             return Ok(None);
-        }
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|e| ApiError::Decode(e.to_string()))?;
+        };
         Ok(parse_webhook(&v))
     }
 
@@ -246,6 +235,23 @@ impl EyesonClient {
             Err(ApiError::Status(resp.status().as_u16()))
         }
     }
+}
+
+/// The JSON body of a 2xx answer; `None` if the body is empty.
+async fn success_json(resp: reqwest::Response) -> Result<Option<Value>, ApiError> {
+    if !resp.status().is_success() {
+        return Err(ApiError::Status(resp.status().as_u16()));
+    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ApiError::Transport(e.without_url()))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| ApiError::Decode(e.to_string()))
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by APIs like

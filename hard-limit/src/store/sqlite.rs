@@ -39,15 +39,18 @@ fn migrator() -> Migrator {
     )])
 }
 
-fn view(row: &SqliteRow) -> Result<MeetingView, StoreError> {
+fn key_of(row: &SqliteRow) -> Result<MeetingKey, StoreError> {
     let room: String = row.try_get("room_id")?;
+    Ok(MeetingKey {
+        room_id: RoomId::parse(&room).map_err(|e| StoreError::Corrupt(format!("room id: {e}")))?,
+        started_at: Timestamp(row.try_get("started_at")?),
+    })
+}
+
+fn view(row: &SqliteRow) -> Result<MeetingView, StoreError> {
     let state: String = row.try_get("state")?;
     Ok(MeetingView {
-        key: MeetingKey {
-            room_id: RoomId::parse(&room)
-                .map_err(|e| StoreError::Corrupt(format!("room id: {e}")))?,
-            started_at: Timestamp(row.try_get("started_at")?),
-        },
+        key: key_of(row)?,
         deadline: Timestamp(row.try_get("deadline")?),
         state: MeetingState::parse(&state)
             .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
@@ -95,19 +98,7 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
         for (key, deadline, state) in rows {
-            let finished = (!state.is_open()).then_some(now.0);
-            sqlx::query(
-                "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, finished_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6) ON CONFLICT DO NOTHING",
-            )
-            .bind(key.room_id.as_str())
-            .bind(key.started_at.0)
-            .bind(deadline.0)
-            .bind(state.as_str())
-            .bind(now.0)
-            .bind(finished)
-            .execute(&mut *tx)
-            .await?;
+            insert(&mut tx, key, *deadline, *state, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -207,13 +198,8 @@ async fn insert(
 }
 
 fn claim_of(row: &SqliteRow) -> Result<Claim, StoreError> {
-    let room: String = row.try_get("room_id")?;
     Ok(Claim {
-        key: MeetingKey {
-            room_id: RoomId::parse(&room)
-                .map_err(|e| StoreError::Corrupt(format!("room id: {e}")))?,
-            started_at: Timestamp(row.try_get("started_at")?),
-        },
+        key: key_of(row)?,
         deadline: Timestamp(row.try_get("deadline")?),
         attempts: row.try_get("attempts")?,
     })

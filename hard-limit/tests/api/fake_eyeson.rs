@@ -220,21 +220,7 @@ async fn handle(
             route(&mut st, &method, &path, &form)
         }
     };
-    if hang {
-        // Recorded as received (status 0), then never answered.
-        shared.lock().unwrap().requests.push(Recorded {
-            method,
-            path,
-            authorization,
-            content_type,
-            form,
-            answered_at: SystemTime::now(),
-            answered_instant: Instant::now(),
-            status: 0,
-        });
-        std::future::pending::<()>().await;
-        unreachable!();
-    }
+    // A hanging request is recorded as received (status 0), then never answered.
     shared.lock().unwrap().requests.push(Recorded {
         method,
         path,
@@ -243,8 +229,11 @@ async fn handle(
         form,
         answered_at: SystemTime::now(),
         answered_instant: Instant::now(),
-        status,
+        status: if hang { 0 } else { status },
     });
+    if hang {
+        std::future::pending::<()>().await;
+    }
     let code = StatusCode::from_u16(status).unwrap();
     if status == 204 {
         return code.into_response();

@@ -251,33 +251,32 @@ fn help_names_every_variable_and_hides_the_key() {
     assert!(!help.contains("super-secret-value"), "--help shows the key");
 }
 
-#[test]
-fn a_malformed_key_is_refused_without_echoing_it() {
+/// Runs the binary with a bad configuration; returns its stderr.
+fn refused_start(env: &[(&str, &str)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_eyeson-hard-limit"))
         .env_clear()
-        .env("EYESON_API_KEY", "secret with spaces")
         .env("DATABASE_URL", "sqlite::memory:")
         .env("LISTEN_ADDR", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with {env:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_malformed_key_is_refused_without_echoing_it() {
+    let err = refused_start(&[("EYESON_API_KEY", "secret with spaces")]);
     assert!(err.contains("API key"), "{err}");
     assert!(!err.contains("secret with spaces"), "{err}");
 }
 
 #[test]
 fn a_bad_configuration_exits_non_zero_without_the_key() {
-    let out = Command::new(env!("CARGO_BIN_EXE_eyeson-hard-limit"))
-        .env_clear()
-        .env("EYESON_API_KEY", "super-secret-value")
-        .env("MAX_DURATION", "0s")
-        .env("DATABASE_URL", "sqlite::memory:")
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&[
+        ("EYESON_API_KEY", "super-secret-value"),
+        ("MAX_DURATION", "0s"),
+    ]);
     assert!(err.contains("--max-duration"), "{err}");
     assert!(!err.contains("super-secret-value"));
 }
