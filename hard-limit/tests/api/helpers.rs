@@ -47,10 +47,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// A service with tweaked configuration.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let fake = FakeEyeson::start(KEY).await;
+    spawn_app_on(FakeEyeson::start(KEY).await, tweak).await
+}
+
+/// A service with a fresh database on a fake prepared by the test.
+pub async fn spawn_app_on(fake: FakeEyeson, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let (dir, database) = fresh_database();
+    spawn_on(fake, database, Some(dir), tweak).await
+}
+
+/// A temporary directory and the URL of a database file in it.
+pub fn fresh_database() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}", dir.path().join("hard-limit.db").display());
-    spawn_on(fake, database, Some(dir), tweak).await
+    (dir, database)
 }
 
 /// A service on a given fake and database.

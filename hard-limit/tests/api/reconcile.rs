@@ -10,9 +10,7 @@ async fn a_meeting_only_get_rooms_knows_is_enforced() {
     // It began while the service was down: no delivery will ever come.
     let started = start_for_deadline_in(Duration::from_millis(300));
     fake.start_meeting("room-quiet", &iso(started));
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    let app = spawn_on(fake, db, Some(dir), |_| {}).await;
+    let app = spawn_app_on(fake, |_| {}).await;
     app.wait_for_state("room-quiet", started, "shut_down").await;
     let lists = app.fake.calls("GET", "/rooms");
     assert!(!lists.is_empty());
@@ -61,9 +59,7 @@ async fn meetings_that_ended_silently_are_closed() {
 async fn a_failing_room_list_does_not_hold_back_enforcement() {
     let fake = FakeEyeson::start(KEY).await;
     fake.script_rooms(&[0]); // GET /rooms never answers
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    let app = spawn_on(fake, db, Some(dir), |_| {}).await;
+    let app = spawn_app_on(fake, |_| {}).await;
     wait_until(
         "GET /rooms is in flight",
         Duration::from_secs(5),

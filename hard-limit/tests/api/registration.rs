@@ -70,12 +70,7 @@ async fn a_different_registration_is_replaced() {
     fake.set_webhook(Some(
         json!({"id": "old", "url": HOOK, "types": "room_update,recording_update"}),
     ));
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    let app = spawn_on(fake, db, Some(dir), |c| {
-        c.webhook_url = Some(HOOK.parse().unwrap())
-    })
-    .await;
+    let app = spawn_app_on(fake, |c| c.webhook_url = Some(HOOK.parse().unwrap())).await;
     wait_until("POST /webhooks", Duration::from_secs(10), || async {
         !app.fake.calls("POST", "/webhooks").is_empty()
     })
@@ -91,12 +86,7 @@ async fn an_identical_registration_with_string_types_is_kept() {
     fake.set_webhook(Some(
         json!({"id": "keep", "url": HOOK, "types": "room_update"}),
     ));
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    let app = spawn_on(fake, db, Some(dir), |c| {
-        c.webhook_url = Some(HOOK.parse().unwrap())
-    })
-    .await;
+    let app = spawn_app_on(fake, |c| c.webhook_url = Some(HOOK.parse().unwrap())).await;
     wait_until(
         "GET /rooms after registration",
         Duration::from_secs(10),

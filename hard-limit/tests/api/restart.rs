@@ -124,8 +124,7 @@ impl Service {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meeting_due_while_the_service_was_down_is_shut_down_once() {
     let fake = FakeEyeson::start(KEY).await;
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("hard-limit.db").display());
+    let (_dir, db) = fresh_database();
     let first = Service::start(&fake, &db, &[]);
     let started = start_for_deadline_in(Duration::from_millis(2000));
     fake.start_meeting("room-r", &iso(started));
@@ -182,8 +181,7 @@ async fn a_meeting_due_while_the_service_was_down_is_shut_down_once() {
 async fn a_crash_mid_shutdown_is_retried_after_restart() {
     let fake = FakeEyeson::start(KEY).await;
     fake.script_delete("room-c", &[0]); // the first call never answers
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("hard-limit.db").display());
+    let (_dir, db) = fresh_database();
     let lease = [("LEASE", "1s")];
     let first = Service::start(&fake, &db, &lease);
     let started = start_for_deadline_ago(Duration::from_secs(1));
