@@ -126,8 +126,8 @@ pub struct Config {
     #[arg(long, env = "GRACE", default_value = "0s", value_parser = parse_duration)]
     pub grace: Duration,
 
-    /// Optional TOML file of per-room limits: [rooms] by exact id, then
-    /// [prefixes] (longest match wins), else --max-duration.
+    /// Optional TOML file of per-room limits: table "rooms" (exact ids),
+    /// then table "prefixes" (longest match wins), else --max-duration.
     #[arg(long, env = "LIMITS_FILE")]
     pub limits: Option<PathBuf>,
 
