@@ -53,11 +53,12 @@ impl Timestamp {
     }
 
     /// ISO-8601 UTC with milliseconds, the form eyeson itself uses.
+    /// Times outside 1970..=9999 are clamped (an absurd limit in the limits
+    /// file must not make a handler panic).
     pub fn to_rfc3339(self) -> String {
-        if self.0 < 0 {
-            return "1970-01-01T00:00:00.000Z".to_owned();
-        }
-        let t = UNIX_EPOCH + Duration::from_millis(self.0 as u64);
+        const MAX: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let ms = self.0.clamp(0, MAX) as u64;
+        let t = UNIX_EPOCH + Duration::from_millis(ms);
         humantime::format_rfc3339_millis(t).to_string()
     }
 }
@@ -450,6 +451,8 @@ mod tests {
         assert_eq!(t, Timestamp(1_637_738_197_748));
         assert_eq!(t.to_rfc3339(), "2021-11-24T07:16:37.748Z");
         assert!(Timestamp::parse_rfc3339("yesterday").is_none());
+        assert_eq!(Timestamp(i64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(-5).to_rfc3339(), "1970-01-01T00:00:00.000Z");
         assert!(Timestamp::parse_rfc3339("").is_none());
     }
 

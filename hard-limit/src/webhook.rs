@@ -226,8 +226,8 @@ pub fn is_fresh(timestamp: Timestamp, now: Timestamp, max_age: Duration) -> bool
     if max_age.is_zero() {
         return true;
     }
-    let max = i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
-    (now.0.saturating_sub(timestamp.0)).abs() <= max
+    let max = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+    now.0.saturating_sub(timestamp.0).unsigned_abs() <= max
 }
 
 type Job = (Plan, oneshot::Sender<Result<Applied, ()>>);
@@ -448,5 +448,7 @@ mod tests {
         assert!(!is_fresh(Timestamp(now.0 - 600_001), now, ten));
         assert!(!is_fresh(Timestamp(now.0 + 600_001), now, ten));
         assert!(is_fresh(Timestamp(0), now, Duration::ZERO));
+        assert!(!is_fresh(Timestamp(i64::MIN), now, ten));
+        assert!(!is_fresh(Timestamp(i64::MAX), Timestamp(i64::MIN), ten));
     }
 }
