@@ -17,7 +17,9 @@
 //! 3. The [`scheduler`] sleeps until the earliest deadline, claims due
 //!    meetings under a lease, re-checks that no newer meeting runs in the
 //!    room, and calls `DELETE /rooms/{id}` through [`eyeson`], retrying
-//!    429/5xx/timeouts with jittered exponential backoff.
+//!    429/5xx/timeouts with jittered exponential backoff. Outcomes are
+//!    recorded (group-committed) only while the lease is held; a crash
+//!    leaves an expiring lease, so the meeting is claimed again, not lost.
 //! 4. The [`reconcile`] task reads `GET /rooms` at start and periodically,
 //!    so meetings that began while the service was down are enforced too.
 //!
