@@ -13,12 +13,12 @@ const pkg = join(root, "pkg");
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: "inherit" });
 const version = /^version = "(.+)"$/m.exec(readFileSync(join(root, "Cargo.toml"), "utf8"))[1];
 
-run("cargo", ["build", "--release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "eyeson-guard", "--features", "tiny-runtime"]);
+run("cargo", ["build", "--profile", "wasm-release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "eyeson-guard", "--features", "tiny-runtime"]);
 const target = process.env.CARGO_TARGET_DIR || join(root, "target");
 rmSync(pkg, { recursive: true, force: true });
 run("wasm-bindgen", [
   "--target", "web", "--out-dir", pkg, "--out-name", "eyeson_guard",
-  join(target, "wasm32-unknown-unknown/release/eyeson_guard.wasm"),
+  join(target, "wasm32-unknown-unknown/wasm-release/eyeson_guard.wasm"),
 ]);
 const wasm = join(pkg, "eyeson_guard_bg.wasm");
 run(join(root, "node_modules/.bin/wasm-opt"), ["-Oz", "--strip-debug", "--strip-producers", wasm, "-o", wasm]);

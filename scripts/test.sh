@@ -32,7 +32,7 @@ step "release build of the package"
 node scripts/build.mjs
 
 step "services for the end-to-end tests"
-cargo build -p eyeson-sandbox --locked
+cargo build -p eyeson-sandbox -p eyeson-hard-limit --locked
 
 step "the built package in real pages, and the whole system end to end (Playwright + Debian's Chromium)"
 # tests/*.test.mjs and tests/e2e/*.test.mjs, one file at a time (each starts its own processes).

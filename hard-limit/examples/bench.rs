@@ -1,0 +1,471 @@
+//! Benchmarks of the hard-limit service: each prints measured figures.
+//!
+//! ```sh
+//! cargo run --release -p eyeson-hard-limit --example bench -- lateness [meetings] [window_ms]
+//! cargo run --release -p eyeson-hard-limit --example bench -- ingest [deliveries] [concurrency]
+//! cargo run --release -p eyeson-hard-limit --example bench -- scale [meetings]
+//! ```
+//!
+//! - `lateness`: N meetings (default 1,000) whose deadlines fall within a
+//!   window (default 3 s), enforced against the in-process fake eyeson;
+//!   prints p50/p99/max of (shutdown answered − deadline).
+//! - `ingest`: the service in this process with the default SQLite store
+//!   (durable: committed before 204); a load generator in a second process
+//!   (this binary re-run with `ingest-load`) posts signed deliveries over
+//!   loopback; prints deliveries per second.
+//! - `scale`: N tracked meetings (default 1,000,000) in a SQLite file; a
+//!   fresh service process (`scale-serve`) opens it and reports resident
+//!   memory, and the time to find and claim the next due meeting.
+//!
+//! One example binary with subcommands rather than three: with the
+//! workspace's release profile (fat LTO) every binary costs minutes to link.
+
+#[path = "../tests/api/fake_eyeson.rs"]
+mod fake_eyeson;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use eyeson_hard_limit::config::Config;
+use eyeson_hard_limit::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
+use eyeson_hard_limit::store::{MeetingStore, SqliteStore, Store};
+use eyeson_hard_limit::webhook::sign;
+use eyeson_hard_limit::Application;
+use fake_eyeson::FakeEyeson;
+use serde_json::json;
+
+const KEY: &str = "bench-api-key";
+const LIMIT: Duration = Duration::from_secs(30 * 60);
+
+fn arg(n: usize, default: u64) -> u64 {
+    std::env::args()
+        .nth(n)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match mode.as_str() {
+        "lateness" => rt.block_on(lateness(arg(2, 1000) as usize, arg(3, 3000))),
+        "ingest" => rt.block_on(ingest(arg(2, 20_000) as usize, arg(3, 64) as usize)),
+        "ingest-load" => rt.block_on(ingest_load()),
+        "scale" => rt.block_on(scale(arg(2, 1_000_000) as usize)),
+        "scale-serve" => rt.block_on(scale_serve()),
+        _ => {
+            eprintln!(
+                "usage: bench (lateness [n] [window_ms] | ingest [n] [concurrency] | scale [n])"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn bench_dir() -> tempfile::TempDir {
+    // On the real disk (not tmpfs) so fsync costs what it costs.
+    match std::env::var_os("BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
+fn iso(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn ms_floor(t: SystemTime) -> SystemTime {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn delivery(room: &str, started: SystemTime) -> String {
+    json!({"timestamp": unix_now(), "type": "room_update",
+           "room": {"id": room, "name": room, "ready": true, "started_at": iso(started),
+                    "shutdown": false, "guest_token": "g"}})
+    .to_string()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn start_service(
+    fake: &FakeEyeson,
+    database: String,
+) -> (
+    String,
+    Store,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut config = Config::new(KEY.parse().unwrap(), fake.url().parse().unwrap(), database);
+    config.reconcile_every = Duration::from_secs(3600);
+    config.max_duration = LIMIT;
+    // The fake lists only what a benchmark registered in it; a million rows
+    // it never heard of must not be closed as "ended silently".
+    config.close_unlisted_after = Duration::from_secs(86_400);
+    let app = Application::build(config).await.unwrap();
+    let url = format!("http://{}", app.local_addr());
+    let store = app.store();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (url, store, tx, task)
+}
+
+async fn lateness(n: usize, window_ms: u64) {
+    let fake = FakeEyeson::start(KEY).await;
+    let dir = bench_dir();
+    let db = format!("sqlite://{}", dir.path().join("lateness.db").display());
+    let (url, _store, stop, task) = start_service(&fake, db).await;
+    let http = reqwest::Client::new();
+    let first_deadline = ms_floor(SystemTime::now() + Duration::from_secs(5));
+    let mut deadlines = Vec::with_capacity(n);
+    let ingest_started = Instant::now();
+    let mut pending = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let deadline = first_deadline + Duration::from_millis(window_ms * i as u64 / n as u64);
+        let started = deadline - LIMIT;
+        let room = format!("late-{i}");
+        fake.start_meeting(&room, &iso(started));
+        deadlines.push((room.clone(), deadline));
+        let body = delivery(&room, started);
+        let sig = sign(KEY.as_bytes(), body.as_bytes());
+        let http = http.clone();
+        let url = url.clone();
+        pending.spawn(async move {
+            let r = http
+                .post(format!("{url}/webhook"))
+                .header("x-eyeson-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        });
+        while pending.len() >= 32 {
+            pending.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = pending.join_next().await {
+        r.unwrap();
+    }
+    let ingest_took = ingest_started.elapsed();
+    if SystemTime::now() > first_deadline {
+        eprintln!("warning: ingest took {ingest_took:?}, past the first deadline");
+    }
+    let wait_start = Instant::now();
+    while fake.deletes().iter().filter(|r| r.status == 204).count() < n {
+        assert!(
+            wait_start.elapsed() < Duration::from_secs(60 + window_ms / 1000),
+            "not all meetings were shut down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered: std::collections::HashMap<String, SystemTime> = fake
+        .deletes()
+        .into_iter()
+        .filter(|r| r.status == 204)
+        .map(|r| {
+            (
+                r.path.trim_start_matches("/rooms/").to_owned(),
+                r.answered_at,
+            )
+        })
+        .collect();
+    let mut late_ms: Vec<f64> = deadlines
+        .iter()
+        .map(|(room, deadline)| {
+            let at = answered[room];
+            match at.duration_since(*deadline) {
+                Ok(d) => d.as_secs_f64() * 1000.0,
+                Err(e) => -(e.duration().as_secs_f64() * 1000.0),
+            }
+        })
+        .collect();
+    late_ms.sort_by(f64::total_cmp);
+    let early = late_ms.iter().filter(|l| **l < 0.0).count();
+    println!("bench lateness: {n} meetings, deadlines spread over {window_ms} ms");
+    println!("  ingest of {n} signed deliveries: {ingest_took:.2?}");
+    println!(
+        "  lateness (DELETE answered - deadline): min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        late_ms[0],
+        percentile(&late_ms, 0.5),
+        percentile(&late_ms, 0.99),
+        late_ms[late_ms.len() - 1]
+    );
+    println!("  shut down before the deadline: {early}");
+    println!(
+        "  DELETE calls: {} (exactly one per meeting: {})",
+        fake.deletes().len(),
+        fake.deletes().len() == n
+    );
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+async fn ingest(n: usize, concurrency: usize) {
+    let fake = FakeEyeson::start(KEY).await;
+    let dir = bench_dir();
+    let db = format!("sqlite://{}", dir.path().join("ingest.db").display());
+    let (url, store, stop, task) = start_service(&fake, db).await;
+    let exe = std::env::current_exe().unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(exe)
+            .args([
+                "ingest-load",
+                &url,
+                &n.to_string(),
+                &concurrency.to_string(),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "load generator failed");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let stored = store
+        .count_by_state()
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, c)| *c)
+        .sum::<u64>();
+    println!("bench ingest: {n} signed deliveries, {concurrency} connections, load generator in a second process");
+    print!("{report}");
+    println!("  meetings committed in the store: {stored} (expected {n})");
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+/// The load generator (second process): `ingest-load URL N CONCURRENCY`.
+async fn ingest_load() {
+    let url = std::env::args().nth(2).unwrap();
+    let n = arg(3, 20_000) as usize;
+    let concurrency = arg(4, 64) as usize;
+    let started = ms_floor(SystemTime::now());
+    // Bodies and signatures are prepared up front: the figure is the
+    // service's, not the generator's HMAC speed.
+    let bodies: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let body = delivery(&format!("ingest-{i}"), started);
+            let sig = sign(KEY.as_bytes(), body.as_bytes());
+            (body, sig)
+        })
+        .collect();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (bodies, next, http, url) = (bodies.clone(), next.clone(), http.clone(), url.clone());
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((body, sig)) = bodies.get(i) else {
+                    break;
+                };
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{url}/webhook"))
+                    .header("x-eyeson-signature", sig)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 204);
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            latencies
+        });
+    }
+    let mut lat = Vec::with_capacity(n);
+    while let Some(r) = workers.join_next().await {
+        lat.extend(r.unwrap());
+    }
+    let took = t0.elapsed();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "  {:.0} deliveries/s ({n} in {took:.2?}); latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        n as f64 / took.as_secs_f64(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat[lat.len() - 1]
+    );
+}
+
+async fn scale(n: usize) {
+    let dir = bench_dir();
+    let path = dir.path().join("scale.db");
+    let db = format!("sqlite://{}", path.display());
+    let store = SqliteStore::connect(&db).await.unwrap();
+    let now = Timestamp::from_system_time(SystemTime::now());
+    let due = 2_000.min(n);
+    let t0 = Instant::now();
+    let mut batch = Vec::with_capacity(50_000);
+    for i in 0..n {
+        // `due` meetings are overdue; the rest fall due over the next 30 days.
+        let deadline = if i < due {
+            Timestamp(now.0 - 1_000 - i as i64)
+        } else {
+            Timestamp(now.0 + 60_000 + (i as i64 * 2_591) % 2_592_000_000)
+        };
+        let key = MeetingKey {
+            room_id: RoomId::parse(&format!("room-{i:07}")).unwrap(),
+            started_at: Timestamp(deadline.0 - LIMIT.as_millis() as i64),
+        };
+        batch.push((key, deadline, MeetingState::Running));
+        if batch.len() == 50_000 {
+            store.bulk_insert(&batch, now).await.unwrap();
+            batch.clear();
+        }
+    }
+    store.bulk_insert(&batch, now).await.unwrap();
+    store.close().await;
+    let fill = t0.elapsed();
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "bench scale: {n} tracked meetings in SQLite ({} MB file, filled in {fill:.1?})",
+        size / 1_000_000
+    );
+    let exe = std::env::current_exe().unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(exe)
+            .args(["scale-serve", &db, &due.to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "service process failed");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn rss_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A fresh service process on the filled database: `scale-serve DB DUE`.
+async fn scale_serve() {
+    let db = std::env::args().nth(2).unwrap();
+    let due = arg(3, 2_000) as usize;
+    let fake = FakeEyeson::start(KEY).await;
+    // Time the store's claim path directly first (one meeting per claim),
+    // on its own connection pool, before the service's scheduler runs.
+    let store = Store::connect(&db).await.unwrap();
+    let samples = (due / 2).max(1);
+    let mut next_ms = Vec::with_capacity(samples);
+    let mut claim_ms = Vec::with_capacity(samples);
+    let now = Timestamp::from_system_time(SystemTime::now());
+    for _ in 0..samples {
+        let t = Instant::now();
+        let next = store.next_wake().await.unwrap();
+        next_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(next.is_some_and(|t| t <= now));
+        let t = Instant::now();
+        let c = store
+            .claim_due(now, Duration::from_secs(3600), "bench", 1)
+            .await
+            .unwrap();
+        claim_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(c.len(), 1);
+    }
+    store.close().await;
+    next_ms.sort_by(f64::total_cmp);
+    claim_ms.sort_by(f64::total_cmp);
+    println!(
+        "  next due (earliest deadline): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        percentile(&next_ms, 0.5),
+        percentile(&next_ms, 0.99),
+        next_ms[next_ms.len() - 1]
+    );
+    println!(
+        "  claim one due meeting (commit included): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        percentile(&claim_ms, 0.5),
+        percentile(&claim_ms, 0.99),
+        claim_ms[claim_ms.len() - 1]
+    );
+    // Now the whole service on the same file: it enforces the remaining due
+    // meetings (the fake answers 404: not running), answers /metrics
+    // (counts every row) and /meetings, and its memory is read.
+    let (url, store, stop, task) = start_service(&fake, db).await;
+    let t = Instant::now();
+    while fake.deletes().len() < due - samples {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "service did not enforce"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let enforce = t.elapsed();
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = t.elapsed();
+    assert!(metrics.contains("hard_limit_meetings{state=\"running\"}"));
+    let listed: Vec<serde_json::Value> = http
+        .get(format!("{url}/meetings?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1000);
+    let counts = store.count_by_state().await.unwrap();
+    println!(
+        "  service on the filled store enforced {} due meetings in {enforce:.2?}; /metrics (counts all rows) took {scrape:.0?}",
+        due - samples
+    );
+    println!("  store by state: {counts:?} (the stopping ones were claimed by the timing loop above under a 1 h lease)");
+    println!(
+        "  resident memory of the service process: VmRSS {} MB, peak VmHWM {} MB",
+        rss_kb("VmRSS:") / 1024,
+        rss_kb("VmHWM:") / 1024
+    );
+    let _ = stop.send(());
+    task.await.unwrap();
+}

@@ -1,0 +1,350 @@
+//! The command line: one clap struct whose doc comments are `--help`; every
+//! flag also reads an environment variable. Also the limits file and the
+//! API key newtype that keeps the key out of logs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use reqwest::Url;
+use serde::Deserialize;
+
+use crate::domain::{Limits, Policy};
+
+/// The eyeson API key. Its `Debug` is redacted and it has no `Display`, so
+/// it cannot end up in a log line, an error message or a URL by accident;
+/// [`ApiKey::expose`] is the one, greppable, way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The key itself, for the `Authorization` header and the HMAC.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl ApiKey {
+    /// Checks and wraps a key. The error never contains the key.
+    pub fn new(key: &str) -> Result<Self, &'static str> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err("the API key is empty");
+        }
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "the API key must be printable ASCII without spaces (it is sent as a header)",
+            );
+        }
+        Ok(ApiKey(key.to_owned()))
+    }
+}
+
+impl FromStr for ApiKey {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ApiKey::new(s)
+    }
+}
+
+/// clap's parser for `--api-key`: it never fails, because clap's error
+/// message would quote the value (the key) to stderr. The key is checked in
+/// [`Config::policy`], whose error does not repeat it.
+fn parse_api_key(s: &str) -> Result<ApiKey, std::convert::Infallible> {
+    Ok(ApiKey(s.to_owned()))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+fn parse_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!("scheme {other:?} is not http or https")),
+    }
+}
+
+/// Command line of `eyeson-hard-limit`.
+#[derive(Debug, Parser)]
+#[command(name = "eyeson-hard-limit", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub config: Config,
+    /// What to do; without one, run the service.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Run,
+    /// Delete the webhook registered for this API key, then exit. Refuses if
+    /// --webhook-url is set and a different URL is registered (it belongs to
+    /// someone else). The service itself never unregisters.
+    Unregister,
+}
+
+/// Settings of the service.
+#[derive(Clone, Debug, Parser)]
+pub struct Config {
+    /// eyeson API key (sent raw in the Authorization header; never logged).
+    #[arg(long, env = "EYESON_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
+    pub api_key: ApiKey,
+
+    /// eyeson API base URL.
+    #[arg(long, env = "EYESON_API_URL", default_value = "https://api.eyeson.team", value_parser = parse_url)]
+    pub api_url: Url,
+
+    /// Address to listen on for webhooks, health, metrics and meetings.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8042")]
+    pub listen: SocketAddr,
+
+    /// Database URL (sqlite://path; the file is created if missing).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://hard-limit.db")]
+    pub database: String,
+
+    /// Maximum meeting duration, unless the limits file says otherwise (90s, 30m, 2h).
+    #[arg(long, env = "MAX_DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub max_duration: Duration,
+
+    /// Extra time after the limit before the shutdown call.
+    #[arg(long, env = "GRACE", default_value = "0s", value_parser = parse_duration)]
+    pub grace: Duration,
+
+    /// Optional TOML file of per-room limits: table "rooms" (exact ids),
+    /// then table "prefixes" (longest match wins), else --max-duration.
+    #[arg(long, env = "LIMITS_FILE")]
+    pub limits: Option<PathBuf>,
+
+    /// Public URL eyeson should POST room_update webhooks to; registered at start if set.
+    #[arg(long, env = "WEBHOOK_URL", value_parser = parse_url)]
+    pub webhook_url: Option<Url>,
+
+    /// How often to re-read GET /rooms.
+    #[arg(long, env = "RECONCILE_EVERY", default_value = "60s", value_parser = parse_duration)]
+    pub reconcile_every: Duration,
+
+    /// Log and record what would be shut down; call nothing.
+    #[arg(long, env = "DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Deliveries whose signed timestamp is further than this from now are
+    /// refused as replays (0s turns the check off).
+    #[arg(long, env = "WEBHOOK_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    pub webhook_max_age: Duration,
+
+    /// How long a claimed shutdown is owned before another worker (or this
+    /// one after a restart) may retry it. Keep it above 20s: attempts stop
+    /// after half the lease, and one attempt may take the 10 s timeout.
+    #[arg(long, env = "LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// A tracked meeting that GET /rooms does not list is closed as ended
+    /// only once it has been tracked at least this long.
+    #[arg(long, env = "CLOSE_UNLISTED_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub close_unlisted_after: Duration,
+
+    /// Shutdown calls in flight at once.
+    #[arg(long, env = "SHUTDOWN_CONCURRENCY", default_value_t = 32)]
+    pub shutdown_concurrency: usize,
+
+    /// How long finished meetings are kept (at least 1h: /meetings lists them).
+    #[arg(long, env = "RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub retention: Duration,
+}
+
+impl Config {
+    /// A configuration with the defaults, for tests and embedding.
+    pub fn new(api_key: ApiKey, api_url: Url, database: String) -> Self {
+        Config {
+            api_key,
+            api_url,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database,
+            max_duration: Duration::from_secs(30 * 60),
+            grace: Duration::ZERO,
+            limits: None,
+            webhook_url: None,
+            reconcile_every: Duration::from_secs(60),
+            dry_run: false,
+            webhook_max_age: Duration::from_secs(600),
+            lease: Duration::from_secs(30),
+            close_unlisted_after: Duration::from_secs(60),
+            shutdown_concurrency: 32,
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// Checks what clap cannot, and reads the limits file.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        ApiKey::new(self.api_key.expose()).map_err(ConfigError::Invalid)?;
+        if self.max_duration.is_zero() {
+            return Err(ConfigError::Invalid("--max-duration must be more than 0s"));
+        }
+        if self.reconcile_every.is_zero() {
+            return Err(ConfigError::Invalid(
+                "--reconcile-every must be more than 0s",
+            ));
+        }
+        if self.lease < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid("--lease must be at least 1s"));
+        }
+        if self.shutdown_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "--shutdown-concurrency must be at least 1",
+            ));
+        }
+        if self.retention < Duration::from_secs(3600) {
+            return Err(ConfigError::Invalid("--retention must be at least 1h"));
+        }
+        let mut limits = Limits::new(self.max_duration);
+        if let Some(path) = &self.limits {
+            limits = load_limits(path, limits)?;
+        }
+        Ok(Policy {
+            limits,
+            grace: self.grace,
+        })
+    }
+}
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag value that clap accepted but the service cannot use.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// The limits file could not be read.
+    #[error("cannot read limits file {path}: {source}")]
+    ReadLimits {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The limits file is not valid.
+    #[error("limits file {path}: {message}")]
+    BadLimits {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the entry.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    #[serde(default)]
+    rooms: BTreeMap<String, String>,
+    #[serde(default)]
+    prefixes: BTreeMap<String, String>,
+}
+
+/// Reads a limits file:
+///
+/// ```toml
+/// [rooms]            # exact room ids
+/// "board-room" = "2h"
+/// [prefixes]         # longest matching prefix wins
+/// "webinar-" = "3h"
+/// ```
+pub fn load_limits(path: &Path, base: Limits) -> Result<Limits, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadLimits {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_limits(&text, base).map_err(|message| ConfigError::BadLimits {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+/// Parses the text of a limits file (see [`load_limits`]).
+pub fn parse_limits(text: &str, base: Limits) -> Result<Limits, String> {
+    let file: LimitsFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let convert = |table: &str, map: BTreeMap<String, String>| {
+        map.into_iter()
+            .map(|(k, v)| {
+                if k.is_empty() {
+                    return Err(format!("[{table}] has an empty key"));
+                }
+                let d = humantime::parse_duration(&v)
+                    .map_err(|e| format!("[{table}] {k:?} = {v:?}: {e}"))?;
+                if d.is_zero() {
+                    return Err(format!("[{table}] {k:?}: a limit must be more than 0s"));
+                }
+                Ok((k, d))
+            })
+            .collect::<Result<Vec<_>, String>>()
+    };
+    let exact = convert("rooms", file.rooms)?;
+    let prefixes = convert("prefixes", file.prefixes)?;
+    Ok(base.with_rules(exact, prefixes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RoomId;
+    use clap::CommandFactory;
+
+    #[test]
+    fn api_key_is_redacted() {
+        let k: ApiKey = "s3cr3t-key".parse().unwrap();
+        assert_eq!(format!("{k:?}"), "ApiKey(<redacted>)");
+        let cfg = Config::new(k, Url::parse("http://x").unwrap(), "sqlite::memory:".into());
+        assert!(!format!("{cfg:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_hides_the_api_key_env_value() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("EYESON_API_KEY"));
+        assert!(help.contains("--max-duration"));
+    }
+
+    #[test]
+    fn limits_file_parses_and_names_bad_entries() {
+        let l = parse_limits(
+            "[rooms]\n\"board\" = \"2h\"\n[prefixes]\n\"web\" = \"10m\"\n",
+            Limits::new(Duration::from_secs(60)),
+        )
+        .unwrap();
+        assert_eq!(
+            l.for_room(&RoomId::parse("board").unwrap()),
+            Duration::from_secs(7200)
+        );
+        assert_eq!(
+            l.for_room(&RoomId::parse("webby").unwrap()),
+            Duration::from_secs(600)
+        );
+        let err = parse_limits(
+            "[rooms]\nx = \"soon\"\n",
+            Limits::new(Duration::from_secs(1)),
+        )
+        .unwrap_err();
+        assert!(err.contains("\"x\""), "{err}");
+        assert!(parse_limits("[other]\n", Limits::new(Duration::from_secs(1))).is_err());
+    }
+}

@@ -1,0 +1,508 @@
+//! The pure core: meeting identity, deadlines, per-room limits and the
+//! decisions a `room_update` delivery leads to.
+//!
+//! Nothing here knows about HTTP, SQL or the wall clock: every function that
+//! needs "now" takes it as an argument, so every rule about time is tested
+//! with plain numbers. The store applies the [`Plan`]s decided here; the
+//! scheduler asks [`MeetingState`] which states are final.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time: milliseconds since the Unix epoch (UTC).
+///
+/// Milliseconds because that is eyeson's own precision (`started_at` carries
+/// `.748Z`), and an `i64` because that is what every SQL engine stores
+/// natively and orders correctly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The wall-clock time given as a [`SystemTime`].
+    pub fn from_system_time(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            Err(e) => Timestamp(-i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// Whole seconds since the epoch, as in a delivery's `timestamp`.
+    pub fn from_unix_seconds(s: i64) -> Self {
+        Timestamp(s.saturating_mul(1000))
+    }
+
+    /// Parses eyeson's ISO-8601 UTC form (`2021-11-24T07:16:37.748Z`).
+    pub fn parse_rfc3339(s: &str) -> Option<Self> {
+        // humantime accepts exactly `YYYY-MM-DDTHH:MM:SS[.frac]Z`, which is
+        // what eyeson sends; offsets other than `Z` are refused, not guessed.
+        humantime::parse_rfc3339(s).ok().map(Self::from_system_time)
+    }
+
+    /// This time plus a duration, saturating instead of overflowing.
+    pub fn plus(self, d: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// How long after `earlier` this is (zero if it is not after).
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+
+    /// ISO-8601 UTC with milliseconds, the form eyeson itself uses.
+    /// Times outside 1970..=9999 are clamped (an absurd limit in the limits
+    /// file must not make a handler panic).
+    pub fn to_rfc3339(self) -> String {
+        const MAX: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let ms = self.0.clamp(0, MAX) as u64;
+        let t = UNIX_EPOCH + Duration::from_millis(ms);
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// An eyeson room id, checked at the boundary.
+///
+/// Custom room ids may contain spaces and other characters, so the only rules
+/// are: not empty, at most [`RoomId::MAX_LEN`] bytes, no control characters
+/// (they would corrupt logs and have no business in an id), and not `.` or
+/// `..` (URL path rules drop such segments, so `DELETE /rooms/..` would
+/// become a different call).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoomId(String);
+
+impl RoomId {
+    /// Longest accepted room id, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// Checks and wraps a room id.
+    pub fn parse(s: &str) -> Result<Self, InvalidRoomId> {
+        if s.is_empty() {
+            return Err(InvalidRoomId::Empty);
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(InvalidRoomId::TooLong);
+        }
+        if s.chars().any(char::is_control) {
+            return Err(InvalidRoomId::ControlCharacter);
+        }
+        if s == "." || s == ".." {
+            return Err(InvalidRoomId::DotSegment);
+        }
+        Ok(RoomId(s.to_owned()))
+    }
+
+    /// The id as eyeson spells it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a room id was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRoomId {
+    /// The id is the empty string.
+    #[error("room id is empty")]
+    Empty,
+    /// The id is longer than [`RoomId::MAX_LEN`] bytes.
+    #[error("room id is longer than 256 bytes")]
+    TooLong,
+    /// The id contains a control character.
+    #[error("room id contains a control character")]
+    ControlCharacter,
+    /// The id is `.` or `..`.
+    #[error("room id is . or ..")]
+    DotSegment,
+}
+
+/// A meeting: one run of a room, identified by the room and its start.
+///
+/// A room id hosts consecutive meetings, so the room id alone is not an
+/// identity: a late shutdown aimed at an old meeting must not end a new one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MeetingKey {
+    /// The room the meeting runs in.
+    pub room_id: RoomId,
+    /// When eyeson says the meeting started.
+    pub started_at: Timestamp,
+}
+
+/// Where a tracked meeting stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MeetingState {
+    /// Running and not yet due (or due and waiting to be claimed).
+    Running,
+    /// Claimed by a scheduler under a lease; the shutdown call is in flight.
+    Stopping,
+    /// This service ended it (eyeson answered 2xx).
+    ShutDown,
+    /// eyeson reported it ended (webhook, room list, or 404/410 on shutdown).
+    Ended,
+    /// Not shut down on purpose: a newer meeting in the room is known, or dry run.
+    Skipped,
+    /// Shutting down failed for good (401/403/423, or retries exhausted).
+    Failed,
+}
+
+impl MeetingState {
+    /// Every state, in display order.
+    pub const ALL: [MeetingState; 6] = [
+        MeetingState::Running,
+        MeetingState::Stopping,
+        MeetingState::ShutDown,
+        MeetingState::Ended,
+        MeetingState::Skipped,
+        MeetingState::Failed,
+    ];
+
+    /// The wire and storage name (`running`, `shut_down`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeetingState::Running => "running",
+            MeetingState::Stopping => "stopping",
+            MeetingState::ShutDown => "shut_down",
+            MeetingState::Ended => "ended",
+            MeetingState::Skipped => "skipped",
+            MeetingState::Failed => "failed",
+        }
+    }
+
+    /// The inverse of [`MeetingState::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the meeting may still need a shutdown.
+    pub fn is_open(self) -> bool {
+        matches!(self, MeetingState::Running | MeetingState::Stopping)
+    }
+
+    /// The transitions the store is allowed to make. Final states never
+    /// change again, which is what makes "at most one shutdown per meeting"
+    /// hold no matter how deliveries interleave.
+    pub fn may_become(self, next: MeetingState) -> bool {
+        use MeetingState::*;
+        match (self, next) {
+            (Running, Stopping | Ended | Skipped) => true,
+            // A lease expired: another claim keeps it Stopping.
+            (Stopping, Stopping | ShutDown | Ended | Skipped | Failed) => true,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for MeetingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The maximum meeting duration per room: exact id first, then the longest
+/// matching prefix, then the default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    default: Duration,
+    exact: HashMap<String, Duration>,
+    /// Sorted longest first, so the first match is the longest.
+    prefixes: Vec<(String, Duration)>,
+}
+
+impl Limits {
+    /// Only a default limit.
+    pub fn new(default: Duration) -> Self {
+        Limits {
+            default,
+            exact: HashMap::new(),
+            prefixes: Vec::new(),
+        }
+    }
+
+    /// Adds per-room limits by exact id and by prefix.
+    pub fn with_rules(
+        mut self,
+        exact: impl IntoIterator<Item = (String, Duration)>,
+        prefixes: impl IntoIterator<Item = (String, Duration)>,
+    ) -> Self {
+        self.exact.extend(exact);
+        self.prefixes.extend(prefixes);
+        self.prefixes
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        self
+    }
+
+    /// The limit that applies to a room.
+    pub fn for_room(&self, room: &RoomId) -> Duration {
+        let id = room.as_str();
+        if let Some(d) = self.exact.get(id) {
+            return *d;
+        }
+        self.prefixes
+            .iter()
+            .find(|(p, _)| id.starts_with(p.as_str()))
+            .map(|(_, d)| *d)
+            .unwrap_or(self.default)
+    }
+}
+
+/// How deadlines are computed: the per-room limit plus a grace period.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Per-room maximum durations.
+    pub limits: Limits,
+    /// Extra time after the limit before the shutdown call.
+    pub grace: Duration,
+}
+
+impl Policy {
+    /// When a meeting is to be shut down: start + limit + grace.
+    pub fn deadline(&self, key: &MeetingKey) -> Timestamp {
+        key.started_at
+            .plus(self.limits.for_room(&key.room_id))
+            .plus(self.grace)
+    }
+}
+
+/// A `room_update` delivery (or a `GET /rooms` entry), already parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomUpdate {
+    /// The room.
+    pub room_id: RoomId,
+    /// The meeting's start, if eyeson gave one.
+    pub started_at: Option<Timestamp>,
+    /// Whether eyeson says the meeting ended.
+    pub shutdown: bool,
+    /// When eyeson sent the event (the signed `timestamp`).
+    pub event_time: Timestamp,
+}
+
+/// What a delivery means for the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing to record (and why).
+    Ignore(IgnoreReason),
+    /// A meeting is running: track it unless already known, and close older
+    /// open meetings of the same room (a newer start proves they ended).
+    /// If the room reported a shutdown at or after `key.started_at`, the
+    /// delivery is late and the meeting is recorded as ended instead.
+    Track {
+        /// The meeting.
+        key: MeetingKey,
+        /// When to shut it down.
+        deadline: Timestamp,
+    },
+    /// eyeson says the room's meeting ended: close open meetings of the room
+    /// that started at or before `cutoff`, and remember the cutoff so late
+    /// "running" deliveries for those meetings do not resurrect them.
+    End {
+        /// The room.
+        room_id: RoomId,
+        /// Meetings started at or before this are over.
+        cutoff: Timestamp,
+        /// The ended meeting, when the delivery named its start, with its
+        /// deadline (it is recorded as ended if it was unknown).
+        meeting: Option<(MeetingKey, Timestamp)>,
+    },
+}
+
+/// Why a delivery changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// `started_at: null` and not a shutdown: the room is not running yet.
+    NotStarted,
+}
+
+/// Decides what a room update means. Pure: same input, same plan.
+pub fn plan(update: &RoomUpdate, policy: &Policy) -> Plan {
+    let key = update.started_at.map(|started_at| MeetingKey {
+        room_id: update.room_id.clone(),
+        started_at,
+    });
+    if update.shutdown {
+        // When the delivery names the meeting, only that meeting and older
+        // ones are over: a redelivery stamped later must not close a newer
+        // meeting (that meeting would then escape its limit). Without a
+        // start, the event's own time is the cutoff; it has whole seconds,
+        // so a meeting that started in the same second is "at or before" it.
+        let cutoff = match &key {
+            Some(k) => k.started_at,
+            None => Timestamp(update.event_time.0.saturating_add(999)),
+        };
+        return Plan::End {
+            room_id: update.room_id.clone(),
+            cutoff,
+            meeting: key.map(|k| {
+                let d = policy.deadline(&k);
+                (k, d)
+            }),
+        };
+    }
+    match key {
+        None => Plan::Ignore(IgnoreReason::NotStarted),
+        Some(key) => {
+            let deadline = policy.deadline(&key);
+            Plan::Track { key, deadline }
+        }
+    }
+}
+
+/// Whether a meeting with this deadline may be shut down at `now`.
+pub fn is_overdue(deadline: Timestamp, now: Timestamp) -> bool {
+    deadline <= now
+}
+
+/// How the shutdown call for a claimed meeting ended, and the state it leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownOutcome {
+    /// eyeson answered 200/204: this service ended the meeting.
+    ShutDown,
+    /// eyeson answered 404/410: the meeting was no longer running.
+    AlreadyEnded,
+    /// A newer meeting in the same room is known: not called, on purpose.
+    SkippedNewerMeeting,
+    /// Dry run: logged and recorded, not called.
+    DryRun,
+    /// eyeson refused (401/403/423): retrying cannot help.
+    Refused,
+    /// Retries ran out (429/5xx/timeouts) or another status came back.
+    GaveUp,
+}
+
+impl ShutdownOutcome {
+    /// The state the meeting ends up in.
+    pub fn final_state(self) -> MeetingState {
+        match self {
+            ShutdownOutcome::ShutDown => MeetingState::ShutDown,
+            ShutdownOutcome::AlreadyEnded => MeetingState::Ended,
+            ShutdownOutcome::SkippedNewerMeeting | ShutdownOutcome::DryRun => MeetingState::Skipped,
+            ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => MeetingState::Failed,
+        }
+    }
+
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownOutcome::ShutDown => "shut_down",
+            ShutdownOutcome::AlreadyEnded => "already_ended",
+            ShutdownOutcome::SkippedNewerMeeting => "skipped_newer_meeting",
+            ShutdownOutcome::DryRun => "dry_run",
+            ShutdownOutcome::Refused => "refused",
+            ShutdownOutcome::GaveUp => "gave_up",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(s: &str) -> RoomId {
+        RoomId::parse(s).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            limits: Limits::new(Duration::from_secs(1800)).with_rules(
+                [("board".to_owned(), Duration::from_secs(7200))],
+                [
+                    ("web".to_owned(), Duration::from_secs(600)),
+                    ("webinar-".to_owned(), Duration::from_secs(10800)),
+                ],
+            ),
+            grace: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn limits_exact_then_longest_prefix_then_default() {
+        let l = &policy().limits;
+        assert_eq!(l.for_room(&room("board")), Duration::from_secs(7200));
+        assert_eq!(l.for_room(&room("board-2")), Duration::from_secs(1800));
+        assert_eq!(l.for_room(&room("webinar-7")), Duration::from_secs(10800));
+        assert_eq!(l.for_room(&room("website")), Duration::from_secs(600));
+        assert_eq!(l.for_room(&room("other")), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn deadline_is_start_plus_limit_plus_grace() {
+        let key = MeetingKey {
+            room_id: room("x"),
+            started_at: Timestamp(1_000_000),
+        };
+        assert_eq!(policy().deadline(&key), Timestamp(1_000_000 + 1_830_000));
+    }
+
+    #[test]
+    fn parses_eyeson_timestamps() {
+        let t = Timestamp::parse_rfc3339("2021-11-24T07:16:37.748Z").unwrap();
+        assert_eq!(t, Timestamp(1_637_738_197_748));
+        assert_eq!(t.to_rfc3339(), "2021-11-24T07:16:37.748Z");
+        assert!(Timestamp::parse_rfc3339("yesterday").is_none());
+        assert_eq!(Timestamp(i64::MAX).to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp(-5).to_rfc3339(), "1970-01-01T00:00:00.000Z");
+        assert!(Timestamp::parse_rfc3339("").is_none());
+    }
+
+    #[test]
+    fn null_start_never_schedules() {
+        let u = RoomUpdate {
+            room_id: room("r"),
+            started_at: None,
+            shutdown: false,
+            event_time: Timestamp(5_000),
+        };
+        assert_eq!(plan(&u, &policy()), Plan::Ignore(IgnoreReason::NotStarted));
+    }
+
+    #[test]
+    fn shutdown_ends_meetings_up_to_the_event_second() {
+        let u = RoomUpdate {
+            room_id: room("r"),
+            started_at: None,
+            shutdown: true,
+            event_time: Timestamp(5_000),
+        };
+        assert_eq!(
+            plan(&u, &policy()),
+            Plan::End {
+                room_id: room("r"),
+                cutoff: Timestamp(5_999),
+                meeting: None
+            }
+        );
+    }
+
+    #[test]
+    fn room_ids_are_checked() {
+        assert_eq!(RoomId::parse(""), Err(InvalidRoomId::Empty));
+        assert_eq!(RoomId::parse("a\nb"), Err(InvalidRoomId::ControlCharacter));
+        assert_eq!(RoomId::parse(&"x".repeat(257)), Err(InvalidRoomId::TooLong));
+        assert_eq!(RoomId::parse(".."), Err(InvalidRoomId::DotSegment));
+        assert!(RoomId::parse("my room/ä").is_ok());
+        assert!(RoomId::parse("...").is_ok());
+    }
+
+    #[test]
+    fn final_states_never_change() {
+        for from in MeetingState::ALL {
+            for to in MeetingState::ALL {
+                if !from.is_open() {
+                    assert!(!from.may_become(to), "{from} -> {to}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The eyeson REST client: the webhook registration, the list of running
+//! rooms, and ending a room's meeting. One attempt per call; retry policy
+//! belongs to the caller (the scheduler), which knows what is worth retrying.
+//!
+//! The API key travels only in the `Authorization` header (raw, no
+//! `Bearer`), never in a URL, so no error message or log line can carry it.
+
+use std::time::Duration;
+
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::ApiKey;
+use crate::domain::{RoomId, Timestamp};
+
+/// The only webhook type this service needs.
+pub const WEBHOOK_TYPES: &str = "room_update";
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// eyeson answered with this status.
+    #[error("eyeson answered HTTP {0}")]
+    Status(u16),
+    /// eyeson answered 429, maybe with a `Retry-After` in seconds.
+    #[error("eyeson answered HTTP 429 (retry after {0:?})")]
+    Throttled(Option<Duration>),
+    /// No answer (connect error, timeout, broken body).
+    #[error("request to eyeson failed: {0}")]
+    Transport(#[source] reqwest::Error),
+    /// An answer that does not parse.
+    #[error("unexpected answer from eyeson: {0}")]
+    Decode(String),
+}
+
+impl ApiError {
+    /// Whether trying again later may help: 429, 5xx, and no answer at all.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Status(s) => *s == 429 || (500..600).contains(s),
+            ApiError::Throttled(_) | ApiError::Transport(_) => true,
+            ApiError::Decode(_) => false,
+        }
+    }
+}
+
+/// What `DELETE /rooms/{id}` achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndResult {
+    /// 200/204: this call ended the meeting.
+    Ended,
+    /// 404/410: nothing was running any more.
+    NotRunning,
+}
+
+/// The webhook registered for the API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    /// eyeson's id (for `DELETE /webhooks/{id}`).
+    pub id: String,
+    /// Where eyeson posts.
+    pub url: String,
+    /// The types, split.
+    pub types: Vec<String>,
+}
+
+/// An entry of `GET /rooms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningRoom {
+    /// The room.
+    pub room_id: RoomId,
+    /// The running meeting's start, if given.
+    pub started_at: Option<Timestamp>,
+    /// Whether eyeson says it is shutting down.
+    pub shutdown: bool,
+}
+
+/// The client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EyesonClient {
+    http: reqwest::Client,
+    base: Url,
+    key: ApiKey,
+}
+
+impl EyesonClient {
+    /// A client for the API at `base` (10 s timeout per call).
+    pub fn new(base: Url, key: ApiKey) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("eyeson-hard-limit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ApiError::Transport)?;
+        Ok(EyesonClient { http, base, key })
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<Url, ApiError> {
+        let mut url = self.base.clone();
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|()| ApiError::Decode("API URL cannot take a path".into()))?;
+            path.pop_if_empty();
+            // `push` percent-encodes each segment: a room id with spaces or
+            // slashes stays one segment.
+            for s in segments {
+                // `push` drops "." and ".." (URL normalisation): refuse them
+                // rather than call a different endpoint.
+                if *s == "." || *s == ".." || s.is_empty() {
+                    return Err(ApiError::Decode(format!("invalid path segment {s:?}")));
+                }
+                path.push(s);
+            }
+        }
+        Ok(url)
+    }
+
+    fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, self.key.expose())
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
+        req.send()
+            .await
+            .map_err(|e| ApiError::Transport(e.without_url()))
+    }
+
+    /// `DELETE /rooms/{room_id}`: ends the room's running meeting.
+    pub async fn end_meeting(&self, room: &RoomId) -> Result<EndResult, ApiError> {
+        let url = self.url(&["rooms", room.as_str()])?;
+        let resp = self
+            .send(self.request(reqwest::Method::DELETE, url))
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(EndResult::Ended),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(EndResult::NotRunning),
+            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
+            s => Err(ApiError::Status(s.as_u16())),
+        }
+    }
+
+    /// `GET /rooms`: the running meetings. Entries that do not parse are
+    /// skipped (and counted by the caller as the difference), not fatal.
+    pub async fn running_rooms(&self) -> Result<Vec<RunningRoom>, ApiError> {
+        #[derive(Deserialize)]
+        struct Entry {
+            id: Option<String>,
+            started_at: Option<String>,
+            #[serde(default)]
+            shutdown: bool,
+        }
+        let url = self.url(&["rooms"])?;
+        let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
+        // An empty body is not "nothing runs": that would close every
+        // tracked meeting.
+        let Some(body) = success_json(resp).await? else {
+            return Err(ApiError::Decode("empty answer to GET /rooms".into()));
+        };
+        let entries: Vec<Value> =
+            serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<Entry>(v).ok())
+            .filter_map(|e| {
+                let room_id = RoomId::parse(e.id.as_deref()?).ok()?;
+                let started_at = match e.started_at {
+                    Some(s) => Some(Timestamp::parse_rfc3339(&s)?),
+                    None => None,
+                };
+                Some(RunningRoom {
+                    room_id,
+                    started_at,
+                    shutdown: e.shutdown,
+                })
+            })
+            .collect())
+    }
+
+    /// `GET /webhooks`: the registered webhook, if any (404, `null` and
+    /// `{}` all mean none; `types` may be a list or a comma-separated string).
+    pub async fn current_webhook(&self) -> Result<Option<Webhook>, ApiError> {
+        let url = self.url(&["webhooks"])?;
+        let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let Some(v) = success_json(resp).await? else {
+            return Ok(None);
+        };
+        Ok(parse_webhook(&v))
+    }
+
+    /// `POST /webhooks` with form `url`, `types=room_update`: registers this
+    /// service, replacing whatever was registered for the key.
+    pub async fn register_webhook(&self, target: &Url) -> Result<(), ApiError> {
+        let url = self.url(&["webhooks"])?;
+        let resp = self
+            .send(
+                self.request(reqwest::Method::POST, url)
+                    .form(&[("url", target.as_str()), ("types", WEBHOOK_TYPES)]),
+            )
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(ApiError::Status(resp.status().as_u16()))
+        }
+    }
+
+    /// Registers `target` unless exactly it (with exactly `room_update`) is
+    /// registered already. Returns whether it registered.
+    pub async fn ensure_webhook(&self, target: &Url) -> Result<bool, ApiError> {
+        if let Some(current) = self.current_webhook().await? {
+            if current.url == target.as_str() && current.types == [WEBHOOK_TYPES] {
+                return Ok(false);
+            }
+        }
+        self.register_webhook(target).await?;
+        Ok(true)
+    }
+
+    /// `DELETE /webhooks/{id}`.
+    pub async fn delete_webhook(&self, id: &str) -> Result<(), ApiError> {
+        let url = self.url(&["webhooks", id])?;
+        let resp = self
+            .send(self.request(reqwest::Method::DELETE, url))
+            .await?;
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(ApiError::Status(resp.status().as_u16()))
+        }
+    }
+}
+
+/// The JSON body of a 2xx answer; `None` if the body is empty.
+async fn success_json(resp: reqwest::Response) -> Result<Option<Value>, ApiError> {
+    if !resp.status().is_success() {
+        return Err(ApiError::Status(resp.status().as_u16()));
+    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ApiError::Transport(e.without_url()))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| ApiError::Decode(e.to_string()))
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by APIs like
+/// this one and is ignored).
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn parse_webhook(v: &Value) -> Option<Webhook> {
+    let obj = v.as_object()?;
+    let url = obj.get("url")?.as_str()?.to_owned();
+    let id = match obj.get("id") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let mut types: Vec<String> = match obj.get("types") {
+        Some(Value::String(s)) => s.split(',').map(|t| t.trim().to_owned()).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|t| t.as_str().map(|t| t.trim().to_owned()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    types.retain(|t| !t.is_empty());
+    types.sort();
+    types.dedup();
+    Some(Webhook { id, url, types })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn webhook_answers_in_every_seen_shape() {
+        assert_eq!(parse_webhook(&Value::Null), None);
+        assert_eq!(parse_webhook(&json!({})), None);
+        let w = parse_webhook(
+            &json!({"id": "a1", "url": "https://x/h", "types": "room_update, recording_update"}),
+        )
+        .unwrap();
+        assert_eq!(w.types, ["recording_update", "room_update"]);
+        let w = parse_webhook(&json!({"id": 7, "url": "https://x/h", "types": ["room_update"]}))
+            .unwrap();
+        assert_eq!(
+            (w.id.as_str(), w.types.as_slice()),
+            ("7", &["room_update".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn room_ids_are_one_percent_encoded_segment() {
+        let c = EyesonClient::new(
+            Url::parse("http://127.0.0.1:9/api/").unwrap(),
+            "k".parse().unwrap(),
+        )
+        .unwrap();
+        let u = c.url(&["rooms", "a b/c?d"]).unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:9/api/rooms/a%20b%2Fc%3Fd");
+        assert!(c.url(&["rooms", ".."]).is_err());
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        assert!(ApiError::Status(429).is_retryable());
+        assert!(ApiError::Throttled(None).is_retryable());
+        assert!(ApiError::Status(503).is_retryable());
+        assert!(!ApiError::Status(403).is_retryable());
+        assert!(!ApiError::Status(423).is_retryable());
+    }
+}

@@ -1,0 +1,168 @@
+//! The HTTP surface: routes, the read-only endpoints, and the error type.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /webhook` | eyeson's deliveries ([`crate::webhook`]) |
+//! | `GET /healthz` | 200 when the store answers, else 503 |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /meetings?limit=N` | tracked meetings (open, and finished within the last hour) |
+//! | `GET /meetings/{room_id}` | the room's open meeting and deadline, 404 if none; CORS-enabled |
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::domain::{RoomId, Timestamp};
+use crate::metrics;
+use crate::store::{MeetingStore, MeetingView, StoreError};
+use crate::webhook;
+
+/// Finished meetings stay listed this long.
+pub const FINISHED_LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhook", post(webhook::receive))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
+        .route("/meetings", get(list_meetings))
+        .route(
+            "/meetings/{room_id}",
+            get(room_meeting).options(room_meeting_preflight),
+        )
+        .fallback(|| async { ApiError::NotFound("no such endpoint") })
+        .with_state(state)
+}
+
+/// An error answer: a status and a short message. Internal details go to
+/// the log, never to the client.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 404.
+    NotFound(&'static str),
+    /// 400.
+    BadRequest(&'static str),
+    /// 500/503: the store failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Store(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store failed while answering a request");
+                (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+            }
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}
+
+/// A meeting as `/meetings` shows it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MeetingJson {
+    /// Room id.
+    pub room_id: String,
+    /// ISO-8601 start.
+    pub started_at: String,
+    /// ISO-8601 deadline.
+    pub deadline: String,
+    /// `running`, `stopping`, `shut_down`, `ended`, `skipped` or `failed`.
+    pub state: String,
+}
+
+impl From<MeetingView> for MeetingJson {
+    fn from(m: MeetingView) -> Self {
+        MeetingJson {
+            room_id: m.key.room_id.as_str().to_owned(),
+            started_at: m.key.started_at.to_rfc3339(),
+            deadline: m.deadline.to_rfc3339(),
+            state: m.state.as_str().to_owned(),
+        }
+    }
+}
+
+async fn healthz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
+    app.store.ping().await?;
+    Ok("ok\n")
+}
+
+async fn render_metrics(State(app): State<AppState>) -> Response {
+    match app.store.count_by_state().await {
+        Ok(counts) => metrics::meetings(&counts),
+        Err(e) => tracing::warn!(error = %e, "could not count meetings for /metrics"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+async fn list_meetings(
+    State(app): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<MeetingJson>>, ApiError> {
+    let Ok(Query(q)) = query else {
+        return Err(ApiError::BadRequest("limit must be a whole number"));
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let since = Timestamp(app.clock.now().0 - FINISHED_LISTED_FOR.as_millis() as i64);
+    let meetings = app.store.list(since, limit).await?;
+    Ok(Json(meetings.into_iter().map(MeetingJson::from).collect()))
+}
+
+fn cors(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    r
+}
+
+async fn room_meeting(State(app): State<AppState>, Path(room): Path<String>) -> Response {
+    let answer = async {
+        let room = RoomId::parse(&room).map_err(|_| ApiError::BadRequest("invalid room id"))?;
+        match app.store.current_for_room(&room).await? {
+            Some(m) => Ok(Json(MeetingJson::from(m))),
+            None => Err(ApiError::NotFound("no open meeting in this room")),
+        }
+    }
+    .await;
+    cors(answer.into_response())
+}
+
+async fn room_meeting_preflight() -> Response {
+    cors(StatusCode::NO_CONTENT.into_response())
+}

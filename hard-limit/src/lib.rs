@@ -1,0 +1,58 @@
+//! # eyeson-hard-limit
+//!
+//! Force-ends eyeson meetings that run longer than a hard limit. The
+//! browser guard (the workspace's root crate) ends abandoned meetings from
+//! inside the meeting page; this service is the server-side backstop for
+//! every meeting a page cannot end: a crashed tab, a custom client, a
+//! participant who never leaves.
+//!
+//! ## How a meeting flows through the crate
+//!
+//! 1. eyeson POSTs a signed `room_update` to `/webhook` ([`webhook`]): the
+//!    HMAC is checked over the raw bytes, the JSON parsed into a
+//!    [`domain::RoomUpdate`], and [`domain::plan`] decides what it means.
+//! 2. The plan is committed to the [`store`] (group commit, `synchronous =
+//!    FULL`) before the handler answers 204: an acknowledged delivery is
+//!    never lost. The [`scheduler`] is poked.
+//! 3. The [`scheduler`] sleeps until the earliest deadline, claims due
+//!    meetings under a lease, re-checks that no newer meeting runs in the
+//!    room, and calls `DELETE /rooms/{id}` through [`eyeson`], retrying
+//!    429/5xx/timeouts with jittered exponential backoff. Outcomes are
+//!    recorded (group-committed) only while the lease is held; a crash
+//!    leaves an expiring lease, so the meeting is claimed again, not lost.
+//! 4. The [`reconcile`] task reads `GET /rooms` at start and periodically,
+//!    so meetings that began while the service was down are enforced too.
+//!
+//! ## Where things live
+//!
+//! | module | what |
+//! |---|---|
+//! | [`domain`] | pure core: meeting identity, limits, deadlines, states, plans |
+//! | [`config`] | the command line (clap, every flag with an env var), limits file, the redacted [`config::ApiKey`] |
+//! | [`webhook`] | signature check, parsing, freshness, the handler, group commit |
+//! | [`scheduler`] | sleep until due, claim with a lease, shut down with retries |
+//! | [`eyeson`] | the REST client |
+//! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
+//! | [`store`] | the narrow [`store::MeetingStore`] trait and its SQLite engine |
+//! | [`http`] | routes, read-only endpoints, error answers |
+//! | [`metrics`] | metric names and the Prometheus recorder |
+//! | [`app`] | build and run: the zero2prod `Application` |
+//! | [`clock`] | where "now" comes from |
+
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod eyeson;
+pub mod http;
+pub mod metrics;
+pub mod reconcile;
+pub mod scheduler;
+pub mod store;
+pub mod webhook;
+
+pub use app::Application;
+pub use config::{Cli, Command, Config};

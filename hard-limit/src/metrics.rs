@@ -1,0 +1,130 @@
+//! Prometheus metrics: names, labels, and the one process-wide recorder.
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `hard_limit_meetings` | `state` | tracked meetings by state (read from the store at scrape time) |
+//! | `hard_limit_webhook_deliveries_total` | `outcome` (`accepted`, `ignored`, `rejected`, `error`), `reason` | every delivery |
+//! | `hard_limit_shutdowns_total` | `outcome` | every claimed meeting's end |
+//! | `hard_limit_shutdown_retries_total` | | retried shutdown calls (429/5xx/timeouts) |
+//! | `hard_limit_enforcement_lateness_seconds` | | histogram: shutdown call completed − deadline |
+//! | `hard_limit_reconcile_runs_total` | `outcome` | `GET /rooms` reconciliations |
+//! | `hard_limit_webhook_registrations_total` | `outcome` | start-up registration |
+//!
+//! The recorder is global (that is how the `metrics` facade works), so it is
+//! installed once per process; several services in one test process share it.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::{MeetingState, ShutdownOutcome};
+
+/// Tracked meetings by state.
+pub const MEETINGS: &str = "hard_limit_meetings";
+/// Webhook deliveries by outcome and reason.
+pub const DELIVERIES: &str = "hard_limit_webhook_deliveries_total";
+/// Shutdowns by outcome.
+pub const SHUTDOWNS: &str = "hard_limit_shutdowns_total";
+/// Retried shutdown calls.
+pub const SHUTDOWN_RETRIES: &str = "hard_limit_shutdown_retries_total";
+/// Enforcement lateness histogram.
+pub const LATENESS: &str = "hard_limit_enforcement_lateness_seconds";
+/// Reconciliation runs by outcome.
+pub const RECONCILES: &str = "hard_limit_reconcile_runs_total";
+/// Webhook registrations by outcome.
+pub const REGISTRATIONS: &str = "hard_limit_webhook_registrations_total";
+
+/// Every delivery reason, so each series exists from the start.
+pub const DELIVERY_LABELS: &[(&str, &str)] = &[
+    ("accepted", "tracked"),
+    ("accepted", "duplicate"),
+    ("accepted", "ended"),
+    ("accepted", "late_for_ended_meeting"),
+    ("ignored", "not_started"),
+    ("ignored", "other_type"),
+    ("rejected", "missing_signature"),
+    ("rejected", "bad_signature"),
+    ("rejected", "too_large"),
+    ("rejected", "malformed"),
+    ("rejected", "stale"),
+    ("error", "store"),
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the recorder (first call) and returns the handle that renders
+/// `/metrics`.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(LATENESS.to_owned()),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    ],
+                )
+                .expect("bucket list is not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_gauge!(MEETINGS, "Tracked meetings by state");
+    metrics::describe_counter!(DELIVERIES, "Webhook deliveries by outcome and reason");
+    metrics::describe_counter!(SHUTDOWNS, "Claimed meetings by how their shutdown ended");
+    metrics::describe_counter!(
+        SHUTDOWN_RETRIES,
+        "Shutdown calls retried after 429/5xx/timeouts"
+    );
+    metrics::describe_histogram!(
+        LATENESS,
+        metrics::Unit::Seconds,
+        "Time the shutdown call completed minus the meeting's deadline"
+    );
+    metrics::describe_counter!(RECONCILES, "GET /rooms reconciliations by outcome");
+    metrics::describe_counter!(REGISTRATIONS, "Webhook registrations at start by outcome");
+    for (outcome, reason) in DELIVERY_LABELS {
+        metrics::counter!(DELIVERIES, "outcome" => *outcome, "reason" => *reason).increment(0);
+    }
+    for o in [
+        ShutdownOutcome::ShutDown,
+        ShutdownOutcome::AlreadyEnded,
+        ShutdownOutcome::SkippedNewerMeeting,
+        ShutdownOutcome::DryRun,
+        ShutdownOutcome::Refused,
+        ShutdownOutcome::GaveUp,
+    ] {
+        metrics::counter!(SHUTDOWNS, "outcome" => o.as_str()).increment(0);
+    }
+}
+
+/// Counts one delivery.
+pub fn delivery(outcome: &'static str, reason: &'static str) {
+    metrics::counter!(DELIVERIES, "outcome" => outcome, "reason" => reason).increment(1);
+}
+
+/// Counts one finished shutdown.
+pub fn shutdown(outcome: ShutdownOutcome) {
+    metrics::counter!(SHUTDOWNS, "outcome" => outcome.as_str()).increment(1);
+}
+
+/// Records how late a shutdown completed.
+pub fn lateness(seconds: f64) {
+    metrics::histogram!(LATENESS).record(seconds);
+}
+
+/// Sets the per-state gauges from a fresh count.
+pub fn meetings(counts: &[(MeetingState, u64)]) {
+    for st in MeetingState::ALL {
+        let n = counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
+        metrics::gauge!(MEETINGS, "state" => st.as_str()).set(n as f64);
+    }
+}

@@ -1,0 +1,172 @@
+//! Reconciliation with `GET /rooms`, the webhook registration, and pruning.
+//!
+//! This task only adds knowledge: it runs beside the scheduler, never in
+//! front of it, so a slow or failing `GET /rooms` holds back nothing the
+//! store already knows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::Url;
+use tokio::sync::{watch, Notify};
+
+use crate::clock::Clock;
+use crate::domain::{self, Plan, Policy, RoomUpdate, Timestamp};
+use crate::eyeson::{ApiError, EyesonClient};
+use crate::metrics;
+use crate::scheduler::sleep_or_stop;
+use crate::store::{Applied, MeetingStore, Store, StoreError};
+
+/// What one reconciliation did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Meetings eyeson listed.
+    pub listed: usize,
+    /// Of those, newly tracked.
+    pub tracked: usize,
+    /// Tracked meetings closed because eyeson no longer lists them.
+    pub closed: u64,
+}
+
+/// Why a reconciliation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// `GET /rooms` failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The reconciliation task.
+#[derive(Clone, Debug)]
+pub struct Reconciler {
+    /// The store.
+    pub store: Store,
+    /// The eyeson client.
+    pub client: EyesonClient,
+    /// Deadline rules.
+    pub policy: Arc<Policy>,
+    /// Where now comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Poked when a meeting is tracked.
+    pub wake: Arc<Notify>,
+    /// How often.
+    pub every: Duration,
+    /// How long finished meetings are kept.
+    pub retention: Duration,
+    /// Register this URL at start, if set.
+    pub webhook_url: Option<Url>,
+    /// A meeting missing from `GET /rooms` is closed only if it was tracked
+    /// at least this long before the list was asked for: a delivery can
+    /// overtake the list, eyeson's list may lag behind its webhooks, and
+    /// closing a running meeting by mistake would let it run past its limit.
+    pub close_unlisted_after: Duration,
+}
+
+impl Reconciler {
+    /// Registers the webhook (if configured), then reconciles every
+    /// `every` until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        // Registration retries on its own: it must not delay the first
+        // reconciliation.
+        let registration = self.webhook_url.clone().map(|url| {
+            let me = self.clone();
+            tokio::spawn(async move { me.register(&url).await })
+        });
+        loop {
+            match self.reconcile_once().await {
+                Ok(r) => {
+                    ::metrics::counter!(metrics::RECONCILES, "outcome" => "ok").increment(1);
+                    tracing::debug!(
+                        listed = r.listed,
+                        tracked = r.tracked,
+                        closed = r.closed,
+                        "reconciled with GET /rooms"
+                    );
+                }
+                Err(e) => {
+                    ::metrics::counter!(metrics::RECONCILES, "outcome" => "error").increment(1);
+                    tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
+                }
+            }
+            let horizon = Timestamp(self.clock.now().0 - self.retention.as_millis() as i64);
+            match self.store.prune(horizon).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "forgot finished meetings"),
+                Err(e) => tracing::warn!(error = %e, "pruning failed"),
+            }
+            if sleep_or_stop(self.every, &mut stop).await {
+                break;
+            }
+        }
+        if let Some(task) = registration {
+            task.abort();
+        }
+    }
+
+    async fn register(&self, url: &Url) {
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(5)
+            .with_jitter();
+        let result = (|| self.client.ensure_webhook(url))
+            .retry(policy)
+            .when(ApiError::is_retryable)
+            .await;
+        match result {
+            Ok(true) => {
+                ::metrics::counter!(metrics::REGISTRATIONS, "outcome" => "registered").increment(1);
+                tracing::info!(url = %url, "webhook registered");
+            }
+            Ok(false) => {
+                ::metrics::counter!(metrics::REGISTRATIONS, "outcome" => "unchanged").increment(1);
+                tracing::info!(url = %url, "webhook already registered");
+            }
+            Err(e) => {
+                ::metrics::counter!(metrics::REGISTRATIONS, "outcome" => "error").increment(1);
+                tracing::error!(error = %e, url = %url, "could not register the webhook");
+            }
+        }
+    }
+
+    /// One reconciliation: track what `GET /rooms` lists, close what it no
+    /// longer lists.
+    pub async fn reconcile_once(&self) -> Result<Report, ReconcileError> {
+        let asked_at = self.clock.now();
+        let rooms = self.client.running_rooms().await?;
+        let now = self.clock.now();
+        let mut plans = Vec::with_capacity(rooms.len());
+        let mut listed = Vec::with_capacity(rooms.len());
+        for room in &rooms {
+            let plan = domain::plan(
+                &RoomUpdate {
+                    room_id: room.room_id.clone(),
+                    started_at: room.started_at,
+                    shutdown: room.shutdown,
+                    event_time: now,
+                },
+                &self.policy,
+            );
+            if let Plan::Track { key, .. } = &plan {
+                listed.push(key.clone());
+            }
+            plans.push(plan);
+        }
+        let applied = self.store.apply(&plans, now).await?;
+        let tracked = applied.iter().filter(|a| **a == Applied::Tracked).count();
+        if tracked > 0 {
+            self.wake.notify_one();
+        }
+        let before = Timestamp(asked_at.0 - self.close_unlisted_after.as_millis() as i64);
+        let closed = self.store.close_unlisted(&listed, before, now).await?;
+        Ok(Report {
+            listed: rooms.len(),
+            tracked,
+            closed,
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! The one scheduler: sleeps until the earliest deadline, claims what is
+//! due, shuts it down.
+//!
+//! Like mini-redis's expiry task it does not poll: it asks the store for the
+//! next wake-up time and `select!`s on that sleep, on a [`Notify`] the
+//! webhook path pokes when a meeting is tracked (its deadline may be the new
+//! earliest), on a finished shutdown (a concurrency slot came free), and on
+//! the stop signal. The sleep is capped at a minute, so a meeting written by
+//! another process on the same database is noticed even without a poke.
+//!
+//! Claims are leases ([`MeetingStore::claim_due`]): a process that dies
+//! mid-shutdown leaves a `stopping` row whose lease expires, and whoever
+//! runs next claims it again. So a due meeting is never lost; the cost is
+//! that a crash between eyeson's 204 and our commit repeats the call, which
+//! then answers 404 ("already ended").
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::domain::{MeetingKey, ShutdownOutcome};
+use crate::eyeson::{ApiError, EndResult, EyesonClient};
+use crate::metrics;
+use crate::store::{Claim, MeetingStore, Outcome, Store, StoreError};
+
+/// An outcome on its way to the store, and where to say whether it applied.
+type Finished = (Outcome, oneshot::Sender<Result<bool, String>>);
+
+/// Longest the scheduler sleeps without looking at the store.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// How the scheduler shuts meetings down.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    /// The store.
+    pub store: Store,
+    /// The eyeson client.
+    pub client: EyesonClient,
+    /// Where now comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Poked when a meeting is tracked.
+    pub wake: Arc<Notify>,
+    /// This process's lease owner id.
+    pub owner: Arc<str>,
+    /// Lease length.
+    pub lease: Duration,
+    /// Shutdown calls in flight at once.
+    pub concurrency: usize,
+    /// Log and record, call nothing.
+    pub dry_run: bool,
+}
+
+#[derive(Debug)]
+enum StepError {
+    Api(ApiError),
+    Store(StoreError),
+}
+
+impl StepError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            StepError::Api(e) => e.is_retryable(),
+            StepError::Store(_) => true,
+        }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Api(e) => e.fmt(f),
+            StepError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+impl Scheduler {
+    /// Runs until `stop` turns true, then waits for shutdowns in flight.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let (finisher, finisher_task) = self.start_finisher();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            if free > 0 {
+                let now = self.clock.now();
+                match self
+                    .store
+                    .claim_due(now, self.lease, &self.owner, free as u32)
+                    .await
+                {
+                    Ok(claims) => {
+                        let full = claims.len() == free;
+                        for claim in claims {
+                            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let me = self.clone();
+                            let finisher = finisher.clone();
+                            tasks.spawn(async move {
+                                me.enforce(claim, &finisher).await;
+                                drop(permit);
+                            });
+                        }
+                        if full {
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not claim due meetings; retrying in 1s");
+                        if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let pause = if free == 0 {
+                MAX_SLEEP
+            } else {
+                match self.store.next_wake().await {
+                    Ok(Some(t)) => t.since(self.clock.now()).min(MAX_SLEEP),
+                    Ok(None) => MAX_SLEEP,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not read the next deadline");
+                        Duration::from_secs(1)
+                    }
+                }
+            };
+            if pause.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.wake.notified() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = stop.changed() => {}
+            }
+        }
+        let in_flight = tasks.len();
+        if in_flight > 0 {
+            tracing::info!(in_flight, "waiting for shutdown calls in flight");
+        }
+        while tasks.join_next().await.is_some() {}
+        drop(finisher);
+        let _ = finisher_task.await;
+    }
+
+    /// Group commit for outcomes, like the webhook's `Ingest`: workers hand
+    /// their outcome to one task that records whatever has queued in one
+    /// transaction. A burst of shutdowns costs a few commits, not one each.
+    fn start_finisher(&self) -> (mpsc::Sender<Finished>, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Finished>(1024);
+        let store = self.store.clone();
+        let owner = self.owner.clone();
+        let task = tokio::spawn(async move {
+            let mut batch: Vec<Finished> = Vec::with_capacity(256);
+            while rx.recv_many(&mut batch, 256).await > 0 {
+                let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
+                match store.finish(&owner, &outcomes).await {
+                    Ok(applied) => {
+                        for ((_, reply), ok) in batch.drain(..).zip(applied) {
+                            let _ = reply.send(Ok(ok));
+                        }
+                    }
+                    Err(e) => {
+                        for (_, reply) in batch.drain(..) {
+                            let _ = reply.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+        });
+        (tx, task)
+    }
+
+    /// Ends one claimed meeting and records the outcome.
+    async fn enforce(&self, claim: Claim, finisher: &mpsc::Sender<Finished>) {
+        let outcome = self.outcome(&claim).await;
+        let now = self.clock.now();
+        metrics::shutdown(outcome);
+        if matches!(
+            outcome,
+            ShutdownOutcome::ShutDown | ShutdownOutcome::AlreadyEnded
+        ) {
+            let late = now.0 - claim.deadline.0;
+            metrics::lateness(late as f64 / 1000.0);
+        }
+        let key = &claim.key;
+        match outcome {
+            ShutdownOutcome::ShutDown => {
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "meeting shut down")
+            }
+            ShutdownOutcome::AlreadyEnded => {
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, "meeting had ended already")
+            }
+            ShutdownOutcome::SkippedNewerMeeting => {
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, "not shut down: a newer meeting runs in the room")
+            }
+            ShutdownOutcome::DryRun => {
+                tracing::warn!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "dry run: would shut down")
+            }
+            ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => {}
+        }
+        let (reply, answer) = oneshot::channel();
+        let record = Outcome {
+            key: key.clone(),
+            state: outcome.final_state(),
+            at: now,
+        };
+        let recorded = match finisher.send((record, reply)).await {
+            Ok(()) => answer
+                .await
+                .unwrap_or_else(|_| Err("outcome writer stopped".into())),
+            Err(_) => Err("outcome writer stopped".into()),
+        };
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(room = %key.room_id, "lease lost before the outcome was recorded")
+            }
+            // The lease will expire and the meeting be claimed again; the
+            // repeated call then answers 404 and the meeting is closed.
+            Err(e) => {
+                tracing::error!(error = %e, room = %key.room_id, "could not record shutdown outcome")
+            }
+        }
+    }
+
+    async fn outcome(&self, claim: &Claim) -> ShutdownOutcome {
+        let key = &claim.key;
+        if self.dry_run {
+            return match self.store.newer_meeting_known(key).await {
+                Ok(true) => ShutdownOutcome::SkippedNewerMeeting,
+                _ => ShutdownOutcome::DryRun,
+            };
+        }
+        // Stop starting attempts after half the lease, so the last one (10 s
+        // timeout at most) ends well before another worker may claim.
+        let budget = self.lease / 2;
+        let started = Instant::now();
+        let policy = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_factor(2.0)
+            .with_max_times(8)
+            .with_jitter();
+        let result = (|| self.attempt(key))
+            .retry(policy)
+            .when(|e: &StepError| e.is_retryable() && started.elapsed() < budget)
+            // Honour 429's Retry-After, capped so the budget still holds.
+            .adjust(|e: &StepError, wait: Option<Duration>| match (e, wait) {
+                (StepError::Api(ApiError::Throttled(Some(after))), Some(wait)) => {
+                    Some(wait.max((*after).min(Duration::from_secs(5))))
+                }
+                (_, wait) => wait,
+            })
+            .notify(|e: &StepError, wait: Duration| {
+                ::metrics::counter!(metrics::SHUTDOWN_RETRIES).increment(1);
+                tracing::warn!(room = %key.room_id, error = %e, ?wait, "shutdown call failed; retrying");
+            })
+            .await;
+        match result {
+            Ok(outcome) => outcome,
+            Err(StepError::Api(e)) if !e.is_retryable() => {
+                tracing::error!(room = %key.room_id, error = %e, "eyeson refused the shutdown; not retrying");
+                if matches!(e, ApiError::Status(401 | 403 | 423)) {
+                    ShutdownOutcome::Refused
+                } else {
+                    ShutdownOutcome::GaveUp
+                }
+            }
+            Err(e) => {
+                tracing::error!(room = %key.room_id, error = %e, "shutdown failed; retries exhausted");
+                ShutdownOutcome::GaveUp
+            }
+        }
+    }
+
+    /// One attempt: re-check that no newer meeting runs in the room (a
+    /// `DELETE /rooms/{id}` would end it), then call.
+    async fn attempt(&self, key: &MeetingKey) -> Result<ShutdownOutcome, StepError> {
+        if self
+            .store
+            .newer_meeting_known(key)
+            .await
+            .map_err(StepError::Store)?
+        {
+            return Ok(ShutdownOutcome::SkippedNewerMeeting);
+        }
+        match self.client.end_meeting(&key.room_id).await {
+            Ok(EndResult::Ended) => Ok(ShutdownOutcome::ShutDown),
+            Ok(EndResult::NotRunning) => Ok(ShutdownOutcome::AlreadyEnded),
+            Err(e) => Err(StepError::Api(e)),
+        }
+    }
+}
+
+/// Sleeps; returns true if `stop` turned true meanwhile.
+pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}

@@ -1,0 +1,272 @@
+//! The store: the source of truth for every tracked meeting.
+//!
+//! [`MeetingStore`] is deliberately narrow (a dozen questions the service
+//! asks), so a second engine is one file: SQLite today ([`sqlite`]),
+//! PostgreSQL later behind the same trait, chosen by the database URL in
+//! [`Store::connect`]. Each engine keeps its own migrations in
+//! `migrations/<engine>/`.
+//!
+//! Rules every engine must keep (the integration and property tests check
+//! them through this trait):
+//! - [`MeetingStore::apply`] commits before it returns: an acknowledged
+//!   webhook is never lost.
+//! - Only transitions allowed by [`MeetingState::may_become`] happen; final
+//!   states never change.
+//! - [`MeetingStore::claim_due`] hands a meeting to exactly one worker at a
+//!   time: a claim is a lease, and only an expired lease is claimed again.
+//! - [`MeetingStore::finish`] applies only while the caller still holds the
+//!   lease, so a worker that lost its lease cannot overwrite the outcome.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::domain::{MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+
+pub use sqlite::SqliteStore;
+
+/// A meeting as the store knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeetingView {
+    /// Identity.
+    pub key: MeetingKey,
+    /// When it is (or was) to be shut down.
+    pub deadline: Timestamp,
+    /// Where it stands.
+    pub state: MeetingState,
+}
+
+/// A meeting claimed for shutdown under a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The meeting.
+    pub key: MeetingKey,
+    /// Its deadline (for the lateness histogram).
+    pub deadline: Timestamp,
+    /// How many times it has been claimed, this claim included (more than 1
+    /// means an earlier worker crashed or lost its lease mid-shutdown).
+    pub attempts: i64,
+}
+
+/// The final state of a claimed meeting, for [`MeetingStore::finish`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The meeting.
+    pub key: MeetingKey,
+    /// Its final state.
+    pub state: MeetingState,
+    /// When the outcome was known.
+    pub at: Timestamp,
+}
+
+/// What applying one [`Plan`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing to do.
+    Ignored,
+    /// A meeting is newly tracked.
+    Tracked,
+    /// The meeting was known already (a duplicate delivery).
+    AlreadyKnown,
+    /// The room reported a shutdown covering this meeting earlier: recorded as ended.
+    LateForEndedMeeting,
+    /// This many open meetings were marked ended.
+    Ended(u64),
+}
+
+/// A store failure. Details go to the log, never to HTTP clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row the service did not write (unknown state, bad room id).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database URL names an engine this build does not have.
+    #[error("unsupported database URL (expected sqlite://...)")]
+    UnsupportedUrl,
+}
+
+/// The questions the service asks its store. See the module docs for the
+/// rules an implementation keeps.
+pub trait MeetingStore: Send + Sync {
+    /// Applies plans in one transaction and commits; one result per plan.
+    fn apply(
+        &self,
+        plans: &[Plan],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
+
+    /// Claims up to `limit` meetings that are due at `now` (running past
+    /// their deadline, or stopping with an expired lease), earliest first.
+    fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
+
+    /// Whether a meeting that started later in the same room is known.
+    fn newer_meeting_known(
+        &self,
+        key: &MeetingKey,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records the outcomes of claims `owner` holds, in one transaction;
+    /// each applies only if `owner` still holds that lease. One result per
+    /// outcome: whether it applied.
+    fn finish(
+        &self,
+        owner: &str,
+        outcomes: &[Outcome],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// When the scheduler next has something to do: the earliest running
+    /// deadline or lease expiry; `None` if nothing is open.
+    fn next_wake(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+
+    /// Marks ended the running meetings that were tracked before
+    /// `known_before` and are not in `listed` (eyeson's list of running
+    /// meetings, asked for after `known_before`): they ended without a
+    /// delivery reaching us. Returns how many.
+    fn close_unlisted(
+        &self,
+        listed: &[MeetingKey],
+        known_before: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Open meetings and those finished at or after `finished_since`, newest
+    /// start first, at most `limit`.
+    fn list(
+        &self,
+        finished_since: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<MeetingView>, StoreError>> + Send;
+
+    /// The room's open meeting (the latest, if several).
+    fn current_for_room(
+        &self,
+        room: &RoomId,
+    ) -> impl Future<Output = Result<Option<MeetingView>, StoreError>> + Send;
+
+    /// How many meetings are in each state.
+    fn count_by_state(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(MeetingState, u64)>, StoreError>> + Send;
+
+    /// Forgets meetings finished before `finished_before`. Returns how many.
+    fn prune(
+        &self,
+        finished_before: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Answers if the store answers (for `/healthz`).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The configured engine. An enum rather than `dyn` (async trait methods are
+/// not object safe) and rather than generics (they would spread through
+/// every handler); PostgreSQL becomes a second variant.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// SQLite, the default: one file, no server.
+    Sqlite(SqliteStore),
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store a URL names.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(SqliteStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// Closes the connections (after the last user is done).
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(s) => s.close().await,
+        }
+    }
+}
+
+impl MeetingStore for Store {
+    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.apply(plans, now).await,
+        }
+    }
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.claim_due(now, lease, owner, limit).await,
+        }
+    }
+    async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.newer_meeting_known(key).await,
+        }
+    }
+    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.finish(owner, outcomes).await,
+        }
+    }
+    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.next_wake().await,
+        }
+    }
+    async fn close_unlisted(
+        &self,
+        listed: &[MeetingKey],
+        known_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.close_unlisted(listed, known_before, now).await,
+        }
+    }
+    async fn list(
+        &self,
+        finished_since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<MeetingView>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list(finished_since, limit).await,
+        }
+    }
+    async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.current_for_room(room).await,
+        }
+    }
+    async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.count_by_state().await,
+        }
+    }
+    async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.prune(finished_before).await,
+        }
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The SQLite engine (bundled SQLite, no server).
+//!
+//! - WAL journal with `synchronous = FULL`: a commit is on disk before
+//!   [`MeetingStore::apply`] returns, so a 204 means the delivery survives a
+//!   crash or power loss.
+//! - Two pools: one connection for writes (SQLite has one writer anyway;
+//!   queueing in the pool is cheaper than SQLite's busy-wait), a few for
+//!   reads, which WAL lets run beside the writer.
+//! - Leases make claims safe across processes on the same file, and across
+//!   a crash: a `stopping` row whose lease expired is claimed again.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr, Sqlite, Transaction};
+
+use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
+use crate::domain::{MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+
+/// The SQLite store. Cloning is cheap (the pools are shared).
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "meetings".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/sqlite/0001_meetings.sql").into_sql_str(),
+        false,
+    )])
+}
+
+fn key_of(row: &SqliteRow) -> Result<MeetingKey, StoreError> {
+    let room: String = row.try_get("room_id")?;
+    Ok(MeetingKey {
+        room_id: RoomId::parse(&room).map_err(|e| StoreError::Corrupt(format!("room id: {e}")))?,
+        started_at: Timestamp(row.try_get("started_at")?),
+    })
+}
+
+fn view(row: &SqliteRow) -> Result<MeetingView, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(MeetingView {
+        key: key_of(row)?,
+        deadline: Timestamp(row.try_get("deadline")?),
+        state: MeetingState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens the database a `sqlite:` URL names (creating the file if
+    /// missing) and runs the migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        migrator().run(&writer).await?;
+        // An in-memory database exists once per connection: share the writer.
+        let reader = if url.contains(":memory:") || url.contains("mode=memory") {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.read_only(true))
+                .await?
+        };
+        Ok(SqliteStore { writer, reader })
+    }
+
+    /// Closes both pools (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Inserts many meetings at once, in one transaction (for benchmarks
+    /// and imports; the service itself goes through [`MeetingStore::apply`]).
+    pub async fn bulk_insert(
+        &self,
+        rows: &[(MeetingKey, Timestamp, MeetingState)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        for (key, deadline, state) in rows {
+            insert(&mut tx, key, *deadline, *state, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn apply_one(
+        tx: &mut Transaction<'_, Sqlite>,
+        plan: &Plan,
+        now: Timestamp,
+    ) -> Result<Applied, StoreError> {
+        match plan {
+            Plan::Ignore(_) => Ok(Applied::Ignored),
+            Plan::Track { key, deadline } => {
+                let cutoff: Option<i64> =
+                    sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
+                        .bind(key.room_id.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if cutoff.is_some_and(|c| key.started_at.0 <= c) {
+                    insert(tx, key, *deadline, MeetingState::Ended, now).await?;
+                    return Ok(Applied::LateForEndedMeeting);
+                }
+                let inserted = insert(tx, key, *deadline, MeetingState::Running, now).await?;
+                // A newer start proves the room's older meetings are over.
+                // Stopping rows are left to their worker, which re-checks.
+                sqlx::query(
+                    "UPDATE meetings SET state = 'ended', finished_at = ?3, updated_at = ?3
+                     WHERE room_id = ?1 AND started_at < ?2 AND state = 'running'",
+                )
+                .bind(key.room_id.as_str())
+                .bind(key.started_at.0)
+                .bind(now.0)
+                .execute(&mut **tx)
+                .await?;
+                Ok(if inserted {
+                    Applied::Tracked
+                } else {
+                    Applied::AlreadyKnown
+                })
+            }
+            Plan::End {
+                room_id,
+                cutoff,
+                meeting,
+            } => {
+                sqlx::query(
+                    "INSERT INTO room_shutdowns (room_id, cutoff) VALUES (?1, ?2)
+                     ON CONFLICT (room_id) DO UPDATE SET cutoff = max(cutoff, excluded.cutoff)",
+                )
+                .bind(room_id.as_str())
+                .bind(cutoff.0)
+                .execute(&mut **tx)
+                .await?;
+                if let Some((key, deadline)) = meeting {
+                    insert(tx, key, *deadline, MeetingState::Ended, now).await?;
+                }
+                let ended = sqlx::query(
+                    "UPDATE meetings SET state = 'ended', finished_at = ?3, updated_at = ?3
+                     WHERE room_id = ?1 AND started_at <= ?2 AND state = 'running'",
+                )
+                .bind(room_id.as_str())
+                .bind(cutoff.0)
+                .bind(now.0)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                Ok(Applied::Ended(ended))
+            }
+        }
+    }
+}
+
+/// Inserts a meeting unless it is known; returns whether it was new.
+async fn insert(
+    tx: &mut Transaction<'_, Sqlite>,
+    key: &MeetingKey,
+    deadline: Timestamp,
+    state: MeetingState,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let finished = (!state.is_open()).then_some(now.0);
+    let n = sqlx::query(
+        "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)
+         ON CONFLICT (room_id, started_at) DO NOTHING",
+    )
+    .bind(key.room_id.as_str())
+    .bind(key.started_at.0)
+    .bind(deadline.0)
+    .bind(state.as_str())
+    .bind(now.0)
+    .bind(finished)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+fn claim_of(row: &SqliteRow) -> Result<Claim, StoreError> {
+    Ok(Claim {
+        key: key_of(row)?,
+        deadline: Timestamp(row.try_get("deadline")?),
+        attempts: row.try_get("attempts")?,
+    })
+}
+
+impl MeetingStore for SqliteStore {
+    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut out = Vec::with_capacity(plans.len());
+        for plan in plans {
+            out.push(Self::apply_one(&mut tx, plan, now).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let until = now.plus(lease);
+        let mut tx = self.writer.begin().await?;
+        // Expired leases first: those meetings are the most overdue.
+        let mut claims = Vec::new();
+        for (state, order_col) in [("stopping", "lease_until"), ("running", "deadline")] {
+            let room = limit as usize - claims.len();
+            if room == 0 {
+                break;
+            }
+            let sql = format!(
+                "UPDATE meetings
+                 SET state = 'stopping', lease_owner = ?1, lease_until = ?2,
+                     attempts = attempts + 1, updated_at = ?3
+                 WHERE rowid IN (SELECT rowid FROM meetings
+                                 WHERE state = '{state}' AND {order_col} <= ?3
+                                 ORDER BY {order_col} LIMIT ?4)
+                 RETURNING room_id, started_at, deadline, attempts"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(until.0)
+                .bind(now.0)
+                .bind(room as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                claims.push(claim_of(row)?);
+            }
+        }
+        tx.commit().await?;
+        claims.sort_by_key(|c| c.deadline);
+        Ok(claims)
+    }
+
+    async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
+        let found: i64 = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM meetings WHERE room_id = ?1 AND started_at > ?2)",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(found != 0)
+    }
+
+    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut applied = Vec::with_capacity(outcomes.len());
+        for o in outcomes {
+            debug_assert!(MeetingState::Stopping.may_become(o.state));
+            let n = sqlx::query(
+                "UPDATE meetings
+                 SET state = ?4, finished_at = ?5, updated_at = ?5, lease_owner = NULL, lease_until = NULL
+                 WHERE room_id = ?1 AND started_at = ?2 AND state = 'stopping' AND lease_owner = ?3",
+            )
+            .bind(o.key.room_id.as_str())
+            .bind(o.key.started_at.0)
+            .bind(owner)
+            .bind(o.state.as_str())
+            .bind(o.at.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            applied.push(n == 1);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
+        let t: Option<i64> = sqlx::query_scalar(
+            "SELECT min(t) FROM (
+               SELECT min(deadline) AS t FROM meetings WHERE state = 'running'
+               UNION ALL
+               SELECT min(lease_until) AS t FROM meetings WHERE state = 'stopping')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(t.map(Timestamp))
+    }
+
+    async fn close_unlisted(
+        &self,
+        listed: &[MeetingKey],
+        known_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        // The listed keys go into a temporary table on the writer
+        // connection, so the anti-join runs in SQLite however many
+        // meetings are running.
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS listed (room_id TEXT NOT NULL, started_at INTEGER NOT NULL,
+                                                     PRIMARY KEY (room_id, started_at))",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM temp.listed")
+            .execute(&mut *tx)
+            .await?;
+        for key in listed {
+            sqlx::query("INSERT OR IGNORE INTO temp.listed (room_id, started_at) VALUES (?1, ?2)")
+                .bind(key.room_id.as_str())
+                .bind(key.started_at.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let closed = sqlx::query(
+            "UPDATE meetings SET state = 'ended', finished_at = ?2, updated_at = ?2
+             WHERE state = 'running' AND created_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM temp.listed l
+                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)",
+        )
+        .bind(known_before.0)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM temp.listed")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(closed)
+    }
+
+    async fn list(
+        &self,
+        finished_since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<MeetingView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT room_id, started_at, deadline, state FROM meetings
+             WHERE finished_at IS NULL OR finished_at >= ?1
+             ORDER BY started_at DESC LIMIT ?2",
+        )
+        .bind(finished_since.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(view).collect()
+    }
+
+    async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {
+        let row = sqlx::query(
+            "SELECT room_id, started_at, deadline, state FROM meetings
+             WHERE room_id = ?1 AND state IN ('running', 'stopping')
+             ORDER BY started_at DESC LIMIT 1",
+        )
+        .bind(room.as_str())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(view).transpose()
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, count(*) AS n FROM meetings GROUP BY state")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let s: String = r.try_get("state")?;
+                let n: i64 = r.try_get("n")?;
+                let st = MeetingState::parse(&s)
+                    .ok_or_else(|| StoreError::Corrupt(format!("state {s:?}")))?;
+                Ok((st, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1")
+                .bind(finished_before.0)
+                .execute(&self.writer)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_are_durable_wal_with_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("d.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous = FULL");
+        store.close().await;
+    }
+}

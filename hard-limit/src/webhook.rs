@@ -1,0 +1,454 @@
+//! `POST /webhook`: eyeson's deliveries.
+//!
+//! The path crosses each layer once: read at most 64 KiB → verify the HMAC
+//! over the raw bytes (constant time) → parse → check freshness → decide
+//! ([`domain::plan`]) → commit (through the [`Ingest`] group-commit writer)
+//! → wake the scheduler → 204. No eyeson call happens here, and nothing
+//! touches state before the signature is checked.
+//!
+//! [`verify_signature`] and [`parse_delivery`] are pure and public so the
+//! fuzz target (`fuzz/`) drives exactly the code the handler runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::app::AppState;
+use crate::domain::{self, Plan, RoomId, RoomUpdate, Timestamp};
+use crate::metrics;
+use crate::store::{Applied, MeetingStore, Store};
+
+/// Largest accepted delivery body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "x-eyeson-signature";
+
+/// Why a delivery was refused. Each maps to a status and a metrics reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// No `X-Eyeson-Signature` header.
+    MissingSignature,
+    /// The header is not the HMAC of the body under the API key.
+    BadSignature,
+    /// Body over [`MAX_BODY`] (or unreadable).
+    TooLarge,
+    /// Not JSON, or a required field is missing or has the wrong type.
+    Malformed(&'static str),
+    /// The signed timestamp is too far from now (a replay).
+    Stale,
+}
+
+impl Rejection {
+    /// HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Rejection::MissingSignature | Rejection::BadSignature | Rejection::Stale => {
+                StatusCode::UNAUTHORIZED
+            }
+            Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Metrics reason label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::MissingSignature => "missing_signature",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::TooLarge => "too_large",
+            Rejection::Malformed(_) => "malformed",
+            Rejection::Stale => "stale",
+        }
+    }
+
+    /// What the client is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            Rejection::MissingSignature => "missing X-Eyeson-Signature header",
+            Rejection::BadSignature => "signature does not match the body",
+            Rejection::TooLarge => "body larger than 64 KiB",
+            Rejection::Malformed(what) => what,
+            Rejection::Stale => "delivery timestamp outside the accepted window",
+        }
+    }
+}
+
+/// Checks `X-Eyeson-Signature` = lowercase hex HMAC-SHA256(api key, body).
+/// The comparison is constant time (`Mac::verify_slice`); uppercase hex is
+/// accepted too, surrounding whitespace ignored.
+pub fn verify_signature(key: &[u8], body: &[u8], header: Option<&[u8]>) -> Result<(), Rejection> {
+    let header = header.ok_or(Rejection::MissingSignature)?;
+    let header = header.trim_ascii();
+    let mut sig = [0u8; 32];
+    if header.len() != 64 {
+        return Err(Rejection::BadSignature);
+    }
+    for (i, pair) in header.chunks_exact(2).enumerate() {
+        let hi = hex_digit(pair[0]).ok_or(Rejection::BadSignature)?;
+        let lo = hex_digit(pair[1]).ok_or(Rejection::BadSignature)?;
+        sig[i] = hi << 4 | lo;
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| Rejection::BadSignature)?;
+    mac.update(body);
+    mac.verify_slice(&sig).map_err(|_| Rejection::BadSignature)
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Lowercase hex HMAC-SHA256 of `body` under `key`: what eyeson sends.
+pub fn sign(key: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(64);
+    for b in tag {
+        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// A delivery, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The signed `timestamp`.
+    pub timestamp: Timestamp,
+    /// What it says.
+    pub event: Event,
+}
+
+/// The part of a delivery the service acts on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A `room_update`.
+    RoomUpdate(RoomUpdate),
+    /// Any other type: acknowledged and ignored.
+    Other,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    timestamp: Option<Value>,
+    #[serde(rename = "type")]
+    kind: Option<Value>,
+    room: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawRoom {
+    id: Value,
+    #[serde(default)]
+    started_at: Option<Value>,
+    #[serde(default)]
+    shutdown: Option<Value>,
+}
+
+/// Parses a delivery body. Unknown fields are fine; a missing `timestamp`,
+/// `type`, or (for `room_update`) `room`/`room.id`, or a value of the
+/// wrong type, is [`Rejection::Malformed`] naming the field.
+pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
+    use Rejection::Malformed;
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|_| Malformed("body is not a JSON object"))?;
+    let ts = match env.timestamp {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .ok_or(Malformed("timestamp is not a number of seconds"))?,
+        Some(_) => return Err(Malformed("timestamp is not a number of seconds")),
+        None => return Err(Malformed("timestamp is missing")),
+    };
+    let timestamp = Timestamp::from_unix_seconds(ts);
+    let kind = match env.kind {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(Malformed("type is not a string")),
+        None => return Err(Malformed("type is missing")),
+    };
+    if kind != "room_update" {
+        return Ok(Delivery {
+            timestamp,
+            event: Event::Other,
+        });
+    }
+    let room = env.room.ok_or(Malformed("room is missing"))?;
+    let room: RawRoom =
+        serde_json::from_value(room).map_err(|_| Malformed("room is not an object with an id"))?;
+    let id = room
+        .id
+        .as_str()
+        .ok_or(Malformed("room.id is not a string"))?;
+    let room_id = RoomId::parse(id)
+        .map_err(|_| Malformed("room.id is empty, too long or has control characters"))?;
+    let started_at = match room.started_at {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            Timestamp::parse_rfc3339(&s).ok_or(Malformed("room.started_at is not ISO-8601 UTC"))?,
+        ),
+        Some(_) => return Err(Malformed("room.started_at is not a string or null")),
+    };
+    let shutdown = match room.shutdown {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(Malformed("room.shutdown is not a boolean")),
+    };
+    Ok(Delivery {
+        timestamp,
+        event: Event::RoomUpdate(RoomUpdate {
+            room_id,
+            started_at,
+            shutdown,
+            event_time: timestamp,
+        }),
+    })
+}
+
+/// Whether a signed timestamp is within `max_age` of now (either way;
+/// zero turns the check off).
+pub fn is_fresh(timestamp: Timestamp, now: Timestamp, max_age: Duration) -> bool {
+    if max_age.is_zero() {
+        return true;
+    }
+    let max = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+    now.0.saturating_sub(timestamp.0).unsigned_abs() <= max
+}
+
+type Job = (Plan, oneshot::Sender<Result<Applied, ()>>);
+
+/// Group commit: handlers hand their plan to one writer task, which commits
+/// whatever has queued up in a single transaction and then answers each
+/// handler. One fsync serves many deliveries, and a 204 still means
+/// "committed". Dropping every [`Ingest`] clone ends the writer after it
+/// has committed what is queued.
+#[derive(Clone, Debug)]
+pub struct Ingest {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Most deliveries committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+impl Ingest {
+    /// Starts the writer task.
+    pub fn start(
+        store: Store,
+        clock: Arc<dyn crate::clock::Clock>,
+        wake: Arc<Notify>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        let task = tokio::spawn(async move {
+            let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let plans: Vec<Plan> = batch.iter().map(|(p, _)| p.clone()).collect();
+                match store.apply(&plans, clock.now()).await {
+                    Ok(results) => {
+                        if results.contains(&Applied::Tracked) {
+                            wake.notify_one();
+                        }
+                        for ((_, reply), r) in batch.drain(..).zip(results) {
+                            let _ = reply.send(Ok(r));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, deliveries = batch.len(), "could not commit deliveries");
+                        for (_, reply) in batch.drain(..) {
+                            let _ = reply.send(Err(()));
+                        }
+                    }
+                }
+            }
+        });
+        (Ingest { tx }, task)
+    }
+
+    /// Commits one plan; resolves once it is durable.
+    pub async fn submit(&self, plan: Plan) -> Result<Applied, ()> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((plan, reply)).await.map_err(|_| ())?;
+        answer.await.map_err(|_| ())?
+    }
+}
+
+/// The handler.
+pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match handle(&app, &headers, body).await {
+        Ok((outcome, reason)) => {
+            metrics::delivery(outcome, reason);
+            if outcome == "error" {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": "could not store the delivery; retry"})),
+                )
+                    .into_response();
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(rejection) => {
+            metrics::delivery("rejected", rejection.reason());
+            tracing::debug!(reason = rejection.reason(), "webhook delivery rejected");
+            (
+                rejection.status(),
+                Json(json!({"error": rejection.message()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn handle(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(&'static str, &'static str), Rejection> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(Rejection::TooLarge);
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| Rejection::TooLarge)?;
+    verify_signature(
+        app.api_key.expose().as_bytes(),
+        &bytes,
+        headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
+    )?;
+    let delivery = parse_delivery(&bytes)?;
+    if !is_fresh(delivery.timestamp, app.clock.now(), app.webhook_max_age) {
+        return Err(Rejection::Stale);
+    }
+    let update = match delivery.event {
+        Event::Other => return Ok(("ignored", "other_type")),
+        Event::RoomUpdate(u) => u,
+    };
+    let plan = domain::plan(&update, &app.policy);
+    if let Plan::Ignore(_) = plan {
+        return Ok(("ignored", "not_started"));
+    }
+    match app.ingest.submit(plan).await {
+        Ok(Applied::Tracked) => Ok(("accepted", "tracked")),
+        Ok(Applied::AlreadyKnown) => Ok(("accepted", "duplicate")),
+        Ok(Applied::LateForEndedMeeting) => Ok(("accepted", "late_for_ended_meeting")),
+        Ok(Applied::Ended(_)) => Ok(("accepted", "ended")),
+        Ok(Applied::Ignored) => Ok(("ignored", "not_started")),
+        Err(()) => Ok(("error", "store")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_roundtrip_and_rejections() {
+        let body = br#"{"timestamp":1,"type":"x"}"#;
+        let sig = sign(b"key", body);
+        assert_eq!(sig.len(), 64);
+        assert_eq!(verify_signature(b"key", body, Some(sig.as_bytes())), Ok(()));
+        assert_eq!(
+            verify_signature(b"key", body, Some(sig.to_uppercase().as_bytes())),
+            Ok(())
+        );
+        assert_eq!(
+            verify_signature(b"other", body, Some(sig.as_bytes())),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            verify_signature(b"key", body, None),
+            Err(Rejection::MissingSignature)
+        );
+        assert_eq!(
+            verify_signature(b"key", body, Some(b"zz")),
+            Err(Rejection::BadSignature)
+        );
+        let mut tampered = body.to_vec();
+        tampered[14] = b'2';
+        assert_eq!(
+            verify_signature(b"key", &tampered, Some(sig.as_bytes())),
+            Err(Rejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn parses_both_documented_deliveries() {
+        let d = parse_delivery(br#"{"timestamp":1637738200,"type":"room_update","room":{"id":"demo","name":"John","ready":true,"started_at":"2021-11-24T07:16:37.748Z","shutdown":false,"guest_token":"g"}}"#).unwrap();
+        assert_eq!(d.timestamp, Timestamp(1_637_738_200_000));
+        let Event::RoomUpdate(u) = d.event else {
+            panic!()
+        };
+        assert_eq!(u.started_at, Some(Timestamp(1_637_738_197_748)));
+        assert!(!u.shutdown);
+        let d = parse_delivery(br#"{"timestamp":1609493400,"type":"room_update","room":{"id":"63ede350b20526000f64376b","name":"eyeson room","ready":false,"started_at":null,"shutdown":true,"sip":{}}}"#).unwrap();
+        let Event::RoomUpdate(u) = d.event else {
+            panic!()
+        };
+        assert_eq!((u.started_at, u.shutdown), (None, true));
+    }
+
+    #[test]
+    fn other_types_need_no_room() {
+        let d =
+            parse_delivery(br#"{"timestamp":1,"type":"recording_update","recording":{}}"#).unwrap();
+        assert_eq!(d.event, Event::Other);
+    }
+
+    #[test]
+    fn malformed_deliveries_name_the_field() {
+        for (body, field) in [
+            (&b"not json"[..], "JSON"),
+            (br#"{"type":"room_update","room":{"id":"a"}}"#, "timestamp"),
+            (br#"{"timestamp":1,"room":{"id":"a"}}"#, "type"),
+            (br#"{"timestamp":1,"type":"room_update"}"#, "room"),
+            (br#"{"timestamp":1,"type":"room_update","room":{}}"#, "id"),
+            (
+                br#"{"timestamp":1,"type":"room_update","room":{"id":""}}"#,
+                "room.id",
+            ),
+            (
+                br#"{"timestamp":1,"type":"room_update","room":{"id":"a","started_at":"soon"}}"#,
+                "started_at",
+            ),
+            (
+                br#"{"timestamp":1,"type":"room_update","room":{"id":"a","shutdown":"yes"}}"#,
+                "shutdown",
+            ),
+            (br#"[1,2]"#, "JSON"),
+        ] {
+            match parse_delivery(body) {
+                Err(Rejection::Malformed(m)) => assert!(m.contains(field), "{m} / {field}"),
+                other => panic!("{other:?} for {}", String::from_utf8_lossy(body)),
+            }
+        }
+    }
+
+    #[test]
+    fn freshness_window() {
+        let now = Timestamp(1_000_000_000);
+        let ten = Duration::from_secs(600);
+        assert!(is_fresh(Timestamp(now.0 - 600_000), now, ten));
+        assert!(!is_fresh(Timestamp(now.0 - 600_001), now, ten));
+        assert!(!is_fresh(Timestamp(now.0 + 600_001), now, ten));
+        assert!(is_fresh(Timestamp(0), now, Duration::ZERO));
+        assert!(!is_fresh(Timestamp(i64::MIN), now, ten));
+        assert!(!is_fresh(Timestamp(i64::MAX), Timestamp(i64::MIN), ten));
+    }
+}

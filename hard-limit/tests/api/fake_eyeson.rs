@@ -1,0 +1,325 @@
+//! A fake eyeson REST API on 127.0.0.1 (an axum server on port 0).
+//!
+//! It behaves like eyeson where the service depends on it: a set of running
+//! meetings that `GET /rooms` lists and `DELETE /rooms/{id}` ends (204, then
+//! 404), one webhook per key that `POST /webhooks` replaces. It records
+//! every request (method, raw path, raw `Authorization`, form fields, time)
+//! so tests assert exactly what was called, and it answers 401 to any other
+//! `Authorization` than the raw key. Scripted answers per room override the
+//! default (`503` then default; `0` means "never answer").
+//!
+//! Shared by the integration tests and the benchmarks (`examples/`).
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+/// One request as the fake saw it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: Method,
+    /// Path as sent (still percent-encoded).
+    pub path: String,
+    /// The raw `Authorization` header.
+    pub authorization: Option<String>,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// Form fields in order, decoded.
+    pub form: Vec<(String, String)>,
+    /// When the fake answered (wall clock).
+    pub answered_at: SystemTime,
+    /// When the fake answered (monotonic).
+    pub answered_instant: Instant,
+    /// The status it answered.
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct State {
+    key: String,
+    requests: Vec<Recorded>,
+    /// Running meetings: room id → started_at (ISO string).
+    running: HashMap<String, String>,
+    /// Scripted statuses for DELETE /rooms/{raw path segment}.
+    delete_script: HashMap<String, VecDeque<u16>>,
+    /// Scripted statuses for GET /rooms.
+    rooms_script: VecDeque<u16>,
+    webhook: Option<Value>,
+    webhook_seq: u32,
+}
+
+/// The fake. Dropping it stops the server.
+pub struct FakeEyeson {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn decode_form(body: &[u8]) -> Vec<(String, String)> {
+    // `Url::query_pairs` is the form-urlencoded decoder reqwest already links.
+    let text = String::from_utf8_lossy(body);
+    reqwest::Url::parse(&format!("http://x/?{text}"))
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl FakeEyeson {
+    /// Starts a fake that accepts only `key`.
+    pub async fn start(key: &str) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            key: key.to_owned(),
+            ..State::default()
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = state.clone();
+        let app = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let shared = shared.clone();
+                async move { handle(shared, method, uri, headers, body).await }
+            },
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        FakeEyeson {
+            addr,
+            state,
+            _stop: tx,
+        }
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A meeting starts running in `room` (listed by GET /rooms, ended by DELETE).
+    pub fn start_meeting(&self, room: &str, started_at: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .running
+            .insert(room.to_owned(), started_at.to_owned());
+    }
+
+    /// Whether a meeting runs in `room`.
+    pub fn is_running(&self, room: &str) -> bool {
+        self.state.lock().unwrap().running.contains_key(room)
+    }
+
+    /// The next DELETEs of `/rooms/{raw_segment}` answer these statuses (0: hang).
+    pub fn script_delete(&self, raw_segment: &str, statuses: &[u16]) {
+        self.state
+            .lock()
+            .unwrap()
+            .delete_script
+            .entry(raw_segment.to_owned())
+            .or_default()
+            .extend(statuses);
+    }
+
+    /// The next GET /rooms answer these statuses (0: hang).
+    pub fn script_rooms(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().rooms_script.extend(statuses);
+    }
+
+    /// Sets the registered webhook as GET /webhooks returns it.
+    pub fn set_webhook(&self, webhook: Option<Value>) {
+        self.state.lock().unwrap().webhook = webhook;
+    }
+
+    /// The registered webhook.
+    pub fn webhook(&self) -> Option<Value> {
+        self.state.lock().unwrap().webhook.clone()
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Requests with this method and raw path.
+    pub fn calls(&self, method: &str, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method.as_str() == method && r.path == path)
+            .collect()
+    }
+
+    /// All DELETE /rooms/... requests.
+    pub fn deletes(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == Method::DELETE && r.path.starts_with("/rooms/"))
+            .collect()
+    }
+}
+
+async fn handle(
+    shared: Arc<Mutex<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let form = decode_form(&body);
+    let (status, answer, hang) = {
+        let mut st = shared.lock().unwrap();
+        if authorization.as_deref() != Some(st.key.as_str()) {
+            (401, json!({"error": "unauthorized"}), false)
+        } else {
+            route(&mut st, &method, &path, &form)
+        }
+    };
+    // A hanging request is recorded as received (status 0), then never answered.
+    shared.lock().unwrap().requests.push(Recorded {
+        method,
+        path,
+        authorization,
+        content_type,
+        form,
+        answered_at: SystemTime::now(),
+        answered_instant: Instant::now(),
+        status: if hang { 0 } else { status },
+    });
+    if hang {
+        std::future::pending::<()>().await;
+    }
+    let code = StatusCode::from_u16(status).unwrap();
+    if status == 204 {
+        return code.into_response();
+    }
+    if status == 429 {
+        return (code, [("retry-after", "1")], axum::Json(answer)).into_response();
+    }
+    (code, axum::Json(answer)).into_response()
+}
+
+fn route(
+    st: &mut State,
+    method: &Method,
+    path: &str,
+    form: &[(String, String)],
+) -> (u16, Value, bool) {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("GET", ["rooms"]) => {
+            if let Some(s) = st.rooms_script.pop_front() {
+                return (s, json!({"error": "scripted"}), s == 0);
+            }
+            let list: Vec<Value> = st
+                .running
+                .iter()
+                .map(|(id, started)| {
+                    json!({"id": id, "name": id, "ready": true, "started_at": started,
+                           "shutdown": false, "guest_token": "g"})
+                })
+                .collect();
+            (200, Value::Array(list), false)
+        }
+        ("DELETE", ["rooms", raw]) => {
+            let scripted = st.delete_script.get_mut(*raw).and_then(VecDeque::pop_front);
+            match scripted {
+                Some(0) => (0, Value::Null, true),
+                Some(s) if !(200..300).contains(&s) => (s, json!({"error": "scripted"}), false),
+                _ => {
+                    let room = percent_decode(raw);
+                    if st.running.remove(&room).is_some() {
+                        (204, Value::Null, false)
+                    } else {
+                        (404, json!({"error": "not found"}), false)
+                    }
+                }
+            }
+        }
+        ("GET", ["webhooks"]) => match &st.webhook {
+            Some(w) => (200, w.clone(), false),
+            None => (404, json!({"error": "not found"}), false),
+        },
+        ("POST", ["webhooks"]) => {
+            let url = form
+                .iter()
+                .find(|(k, _)| k == "url")
+                .map(|(_, v)| v.clone());
+            let types = form
+                .iter()
+                .find(|(k, _)| k == "types")
+                .map(|(_, v)| v.clone());
+            match (url, types) {
+                (Some(url), Some(types)) => {
+                    st.webhook_seq += 1;
+                    let w = json!({"id": format!("wh{}", st.webhook_seq), "url": url,
+                                   "types": types.split(',').collect::<Vec<_>>(),
+                                   "last_request_sent_at": null, "last_response_code": null});
+                    st.webhook = Some(w.clone());
+                    (201, w, false)
+                }
+                _ => (400, json!({"error": "url and types required"}), false),
+            }
+        }
+        ("DELETE", ["webhooks", id]) => {
+            let matches = st
+                .webhook
+                .as_ref()
+                .and_then(|w| w.get("id"))
+                .and_then(Value::as_str)
+                == Some(*id);
+            if matches {
+                st.webhook = None;
+                (204, Value::Null, false)
+            } else {
+                (404, json!({"error": "not found"}), false)
+            }
+        }
+        _ => (404, json!({"error": "no such endpoint"}), false),
+    }
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real service over HTTP on 127.0.0.1, a fresh
+//! SQLite file per test, and a fake eyeson API that checks every call.
+//! One test binary (zero2prod style) so it is linked once.
+
+mod fake_eyeson;
+mod helpers;
+
+mod endpoints;
+mod properties;
+mod reconcile;
+mod registration;
+mod restart;
+mod shutdown;
+mod webhook;

@@ -1,0 +1,213 @@
+//! Property tests of the meeting state transitions, run against the real
+//! SQLite store through the `MeetingStore` trait, with the scheduler's
+//! protocol (claim → guard → call → finish) modelled step by step and a
+//! fake clock.
+//!
+//! For any interleaving of duplicated, reordered deliveries, clock advances,
+//! claims and crashed workers:
+//! - no meeting is ever called before its deadline;
+//! - no meeting is called while a newer meeting of its room is known;
+//! - each meeting is called at most once per crashed claim plus once;
+//!   in particular, at most one call completes;
+//! - final states never change;
+//! - a meeting eyeson reported ended before its deadline is never called.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use eyeson_hard_limit::domain::{
+    plan, Limits, MeetingKey, MeetingState, Policy, RoomId, RoomUpdate, Timestamp,
+};
+use eyeson_hard_limit::store::{MeetingStore, Outcome, Store};
+use proptest::prelude::*;
+
+const LIMIT_MS: i64 = 10_000;
+const LEASE: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// A `room_update` for room `room`, meeting number `start` (or null).
+    Deliver {
+        room: u8,
+        start: Option<u8>,
+        shutdown: bool,
+    },
+    /// The clock moves.
+    Advance(u16),
+    /// A scheduler pass; `crash` workers die after calling, before finishing.
+    Claim { crash: bool, answer: Answer },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Ok,
+    NotFound,
+    Forbidden,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..2, proptest::option::weighted(0.9, 0u8..4), proptest::bool::weighted(0.3))
+            .prop_map(|(room, start, shutdown)| Op::Deliver { room, start, shutdown }),
+        3 => (0u16..8_000).prop_map(Op::Advance),
+        3 => (proptest::bool::weighted(0.2), prop_oneof![Just(Answer::Ok), Just(Answer::NotFound), Just(Answer::Forbidden)])
+            .prop_map(|(crash, answer)| Op::Claim { crash, answer }),
+    ]
+}
+
+fn key(room: u8, start: u8) -> MeetingKey {
+    MeetingKey {
+        room_id: RoomId::parse(&format!("room-{room}")).unwrap(),
+        // Meetings of a room start 5 s apart: consecutive meetings.
+        started_at: Timestamp(1_000_000 + i64::from(start) * 5_000),
+    }
+}
+
+fn outcome(key: &MeetingKey, state: MeetingState, at: Timestamp) -> Outcome {
+    Outcome {
+        key: key.clone(),
+        state,
+        at,
+    }
+}
+
+async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let policy = Policy {
+        limits: Limits::new(Duration::from_millis(LIMIT_MS as u64)),
+        grace: Duration::ZERO,
+    };
+    let mut now = Timestamp(1_000_000);
+    let mut calls: HashMap<MeetingKey, u32> = HashMap::new();
+    let mut crashes: HashMap<MeetingKey, u32> = HashMap::new();
+    let mut completed: HashMap<MeetingKey, u32> = HashMap::new();
+    let mut reported_ended_before_deadline: Vec<MeetingKey> = Vec::new();
+    let mut finals: HashMap<MeetingKey, MeetingState> = HashMap::new();
+    let mut worker = 0u32;
+
+    for op in ops {
+        match op {
+            Op::Deliver {
+                room,
+                start,
+                shutdown,
+            } => {
+                let k = start.map(|s| key(room, s));
+                let update = RoomUpdate {
+                    room_id: RoomId::parse(&format!("room-{room}")).unwrap(),
+                    started_at: k.as_ref().map(|k| k.started_at),
+                    shutdown,
+                    event_time: Timestamp(now.0 - now.0 % 1000),
+                };
+                if shutdown {
+                    if let Some(k) = &k {
+                        if now < policy.deadline(k) {
+                            reported_ended_before_deadline.push(k.clone());
+                        }
+                    }
+                }
+                store.apply(&[plan(&update, &policy)], now).await.unwrap();
+            }
+            Op::Advance(ms) => now = Timestamp(now.0 + i64::from(ms)),
+            Op::Claim { crash, answer } => {
+                worker += 1;
+                let owner = format!("w{worker}");
+                let claims = store.claim_due(now, LEASE, &owner, 8).await.unwrap();
+                for c in claims {
+                    prop_assert!(
+                        c.deadline <= now,
+                        "claimed before its deadline: {c:?} at {now:?}"
+                    );
+                    if store.newer_meeting_known(&c.key).await.unwrap() {
+                        let ok = store
+                            .finish(&owner, &[outcome(&c.key, MeetingState::Skipped, now)])
+                            .await
+                            .unwrap();
+                        prop_assert_eq!(ok, [true]);
+                        continue;
+                    }
+                    prop_assert!(
+                        !reported_ended_before_deadline.contains(&c.key),
+                        "called a meeting eyeson reported ended: {:?}",
+                        c.key
+                    );
+                    *calls.entry(c.key.clone()).or_default() += 1;
+                    if crash {
+                        *crashes.entry(c.key.clone()).or_default() += 1;
+                        continue;
+                    }
+                    let state = match answer {
+                        Answer::Ok => MeetingState::ShutDown,
+                        Answer::NotFound => MeetingState::Ended,
+                        Answer::Forbidden => MeetingState::Failed,
+                    };
+                    if store
+                        .finish(&owner, &[outcome(&c.key, state, now)])
+                        .await
+                        .unwrap()
+                        == [true]
+                    {
+                        *completed.entry(c.key.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        // Invariants after every step.
+        for m in store.list(Timestamp(i64::MIN), 10_000).await.unwrap() {
+            if let Some(prev) = finals.get(&m.key) {
+                prop_assert_eq!(*prev, m.state, "a final state changed for {:?}", m.key);
+            }
+            if !m.state.is_open() {
+                finals.insert(m.key.clone(), m.state);
+            }
+        }
+        for (k, n) in &calls {
+            let crashed = crashes.get(k).copied().unwrap_or(0);
+            prop_assert!(
+                *n <= crashed + 1,
+                "{k:?} called {n} times with {crashed} crashes"
+            );
+            prop_assert!(completed.get(k).copied().unwrap_or(0) <= 1);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_interleaving_keeps_the_shutdown_rules(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run(ops))?;
+    }
+}
+
+proptest! {
+    /// The stable twin of the cargo-fuzz target (`fuzz/`): arbitrary bytes
+    /// never panic the signature check, the parser or the decision; a body
+    /// signed with the key verifies, a changed signature does not.
+    #[test]
+    fn arbitrary_bytes_never_panic_the_webhook_path(
+        header in proptest::collection::vec(any::<u8>(), 0..80),
+        body in proptest::collection::vec(any::<u8>(), 0..400),
+        json_ish in "\\{\"timestamp\":[0-9]{1,12},\"type\":\"room_update\",\"room\":\\{\"id\":\"[ -~]{0,12}\",\"started_at\":(null|\"20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,3})?Z\"),\"shutdown\":(true|false)\\}\\}",
+    ) {
+        use eyeson_hard_limit::webhook::{parse_delivery, sign, verify_signature, Event};
+        const K: &[u8] = b"prop-key";
+        let policy = Policy { limits: Limits::new(Duration::from_secs(60)), grace: Duration::ZERO };
+        for b in [&body[..], json_ish.as_bytes()] {
+            let _ = verify_signature(K, b, Some(&header));
+            let good = sign(K, b);
+            prop_assert!(verify_signature(K, b, Some(good.as_bytes())).is_ok());
+            let mut bad = good.into_bytes();
+            bad[63] = if bad[63] == b'0' { b'1' } else { b'0' };
+            prop_assert!(verify_signature(K, b, Some(&bad)).is_err());
+            if let Ok(d) = parse_delivery(b) {
+                if let Event::RoomUpdate(u) = d.event {
+                    let _ = plan(&u, &policy);
+                }
+            }
+        }
+    }
+}

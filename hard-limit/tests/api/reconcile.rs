@@ -1,0 +1,80 @@
+//! Reconciliation with `GET /rooms`.
+
+use std::time::{Duration, SystemTime};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_meeting_only_get_rooms_knows_is_enforced() {
+    let fake = FakeEyeson::start(KEY).await;
+    // It began while the service was down: no delivery will ever come.
+    let started = start_for_deadline_in(Duration::from_millis(300));
+    fake.start_meeting("room-quiet", &iso(started));
+    let app = spawn_app_on(fake, |_| {}).await;
+    app.wait_for_state("room-quiet", started, "shut_down").await;
+    let lists = app.fake.calls("GET", "/rooms");
+    assert!(!lists.is_empty());
+    assert_eq!(lists[0].authorization.as_deref(), Some(KEY));
+    let deletes = app.fake.deletes();
+    assert_eq!(deletes.len(), 1);
+    assert_delete(&deletes[0], "/rooms/room-quiet");
+}
+
+#[tokio::test]
+async fn meetings_that_ended_silently_are_closed() {
+    let app = spawn_app_with(|c| {
+        c.reconcile_every = Duration::from_millis(100);
+        c.close_unlisted_after = Duration::from_millis(300);
+    })
+    .await;
+    // Tracked from a delivery, but eyeson does not list it (it ended and
+    // the "ended" delivery was lost).
+    let started = SystemTime::now() - Duration::from_secs(300);
+    let started = iso_round(started);
+    assert_eq!(
+        app.deliver(&room_update("room-gone", Some(started), false))
+            .await
+            .status(),
+        204
+    );
+    app.wait_for_state("room-gone", started, "ended").await;
+    assert!(app.fake.deletes().is_empty());
+    // One that eyeson does list stays running through many reconciliations.
+    let listed = iso_round(SystemTime::now() - Duration::from_secs(300));
+    app.meeting_starts("room-listed", listed).await;
+    let runs = app.fake.calls("GET", "/rooms").len();
+    wait_until(
+        "five more reconciliations",
+        Duration::from_secs(10),
+        || async { app.fake.calls("GET", "/rooms").len() >= runs + 5 },
+    )
+    .await;
+    assert_eq!(
+        app.state_of("room-listed", listed).await.as_deref(),
+        Some("running")
+    );
+}
+
+#[tokio::test]
+async fn a_failing_room_list_does_not_hold_back_enforcement() {
+    let fake = FakeEyeson::start(KEY).await;
+    fake.script_rooms(&[0]); // GET /rooms never answers
+    let app = spawn_app_on(fake, |_| {}).await;
+    wait_until(
+        "GET /rooms is in flight",
+        Duration::from_secs(5),
+        || async { !app.fake.calls("GET", "/rooms").is_empty() },
+    )
+    .await;
+    let started = start_for_deadline_in(Duration::from_millis(200));
+    app.meeting_starts("room-x", started).await;
+    app.wait_for_state("room-x", started, "shut_down").await;
+}
+
+fn iso_round(t: SystemTime) -> SystemTime {
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
