@@ -112,8 +112,8 @@ function startWeb({ api, hardLimit }) {
     res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(body));
 
   const server = createServer(async (req, res) => {
-    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
     try {
+      const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
       if (path === "/api/join" && req.method === "POST") {
         // The API key stays here, on the server: the page only gets an access key.
         const chunks = [];
@@ -142,6 +142,7 @@ function startWeb({ api, hardLimit }) {
       res.end(body);
     } catch (e) {
       if (e.code === "ENOENT" || e.code === "EISDIR") return res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+      if (e instanceof URIError) return res.writeHead(400, { "content-type": "text/plain" }).end("bad URL\n");
       json(res, 502, { error: String(e.message || e) });
     }
   });

@@ -74,9 +74,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One line per request. The query string is left out: it carries tokens.
+/// One line per request. The query string is left out (it carries tokens)
+/// and access keys in the path are shortened (they are credentials).
 async fn log_request(request: Request, next: Next) -> Response {
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let (method, path) = (request.method().clone(), redact(request.uri().path()));
     let started = Instant::now();
     let response = next.run(request).await;
     tracing::info!(
@@ -85,6 +86,40 @@ async fn log_request(request: Request, next: Next) -> Response {
         started.elapsed().as_millis()
     );
     response
+}
+
+/// Shortens every path segment shaped like one of the sandbox's keys (24
+/// letters and digits) to its first four characters: `/rooms/AbCd…`.
+fn redact(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.len() == 24 && seg.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                format!("{}…", &seg[..4])
+            } else {
+                seg.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn keys_are_shortened_and_room_ids_kept() {
+        assert_eq!(redact("/rooms/abcdefghijklmnopqrstuvwx"), "/rooms/abcd…");
+        assert_eq!(
+            redact("/rooms/abcdefghijklmnopqrstuvwx/users/ABCDEFGHIJKLMNOPQRSTUVWX"),
+            "/rooms/abcd…/users/ABCD…"
+        );
+        assert_eq!(redact("/rooms/standup"), "/rooms/standup");
+        assert_eq!(
+            redact("/sig/abcdefghijklmnopqrstuvw-"),
+            "/sig/abcdefghijklmnopqrstuvw-"
+        );
+    }
 }
 
 /// The SDK runs on the page's origin and calls the sandbox cross-origin.
