@@ -305,12 +305,20 @@ pub enum Plan {
         deadline: Timestamp,
     },
     /// eyeson says the room's meeting ended: close open meetings of the room
-    /// that started at or before `cutoff`, and remember the cutoff so late
+    /// that started at or before the cutoff, and remember the cutoff so late
     /// "running" deliveries for those meetings do not resurrect them.
+    ///
+    /// When the delivery named its meeting (`meeting` is `Some`), `cutoff`
+    /// is that meeting's start. When it did not (`started_at: null`),
+    /// `cutoff` is only an upper bound (the end of the event's second): the
+    /// store asks for the newest open meeting of the room started at or
+    /// before it and lets [`null_start_cutoff`] decide the real cutoff, so a
+    /// meeting that starts later in the same second is not ended with it.
     End {
         /// The room.
         room_id: RoomId,
-        /// Meetings started at or before this are over.
+        /// Meetings started at or before this are over (an upper bound
+        /// when `meeting` is `None`, see above).
         cutoff: Timestamp,
         /// The ended meeting, when the delivery named its start, with its
         /// deadline (it is recorded as ended if it was unknown).
@@ -335,8 +343,8 @@ pub fn plan(update: &RoomUpdate, policy: &Policy) -> Plan {
         // When the delivery names the meeting, only that meeting and older
         // ones are over: a redelivery stamped later must not close a newer
         // meeting (that meeting would then escape its limit). Without a
-        // start, the event's own time is the cutoff; it has whole seconds,
-        // so a meeting that started in the same second is "at or before" it.
+        // start, the end of the event's (whole) second is only an upper
+        // bound: the store resolves it with `null_start_cutoff`.
         let cutoff = match &key {
             Some(k) => k.started_at,
             None => Timestamp(update.event_time.0.saturating_add(999)),
@@ -357,6 +365,28 @@ pub fn plan(update: &RoomUpdate, policy: &Policy) -> Plan {
             Plan::Track { key, deadline }
         }
     }
+}
+
+/// The real cutoff of a shutdown delivery that did not name its meeting
+/// (`started_at: null`): the start of the newest meeting of the room that was
+/// open (known to the store) when the delivery was applied and started at or
+/// before `upper_bound` (the end of the event's second). `None` when no such
+/// meeting is open: then nothing is closed and no cutoff is recorded.
+///
+/// eyeson stamps deliveries in whole seconds, so "started at or before the
+/// event" cannot tell the meeting that just ended from a new one that started
+/// in the same second (a sole participant reloads the page: the SDK hangs up
+/// and a new meeting starts at once). The ended meeting is the one that was
+/// open; a meeting not yet known cannot be what the shutdown refers to, and
+/// ending it in our books would let it run past its limit. The price of not
+/// recording a cutoff when nothing is open: a late "running" delivery for a
+/// meeting we never saw may track it, which then ends as `ended` on a 404,
+/// by a newer meeting, or by reconciliation.
+pub fn null_start_cutoff(
+    upper_bound: Timestamp,
+    newest_open: Option<Timestamp>,
+) -> Option<Timestamp> {
+    newest_open.filter(|t| *t <= upper_bound)
 }
 
 /// Whether a meeting with this deadline may be shut down at `now`.
@@ -483,6 +513,21 @@ mod tests {
                 meeting: None
             }
         );
+    }
+
+    #[test]
+    fn a_null_start_shutdown_ends_only_the_newest_open_meeting() {
+        let bound = Timestamp(5_999);
+        assert_eq!(null_start_cutoff(bound, None), None);
+        assert_eq!(
+            null_start_cutoff(bound, Some(Timestamp(1_000))),
+            Some(Timestamp(1_000))
+        );
+        assert_eq!(
+            null_start_cutoff(bound, Some(Timestamp(5_999))),
+            Some(Timestamp(5_999))
+        );
+        assert_eq!(null_start_cutoff(bound, Some(Timestamp(6_000))), None);
     }
 
     #[test]

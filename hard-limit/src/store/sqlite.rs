@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr, Sqlite, Transaction};
 
 use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
-use crate::domain::{MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
 #[derive(Clone, Debug)]
@@ -144,6 +144,25 @@ impl SqliteStore {
                 cutoff,
                 meeting,
             } => {
+                let cutoff = if meeting.is_some() {
+                    *cutoff
+                } else {
+                    // `started_at: null`: `cutoff` is an upper bound; the
+                    // newest meeting open now decides (see the domain).
+                    let newest_open: Option<i64> = sqlx::query_scalar(
+                        "SELECT max(started_at) FROM meetings
+                         WHERE room_id = ?1 AND started_at <= ?2
+                           AND state IN ('running', 'stopping')",
+                    )
+                    .bind(room_id.as_str())
+                    .bind(cutoff.0)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    match domain::null_start_cutoff(*cutoff, newest_open.map(Timestamp)) {
+                        Some(c) => c,
+                        None => return Ok(Applied::Ended(0)),
+                    }
+                };
                 sqlx::query(
                     "INSERT INTO room_shutdowns (room_id, cutoff) VALUES (?1, ?2)
                      ON CONFLICT (room_id) DO UPDATE SET cutoff = max(cutoff, excluded.cutoff)",
