@@ -109,6 +109,7 @@ impl Application {
             lease: config.lease,
             concurrency: config.shutdown_concurrency,
             dry_run: config.dry_run,
+            retry_backoff: config.retry_backoff,
         };
         let reconciler = Reconciler {
             store,

@@ -146,7 +146,9 @@ pub struct MeetingKey {
 pub enum MeetingState {
     /// Running and not yet due (or due and waiting to be claimed).
     Running,
-    /// Claimed by a scheduler under a lease; the shutdown call is in flight.
+    /// Claimed by a scheduler under a lease (the shutdown call is in
+    /// flight), or released after retryable failures and waiting until
+    /// `lease_until` to be claimed again.
     Stopping,
     /// This service ended it (eyeson answered 2xx).
     ShutDown,
@@ -154,7 +156,8 @@ pub enum MeetingState {
     Ended,
     /// Not shut down on purpose: a newer meeting in the room is known, or dry run.
     Skipped,
-    /// Shutting down failed for good (401/403/423, or retries exhausted).
+    /// Shutting down failed for good (401/403/423, or an answer retrying
+    /// cannot change).
     Failed,
 }
 
@@ -407,14 +410,21 @@ pub enum ShutdownOutcome {
     DryRun,
     /// eyeson refused (401/403/423): retrying cannot help.
     Refused,
-    /// Retries ran out (429/5xx/timeouts) or another status came back.
+    /// Another status came back (not retryable, not 401/403/423), or the
+    /// answer did not parse: retrying cannot help.
     GaveUp,
+    /// Retryable failures (429, 5xx, timeouts) outlasted this claim's
+    /// budget: not final. The claim is released and the meeting is claimed
+    /// again after [`retry_delay`].
+    Deferred,
 }
 
 impl ShutdownOutcome {
-    /// The state the meeting ends up in.
+    /// The state the meeting ends up in (`Stopping` for
+    /// [`ShutdownOutcome::Deferred`]: waiting to be claimed again).
     pub fn final_state(self) -> MeetingState {
         match self {
+            ShutdownOutcome::Deferred => MeetingState::Stopping,
             ShutdownOutcome::ShutDown => MeetingState::ShutDown,
             ShutdownOutcome::AlreadyEnded => MeetingState::Ended,
             ShutdownOutcome::SkippedNewerMeeting | ShutdownOutcome::DryRun => MeetingState::Skipped,
@@ -431,8 +441,22 @@ impl ShutdownOutcome {
             ShutdownOutcome::DryRun => "dry_run",
             ShutdownOutcome::Refused => "refused",
             ShutdownOutcome::GaveUp => "gave_up",
+            ShutdownOutcome::Deferred => "deferred",
         }
     }
+}
+
+/// Longest wait between two claims of a meeting whose shutdown keeps
+/// failing with retryable errors.
+pub const RETRY_DELAY_CAP: Duration = Duration::from_secs(5 * 60);
+
+/// How long a [`ShutdownOutcome::Deferred`] meeting waits before it is
+/// claimed again, after its `attempts`-th claim: `base` doubling per claim,
+/// capped at [`RETRY_DELAY_CAP`] (or `base`, if that is longer).
+pub fn retry_delay(base: Duration, attempts: i64) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(0);
+    base.saturating_mul(1 << doublings)
+        .min(RETRY_DELAY_CAP.max(base))
 }
 
 #[cfg(test)]
@@ -528,6 +552,23 @@ mod tests {
             Some(Timestamp(5_999))
         );
         assert_eq!(null_start_cutoff(bound, Some(Timestamp(6_000))), None);
+    }
+
+    #[test]
+    fn deferred_shutdowns_back_off_and_are_capped() {
+        let base = Duration::from_secs(30);
+        assert_eq!(retry_delay(base, 1), base);
+        assert_eq!(retry_delay(base, 2), Duration::from_secs(60));
+        assert_eq!(retry_delay(base, 3), Duration::from_secs(120));
+        assert_eq!(retry_delay(base, 5), RETRY_DELAY_CAP);
+        assert_eq!(retry_delay(base, i64::MAX), RETRY_DELAY_CAP);
+        assert_eq!(retry_delay(base, 0), base);
+        assert_eq!(
+            retry_delay(Duration::from_secs(600), 3),
+            Duration::from_secs(600)
+        );
+        assert!(ShutdownOutcome::Deferred.final_state().is_open());
+        assert!(!ShutdownOutcome::Refused.final_state().is_open());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
-use crate::domain::{MeetingKey, ShutdownOutcome};
+use crate::domain::{self, MeetingKey, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
 use crate::store::{Claim, MeetingStore, Outcome, Store, StoreError};
@@ -52,6 +52,10 @@ pub struct Scheduler {
     pub concurrency: usize,
     /// Log and record, call nothing.
     pub dry_run: bool,
+    /// First wait before a deferred shutdown (retryable failures outlasted
+    /// a claim) is claimed again; doubles per claim, capped
+    /// ([`domain::retry_delay`]).
+    pub retry_backoff: Duration,
 }
 
 #[derive(Debug)]
@@ -209,12 +213,23 @@ impl Scheduler {
                 tracing::warn!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "dry run: would shut down")
             }
             ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => {}
+            ShutdownOutcome::Deferred => {}
+        }
+        // Retryable failures are never final: the claim is released and the
+        // meeting claimed again after a bounded, growing wait.
+        let retry_at = (outcome == ShutdownOutcome::Deferred)
+            .then(|| now.plus(domain::retry_delay(self.retry_backoff, claim.attempts)));
+        if let Some(at) = retry_at {
+            tracing::warn!(room = %key.room_id, started_at = %key.started_at, attempts = claim.attempts, retry_at = %at, "shutdown deferred after retryable failures");
+        } else {
+            metrics::attempts(claim.attempts);
         }
         let (reply, answer) = oneshot::channel();
         let record = Outcome {
             key: key.clone(),
             state: outcome.final_state(),
             at: now,
+            retry_at,
         };
         let recorded = match finisher.send((record, reply)).await {
             Ok(()) => answer
@@ -279,8 +294,8 @@ impl Scheduler {
                 }
             }
             Err(e) => {
-                tracing::error!(room = %key.room_id, error = %e, "shutdown failed; retries exhausted");
-                ShutdownOutcome::GaveUp
+                tracing::error!(room = %key.room_id, error = %e, "shutdown failed; retries exhausted for this claim");
+                ShutdownOutcome::Deferred
             }
         }
     }

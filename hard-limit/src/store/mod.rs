@@ -58,6 +58,11 @@ pub struct Outcome {
     pub state: MeetingState,
     /// When the outcome was known.
     pub at: Timestamp,
+    /// Only with `state` [`MeetingState::Stopping`] (a deferred shutdown):
+    /// the claim is released (no owner) and the meeting may be claimed
+    /// again from this time on (stored as its `lease_until`). `None` for
+    /// final states.
+    pub retry_at: Option<Timestamp>,
 }
 
 /// What applying one [`Plan`] did.

@@ -292,16 +292,21 @@ impl MeetingStore for SqliteStore {
         let mut applied = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             debug_assert!(MeetingState::Stopping.may_become(o.state));
+            // A final state sets finished_at; a deferred shutdown (state
+            // stays 'stopping') keeps it NULL and waits in lease_until.
+            let finished = (!o.state.is_open()).then_some(o.at.0);
             let n = sqlx::query(
                 "UPDATE meetings
-                 SET state = ?4, finished_at = ?5, updated_at = ?5, lease_owner = NULL, lease_until = NULL
+                 SET state = ?4, finished_at = ?5, updated_at = ?6, lease_owner = NULL, lease_until = ?7
                  WHERE room_id = ?1 AND started_at = ?2 AND state = 'stopping' AND lease_owner = ?3",
             )
             .bind(o.key.room_id.as_str())
             .bind(o.key.started_at.0)
             .bind(owner)
             .bind(o.state.as_str())
+            .bind(finished)
             .bind(o.at.0)
+            .bind(o.retry_at.map(|t| t.0))
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -68,6 +68,7 @@ fn outcome(key: &MeetingKey, state: MeetingState, at: Timestamp) -> Outcome {
         key: key.clone(),
         state,
         at,
+        retry_at: None,
     }
 }
 

@@ -223,3 +223,44 @@ async fn stopping_finishes_the_shutdown_in_flight() {
         Some("shut_down")
     );
 }
+
+/// An eyeson outage longer than one claim's retry budget (half the lease)
+/// does not leave the meeting unenforced: the shutdown is deferred, not
+/// failed, and tried again until it goes through.
+#[tokio::test]
+async fn an_outage_longer_than_the_retry_budget_defers_the_shutdown() {
+    let app = spawn_app_with(|c| {
+        c.lease = Duration::from_secs(2); // retry budget: 1 s per claim
+        c.retry_backoff = Duration::from_millis(300);
+    })
+    .await;
+    // Many more 503s than one claim's budget allows.
+    app.fake.script_delete("room-outage", &[503; 12]);
+    let started = start_for_deadline_ago(Duration::from_secs(1));
+    app.meeting_starts("room-outage", started).await;
+    wait_until(
+        "the outage is over and the meeting shut down",
+        Duration::from_secs(30),
+        || async { app.state_of("room-outage", started).await.as_deref() == Some("shut_down") },
+    )
+    .await;
+    let statuses: Vec<u16> = app
+        .fake
+        .calls("DELETE", "/rooms/room-outage")
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses.len(), 13, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&204));
+    let text = app.metrics().await;
+    assert!(
+        text.lines().any(|l| l
+            .strip_prefix("hard_limit_shutdowns_total{outcome=\"deferred\"} ")
+            .is_some_and(|v| v.trim() != "0")),
+        "{text}"
+    );
+    assert!(
+        text.contains("hard_limit_shutdown_attempts_bucket"),
+        "{text}"
+    );
+}
