@@ -392,6 +392,12 @@ pub fn null_start_cutoff(
     newest_open.filter(|t| *t <= upper_bound)
 }
 
+/// Whether the room's remembered shutdown cutoff (see [`Plan::End`]) says
+/// this meeting is over: eyeson reported its end (or a later meeting's).
+pub fn ended_by_cutoff(key: &MeetingKey, cutoff: Option<Timestamp>) -> bool {
+    cutoff.is_some_and(|c| key.started_at <= c)
+}
+
 /// Whether a meeting with this deadline may be shut down at `now`.
 pub fn is_overdue(deadline: Timestamp, now: Timestamp) -> bool {
     deadline <= now

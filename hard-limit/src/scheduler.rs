@@ -300,9 +300,20 @@ impl Scheduler {
         }
     }
 
-    /// One attempt: re-check that no newer meeting runs in the room (a
-    /// `DELETE /rooms/{id}` would end it), then call.
+    /// One attempt: re-check that eyeson has not reported the meeting
+    /// ended meanwhile (a shutdown delivery during a retry backoff: the
+    /// room may already host a new meeting we have not heard of) and that
+    /// no newer meeting runs in the room (a `DELETE /rooms/{id}` would end
+    /// either), then call.
     async fn attempt(&self, key: &MeetingKey) -> Result<ShutdownOutcome, StepError> {
+        let cutoff = self
+            .store
+            .shutdown_cutoff(&key.room_id)
+            .await
+            .map_err(StepError::Store)?;
+        if domain::ended_by_cutoff(key, cutoff) {
+            return Ok(ShutdownOutcome::AlreadyEnded);
+        }
         if self
             .store
             .newer_meeting_known(key)

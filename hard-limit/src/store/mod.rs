@@ -123,6 +123,14 @@ pub trait MeetingStore: Send + Sync {
         key: &MeetingKey,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// The room's remembered shutdown cutoff (the latest "meetings started
+    /// at or before this are over" eyeson reported), if any. Read before
+    /// each shutdown attempt: see [`crate::domain::ended_by_cutoff`].
+    fn shutdown_cutoff(
+        &self,
+        room: &RoomId,
+    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+
     /// Records the outcomes of claims `owner` holds, in one transaction;
     /// each applies only if `owner` still holds that lease. One result per
     /// outcome: whether it applied.
@@ -223,6 +231,11 @@ impl MeetingStore for Store {
     async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => s.newer_meeting_known(key).await,
+        }
+    }
+    async fn shutdown_cutoff(&self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.shutdown_cutoff(room).await,
         }
     }
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {

@@ -117,7 +117,7 @@ impl SqliteStore {
                         .bind(key.room_id.as_str())
                         .fetch_optional(&mut **tx)
                         .await?;
-                if cutoff.is_some_and(|c| key.started_at.0 <= c) {
+                if domain::ended_by_cutoff(key, cutoff.map(Timestamp)) {
                     insert(tx, key, *deadline, MeetingState::Ended, now).await?;
                     return Ok(Applied::LateForEndedMeeting);
                 }
@@ -285,6 +285,15 @@ impl MeetingStore for SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         Ok(found != 0)
+    }
+
+    async fn shutdown_cutoff(&self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
+        let cutoff: Option<i64> =
+            sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
+                .bind(room.as_str())
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(cutoff.map(Timestamp))
     }
 
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {

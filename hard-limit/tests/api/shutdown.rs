@@ -264,3 +264,32 @@ async fn an_outage_longer_than_the_retry_budget_defers_the_shutdown() {
         "{text}"
     );
 }
+
+/// During a retry backoff the users leave (eyeson delivers the shutdown)
+/// and a new meeting starts in the room before its delivery reaches us:
+/// the pending retry must not `DELETE /rooms/{id}`, which would end the
+/// new meeting.
+#[tokio::test]
+async fn a_shutdown_delivered_during_a_retry_backoff_stops_the_retries() {
+    let app = spawn_app().await;
+    app.fake.script_delete("room-b", &[429]); // Retry-After: 1
+    let old = start_for_deadline_ago(Duration::from_secs(1));
+    app.meeting_starts("room-b", old).await;
+    wait_until(
+        "the first attempt was throttled",
+        Duration::from_secs(10),
+        || async { !app.fake.calls("DELETE", "/rooms/room-b").is_empty() },
+    )
+    .await;
+    assert_eq!(
+        app.deliver(&room_update("room-b", None, true))
+            .await
+            .status(),
+        204
+    );
+    // The new meeting runs at eyeson; its delivery has not arrived.
+    app.fake.start_meeting("room-b", &iso(SystemTime::now()));
+    app.wait_for_state("room-b", old, "ended").await;
+    assert_eq!(app.fake.calls("DELETE", "/rooms/room-b").len(), 1);
+    assert!(app.fake.is_running("room-b"), "the new meeting was ended");
+}
