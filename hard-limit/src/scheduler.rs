@@ -188,7 +188,18 @@ impl Scheduler {
 
     /// Ends one claimed meeting and records the outcome.
     async fn enforce(&self, claim: Claim, finisher: &mpsc::Sender<Finished>) {
-        let outcome = self.outcome(&claim).await;
+        // The whole shutdown (every retry, every call in flight) ends well
+        // inside the lease: once it expires the meeting may be claimed
+        // again (by another process, or by this one), and two DELETEs must
+        // never be in flight at once. What is cut short is deferred.
+        let budget = self.lease.saturating_sub(self.lease / 4);
+        let outcome = match tokio::time::timeout(budget, self.outcome(&claim)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(room = %claim.key.room_id, ?budget, "shutdown cut short before the lease expires");
+                ShutdownOutcome::Deferred
+            }
+        };
         let now = self.clock.now();
         metrics::shutdown(outcome);
         if matches!(
@@ -229,6 +240,7 @@ impl Scheduler {
             key: key.clone(),
             state: outcome.final_state(),
             at: now,
+            attempts: claim.attempts,
             retry_at,
         };
         let recorded = match finisher.send((record, reply)).await {

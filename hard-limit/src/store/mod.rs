@@ -14,8 +14,9 @@
 //!   states never change.
 //! - [`MeetingStore::claim_due`] hands a meeting to exactly one worker at a
 //!   time: a claim is a lease, and only an expired lease is claimed again.
-//! - [`MeetingStore::finish`] applies only while the caller still holds the
-//!   lease, so a worker that lost its lease cannot overwrite the outcome.
+//! - [`MeetingStore::finish`] applies only while the caller's claim (owner
+//!   and attempts) still holds the lease, so a worker that lost its lease
+//!   cannot overwrite the outcome, even when its own process re-claimed.
 
 pub mod sqlite;
 
@@ -58,6 +59,10 @@ pub struct Outcome {
     pub state: MeetingState,
     /// When the outcome was known.
     pub at: Timestamp,
+    /// The claim's [`Claim::attempts`]: with the owner, it identifies the
+    /// claim, so an outcome of an earlier claim of the same owner (whose
+    /// lease expired and which was claimed again) does not apply.
+    pub attempts: i64,
     /// Only with `state` [`MeetingState::Stopping`] (a deferred shutdown):
     /// the claim is released (no owner) and the meeting may be claimed
     /// again from this time on (stored as its `lease_until`). `None` for
@@ -132,8 +137,10 @@ pub trait MeetingStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
 
     /// Records the outcomes of claims `owner` holds, in one transaction;
-    /// each applies only if `owner` still holds that lease. One result per
-    /// outcome: whether it applied.
+    /// each applies only if that claim still holds the lease: the row is
+    /// `stopping`, owned by `owner`, and its `attempts` is the outcome's
+    /// (a later claim, even by the same owner, increments it). One result
+    /// per outcome: whether it applied.
     fn finish(
         &self,
         owner: &str,

@@ -307,7 +307,8 @@ impl MeetingStore for SqliteStore {
             let n = sqlx::query(
                 "UPDATE meetings
                  SET state = ?4, finished_at = ?5, updated_at = ?6, lease_owner = NULL, lease_until = ?7
-                 WHERE room_id = ?1 AND started_at = ?2 AND state = 'stopping' AND lease_owner = ?3",
+                 WHERE room_id = ?1 AND started_at = ?2 AND state = 'stopping' AND lease_owner = ?3
+                   AND attempts = ?8",
             )
             .bind(o.key.room_id.as_str())
             .bind(o.key.started_at.0)
@@ -316,6 +317,7 @@ impl MeetingStore for SqliteStore {
             .bind(finished)
             .bind(o.at.0)
             .bind(o.retry_at.map(|t| t.0))
+            .bind(o.attempts)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -444,6 +446,43 @@ impl MeetingStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A claim whose lease expired and which its own process claimed again
+    /// (the first worker's call still in flight) cannot record an outcome:
+    /// only the latest claim (owner and attempts) can.
+    #[tokio::test]
+    async fn only_the_latest_claim_of_an_owner_may_finish() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let key = MeetingKey {
+            room_id: RoomId::parse("r").unwrap(),
+            started_at: Timestamp(1_000),
+        };
+        let plan = Plan::Track {
+            key: key.clone(),
+            deadline: Timestamp(2_000),
+        };
+        store.apply(&[plan], Timestamp(1_000)).await.unwrap();
+        let lease = Duration::from_secs(1);
+        let first = store
+            .claim_due(Timestamp(2_000), lease, "p", 8)
+            .await
+            .unwrap();
+        let again = store
+            .claim_due(Timestamp(3_500), lease, "p", 8)
+            .await
+            .unwrap();
+        assert_eq!((first[0].attempts, again[0].attempts), (1, 2));
+        let outcome = |attempts| Outcome {
+            key: key.clone(),
+            state: MeetingState::ShutDown,
+            at: Timestamp(4_000),
+            attempts,
+            retry_at: None,
+        };
+        assert_eq!(store.finish("p", &[outcome(1)]).await.unwrap(), [false]);
+        assert_eq!(store.finish("p", &[outcome(2)]).await.unwrap(), [true]);
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn commits_are_durable_wal_with_full_sync() {

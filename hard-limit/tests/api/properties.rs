@@ -63,11 +63,12 @@ fn key(room: u8, start: u8) -> MeetingKey {
     }
 }
 
-fn outcome(key: &MeetingKey, state: MeetingState, at: Timestamp) -> Outcome {
+fn outcome(key: &MeetingKey, state: MeetingState, at: Timestamp, attempts: i64) -> Outcome {
     Outcome {
         key: key.clone(),
         state,
         at,
+        attempts,
         retry_at: None,
     }
 }
@@ -121,7 +122,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     );
                     if store.newer_meeting_known(&c.key).await.unwrap() {
                         let ok = store
-                            .finish(&owner, &[outcome(&c.key, MeetingState::Skipped, now)])
+                            .finish(
+                                &owner,
+                                &[outcome(&c.key, MeetingState::Skipped, now, c.attempts)],
+                            )
                             .await
                             .unwrap();
                         prop_assert_eq!(ok, [true]);
@@ -143,7 +147,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         Answer::Forbidden => MeetingState::Failed,
                     };
                     if store
-                        .finish(&owner, &[outcome(&c.key, state, now)])
+                        .finish(&owner, &[outcome(&c.key, state, now, c.attempts)])
                         .await
                         .unwrap()
                         == [true]

@@ -293,3 +293,29 @@ async fn a_shutdown_delivered_during_a_retry_backoff_stops_the_retries() {
     assert_eq!(app.fake.calls("DELETE", "/rooms/room-b").len(), 1);
     assert!(app.fake.is_running("room-b"), "the new meeting was ended");
 }
+
+/// A call that outlives the lease (no answer; the client timeout is 10 s)
+/// is given up before the lease expires, so the meeting's next claim (here
+/// by the same process) never calls while the first call is in flight.
+#[tokio::test]
+async fn a_hanging_call_is_given_up_before_the_lease_expires() {
+    let app = spawn_app_with(|c| {
+        c.lease = Duration::from_secs(2);
+        c.retry_backoff = Duration::from_millis(300);
+    })
+    .await;
+    app.fake.script_delete("room-h", &[0]); // the first call never answers
+    let started = start_for_deadline_ago(Duration::from_secs(1));
+    app.meeting_starts("room-h", started).await;
+    app.wait_for_state("room-h", started, "shut_down").await;
+    let calls = app.fake.calls("DELETE", "/rooms/room-h");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let abandoned = calls[0]
+        .abandoned_at
+        .expect("the hanging call was still in flight when the next one was made");
+    assert!(
+        calls[1].answered_instant >= abandoned,
+        "two calls were in flight at once"
+    );
+    assert!(abandoned - calls[0].answered_instant < Duration::from_secs(2));
+}
