@@ -121,6 +121,7 @@ impl Application {
             retention: config.retention,
             webhook_url: config.webhook_url.clone(),
             close_unlisted_after: config.close_unlisted_after,
+            previous: Default::default(),
         };
         Ok(Application {
             listener,

@@ -161,7 +161,7 @@ impl FakeEyeson {
             .extend(statuses);
     }
 
-    /// The next GET /rooms answer these statuses (0: hang).
+    /// The next GET /rooms answer these statuses (0: hang; 200: an empty list).
     pub fn script_rooms(&self, statuses: &[u16]) {
         self.state.lock().unwrap().rooms_script.extend(statuses);
     }
@@ -273,6 +273,10 @@ fn route(
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["rooms"]) => {
             if let Some(s) = st.rooms_script.pop_front() {
+                if s == 200 {
+                    // A scripted 200: an empty list (a transient answer).
+                    return (200, json!([]), false);
+                }
                 return (s, json!({"error": "scripted"}), s == 0);
             }
             let list: Vec<Value> = st
