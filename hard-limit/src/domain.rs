@@ -47,6 +47,15 @@ impl Timestamp {
         )
     }
 
+    /// This time minus a duration, saturating instead of overflowing (a
+    /// duration flag of any size must not wrap into the future).
+    pub fn minus(self, d: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// How long after `earlier` this is (zero if it is not after).
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
@@ -503,6 +512,22 @@ mod tests {
             started_at: Timestamp(1_000_000),
         };
         assert_eq!(policy().deadline(&key), Timestamp(1_000_000 + 1_830_000));
+    }
+
+    #[test]
+    fn subtracting_any_duration_saturates() {
+        assert_eq!(
+            Timestamp(5_000).minus(Duration::from_secs(2)),
+            Timestamp(3_000)
+        );
+        assert_eq!(
+            Timestamp(5_000).minus(Duration::MAX),
+            Timestamp(5_000 - i64::MAX)
+        );
+        assert_eq!(
+            Timestamp(i64::MIN).minus(Duration::MAX),
+            Timestamp(i64::MIN)
+        );
     }
 
     #[test]

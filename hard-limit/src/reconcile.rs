@@ -97,7 +97,7 @@ impl Reconciler {
                     tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
                 }
             }
-            let horizon = Timestamp(self.clock.now().0 - self.retention.as_millis() as i64);
+            let horizon = self.clock.now().minus(self.retention);
             match self.store.prune(horizon).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "forgot finished meetings"),
@@ -215,8 +215,7 @@ fn unlisted_closing(
     let (prev_asked_at, prev_listed) = previous.replace((asked_at, listed.clone()))?;
     let mut keep = listed;
     keep.extend(prev_listed);
-    let after = i64::try_from(close_unlisted_after.as_millis()).unwrap_or(i64::MAX);
-    Some((keep, Timestamp(prev_asked_at.0.saturating_sub(after))))
+    Some((keep, prev_asked_at.minus(close_unlisted_after)))
 }
 
 #[cfg(test)]

@@ -134,3 +134,27 @@ async fn one_empty_room_list_does_not_close_running_meetings() {
         Some("running")
     );
 }
+
+/// A retention too long for milliseconds in an i64 keeps everything, rather
+/// than wrapping into the future and pruning every finished meeting.
+#[tokio::test]
+async fn an_enormous_retention_prunes_nothing() {
+    let app = spawn_app_with(|c| {
+        c.reconcile_every = Duration::from_millis(100);
+        c.retention = Duration::MAX;
+    })
+    .await;
+    let started = iso_round(SystemTime::now() - Duration::from_secs(60));
+    // Finished: eyeson reports it ended.
+    assert_eq!(
+        app.deliver(&room_update("room-kept", Some(started), true))
+            .await
+            .status(),
+        204
+    );
+    reconciliations(&app, 3).await;
+    assert_eq!(
+        app.state_of("room-kept", started).await.as_deref(),
+        Some("ended")
+    );
+}
