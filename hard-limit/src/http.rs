@@ -151,8 +151,16 @@ fn cors(mut r: Response) -> Response {
     r
 }
 
-async fn room_meeting(State(app): State<AppState>, Path(room): Path<String>) -> Response {
+async fn room_meeting(
+    State(app): State<AppState>,
+    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
     let answer = async {
+        // A path that does not decode (say `%FF`) is answered here, not by
+        // axum's rejection, so the 400 carries the CORS headers too.
+        let Ok(Path(room)) = room else {
+            return Err(ApiError::BadRequest("invalid room id"));
+        };
         let room = RoomId::parse(&room).map_err(|_| ApiError::BadRequest("invalid room id"))?;
         match app.store.current_for_room(&room).await? {
             Some(m) => Ok(Json(MeetingJson::from(m))),
