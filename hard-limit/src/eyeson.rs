@@ -231,7 +231,11 @@ impl EyesonClient {
     /// registered already. Returns whether it registered.
     pub async fn ensure_webhook(&self, target: &Url) -> Result<bool, ApiError> {
         if let Some(current) = self.current_webhook().await? {
-            if current.url == target.as_str() && current.types == [WEBHOOK_TYPES] {
+            // Compared as URLs: `Url` writes a bare host with a trailing
+            // slash, which eyeson may have stored without.
+            let same_url = current.url == target.as_str()
+                || Url::parse(&current.url).is_ok_and(|u| u == *target);
+            if same_url && current.types == [WEBHOOK_TYPES] {
                 return Ok(false);
             }
         }
