@@ -428,13 +428,31 @@ impl MeetingStore for SqliteStore {
     }
 
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1")
-                .bind(finished_before.0)
-                .execute(&self.writer)
-                .await?
-                .rows_affected(),
+        let mut tx = self.writer.begin().await?;
+        let rooms: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1
+             RETURNING room_id",
         )
+        .bind(finished_before.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let pruned = rooms.len() as u64;
+        let mut rooms = rooms;
+        rooms.sort_unstable();
+        rooms.dedup();
+        // A room's shutdown cutoff is forgotten with its last meeting (a
+        // delivery that old is refused as stale anyway).
+        for room in &rooms {
+            sqlx::query(
+                "DELETE FROM room_shutdowns WHERE room_id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM meetings WHERE room_id = ?1)",
+            )
+            .bind(room)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -481,6 +499,43 @@ mod tests {
         };
         assert_eq!(store.finish("p", &[outcome(1)]).await.unwrap(), [false]);
         assert_eq!(store.finish("p", &[outcome(2)]).await.unwrap(), [true]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn pruning_a_rooms_last_meeting_forgets_its_shutdown_cutoff() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let end = |room: &str, start: i64| {
+            let key = MeetingKey {
+                room_id: RoomId::parse(room).unwrap(),
+                started_at: Timestamp(start),
+            };
+            Plan::End {
+                room_id: key.room_id.clone(),
+                cutoff: key.started_at,
+                meeting: Some((key, Timestamp(start + 10_000))),
+            }
+        };
+        store
+            .apply(&[end("gone", 1_000), end("kept", 1_000)], Timestamp(2_000))
+            .await
+            .unwrap();
+        // "kept" has a newer, running meeting.
+        let newer = Plan::Track {
+            key: MeetingKey {
+                room_id: RoomId::parse("kept").unwrap(),
+                started_at: Timestamp(5_000),
+            },
+            deadline: Timestamp(15_000),
+        };
+        store.apply(&[newer], Timestamp(5_000)).await.unwrap();
+        assert_eq!(store.prune(Timestamp(3_000)).await.unwrap(), 2);
+        let rooms: Vec<String> =
+            sqlx::query_scalar("SELECT room_id FROM room_shutdowns ORDER BY room_id")
+                .fetch_all(&store.writer)
+                .await
+                .unwrap();
+        assert_eq!(rooms, ["kept"]);
         store.close().await;
     }
 
