@@ -48,6 +48,7 @@ pub const DELIVERY_LABELS: &[(&str, &str)] = &[
     ("rejected", "missing_signature"),
     ("rejected", "bad_signature"),
     ("rejected", "too_large"),
+    ("rejected", "unreadable"),
     ("rejected", "malformed"),
     ("rejected", "stale"),
     ("error", "store"),
