@@ -40,6 +40,9 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
 }
 
+/// A complete `GET /rooms` answer: when it was asked for, what it listed.
+pub type PreviousList = (Timestamp, Vec<MeetingKey>);
+
 /// The reconciliation task.
 #[derive(Clone, Debug)]
 pub struct Reconciler {
@@ -68,7 +71,7 @@ pub struct Reconciler {
     /// it was asked for, and the meetings it listed. A meeting is closed as
     /// unlisted only if two consecutive complete lists miss it, so one
     /// transient empty or partial answer closes nothing.
-    pub previous: Arc<Mutex<Option<(Timestamp, Vec<MeetingKey>)>>>,
+    pub previous: Arc<Mutex<Option<PreviousList>>>,
 }
 
 impl Reconciler {
@@ -198,7 +201,7 @@ impl Reconciler {
 /// A meeting is closed only if it was tracked `close_unlisted_after` before
 /// the previous list was asked for, i.e. before its first miss.
 fn unlisted_closing(
-    previous: &mut Option<(Timestamp, Vec<MeetingKey>)>,
+    previous: &mut Option<PreviousList>,
     asked_at: Timestamp,
     listed: Vec<MeetingKey>,
     unparsed: usize,
