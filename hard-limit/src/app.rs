@@ -109,6 +109,7 @@ impl Application {
             lease: config.lease,
             concurrency: config.shutdown_concurrency,
             dry_run: config.dry_run,
+            retry_backoff: config.retry_backoff,
         };
         let reconciler = Reconciler {
             store,
@@ -120,6 +121,7 @@ impl Application {
             retention: config.retention,
             webhook_url: config.webhook_url.clone(),
             close_unlisted_after: config.close_unlisted_after,
+            previous: Default::default(),
         };
         Ok(Application {
             listener,

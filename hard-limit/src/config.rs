@@ -159,6 +159,11 @@ pub struct Config {
     #[arg(long, env = "CLOSE_UNLISTED_AFTER", default_value = "60s", value_parser = parse_duration)]
     pub close_unlisted_after: Duration,
 
+    /// A shutdown whose retries (429, 5xx, timeouts) ran out is tried again
+    /// after this long, doubling per attempt up to 5 minutes.
+    #[arg(long, env = "RETRY_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+
     /// Shutdown calls in flight at once.
     #[arg(long, env = "SHUTDOWN_CONCURRENCY", default_value_t = 32)]
     pub shutdown_concurrency: usize,
@@ -185,6 +190,7 @@ impl Config {
             webhook_max_age: Duration::from_secs(600),
             lease: Duration::from_secs(30),
             close_unlisted_after: Duration::from_secs(60),
+            retry_backoff: Duration::from_secs(30),
             shutdown_concurrency: 32,
             retention: Duration::from_secs(24 * 3600),
         }
@@ -203,6 +209,9 @@ impl Config {
         }
         if self.lease < Duration::from_secs(1) {
             return Err(ConfigError::Invalid("--lease must be at least 1s"));
+        }
+        if self.retry_backoff.is_zero() {
+            return Err(ConfigError::Invalid("--retry-backoff must be more than 0s"));
         }
         if self.shutdown_concurrency == 0 {
             return Err(ConfigError::Invalid(

@@ -47,6 +47,15 @@ impl Timestamp {
         )
     }
 
+    /// This time minus a duration, saturating instead of overflowing (a
+    /// duration flag of any size must not wrap into the future).
+    pub fn minus(self, d: Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
     /// How long after `earlier` this is (zero if it is not after).
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
@@ -146,7 +155,9 @@ pub struct MeetingKey {
 pub enum MeetingState {
     /// Running and not yet due (or due and waiting to be claimed).
     Running,
-    /// Claimed by a scheduler under a lease; the shutdown call is in flight.
+    /// Claimed by a scheduler under a lease (the shutdown call is in
+    /// flight), or released after retryable failures and waiting until
+    /// `lease_until` to be claimed again.
     Stopping,
     /// This service ended it (eyeson answered 2xx).
     ShutDown,
@@ -154,7 +165,8 @@ pub enum MeetingState {
     Ended,
     /// Not shut down on purpose: a newer meeting in the room is known, or dry run.
     Skipped,
-    /// Shutting down failed for good (401/403/423, or retries exhausted).
+    /// Shutting down failed for good (401/403/423, or an answer retrying
+    /// cannot change).
     Failed,
 }
 
@@ -305,12 +317,20 @@ pub enum Plan {
         deadline: Timestamp,
     },
     /// eyeson says the room's meeting ended: close open meetings of the room
-    /// that started at or before `cutoff`, and remember the cutoff so late
+    /// that started at or before the cutoff, and remember the cutoff so late
     /// "running" deliveries for those meetings do not resurrect them.
+    ///
+    /// When the delivery named its meeting (`meeting` is `Some`), `cutoff`
+    /// is that meeting's start. When it did not (`started_at: null`),
+    /// `cutoff` is only an upper bound (the end of the event's second): the
+    /// store asks for the newest open meeting of the room started at or
+    /// before it and lets [`null_start_cutoff`] decide the real cutoff, so a
+    /// meeting that starts later in the same second is not ended with it.
     End {
         /// The room.
         room_id: RoomId,
-        /// Meetings started at or before this are over.
+        /// Meetings started at or before this are over (an upper bound
+        /// when `meeting` is `None`, see above).
         cutoff: Timestamp,
         /// The ended meeting, when the delivery named its start, with its
         /// deadline (it is recorded as ended if it was unknown).
@@ -335,8 +355,8 @@ pub fn plan(update: &RoomUpdate, policy: &Policy) -> Plan {
         // When the delivery names the meeting, only that meeting and older
         // ones are over: a redelivery stamped later must not close a newer
         // meeting (that meeting would then escape its limit). Without a
-        // start, the event's own time is the cutoff; it has whole seconds,
-        // so a meeting that started in the same second is "at or before" it.
+        // start, the end of the event's (whole) second is only an upper
+        // bound: the store resolves it with `null_start_cutoff`.
         let cutoff = match &key {
             Some(k) => k.started_at,
             None => Timestamp(update.event_time.0.saturating_add(999)),
@@ -359,6 +379,34 @@ pub fn plan(update: &RoomUpdate, policy: &Policy) -> Plan {
     }
 }
 
+/// The real cutoff of a shutdown delivery that did not name its meeting
+/// (`started_at: null`): the start of the newest meeting of the room that was
+/// open (known to the store) when the delivery was applied and started at or
+/// before `upper_bound` (the end of the event's second). `None` when no such
+/// meeting is open: then nothing is closed and no cutoff is recorded.
+///
+/// eyeson stamps deliveries in whole seconds, so "started at or before the
+/// event" cannot tell the meeting that just ended from a new one that started
+/// in the same second (a sole participant reloads the page: the SDK hangs up
+/// and a new meeting starts at once). The ended meeting is the one that was
+/// open; a meeting not yet known cannot be what the shutdown refers to, and
+/// ending it in our books would let it run past its limit. The price of not
+/// recording a cutoff when nothing is open: a late "running" delivery for a
+/// meeting we never saw may track it, which then ends as `ended` on a 404,
+/// by a newer meeting, or by reconciliation.
+pub fn null_start_cutoff(
+    upper_bound: Timestamp,
+    newest_open: Option<Timestamp>,
+) -> Option<Timestamp> {
+    newest_open.filter(|t| *t <= upper_bound)
+}
+
+/// Whether the room's remembered shutdown cutoff (see [`Plan::End`]) says
+/// this meeting is over: eyeson reported its end (or a later meeting's).
+pub fn ended_by_cutoff(key: &MeetingKey, cutoff: Option<Timestamp>) -> bool {
+    cutoff.is_some_and(|c| key.started_at <= c)
+}
+
 /// Whether a meeting with this deadline may be shut down at `now`.
 pub fn is_overdue(deadline: Timestamp, now: Timestamp) -> bool {
     deadline <= now
@@ -377,14 +425,21 @@ pub enum ShutdownOutcome {
     DryRun,
     /// eyeson refused (401/403/423): retrying cannot help.
     Refused,
-    /// Retries ran out (429/5xx/timeouts) or another status came back.
+    /// Another status came back (not retryable, not 401/403/423), or the
+    /// answer did not parse: retrying cannot help.
     GaveUp,
+    /// Retryable failures (429, 5xx, timeouts) outlasted this claim's
+    /// budget: not final. The claim is released and the meeting is claimed
+    /// again after [`retry_delay`].
+    Deferred,
 }
 
 impl ShutdownOutcome {
-    /// The state the meeting ends up in.
+    /// The state the meeting ends up in (`Stopping` for
+    /// [`ShutdownOutcome::Deferred`]: waiting to be claimed again).
     pub fn final_state(self) -> MeetingState {
         match self {
+            ShutdownOutcome::Deferred => MeetingState::Stopping,
             ShutdownOutcome::ShutDown => MeetingState::ShutDown,
             ShutdownOutcome::AlreadyEnded => MeetingState::Ended,
             ShutdownOutcome::SkippedNewerMeeting | ShutdownOutcome::DryRun => MeetingState::Skipped,
@@ -401,8 +456,22 @@ impl ShutdownOutcome {
             ShutdownOutcome::DryRun => "dry_run",
             ShutdownOutcome::Refused => "refused",
             ShutdownOutcome::GaveUp => "gave_up",
+            ShutdownOutcome::Deferred => "deferred",
         }
     }
+}
+
+/// Longest wait between two claims of a meeting whose shutdown keeps
+/// failing with retryable errors.
+pub const RETRY_DELAY_CAP: Duration = Duration::from_secs(5 * 60);
+
+/// How long a [`ShutdownOutcome::Deferred`] meeting waits before it is
+/// claimed again, after its `attempts`-th claim: `base` doubling per claim,
+/// capped at [`RETRY_DELAY_CAP`] (or `base`, if that is longer).
+pub fn retry_delay(base: Duration, attempts: i64) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(0);
+    base.saturating_mul(1 << doublings)
+        .min(RETRY_DELAY_CAP.max(base))
 }
 
 #[cfg(test)]
@@ -446,6 +515,22 @@ mod tests {
     }
 
     #[test]
+    fn subtracting_any_duration_saturates() {
+        assert_eq!(
+            Timestamp(5_000).minus(Duration::from_secs(2)),
+            Timestamp(3_000)
+        );
+        assert_eq!(
+            Timestamp(5_000).minus(Duration::MAX),
+            Timestamp(5_000 - i64::MAX)
+        );
+        assert_eq!(
+            Timestamp(i64::MIN).minus(Duration::MAX),
+            Timestamp(i64::MIN)
+        );
+    }
+
+    #[test]
     fn parses_eyeson_timestamps() {
         let t = Timestamp::parse_rfc3339("2021-11-24T07:16:37.748Z").unwrap();
         assert_eq!(t, Timestamp(1_637_738_197_748));
@@ -483,6 +568,38 @@ mod tests {
                 meeting: None
             }
         );
+    }
+
+    #[test]
+    fn a_null_start_shutdown_ends_only_the_newest_open_meeting() {
+        let bound = Timestamp(5_999);
+        assert_eq!(null_start_cutoff(bound, None), None);
+        assert_eq!(
+            null_start_cutoff(bound, Some(Timestamp(1_000))),
+            Some(Timestamp(1_000))
+        );
+        assert_eq!(
+            null_start_cutoff(bound, Some(Timestamp(5_999))),
+            Some(Timestamp(5_999))
+        );
+        assert_eq!(null_start_cutoff(bound, Some(Timestamp(6_000))), None);
+    }
+
+    #[test]
+    fn deferred_shutdowns_back_off_and_are_capped() {
+        let base = Duration::from_secs(30);
+        assert_eq!(retry_delay(base, 1), base);
+        assert_eq!(retry_delay(base, 2), Duration::from_secs(60));
+        assert_eq!(retry_delay(base, 3), Duration::from_secs(120));
+        assert_eq!(retry_delay(base, 5), RETRY_DELAY_CAP);
+        assert_eq!(retry_delay(base, i64::MAX), RETRY_DELAY_CAP);
+        assert_eq!(retry_delay(base, 0), base);
+        assert_eq!(
+            retry_delay(Duration::from_secs(600), 3),
+            Duration::from_secs(600)
+        );
+        assert!(ShutdownOutcome::Deferred.final_state().is_open());
+        assert!(!ShutdownOutcome::Refused.final_state().is_open());
     }
 
     #[test]

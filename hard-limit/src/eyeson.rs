@@ -76,6 +76,17 @@ pub struct RunningRoom {
     pub shutdown: bool,
 }
 
+/// The answer to `GET /rooms`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomList {
+    /// The entries that parsed.
+    pub rooms: Vec<RunningRoom>,
+    /// How many entries did not parse (no id, a bad id, a `started_at` that
+    /// is not ISO-8601 UTC, ...). Each may be a running meeting we track:
+    /// while any is unparsed, nothing may be closed as "unlisted".
+    pub unparsed: usize,
+}
+
 /// The client. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct EyesonClient {
@@ -144,8 +155,8 @@ impl EyesonClient {
     }
 
     /// `GET /rooms`: the running meetings. Entries that do not parse are
-    /// skipped (and counted by the caller as the difference), not fatal.
-    pub async fn running_rooms(&self) -> Result<Vec<RunningRoom>, ApiError> {
+    /// skipped and counted in [`RoomList::unparsed`], not fatal.
+    pub async fn running_rooms(&self) -> Result<RoomList, ApiError> {
         #[derive(Deserialize)]
         struct Entry {
             id: Option<String>,
@@ -162,7 +173,8 @@ impl EyesonClient {
         };
         let entries: Vec<Value> =
             serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
-        Ok(entries
+        let total = entries.len();
+        let rooms: Vec<RunningRoom> = entries
             .into_iter()
             .filter_map(|v| serde_json::from_value::<Entry>(v).ok())
             .filter_map(|e| {
@@ -177,7 +189,11 @@ impl EyesonClient {
                     shutdown: e.shutdown,
                 })
             })
-            .collect())
+            .collect();
+        Ok(RoomList {
+            unparsed: total - rooms.len(),
+            rooms,
+        })
     }
 
     /// `GET /webhooks`: the registered webhook, if any (404, `null` and
@@ -215,7 +231,11 @@ impl EyesonClient {
     /// registered already. Returns whether it registered.
     pub async fn ensure_webhook(&self, target: &Url) -> Result<bool, ApiError> {
         if let Some(current) = self.current_webhook().await? {
-            if current.url == target.as_str() && current.types == [WEBHOOK_TYPES] {
+            // Compared as URLs: `Url` writes a bare host with a trailing
+            // slash, which eyeson may have stored without.
+            let same_url = current.url == target.as_str()
+                || Url::parse(&current.url).is_ok_and(|u| u == *target);
+            if same_url && current.types == [WEBHOOK_TYPES] {
                 return Ok(false);
             }
         }

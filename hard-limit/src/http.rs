@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::domain::{RoomId, Timestamp};
+use crate::domain::RoomId;
 use crate::metrics;
 use crate::store::{MeetingStore, MeetingView, StoreError};
 use crate::webhook;
@@ -129,7 +129,7 @@ async fn list_meetings(
         return Err(ApiError::BadRequest("limit must be a whole number"));
     };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let since = Timestamp(app.clock.now().0 - FINISHED_LISTED_FOR.as_millis() as i64);
+    let since = app.clock.now().minus(FINISHED_LISTED_FOR);
     let meetings = app.store.list(since, limit).await?;
     Ok(Json(meetings.into_iter().map(MeetingJson::from).collect()))
 }
@@ -151,8 +151,16 @@ fn cors(mut r: Response) -> Response {
     r
 }
 
-async fn room_meeting(State(app): State<AppState>, Path(room): Path<String>) -> Response {
+async fn room_meeting(
+    State(app): State<AppState>,
+    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
     let answer = async {
+        // A path that does not decode (say `%FF`) is answered here, not by
+        // axum's rejection, so the 400 carries the CORS headers too.
+        let Ok(Path(room)) = room else {
+            return Err(ApiError::BadRequest("invalid room id"));
+        };
         let room = RoomId::parse(&room).map_err(|_| ApiError::BadRequest("invalid room id"))?;
         match app.store.current_for_room(&room).await? {
             Some(m) => Ok(Json(MeetingJson::from(m))),

@@ -6,6 +6,7 @@
 //! | `hard_limit_webhook_deliveries_total` | `outcome` (`accepted`, `ignored`, `rejected`, `error`), `reason` | every delivery |
 //! | `hard_limit_shutdowns_total` | `outcome` | every claimed meeting's end |
 //! | `hard_limit_shutdown_retries_total` | | retried shutdown calls (429/5xx/timeouts) |
+//! | `hard_limit_shutdown_attempts` | | histogram: claims a shutdown took, at its final outcome |
 //! | `hard_limit_enforcement_lateness_seconds` | | histogram: shutdown call completed − deadline |
 //! | `hard_limit_reconcile_runs_total` | `outcome` | `GET /rooms` reconciliations |
 //! | `hard_limit_webhook_registrations_total` | `outcome` | start-up registration |
@@ -29,6 +30,8 @@ pub const SHUTDOWNS: &str = "hard_limit_shutdowns_total";
 pub const SHUTDOWN_RETRIES: &str = "hard_limit_shutdown_retries_total";
 /// Enforcement lateness histogram.
 pub const LATENESS: &str = "hard_limit_enforcement_lateness_seconds";
+/// Claims a meeting's shutdown took, observed at its final outcome.
+pub const SHUTDOWN_ATTEMPTS: &str = "hard_limit_shutdown_attempts";
 /// Reconciliation runs by outcome.
 pub const RECONCILES: &str = "hard_limit_reconcile_runs_total";
 /// Webhook registrations by outcome.
@@ -45,6 +48,7 @@ pub const DELIVERY_LABELS: &[(&str, &str)] = &[
     ("rejected", "missing_signature"),
     ("rejected", "bad_signature"),
     ("rejected", "too_large"),
+    ("rejected", "unreadable"),
     ("rejected", "malformed"),
     ("rejected", "stale"),
     ("error", "store"),
@@ -63,6 +67,11 @@ pub fn install() -> PrometheusHandle {
                     &[
                         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     ],
+                )
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(SHUTDOWN_ATTEMPTS.to_owned()),
+                    &[1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0],
                 )
                 .expect("bucket list is not empty");
             let recorder = builder.build_recorder();
@@ -89,6 +98,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time the shutdown call completed minus the meeting's deadline"
     );
+    metrics::describe_histogram!(
+        SHUTDOWN_ATTEMPTS,
+        "Claims a meeting's shutdown took (more than 1: deferred after retryable failures, or a lost lease), observed at its final outcome"
+    );
     metrics::describe_counter!(RECONCILES, "GET /rooms reconciliations by outcome");
     metrics::describe_counter!(REGISTRATIONS, "Webhook registrations at start by outcome");
     for (outcome, reason) in DELIVERY_LABELS {
@@ -101,6 +114,7 @@ fn describe() {
         ShutdownOutcome::DryRun,
         ShutdownOutcome::Refused,
         ShutdownOutcome::GaveUp,
+        ShutdownOutcome::Deferred,
     ] {
         metrics::counter!(SHUTDOWNS, "outcome" => o.as_str()).increment(0);
     }
@@ -114,6 +128,11 @@ pub fn delivery(outcome: &'static str, reason: &'static str) {
 /// Counts one finished shutdown.
 pub fn shutdown(outcome: ShutdownOutcome) {
     metrics::counter!(SHUTDOWNS, "outcome" => outcome.as_str()).increment(1);
+}
+
+/// Records how many claims a shutdown took, at its final outcome.
+pub fn attempts(claims: i64) {
+    metrics::histogram!(SHUTDOWN_ATTEMPTS).record(claims as f64);
 }
 
 /// Records how late a shutdown completed.

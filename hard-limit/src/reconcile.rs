@@ -4,7 +4,7 @@
 //! front of it, so a slow or failing `GET /rooms` holds back nothing the
 //! store already knows.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -12,7 +12,7 @@ use reqwest::Url;
 use tokio::sync::{watch, Notify};
 
 use crate::clock::Clock;
-use crate::domain::{self, Plan, Policy, RoomUpdate, Timestamp};
+use crate::domain::{self, MeetingKey, Plan, Policy, RoomUpdate, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient};
 use crate::metrics;
 use crate::scheduler::sleep_or_stop;
@@ -40,6 +40,9 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
 }
 
+/// A complete `GET /rooms` answer: when it was asked for, what it listed.
+pub type PreviousList = (Timestamp, Vec<MeetingKey>);
+
 /// The reconciliation task.
 #[derive(Clone, Debug)]
 pub struct Reconciler {
@@ -64,6 +67,11 @@ pub struct Reconciler {
     /// overtake the list, eyeson's list may lag behind its webhooks, and
     /// closing a running meeting by mistake would let it run past its limit.
     pub close_unlisted_after: Duration,
+    /// The previous complete `GET /rooms` answer (every entry parsed): when
+    /// it was asked for, and the meetings it listed. A meeting is closed as
+    /// unlisted only if two consecutive complete lists miss it, so one
+    /// transient empty or partial answer closes nothing.
+    pub previous: Arc<Mutex<Option<PreviousList>>>,
 }
 
 impl Reconciler {
@@ -92,7 +100,7 @@ impl Reconciler {
                     tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
                 }
             }
-            let horizon = Timestamp(self.clock.now().0 - self.retention.as_millis() as i64);
+            let horizon = self.clock.now().minus(self.retention);
             match self.store.prune(horizon).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "forgot finished meetings"),
@@ -137,11 +145,12 @@ impl Reconciler {
     /// longer lists.
     pub async fn reconcile_once(&self) -> Result<Report, ReconcileError> {
         let asked_at = self.clock.now();
-        let rooms = self.client.running_rooms().await?;
+        let list = self.client.running_rooms().await?;
+        let rooms = &list.rooms;
         let now = self.clock.now();
         let mut plans = Vec::with_capacity(rooms.len());
         let mut listed = Vec::with_capacity(rooms.len());
-        for room in &rooms {
+        for room in rooms {
             let plan = domain::plan(
                 &RoomUpdate {
                     room_id: room.room_id.clone(),
@@ -161,12 +170,101 @@ impl Reconciler {
         if tracked > 0 {
             self.wake.notify_one();
         }
-        let before = Timestamp(asked_at.0 - self.close_unlisted_after.as_millis() as i64);
-        let closed = self.store.close_unlisted(&listed, before, now).await?;
+        let closing = unlisted_closing(
+            &mut self.previous.lock().unwrap_or_else(|e| e.into_inner()),
+            asked_at,
+            listed,
+            list.unparsed,
+            self.close_unlisted_after,
+        );
+        let closed = match closing {
+            Some((listed, before)) => self.store.close_unlisted(&listed, before, now).await?,
+            None => 0,
+        };
         Ok(Report {
             listed: rooms.len(),
             tracked,
             closed,
         })
+    }
+}
+
+/// Decides what a reconciliation may close as unlisted, and remembers this
+/// list for the next one. Returns the meetings to keep (those listed now or
+/// in the previous complete list) and the `known_before` bound for
+/// [`MeetingStore::close_unlisted`], or `None` to close nothing:
+/// - some entry did not parse: it may be any tracked meeting (and this
+///   list is not remembered, so the next complete one cannot close either);
+/// - there is no previous complete list: a meeting must be missed twice in
+///   a row, so one transient empty or partial (paginated) answer is harmless.
+///
+/// A meeting is closed only if it was tracked `close_unlisted_after` before
+/// the previous list was asked for, i.e. before its first miss.
+fn unlisted_closing(
+    previous: &mut Option<PreviousList>,
+    asked_at: Timestamp,
+    listed: Vec<MeetingKey>,
+    unparsed: usize,
+    close_unlisted_after: Duration,
+) -> Option<(Vec<MeetingKey>, Timestamp)> {
+    if unparsed > 0 {
+        tracing::warn!(
+            unparsed,
+            "GET /rooms listed entries that do not parse; closing nothing as unlisted"
+        );
+        *previous = None;
+        return None;
+    }
+    let (prev_asked_at, prev_listed) = previous.replace((asked_at, listed.clone()))?;
+    let mut keep = listed;
+    keep.extend(prev_listed);
+    Some((keep, prev_asked_at.minus(close_unlisted_after)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RoomId;
+
+    fn key(room: &str, start: i64) -> MeetingKey {
+        MeetingKey {
+            room_id: RoomId::parse(room).unwrap(),
+            started_at: Timestamp(start),
+        }
+    }
+
+    #[test]
+    fn unlisted_meetings_are_closed_only_after_two_complete_misses() {
+        let after = Duration::from_secs(60);
+        let mut prev = None;
+        // First list: nothing to compare with.
+        assert_eq!(
+            unlisted_closing(&mut prev, Timestamp(100_000), vec![key("a", 1)], 0, after),
+            None
+        );
+        // An empty list: "a" is kept, it was listed last time.
+        assert_eq!(
+            unlisted_closing(&mut prev, Timestamp(200_000), vec![], 0, after),
+            Some((vec![key("a", 1)], Timestamp(40_000)))
+        );
+        // Missed again: no longer kept.
+        assert_eq!(
+            unlisted_closing(&mut prev, Timestamp(300_000), vec![], 0, after),
+            Some((vec![], Timestamp(140_000)))
+        );
+        // An entry that does not parse: close nothing, and forget the list.
+        assert_eq!(
+            unlisted_closing(&mut prev, Timestamp(400_000), vec![], 1, after),
+            None
+        );
+        assert_eq!(
+            unlisted_closing(&mut prev, Timestamp(500_000), vec![], 0, after),
+            None
+        );
+        // Durations that do not fit saturate.
+        assert_eq!(
+            unlisted_closing(&mut prev, Timestamp(600_000), vec![], 0, Duration::MAX),
+            Some((vec![], Timestamp(500_000 - i64::MAX)))
+        );
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
-use crate::domain::{MeetingKey, ShutdownOutcome};
+use crate::domain::{self, MeetingKey, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
 use crate::store::{Claim, MeetingStore, Outcome, Store, StoreError};
@@ -52,6 +52,10 @@ pub struct Scheduler {
     pub concurrency: usize,
     /// Log and record, call nothing.
     pub dry_run: bool,
+    /// First wait before a deferred shutdown (retryable failures outlasted
+    /// a claim) is claimed again; doubles per claim, capped
+    /// ([`domain::retry_delay`]).
+    pub retry_backoff: Duration,
 }
 
 #[derive(Debug)]
@@ -184,7 +188,18 @@ impl Scheduler {
 
     /// Ends one claimed meeting and records the outcome.
     async fn enforce(&self, claim: Claim, finisher: &mpsc::Sender<Finished>) {
-        let outcome = self.outcome(&claim).await;
+        // The whole shutdown (every retry, every call in flight) ends well
+        // inside the lease: once it expires the meeting may be claimed
+        // again (by another process, or by this one), and two DELETEs must
+        // never be in flight at once. What is cut short is deferred.
+        let budget = self.lease.saturating_sub(self.lease / 4);
+        let outcome = match tokio::time::timeout(budget, self.outcome(&claim)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(room = %claim.key.room_id, ?budget, "shutdown cut short before the lease expires");
+                ShutdownOutcome::Deferred
+            }
+        };
         let now = self.clock.now();
         metrics::shutdown(outcome);
         if matches!(
@@ -209,12 +224,24 @@ impl Scheduler {
                 tracing::warn!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "dry run: would shut down")
             }
             ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => {}
+            ShutdownOutcome::Deferred => {}
+        }
+        // Retryable failures are never final: the claim is released and the
+        // meeting claimed again after a bounded, growing wait.
+        let retry_at = (outcome == ShutdownOutcome::Deferred)
+            .then(|| now.plus(domain::retry_delay(self.retry_backoff, claim.attempts)));
+        if let Some(at) = retry_at {
+            tracing::warn!(room = %key.room_id, started_at = %key.started_at, attempts = claim.attempts, retry_at = %at, "shutdown deferred after retryable failures");
+        } else {
+            metrics::attempts(claim.attempts);
         }
         let (reply, answer) = oneshot::channel();
         let record = Outcome {
             key: key.clone(),
             state: outcome.final_state(),
             at: now,
+            attempts: claim.attempts,
+            retry_at,
         };
         let recorded = match finisher.send((record, reply)).await {
             Ok(()) => answer
@@ -279,15 +306,26 @@ impl Scheduler {
                 }
             }
             Err(e) => {
-                tracing::error!(room = %key.room_id, error = %e, "shutdown failed; retries exhausted");
-                ShutdownOutcome::GaveUp
+                tracing::error!(room = %key.room_id, error = %e, "shutdown failed; retries exhausted for this claim");
+                ShutdownOutcome::Deferred
             }
         }
     }
 
-    /// One attempt: re-check that no newer meeting runs in the room (a
-    /// `DELETE /rooms/{id}` would end it), then call.
+    /// One attempt: re-check that eyeson has not reported the meeting
+    /// ended meanwhile (a shutdown delivery during a retry backoff: the
+    /// room may already host a new meeting we have not heard of) and that
+    /// no newer meeting runs in the room (a `DELETE /rooms/{id}` would end
+    /// either), then call.
     async fn attempt(&self, key: &MeetingKey) -> Result<ShutdownOutcome, StepError> {
+        let cutoff = self
+            .store
+            .shutdown_cutoff(&key.room_id)
+            .await
+            .map_err(StepError::Store)?;
+        if domain::ended_by_cutoff(key, cutoff) {
+            return Ok(ShutdownOutcome::AlreadyEnded);
+        }
         if self
             .store
             .newer_meeting_known(key)

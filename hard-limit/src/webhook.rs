@@ -41,8 +41,10 @@ pub enum Rejection {
     MissingSignature,
     /// The header is not the HMAC of the body under the API key.
     BadSignature,
-    /// Body over [`MAX_BODY`] (or unreadable).
+    /// Body over [`MAX_BODY`].
     TooLarge,
+    /// The body could not be read (the client aborted, a broken stream).
+    Unreadable,
     /// Not JSON, or a required field is missing or has the wrong type.
     Malformed(&'static str),
     /// The signed timestamp is too far from now (a replay).
@@ -57,7 +59,7 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED
             }
             Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::Malformed(_) => StatusCode::BAD_REQUEST,
+            Rejection::Malformed(_) | Rejection::Unreadable => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -67,6 +69,7 @@ impl Rejection {
             Rejection::MissingSignature => "missing_signature",
             Rejection::BadSignature => "bad_signature",
             Rejection::TooLarge => "too_large",
+            Rejection::Unreadable => "unreadable",
             Rejection::Malformed(_) => "malformed",
             Rejection::Stale => "stale",
         }
@@ -78,6 +81,7 @@ impl Rejection {
             Rejection::MissingSignature => "missing X-Eyeson-Signature header",
             Rejection::BadSignature => "signature does not match the body",
             Rejection::TooLarge => "body larger than 64 KiB",
+            Rejection::Unreadable => "body could not be read",
             Rejection::Malformed(what) => what,
             Rejection::Stale => "delivery timestamp outside the accepted window",
         }
@@ -324,9 +328,7 @@ async fn handle(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(Rejection::TooLarge);
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| Rejection::TooLarge)?;
+    let bytes = read_body(body).await?;
     verify_signature(
         app.api_key.expose().as_bytes(),
         &bytes,
@@ -352,6 +354,26 @@ async fn handle(
         Ok(Applied::Ignored) => Ok(("ignored", "not_started")),
         Err(()) => Ok(("error", "store")),
     }
+}
+
+/// Reads at most [`MAX_BODY`] bytes: more is [`Rejection::TooLarge`], a
+/// stream that breaks (a client that aborts mid-body) is
+/// [`Rejection::Unreadable`], not counted as too large.
+async fn read_body(mut body: Body) -> Result<Vec<u8>, Rejection> {
+    use axum::body::HttpBody;
+    let mut out = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|_| Rejection::Unreadable)?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > MAX_BODY {
+                return Err(Rejection::TooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -49,6 +49,35 @@ async fn every_delivery_is_counted_by_outcome_and_reason() {
     assert_eq!(app.deliver("{\"type\":1}").await.status(), 400);
     let stale = room_update_at(unix_now() - 3600, "room-3", Some(started), false);
     assert_eq!(app.deliver(&stale).await.status(), 401);
+    // A client that aborts mid-body: unreadable, not too large.
+    {
+        use tokio::io::AsyncWriteExt;
+        let addr = app.url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"POST /webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"timestamp\":",
+        )
+        .await
+        .unwrap();
+        s.flush().await.unwrap();
+    }
+    wait_until(
+        "the aborted delivery is counted",
+        Duration::from_secs(10),
+        || async {
+            let text = app.metrics().await;
+            let rejected = |reason: &str| {
+                counter(
+                    &text,
+                    &format!(
+                        "hard_limit_webhook_deliveries_total{{outcome=\"rejected\",reason=\"{reason}\"}}"
+                    ),
+                )
+            };
+            rejected("too_large") + rejected("unreadable") == 2
+        },
+    )
+    .await;
 
     let text = app.metrics().await;
     let d = |outcome: &str, reason: &str| {
@@ -67,6 +96,7 @@ async fn every_delivery_is_counted_by_outcome_and_reason() {
     assert_eq!(d("rejected", "missing_signature"), 1);
     assert_eq!(d("rejected", "bad_signature"), 2);
     assert_eq!(d("rejected", "too_large"), 1);
+    assert_eq!(d("rejected", "unreadable"), 1);
     assert_eq!(d("rejected", "malformed"), 1);
     assert_eq!(d("rejected", "stale"), 1);
     assert_eq!(counter(&text, "hard_limit_meetings{state=\"ended\"}"), 1);

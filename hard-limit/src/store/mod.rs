@@ -14,8 +14,9 @@
 //!   states never change.
 //! - [`MeetingStore::claim_due`] hands a meeting to exactly one worker at a
 //!   time: a claim is a lease, and only an expired lease is claimed again.
-//! - [`MeetingStore::finish`] applies only while the caller still holds the
-//!   lease, so a worker that lost its lease cannot overwrite the outcome.
+//! - [`MeetingStore::finish`] applies only while the caller's claim (owner
+//!   and attempts) still holds the lease, so a worker that lost its lease
+//!   cannot overwrite the outcome, even when its own process re-claimed.
 
 pub mod sqlite;
 
@@ -58,6 +59,15 @@ pub struct Outcome {
     pub state: MeetingState,
     /// When the outcome was known.
     pub at: Timestamp,
+    /// The claim's [`Claim::attempts`]: with the owner, it identifies the
+    /// claim, so an outcome of an earlier claim of the same owner (whose
+    /// lease expired and which was claimed again) does not apply.
+    pub attempts: i64,
+    /// Only with `state` [`MeetingState::Stopping`] (a deferred shutdown):
+    /// the claim is released (no owner) and the meeting may be claimed
+    /// again from this time on (stored as its `lease_until`). `None` for
+    /// final states.
+    pub retry_at: Option<Timestamp>,
 }
 
 /// What applying one [`Plan`] did.
@@ -118,9 +128,19 @@ pub trait MeetingStore: Send + Sync {
         key: &MeetingKey,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// The room's remembered shutdown cutoff (the latest "meetings started
+    /// at or before this are over" eyeson reported), if any. Read before
+    /// each shutdown attempt: see [`crate::domain::ended_by_cutoff`].
+    fn shutdown_cutoff(
+        &self,
+        room: &RoomId,
+    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+
     /// Records the outcomes of claims `owner` holds, in one transaction;
-    /// each applies only if `owner` still holds that lease. One result per
-    /// outcome: whether it applied.
+    /// each applies only if that claim still holds the lease: the row is
+    /// `stopping`, owned by `owner`, and its `attempts` is the outcome's
+    /// (a later claim, even by the same owner, increments it). One result
+    /// per outcome: whether it applied.
     fn finish(
         &self,
         owner: &str,
@@ -218,6 +238,11 @@ impl MeetingStore for Store {
     async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => s.newer_meeting_known(key).await,
+        }
+    }
+    async fn shutdown_cutoff(&self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.shutdown_cutoff(room).await,
         }
     }
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr, Sqlite, Transaction};
 
 use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
-use crate::domain::{MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
 #[derive(Clone, Debug)]
@@ -117,7 +117,7 @@ impl SqliteStore {
                         .bind(key.room_id.as_str())
                         .fetch_optional(&mut **tx)
                         .await?;
-                if cutoff.is_some_and(|c| key.started_at.0 <= c) {
+                if domain::ended_by_cutoff(key, cutoff.map(Timestamp)) {
                     insert(tx, key, *deadline, MeetingState::Ended, now).await?;
                     return Ok(Applied::LateForEndedMeeting);
                 }
@@ -144,6 +144,25 @@ impl SqliteStore {
                 cutoff,
                 meeting,
             } => {
+                let cutoff = if meeting.is_some() {
+                    *cutoff
+                } else {
+                    // `started_at: null`: `cutoff` is an upper bound; the
+                    // newest meeting open now decides (see the domain).
+                    let newest_open: Option<i64> = sqlx::query_scalar(
+                        "SELECT max(started_at) FROM meetings
+                         WHERE room_id = ?1 AND started_at <= ?2
+                           AND state IN ('running', 'stopping')",
+                    )
+                    .bind(room_id.as_str())
+                    .bind(cutoff.0)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    match domain::null_start_cutoff(*cutoff, newest_open.map(Timestamp)) {
+                        Some(c) => c,
+                        None => return Ok(Applied::Ended(0)),
+                    }
+                };
                 sqlx::query(
                     "INSERT INTO room_shutdowns (room_id, cutoff) VALUES (?1, ?2)
                      ON CONFLICT (room_id) DO UPDATE SET cutoff = max(cutoff, excluded.cutoff)",
@@ -268,21 +287,37 @@ impl MeetingStore for SqliteStore {
         Ok(found != 0)
     }
 
+    async fn shutdown_cutoff(&self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
+        let cutoff: Option<i64> =
+            sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
+                .bind(room.as_str())
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(cutoff.map(Timestamp))
+    }
+
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let mut applied = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             debug_assert!(MeetingState::Stopping.may_become(o.state));
+            // A final state sets finished_at; a deferred shutdown (state
+            // stays 'stopping') keeps it NULL and waits in lease_until.
+            let finished = (!o.state.is_open()).then_some(o.at.0);
             let n = sqlx::query(
                 "UPDATE meetings
-                 SET state = ?4, finished_at = ?5, updated_at = ?5, lease_owner = NULL, lease_until = NULL
-                 WHERE room_id = ?1 AND started_at = ?2 AND state = 'stopping' AND lease_owner = ?3",
+                 SET state = ?4, finished_at = ?5, updated_at = ?6, lease_owner = NULL, lease_until = ?7
+                 WHERE room_id = ?1 AND started_at = ?2 AND state = 'stopping' AND lease_owner = ?3
+                   AND attempts = ?8",
             )
             .bind(o.key.room_id.as_str())
             .bind(o.key.started_at.0)
             .bind(owner)
             .bind(o.state.as_str())
+            .bind(finished)
             .bind(o.at.0)
+            .bind(o.retry_at.map(|t| t.0))
+            .bind(o.attempts)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -393,13 +428,31 @@ impl MeetingStore for SqliteStore {
     }
 
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1")
-                .bind(finished_before.0)
-                .execute(&self.writer)
-                .await?
-                .rows_affected(),
+        let mut tx = self.writer.begin().await?;
+        let rooms: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1
+             RETURNING room_id",
         )
+        .bind(finished_before.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let pruned = rooms.len() as u64;
+        let mut rooms = rooms;
+        rooms.sort_unstable();
+        rooms.dedup();
+        // A room's shutdown cutoff is forgotten with its last meeting (a
+        // delivery that old is refused as stale anyway).
+        for room in &rooms {
+            sqlx::query(
+                "DELETE FROM room_shutdowns WHERE room_id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM meetings WHERE room_id = ?1)",
+            )
+            .bind(room)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -411,6 +464,80 @@ impl MeetingStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A claim whose lease expired and which its own process claimed again
+    /// (the first worker's call still in flight) cannot record an outcome:
+    /// only the latest claim (owner and attempts) can.
+    #[tokio::test]
+    async fn only_the_latest_claim_of_an_owner_may_finish() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let key = MeetingKey {
+            room_id: RoomId::parse("r").unwrap(),
+            started_at: Timestamp(1_000),
+        };
+        let plan = Plan::Track {
+            key: key.clone(),
+            deadline: Timestamp(2_000),
+        };
+        store.apply(&[plan], Timestamp(1_000)).await.unwrap();
+        let lease = Duration::from_secs(1);
+        let first = store
+            .claim_due(Timestamp(2_000), lease, "p", 8)
+            .await
+            .unwrap();
+        let again = store
+            .claim_due(Timestamp(3_500), lease, "p", 8)
+            .await
+            .unwrap();
+        assert_eq!((first[0].attempts, again[0].attempts), (1, 2));
+        let outcome = |attempts| Outcome {
+            key: key.clone(),
+            state: MeetingState::ShutDown,
+            at: Timestamp(4_000),
+            attempts,
+            retry_at: None,
+        };
+        assert_eq!(store.finish("p", &[outcome(1)]).await.unwrap(), [false]);
+        assert_eq!(store.finish("p", &[outcome(2)]).await.unwrap(), [true]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn pruning_a_rooms_last_meeting_forgets_its_shutdown_cutoff() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let end = |room: &str, start: i64| {
+            let key = MeetingKey {
+                room_id: RoomId::parse(room).unwrap(),
+                started_at: Timestamp(start),
+            };
+            Plan::End {
+                room_id: key.room_id.clone(),
+                cutoff: key.started_at,
+                meeting: Some((key, Timestamp(start + 10_000))),
+            }
+        };
+        store
+            .apply(&[end("gone", 1_000), end("kept", 1_000)], Timestamp(2_000))
+            .await
+            .unwrap();
+        // "kept" has a newer, running meeting.
+        let newer = Plan::Track {
+            key: MeetingKey {
+                room_id: RoomId::parse("kept").unwrap(),
+                started_at: Timestamp(5_000),
+            },
+            deadline: Timestamp(15_000),
+        };
+        store.apply(&[newer], Timestamp(5_000)).await.unwrap();
+        assert_eq!(store.prune(Timestamp(3_000)).await.unwrap(), 2);
+        let rooms: Vec<String> =
+            sqlx::query_scalar("SELECT room_id FROM room_shutdowns ORDER BY room_id")
+                .fetch_all(&store.writer)
+                .await
+                .unwrap();
+        assert_eq!(rooms, ["kept"]);
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn commits_are_durable_wal_with_full_sync() {

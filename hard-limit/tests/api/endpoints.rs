@@ -95,3 +95,17 @@ async fn unknown_paths_are_404_json() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn a_room_path_that_does_not_decode_is_refused_with_cors() {
+    let app = spawn_app().await;
+    let r = app
+        .http
+        .get(format!("{}/meetings/%FF", app.url))
+        .header("origin", "https://meet.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+}

@@ -41,6 +41,9 @@ pub struct Recorded {
     pub answered_instant: Instant,
     /// The status it answered.
     pub status: u16,
+    /// For a hanging request (status 0): when the client gave up on it
+    /// (closed the connection), if it has.
+    pub abandoned_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -158,7 +161,7 @@ impl FakeEyeson {
             .extend(statuses);
     }
 
-    /// The next GET /rooms answer these statuses (0: hang).
+    /// The next GET /rooms answer these statuses (0: hang; 200: an empty list).
     pub fn script_rooms(&self, statuses: &[u16]) {
         self.state.lock().unwrap().rooms_script.extend(statuses);
     }
@@ -221,17 +224,33 @@ async fn handle(
         }
     };
     // A hanging request is recorded as received (status 0), then never answered.
-    shared.lock().unwrap().requests.push(Recorded {
-        method,
-        path,
-        authorization,
-        content_type,
-        form,
-        answered_at: SystemTime::now(),
-        answered_instant: Instant::now(),
-        status: if hang { 0 } else { status },
-    });
+    let index = {
+        let mut st = shared.lock().unwrap();
+        st.requests.push(Recorded {
+            method,
+            path,
+            authorization,
+            content_type,
+            form,
+            answered_at: SystemTime::now(),
+            answered_instant: Instant::now(),
+            status: if hang { 0 } else { status },
+            abandoned_at: None,
+        });
+        st.requests.len() - 1
+    };
     if hang {
+        // The server drops this future when the client closes the
+        // connection: that moment is recorded.
+        struct Abandoned(Arc<Mutex<State>>, usize);
+        impl Drop for Abandoned {
+            fn drop(&mut self) {
+                if let Ok(mut st) = self.0.lock() {
+                    st.requests[self.1].abandoned_at = Some(Instant::now());
+                }
+            }
+        }
+        let _guard = Abandoned(shared.clone(), index);
         std::future::pending::<()>().await;
     }
     let code = StatusCode::from_u16(status).unwrap();
@@ -254,6 +273,10 @@ fn route(
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["rooms"]) => {
             if let Some(s) = st.rooms_script.pop_front() {
+                if s == 200 {
+                    // A scripted 200: an empty list (a transient answer).
+                    return (200, json!([]), false);
+                }
                 return (s, json!({"error": "scripted"}), s == 0);
             }
             let list: Vec<Value> = st

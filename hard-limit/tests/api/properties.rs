@@ -7,8 +7,9 @@
 //! claims and crashed workers:
 //! - no meeting is ever called before its deadline;
 //! - no meeting is called while a newer meeting of its room is known;
-//! - each meeting is called at most once per crashed claim plus once;
-//!   in particular, at most one call completes;
+//! - each meeting is called at most once per crashed or deferred claim
+//!   plus once; in particular, at most one call completes;
+//! - a deferred meeting is not claimed again before its retry time;
 //! - final states never change;
 //! - a meeting eyeson reported ended before its deadline is never called.
 
@@ -16,7 +17,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use eyeson_hard_limit::domain::{
-    plan, Limits, MeetingKey, MeetingState, Policy, RoomId, RoomUpdate, Timestamp,
+    ended_by_cutoff, plan, retry_delay, Limits, MeetingKey, MeetingState, Policy, RoomId,
+    RoomUpdate, Timestamp,
 };
 use eyeson_hard_limit::store::{MeetingStore, Outcome, Store};
 use proptest::prelude::*;
@@ -43,6 +45,8 @@ enum Answer {
     Ok,
     NotFound,
     Forbidden,
+    /// 429/5xx until the claim's budget ran out: deferred, not final.
+    Unavailable,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,7 +54,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0u8..2, proptest::option::weighted(0.9, 0u8..4), proptest::bool::weighted(0.3))
             .prop_map(|(room, start, shutdown)| Op::Deliver { room, start, shutdown }),
         3 => (0u16..8_000).prop_map(Op::Advance),
-        3 => (proptest::bool::weighted(0.2), prop_oneof![Just(Answer::Ok), Just(Answer::NotFound), Just(Answer::Forbidden)])
+        3 => (proptest::bool::weighted(0.2), prop_oneof![Just(Answer::Ok), Just(Answer::NotFound), Just(Answer::Forbidden), Just(Answer::Unavailable)])
             .prop_map(|(crash, answer)| Op::Claim { crash, answer }),
     ]
 }
@@ -63,11 +67,13 @@ fn key(room: u8, start: u8) -> MeetingKey {
     }
 }
 
-fn outcome(key: &MeetingKey, state: MeetingState, at: Timestamp) -> Outcome {
+fn outcome(key: &MeetingKey, state: MeetingState, at: Timestamp, attempts: i64) -> Outcome {
     Outcome {
         key: key.clone(),
         state,
         at,
+        attempts,
+        retry_at: None,
     }
 }
 
@@ -81,6 +87,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut calls: HashMap<MeetingKey, u32> = HashMap::new();
     let mut crashes: HashMap<MeetingKey, u32> = HashMap::new();
     let mut completed: HashMap<MeetingKey, u32> = HashMap::new();
+    let mut deferrals: HashMap<MeetingKey, u32> = HashMap::new();
+    let mut deferred_until: HashMap<MeetingKey, Timestamp> = HashMap::new();
     let mut reported_ended_before_deadline: Vec<MeetingKey> = Vec::new();
     let mut finals: HashMap<MeetingKey, MeetingState> = HashMap::new();
     let mut worker = 0u32;
@@ -118,9 +126,28 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         c.deadline <= now,
                         "claimed before its deadline: {c:?} at {now:?}"
                     );
+                    if let Some(t) = deferred_until.get(&c.key) {
+                        prop_assert!(now >= *t, "claimed before its retry time: {c:?}");
+                    }
+                    // The scheduler's guards, in its order.
+                    let cutoff = store.shutdown_cutoff(&c.key.room_id).await.unwrap();
+                    if ended_by_cutoff(&c.key, cutoff) {
+                        let ok = store
+                            .finish(
+                                &owner,
+                                &[outcome(&c.key, MeetingState::Ended, now, c.attempts)],
+                            )
+                            .await
+                            .unwrap();
+                        prop_assert_eq!(ok, [true]);
+                        continue;
+                    }
                     if store.newer_meeting_known(&c.key).await.unwrap() {
                         let ok = store
-                            .finish(&owner, &[outcome(&c.key, MeetingState::Skipped, now)])
+                            .finish(
+                                &owner,
+                                &[outcome(&c.key, MeetingState::Skipped, now, c.attempts)],
+                            )
                             .await
                             .unwrap();
                         prop_assert_eq!(ok, [true]);
@@ -140,9 +167,18 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         Answer::Ok => MeetingState::ShutDown,
                         Answer::NotFound => MeetingState::Ended,
                         Answer::Forbidden => MeetingState::Failed,
+                        Answer::Unavailable => {
+                            let at = now.plus(retry_delay(Duration::from_secs(2), c.attempts));
+                            let mut o = outcome(&c.key, MeetingState::Stopping, now, c.attempts);
+                            o.retry_at = Some(at);
+                            prop_assert_eq!(store.finish(&owner, &[o]).await.unwrap(), [true]);
+                            *deferrals.entry(c.key.clone()).or_default() += 1;
+                            deferred_until.insert(c.key.clone(), at);
+                            continue;
+                        }
                     };
                     if store
-                        .finish(&owner, &[outcome(&c.key, state, now)])
+                        .finish(&owner, &[outcome(&c.key, state, now, c.attempts)])
                         .await
                         .unwrap()
                         == [true]
@@ -163,9 +199,10 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         for (k, n) in &calls {
             let crashed = crashes.get(k).copied().unwrap_or(0);
+            let deferred = deferrals.get(k).copied().unwrap_or(0);
             prop_assert!(
-                *n <= crashed + 1,
-                "{k:?} called {n} times with {crashed} crashes"
+                *n <= crashed + deferred + 1,
+                "{k:?} called {n} times with {crashed} crashes and {deferred} deferrals"
             );
             prop_assert!(completed.get(k).copied().unwrap_or(0) <= 1);
         }

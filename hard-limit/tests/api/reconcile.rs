@@ -78,3 +78,83 @@ fn iso_round(t: SystemTime) -> SystemTime {
         .as_millis() as u64;
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
+
+/// Reconciliations every 100 ms, a meeting tracked long enough to be closed
+/// if it went unlisted.
+async fn reconciling_app() -> TestApp {
+    spawn_app_with(|c| {
+        c.reconcile_every = Duration::from_millis(100);
+        c.close_unlisted_after = Duration::from_millis(300);
+    })
+    .await
+}
+
+async fn reconciliations(app: &TestApp, more: usize) {
+    let runs = app.fake.calls("GET", "/rooms").len();
+    wait_until("more reconciliations", Duration::from_secs(10), || async {
+        app.fake.calls("GET", "/rooms").len() >= runs + more
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_room_entry_that_does_not_parse_does_not_close_its_meeting() {
+    let app = reconciling_app().await;
+    let started = iso_round(SystemTime::now() - Duration::from_secs(300));
+    assert_eq!(
+        app.deliver(&room_update("room-odd", Some(started), false))
+            .await
+            .status(),
+        204
+    );
+    // eyeson lists the meeting, in a form this service does not parse.
+    let ms = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    app.fake.start_meeting("room-odd", &ms.to_string());
+    reconciliations(&app, 6).await;
+    assert_eq!(
+        app.state_of("room-odd", started).await.as_deref(),
+        Some("running")
+    );
+}
+
+#[tokio::test]
+async fn one_empty_room_list_does_not_close_running_meetings() {
+    let app = reconciling_app().await;
+    let started = iso_round(SystemTime::now() - Duration::from_secs(300));
+    app.meeting_starts("room-on", started).await;
+    // Tracked longer than --close-unlisted-after before the empty answer.
+    reconciliations(&app, 5).await;
+    app.fake.script_rooms(&[200]); // one transient empty list
+    reconciliations(&app, 5).await;
+    assert_eq!(
+        app.state_of("room-on", started).await.as_deref(),
+        Some("running")
+    );
+}
+
+/// A retention too long for milliseconds in an i64 keeps everything, rather
+/// than wrapping into the future and pruning every finished meeting.
+#[tokio::test]
+async fn an_enormous_retention_prunes_nothing() {
+    let app = spawn_app_with(|c| {
+        c.reconcile_every = Duration::from_millis(100);
+        c.retention = Duration::MAX;
+    })
+    .await;
+    let started = iso_round(SystemTime::now() - Duration::from_secs(60));
+    // Finished: eyeson reports it ended.
+    assert_eq!(
+        app.deliver(&room_update("room-kept", Some(started), true))
+            .await
+            .status(),
+        204
+    );
+    reconciliations(&app, 3).await;
+    assert_eq!(
+        app.state_of("room-kept", started).await.as_deref(),
+        Some("ended")
+    );
+}

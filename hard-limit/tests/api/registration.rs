@@ -96,3 +96,20 @@ async fn an_identical_registration_with_string_types_is_kept() {
     assert_eq!(app.fake.calls("GET", "/webhooks").len(), 1);
     assert!(app.fake.calls("POST", "/webhooks").is_empty());
 }
+
+#[tokio::test]
+async fn a_registration_without_the_trailing_slash_of_a_bare_host_is_kept() {
+    let fake = FakeEyeson::start(KEY).await;
+    fake.set_webhook(Some(
+        json!({"id": "bare", "url": "https://hooks.example.com", "types": ["room_update"]}),
+    ));
+    let client = eyeson_hard_limit::eyeson::EyesonClient::new(
+        fake.url().parse().unwrap(),
+        KEY.parse().unwrap(),
+    )
+    .unwrap();
+    let target: reqwest::Url = "https://hooks.example.com".parse().unwrap();
+    assert_eq!(target.as_str(), "https://hooks.example.com/");
+    assert!(!client.ensure_webhook(&target).await.unwrap());
+    assert!(fake.calls("POST", "/webhooks").is_empty());
+}

@@ -223,3 +223,99 @@ async fn stopping_finishes_the_shutdown_in_flight() {
         Some("shut_down")
     );
 }
+
+/// An eyeson outage longer than one claim's retry budget (half the lease)
+/// does not leave the meeting unenforced: the shutdown is deferred, not
+/// failed, and tried again until it goes through.
+#[tokio::test]
+async fn an_outage_longer_than_the_retry_budget_defers_the_shutdown() {
+    let app = spawn_app_with(|c| {
+        c.lease = Duration::from_secs(2); // retry budget: 1 s per claim
+        c.retry_backoff = Duration::from_millis(300);
+    })
+    .await;
+    // Many more 503s than one claim's budget allows.
+    app.fake.script_delete("room-outage", &[503; 12]);
+    let started = start_for_deadline_ago(Duration::from_secs(1));
+    app.meeting_starts("room-outage", started).await;
+    wait_until(
+        "the outage is over and the meeting shut down",
+        Duration::from_secs(30),
+        || async { app.state_of("room-outage", started).await.as_deref() == Some("shut_down") },
+    )
+    .await;
+    let statuses: Vec<u16> = app
+        .fake
+        .calls("DELETE", "/rooms/room-outage")
+        .iter()
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(statuses.len(), 13, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&204));
+    let text = app.metrics().await;
+    assert!(
+        text.lines().any(|l| l
+            .strip_prefix("hard_limit_shutdowns_total{outcome=\"deferred\"} ")
+            .is_some_and(|v| v.trim() != "0")),
+        "{text}"
+    );
+    assert!(
+        text.contains("hard_limit_shutdown_attempts_bucket"),
+        "{text}"
+    );
+}
+
+/// During a retry backoff the users leave (eyeson delivers the shutdown)
+/// and a new meeting starts in the room before its delivery reaches us:
+/// the pending retry must not `DELETE /rooms/{id}`, which would end the
+/// new meeting.
+#[tokio::test]
+async fn a_shutdown_delivered_during_a_retry_backoff_stops_the_retries() {
+    let app = spawn_app().await;
+    app.fake.script_delete("room-b", &[429]); // Retry-After: 1
+    let old = start_for_deadline_ago(Duration::from_secs(1));
+    app.meeting_starts("room-b", old).await;
+    wait_until(
+        "the first attempt was throttled",
+        Duration::from_secs(10),
+        || async { !app.fake.calls("DELETE", "/rooms/room-b").is_empty() },
+    )
+    .await;
+    assert_eq!(
+        app.deliver(&room_update("room-b", None, true))
+            .await
+            .status(),
+        204
+    );
+    // The new meeting runs at eyeson; its delivery has not arrived.
+    app.fake.start_meeting("room-b", &iso(SystemTime::now()));
+    app.wait_for_state("room-b", old, "ended").await;
+    assert_eq!(app.fake.calls("DELETE", "/rooms/room-b").len(), 1);
+    assert!(app.fake.is_running("room-b"), "the new meeting was ended");
+}
+
+/// A call that outlives the lease (no answer; the client timeout is 10 s)
+/// is given up before the lease expires, so the meeting's next claim (here
+/// by the same process) never calls while the first call is in flight.
+#[tokio::test]
+async fn a_hanging_call_is_given_up_before_the_lease_expires() {
+    let app = spawn_app_with(|c| {
+        c.lease = Duration::from_secs(2);
+        c.retry_backoff = Duration::from_millis(300);
+    })
+    .await;
+    app.fake.script_delete("room-h", &[0]); // the first call never answers
+    let started = start_for_deadline_ago(Duration::from_secs(1));
+    app.meeting_starts("room-h", started).await;
+    app.wait_for_state("room-h", started, "shut_down").await;
+    let calls = app.fake.calls("DELETE", "/rooms/room-h");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let abandoned = calls[0]
+        .abandoned_at
+        .expect("the hanging call was still in flight when the next one was made");
+    assert!(
+        calls[1].answered_instant >= abandoned,
+        "two calls were in flight at once"
+    );
+    assert!(abandoned - calls[0].answered_instant < Duration::from_secs(2));
+}

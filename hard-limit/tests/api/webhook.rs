@@ -193,3 +193,46 @@ async fn a_shutdown_without_start_ends_the_open_meeting() {
     app.wait_for_state("sentinel", sentinel, "shut_down").await;
     assert!(app.fake.calls("DELETE", "/rooms/room-end").is_empty());
 }
+
+/// The sole participant reloads the page: the SDK hangs up (eyeson sends
+/// `shutdown: true, started_at: null`, stamped in whole seconds) and a new
+/// meeting starts in the same second. The new meeting must keep its limit,
+/// whichever of the two deliveries arrives first.
+#[tokio::test]
+async fn a_null_start_shutdown_does_not_end_a_meeting_started_in_the_same_second() {
+    let app = spawn_app().await;
+    let ts = unix_now();
+    let second = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(ts as u64);
+    let old = start_for_deadline_in(Duration::from_secs(600));
+    let shutdown = room_update_at(ts, "room-reload", None, true);
+    // Shutdown first, then the new meeting's start (started 500 ms into
+    // the shutdown's second).
+    app.meeting_starts("room-reload", old).await;
+    assert_eq!(app.deliver(&shutdown).await.status(), 204);
+    let new = second + Duration::from_millis(500);
+    app.meeting_starts("room-reload", new).await;
+    assert_eq!(
+        app.state_of("room-reload", old).await.as_deref(),
+        Some("ended")
+    );
+    assert_eq!(
+        app.state_of("room-reload", new).await.as_deref(),
+        Some("running"),
+        "the new meeting escaped its limit"
+    );
+    // The same with no meeting known when the shutdown arrives.
+    assert_eq!(
+        app.deliver(&room_update_at(ts, "room-fresh", None, true))
+            .await
+            .status(),
+        204
+    );
+    app.meeting_starts("room-fresh", second + Duration::from_millis(200))
+        .await;
+    assert_eq!(
+        app.state_of("room-fresh", second + Duration::from_millis(200))
+            .await
+            .as_deref(),
+        Some("running")
+    );
+}
