@@ -80,7 +80,10 @@ impl Reconciler {
         loop {
             let leader = self.store.chores_leader().await;
             if leader != leading {
-                tracing::info!(leader, "singleton chores (reconciliation, pruning, registration)");
+                tracing::info!(
+                    leader,
+                    "singleton chores (reconciliation, pruning, registration)"
+                );
                 leading = leader;
             }
             if leader {

@@ -57,7 +57,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    options: PgConnectOptions,
+    /// For the chores lock's own connection (boxed: the options are large).
+    options: Arc<PgConnectOptions>,
     /// Use `now()` of the database (true) or the caller's `now` (tests).
     db_clock: bool,
     /// The connection holding the chores lock, while this replica leads.
@@ -129,7 +130,7 @@ impl PgStore {
         migrator().run(&pool).await?;
         Ok(PgStore {
             pool,
-            options,
+            options: Arc::new(options),
             db_clock,
             chores: Arc::new(Mutex::new(None)),
         })
@@ -507,7 +508,10 @@ impl MeetingStore for PgStore {
         known_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let rooms: Vec<String> = listed.iter().map(|k| k.room_id.as_str().to_owned()).collect();
+        let rooms: Vec<String> = listed
+            .iter()
+            .map(|k| k.room_id.as_str().to_owned())
+            .collect();
         let starts: Vec<i64> = listed.iter().map(|k| k.started_at.0).collect();
         let mut tx = self.pool.begin().await?;
         let now = self.now_in(&mut tx, now).await?;

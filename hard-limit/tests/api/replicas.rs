@@ -56,9 +56,7 @@ impl Replica {
         let deadline = Instant::now() + Duration::from_secs(30);
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("the replica logs its address");
+            let line = rx.recv_timeout(left).expect("the replica logs its address");
             if line.contains("listening") {
                 if let Some(rest) = line.split("addr=").nth(1) {
                     break rest.split_whitespace().next().unwrap().to_owned();
@@ -80,10 +78,7 @@ impl Replica {
 
     /// Asserts the process is alive and never logged a panic.
     fn assert_healthy_process(&mut self) {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "a replica exited"
-        );
+        assert!(self.child.try_wait().unwrap().is_none(), "a replica exited");
         let logs = self.logs.lock().unwrap();
         assert!(
             !logs.iter().any(|l| l.contains("panicked")),
@@ -192,7 +187,12 @@ fn successful_deletes(fake: &FakeEyeson) -> HashMap<String, usize> {
     by_room
 }
 
-fn meetings(prefix: &str, n: usize, first_due: Duration, spread: Duration) -> Vec<(String, SystemTime)> {
+fn meetings(
+    prefix: &str,
+    n: usize,
+    first_due: Duration,
+    spread: Duration,
+) -> Vec<(String, SystemTime)> {
     (0..n)
         .map(|i| {
             let due = first_due + spread.mul_f64(i as f64 / n as f64);
@@ -220,9 +220,11 @@ async fn three_replicas_shut_down_a_thousand_meetings_exactly_once() {
     let refused = deliver_all(&urls, &all, 48, Duration::from_secs(20)).await;
     assert_eq!(refused, 0, "every delivery accepted at once");
     let ingest = began.elapsed();
-    wait_until("all 1000 meetings shut down", Duration::from_secs(30), || async {
-        fake.deletes().len() >= 1000
-    })
+    wait_until(
+        "all 1000 meetings shut down",
+        Duration::from_secs(30),
+        || async { fake.deletes().len() >= 1000 },
+    )
     .await;
     // Leases would let a double claim show up within seconds; the metrics
     // agree with the fake once every outcome is recorded.
@@ -265,9 +267,11 @@ async fn three_replicas_shut_down_a_thousand_meetings_exactly_once() {
         "shutdowns per replica: {per_replica:?}"
     );
     // Registration converged: one POST among three replicas, never a DELETE.
-    wait_until("the webhook is registered", Duration::from_secs(10), || async {
-        fake.webhook().is_some()
-    })
+    wait_until(
+        "the webhook is registered",
+        Duration::from_secs(10),
+        || async { fake.webhook().is_some() },
+    )
     .await;
     assert_eq!(fake.calls("POST", "/webhooks").len(), 1);
     assert!(fake
@@ -290,7 +294,12 @@ async fn a_replica_killed_while_holding_leases_loses_nothing() {
     let fake = FakeEyeson::start(KEY).await;
     let n = 20;
     let all: Vec<(String, SystemTime)> = (0..n)
-        .map(|i| (format!("held-{i}"), start_for_deadline_ago(Duration::from_secs(1))))
+        .map(|i| {
+            (
+                format!("held-{i}"),
+                start_for_deadline_ago(Duration::from_secs(1)),
+            )
+        })
         .collect();
     for (room, started) in &all {
         fake.start_meeting(room, &iso(*started));
@@ -299,20 +308,30 @@ async fn a_replica_killed_while_holding_leases_loses_nothing() {
     }
     let lease = [("LEASE", "3s")];
     let doomed = Replica::start(&fake, &db.url, &lease);
-    let refused = deliver_all(&[doomed.url.clone()], &all, 8, Duration::from_secs(10)).await;
+    let refused = deliver_all(
+        std::slice::from_ref(&doomed.url),
+        &all,
+        8,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(refused, 0);
-    wait_until("the doomed replica holds every lease", Duration::from_secs(10), || async {
-        fake.deletes().iter().filter(|d| d.status == 0).count() == n
-    })
+    wait_until(
+        "the doomed replica holds every lease",
+        Duration::from_secs(10),
+        || async { fake.deletes().iter().filter(|d| d.status == 0).count() == n },
+    )
     .await;
     let killed_at = Instant::now();
     doomed.kill9();
     let mut survivors: Vec<Replica> = (0..2)
         .map(|_| Replica::start(&fake, &db.url, &lease))
         .collect();
-    wait_until("every held meeting shut down", Duration::from_secs(20), || async {
-        successful_deletes(&fake).len() == n
-    })
+    wait_until(
+        "every held meeting shut down",
+        Duration::from_secs(20),
+        || async { successful_deletes(&fake).len() == n },
+    )
     .await;
     assert!(
         killed_at.elapsed() >= Duration::from_secs(1),
@@ -413,7 +432,11 @@ impl Drop for Proxy {
 fn pg_addr(db: &PgDb) -> SocketAddr {
     let url = reqwest::Url::parse(&db.url).unwrap();
     let host = url.host_str().unwrap_or("127.0.0.1");
-    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     format!("{host}:{}", url.port().unwrap_or(5432))
         .parse()
         .expect("HARD_LIMIT_TEST_PG names an IP address")
@@ -458,8 +481,16 @@ async fn losing_the_database_mid_run_loses_no_acknowledged_webhook() {
         })
         .await;
     }
-    let body = room_update("probe", Some(start_for_deadline_in(Duration::from_secs(60))), false);
-    assert_eq!(post(&http, &urls[0], &body).await, 503, "webhooks answer 503");
+    let body = room_update(
+        "probe",
+        Some(start_for_deadline_in(Duration::from_secs(60))),
+        false,
+    );
+    assert_eq!(
+        post(&http, &urls[0], &body).await,
+        503,
+        "webhooks answer 503"
+    );
     // Deliveries during the outage: refused with 503, retried; the
     // database comes back while they are being retried.
     let sender = {
@@ -467,44 +498,57 @@ async fn losing_the_database_mid_run_loses_no_acknowledged_webhook() {
         let during = during.clone();
         tokio::spawn(async move { deliver_all(&urls, &during, 16, Duration::from_secs(30)).await })
     };
-    wait_until("some deliveries refused", Duration::from_secs(10), || async {
-        cut_at.elapsed() > Duration::from_secs(2)
-    })
+    wait_until(
+        "some deliveries refused",
+        Duration::from_secs(10),
+        || async { cut_at.elapsed() > Duration::from_secs(2) },
+    )
     .await;
     proxy.restore();
     let refused = sender.await.unwrap();
-    assert!(refused > 0, "deliveries during the outage were refused (503)");
+    assert!(
+        refused > 0,
+        "deliveries during the outage were refused (503)"
+    );
     for r in &replicas {
         wait_until("/healthz recovers", Duration::from_secs(10), || async {
             r.health(&http).await == 200
         })
         .await;
     }
-    wait_until("every meeting enforced", Duration::from_secs(30), || async {
-        successful_deletes(&fake).len() == before.len() + during.len()
-    })
+    wait_until(
+        "every meeting enforced",
+        Duration::from_secs(30),
+        || async { successful_deletes(&fake).len() == before.len() + during.len() },
+    )
     .await;
     let by_room = successful_deletes(&fake);
-    assert!(by_room.values().all(|n| *n == 1), "one shutdown per meeting");
     assert!(
-        fake.deletes().iter().all(|d| d.status == 204 || d.status == 404),
+        by_room.values().all(|n| *n == 1),
+        "one shutdown per meeting"
+    );
+    assert!(
+        fake.deletes()
+            .iter()
+            .all(|d| d.status == 204 || d.status == 404),
         "repeats (outcome lost with the connection) only ever met 404"
     );
     // The probe (never acknowledged) is not tracked; everything is settled.
-    wait_until("every outcome recorded", Duration::from_secs(15), || async {
-        let list: Vec<serde_json::Value> = match http
-            .get(format!("{}/meetings", urls[1]))
-            .send()
-            .await
-        {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => return false,
-        };
-        list.len() == before.len() + during.len()
-            && list
-                .iter()
-                .all(|m| m["state"] == "shut_down" || m["state"] == "ended")
-    })
+    wait_until(
+        "every outcome recorded",
+        Duration::from_secs(15),
+        || async {
+            let list: Vec<serde_json::Value> =
+                match http.get(format!("{}/meetings", urls[1])).send().await {
+                    Ok(r) => r.json().await.unwrap_or_default(),
+                    Err(_) => return false,
+                };
+            list.len() == before.len() + during.len()
+                && list
+                    .iter()
+                    .all(|m| m["state"] == "shut_down" || m["state"] == "ended")
+        },
+    )
     .await;
     for r in &mut replicas {
         r.assert_healthy_process();

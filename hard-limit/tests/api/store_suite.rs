@@ -324,7 +324,10 @@ async fn close_unlisted_closes_only_old_unlisted_meetings(store: &Store) {
         .apply(&[track("a", 0), track("b", 0)], Timestamp(1_000))
         .await
         .unwrap();
-    store.apply(&[track("c", 0)], Timestamp(5_000)).await.unwrap();
+    store
+        .apply(&[track("c", 0)], Timestamp(5_000))
+        .await
+        .unwrap();
     // Listed: a. Tracked before 3 s: a, b. So b is closed; c is too new.
     let closed = store
         .close_unlisted(&[key("a", 0)], Timestamp(3_000), Timestamp(6_000))
@@ -434,13 +437,13 @@ async fn postgres_uses_the_database_clock() {
     // Deadline 60 s after start: started 61 s ago is due, 59 s ago is not,
     // whatever "now" the caller claims.
     store
-        .apply(&[track("due", now.0 - 61_000), track("later", now.0 - 59_000)], Timestamp(0))
+        .apply(
+            &[track("due", now.0 - 61_000), track("later", now.0 - 59_000)],
+            Timestamp(0),
+        )
         .await
         .unwrap();
-    let c = store
-        .claim_due(Timestamp(0), LEASE, "w", 10)
-        .await
-        .unwrap();
+    let c = store.claim_due(Timestamp(0), LEASE, "w", 10).await.unwrap();
     assert_eq!(c.len(), 1, "the database's clock decides, not the caller's");
     assert_eq!(c[0].key.room_id.as_str(), "due");
     assert!(store
@@ -450,6 +453,9 @@ async fn postgres_uses_the_database_clock() {
         .is_empty());
     // next_wake comes back in local time: about 1 s from now.
     let wake = store.next_wake().await.unwrap().unwrap();
-    assert!((wake.0 - (now.0 + 1_000)).abs() < 500, "{wake:?} vs {now:?}");
+    assert!(
+        (wake.0 - (now.0 + 1_000)).abs() < 500,
+        "{wake:?} vs {now:?}"
+    );
     store.close().await;
 }
