@@ -144,7 +144,10 @@ impl BenchDb {
 struct Services {
     urls: Vec<String>,
     children: Vec<std::process::Child>,
-    in_process: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    in_process: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Services {

@@ -14,9 +14,9 @@
 //!   hard_limit_meetings`; every replica `LISTEN`s ([`PgStore::spawn_listener`])
 //!   and pokes its scheduler, so a deadline written through one replica
 //!   wakes all of them, not only after their next sleep.
-//! - **Per-room serialisation**: each plan takes a transaction-scoped
-//!   advisory lock on its room (in room order, so two batches cannot
-//!   deadlock), so a "running" and a "shutdown" delivery for one room that
+//! - **Per-room serialisation**: a batch first takes transaction-scoped
+//!   advisory locks on all its rooms (one round trip, in key order, so two
+//!   batches cannot deadlock), so a "running" and a "shutdown" delivery for one room that
 //!   land on two replicas at once are applied one after the other, as on
 //!   SQLite's single writer.
 //! - **Singleton chores** (reconciliation, pruning, webhook registration)
@@ -273,17 +273,28 @@ impl PgStore {
                     insert(tx, key, *deadline, MeetingState::Ended, now).await?;
                     return Ok(Applied::LateForEndedMeeting);
                 }
-                let inserted = insert(tx, key, *deadline, MeetingState::Running, now).await?;
-                sqlx::query(
-                    "UPDATE meetings SET state = 'ended', finished_at = $3, updated_at = $3
-                     WHERE room_id = $1 AND started_at < $2 AND state = 'running'",
+                // Track, and close the room's older running meetings (a newer
+                // start proves they ended), in one round trip: a
+                // data-modifying CTE runs to completion even if unread.
+                let inserted: i64 = sqlx::query_scalar(
+                    "WITH ins AS (
+                       INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at)
+                       VALUES ($1, $2, $3, 'running', $4, $4)
+                       ON CONFLICT (room_id, started_at) DO NOTHING
+                       RETURNING 1),
+                     older AS (
+                       UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
+                       WHERE room_id = $1 AND started_at < $2 AND state = 'running'
+                       RETURNING 1)
+                     SELECT count(*) FROM ins",
                 )
                 .bind(key.room_id.as_str())
                 .bind(key.started_at.0)
+                .bind(deadline.0)
                 .bind(now)
-                .execute(&mut **tx)
+                .fetch_one(&mut **tx)
                 .await?;
-                Ok(if inserted {
+                Ok(if inserted == 1 {
                     Applied::Tracked
                 } else {
                     Applied::AlreadyKnown
@@ -358,27 +369,26 @@ fn claim_of(row: &PgRow) -> Result<Claim, StoreError> {
 
 impl MeetingStore for PgStore {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
-        // Rooms in a fixed order (stable: one room's plans keep theirs), so
-        // two batches locking rooms cannot deadlock.
-        let mut order: Vec<usize> = (0..plans.len()).collect();
-        order.sort_by(|&a, &b| room_of(&plans[a]).cmp(&room_of(&plans[b])));
         let mut tx = self.pool.begin().await?;
         let now = self.now_in(&mut tx, now).await?;
-        let mut out = vec![Applied::Ignored; plans.len()];
-        let mut locked: Option<&str> = None;
-        for i in order {
-            let plan = &plans[i];
-            if let Some(room) = room_of(plan) {
-                if locked != Some(room) {
-                    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-                        .bind(ROOM_LOCK_SPACE)
-                        .bind(room)
-                        .execute(&mut *tx)
-                        .await?;
-                    locked = Some(room);
-                }
-            }
-            out[i] = Self::apply_one(&mut tx, plan, now).await?;
+        // Every room of the batch locked in one round trip, in key order,
+        // so two batches cannot deadlock on each other.
+        let mut rooms: Vec<&str> = plans.iter().filter_map(room_of).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        if !rooms.is_empty() {
+            sqlx::query(
+                "SELECT count(pg_advisory_xact_lock($1, k))
+                 FROM (SELECT DISTINCT hashtext(r) AS k FROM unnest($2::text[]) AS r ORDER BY k) keys",
+            )
+            .bind(ROOM_LOCK_SPACE)
+            .bind(rooms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut out = Vec::with_capacity(plans.len());
+        for plan in plans {
+            out.push(Self::apply_one(&mut tx, plan, now).await?);
         }
         if out.contains(&Applied::Tracked) {
             // Delivered at commit, to every replica's listener.

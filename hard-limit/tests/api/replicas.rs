@@ -350,16 +350,24 @@ async fn a_replica_killed_while_holding_leases_loses_nothing() {
         sum == n as u64
     })
     .await;
-    let list: Vec<serde_json::Value> = http
-        .get(format!("{}/meetings", survivors[0].url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list.len(), n);
-    assert!(list.iter().all(|m| m["state"] == "shut_down"), "{list:?}");
+    // The counter moves when the call completes; the outcome commits a
+    // moment later.
+    wait_until(
+        "every outcome recorded",
+        Duration::from_secs(10),
+        || async {
+            let list: Vec<serde_json::Value> = http
+                .get(format!("{}/meetings", survivors[0].url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            list.len() == n && list.iter().all(|m| m["state"] == "shut_down")
+        },
+    )
+    .await;
     for r in &mut survivors {
         r.assert_healthy_process();
     }
