@@ -138,6 +138,7 @@ impl Scheduler {
             if pause.is_zero() {
                 continue;
             }
+            tracing::debug!(?pause, "scheduler sleeping");
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.wake.notified() => {}

@@ -86,6 +86,14 @@ impl Replica {
         );
     }
 
+    /// Waits (bounded) until a log line contains `what`.
+    async fn wait_for_log(&self, what: &str) {
+        wait_until(what, Duration::from_secs(10), || async {
+            self.logs.lock().unwrap().iter().any(|l| l.contains(what))
+        })
+        .await;
+    }
+
     async fn health(&self, http: &reqwest::Client) -> u16 {
         match http.get(format!("{}/healthz", self.url)).send().await {
             Ok(r) => r.status().as_u16(),
@@ -561,4 +569,46 @@ async fn losing_the_database_mid_run_loses_no_acknowledged_webhook() {
     for r in &mut replicas {
         r.assert_healthy_process();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_written_through_one_replica_wakes_the_others() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let fake = FakeEyeson::start(KEY).await;
+    // Both idle: nothing is open, so each scheduler sleeps its full minute
+    // (waiting for the other's log line makes sure it went to sleep before
+    // the meeting existed).
+    let debug = [("RUST_LOG", "info,eyeson_hard_limit::scheduler=debug")];
+    let writer = Replica::start(&fake, &db.url, &debug);
+    let mut other = Replica::start(&fake, &db.url, &debug);
+    other.wait_for_log("scheduler sleeping pause=60s").await;
+    let started = start_for_deadline_in(Duration::from_millis(1500));
+    fake.start_meeting("woken", &iso(started));
+    let http = reqwest::Client::new();
+    assert_eq!(
+        post(
+            &http,
+            &writer.url,
+            &room_update("woken", Some(started), false)
+        )
+        .await,
+        204
+    );
+    // The replica that took the delivery dies before the deadline: only a
+    // NOTIFY can have told the other one about the meeting in time.
+    writer.kill9();
+    wait_until(
+        "the other replica shuts the meeting down at its deadline",
+        Duration::from_secs(10),
+        || async { successful_deletes(&fake).len() == 1 },
+    )
+    .await;
+    let late = fake.deletes()[0]
+        .answered_at
+        .duration_since(started + LIMIT)
+        .expect("not before the deadline");
+    assert!(late < Duration::from_secs(2), "woken late: {late:?}");
+    other.assert_healthy_process();
 }
