@@ -185,7 +185,9 @@ impl Scheduler {
 
     /// Ends one claimed meeting and records the outcome.
     async fn enforce(&self, claim: Claim, finisher: &mpsc::Sender<Finished>) {
-        let outcome = self.outcome(&claim).await;
+        let Some(outcome) = self.outcome(&claim).await else {
+            return;
+        };
         let now = self.clock.now();
         metrics::shutdown(outcome);
         if matches!(
@@ -236,13 +238,15 @@ impl Scheduler {
         }
     }
 
-    async fn outcome(&self, claim: &Claim) -> ShutdownOutcome {
+    /// The outcome to record; `None` when the store failed and the lease
+    /// should simply expire.
+    async fn outcome(&self, claim: &Claim) -> Option<ShutdownOutcome> {
         let key = &claim.key;
         if self.dry_run {
-            return match self.store.newer_meeting_known(key).await {
+            return Some(match self.store.newer_meeting_known(key).await {
                 Ok(true) => ShutdownOutcome::SkippedNewerMeeting,
                 _ => ShutdownOutcome::DryRun,
-            };
+            });
         }
         // Stop starting attempts after half the lease, so the last one (10 s
         // timeout at most) ends well before another worker may claim.
@@ -270,18 +274,26 @@ impl Scheduler {
             })
             .await;
         match result {
-            Ok(outcome) => outcome,
+            Ok(outcome) => Some(outcome),
             Err(StepError::Api(e)) if !e.is_retryable() => {
                 tracing::error!(room = %key.room_id, error = %e, "eyeson refused the shutdown; not retrying");
                 if matches!(e, ApiError::Status(401 | 403 | 423)) {
-                    ShutdownOutcome::Refused
+                    Some(ShutdownOutcome::Refused)
                 } else {
-                    ShutdownOutcome::GaveUp
+                    Some(ShutdownOutcome::GaveUp)
                 }
+            }
+            // The store, not eyeson, failed (the database is gone): giving
+            // up would record `failed` for a meeting nobody tried to end.
+            // Record nothing; the lease expires and the meeting is claimed
+            // again once the store answers.
+            Err(StepError::Store(e)) => {
+                tracing::error!(room = %key.room_id, error = %e, "store unavailable during shutdown; the meeting will be claimed again after its lease");
+                None
             }
             Err(e) => {
                 tracing::error!(room = %key.room_id, error = %e, "shutdown failed; retries exhausted");
-                ShutdownOutcome::GaveUp
+                Some(ShutdownOutcome::GaveUp)
             }
         }
     }

@@ -566,6 +566,41 @@ async fn losing_the_database_mid_run_loses_no_acknowledged_webhook() {
         },
     )
     .await;
+    // And the server side of a restart: PostgreSQL ends every backend of
+    // the replicas. The next delivery and shutdown still go through.
+    {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&crate::pg::admin_url())
+            .await
+            .unwrap();
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&db.name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(ended > 0, "the replicas had connections");
+        let _ = admin.close().await;
+    }
+    let after = meetings(
+        "after",
+        10,
+        Duration::from_millis(1500),
+        Duration::from_millis(500),
+    );
+    for (room, started) in &after {
+        fake.start_meeting(room, &iso(*started));
+    }
+    deliver_all(&urls, &after, 4, Duration::from_secs(15)).await;
+    wait_until(
+        "meetings after the backends ended enforced",
+        Duration::from_secs(15),
+        || async { successful_deletes(&fake).len() == before.len() + during.len() + after.len() },
+    )
+    .await;
+    assert!(successful_deletes(&fake).values().all(|n| *n == 1));
     for r in &mut replicas {
         r.assert_healthy_process();
     }
