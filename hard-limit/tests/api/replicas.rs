@@ -404,6 +404,9 @@ impl Proxy {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     continue;
                 };
+                // Checked and registered under one lock, so a connection
+                // accepted while the proxy is being cut cannot slip through.
+                let mut conns = conns2.lock().unwrap();
                 if !up2.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
@@ -413,7 +416,6 @@ impl Proxy {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
-                let mut conns = conns2.lock().unwrap();
                 conns.retain(|c| !c.is_finished());
                 conns.push(piping.abort_handle());
             }
@@ -427,8 +429,9 @@ impl Proxy {
     }
 
     fn cut(&self) {
+        let mut conns = self.conns.lock().unwrap();
         self.up.store(false, Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
+        for c in conns.drain(..) {
             c.abort();
         }
     }
