@@ -4,6 +4,10 @@
 //! cargo run --release -p eyeson-hard-limit --example bench -- lateness [meetings] [window_ms]
 //! cargo run --release -p eyeson-hard-limit --example bench -- ingest [deliveries] [concurrency]
 //! cargo run --release -p eyeson-hard-limit --example bench -- scale [meetings]
+//! # PostgreSQL, several replicas (each a process of its own; a fresh
+//! # database hl_bench_* is created through the URL's server and dropped):
+//! cargo run --release -p eyeson-hard-limit --example bench -- lateness --database postgres://postgres@127.0.0.1/test --replicas 3
+//! cargo run --release -p eyeson-hard-limit --example bench -- ingest --database postgres://postgres@127.0.0.1/test --replicas 3
 //! ```
 //!
 //! - `lateness`: N meetings (default 1,000) whose deadlines fall within a
@@ -38,15 +42,195 @@ use serde_json::json;
 const KEY: &str = "bench-api-key";
 const LIMIT: Duration = Duration::from_secs(30 * 60);
 
+/// Positional arguments, without the `--database URL` / `--replicas N` options.
+fn positional() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = std::env::args();
+    while let Some(a) = args.next() {
+        if a == "--database" || a == "--replicas" {
+            args.next();
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn option(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
 fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(n)
+    positional()
+        .get(n)
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
 }
 
+/// Where the services keep their meetings: the default SQLite file, or a
+/// fresh database on the PostgreSQL server `--database` names.
+struct BenchDb {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl BenchDb {
+    async fn create(file: &str) -> BenchDb {
+        match option("--database") {
+            Some(admin) if admin.starts_with("postgres") => {
+                use sqlx::Connection;
+                let name = format!("hl_bench_{}", std::process::id());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let _ = conn.close().await;
+                let mut url = reqwest::Url::parse(&admin).unwrap();
+                url.set_path(&format!("/{name}"));
+                BenchDb {
+                    url: url.to_string(),
+                    _dir: None,
+                    pg: Some((admin, name)),
+                }
+            }
+            Some(other) => BenchDb {
+                url: other,
+                _dir: None,
+                pg: None,
+            },
+            None => {
+                let dir = bench_dir();
+                BenchDb {
+                    url: format!("sqlite://{}", dir.path().join(file).display()),
+                    _dir: Some(dir),
+                    pg: None,
+                }
+            }
+        }
+    }
+
+    fn engine(&self) -> &'static str {
+        if self.pg.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    }
+
+    async fn drop_database(self) {
+        if let Some((admin, name)) = self.pg {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            let _ = conn.close().await;
+        }
+    }
+}
+
+/// The services under test: one in this process (SQLite, one replica, as
+/// before), or `--replicas N` processes of this binary (`serve`) on one
+/// database (always processes on PostgreSQL, so 1, 2 and 3 replicas are
+/// measured the same way).
+struct Services {
+    urls: Vec<String>,
+    children: Vec<std::process::Child>,
+    in_process: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Services {
+    async fn start(fake: &FakeEyeson, db: &BenchDb) -> Services {
+        let replicas = option("--replicas")
+            .and_then(|r| r.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        if replicas == 1 && db.pg.is_none() {
+            let (url, _store, stop, task) = start_service(fake, db.url.clone()).await;
+            return Services {
+                urls: vec![url],
+                children: Vec::new(),
+                in_process: Some((stop, task)),
+            };
+        }
+        let exe = std::env::current_exe().unwrap();
+        let mut urls = Vec::new();
+        let mut children = Vec::new();
+        for _ in 0..replicas {
+            let mut child = Command::new(&exe)
+                .args(["serve", &db.url, &fake.url()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+            urls.push(line.trim().to_owned());
+            children.push(child);
+        }
+        Services {
+            urls,
+            children,
+            in_process: None,
+        }
+    }
+
+    async fn stop(self) {
+        if let Some((stop, task)) = self.in_process {
+            let _ = stop.send(());
+            task.await.unwrap();
+        }
+        for mut c in self.children {
+            // Closing stdin asks `serve` to stop.
+            drop(c.stdin.take());
+            let _ = tokio::task::spawn_blocking(move || c.wait()).await;
+        }
+    }
+}
+
+/// One replica for the benchmarks: `serve DATABASE FAKE_URL`; prints its
+/// URL, stops when stdin closes.
+async fn serve() {
+    let args = positional();
+    let (db, fake_url) = (args[2].clone(), args[3].clone());
+    let mut config = Config::new(KEY.parse().unwrap(), fake_url.parse().unwrap(), db);
+    config.reconcile_every = Duration::from_secs(3600);
+    config.max_duration = LIMIT;
+    config.close_unlisted_after = Duration::from_secs(86_400);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let app = Application::build(config).await.unwrap();
+    println!("http://{}", app.local_addr());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    app.run_until_stopped(async {
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        })
+        .await;
+    })
+    .await
+    .unwrap();
+}
+
 fn main() {
-    let mode = std::env::args().nth(1).unwrap_or_default();
+    let mode = positional().get(1).cloned().unwrap_or_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,9 +241,10 @@ fn main() {
         "ingest-load" => rt.block_on(ingest_load()),
         "scale" => rt.block_on(scale(arg(2, 1_000_000) as usize)),
         "scale-serve" => rt.block_on(scale_serve()),
+        "serve" => rt.block_on(serve()),
         _ => {
             eprintln!(
-                "usage: bench (lateness [n] [window_ms] | ingest [n] [concurrency] | scale [n])"
+                "usage: bench (lateness [n] [window_ms] | ingest [n] [concurrency] | scale [n]) [--database URL] [--replicas N]"
             );
             std::process::exit(2);
         }
@@ -136,9 +321,9 @@ async fn start_service(
 
 async fn lateness(n: usize, window_ms: u64) {
     let fake = FakeEyeson::start(KEY).await;
-    let dir = bench_dir();
-    let db = format!("sqlite://{}", dir.path().join("lateness.db").display());
-    let (url, _store, stop, task) = start_service(&fake, db).await;
+    let db = BenchDb::create("lateness.db").await;
+    let services = Services::start(&fake, &db).await;
+    let replicas = services.urls.len();
     let http = reqwest::Client::new();
     let first_deadline = ms_floor(SystemTime::now() + Duration::from_secs(5));
     let mut deadlines = Vec::with_capacity(n);
@@ -153,7 +338,7 @@ async fn lateness(n: usize, window_ms: u64) {
         let body = delivery(&room, started);
         let sig = sign(KEY.as_bytes(), body.as_bytes());
         let http = http.clone();
-        let url = url.clone();
+        let url = services.urls[i % replicas].clone();
         pending.spawn(async move {
             let r = http
                 .post(format!("{url}/webhook"))
@@ -206,7 +391,10 @@ async fn lateness(n: usize, window_ms: u64) {
         .collect();
     late_ms.sort_by(f64::total_cmp);
     let early = late_ms.iter().filter(|l| **l < 0.0).count();
-    println!("bench lateness: {n} meetings, deadlines spread over {window_ms} ms");
+    println!(
+        "bench lateness: {n} meetings, deadlines spread over {window_ms} ms, {} store, {replicas} replica(s)",
+        db.engine()
+    );
     println!("  ingest of {n} signed deliveries: {ingest_took:.2?}");
     println!(
         "  lateness (DELETE answered - deadline): min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -221,15 +409,16 @@ async fn lateness(n: usize, window_ms: u64) {
         fake.deletes().len(),
         fake.deletes().len() == n
     );
-    let _ = stop.send(());
-    task.await.unwrap();
+    services.stop().await;
+    db.drop_database().await;
 }
 
 async fn ingest(n: usize, concurrency: usize) {
     let fake = FakeEyeson::start(KEY).await;
-    let dir = bench_dir();
-    let db = format!("sqlite://{}", dir.path().join("ingest.db").display());
-    let (url, store, stop, task) = start_service(&fake, db).await;
+    let db = BenchDb::create("ingest.db").await;
+    let services = Services::start(&fake, &db).await;
+    let replicas = services.urls.len();
+    let url = services.urls.join(",");
     let exe = std::env::current_exe().unwrap();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(exe)
@@ -247,6 +436,7 @@ async fn ingest(n: usize, concurrency: usize) {
     .unwrap();
     assert!(out.status.success(), "load generator failed");
     let report = String::from_utf8_lossy(&out.stdout);
+    let store = Store::connect(&db.url).await.unwrap();
     let stored = store
         .count_by_state()
         .await
@@ -254,16 +444,20 @@ async fn ingest(n: usize, concurrency: usize) {
         .iter()
         .map(|(_, c)| *c)
         .sum::<u64>();
-    println!("bench ingest: {n} signed deliveries, {concurrency} connections, load generator in a second process");
+    println!(
+        "bench ingest: {n} signed deliveries, {concurrency} connections, load generator in a second process, {} store, {replicas} replica(s)",
+        db.engine()
+    );
     print!("{report}");
     println!("  meetings committed in the store: {stored} (expected {n})");
-    let _ = stop.send(());
-    task.await.unwrap();
+    store.close().await;
+    services.stop().await;
+    db.drop_database().await;
 }
 
 /// The load generator (second process): `ingest-load URL N CONCURRENCY`.
 async fn ingest_load() {
-    let url = std::env::args().nth(2).unwrap();
+    let urls: Vec<String> = positional()[2].split(',').map(str::to_owned).collect();
     let n = arg(3, 20_000) as usize;
     let concurrency = arg(4, 64) as usize;
     let started = ms_floor(SystemTime::now());
@@ -285,7 +479,7 @@ async fn ingest_load() {
     let t0 = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (bodies, next, http, url) = (bodies.clone(), next.clone(), http.clone(), url.clone());
+        let (bodies, next, http, urls) = (bodies.clone(), next.clone(), http.clone(), urls.clone());
         workers.spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -294,6 +488,7 @@ async fn ingest_load() {
                     break;
                 };
                 let t = Instant::now();
+                let url = &urls[i % urls.len()];
                 let r = http
                     .post(format!("{url}/webhook"))
                     .header("x-eyeson-signature", sig)

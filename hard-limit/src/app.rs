@@ -150,6 +150,10 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let listener = self
+            .state
+            .store
+            .spawn_listener(self.scheduler.wake.clone(), stop_rx.clone());
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
         let reconciler = tokio::spawn(self.reconciler.run(stop_rx.clone()));
         let store = self.state.store.clone();
@@ -171,6 +175,10 @@ impl Application {
         let _ = scheduler.await;
         reconciler.abort();
         let _ = reconciler.await;
+        if let Some(listener) = listener {
+            listener.abort();
+            let _ = listener.await;
+        }
         store.close().await;
         tracing::info!("stopped");
         served.map_err(StartError::Io)

@@ -114,7 +114,8 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8042")]
     pub listen: SocketAddr,
 
-    /// Database URL (sqlite://path; the file is created if missing).
+    /// Database URL: sqlite://path (the default; the file is created if missing) or
+    /// postgres://user@host/db (several replicas on one database).
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://hard-limit.db")]
     pub database: String,
 

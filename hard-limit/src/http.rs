@@ -96,9 +96,21 @@ impl From<MeetingView> for MeetingJson {
     }
 }
 
-async fn healthz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
-    app.store.ping().await?;
-    Ok("ok\n")
+async fn healthz(State(app): State<AppState>) -> Response {
+    // Bounded: a database that does not answer is as unhealthy as one that
+    // refuses (a load balancer's probe should not hang).
+    match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
+        Ok(Ok(())) => "ok\n".into_response(),
+        Ok(Err(e)) => ApiError::Store(e).into_response(),
+        Err(_) => {
+            tracing::error!("store did not answer the health check within 2s");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "store unavailable"})),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn render_metrics(State(app): State<AppState>) -> Response {

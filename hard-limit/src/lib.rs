@@ -23,6 +23,12 @@
 //! 4. The [`reconcile`] task reads `GET /rooms` at start and periodically,
 //!    so meetings that began while the service was down are enforced too.
 //!
+//! On PostgreSQL any number of replicas share one database: claims use
+//! `FOR UPDATE SKIP LOCKED` and the database's clock, `LISTEN/NOTIFY` wakes
+//! every replica's scheduler for a new meeting, and the singleton chores
+//! (reconciliation, pruning, webhook registration) run on the one replica
+//! holding an advisory lock ([`store::postgres`]).
+//!
 //! ## Where things live
 //!
 //! | module | what |
@@ -33,7 +39,7 @@
 //! | [`scheduler`] | sleep until due, claim with a lease, shut down with retries |
 //! | [`eyeson`] | the REST client |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
-//! | [`store`] | the narrow [`store::MeetingStore`] trait and its SQLite engine |
+//! | [`store`] | the narrow [`store::MeetingStore`] trait, its SQLite engine and its PostgreSQL engine (replicas) |
 //! | [`http`] | routes, read-only endpoints, error answers |
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`app`] | build and run: the zero2prod `Application` |

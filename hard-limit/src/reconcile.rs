@@ -1,4 +1,5 @@
-//! Reconciliation with `GET /rooms`, the webhook registration, and pruning.
+//! Reconciliation with `GET /rooms`, the webhook registration, and pruning:
+//! the singleton chores, run by one replica at a time ([`Store::chores_leader`]).
 //!
 //! This task only adds knowledge: it runs beside the scheduler, never in
 //! front of it, so a slow or failing `GET /rooms` holds back nothing the
@@ -79,32 +80,28 @@ impl Reconciler {
     /// `every` until `stop` turns true.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         // Registration retries on its own: it must not delay the first
-        // reconciliation.
-        let registration = self.webhook_url.clone().map(|url| {
-            let me = self.clone();
-            tokio::spawn(async move { me.register(&url).await })
-        });
+        // reconciliation. Like the other chores it runs only on the chores
+        // leader (one replica at a time on PostgreSQL), so replicas never
+        // race each other's registrations.
+        let mut registration: Option<tokio::task::JoinHandle<()>> = None;
+        let mut leading = false;
         loop {
-            match self.reconcile_once().await {
-                Ok(r) => {
-                    ::metrics::counter!(metrics::RECONCILES, "outcome" => "ok").increment(1);
-                    tracing::debug!(
-                        listed = r.listed,
-                        tracked = r.tracked,
-                        closed = r.closed,
-                        "reconciled with GET /rooms"
-                    );
-                }
-                Err(e) => {
-                    ::metrics::counter!(metrics::RECONCILES, "outcome" => "error").increment(1);
-                    tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
-                }
+            let leader = self.store.chores_leader().await;
+            if leader != leading {
+                tracing::info!(
+                    leader,
+                    "singleton chores (reconciliation, pruning, registration)"
+                );
+                leading = leader;
             }
-            let horizon = self.clock.now().minus(self.retention);
-            match self.store.prune(horizon).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(pruned = n, "forgot finished meetings"),
-                Err(e) => tracing::warn!(error = %e, "pruning failed"),
+            if leader {
+                if registration.is_none() {
+                    registration = self.webhook_url.clone().map(|url| {
+                        let me = self.clone();
+                        tokio::spawn(async move { me.register(&url).await })
+                    });
+                }
+                self.chores().await;
             }
             if sleep_or_stop(self.every, &mut stop).await {
                 break;
@@ -112,6 +109,31 @@ impl Reconciler {
         }
         if let Some(task) = registration {
             task.abort();
+        }
+    }
+
+    /// Reconciliation and pruning, once.
+    async fn chores(&self) {
+        match self.reconcile_once().await {
+            Ok(r) => {
+                ::metrics::counter!(metrics::RECONCILES, "outcome" => "ok").increment(1);
+                tracing::debug!(
+                    listed = r.listed,
+                    tracked = r.tracked,
+                    closed = r.closed,
+                    "reconciled with GET /rooms"
+                );
+            }
+            Err(e) => {
+                ::metrics::counter!(metrics::RECONCILES, "outcome" => "error").increment(1);
+                tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
+            }
+        }
+        let horizon = self.clock.now().minus(self.retention);
+        match self.store.prune(horizon).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "forgot finished meetings"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed"),
         }
     }
 

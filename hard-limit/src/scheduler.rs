@@ -142,6 +142,7 @@ impl Scheduler {
             if pause.is_zero() {
                 continue;
             }
+            tracing::debug!(?pause, "scheduler sleeping");
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.wake.notified() => {}
@@ -191,10 +192,12 @@ impl Scheduler {
         // The whole shutdown (every retry, every call in flight) ends well
         // inside the lease: once it expires the meeting may be claimed
         // again (by another process, or by this one), and two DELETEs must
-        // never be in flight at once. What is cut short is deferred.
+        // never be in flight at once. What is cut short is deferred. `None`:
+        // the store failed; nothing is recorded and the lease runs out.
         let budget = self.lease.saturating_sub(self.lease / 4);
         let outcome = match tokio::time::timeout(budget, self.outcome(&claim)).await {
-            Ok(outcome) => outcome,
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => return,
             Err(_) => {
                 tracing::warn!(room = %claim.key.room_id, ?budget, "shutdown cut short before the lease expires");
                 ShutdownOutcome::Deferred
@@ -262,13 +265,15 @@ impl Scheduler {
         }
     }
 
-    async fn outcome(&self, claim: &Claim) -> ShutdownOutcome {
+    /// The outcome to record; `None` when the store failed and the lease
+    /// should simply expire.
+    async fn outcome(&self, claim: &Claim) -> Option<ShutdownOutcome> {
         let key = &claim.key;
         if self.dry_run {
-            return match self.store.newer_meeting_known(key).await {
+            return Some(match self.store.newer_meeting_known(key).await {
                 Ok(true) => ShutdownOutcome::SkippedNewerMeeting,
                 _ => ShutdownOutcome::DryRun,
-            };
+            });
         }
         // Stop starting attempts after half the lease, so the last one (10 s
         // timeout at most) ends well before another worker may claim.
@@ -296,18 +301,26 @@ impl Scheduler {
             })
             .await;
         match result {
-            Ok(outcome) => outcome,
+            Ok(outcome) => Some(outcome),
             Err(StepError::Api(e)) if !e.is_retryable() => {
                 tracing::error!(room = %key.room_id, error = %e, "eyeson refused the shutdown; not retrying");
                 if matches!(e, ApiError::Status(401 | 403 | 423)) {
-                    ShutdownOutcome::Refused
+                    Some(ShutdownOutcome::Refused)
                 } else {
-                    ShutdownOutcome::GaveUp
+                    Some(ShutdownOutcome::GaveUp)
                 }
+            }
+            // The store, not eyeson, failed (the database is gone): giving
+            // up would record `failed` for a meeting nobody tried to end.
+            // Record nothing; the lease expires and the meeting is claimed
+            // again once the store answers.
+            Err(StepError::Store(e)) => {
+                tracing::error!(room = %key.room_id, error = %e, "store unavailable during shutdown; the meeting will be claimed again after its lease");
+                None
             }
             Err(e) => {
                 tracing::error!(room = %key.room_id, error = %e, "shutdown failed; retries exhausted for this claim");
-                ShutdownOutcome::Deferred
+                Some(ShutdownOutcome::Deferred)
             }
         }
     }

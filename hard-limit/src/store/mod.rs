@@ -1,9 +1,9 @@
 //! The store: the source of truth for every tracked meeting.
 //!
 //! [`MeetingStore`] is deliberately narrow (a dozen questions the service
-//! asks), so a second engine is one file: SQLite today ([`sqlite`]),
-//! PostgreSQL later behind the same trait, chosen by the database URL in
-//! [`Store::connect`]. Each engine keeps its own migrations in
+//! asks), so each engine is one file: SQLite ([`sqlite`], the default) and
+//! PostgreSQL ([`postgres`], for several replicas on one database), chosen
+//! by the database URL in [`Store::connect`]. Each engine keeps its own migrations in
 //! `migrations/<engine>/`.
 //!
 //! Rules every engine must keep (the integration and property tests check
@@ -18,6 +18,7 @@
 //!   and attempts) still holds the lease, so a worker that lost its lease
 //!   cannot overwrite the outcome, even when its own process re-claimed.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use crate::domain::{MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// A meeting as the store knows it.
@@ -98,7 +100,7 @@ pub enum StoreError {
     #[error("corrupt row: {0}")]
     Corrupt(String),
     /// The database URL names an engine this build does not have.
-    #[error("unsupported database URL (expected sqlite://...)")]
+    #[error("unsupported database URL (expected sqlite://... or postgres://...)")]
     UnsupportedUrl,
 }
 
@@ -193,11 +195,13 @@ pub trait MeetingStore: Send + Sync {
 
 /// The configured engine. An enum rather than `dyn` (async trait methods are
 /// not object safe) and rather than generics (they would spread through
-/// every handler); PostgreSQL becomes a second variant.
+/// every handler).
 #[derive(Clone, Debug)]
 pub enum Store {
     /// SQLite, the default: one file, no server.
     Sqlite(SqliteStore),
+    /// PostgreSQL: any number of replicas on one database.
+    Postgres(PgStore),
 }
 
 impl Store {
@@ -205,6 +209,8 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             Ok(Store::Sqlite(SqliteStore::connect(url).await?))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Store::Postgres(PgStore::connect(url).await?))
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -214,6 +220,31 @@ impl Store {
     pub async fn close(&self) {
         match self {
             Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
+        }
+    }
+
+    /// Whether this process runs the singleton chores (reconciliation,
+    /// pruning, webhook registration): always on SQLite (one host); on
+    /// PostgreSQL, the one replica holding the chores advisory lock.
+    pub async fn chores_leader(&self) -> bool {
+        match self {
+            Store::Sqlite(_) => true,
+            Store::Postgres(s) => s.chores_leader().await,
+        }
+    }
+
+    /// Starts the task that wakes this process's scheduler when another
+    /// process tracks a meeting (PostgreSQL `LISTEN`); `None` on SQLite,
+    /// where the scheduler's capped sleep covers other processes.
+    pub fn spawn_listener(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(s) => Some(s.spawn_listener(wake, stop)),
         }
     }
 }
@@ -222,6 +253,7 @@ impl MeetingStore for Store {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
         match self {
             Store::Sqlite(s) => s.apply(plans, now).await,
+            Store::Postgres(s) => s.apply(plans, now).await,
         }
     }
     async fn claim_due(
@@ -233,26 +265,31 @@ impl MeetingStore for Store {
     ) -> Result<Vec<Claim>, StoreError> {
         match self {
             Store::Sqlite(s) => s.claim_due(now, lease, owner, limit).await,
+            Store::Postgres(s) => s.claim_due(now, lease, owner, limit).await,
         }
     }
     async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => s.newer_meeting_known(key).await,
+            Store::Postgres(s) => s.newer_meeting_known(key).await,
         }
     }
     async fn shutdown_cutoff(&self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
         match self {
             Store::Sqlite(s) => s.shutdown_cutoff(room).await,
+            Store::Postgres(s) => s.shutdown_cutoff(room).await,
         }
     }
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
         match self {
             Store::Sqlite(s) => s.finish(owner, outcomes).await,
+            Store::Postgres(s) => s.finish(owner, outcomes).await,
         }
     }
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
         match self {
             Store::Sqlite(s) => s.next_wake().await,
+            Store::Postgres(s) => s.next_wake().await,
         }
     }
     async fn close_unlisted(
@@ -263,6 +300,7 @@ impl MeetingStore for Store {
     ) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.close_unlisted(listed, known_before, now).await,
+            Store::Postgres(s) => s.close_unlisted(listed, known_before, now).await,
         }
     }
     async fn list(
@@ -272,26 +310,31 @@ impl MeetingStore for Store {
     ) -> Result<Vec<MeetingView>, StoreError> {
         match self {
             Store::Sqlite(s) => s.list(finished_since, limit).await,
+            Store::Postgres(s) => s.list(finished_since, limit).await,
         }
     }
     async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {
         match self {
             Store::Sqlite(s) => s.current_for_room(room).await,
+            Store::Postgres(s) => s.current_for_room(room).await,
         }
     }
     async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {
         match self {
             Store::Sqlite(s) => s.count_by_state().await,
+            Store::Postgres(s) => s.count_by_state().await,
         }
     }
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.prune(finished_before).await,
+            Store::Postgres(s) => s.prune(finished_before).await,
         }
     }
     async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
         }
     }
 }

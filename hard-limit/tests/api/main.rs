@@ -4,11 +4,14 @@
 
 mod fake_eyeson;
 mod helpers;
+mod pg;
 
 mod endpoints;
 mod properties;
 mod reconcile;
 mod registration;
+mod replicas;
 mod restart;
 mod shutdown;
+mod store_suite;
 mod webhook;

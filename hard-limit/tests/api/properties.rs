@@ -1,5 +1,5 @@
 //! Property tests of the meeting state transitions, run against the real
-//! SQLite store through the `MeetingStore` trait, with the scheduler's
+//! SQLite and PostgreSQL stores through the `MeetingStore` trait, with the scheduler's
 //! protocol (claim → guard → call → finish) modelled step by step and a
 //! fake clock.
 //!
@@ -79,6 +79,10 @@ fn outcome(key: &MeetingKey, state: MeetingState, at: Timestamp, attempts: i64) 
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let store = Store::connect("sqlite::memory:").await.unwrap();
+    run_on(&store, ops).await
+}
+
+async fn run_on(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let policy = Policy {
         limits: Limits::new(Duration::from_millis(LIMIT_MS as u64)),
         grace: Duration::ZERO,
@@ -217,6 +221,45 @@ proptest! {
     fn any_interleaving_keeps_the_shutdown_rules(ops in proptest::collection::vec(op(), 1..40)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(run(ops))?;
+    }
+}
+
+/// The same properties on PostgreSQL (fewer cases: each starts from an
+/// emptied database), with the caller's clock so time can be stepped.
+#[test]
+fn any_interleaving_keeps_the_shutdown_rules_on_postgres() {
+    use eyeson_hard_limit::store::PgStore;
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(crate::pg::PgDb::create()) else {
+        return;
+    };
+    let store = rt.block_on(async {
+        Store::Postgres(PgStore::connect_with_caller_clock(&db.url).await.unwrap())
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: 32,
+        ..Config::default()
+    });
+    let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
+        rt.block_on(async {
+            let Store::Postgres(pg) = &store else {
+                unreachable!()
+            };
+            sqlx::query("TRUNCATE meetings, room_shutdowns")
+                .execute(pg.pool())
+                .await
+                .unwrap();
+            run_on(&store, ops).await
+        })
+    });
+    rt.block_on(store.close());
+    drop(db);
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
 

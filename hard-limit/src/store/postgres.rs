@@ -1,0 +1,655 @@
+//! The PostgreSQL engine: any number of replicas on one database.
+//!
+//! - **Claims** are `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)
+//!   RETURNING`: replicas claiming at the same moment skip each other's
+//!   rows instead of waiting or double-claiming, and a claim is a lease
+//!   (`lease_until`), so a replica that dies mid-shutdown has its meetings
+//!   claimed by another once the lease expires.
+//! - **The database's clock** (`now()`) decides what is due, when leases
+//!   expire and what is recorded as "now" (unless the store was opened
+//!   with [`PgStore::connect_with_caller_clock`], which the shared test
+//!   suite uses to step time): replicas whose clocks disagree still agree
+//!   on who may claim what.
+//! - **Wake-ups**: a transaction that tracks a new meeting sends `NOTIFY
+//!   hard_limit_meetings`; every replica `LISTEN`s ([`PgStore::spawn_listener`])
+//!   and pokes its scheduler, so a deadline written through one replica
+//!   wakes all of them, not only after their next sleep.
+//! - **Per-room serialisation**: a batch first takes transaction-scoped
+//!   advisory locks on all its rooms (one round trip, in key order, so two
+//!   batches cannot deadlock), so a "running" and a "shutdown" delivery for one room that
+//!   land on two replicas at once are applied one after the other, as on
+//!   SQLite's single writer.
+//! - **Singleton chores** (reconciliation, pruning, webhook registration)
+//!   run only on the replica holding a session-level advisory lock on its
+//!   own connection ([`PgStore::chores_leader`]); if that replica or its
+//!   connection dies, PostgreSQL releases the lock and another takes over.
+//! - **Losing the database**: the pool waits at most a few seconds for a
+//!   connection, then the caller gets an error (webhooks 503, `/healthz`
+//!   503); connections are re-established on demand once it is back.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
+use tokio::sync::{watch, Mutex, Notify};
+
+use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
+use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+
+/// The channel `NOTIFY`'d when a meeting is newly tracked.
+pub const CHANNEL: &str = "hard_limit_meetings";
+
+/// The session advisory lock (one 64-bit key) the chores leader holds.
+const CHORES_LOCK: i64 = 0x6579_6573_6f6e_686c;
+
+/// First half of the two-key transaction advisory locks on rooms (two
+/// 32-bit keys never conflict with the 64-bit chores key).
+const ROOM_LOCK_SPACE: i32 = 0x686c;
+
+/// How long a caller waits for a pooled connection before failing (and
+/// the webhook answers 503).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The PostgreSQL store. Cloning is cheap (the pool is shared).
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    /// For the chores lock's own connection (boxed: the options are large).
+    options: Arc<PgConnectOptions>,
+    /// Use `now()` of the database (true) or the caller's `now` (tests).
+    db_clock: bool,
+    /// The connection holding the chores lock, while this replica leads.
+    chores: Arc<Mutex<Option<PgConnection>>>,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "meetings".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/postgres/0001_meetings.sql").into_sql_str(),
+        false,
+    )])
+}
+
+fn key_of(row: &PgRow) -> Result<MeetingKey, StoreError> {
+    let room: String = row.try_get("room_id")?;
+    Ok(MeetingKey {
+        room_id: RoomId::parse(&room).map_err(|e| StoreError::Corrupt(format!("room id: {e}")))?,
+        started_at: Timestamp(row.try_get("started_at")?),
+    })
+}
+
+fn view(row: &PgRow) -> Result<MeetingView, StoreError> {
+    let state: String = row.try_get("state")?;
+    Ok(MeetingView {
+        key: key_of(row)?,
+        deadline: Timestamp(row.try_get("deadline")?),
+        state: MeetingState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
+    })
+}
+
+fn room_of(plan: &Plan) -> Option<&str> {
+    match plan {
+        Plan::Ignore(_) => None,
+        Plan::Track { key, .. } => Some(key.room_id.as_str()),
+        Plan::End { room_id, .. } => Some(room_id.as_str()),
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl PgStore {
+    /// Connects to the database a `postgres://` URL names and runs the
+    /// migrations (under sqlx's migration lock, so replicas starting
+    /// together migrate once). Deadlines and leases use the database's clock.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, true).await
+    }
+
+    /// Like [`PgStore::connect`], but "now" is whatever the caller passes
+    /// (for tests that step a logical clock). Not for production: replicas
+    /// would then trust each other's wall clocks.
+    pub async fn connect_with_caller_clock(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, db_clock: bool) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?.application_name("eyeson-hard-limit");
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(PgStore {
+            pool,
+            options: Arc::new(options),
+            db_clock,
+            chores: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Closes the pool and gives up the chores lock.
+    pub async fn close(&self) {
+        if let Some(conn) = self.chores.lock().await.take() {
+            let _ = conn.close().await;
+        }
+        self.pool.close().await;
+    }
+
+    /// The pool (for tests and benchmarks).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// "Now" for a transaction: the database's `now()`, or the caller's.
+    async fn now_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        caller: Timestamp,
+    ) -> Result<i64, StoreError> {
+        if !self.db_clock {
+            return Ok(caller.0);
+        }
+        Ok(
+            sqlx::query_scalar("SELECT (extract(epoch FROM now()) * 1000)::bigint")
+                .fetch_one(&mut **tx)
+                .await?,
+        )
+    }
+
+    /// Whether this replica runs the singleton chores (reconciliation,
+    /// pruning, webhook registration). The first replica to take the
+    /// advisory lock keeps it on a dedicated connection for as long as that
+    /// connection lives; the others get `false` until it is released.
+    pub async fn chores_leader(&self) -> bool {
+        let mut slot = self.chores.lock().await;
+        if let Some(conn) = slot.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
+                return true;
+            }
+            tracing::warn!("lost the connection holding the chores lock");
+            *slot = None;
+        }
+        let mut conn = match PgConnection::connect_with(&self.options).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not connect to take the chores lock");
+                return false;
+            }
+        };
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(CHORES_LOCK)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or(false);
+        if got {
+            tracing::info!("this replica now runs the singleton chores");
+            *slot = Some(conn);
+        } else {
+            let _ = conn.close().await;
+        }
+        got
+    }
+
+    /// Listens for `NOTIFY hard_limit_meetings` and pokes `wake` for each,
+    /// until `stop` turns true. Reconnects on its own after losing the
+    /// database, and pokes once after each (re)connection, since
+    /// notifications sent meanwhile are lost.
+    pub fn spawn_listener(
+        &self,
+        wake: Arc<Notify>,
+        mut stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                match PgListener::connect_with(&pool).await {
+                    Ok(mut listener) => match listener.listen(CHANNEL).await {
+                        Ok(()) => {
+                            wake.notify_one();
+                            loop {
+                                tokio::select! {
+                                    r = listener.try_recv() => match r {
+                                        Ok(Some(_)) => wake.notify_one(),
+                                        // Connection lost; the next call reconnects
+                                        // and re-listens. Notifications may have been missed.
+                                        Ok(None) => wake.notify_one(),
+                                        Err(e) => {
+                                            tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                                            break;
+                                        }
+                                    },
+                                    _ = stop.changed() => return,
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "could not connect to LISTEN; retrying"),
+                }
+                if crate::scheduler::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Inserts many meetings at once, in one transaction (benchmarks).
+    pub async fn bulk_insert(
+        &self,
+        rows: &[(MeetingKey, Timestamp, MeetingState)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (key, deadline, state) in rows {
+            insert(&mut tx, key, *deadline, *state, now.0).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn apply_one(
+        tx: &mut Transaction<'_, Postgres>,
+        plan: &Plan,
+        now: i64,
+    ) -> Result<Applied, StoreError> {
+        match plan {
+            Plan::Ignore(_) => Ok(Applied::Ignored),
+            Plan::Track { key, deadline } => {
+                let cutoff: Option<i64> =
+                    sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = $1")
+                        .bind(key.room_id.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if domain::ended_by_cutoff(key, cutoff.map(Timestamp)) {
+                    insert(tx, key, *deadline, MeetingState::Ended, now).await?;
+                    return Ok(Applied::LateForEndedMeeting);
+                }
+                // Track, and close the room's older running meetings (a newer
+                // start proves they ended), in one round trip: a
+                // data-modifying CTE runs to completion even if unread.
+                let inserted: i64 = sqlx::query_scalar(
+                    "WITH ins AS (
+                       INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at)
+                       VALUES ($1, $2, $3, 'running', $4, $4)
+                       ON CONFLICT (room_id, started_at) DO NOTHING
+                       RETURNING 1),
+                     older AS (
+                       UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
+                       WHERE room_id = $1 AND started_at < $2 AND state = 'running'
+                       RETURNING 1)
+                     SELECT count(*) FROM ins",
+                )
+                .bind(key.room_id.as_str())
+                .bind(key.started_at.0)
+                .bind(deadline.0)
+                .bind(now)
+                .fetch_one(&mut **tx)
+                .await?;
+                Ok(if inserted == 1 {
+                    Applied::Tracked
+                } else {
+                    Applied::AlreadyKnown
+                })
+            }
+            Plan::End {
+                room_id,
+                cutoff,
+                meeting,
+            } => {
+                let cutoff = if meeting.is_some() {
+                    *cutoff
+                } else {
+                    // `started_at: null`: `cutoff` is an upper bound; the
+                    // newest meeting open now decides (see the domain).
+                    let newest_open: Option<i64> = sqlx::query_scalar(
+                        "SELECT max(started_at) FROM meetings
+                         WHERE room_id = $1 AND started_at <= $2
+                           AND state IN ('running', 'stopping')",
+                    )
+                    .bind(room_id.as_str())
+                    .bind(cutoff.0)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    match domain::null_start_cutoff(*cutoff, newest_open.map(Timestamp)) {
+                        Some(c) => c,
+                        None => return Ok(Applied::Ended(0)),
+                    }
+                };
+                sqlx::query(
+                    "INSERT INTO room_shutdowns (room_id, cutoff) VALUES ($1, $2)
+                     ON CONFLICT (room_id) DO UPDATE
+                     SET cutoff = GREATEST(room_shutdowns.cutoff, excluded.cutoff)",
+                )
+                .bind(room_id.as_str())
+                .bind(cutoff.0)
+                .execute(&mut **tx)
+                .await?;
+                if let Some((key, deadline)) = meeting {
+                    insert(tx, key, *deadline, MeetingState::Ended, now).await?;
+                }
+                let ended = sqlx::query(
+                    "UPDATE meetings SET state = 'ended', finished_at = $3, updated_at = $3
+                     WHERE room_id = $1 AND started_at <= $2 AND state = 'running'",
+                )
+                .bind(room_id.as_str())
+                .bind(cutoff.0)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                Ok(Applied::Ended(ended))
+            }
+        }
+    }
+}
+
+/// Inserts a meeting unless it is known; returns whether it was new.
+async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    key: &MeetingKey,
+    deadline: Timestamp,
+    state: MeetingState,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let finished = (!state.is_open()).then_some(now);
+    let n = sqlx::query(
+        "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, finished_at)
+         VALUES ($1, $2, $3, $4, $5, $5, $6)
+         ON CONFLICT (room_id, started_at) DO NOTHING",
+    )
+    .bind(key.room_id.as_str())
+    .bind(key.started_at.0)
+    .bind(deadline.0)
+    .bind(state.as_str())
+    .bind(now)
+    .bind(finished)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+fn claim_of(row: &PgRow) -> Result<Claim, StoreError> {
+    Ok(Claim {
+        key: key_of(row)?,
+        deadline: Timestamp(row.try_get("deadline")?),
+        attempts: row.try_get("attempts")?,
+    })
+}
+
+impl MeetingStore for PgStore {
+    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = self.now_in(&mut tx, now).await?;
+        // Every room of the batch locked in one round trip, in key order,
+        // so two batches cannot deadlock on each other.
+        let mut rooms: Vec<&str> = plans.iter().filter_map(room_of).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        if !rooms.is_empty() {
+            sqlx::query(
+                "SELECT count(pg_advisory_xact_lock($1, k))
+                 FROM (SELECT DISTINCT hashtext(r) AS k FROM unnest($2::text[]) AS r ORDER BY k) keys",
+            )
+            .bind(ROOM_LOCK_SPACE)
+            .bind(rooms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut out = Vec::with_capacity(plans.len());
+        for plan in plans {
+            out.push(Self::apply_one(&mut tx, plan, now).await?);
+        }
+        if out.contains(&Applied::Tracked) {
+            // Delivered at commit, to every replica's listener.
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = self.now_in(&mut tx, now).await?;
+        let until = now.saturating_add(millis(lease));
+        let mut claims = Vec::new();
+        // Expired leases first: those meetings are the most overdue.
+        for sql in [
+            "UPDATE meetings m
+             SET state = 'stopping', lease_owner = $1, lease_until = $2,
+                 attempts = m.attempts + 1, updated_at = $3
+             FROM (SELECT room_id, started_at FROM meetings
+                   WHERE state = 'stopping' AND lease_until <= $3
+                   ORDER BY lease_until LIMIT $4
+                   FOR UPDATE SKIP LOCKED) due
+             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
+             RETURNING m.room_id, m.started_at, m.deadline, m.attempts",
+            "UPDATE meetings m
+             SET state = 'stopping', lease_owner = $1, lease_until = $2,
+                 attempts = m.attempts + 1, updated_at = $3
+             FROM (SELECT room_id, started_at FROM meetings
+                   WHERE state = 'running' AND deadline <= $3
+                   ORDER BY deadline LIMIT $4
+                   FOR UPDATE SKIP LOCKED) due
+             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
+             RETURNING m.room_id, m.started_at, m.deadline, m.attempts",
+        ] {
+            let room = limit as usize - claims.len();
+            if room == 0 {
+                break;
+            }
+            let rows = sqlx::query(sql)
+                .bind(owner)
+                .bind(until)
+                .bind(now)
+                .bind(room as i64)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                claims.push(claim_of(row)?);
+            }
+        }
+        tx.commit().await?;
+        claims.sort_by_key(|c| c.deadline);
+        Ok(claims)
+    }
+
+    async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM meetings WHERE room_id = $1 AND started_at > $2)",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn shutdown_cutoff(&self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
+        let cutoff: Option<i64> =
+            sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = $1")
+                .bind(room.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(cutoff.map(Timestamp))
+    }
+
+    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Vec::with_capacity(outcomes.len());
+        let db_now = if self.db_clock {
+            Some(self.now_in(&mut tx, Timestamp(0)).await?)
+        } else {
+            None
+        };
+        for o in outcomes {
+            debug_assert!(MeetingState::Stopping.may_become(o.state));
+            let at = db_now.unwrap_or(o.at.0);
+            // A final state sets finished_at; a deferred shutdown (state
+            // stays 'stopping') keeps it NULL and waits in lease_until. The
+            // retry time is the caller's delay applied to the database clock.
+            let finished = (!o.state.is_open()).then_some(at);
+            let retry_at = o
+                .retry_at
+                .map(|r| at.saturating_add(r.0.saturating_sub(o.at.0)));
+            let n = sqlx::query(
+                "UPDATE meetings
+                 SET state = $4, finished_at = $5, updated_at = $6, lease_owner = NULL, lease_until = $7
+                 WHERE room_id = $1 AND started_at = $2 AND state = 'stopping' AND lease_owner = $3
+                   AND attempts = $8",
+            )
+            .bind(o.key.room_id.as_str())
+            .bind(o.key.started_at.0)
+            .bind(owner)
+            .bind(o.state.as_str())
+            .bind(finished)
+            .bind(at)
+            .bind(retry_at)
+            .bind(o.attempts)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            applied.push(n == 1);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
+        let row = sqlx::query(
+            "SELECT LEAST((SELECT min(deadline) FROM meetings WHERE state = 'running'),
+                          (SELECT min(lease_until) FROM meetings WHERE state = 'stopping')) AS t,
+                    (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let t: Option<i64> = row.try_get("t")?;
+        if !self.db_clock {
+            return Ok(t.map(Timestamp));
+        }
+        // The caller sleeps against its own clock: translate the database's
+        // "due in d" into "due at local now + d".
+        let db_now: i64 = row.try_get("db_now")?;
+        let local = Timestamp::from_system_time(SystemTime::now());
+        Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
+    }
+
+    async fn close_unlisted(
+        &self,
+        listed: &[MeetingKey],
+        known_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let rooms: Vec<String> = listed
+            .iter()
+            .map(|k| k.room_id.as_str().to_owned())
+            .collect();
+        let starts: Vec<i64> = listed.iter().map(|k| k.started_at.0).collect();
+        let mut tx = self.pool.begin().await?;
+        let now = self.now_in(&mut tx, now).await?;
+        let closed = sqlx::query(
+            "UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
+             WHERE state = 'running' AND created_at < $3
+               AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS l(room_id, started_at)
+                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)",
+        )
+        .bind(rooms)
+        .bind(starts)
+        .bind(known_before.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(closed)
+    }
+
+    async fn list(
+        &self,
+        finished_since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<MeetingView>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT room_id, started_at, deadline, state FROM meetings
+             WHERE finished_at IS NULL OR finished_at >= $1
+             ORDER BY started_at DESC LIMIT $2",
+        )
+        .bind(finished_since.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(view).collect()
+    }
+
+    async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {
+        let row = sqlx::query(
+            "SELECT room_id, started_at, deadline, state FROM meetings
+             WHERE room_id = $1 AND state IN ('running', 'stopping')
+             ORDER BY started_at DESC LIMIT 1",
+        )
+        .bind(room.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(view).transpose()
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, count(*) AS n FROM meetings GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let s: String = r.try_get("state")?;
+                let n: i64 = r.try_get("n")?;
+                let st = MeetingState::parse(&s)
+                    .ok_or_else(|| StoreError::Corrupt(format!("state {s:?}")))?;
+                Ok((st, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+        // A room's shutdown cutoff is forgotten with its last meeting (a
+        // delivery that old is refused as stale anyway).
+        let pruned: i64 = sqlx::query_scalar(
+            "WITH gone AS (
+               DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < $1
+               RETURNING room_id),
+             forgotten AS (
+               DELETE FROM room_shutdowns r
+               WHERE r.room_id IN (SELECT room_id FROM gone)
+                 -- One snapshot for all CTEs: the rows that remain are those `gone` did not match.
+                 AND NOT EXISTS (SELECT 1 FROM meetings m
+                                 WHERE m.room_id = r.room_id
+                                   AND NOT (m.finished_at IS NOT NULL AND m.finished_at < $1))
+               RETURNING 1)
+             SELECT count(*) FROM gone",
+        )
+        .bind(finished_before.0)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(pruned as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
