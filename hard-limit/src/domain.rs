@@ -322,10 +322,11 @@ pub enum Plan {
     ///
     /// When the delivery named its meeting (`meeting` is `Some`), `cutoff`
     /// is that meeting's start. When it did not (`started_at: null`),
-    /// `cutoff` is only an upper bound (the end of the event's second): the
+    /// `cutoff` is only an upper bound (just before the event's second): the
     /// store asks for the newest open meeting of the room started at or
     /// before it and lets [`null_start_cutoff`] decide the real cutoff, so a
-    /// meeting that starts later in the same second is not ended with it.
+    /// meeting that starts in the event's second (the next one, after a page
+    /// reload) is not ended with it, not even by a redelivery.
     End {
         /// The room.
         room_id: RoomId,
@@ -355,11 +356,16 @@ pub fn plan(update: &RoomUpdate, policy: &Policy) -> Plan {
         // When the delivery names the meeting, only that meeting and older
         // ones are over: a redelivery stamped later must not close a newer
         // meeting (that meeting would then escape its limit). Without a
-        // start, the end of the event's (whole) second is only an upper
-        // bound: the store resolves it with `null_start_cutoff`.
+        // start, only meetings that started before the event's (whole)
+        // second are candidates, an upper bound the store resolves with
+        // `null_start_cutoff`: a meeting that started in that second may
+        // be the next one (a sole participant reloaded the page), and a
+        // redelivery of this shutdown must not end it either. A meeting
+        // that started and ended within one second is left to the
+        // scheduler (its DELETE meets 404 and records it ended).
         let cutoff = match &key {
             Some(k) => k.started_at,
-            None => Timestamp(update.event_time.0.saturating_add(999)),
+            None => Timestamp(update.event_time.0.saturating_sub(1)),
         };
         return Plan::End {
             room_id: update.room_id.clone(),
@@ -382,7 +388,7 @@ pub fn plan(update: &RoomUpdate, policy: &Policy) -> Plan {
 /// The real cutoff of a shutdown delivery that did not name its meeting
 /// (`started_at: null`): the start of the newest meeting of the room that was
 /// open (known to the store) when the delivery was applied and started at or
-/// before `upper_bound` (the end of the event's second). `None` when no such
+/// before `upper_bound` (just before the event's second). `None` when no such
 /// meeting is open: then nothing is closed and no cutoff is recorded.
 ///
 /// eyeson stamps deliveries in whole seconds, so "started at or before the
@@ -553,7 +559,7 @@ mod tests {
     }
 
     #[test]
-    fn shutdown_ends_meetings_up_to_the_event_second() {
+    fn a_null_start_shutdown_ends_meetings_started_before_the_event_second() {
         let u = RoomUpdate {
             room_id: room("r"),
             started_at: None,
@@ -564,7 +570,7 @@ mod tests {
             plan(&u, &policy()),
             Plan::End {
                 room_id: room("r"),
-                cutoff: Timestamp(5_999),
+                cutoff: Timestamp(4_999),
                 meeting: None
             }
         );

@@ -173,14 +173,14 @@ async fn a_deferred_shutdown_is_claimed_again_at_its_retry_time(store: &Store) {
 }
 
 async fn a_null_start_shutdown_spares_a_meeting_that_started_after_the_open_one(store: &Store) {
-    // Meeting 1 ends (null start, stamped at 5.2 s); meeting 2 started at
-    // 5.5 s, within the same second, and is already tracked.
+    // Meeting 1 ends (null start, stamped in second 5); meeting 2 started
+    // at 5.5 s, within the same second.
     store
         .apply(&[track("a", 1_000)], Timestamp(1_000))
         .await
         .unwrap();
     store
-        .apply(&[update("a", None, true, 5_200)], Timestamp(5_300))
+        .apply(&[update("a", None, true, 5_000)], Timestamp(5_300))
         .await
         .unwrap();
     store
@@ -194,6 +194,12 @@ async fn a_null_start_shutdown_spares_a_meeting_that_started_after_the_open_one(
             .unwrap(),
         Some(Timestamp(1_000))
     );
+    // A redelivery of the same shutdown, now that meeting 2 is known, must
+    // not end meeting 2 either.
+    store
+        .apply(&[update("a", None, true, 5_000)], Timestamp(6_000))
+        .await
+        .unwrap();
     let current = store
         .current_for_room(&RoomId::parse("a").unwrap())
         .await
