@@ -19,6 +19,54 @@
 //!   cannot overwrite the outcome, even when its own process re-claimed.
 
 pub mod postgres;
+
+/// Row decoding shared by both engines: the columns are the same, only the
+/// row type differs.
+mod rows {
+    use sqlx::{ColumnIndex, Decode, Row, Type};
+
+    use super::{Claim, MeetingView, StoreError};
+    use crate::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
+
+    /// What a row of `meetings` must be able to decode.
+    pub(super) trait MeetingRow: Row
+    where
+        for<'r> &'r str: ColumnIndex<Self>,
+        for<'r> String: Decode<'r, Self::Database> + Type<Self::Database>,
+        for<'r> i64: Decode<'r, Self::Database> + Type<Self::Database>,
+    {
+        fn key(&self) -> Result<MeetingKey, StoreError> {
+            let room: String = self.try_get("room_id")?;
+            Ok(MeetingKey {
+                room_id: RoomId::parse(&room)
+                    .map_err(|e| StoreError::Corrupt(format!("room id: {e}")))?,
+                started_at: Timestamp(self.try_get("started_at")?),
+            })
+        }
+
+        fn view(&self) -> Result<MeetingView, StoreError> {
+            let state: String = self.try_get("state")?;
+            Ok(MeetingView {
+                key: self.key()?,
+                deadline: Timestamp(self.try_get("deadline")?),
+                state: MeetingState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
+            })
+        }
+
+        fn claim(&self) -> Result<Claim, StoreError> {
+            Ok(Claim {
+                key: self.key()?,
+                deadline: Timestamp(self.try_get("deadline")?),
+                attempts: self.try_get("attempts")?,
+            })
+        }
+    }
+
+    impl MeetingRow for sqlx::sqlite::SqliteRow {}
+    impl MeetingRow for sqlx::postgres::PgRow {}
+}
+
 pub mod sqlite;
 
 use std::future::Future;

@@ -32,10 +32,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
 use tokio::sync::{watch, Mutex, Notify};
 
+use super::rows::MeetingRow;
 use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
 use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
@@ -73,24 +74,6 @@ fn migrator() -> Migrator {
         include_str!("../../migrations/postgres/0001_meetings.sql").into_sql_str(),
         false,
     )])
-}
-
-fn key_of(row: &PgRow) -> Result<MeetingKey, StoreError> {
-    let room: String = row.try_get("room_id")?;
-    Ok(MeetingKey {
-        room_id: RoomId::parse(&room).map_err(|e| StoreError::Corrupt(format!("room id: {e}")))?,
-        started_at: Timestamp(row.try_get("started_at")?),
-    })
-}
-
-fn view(row: &PgRow) -> Result<MeetingView, StoreError> {
-    let state: String = row.try_get("state")?;
-    Ok(MeetingView {
-        key: key_of(row)?,
-        deadline: Timestamp(row.try_get("deadline")?),
-        state: MeetingState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
-    })
 }
 
 fn room_of(plan: &Plan) -> Option<&str> {
@@ -378,14 +361,6 @@ async fn insert(
     Ok(n == 1)
 }
 
-fn claim_of(row: &PgRow) -> Result<Claim, StoreError> {
-    Ok(Claim {
-        key: key_of(row)?,
-        deadline: Timestamp(row.try_get("deadline")?),
-        attempts: row.try_get("attempts")?,
-    })
-}
-
 impl MeetingStore for PgStore {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -464,7 +439,7 @@ impl MeetingStore for PgStore {
                 .fetch_all(&mut *tx)
                 .await?;
             for row in &rows {
-                claims.push(claim_of(row)?);
+                claims.push(row.claim()?);
             }
         }
         tx.commit().await?;
@@ -595,7 +570,7 @@ impl MeetingStore for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(view).collect()
+        rows.iter().map(MeetingRow::view).collect()
     }
 
     async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {
@@ -607,7 +582,7 @@ impl MeetingStore for PgStore {
         .bind(room.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(view).transpose()
+        row.as_ref().map(MeetingRow::view).transpose()
     }
 
     async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, SqlSafeStr, Sqlite, Transaction};
 
+use super::rows::MeetingRow;
 use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
 use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
@@ -37,24 +37,6 @@ fn migrator() -> Migrator {
         include_str!("../../migrations/sqlite/0001_meetings.sql").into_sql_str(),
         false,
     )])
-}
-
-fn key_of(row: &SqliteRow) -> Result<MeetingKey, StoreError> {
-    let room: String = row.try_get("room_id")?;
-    Ok(MeetingKey {
-        room_id: RoomId::parse(&room).map_err(|e| StoreError::Corrupt(format!("room id: {e}")))?,
-        started_at: Timestamp(row.try_get("started_at")?),
-    })
-}
-
-fn view(row: &SqliteRow) -> Result<MeetingView, StoreError> {
-    let state: String = row.try_get("state")?;
-    Ok(MeetingView {
-        key: key_of(row)?,
-        deadline: Timestamp(row.try_get("deadline")?),
-        state: MeetingState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
-    })
 }
 
 impl SqliteStore {
@@ -216,14 +198,6 @@ async fn insert(
     Ok(n == 1)
 }
 
-fn claim_of(row: &SqliteRow) -> Result<Claim, StoreError> {
-    Ok(Claim {
-        key: key_of(row)?,
-        deadline: Timestamp(row.try_get("deadline")?),
-        attempts: row.try_get("attempts")?,
-    })
-}
-
 impl MeetingStore for SqliteStore {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
         let mut tx = self.writer.begin().await?;
@@ -268,7 +242,7 @@ impl MeetingStore for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?;
             for row in &rows {
-                claims.push(claim_of(row)?);
+                claims.push(row.claim()?);
             }
         }
         tx.commit().await?;
@@ -397,7 +371,7 @@ impl MeetingStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(view).collect()
+        rows.iter().map(MeetingRow::view).collect()
     }
 
     async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {
@@ -409,7 +383,7 @@ impl MeetingStore for SqliteStore {
         .bind(room.as_str())
         .fetch_optional(&self.reader)
         .await?;
-        row.as_ref().map(view).transpose()
+        row.as_ref().map(MeetingRow::view).transpose()
     }
 
     async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {
