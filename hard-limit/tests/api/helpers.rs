@@ -289,3 +289,70 @@ pub fn assert_delete(r: &crate::fake_eyeson::Recorded, raw_path: &str) {
     assert_eq!(r.path, raw_path);
     assert_eq!(r.authorization.as_deref(), Some(KEY), "raw key, no Bearer");
 }
+
+/// The real binary as a process, pointed at `fake` and `database`, with its
+/// stderr collected (and echoed with `label` when `TEST_LOG` is set). Returns
+/// once it logged the address it listens on (within `ready_within`).
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServiceProcess {
+    pub fn spawn(
+        fake: &FakeEyeson,
+        database: &str,
+        rust_log: &str,
+        label: &str,
+        ready_within: Duration,
+        extra: &[(&str, &str)],
+    ) -> ServiceProcess {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eyeson-hard-limit"));
+        cmd.env_clear()
+            .env("EYESON_API_KEY", KEY)
+            .env("EYESON_API_URL", fake.url())
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("DATABASE_URL", database)
+            .env("RECONCILE_EVERY", "1h")
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let label = label.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("[{label}] {line}");
+                }
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + ready_within;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("the service logs its address");
+            if line.contains("listening") {
+                if let Some(rest) = line.split("addr=").nth(1) {
+                    break rest.split_whitespace().next().unwrap().to_owned();
+                }
+            }
+        };
+        ServiceProcess {
+            child,
+            url: format!("http://{addr}"),
+            logs,
+        }
+    }
+}

@@ -4,11 +4,10 @@
 //! back mid-run. Skipped (with one message) when PostgreSQL is unreachable.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -25,49 +24,15 @@ struct Replica {
 
 impl Replica {
     fn start(fake: &FakeEyeson, database: &str, extra: &[(&str, &str)]) -> Replica {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eyeson-hard-limit"));
-        cmd.env_clear()
-            .env("EYESON_API_KEY", KEY)
-            .env("EYESON_API_URL", fake.url())
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("DATABASE_URL", database)
-            .env("MAX_DURATION", "30m")
-            .env("RECONCILE_EVERY", "1h")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("TEST_LOG").is_some() {
-                    eprintln!("[replica] {line}");
-                }
-                sink.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).expect("the replica logs its address");
-            if line.contains("listening") {
-                if let Some(rest) = line.split("addr=").nth(1) {
-                    break rest.split_whitespace().next().unwrap().to_owned();
-                }
-            }
-        };
-        Replica {
-            child,
-            url: format!("http://{addr}"),
-            logs,
-        }
+        let ServiceProcess { child, url, logs } = ServiceProcess::spawn(
+            fake,
+            database,
+            "info",
+            "replica",
+            Duration::from_secs(30),
+            &[&[("MAX_DURATION", "30m")], extra].concat(),
+        );
+        Replica { child, url, logs }
     }
 
     /// SIGKILL: no chance to finish or release anything.

@@ -1,9 +1,7 @@
 //! The real binary as a process: kill it, start it again on the same
 //! database, and check nothing acknowledged or claimed is lost.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, SystemTime};
 
 use crate::helpers::*;
@@ -16,48 +14,15 @@ struct Service {
 
 impl Service {
     fn start(fake: &FakeEyeson, database: &str, extra: &[(&str, &str)]) -> Service {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eyeson-hard-limit"));
-        cmd.env_clear()
-            .env("EYESON_API_KEY", KEY)
-            .env("EYESON_API_URL", fake.url())
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("DATABASE_URL", database)
-            .env("RECONCILE_EVERY", "1h")
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("TEST_LOG").is_some() {
-                    eprintln!("[child] {line}");
-                }
-                sink.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let addr = loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx.recv_timeout(left).expect("the service logs its address");
-            if let Some(rest) = line.split("addr=").nth(1) {
-                if line.contains("listening") {
-                    break rest.split_whitespace().next().unwrap().to_owned();
-                }
-            }
-        };
-        Service {
-            child,
-            url: format!("http://{addr}"),
-            logs,
-        }
+        let ServiceProcess { child, url, logs } = ServiceProcess::spawn(
+            fake,
+            database,
+            "debug",
+            "child",
+            Duration::from_secs(20),
+            extra,
+        );
+        Service { child, url, logs }
     }
 
     /// Asserts the API key appears in no log line (at debug level).
