@@ -18,10 +18,10 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { extname, join, normalize } from "node:path";
+import { join } from "node:path";
 import { builtBinary, root, spawnProcess } from "./lib/processes.mjs";
+import { sendStatic } from "./lib/static.mjs";
 
 const say = (text) => console.log(`\x1b[1m[demo]\x1b[0m ${text}`);
 const env = process.env;
@@ -107,7 +107,6 @@ function startWeb({ api, hardLimit }) {
     "/eyeson/": join(root, "node_modules/eyeson/dist"),
     "/": join(root, "www"),
   };
-  const types = { ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
   const json = (res, status, body) =>
     res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(body));
 
@@ -133,15 +132,8 @@ function startWeb({ api, hardLimit }) {
         const r = await fetch(`${hardLimit}/meetings`);
         return json(res, r.status, await r.json());
       }
-      const prefix = Object.keys(routes).find((p) => path.startsWith(p));
-      const rel = normalize(path.slice(prefix.length) || "index.html");
-      if (rel.startsWith("..")) return res.writeHead(404).end();
-      const file = join(routes[prefix], rel.endsWith("/") ? rel + "index.html" : rel);
-      const body = await readFile(file);
-      res.writeHead(200, { "content-type": types[extname(file)] || "application/octet-stream", "cache-control": "no-store" });
-      res.end(body);
+      await sendStatic(res, routes, path, { "cache-control": "no-store" });
     } catch (e) {
-      if (e.code === "ENOENT" || e.code === "EISDIR") return res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
       if (e instanceof URIError) return res.writeHead(400, { "content-type": "text/plain" }).end("bad URL\n");
       json(res, 502, { error: String(e.message || e) });
     }

@@ -2,39 +2,20 @@
 // at run time) and Debian's Chromium driven by playwright-core. Nothing is
 // downloaded: no `npx playwright install`.
 import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
-import { extname, join, normalize } from "node:path";
 import { chromium } from "playwright-core";
-
-const TYPES = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript; charset=utf-8",
-  ".mjs": "text/javascript; charset=utf-8",
-  ".wasm": "application/wasm",
-  ".css": "text/css",
-  ".json": "application/json",
-};
+import { sendStatic } from "../../scripts/lib/static.mjs";
 
 /** Serves `routes` ({ "/prefix/": "/dir" }); `headers(path)` adds response headers. */
 export async function serve(routes, headers = () => ({})) {
   const server = createServer(async (req, res) => {
-    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-    const prefix = Object.keys(routes)
-      .sort((a, b) => b.length - a.length)
-      .find((p) => path.startsWith(p));
-    const rel = prefix === undefined ? null : normalize(path.slice(prefix.length));
-    if (rel === null || rel.startsWith("..")) {
-      res.writeHead(404).end();
+    let path;
+    try {
+      path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    } catch {
+      res.writeHead(400).end();
       return;
     }
-    try {
-      const file = join(routes[prefix], rel.endsWith("/") || rel === "." ? "index.html" : rel);
-      const body = await readFile(file);
-      res.writeHead(200, { "content-type": TYPES[extname(file)] || "application/octet-stream", ...headers(path) });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
+    await sendStatic(res, routes, path, headers(path));
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
