@@ -22,10 +22,16 @@ pub const MAX_TIMEOUT_MS: f64 = 2_147_483_647.0;
 pub const DEFAULT_EVENTS: [&str; 5] =
     ["mousemove", "keydown", "pointerdown", "wheel", "touchstart"];
 
-/// Listed in the unknown-option error.
-const KNOWN_LIST: &str =
-    "timeoutMs, promptMs, events, visibility, dialog, onPrompt, onActive, onTerminate, onStop";
-const KNOWN: [&str; 9] = [
+/// Declares the option names once: `KNOWN` for the check, `KNOWN_LIST` for
+/// the unknown-option error (joined at compile time: a run-time join or
+/// split would add kilobytes to the wasm).
+macro_rules! option_names {
+    ($first:literal $(, $rest:literal)*) => {
+        const KNOWN: &[&str] = &[$first $(, $rest)*];
+        const KNOWN_LIST: &str = concat!($first $(, ", ", $rest)*);
+    };
+}
+option_names!(
     "timeoutMs",
     "promptMs",
     "events",
@@ -34,8 +40,8 @@ const KNOWN: [&str; 9] = [
     "onPrompt",
     "onActive",
     "onTerminate",
-    "onStop",
-];
+    "onStop"
+);
 
 /// Validated options.
 #[derive(Debug)]
@@ -238,6 +244,13 @@ mod tests {
         assert!(millis("promptMs", -0.5, true)
             .unwrap_err()
             .contains("promptMs"));
+    }
+
+    #[test]
+    fn the_error_lists_exactly_the_known_options() {
+        assert_eq!(KNOWN_LIST, KNOWN.join(", "));
+        assert_eq!(KNOWN.len(), 9);
+        assert!(KNOWN_LIST.starts_with("timeoutMs, promptMs, events"));
     }
 
     #[test]
