@@ -19,16 +19,14 @@ use core::cell::{Cell, RefCell};
 use js_sys::{Array, Function};
 use wasm_bindgen::prelude::*;
 
-use crate::activity::ActivitySensor;
-use crate::dialog::GuardDialog;
+use crate::activity::Sensor;
+use crate::dialog::Dialog;
 use crate::machine::{Machine, Millis, Phase, Transition};
 use crate::options::{Callbacks, Options};
 use crate::sdk::{self, Sdk, Signal};
 
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_namespace = console, js_name = error)]
-    fn console_error(message: &str, detail: &JsValue);
+fn console_error(message: &str, detail: &JsValue) {
+    web_sys::console::error_2(&JsValue::from_str(message), detail);
 }
 
 /// Reads the wall clock. `Date.now()` is looked up on every call, which is
@@ -73,22 +71,18 @@ struct Inner {
     events: Array,
     visibility: bool,
     dialog_enabled: bool,
-    sensor: Option<ActivitySensor>,
-    dialog: Option<GuardDialog>,
-    handlers: Option<Handlers>,
+    /// DOM listeners and the timer, while armed (dropping it removes them).
+    sensor: Option<Sensor>,
+    /// The open dialog (dropping it closes it).
+    dialog: Option<Dialog>,
+    /// The function handed to the SDK's `onEvent`. It outlives `stop()`, so
+    /// that a late call from an SDK that copied its listener list finds a
+    /// valid (and inert) function.
+    sdk_handler: Option<Closure<dyn Fn(JsValue)>>,
+    /// This guard, for the listeners it creates (they must not keep it alive).
+    me: Weak<RefCell<Inner>>,
     keep_alive: Option<Rc<RefCell<Inner>>>,
     phase: Rc<Cell<Phase>>,
-}
-
-/// The JS functions handed to the SDK and the DOM; they outlive `stop()` so
-/// that a late call from a caller that copied its listener list finds a
-/// valid (and inert) function.
-#[derive(Debug)]
-struct Handlers {
-    sdk_event: Closure<dyn Fn(JsValue)>,
-    report: Closure<dyn Fn(f64)>,
-    recheck: Closure<dyn Fn(bool)>,
-    answer: Closure<dyn Fn()>,
 }
 
 /// Side effects that may run user code, executed after the borrow ends.
@@ -105,26 +99,30 @@ impl Guard {
         let sdk = Sdk::from_js(eyeson)?;
         let opts = Options::from_js(options)?;
         let phase = Rc::new(Cell::new(Phase::Waiting));
-        let rc = Rc::new(RefCell::new(Inner {
-            machine: Machine::new(opts.limits),
-            sdk,
-            callbacks: opts.callbacks,
-            events: opts.events,
-            visibility: opts.visibility,
-            dialog_enabled: opts.dialog,
-            sensor: None,
-            dialog: None,
-            handlers: None,
-            keep_alive: None,
-            phase: phase.clone(),
-        }));
-        let handlers = Handlers::new(Rc::downgrade(&rc));
+        let rc = Rc::new_cyclic(|me| {
+            RefCell::new(Inner {
+                machine: Machine::new(opts.limits),
+                sdk,
+                callbacks: opts.callbacks,
+                events: opts.events,
+                visibility: opts.visibility,
+                dialog_enabled: opts.dialog,
+                sensor: None,
+                dialog: None,
+                sdk_handler: None,
+                me: me.clone(),
+                keep_alive: None,
+                phase: phase.clone(),
+            })
+        });
+        let on_event = dispatcher(&Rc::downgrade(&rc));
+        let handler = Closure::<dyn Fn(JsValue)>::new(move |event: JsValue| {
+            on_event(Input::Sdk(sdk::classify_js(&event)))
+        });
         let subscribed = {
             let mut inner = rc.borrow_mut();
-            let ok = inner
-                .sdk
-                .subscribe(handlers.sdk_event.as_ref().unchecked_ref());
-            inner.handlers = Some(handlers);
+            let ok = inner.sdk.subscribe(handler.as_ref().unchecked_ref());
+            inner.sdk_handler = Some(handler);
             inner.keep_alive = ok.then(|| rc.clone());
             ok
         };
@@ -166,25 +164,13 @@ fn dispatch(rc: &Rc<RefCell<Inner>>, input: Input) {
     after.run();
 }
 
-impl Handlers {
-    fn new(weak: Weak<RefCell<Inner>>) -> Handlers {
-        let input = |weak: &Weak<RefCell<Inner>>| {
-            let weak = weak.clone();
-            move |input: Input| {
-                if let Some(rc) = weak.upgrade() {
-                    dispatch(&rc, input);
-                }
-            }
-        };
-        let (on_sdk, on_report, on_recheck, on_dialog) =
-            (input(&weak), input(&weak), input(&weak), input(&weak));
-        Handlers {
-            sdk_event: Closure::new(move |event: JsValue| {
-                on_sdk(Input::Sdk(sdk::classify_js(&event)))
-            }),
-            report: Closure::new(move |at: f64| on_report(Input::Report(at))),
-            recheck: Closure::new(move |visible: bool| on_recheck(Input::Recheck(visible))),
-            answer: Closure::new(move || on_dialog(Input::Answer)),
+/// A function that feeds inputs to the guard while it exists (it holds only
+/// a weak reference, so listeners never keep a guard alive).
+fn dispatcher(weak: &Weak<RefCell<Inner>>) -> impl Fn(Input) + 'static {
+    let weak = weak.clone();
+    move |input: Input| {
+        if let Some(rc) = weak.upgrade() {
+            dispatch(&rc, input);
         }
     }
 }
@@ -218,9 +204,8 @@ impl Inner {
             Transition::Armed => self.attach(),
             Transition::Prompted { remaining } => {
                 if self.dialog_enabled {
-                    if let Some(h) = &self.handlers {
-                        self.dialog = GuardDialog::open(h.answer.as_ref().unchecked_ref());
-                    }
+                    let answer = dispatcher(&self.me);
+                    self.dialog = Dialog::open(Rc::new(move || answer(Input::Answer)));
                 }
                 after.callback = self.callbacks.on_prompt.clone().map(|f| {
                     (
@@ -231,9 +216,7 @@ impl Inner {
                 });
             }
             Transition::Resumed => {
-                if let Some(d) = self.dialog.take() {
-                    d.close();
-                }
+                self.dialog = None;
                 after.callback = self
                     .callbacks
                     .on_active
@@ -267,23 +250,19 @@ impl Inner {
 
     /// Folds in the activity the JS sensor recorded without reporting it.
     fn fold_recorded_activity(&mut self) -> Transition {
-        match &self.sensor {
-            Some(sensor) => match sensor.take() {
-                at if at > 0.0 => self.machine.activity(at as Millis),
-                _ => Transition::None,
-            },
+        match self.sensor.as_ref().and_then(Sensor::take) {
+            Some(at) => self.machine.activity(at),
             None => Transition::None,
         }
     }
 
     fn attach(&mut self) {
-        if let Some(h) = &self.handlers {
-            self.sensor = Some(ActivitySensor::new(
-                &self.events,
-                h.report.as_ref().unchecked_ref(),
-                h.recheck.as_ref().unchecked_ref(),
-            ));
-        }
+        let (report, recheck) = (dispatcher(&self.me), dispatcher(&self.me));
+        self.sensor = Sensor::new(
+            &self.events,
+            Rc::new(move |at| report(Input::Report(at))),
+            Rc::new(move |visible| recheck(Input::Recheck(visible))),
+        );
     }
 
     /// Arms the one timer for the machine's next wake-up and refreshes the
@@ -293,27 +272,20 @@ impl Inner {
             dialog.show_remaining(self.machine.remaining(now));
         }
         if let (Some(sensor), Some(wake)) = (
-            &self.sensor,
+            &mut self.sensor,
             self.machine.next_wake(now, self.dialog.is_some()),
         ) {
-            sensor.arm(
-                wake.saturating_sub(now) as f64,
-                self.machine.quiet_until() as f64,
-            );
+            sensor.arm(now, wake, self.machine.quiet_until());
         }
     }
 
     /// Removes every listener, the timer and the dialog; unsubscribes from
     /// the SDK. Returns the self-reference, to be dropped after the borrow.
     fn release(&mut self) -> Option<Rc<RefCell<Inner>>> {
-        if let Some(sensor) = self.sensor.take() {
-            sensor.detach();
-        }
-        if let Some(d) = self.dialog.take() {
-            d.close();
-        }
-        if let Some(h) = &self.handlers {
-            self.sdk.unsubscribe(h.sdk_event.as_ref().unchecked_ref());
+        self.sensor = None;
+        self.dialog = None;
+        if let Some(handler) = &self.sdk_handler {
+            self.sdk.unsubscribe(handler.as_ref().unchecked_ref());
         }
         // A final guard holds nothing of the app's until it is collected.
         self.callbacks = Callbacks::default();

@@ -10,11 +10,11 @@
 //!   no browser types), tested natively.
 //! - `options`: reading and validating the JS options object.
 //! - `sdk`: the eyeson SDK binding and what its events mean.
-//! - `activity` (+ `activity.js`): DOM listeners, the one timer, wake-ups.
-//! - `dialog`: the accessible "Are you still there?" dialog.
+//! - `activity` (+ `hot_path.js`): the activity listeners, the wake-up
+//!   listeners (gloo-events) and the one timer (gloo-timers).
+//! - `dialog`: the accessible "Are you still there?" dialog (web-sys).
 //! - `guard`: wires them together; this file is the JavaScript face.
 #![deny(missing_docs, missing_debug_implementations)]
-#![cfg_attr(all(feature = "tiny-runtime", target_arch = "wasm32"), no_std)]
 
 extern crate alloc;
 
@@ -25,7 +25,7 @@ pub mod machine;
 mod options;
 mod sdk;
 #[cfg(all(feature = "tiny-runtime", target_arch = "wasm32"))]
-mod tiny_runtime;
+mod tiny_alloc;
 
 use wasm_bindgen::prelude::*;
 

@@ -68,18 +68,27 @@ const escaped = [];
 window.addEventListener("error", (e) => escaped.push(String(e.message)));
 export function escapedErrors() { return escaped.length; }
 
-// Every listener the page adds, with its AbortSignal, to check stop() leaves none.
+// Every listener the page adds, to check that stop() leaves none: a listener
+// counts as gone once its AbortSignal aborted or removeEventListener removed
+// it (same target, type, function and capture flag, as the DOM matches them).
 const added = [];
+const capture = (opts) => typeof opts === "boolean" ? opts : !!(opts && opts.capture);
 const originalAdd = EventTarget.prototype.addEventListener;
+const originalRemove = EventTarget.prototype.removeEventListener;
 EventTarget.prototype.addEventListener = function (type, fn, opts) {
-  added.push({ target: this, type, signal: opts && opts.signal });
+  added.push({ target: this, type, fn, capture: capture(opts), signal: opts && opts.signal, removed: false });
   return originalAdd.call(this, type, fn, opts);
+};
+EventTarget.prototype.removeEventListener = function (type, fn, opts) {
+  for (const l of added) {
+    if (l.target === this && l.type === type && l.fn === fn && l.capture === capture(opts)) l.removed = true;
+  }
+  return originalRemove.call(this, type, fn, opts);
 };
 export function listenerMark() { return added.length; }
 export function liveListenersSince(mark) {
-  return added.slice(mark).filter((l) => (l.target === document || l.target === window) && !(l.signal && l.signal.aborted)).length;
+  return added.slice(mark).filter((l) => (l.target === document || l.target === window) && !l.removed && !(l.signal && l.signal.aborted)).length;
 }
-
 export function dialogHost() { return document.querySelector("[data-eyeson-guard-dialog]"); }
 export function dialogCount() { return document.querySelectorAll("[data-eyeson-guard-dialog]").length; }
 export function dialogInfo() {
