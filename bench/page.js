@@ -2,6 +2,9 @@
 // one page.evaluate call and returns plain numbers, so Playwright's own
 // polling never runs while something is being timed.
 import init, { InactivityGuard } from "/pkg/eyeson_guard.js";
+// The same library built with the per-event listener in Rust (feature
+// `rust-hot-path`, built by run.mjs): the measurement behind src/hot_path.js.
+import initRust, { InactivityGuard as RustListenerGuard } from "/bench/results/pkg-rust-hot-path/eyeson_guard.js";
 import * as third from "/bench/thirdparty.bundle.js";
 
 const LONG = 3_600_000; // 1 h: the guard and the others never fire during timing
@@ -50,6 +53,13 @@ const candidates = {
   // (a) eyeson-guard as built in pkg/: dialog off, long timeout, started.
   guard: () => {
     const g = new InactivityGuard(fakeSdk(), { timeoutMs: LONG, dialog: false });
+    g.start();
+    if (g.state !== "active") throw new Error(`guard state ${g.state} after start()`);
+    return () => { g.stop(); g.free(); };
+  },
+  // (a') the same with the per-event listener in Rust (gloo-events, web-sys).
+  "guard-rust-listener": () => {
+    const g = new RustListenerGuard(fakeSdk(), { timeoutMs: LONG, dialog: false });
     g.start();
     if (g.state !== "active") throw new Error(`guard state ${g.state} after start()`);
     return () => { g.stop(); g.free(); };
@@ -119,6 +129,7 @@ let wasmExports;
 window.bench = {
   async setup() {
     wasmExports = await init();
+    await initRust();
     return {
       userAgent: navigator.userAgent,
       visibilityState: document.visibilityState,

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { dirname, extname, join, normalize, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
-import { execSync } from "node:child_process";
+import { execFileSync, execSync } from "node:child_process";
 import os from "node:os";
 import { build, transform } from "esbuild";
 import { chromium } from "playwright-core";
@@ -36,6 +36,21 @@ const versionOf = (name) => JSON.parse(readFileSync(join(mods, name, "package.js
 if (!existsSync(join(pkg, "eyeson_guard.js"))) {
   console.error("pkg/ is missing: run `npm run bench` (or `node scripts/build.mjs`) first");
   process.exit(1);
+}
+
+// The comparison build: the same library with the per-event listener in Rust
+// (feature `rust-hot-path`), so both listeners are measured in one run.
+const variant = join(root, "bench/results/pkg-rust-hot-path");
+function buildRustHotPath() {
+  const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+  log("building the rust-hot-path comparison build…");
+  run("cargo", ["build", "--profile", "wasm-release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "eyeson-guard", "--features", "tiny-runtime,rust-hot-path"]);
+  const target = process.env.CARGO_TARGET_DIR || join(root, "target");
+  run("wasm-bindgen", ["--target", "web", "--out-dir", variant, "--out-name", "eyeson_guard", join(target, "wasm32-unknown-unknown/wasm-release/eyeson_guard.wasm")]);
+  const wasm = join(variant, "eyeson_guard_bg.wasm");
+  run(join(mods, ".bin/wasm-opt"), ["-Oz", "--strip-debug", "--strip-producers", wasm, "-o", wasm]);
+  // Put the shipped build's wasm back where cargo left it for scripts/build.mjs.
+  run("cargo", ["build", "--profile", "wasm-release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "eyeson-guard", "--features", "tiny-runtime"]);
 }
 
 // ---------------------------------------------------------------- sizes ---
@@ -73,9 +88,9 @@ async function sizes() {
       gzip: files.reduce((s, f) => s + f.gzip, 0),
       glueMinified: { bytes: glueMin.length, gzip: gz(glueMin), note: "eyeson_guard.js + snippets, esbuild --bundle --minify" },
       gzipWithMinifiedGlue: wasm.gzip + gz(glueMin),
-      budgetGzip: 16 * 1024,
+      budgetGzip: 22 * 1024,
     },
-    dropIn: { file: "pkg/drop-in.js", bytes: dropIn.length, gzip: gz(dropIn) },
+    dropIn: { file: "pkg/drop-in.js", bytes: dropIn.length, gzip: gz(dropIn), budgetGzip: 28 * 1024 },
     reactIdleTimer: { file: relative(root, rit), version: versionOf("react-idle-timer"), bytes: ritBuf.length, gzip: gz(ritBuf), note: "React itself not included" },
     idleTimeout: { file: relative(root, it), version: versionOf("idle-timeout"), bytes: itBuf.length, gzip: gz(itBuf) },
   };
@@ -107,7 +122,7 @@ function serve(bundle) {
       body = readFileSync(join(root, "bench/page.html")); type = TYPES[".html"];
     } else if (path === "/bench/thirdparty.bundle.js") {
       body = bundle; type = TYPES[".js"];
-    } else if (path.startsWith("/pkg/") || path === "/bench/page.js") {
+    } else if (path.startsWith("/pkg/") || path.startsWith("/bench/results/pkg-rust-hot-path/") || path === "/bench/page.js") {
       const file = normalize(join(root, path));
       if (file.startsWith(root + sep) && existsSync(file) && statSync(file).isFile()) {
         body = readFileSync(file); type = TYPES[extname(file)] || "application/octet-stream";
@@ -171,6 +186,7 @@ function perEventStats(raw) {
 
 // ------------------------------------------------------------------- run ---
 const started = new Date();
+buildRustHotPath();
 const sizeFigures = await sizes();
 const bundle = await thirdPartyBundle();
 const server = await serve(bundle);
@@ -215,7 +231,7 @@ try {
   };
   const attachCheck = {};
   const idle = await listenerCount();
-  for (const name of ["empty", "naive", "guard", "idle-timeout", "react-idle-timer"]) {
+  for (const name of ["empty", "naive", "guard", "guard-rust-listener", "idle-timeout", "react-idle-timer"]) {
     await page.evaluate((n) => window.bench.attach(n), name);
     await page.evaluate(() => new Promise((r) => setTimeout(r, 10)));
     const on = await listenerCount();
@@ -308,7 +324,7 @@ const KB = (b) => `${(b / 1024).toFixed(2)} KB`;
 const us = (x) => x.toFixed(3).padStart(7);
 const pe = results.perEvent;
 const label = {
-  guard: "(a) eyeson-guard", naive: "(b) naive (article)", "idle-timeout": `(c) idle-timeout ${results.env.versions["idle-timeout"]}`,
+  guard: "(a) eyeson-guard", "guard-rust-listener": "(a') same, listener in Rust", naive: "(b) naive (article)", "idle-timeout": `(c) idle-timeout ${results.env.versions["idle-timeout"]}`,
   "react-idle-timer": `(c) react-idle-timer ${results.env.versions["react-idle-timer"]}`, empty: "(d) empty listener",
   "js-now": "(x) JS: store Date.now()", "js-now+filter": "(x) JS: + movement filter",
 };
@@ -319,7 +335,7 @@ lines.push(`1. Per-event cost (added µs per dispatched event vs no listener; me
 lines.push(`   no-listener dispatch: mousemove ${pe.mousemove.baselineUsPerEvent.toFixed(3)} µs, keydown ${pe.keydown.baselineUsPerEvent.toFixed(3)} µs`);
 lines.push(`   ${"".padEnd(28)} ${"mousemove".padStart(16)} ${"keydown".padStart(16)}   ${"fastest-batch cross-check".padStart(27)}   spread p25–p75 (µs)`);
 lines.push(`   ${"candidate".padEnd(28)} ${"µs".padStart(8)} ${"ratio".padStart(7)} ${"µs".padStart(8)} ${"ratio".padStart(7)}   ${"mm µs".padStart(7)} ${"ratio".padStart(6)} ${"kd µs".padStart(6)} ${"ratio".padStart(6)}   mousemove | keydown`);
-for (const name of ["guard", "naive", "idle-timeout", "react-idle-timer", "empty", "js-now", "js-now+filter"]) {
+for (const name of ["guard", "guard-rust-listener", "naive", "idle-timeout", "react-idle-timer", "empty", "js-now", "js-now+filter"]) {
   if (!pe.mousemove.candidates[name]) continue;
   const m = pe.mousemove.candidates[name], k = pe.keydown.candidates[name];
   lines.push(`   ${label[name].padEnd(28)} ${m.usPerEvent.toFixed(3).padStart(8)} ${(m.ratioToNaive.toFixed(2) + "×").padStart(7)} ${k.usPerEvent.toFixed(3).padStart(8)} ${(k.ratioToNaive.toFixed(2) + "×").padStart(7)}   ${m.fastestUsPerEvent.toFixed(3).padStart(7)} ${(m.fastestRatioToNaive.toFixed(2) + "×").padStart(6)} ${k.fastestUsPerEvent.toFixed(3).padStart(6)} ${(k.fastestRatioToNaive.toFixed(2) + "×").padStart(6)}   ${m.p25.toFixed(2)}–${m.p75.toFixed(2)} | ${k.p25.toFixed(2)}–${k.p75.toFixed(2)}`);
@@ -330,7 +346,7 @@ lines.push("2. Size (gzip -9)");
 for (const f of s.npm.files) lines.push(`   ${f.file.padEnd(60)} ${String(f.bytes).padStart(7)} B  ${KB(f.gzip).padStart(9)} gz`);
 lines.push(`   ${"npm build total (wasm + glue + snippets)".padEnd(60)} ${String(s.npm.bytes).padStart(7)} B  ${KB(s.npm.gzip).padStart(9)} gz   budget ${KB(s.npm.budgetGzip)}: ${s.npm.gzip <= s.npm.budgetGzip ? "within" : "OVER"}`);
 lines.push(`   ${"  glue + snippets minified (esbuild)".padEnd(60)} ${String(s.npm.glueMinified.bytes).padStart(7)} B  ${KB(s.npm.glueMinified.gzip).padStart(9)} gz   → wasm + minified glue ${KB(s.npm.gzipWithMinifiedGlue)} gz`);
-lines.push(`   ${"drop-in (pkg/drop-in.js, wasm inlined)".padEnd(60)} ${String(s.dropIn.bytes).padStart(7)} B  ${KB(s.dropIn.gzip).padStart(9)} gz`);
+lines.push(`   ${"drop-in (pkg/drop-in.js, wasm inlined)".padEnd(60)} ${String(s.dropIn.bytes).padStart(7)} B  ${KB(s.dropIn.gzip).padStart(9)} gz   budget ${KB(s.dropIn.budgetGzip)}: ${s.dropIn.gzip <= s.dropIn.budgetGzip ? "within" : "OVER"}`);
 lines.push(`   ${`react-idle-timer ${s.reactIdleTimer.version} (${s.reactIdleTimer.file})`.padEnd(60)} ${String(s.reactIdleTimer.bytes).padStart(7)} B  ${KB(s.reactIdleTimer.gzip).padStart(9)} gz   (+ React)`);
 lines.push(`   ${`idle-timeout ${s.idleTimeout.version} (${s.idleTimeout.file})`.padEnd(60)} ${String(s.idleTimeout.bytes).padStart(7)} B  ${KB(s.idleTimeout.gzip).padStart(9)} gz`);
 const m = results.memory;

@@ -30,10 +30,15 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
 fi
 
 if [ "${1:-}" = "--browsers" ]; then
-  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
-    say "installing Debian's chromium and chromium-driver"
-    sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! command -v firefox-esr >/dev/null 2>&1; then
+    say "installing Debian's chromium, chromium-driver and firefox-esr"
     $sudo_ apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y --no-install-recommends chromium chromium-driver
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y --no-install-recommends chromium chromium-driver firefox-esr
+  fi
+  # Firefox's WebDriver is not packaged by Debian; crates.io has it.
+  if ! command -v geckodriver >/dev/null 2>&1; then
+    say "installing geckodriver (cargo install, once; takes a few minutes)"
+    cargo install geckodriver --locked
   fi
 fi

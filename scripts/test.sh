@@ -1,7 +1,7 @@
 #!/bin/sh
 # Every test of the project, as CI runs it (.ci/run): lints, native unit and
-# property tests, browser tests of the wasm in headless Chromium (and Firefox
-# when firefox-esr and geckodriver are installed), then the built package:
+# property tests, browser tests of the wasm in headless Chromium and Firefox,
+# then the built package:
 # the drop-in in real pages and the npm tarball in a fresh Vite app.
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,12 +21,8 @@ step "browser tests: wasm-bindgen-test in headless Chromium"
 # Explicit: a geckodriver on PATH would otherwise win.
 CHROMEDRIVER=/usr/bin/chromedriver cargo test -p eyeson-guard --target wasm32-unknown-unknown --locked
 
-if command -v firefox-esr >/dev/null 2>&1 && command -v geckodriver >/dev/null 2>&1; then
-  step "browser tests: wasm-bindgen-test in headless Firefox"
-  GECKODRIVER=$(command -v geckodriver) cargo test -p eyeson-guard --target wasm32-unknown-unknown --locked
-else
-  step "browser tests in Firefox: skipped (install firefox-esr with apt-get and geckodriver with cargo install geckodriver --locked to run them)"
-fi
+step "browser tests: wasm-bindgen-test in headless Firefox"
+GECKODRIVER=$(command -v geckodriver) cargo test -p eyeson-guard --target wasm32-unknown-unknown --locked
 
 step "release build of the package"
 node scripts/build.mjs

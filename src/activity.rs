@@ -11,7 +11,7 @@ use core::cell::Cell;
 use gloo_events::{EventListener, EventListenerOptions, EventListenerPhase};
 use gloo_timers::callback::Timeout;
 use js_sys::Array;
-use web_sys::{Document, VisibilityState};
+use web_sys::Document;
 
 use crate::machine::Millis;
 
@@ -48,9 +48,7 @@ impl Sensor {
         let document = window.document()?;
         let woke = |document: &Document| {
             let (document, recheck) = (document.clone(), recheck.clone());
-            move |_: &web_sys::Event| {
-                recheck(document.visibility_state() == VisibilityState::Visible)
-            }
+            move |_: &web_sys::Event| recheck(!document.hidden())
         };
         // The page's own events, like the activity listeners: capture,
         // passive. `focus`/`pageshow` target the window itself (bubble phase

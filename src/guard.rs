@@ -119,13 +119,13 @@ impl Guard {
         let handler = Closure::<dyn Fn(JsValue)>::new(move |event: JsValue| {
             on_event(Input::Sdk(sdk::classify_js(&event)))
         });
-        let subscribed = {
-            let mut inner = rc.borrow_mut();
+        // Nothing else holds the guard yet, so the borrow always succeeds.
+        let subscribed = rc.try_borrow_mut().is_ok_and(|mut inner| {
             let ok = inner.sdk.subscribe(handler.as_ref().unchecked_ref());
             inner.sdk_handler = Some(handler);
             inner.keep_alive = ok.then(|| rc.clone());
             ok
-        };
+        });
         if !subscribed {
             return Err("eyeson-guard: the SDK's onEvent threw; is it the eyeson SDK?".into());
         }
