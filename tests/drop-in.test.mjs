@@ -15,9 +15,15 @@ before(async () => {
       "/pkg/": join(root, "pkg"),
       "/eyeson/": join(root, "node_modules/eyeson/dist"),
       "/pages/": join(root, "tests/pages"),
+      "/axe/": join(root, "node_modules/axe-core"),
     },
-    // A strict CSP: the drop-in needs no eval, only wasm compilation.
-    (path) => (path.endsWith(".html") ? { "content-security-policy": "script-src 'self' 'wasm-unsafe-eval'" } : {}),
+    // A strict CSP: the drop-in needs no eval, only wasm compilation. One
+    // page also enforces Trusted Types (no strings into innerHTML and the like).
+    (path) => {
+      if (!path.endsWith(".html")) return {};
+      const tt = path.endsWith("/trusted-types.html") ? "; require-trusted-types-for 'script'" : "";
+      return { "content-security-policy": `script-src 'self' 'wasm-unsafe-eval'${tt}` };
+    },
   );
   browser = await launch(["--js-flags=--expose-gc"]);
 });
@@ -134,5 +140,94 @@ test("a guard the page keeps no reference to survives garbage collection", async
   }
   await page.waitForFunction(() => window.eyeson.default.sent.length === 1, null, { timeout: 5000 });
   assert.deepEqual(errors.uncaught, []);
+  await page.close();
+});
+
+// Opens `page`, arms its guard and waits for the dialog.
+async function openDialog(page) {
+  await page.evaluate(() => window.EyesonGuard.ready);
+  await page.evaluate(() => window.eyeson.default.emit({ type: "accept" }));
+  const dialog = page.locator("[data-eyeson-guard-dialog]").getByRole("alertdialog");
+  await dialog.waitFor({ timeout: 5000 });
+  return dialog;
+}
+
+for (const colorScheme of ["light", "dark"]) {
+  test(`the open dialog has no axe-core violations (${colorScheme})`, async () => {
+    const { page, errors } = await open(browser, `${server.url}/pages/dialog.html`);
+    await page.emulateMedia({ colorScheme });
+    await openDialog(page);
+    await page.addScriptTag({ url: "/axe/axe.min.js" });
+    const result = await page.evaluate(async () => {
+      const r = await window.axe.run(document);
+      // A node inside a shadow root is targeted by a list of selectors (host, then inside).
+      const inShadow = (id) => r.passes.filter((p) => p.id === id).some((p) => p.nodes.some((n) => n.target.some(Array.isArray)));
+      return {
+        violations: r.violations.map((v) => `${v.id}: ${v.nodes.map((n) => JSON.stringify(n.target)).join(", ")}`),
+        checked: ["aria-dialog-name", "button-name", "color-contrast"].filter(inShadow),
+      };
+    });
+    assert.deepEqual(result.violations, []);
+    assert.deepEqual(result.checked, ["aria-dialog-name", "button-name", "color-contrast"], "axe checked inside the dialog's shadow root");
+    assert.equal(await page.evaluate(() => window.EyesonGuard.guard.state), "prompted");
+    assert.deepEqual(errors.uncaught, []);
+    await page.close();
+  });
+}
+
+test("a key pressed in the dialog is activity: it closes and focus returns to the page", async () => {
+  const { page } = await open(browser, `${server.url}/pages/dialog.html`);
+  await page.evaluate(() => window.EyesonGuard.ready);
+  await page.focus("#other");
+  await openDialog(page);
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => window.EyesonGuard.guard.state), "active");
+  assert.equal(await page.locator("[data-eyeson-guard-dialog]").count(), 0);
+  await page.keyboard.press("Shift+Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "other", "focus went back to the page's button, then on from there");
+  await page.close();
+});
+
+test("without keydown as activity, the dialog keeps focus inside and answers Enter once", async () => {
+  const { page } = await open(browser, `${server.url}/pages/manual.html`);
+  await page.evaluate(async () => {
+    await window.EyesonGuard.ready;
+    const other = document.body.appendChild(document.createElement("button"));
+    other.id = "other";
+    other.textContent = "a page button";
+    other.focus();
+    window.actives = 0;
+    window.guard = new window.EyesonGuard.InactivityGuard(window.eyeson.default, {
+      events: ["mousemove"], timeoutMs: 120_000, promptMs: 119_500, onActive: () => window.actives++,
+    });
+    window.guard.start();
+  });
+  await page.locator("[data-eyeson-guard-dialog]").getByRole("alertdialog").waitFor({ timeout: 5000 });
+  const onButton = () => page.evaluate(() => {
+    const host = document.querySelector("[data-eyeson-guard-dialog]");
+    return document.activeElement === host && host.shadowRoot.activeElement === host.shadowRoot.querySelector("button");
+  });
+  assert.ok(await onButton(), "focus moved to the button");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Shift+Tab");
+  assert.ok(await onButton(), "Tab and Shift+Tab stay in the dialog");
+  assert.equal(await page.evaluate(() => window.guard.state), "prompted");
+  await page.keyboard.press("Enter");
+  assert.equal(await page.evaluate(() => window.guard.state), "active");
+  assert.equal(await page.evaluate(() => window.actives), 1, "Enter answers once (no second answer from the button's click)");
+  assert.equal(await page.locator("[data-eyeson-guard-dialog]").count(), 0);
+  assert.equal(await page.evaluate(() => document.activeElement.id), "other", "focus is back on the page's button");
+  await page.evaluate(() => window.guard.stop());
+  await page.close();
+});
+
+test("the dialog opens on a page that enforces Trusted Types", async () => {
+  const { page, errors } = await open(browser, `${server.url}/pages/trusted-types.html`);
+  const dialog = await openDialog(page);
+  assert.match(await dialog.innerText(), /Are you still there\?\s+You will leave the meeting in \d+ seconds\./);
+  await page.getByRole("button", { name: "I'm still here" }).click();
+  assert.equal(await page.evaluate(() => window.EyesonGuard.guard.state), "active");
+  assert.deepEqual(errors.uncaught, []);
+  assert.deepEqual(errors.console.filter((m) => /Trusted/i.test(m)), []);
   await page.close();
 });
