@@ -22,7 +22,7 @@ mod activity;
 mod dialog;
 mod guard;
 pub mod machine;
-mod options;
+pub mod options;
 mod sdk;
 #[cfg(all(feature = "tiny-runtime", target_arch = "wasm32"))]
 mod tiny_alloc;

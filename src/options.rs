@@ -85,7 +85,8 @@ fn invalid(parts: &[&str]) -> Invalid {
 /// Validates a millisecond option given as a JS number.
 pub fn millis(name: &str, value: f64, allow_zero: bool) -> Result<Millis, Invalid> {
     let ok = (0.0..=MAX_TIMEOUT_MS).contains(&value);
-    if !ok || (!allow_zero && value == 0.0) {
+    // Below 1 ms a timeout truncates to 0, which only `promptMs` may be.
+    if !ok || (!allow_zero && value < 1.0) {
         let lower = if allow_zero { "0" } else { "1" };
         return Err(invalid(&[
             name,
@@ -241,6 +242,12 @@ mod tests {
         assert!(millis("timeoutMs", 0.0, false)
             .unwrap_err()
             .contains("from 1 to"));
+        // 0.5 used to become a 0 ms timeout whose error blamed promptMs
+        // (seen while writing the fuzz target's properties).
+        assert!(millis("timeoutMs", 0.5, false)
+            .unwrap_err()
+            .starts_with("eyeson-guard: timeoutMs must be"));
+        assert_eq!(millis("promptMs", 0.5, true), Ok(0));
         assert!(millis("promptMs", -0.5, true)
             .unwrap_err()
             .contains("promptMs"));

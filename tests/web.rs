@@ -646,8 +646,9 @@ fn construct_error(sdk: &JsValue, options: &JsValue) -> String {
 #[wasm_bindgen_test]
 fn bad_options_get_errors_naming_the_option() {
     let sdk: JsValue = FakeEyeson::new().into();
-    let cases: [(JsValue, &str); 12] = [
+    let cases: [(JsValue, &str); 13] = [
         (obj(&[("timeoutMs", (-1).into())]), "timeoutMs"),
+        (obj(&[("timeoutMs", 0.5.into())]), "timeoutMs must be"),
         (obj(&[("timeoutMs", f64::NAN.into())]), "timeoutMs"),
         (obj(&[("timeoutMs", f64::INFINITY.into())]), "timeoutMs"),
         (obj(&[("timeoutMs", 2_147_483_648.0.into())]), "timeoutMs"),
