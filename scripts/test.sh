@@ -17,6 +17,9 @@ cargo clippy -p eyeson-guard --target wasm32-unknown-unknown --all-targets --loc
 step "native tests (state machine, options, properties, services)"
 cargo test --workspace --locked
 
+step "fuzz targets, a few seconds each (skipped without a nightly toolchain; npm run fuzz for longer runs)"
+sh scripts/fuzz.sh 5
+
 step "browser tests: wasm-bindgen-test in headless Chromium"
 # Explicit: a geckodriver on PATH would otherwise win.
 CHROMEDRIVER=/usr/bin/chromedriver cargo test -p eyeson-guard --target wasm32-unknown-unknown --locked

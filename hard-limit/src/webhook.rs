@@ -7,7 +7,7 @@
 //! touches state before the signature is checked.
 //!
 //! [`verify_signature`] and [`parse_delivery`] are pure and public so the
-//! fuzz target (`fuzz/`) drives exactly the code the handler runs.
+//! fuzz target (`../fuzz/`, `webhook`) drives exactly the code the handler runs.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -175,46 +175,12 @@ fn host(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-/// A form or JSON body as flat string fields (`user[name]` in a form,
-/// `{"user":{"name":…}}` in JSON both become `user[name]`).
+/// The request's form or JSON body as flat fields (see [`crate::request::fields`]).
 fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
-    let json = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json {
-        return serde_urlencoded::from_bytes(body)
-            .map_err(|_| ApiError::BadRequest("malformed form body"));
-    }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|_| ApiError::BadRequest("malformed JSON body"))?;
-    let mut out = HashMap::new();
-    let Value::Object(map) = value else {
-        return Err(ApiError::BadRequest("the JSON body must be an object"));
-    };
-    for (k, v) in map {
-        match v {
-            Value::String(s) => {
-                out.insert(k, s);
-            }
-            Value::Object(inner) => {
-                for (ik, iv) in inner {
-                    if let Value::String(s) = iv {
-                        out.insert(format!("{k}[{ik}]"), s);
-                    }
-                }
-            }
-            Value::Array(items) => {
-                let joined: Vec<String> = items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_owned))
-                    .collect();
-                out.insert(k, joined.join(","));
-            }
-            _ => {}
-        }
-    }
-    Ok(out)
+        .and_then(|v| v.to_str().ok());
+    crate::request::fields(content_type, body).map_err(ApiError::BadRequest)
 }
 
 /// The room JSON of `GET /rooms/{access_key}` (also `POST /rooms`'s answer

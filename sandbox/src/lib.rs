@@ -16,6 +16,7 @@
 pub mod config;
 pub mod events;
 pub mod meetings;
+pub mod request;
 pub mod sdp;
 pub mod webhook;
 

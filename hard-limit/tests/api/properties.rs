@@ -264,7 +264,7 @@ fn any_interleaving_keeps_the_shutdown_rules_on_postgres() {
 }
 
 proptest! {
-    /// The stable twin of the cargo-fuzz target (`fuzz/`): arbitrary bytes
+    /// The stable twin of the cargo-fuzz target (`fuzz/` at the repository root, `webhook`): arbitrary bytes
     /// never panic the signature check, the parser or the decision; a body
     /// signed with the key verifies, a changed signature does not.
     #[test]

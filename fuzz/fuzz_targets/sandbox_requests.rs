@@ -1,0 +1,38 @@
+//! Fuzzes what the eyeson sandbox parses from clients: REST bodies (form and
+//! JSON) and the SDP offer it answers. Nothing may panic; a body either
+//! yields fields or an error that says what was wrong; an answer never
+//! carries the offer's candidates or ICE credentials.
+#![no_main]
+
+use eyeson_sandbox::{request, sdp};
+use libfuzzer_sys::fuzz_target;
+
+const UFRAG: &str = "fUzZ";
+const PWD: &str = "fuzzfuzzfuzzfuzzfuzzfuzz";
+
+fuzz_target!(|data: &[u8]| {
+    let (kind, body) = data.split_first().unwrap_or((&0, &[]));
+    let content_type = match kind % 3 {
+        0 => None,
+        1 => Some("application/json"),
+        _ => Some("application/x-www-form-urlencoded"),
+    };
+    if let Err(e) = request::fields(content_type, body) {
+        assert!(
+            e.starts_with("malformed") || e.starts_with("the JSON body"),
+            "{e}"
+        );
+    }
+
+    let offer = String::from_utf8_lossy(body);
+    let answer = sdp::answer(&offer, UFRAG, PWD);
+    for line in answer.lines() {
+        assert!(!line.starts_with("a=candidate:"), "{line}");
+        if let Some(ufrag) = line.strip_prefix("a=ice-ufrag:") {
+            assert_eq!(ufrag, UFRAG);
+        }
+        if let Some(pwd) = line.strip_prefix("a=ice-pwd:") {
+            assert_eq!(pwd, PWD);
+        }
+    }
+});
