@@ -44,7 +44,7 @@ for target in $(cargo +nightly fuzz list); do
     exit 1
   fi
   # The last status line (executions, coverage, features, corpus) and the totals.
-  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   cov=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | sed -E 's/.*cov: ([0-9]+) ft: ([0-9]+) corp: ([0-9]+).*/cov \1, ft \2, corpus \3/')
   say "$target: ${runs} executions, ${cov}, no crash"
 done

@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
@@ -57,6 +57,16 @@ pub fn available() -> bool {
     result.is_ok()
 }
 
+/// Every PostgreSQL test holds this shared while its database exists; the
+/// test that restarts the server holds it exclusively, so no other test of
+/// this binary loses its connections to the restart.
+static SERVER: RwLock<()> = RwLock::new(());
+
+enum ServerUse {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
 /// A fresh database on the test server; dropped (with its connections)
 /// when this value is.
 pub struct PgDb {
@@ -64,6 +74,7 @@ pub struct PgDb {
     pub name: String,
     /// A URL for it.
     pub url: String,
+    _server: ServerUse,
 }
 
 fn url_with_database(admin: &str, name: &str) -> String {
@@ -79,6 +90,21 @@ impl PgDb {
         if !available() {
             return None;
         }
+        let shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+        PgDb::create_with(ServerUse::Shared(shared)).await
+    }
+
+    /// Like [`PgDb::create`], for a test that will restart the server: waits
+    /// until no other test of this binary uses it, and keeps them out.
+    pub async fn create_exclusive() -> Option<PgDb> {
+        if !available() {
+            return None;
+        }
+        let exclusive = SERVER.write().unwrap_or_else(|e| e.into_inner());
+        PgDb::create_with(ServerUse::Exclusive(exclusive)).await
+    }
+
+    async fn create_with(server: ServerUse) -> Option<PgDb> {
         use std::hash::{BuildHasher, RandomState};
         let nonce = RandomState::new().hash_one(std::time::SystemTime::now());
         let name = format!("hl_test_{}_{nonce:016x}", std::process::id());
@@ -91,7 +117,11 @@ impl PgDb {
             .unwrap();
         let _ = admin.close().await;
         let url = url_with_database(&admin_url(), &name);
-        Some(PgDb { name, url })
+        Some(PgDb {
+            name,
+            url,
+            _server: server,
+        })
     }
 
     /// The same database reached through another address (a proxy).

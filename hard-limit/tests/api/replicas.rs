@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -614,4 +614,124 @@ async fn a_meeting_written_through_one_replica_wakes_the_others() {
         .expect("not before the deadline");
     assert!(late < Duration::from_secs(2), "woken late: {late:?}");
     other.assert_healthy_process();
+}
+
+/// How to restart the machine's PostgreSQL: `pg_ctlcluster VERSION main
+/// restart` for the Debian cluster the tests use. `None` (the test skips,
+/// saying why) when the tests use another server or this one cannot be
+/// restarted from here.
+fn pg_restart_command() -> Result<Command, String> {
+    let url = reqwest::Url::parse(&crate::pg::admin_url()).map_err(|e| e.to_string())?;
+    if !matches!(url.host_str(), Some("127.0.0.1" | "localhost"))
+        || url.port().unwrap_or(5432) != 5432
+    {
+        return Err(format!(
+            "the tests use {}, not the local cluster",
+            url.host_str().unwrap_or("?")
+        ));
+    }
+    let version = std::fs::read_dir("/etc/postgresql")
+        .map_err(|e| format!("no /etc/postgresql: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .max()
+        .ok_or("no cluster under /etc/postgresql")?;
+    if Command::new("pg_ctlcluster")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        return Err("pg_ctlcluster is not installed".into());
+    }
+    let mut cmd = Command::new("pg_ctlcluster");
+    cmd.args(["--skip-systemctl-redirect", &version, "main", "restart"]);
+    Ok(cmd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_postgresql_restart_during_a_burst_loses_nothing() {
+    let restart = match pg_restart_command() {
+        Ok(cmd) => cmd,
+        Err(why) => {
+            eprintln!("skipping the PostgreSQL restart test: {why}");
+            return;
+        }
+    };
+    // Exclusive: no other test of this binary may use the server meanwhile.
+    let Some(db) = PgDb::create_exclusive().await else {
+        return;
+    };
+    let fake = FakeEyeson::start(KEY).await;
+    let http = reqwest::Client::new();
+    // 300 meetings due 2–6 s from now: the first third is delivered, then
+    // the server restarts while shutdowns are under way and the other two
+    // thirds are being delivered.
+    let burst = meetings("burst", 300, Duration::from_secs(2), Duration::from_secs(4));
+    for (room, started) in &burst {
+        fake.start_meeting(room, &iso(*started));
+    }
+    let lease = [("LEASE", "3s")];
+    let mut replicas: Vec<Replica> = (0..2)
+        .map(|_| Replica::start(&fake, &db.url, &lease))
+        .collect();
+    let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+    let (first, rest) = burst.split_at(100);
+    assert_eq!(
+        deliver_all(&urls, first, 16, Duration::from_secs(10)).await,
+        0
+    );
+    wait_until("shutdowns begin", Duration::from_secs(10), || async {
+        successful_deletes(&fake).len() >= 10
+    })
+    .await;
+
+    let mut restart = restart;
+    let restarting = tokio::task::spawn_blocking(move || restart.output());
+    let sender = {
+        let (urls, rest) = (urls.clone(), rest.to_vec());
+        // Retried until acknowledged, as eyeson does; the server is back
+        // within seconds.
+        tokio::spawn(async move { deliver_all(&urls, &rest, 16, Duration::from_secs(60)).await })
+    };
+    let out = restarting.await.unwrap().expect("pg_ctlcluster runs");
+    assert!(
+        out.status.success(),
+        "pg_ctlcluster restart failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refused = sender.await.unwrap();
+    eprintln!("PostgreSQL restarted during the burst; {refused} deliveries refused and retried");
+
+    wait_until(
+        "every meeting enforced",
+        Duration::from_secs(60),
+        || async { successful_deletes(&fake).len() == burst.len() },
+    )
+    .await;
+    assert!(
+        successful_deletes(&fake).values().all(|n| *n == 1),
+        "one shutdown per meeting"
+    );
+    let early: Vec<_> = fake
+        .deletes()
+        .into_iter()
+        .filter(|d| {
+            let room = d.path.trim_start_matches("/rooms/");
+            let started = burst.iter().find(|(r, _)| r == room).unwrap().1;
+            d.answered_at < started + LIMIT
+        })
+        .collect();
+    assert!(
+        early.is_empty(),
+        "{} shut down before the deadline",
+        early.len()
+    );
+    for r in &replicas {
+        wait_until("/healthz is 200 again", Duration::from_secs(15), || async {
+            r.health(&http).await == 200
+        })
+        .await;
+    }
+    for r in &mut replicas {
+        r.assert_healthy_process();
+    }
 }
