@@ -21,7 +21,17 @@
 //!   fresh service process (`scale-serve`) opens it and reports resident
 //!   memory, and the time to find and claim the next due meeting.
 //!
-//! One example binary with subcommands rather than three: with the
+//! - `soak`: the service as a process of its own under steady churn for
+//!   the given minutes (default 30) at the given rate (default 20 new
+//!   meetings per second): most run into the 20 s limit and are shut down,
+//!   a fifth are ended by eyeson's shutdown webhook, a tenth are delivered
+//!   twice; finished meetings are pruned after 2 minutes. Every 30 s it
+//!   samples the service's resident memory, open file descriptors, the
+//!   database's size and the lateness of that period's shutdowns; at the end
+//!   it checks one DELETE per limited meeting, none early, none for the
+//!   webhook-ended ones.
+//!
+//! One example binary with subcommands rather than four: with the
 //! workspace's release profile (fat LTO) every binary costs minutes to link.
 
 #[path = "../tests/api/fake_eyeson.rs"]
@@ -41,6 +51,9 @@ use serde_json::json;
 
 const KEY: &str = "bench-api-key";
 const LIMIT: Duration = Duration::from_secs(30 * 60);
+/// The soak's hard limit and retention.
+const SOAK_LIMIT: Duration = Duration::from_secs(20);
+const SOAK_RETENTION: Duration = Duration::from_secs(120);
 
 /// Positional arguments, without the `--database URL` / `--replicas N` options.
 fn positional() -> Vec<String> {
@@ -213,6 +226,15 @@ async fn serve() {
     config.reconcile_every = Duration::from_secs(3600);
     config.max_duration = LIMIT;
     config.close_unlisted_after = Duration::from_secs(86_400);
+    if args.get(4).map(String::as_str) == Some("soak") {
+        // Minutes of churn must exercise pruning: short limit, short
+        // retention (allowed because the replay window is shorter still),
+        // chores every few seconds.
+        config.max_duration = SOAK_LIMIT;
+        config.webhook_max_age = Duration::from_secs(30);
+        config.retention = SOAK_RETENTION;
+        config.reconcile_every = Duration::from_secs(5);
+    }
     config.listen = "127.0.0.1:0".parse().unwrap();
     let app = Application::build(config).await.unwrap();
     println!("http://{}", app.local_addr());
@@ -242,9 +264,10 @@ fn main() {
         "scale" => rt.block_on(scale(arg(2, 1_000_000) as usize)),
         "scale-serve" => rt.block_on(scale_serve()),
         "serve" => rt.block_on(serve()),
+        "soak" => rt.block_on(soak(arg(2, 30), arg(3, 20))),
         _ => {
             eprintln!(
-                "usage: bench (lateness [n] [window_ms] | ingest [n] [concurrency] | scale [n]) [--database URL] [--replicas N]"
+                "usage: bench (lateness [n] [window_ms] | ingest [n] [concurrency] | scale [n] | soak [minutes] [meetings_per_s]) [--database URL] [--replicas N]"
             );
             std::process::exit(2);
         }
@@ -663,4 +686,237 @@ async fn scale_serve() {
     );
     let _ = stop.send(());
     task.await.unwrap();
+}
+
+/// `soak [minutes] [rate]`: see the module documentation.
+async fn soak(minutes: u64, rate: u64) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    let fake = FakeEyeson::start(KEY).await;
+    let db = BenchDb::create("soak.db").await;
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(&exe)
+        .args(["serve", &db.url, &fake.url(), "soak"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line.trim().to_owned();
+    let http = reqwest::Client::new();
+    let post = move |body: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let sig = sign(KEY.as_bytes(), body.as_bytes());
+            // Retried until acknowledged, as eyeson does.
+            for _ in 0..50 {
+                if let Ok(r) = http
+                    .post(format!("{url}/webhook"))
+                    .header("x-eyeson-signature", &sig)
+                    .body(body.clone())
+                    .send()
+                    .await
+                {
+                    if r.status() == 204 {
+                        return true;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    let proc_status = |field: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let db_bytes = || async {
+        match &db.pg {
+            Some(_) => {
+                use sqlx::Connection;
+                let Ok(mut c) = sqlx::PgConnection::connect(&db.url).await else {
+                    return 0;
+                };
+                let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap_or(0);
+                let _ = c.close().await;
+                size as u64
+            }
+            None => {
+                let file = db.url.trim_start_matches("sqlite://");
+                ["", "-wal", "-shm"]
+                    .iter()
+                    .filter_map(|ext| std::fs::metadata(format!("{file}{ext}")).ok())
+                    .map(|m| m.len())
+                    .sum()
+            }
+        }
+    };
+
+    // Per meeting: its deadline, and whether eyeson ended it by webhook.
+    let meetings: Arc<Mutex<HashMap<String, (SystemTime, bool)>>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    let until = started + Duration::from_secs(minutes * 60);
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let sample_every = Duration::from_secs(30);
+    let mut next_sample = started + sample_every;
+    let mut seen_deletes = 0usize;
+    let mut lost = 0usize;
+    let mut i: u64 = 0;
+    println!(
+        "bench soak: {minutes} min, {rate} meetings/s, {} store, limit {SOAK_LIMIT:?}, retention {SOAK_RETENTION:?}",
+        db.engine()
+    );
+    println!(
+        "  {:>6} {:>9} {:>8} {:>5} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "t", "meetings", "RSS MB", "fds", "db KB", "DELETEs", "p50 ms", "p99 ms", "max ms"
+    );
+    let mut next = Instant::now();
+    while Instant::now() < until {
+        let room = format!("soak-{i}");
+        let start = ms_floor(SystemTime::now());
+        let deadline = start + SOAK_LIMIT;
+        let by_webhook = i % 5 == 1;
+        fake.start_meeting(&room, &iso(start));
+        meetings
+            .lock()
+            .unwrap()
+            .insert(room.clone(), (deadline, by_webhook));
+        let body = delivery(&room, start);
+        let duplicate = i % 10 == 3;
+        let post = post.clone();
+        tasks.spawn(async move {
+            let mut ok = post(body.clone()).await;
+            if duplicate {
+                ok &= post(body).await;
+            }
+            if by_webhook {
+                // eyeson ends it a few seconds in (the last one left).
+                tokio::time::sleep(Duration::from_secs(2 + (i % 7))).await;
+                let end = json!({"timestamp": unix_now(), "type": "room_update",
+                    "room": {"id": room, "name": room, "ready": true, "started_at": iso(start),
+                             "shutdown": true, "guest_token": "g"}})
+                .to_string();
+                ok &= post(end).await;
+            }
+            ok
+        });
+        while let Some(done) = tasks.try_join_next() {
+            lost += usize::from(!done.unwrap());
+        }
+        i += 1;
+        if Instant::now() >= next_sample {
+            next_sample += sample_every;
+            let deletes = fake.deletes();
+            let known = meetings.lock().unwrap().clone();
+            let mut late: Vec<f64> = deletes[seen_deletes..]
+                .iter()
+                .filter_map(|d| {
+                    let (deadline, _) = known.get(d.path.trim_start_matches("/rooms/"))?;
+                    Some(match d.answered_at.duration_since(*deadline) {
+                        Ok(x) => x.as_secs_f64() * 1000.0,
+                        Err(e) => -e.duration().as_secs_f64() * 1000.0,
+                    })
+                })
+                .collect();
+            late.sort_by(f64::total_cmp);
+            let (p50, p99, max) = if late.is_empty() {
+                (f64::NAN, f64::NAN, f64::NAN)
+            } else {
+                (
+                    percentile(&late, 0.5),
+                    percentile(&late, 0.99),
+                    late[late.len() - 1],
+                )
+            };
+            println!(
+                "  {:>5}s {:>9} {:>8.1} {:>5} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1}",
+                started.elapsed().as_secs(),
+                i,
+                proc_status("VmRSS:") as f64 / 1024.0,
+                fds(),
+                db_bytes().await / 1024,
+                deletes.len() - seen_deletes,
+                p50,
+                p99,
+                max
+            );
+            seen_deletes = deletes.len();
+        }
+        next += interval;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    while let Some(done) = tasks.join_next().await {
+        lost += usize::from(!done.unwrap());
+    }
+    // Let the last limited meetings reach their deadline.
+    tokio::time::sleep(SOAK_LIMIT + Duration::from_secs(5)).await;
+    let known = meetings.lock().unwrap().clone();
+    let mut per_room: HashMap<String, Vec<SystemTime>> = HashMap::new();
+    for d in fake.deletes() {
+        if d.status == 204 {
+            per_room
+                .entry(d.path.trim_start_matches("/rooms/").to_owned())
+                .or_default()
+                .push(d.answered_at);
+        }
+    }
+    let limited: Vec<_> = known.iter().filter(|(_, (_, w))| !w).collect();
+    let missing = limited
+        .iter()
+        .filter(|(r, _)| !per_room.contains_key(*r))
+        .count();
+    let twice = per_room.values().filter(|v| v.len() > 1).count();
+    let early = limited
+        .iter()
+        .filter(|(r, (deadline, _))| {
+            per_room
+                .get(*r)
+                .is_some_and(|v| v.iter().any(|t| t < deadline))
+        })
+        .count();
+    let webhook_ended_deleted = known
+        .iter()
+        .filter(|(r, (_, w))| *w && per_room.contains_key(*r))
+        .count();
+    println!(
+        "  end: {} meetings ({} limited, {} ended by webhook); deliveries never acknowledged {lost}",
+        known.len(),
+        limited.len(),
+        known.len() - limited.len()
+    );
+    println!(
+        "  limited meetings without a DELETE {missing}, DELETEd twice {twice}, early {early}; webhook-ended meetings DELETEd {webhook_ended_deleted}"
+    );
+    println!(
+        "  service at the end: RSS {:.1} MB (peak {:.1} MB), {} fds, database {} KB",
+        proc_status("VmRSS:") as f64 / 1024.0,
+        proc_status("VmHWM:") as f64 / 1024.0,
+        fds(),
+        db_bytes().await / 1024
+    );
+    drop(child.stdin.take());
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    db.drop_database().await;
 }

@@ -169,7 +169,8 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_CONCURRENCY", default_value_t = 32)]
     pub shutdown_concurrency: usize,
 
-    /// How long finished meetings are kept (at least 1h: /meetings lists them).
+    /// How long finished meetings are kept (at least twice `webhook_max_age`,
+    /// so a replayed delivery can never bring a pruned meeting back).
     #[arg(long, env = "RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub retention: Duration,
 }
@@ -219,8 +220,12 @@ impl Config {
                 "--shutdown-concurrency must be at least 1",
             ));
         }
-        if self.retention < Duration::from_secs(3600) {
-            return Err(ConfigError::Invalid("--retention must be at least 1h"));
+        // A pruned meeting must never come back through a replayed webhook:
+        // keep rows at least twice as long as deliveries are accepted.
+        if self.retention < self.webhook_max_age.saturating_mul(2) {
+            return Err(ConfigError::Invalid(
+                "--retention must be at least twice --webhook-max-age",
+            ));
         }
         let mut limits = Limits::new(self.max_duration);
         if let Some(path) = &self.limits {
@@ -320,6 +325,26 @@ mod tests {
         assert_eq!(format!("{k:?}"), "ApiKey(<redacted>)");
         let cfg = Config::new(k, Url::parse("http://x").unwrap(), "sqlite::memory:".into());
         assert!(!format!("{cfg:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn retention_must_outlast_the_replay_window() {
+        let key: ApiKey = "k".parse().unwrap();
+        let mut cfg = Config::new(
+            key,
+            Url::parse("http://x").unwrap(),
+            "sqlite::memory:".into(),
+        );
+        cfg.webhook_max_age = Duration::from_secs(30);
+        cfg.retention = Duration::from_secs(59);
+        let Err(err) = cfg.policy() else {
+            panic!("59 s < 2 × 30 s was accepted")
+        };
+        assert!(err
+            .to_string()
+            .contains("--retention must be at least twice --webhook-max-age"));
+        cfg.retention = Duration::from_secs(60);
+        assert!(cfg.policy().is_ok());
     }
 
     #[test]
