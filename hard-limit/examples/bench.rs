@@ -693,7 +693,7 @@ async fn soak(minutes: u64, rate: u64) {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
-    let fake = FakeEyeson::start(KEY).await;
+    let fake = Arc::new(FakeEyeson::start(KEY).await);
     let db = BenchDb::create("soak.db").await;
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(&exe)
@@ -806,14 +806,17 @@ async fn soak(minutes: u64, rate: u64) {
         let body = delivery(&room, start);
         let duplicate = i % 10 == 3;
         let post = post.clone();
+        let fake_state = fake.clone();
         tasks.spawn(async move {
             let mut ok = post(body.clone()).await;
             if duplicate {
                 ok &= post(body).await;
             }
             if by_webhook {
-                // eyeson ends it a few seconds in (the last one left).
+                // eyeson ends it a few seconds in (the last one left):
+                // it is no longer listed, and the webhook says so.
                 tokio::time::sleep(Duration::from_secs(2 + (i % 7))).await;
+                fake_state.end_meeting(&room);
                 let end = json!({"timestamp": unix_now(), "type": "room_update",
                     "room": {"id": room, "name": room, "ready": true, "started_at": iso(start),
                              "shutdown": true, "guest_token": "g"}})

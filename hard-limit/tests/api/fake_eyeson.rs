@@ -145,6 +145,13 @@ impl FakeEyeson {
             .insert(room.to_owned(), started_at.to_owned());
     }
 
+    /// The meeting in `room` ends on eyeson's side (the last participant
+    /// left): no longer listed, and no call recorded.
+    #[allow(dead_code)] // used by the soak benchmark, not by the tests
+    pub fn end_meeting(&self, room: &str) {
+        self.state.lock().unwrap().running.remove(room);
+    }
+
     /// Whether a meeting runs in `room`.
     pub fn is_running(&self, room: &str) -> bool {
         self.state.lock().unwrap().running.contains_key(room)
