@@ -10,13 +10,17 @@
 //!   a crash: a `stopping` row whose lease expired is claimed again.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, SqlSafeStr, Sqlite, Transaction};
+use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 
 use super::rows::MeetingRow;
 use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
@@ -27,6 +31,10 @@ use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Test hook: when not 0, every write transaction first sets
+    /// `PRAGMA max_page_count` to this on its connection (a full disk on
+    /// demand, without root). See [`SqliteStore::limit_pages_for_tests`].
+    page_limit: Arc<AtomicU64>,
 }
 
 fn migrator() -> Migrator {
@@ -62,7 +70,41 @@ impl SqliteStore {
                 .connect_with(options.read_only(true))
                 .await?
         };
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            page_limit: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Test hook: from now on every write transaction runs `PRAGMA
+    /// max_page_count = pages` on its connection first, so the database
+    /// cannot grow past `pages` pages (SQLite answers "database or disk is
+    /// full", as on a full filesystem). Raise it to lift the limit. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub fn limit_pages_for_tests(&self, pages: u64) {
+        self.page_limit.store(pages.max(1), Ordering::SeqCst);
+    }
+
+    /// Every row as `(room_id, started_at, state)`, for tests that check
+    /// what reached the file.
+    #[doc(hidden)]
+    pub async fn rows_for_tests(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT room_id, started_at, state FROM meetings ORDER BY room_id")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    /// How many pages the database file has (for tests).
+    #[doc(hidden)]
+    pub async fn page_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Closes both pools (waits for connections to be returned).
@@ -78,7 +120,7 @@ impl SqliteStore {
         rows: &[(MeetingKey, Timestamp, MeetingState)],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         for (key, deadline, state) in rows {
             insert(&mut tx, key, *deadline, *state, now).await?;
         }
@@ -87,7 +129,7 @@ impl SqliteStore {
     }
 
     async fn apply_one(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut WriteTx,
         plan: &Plan,
         now: Timestamp,
     ) -> Result<Applied, StoreError> {
@@ -172,9 +214,105 @@ impl SqliteStore {
     }
 }
 
+/// A write transaction on the writer connection, run by hand (`BEGIN
+/// IMMEDIATE` … `COMMIT`) rather than through sqlx's `Transaction`.
+///
+/// Why: after a failed statement or `COMMIT` (a full disk), SQLite may or
+/// may not have rolled the transaction back by itself, and sqlx's own
+/// bookkeeping of the nesting depth then drifts from SQLite's: its next
+/// `begin()` becomes a `SAVEPOINT` inside a transaction that never ends,
+/// each `commit()` releases only that savepoint and reports success, and
+/// every later "committed" write is lost when the process stops. So:
+/// - before each batch the connection must be outside any transaction:
+///   sqlx must not think it is in one, and SQLite must accept a plain
+///   `BEGIN IMMEDIATE` (it refuses one inside a transaction); otherwise the
+///   connection is closed and a fresh one opened;
+/// - a transaction that did not commit (any error, or dropped on the way)
+///   closes its connection instead of returning it to the pool: closing
+///   rolls back whatever SQLite still holds, and the pool opens a new one.
+///
+/// Only `Ok` from [`WriteTx::commit`] means durable (WAL, `synchronous =
+/// FULL`).
+struct WriteTx {
+    conn: PoolConnection<Sqlite>,
+    committed: bool,
+}
+
+impl WriteTx {
+    async fn begin(store: &SqliteStore) -> Result<Self, StoreError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut conn = store.writer.acquire().await?;
+            match Self::start(&mut conn, store.page_limit.load(Ordering::SeqCst)).await {
+                Ok(()) => {
+                    return Ok(WriteTx {
+                        conn,
+                        committed: false,
+                    })
+                }
+                Err(e) => {
+                    conn.close_on_drop();
+                    drop(conn);
+                    if tries >= 2 {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "the SQLite writer connection was not usable; opening a new one");
+                }
+            }
+        }
+    }
+
+    async fn start(conn: &mut SqliteConnection, page_limit: u64) -> Result<(), StoreError> {
+        if conn.is_in_transaction() {
+            return Err(StoreError::Corrupt(
+                "the writer connection is inside a transaction".into(),
+            ));
+        }
+        if page_limit != 0 {
+            let _: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "PRAGMA max_page_count = {page_limit}"
+            )))
+            .fetch_one(&mut *conn)
+            .await?;
+        }
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Commits; `Ok` only if SQLite committed. On error the connection is
+    /// closed (with whatever SQLite kept of the transaction).
+    async fn commit(mut self) -> Result<(), StoreError> {
+        sqlx::query("COMMIT").execute(&mut *self.conn).await?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// Inserts a meeting unless it is known; returns whether it was new.
 async fn insert(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     key: &MeetingKey,
     deadline: Timestamp,
     state: MeetingState,
@@ -200,7 +338,7 @@ async fn insert(
 
 impl MeetingStore for SqliteStore {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         let mut out = Vec::with_capacity(plans.len());
         for plan in plans {
             out.push(Self::apply_one(&mut tx, plan, now).await?);
@@ -217,7 +355,7 @@ impl MeetingStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
         let until = now.plus(lease);
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         // Expired leases first: those meetings are the most overdue.
         let mut claims = Vec::new();
         for (state, order_col) in [("stopping", "lease_until"), ("running", "deadline")] {
@@ -271,7 +409,7 @@ impl MeetingStore for SqliteStore {
     }
 
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         let mut applied = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             debug_assert!(MeetingState::Stopping.may_become(o.state));
@@ -322,7 +460,7 @@ impl MeetingStore for SqliteStore {
         // The listed keys go into a temporary table on the writer
         // connection, so the anti-join runs in SQLite however many
         // meetings are running.
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS listed (room_id TEXT NOT NULL, started_at INTEGER NOT NULL,
                                                      PRIMARY KEY (room_id, started_at))",
@@ -402,7 +540,7 @@ impl MeetingStore for SqliteStore {
     }
 
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         let rooms: Vec<String> = sqlx::query_scalar(
             "DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1
              RETURNING room_id",
