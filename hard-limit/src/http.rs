@@ -3,7 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /webhook` | eyeson's deliveries ([`crate::webhook`]) |
-//! | `GET /healthz` | 200 when the store answers, else 503 |
+//! | `GET /healthz` | 200 when the store answers and its last write committed, else 503 |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /meetings?limit=N` | tracked meetings (open, and finished within the last hour) |
 //! | `GET /meetings/{room_id}` | the room's open meeting and deadline, 404 if none; CORS-enabled |
@@ -97,6 +97,23 @@ impl From<MeetingView> for MeetingJson {
 }
 
 async fn healthz(State(app): State<AppState>) -> Response {
+    // A store that answers reads but refuses writes (read-only, full)
+    // loses nothing only by answering 503 to every delivery: not healthy.
+    // After a failed write the check commits a probe write itself, so an
+    // idle service recovers without waiting for traffic.
+    let writable = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        app.store.recheck_writes(),
+    )
+    .await
+    .unwrap_or(false);
+    if !writable {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the last write to the store failed"})),
+        )
+            .into_response();
+    }
     // Bounded: a database that does not answer is as unhealthy as one that
     // refuses (a load balancer's probe should not hang).
     match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {

@@ -70,6 +70,7 @@ mod rows {
 pub mod sqlite;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::domain::{MeetingKey, MeetingState, Plan, RoomId, Timestamp};
@@ -147,6 +148,16 @@ pub enum StoreError {
     /// A row the service did not write (unknown state, bad room id).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The store cannot be used as the service needs (say, it cannot be
+    /// written). Names the store (a file path or a database name, never a
+    /// URL with credentials).
+    #[error("{store}: {reason}")]
+    Unusable {
+        /// Which store.
+        store: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The database URL names an engine this build does not have.
     #[error("unsupported database URL (expected sqlite://... or postgres://...)")]
     UnsupportedUrl,
@@ -272,6 +283,59 @@ impl Store {
         }
     }
 
+    /// Whether the last write that changed something committed: false from
+    /// a failed write until a later one commits a change (for `/healthz`: a
+    /// read-only or full store answers reads but loses nothing only by
+    /// refusing deliveries, so it is not healthy).
+    pub fn last_write_ok(&self) -> bool {
+        self.write_flag().load(Ordering::SeqCst)
+    }
+
+    /// After a failed write: commits a probe write, and if it works marks
+    /// the store writable again (so an idle service recovers without
+    /// traffic). Without a failed write it does nothing.
+    pub async fn recheck_writes(&self) -> bool {
+        if self.last_write_ok() {
+            return true;
+        }
+        let r = match self {
+            Store::Sqlite(s) => s.probe_write().await,
+            Store::Postgres(s) => s.probe_write().await,
+        };
+        self.note(r, |_| true).is_ok()
+    }
+
+    fn write_flag(&self) -> &AtomicBool {
+        match self {
+            Store::Sqlite(s) => &s.write_ok,
+            Store::Postgres(s) => &s.write_ok,
+        }
+    }
+
+    /// Records how a write went: an error clears the flag, a commit that
+    /// changed something (`wrote`) sets it. A commit that changed nothing
+    /// proves nothing (an empty transaction commits on a full disk too).
+    fn note<T>(
+        &self,
+        result: Result<T, StoreError>,
+        wrote: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        match &result {
+            Ok(v) if wrote(v) => {
+                if !self.write_flag().swap(true, Ordering::SeqCst) {
+                    tracing::info!("the store accepts writes again");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if self.write_flag().swap(false, Ordering::SeqCst) {
+                    tracing::error!(error = %e, "a write to the store failed; /healthz answers 503 until one succeeds");
+                }
+            }
+        }
+        result
+    }
+
     /// Whether this process runs the singleton chores (reconciliation,
     /// pruning, webhook registration): always on SQLite (one host); on
     /// PostgreSQL, the one replica holding the chores advisory lock.
@@ -299,10 +363,15 @@ impl Store {
 
 impl MeetingStore for Store {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
-        match self {
+        let r = match self {
             Store::Sqlite(s) => s.apply(plans, now).await,
             Store::Postgres(s) => s.apply(plans, now).await,
-        }
+        };
+        self.note(r, |applied| {
+            applied
+                .iter()
+                .any(|a| !matches!(a, Applied::Ignored | Applied::AlreadyKnown))
+        })
     }
     async fn claim_due(
         &self,
@@ -311,10 +380,11 @@ impl MeetingStore for Store {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
-        match self {
+        let r = match self {
             Store::Sqlite(s) => s.claim_due(now, lease, owner, limit).await,
             Store::Postgres(s) => s.claim_due(now, lease, owner, limit).await,
-        }
+        };
+        self.note(r, |claims| !claims.is_empty())
     }
     async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
         match self {
@@ -329,10 +399,11 @@ impl MeetingStore for Store {
         }
     }
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
-        match self {
+        let r = match self {
             Store::Sqlite(s) => s.finish(owner, outcomes).await,
             Store::Postgres(s) => s.finish(owner, outcomes).await,
-        }
+        };
+        self.note(r, |applied| applied.contains(&true))
     }
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
         match self {
@@ -346,10 +417,11 @@ impl MeetingStore for Store {
         known_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        match self {
+        let r = match self {
             Store::Sqlite(s) => s.close_unlisted(listed, known_before, now).await,
             Store::Postgres(s) => s.close_unlisted(listed, known_before, now).await,
-        }
+        };
+        self.note(r, |n| *n > 0)
     }
     async fn list(
         &self,
@@ -374,10 +446,11 @@ impl MeetingStore for Store {
         }
     }
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        match self {
+        let r = match self {
             Store::Sqlite(s) => s.prune(finished_before).await,
             Store::Postgres(s) => s.prune(finished_before).await,
-        }
+        };
+        self.note(r, |n| *n > 0)
     }
     async fn ping(&self) -> Result<(), StoreError> {
         match self {

@@ -64,6 +64,9 @@ pub struct PgStore {
     db_clock: bool,
     /// The connection holding the chores lock, while this replica leads.
     chores: Arc<Mutex<Option<PgConnection>>>,
+    /// Whether the last write that changed something committed (for
+    /// `/healthz`; kept by [`super::Store`]).
+    pub(super) write_ok: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn migrator() -> Migrator {
@@ -105,18 +108,55 @@ impl PgStore {
 
     async fn open(url: &str, db_clock: bool) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("eyeson-hard-limit");
+        // Errors name the database only, never the URL (it may hold a
+        // password).
+        let name = format!(
+            "the PostgreSQL database {:?}",
+            options.get_database().unwrap_or("(default)")
+        );
+        let unusable = |reason: String| StoreError::Unusable {
+            store: name.clone(),
+            reason,
+        };
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
-            .await?;
-        migrator().run(&pool).await?;
-        Ok(PgStore {
+            .await
+            .map_err(|e| unusable(format!("cannot connect: {e}")))?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
+        let store = PgStore {
             pool,
             options: Arc::new(options),
             db_clock,
             chores: Arc::new(Mutex::new(None)),
-        })
+            write_ok: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
+        // A read-only database (a standby, default_transaction_read_only,
+        // a user without UPDATE) passes the migrations once they are
+        // applied, then refuses every delivery: find out now. The name of
+        // the database only, never the URL (it may hold a password).
+        if let Err(e) = store.probe_write().await {
+            return Err(unusable(format!(
+                "it is not writable (the service must write its store): {e}"
+            )));
+        }
+        Ok(store)
+    }
+
+    /// A write that changes nothing, committed: refused by a read-only
+    /// transaction or a missing privilege all the same. At start-up, and
+    /// for `/healthz` after a failed write.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE meetings SET state = state WHERE false")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Closes the pool and gives up the chores lock.

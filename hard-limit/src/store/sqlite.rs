@@ -10,7 +10,7 @@
 //!   a crash: a `stopping` row whose lease expired is claimed again.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,13 @@ pub struct SqliteStore {
     /// `PRAGMA max_page_count` to this on its connection (a full disk on
     /// demand, without root). See [`SqliteStore::limit_pages_for_tests`].
     page_limit: Arc<AtomicU64>,
+    /// Test hook: when set, every write transaction first runs `PRAGMA
+    /// query_only` with it (true: the store refuses writes, as a read-only
+    /// file would). See [`SqliteStore::refuse_writes_for_tests`].
+    query_only: Arc<std::sync::Mutex<Option<bool>>>,
+    /// Whether the last write that changed something committed (for
+    /// `/healthz`; kept by [`super::Store`]).
+    pub(super) write_ok: Arc<AtomicBool>,
 }
 
 fn migrator() -> Migrator {
@@ -56,11 +63,21 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
+        // Every error from here on names the file (never the whole URL).
+        let store = format!("the SQLite database {}", options.get_filename().display());
+        let unusable = |reason: String| StoreError::Unusable {
+            store: store.clone(),
+            reason,
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
-            .await?;
-        migrator().run(&writer).await?;
+            .await
+            .map_err(|e| unusable(format!("cannot open it: {e}")))?;
+        migrator()
+            .run(&writer)
+            .await
+            .map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
         // An in-memory database exists once per connection: share the writer.
         let reader = if url.contains(":memory:") || url.contains("mode=memory") {
             writer.clone()
@@ -68,13 +85,44 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(4)
                 .connect_with(options.read_only(true))
-                .await?
+                .await
+                .map_err(|e| unusable(format!("cannot open it for reading: {e}")))?
         };
-        Ok(SqliteStore {
+        let store = SqliteStore {
             writer,
             reader,
             page_limit: Arc::new(AtomicU64::new(0)),
-        })
+            query_only: Arc::new(std::sync::Mutex::new(None)),
+            write_ok: Arc::new(AtomicBool::new(true)),
+        };
+        // Reads work on a read-only file or directory, writes do not: find
+        // out now, not at the first delivery (which would get 503 forever).
+        store.probe_write().await.map_err(|e| {
+            unusable(format!(
+                "it is not writable (the service must write its store): {e}"
+            ))
+        })?;
+        Ok(store)
+    }
+
+    /// Commits a real write (one row of its own table): at start-up, so a
+    /// store that cannot be written is found at once, and for `/healthz`
+    /// after a failed write.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut tx = WriteTx::begin(self).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY CHECK (id = 1),
+                                                     at INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO write_probe (id, at) VALUES (1, unixepoch())
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
     }
 
     /// Test hook: from now on every write transaction runs `PRAGMA
@@ -85,6 +133,14 @@ impl SqliteStore {
     #[doc(hidden)]
     pub fn limit_pages_for_tests(&self, pages: u64) {
         self.page_limit.store(pages.max(1), Ordering::SeqCst);
+    }
+
+    /// Test hook: `true` makes every later write transaction fail as on a
+    /// read-only file (`PRAGMA query_only`), `false` lifts that. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub fn refuse_writes_for_tests(&self, refuse: bool) {
+        *self.query_only.lock().unwrap_or_else(|e| e.into_inner()) = Some(refuse);
     }
 
     /// Every row as `(room_id, started_at, state)`, for tests that check
@@ -233,6 +289,13 @@ impl SqliteStore {
 ///
 /// Only `Ok` from [`WriteTx::commit`] means durable (WAL, `synchronous =
 /// FULL`).
+/// The test hooks a write transaction applies first (none in production).
+#[derive(Clone, Copy)]
+struct Hooks {
+    page_limit: u64,
+    query_only: Option<bool>,
+}
+
 struct WriteTx {
     conn: PoolConnection<Sqlite>,
     committed: bool,
@@ -244,7 +307,11 @@ impl WriteTx {
         loop {
             tries += 1;
             let mut conn = store.writer.acquire().await?;
-            match Self::start(&mut conn, store.page_limit.load(Ordering::SeqCst)).await {
+            let hooks = Hooks {
+                page_limit: store.page_limit.load(Ordering::SeqCst),
+                query_only: *store.query_only.lock().unwrap_or_else(|e| e.into_inner()),
+            };
+            match Self::start(&mut conn, hooks).await {
                 Ok(()) => {
                     return Ok(WriteTx {
                         conn,
@@ -263,17 +330,27 @@ impl WriteTx {
         }
     }
 
-    async fn start(conn: &mut SqliteConnection, page_limit: u64) -> Result<(), StoreError> {
+    async fn start(conn: &mut SqliteConnection, hooks: Hooks) -> Result<(), StoreError> {
         if conn.is_in_transaction() {
             return Err(StoreError::Corrupt(
                 "the writer connection is inside a transaction".into(),
             ));
         }
-        if page_limit != 0 {
+        if hooks.page_limit != 0 {
             let _: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "PRAGMA max_page_count = {page_limit}"
+                "PRAGMA max_page_count = {}",
+                hooks.page_limit
             )))
             .fetch_one(&mut *conn)
+            .await?;
+        }
+        if let Some(on) = hooks.query_only {
+            sqlx::query(if on {
+                "PRAGMA query_only = 1"
+            } else {
+                "PRAGMA query_only = 0"
+            })
+            .execute(&mut *conn)
             .await?;
         }
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;

@@ -9,6 +9,7 @@ mod pg;
 mod disk_full;
 mod endpoints;
 mod properties;
+mod read_only;
 mod reconcile;
 mod registration;
 mod replicas;
