@@ -172,6 +172,15 @@ pub struct Config {
     /// How long finished meetings are kept (at least 1h: /meetings lists them).
     #[arg(long, env = "RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub retention: Duration,
+
+    /// Test only: this background task dies at start (scheduler,
+    /// reconciler, ingest-writer, outcome-writer), to test supervision.
+    #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
+    pub inject_fault: Option<String>,
+
+    /// Test only: a fault a test fires when it wants (see [`crate::fault`]).
+    #[arg(skip)]
+    pub faults: crate::fault::Faults,
 }
 
 impl Config {
@@ -194,6 +203,8 @@ impl Config {
             retry_backoff: Duration::from_secs(30),
             shutdown_concurrency: 32,
             retention: Duration::from_secs(24 * 3600),
+            inject_fault: None,
+            faults: crate::fault::Faults::default(),
         }
     }
 
@@ -218,6 +229,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "--shutdown-concurrency must be at least 1",
             ));
+        }
+        if let Some(task) = &self.inject_fault {
+            if !crate::fault::TASKS.contains(&task.as_str()) {
+                return Err(ConfigError::Invalid(
+                    "--inject-fault names no background task",
+                ));
+            }
         }
         if self.retention < Duration::from_secs(3600) {
             return Err(ConfigError::Invalid("--retention must be at least 1h"));

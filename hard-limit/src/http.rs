@@ -97,6 +97,15 @@ impl From<MeetingView> for MeetingJson {
 }
 
 async fn healthz(State(app): State<AppState>) -> Response {
+    // A dead background task (scheduler, reconciler, webhook writer): the
+    // service is stopping, and until then it cannot keep its promises.
+    if !app.tasks_ok.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "a background task stopped; the service is stopping"})),
+        )
+            .into_response();
+    }
     // A store that answers reads but refuses writes (read-only, full)
     // loses nothing only by answering 503 to every delivery: not healthy.
     // After a failed write the check commits a probe write itself, so an

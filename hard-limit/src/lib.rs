@@ -44,6 +44,7 @@
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`app`] | build and run: the zero2prod `Application` |
 //! | [`clock`] | where "now" comes from |
+//! | [`fault`] | test-only fault injection into the background tasks |
 
 #![deny(missing_docs)]
 
@@ -53,6 +54,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod eyeson;
+pub mod fault;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;

@@ -255,9 +255,10 @@ impl Ingest {
         store: Store,
         clock: Arc<dyn crate::clock::Clock>,
         wake: Arc<Notify>,
+        faults: &crate::fault::Faults,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(faults.wrap("ingest-writer", async move {
             let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let plans: Vec<Plan> = batch.iter().map(|(p, _)| p.clone()).collect();
@@ -278,7 +279,7 @@ impl Ingest {
                     }
                 }
             }
-        });
+        }));
         (Ingest { tx }, task)
     }
 

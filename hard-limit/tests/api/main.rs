@@ -16,4 +16,5 @@ mod replicas;
 mod restart;
 mod shutdown;
 mod store_suite;
+mod supervision;
 mod webhook;
