@@ -151,6 +151,7 @@ impl Application {
             webhook_url: config.webhook_url.clone(),
             close_unlisted_after: config.close_unlisted_after,
             previous: Default::default(),
+            max_start_ahead: crate::domain::max_start_ahead(config.webhook_max_age),
         };
         Ok(Application {
             listener,

@@ -413,6 +413,23 @@ pub fn ended_by_cutoff(key: &MeetingKey, cutoff: Option<Timestamp>) -> bool {
     cutoff.is_some_and(|c| key.started_at <= c)
 }
 
+/// How far ahead of the service's clock a `started_at` may be: the replay
+/// window (`--webhook-max-age`), or 10 minutes when that check is off.
+/// Further ahead is a bad clock or a forgery, and such a meeting would
+/// shield every later meeting of its room (they look older).
+pub fn max_start_ahead(webhook_max_age: Duration) -> Duration {
+    if webhook_max_age.is_zero() {
+        Duration::from_secs(600)
+    } else {
+        webhook_max_age
+    }
+}
+
+/// Whether `started_at` is further ahead of `now` than `ahead` allows.
+pub fn starts_in_the_future(started_at: Timestamp, now: Timestamp, ahead: Duration) -> bool {
+    started_at > now.plus(ahead)
+}
+
 /// Whether a meeting with this deadline may be shut down at `now`.
 pub fn is_overdue(deadline: Timestamp, now: Timestamp) -> bool {
     deadline <= now
@@ -478,6 +495,26 @@ pub fn retry_delay(base: Duration, attempts: i64) -> Duration {
     let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(0);
     base.saturating_mul(1 << doublings)
         .min(RETRY_DELAY_CAP.max(base))
+}
+
+#[cfg(test)]
+mod future_start_tests {
+    use super::*;
+
+    #[test]
+    fn starts_further_ahead_than_the_window_are_in_the_future() {
+        let now = Timestamp(1_000_000);
+        let ten = max_start_ahead(Duration::from_secs(600));
+        assert!(!starts_in_the_future(Timestamp(1_600_000), now, ten));
+        assert!(starts_in_the_future(Timestamp(1_600_001), now, ten));
+        assert!(starts_in_the_future(Timestamp(i64::MAX), now, ten));
+        assert_eq!(max_start_ahead(Duration::ZERO), Duration::from_secs(600));
+        assert!(!starts_in_the_future(
+            Timestamp(i64::MAX),
+            Timestamp(i64::MAX - 1),
+            Duration::MAX
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -73,6 +73,10 @@ pub struct Reconciler {
     /// unlisted only if two consecutive complete lists miss it, so one
     /// transient empty or partial answer closes nothing.
     pub previous: Arc<Mutex<Option<PreviousList>>>,
+    /// How far ahead of the clock a `started_at` may be
+    /// ([`domain::max_start_ahead`]): later starts are not tracked from
+    /// `GET /rooms`, and are forgotten from the store.
+    pub max_start_ahead: Duration,
 }
 
 impl Reconciler {
@@ -129,6 +133,15 @@ impl Reconciler {
                 tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
             }
         }
+        let ahead = self.clock.now().plus(self.max_start_ahead);
+        match self.store.forget_future(ahead).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                forgotten = n,
+                "forgot meetings and shutdown cutoffs that start in the future"
+            ),
+            Err(e) => tracing::warn!(error = %e, "forgetting future starts failed"),
+        }
         let horizon = self.clock.now().minus(self.retention);
         match self.store.prune(horizon).await {
             Ok(0) => {}
@@ -172,7 +185,12 @@ impl Reconciler {
         let now = self.clock.now();
         let mut plans = Vec::with_capacity(rooms.len());
         let mut listed = Vec::with_capacity(rooms.len());
+        let ahead = now.plus(self.max_start_ahead);
         for room in rooms {
+            if room.started_at.is_some_and(|s| s > ahead) {
+                tracing::warn!(room = %room.room_id, "GET /rooms lists a meeting that starts in the future; not tracked");
+                continue;
+            }
             let plan = domain::plan(
                 &RoomUpdate {
                     room_id: room.room_id.clone(),

@@ -49,6 +49,9 @@ pub enum Rejection {
     Malformed(&'static str),
     /// The signed timestamp is too far from now (a replay).
     Stale,
+    /// `room.started_at` is further ahead of the service's clock than the
+    /// window ([`domain::max_start_ahead`]).
+    FutureStart,
 }
 
 impl Rejection {
@@ -59,7 +62,9 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED
             }
             Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::Malformed(_) | Rejection::Unreadable => StatusCode::BAD_REQUEST,
+            Rejection::Malformed(_) | Rejection::Unreadable | Rejection::FutureStart => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 
@@ -72,6 +77,7 @@ impl Rejection {
             Rejection::Unreadable => "unreadable",
             Rejection::Malformed(_) => "malformed",
             Rejection::Stale => "stale",
+            Rejection::FutureStart => "future_start",
         }
     }
 
@@ -84,6 +90,9 @@ impl Rejection {
             Rejection::Unreadable => "body could not be read",
             Rejection::Malformed(what) => what,
             Rejection::Stale => "delivery timestamp outside the accepted window",
+            Rejection::FutureStart => {
+                "room.started_at is further in the future than the accepted window"
+            }
         }
     }
 }
@@ -343,6 +352,15 @@ async fn handle(
         Event::Other => return Ok(("ignored", "other_type")),
         Event::RoomUpdate(u) => u,
     };
+    if update.started_at.is_some_and(|s| {
+        domain::starts_in_the_future(
+            s,
+            app.clock.now(),
+            domain::max_start_ahead(app.webhook_max_age),
+        )
+    }) {
+        return Err(Rejection::FutureStart);
+    }
     let plan = domain::plan(&update, &app.policy);
     if let Plan::Ignore(_) = plan {
         return Ok(("ignored", "not_started"));

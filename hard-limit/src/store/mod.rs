@@ -248,6 +248,16 @@ pub trait MeetingStore: Send + Sync {
         finished_before: Timestamp,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Forgets meetings that start after `starts_after`, and shutdown
+    /// cutoffs after it: a start that far ahead of the clock (a bad clock,
+    /// or tracked before such starts were refused) would otherwise shield
+    /// every later meeting of its room and never be pruned. Returns how
+    /// many rows went.
+    fn forget_future(
+        &self,
+        starts_after: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Answers if the store answers (for `/healthz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -449,6 +459,13 @@ impl MeetingStore for Store {
         let r = match self {
             Store::Sqlite(s) => s.prune(finished_before).await,
             Store::Postgres(s) => s.prune(finished_before).await,
+        };
+        self.note(r, |n| *n > 0)
+    }
+    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
+        let r = match self {
+            Store::Sqlite(s) => s.forget_future(starts_after).await,
+            Store::Postgres(s) => s.forget_future(starts_after).await,
         };
         self.note(r, |n| *n > 0)
     }

@@ -663,6 +663,22 @@ impl MeetingStore for PgStore {
         Ok(pruned as u64)
     }
 
+    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let meetings = sqlx::query("DELETE FROM meetings WHERE started_at > $1")
+            .bind(starts_after.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let cutoffs = sqlx::query("DELETE FROM room_shutdowns WHERE cutoff > $1")
+            .bind(starts_after.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(meetings + cutoffs)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

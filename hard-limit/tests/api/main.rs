@@ -8,6 +8,7 @@ mod pg;
 
 mod disk_full;
 mod endpoints;
+mod future_start;
 mod properties;
 mod read_only;
 mod reconcile;

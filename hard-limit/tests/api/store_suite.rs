@@ -114,6 +114,7 @@ suite!(
     reads_answer_what_was_written,
     close_unlisted_closes_only_old_unlisted_meetings,
     prune_forgets_only_old_finished_meetings,
+    forget_future_forgets_only_future_starts_and_cutoffs,
     concurrent_claimers_never_share_a_meeting,
     concurrent_batches_for_the_same_rooms_all_commit,
     only_the_latest_claim_of_an_owner_records_the_outcome,
@@ -494,6 +495,44 @@ async fn prune_forgets_only_old_finished_meetings(store: &Store) {
         store.count_by_state().await.unwrap(),
         vec![(MeetingState::Running, 1)]
     );
+}
+
+async fn forget_future_forgets_only_future_starts_and_cutoffs(store: &Store) {
+    // A meeting "started" far ahead (tracked before such starts were
+    // refused) and a shutdown cutoff far ahead in another room.
+    store
+        .apply(
+            &[
+                track("room", 9_000_000),
+                track("room", 1_000),
+                update("other", Some(9_000_000), true, 2_000),
+            ],
+            Timestamp(2_000),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .newer_meeting_known(&key("room", 1_000))
+        .await
+        .unwrap());
+    assert_eq!(store.forget_future(Timestamp(10_000)).await.unwrap(), 3);
+    assert!(!store
+        .newer_meeting_known(&key("room", 1_000))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .shutdown_cutoff(&RoomId::parse("other").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    // The meeting that did start is kept; nothing more to forget.
+    assert_eq!(
+        store.count_by_state().await.unwrap(),
+        vec![(MeetingState::Running, 1)]
+    );
+    assert_eq!(store.forget_future(Timestamp(10_000)).await.unwrap(), 0);
 }
 
 async fn concurrent_claimers_never_share_a_meeting(store: &Store) {
