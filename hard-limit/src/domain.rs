@@ -430,6 +430,16 @@ pub fn starts_in_the_future(started_at: Timestamp, now: Timestamp, ahead: Durati
     started_at > now.plus(ahead)
 }
 
+/// Whether a reconciliation must close nothing rather than close
+/// `would_close` of the `open` tracked meetings: more than 10 and more than
+/// 20% of them is more likely a partial `GET /rooms` answer than that many
+/// meetings ending unseen. Closing by reconciliation is only an
+/// optimisation (a meeting left open is shut down at its deadline and
+/// meets 404), so when in doubt nothing is closed.
+pub fn mass_close_refused(would_close: u64, open: u64) -> bool {
+    would_close > 10 && would_close.saturating_mul(5) > open
+}
+
 /// Whether a meeting with this deadline may be shut down at `now`.
 pub fn is_overdue(deadline: Timestamp, now: Timestamp) -> bool {
     deadline <= now
@@ -498,7 +508,7 @@ pub fn retry_delay(base: Duration, attempts: i64) -> Duration {
 }
 
 #[cfg(test)]
-mod future_start_tests {
+mod guard_tests {
     use super::*;
 
     #[test]
@@ -514,6 +524,16 @@ mod future_start_tests {
             Timestamp(i64::MAX - 1),
             Duration::MAX
         ));
+    }
+
+    #[test]
+    fn closing_many_and_a_large_share_is_refused() {
+        assert!(!mass_close_refused(10, 10), "ten is never too many");
+        assert!(!mass_close_refused(11, 100), "11% is not");
+        assert!(!mass_close_refused(20, 100), "20% is not");
+        assert!(mass_close_refused(21, 100));
+        assert!(mass_close_refused(19_900, 20_000));
+        assert!(mass_close_refused(u64::MAX / 2, u64::MAX / 2));
     }
 }
 

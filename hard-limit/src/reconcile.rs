@@ -17,7 +17,7 @@ use crate::domain::{self, MeetingKey, Plan, Policy, RoomUpdate, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient};
 use crate::metrics;
 use crate::scheduler::sleep_or_stop;
-use crate::store::{Applied, MeetingStore, Store, StoreError};
+use crate::store::{Applied, Closing, MeetingStore, Store, StoreError};
 
 /// What one reconciliation did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -218,7 +218,21 @@ impl Reconciler {
             self.close_unlisted_after,
         );
         let closed = match closing {
-            Some((listed, before)) => self.store.close_unlisted(&listed, before, now).await?,
+            Some((listed, before)) => {
+                match self.store.close_unlisted(&listed, before, now).await? {
+                    Closing::Closed(n) => n,
+                    Closing::Refused { would_close, open } => {
+                        ::metrics::counter!(metrics::RECONCILE_CLOSES_REFUSED).increment(1);
+                        tracing::error!(
+                        would_close,
+                        open,
+                        listed = rooms.len(),
+                        "GET /rooms does not list more than 10 and more than 20% of the open meetings: more likely a partial list than that many silent ends; closing none"
+                    );
+                        0
+                    }
+                }
+            }
             None => 0,
         };
         Ok(Report {

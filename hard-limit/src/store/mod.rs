@@ -136,6 +136,21 @@ pub enum Applied {
     Ended(u64),
 }
 
+/// What [`MeetingStore::close_unlisted`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// Closed this many meetings.
+    Closed(u64),
+    /// Closed none: `would_close` of the `open` tracked meetings is too
+    /// many to believe ([`crate::domain::mass_close_refused`]).
+    Refused {
+        /// How many it would have closed.
+        would_close: u64,
+        /// How many meetings were open.
+        open: u64,
+    },
+}
+
 /// A store failure. Details go to the log, never to HTTP clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -215,13 +230,14 @@ pub trait MeetingStore: Send + Sync {
     /// Marks ended the running meetings that were tracked before
     /// `known_before` and are not in `listed` (eyeson's list of running
     /// meetings, asked for after `known_before`): they ended without a
-    /// delivery reaching us. Returns how many.
+    /// delivery reaching us. Closes none if that would be too many
+    /// ([`crate::domain::mass_close_refused`]).
     fn close_unlisted(
         &self,
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Closing, StoreError>> + Send;
 
     /// Open meetings and those finished at or after `finished_since`, newest
     /// start first, at most `limit`.
@@ -426,12 +442,12 @@ impl MeetingStore for Store {
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Closing, StoreError> {
         let r = match self {
             Store::Sqlite(s) => s.close_unlisted(listed, known_before, now).await,
             Store::Postgres(s) => s.close_unlisted(listed, known_before, now).await,
         };
-        self.note(r, |n| *n > 0)
+        self.note(r, |c| matches!(c, Closing::Closed(n) if *n > 0))
     }
     async fn list(
         &self,

@@ -37,7 +37,7 @@ use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
 use tokio::sync::{watch, Mutex, Notify};
 
 use super::rows::MeetingRow;
-use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
+use super::{Applied, Claim, Closing, MeetingStore, MeetingView, Outcome, StoreError};
 use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
 /// The channel `NOTIFY`'d when a meeting is newly tracked.
@@ -571,20 +571,37 @@ impl MeetingStore for PgStore {
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Closing, StoreError> {
         let rooms: Vec<String> = listed
             .iter()
             .map(|k| k.room_id.as_str().to_owned())
             .collect();
         let starts: Vec<i64> = listed.iter().map(|k| k.started_at.0).collect();
+        const UNLISTED: &str = "state = 'running' AND created_at < $3
+               AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS l(room_id, started_at)
+                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)";
         let mut tx = self.pool.begin().await?;
         let now = self.now_in(&mut tx, now).await?;
-        let closed = sqlx::query(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT (SELECT count(*) FROM meetings WHERE {UNLISTED}) AS would_close,
+                    (SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping')) AS open"
+        )))
+        .bind(&rooms)
+        .bind(&starts)
+        .bind(known_before.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let would_close: i64 = row.try_get("would_close")?;
+        let open: i64 = row.try_get("open")?;
+        let (would_close, open) = (would_close.max(0) as u64, open.max(0) as u64);
+        if domain::mass_close_refused(would_close, open) {
+            tx.rollback().await?;
+            return Ok(Closing::Refused { would_close, open });
+        }
+        let closed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
-             WHERE state = 'running' AND created_at < $3
-               AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS l(room_id, started_at)
-                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)",
-        )
+             WHERE {UNLISTED}"
+        )))
         .bind(rooms)
         .bind(starts)
         .bind(known_before.0)
@@ -593,7 +610,7 @@ impl MeetingStore for PgStore {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(closed)
+        Ok(Closing::Closed(closed))
     }
 
     async fn list(

@@ -23,7 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 
 use super::rows::MeetingRow;
-use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
+use super::{Applied, Claim, Closing, MeetingStore, MeetingView, Outcome, StoreError};
 use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
@@ -533,7 +533,7 @@ impl MeetingStore for SqliteStore {
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Closing, StoreError> {
         // The listed keys go into a temporary table on the writer
         // connection, so the anti-join runs in SQLite however many
         // meetings are running.
@@ -554,22 +554,40 @@ impl MeetingStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let closed = sqlx::query(
-            "UPDATE meetings SET state = 'ended', finished_at = ?2, updated_at = ?2
-             WHERE state = 'running' AND created_at < ?1
+        const UNLISTED: &str = "state = 'running' AND created_at < ?1
                AND NOT EXISTS (SELECT 1 FROM temp.listed l
-                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)",
-        )
+                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)";
+        let would_close: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM meetings WHERE {UNLISTED}"
+        )))
         .bind(known_before.0)
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_one(&mut *tx)
+        .await?;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping')",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let (would_close, open) = (would_close.max(0) as u64, open.max(0) as u64);
+        let outcome = if domain::mass_close_refused(would_close, open) {
+            Closing::Refused { would_close, open }
+        } else {
+            let closed = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE meetings SET state = 'ended', finished_at = ?2, updated_at = ?2
+                 WHERE {UNLISTED}"
+            )))
+            .bind(known_before.0)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Closing::Closed(closed)
+        };
         sqlx::query("DELETE FROM temp.listed")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(closed)
+        Ok(outcome)
     }
 
     async fn list(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use eyeson_hard_limit::domain::{
     plan, Limits, MeetingKey, MeetingState, Plan, Policy, RoomId, RoomUpdate, Timestamp,
 };
-use eyeson_hard_limit::store::{Applied, MeetingStore, Outcome, PgStore, Store};
+use eyeson_hard_limit::store::{Applied, Closing, MeetingStore, Outcome, PgStore, Store};
 
 use crate::pg::PgDb;
 
@@ -113,6 +113,7 @@ suite!(
     next_wake_is_the_earliest_deadline_or_lease,
     reads_answer_what_was_written,
     close_unlisted_closes_only_old_unlisted_meetings,
+    close_unlisted_refuses_to_close_too_many,
     prune_forgets_only_old_finished_meetings,
     forget_future_forgets_only_future_starts_and_cutoffs,
     concurrent_claimers_never_share_a_meeting,
@@ -461,7 +462,7 @@ async fn close_unlisted_closes_only_old_unlisted_meetings(store: &Store) {
         .close_unlisted(&[key("a", 0)], Timestamp(3_000), Timestamp(6_000))
         .await
         .unwrap();
-    assert_eq!(closed, 1);
+    assert_eq!(closed, Closing::Closed(1));
     let open: HashSet<_> = store
         .list(Timestamp(i64::MAX), 10)
         .await
@@ -476,7 +477,7 @@ async fn close_unlisted_closes_only_old_unlisted_meetings(store: &Store) {
             .close_unlisted(&[], Timestamp(10_000), Timestamp(10_000))
             .await
             .unwrap(),
-        2
+        Closing::Closed(2)
     );
 }
 
@@ -533,6 +534,36 @@ async fn forget_future_forgets_only_future_starts_and_cutoffs(store: &Store) {
         vec![(MeetingState::Running, 1)]
     );
     assert_eq!(store.forget_future(Timestamp(10_000)).await.unwrap(), 0);
+}
+
+async fn close_unlisted_refuses_to_close_too_many(store: &Store) {
+    let plans: Vec<Plan> = (0..30).map(|i| track(&format!("r{i:02}"), 1_000)).collect();
+    store.apply(&plans, Timestamp(1_000)).await.unwrap();
+    let listed =
+        |n: usize| -> Vec<MeetingKey> { (0..n).map(|i| key(&format!("r{i:02}"), 1_000)).collect() };
+    // A list of 5 of 30: 25 would close (more than 10 and 20%): none does.
+    assert_eq!(
+        store
+            .close_unlisted(&listed(5), Timestamp(2_000), Timestamp(3_000))
+            .await
+            .unwrap(),
+        Closing::Refused {
+            would_close: 25,
+            open: 30
+        }
+    );
+    assert_eq!(
+        store.count_by_state().await.unwrap(),
+        vec![(MeetingState::Running, 30)]
+    );
+    // 6 of 30 (20%) is believable.
+    assert_eq!(
+        store
+            .close_unlisted(&listed(24), Timestamp(2_000), Timestamp(3_000))
+            .await
+            .unwrap(),
+        Closing::Closed(6)
+    );
 }
 
 async fn concurrent_claimers_never_share_a_meeting(store: &Store) {
