@@ -240,10 +240,13 @@ pub trait MeetingStore: Send + Sync {
     ) -> impl Future<Output = Result<Closing, StoreError>> + Send;
 
     /// Open meetings and those finished at or after `finished_since`, newest
-    /// start first, at most `limit`.
+    /// start first (then room id, descending), at most `limit`; with
+    /// `after`, only those that come after that meeting in this order (a
+    /// page cursor: stable while rows are added).
     fn list(
         &self,
         finished_since: Timestamp,
+        after: Option<&MeetingKey>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<MeetingView>, StoreError>> + Send;
 
@@ -452,11 +455,12 @@ impl MeetingStore for Store {
     async fn list(
         &self,
         finished_since: Timestamp,
+        after: Option<&MeetingKey>,
         limit: u32,
     ) -> Result<Vec<MeetingView>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.list(finished_since, limit).await,
-            Store::Postgres(s) => s.list(finished_since, limit).await,
+            Store::Sqlite(s) => s.list(finished_since, after, limit).await,
+            Store::Postgres(s) => s.list(finished_since, after, limit).await,
         }
     }
     async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {

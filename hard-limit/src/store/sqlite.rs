@@ -593,15 +593,19 @@ impl MeetingStore for SqliteStore {
     async fn list(
         &self,
         finished_since: Timestamp,
+        after: Option<&MeetingKey>,
         limit: u32,
     ) -> Result<Vec<MeetingView>, StoreError> {
         let rows = sqlx::query(
             "SELECT room_id, started_at, deadline, state FROM meetings
-             WHERE finished_at IS NULL OR finished_at >= ?1
-             ORDER BY started_at DESC LIMIT ?2",
+             WHERE (finished_at IS NULL OR finished_at >= ?1)
+               AND (?3 IS NULL OR started_at < ?3 OR (started_at = ?3 AND room_id < ?4))
+             ORDER BY started_at DESC, room_id DESC LIMIT ?2",
         )
         .bind(finished_since.0)
         .bind(i64::from(limit))
+        .bind(after.map(|k| k.started_at.0))
+        .bind(after.map(|k| k.room_id.as_str()))
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(MeetingRow::view).collect()

@@ -114,6 +114,7 @@ suite!(
     reads_answer_what_was_written,
     close_unlisted_closes_only_old_unlisted_meetings,
     close_unlisted_refuses_to_close_too_many,
+    list_pages_with_a_cursor,
     prune_forgets_only_old_finished_meetings,
     forget_future_forgets_only_future_starts_and_cutoffs,
     concurrent_claimers_never_share_a_meeting,
@@ -307,7 +308,7 @@ async fn a_newer_start_closes_older_meetings(store: &Store) {
         .unwrap()
         .unwrap();
     assert_eq!(current.key, key("a", 2_000));
-    let list = store.list(Timestamp(i64::MIN), 10).await.unwrap();
+    let list = store.list(Timestamp(i64::MIN), None, 10).await.unwrap();
     let states: Vec<_> = list.iter().map(|m| (m.key.clone(), m.state)).collect();
     assert_eq!(
         states,
@@ -436,8 +437,15 @@ async fn reads_answer_what_was_written(store: &Store) {
     let plans: Vec<Plan> = (0..50).map(|i| track(&format!("r{i}"), i * 10)).collect();
     let r = store.apply(&plans, Timestamp(1_000)).await.unwrap();
     assert!(r.iter().all(|a| *a == Applied::Tracked));
-    assert_eq!(store.list(Timestamp(i64::MIN), 20).await.unwrap().len(), 20);
-    let all = store.list(Timestamp(i64::MIN), 1000).await.unwrap();
+    assert_eq!(
+        store
+            .list(Timestamp(i64::MIN), None, 20)
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
+    let all = store.list(Timestamp(i64::MIN), None, 1000).await.unwrap();
     assert_eq!(all.len(), 50);
     assert_eq!(all[0].key, key("r49", 490), "newest start first");
     assert_eq!(all[0].deadline, Timestamp(60_490));
@@ -464,7 +472,7 @@ async fn close_unlisted_closes_only_old_unlisted_meetings(store: &Store) {
         .unwrap();
     assert_eq!(closed, Closing::Closed(1));
     let open: HashSet<_> = store
-        .list(Timestamp(i64::MAX), 10)
+        .list(Timestamp(i64::MAX), None, 10)
         .await
         .unwrap()
         .into_iter()
@@ -564,6 +572,32 @@ async fn close_unlisted_refuses_to_close_too_many(store: &Store) {
             .unwrap(),
         Closing::Closed(6)
     );
+}
+
+async fn list_pages_with_a_cursor(store: &Store) {
+    // Ties on started_at are broken by room id, descending.
+    let plans: Vec<Plan> = (0..25)
+        .map(|i| track(&format!("r{i:02}"), 1_000 + (i % 3)))
+        .collect();
+    store.apply(&plans, Timestamp(2_000)).await.unwrap();
+    let mut all = Vec::new();
+    let mut after: Option<MeetingKey> = None;
+    loop {
+        let page = store
+            .list(Timestamp(i64::MIN), after.as_ref(), 10)
+            .await
+            .unwrap();
+        assert!(page.len() <= 10);
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        all.extend(page.into_iter().map(|m| m.key));
+    }
+    assert_eq!(all.len(), 25);
+    let mut expected = all.clone();
+    expected.sort_by(|a, b| {
+        (b.started_at, b.room_id.as_str()).cmp(&(a.started_at, a.room_id.as_str()))
+    });
+    assert_eq!(all, expected);
 }
 
 async fn concurrent_claimers_never_share_a_meeting(store: &Store) {
