@@ -4,7 +4,7 @@
 //! and the reconciler side by side until the stop future resolves, then
 //! stops accepting, lets in-flight work finish, and returns.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use crate::eyeson::{ApiError, EyesonClient};
 use crate::fault::Faults;
 use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
+use crate::serve::{self, ConnLimits};
 use crate::store::{Store, StoreError};
 use crate::webhook::Ingest;
 use crate::{http, metrics};
@@ -45,6 +46,8 @@ pub struct AppState {
     /// False once a background task ended before the service was told to
     /// stop: `/healthz` answers 503 from then on.
     pub tasks_ok: Arc<AtomicBool>,
+    /// A webhook body must arrive within this.
+    pub body_read_timeout: Duration,
 }
 
 /// Why the service could not start or run.
@@ -83,6 +86,7 @@ pub struct Application {
     reconciler: Reconciler,
     ingest_task: tokio::task::JoinHandle<()>,
     faults: Faults,
+    conn_limits: ConnLimits,
 }
 
 fn owner_id() -> String {
@@ -126,6 +130,7 @@ impl Application {
             clock: clock.clone(),
             metrics: handle,
             tasks_ok: tasks_ok.clone(),
+            body_read_timeout: config.body_read_timeout,
         };
         let scheduler = Scheduler {
             store: store.clone(),
@@ -161,6 +166,11 @@ impl Application {
             reconciler,
             ingest_task,
             faults,
+            conn_limits: ConnLimits {
+                header_read_timeout: config.header_read_timeout,
+                keep_alive_timeout: config.keep_alive_timeout,
+                max_connections: config.max_connections,
+            },
         })
     }
 
@@ -189,7 +199,7 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (http_stop_tx, mut http_stop_rx) = watch::channel(false);
+        let (http_stop_tx, http_stop_rx) = watch::channel(false);
         let faults = self.faults;
         let mut listener = self
             .state
@@ -203,14 +213,12 @@ impl Application {
         let store = self.state.store.clone();
         let tasks_ok = self.state.tasks_ok.clone();
         tracing::info!(addr = %self.addr, "listening");
-        let mut server = tokio::spawn(
-            axum::serve(self.listener, http::router(self.state))
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop_rx.wait_for(|s| *s).await;
-                    tracing::info!("stopping: no new connections");
-                })
-                .into_future(),
-        );
+        let mut server = tokio::spawn(serve::serve(
+            self.listener,
+            http::router(self.state),
+            self.conn_limits,
+            http_stop_rx,
+        ));
         let ended = tokio::select! {
             () = stop => None,
             r = &mut scheduler => Some(("scheduler", r)),

@@ -194,6 +194,30 @@ pub struct Config {
     #[arg(long, env = "RETENTION", default_value = "24h", value_parser = parse_duration, hide_env_values = true)]
     pub retention: Duration,
 
+    /// A request's headers must arrive within this (counted from when the
+    /// connection is ready for a request), or the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, hide_env_values = true)]
+    pub header_read_timeout: Duration,
+
+    /// A webhook body must arrive whole within this (counted from the end
+    /// of its headers), or the delivery is answered 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, hide_env_values = true)]
+    pub body_read_timeout: Duration,
+
+    /// A connection with no request in flight that moves no byte for this
+    /// long is closed.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value = "15s", value_parser = parse_duration, hide_env_values = true)]
+    pub keep_alive_timeout: Duration,
+
+    /// Connections served at once; more wait to be accepted.
+    #[arg(
+        long,
+        env = "MAX_CONNECTIONS",
+        default_value_t = 1024,
+        hide_env_values = true
+    )]
+    pub max_connections: usize,
+
     /// Test only: this background task dies at start (scheduler,
     /// reconciler, ingest-writer, outcome-writer), to test supervision.
     #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
@@ -224,6 +248,10 @@ impl Config {
             retry_backoff: Duration::from_secs(30),
             shutdown_concurrency: 32,
             retention: Duration::from_secs(24 * 3600),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(15),
+            max_connections: 1024,
             inject_fault: None,
             faults: crate::fault::Faults::default(),
         }
@@ -250,6 +278,17 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "--shutdown-concurrency must be at least 1",
             ));
+        }
+        if self.header_read_timeout.is_zero()
+            || self.body_read_timeout.is_zero()
+            || self.keep_alive_timeout.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "--header-read-timeout, --body-read-timeout and --keep-alive-timeout must be more than 0s",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid("--max-connections must be at least 1"));
         }
         if let Some(task) = &self.inject_fault {
             if !crate::fault::TASKS.contains(&task.as_str()) {

@@ -41,6 +41,7 @@
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
 //! | [`store`] | the narrow [`store::MeetingStore`] trait, its SQLite engine and its PostgreSQL engine (replicas) |
 //! | [`http`] | routes, read-only endpoints, error answers |
+//! | [`serve`] | the server loop: connection cap, header and idle timeouts |
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`app`] | build and run: the zero2prod `Application` |
 //! | [`clock`] | where "now" comes from |
@@ -59,6 +60,7 @@ pub mod http;
 pub mod metrics;
 pub mod reconcile;
 pub mod scheduler;
+pub mod serve;
 pub mod store;
 pub mod webhook;
 

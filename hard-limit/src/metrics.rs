@@ -56,6 +56,7 @@ pub const DELIVERY_LABELS: &[(&str, &str)] = &[
     ("rejected", "malformed"),
     ("rejected", "stale"),
     ("rejected", "future_start"),
+    ("rejected", "body_timeout"),
     ("error", "store"),
 ];
 

@@ -52,6 +52,8 @@ pub enum Rejection {
     /// `room.started_at` is further ahead of the service's clock than the
     /// window ([`domain::max_start_ahead`]).
     FutureStart,
+    /// The body did not arrive within `--body-read-timeout`.
+    BodyTimeout,
 }
 
 impl Rejection {
@@ -62,6 +64,7 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED
             }
             Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::Malformed(_) | Rejection::Unreadable | Rejection::FutureStart => {
                 StatusCode::BAD_REQUEST
             }
@@ -78,6 +81,7 @@ impl Rejection {
             Rejection::Malformed(_) => "malformed",
             Rejection::Stale => "stale",
             Rejection::FutureStart => "future_start",
+            Rejection::BodyTimeout => "body_timeout",
         }
     }
 
@@ -93,6 +97,7 @@ impl Rejection {
             Rejection::FutureStart => {
                 "room.started_at is further in the future than the accepted window"
             }
+            Rejection::BodyTimeout => "body not received in time",
         }
     }
 }
@@ -338,7 +343,11 @@ async fn handle(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(Rejection::TooLarge);
     }
-    let bytes = read_body(body).await?;
+    // A client that trickles its body (or stops sending) holds a
+    // connection slot and a buffer: bounded.
+    let bytes = tokio::time::timeout(app.body_read_timeout, read_body(body))
+        .await
+        .map_err(|_| Rejection::BodyTimeout)??;
     verify_signature(
         app.api_key.expose().as_bytes(),
         &bytes,

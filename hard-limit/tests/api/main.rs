@@ -16,6 +16,7 @@ mod registration;
 mod replicas;
 mod restart;
 mod shutdown;
+mod stalls;
 mod store_suite;
 mod supervision;
 mod webhook;
