@@ -103,6 +103,18 @@ async fn a_full_disk_never_loses_an_acknowledged_delivery_and_recovers() {
         .map(|(room, _)| room_update(room, Some(started), true))
         .collect();
     bodies.extend(ends.iter().cloned());
+    // Meetings due at once: the scheduler claims them and calls DELETE
+    // while the disk is full.
+    let due_start = start_for_deadline_ago(Duration::from_secs(1));
+    let due: Vec<String> = (0..100).map(|i| format!("due-{i:03}")).collect();
+    for room in &due {
+        app.fake.start_meeting(room, &iso(due_start));
+    }
+    let due_bodies: Vec<String> = due
+        .iter()
+        .map(|room| room_update(room, Some(due_start), false))
+        .collect();
+    let acked_due = deliver_all(&app, &due_bodies).await;
     let acked_during = deliver_all(&app, &bodies).await;
     assert!(
         acked_during.len() < bodies.len(),
@@ -131,8 +143,26 @@ async fn a_full_disk_never_loses_an_acknowledged_delivery_and_recovers() {
         missing.len()
     );
 
-    let (_fake, database, _dir) = app.stop().await;
+    let (fake, database, _dir) = app.stop().await;
     let rows = rows_in_file(&database).await;
+    // A DELETE only for a meeting the file holds: never for one that lived
+    // only in a transaction that did not commit.
+    for d in fake.deletes() {
+        let room = d.path.trim_start_matches("/rooms/");
+        assert!(
+            rows.iter()
+                .any(|(r, s, _)| r == room && *s == millis(due_start)),
+            "DELETE for {room}, which is not in the file"
+        );
+    }
+    for &i in &acked_due {
+        assert!(
+            rows.iter()
+                .any(|(r, s, _)| *r == due[i] && *s == millis(due_start)),
+            "acknowledged {} is not in the file",
+            due[i]
+        );
+    }
     let state = |room: &str| {
         rows.iter()
             .find(|(r, s, _)| r == room && *s == millis(started))
