@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{ApiKey, Config, ConfigError};
 use crate::domain::Policy;
 use crate::eyeson::{ApiError, EyesonClient};
+use crate::fault::Faults;
 use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
+use crate::serve::{self, ConnLimits};
 use crate::store::{Store, StoreError};
 use crate::webhook::Ingest;
 use crate::{http, metrics};
@@ -40,6 +43,11 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// False once a background task ended before the service was told to
+    /// stop: `/healthz` answers 503 from then on.
+    pub tasks_ok: Arc<AtomicBool>,
+    /// A webhook body must arrive within this.
+    pub body_read_timeout: Duration,
 }
 
 /// Why the service could not start or run.
@@ -57,6 +65,15 @@ pub enum StartError {
     /// The port could not be bound or served.
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
+    /// A background task ended (or panicked) while the service ran; the
+    /// service stopped after finishing what it could.
+    #[error("the {task} task ended unexpectedly ({how}); stopped")]
+    TaskEnded {
+        /// Which task.
+        task: &'static str,
+        /// Panicked (with its message) or returned.
+        how: String,
+    },
 }
 
 /// A built, not yet running, service.
@@ -68,6 +85,8 @@ pub struct Application {
     scheduler: Scheduler,
     reconciler: Reconciler,
     ingest_task: tokio::task::JoinHandle<()>,
+    faults: Faults,
+    conn_limits: ConnLimits,
 }
 
 fn owner_id() -> String {
@@ -88,9 +107,20 @@ impl Application {
         let store = Store::connect(&config.database).await?;
         let client = EyesonClient::new(config.api_url.clone(), config.api_key.clone())?;
         let wake = Arc::new(Notify::new());
-        let (ingest, ingest_task) = Ingest::start(store.clone(), clock.clone(), wake.clone());
+        let faults = match &config.inject_fault {
+            Some(task) => {
+                tracing::warn!(task = %task, "test fault injected: this task dies at once");
+                let f = Faults::arm(task);
+                f.fire();
+                f
+            }
+            None => config.faults.clone(),
+        };
+        let (ingest, ingest_task) =
+            Ingest::start(store.clone(), clock.clone(), wake.clone(), &faults);
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let tasks_ok = Arc::new(AtomicBool::new(true));
         let state = AppState {
             store: store.clone(),
             ingest,
@@ -99,6 +129,8 @@ impl Application {
             webhook_max_age: config.webhook_max_age,
             clock: clock.clone(),
             metrics: handle,
+            tasks_ok: tasks_ok.clone(),
+            body_read_timeout: config.body_read_timeout,
         };
         let scheduler = Scheduler {
             store: store.clone(),
@@ -110,6 +142,8 @@ impl Application {
             concurrency: config.shutdown_concurrency,
             dry_run: config.dry_run,
             retry_backoff: config.retry_backoff,
+            faults: faults.clone(),
+            tasks_ok: tasks_ok.clone(),
         };
         let reconciler = Reconciler {
             store,
@@ -122,6 +156,7 @@ impl Application {
             webhook_url: config.webhook_url.clone(),
             close_unlisted_after: config.close_unlisted_after,
             previous: Default::default(),
+            max_start_ahead: crate::domain::max_start_ahead(config.webhook_max_age),
         };
         Ok(Application {
             listener,
@@ -130,6 +165,12 @@ impl Application {
             scheduler,
             reconciler,
             ingest_task,
+            faults,
+            conn_limits: ConnLimits {
+                header_read_timeout: config.header_read_timeout,
+                keep_alive_timeout: config.keep_alive_timeout,
+                max_connections: config.max_connections,
+            },
         })
     }
 
@@ -145,42 +186,133 @@ impl Application {
 
     /// Serves until `stop` resolves; then stops accepting, finishes
     /// requests and shutdown calls in flight, and returns.
+    ///
+    /// Supervision: the scheduler, the reconciler, the webhook writer and
+    /// (on PostgreSQL) the `LISTEN` task run until the stop; if one ends or
+    /// panics before, `/healthz` answers 503 at once, the others finish
+    /// what they can (the scheduler its shutdown calls in flight, the
+    /// writer what is queued) while HTTP still answers, then HTTP stops and
+    /// this returns [`StartError::TaskEnded`] (the binary exits non-zero
+    /// for its supervisor to restart it).
     pub async fn run_until_stopped(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let listener = self
+        let (http_stop_tx, http_stop_rx) = watch::channel(false);
+        let faults = self.faults;
+        let mut listener = self
             .state
             .store
             .spawn_listener(self.scheduler.wake.clone(), stop_rx.clone());
-        let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
-        let reconciler = tokio::spawn(self.reconciler.run(stop_rx.clone()));
+        let mut scheduler =
+            tokio::spawn(faults.wrap("scheduler", self.scheduler.run(stop_rx.clone())));
+        let mut reconciler =
+            tokio::spawn(faults.wrap("reconciler", self.reconciler.run(stop_rx.clone())));
+        let mut ingest_task = self.ingest_task;
         let store = self.state.store.clone();
+        let tasks_ok = self.state.tasks_ok.clone();
         tracing::info!(addr = %self.addr, "listening");
-        let mut server_stop = stop_rx;
-        let served = axum::serve(self.listener, http::router(self.state))
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = stop => {}
-                    _ = server_stop.wait_for(|s| *s) => {}
+        let mut server = tokio::spawn(serve::serve(
+            self.listener,
+            http::router(self.state),
+            self.conn_limits,
+            http_stop_rx,
+        ));
+        let ended = tokio::select! {
+            () = stop => None,
+            r = &mut scheduler => Some(("scheduler", r)),
+            r = &mut reconciler => Some(("reconciler", r)),
+            r = &mut ingest_task => Some(("webhook writer", r)),
+            r = async { listener.as_mut().expect("guarded").await }, if listener.is_some() => {
+                listener = None;
+                Some(("LISTEN", r))
+            }
+            r = &mut server => {
+                // The server ended by itself: an accept error.
+                tasks_ok.store(false, Ordering::SeqCst);
+                let _ = stop_tx.send(true);
+                let _ = ingest_task.await;
+                let _ = scheduler.await;
+                reconciler.abort();
+                let _ = reconciler.await;
+                if let Some(l) = listener {
+                    l.abort();
+                    let _ = l.await;
                 }
-                tracing::info!("stopping: no new connections");
-            })
-            .await;
+                store.close().await;
+                return match r {
+                    Ok(Ok(())) => Err(StartError::TaskEnded { task: "HTTP server", how: "returned".into() }),
+                    Ok(Err(e)) => Err(StartError::Io(e)),
+                    Err(e) => Err(StartError::TaskEnded { task: "HTTP server", how: how_it_ended(Err(e)) }),
+                };
+            }
+        };
+        let Some((task, result)) = ended else {
+            // Asked to stop: no new connections, finish the requests in
+            // flight; then the router (and with it every Ingest sender) is
+            // gone and the writer commits what is queued and ends.
+            let _ = http_stop_tx.send(true);
+            let served = server.await;
+            let _ = stop_tx.send(true);
+            let _ = ingest_task.await;
+            let _ = scheduler.await;
+            reconciler.abort();
+            let _ = reconciler.await;
+            if let Some(listener) = listener {
+                listener.abort();
+                let _ = listener.await;
+            }
+            store.close().await;
+            tracing::info!("stopped");
+            return match served {
+                Ok(r) => r.map_err(StartError::Io),
+                Err(e) => Err(StartError::TaskEnded {
+                    task: "HTTP server",
+                    how: how_it_ended(Err(e)),
+                }),
+            };
+        };
+        // A task died: unhealthy at once, then finish what can be finished.
+        tasks_ok.store(false, Ordering::SeqCst);
+        let how = how_it_ended(result);
+        tracing::error!(task, how = %how, "a background task ended unexpectedly; /healthz answers 503; stopping");
         let _ = stop_tx.send(true);
-        // The router (and with it every Ingest sender) is gone: the writer
-        // commits what is queued and ends.
-        let _ = self.ingest_task.await;
-        let _ = scheduler.await;
-        reconciler.abort();
-        let _ = reconciler.await;
+        if task != "scheduler" {
+            let _ = scheduler.await;
+        }
+        if task != "reconciler" {
+            reconciler.abort();
+            let _ = reconciler.await;
+        }
         if let Some(listener) = listener {
             listener.abort();
             let _ = listener.await;
         }
+        let _ = http_stop_tx.send(true);
+        let _ = server.await;
+        if task != "webhook writer" {
+            let _ = ingest_task.await;
+        }
         store.close().await;
-        tracing::info!("stopped");
-        served.map_err(StartError::Io)
+        tracing::info!("stopped after a background task ended");
+        Err(StartError::TaskEnded { task, how })
+    }
+}
+
+/// "returned", or "panicked: <message>".
+fn how_it_ended(r: Result<(), tokio::task::JoinError>) -> String {
+    match r {
+        Ok(()) => "returned".into(),
+        Err(e) if e.is_panic() => {
+            let p = e.into_panic();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-text panic".into());
+            format!("panicked: {msg}")
+        }
+        Err(_) => "cancelled".into(),
     }
 }

@@ -100,6 +100,12 @@ pub enum Command {
 }
 
 /// Settings of the service.
+///
+/// Every flag's environment value is hidden in `--help`
+/// (`hide_env_values`): `DATABASE_URL` may carry a password,
+/// `EYESON_API_URL` and `WEBHOOK_URL` a token, `EYESON_API_KEY` is the
+/// key, and `--help` output ends up in terminals, CI logs and tickets.
+/// Keep it on for every new flag.
 #[derive(Clone, Debug, Parser)]
 pub struct Config {
     /// eyeson API key (sent raw in the Authorization header; never logged).
@@ -107,72 +113,120 @@ pub struct Config {
     pub api_key: ApiKey,
 
     /// eyeson API base URL.
-    #[arg(long, env = "EYESON_API_URL", default_value = "https://api.eyeson.team", value_parser = parse_url)]
+    #[arg(long, env = "EYESON_API_URL", default_value = "https://api.eyeson.team", value_parser = parse_url, hide_env_values = true)]
     pub api_url: Url,
 
     /// Address to listen on for webhooks, health, metrics and meetings.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8042")]
+    #[arg(
+        long,
+        env = "LISTEN_ADDR",
+        default_value = "0.0.0.0:8042",
+        hide_env_values = true
+    )]
     pub listen: SocketAddr,
 
     /// Database URL: sqlite://path (the default; the file is created if missing) or
     /// postgres://user@host/db (several replicas on one database).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://hard-limit.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://hard-limit.db",
+        hide_env_values = true
+    )]
     pub database: String,
 
     /// Maximum meeting duration, unless the limits file says otherwise (90s, 30m, 2h).
-    #[arg(long, env = "MAX_DURATION", default_value = "30m", value_parser = parse_duration)]
+    #[arg(long, env = "MAX_DURATION", default_value = "30m", value_parser = parse_duration, hide_env_values = true)]
     pub max_duration: Duration,
 
     /// Extra time after the limit before the shutdown call.
-    #[arg(long, env = "GRACE", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, env = "GRACE", default_value = "0s", value_parser = parse_duration, hide_env_values = true)]
     pub grace: Duration,
 
     /// Optional TOML file of per-room limits: table "rooms" (exact ids),
     /// then table "prefixes" (longest match wins), else --max-duration.
-    #[arg(long, env = "LIMITS_FILE")]
+    #[arg(long, env = "LIMITS_FILE", hide_env_values = true)]
     pub limits: Option<PathBuf>,
 
     /// Public URL eyeson should POST room_update webhooks to; registered at start if set.
-    #[arg(long, env = "WEBHOOK_URL", value_parser = parse_url)]
+    #[arg(long, env = "WEBHOOK_URL", value_parser = parse_url, hide_env_values = true)]
     pub webhook_url: Option<Url>,
 
     /// How often to re-read GET /rooms.
-    #[arg(long, env = "RECONCILE_EVERY", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "RECONCILE_EVERY", default_value = "60s", value_parser = parse_duration, hide_env_values = true)]
     pub reconcile_every: Duration,
 
     /// Log and record what would be shut down; call nothing.
-    #[arg(long, env = "DRY_RUN")]
+    #[arg(long, env = "DRY_RUN", hide_env_values = true)]
     pub dry_run: bool,
 
     /// Deliveries whose signed timestamp is further than this from now are
     /// refused as replays (0s turns the check off).
-    #[arg(long, env = "WEBHOOK_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "WEBHOOK_MAX_AGE", default_value = "10m", value_parser = parse_duration, hide_env_values = true)]
     pub webhook_max_age: Duration,
 
     /// How long a claimed shutdown is owned before another worker (or this
     /// one after a restart) may retry it. Keep it above 20s: attempts stop
     /// after half the lease, and one attempt may take the 10 s timeout.
-    #[arg(long, env = "LEASE", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "LEASE", default_value = "30s", value_parser = parse_duration, hide_env_values = true)]
     pub lease: Duration,
 
     /// A tracked meeting that GET /rooms does not list is closed as ended
     /// only once it has been tracked at least this long.
-    #[arg(long, env = "CLOSE_UNLISTED_AFTER", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "CLOSE_UNLISTED_AFTER", default_value = "60s", value_parser = parse_duration, hide_env_values = true)]
     pub close_unlisted_after: Duration,
 
     /// A shutdown whose retries (429, 5xx, timeouts) ran out is tried again
     /// after this long, doubling per attempt up to 5 minutes.
-    #[arg(long, env = "RETRY_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "RETRY_BACKOFF", default_value = "30s", value_parser = parse_duration, hide_env_values = true)]
     pub retry_backoff: Duration,
 
     /// Shutdown calls in flight at once.
-    #[arg(long, env = "SHUTDOWN_CONCURRENCY", default_value_t = 32)]
+    #[arg(
+        long,
+        env = "SHUTDOWN_CONCURRENCY",
+        default_value_t = 32,
+        hide_env_values = true
+    )]
     pub shutdown_concurrency: usize,
 
     /// How long finished meetings are kept (at least twice `webhook_max_age`,
     /// so a replayed delivery can never bring a pruned meeting back).
-    #[arg(long, env = "RETENTION", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, env = "RETENTION", default_value = "24h", value_parser = parse_duration, hide_env_values = true)]
     pub retention: Duration,
+
+    /// A request's headers must arrive within this (counted from when the
+    /// connection is ready for a request), or the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, hide_env_values = true)]
+    pub header_read_timeout: Duration,
+
+    /// A webhook body must arrive whole within this (counted from the end
+    /// of its headers), or the delivery is answered 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration, hide_env_values = true)]
+    pub body_read_timeout: Duration,
+
+    /// A connection with no request in flight that moves no byte for this
+    /// long is closed.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT", default_value = "15s", value_parser = parse_duration, hide_env_values = true)]
+    pub keep_alive_timeout: Duration,
+
+    /// Connections served at once; more wait to be accepted.
+    #[arg(
+        long,
+        env = "MAX_CONNECTIONS",
+        default_value_t = 1024,
+        hide_env_values = true
+    )]
+    pub max_connections: usize,
+
+    /// Test only: this background task dies at start (scheduler,
+    /// reconciler, ingest-writer, outcome-writer), to test supervision.
+    #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
+    pub inject_fault: Option<String>,
+
+    /// Test only: a fault a test fires when it wants (see [`crate::fault`]).
+    #[arg(skip)]
+    pub faults: crate::fault::Faults,
 }
 
 impl Config {
@@ -195,6 +249,12 @@ impl Config {
             retry_backoff: Duration::from_secs(30),
             shutdown_concurrency: 32,
             retention: Duration::from_secs(24 * 3600),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(15),
+            max_connections: 1024,
+            inject_fault: None,
+            faults: crate::fault::Faults::default(),
         }
     }
 
@@ -219,6 +279,24 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "--shutdown-concurrency must be at least 1",
             ));
+        }
+        if self.header_read_timeout.is_zero()
+            || self.body_read_timeout.is_zero()
+            || self.keep_alive_timeout.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "--header-read-timeout, --body-read-timeout and --keep-alive-timeout must be more than 0s",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid("--max-connections must be at least 1"));
+        }
+        if let Some(task) = &self.inject_fault {
+            if !crate::fault::TASKS.contains(&task.as_str()) {
+                return Err(ConfigError::Invalid(
+                    "--inject-fault names no background task",
+                ));
+            }
         }
         // A pruned meeting must never come back through a replayed webhook:
         // keep rows at least twice as long as deliveries are accepted.

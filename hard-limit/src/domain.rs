@@ -413,6 +413,33 @@ pub fn ended_by_cutoff(key: &MeetingKey, cutoff: Option<Timestamp>) -> bool {
     cutoff.is_some_and(|c| key.started_at <= c)
 }
 
+/// How far ahead of the service's clock a `started_at` may be: the replay
+/// window (`--webhook-max-age`), or 10 minutes when that check is off.
+/// Further ahead is a bad clock or a forgery, and such a meeting would
+/// shield every later meeting of its room (they look older).
+pub fn max_start_ahead(webhook_max_age: Duration) -> Duration {
+    if webhook_max_age.is_zero() {
+        Duration::from_secs(600)
+    } else {
+        webhook_max_age
+    }
+}
+
+/// Whether `started_at` is further ahead of `now` than `ahead` allows.
+pub fn starts_in_the_future(started_at: Timestamp, now: Timestamp, ahead: Duration) -> bool {
+    started_at > now.plus(ahead)
+}
+
+/// Whether a reconciliation must close nothing rather than close
+/// `would_close` of the `open` tracked meetings: more than 10 and more than
+/// 20% of them is more likely a partial `GET /rooms` answer than that many
+/// meetings ending unseen. Closing by reconciliation is only an
+/// optimisation (a meeting left open is shut down at its deadline and
+/// meets 404), so when in doubt nothing is closed.
+pub fn mass_close_refused(would_close: u64, open: u64) -> bool {
+    would_close > 10 && would_close.saturating_mul(5) > open
+}
+
 /// Whether a meeting with this deadline may be shut down at `now`.
 pub fn is_overdue(deadline: Timestamp, now: Timestamp) -> bool {
     deadline <= now
@@ -478,6 +505,36 @@ pub fn retry_delay(base: Duration, attempts: i64) -> Duration {
     let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(0);
     base.saturating_mul(1 << doublings)
         .min(RETRY_DELAY_CAP.max(base))
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn starts_further_ahead_than_the_window_are_in_the_future() {
+        let now = Timestamp(1_000_000);
+        let ten = max_start_ahead(Duration::from_secs(600));
+        assert!(!starts_in_the_future(Timestamp(1_600_000), now, ten));
+        assert!(starts_in_the_future(Timestamp(1_600_001), now, ten));
+        assert!(starts_in_the_future(Timestamp(i64::MAX), now, ten));
+        assert_eq!(max_start_ahead(Duration::ZERO), Duration::from_secs(600));
+        assert!(!starts_in_the_future(
+            Timestamp(i64::MAX),
+            Timestamp(i64::MAX - 1),
+            Duration::MAX
+        ));
+    }
+
+    #[test]
+    fn closing_many_and_a_large_share_is_refused() {
+        assert!(!mass_close_refused(10, 10), "ten is never too many");
+        assert!(!mass_close_refused(11, 100), "11% is not");
+        assert!(!mass_close_refused(20, 100), "20% is not");
+        assert!(mass_close_refused(21, 100));
+        assert!(mass_close_refused(19_900, 20_000));
+        assert!(mass_close_refused(u64::MAX / 2, u64::MAX / 2));
+    }
 }
 
 #[cfg(test)]

@@ -156,44 +156,38 @@ impl EyesonClient {
 
     /// `GET /rooms`: the running meetings. Entries that do not parse are
     /// skipped and counted in [`RoomList::unparsed`], not fatal.
+    ///
+    /// Pagination is undocumented; if an answer carries a `Link` header
+    /// with `rel="next"`, that page is read too (at most [`MAX_ROOM_PAGES`]
+    /// pages). A next page on another origin than `--api-url` is an error,
+    /// not followed: the API key would go with it. Any failed page fails
+    /// the whole list (a partial list must not close anything).
     pub async fn running_rooms(&self) -> Result<RoomList, ApiError> {
-        #[derive(Deserialize)]
-        struct Entry {
-            id: Option<String>,
-            started_at: Option<String>,
-            #[serde(default)]
-            shutdown: bool,
+        let mut url = self.url(&["rooms"])?;
+        let mut list = RoomList::default();
+        for _ in 0..MAX_ROOM_PAGES {
+            let resp = self
+                .send(self.request(reqwest::Method::GET, url.clone()))
+                .await?;
+            let next = next_link(&resp, &url);
+            let page = parse_rooms(resp).await?;
+            list.unparsed += page.unparsed;
+            list.rooms.extend(page.rooms);
+            match next {
+                None => return Ok(list),
+                Some(next) => {
+                    if next.origin() != self.base.origin() {
+                        return Err(ApiError::Decode(
+                            "GET /rooms: the next page is on another origin; not followed".into(),
+                        ));
+                    }
+                    url = next;
+                }
+            }
         }
-        let url = self.url(&["rooms"])?;
-        let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
-        // An empty body is not "nothing runs": that would close every
-        // tracked meeting.
-        let Some(body) = success_json(resp).await? else {
-            return Err(ApiError::Decode("empty answer to GET /rooms".into()));
-        };
-        let entries: Vec<Value> =
-            serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
-        let total = entries.len();
-        let rooms: Vec<RunningRoom> = entries
-            .into_iter()
-            .filter_map(|v| serde_json::from_value::<Entry>(v).ok())
-            .filter_map(|e| {
-                let room_id = RoomId::parse(e.id.as_deref()?).ok()?;
-                let started_at = match e.started_at {
-                    Some(s) => Some(Timestamp::parse_rfc3339(&s)?),
-                    None => None,
-                };
-                Some(RunningRoom {
-                    room_id,
-                    started_at,
-                    shutdown: e.shutdown,
-                })
-            })
-            .collect();
-        Ok(RoomList {
-            unparsed: total - rooms.len(),
-            rooms,
-        })
+        Err(ApiError::Decode(format!(
+            "GET /rooms: more than {MAX_ROOM_PAGES} pages"
+        )))
     }
 
     /// `GET /webhooks`: the registered webhook, if any (404, `null` and
@@ -258,6 +252,67 @@ impl EyesonClient {
 }
 
 /// The JSON body of a 2xx answer; `None` if the body is empty.
+/// Most pages of `GET /rooms` read in one reconciliation.
+pub const MAX_ROOM_PAGES: usize = 100;
+
+/// One page of `GET /rooms`.
+async fn parse_rooms(resp: reqwest::Response) -> Result<RoomList, ApiError> {
+    #[derive(Deserialize)]
+    struct Entry {
+        id: Option<String>,
+        started_at: Option<String>,
+        #[serde(default)]
+        shutdown: bool,
+    }
+    // An empty body is not "nothing runs": that would close every
+    // tracked meeting.
+    let Some(body) = success_json(resp).await? else {
+        return Err(ApiError::Decode("empty answer to GET /rooms".into()));
+    };
+    let entries: Vec<Value> =
+        serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+    let total = entries.len();
+    let rooms: Vec<RunningRoom> = entries
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<Entry>(v).ok())
+        .filter_map(|e| {
+            let room_id = RoomId::parse(e.id.as_deref()?).ok()?;
+            let started_at = match e.started_at {
+                Some(s) => Some(Timestamp::parse_rfc3339(&s)?),
+                None => None,
+            };
+            Some(RunningRoom {
+                room_id,
+                started_at,
+                shutdown: e.shutdown,
+            })
+        })
+        .collect();
+    Ok(RoomList {
+        unparsed: total - rooms.len(),
+        rooms,
+    })
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288), resolved
+/// against the page's URL.
+fn next_link(resp: &reqwest::Response, page: &Url) -> Option<Url> {
+    resp.headers()
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().to_ascii_lowercase();
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            is_next.then(|| page.join(target).ok()).flatten()
+        })
+}
+
 async fn success_json(resp: reqwest::Response) -> Result<Option<Value>, ApiError> {
     if !resp.status().is_success() {
         return Err(ApiError::Status(resp.status().as_u16()));

@@ -3,9 +3,9 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /webhook` | eyeson's deliveries ([`crate::webhook`]) |
-//! | `GET /healthz` | 200 when the store answers, else 503 |
+//! | `GET /healthz` | 200 when the store answers and its last write committed, else 503 |
 //! | `GET /metrics` | Prometheus text |
-//! | `GET /meetings?limit=N` | tracked meetings (open, and finished within the last hour) |
+//! | `GET /meetings?limit=N&cursor=C` | tracked meetings (open, and finished within the last hour), at most 1000 a page, `Link: rel="next"` to the next |
 //! | `GET /meetings/{room_id}` | the room's open meeting and deadline, 404 if none; CORS-enabled |
 
 use axum::extract::{Path, Query, State};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::domain::RoomId;
+use crate::domain::{MeetingKey, RoomId, Timestamp};
 use crate::metrics;
 use crate::store::{MeetingStore, MeetingView, StoreError};
 use crate::webhook;
@@ -97,6 +97,32 @@ impl From<MeetingView> for MeetingJson {
 }
 
 async fn healthz(State(app): State<AppState>) -> Response {
+    // A dead background task (scheduler, reconciler, webhook writer): the
+    // service is stopping, and until then it cannot keep its promises.
+    if !app.tasks_ok.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "a background task stopped; the service is stopping"})),
+        )
+            .into_response();
+    }
+    // A store that answers reads but refuses writes (read-only, full)
+    // loses nothing only by answering 503 to every delivery: not healthy.
+    // After a failed write the check commits a probe write itself, so an
+    // idle service recovers without waiting for traffic.
+    let writable = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        app.store.recheck_writes(),
+    )
+    .await
+    .unwrap_or(false);
+    if !writable {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "the last write to the store failed"})),
+        )
+            .into_response();
+    }
     // Bounded: a database that does not answer is as unhealthy as one that
     // refuses (a load balancer's probe should not hang).
     match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
@@ -128,22 +154,75 @@ async fn render_metrics(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Most meetings in one `/meetings` answer (and the default): about
+/// 120 KB of JSON. More come page by page (`Link: rel="next"`), so a
+/// caller cannot make the service build megabyte answers.
+pub const MAX_PAGE: u32 = 1000;
+
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A page cursor: the last meeting of the previous page, as
+/// `<started_at ms>.<room id in hex>` (opaque to callers, URL-safe).
+fn encode_cursor(key: &MeetingKey) -> String {
+    let mut out = format!("{}.", key.started_at.0);
+    for b in key.room_id.as_str().bytes() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+fn decode_cursor(cursor: &str) -> Option<MeetingKey> {
+    let (start, hex) = cursor.split_once('.')?;
+    let started_at = Timestamp(start.parse().ok()?);
+    if hex.len() % 2 != 0 || hex.len() > 2048 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let room_id = RoomId::parse(std::str::from_utf8(&bytes).ok()?).ok()?;
+    Some(MeetingKey {
+        room_id,
+        started_at,
+    })
 }
 
 async fn list_meetings(
     State(app): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<MeetingJson>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Ok(Query(q)) = query else {
-        return Err(ApiError::BadRequest("limit must be a whole number"));
+        return Err(ApiError::BadRequest(
+            "limit must be a whole number (cursor: as given in the Link header)",
+        ));
     };
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(decode_cursor(c).ok_or(ApiError::BadRequest(
+            "cursor is not valid (use the one from the Link header)",
+        ))?),
+    };
     let since = app.clock.now().minus(FINISHED_LISTED_FOR);
-    let meetings = app.store.list(since, limit).await?;
-    Ok(Json(meetings.into_iter().map(MeetingJson::from).collect()))
+    let meetings = app.store.list(since, after.as_ref(), limit).await?;
+    // A full page may have a next one: link to it (RFC 8288).
+    let next = (meetings.len() == limit as usize)
+        .then(|| meetings.last().map(|m| encode_cursor(&m.key)))
+        .flatten();
+    let body: Vec<MeetingJson> = meetings.into_iter().map(MeetingJson::from).collect();
+    let mut response = Json(body).into_response();
+    if let Some(cursor) = next {
+        let link = format!("</meetings?limit={limit}&cursor={cursor}>; rel=\"next\"");
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(response)
 }
 
 fn cors(mut r: Response) -> Response {

@@ -41,9 +41,11 @@
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
 //! | [`store`] | the narrow [`store::MeetingStore`] trait, its SQLite engine and its PostgreSQL engine (replicas) |
 //! | [`http`] | routes, read-only endpoints, error answers |
+//! | [`serve`] | the server loop: connection cap, header and idle timeouts |
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`app`] | build and run: the zero2prod `Application` |
 //! | [`clock`] | where "now" comes from |
+//! | [`fault`] | test-only fault injection into the background tasks |
 
 #![deny(missing_docs)]
 
@@ -53,10 +55,12 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod eyeson;
+pub mod fault;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;
 pub mod scheduler;
+pub mod serve;
 pub mod store;
 pub mod webhook;
 

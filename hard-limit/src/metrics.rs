@@ -9,6 +9,7 @@
 //! | `hard_limit_shutdown_attempts` | | histogram: claims a shutdown took, at its final outcome |
 //! | `hard_limit_enforcement_lateness_seconds` | | histogram: shutdown call completed − deadline |
 //! | `hard_limit_reconcile_runs_total` | `outcome` | `GET /rooms` reconciliations |
+//! | `hard_limit_reconcile_closes_refused_total` | | reconciliations that closed nothing: they would have closed too many meetings |
 //! | `hard_limit_webhook_registrations_total` | `outcome` | start-up registration |
 //!
 //! The recorder is global (that is how the `metrics` facade works), so it is
@@ -34,6 +35,9 @@ pub const LATENESS: &str = "hard_limit_enforcement_lateness_seconds";
 pub const SHUTDOWN_ATTEMPTS: &str = "hard_limit_shutdown_attempts";
 /// Reconciliation runs by outcome.
 pub const RECONCILES: &str = "hard_limit_reconcile_runs_total";
+/// Reconciliations that closed nothing because they would have closed too
+/// many meetings (a partial `GET /rooms`, most likely).
+pub const RECONCILE_CLOSES_REFUSED: &str = "hard_limit_reconcile_closes_refused_total";
 /// Webhook registrations by outcome.
 pub const REGISTRATIONS: &str = "hard_limit_webhook_registrations_total";
 
@@ -51,6 +55,8 @@ pub const DELIVERY_LABELS: &[(&str, &str)] = &[
     ("rejected", "unreadable"),
     ("rejected", "malformed"),
     ("rejected", "stale"),
+    ("rejected", "future_start"),
+    ("rejected", "body_timeout"),
     ("error", "store"),
 ];
 
@@ -104,6 +110,11 @@ fn describe() {
     );
     metrics::describe_counter!(RECONCILES, "GET /rooms reconciliations by outcome");
     metrics::describe_counter!(REGISTRATIONS, "Webhook registrations at start by outcome");
+    metrics::describe_counter!(
+        RECONCILE_CLOSES_REFUSED,
+        "Reconciliations that closed nothing because they would have closed more than 10 and more than 20% of the open meetings"
+    );
+    metrics::counter!(RECONCILE_CLOSES_REFUSED).increment(0);
     for (outcome, reason) in DELIVERY_LABELS {
         metrics::counter!(DELIVERIES, "outcome" => *outcome, "reason" => *reason).increment(0);
     }

@@ -17,7 +17,7 @@ use crate::domain::{self, MeetingKey, Plan, Policy, RoomUpdate, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient};
 use crate::metrics;
 use crate::scheduler::sleep_or_stop;
-use crate::store::{Applied, MeetingStore, Store, StoreError};
+use crate::store::{Applied, Closing, MeetingStore, Store, StoreError};
 
 /// What one reconciliation did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,6 +73,10 @@ pub struct Reconciler {
     /// unlisted only if two consecutive complete lists miss it, so one
     /// transient empty or partial answer closes nothing.
     pub previous: Arc<Mutex<Option<PreviousList>>>,
+    /// How far ahead of the clock a `started_at` may be
+    /// ([`domain::max_start_ahead`]): later starts are not tracked from
+    /// `GET /rooms`, and are forgotten from the store.
+    pub max_start_ahead: Duration,
 }
 
 impl Reconciler {
@@ -129,6 +133,15 @@ impl Reconciler {
                 tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
             }
         }
+        let ahead = self.clock.now().plus(self.max_start_ahead);
+        match self.store.forget_future(ahead).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                forgotten = n,
+                "forgot meetings and shutdown cutoffs that start in the future"
+            ),
+            Err(e) => tracing::warn!(error = %e, "forgetting future starts failed"),
+        }
         let horizon = self.clock.now().minus(self.retention);
         match self.store.prune(horizon).await {
             Ok(0) => {}
@@ -172,7 +185,12 @@ impl Reconciler {
         let now = self.clock.now();
         let mut plans = Vec::with_capacity(rooms.len());
         let mut listed = Vec::with_capacity(rooms.len());
+        let ahead = now.plus(self.max_start_ahead);
         for room in rooms {
+            if room.started_at.is_some_and(|s| s > ahead) {
+                tracing::warn!(room = %room.room_id, "GET /rooms lists a meeting that starts in the future; not tracked");
+                continue;
+            }
             let plan = domain::plan(
                 &RoomUpdate {
                     room_id: room.room_id.clone(),
@@ -200,7 +218,21 @@ impl Reconciler {
             self.close_unlisted_after,
         );
         let closed = match closing {
-            Some((listed, before)) => self.store.close_unlisted(&listed, before, now).await?,
+            Some((listed, before)) => {
+                match self.store.close_unlisted(&listed, before, now).await? {
+                    Closing::Closed(n) => n,
+                    Closing::Refused { would_close, open } => {
+                        ::metrics::counter!(metrics::RECONCILE_CLOSES_REFUSED).increment(1);
+                        tracing::error!(
+                        would_close,
+                        open,
+                        listed = rooms.len(),
+                        "GET /rooms does not list more than 10 and more than 20% of the open meetings: more likely a partial list than that many silent ends; closing none"
+                    );
+                        0
+                    }
+                }
+            }
             None => 0,
         };
         Ok(Report {

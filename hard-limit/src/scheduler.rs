@@ -56,6 +56,11 @@ pub struct Scheduler {
     /// a claim) is claimed again; doubles per claim, capped
     /// ([`domain::retry_delay`]).
     pub retry_backoff: Duration,
+    /// Test-only fault injection (none in production).
+    pub faults: crate::fault::Faults,
+    /// Cleared at once if the outcome writer ends (`/healthz` 503), before
+    /// the scheduler finishes its calls in flight and returns.
+    pub tasks_ok: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -84,12 +89,21 @@ impl std::fmt::Display for StepError {
 
 impl Scheduler {
     /// Runs until `stop` turns true, then waits for shutdowns in flight.
+    /// Returns early (and the supervisor in [`crate::app`] stops the
+    /// service) if its outcome writer ends: outcomes could no longer be
+    /// recorded.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let (finisher, finisher_task) = self.start_finisher();
+        let (finisher, mut finisher_task) = self.start_finisher();
+        let mut finisher_ended = false;
         loop {
             if *stop.borrow() {
+                break;
+            }
+            if finisher_task.is_finished() {
+                finisher_ended = true;
+                self.outcome_writer_ended();
                 break;
             }
             while tasks.try_join_next().is_some() {}
@@ -148,6 +162,11 @@ impl Scheduler {
                 _ = self.wake.notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = stop.changed() => {}
+                _ = &mut finisher_task => {
+                    finisher_ended = true;
+                    self.outcome_writer_ended();
+                    break;
+                }
             }
         }
         let in_flight = tasks.len();
@@ -156,7 +175,17 @@ impl Scheduler {
         }
         while tasks.join_next().await.is_some() {}
         drop(finisher);
-        let _ = finisher_task.await;
+        if !finisher_ended {
+            let _ = finisher_task.await;
+        }
+    }
+
+    fn outcome_writer_ended(&self) {
+        self.tasks_ok
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        tracing::error!(
+            "the outcome writer ended; the scheduler finishes its calls in flight and stops"
+        );
     }
 
     /// Group commit for outcomes, like the webhook's `Ingest`: workers hand
@@ -166,7 +195,7 @@ impl Scheduler {
         let (tx, mut rx) = mpsc::channel::<Finished>(1024);
         let store = self.store.clone();
         let owner = self.owner.clone();
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(self.faults.wrap("outcome-writer", async move {
             let mut batch: Vec<Finished> = Vec::with_capacity(256);
             while rx.recv_many(&mut batch, 256).await > 0 {
                 let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
@@ -183,7 +212,7 @@ impl Scheduler {
                     }
                 }
             }
-        });
+        }));
         (tx, task)
     }
 

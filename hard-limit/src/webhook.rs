@@ -49,6 +49,11 @@ pub enum Rejection {
     Malformed(&'static str),
     /// The signed timestamp is too far from now (a replay).
     Stale,
+    /// `room.started_at` is further ahead of the service's clock than the
+    /// window ([`domain::max_start_ahead`]).
+    FutureStart,
+    /// The body did not arrive within `--body-read-timeout`.
+    BodyTimeout,
 }
 
 impl Rejection {
@@ -59,7 +64,10 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED
             }
             Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Rejection::Malformed(_) | Rejection::Unreadable => StatusCode::BAD_REQUEST,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Rejection::Malformed(_) | Rejection::Unreadable | Rejection::FutureStart => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 
@@ -72,6 +80,8 @@ impl Rejection {
             Rejection::Unreadable => "unreadable",
             Rejection::Malformed(_) => "malformed",
             Rejection::Stale => "stale",
+            Rejection::FutureStart => "future_start",
+            Rejection::BodyTimeout => "body_timeout",
         }
     }
 
@@ -84,6 +94,10 @@ impl Rejection {
             Rejection::Unreadable => "body could not be read",
             Rejection::Malformed(what) => what,
             Rejection::Stale => "delivery timestamp outside the accepted window",
+            Rejection::FutureStart => {
+                "room.started_at is further in the future than the accepted window"
+            }
+            Rejection::BodyTimeout => "body not received in time",
         }
     }
 }
@@ -255,9 +269,10 @@ impl Ingest {
         store: Store,
         clock: Arc<dyn crate::clock::Clock>,
         wake: Arc<Notify>,
+        faults: &crate::fault::Faults,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(faults.wrap("ingest-writer", async move {
             let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let plans: Vec<Plan> = batch.iter().map(|(p, _)| p.clone()).collect();
@@ -278,7 +293,7 @@ impl Ingest {
                     }
                 }
             }
-        });
+        }));
         (Ingest { tx }, task)
     }
 
@@ -328,7 +343,11 @@ async fn handle(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(Rejection::TooLarge);
     }
-    let bytes = read_body(body).await?;
+    // A client that trickles its body (or stops sending) holds a
+    // connection slot and a buffer: bounded.
+    let bytes = tokio::time::timeout(app.body_read_timeout, read_body(body))
+        .await
+        .map_err(|_| Rejection::BodyTimeout)??;
     verify_signature(
         app.api_key.expose().as_bytes(),
         &bytes,
@@ -342,6 +361,15 @@ async fn handle(
         Event::Other => return Ok(("ignored", "other_type")),
         Event::RoomUpdate(u) => u,
     };
+    if update.started_at.is_some_and(|s| {
+        domain::starts_in_the_future(
+            s,
+            app.clock.now(),
+            domain::max_start_ahead(app.webhook_max_age),
+        )
+    }) {
+        return Err(Rejection::FutureStart);
+    }
     let plan = domain::plan(&update, &app.policy);
     if let Plan::Ignore(_) = plan {
         return Ok(("ignored", "not_started"));

@@ -70,6 +70,7 @@ mod rows {
 pub mod sqlite;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::domain::{MeetingKey, MeetingState, Plan, RoomId, Timestamp};
@@ -135,6 +136,21 @@ pub enum Applied {
     Ended(u64),
 }
 
+/// What [`MeetingStore::close_unlisted`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// Closed this many meetings.
+    Closed(u64),
+    /// Closed none: `would_close` of the `open` tracked meetings is too
+    /// many to believe ([`crate::domain::mass_close_refused`]).
+    Refused {
+        /// How many it would have closed.
+        would_close: u64,
+        /// How many meetings were open.
+        open: u64,
+    },
+}
+
 /// A store failure. Details go to the log, never to HTTP clients.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -147,6 +163,16 @@ pub enum StoreError {
     /// A row the service did not write (unknown state, bad room id).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The store cannot be used as the service needs (say, it cannot be
+    /// written). Names the store (a file path or a database name, never a
+    /// URL with credentials).
+    #[error("{store}: {reason}")]
+    Unusable {
+        /// Which store.
+        store: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The database URL names an engine this build does not have.
     #[error("unsupported database URL (expected sqlite://... or postgres://...)")]
     UnsupportedUrl,
@@ -204,19 +230,23 @@ pub trait MeetingStore: Send + Sync {
     /// Marks ended the running meetings that were tracked before
     /// `known_before` and are not in `listed` (eyeson's list of running
     /// meetings, asked for after `known_before`): they ended without a
-    /// delivery reaching us. Returns how many.
+    /// delivery reaching us. Closes none if that would be too many
+    /// ([`crate::domain::mass_close_refused`]).
     fn close_unlisted(
         &self,
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Closing, StoreError>> + Send;
 
     /// Open meetings and those finished at or after `finished_since`, newest
-    /// start first, at most `limit`.
+    /// start first (then room id, descending), at most `limit`; with
+    /// `after`, only those that come after that meeting in this order (a
+    /// page cursor: stable while rows are added).
     fn list(
         &self,
         finished_since: Timestamp,
+        after: Option<&MeetingKey>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<MeetingView>, StoreError>> + Send;
 
@@ -235,6 +265,16 @@ pub trait MeetingStore: Send + Sync {
     fn prune(
         &self,
         finished_before: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Forgets meetings that start after `starts_after`, and shutdown
+    /// cutoffs after it: a start that far ahead of the clock (a bad clock,
+    /// or tracked before such starts were refused) would otherwise shield
+    /// every later meeting of its room and never be pruned. Returns how
+    /// many rows went.
+    fn forget_future(
+        &self,
+        starts_after: Timestamp,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Answers if the store answers (for `/healthz`).
@@ -272,6 +312,59 @@ impl Store {
         }
     }
 
+    /// Whether the last write that changed something committed: false from
+    /// a failed write until a later one commits a change (for `/healthz`: a
+    /// read-only or full store answers reads but loses nothing only by
+    /// refusing deliveries, so it is not healthy).
+    pub fn last_write_ok(&self) -> bool {
+        self.write_flag().load(Ordering::SeqCst)
+    }
+
+    /// After a failed write: commits a probe write, and if it works marks
+    /// the store writable again (so an idle service recovers without
+    /// traffic). Without a failed write it does nothing.
+    pub async fn recheck_writes(&self) -> bool {
+        if self.last_write_ok() {
+            return true;
+        }
+        let r = match self {
+            Store::Sqlite(s) => s.probe_write().await,
+            Store::Postgres(s) => s.probe_write().await,
+        };
+        self.note(r, |_| true).is_ok()
+    }
+
+    fn write_flag(&self) -> &AtomicBool {
+        match self {
+            Store::Sqlite(s) => &s.write_ok,
+            Store::Postgres(s) => &s.write_ok,
+        }
+    }
+
+    /// Records how a write went: an error clears the flag, a commit that
+    /// changed something (`wrote`) sets it. A commit that changed nothing
+    /// proves nothing (an empty transaction commits on a full disk too).
+    fn note<T>(
+        &self,
+        result: Result<T, StoreError>,
+        wrote: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        match &result {
+            Ok(v) if wrote(v) => {
+                if !self.write_flag().swap(true, Ordering::SeqCst) {
+                    tracing::info!("the store accepts writes again");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if self.write_flag().swap(false, Ordering::SeqCst) {
+                    tracing::error!(error = %e, "a write to the store failed; /healthz answers 503 until one succeeds");
+                }
+            }
+        }
+        result
+    }
+
     /// Whether this process runs the singleton chores (reconciliation,
     /// pruning, webhook registration): always on SQLite (one host); on
     /// PostgreSQL, the one replica holding the chores advisory lock.
@@ -299,10 +392,15 @@ impl Store {
 
 impl MeetingStore for Store {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
-        match self {
+        let r = match self {
             Store::Sqlite(s) => s.apply(plans, now).await,
             Store::Postgres(s) => s.apply(plans, now).await,
-        }
+        };
+        self.note(r, |applied| {
+            applied
+                .iter()
+                .any(|a| !matches!(a, Applied::Ignored | Applied::AlreadyKnown))
+        })
     }
     async fn claim_due(
         &self,
@@ -311,10 +409,11 @@ impl MeetingStore for Store {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
-        match self {
+        let r = match self {
             Store::Sqlite(s) => s.claim_due(now, lease, owner, limit).await,
             Store::Postgres(s) => s.claim_due(now, lease, owner, limit).await,
-        }
+        };
+        self.note(r, |claims| !claims.is_empty())
     }
     async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
         match self {
@@ -329,10 +428,11 @@ impl MeetingStore for Store {
         }
     }
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
-        match self {
+        let r = match self {
             Store::Sqlite(s) => s.finish(owner, outcomes).await,
             Store::Postgres(s) => s.finish(owner, outcomes).await,
-        }
+        };
+        self.note(r, |applied| applied.contains(&true))
     }
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
         match self {
@@ -345,20 +445,22 @@ impl MeetingStore for Store {
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        match self {
+    ) -> Result<Closing, StoreError> {
+        let r = match self {
             Store::Sqlite(s) => s.close_unlisted(listed, known_before, now).await,
             Store::Postgres(s) => s.close_unlisted(listed, known_before, now).await,
-        }
+        };
+        self.note(r, |c| matches!(c, Closing::Closed(n) if *n > 0))
     }
     async fn list(
         &self,
         finished_since: Timestamp,
+        after: Option<&MeetingKey>,
         limit: u32,
     ) -> Result<Vec<MeetingView>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.list(finished_since, limit).await,
-            Store::Postgres(s) => s.list(finished_since, limit).await,
+            Store::Sqlite(s) => s.list(finished_since, after, limit).await,
+            Store::Postgres(s) => s.list(finished_since, after, limit).await,
         }
     }
     async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {
@@ -374,10 +476,18 @@ impl MeetingStore for Store {
         }
     }
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        match self {
+        let r = match self {
             Store::Sqlite(s) => s.prune(finished_before).await,
             Store::Postgres(s) => s.prune(finished_before).await,
-        }
+        };
+        self.note(r, |n| *n > 0)
+    }
+    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
+        let r = match self {
+            Store::Sqlite(s) => s.forget_future(starts_after).await,
+            Store::Postgres(s) => s.forget_future(starts_after).await,
+        };
+        self.note(r, |n| *n > 0)
     }
     async fn ping(&self) -> Result<(), StoreError> {
         match self {

@@ -37,7 +37,7 @@ use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
 use tokio::sync::{watch, Mutex, Notify};
 
 use super::rows::MeetingRow;
-use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
+use super::{Applied, Claim, Closing, MeetingStore, MeetingView, Outcome, StoreError};
 use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
 /// The channel `NOTIFY`'d when a meeting is newly tracked.
@@ -64,6 +64,9 @@ pub struct PgStore {
     db_clock: bool,
     /// The connection holding the chores lock, while this replica leads.
     chores: Arc<Mutex<Option<PgConnection>>>,
+    /// Whether the last write that changed something committed (for
+    /// `/healthz`; kept by [`super::Store`]).
+    pub(super) write_ok: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn migrator() -> Migrator {
@@ -105,18 +108,55 @@ impl PgStore {
 
     async fn open(url: &str, db_clock: bool) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("eyeson-hard-limit");
+        // Errors name the database only, never the URL (it may hold a
+        // password).
+        let name = format!(
+            "the PostgreSQL database {:?}",
+            options.get_database().unwrap_or("(default)")
+        );
+        let unusable = |reason: String| StoreError::Unusable {
+            store: name.clone(),
+            reason,
+        };
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
-            .await?;
-        migrator().run(&pool).await?;
-        Ok(PgStore {
+            .await
+            .map_err(|e| unusable(format!("cannot connect: {e}")))?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
+        let store = PgStore {
             pool,
             options: Arc::new(options),
             db_clock,
             chores: Arc::new(Mutex::new(None)),
-        })
+            write_ok: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        };
+        // A read-only database (a standby, default_transaction_read_only,
+        // a user without UPDATE) passes the migrations once they are
+        // applied, then refuses every delivery: find out now. The name of
+        // the database only, never the URL (it may hold a password).
+        if let Err(e) = store.probe_write().await {
+            return Err(unusable(format!(
+                "it is not writable (the service must write its store): {e}"
+            )));
+        }
+        Ok(store)
+    }
+
+    /// A write that changes nothing, committed: refused by a read-only
+    /// transaction or a missing privilege all the same. At start-up, and
+    /// for `/healthz` after a failed write.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE meetings SET state = state WHERE false")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Closes the pool and gives up the chores lock.
@@ -531,20 +571,37 @@ impl MeetingStore for PgStore {
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Closing, StoreError> {
         let rooms: Vec<String> = listed
             .iter()
             .map(|k| k.room_id.as_str().to_owned())
             .collect();
         let starts: Vec<i64> = listed.iter().map(|k| k.started_at.0).collect();
+        const UNLISTED: &str = "state = 'running' AND created_at < $3
+               AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS l(room_id, started_at)
+                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)";
         let mut tx = self.pool.begin().await?;
         let now = self.now_in(&mut tx, now).await?;
-        let closed = sqlx::query(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT (SELECT count(*) FROM meetings WHERE {UNLISTED}) AS would_close,
+                    (SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping')) AS open"
+        )))
+        .bind(&rooms)
+        .bind(&starts)
+        .bind(known_before.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let would_close: i64 = row.try_get("would_close")?;
+        let open: i64 = row.try_get("open")?;
+        let (would_close, open) = (would_close.max(0) as u64, open.max(0) as u64);
+        if domain::mass_close_refused(would_close, open) {
+            tx.rollback().await?;
+            return Ok(Closing::Refused { would_close, open });
+        }
+        let closed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
-             WHERE state = 'running' AND created_at < $3
-               AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS l(room_id, started_at)
-                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)",
-        )
+             WHERE {UNLISTED}"
+        )))
         .bind(rooms)
         .bind(starts)
         .bind(known_before.0)
@@ -553,21 +610,25 @@ impl MeetingStore for PgStore {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(closed)
+        Ok(Closing::Closed(closed))
     }
 
     async fn list(
         &self,
         finished_since: Timestamp,
+        after: Option<&MeetingKey>,
         limit: u32,
     ) -> Result<Vec<MeetingView>, StoreError> {
         let rows = sqlx::query(
             "SELECT room_id, started_at, deadline, state FROM meetings
-             WHERE finished_at IS NULL OR finished_at >= $1
-             ORDER BY started_at DESC LIMIT $2",
+             WHERE (finished_at IS NULL OR finished_at >= $1)
+               AND ($3::bigint IS NULL OR started_at < $3 OR (started_at = $3 AND room_id < $4::text))
+             ORDER BY started_at DESC, room_id DESC LIMIT $2",
         )
         .bind(finished_since.0)
         .bind(i64::from(limit))
+        .bind(after.map(|k| k.started_at.0))
+        .bind(after.map(|k| k.room_id.as_str()))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(MeetingRow::view).collect()
@@ -621,6 +682,22 @@ impl MeetingStore for PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(pruned as u64)
+    }
+
+    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let meetings = sqlx::query("DELETE FROM meetings WHERE started_at > $1")
+            .bind(starts_after.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let cutoffs = sqlx::query("DELETE FROM room_shutdowns WHERE cutoff > $1")
+            .bind(starts_after.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(meetings + cutoffs)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

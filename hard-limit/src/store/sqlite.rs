@@ -10,16 +10,20 @@
 //!   a crash: a `stopping` row whose lease expired is claimed again.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, SqlSafeStr, Sqlite, Transaction};
+use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 
 use super::rows::MeetingRow;
-use super::{Applied, Claim, MeetingStore, MeetingView, Outcome, StoreError};
+use super::{Applied, Claim, Closing, MeetingStore, MeetingView, Outcome, StoreError};
 use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
@@ -27,6 +31,17 @@ use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Test hook: when not 0, every write transaction first sets
+    /// `PRAGMA max_page_count` to this on its connection (a full disk on
+    /// demand, without root). See [`SqliteStore::limit_pages_for_tests`].
+    page_limit: Arc<AtomicU64>,
+    /// Test hook: when set, every write transaction first runs `PRAGMA
+    /// query_only` with it (true: the store refuses writes, as a read-only
+    /// file would). See [`SqliteStore::refuse_writes_for_tests`].
+    query_only: Arc<std::sync::Mutex<Option<bool>>>,
+    /// Whether the last write that changed something committed (for
+    /// `/healthz`; kept by [`super::Store`]).
+    pub(super) write_ok: Arc<AtomicBool>,
 }
 
 fn migrator() -> Migrator {
@@ -48,11 +63,21 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
+        // Every error from here on names the file (never the whole URL).
+        let store = format!("the SQLite database {}", options.get_filename().display());
+        let unusable = |reason: String| StoreError::Unusable {
+            store: store.clone(),
+            reason,
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
-            .await?;
-        migrator().run(&writer).await?;
+            .await
+            .map_err(|e| unusable(format!("cannot open it: {e}")))?;
+        migrator()
+            .run(&writer)
+            .await
+            .map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
         // An in-memory database exists once per connection: share the writer.
         let reader = if url.contains(":memory:") || url.contains("mode=memory") {
             writer.clone()
@@ -60,9 +85,82 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(4)
                 .connect_with(options.read_only(true))
-                .await?
+                .await
+                .map_err(|e| unusable(format!("cannot open it for reading: {e}")))?
         };
-        Ok(SqliteStore { writer, reader })
+        let store = SqliteStore {
+            writer,
+            reader,
+            page_limit: Arc::new(AtomicU64::new(0)),
+            query_only: Arc::new(std::sync::Mutex::new(None)),
+            write_ok: Arc::new(AtomicBool::new(true)),
+        };
+        // Reads work on a read-only file or directory, writes do not: find
+        // out now, not at the first delivery (which would get 503 forever).
+        store.probe_write().await.map_err(|e| {
+            unusable(format!(
+                "it is not writable (the service must write its store): {e}"
+            ))
+        })?;
+        Ok(store)
+    }
+
+    /// Commits a real write (one row of its own table): at start-up, so a
+    /// store that cannot be written is found at once, and for `/healthz`
+    /// after a failed write.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut tx = WriteTx::begin(self).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY CHECK (id = 1),
+                                                     at INTEGER NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO write_probe (id, at) VALUES (1, unixepoch())
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Test hook: from now on every write transaction runs `PRAGMA
+    /// max_page_count = pages` on its connection first, so the database
+    /// cannot grow past `pages` pages (SQLite answers "database or disk is
+    /// full", as on a full filesystem). Raise it to lift the limit. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub fn limit_pages_for_tests(&self, pages: u64) {
+        self.page_limit.store(pages.max(1), Ordering::SeqCst);
+    }
+
+    /// Test hook: `true` makes every later write transaction fail as on a
+    /// read-only file (`PRAGMA query_only`), `false` lifts that. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub fn refuse_writes_for_tests(&self, refuse: bool) {
+        *self.query_only.lock().unwrap_or_else(|e| e.into_inner()) = Some(refuse);
+    }
+
+    /// Every row as `(room_id, started_at, state)`, for tests that check
+    /// what reached the file.
+    #[doc(hidden)]
+    pub async fn rows_for_tests(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT room_id, started_at, state FROM meetings ORDER BY room_id")
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    /// How many pages the database file has (for tests).
+    #[doc(hidden)]
+    pub async fn page_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// Closes both pools (waits for connections to be returned).
@@ -78,7 +176,7 @@ impl SqliteStore {
         rows: &[(MeetingKey, Timestamp, MeetingState)],
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         for (key, deadline, state) in rows {
             insert(&mut tx, key, *deadline, *state, now).await?;
         }
@@ -87,7 +185,7 @@ impl SqliteStore {
     }
 
     async fn apply_one(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut WriteTx,
         plan: &Plan,
         now: Timestamp,
     ) -> Result<Applied, StoreError> {
@@ -172,9 +270,126 @@ impl SqliteStore {
     }
 }
 
+/// A write transaction on the writer connection, run by hand (`BEGIN
+/// IMMEDIATE` … `COMMIT`) rather than through sqlx's `Transaction`.
+///
+/// Why: after a failed statement or `COMMIT` (a full disk), SQLite may or
+/// may not have rolled the transaction back by itself, and sqlx's own
+/// bookkeeping of the nesting depth then drifts from SQLite's: its next
+/// `begin()` becomes a `SAVEPOINT` inside a transaction that never ends,
+/// each `commit()` releases only that savepoint and reports success, and
+/// every later "committed" write is lost when the process stops. So:
+/// - before each batch the connection must be outside any transaction:
+///   sqlx must not think it is in one, and SQLite must accept a plain
+///   `BEGIN IMMEDIATE` (it refuses one inside a transaction); otherwise the
+///   connection is closed and a fresh one opened;
+/// - a transaction that did not commit (any error, or dropped on the way)
+///   closes its connection instead of returning it to the pool: closing
+///   rolls back whatever SQLite still holds, and the pool opens a new one.
+///
+/// Only `Ok` from [`WriteTx::commit`] means durable (WAL, `synchronous =
+/// FULL`).
+/// The test hooks a write transaction applies first (none in production).
+#[derive(Clone, Copy)]
+struct Hooks {
+    page_limit: u64,
+    query_only: Option<bool>,
+}
+
+struct WriteTx {
+    conn: PoolConnection<Sqlite>,
+    committed: bool,
+}
+
+impl WriteTx {
+    async fn begin(store: &SqliteStore) -> Result<Self, StoreError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut conn = store.writer.acquire().await?;
+            let hooks = Hooks {
+                page_limit: store.page_limit.load(Ordering::SeqCst),
+                query_only: *store.query_only.lock().unwrap_or_else(|e| e.into_inner()),
+            };
+            match Self::start(&mut conn, hooks).await {
+                Ok(()) => {
+                    return Ok(WriteTx {
+                        conn,
+                        committed: false,
+                    })
+                }
+                Err(e) => {
+                    conn.close_on_drop();
+                    drop(conn);
+                    if tries >= 2 {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "the SQLite writer connection was not usable; opening a new one");
+                }
+            }
+        }
+    }
+
+    async fn start(conn: &mut SqliteConnection, hooks: Hooks) -> Result<(), StoreError> {
+        if conn.is_in_transaction() {
+            return Err(StoreError::Corrupt(
+                "the writer connection is inside a transaction".into(),
+            ));
+        }
+        if hooks.page_limit != 0 {
+            let _: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "PRAGMA max_page_count = {}",
+                hooks.page_limit
+            )))
+            .fetch_one(&mut *conn)
+            .await?;
+        }
+        if let Some(on) = hooks.query_only {
+            sqlx::query(if on {
+                "PRAGMA query_only = 1"
+            } else {
+                "PRAGMA query_only = 0"
+            })
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    /// Commits; `Ok` only if SQLite committed. On error the connection is
+    /// closed (with whatever SQLite kept of the transaction).
+    async fn commit(mut self) -> Result<(), StoreError> {
+        sqlx::query("COMMIT").execute(&mut *self.conn).await?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// Inserts a meeting unless it is known; returns whether it was new.
 async fn insert(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut WriteTx,
     key: &MeetingKey,
     deadline: Timestamp,
     state: MeetingState,
@@ -200,7 +415,7 @@ async fn insert(
 
 impl MeetingStore for SqliteStore {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         let mut out = Vec::with_capacity(plans.len());
         for plan in plans {
             out.push(Self::apply_one(&mut tx, plan, now).await?);
@@ -217,7 +432,7 @@ impl MeetingStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
         let until = now.plus(lease);
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         // Expired leases first: those meetings are the most overdue.
         let mut claims = Vec::new();
         for (state, order_col) in [("stopping", "lease_until"), ("running", "deadline")] {
@@ -271,7 +486,7 @@ impl MeetingStore for SqliteStore {
     }
 
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         let mut applied = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             debug_assert!(MeetingState::Stopping.may_become(o.state));
@@ -318,11 +533,11 @@ impl MeetingStore for SqliteStore {
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Closing, StoreError> {
         // The listed keys go into a temporary table on the writer
         // connection, so the anti-join runs in SQLite however many
         // meetings are running.
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS listed (room_id TEXT NOT NULL, started_at INTEGER NOT NULL,
                                                      PRIMARY KEY (room_id, started_at))",
@@ -339,36 +554,58 @@ impl MeetingStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let closed = sqlx::query(
-            "UPDATE meetings SET state = 'ended', finished_at = ?2, updated_at = ?2
-             WHERE state = 'running' AND created_at < ?1
+        const UNLISTED: &str = "state = 'running' AND created_at < ?1
                AND NOT EXISTS (SELECT 1 FROM temp.listed l
-                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)",
-        )
+                               WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)";
+        let would_close: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM meetings WHERE {UNLISTED}"
+        )))
         .bind(known_before.0)
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_one(&mut *tx)
+        .await?;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping')",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let (would_close, open) = (would_close.max(0) as u64, open.max(0) as u64);
+        let outcome = if domain::mass_close_refused(would_close, open) {
+            Closing::Refused { would_close, open }
+        } else {
+            let closed = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE meetings SET state = 'ended', finished_at = ?2, updated_at = ?2
+                 WHERE {UNLISTED}"
+            )))
+            .bind(known_before.0)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Closing::Closed(closed)
+        };
         sqlx::query("DELETE FROM temp.listed")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(closed)
+        Ok(outcome)
     }
 
     async fn list(
         &self,
         finished_since: Timestamp,
+        after: Option<&MeetingKey>,
         limit: u32,
     ) -> Result<Vec<MeetingView>, StoreError> {
         let rows = sqlx::query(
             "SELECT room_id, started_at, deadline, state FROM meetings
-             WHERE finished_at IS NULL OR finished_at >= ?1
-             ORDER BY started_at DESC LIMIT ?2",
+             WHERE (finished_at IS NULL OR finished_at >= ?1)
+               AND (?3 IS NULL OR started_at < ?3 OR (started_at = ?3 AND room_id < ?4))
+             ORDER BY started_at DESC, room_id DESC LIMIT ?2",
         )
         .bind(finished_since.0)
         .bind(i64::from(limit))
+        .bind(after.map(|k| k.started_at.0))
+        .bind(after.map(|k| k.room_id.as_str()))
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(MeetingRow::view).collect()
@@ -402,7 +639,7 @@ impl MeetingStore for SqliteStore {
     }
 
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(self).await?;
         let rooms: Vec<String> = sqlx::query_scalar(
             "DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1
              RETURNING room_id",
@@ -427,6 +664,22 @@ impl MeetingStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(pruned)
+    }
+
+    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = WriteTx::begin(self).await?;
+        let meetings = sqlx::query("DELETE FROM meetings WHERE started_at > ?1")
+            .bind(starts_after.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let cutoffs = sqlx::query("DELETE FROM room_shutdowns WHERE cutoff > ?1")
+            .bind(starts_after.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(meetings + cutoffs)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -109,3 +109,83 @@ async fn a_room_path_that_does_not_decode_is_refused_with_cors() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
 }
+
+/// `/meetings` answers at most 1000 a page (whatever `limit` asks), and
+/// links to the next page with a cursor; following the links lists every
+/// meeting once.
+#[tokio::test]
+async fn meetings_are_listed_page_by_page() {
+    use eyeson_hard_limit::domain::{MeetingKey, Plan, RoomId, Timestamp};
+    use eyeson_hard_limit::store::MeetingStore;
+    let app = spawn_app().await;
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    // 1,005 meetings, many sharing a start (the cursor must break ties).
+    let plans: Vec<Plan> = (0..1005)
+        .map(|i| {
+            let key = MeetingKey {
+                room_id: RoomId::parse(&format!("room {i:04}/é")).unwrap(),
+                started_at: Timestamp(now.0 - 60_000 - (i % 7) * 1000),
+            };
+            Plan::Track {
+                deadline: key.started_at.plus(LIMIT),
+                key,
+            }
+        })
+        .collect();
+    app.store.apply(&plans, now).await.unwrap();
+
+    let get = |url: String| {
+        let http = app.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let r = get(format!("{}/meetings?limit=10000", app.url)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("link"), "a full page links on");
+    let page: Vec<serde_json::Value> = r.json().await.unwrap();
+    assert_eq!(page.len(), 1000, "limit is capped at 1000");
+
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last: Option<(String, String)> = None;
+    let mut url = format!("{}/meetings?limit=100", app.url);
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(pages <= 20, "the links end");
+        let r = get(url.clone()).await;
+        assert_eq!(r.status(), 200);
+        let next = r
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: Vec<serde_json::Value> = r.json().await.unwrap();
+        assert!(page.len() <= 100);
+        for m in &page {
+            let k = (
+                m["started_at"].as_str().unwrap().to_owned(),
+                m["room_id"].as_str().unwrap().to_owned(),
+            );
+            if let Some(prev) = &last {
+                assert!(
+                    k < *prev,
+                    "newest first, then room id: {k:?} after {prev:?}"
+                );
+            }
+            assert!(seen.insert(k.clone()), "listed twice: {k:?}");
+            last = Some(k);
+        }
+        let Some(link) = next else { break };
+        let target = link
+            .split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_owned();
+        assert!(link.contains("rel=\"next\""), "{link}");
+        url = format!("{}{target}", app.url);
+    }
+    assert_eq!(seen.len(), 1005);
+    let r = get(format!("{}/meetings?cursor=nonsense", app.url)).await;
+    assert_eq!(r.status(), 400);
+}

@@ -58,6 +58,13 @@ struct State {
     rooms_script: VecDeque<u16>,
     webhook: Option<Value>,
     webhook_seq: u32,
+    /// GET /rooms lists at most this many running meetings (by room id): an
+    /// always-partial list.
+    list_only: Option<usize>,
+    /// GET /rooms answers pages of this many, linked with `Link: rel="next"`.
+    page_size: Option<usize>,
+    /// The `Link` header of the answer being built.
+    link: Option<String>,
 }
 
 /// The fake. Dropping it stops the server.
@@ -145,9 +152,7 @@ impl FakeEyeson {
             .insert(room.to_owned(), started_at.to_owned());
     }
 
-    /// The meeting in `room` ends on eyeson's side (the last participant
-    /// left): no longer listed, and no call recorded.
-    #[allow(dead_code)] // used by the soak benchmark, not by the tests
+    /// The meeting in `room` ends without a delivery (GET /rooms stops listing it).
     pub fn end_meeting(&self, room: &str) {
         self.state.lock().unwrap().running.remove(room);
     }
@@ -171,6 +176,17 @@ impl FakeEyeson {
     /// The next GET /rooms answer these statuses (0: hang; 200: an empty list).
     pub fn script_rooms(&self, statuses: &[u16]) {
         self.state.lock().unwrap().rooms_script.extend(statuses);
+    }
+
+    /// GET /rooms lists at most `n` of the running meetings (`None`: all).
+    pub fn list_only(&self, n: Option<usize>) {
+        self.state.lock().unwrap().list_only = n;
+    }
+
+    /// GET /rooms answers in pages of `n` (`?page=K`, from 0), each but the
+    /// last with `Link: </rooms?page=K+1>; rel="next"`.
+    pub fn paginate_rooms(&self, n: Option<usize>) {
+        self.state.lock().unwrap().page_size = n;
     }
 
     /// Sets the registered webhook as GET /webhooks returns it.
@@ -222,12 +238,13 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let form = decode_form(&body);
-    let (status, answer, hang) = {
+    let (status, answer, hang, link) = {
         let mut st = shared.lock().unwrap();
         if authorization.as_deref() != Some(st.key.as_str()) {
-            (401, json!({"error": "unauthorized"}), false)
+            (401, json!({"error": "unauthorized"}), false, None)
         } else {
-            route(&mut st, &method, &path, &form)
+            let (status, answer, hang) = route(&mut st, &method, &path, uri.query(), &form);
+            (status, answer, hang, st.link.take())
         }
     };
     // A hanging request is recorded as received (status 0), then never answered.
@@ -267,6 +284,9 @@ async fn handle(
     if status == 429 {
         return (code, [("retry-after", "1")], axum::Json(answer)).into_response();
     }
+    if let Some(link) = link {
+        return (code, [("link", link)], axum::Json(answer)).into_response();
+    }
     (code, axum::Json(answer)).into_response()
 }
 
@@ -274,6 +294,7 @@ fn route(
     st: &mut State,
     method: &Method,
     path: &str,
+    query: Option<&str>,
     form: &[(String, String)],
 ) -> (u16, Value, bool) {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -286,14 +307,27 @@ fn route(
                 }
                 return (s, json!({"error": "scripted"}), s == 0);
             }
-            let list: Vec<Value> = st
-                .running
-                .iter()
+            let mut running: Vec<(&String, &String)> = st.running.iter().collect();
+            running.sort();
+            running.truncate(st.list_only.unwrap_or(usize::MAX));
+            let mut list: Vec<Value> = running
+                .into_iter()
                 .map(|(id, started)| {
                     json!({"id": id, "name": id, "ready": true, "started_at": started,
                            "shutdown": false, "guest_token": "g"})
                 })
                 .collect();
+            if let Some(size) = st.page_size {
+                let page: usize = query
+                    .and_then(|q| q.strip_prefix("page="))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let more = list.len() > (page + 1) * size;
+                list = list.into_iter().skip(page * size).take(size).collect();
+                if more {
+                    st.link = Some(format!("</rooms?page={}>; rel=\"next\"", page + 1));
+                }
+            }
             (200, Value::Array(list), false)
         }
         ("DELETE", ["rooms", raw]) => {

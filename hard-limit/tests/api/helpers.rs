@@ -28,6 +28,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The database URL (for restarts).
     pub database: String,
+    /// The service's store (for test hooks and direct checks).
+    pub store: eyeson_hard_limit::store::Store,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -81,6 +83,7 @@ pub async fn spawn_on(
     tweak(&mut config);
     let app = Application::build(config).await.expect("service builds");
     let url = format!("http://{}", app.local_addr());
+    let store = app.store();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         app.run_until_stopped(async {
@@ -94,6 +97,7 @@ pub async fn spawn_on(
         fake,
         http: reqwest::Client::new(),
         database,
+        store,
         stop: Some(tx),
         task: Some(task),
         _dir: dir,

@@ -7,12 +7,17 @@ mod helpers;
 mod pg;
 
 mod chaos;
+mod disk_full;
 mod endpoints;
+mod future_start;
 mod properties;
+mod read_only;
 mod reconcile;
 mod registration;
 mod replicas;
 mod restart;
 mod shutdown;
+mod stalls;
 mod store_suite;
+mod supervision;
 mod webhook;

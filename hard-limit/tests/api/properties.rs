@@ -193,7 +193,7 @@ async fn run_on(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         // Invariants after every step.
-        for m in store.list(Timestamp(i64::MIN), 10_000).await.unwrap() {
+        for m in store.list(Timestamp(i64::MIN), None, 10_000).await.unwrap() {
             if let Some(prev) = finals.get(&m.key) {
                 prop_assert_eq!(*prev, m.state, "a final state changed for {:?}", m.key);
             }

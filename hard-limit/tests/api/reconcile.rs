@@ -158,3 +158,81 @@ async fn an_enormous_retention_prunes_nothing() {
         Some("ended")
     );
 }
+
+/// 50 meetings run; eyeson's list always shows only 10 of them (a partial
+/// answer, say an unannounced page size). Two reconciliations would close
+/// 40 live meetings; closing by reconciliation is only an optimisation, so
+/// nothing is closed, and the refusal is counted.
+#[tokio::test]
+async fn an_always_partial_room_list_closes_nothing() {
+    let app = reconciling_app().await;
+    let started = iso_round(SystemTime::now() - Duration::from_secs(300));
+    for i in 0..50 {
+        app.meeting_starts(&format!("room-{i:02}"), started).await;
+    }
+    // All tracked longer than --close-unlisted-after, listed in full.
+    reconciliations(&app, 5).await;
+    app.fake.list_only(Some(10));
+    reconciliations(&app, 6).await;
+    let meetings = app.meetings().await;
+    assert_eq!(meetings.len(), 50);
+    assert!(
+        meetings.iter().all(|m| m["state"] == "running"),
+        "a partial list closed live meetings"
+    );
+    let metrics = app.metrics().await;
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hard_limit_reconcile_closes_refused_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 1.0, "{metrics}");
+    // A few meetings that did end unseen are still closed.
+    app.fake.list_only(None);
+    for i in 0..5 {
+        app.fake.end_meeting(&format!("room-{i:02}"));
+    }
+    wait_until("5 closed", Duration::from_secs(10), || async {
+        app.meetings()
+            .await
+            .iter()
+            .filter(|m| m["state"] == "ended")
+            .count()
+            == 5
+    })
+    .await;
+}
+
+/// `GET /rooms` in pages linked with `Link: rel="next"`: every page is
+/// read, so every running meeting is tracked, and none is closed as
+/// unlisted for being on a later page.
+#[tokio::test]
+async fn every_page_of_the_room_list_is_read() {
+    let fake = FakeEyeson::start(KEY).await;
+    fake.paginate_rooms(Some(7));
+    // They began while the service was down: only GET /rooms knows them.
+    let started = iso_round(SystemTime::now() - Duration::from_secs(300));
+    for i in 0..30 {
+        fake.start_meeting(&format!("room-{i:02}"), &iso(started));
+    }
+    let app = spawn_app_on(fake, |c| {
+        c.reconcile_every = Duration::from_millis(100);
+        c.close_unlisted_after = Duration::from_millis(300);
+    })
+    .await;
+    wait_until("all 30 tracked", Duration::from_secs(10), || async {
+        app.meetings().await.len() == 30
+    })
+    .await;
+    reconciliations(&app, 15).await;
+    let meetings = app.meetings().await;
+    assert!(
+        meetings.iter().all(|m| m["state"] == "running"),
+        "{meetings:?}"
+    );
+    assert!(app
+        .fake
+        .requests()
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some(KEY)));
+}

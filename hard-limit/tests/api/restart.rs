@@ -214,6 +214,52 @@ fn help_names_every_variable_and_hides_the_key() {
     assert!(!help.contains("super-secret-value"), "--help shows the key");
 }
 
+/// `--help` (and `-h`, and a subcommand's help) never shows the value of
+/// an environment variable: `DATABASE_URL` may hold a password, the URLs a
+/// token, `EYESON_API_KEY` is the key.
+#[test]
+fn help_shows_no_environment_value() {
+    let secrets = [
+        ("EYESON_API_KEY", "key-SECRET-1"),
+        ("EYESON_API_URL", "https://user:SECRET-2@api.example.com"),
+        (
+            "DATABASE_URL",
+            "postgres://hl:SECRET-3@db.internal/hard_limit",
+        ),
+        (
+            "WEBHOOK_URL",
+            "https://hl.example.com/webhook?token=SECRET-4",
+        ),
+        ("LIMITS_FILE", "/etc/SECRET-5/limits.toml"),
+        ("LISTEN_ADDR", "127.0.0.1:9"),
+        ("MAX_DURATION", "17m"),
+    ];
+    for args in [&["--help"][..], &["-h"], &["unregister", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_eyeson-hard-limit"))
+            .args(args)
+            .env_clear()
+            .envs(secrets)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args[0] != "unregister" {
+            assert!(text.contains("DATABASE_URL"), "{args:?}: {text}");
+        }
+        for (var, value) in secrets {
+            assert!(
+                !text.contains(value),
+                "{args:?} shows the value of {var}: {text}"
+            );
+        }
+        assert!(!text.contains("SECRET"), "{args:?}: {text}");
+    }
+}
+
 /// Runs the binary with a bad configuration; returns its stderr.
 fn refused_start(env: &[(&str, &str)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_eyeson-hard-limit"))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use eyeson_hard_limit::domain::{
     plan, Limits, MeetingKey, MeetingState, Plan, Policy, RoomId, RoomUpdate, Timestamp,
 };
-use eyeson_hard_limit::store::{Applied, MeetingStore, Outcome, PgStore, Store};
+use eyeson_hard_limit::store::{Applied, Closing, MeetingStore, Outcome, PgStore, Store};
 
 use crate::pg::PgDb;
 
@@ -113,7 +113,10 @@ suite!(
     next_wake_is_the_earliest_deadline_or_lease,
     reads_answer_what_was_written,
     close_unlisted_closes_only_old_unlisted_meetings,
+    close_unlisted_refuses_to_close_too_many,
+    list_pages_with_a_cursor,
     prune_forgets_only_old_finished_meetings,
+    forget_future_forgets_only_future_starts_and_cutoffs,
     concurrent_claimers_never_share_a_meeting,
     concurrent_batches_for_the_same_rooms_all_commit,
     only_the_latest_claim_of_an_owner_records_the_outcome,
@@ -305,7 +308,7 @@ async fn a_newer_start_closes_older_meetings(store: &Store) {
         .unwrap()
         .unwrap();
     assert_eq!(current.key, key("a", 2_000));
-    let list = store.list(Timestamp(i64::MIN), 10).await.unwrap();
+    let list = store.list(Timestamp(i64::MIN), None, 10).await.unwrap();
     let states: Vec<_> = list.iter().map(|m| (m.key.clone(), m.state)).collect();
     assert_eq!(
         states,
@@ -434,8 +437,15 @@ async fn reads_answer_what_was_written(store: &Store) {
     let plans: Vec<Plan> = (0..50).map(|i| track(&format!("r{i}"), i * 10)).collect();
     let r = store.apply(&plans, Timestamp(1_000)).await.unwrap();
     assert!(r.iter().all(|a| *a == Applied::Tracked));
-    assert_eq!(store.list(Timestamp(i64::MIN), 20).await.unwrap().len(), 20);
-    let all = store.list(Timestamp(i64::MIN), 1000).await.unwrap();
+    assert_eq!(
+        store
+            .list(Timestamp(i64::MIN), None, 20)
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
+    let all = store.list(Timestamp(i64::MIN), None, 1000).await.unwrap();
     assert_eq!(all.len(), 50);
     assert_eq!(all[0].key, key("r49", 490), "newest start first");
     assert_eq!(all[0].deadline, Timestamp(60_490));
@@ -460,9 +470,9 @@ async fn close_unlisted_closes_only_old_unlisted_meetings(store: &Store) {
         .close_unlisted(&[key("a", 0)], Timestamp(3_000), Timestamp(6_000))
         .await
         .unwrap();
-    assert_eq!(closed, 1);
+    assert_eq!(closed, Closing::Closed(1));
     let open: HashSet<_> = store
-        .list(Timestamp(i64::MAX), 10)
+        .list(Timestamp(i64::MAX), None, 10)
         .await
         .unwrap()
         .into_iter()
@@ -475,7 +485,7 @@ async fn close_unlisted_closes_only_old_unlisted_meetings(store: &Store) {
             .close_unlisted(&[], Timestamp(10_000), Timestamp(10_000))
             .await
             .unwrap(),
-        2
+        Closing::Closed(2)
     );
 }
 
@@ -494,6 +504,100 @@ async fn prune_forgets_only_old_finished_meetings(store: &Store) {
         store.count_by_state().await.unwrap(),
         vec![(MeetingState::Running, 1)]
     );
+}
+
+async fn forget_future_forgets_only_future_starts_and_cutoffs(store: &Store) {
+    // A meeting "started" far ahead (tracked before such starts were
+    // refused) and a shutdown cutoff far ahead in another room.
+    store
+        .apply(
+            &[
+                track("room", 9_000_000),
+                track("room", 1_000),
+                update("other", Some(9_000_000), true, 2_000),
+            ],
+            Timestamp(2_000),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .newer_meeting_known(&key("room", 1_000))
+        .await
+        .unwrap());
+    assert_eq!(store.forget_future(Timestamp(10_000)).await.unwrap(), 3);
+    assert!(!store
+        .newer_meeting_known(&key("room", 1_000))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .shutdown_cutoff(&RoomId::parse("other").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    // The meeting that did start is kept; nothing more to forget.
+    assert_eq!(
+        store.count_by_state().await.unwrap(),
+        vec![(MeetingState::Running, 1)]
+    );
+    assert_eq!(store.forget_future(Timestamp(10_000)).await.unwrap(), 0);
+}
+
+async fn close_unlisted_refuses_to_close_too_many(store: &Store) {
+    let plans: Vec<Plan> = (0..30).map(|i| track(&format!("r{i:02}"), 1_000)).collect();
+    store.apply(&plans, Timestamp(1_000)).await.unwrap();
+    let listed =
+        |n: usize| -> Vec<MeetingKey> { (0..n).map(|i| key(&format!("r{i:02}"), 1_000)).collect() };
+    // A list of 5 of 30: 25 would close (more than 10 and 20%): none does.
+    assert_eq!(
+        store
+            .close_unlisted(&listed(5), Timestamp(2_000), Timestamp(3_000))
+            .await
+            .unwrap(),
+        Closing::Refused {
+            would_close: 25,
+            open: 30
+        }
+    );
+    assert_eq!(
+        store.count_by_state().await.unwrap(),
+        vec![(MeetingState::Running, 30)]
+    );
+    // 6 of 30 (20%) is believable.
+    assert_eq!(
+        store
+            .close_unlisted(&listed(24), Timestamp(2_000), Timestamp(3_000))
+            .await
+            .unwrap(),
+        Closing::Closed(6)
+    );
+}
+
+async fn list_pages_with_a_cursor(store: &Store) {
+    // Ties on started_at are broken by room id, descending.
+    let plans: Vec<Plan> = (0..25)
+        .map(|i| track(&format!("r{i:02}"), 1_000 + (i % 3)))
+        .collect();
+    store.apply(&plans, Timestamp(2_000)).await.unwrap();
+    let mut all = Vec::new();
+    let mut after: Option<MeetingKey> = None;
+    loop {
+        let page = store
+            .list(Timestamp(i64::MIN), after.as_ref(), 10)
+            .await
+            .unwrap();
+        assert!(page.len() <= 10);
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        all.extend(page.into_iter().map(|m| m.key));
+    }
+    assert_eq!(all.len(), 25);
+    let mut expected = all.clone();
+    expected.sort_by(|a, b| {
+        (b.started_at, b.room_id.as_str()).cmp(&(a.started_at, a.room_id.as_str()))
+    });
+    assert_eq!(all, expected);
 }
 
 async fn concurrent_claimers_never_share_a_meeting(store: &Store) {

@@ -236,3 +236,34 @@ async fn a_null_start_shutdown_does_not_end_a_meeting_started_in_the_same_second
         Some("running")
     );
 }
+
+#[tokio::test]
+async fn a_start_in_the_future_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    let far = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(253_402_300_000); // year 9999
+    let tomorrow = std::time::SystemTime::now() + Duration::from_secs(86_400);
+    let just_beyond = std::time::SystemTime::now() + Duration::from_secs(660);
+    for started in [far, tomorrow, just_beyond] {
+        for shutdown in [false, true] {
+            let r = app
+                .deliver(&room_update("room-f", Some(started), shutdown))
+                .await;
+            assert_eq!(r.status(), 400, "{started:?} shutdown={shutdown}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert!(
+                body["error"].as_str().unwrap().contains("room.started_at"),
+                "{body}"
+            );
+        }
+    }
+    assert!(app.meetings().await.is_empty());
+    // Within the window (a clock a little ahead) is fine.
+    let soon = std::time::SystemTime::now() + Duration::from_secs(60);
+    assert_eq!(
+        app.deliver(&room_update("room-f", Some(soon), false))
+            .await
+            .status(),
+        204
+    );
+    assert!(app.metrics().await.contains(r#"reason="future_start""#));
+}

@@ -1,0 +1,239 @@
+//! The HTTP server loop: the axum router on hyper's HTTP/1, with the limits
+//! `axum::serve` does not offer, so stalled clients cannot exhaust the
+//! service:
+//!
+//! - **at most `max_connections` at once**: the loop accepts only while a
+//!   slot is free (the rest wait in the kernel's backlog), so file
+//!   descriptors and memory are bounded;
+//! - **header read timeout**: a request's headers must arrive within
+//!   `header_read_timeout` of the connection being ready for a request
+//!   (hyper's timer), however slowly the bytes trickle in;
+//! - **idle keep-alive timeout**: a connection with no request in flight
+//!   that transfers no byte for `keep_alive_timeout` is closed;
+//! - the **body read timeout** is the webhook handler's
+//!   ([`crate::webhook`]), the one route that reads a body.
+//!
+//! Stopping works like `axum::serve`'s graceful shutdown: stop accepting,
+//! let every connection finish its request in flight, then return.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+
+/// The connection limits (flags `--header-read-timeout`,
+/// `--keep-alive-timeout`, `--max-connections`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Headers must arrive within this.
+    pub header_read_timeout: Duration,
+    /// An idle connection is closed after this.
+    pub keep_alive_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+/// Serves `router` on `listener` until `stop` turns true, then stops
+/// accepting, lets the connections finish their requests, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Every connection task holds a receiver: when all are gone, done.
+    let (closed_tx, closed_rx) = watch::channel(());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Per-connection errors (reset before accept) and fd
+                    // exhaustion: never end the loop; back off briefly on
+                    // the latter so it does not spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    if !is_connection_error(&e) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let closed = closed_rx.clone();
+        let mut shutdown = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _closed = closed;
+            serve_connection(stream, router, limits, &mut shutdown).await;
+        });
+    }
+    drop(listener);
+    let _ = shutdown_tx.send(true);
+    drop(closed_rx);
+    closed_tx.closed().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    router: Router,
+    limits: ConnLimits,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let io = IdleIo::new(stream, limits.keep_alive_timeout, in_flight.clone());
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let guard = InFlight::enter(&in_flight);
+        let router = router.clone();
+        async move {
+            let answer = router.oneshot(req.map(Body::new)).await;
+            drop(guard);
+            answer
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        () = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Counts a request in flight on its connection while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(n: &Arc<AtomicUsize>) -> Self {
+        n.fetch_add(1, Ordering::SeqCst);
+        InFlight(n.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A TCP stream that fails reads with `TimedOut` once no byte has moved
+/// either way for `idle` while no request is in flight on it (a request
+/// being handled may take its time; its own timeouts bound it).
+struct IdleIo {
+    inner: TcpStream,
+    idle: Duration,
+    deadline: Pin<Box<Sleep>>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl IdleIo {
+    fn new(inner: TcpStream, idle: Duration, in_flight: Arc<AtomicUsize>) -> Self {
+        IdleIo {
+            inner,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+            in_flight,
+        }
+    }
+
+    fn moved(&mut self) {
+        let next = Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+}
+
+impl AsyncRead for IdleIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.moved();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                if self.in_flight.load(Ordering::SeqCst) == 0
+                    && self.deadline.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "idle connection closed",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl AsyncWrite for IdleIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
