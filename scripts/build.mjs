@@ -23,8 +23,8 @@ run("wasm-bindgen", [
 const wasm = join(pkg, "eyeson_guard_bg.wasm");
 run(join(root, "node_modules/.bin/wasm-opt"), ["-Oz", "--strip-debug", "--strip-producers", wasm, "-o", wasm]);
 
-// The ES module for bundlers: the glue with its JS snippets (activity.js,
-// dialog.js) bundled in and minified, so pkg/ is one JS file, one wasm file
+// The ES module for bundlers: the glue with its JS snippet (hot_path.js)
+// bundled in and minified, so pkg/ is one JS file, one wasm file
 // and the types.
 const glue = join(pkg, "eyeson_guard.js");
 await build({
