@@ -589,8 +589,10 @@ async fn scale(n: usize) {
     print!("{}", String::from_utf8_lossy(&out.stdout));
 }
 
-fn rss_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `kB` field (`VmRSS:`, `VmHWM:`) of a process's `/proc/PROC/status`
+/// (`PROC` = `self` or a pid).
+fn status_kb(proc: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{proc}/status"))
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with(field))
@@ -681,8 +683,8 @@ async fn scale_serve() {
     println!("  store by state: {counts:?} (the stopping ones were claimed by the timing loop above under a 1 h lease)");
     println!(
         "  resident memory of the service process: VmRSS {} MB, peak VmHWM {} MB",
-        rss_kb("VmRSS:") / 1024,
-        rss_kb("VmHWM:") / 1024
+        status_kb("self", "VmRSS:") / 1024,
+        status_kb("self", "VmHWM:") / 1024
     );
     let _ = stop.send(());
     task.await.unwrap();
@@ -734,15 +736,8 @@ async fn soak(minutes: u64, rate: u64) {
             false
         }
     };
-    let proc_status = |field: &str| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let service = pid.to_string();
+    let proc_status = |field: &str| status_kb(&service, field);
     let fds = || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .map(|d| d.count())
