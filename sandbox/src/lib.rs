@@ -115,23 +115,6 @@ impl AppState {
     }
 }
 
-/// The REST router on a fresh sandbox (API key `api_key`) whose webhook
-/// deliveries go nowhere: for the fuzz target
-/// (`hard-limit/fuzz/fuzz_targets/sandbox_requests.rs`), which drives it
-/// in-process with `tower::ServiceExt::oneshot`. Not for serving.
-#[doc(hidden)]
-pub fn router_for_fuzzing(api_key: &str) -> axum::Router {
-    let sandbox = Arc::new(Mutex::new(Sandbox::new(api_key.to_owned(), 1)));
-    // The receiver is dropped: deliveries are discarded, nothing is sent.
-    let (deliveries, _) = mpsc::unbounded_channel();
-    http::router(AppState {
-        deliveries,
-        sandbox,
-        signalling: Arc::default(),
-        connections: Arc::default(),
-    })
-}
-
 /// A bound, not yet serving sandbox.
 pub struct Application {
     listener: TcpListener,
