@@ -139,9 +139,7 @@ async fn relay(
     let mut buf = [0u8; 4096];
     loop {
         // Once an answer has gone through and eyeson is quiet, the proxy
-        // hangs up: each request gets a connection, and a fault, of its own
-        // (and a client that reuses the connection at that moment meets a
-        // closed one, which is one more fault).
+        // hangs up (the answer said `connection: close`, see below).
         let read = out_read.read(&mut buf);
         let n = if passed == 0 {
             read.await
@@ -151,10 +149,24 @@ async fn relay(
                 Err(_) => break,
             }
         };
-        let n = match n {
+        let mut n = match n {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        // Every answer says `connection: close`, so the client never reuses
+        // a connection: each request gets a connection, and a fault, of its
+        // own (otherwise a few clean keep-alive connections carry almost
+        // every DELETE and the faults rarely hit one).
+        if passed == 0 {
+            if let Some(eol) = buf[..n].windows(2).position(|w| w == b"\r\n") {
+                const CLOSE: &[u8] = b"connection: close\r\n";
+                if n + CLOSE.len() <= buf.len() {
+                    buf.copy_within(eol + 2..n, eol + 2 + CLOSE.len());
+                    buf[eol + 2..eol + 2 + CLOSE.len()].copy_from_slice(CLOSE);
+                    n += CLOSE.len();
+                }
+            }
+        }
         match fault {
             Fault::ResetAfter(limit) => {
                 let take = n.min(limit.saturating_sub(passed));
