@@ -642,6 +642,13 @@ fn pg_restart_command() -> Result<Command, String> {
     {
         return Err("pg_ctlcluster is not installed".into());
     }
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("restarting the cluster needs root".into());
+    }
     let mut cmd = Command::new("pg_ctlcluster");
     cmd.args(["--skip-systemctl-redirect", &version, "main", "restart"]);
     Ok(cmd)
