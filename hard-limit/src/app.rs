@@ -13,6 +13,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ApiKey, Config, ConfigError};
@@ -231,16 +232,7 @@ impl Application {
             r = &mut server => {
                 // The server ended by itself: an accept error.
                 tasks_ok.store(false, Ordering::SeqCst);
-                let _ = stop_tx.send(true);
-                let _ = ingest_task.await;
-                let _ = scheduler.await;
-                reconciler.abort();
-                let _ = reconciler.await;
-                if let Some(l) = listener {
-                    l.abort();
-                    let _ = l.await;
-                }
-                store.close().await;
+                stop_background(&stop_tx, ingest_task, scheduler, reconciler, listener, &store).await;
                 return match r {
                     Ok(Ok(())) => Err(StartError::TaskEnded { task: "HTTP server", how: "returned".into() }),
                     Ok(Err(e)) => Err(StartError::Io(e)),
@@ -254,16 +246,15 @@ impl Application {
             // gone and the writer commits what is queued and ends.
             let _ = http_stop_tx.send(true);
             let served = server.await;
-            let _ = stop_tx.send(true);
-            let _ = ingest_task.await;
-            let _ = scheduler.await;
-            reconciler.abort();
-            let _ = reconciler.await;
-            if let Some(listener) = listener {
-                listener.abort();
-                let _ = listener.await;
-            }
-            store.close().await;
+            stop_background(
+                &stop_tx,
+                ingest_task,
+                scheduler,
+                reconciler,
+                listener,
+                &store,
+            )
+            .await;
             tracing::info!("stopped");
             return match served {
                 Ok(r) => r.map_err(StartError::Io),
@@ -298,6 +289,31 @@ impl Application {
         tracing::info!("stopped after a background task ended");
         Err(StartError::TaskEnded { task, how })
     }
+}
+
+/// Once HTTP no longer accepts deliveries: the writer commits what is
+/// queued, the scheduler finishes its shutdown calls in flight, the
+/// reconciler and the `LISTEN` task are cut short, then the store closes.
+/// (When a background task died, `run_until_stopped` winds down in another
+/// order: HTTP keeps answering 503 until the other tasks are done.)
+async fn stop_background(
+    stop_tx: &watch::Sender<bool>,
+    ingest_task: JoinHandle<()>,
+    scheduler: JoinHandle<()>,
+    reconciler: JoinHandle<()>,
+    listener: Option<JoinHandle<()>>,
+    store: &Store,
+) {
+    let _ = stop_tx.send(true);
+    let _ = ingest_task.await;
+    let _ = scheduler.await;
+    reconciler.abort();
+    let _ = reconciler.await;
+    if let Some(listener) = listener {
+        listener.abort();
+        let _ = listener.await;
+    }
+    store.close().await;
 }
 
 /// "returned", or "panicked: <message>".
