@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
@@ -24,6 +24,7 @@ use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
 use crate::store::{Store, StoreError};
+use crate::warner::Warner;
 use crate::webhook::Ingest;
 use crate::{http, metrics};
 
@@ -85,6 +86,7 @@ pub struct Application {
     state: AppState,
     scheduler: Scheduler,
     reconciler: Reconciler,
+    warner: Option<Warner>,
     ingest_task: tokio::task::JoinHandle<()>,
     faults: Faults,
     conn_limits: ConnLimits,
@@ -100,6 +102,7 @@ impl Application {
     /// Opens the store, binds the port, wires the parts.
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let policy = Arc::new(config.policy()?);
+        let warning = config.warning()?;
         if config.lease < Duration::from_secs(20) {
             tracing::warn!(lease = ?config.lease, "a lease under 20s can expire during a slow shutdown call, which is then repeated");
         }
@@ -107,7 +110,7 @@ impl Application {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = Store::connect(&config.database).await?;
         let client = EyesonClient::new(config.api_url.clone(), config.api_key.clone())?;
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(crate::wake::Wake::default());
         let faults = match &config.inject_fault {
             Some(task) => {
                 tracing::warn!(task = %task, "test fault injected: this task dies at once");
@@ -133,12 +136,27 @@ impl Application {
             tasks_ok: tasks_ok.clone(),
             body_read_timeout: config.body_read_timeout,
         };
+        let owner: Arc<str> = owner_id().into();
+        let warner = warning.map(|warning| Warner {
+            store: store.clone(),
+            client: client.clone(),
+            clock: clock.clone(),
+            wake: wake.clone(),
+            owner: owner.clone(),
+            lease: config.lease,
+            concurrency: config.shutdown_concurrency,
+            dry_run: config.dry_run,
+            retry_backoff: config.retry_backoff,
+            warning: Arc::new(warning),
+            faults: faults.clone(),
+            tasks_ok: tasks_ok.clone(),
+        });
         let scheduler = Scheduler {
             store: store.clone(),
             client: client.clone(),
             clock: clock.clone(),
             wake: wake.clone(),
-            owner: owner_id().into(),
+            owner,
             lease: config.lease,
             concurrency: config.shutdown_concurrency,
             dry_run: config.dry_run,
@@ -165,6 +183,7 @@ impl Application {
             state,
             scheduler,
             reconciler,
+            warner,
             ingest_task,
             faults,
             conn_limits: ConnLimits {
@@ -210,6 +229,9 @@ impl Application {
             tokio::spawn(faults.wrap("scheduler", self.scheduler.run(stop_rx.clone())));
         let mut reconciler =
             tokio::spawn(faults.wrap("reconciler", self.reconciler.run(stop_rx.clone())));
+        let mut warner = self
+            .warner
+            .map(|w| tokio::spawn(faults.wrap("warner", w.run(stop_rx.clone()))));
         let mut ingest_task = self.ingest_task;
         let store = self.state.store.clone();
         let tasks_ok = self.state.tasks_ok.clone();
@@ -229,10 +251,14 @@ impl Application {
                 listener = None;
                 Some(("LISTEN", r))
             }
+            r = async { warner.as_mut().expect("guarded").await }, if warner.is_some() => {
+                warner = None;
+                Some(("warner", r))
+            }
             r = &mut server => {
                 // The server ended by itself: an accept error.
                 tasks_ok.store(false, Ordering::SeqCst);
-                stop_background(&stop_tx, ingest_task, scheduler, reconciler, listener, &store).await;
+                stop_background(&stop_tx, ingest_task, scheduler, reconciler, warner, listener, &store).await;
                 return match r {
                     Ok(Ok(())) => Err(StartError::TaskEnded { task: "HTTP server", how: "returned".into() }),
                     Ok(Err(e)) => Err(StartError::Io(e)),
@@ -251,6 +277,7 @@ impl Application {
                 ingest_task,
                 scheduler,
                 reconciler,
+                warner,
                 listener,
                 &store,
             )
@@ -272,6 +299,11 @@ impl Application {
         if task != "scheduler" {
             let _ = scheduler.await;
         }
+        // The warner finishes its calls in flight, like the scheduler (it
+        // is `None` here if it is the task that ended).
+        if let Some(warner) = warner {
+            let _ = warner.await;
+        }
         if task != "reconciler" {
             reconciler.abort();
             let _ = reconciler.await;
@@ -292,7 +324,7 @@ impl Application {
 }
 
 /// Once HTTP no longer accepts deliveries: the writer commits what is
-/// queued, the scheduler finishes its shutdown calls in flight, the
+/// queued, the scheduler and the warner finish their calls in flight, the
 /// reconciler and the `LISTEN` task are cut short, then the store closes.
 /// (When a background task died, `run_until_stopped` winds down in another
 /// order: HTTP keeps answering 503 until the other tasks are done.)
@@ -301,12 +333,16 @@ async fn stop_background(
     ingest_task: JoinHandle<()>,
     scheduler: JoinHandle<()>,
     reconciler: JoinHandle<()>,
+    warner: Option<JoinHandle<()>>,
     listener: Option<JoinHandle<()>>,
     store: &Store,
 ) {
     let _ = stop_tx.send(true);
     let _ = ingest_task.await;
     let _ = scheduler.await;
+    if let Some(warner) = warner {
+        let _ = warner.await;
+    }
     reconciler.abort();
     let _ = reconciler.await;
     if let Some(listener) = listener {

@@ -37,6 +37,8 @@
 //! | [`config`] | the command line (clap, every flag with an env var), limits file, the redacted [`config::ApiKey`] |
 //! | [`webhook`] | signature check, parsing, freshness, the handler, group commit |
 //! | [`scheduler`] | sleep until due, claim with a lease, shut down with retries |
+//! | [`warner`] | the in-meeting warning: guest join + chat message at `deadline − --warn-before`, claimed like a shutdown |
+//! | [`wake`] | pokes for the tasks that sleep until a time the store knows |
 //! | [`eyeson`] | the REST client |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
 //! | [`store`] | the narrow [`store::MeetingStore`] trait, its SQLite engine and its PostgreSQL engine (replicas) |
@@ -62,6 +64,8 @@ pub mod reconcile;
 pub mod scheduler;
 pub mod serve;
 pub mod store;
+pub mod wake;
+pub mod warner;
 pub mod webhook;
 
 pub use app::Application;

@@ -23,7 +23,9 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 
 use super::rows::MeetingRow;
-use super::{Applied, Claim, Closing, MeetingStore, MeetingView, Outcome, StoreError};
+use super::{
+    Applied, Claim, Closing, MeetingStore, MeetingView, Outcome, StoreError, WarnClaim, WarnRecord,
+};
 use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
@@ -45,13 +47,22 @@ pub struct SqliteStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "meetings".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_meetings.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "meetings".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_meetings.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "warnings".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0003_warnings.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 impl SqliteStore {
@@ -191,7 +202,11 @@ impl SqliteStore {
     ) -> Result<Applied, StoreError> {
         match plan {
             Plan::Ignore(_) => Ok(Applied::Ignored),
-            Plan::Track { key, deadline } => {
+            Plan::Track {
+                key,
+                deadline,
+                guest_token,
+            } => {
                 let cutoff: Option<i64> =
                     sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
                         .bind(key.room_id.as_str())
@@ -202,6 +217,22 @@ impl SqliteStore {
                     return Ok(Applied::LateForEndedMeeting);
                 }
                 let inserted = insert(tx, key, *deadline, MeetingState::Running, now).await?;
+                if let Some(token) = guest_token {
+                    // New, or newer than the one known (a meeting tracked
+                    // from a list without it); a meeting recorded as not
+                    // warnable for want of a token becomes warnable.
+                    sqlx::query(
+                        "UPDATE meetings SET guest_token = ?3,
+                             warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
+                             warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
+                         WHERE room_id = ?1 AND started_at = ?2 AND guest_token IS NOT ?3",
+                    )
+                    .bind(key.room_id.as_str())
+                    .bind(key.started_at.0)
+                    .bind(token.expose())
+                    .execute(&mut **tx)
+                    .await?;
+                }
                 // A newer start proves the room's older meetings are over.
                 // Stopping rows are left to their worker, which re-checks.
                 sqlx::query(
@@ -686,6 +717,102 @@ impl MeetingStore for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
+
+    async fn claim_warnings(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<WarnClaim>, StoreError> {
+        let mut tx = WriteTx::begin(self).await?;
+        // SET reads the old row: a claim for the same deadline counts on,
+        // one for a new deadline starts again at 1.
+        let rows = sqlx::query(
+            "UPDATE meetings
+             SET warn_for = deadline, warn_state = 'claimed', warn_owner = ?1, warn_until = ?2,
+                 warn_attempts = CASE WHEN warn_for = deadline THEN warn_attempts + 1 ELSE 1 END
+             WHERE rowid IN (SELECT rowid FROM meetings
+                             WHERE state = 'running' AND deadline > ?3 AND deadline <= ?3 + ?5
+                               AND (warn_for IS NULL OR warn_for <> deadline
+                                    OR (warn_state = 'claimed' AND warn_until <= ?3))
+                             ORDER BY deadline LIMIT ?4)
+             RETURNING room_id, started_at, deadline, guest_token, warn_attempts",
+        )
+        .bind(owner)
+        .bind(now.plus(lease).0)
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .bind(millis(warn_before))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claims = rows
+            .iter()
+            .map(MeetingRow::warn_claim)
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        claims.sort_by_key(|c| c.deadline);
+        Ok(claims)
+    }
+
+    async fn finish_warnings(
+        &self,
+        owner: &str,
+        records: &[WarnRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = WriteTx::begin(self).await?;
+        let mut applied = Vec::with_capacity(records.len());
+        for r in records {
+            let n = sqlx::query(
+                "UPDATE meetings
+                 SET warn_state = ?6, warn_owner = NULL, warn_until = ?7,
+                     warned_at = CASE WHEN ?6 = 'claimed' THEN warned_at ELSE ?8 END
+                 WHERE room_id = ?1 AND started_at = ?2 AND warn_state = 'claimed'
+                   AND warn_owner = ?3 AND warn_attempts = ?4 AND warn_for = ?5",
+            )
+            .bind(r.key.room_id.as_str())
+            .bind(r.key.started_at.0)
+            .bind(owner)
+            .bind(r.attempts)
+            .bind(r.deadline.0)
+            .bind(r.outcome.as_str())
+            .bind(r.retry_at.map(|t| t.0))
+            .bind(r.at.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            applied.push(n == 1);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn next_warning(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        // Never earlier than `deadline - warn`, also for a lapsed claim: a
+        // time the claim query would not take would make the warner spin.
+        let t: Option<i64> = sqlx::query_scalar(
+            "SELECT min(CASE WHEN warn_for IS NULL OR warn_for <> deadline THEN deadline - ?2
+                             ELSE max(warn_until, deadline - ?2) END)
+             FROM meetings
+             WHERE state = 'running' AND deadline > ?1
+               AND (warn_for IS NULL OR warn_for <> deadline
+                    OR (warn_state = 'claimed' AND warn_until IS NOT NULL))",
+        )
+        .bind(now.0)
+        .bind(millis(warn_before))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(t.map(Timestamp))
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -705,6 +832,7 @@ mod tests {
         let plan = Plan::Track {
             key: key.clone(),
             deadline: Timestamp(2_000),
+            guest_token: None,
         };
         store.apply(&[plan], Timestamp(1_000)).await.unwrap();
         let lease = Duration::from_secs(1);
@@ -754,6 +882,7 @@ mod tests {
                 started_at: Timestamp(5_000),
             },
             deadline: Timestamp(15_000),
+            guest_token: None,
         };
         store.apply(&[newer], Timestamp(5_000)).await.unwrap();
         assert_eq!(store.prune(Timestamp(3_000)).await.unwrap(), 2);

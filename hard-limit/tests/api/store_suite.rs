@@ -38,6 +38,7 @@ fn update(room: &str, start: Option<i64>, shutdown: bool, at: i64) -> Plan {
             started_at: start.map(Timestamp),
             shutdown,
             event_time: Timestamp(at),
+            guest_token: None,
         },
         &policy(),
     )
