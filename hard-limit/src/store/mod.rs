@@ -445,6 +445,34 @@ impl Store {
         result
     }
 
+    /// Test hook: moves an open meeting's deadline (as an operator's
+    /// extension would). Returns whether a meeting was changed. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub async fn set_deadline_for_tests(
+        &self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.set_deadline_for_tests(key, deadline).await,
+            Store::Postgres(s) => s.set_deadline_for_tests(key, deadline).await,
+        }
+    }
+
+    /// Test hook: the stored warning of a meeting, as `(warn_state,
+    /// warn_for)`. Not for production use.
+    #[doc(hidden)]
+    pub async fn warning_for_tests(
+        &self,
+        key: &MeetingKey,
+    ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.warning_for_tests(key).await,
+            Store::Postgres(s) => s.warning_for_tests(key).await,
+        }
+    }
+
     /// Whether this process runs the singleton chores (reconciliation,
     /// pruning, webhook registration): always on SQLite (one host); on
     /// PostgreSQL, the one replica holding the chores advisory lock.

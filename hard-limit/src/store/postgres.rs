@@ -171,6 +171,42 @@ impl PgStore {
         Ok(())
     }
 
+    /// Test hook: moves an open meeting's deadline. See
+    /// [`super::Store::set_deadline_for_tests`].
+    #[doc(hidden)]
+    pub async fn set_deadline_for_tests(
+        &self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE meetings SET deadline = $3
+             WHERE room_id = $1 AND started_at = $2 AND state IN ('running', 'stopping')",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .bind(deadline.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Test hook: `(warn_state, warn_for)` of a meeting.
+    #[doc(hidden)]
+    pub async fn warning_for_tests(
+        &self,
+        key: &MeetingKey,
+    ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT warn_state, warn_for FROM meetings WHERE room_id = $1 AND started_at = $2",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Closes the pool and gives up the chores lock.
     pub async fn close(&self) {
         if let Some(conn) = self.chores.lock().await.take() {
