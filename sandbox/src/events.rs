@@ -23,6 +23,13 @@ pub enum Kind {
     WebhookDelivered,
     /// An API-key `DELETE /rooms/{id}`; `status` is what the sandbox answered.
     ApiDelete,
+    /// `POST /guests/{guest_token}` joined the running meeting as a guest
+    /// (not a participant until it starts the call). `user_id`, `user_name`.
+    GuestJoined,
+    /// `POST /rooms/{access_key}/messages` with `type=chat`: pushed to every
+    /// connected SDK of the meeting. `user_id`, `user_name`, `content`,
+    /// `status` how many SDKs it was pushed to.
+    Chat,
 }
 
 /// Why a user left or a meeting ended.
@@ -64,6 +71,9 @@ pub struct Event {
     /// The webhook receiver, on `webhook_delivered`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The message, on `chat`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 impl Event {
@@ -79,6 +89,7 @@ impl Event {
             user_name: None,
             started_at: None,
             url: None,
+            content: None,
         }
     }
 }

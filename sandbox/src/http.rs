@@ -14,13 +14,13 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::meetings::{KeyError, Session};
+use crate::meetings::{KeyError, MessageError, Session};
 use crate::{cable, sepp, AppState};
 
 /// eyeson's error answers, as `{"error": "…"}`.
@@ -33,6 +33,8 @@ pub(crate) enum ApiError {
     NotFound(&'static str),
     /// The access key's meeting was shut down.
     Gone,
+    /// No meeting runs for the guest token.
+    GoneGuest,
     BadRequest(&'static str),
 }
 
@@ -43,6 +45,10 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "invalid API key"),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::Gone => (StatusCode::GONE, "the meeting has ended"),
+            ApiError::GoneGuest => (
+                StatusCode::GONE,
+                "no meeting is running for this guest token",
+            ),
             ApiError::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
         };
         (status, Json(json!({ "error": message }))).into_response()
@@ -63,6 +69,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/rooms", get(list_rooms).post(create_room))
         .route("/rooms/{key}", get(get_room).delete(delete_room))
         .route("/rooms/{key}/users/{user_id}", get(get_user))
+        .route("/rooms/{key}/messages", post(post_message))
+        .route("/guests/{guest_token}", post(guest_join))
         .route("/webhooks", get(get_webhook).post(post_webhook))
         .route("/webhooks/{id}", delete(delete_webhook))
         .route("/rt", get(cable_socket))
@@ -283,6 +291,57 @@ async fn delete_room(
     let effects = state.with(|s| s.key_delete(&key, now))?;
     state.apply(effects);
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /guests/{guest_token}` (form `name`): joins the running meeting as
+/// a guest; `201` with the room JSON, `410` when no meeting runs for the
+/// token, `400` without a name.
+async fn guest_join(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form = fields(&headers, &body)?;
+    let name = form
+        .get("name")
+        .filter(|n| !n.trim().is_empty())
+        .ok_or(ApiError::BadRequest("name is required"))?;
+    let session = state
+        .with(|s| s.guest_join(&token, name, SystemTime::now()))
+        .map_err(|_| ApiError::GoneGuest)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(room_json(&session, &host(&headers))),
+    )
+        .into_response())
+}
+
+/// `POST /rooms/{access_key}/messages` (form `type=chat`, `content`): `201`
+/// once pushed to every connected SDK of the meeting.
+async fn post_message(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form = fields(&headers, &body)?;
+    let (push, event) = state
+        .with(|s| {
+            s.message(
+                &key,
+                form.get("type").map(String::as_str),
+                form.get("content").map(String::as_str),
+                SystemTime::now(),
+            )
+        })
+        .map_err(|e| match e {
+            MessageError::Key(k) => ApiError::from(k),
+            MessageError::Invalid(what) => ApiError::BadRequest(what),
+        })?;
+    let reached = state.push(&push);
+    state.with(|s| s.chat_reached(event, reached));
+    Ok(StatusCode::CREATED.into_response())
 }
 
 async fn get_user(

@@ -39,6 +39,25 @@ pub enum Effect {
     Terminate(Terminate),
     /// POST this signed `room_update` to the registered webhook.
     Deliver(Delivery),
+    /// Push this `RoomChannel` message to the ActionCable sockets of these
+    /// access keys (every participant of the meeting; those connected get it).
+    Push(Push),
+}
+
+/// A `RoomChannel` message for the SDKs of one meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub access_keys: Vec<String>,
+    pub message: serde_json::Value,
+}
+
+/// Why `POST /rooms/{access_key}/messages` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageError {
+    /// The access key (404/410).
+    Key(KeyError),
+    /// The body (400), naming the field.
+    Invalid(&'static str),
 }
 
 /// The addressing of a `call_terminated` push.
@@ -116,6 +135,8 @@ struct Participant {
     client_id: String,
     /// `Some(call id)` while the user is in the call.
     call: Option<String>,
+    /// Joined with the room's guest token (`POST /guests/…`).
+    guest: bool,
 }
 
 /// Random-looking identifiers from a seed: deterministic in tests, seeded
@@ -223,9 +244,107 @@ impl Sandbox {
             name: user_name.to_owned(),
             client_id: format!("client-{}", self.ids.token(16)),
             call: None,
+            guest: false,
         };
         self.participants.insert(access_key.clone(), participant);
         self.session(&access_key).expect("just inserted")
+    }
+
+    /// `POST /guests/{guest_token}`: joins the *running* meeting the token
+    /// belongs to as a guest and hands out an access key; `Gone` (410) when
+    /// no meeting runs for it (never started, ended, or an unknown token).
+    /// Unlike `POST /rooms` it never creates a meeting, and the guest counts
+    /// for nothing until its own `call_start`: a guest that never connects
+    /// keeps no meeting alive.
+    pub fn guest_join(
+        &mut self,
+        guest_token: &str,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<Session, KeyError> {
+        let index = self
+            .current
+            .values()
+            .copied()
+            .find(|&i| {
+                let m = &self.meetings[i];
+                m.guest_token == guest_token && m.started_at.is_some() && !m.ended
+            })
+            .ok_or(KeyError::Gone)?;
+        let access_key = self.ids.token(24);
+        let participant = Participant {
+            meeting: index,
+            user_id: self.ids.token(24),
+            name: name.to_owned(),
+            client_id: format!("client-{}", self.ids.token(16)),
+            call: None,
+            guest: true,
+        };
+        let mut e = Event::new(Kind::GuestJoined, &self.meetings[index].room_id, now);
+        e.user_id = Some(participant.user_id.clone());
+        e.user_name = Some(participant.name.clone());
+        self.events.push(e);
+        self.participants.insert(access_key.clone(), participant);
+        self.session(&access_key)
+    }
+
+    /// `POST /rooms/{access_key}/messages`: a `chat` message from the key's
+    /// user to everyone in its meeting, as the `RoomChannel` message the
+    /// SDK turns into a `chat` event (`{type, cid, content, created_at}`;
+    /// the SDK looks the sender up by `cid` through `GET
+    /// /rooms/{key}/users/{cid}`). Returns the push and the index of its
+    /// `chat` event (for [`Sandbox::chat_reached`]).
+    pub fn message(
+        &mut self,
+        access_key: &str,
+        kind: Option<&str>,
+        content: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(Push, usize), MessageError> {
+        self.session(access_key).map_err(MessageError::Key)?;
+        match kind {
+            Some("chat") => {}
+            Some(_) => return Err(MessageError::Invalid("type must be chat")),
+            None => return Err(MessageError::Invalid("type is required")),
+        }
+        let content = content
+            .filter(|c| !c.trim().is_empty())
+            .ok_or(MessageError::Invalid("content is required"))?;
+        let sender = &self.participants[access_key];
+        let index = sender.meeting;
+        let mut access_keys: Vec<String> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.meeting == index)
+            .map(|(k, _)| k.clone())
+            .collect();
+        access_keys.sort();
+        let message = json!({
+            "type": "chat",
+            "cid": sender.user_id,
+            "content": content,
+            "created_at": rfc3339(now),
+        });
+        let mut e = Event::new(Kind::Chat, &self.meetings[index].room_id, now);
+        e.user_id = Some(sender.user_id.clone());
+        e.user_name = Some(sender.name.clone());
+        e.content = Some(content.to_owned());
+        self.events.push(e);
+        Ok((
+            Push {
+                access_keys,
+                message,
+            },
+            self.events.len() - 1,
+        ))
+    }
+
+    /// Records on `chat` event `index` how many SDKs it was pushed to (only
+    /// the adapter knows which are connected).
+    pub fn chat_reached(&mut self, index: usize, sockets: u16) {
+        if let Some(e) = self.events.get_mut(index).filter(|e| e.kind == Kind::Chat) {
+            e.status = Some(sockets);
+        }
     }
 
     /// `GET /rooms/{access_key}`: the participant behind a key.
@@ -494,7 +613,7 @@ fn user_view(p: &Participant) -> UserView {
         id: p.user_id.clone(),
         name: p.name.clone(),
         avatar: None,
-        guest: false,
+        guest: p.guest,
     }
 }
 

@@ -562,3 +562,191 @@ async fn a_resumed_call_keeps_the_user_and_the_sdks_own_delete_ends_the_meeting(
         ]
     );
 }
+
+/// Subscribes `ws` to the `RoomChannel` and reads through the confirmation
+/// and the `room_setup` push.
+async fn subscribe_room(ws: &mut support::Socket) -> String {
+    assert_eq!(next_json(ws).await, json!({"type": "welcome"}));
+    let identifier = json!({"channel": "RoomChannel"}).to_string();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        json!({"command": "subscribe", "identifier": identifier}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(ws).await["type"], "confirm_subscription");
+    assert_eq!(next_json(ws).await["message"]["type"], "room_setup");
+    identifier
+}
+
+async fn post_form(app: &support::TestApp, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(app.url(path))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_guest_joins_a_running_meeting_and_its_chat_reaches_every_sdk() {
+    let app = spawn_app().await;
+    let alice = app.join("chat", "alice").await;
+    let bob = app.join("chat", "bob").await;
+    let token = alice["room"]["guest_token"].as_str().unwrap().to_owned();
+    // Pending (nobody in the call yet): no meeting runs, the guest gets 410.
+    let (status, body) = post_form(&app, &format!("/guests/{token}"), &[("name", "Bot")]).await;
+    assert_eq!((status, body["error"].is_string()), (410, true));
+
+    let mut a = connect_sepp(&app, &alice).await;
+    call_start(&mut a, &alice).await;
+    let mut cable_a = connect_cable(&app, &alice).await;
+    let mut cable_b = connect_cable(&app, &bob).await;
+    let identifier = subscribe_room(&mut cable_a).await;
+    subscribe_room(&mut cable_b).await;
+
+    let (status, guest) = post_form(
+        &app,
+        &format!("/guests/{token}"),
+        &[("name", "Meeting limit")],
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(guest["room"]["id"], "chat");
+    assert_eq!(guest["user"]["name"], "Meeting limit");
+    assert_eq!(guest["user"]["guest"], true);
+    let key = guest["access_key"].as_str().unwrap();
+    assert_ne!(key, alice["access_key"].as_str().unwrap());
+
+    let (status, _) = post_form(
+        &app,
+        &format!("/rooms/{key}/messages"),
+        &[
+            ("type", "chat"),
+            ("content", "This meeting ends in 5 minutes."),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201);
+    // The RoomChannel message the SDK turns into a `chat` event, on both SDKs.
+    for ws in [&mut cable_a, &mut cable_b] {
+        let pushed = loop {
+            let m = next_json(ws).await;
+            if m["type"] != "ping" {
+                break m;
+            }
+        };
+        assert_eq!(pushed["identifier"], identifier.as_str());
+        let message = &pushed["message"];
+        assert_eq!(message["type"], "chat");
+        assert_eq!(message["content"], "This meeting ends in 5 minutes.");
+        assert_eq!(message["cid"], guest["user"]["id"]);
+        assert!(message["created_at"].as_str().unwrap().ends_with('Z'));
+    }
+    // The SDK looks the sender up by cid.
+    let sender = app
+        .get_api(&format!(
+            "/rooms/{}/users/{}",
+            alice["access_key"].as_str().unwrap(),
+            guest["user"]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (sender["name"].as_str(), sender["guest"].as_bool()),
+        (Some("Meeting limit"), Some(true))
+    );
+
+    let events = app.events().await;
+    let joined = events.iter().find(|e| e["kind"] == "guest_joined").unwrap();
+    assert_eq!(joined["user_name"], "Meeting limit");
+    let chat = events.iter().find(|e| e["kind"] == "chat").unwrap();
+    assert_eq!(chat["room_id"], "chat");
+    assert_eq!(chat["content"], "This meeting ends in 5 minutes.");
+    assert_eq!(chat["user_name"], "Meeting limit");
+    assert_eq!(chat["status"], 2, "pushed to both connected SDKs");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["kind"] == "user_joined" && e["user_name"] == "Meeting limit"),
+        "a guest that never starts the call is no participant"
+    );
+}
+
+#[tokio::test]
+async fn guest_joins_and_messages_refuse_what_eyeson_refuses() {
+    let app = spawn_app().await;
+    let alice = app.join("strict", "alice").await;
+    let token = alice["room"]["guest_token"].as_str().unwrap().to_owned();
+    let mut a = connect_sepp(&app, &alice).await;
+    let answer = call_start(&mut a, &alice).await;
+
+    let guest_path = format!("/guests/{token}");
+    assert_eq!(
+        post_form(&app, &guest_path, &[]).await.0,
+        400,
+        "a name is required"
+    );
+    assert_eq!(post_form(&app, &guest_path, &[("name", " ")]).await.0, 400);
+    assert_eq!(
+        post_form(&app, "/guests/AAAAAAAAAAAAAAAAAAAAAAAA", &[("name", "x")])
+            .await
+            .0,
+        410,
+        "no meeting runs for an unknown token"
+    );
+    let (_, guest) = post_form(&app, &guest_path, &[("name", "Bot")]).await;
+    let messages = format!("/rooms/{}/messages", guest["access_key"].as_str().unwrap());
+    let (status, body) = post_form(&app, &messages, &[("type", "custom"), ("content", "x")]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("type must be chat"))
+    );
+    let (status, body) = post_form(&app, &messages, &[("content", "x")]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("type is required"))
+    );
+    let (status, body) = post_form(&app, &messages, &[("type", "chat"), ("content", "  ")]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("content is required"))
+    );
+    assert_eq!(
+        post_form(
+            &app,
+            "/rooms/unknownkey/messages",
+            &[("type", "chat"), ("content", "x")]
+        )
+        .await
+        .0,
+        404
+    );
+
+    // The guest never started the call: when alice leaves, the meeting
+    // ends (the guest keeps nothing alive), and then both calls answer 410.
+    a.send(support::sepp_message(
+        &alice,
+        "call_terminate",
+        json!({"call_id": answer["data"]["call_id"], "term_code": 0}),
+    ))
+    .await
+    .unwrap();
+    let events = wait_for_events(&app, |e| e.iter().any(|e| e["kind"] == "meeting_ended")).await;
+    let ended = events
+        .iter()
+        .find(|e| e["kind"] == "meeting_ended")
+        .unwrap();
+    assert_eq!(ended["reason"], "last_user_left");
+    assert_eq!(
+        post_form(&app, &messages, &[("type", "chat"), ("content", "x")])
+            .await
+            .0,
+        410
+    );
+    assert_eq!(
+        post_form(&app, &guest_path, &[("name", "Bot")]).await.0,
+        410
+    );
+    assert!(!events.iter().any(|e| e["kind"] == "chat"));
+}
