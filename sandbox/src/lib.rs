@@ -1,6 +1,6 @@
 //! `eyeson-sandbox`: a local stand-in for eyeson, enough for the real eyeson
-//! JS SDK (npm `eyeson` 1.9.6) to join a meeting, and for a webhook-driven
-//! service to see meetings start and end.
+//! JS SDK (npm `eyeson` 1.9.6) to join a meeting and see its podium and voice
+//! activity, and for a webhook-driven service to see meetings start and end.
 //!
 //! The layout follows the usual core/adapters split:
 //! - [`meetings`]: the pure core. Rooms, meetings, participants, the webhook
