@@ -23,6 +23,8 @@ pub enum Kind {
     WebhookDelivered,
     /// An API-key `DELETE /rooms/{id}`; `status` is what the sandbox answered.
     ApiDelete,
+    /// `POST /_sandbox/voice`: a user started (`on`) or stopped speaking.
+    VoiceActivity,
 }
 
 /// Why a user left or a meeting ended.
@@ -64,6 +66,9 @@ pub struct Event {
     /// The webhook receiver, on `webhook_delivered`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Speaking or not, on `voice_activity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<bool>,
 }
 
 impl Event {
@@ -79,6 +84,7 @@ impl Event {
             user_name: None,
             started_at: None,
             url: None,
+            on: None,
         }
     }
 }

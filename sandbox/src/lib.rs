@@ -1,6 +1,6 @@
 //! `eyeson-sandbox`: a local stand-in for eyeson, enough for the real eyeson
-//! JS SDK (npm `eyeson` 1.9.6) to join a meeting, and for a webhook-driven
-//! service to see meetings start and end.
+//! JS SDK (npm `eyeson` 1.9.6) to join a meeting and see its podium and voice
+//! activity, and for a webhook-driven service to see meetings start and end.
 //!
 //! The layout follows the usual core/adapters split:
 //! - [`meetings`]: the pure core. Rooms, meetings, participants, the webhook
@@ -63,26 +63,28 @@ impl AppState {
     pub(crate) fn apply(&self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Terminate(t) => {
-                    let outbox = self
-                        .signalling
-                        .lock()
-                        .expect("signalling lock")
-                        .get(&t.access_key)
-                        .cloned();
-                    match outbox {
-                        Some((_, tx)) => {
-                            let _ = tx.send(sepp::terminated(&t));
-                        }
-                        None => {
-                            tracing::warn!(call_id = %t.call_id, "no signalling socket for call_terminated")
-                        }
-                    }
-                }
+                Effect::Terminate(t) => self.push(&t.access_key, sepp::terminated(&t)),
+                Effect::Signal(s) => self.push(&s.access_key, sepp::push(&s)),
                 Effect::Deliver(d) => {
                     let _ = self.deliveries.send(d);
                 }
             }
+        }
+    }
+
+    /// Queues `message` on the SEPP socket of `access_key`, if it has one.
+    fn push(&self, access_key: &str, message: String) {
+        let outbox = self
+            .signalling
+            .lock()
+            .expect("signalling lock")
+            .get(access_key)
+            .map(|(_, tx)| tx.clone());
+        match outbox {
+            Some(tx) => {
+                let _ = tx.send(message);
+            }
+            None => tracing::warn!("no signalling socket for a SEPP push"),
         }
     }
 
