@@ -501,11 +501,18 @@ mod tests {
         assert_eq!(m.hold(T0 + 1_000, true, T0 + 1_000), Transition::None);
         assert_eq!(m.next_wake(T0 + 1_000, true), None, "no timer while held");
         assert_eq!(m.check(T0 + 5 * T), Transition::None);
-        assert_eq!(m.activity(T0 + 5 * T), Transition::None, "late input while held");
+        assert_eq!(
+            m.activity(T0 + 5 * T),
+            Transition::None,
+            "late input while held"
+        );
         assert_eq!(m.remaining(T0 + 6 * T), T);
         assert_eq!(m.hold(T0 + 6 * T, false, T0 + 6 * T), Transition::None);
         assert_eq!(m.deadline(), Some(T0 + 7 * T));
-        assert_eq!(m.check(T0 + 7 * T - 1), Transition::Prompted { remaining: 1 });
+        assert_eq!(
+            m.check(T0 + 7 * T - 1),
+            Transition::Prompted { remaining: 1 }
+        );
         assert_eq!(m.check(T0 + 7 * T), Transition::Terminate);
     }
 
@@ -540,7 +547,10 @@ mod tests {
         assert_eq!(m.set_solo(T0 + 1_000, true), Transition::None);
         assert_eq!(m.deadline(), Some(T0 + 4_500));
         assert_eq!(m.limits().prompt(), 1_000);
-        assert_eq!(m.check(T0 + 3_500), Transition::Prompted { remaining: 1_000 });
+        assert_eq!(
+            m.check(T0 + 3_500),
+            Transition::Prompted { remaining: 1_000 }
+        );
         // Someone joins: the normal timeout from the last activity again.
         assert_eq!(m.set_solo(T0 + 3_600, false), Transition::Resumed);
         assert_eq!(m.deadline(), Some(T0 + 500 + T));
@@ -552,7 +562,10 @@ mod tests {
         let mut m = alone(4_000, 1_000);
         assert_eq!(m.set_solo(T0 + 8_000, true), Transition::None);
         assert_eq!(m.deadline(), Some(T0 + 9_000), "now + the prompt window");
-        assert_eq!(m.check(T0 + 8_000), Transition::Prompted { remaining: 1_000 });
+        assert_eq!(
+            m.check(T0 + 8_000),
+            Transition::Prompted { remaining: 1_000 }
+        );
         assert_eq!(m.check(T0 + 8_999), Transition::None);
         assert_eq!(m.check(T0 + 9_000), Transition::Terminate);
     }
