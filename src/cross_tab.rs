@@ -114,11 +114,13 @@ pub fn share_activity() -> Function {
                 }
             })
         };
-        *state.borrow_mut() = Some(Sharer {
-            recorder: Recorder::new(&events, seen),
-            tab,
-            _visible: visible,
-        });
+        if let Ok(mut slot) = state.try_borrow_mut() {
+            *slot = Some(Sharer {
+                recorder: Recorder::new(&events, seen),
+                tab,
+                _visible: visible,
+            });
+        }
     }
     let stop = Closure::<dyn FnMut()>::new(move || {
         // Dropping the sharer removes its listeners and closes the channel.

@@ -8,14 +8,15 @@
 
 use alloc::rc::Rc;
 
+use alloc::boxed::Box;
 use gloo_timers::callback::{Interval, Timeout};
-use js_sys::Reflect;
+use js_sys::{Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::Response;
 
 use crate::machine::Millis;
 use crate::notice::Notice;
-use crate::promise::settle;
+use crate::promise::{settle, Settled};
 
 /// How often the deadline is read again while nothing announces a change.
 const POLL_MS: u32 = 5 * 60 * 1000;
@@ -151,52 +152,41 @@ impl HardLimit {
         let mut url = self.base.clone();
         url.push_str("/meetings/");
         url.push_str(&String::from(js_sys::encode_uri_component(room)));
-        let failed = {
-            let deliver = deliver.clone();
-            move |e: JsValue| {
-                let why = Reflect::get(&e, &"message".into())
-                    .ok()
-                    .and_then(|m| m.as_string());
-                deliver(
-                    seq,
-                    Fetched::Failed(why.unwrap_or_else(|| "the request failed".into())),
-                )
+        let read = move |result: Settled| -> Result<Fetched, Option<Promise>> {
+            let response = result.ok().and_then(|r| r.dyn_into::<Response>().ok());
+            let Some(response) = response else {
+                return Ok(Fetched::Failed(
+                    "the request failed (network or CORS)".into(),
+                ));
+            };
+            match response.status() {
+                404 => Ok(Fetched::NotFound),
+                _ if response.ok() => Err(response.json().ok()),
+                status => {
+                    let mut why = String::from("HTTP ");
+                    why.push_str(&status.to_string());
+                    Ok(Fetched::Failed(why))
+                }
             }
         };
         settle(
             &window.fetch_with_str(&url),
-            move |response| {
-                let Ok(response) = response.dyn_into::<Response>() else {
-                    return;
-                };
-                if response.status() == 404 {
-                    return deliver(seq, Fetched::NotFound);
-                }
-                let json = match response.ok() {
-                    true => response.json().ok(),
-                    false => None,
-                };
-                let Some(json) = json else {
-                    let mut why = String::from("HTTP ");
-                    why.push_str(&response.status().to_string());
-                    return deliver(seq, Fetched::Failed(why));
-                };
-                let (ok, bad) = (deliver.clone(), deliver);
-                settle(
+            Box::new(move |result| match read(result) {
+                Ok(fetched) => deliver(seq, fetched),
+                Err(None) => deliver(seq, Fetched::Failed("the answer is not JSON".into())),
+                Err(Some(json)) => settle(
                     &json,
-                    move |json| {
-                        ok(
+                    Box::new(move |json| {
+                        deliver(
                             seq,
-                            match deadline_of(&json) {
+                            match json.ok().as_ref().and_then(deadline_of) {
                                 Some(d) => Fetched::Deadline(d),
                                 None => Fetched::Failed("the answer has no deadline".into()),
                             },
                         )
-                    },
-                    move |_| bad(seq, Fetched::Failed("the answer is not JSON".into())),
-                );
-            },
-            failed,
+                    }),
+                ),
+            }),
         );
     }
 

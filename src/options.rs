@@ -87,7 +87,7 @@ impl Text {
             return Err(invalid(&["text.", key, " must be a non-empty string"]));
         };
         let needs_time = matches!(key, "body" | "notice");
-        if needs_time && !value.contains("{time}") {
+        if needs_time && time_at(&value).is_none() {
             return Err(invalid(&[
                 "text.",
                 key,
@@ -136,9 +136,17 @@ fn push_number(s: &mut String, n: Millis) {
     s.push_str(&alloc::string::ToString::to_string(&n));
 }
 
+/// Where `{time}` starts in `template`. A byte search: `str` patterns (and
+/// slicing that can panic) would pull kilobytes of `core` into the wasm.
+fn time_at(template: &str) -> Option<usize> {
+    template.as_bytes().windows(6).position(|w| w == b"{time}")
+}
+
 /// Splits a template at `{time}`: the text before and after it.
 pub fn split_time(template: &str) -> (&str, &str) {
-    template.split_once("{time}").unwrap_or((template, ""))
+    let parts =
+        time_at(template).and_then(|at| Some((template.get(..at)?, template.get(at + 6..)?)));
+    parts.unwrap_or((template, ""))
 }
 
 /// The alone limits: `given` is `None` when the option is absent, `Some(None)`
@@ -164,15 +172,17 @@ pub fn alone(normal: Limits, given: Option<Option<Millis>>) -> Result<Option<Lim
 /// Validates the hard-limit service's base URL; returns it without a
 /// trailing slash.
 pub fn hard_limit_url(value: &str) -> Result<String, Invalid> {
-    let lower = value.get(..8).unwrap_or(value).to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &value[8..]
-    } else if lower.starts_with("http://") {
-        &value[7..]
+    let bytes = value.as_bytes();
+    let scheme = |s: &[u8]| bytes.len() > s.len() && bytes[..s.len()].eq_ignore_ascii_case(s);
+    let host = if scheme(b"https://") {
+        bytes.get(8)
+    } else if scheme(b"http://") {
+        bytes.get(7)
     } else {
-        ""
+        None
     };
-    if rest.is_empty() || rest.starts_with('/') || value.chars().any(char::is_whitespace) {
+    let ok = host.is_some_and(|&b| b != b'/') && !bytes.iter().any(u8::is_ascii_whitespace);
+    if !ok {
         return Err(invalid(&[
             "hardLimit must be the http(s) base URL of an eyeson-hard-limit service, ",
             "e.g. \"https://limits.example.com\"",

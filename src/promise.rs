@@ -1,7 +1,10 @@
-//! Waiting for a JS promise without an async runtime: two one-shot
-//! callbacks (wasm-bindgen-futures would add an executor to every page for
-//! the three promises the guard ever waits on).
+//! Waiting for a JS promise without an async runtime: one callback, called
+//! once with the value or the reason (wasm-bindgen-futures would add an
+//! executor to every page for the few promises the guard ever waits on).
 
+use alloc::boxed::Box;
+use alloc::rc::Rc;
+use core::cell::Cell;
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
@@ -16,13 +19,24 @@ extern "C" {
     fn then_with(this: &Thenable, ok: &JsValue, err: &JsValue) -> JsValue;
 }
 
-/// Calls `ok` with the value or `err` with the reason, once, later.
-pub fn settle(
-    promise: &Promise,
-    ok: impl FnOnce(JsValue) + 'static,
-    err: impl FnOnce(JsValue) + 'static,
-) {
-    let _ = promise
-        .unchecked_ref::<Thenable>()
-        .then_with(&Closure::once_into_js(ok), &Closure::once_into_js(err));
+/// What a settled promise gave.
+pub type Settled = Result<JsValue, JsValue>;
+
+/// Calls `done` once, later, with the value or the reason. Not generic on
+/// purpose: every distinct closure type handed to wasm-bindgen adds its own
+/// glue to the wasm, so all promises share these two.
+pub fn settle(promise: &Promise, done: Box<dyn FnOnce(Settled)>) {
+    let slot = Rc::new(Cell::new(Some(done)));
+    let other = slot.clone();
+    let ok = Closure::once_into_js(move |v: JsValue| {
+        if let Some(done) = slot.take() {
+            done(Ok(v))
+        }
+    });
+    let err = Closure::once_into_js(move |e: JsValue| {
+        if let Some(done) = other.take() {
+            done(Err(e))
+        }
+    });
+    let _ = promise.unchecked_ref::<Thenable>().then_with(&ok, &err);
 }

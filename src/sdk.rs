@@ -167,7 +167,7 @@ fn id(value: JsValue) -> Option<String> {
         .or_else(|| {
             value.as_f64()?;
             js_sys::Number::from(value)
-                .to_string(10)
+                .to_string_with_radix(10)
                 .ok()
                 .map(String::from)
         })

@@ -5,6 +5,7 @@
 //! its WebIDL set, stable or unstable). Every call is `catch`, so a browser
 //! without the API (a `ReferenceError`) simply reports "unavailable".
 
+use alloc::boxed::Box;
 use alloc::rc::Rc;
 use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -116,23 +117,24 @@ impl SystemIdle {
             })
         };
         match detector.start(&options) {
-            Ok(started) => {
-                let (ok, err) = (report.clone(), report);
-                settle(
-                    &started,
-                    move |_| ok(read(&detector)),
-                    move |e| {
-                        let name = Reflect::get(&e, &"name".into())
-                            .ok()
-                            .and_then(|n| n.as_string());
-                        err(if name.as_deref() == Some("NotAllowedError") {
+            Ok(started) => settle(
+                &started,
+                Box::new(move |result| {
+                    report(match result {
+                        Ok(_) => read(&detector),
+                        Err(e)
+                            if Reflect::get(&e, &"name".into())
+                                .ok()
+                                .and_then(|n| n.as_string())
+                                .as_deref()
+                                == Some("NotAllowedError") =>
+                        {
                             SystemState::Denied
-                        } else {
-                            SystemState::Unavailable
-                        })
-                    },
-                );
-            }
+                        }
+                        Err(_) => SystemState::Unavailable,
+                    })
+                }),
+            ),
             Err(_) => return Err(SystemState::Unavailable),
         }
         Ok(SystemIdle {
@@ -156,22 +158,15 @@ pub fn request() -> Promise {
     let Ok(asked) = IdleDetector::request_permission() else {
         return Promise::resolve(&JsValue::FALSE);
     };
-    let answer = Promise::new(&mut |resolve, _| {
-        let (yes, no) = (resolve.clone(), resolve);
+    Promise::new(&mut |resolve, _| {
         settle(
             &asked,
-            move |state| {
-                let _ = yes.call1(
-                    &JsValue::UNDEFINED,
-                    &(state.as_string().as_deref() == Some("granted")).into(),
-                );
-            },
-            move |_| {
-                let _ = no.call1(&JsValue::UNDEFINED, &JsValue::FALSE);
-            },
+            Box::new(move |result| {
+                let granted = result.is_ok_and(|s| s.as_string().as_deref() == Some("granted"));
+                let _ = resolve.call1(&JsValue::UNDEFINED, &granted.into());
+            }),
         );
-    });
-    answer
+    })
 }
 
 #[cfg(test)]

@@ -564,7 +564,7 @@ async fn the_hard_deadline_is_read_shown_and_followed() {
         visible.starts_with("This meeting ends in ") && visible.ends_with(" s."),
         "{visible}"
     );
-    assert_eq!(get(&n, "spoken").as_string().unwrap().is_empty(), false);
+    assert!(!get(&n, "spoken").as_string().unwrap().is_empty());
     // It counts down.
     assert!(
         eventually(2_500, || get(&notice(), "visible").as_string().unwrap()
