@@ -30,6 +30,8 @@ pub enum Kind {
     /// connected SDK of the meeting. `user_id`, `user_name`, `content`,
     /// `status` how many SDKs it was pushed to.
     Chat,
+    /// `POST /_sandbox/voice`: a user started (`on`) or stopped speaking.
+    VoiceActivity,
 }
 
 /// Why a user left or a meeting ended.
@@ -74,6 +76,9 @@ pub struct Event {
     /// The message, on `chat`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Speaking or not, on `voice_activity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<bool>,
 }
 
 impl Event {
@@ -90,6 +95,7 @@ impl Event {
             started_at: None,
             url: None,
             content: None,
+            on: None,
         }
     }
 }

@@ -20,7 +20,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::meetings::{KeyError, MessageError, Session};
+use crate::meetings::{KeyError, MessageError, Session, VoiceError};
 use crate::{cable, sepp, AppState};
 
 /// eyeson's error answers, as `{"error": "…"}`.
@@ -36,6 +36,8 @@ pub(crate) enum ApiError {
     /// No meeting runs for the guest token.
     GoneGuest,
     BadRequest(&'static str),
+    /// The request does not fit the current state.
+    Conflict(&'static str),
 }
 
 impl IntoResponse for ApiError {
@@ -50,6 +52,7 @@ impl IntoResponse for ApiError {
                 "no meeting is running for this guest token",
             ),
             ApiError::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
+            ApiError::Conflict(what) => (StatusCode::CONFLICT, what),
         };
         (status, Json(json!({ "error": message }))).into_response()
     }
@@ -76,6 +79,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/rt", get(cable_socket))
         .route("/sig/{key}", get(sepp_socket))
         .route("/_sandbox/events", get(events))
+        .route("/_sandbox/voice", post(voice))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn(log_request))
@@ -339,7 +343,7 @@ async fn post_message(
             MessageError::Key(k) => ApiError::from(k),
             MessageError::Invalid(what) => ApiError::BadRequest(what),
         })?;
-    let reached = state.push(&push);
+    let reached = state.push_cable(&push);
     state.with(|s| s.chat_reached(event, reached));
     Ok(StatusCode::CREATED.into_response())
 }
@@ -401,6 +405,28 @@ async fn delete_webhook(
 
 async fn events(State(state): State<AppState>) -> Response {
     Json(state.with(|s| s.events().to_vec())).into_response()
+}
+
+/// The testing control: the user behind `access_key` starts (`on`) or stops
+/// speaking; everyone in their call gets SEPP `voice_activity`. No API key,
+/// like the event log: the demo page drives it with an access key.
+async fn voice(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let (key, on) = crate::request::voice(content_type, &body).map_err(ApiError::BadRequest)?;
+    let effects = state
+        .with(|s| s.voice(&key, on, SystemTime::now()))
+        .map_err(|e| match e {
+            VoiceError::Key(k) => ApiError::from(k),
+            VoiceError::NotInCall => ApiError::Conflict("the user is not in the call"),
+        })?;
+    state.apply(effects);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]

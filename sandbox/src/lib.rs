@@ -1,6 +1,6 @@
 //! `eyeson-sandbox`: a local stand-in for eyeson, enough for the real eyeson
-//! JS SDK (npm `eyeson` 1.9.6) to join a meeting, and for a webhook-driven
-//! service to see meetings start and end.
+//! JS SDK (npm `eyeson` 1.9.6) to join a meeting and see its podium and voice
+//! activity, and for a webhook-driven service to see meetings start and end.
 //!
 //! The layout follows the usual core/adapters split:
 //! - [`meetings`]: the pure core. Rooms, meetings, participants, the webhook
@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::meetings::{Delivery, Effect, Push, Sandbox};
+use crate::meetings::{CablePush, Delivery, Effect, Sandbox};
 
 /// The SEPP socket of each user: access key → (connection number, outbox).
 type Signalling = HashMap<String, (u64, mpsc::UnboundedSender<String>)>;
@@ -70,27 +70,13 @@ impl AppState {
     pub(crate) fn apply(&self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Terminate(t) => {
-                    let outbox = self
-                        .signalling
-                        .lock()
-                        .expect("signalling lock")
-                        .get(&t.access_key)
-                        .cloned();
-                    match outbox {
-                        Some((_, tx)) => {
-                            let _ = tx.send(sepp::terminated(&t));
-                        }
-                        None => {
-                            tracing::warn!(call_id = %t.call_id, "no signalling socket for call_terminated")
-                        }
-                    }
-                }
+                Effect::Terminate(t) => self.push(&t.access_key, sepp::terminated(&t)),
+                Effect::Signal(s) => self.push(&s.access_key, sepp::push(&s)),
                 Effect::Deliver(d) => {
                     let _ = self.deliveries.send(d);
                 }
-                Effect::Push(p) => {
-                    self.push(&p);
+                Effect::Cable(p) => {
+                    self.push_cable(&p);
                 }
             }
         }
@@ -98,7 +84,7 @@ impl AppState {
 
     /// Pushes a `RoomChannel` message to every ActionCable socket of the
     /// push's access keys; returns how many sockets took it.
-    pub(crate) fn push(&self, push: &Push) -> u16 {
+    pub(crate) fn push_cable(&self, push: &CablePush) -> u16 {
         let cables = self.cables.lock().expect("cables lock");
         let mut reached = 0u16;
         for key in &push.access_keys {
@@ -135,6 +121,22 @@ impl AppState {
             if list.is_empty() {
                 cables.remove(access_key);
             }
+        }
+    }
+
+    /// Queues `message` on the SEPP socket of `access_key`, if it has one.
+    fn push(&self, access_key: &str, message: String) {
+        let outbox = self
+            .signalling
+            .lock()
+            .expect("signalling lock")
+            .get(access_key)
+            .map(|(_, tx)| tx.clone());
+        match outbox {
+            Some(tx) => {
+                let _ = tx.send(message);
+            }
+            None => tracing::warn!("no signalling socket for a SEPP push"),
         }
     }
 

@@ -11,6 +11,13 @@ use support::{
     KEY, WAIT,
 };
 
+/// The next message must be a podium (SEPP `source_update`); its `src`.
+async fn podium(ws: &mut support::Socket) -> Value {
+    let m = next_json(ws).await;
+    assert_eq!(m["type"], "source_update", "{m}");
+    m["data"]["src"].clone()
+}
+
 #[tokio::test]
 async fn rest_contract_and_eyesons_error_answers() {
     let app = spawn_app().await;
@@ -360,6 +367,7 @@ async fn api_delete_ends_the_meeting_and_pushes_call_terminated() {
             .status(),
         204
     );
+    assert_eq!(podium(&mut a).await, json!([alice["user"]["id"]]));
     let pushed = next_json(&mut a).await;
     assert_eq!(pushed["type"], "call_terminated");
     assert_eq!(pushed["data"]["term_code"], 200);
@@ -536,6 +544,13 @@ async fn a_resumed_call_keeps_the_user_and_the_sdks_own_delete_ends_the_meeting(
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+    let both = json!([alice["user"]["id"], bob["user"]["id"]]);
+    assert_eq!(
+        podium(&mut a2).await,
+        both,
+        "the resumed socket is told the podium"
+    );
+    assert_eq!(podium(&mut b).await, both);
     assert_eq!(next_json(&mut a2).await["type"], "call_terminated");
     assert_eq!(next_json(&mut b).await["type"], "call_terminated");
     let r = c
@@ -749,4 +764,119 @@ async fn guest_joins_and_messages_refuse_what_eyeson_refuses() {
         410
     );
     assert!(!events.iter().any(|e| e["kind"] == "chat"));
+}
+
+#[tokio::test]
+async fn the_podium_follows_joins_and_leaves_and_voice_reaches_everyone_in_the_call() {
+    let app = spawn_app().await;
+    let alice = app.join("talk", "alice").await;
+    let bob = app.join("talk", "bob").await;
+    let (ua, ub) = (&alice["user"]["id"], &bob["user"]["id"]);
+    assert_eq!(
+        alice["signaling"]["options"]["client_id"], *ua,
+        "the SDK looks client ids up as user ids"
+    );
+    let c = reqwest::Client::new();
+    let voice = |body: Value| c.post(app.url("/_sandbox/voice")).json(&body).send();
+
+    let mut a = connect_sepp(&app, &alice).await;
+    call_start(&mut a, &alice).await;
+    let alone = next_json(&mut a).await;
+    assert_eq!(alone["from"], alice["signaling"]["options"]["conf_id"]);
+    assert_eq!(alone["to"], *ua);
+    assert_eq!(
+        alone["data"],
+        json!({"src": [ua], "asrc": [0], "vsrc": [0], "dims": [{"x": 0, "y": 0, "w": 1280, "h": 720}]})
+    );
+    let r = voice(json!({"access_key": bob["access_key"], "on": true}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "bob is not in the call yet");
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "the user is not in the call"})
+    );
+
+    let mut b = connect_sepp(&app, &bob).await;
+    call_start(&mut b, &bob).await;
+    assert_eq!(podium(&mut a).await, json!([ua, ub]));
+    assert_eq!(podium(&mut b).await, json!([ua, ub]));
+
+    let r = voice(json!({"access_key": bob["access_key"], "on": true}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for (ws, to) in [(&mut a, ua), (&mut b, ub)] {
+        let m = next_json(ws).await;
+        assert_eq!(m["type"], "voice_activity");
+        assert_eq!(m["to"], *to);
+        assert_eq!(m["data"], json!({"cid": ub, "on": true}));
+    }
+    // The SDK resolves `cid` through the users endpoint.
+    let user: Value = c
+        .get(app.url(&format!(
+            "/rooms/{}/users/{}",
+            alice["access_key"].as_str().unwrap(),
+            ub.as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["name"], "bob");
+
+    let r = c
+        .post(app.url("/_sandbox/voice"))
+        .form(&[
+            ("access_key", bob["access_key"].as_str().unwrap()),
+            ("on", "false"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        next_json(&mut a).await["data"],
+        json!({"cid": ub, "on": false})
+    );
+    assert_eq!(
+        next_json(&mut b).await["data"],
+        json!({"cid": ub, "on": false})
+    );
+
+    for (body, status, error) in [
+        (json!({"on": true}), 400, "access_key is required"),
+        (
+            json!({"access_key": alice["access_key"], "on": "loud"}),
+            400,
+            "on must be true or false",
+        ),
+        (
+            json!({"access_key": alice["access_key"]}),
+            400,
+            "on is required (true or false)",
+        ),
+        (
+            json!({"access_key": "nope", "on": true}),
+            404,
+            "unknown access key",
+        ),
+    ] {
+        let r = voice(body.clone()).await.unwrap();
+        assert_eq!(r.status(), status, "{body}");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": error}));
+    }
+
+    // Bob leaves: Alice is alone again.
+    drop(b);
+    assert_eq!(podium(&mut a).await, json!([ua]));
+    let events = app.events().await;
+    let voices: Vec<(&Value, &Value)> = events
+        .iter()
+        .filter(|e| e["kind"] == "voice_activity")
+        .map(|e| (&e["user_id"], &e["on"]))
+        .collect();
+    assert_eq!(voices, [(ub, &json!(true)), (ub, &json!(false))]);
 }
