@@ -22,6 +22,10 @@
 //!    leaves an expiring lease, so the meeting is claimed again, not lost.
 //! 4. The [`reconcile`] task reads `GET /rooms` at start and periodically,
 //!    so meetings that began while the service was down are enforced too.
+//! 5. With `--warn-before`, the [`warner`] claims each meeting's warning at
+//!    `deadline − warn` (once per deadline, under a lease like a shutdown),
+//!    joins it as a guest with the room's guest token and posts a chat
+//!    message.
 //!
 //! On PostgreSQL any number of replicas share one database: claims use
 //! `FOR UPDATE SKIP LOCKED` and the database's clock, `LISTEN/NOTIFY` wakes

@@ -3,7 +3,7 @@
 // running as a real process. Needs `node scripts/build.mjs` and
 // `cargo build -p eyeson-sandbox` first.
 //
-// Tests 2 and 4 (and test 1's hard-limit variant) need the hard-limit
+// Tests 2, 4 and 5 (and test 1's hard-limit variant) need the hard-limit
 // service (issue 3): they run when `cargo build -p eyeson-hard-limit` has
 // built it in this workspace, or EYESON_HARD_LIMIT_BIN names a binary, and
 // are skipped otherwise. Without it, test 1 uses a small signature-checking
