@@ -22,7 +22,7 @@ import {
 } from "./support/system.mjs";
 
 // The hard-limit service (issue 3): built in this workspace, or named by
-// EYESON_HARD_LIMIT_BIN. Tests 2 and 4 are skipped without it.
+// EYESON_HARD_LIMIT_BIN. Tests 2, 4 and 5 are skipped without it.
 const HARD_LIMIT = process.env.EYESON_HARD_LIMIT_BIN || builtBinary("eyeson-hard-limit");
 const NEEDS_HARD_LIMIT = HARD_LIMIT ? false : "needs the eyeson-hard-limit binary (cargo build -p eyeson-hard-limit)";
 
