@@ -762,11 +762,17 @@ async fn warnings_are_claimed_once_per_deadline(store: &Store) {
     // Only the holder records it.
     let sent = record(&c[0], WarningOutcome::Sent, 52_000, None);
     assert_eq!(
-        store.finish_warnings("b", &[sent.clone()]).await.unwrap(),
+        store
+            .finish_warnings("b", std::slice::from_ref(&sent))
+            .await
+            .unwrap(),
         [false]
     );
     assert_eq!(
-        store.finish_warnings("a", &[sent.clone()]).await.unwrap(),
+        store
+            .finish_warnings("a", std::slice::from_ref(&sent))
+            .await
+            .unwrap(),
         [true]
     );
     assert_eq!(store.finish_warnings("a", &[sent]).await.unwrap(), [false]);
