@@ -381,3 +381,21 @@ async fn two_replicas_warn_each_meeting_exactly_once() {
         let _ = r.child.wait();
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_records_the_warning_and_calls_nothing() {
+    let app = spawn_app_with(|c| {
+        c.warn_before = Some(Duration::from_secs(30));
+        c.dry_run = true;
+    })
+    .await;
+    let started = start_for_deadline_in(Duration::from_secs(20));
+    app.meeting_starts("room-d", started).await;
+    let key = key_of("room-d", started);
+    wait_until("recorded as skipped", Duration::from_secs(10), || async {
+        matches!(app.store.warning_for_tests(&key).await.unwrap(), Some((Some(s), _)) if s == "skipped")
+    })
+    .await;
+    assert!(app.fake.guest_joins().is_empty());
+    assert!(app.fake.messages().is_empty());
+}
