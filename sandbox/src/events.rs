@@ -28,7 +28,7 @@ pub enum Kind {
     GuestJoined,
     /// `POST /rooms/{access_key}/messages` with `type=chat`: pushed to every
     /// connected SDK of the meeting. `user_id`, `user_name`, `content`,
-    /// `status` how many SDKs it was pushed to.
+    /// `reached`.
     Chat,
     /// `POST /_sandbox/voice`: a user started (`on`) or stopped speaking.
     VoiceActivity,
@@ -76,6 +76,9 @@ pub struct Event {
     /// The message, on `chat`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// How many ActionCable sockets a `chat` was pushed to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reached: Option<u16>,
     /// Speaking or not, on `voice_activity`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on: Option<bool>,
@@ -95,6 +98,7 @@ impl Event {
             started_at: None,
             url: None,
             content: None,
+            reached: None,
             on: None,
         }
     }

@@ -388,7 +388,7 @@ impl Sandbox {
     /// the adapter knows which are connected).
     pub fn chat_reached(&mut self, index: usize, sockets: u16) {
         if let Some(e) = self.events.get_mut(index).filter(|e| e.kind == Kind::Chat) {
-            e.status = Some(sockets);
+            e.reached = Some(sockets);
         }
     }
 

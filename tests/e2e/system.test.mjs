@@ -331,7 +331,9 @@ test("5. the hard-limit service warns the meeting in its chat before the cut: th
   assert.equal(page.chats.length, 1, "warned once");
 
   const events = await sandbox.waitForEvents((ev) => byKind(ev, "meeting_ended").length === 1, { what: "the shutdown" });
-  const story = events.filter((e) => e.kind !== "webhook_delivered").map((e) => [e.kind, e.reason ?? e.status ?? null]);
+  const story = events
+    .filter((e) => e.kind !== "webhook_delivered")
+    .map((e) => [e.kind, e.reason ?? e.status ?? e.reached ?? null]);
   assert.deepEqual(story, [
     ["meeting_started", null],
     ["user_joined", null],

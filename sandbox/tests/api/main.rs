@@ -679,7 +679,7 @@ async fn a_guest_joins_a_running_meeting_and_its_chat_reaches_every_sdk() {
     assert_eq!(chat["room_id"], "chat");
     assert_eq!(chat["content"], "This meeting ends in 5 minutes.");
     assert_eq!(chat["user_name"], "Meeting limit");
-    assert_eq!(chat["status"], 2, "pushed to both connected SDKs");
+    assert_eq!(chat["reached"], 2, "pushed to both connected SDKs");
     assert!(
         !events
             .iter()
