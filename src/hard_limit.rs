@@ -4,7 +4,10 @@
 //! The service answers `GET {base}/meetings/{room_id}` with CORS:
 //! `{"room_id", "started_at", "deadline", "state"}` (404: no open meeting).
 //! It is read after `room_setup`, after each `room_update` and every 5
-//! minutes. A failure changes nothing and is logged once.
+//! minutes. A failure changes nothing and is logged once. A read that finds
+//! no meeting (or fails) is retried sooner, 2 s later and then twice as
+//! late each time: the SDK's `room_setup` can come before the service has
+//! had the meeting's start webhook.
 
 use alloc::rc::Rc;
 
@@ -20,6 +23,8 @@ use crate::promise::{settle, Settled};
 
 /// How often the deadline is read again while nothing announces a change.
 const POLL_MS: u32 = 5 * 60 * 1000;
+/// The first retry after a read without a deadline.
+const RETRY_MS: u32 = 2_000;
 /// The longest a browser timer can wait.
 const MAX_DELAY: Millis = i32::MAX as Millis;
 
@@ -68,6 +73,12 @@ pub fn plan(now: Millis, deadline: Millis, lead: Millis) -> Plan {
     Plan::Shown { remaining, next }
 }
 
+/// The wait before the next retry, after waiting `previous` ms: twice as
+/// long, up to the regular poll.
+pub fn backoff(previous: u32) -> u32 {
+    previous.saturating_mul(2).min(POLL_MS)
+}
+
 /// Reads a service answer's `deadline` (ISO-8601) as ms since the epoch.
 fn deadline_of(json: &JsValue) -> Option<Millis> {
     let text = Reflect::get(json, &"deadline".into()).ok()?.as_string()?;
@@ -86,6 +97,9 @@ pub struct HardLimit {
     notice: Option<Notice>,
     timer: Option<Timeout>,
     poll: Option<Interval>,
+    /// The sooner read after one without a deadline, and its delay.
+    retry: Option<Timeout>,
+    retry_ms: u32,
     /// Numbers the reads, so that a slow old answer never wins.
     seq: u32,
     complained: bool,
@@ -121,6 +135,8 @@ impl HardLimit {
             notice: None,
             timer: None,
             poll: None,
+            retry: None,
+            retry_ms: RETRY_MS,
             seq: 0,
             complained: false,
             deliver,
@@ -136,6 +152,8 @@ impl HardLimit {
         }
         self.room = room;
         self.deadline = None;
+        self.retry = None;
+        self.retry_ms = RETRY_MS;
         let wake = self.wake.clone();
         self.poll = Some(Interval::new(POLL_MS, move || wake(true)));
         self.refresh();
@@ -200,6 +218,14 @@ impl HardLimit {
     ) -> (Option<Millis>, Option<String>) {
         if seq != self.seq {
             return (None, None);
+        }
+        if let Fetched::Deadline(_) = fetched {
+            self.retry = None;
+            self.retry_ms = RETRY_MS;
+        } else {
+            let wake = self.wake.clone();
+            self.retry = Some(Timeout::new(self.retry_ms, move || wake(true)));
+            self.retry_ms = backoff(self.retry_ms);
         }
         match fetched {
             Fetched::Deadline(d) if Some(d) != self.deadline => {
@@ -301,5 +327,16 @@ mod tests {
             }
         );
         assert_eq!(plan(D - 10, D, 0), Plan::Never);
+    }
+
+    #[test]
+    fn retries_back_off_to_the_regular_poll() {
+        let mut waits = vec![RETRY_MS];
+        while waits.len() < 12 {
+            waits.push(backoff(*waits.last().unwrap()));
+        }
+        assert_eq!(&waits[..4], &[2_000, 4_000, 8_000, 16_000]);
+        assert_eq!(waits[7], 256_000);
+        assert!(waits[8..].iter().all(|&w| w == POLL_MS));
     }
 }

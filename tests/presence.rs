@@ -627,6 +627,34 @@ async fn a_failing_service_changes_nothing_and_is_logged_once() {
 }
 
 #[wasm_bindgen_test]
+async fn a_meeting_the_service_did_not_know_yet_is_read_again_soon() {
+    // The SDK's room_setup can come before the service had the meeting's
+    // start webhook: the first read is a 404, and no room_update follows.
+    let service = Service::new();
+    service.set_status(404);
+    let sdk = FakeEyeson::new();
+    let deadlines = Array::new();
+    let g = guard(
+        &sdk,
+        &[
+            ("crossTab", false.into()),
+            ("hardLimit", "http://127.0.0.1:9".into()),
+            ("onHardLimit", log(&deadlines)),
+        ],
+    );
+    sdk.emit(&room_setup("r1", "u1", "c1"));
+    assert!(eventually(2_000, || service.calls() == 1).await);
+    let deadline = now() + 600_000.0;
+    service.set_deadline(deadline);
+    service.set_status(200);
+    assert!(eventually(4_000, || deadlines.length() == 1).await);
+    assert_eq!(deadlines.get(0).as_f64(), Some(deadline));
+    assert_eq!(service.calls(), 2, "one retry, no room_update needed");
+    g.stop();
+    service.restore();
+}
+
+#[wasm_bindgen_test]
 async fn dialog_false_hides_the_notice_but_on_hard_limit_fires() {
     let service = Service::new();
     service.set_deadline(now() + 2_000.0);
