@@ -10,46 +10,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ApiKey, Config, ConfigError};
-use crate::domain::Policy;
+use crate::config::{Config, ConfigError};
 use crate::eyeson::{ApiError, EyesonClient};
 use crate::fault::Faults;
+use crate::http::admin::AdminState;
+use crate::http::PublicState;
 use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
 use crate::store::{Store, StoreError};
-use crate::webhook::Ingest;
+use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
-
-/// What every request handler shares. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The store (reads).
-    pub store: Store,
-    /// The group-commit writer for deliveries.
-    pub ingest: Ingest,
-    /// Deadline rules.
-    pub policy: Arc<Policy>,
-    /// For the signature check.
-    pub api_key: ApiKey,
-    /// Replay window for deliveries.
-    pub webhook_max_age: Duration,
-    /// Where now comes from.
-    pub clock: Arc<dyn Clock>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// False once a background task ended before the service was told to
-    /// stop: `/healthz` answers 503 from then on.
-    pub tasks_ok: Arc<AtomicBool>,
-    /// A webhook body must arrive within this.
-    pub body_read_timeout: Duration,
-}
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +58,10 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
-    state: AppState,
+    admin_listener: TcpListener,
+    admin_addr: SocketAddr,
+    state: PublicState,
+    admin: AdminState,
     scheduler: Scheduler,
     reconciler: Reconciler,
     ingest_task: tokio::task::JoinHandle<()>,
@@ -121,17 +100,27 @@ impl Application {
             Ingest::start(store.clone(), clock.clone(), wake.clone(), &faults);
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let admin_listener = TcpListener::bind(config.admin_listen).await?;
+        let admin_addr = admin_listener.local_addr()?;
         let tasks_ok = Arc::new(AtomicBool::new(true));
-        let state = AppState {
+        let state = PublicState {
             store: store.clone(),
-            ingest,
-            policy: policy.clone(),
-            api_key: config.api_key.clone(),
-            webhook_max_age: config.webhook_max_age,
+            webhook: WebhookState {
+                ingest,
+                policy: policy.clone(),
+                api_key: config.api_key.clone(),
+                webhook_max_age: config.webhook_max_age,
+                clock: clock.clone(),
+                body_read_timeout: config.body_read_timeout,
+            },
+            tasks_ok: tasks_ok.clone(),
+        };
+        let admin = AdminState {
+            store: store.clone(),
             clock: clock.clone(),
             metrics: handle,
-            tasks_ok: tasks_ok.clone(),
-            body_read_timeout: config.body_read_timeout,
+            token: config.admin_token.clone(),
+            wake: wake.clone(),
         };
         let scheduler = Scheduler {
             store: store.clone(),
@@ -162,7 +151,10 @@ impl Application {
         Ok(Application {
             listener,
             addr,
+            admin_listener,
+            admin_addr,
             state,
+            admin,
             scheduler,
             reconciler,
             ingest_task,
@@ -175,9 +167,14 @@ impl Application {
         })
     }
 
-    /// The bound address (the real port when the config said port 0).
+    /// The bound public address (the real port when the config said port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound admin address (the real port when the config said port 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     /// The store this service uses (for tests and benchmarks).
@@ -213,10 +210,12 @@ impl Application {
         let mut ingest_task = self.ingest_task;
         let store = self.state.store.clone();
         let tasks_ok = self.state.tasks_ok.clone();
-        tracing::info!(addr = %self.addr, "listening");
-        let mut server = tokio::spawn(serve::serve(
-            self.listener,
-            http::router(self.state),
+        tracing::info!(addr = %self.addr, admin = %self.admin_addr, auth = self.admin.token.is_some(), "listening");
+        let mut server = tokio::spawn(serve::serve_all(
+            vec![
+                (self.listener, http::public_router(self.state)),
+                (self.admin_listener, http::admin::admin_router(self.admin)),
+            ],
             self.conn_limits,
             http_stop_rx,
         ));

@@ -24,7 +24,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -66,9 +69,9 @@ pub async fn serve(
             },
             () = async { let _ = stop.wait_for(|s| *s).await; } => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) => {
                     // Per-connection errors (reset before accept) and fd
                     // exhaustion: never end the loop; back off briefly on
@@ -89,7 +92,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let _closed = closed;
-            serve_connection(stream, router, limits, &mut shutdown).await;
+            serve_connection(stream, peer, router, limits, &mut shutdown).await;
         });
     }
     drop(listener);
@@ -97,6 +100,38 @@ pub async fn serve(
     drop(closed_rx);
     closed_tx.closed().await;
     Ok(())
+}
+
+/// Serves each router on its listener with the same limits until `stop`
+/// turns true. If one server ends by itself (it should not), the others
+/// are stopped too and its error returned: the caller supervises one task.
+pub async fn serve_all(
+    servers: Vec<(TcpListener, Router)>,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let (inner_tx, inner_rx) = watch::channel(false);
+    let mut set = tokio::task::JoinSet::new();
+    for (listener, router) in servers {
+        set.spawn(serve(listener, router, limits, inner_rx.clone()));
+    }
+    let first = tokio::select! {
+        r = set.join_next() => r,
+        _ = stop.wait_for(|s| *s) => None,
+    };
+    let _ = inner_tx.send(true);
+    let mut result = match first {
+        None => Ok(()),
+        Some(Ok(Ok(()))) => Err(io::Error::other("a listener stopped serving")),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(io::Error::other(format!("a listener's task failed: {e}"))),
+    };
+    while let Some(r) = set.join_next().await {
+        if let (Ok(()), Ok(Err(e))) = (&result, r) {
+            result = Err(e);
+        }
+    }
+    result
 }
 
 fn is_connection_error(e: &io::Error) -> bool {
@@ -110,6 +145,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     router: Router,
     limits: ConnLimits,
     shutdown: &mut watch::Receiver<bool>,
@@ -119,8 +155,11 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let guard = InFlight::enter(&in_flight);
         let router = router.clone();
+        let mut req = req.map(Body::new);
+        // Handlers that record who asked (the admin audit) read it here.
+        req.extensions_mut().insert(ConnectInfo(peer));
         async move {
-            let answer = router.oneshot(req.map(Body::new)).await;
+            let answer = router.oneshot(req).await;
             drop(guard);
             answer
         }

@@ -23,8 +23,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::app::AppState;
-use crate::domain::{self, Plan, RoomId, RoomUpdate, Timestamp};
+use crate::clock::Clock;
+use crate::config::ApiKey;
+use crate::domain::{self, Plan, Policy, RoomId, RoomUpdate, Timestamp};
 use crate::metrics;
 use crate::store::{Applied, MeetingStore, Store};
 
@@ -305,8 +306,25 @@ impl Ingest {
     }
 }
 
+/// What the webhook handler needs (a part of the public listener's state).
+#[derive(Clone, Debug)]
+pub struct WebhookState {
+    /// The group-commit writer for deliveries.
+    pub ingest: Ingest,
+    /// Deadline rules.
+    pub policy: Arc<Policy>,
+    /// For the signature check.
+    pub api_key: ApiKey,
+    /// Replay window for deliveries.
+    pub webhook_max_age: Duration,
+    /// Where now comes from.
+    pub clock: Arc<dyn Clock>,
+    /// A webhook body must arrive within this.
+    pub body_read_timeout: Duration,
+}
+
 /// The handler.
-pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn receive(State(app): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
     match handle(&app, &headers, body).await {
         Ok((outcome, reason)) => {
             metrics::delivery(outcome, reason);
@@ -332,7 +350,7 @@ pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body
 }
 
 async fn handle(
-    app: &AppState,
+    app: &WebhookState,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(&'static str, &'static str), Rejection> {

@@ -19,12 +19,18 @@ use crate::pg::PgDb;
 struct Replica {
     child: Child,
     url: String,
+    admin: String,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Replica {
     fn start(fake: &FakeEyeson, database: &str, extra: &[(&str, &str)]) -> Replica {
-        let ServiceProcess { child, url, logs } = ServiceProcess::spawn(
+        let ServiceProcess {
+            child,
+            url,
+            admin,
+            logs,
+        } = ServiceProcess::spawn(
             fake,
             database,
             "info",
@@ -32,7 +38,12 @@ impl Replica {
             Duration::from_secs(30),
             &[&[("MAX_DURATION", "30m")], extra].concat(),
         );
-        Replica { child, url, logs }
+        Replica {
+            child,
+            url,
+            admin,
+            logs,
+        }
     }
 
     /// SIGKILL: no chance to finish or release anything.
@@ -68,7 +79,7 @@ impl Replica {
 
     async fn shutdowns(&self, http: &reqwest::Client) -> u64 {
         let text = http
-            .get(format!("{}/metrics", self.url))
+            .get(format!("{}/metrics", self.admin))
             .send()
             .await
             .unwrap()
@@ -330,7 +341,7 @@ async fn a_replica_killed_while_holding_leases_loses_nothing() {
         Duration::from_secs(10),
         || async {
             let list: Vec<serde_json::Value> = http
-                .get(format!("{}/meetings", survivors[0].url))
+                .get(format!("{}/meetings", survivors[0].admin))
                 .send()
                 .await
                 .unwrap()
@@ -448,6 +459,7 @@ async fn losing_the_database_mid_run_loses_no_acknowledged_webhook() {
         .map(|_| Replica::start(&fake, &via_proxy, &lease))
         .collect();
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+    let admins: Vec<String> = replicas.iter().map(|r| r.admin.clone()).collect();
     assert_eq!(
         deliver_all(&urls, &before, 32, Duration::from_secs(10)).await,
         0
@@ -523,7 +535,7 @@ async fn losing_the_database_mid_run_loses_no_acknowledged_webhook() {
         Duration::from_secs(15),
         || async {
             let list: Vec<serde_json::Value> =
-                match http.get(format!("{}/meetings", urls[1])).send().await {
+                match http.get(format!("{}/meetings", admins[1])).send().await {
                     Ok(r) => r.json().await.unwrap_or_default(),
                     Err(_) => return false,
                 };
