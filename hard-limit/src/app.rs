@@ -20,6 +20,7 @@ use crate::eyeson::{ApiError, EyesonClient};
 use crate::fault::Faults;
 use crate::http::admin::AdminState;
 use crate::http::PublicState;
+use crate::limits::LimitsHandle;
 use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
@@ -78,13 +79,22 @@ fn owner_id() -> String {
 impl Application {
     /// Opens the store, binds the port, wires the parts.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let policy = Arc::new(config.policy()?);
+        let policy = config.policy()?;
+        let file_rules = crate::config::load_limit_rules(config.limits.as_deref())?;
         if config.lease < Duration::from_secs(20) {
             tracing::warn!(lease = ?config.lease, "a lease under 20s can expire during a slow shutdown call, which is then repeated");
         }
         let handle = metrics::install();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = Store::connect(&config.database).await?;
+        let limits = LimitsHandle::start(
+            store.clone(),
+            policy.limits.default_limit(),
+            policy.grace,
+            file_rules,
+            clock.now(),
+        )
+        .await?;
         let client = EyesonClient::new(config.api_url.clone(), config.api_key.clone())?;
         let wake = Arc::new(Notify::new());
         let faults = match &config.inject_fault {
@@ -107,7 +117,7 @@ impl Application {
             store: store.clone(),
             webhook: WebhookState {
                 ingest,
-                policy: policy.clone(),
+                limits: limits.clone(),
                 api_key: config.api_key.clone(),
                 webhook_max_age: config.webhook_max_age,
                 clock: clock.clone(),
@@ -121,6 +131,7 @@ impl Application {
             metrics: handle,
             token: config.admin_token.clone(),
             wake: wake.clone(),
+            limits: limits.clone(),
         };
         let scheduler = Scheduler {
             store: store.clone(),
@@ -138,7 +149,7 @@ impl Application {
         let reconciler = Reconciler {
             store,
             client,
-            policy,
+            limits: limits.clone(),
             clock,
             wake,
             every: config.reconcile_every,
@@ -199,10 +210,12 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (http_stop_tx, http_stop_rx) = watch::channel(false);
         let faults = self.faults;
-        let mut listener = self
-            .state
-            .store
-            .spawn_listener(self.scheduler.wake.clone(), stop_rx.clone());
+        let limits = self.admin.limits.clone();
+        let mut listener = self.state.store.spawn_listener(
+            self.scheduler.wake.clone(),
+            Arc::new(move || limits.mark_stale()),
+            stop_rx.clone(),
+        );
         let mut scheduler =
             tokio::spawn(faults.wrap("scheduler", self.scheduler.run(stop_rx.clone())));
         let mut reconciler =

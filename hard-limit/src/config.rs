@@ -428,6 +428,30 @@ pub fn load_limits(path: &Path, base: Limits) -> Result<Limits, ConfigError> {
 
 /// Parses the text of a limits file (see [`load_limits`]).
 pub fn parse_limits(text: &str, base: Limits) -> Result<Limits, String> {
+    let (exact, prefixes) = parse_limit_rules(text)?;
+    Ok(base.with_rules(exact, prefixes))
+}
+
+/// The rules of a limits file: (exact room ids, prefixes).
+pub type LimitFileRules = (Vec<(String, Duration)>, Vec<(String, Duration)>);
+
+/// Reads the rules of the `--limits` file (none without one), to seed the
+/// store's limits at start.
+pub fn load_limit_rules(path: Option<&Path>) -> Result<LimitFileRules, ConfigError> {
+    let Some(path) = path else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadLimits {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_limit_rules(&text).map_err(|message| ConfigError::BadLimits {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+fn parse_limit_rules(text: &str) -> Result<LimitFileRules, String> {
     let file: LimitsFile = toml::from_str(text).map_err(|e| e.to_string())?;
     let convert = |table: &str, map: BTreeMap<String, String>| {
         map.into_iter()
@@ -446,7 +470,7 @@ pub fn parse_limits(text: &str, base: Limits) -> Result<Limits, String> {
     };
     let exact = convert("rooms", file.rooms)?;
     let prefixes = convert("prefixes", file.prefixes)?;
-    Ok(base.with_rules(exact, prefixes))
+    Ok((exact, prefixes))
 }
 
 #[cfg(test)]

@@ -256,6 +256,26 @@ impl Limits {
         self
     }
 
+    /// The limit for rooms no rule names.
+    pub fn default_limit(&self) -> Duration {
+        self.default
+    }
+
+    /// The exact-room rules, sorted by room id.
+    pub fn rooms(&self) -> Vec<(&str, Duration)> {
+        let mut v: Vec<_> = self.exact.iter().map(|(k, d)| (k.as_str(), *d)).collect();
+        v.sort();
+        v
+    }
+
+    /// The prefix rules, longest first.
+    pub fn prefixes(&self) -> Vec<(&str, Duration)> {
+        self.prefixes
+            .iter()
+            .map(|(k, d)| (k.as_str(), *d))
+            .collect()
+    }
+
     /// The limit that applies to a room.
     pub fn for_room(&self, room: &RoomId) -> Duration {
         let id = room.as_str();

@@ -13,8 +13,9 @@ use reqwest::Url;
 use tokio::sync::{watch, Notify};
 
 use crate::clock::Clock;
-use crate::domain::{self, MeetingKey, Plan, Policy, RoomUpdate, Timestamp};
+use crate::domain::{self, MeetingKey, Plan, RoomUpdate, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient};
+use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::scheduler::sleep_or_stop;
 use crate::store::{Applied, Closing, MeetingStore, Store, StoreError};
@@ -51,8 +52,8 @@ pub struct Reconciler {
     pub store: Store,
     /// The eyeson client.
     pub client: EyesonClient,
-    /// Deadline rules.
-    pub policy: Arc<Policy>,
+    /// The limits in force.
+    pub limits: Arc<LimitsHandle>,
     /// Where now comes from.
     pub clock: Arc<dyn Clock>,
     /// Poked when a meeting is tracked.
@@ -186,6 +187,7 @@ impl Reconciler {
         let mut plans = Vec::with_capacity(rooms.len());
         let mut listed = Vec::with_capacity(rooms.len());
         let ahead = now.plus(self.max_start_ahead);
+        let policy = self.limits.policy().await;
         for room in rooms {
             if room.started_at.is_some_and(|s| s > ahead) {
                 tracing::warn!(room = %room.room_id, "GET /rooms lists a meeting that starts in the future; not tracked");
@@ -198,7 +200,7 @@ impl Reconciler {
                     shutdown: room.shutdown,
                     event_time: now,
                 },
-                &self.policy,
+                &policy,
             );
             if let Plan::Track { key, .. } = &plan {
                 listed.push(key.clone());

@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::clock::Clock;
 use crate::config::ApiKey;
-use crate::domain::{self, Plan, Policy, RoomId, RoomUpdate, Timestamp};
+use crate::domain::{self, Plan, RoomId, RoomUpdate, Timestamp};
+use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::store::{Applied, MeetingStore, Store};
 
@@ -311,8 +312,8 @@ impl Ingest {
 pub struct WebhookState {
     /// The group-commit writer for deliveries.
     pub ingest: Ingest,
-    /// Deadline rules.
-    pub policy: Arc<Policy>,
+    /// The limits in force.
+    pub limits: Arc<LimitsHandle>,
     /// For the signature check.
     pub api_key: ApiKey,
     /// Replay window for deliveries.
@@ -388,7 +389,7 @@ async fn handle(
     }) {
         return Err(Rejection::FutureStart);
     }
-    let plan = domain::plan(&update, &app.policy);
+    let plan = domain::plan(&update, &*app.limits.policy().await);
     if let Plan::Ignore(_) = plan {
         return Ok(("ignored", "not_started"));
     }

@@ -19,7 +19,7 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -30,8 +30,11 @@ use super::{ApiError, MeetingJson, FINISHED_LISTED_FOR};
 use crate::clock::Clock;
 use crate::config::AdminToken;
 use crate::domain::{DeadlineChange, DeadlineRefused, MeetingKey, RoomId, Timestamp};
+use crate::limits::LimitsHandle;
 use crate::metrics;
-use crate::store::{AdminStore, Caller, DeadlineMoved, MeetingStore, RoomHistory, Store};
+use crate::store::{
+    AdminStore, Caller, DeadlineMoved, LimitKind, MeetingStore, RoomHistory, Store,
+};
 
 /// What the admin handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -46,6 +49,8 @@ pub struct AdminState {
     pub token: Option<AdminToken>,
     /// Pokes this process's scheduler after a deadline moved.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The limits in force.
+    pub limits: Arc<LimitsHandle>,
 }
 
 /// The admin listener's router.
@@ -56,6 +61,15 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/meetings/{room_id}/history", get(history))
         .route("/meetings/{room_id}/extend", post(extend))
         .route("/meetings/{room_id}/end", post(end))
+        .route("/limits", get(list_limits))
+        .route(
+            "/limits/rooms/{room_id}",
+            put(put_room_limit).delete(delete_room_limit),
+        )
+        .route(
+            "/limits/prefixes/{prefix}",
+            put(put_prefix_limit).delete(delete_prefix_limit),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
@@ -420,4 +434,146 @@ async fn history(
         "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+fn show(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// The limits in force on this process (reloaded first if another
+/// process changed them).
+async fn list_limits(State(app): State<AdminState>) -> Response {
+    let policy = app.limits.policy().await;
+    let rooms: serde_json::Map<String, serde_json::Value> = policy
+        .limits
+        .rooms()
+        .into_iter()
+        .map(|(k, d)| (k.to_owned(), show(d).into()))
+        .collect();
+    let prefixes: serde_json::Map<String, serde_json::Value> = policy
+        .limits
+        .prefixes()
+        .into_iter()
+        .map(|(k, d)| (k.to_owned(), show(d).into()))
+        .collect();
+    Json(json!({
+        "default": show(policy.limits.default_limit()),
+        "grace": show(policy.grace),
+        "rooms": rooms,
+        "prefixes": prefixes,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitBody {
+    limit: String,
+}
+
+/// Longest prefix accepted (room ids are short; this only bounds storage).
+const MAX_PREFIX: usize = 256;
+
+fn limit_key(
+    kind: LimitKind,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    match kind {
+        LimitKind::Room => Ok(room_from(key)?.as_str().to_owned()),
+        LimitKind::Prefix => {
+            let Ok(Path(p)) = key else {
+                return Err(ApiError::bad("prefix: invalid prefix in the path"));
+            };
+            if p.is_empty() || p.len() > MAX_PREFIX || p.chars().any(char::is_control) {
+                return Err(ApiError::bad(
+                    "prefix: must be 1 to 256 characters without control characters",
+                ));
+            }
+            Ok(p)
+        }
+    }
+}
+
+async fn set_limit(
+    app: AdminState,
+    peer: SocketAddr,
+    kind: LimitKind,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Option<Bytes>,
+) -> Result<Response, ApiError> {
+    let key = limit_key(kind, key)?;
+    let limit = match &body {
+        None => None,
+        Some(body) => {
+            let b: LimitBody = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad(format!(r#"the body must be JSON: {{"limit": "2h"}} ({e})"#))
+            })?;
+            let d = humantime::parse_duration(b.limit.trim()).map_err(|e| {
+                ApiError::bad(format!(
+                    "limit: {:?} is not a duration like 45m or 2h ({e})",
+                    b.limit
+                ))
+            })?;
+            if d.is_zero() {
+                return Err(ApiError::bad("limit: must be more than 0s"));
+            }
+            Some(d)
+        }
+    };
+    let caller = Caller {
+        addr: peer.to_string(),
+    };
+    let previous = app
+        .store
+        .set_limit(kind, &key, limit, app.clock.now(), &caller)
+        .await?;
+    // This process applies it at once; others on their NOTIFY (PostgreSQL)
+    // or within the reload interval.
+    app.limits.mark_stale();
+    let _ = app.limits.policy().await;
+    tracing::info!(kind = kind.as_str(), key = %key, limit = ?limit, caller = %caller.addr, "limit changed by an operator");
+    if limit.is_none() && previous.is_none() {
+        return Err(ApiError::NotFound("no such limit"));
+    }
+    Ok(Json(json!({
+        "kind": kind.as_str(),
+        "key": key,
+        "limit": limit.map(show),
+        "previous": previous.map(show),
+    }))
+    .into_response())
+}
+
+async fn put_room_limit(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    set_limit(app, peer, LimitKind::Room, key, Some(body)).await
+}
+
+async fn delete_room_limit(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    set_limit(app, peer, LimitKind::Room, key, None).await
+}
+
+async fn put_prefix_limit(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    set_limit(app, peer, LimitKind::Prefix, key, Some(body)).await
+}
+
+async fn delete_prefix_limit(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    set_limit(app, peer, LimitKind::Prefix, key, None).await
 }

@@ -645,11 +645,12 @@ impl Store {
     pub fn spawn_listener(
         &self,
         wake: std::sync::Arc<tokio::sync::Notify>,
+        limits_changed: std::sync::Arc<dyn Fn() + Send + Sync>,
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         match self {
             Store::Sqlite(_) => None,
-            Store::Postgres(s) => Some(s.spawn_listener(wake, stop)),
+            Store::Postgres(s) => Some(s.spawn_listener(wake, limits_changed, stop)),
         }
     }
 }

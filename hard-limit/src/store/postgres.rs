@@ -239,40 +239,49 @@ impl PgStore {
         got
     }
 
-    /// Listens for `NOTIFY hard_limit_meetings` and pokes `wake` for each,
+    /// Listens for `NOTIFY hard_limit_meetings` and pokes `wake` for each
+    /// (and calls `limits_changed` for each `NOTIFY hard_limit_limits`),
     /// until `stop` turns true. Reconnects on its own after losing the
     /// database, and pokes once after each (re)connection, since
     /// notifications sent meanwhile are lost.
     pub fn spawn_listener(
         &self,
         wake: Arc<Notify>,
+        limits_changed: Arc<dyn Fn() + Send + Sync>,
         mut stop: watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
                 match PgListener::connect_with(&pool).await {
-                    Ok(mut listener) => match listener.listen(CHANNEL).await {
-                        Ok(()) => {
-                            wake.notify_one();
-                            loop {
-                                tokio::select! {
-                                    r = listener.try_recv() => match r {
-                                        Ok(Some(_)) => wake.notify_one(),
-                                        // Connection lost; the next call reconnects
-                                        // and re-listens. Notifications may have been missed.
-                                        Ok(None) => wake.notify_one(),
-                                        Err(e) => {
-                                            tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-                                            break;
-                                        }
-                                    },
-                                    _ = stop.changed() => return,
+                    Ok(mut listener) => {
+                        match listener.listen_all([CHANNEL, LIMITS_CHANNEL]).await {
+                            Ok(()) => {
+                                wake.notify_one();
+                                limits_changed();
+                                loop {
+                                    tokio::select! {
+                                        r = listener.try_recv() => match r {
+                                            Ok(Some(n)) if n.channel() == LIMITS_CHANNEL => limits_changed(),
+                                            Ok(Some(_)) => wake.notify_one(),
+                                            // Connection lost; the next call reconnects
+                                            // and re-listens. Notifications may have been missed.
+                                            Ok(None) => {
+                                                wake.notify_one();
+                                                limits_changed();
+                                            }
+                                            Err(e) => {
+                                                tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                                                break;
+                                            }
+                                        },
+                                        _ = stop.changed() => return,
+                                    }
                                 }
                             }
+                            Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
                         }
-                        Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-                    },
+                    }
                     Err(e) => tracing::warn!(error = %e, "could not connect to LISTEN; retrying"),
                 }
                 if crate::scheduler::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
@@ -553,6 +562,10 @@ impl AdminStore for PgStore {
         .bind(key)
         .fetch_optional(&mut *tx)
         .await?;
+        if limit.is_none() && old.is_none() {
+            tx.commit().await?;
+            return Ok(None);
+        }
         match limit {
             Some(d) => {
                 sqlx::query(

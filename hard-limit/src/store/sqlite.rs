@@ -552,6 +552,10 @@ impl AdminStore for SqliteStore {
                 .bind(key)
                 .fetch_optional(&mut *tx)
                 .await?;
+        if limit.is_none() && old.is_none() {
+            tx.commit().await?;
+            return Ok(None);
+        }
         match limit {
             Some(d) => {
                 sqlx::query(

@@ -360,3 +360,116 @@ async fn a_stopping_meeting_cannot_be_moved() {
         assert!(r.text().await.unwrap().contains("stopping"));
     }
 }
+
+async fn limits(app: &TestApp) -> serde_json::Value {
+    app.http
+        .get(format!("{}/limits", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn put_limit(app: &TestApp, path: &str, body: &str) -> reqwest::Response {
+    app.http
+        .put(format!("{}/limits/{path}", app.admin))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn deadline_of(app: &TestApp, room: &str) -> String {
+    public_deadline(app, room).await
+}
+
+/// Limits set at run time apply to meetings that start afterwards (not to
+/// those already tracked); the limits file seeds them; bad input names
+/// the field; every change is in the room's history.
+#[tokio::test]
+async fn runtime_limits_apply_to_later_meetings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("limits.toml");
+    std::fs::write(&file, "[rooms]\n\"seeded\" = \"2h\"\n").unwrap();
+    let app = spawn_app_with(|c| c.limits = Some(file.clone())).await;
+    let l = limits(&app).await;
+    assert_eq!(l["default"], "30m");
+    assert_eq!(l["rooms"]["seeded"], "2h");
+
+    let before = SystemTime::now() - Duration::from_secs(60);
+    app.meeting_starts("web-early", before).await;
+    assert_eq!(deadline_of(&app, "web-early").await, iso(before + LIMIT));
+
+    let r = put_limit(&app, "prefixes/web-", r#"{"limit": "45m"}"#).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["previous"], serde_json::Value::Null);
+    let r = put_limit(&app, "rooms/web-vip", r#"{"limit": "3h"}"#).await;
+    assert_eq!(r.status(), 200);
+    let l = limits(&app).await;
+    assert_eq!(l["prefixes"]["web-"], "45m");
+    assert_eq!(l["rooms"]["web-vip"], "3h");
+
+    let later = SystemTime::now() - Duration::from_secs(30);
+    for room in ["web-late", "web-vip", "other"] {
+        app.meeting_starts(room, later).await;
+    }
+    assert_eq!(
+        deadline_of(&app, "web-late").await,
+        iso(later + Duration::from_secs(45 * 60))
+    );
+    assert_eq!(
+        deadline_of(&app, "web-vip").await,
+        iso(later + Duration::from_secs(3 * 3600))
+    );
+    assert_eq!(deadline_of(&app, "other").await, iso(later + LIMIT));
+    assert_eq!(
+        deadline_of(&app, "web-early").await,
+        iso(before + LIMIT),
+        "a meeting tracked before keeps its deadline"
+    );
+
+    for (path, body, needle) in [
+        ("rooms/x", r#"{"limit": "soon"}"#, "limit:"),
+        ("rooms/x", r#"{"limit": "0s"}"#, "limit:"),
+        ("rooms/x", r#"{"max": "1h"}"#, "limit"),
+        ("rooms/x", "1h", "JSON"),
+    ] {
+        let r = put_limit(&app, path, body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(needle), "{body}: {text}");
+    }
+
+    let del = |path: &str| {
+        app.http
+            .delete(format!("{}/limits/{path}", app.admin))
+            .send()
+    };
+    assert_eq!(del("rooms/web-vip").await.unwrap().status(), 200);
+    assert_eq!(del("rooms/web-vip").await.unwrap().status(), 404);
+    assert_eq!(del("prefixes/web-").await.unwrap().status(), 200);
+    let l = limits(&app).await;
+    assert_eq!(l["rooms"], serde_json::json!({"seeded": "2h"}));
+    assert_eq!(l["prefixes"], serde_json::json!({}));
+
+    let h: serde_json::Value = app
+        .http
+        .get(format!("{}/meetings/web-vip/history", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = h["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["limit_removed", "limit_set"], "{h}");
+}
