@@ -212,7 +212,24 @@ async fn list_meetings(
     let next = (meetings.len() == limit as usize)
         .then(|| meetings.last().map(|m| encode_cursor(&m.key)))
         .flatten();
-    let body: Vec<MeetingJson> = meetings.into_iter().map(MeetingJson::from).collect();
+    // The limit that applied: the deadline it gave (before any operator
+    // moved it) minus the start, grace included.
+    let planned: std::collections::HashMap<MeetingKey, Timestamp> =
+        match meetings.iter().map(|m| m.key.started_at).min() {
+            Some(oldest) => app.store.planned_deadlines(oldest).await?.into_iter().collect(),
+            None => Default::default(),
+        };
+    let body: Vec<serde_json::Value> = meetings
+        .into_iter()
+        .map(|m| {
+            let first = planned.get(&m.key).copied();
+            let limit = first.unwrap_or(m.deadline).since(m.key.started_at);
+            let mut v = serde_json::to_value(MeetingJson::from(m)).unwrap_or_default();
+            v["limit"] = show(limit).into();
+            v["moved"] = first.is_some().into();
+            v
+        })
+        .collect();
     let mut response = Json(body).into_response();
     if let Some(cursor) = next {
         let link = format!("</meetings?limit={limit}&cursor={cursor}>; rel=\"next\"");
