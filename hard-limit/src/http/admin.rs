@@ -216,7 +216,12 @@ async fn list_meetings(
     // moved it) minus the start, grace included.
     let planned: std::collections::HashMap<MeetingKey, Timestamp> =
         match meetings.iter().map(|m| m.key.started_at).min() {
-            Some(oldest) => app.store.planned_deadlines(oldest).await?.into_iter().collect(),
+            Some(oldest) => app
+                .store
+                .planned_deadlines(oldest)
+                .await?
+                .into_iter()
+                .collect(),
             None => Default::default(),
         };
     let body: Vec<serde_json::Value> = meetings
