@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::eyeson::{ApiError, EyesonClient};
 use crate::fault::Faults;
@@ -24,6 +24,7 @@ use crate::limits::LimitsHandle;
 use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
+use crate::shutdown::{self, Stopper};
 use crate::store::{Store, StoreError};
 use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
@@ -85,7 +86,7 @@ impl Application {
             tracing::warn!(lease = ?config.lease, "a lease under 20s can expire during a slow shutdown call, which is then repeated");
         }
         let handle = metrics::install();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock: Arc<dyn Clock> = config.clock.0.clone();
         let store = Store::connect(&config.database).await?;
         let limits = LimitsHandle::start(
             store.clone(),
@@ -207,8 +208,8 @@ impl Application {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (http_stop_tx, http_stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = shutdown::signal();
+        let (http_stop_tx, http_stop_rx) = shutdown::signal();
         let faults = self.faults;
         let limits = self.admin.limits.clone();
         let mut listener = self.state.store.spawn_listener(
@@ -256,7 +257,7 @@ impl Application {
             // Asked to stop: no new connections, finish the requests in
             // flight; then the router (and with it every Ingest sender) is
             // gone and the writer commits what is queued and ends.
-            let _ = http_stop_tx.send(true);
+            http_stop_tx.stop();
             let served = server.await;
             stop_background(
                 &stop_tx,
@@ -280,7 +281,7 @@ impl Application {
         tasks_ok.store(false, Ordering::SeqCst);
         let how = how_it_ended(result);
         tracing::error!(task, how = %how, "a background task ended unexpectedly; /healthz answers 503; stopping");
-        let _ = stop_tx.send(true);
+        stop_tx.stop();
         if task != "scheduler" {
             let _ = scheduler.await;
         }
@@ -292,7 +293,7 @@ impl Application {
             listener.abort();
             let _ = listener.await;
         }
-        let _ = http_stop_tx.send(true);
+        http_stop_tx.stop();
         let _ = server.await;
         if task != "webhook writer" {
             let _ = ingest_task.await;
@@ -309,14 +310,14 @@ impl Application {
 /// (When a background task died, `run_until_stopped` winds down in another
 /// order: HTTP keeps answering 503 until the other tasks are done.)
 async fn stop_background(
-    stop_tx: &watch::Sender<bool>,
+    stop_tx: &Stopper,
     ingest_task: JoinHandle<()>,
     scheduler: JoinHandle<()>,
     reconciler: JoinHandle<()>,
     listener: Option<JoinHandle<()>>,
     store: &Store,
 ) {
-    let _ = stop_tx.send(true);
+    stop_tx.stop();
     let _ = ingest_task.await;
     let _ = scheduler.await;
     reconciler.abort();

@@ -268,6 +268,11 @@ pub struct Config {
     /// Test only: a fault a test fires when it wants (see [`crate::fault`]).
     #[arg(skip)]
     pub faults: crate::fault::Faults,
+
+    /// Where "now" comes from for every part of the service (the system
+    /// clock; tests drive a [`crate::clock::ManualClock`]).
+    #[arg(skip)]
+    pub clock: crate::clock::SharedClock,
 }
 
 impl Config {
@@ -298,6 +303,7 @@ impl Config {
             max_connections: 1024,
             inject_fault: None,
             faults: crate::fault::Faults::default(),
+            clock: crate::clock::SharedClock::default(),
         }
     }
 

@@ -43,6 +43,7 @@
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
 //! | [`serve`] | the server loop: connection cap, header and idle timeouts |
+//! | [`shutdown`] | the one stop signal every task takes |
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`app`] | build and run: the zero2prod `Application` |
 //! | [`clock`] | where "now" comes from |
@@ -63,6 +64,7 @@ pub mod metrics;
 pub mod reconcile;
 pub mod scheduler;
 pub mod serve;
+pub mod shutdown;
 pub mod store;
 pub mod webhook;
 

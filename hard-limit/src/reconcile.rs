@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::Url;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::domain::{self, MeetingKey, Plan, RoomUpdate, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient};
 use crate::limits::LimitsHandle;
 use crate::metrics;
-use crate::scheduler::sleep_or_stop;
+use crate::shutdown::Shutdown;
 use crate::store::{Applied, Closing, MeetingStore, Store, StoreError};
 
 /// What one reconciliation did.
@@ -83,7 +83,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// Registers the webhook (if configured), then reconciles every
     /// `every` until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: Shutdown) {
         // Registration retries on its own: it must not delay the first
         // reconciliation. Like the other chores it runs only on the chores
         // leader (one replica at a time on PostgreSQL), so replicas never
@@ -108,7 +108,7 @@ impl Reconciler {
                 }
                 self.chores().await;
             }
-            if sleep_or_stop(self.every, &mut stop).await {
+            if stop.sleep(self.every).await {
                 break;
             }
         }

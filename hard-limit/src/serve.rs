@@ -34,6 +34,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+
+use crate::shutdown::{self, Shutdown};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
@@ -55,19 +57,19 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Every connection task holds a receiver: when all are gone, done.
     let (closed_tx, closed_rx) = watch::channel(());
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (close_all, closing) = shutdown::signal();
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
-            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            () = stop.stopped() => break,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -83,12 +85,12 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            () = stop.stopped() => break,
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let closed = closed_rx.clone();
-        let mut shutdown = shutdown_rx.clone();
+        let mut shutdown = closing.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _closed = closed;
@@ -96,7 +98,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let _ = shutdown_tx.send(true);
+    close_all.stop();
     drop(closed_rx);
     closed_tx.closed().await;
     Ok(())
@@ -108,18 +110,18 @@ pub async fn serve(
 pub async fn serve_all(
     servers: Vec<(TcpListener, Router)>,
     limits: ConnLimits,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) -> io::Result<()> {
-    let (inner_tx, inner_rx) = watch::channel(false);
+    let (inner_tx, inner_rx) = shutdown::signal();
     let mut set = tokio::task::JoinSet::new();
     for (listener, router) in servers {
         set.spawn(serve(listener, router, limits, inner_rx.clone()));
     }
     let first = tokio::select! {
         r = set.join_next() => r,
-        _ = stop.wait_for(|s| *s) => None,
+        () = stop.stopped() => None,
     };
-    let _ = inner_tx.send(true);
+    inner_tx.stop();
     let mut result = match first {
         None => Ok(()),
         Some(Ok(Ok(()))) => Err(io::Error::other("a listener stopped serving")),
@@ -148,7 +150,7 @@ async fn serve_connection(
     peer: SocketAddr,
     router: Router,
     limits: ConnLimits,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let io = IdleIo::new(stream, limits.keep_alive_timeout, in_flight.clone());
@@ -177,7 +179,7 @@ async fn serve_connection(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         }
-        () = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+        () = shutdown.stopped() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -646,7 +646,7 @@ impl Store {
         &self,
         wake: std::sync::Arc<tokio::sync::Notify>,
         limits_changed: std::sync::Arc<dyn Fn() + Send + Sync>,
-        stop: tokio::sync::watch::Receiver<bool>,
+        stop: crate::shutdown::Shutdown,
     ) -> Option<tokio::task::JoinHandle<()>> {
         match self {
             Store::Sqlite(_) => None,

@@ -34,7 +34,9 @@ use std::time::{Duration, SystemTime};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
-use tokio::sync::{watch, Mutex, Notify};
+use tokio::sync::{Mutex, Notify};
+
+use crate::shutdown::Shutdown;
 
 use super::rows::MeetingRow;
 use super::{
@@ -248,7 +250,7 @@ impl PgStore {
         &self,
         wake: Arc<Notify>,
         limits_changed: Arc<dyn Fn() + Send + Sync>,
-        mut stop: watch::Receiver<bool>,
+        mut stop: Shutdown,
     ) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
         tokio::spawn(async move {
@@ -275,7 +277,7 @@ impl PgStore {
                                                 break;
                                             }
                                         },
-                                        _ = stop.changed() => return,
+                                        () = stop.stopped() => return,
                                     }
                                 }
                             }
@@ -284,7 +286,7 @@ impl PgStore {
                     }
                     Err(e) => tracing::warn!(error = %e, "could not connect to LISTEN; retrying"),
                 }
-                if crate::scheduler::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                if stop.sleep(Duration::from_secs(1)).await {
                     return;
                 }
             }

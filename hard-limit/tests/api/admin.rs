@@ -473,3 +473,45 @@ async fn runtime_limits_apply_to_later_meetings() {
         .collect();
     assert_eq!(actions, ["limit_removed", "limit_set"], "{h}");
 }
+
+/// One clock for every part of the service, driven by the test: a
+/// deadline half an hour away is enforced once the clock is moved past
+/// it (the next delivery wakes the scheduler), and "the past" for an
+/// extension is the service's clock, not the wall's.
+#[tokio::test]
+async fn the_service_runs_on_the_clock_it_is_given() {
+    use eyeson_hard_limit::clock::{Clock, ManualClock, SharedClock};
+    use eyeson_hard_limit::domain::Timestamp;
+    let clock = std::sync::Arc::new(ManualClock::new(Timestamp::from_system_time(
+        SystemTime::now(),
+    )));
+    let app = spawn_app_with({
+        let clock = clock.clone();
+        move |c| c.clock = SharedClock(clock)
+    })
+    .await;
+    let started = SystemTime::now() - Duration::from_secs(60);
+    app.meeting_starts("clocked", started).await;
+    clock.advance(LIMIT);
+    // Ten minutes from the wall's now is in the past for the service.
+    let r = post_json(
+        &app,
+        "/meetings/clocked/extend",
+        serde_json::json!({"until": iso(SystemTime::now() + Duration::from_secs(600))}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(app.fake.deletes().is_empty());
+    // A delivery signed at the service's "now" wakes the scheduler.
+    let now = clock.now().0;
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(now as u64);
+    let body = room_update_at(now / 1000, "other", Some(at), false);
+    assert_eq!(app.deliver(&body).await.status(), 204);
+    wait_until(
+        "the meeting is shut down",
+        Duration::from_secs(10),
+        || async { app.fake.deletes().len() == 1 },
+    )
+    .await;
+    app.wait_for_state("clocked", started, "shut_down").await;
+}
