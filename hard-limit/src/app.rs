@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -26,6 +25,7 @@ use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
 use crate::shutdown::{self, Stopper};
 use crate::store::{Store, StoreError};
+use crate::warner::Warner;
 use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
 
@@ -66,6 +66,7 @@ pub struct Application {
     admin: AdminState,
     scheduler: Scheduler,
     reconciler: Reconciler,
+    warner: Option<Warner>,
     ingest_task: tokio::task::JoinHandle<()>,
     faults: Faults,
     conn_limits: ConnLimits,
@@ -82,6 +83,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let policy = config.policy()?;
         let file_rules = crate::config::load_limit_rules(config.limits.as_deref())?;
+        let warning = config.warning()?;
         if config.lease < Duration::from_secs(20) {
             tracing::warn!(lease = ?config.lease, "a lease under 20s can expire during a slow shutdown call, which is then repeated");
         }
@@ -97,7 +99,7 @@ impl Application {
         )
         .await?;
         let client = EyesonClient::new(config.api_url.clone(), config.api_key.clone())?;
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(crate::wake::Wake::default());
         let faults = match &config.inject_fault {
             Some(task) => {
                 tracing::warn!(task = %task, "test fault injected: this task dies at once");
@@ -134,12 +136,27 @@ impl Application {
             wake: wake.clone(),
             limits: limits.clone(),
         };
+        let owner: Arc<str> = owner_id().into();
+        let warner = warning.map(|warning| Warner {
+            store: store.clone(),
+            client: client.clone(),
+            clock: clock.clone(),
+            wake: wake.clone(),
+            owner: owner.clone(),
+            lease: config.lease,
+            concurrency: config.shutdown_concurrency,
+            dry_run: config.dry_run,
+            retry_backoff: config.retry_backoff,
+            warning: Arc::new(warning),
+            faults: faults.clone(),
+            tasks_ok: tasks_ok.clone(),
+        });
         let scheduler = Scheduler {
             store: store.clone(),
             client: client.clone(),
             clock: clock.clone(),
             wake: wake.clone(),
-            owner: owner_id().into(),
+            owner,
             lease: config.lease,
             concurrency: config.shutdown_concurrency,
             dry_run: config.dry_run,
@@ -169,6 +186,7 @@ impl Application {
             admin,
             scheduler,
             reconciler,
+            warner,
             ingest_task,
             faults,
             conn_limits: ConnLimits {
@@ -221,6 +239,9 @@ impl Application {
             tokio::spawn(faults.wrap("scheduler", self.scheduler.run(stop_rx.clone())));
         let mut reconciler =
             tokio::spawn(faults.wrap("reconciler", self.reconciler.run(stop_rx.clone())));
+        let mut warner = self
+            .warner
+            .map(|w| tokio::spawn(faults.wrap("warner", w.run(stop_rx.clone()))));
         let mut ingest_task = self.ingest_task;
         let store = self.state.store.clone();
         let tasks_ok = self.state.tasks_ok.clone();
@@ -242,10 +263,14 @@ impl Application {
                 listener = None;
                 Some(("LISTEN", r))
             }
+            r = async { warner.as_mut().expect("guarded").await }, if warner.is_some() => {
+                warner = None;
+                Some(("warner", r))
+            }
             r = &mut server => {
                 // The server ended by itself: an accept error.
                 tasks_ok.store(false, Ordering::SeqCst);
-                stop_background(&stop_tx, ingest_task, scheduler, reconciler, listener, &store).await;
+                stop_background(&stop_tx, ingest_task, scheduler, reconciler, warner, listener, &store).await;
                 return match r {
                     Ok(Ok(())) => Err(StartError::TaskEnded { task: "HTTP server", how: "returned".into() }),
                     Ok(Err(e)) => Err(StartError::Io(e)),
@@ -264,6 +289,7 @@ impl Application {
                 ingest_task,
                 scheduler,
                 reconciler,
+                warner,
                 listener,
                 &store,
             )
@@ -285,6 +311,11 @@ impl Application {
         if task != "scheduler" {
             let _ = scheduler.await;
         }
+        // The warner finishes its calls in flight, like the scheduler (it
+        // is `None` here if it is the task that ended).
+        if let Some(warner) = warner {
+            let _ = warner.await;
+        }
         if task != "reconciler" {
             reconciler.abort();
             let _ = reconciler.await;
@@ -305,7 +336,7 @@ impl Application {
 }
 
 /// Once HTTP no longer accepts deliveries: the writer commits what is
-/// queued, the scheduler finishes its shutdown calls in flight, the
+/// queued, the scheduler and the warner finish their calls in flight, the
 /// reconciler and the `LISTEN` task are cut short, then the store closes.
 /// (When a background task died, `run_until_stopped` winds down in another
 /// order: HTTP keeps answering 503 until the other tasks are done.)
@@ -314,12 +345,16 @@ async fn stop_background(
     ingest_task: JoinHandle<()>,
     scheduler: JoinHandle<()>,
     reconciler: JoinHandle<()>,
+    warner: Option<JoinHandle<()>>,
     listener: Option<JoinHandle<()>>,
     store: &Store,
 ) {
     stop_tx.stop();
     let _ = ingest_task.await;
     let _ = scheduler.await;
+    if let Some(warner) = warner {
+        let _ = warner.await;
+    }
     reconciler.abort();
     let _ = reconciler.await;
     if let Some(listener) = listener {
