@@ -31,6 +31,7 @@ const ports = {
   web: Number(env.DEMO_PORT || 8080),
   sandbox: Number(env.SANDBOX_PORT || 8043),
   hardLimit: Number(env.HARD_LIMIT_PORT || 8042),
+  hardLimitAdmin: Number(env.HARD_LIMIT_ADMIN_PORT || 8044),
 };
 const withHardLimit = existsSync(join(root, "hard-limit/Cargo.toml")) && (!real || Boolean(env.PUBLIC_URL));
 const running = [];
@@ -77,6 +78,7 @@ async function main() {
           "--api-key", apiKey,
           "--api-url", api,
           "--listen", `127.0.0.1:${ports.hardLimit}`,
+          "--admin-listen", `127.0.0.1:${ports.hardLimitAdmin}`,
           "--database", `sqlite://${join(dir, "hard-limit.db")}`,
           "--max-duration", env.HARD_LIMIT || "2m",
           "--webhook-url", `${publicUrl}/webhook`,
@@ -86,7 +88,7 @@ async function main() {
       );
       running.push({ stop: async () => { await proc.stop(); rmSync(dir, { recursive: true, force: true }); } });
       hardLimit = `http://127.0.0.1:${ports.hardLimit}`;
-      say(`hard-limit service: ${hardLimit}  (limit ${env.HARD_LIMIT || "2m"})`);
+      say(`hard-limit service: ${hardLimit}  (limit ${env.HARD_LIMIT || "2m"}); operator console: http://127.0.0.1:${ports.hardLimitAdmin}/`);
     } catch (e) {
       say(`hard-limit service not started: ${e.message.split("\n")[0]}`);
     }

@@ -181,7 +181,7 @@ impl Services {
             .unwrap_or(1)
             .max(1);
         if replicas == 1 && db.pg.is_none() {
-            let (url, _store, stop, task) = start_service(fake, db.url.clone()).await;
+            let (url, _admin, _store, stop, task) = start_service(fake, db.url.clone()).await;
             return Services {
                 urls: vec![url],
                 children: Vec::new(),
@@ -337,6 +337,7 @@ async fn start_service(
     database: String,
 ) -> (
     String,
+    String,
     Store,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
@@ -350,6 +351,7 @@ async fn start_service(
     config.warn_before = WARN.get().copied();
     let app = Application::build(config).await.unwrap();
     let url = format!("http://{}", app.local_addr());
+    let admin = format!("http://{}", app.admin_addr());
     let store = app.store();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -359,7 +361,7 @@ async fn start_service(
         .await
         .unwrap();
     });
-    (url, store, tx, task)
+    (url, admin, store, tx, task)
 }
 
 async fn lateness(n: usize, window_ms: u64) {
@@ -763,7 +765,7 @@ async fn scale_serve() {
     // Now the whole service on the same file: it enforces the remaining due
     // meetings (the fake answers 404: not running), answers /metrics
     // (counts every row) and /meetings, and its memory is read.
-    let (url, store, stop, task) = start_service(&fake, db).await;
+    let (_url, admin, store, stop, task) = start_service(&fake, db).await;
     let t = Instant::now();
     while fake.deletes().len() < due - samples {
         assert!(
@@ -776,7 +778,7 @@ async fn scale_serve() {
     let http = reqwest::Client::new();
     let t = Instant::now();
     let metrics = http
-        .get(format!("{url}/metrics"))
+        .get(format!("{admin}/metrics"))
         .send()
         .await
         .unwrap()
@@ -786,7 +788,7 @@ async fn scale_serve() {
     let scrape = t.elapsed();
     assert!(metrics.contains("hard_limit_meetings{state=\"running\"}"));
     let listed: Vec<serde_json::Value> = http
-        .get(format!("{url}/meetings?limit=1000"))
+        .get(format!("{admin}/meetings?limit=1000"))
         .send()
         .await
         .unwrap()

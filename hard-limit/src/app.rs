@@ -10,47 +10,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::clock::{Clock, SystemClock};
-use crate::config::{ApiKey, Config, ConfigError};
-use crate::domain::Policy;
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError};
 use crate::eyeson::{ApiError, EyesonClient};
 use crate::fault::Faults;
+use crate::http::admin::AdminState;
+use crate::http::PublicState;
+use crate::limits::LimitsHandle;
 use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
+use crate::shutdown::{self, Stopper};
 use crate::store::{Store, StoreError};
 use crate::warner::Warner;
-use crate::webhook::Ingest;
+use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
-
-/// What every request handler shares. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The store (reads).
-    pub store: Store,
-    /// The group-commit writer for deliveries.
-    pub ingest: Ingest,
-    /// Deadline rules.
-    pub policy: Arc<Policy>,
-    /// For the signature check.
-    pub api_key: ApiKey,
-    /// Replay window for deliveries.
-    pub webhook_max_age: Duration,
-    /// Where now comes from.
-    pub clock: Arc<dyn Clock>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// False once a background task ended before the service was told to
-    /// stop: `/healthz` answers 503 from then on.
-    pub tasks_ok: Arc<AtomicBool>,
-    /// A webhook body must arrive within this.
-    pub body_read_timeout: Duration,
-}
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +60,10 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
-    state: AppState,
+    admin_listener: TcpListener,
+    admin_addr: SocketAddr,
+    state: PublicState,
+    admin: AdminState,
     scheduler: Scheduler,
     reconciler: Reconciler,
     warner: Option<Warner>,
@@ -101,14 +81,23 @@ fn owner_id() -> String {
 impl Application {
     /// Opens the store, binds the port, wires the parts.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let policy = Arc::new(config.policy()?);
+        let policy = config.policy()?;
+        let file_rules = crate::config::load_limit_rules(config.limits.as_deref())?;
         let warning = config.warning()?;
         if config.lease < Duration::from_secs(20) {
             tracing::warn!(lease = ?config.lease, "a lease under 20s can expire during a slow shutdown call, which is then repeated");
         }
         let handle = metrics::install();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock: Arc<dyn Clock> = config.clock.0.clone();
         let store = Store::connect(&config.database).await?;
+        let limits = LimitsHandle::start(
+            store.clone(),
+            policy.limits.default_limit(),
+            policy.grace,
+            file_rules,
+            clock.now(),
+        )
+        .await?;
         let client = EyesonClient::new(config.api_url.clone(), config.api_key.clone())?;
         let wake = Arc::new(crate::wake::Wake::default());
         let faults = match &config.inject_fault {
@@ -124,17 +113,28 @@ impl Application {
             Ingest::start(store.clone(), clock.clone(), wake.clone(), &faults);
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let admin_listener = TcpListener::bind(config.admin_listen).await?;
+        let admin_addr = admin_listener.local_addr()?;
         let tasks_ok = Arc::new(AtomicBool::new(true));
-        let state = AppState {
+        let state = PublicState {
             store: store.clone(),
-            ingest,
-            policy: policy.clone(),
-            api_key: config.api_key.clone(),
-            webhook_max_age: config.webhook_max_age,
+            webhook: WebhookState {
+                ingest,
+                limits: limits.clone(),
+                api_key: config.api_key.clone(),
+                webhook_max_age: config.webhook_max_age,
+                clock: clock.clone(),
+                body_read_timeout: config.body_read_timeout,
+            },
+            tasks_ok: tasks_ok.clone(),
+        };
+        let admin = AdminState {
+            store: store.clone(),
             clock: clock.clone(),
             metrics: handle,
-            tasks_ok: tasks_ok.clone(),
-            body_read_timeout: config.body_read_timeout,
+            token: config.admin_token.clone(),
+            wake: wake.clone(),
+            limits: limits.clone(),
         };
         let owner: Arc<str> = owner_id().into();
         let warner = warning.map(|warning| Warner {
@@ -167,7 +167,7 @@ impl Application {
         let reconciler = Reconciler {
             store,
             client,
-            policy,
+            limits: limits.clone(),
             clock,
             wake,
             every: config.reconcile_every,
@@ -180,7 +180,10 @@ impl Application {
         Ok(Application {
             listener,
             addr,
+            admin_listener,
+            admin_addr,
             state,
+            admin,
             scheduler,
             reconciler,
             warner,
@@ -194,9 +197,14 @@ impl Application {
         })
     }
 
-    /// The bound address (the real port when the config said port 0).
+    /// The bound public address (the real port when the config said port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound admin address (the real port when the config said port 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     /// The store this service uses (for tests and benchmarks).
@@ -218,13 +226,15 @@ impl Application {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (http_stop_tx, http_stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = shutdown::signal();
+        let (http_stop_tx, http_stop_rx) = shutdown::signal();
         let faults = self.faults;
-        let mut listener = self
-            .state
-            .store
-            .spawn_listener(self.scheduler.wake.clone(), stop_rx.clone());
+        let limits = self.admin.limits.clone();
+        let mut listener = self.state.store.spawn_listener(
+            self.scheduler.wake.clone(),
+            Arc::new(move || limits.mark_stale()),
+            stop_rx.clone(),
+        );
         let mut scheduler =
             tokio::spawn(faults.wrap("scheduler", self.scheduler.run(stop_rx.clone())));
         let mut reconciler =
@@ -235,10 +245,12 @@ impl Application {
         let mut ingest_task = self.ingest_task;
         let store = self.state.store.clone();
         let tasks_ok = self.state.tasks_ok.clone();
-        tracing::info!(addr = %self.addr, "listening");
-        let mut server = tokio::spawn(serve::serve(
-            self.listener,
-            http::router(self.state),
+        tracing::info!(addr = %self.addr, admin = %self.admin_addr, auth = self.admin.token.is_some(), "listening");
+        let mut server = tokio::spawn(serve::serve_all(
+            vec![
+                (self.listener, http::public_router(self.state)),
+                (self.admin_listener, http::admin::admin_router(self.admin)),
+            ],
             self.conn_limits,
             http_stop_rx,
         ));
@@ -270,7 +282,7 @@ impl Application {
             // Asked to stop: no new connections, finish the requests in
             // flight; then the router (and with it every Ingest sender) is
             // gone and the writer commits what is queued and ends.
-            let _ = http_stop_tx.send(true);
+            http_stop_tx.stop();
             let served = server.await;
             stop_background(
                 &stop_tx,
@@ -295,7 +307,7 @@ impl Application {
         tasks_ok.store(false, Ordering::SeqCst);
         let how = how_it_ended(result);
         tracing::error!(task, how = %how, "a background task ended unexpectedly; /healthz answers 503; stopping");
-        let _ = stop_tx.send(true);
+        stop_tx.stop();
         if task != "scheduler" {
             let _ = scheduler.await;
         }
@@ -312,7 +324,7 @@ impl Application {
             listener.abort();
             let _ = listener.await;
         }
-        let _ = http_stop_tx.send(true);
+        http_stop_tx.stop();
         let _ = server.await;
         if task != "webhook writer" {
             let _ = ingest_task.await;
@@ -329,7 +341,7 @@ impl Application {
 /// (When a background task died, `run_until_stopped` winds down in another
 /// order: HTTP keeps answering 503 until the other tasks are done.)
 async fn stop_background(
-    stop_tx: &watch::Sender<bool>,
+    stop_tx: &Stopper,
     ingest_task: JoinHandle<()>,
     scheduler: JoinHandle<()>,
     reconciler: JoinHandle<()>,
@@ -337,7 +349,7 @@ async fn stop_background(
     listener: Option<JoinHandle<()>>,
     store: &Store,
 ) {
-    let _ = stop_tx.send(true);
+    stop_tx.stop();
     let _ = ingest_task.await;
     let _ = scheduler.await;
     if let Some(warner) = warner {

@@ -57,6 +57,33 @@ impl FromStr for ApiKey {
     }
 }
 
+/// The operator token for the admin listener. Like [`ApiKey`]: a redacted
+/// `Debug`, no `Display`, read only through [`AdminToken::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// The token itself, for the constant-time comparison only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl FromStr for AdminToken {
+    type Err = std::convert::Infallible;
+    /// Never fails: clap would quote a refused value (the token) in its
+    /// error; [`Config::policy`] checks it without repeating it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(AdminToken(s.to_owned()))
+    }
+}
+
 /// clap's parser for `--api-key`: it never fails, because clap's error
 /// message would quote the value (the key) to stderr. The key is checked in
 /// [`Config::policy`], whose error does not repeat it.
@@ -116,7 +143,7 @@ pub struct Config {
     #[arg(long, env = "EYESON_API_URL", default_value = "https://api.eyeson.team", value_parser = parse_url, hide_env_values = true)]
     pub api_url: Url,
 
-    /// Address to listen on for webhooks, health, metrics and meetings.
+    /// Public address: webhooks, health, and one room's deadline (CORS).
     #[arg(
         long,
         env = "LISTEN_ADDR",
@@ -124,6 +151,20 @@ pub struct Config {
         hide_env_values = true
     )]
     pub listen: SocketAddr,
+
+    /// Admin address: the meeting list, history, metrics, operator actions
+    /// and the console. Anything but loopback needs --admin-token.
+    #[arg(
+        long,
+        env = "ADMIN_LISTEN",
+        default_value = "127.0.0.1:8044",
+        hide_env_values = true
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Bearer token every admin request must carry (never logged).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<AdminToken>,
 
     /// Database URL: sqlite://path (the default; the file is created if missing) or
     /// postgres://user@host/db (several replicas on one database).
@@ -248,6 +289,11 @@ pub struct Config {
     /// Test only: a fault a test fires when it wants (see [`crate::fault`]).
     #[arg(skip)]
     pub faults: crate::fault::Faults,
+
+    /// Where "now" comes from for every part of the service (the system
+    /// clock; tests drive a [`crate::clock::ManualClock`]).
+    #[arg(skip)]
+    pub clock: crate::clock::SharedClock,
 }
 
 impl Config {
@@ -257,6 +303,8 @@ impl Config {
             api_key,
             api_url,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: None,
             database,
             max_duration: Duration::from_secs(30 * 60),
             grace: Duration::ZERO,
@@ -279,6 +327,7 @@ impl Config {
             warn_text: None,
             inject_fault: None,
             faults: crate::fault::Faults::default(),
+            clock: crate::clock::SharedClock::default(),
         }
     }
 
@@ -311,6 +360,21 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "--header-read-timeout, --body-read-timeout and --keep-alive-timeout must be more than 0s",
             ));
+        }
+        match &self.admin_token {
+            Some(t)
+                if t.expose().is_empty() || !t.expose().bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                return Err(ConfigError::Invalid(
+                    "--admin-token must be printable ASCII without spaces (it is sent as a header)",
+                ));
+            }
+            None if !self.admin_listen.ip().is_loopback() => {
+                return Err(ConfigError::Invalid(
+                    "--admin-listen is not a loopback address: set --admin-token (ADMIN_TOKEN) too, or listen on 127.0.0.1",
+                ));
+            }
+            _ => {}
         }
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid("--max-connections must be at least 1"));
@@ -456,6 +520,30 @@ pub fn load_limits(path: &Path, base: Limits) -> Result<Limits, ConfigError> {
 
 /// Parses the text of a limits file (see [`load_limits`]).
 pub fn parse_limits(text: &str, base: Limits) -> Result<Limits, String> {
+    let (exact, prefixes) = parse_limit_rules(text)?;
+    Ok(base.with_rules(exact, prefixes))
+}
+
+/// The rules of a limits file: (exact room ids, prefixes).
+pub type LimitFileRules = (Vec<(String, Duration)>, Vec<(String, Duration)>);
+
+/// Reads the rules of the `--limits` file (none without one), to seed the
+/// store's limits at start.
+pub fn load_limit_rules(path: Option<&Path>) -> Result<LimitFileRules, ConfigError> {
+    let Some(path) = path else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadLimits {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_limit_rules(&text).map_err(|message| ConfigError::BadLimits {
+        path: path.to_owned(),
+        message,
+    })
+}
+
+fn parse_limit_rules(text: &str) -> Result<LimitFileRules, String> {
     let file: LimitsFile = toml::from_str(text).map_err(|e| e.to_string())?;
     let convert = |table: &str, map: BTreeMap<String, String>| {
         map.into_iter()
@@ -474,7 +562,7 @@ pub fn parse_limits(text: &str, base: Limits) -> Result<Limits, String> {
     };
     let exact = convert("rooms", file.rooms)?;
     let prefixes = convert("prefixes", file.prefixes)?;
-    Ok(base.with_rules(exact, prefixes))
+    Ok((exact, prefixes))
 }
 
 #[cfg(test)]
@@ -544,6 +632,49 @@ mod tests {
             .contains("--retention must be at least twice --webhook-max-age"));
         cfg.retention = Duration::from_secs(60);
         assert!(cfg.policy().is_ok());
+    }
+
+    #[test]
+    fn admin_token_is_redacted_and_required_off_loopback() {
+        let key: ApiKey = "k".parse().unwrap();
+        let mut cfg = Config::new(
+            key,
+            Url::parse("http://x").unwrap(),
+            "sqlite::memory:".into(),
+        );
+        cfg.admin_listen = "0.0.0.0:8044".parse().unwrap();
+        let err = cfg.policy().unwrap_err().to_string();
+        assert!(
+            err.contains("--admin-listen") && err.contains("--admin-token"),
+            "{err}"
+        );
+        cfg.admin_token = Some("t0ken-s3cret".parse().unwrap());
+        assert!(cfg.policy().is_ok());
+        assert!(!format!("{cfg:?}").contains("t0ken-s3cret"));
+        cfg.admin_token = Some("has space".parse().unwrap());
+        let err = cfg.policy().unwrap_err().to_string();
+        assert!(
+            err.contains("--admin-token") && !err.contains("has space"),
+            "{err}"
+        );
+        cfg.admin_token = None;
+        cfg.admin_listen = "[::1]:0".parse().unwrap();
+        assert!(cfg.policy().is_ok(), "loopback needs no token");
+    }
+
+    #[test]
+    fn help_hides_the_admin_token() {
+        let cli = Cli::try_parse_from([
+            "eyeson-hard-limit",
+            "--api-key",
+            "k",
+            "--admin-token",
+            "t0ken-s3cret",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("t0ken-s3cret"));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--admin-token") && help.contains("ADMIN_TOKEN"));
     }
 
     #[test]

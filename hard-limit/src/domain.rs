@@ -256,6 +256,26 @@ impl Limits {
         self
     }
 
+    /// The limit for rooms no rule names.
+    pub fn default_limit(&self) -> Duration {
+        self.default
+    }
+
+    /// The exact-room rules, sorted by room id.
+    pub fn rooms(&self) -> Vec<(&str, Duration)> {
+        let mut v: Vec<_> = self.exact.iter().map(|(k, d)| (k.as_str(), *d)).collect();
+        v.sort();
+        v
+    }
+
+    /// The prefix rules, longest first.
+    pub fn prefixes(&self) -> Vec<(&str, Duration)> {
+        self.prefixes
+            .iter()
+            .map(|(k, d)| (k.as_str(), *d))
+            .collect()
+    }
+
     /// The limit that applies to a room.
     pub fn for_room(&self, room: &RoomId) -> Duration {
         let id = room.as_str();
@@ -491,6 +511,45 @@ pub fn is_overdue(deadline: Timestamp, now: Timestamp) -> bool {
     deadline <= now
 }
 
+/// An operator's change to an open meeting's deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadlineChange {
+    /// Later by this much (`{"by": "15m"}`).
+    By(Duration),
+    /// At this time (`{"until": "…"}`); earlier than the current deadline
+    /// is allowed, the past is not.
+    Until(Timestamp),
+    /// Now (`/end`): the scheduler claims it at once and ends it through
+    /// the usual claim, lease, newer-meeting guard and retries.
+    Now,
+}
+
+/// Why a [`DeadlineChange`] was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadlineRefused {
+    /// The new deadline would not be after now.
+    InThePast,
+}
+
+/// The deadline after `change`, for a running meeting whose deadline is
+/// `current`. An overdue meeting extended by too little stays refused
+/// rather than silently ending at once.
+pub fn moved_deadline(
+    change: DeadlineChange,
+    current: Timestamp,
+    now: Timestamp,
+) -> Result<Timestamp, DeadlineRefused> {
+    let new = match change {
+        DeadlineChange::By(d) => current.plus(d),
+        DeadlineChange::Until(t) => t,
+        DeadlineChange::Now => return Ok(current.min(now)),
+    };
+    if new <= now {
+        return Err(DeadlineRefused::InThePast);
+    }
+    Ok(new)
+}
+
 /// How the shutdown call for a claimed meeting ended, and the state it leads to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownOutcome {
@@ -639,6 +698,48 @@ pub fn retry_delay(base: Duration, attempts: i64) -> Duration {
 #[cfg(test)]
 mod guard_tests {
     use super::*;
+
+    #[test]
+    fn deadlines_move_forward_or_to_a_future_time_never_into_the_past() {
+        let now = Timestamp(10_000);
+        let min = Duration::from_secs(60);
+        assert_eq!(
+            moved_deadline(DeadlineChange::By(min), Timestamp(20_000), now),
+            Ok(Timestamp(80_000))
+        );
+        // Overdue but not yet claimed: by 60 s from a deadline 70 s ago is past.
+        assert_eq!(
+            moved_deadline(DeadlineChange::By(min), Timestamp(-60_000), now),
+            Err(DeadlineRefused::InThePast)
+        );
+        assert_eq!(
+            moved_deadline(
+                DeadlineChange::Until(Timestamp(15_000)),
+                Timestamp(20_000),
+                now
+            ),
+            Ok(Timestamp(15_000))
+        );
+        for t in [now, Timestamp(9_999)] {
+            assert_eq!(
+                moved_deadline(DeadlineChange::Until(t), Timestamp(20_000), now),
+                Err(DeadlineRefused::InThePast)
+            );
+        }
+        assert_eq!(
+            moved_deadline(DeadlineChange::Now, Timestamp(20_000), now),
+            Ok(now)
+        );
+        assert_eq!(
+            moved_deadline(DeadlineChange::Now, Timestamp(5_000), now),
+            Ok(Timestamp(5_000)),
+            "ending an overdue meeting keeps its deadline"
+        );
+        assert_eq!(
+            moved_deadline(DeadlineChange::By(Duration::MAX), Timestamp(20_000), now),
+            Ok(Timestamp(i64::MAX))
+        );
+    }
 
     #[test]
     fn a_warning_is_due_once_per_deadline_and_rearmed_when_it_moves() {

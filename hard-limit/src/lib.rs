@@ -46,8 +46,10 @@
 //! | [`eyeson`] | the REST client |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
 //! | [`store`] | the narrow [`store::MeetingStore`] trait, its SQLite engine and its PostgreSQL engine (replicas) |
-//! | [`http`] | routes, read-only endpoints, error answers |
+//! | [`http`] | the public and the admin routers, their state, error answers |
+//! | [`limits`] | the limits in force: command-line default, stored per-room rules |
 //! | [`serve`] | the server loop: connection cap, header and idle timeouts |
+//! | [`shutdown`] | the one stop signal every task takes |
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`app`] | build and run: the zero2prod `Application` |
 //! | [`clock`] | where "now" comes from |
@@ -63,10 +65,12 @@ pub mod domain;
 pub mod eyeson;
 pub mod fault;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod reconcile;
 pub mod scheduler;
 pub mod serve;
+pub mod shutdown;
 pub mod store;
 pub mod wake;
 pub mod warner;

@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::Url;
-use tokio::sync::watch;
 
 use crate::clock::Clock;
-use crate::domain::{self, MeetingKey, Plan, Policy, RoomUpdate, Timestamp};
+use crate::domain::{self, MeetingKey, Plan, RoomUpdate, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient};
+use crate::limits::LimitsHandle;
 use crate::metrics;
-use crate::scheduler::sleep_or_stop;
+use crate::shutdown::Shutdown;
 use crate::store::{Applied, Closing, MeetingStore, Store, StoreError};
 use crate::wake::Wake;
 
@@ -52,8 +52,8 @@ pub struct Reconciler {
     pub store: Store,
     /// The eyeson client.
     pub client: EyesonClient,
-    /// Deadline rules.
-    pub policy: Arc<Policy>,
+    /// The limits in force.
+    pub limits: Arc<LimitsHandle>,
     /// Where now comes from.
     pub clock: Arc<dyn Clock>,
     /// Poked when a meeting is tracked.
@@ -83,7 +83,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// Registers the webhook (if configured), then reconciles every
     /// `every` until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: Shutdown) {
         // Registration retries on its own: it must not delay the first
         // reconciliation. Like the other chores it runs only on the chores
         // leader (one replica at a time on PostgreSQL), so replicas never
@@ -108,7 +108,7 @@ impl Reconciler {
                 }
                 self.chores().await;
             }
-            if sleep_or_stop(self.every, &mut stop).await {
+            if stop.sleep(self.every).await {
                 break;
             }
         }
@@ -187,6 +187,7 @@ impl Reconciler {
         let mut plans = Vec::with_capacity(rooms.len());
         let mut listed = Vec::with_capacity(rooms.len());
         let ahead = now.plus(self.max_start_ahead);
+        let policy = self.limits.policy().await;
         for room in rooms {
             if room.started_at.is_some_and(|s| s > ahead) {
                 tracing::warn!(room = %room.room_id, "GET /rooms lists a meeting that starts in the future; not tracked");
@@ -200,7 +201,7 @@ impl Reconciler {
                     event_time: now,
                     guest_token: room.guest_token.clone(),
                 },
-                &self.policy,
+                &policy,
             );
             if let Plan::Track { key, .. } = &plan {
                 listed.push(key.clone());

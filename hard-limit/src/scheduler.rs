@@ -18,13 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::domain::{self, MeetingKey, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
+use crate::shutdown::Shutdown;
 use crate::store::{Claim, MeetingStore, Outcome, Store, StoreError};
 
 /// An outcome on its way to the store, and where to say whether it applied.
@@ -92,13 +93,13 @@ impl Scheduler {
     /// Returns early (and the supervisor in [`crate::app`] stops the
     /// service) if its outcome writer ends: outcomes could no longer be
     /// recorded.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: Shutdown) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let (finisher, mut finisher_task) = self.start_finisher();
         let mut finisher_ended = false;
         loop {
-            if *stop.borrow() {
+            if stop.is_stopped() {
                 break;
             }
             if finisher_task.is_finished() {
@@ -134,7 +135,7 @@ impl Scheduler {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "could not claim due meetings; retrying in 1s");
-                        if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                        if stop.sleep(Duration::from_secs(1)).await {
                             break;
                         }
                         continue;
@@ -161,7 +162,7 @@ impl Scheduler {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.wake.scheduler().notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = stop.changed() => {}
+                () = stop.stopped() => {}
                 _ = &mut finisher_task => {
                     finisher_ended = true;
                     self.outcome_writer_ended();
@@ -381,13 +382,5 @@ impl Scheduler {
             Ok(EndResult::NotRunning) => Ok(ShutdownOutcome::AlreadyEnded),
             Err(e) => Err(StepError::Api(e)),
         }
-    }
-}
-
-/// Sleeps; returns true if `stop` turned true meanwhile.
-pub(crate) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        _ = stop.changed() => true,
     }
 }

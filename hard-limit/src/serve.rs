@@ -24,13 +24,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+
+use crate::shutdown::{self, Shutdown};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
@@ -52,23 +57,23 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Shutdown,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Every connection task holds a receiver: when all are gone, done.
     let (closed_tx, closed_rx) = watch::channel(());
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (close_all, closing) = shutdown::signal();
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
-            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            () = stop.stopped() => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) => {
                     // Per-connection errors (reset before accept) and fd
                     // exhaustion: never end the loop; back off briefly on
@@ -80,23 +85,55 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            () = stop.stopped() => break,
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let closed = closed_rx.clone();
-        let mut shutdown = shutdown_rx.clone();
+        let mut shutdown = closing.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _closed = closed;
-            serve_connection(stream, router, limits, &mut shutdown).await;
+            serve_connection(stream, peer, router, limits, &mut shutdown).await;
         });
     }
     drop(listener);
-    let _ = shutdown_tx.send(true);
+    close_all.stop();
     drop(closed_rx);
     closed_tx.closed().await;
     Ok(())
+}
+
+/// Serves each router on its listener with the same limits until `stop`
+/// turns true. If one server ends by itself (it should not), the others
+/// are stopped too and its error returned: the caller supervises one task.
+pub async fn serve_all(
+    servers: Vec<(TcpListener, Router)>,
+    limits: ConnLimits,
+    mut stop: Shutdown,
+) -> io::Result<()> {
+    let (inner_tx, inner_rx) = shutdown::signal();
+    let mut set = tokio::task::JoinSet::new();
+    for (listener, router) in servers {
+        set.spawn(serve(listener, router, limits, inner_rx.clone()));
+    }
+    let first = tokio::select! {
+        r = set.join_next() => r,
+        () = stop.stopped() => None,
+    };
+    inner_tx.stop();
+    let mut result = match first {
+        None => Ok(()),
+        Some(Ok(Ok(()))) => Err(io::Error::other("a listener stopped serving")),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(io::Error::other(format!("a listener's task failed: {e}"))),
+    };
+    while let Some(r) = set.join_next().await {
+        if let (Ok(()), Ok(Err(e))) = (&result, r) {
+            result = Err(e);
+        }
+    }
+    result
 }
 
 fn is_connection_error(e: &io::Error) -> bool {
@@ -110,17 +147,21 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     router: Router,
     limits: ConnLimits,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
 ) {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let io = IdleIo::new(stream, limits.keep_alive_timeout, in_flight.clone());
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let guard = InFlight::enter(&in_flight);
         let router = router.clone();
+        let mut req = req.map(Body::new);
+        // Handlers that record who asked (the admin audit) read it here.
+        req.extensions_mut().insert(ConnectInfo(peer));
         async move {
-            let answer = router.oneshot(req.map(Body::new)).await;
+            let answer = router.oneshot(req).await;
             drop(guard);
             answer
         }
@@ -138,7 +179,7 @@ async fn serve_connection(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         }
-        () = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+        () = shutdown.stopped() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

@@ -24,14 +24,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::domain::{self, GuestToken, WarningOutcome};
 use crate::eyeson::{AccessKey, ApiError, EyesonClient, GuestJoin, Posted};
 use crate::metrics;
-use crate::scheduler::sleep_or_stop;
+use crate::shutdown::Shutdown;
 use crate::store::{MeetingStore, Store, StoreError, WarnClaim, WarnRecord};
 use crate::wake::Wake;
 
@@ -110,13 +110,13 @@ impl Warner {
     /// Runs until `stop` turns true, then waits for warnings in flight.
     /// Returns early (and the supervisor stops the service) if its writer
     /// ends.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: Shutdown) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let (writer, mut writer_task) = self.start_writer();
         let mut writer_ended = false;
         loop {
-            if *stop.borrow() {
+            if stop.is_stopped() {
                 break;
             }
             if writer_task.is_finished() {
@@ -158,7 +158,7 @@ impl Warner {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "could not claim due warnings; retrying in 1s");
-                        if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                        if stop.sleep(Duration::from_secs(1)).await {
                             break;
                         }
                         continue;
@@ -185,7 +185,7 @@ impl Warner {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.wake.warner().notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = stop.changed() => {}
+                () = stop.stopped() => {}
                 _ = &mut writer_task => {
                     writer_ended = true;
                     self.writer_ended();

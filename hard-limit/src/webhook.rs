@@ -23,8 +23,10 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app::AppState;
+use crate::clock::Clock;
+use crate::config::ApiKey;
 use crate::domain::{self, GuestToken, Plan, RoomId, RoomUpdate, Timestamp};
+use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::store::{Applied, MeetingStore, Store};
 
@@ -315,37 +317,96 @@ impl Ingest {
     }
 }
 
-/// The handler.
-pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match handle(&app, &headers, body).await {
-        Ok((outcome, reason)) => {
-            metrics::delivery(outcome, reason);
-            if outcome == "error" {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({"error": "could not store the delivery; retry"})),
-                )
-                    .into_response();
-            }
-            StatusCode::NO_CONTENT.into_response()
+/// What the webhook handler needs (a part of the public listener's state).
+#[derive(Clone, Debug)]
+pub struct WebhookState {
+    /// The group-commit writer for deliveries.
+    pub ingest: Ingest,
+    /// The limits in force.
+    pub limits: Arc<LimitsHandle>,
+    /// For the signature check.
+    pub api_key: ApiKey,
+    /// Replay window for deliveries.
+    pub webhook_max_age: Duration,
+    /// Where now comes from.
+    pub clock: Arc<dyn Clock>,
+    /// A webhook body must arrive within this.
+    pub body_read_timeout: Duration,
+}
+
+/// How a delivery was answered. One value gives both the HTTP answer and
+/// the metric labels (`hard_limit_webhook_deliveries_total{outcome,reason}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Committed (204), for this reason.
+    Accepted(Applied),
+    /// Nothing to do (204): not a `room_update`.
+    OtherType,
+    /// Nothing to do (204): a room without a started meeting.
+    NotStarted,
+    /// Refused (4xx).
+    Rejected(Rejection),
+    /// The store failed (503; eyeson retries).
+    StoreFailed,
+}
+
+impl Answer {
+    /// The `outcome` label.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Answer::Accepted(_) => "accepted",
+            Answer::OtherType | Answer::NotStarted => "ignored",
+            Answer::Rejected(_) => "rejected",
+            Answer::StoreFailed => "error",
         }
-        Err(rejection) => {
-            metrics::delivery("rejected", rejection.reason());
-            tracing::debug!(reason = rejection.reason(), "webhook delivery rejected");
-            (
-                rejection.status(),
-                Json(json!({"error": rejection.message()})),
-            )
-                .into_response()
+    }
+
+    /// The `reason` label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Answer::Accepted(Applied::Tracked) => "tracked",
+            Answer::Accepted(Applied::AlreadyKnown) => "duplicate",
+            Answer::Accepted(Applied::LateForEndedMeeting) => "late_for_ended_meeting",
+            Answer::Accepted(Applied::Ended(_)) => "ended",
+            Answer::Accepted(Applied::Ignored) | Answer::NotStarted => "not_started",
+            Answer::OtherType => "other_type",
+            Answer::Rejected(r) => r.reason(),
+            Answer::StoreFailed => "store",
         }
     }
 }
 
-async fn handle(
-    app: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(&'static str, &'static str), Rejection> {
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Accepted(_) | Answer::OtherType | Answer::NotStarted => {
+                StatusCode::NO_CONTENT.into_response()
+            }
+            Answer::Rejected(r) => {
+                (r.status(), Json(json!({"error": r.message()}))).into_response()
+            }
+            Answer::StoreFailed => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "could not store the delivery; retry"})),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The handler.
+pub async fn receive(State(app): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
+    let answer = handle(&app, &headers, body)
+        .await
+        .unwrap_or_else(Answer::Rejected);
+    metrics::delivery(answer.outcome(), answer.reason());
+    if let Answer::Rejected(r) = answer {
+        tracing::debug!(reason = r.reason(), "webhook delivery rejected");
+    }
+    answer.into_response()
+}
+
+async fn handle(app: &WebhookState, headers: &HeaderMap, body: Body) -> Result<Answer, Rejection> {
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -368,7 +429,7 @@ async fn handle(
         return Err(Rejection::Stale);
     }
     let update = match delivery.event {
-        Event::Other => return Ok(("ignored", "other_type")),
+        Event::Other => return Ok(Answer::OtherType),
         Event::RoomUpdate(u) => u,
     };
     if update.started_at.is_some_and(|s| {
@@ -380,18 +441,14 @@ async fn handle(
     }) {
         return Err(Rejection::FutureStart);
     }
-    let plan = domain::plan(&update, &app.policy);
+    let plan = domain::plan(&update, &*app.limits.policy().await);
     if let Plan::Ignore(_) = plan {
-        return Ok(("ignored", "not_started"));
+        return Ok(Answer::NotStarted);
     }
-    match app.ingest.submit(plan).await {
-        Ok(Applied::Tracked) => Ok(("accepted", "tracked")),
-        Ok(Applied::AlreadyKnown) => Ok(("accepted", "duplicate")),
-        Ok(Applied::LateForEndedMeeting) => Ok(("accepted", "late_for_ended_meeting")),
-        Ok(Applied::Ended(_)) => Ok(("accepted", "ended")),
-        Ok(Applied::Ignored) => Ok(("ignored", "not_started")),
-        Err(()) => Ok(("error", "store")),
-    }
+    Ok(match app.ingest.submit(plan).await {
+        Ok(applied) => Answer::Accepted(applied),
+        Err(()) => Answer::StoreFailed,
+    })
 }
 
 /// Reads at most [`MAX_BODY`] bytes: more is [`Rejection::TooLarge`], a

@@ -25,7 +25,7 @@ pub mod postgres;
 mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
-    use super::{Claim, MeetingView, StoreError, WarnClaim};
+    use super::{ActionRecord, Claim, MeetingRecord, MeetingView, StoreError, WarnClaim};
     use crate::domain::{GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
 
     /// What a row of `meetings` must be able to decode.
@@ -34,6 +34,8 @@ mod rows {
         for<'r> &'r str: ColumnIndex<Self>,
         for<'r> String: Decode<'r, Self::Database> + Type<Self::Database>,
         for<'r> i64: Decode<'r, Self::Database> + Type<Self::Database>,
+        for<'r> Option<i64>: Decode<'r, Self::Database> + Type<Self::Database>,
+        for<'r> Option<String>: Decode<'r, Self::Database> + Type<Self::Database>,
     {
         fn key(&self) -> Result<MeetingKey, StoreError> {
             let room: String = self.try_get("room_id")?;
@@ -51,6 +53,34 @@ mod rows {
                 deadline: Timestamp(self.try_get("deadline")?),
                 state: MeetingState::parse(&state)
                     .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
+            })
+        }
+
+        fn record(&self) -> Result<MeetingRecord, StoreError> {
+            Ok(MeetingRecord {
+                view: self.view()?,
+                tracked_at: Timestamp(self.try_get("created_at")?),
+                updated_at: Timestamp(self.try_get("updated_at")?),
+                finished_at: self
+                    .try_get::<Option<i64>, _>("finished_at")?
+                    .map(Timestamp),
+                attempts: self.try_get("attempts")?,
+            })
+        }
+
+        fn action(&self) -> Result<ActionRecord, StoreError> {
+            let t = |c: &str| -> Result<Option<Timestamp>, StoreError> {
+                Ok(self.try_get::<Option<i64>, _>(c)?.map(Timestamp))
+            };
+            Ok(ActionRecord {
+                at: Timestamp(self.try_get("at")?),
+                action: self.try_get("action")?,
+                room_id: self.try_get("room_id")?,
+                started_at: t("started_at")?,
+                old_deadline: t("old_deadline")?,
+                new_deadline: t("new_deadline")?,
+                detail: self.try_get("detail")?,
+                caller: self.try_get("caller")?,
             })
         }
 
@@ -88,7 +118,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::domain::{
-    GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp, WarningOutcome,
+    DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
+    WarningOutcome,
 };
 
 pub use postgres::PgStore;
@@ -198,6 +229,238 @@ pub enum Closing {
         /// How many meetings were open.
         open: u64,
     },
+}
+
+/// Who asked for an operator action, and how it is described in the audit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's address (`ip:port`), as the admin listener saw it.
+    pub addr: String,
+}
+
+/// What [`AdminStore::move_deadline`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeadlineMoved {
+    /// The room has no open meeting.
+    NoOpenMeeting,
+    /// The room's open meeting is not the one the caller named (it ended
+    /// and a newer one started meanwhile): nothing changed.
+    OtherMeeting(MeetingView),
+    /// The meeting is stopping (claimed, or waiting for a retry): nothing
+    /// changed.
+    NotRunning(MeetingView),
+    /// The change was refused: nothing changed.
+    Refused(DeadlineRefused, MeetingView),
+    /// Moved and recorded in the audit.
+    Moved {
+        /// The meeting with its new deadline.
+        meeting: MeetingView,
+        /// Its deadline before.
+        old: Timestamp,
+    },
+}
+
+/// One meeting with its transitions, for `/meetings/{room}/history`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeetingRecord {
+    /// Identity, deadline, state.
+    pub view: MeetingView,
+    /// When the service first tracked it.
+    pub tracked_at: Timestamp,
+    /// Its last change.
+    pub updated_at: Timestamp,
+    /// When it reached a final state.
+    pub finished_at: Option<Timestamp>,
+    /// How many times it was claimed for shutdown.
+    pub attempts: i64,
+}
+
+/// One audited operator action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionRecord {
+    /// When.
+    pub at: Timestamp,
+    /// `extend`, `end`, `limit_set`, `limit_removed`.
+    pub action: String,
+    /// The room (for limits: the room id or the prefix).
+    pub room_id: String,
+    /// The meeting, for meeting actions.
+    pub started_at: Option<Timestamp>,
+    /// The deadline before.
+    pub old_deadline: Option<Timestamp>,
+    /// The deadline after.
+    pub new_deadline: Option<Timestamp>,
+    /// What was asked (`by 15m`, `prefix limit 2h`, …).
+    pub detail: Option<String>,
+    /// Who asked (address).
+    pub caller: String,
+}
+
+/// A room's meetings and the operator actions on it, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoomHistory {
+    /// Its meetings.
+    pub meetings: Vec<MeetingRecord>,
+    /// Operator actions on the room.
+    pub actions: Vec<ActionRecord>,
+}
+
+/// A per-room or per-prefix limit kept in the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LimitKind {
+    /// An exact room id.
+    Room,
+    /// A room id prefix (longest match wins).
+    Prefix,
+}
+
+impl LimitKind {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Room => "room",
+            LimitKind::Prefix => "prefix",
+        }
+    }
+}
+
+/// One stored limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitRule {
+    /// Room or prefix.
+    pub kind: LimitKind,
+    /// The room id or the prefix.
+    pub key: String,
+    /// The limit.
+    pub limit: Duration,
+}
+
+/// The operator side of the store: deadline changes, the audit, runtime
+/// limits. Every change is recorded in the audit in its own transaction.
+pub trait AdminStore: Send + Sync {
+    /// Moves the deadline of the room's open meeting (if `expected_start`
+    /// is given, only if that is the open meeting), only while it is
+    /// `running`, and records the action. On PostgreSQL the commit
+    /// `NOTIFY`s every replica's scheduler.
+    fn move_deadline(
+        &self,
+        room: &RoomId,
+        expected_start: Option<Timestamp>,
+        change: DeadlineChange,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> impl Future<Output = Result<DeadlineMoved, StoreError>> + Send;
+
+    /// The room's last `limit` meetings with their transitions, and the
+    /// operator actions on it.
+    fn history(
+        &self,
+        room: &RoomId,
+        limit: u32,
+    ) -> impl Future<Output = Result<RoomHistory, StoreError>> + Send;
+
+    /// The first recorded deadline of each meeting started at or after
+    /// `started_since` whose deadline an operator moved (the deadline its
+    /// limit gave it).
+    fn planned_deadlines(
+        &self,
+        started_since: Timestamp,
+    ) -> impl Future<Output = Result<Vec<(MeetingKey, Timestamp)>, StoreError>> + Send;
+
+    /// Every stored limit.
+    fn limit_rules(&self) -> impl Future<Output = Result<Vec<LimitRule>, StoreError>> + Send;
+
+    /// Sets (`Some`) or removes (`None`) a limit and records the action;
+    /// returns the limit it replaced. On PostgreSQL the commit `NOTIFY`s
+    /// every replica.
+    fn set_limit(
+        &self,
+        kind: LimitKind,
+        key: &str,
+        limit: Option<Duration>,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send;
+}
+
+/// The audit's action name for a deadline change.
+fn action_name(change: DeadlineChange) -> &'static str {
+    match change {
+        DeadlineChange::Now => "end",
+        DeadlineChange::By(_) | DeadlineChange::Until(_) => "extend",
+    }
+}
+
+/// The audit's description of a deadline change.
+fn describe(change: DeadlineChange) -> String {
+    match change {
+        DeadlineChange::By(d) => format!("by {}", humantime::format_duration(d)),
+        DeadlineChange::Until(t) => format!("until {}", t.to_rfc3339()),
+        DeadlineChange::Now => "end now".into(),
+    }
+}
+
+/// The audit's description of a limit change.
+fn describe_limit(kind: LimitKind, old_ms: Option<i64>, new: Option<Duration>) -> String {
+    let show = |d: Duration| humantime::format_duration(d).to_string();
+    let old = old_ms.map(|ms| show(Duration::from_millis(ms.max(0) as u64)));
+    format!(
+        "{} limit {} -> {}",
+        kind.as_str(),
+        old.as_deref().unwrap_or("none"),
+        new.map(show).as_deref().unwrap_or("none")
+    )
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What a deadline change does to the room's open meeting `view` (pure:
+/// the engines run it inside their transaction).
+fn decide_move(
+    view: &MeetingView,
+    expected_start: Option<Timestamp>,
+    change: DeadlineChange,
+    now: Timestamp,
+) -> DeadlineMoved {
+    if expected_start.is_some_and(|s| s != view.key.started_at) {
+        return DeadlineMoved::OtherMeeting(view.clone());
+    }
+    if view.state != MeetingState::Running {
+        return DeadlineMoved::NotRunning(view.clone());
+    }
+    match crate::domain::moved_deadline(change, view.deadline, now) {
+        Err(why) => DeadlineMoved::Refused(why, view.clone()),
+        Ok(new) => DeadlineMoved::Moved {
+            meeting: MeetingView {
+                deadline: new,
+                ..view.clone()
+            },
+            old: view.deadline,
+        },
+    }
+}
+
+fn limit_rule<R>(row: &R) -> Result<LimitRule, StoreError>
+where
+    R: sqlx::Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let kind: String = row.try_get("kind")?;
+    let kind = match kind.as_str() {
+        "room" => LimitKind::Room,
+        "prefix" => LimitKind::Prefix,
+        other => return Err(StoreError::Corrupt(format!("limit kind {other:?}"))),
+    };
+    let ms: i64 = row.try_get("limit_ms")?;
+    Ok(LimitRule {
+        kind,
+        key: row.try_get("key")?,
+        limit: Duration::from_millis(ms.max(1) as u64),
+    })
 }
 
 /// A store failure. Details go to the log, never to HTTP clients.
@@ -489,12 +752,71 @@ impl Store {
     pub fn spawn_listener(
         &self,
         wake: std::sync::Arc<crate::wake::Wake>,
-        stop: tokio::sync::watch::Receiver<bool>,
+        limits_changed: std::sync::Arc<dyn Fn() + Send + Sync>,
+        stop: crate::shutdown::Shutdown,
     ) -> Option<tokio::task::JoinHandle<()>> {
         match self {
             Store::Sqlite(_) => None,
-            Store::Postgres(s) => Some(s.spawn_listener(wake, stop)),
+            Store::Postgres(s) => Some(s.spawn_listener(wake, limits_changed, stop)),
         }
+    }
+}
+
+impl AdminStore for Store {
+    async fn move_deadline(
+        &self,
+        room: &RoomId,
+        expected_start: Option<Timestamp>,
+        change: DeadlineChange,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<DeadlineMoved, StoreError> {
+        let r = match self {
+            Store::Sqlite(s) => {
+                s.move_deadline(room, expected_start, change, now, caller)
+                    .await
+            }
+            Store::Postgres(s) => {
+                s.move_deadline(room, expected_start, change, now, caller)
+                    .await
+            }
+        };
+        self.note(r, |m| matches!(m, DeadlineMoved::Moved { .. }))
+    }
+    async fn history(&self, room: &RoomId, limit: u32) -> Result<RoomHistory, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.history(room, limit).await,
+            Store::Postgres(s) => s.history(room, limit).await,
+        }
+    }
+    async fn planned_deadlines(
+        &self,
+        started_since: Timestamp,
+    ) -> Result<Vec<(MeetingKey, Timestamp)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.planned_deadlines(started_since).await,
+            Store::Postgres(s) => s.planned_deadlines(started_since).await,
+        }
+    }
+    async fn limit_rules(&self) -> Result<Vec<LimitRule>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.limit_rules().await,
+            Store::Postgres(s) => s.limit_rules().await,
+        }
+    }
+    async fn set_limit(
+        &self,
+        kind: LimitKind,
+        key: &str,
+        limit: Option<Duration>,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<Option<Duration>, StoreError> {
+        let r = match self {
+            Store::Sqlite(s) => s.set_limit(kind, key, limit, now, caller).await,
+            Store::Postgres(s) => s.set_limit(kind, key, limit, now, caller).await,
+        };
+        self.note(r, |_| true)
     }
 }
 

@@ -34,17 +34,24 @@ use std::time::{Duration, SystemTime};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::Mutex;
 
 use super::rows::MeetingRow;
 use super::{
-    Applied, Claim, Closing, MeetingStore, MeetingView, Outcome, StoreError, WarnClaim, WarnRecord,
+    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule,
+    MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
 };
-use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::domain::{self, DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::shutdown::Shutdown;
 use crate::wake::Wake;
 
-/// The channel `NOTIFY`'d when a meeting is newly tracked.
+/// The channel `NOTIFY`'d when a meeting is newly tracked or an operator
+/// moved a deadline: every replica's scheduler re-plans.
 pub const CHANNEL: &str = "hard_limit_meetings";
+
+/// The channel `NOTIFY`'d when a stored limit changed: every replica
+/// reloads its limits.
+pub const LIMITS_CHANNEL: &str = "hard_limit_limits";
 
 /// The session advisory lock (one 64-bit key) the chores leader holds.
 const CHORES_LOCK: i64 = 0x6579_6573_6f6e_686c;
@@ -79,6 +86,13 @@ fn migrator() -> Migrator {
             "meetings".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0001_meetings.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "admin".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0002_admin.sql").into_sql_str(),
             false,
         ),
         Migration::new(
@@ -270,43 +284,52 @@ impl PgStore {
         got
     }
 
-    /// Listens for `NOTIFY hard_limit_meetings` and pokes `wake` for each,
+    /// Listens for `NOTIFY hard_limit_meetings` and pokes `wake` for each
+    /// (and calls `limits_changed` for each `NOTIFY hard_limit_limits`),
     /// until `stop` turns true. Reconnects on its own after losing the
     /// database, and pokes once after each (re)connection, since
     /// notifications sent meanwhile are lost.
     pub fn spawn_listener(
         &self,
         wake: Arc<Wake>,
-        mut stop: watch::Receiver<bool>,
+        limits_changed: Arc<dyn Fn() + Send + Sync>,
+        mut stop: Shutdown,
     ) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
                 match PgListener::connect_with(&pool).await {
-                    Ok(mut listener) => match listener.listen(CHANNEL).await {
-                        Ok(()) => {
-                            wake.poke();
-                            loop {
-                                tokio::select! {
-                                    r = listener.try_recv() => match r {
-                                        Ok(Some(_)) => wake.poke(),
-                                        // Connection lost; the next call reconnects
-                                        // and re-listens. Notifications may have been missed.
-                                        Ok(None) => wake.poke(),
-                                        Err(e) => {
-                                            tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-                                            break;
-                                        }
-                                    },
-                                    _ = stop.changed() => return,
+                    Ok(mut listener) => {
+                        match listener.listen_all([CHANNEL, LIMITS_CHANNEL]).await {
+                            Ok(()) => {
+                                wake.poke();
+                                limits_changed();
+                                loop {
+                                    tokio::select! {
+                                        r = listener.try_recv() => match r {
+                                            Ok(Some(n)) if n.channel() == LIMITS_CHANNEL => limits_changed(),
+                                            Ok(Some(_)) => wake.poke(),
+                                            // Connection lost; the next call reconnects
+                                            // and re-listens. Notifications may have been missed.
+                                            Ok(None) => {
+                                                wake.poke();
+                                                limits_changed();
+                                            }
+                                            Err(e) => {
+                                                tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                                                break;
+                                            }
+                                        },
+                                        () = stop.stopped() => return,
+                                    }
                                 }
                             }
+                            Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
                         }
-                        Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-                    },
+                    }
                     Err(e) => tracing::warn!(error = %e, "could not connect to LISTEN; retrying"),
                 }
-                if crate::scheduler::sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                if stop.sleep(Duration::from_secs(1)).await {
                     return;
                 }
             }
@@ -462,6 +485,185 @@ async fn insert(
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+impl AdminStore for PgStore {
+    async fn move_deadline(
+        &self,
+        room: &RoomId,
+        expected_start: Option<Timestamp>,
+        change: DeadlineChange,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<DeadlineMoved, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = Timestamp(self.now_in(&mut tx, now).await?);
+        // FOR UPDATE: a claim in flight (which skips locked rows) either
+        // committed first, and the row reads `stopping`, or waits for this.
+        let row = sqlx::query(
+            "SELECT room_id, started_at, deadline, state FROM meetings
+             WHERE room_id = $1 AND state IN ('running', 'stopping')
+             ORDER BY started_at DESC LIMIT 1 FOR UPDATE",
+        )
+        .bind(room.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(view) = row.as_ref().map(MeetingRow::view).transpose()? else {
+            tx.commit().await?;
+            return Ok(DeadlineMoved::NoOpenMeeting);
+        };
+        let decided = super::decide_move(&view, expected_start, change, now);
+        let DeadlineMoved::Moved { meeting, old } = &decided else {
+            tx.commit().await?;
+            return Ok(decided);
+        };
+        sqlx::query(
+            "UPDATE meetings SET deadline = $3, updated_at = $4
+             WHERE room_id = $1 AND started_at = $2 AND state = 'running'",
+        )
+        .bind(room.as_str())
+        .bind(meeting.key.started_at.0)
+        .bind(meeting.deadline.0)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO admin_actions (at, action, room_id, started_at, old_deadline, new_deadline, detail, caller)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(now.0)
+        .bind(super::action_name(change))
+        .bind(room.as_str())
+        .bind(meeting.key.started_at.0)
+        .bind(old.0)
+        .bind(meeting.deadline.0)
+        .bind(describe(change))
+        .bind(&caller.addr)
+        .execute(&mut *tx)
+        .await?;
+        // Every replica's scheduler re-plans: an earlier deadline (end
+        // now) is enforced at once wherever it is claimed.
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(decided)
+    }
+
+    async fn history(&self, room: &RoomId, limit: u32) -> Result<RoomHistory, StoreError> {
+        let meetings = sqlx::query(
+            "SELECT room_id, started_at, deadline, state, created_at, updated_at, finished_at, attempts
+             FROM meetings WHERE room_id = $1 ORDER BY started_at DESC LIMIT $2",
+        )
+        .bind(room.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let actions = sqlx::query(
+            "SELECT at, action, room_id, started_at, old_deadline, new_deadline, detail, caller
+             FROM admin_actions WHERE room_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(room.as_str())
+        .bind(i64::from(limit) * 4)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(RoomHistory {
+            meetings: meetings
+                .iter()
+                .map(MeetingRow::record)
+                .collect::<Result<_, _>>()?,
+            actions: actions
+                .iter()
+                .map(MeetingRow::action)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn planned_deadlines(
+        &self,
+        started_since: Timestamp,
+    ) -> Result<Vec<(MeetingKey, Timestamp)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (room_id, started_at) room_id, started_at, old_deadline AS deadline
+             FROM admin_actions
+             WHERE started_at >= $1 AND action IN ('extend', 'end')
+             ORDER BY room_id, started_at, id",
+        )
+        .bind(started_since.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.key()?, Timestamp(r.try_get("deadline")?))))
+            .collect()
+    }
+
+    async fn limit_rules(&self) -> Result<Vec<LimitRule>, StoreError> {
+        let rows = sqlx::query("SELECT kind, key, limit_ms FROM room_limits ORDER BY kind, key")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(super::limit_rule).collect()
+    }
+
+    async fn set_limit(
+        &self,
+        kind: LimitKind,
+        key: &str,
+        limit: Option<Duration>,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<Option<Duration>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = self.now_in(&mut tx, now).await?;
+        let old: Option<i64> = sqlx::query_scalar(
+            "SELECT limit_ms FROM room_limits WHERE kind = $1 AND key = $2 FOR UPDATE",
+        )
+        .bind(kind.as_str())
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if limit.is_none() && old.is_none() {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        match limit {
+            Some(d) => {
+                sqlx::query(
+                    "INSERT INTO room_limits (kind, key, limit_ms, updated_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (kind, key) DO UPDATE SET limit_ms = excluded.limit_ms, updated_at = excluded.updated_at",
+                )
+                .bind(kind.as_str())
+                .bind(key)
+                .bind(millis(d))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM room_limits WHERE kind = $1 AND key = $2")
+                    .bind(kind.as_str())
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO admin_actions (at, action, room_id, detail, caller) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(now)
+        .bind(if limit.is_some() { "limit_set" } else { "limit_removed" })
+        .bind(key)
+        .bind(super::describe_limit(kind, old, limit))
+        .bind(&caller.addr)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(LIMITS_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(old.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+    }
 }
 
 impl MeetingStore for PgStore {
@@ -744,6 +946,11 @@ impl MeetingStore for PgStore {
         .bind(finished_before.0)
         .fetch_one(&self.pool)
         .await?;
+        // The audit is kept as long as the meetings it is about.
+        sqlx::query("DELETE FROM admin_actions WHERE at < $1")
+            .bind(finished_before.0)
+            .execute(&self.pool)
+            .await?;
         Ok(pruned as u64)
     }
 

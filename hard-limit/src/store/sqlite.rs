@@ -24,9 +24,10 @@ use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 
 use super::rows::MeetingRow;
 use super::{
-    Applied, Claim, Closing, MeetingStore, MeetingView, Outcome, StoreError, WarnClaim, WarnRecord,
+    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule,
+    MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
 };
-use crate::domain::{self, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::domain::{self, DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
 #[derive(Clone, Debug)]
@@ -53,6 +54,13 @@ fn migrator() -> Migrator {
             "meetings".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0001_meetings.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "admin".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0002_admin.sql").into_sql_str(),
             false,
         ),
         Migration::new(
@@ -480,6 +488,173 @@ async fn insert(
     Ok(n == 1)
 }
 
+impl AdminStore for SqliteStore {
+    async fn move_deadline(
+        &self,
+        room: &RoomId,
+        expected_start: Option<Timestamp>,
+        change: DeadlineChange,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<DeadlineMoved, StoreError> {
+        // BEGIN IMMEDIATE: no claim can slip between the read and the
+        // update (SQLite has one writer).
+        let mut tx = WriteTx::begin(self).await?;
+        let row = sqlx::query(
+            "SELECT room_id, started_at, deadline, state FROM meetings
+             WHERE room_id = ?1 AND state IN ('running', 'stopping')
+             ORDER BY started_at DESC LIMIT 1",
+        )
+        .bind(room.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(view) = row.as_ref().map(MeetingRow::view).transpose()? else {
+            tx.commit().await?;
+            return Ok(DeadlineMoved::NoOpenMeeting);
+        };
+        let decided = super::decide_move(&view, expected_start, change, now);
+        let DeadlineMoved::Moved { meeting, old } = &decided else {
+            tx.commit().await?;
+            return Ok(decided);
+        };
+        sqlx::query(
+            "UPDATE meetings SET deadline = ?3, updated_at = ?4
+             WHERE room_id = ?1 AND started_at = ?2 AND state = 'running'",
+        )
+        .bind(room.as_str())
+        .bind(meeting.key.started_at.0)
+        .bind(meeting.deadline.0)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO admin_actions (at, action, room_id, started_at, old_deadline, new_deadline, detail, caller)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(now.0)
+        .bind(super::action_name(change))
+        .bind(room.as_str())
+        .bind(meeting.key.started_at.0)
+        .bind(old.0)
+        .bind(meeting.deadline.0)
+        .bind(describe(change))
+        .bind(&caller.addr)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(decided)
+    }
+
+    async fn history(&self, room: &RoomId, limit: u32) -> Result<RoomHistory, StoreError> {
+        let meetings = sqlx::query(
+            "SELECT room_id, started_at, deadline, state, created_at, updated_at, finished_at, attempts
+             FROM meetings WHERE room_id = ?1 ORDER BY started_at DESC LIMIT ?2",
+        )
+        .bind(room.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        let actions = sqlx::query(
+            "SELECT at, action, room_id, started_at, old_deadline, new_deadline, detail, caller
+             FROM admin_actions WHERE room_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(room.as_str())
+        .bind(i64::from(limit) * 4)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(RoomHistory {
+            meetings: meetings
+                .iter()
+                .map(MeetingRow::record)
+                .collect::<Result<_, _>>()?,
+            actions: actions
+                .iter()
+                .map(MeetingRow::action)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn planned_deadlines(
+        &self,
+        started_since: Timestamp,
+    ) -> Result<Vec<(MeetingKey, Timestamp)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT room_id, started_at, old_deadline AS deadline FROM admin_actions a
+             WHERE started_at >= ?1 AND action IN ('extend', 'end')
+               AND id = (SELECT min(id) FROM admin_actions b
+                         WHERE b.room_id = a.room_id AND b.started_at = a.started_at
+                           AND b.action IN ('extend', 'end'))",
+        )
+        .bind(started_since.0)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.key()?, Timestamp(r.try_get("deadline")?))))
+            .collect()
+    }
+
+    async fn limit_rules(&self) -> Result<Vec<LimitRule>, StoreError> {
+        let rows = sqlx::query("SELECT kind, key, limit_ms FROM room_limits ORDER BY kind, key")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(super::limit_rule).collect()
+    }
+
+    async fn set_limit(
+        &self,
+        kind: LimitKind,
+        key: &str,
+        limit: Option<Duration>,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<Option<Duration>, StoreError> {
+        let mut tx = WriteTx::begin(self).await?;
+        let old: Option<i64> =
+            sqlx::query_scalar("SELECT limit_ms FROM room_limits WHERE kind = ?1 AND key = ?2")
+                .bind(kind.as_str())
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if limit.is_none() && old.is_none() {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        match limit {
+            Some(d) => {
+                sqlx::query(
+                    "INSERT INTO room_limits (kind, key, limit_ms, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, key) DO UPDATE SET limit_ms = excluded.limit_ms, updated_at = excluded.updated_at",
+                )
+                .bind(kind.as_str())
+                .bind(key)
+                .bind(super::millis(d))
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM room_limits WHERE kind = ?1 AND key = ?2")
+                    .bind(kind.as_str())
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO admin_actions (at, action, room_id, detail, caller) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(now.0)
+        .bind(if limit.is_some() { "limit_set" } else { "limit_removed" })
+        .bind(key)
+        .bind(super::describe_limit(kind, old, limit))
+        .bind(&caller.addr)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(old.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+    }
+}
+
 impl MeetingStore for SqliteStore {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
         let mut tx = WriteTx::begin(self).await?;
@@ -729,6 +904,11 @@ impl MeetingStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        // The audit is kept as long as the meetings it is about.
+        sqlx::query("DELETE FROM admin_actions WHERE at < ?1")
+            .bind(finished_before.0)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(pruned)
     }

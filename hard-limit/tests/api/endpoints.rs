@@ -89,7 +89,7 @@ async fn unknown_paths_are_404_json() {
     assert_eq!(r.status(), 404);
     let r = app
         .http
-        .get(format!("{}/meetings?limit=abc", app.url))
+        .get(format!("{}/meetings?limit=abc", app.admin))
         .send()
         .await
         .unwrap();
@@ -139,7 +139,7 @@ async fn meetings_are_listed_page_by_page() {
         let http = app.http.clone();
         async move { http.get(url).send().await.unwrap() }
     };
-    let r = get(format!("{}/meetings?limit=10000", app.url)).await;
+    let r = get(format!("{}/meetings?limit=10000", app.admin)).await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("link"), "a full page links on");
     let page: Vec<serde_json::Value> = r.json().await.unwrap();
@@ -147,7 +147,7 @@ async fn meetings_are_listed_page_by_page() {
 
     let mut seen = std::collections::BTreeSet::new();
     let mut last: Option<(String, String)> = None;
-    let mut url = format!("{}/meetings?limit=100", app.url);
+    let mut url = format!("{}/meetings?limit=100", app.admin);
     let mut pages = 0;
     loop {
         pages += 1;
@@ -184,9 +184,9 @@ async fn meetings_are_listed_page_by_page() {
             .trim_end_matches('>')
             .to_owned();
         assert!(link.contains("rel=\"next\""), "{link}");
-        url = format!("{}{target}", app.url);
+        url = format!("{}{target}", app.admin);
     }
     assert_eq!(seen.len(), 1005);
-    let r = get(format!("{}/meetings?cursor=nonsense", app.url)).await;
+    let r = get(format!("{}/meetings?cursor=nonsense", app.admin)).await;
     assert_eq!(r.status(), 400);
 }

@@ -20,8 +20,10 @@ pub const LIMIT: Duration = Duration::from_secs(30 * 60);
 
 /// A running service under test.
 pub struct TestApp {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`: the public listener.
     pub url: String,
+    /// `http://127.0.0.1:PORT`: the admin listener.
+    pub admin: String,
     /// The fake eyeson it talks to.
     pub fake: FakeEyeson,
     /// HTTP client for the tests.
@@ -83,6 +85,7 @@ pub async fn spawn_on(
     tweak(&mut config);
     let app = Application::build(config).await.expect("service builds");
     let url = format!("http://{}", app.local_addr());
+    let admin = format!("http://{}", app.admin_addr());
     let store = app.store();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -94,6 +97,7 @@ pub async fn spawn_on(
     });
     TestApp {
         url,
+        admin,
         fake,
         http: reqwest::Client::new(),
         database,
@@ -155,7 +159,7 @@ impl TestApp {
     /// `GET /meetings` as JSON.
     pub async fn meetings(&self) -> Vec<Value> {
         self.http
-            .get(format!("{}/meetings", self.url))
+            .get(format!("{}/meetings", self.admin))
             .send()
             .await
             .unwrap()
@@ -187,7 +191,7 @@ impl TestApp {
     /// `GET /metrics` text.
     pub async fn metrics(&self) -> String {
         self.http
-            .get(format!("{}/metrics", self.url))
+            .get(format!("{}/metrics", self.admin))
             .send()
             .await
             .unwrap()
@@ -300,6 +304,8 @@ pub fn assert_delete(r: &crate::fake_eyeson::Recorded, raw_path: &str) {
 pub struct ServiceProcess {
     pub child: std::process::Child,
     pub url: String,
+    /// The admin listener.
+    pub admin: String,
     pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -320,6 +326,7 @@ impl ServiceProcess {
             .env("EYESON_API_KEY", KEY)
             .env("EYESON_API_URL", fake.url())
             .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("ADMIN_LISTEN", "127.0.0.1:0")
             .env("DATABASE_URL", database)
             .env("RECONCILE_EVERY", "1h")
             .env("RUST_LOG", rust_log)
@@ -344,18 +351,25 @@ impl ServiceProcess {
             }
         });
         let deadline = Instant::now() + ready_within;
-        let addr = loop {
+        let field = |line: &str, name: &str| {
+            line.split(name)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        };
+        let (addr, admin) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = rx.recv_timeout(left).expect("the service logs its address");
             if line.contains("listening") {
-                if let Some(rest) = line.split("addr=").nth(1) {
-                    break rest.split_whitespace().next().unwrap().to_owned();
+                if let (Some(a), Some(b)) = (field(&line, " addr="), field(&line, " admin=")) {
+                    break (a, b);
                 }
             }
         };
         ServiceProcess {
             child,
             url: format!("http://{addr}"),
+            admin: format!("http://{admin}"),
             logs,
         }
     }

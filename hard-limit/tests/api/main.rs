@@ -6,6 +6,7 @@ mod fake_eyeson;
 mod helpers;
 mod pg;
 
+mod admin;
 mod chaos;
 mod disk_full;
 mod endpoints;

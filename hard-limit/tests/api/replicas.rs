@@ -19,12 +19,18 @@ use crate::pg::PgDb;
 struct Replica {
     child: Child,
     url: String,
+    admin: String,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Replica {
     fn start(fake: &FakeEyeson, database: &str, extra: &[(&str, &str)]) -> Replica {
-        let ServiceProcess { child, url, logs } = ServiceProcess::spawn(
+        let ServiceProcess {
+            child,
+            url,
+            admin,
+            logs,
+        } = ServiceProcess::spawn(
             fake,
             database,
             "info",
@@ -32,7 +38,12 @@ impl Replica {
             Duration::from_secs(30),
             &[&[("MAX_DURATION", "30m")], extra].concat(),
         );
-        Replica { child, url, logs }
+        Replica {
+            child,
+            url,
+            admin,
+            logs,
+        }
     }
 
     /// SIGKILL: no chance to finish or release anything.
@@ -68,7 +79,7 @@ impl Replica {
 
     async fn shutdowns(&self, http: &reqwest::Client) -> u64 {
         let text = http
-            .get(format!("{}/metrics", self.url))
+            .get(format!("{}/metrics", self.admin))
             .send()
             .await
             .unwrap()
@@ -330,7 +341,7 @@ async fn a_replica_killed_while_holding_leases_loses_nothing() {
         Duration::from_secs(10),
         || async {
             let list: Vec<serde_json::Value> = http
-                .get(format!("{}/meetings", survivors[0].url))
+                .get(format!("{}/meetings", survivors[0].admin))
                 .send()
                 .await
                 .unwrap()
@@ -448,6 +459,7 @@ async fn losing_the_database_mid_run_loses_no_acknowledged_webhook() {
         .map(|_| Replica::start(&fake, &via_proxy, &lease))
         .collect();
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+    let admins: Vec<String> = replicas.iter().map(|r| r.admin.clone()).collect();
     assert_eq!(
         deliver_all(&urls, &before, 32, Duration::from_secs(10)).await,
         0
@@ -523,7 +535,7 @@ async fn losing_the_database_mid_run_loses_no_acknowledged_webhook() {
         Duration::from_secs(15),
         || async {
             let list: Vec<serde_json::Value> =
-                match http.get(format!("{}/meetings", urls[1])).send().await {
+                match http.get(format!("{}/meetings", admins[1])).send().await {
                     Ok(r) => r.json().await.unwrap_or_default(),
                     Err(_) => return false,
                 };
@@ -741,4 +753,119 @@ async fn a_real_postgresql_restart_during_a_burst_loses_nothing() {
     for r in &mut replicas {
         r.assert_healthy_process();
     }
+}
+
+/// An operator's change through one replica reaches the others at once
+/// (NOTIFY): a deadline moved earlier on one replica is enforced by
+/// another that was asleep for a minute, and a limit set on one applies
+/// on the other to meetings that start afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_changes_through_one_replica_reach_the_others() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let fake = FakeEyeson::start(KEY).await;
+    let debug = [("RUST_LOG", "info,eyeson_hard_limit::scheduler=debug")];
+    let writer = Replica::start(&fake, &db.url, &debug);
+    let mut other = Replica::start(&fake, &db.url, &debug);
+    other.wait_for_log("scheduler sleeping pause=60s").await;
+    let http = reqwest::Client::new();
+
+    // Limits: set on the writer, in force on the other within the test's
+    // patience (its own reload interval is 30 s: only a NOTIFY is in time).
+    let r = http
+        .put(format!("{}/limits/rooms/ltd", writer.admin))
+        .json(&serde_json::json!({"limit": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_until(
+        "the other replica has the limit",
+        Duration::from_secs(10),
+        || async {
+            let l: serde_json::Value = http
+                .get(format!("{}/limits", other.admin))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            l["rooms"]["ltd"] == "1h"
+        },
+    )
+    .await;
+    let started = SystemTime::now() - Duration::from_secs(5);
+    fake.start_meeting("ltd", &iso(started));
+    assert_eq!(
+        post(&http, &other.url, &room_update("ltd", Some(started), false)).await,
+        204
+    );
+    let m: serde_json::Value = http
+        .get(format!("{}/meetings/ltd", other.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["deadline"], iso(started + Duration::from_secs(3600)));
+
+    // A deadline moved earlier through the writer, which then dies.
+    let started = start_for_deadline_in(Duration::from_secs(600));
+    fake.start_meeting("moved", &iso(started));
+    let sleeps = || {
+        other
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("scheduler sleeping pause=60s"))
+            .count()
+    };
+    let before = sleeps();
+    assert_eq!(
+        post(
+            &http,
+            &writer.url,
+            &room_update("moved", Some(started), false)
+        )
+        .await,
+        204
+    );
+    // Woken by the new meeting, the other replica is asleep again.
+    wait_until(
+        "the other replica sleeps again",
+        Duration::from_secs(10),
+        || async { sleeps() > before },
+    )
+    .await;
+    let until = SystemTime::now() + Duration::from_millis(1500);
+    let r = http
+        .post(format!("{}/meetings/moved/extend", writer.admin))
+        .json(&serde_json::json!({"until": iso(until)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    writer.kill9();
+    wait_until(
+        "the other replica ends the meeting at its new deadline",
+        Duration::from_secs(10),
+        || async { successful_deletes(&fake).get("/rooms/moved") == Some(&1) },
+    )
+    .await;
+    let d = fake
+        .deletes()
+        .into_iter()
+        .find(|d| d.path == "/rooms/moved")
+        .unwrap();
+    let late = d
+        .answered_at
+        .duration_since(until)
+        .expect("not before the new deadline");
+    assert!(late < Duration::from_secs(2), "woken late: {late:?}");
+    assert_eq!(fake.deletes().len(), 1);
+    other.assert_healthy_process();
 }

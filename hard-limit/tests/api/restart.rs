@@ -9,12 +9,18 @@ use crate::helpers::*;
 struct Service {
     child: Child,
     url: String,
+    admin: String,
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Service {
     fn start(fake: &FakeEyeson, database: &str, extra: &[(&str, &str)]) -> Service {
-        let ServiceProcess { child, url, logs } = ServiceProcess::spawn(
+        let ServiceProcess {
+            child,
+            url,
+            admin,
+            logs,
+        } = ServiceProcess::spawn(
             fake,
             database,
             "debug",
@@ -22,7 +28,12 @@ impl Service {
             Duration::from_secs(20),
             extra,
         );
-        Service { child, url, logs }
+        Service {
+            child,
+            url,
+            admin,
+            logs,
+        }
     }
 
     /// Asserts the API key appears in no log line (at debug level).
@@ -59,7 +70,7 @@ impl Service {
     }
 
     async fn state_of(&self, room: &str, started_at: SystemTime) -> Option<String> {
-        let list: Vec<serde_json::Value> = reqwest::get(format!("{}/meetings", self.url))
+        let list: Vec<serde_json::Value> = reqwest::get(format!("{}/meetings", self.admin))
             .await
             .ok()?
             .json()

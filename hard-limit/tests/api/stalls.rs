@@ -103,3 +103,54 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     );
     drop(idle);
 }
+
+/// The admin listener has the same limits, with a cap of its own: idle
+/// connections to it are closed after the timeout, and while its slots
+/// are taken the public listener still answers at once (and the other
+/// way round, a flood on the public port cannot lock operators out).
+#[tokio::test]
+async fn the_admin_listener_has_the_same_limits_and_its_own_cap() {
+    let app = spawn_app_with(|c| {
+        c.max_connections = 2;
+        c.keep_alive_timeout = Duration::from_secs(1);
+        c.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let admin = app.admin.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(TcpStream::connect(&admin).await.unwrap());
+    }
+    let t = Instant::now();
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "the public port waited for the admin cap"
+    );
+    let t = Instant::now();
+    let r = reqwest::Client::new()
+        .get(format!("{}/meetings", app.admin))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "served at once: the cap of 2 admin connections was not applied ({:?})",
+        t.elapsed()
+    );
+    // The idle ones were closed by the service, not left open.
+    for mut s in idle {
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+            .await
+            .is_ok();
+        assert!(closed, "an idle admin connection stayed open");
+    }
+}

@@ -9,11 +9,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use eyeson_hard_limit::domain::{
-    plan, GuestToken, Limits, MeetingKey, MeetingState, Plan, Policy, RoomId, RoomUpdate,
-    Timestamp, WarningOutcome,
+    plan, DeadlineChange, DeadlineRefused, GuestToken, Limits, MeetingKey, MeetingState, Plan,
+    Policy, RoomId, RoomUpdate, Timestamp, WarningOutcome,
 };
 use eyeson_hard_limit::store::{
-    Applied, Closing, MeetingStore, Outcome, PgStore, Store, WarnClaim, WarnRecord,
+    AdminStore, Applied, Caller, Closing, DeadlineMoved, LimitKind, LimitRule, MeetingStore,
+    Outcome, PgStore, Store, WarnClaim, WarnRecord,
 };
 
 use crate::pg::PgDb;
@@ -168,7 +169,246 @@ suite!(
     a_deferred_shutdown_is_claimed_again_at_its_retry_time,
     a_null_start_shutdown_spares_a_meeting_that_started_after_the_open_one,
     pruning_a_rooms_last_meeting_forgets_its_cutoff,
+    operators_move_only_a_running_meeting_and_it_is_audited,
+    ending_now_makes_the_meeting_due_at_once,
+    limits_are_stored_replaced_removed_and_audited,
 );
+
+fn caller() -> Caller {
+    Caller {
+        addr: "127.0.0.1:5000".into(),
+    }
+}
+
+async fn operators_move_only_a_running_meeting_and_it_is_audited(store: &Store) {
+    let room = RoomId::parse("op-room").unwrap();
+    store
+        .apply(&[track("op-room", 1_000)], Timestamp(1_000))
+        .await
+        .unwrap();
+    // Deadline 61_000 (60 s limit). Nothing for a room without a meeting.
+    let none = store
+        .move_deadline(
+            &RoomId::parse("other").unwrap(),
+            None,
+            DeadlineChange::By(Duration::from_secs(1)),
+            Timestamp(2_000),
+            &caller(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(none, DeadlineMoved::NoOpenMeeting);
+    let moved = store
+        .move_deadline(
+            &room,
+            Some(Timestamp(1_000)),
+            DeadlineChange::By(Duration::from_secs(60)),
+            Timestamp(2_000),
+            &caller(),
+        )
+        .await
+        .unwrap();
+    let DeadlineMoved::Moved { meeting, old } = moved else {
+        panic!("not moved: {moved:?}")
+    };
+    assert_eq!(
+        (old, meeting.deadline),
+        (Timestamp(61_000), Timestamp(121_000))
+    );
+    // A scheduler that wakes at the old deadline claims nothing.
+    assert!(store
+        .claim_due(Timestamp(61_000), LEASE, "w", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.next_wake().await.unwrap(), Some(Timestamp(121_000)));
+    // The wrong meeting, or a deadline in the past: nothing changes.
+    let other = store
+        .move_deadline(
+            &room,
+            Some(Timestamp(999)),
+            DeadlineChange::Now,
+            Timestamp(3_000),
+            &caller(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(other, DeadlineMoved::OtherMeeting(_)), "{other:?}");
+    let past = store
+        .move_deadline(
+            &room,
+            None,
+            DeadlineChange::Until(Timestamp(3_000)),
+            Timestamp(3_000),
+            &caller(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(past, DeadlineMoved::Refused(DeadlineRefused::InThePast, _)),
+        "{past:?}"
+    );
+    // Claimed at the new deadline: stopping, and no longer movable.
+    let claims = store
+        .claim_due(Timestamp(121_000), LEASE, "w", 10)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].deadline, Timestamp(121_000));
+    let stopping = store
+        .move_deadline(
+            &room,
+            None,
+            DeadlineChange::By(Duration::from_secs(60)),
+            Timestamp(122_000),
+            &caller(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(stopping, DeadlineMoved::NotRunning(ref m) if m.state == MeetingState::Stopping),
+        "{stopping:?}"
+    );
+    // Only the move that happened is in the audit and the history.
+    let h = store.history(&room, 10).await.unwrap();
+    assert_eq!(h.meetings.len(), 1);
+    assert_eq!(h.meetings[0].tracked_at, Timestamp(1_000));
+    assert_eq!(h.meetings[0].view.state, MeetingState::Stopping);
+    assert_eq!(h.actions.len(), 1);
+    let a = &h.actions[0];
+    assert_eq!(
+        (
+            a.action.as_str(),
+            a.started_at,
+            a.old_deadline,
+            a.new_deadline,
+            a.caller.as_str()
+        ),
+        (
+            "extend",
+            Some(Timestamp(1_000)),
+            Some(Timestamp(61_000)),
+            Some(Timestamp(121_000)),
+            "127.0.0.1:5000"
+        )
+    );
+    assert_eq!(a.at, Timestamp(2_000));
+    assert_eq!(
+        store.planned_deadlines(Timestamp(0)).await.unwrap(),
+        vec![(key("op-room", 1_000), Timestamp(61_000))]
+    );
+}
+
+async fn ending_now_makes_the_meeting_due_at_once(store: &Store) {
+    let room = RoomId::parse("end-room").unwrap();
+    store
+        .apply(&[track("end-room", 1_000)], Timestamp(1_000))
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due(Timestamp(5_000), LEASE, "w", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let moved = store
+        .move_deadline(
+            &room,
+            None,
+            DeadlineChange::Now,
+            Timestamp(5_000),
+            &caller(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(moved, DeadlineMoved::Moved { ref meeting, .. } if meeting.deadline == Timestamp(5_000)),
+        "{moved:?}"
+    );
+    let claims = store
+        .claim_due(Timestamp(5_000), LEASE, "w", 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claims.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
+        vec![key("end-room", 1_000)]
+    );
+    let h = store.history(&room, 10).await.unwrap();
+    assert_eq!(h.actions[0].action, "end");
+}
+
+async fn limits_are_stored_replaced_removed_and_audited(store: &Store) {
+    let hour = Duration::from_secs(3600);
+    assert!(store.limit_rules().await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .set_limit(
+                LimitKind::Room,
+                "board",
+                Some(hour),
+                Timestamp(1),
+                &caller()
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .set_limit(
+                LimitKind::Prefix,
+                "web-",
+                Some(hour),
+                Timestamp(2),
+                &caller()
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .set_limit(
+                LimitKind::Room,
+                "board",
+                Some(2 * hour),
+                Timestamp(3),
+                &caller()
+            )
+            .await
+            .unwrap(),
+        Some(hour)
+    );
+    assert_eq!(
+        store.limit_rules().await.unwrap(),
+        vec![
+            LimitRule {
+                kind: LimitKind::Prefix,
+                key: "web-".into(),
+                limit: hour
+            },
+            LimitRule {
+                kind: LimitKind::Room,
+                key: "board".into(),
+                limit: 2 * hour
+            },
+        ]
+    );
+    assert_eq!(
+        store
+            .set_limit(LimitKind::Prefix, "web-", None, Timestamp(4), &caller())
+            .await
+            .unwrap(),
+        Some(hour)
+    );
+    assert_eq!(store.limit_rules().await.unwrap().len(), 1);
+    let h = store
+        .history(&RoomId::parse("board").unwrap(), 10)
+        .await
+        .unwrap();
+    let names: Vec<&str> = h.actions.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(names, ["limit_set", "limit_set"]);
+    assert_eq!(h.actions[0].detail.as_deref(), Some("room limit 1h -> 2h"));
+}
 
 async fn only_the_latest_claim_of_an_owner_records_the_outcome(store: &Store) {
     store.apply(&[track("a", 0)], Timestamp(0)).await.unwrap();

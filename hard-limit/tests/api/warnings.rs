@@ -358,7 +358,7 @@ async fn two_replicas_warn_each_meeting_exactly_once() {
     let mut senders = 0;
     for r in &replicas {
         let text = http
-            .get(format!("{}/metrics", r.url))
+            .get(format!("{}/metrics", r.admin))
             .send()
             .await
             .unwrap()

@@ -122,15 +122,19 @@ export function tempDir() {
  * sandbox has its webhook. Start it again with the same `port` and
  * `database` to test a restart.
  */
-export async function startHardLimit(sandbox, { bin, database, port, maxDuration = "6s", args = [] }) {
+export async function startHardLimit(sandbox, { bin, database, port, adminPort, maxDuration = "6s", args = [] }) {
   port ??= await freePort();
+  adminPort ??= await freePort();
   const url = `http://127.0.0.1:${port}`;
+  // The meeting list and the metrics are on the admin listener only.
+  const admin = `http://127.0.0.1:${adminPort}`;
   const proc = await spawnProcess(
     bin,
     [
       "--api-key", sandbox.apiKey,
       "--api-url", sandbox.url,
       "--listen", `127.0.0.1:${port}`,
+      "--admin-listen", `127.0.0.1:${adminPort}`,
       "--database", `sqlite://${database}`,
       "--max-duration", maxDuration,
       "--webhook-url", `${url}/webhook`,
@@ -147,10 +151,12 @@ export async function startHardLimit(sandbox, { bin, database, port, maxDuration
   return {
     url,
     port,
+    admin,
+    adminPort,
     stop: proc.stop,
     output: proc.output,
     async meetings() {
-      return (await fetch(`${url}/meetings`)).json();
+      return (await fetch(`${admin}/meetings`)).json();
     },
   };
 }

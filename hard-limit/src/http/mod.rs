@@ -1,14 +1,22 @@
-//! The HTTP surface: routes, the read-only endpoints, and the error type.
+//! The HTTP surface: two listeners, each with its router and its state.
+//!
+//! The public listener (`--listen`), which eyeson's webhooks reach:
 //!
 //! | route | what |
 //! |---|---|
 //! | `POST /webhook` | eyeson's deliveries ([`crate::webhook`]) |
 //! | `GET /healthz` | 200 when the store answers and its last write committed, else 503 |
-//! | `GET /metrics` | Prometheus text |
-//! | `GET /meetings?limit=N&cursor=C` | tracked meetings (open, and finished within the last hour), at most 1000 a page, `Link: rel="next"` to the next |
-//! | `GET /meetings/{room_id}` | the room's open meeting and deadline, 404 if none; CORS-enabled |
+//! | `GET /meetings/{room_id}` | the room's open meeting and deadline, 404 if none; CORS-enabled (a meeting page asks for its own deadline) |
+//!
+//! The admin listener (`--admin-listen`, Bearer token with
+//! `--admin-token`): everything that shows more than one room or changes
+//! something, in [`admin`].
+//!
+//! Dependencies point one way: `app` builds the states and routers here;
+//! this module uses [`crate::webhook`]'s handler and state, which knows
+//! nothing of either.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,22 +24,44 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::domain::{MeetingKey, RoomId, Timestamp};
-use crate::metrics;
-use crate::store::{MeetingStore, MeetingView, StoreError};
-use crate::webhook;
+use std::borrow::Cow;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::domain::RoomId;
+use crate::store::{MeetingStore, MeetingView, Store, StoreError};
+use crate::webhook::{self, WebhookState};
+
+pub mod admin;
 
 /// Finished meetings stay listed this long.
 pub const FINISHED_LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Builds the router.
-pub fn router(state: AppState) -> Router {
+/// What the public listener's handlers share. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PublicState {
+    /// The store (reads).
+    pub store: Store,
+    /// The webhook handler's part.
+    pub webhook: WebhookState,
+    /// False once a background task ended before the service was told to
+    /// stop: `/healthz` answers 503 from then on.
+    pub tasks_ok: Arc<AtomicBool>,
+}
+
+impl FromRef<PublicState> for WebhookState {
+    fn from_ref(s: &PublicState) -> Self {
+        s.webhook.clone()
+    }
+}
+
+/// The public listener's router.
+pub fn public_router(state: PublicState) -> Router {
     Router::new()
         .route("/webhook", post(webhook::receive))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(render_metrics))
-        .route("/meetings", get(list_meetings))
         .route(
             "/meetings/{room_id}",
             get(room_meeting).options(room_meeting_preflight),
@@ -46,10 +76,19 @@ pub fn router(state: AppState) -> Router {
 pub enum ApiError {
     /// 404.
     NotFound(&'static str),
-    /// 400.
-    BadRequest(&'static str),
+    /// 400, naming what was wrong.
+    BadRequest(Cow<'static, str>),
+    /// 409: the meeting is not in a state that allows this.
+    Conflict(Cow<'static, str>),
     /// 500/503: the store failed.
     Store(StoreError),
+}
+
+impl ApiError {
+    /// A 400 with a fixed or a built message.
+    pub fn bad(m: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::BadRequest(m.into())
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -60,12 +99,13 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, message) = match self {
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+        let (status, message): (_, Cow<'static, str>) = match self {
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.into()),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store failed while answering a request");
-                (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+                (StatusCode::SERVICE_UNAVAILABLE, "store unavailable".into())
             }
         };
         (status, Json(json!({ "error": message }))).into_response()
@@ -96,7 +136,7 @@ impl From<MeetingView> for MeetingJson {
     }
 }
 
-async fn healthz(State(app): State<AppState>) -> Response {
+async fn healthz(State(app): State<PublicState>) -> Response {
     // A dead background task (scheduler, reconciler, webhook writer): the
     // service is stopping, and until then it cannot keep its promises.
     if !app.tasks_ok.load(std::sync::atomic::Ordering::SeqCst) {
@@ -139,92 +179,6 @@ async fn healthz(State(app): State<AppState>) -> Response {
     }
 }
 
-async fn render_metrics(State(app): State<AppState>) -> Response {
-    match app.store.count_by_state().await {
-        Ok(counts) => metrics::meetings(&counts),
-        Err(e) => tracing::warn!(error = %e, "could not count meetings for /metrics"),
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        app.metrics.render(),
-    )
-        .into_response()
-}
-
-/// Most meetings in one `/meetings` answer (and the default): about
-/// 120 KB of JSON. More come page by page (`Link: rel="next"`), so a
-/// caller cannot make the service build megabyte answers.
-pub const MAX_PAGE: u32 = 1000;
-
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-/// A page cursor: the last meeting of the previous page, as
-/// `<started_at ms>.<room id in hex>` (opaque to callers, URL-safe).
-fn encode_cursor(key: &MeetingKey) -> String {
-    let mut out = format!("{}.", key.started_at.0);
-    for b in key.room_id.as_str().bytes() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-fn decode_cursor(cursor: &str) -> Option<MeetingKey> {
-    let (start, hex) = cursor.split_once('.')?;
-    let started_at = Timestamp(start.parse().ok()?);
-    if hex.len() % 2 != 0 || hex.len() > 2048 {
-        return None;
-    }
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    let room_id = RoomId::parse(std::str::from_utf8(&bytes).ok()?).ok()?;
-    Some(MeetingKey {
-        room_id,
-        started_at,
-    })
-}
-
-async fn list_meetings(
-    State(app): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Ok(Query(q)) = query else {
-        return Err(ApiError::BadRequest(
-            "limit must be a whole number (cursor: as given in the Link header)",
-        ));
-    };
-    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
-    let after = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(decode_cursor(c).ok_or(ApiError::BadRequest(
-            "cursor is not valid (use the one from the Link header)",
-        ))?),
-    };
-    let since = app.clock.now().minus(FINISHED_LISTED_FOR);
-    let meetings = app.store.list(since, after.as_ref(), limit).await?;
-    // A full page may have a next one: link to it (RFC 8288).
-    let next = (meetings.len() == limit as usize)
-        .then(|| meetings.last().map(|m| encode_cursor(&m.key)))
-        .flatten();
-    let body: Vec<MeetingJson> = meetings.into_iter().map(MeetingJson::from).collect();
-    let mut response = Json(body).into_response();
-    if let Some(cursor) = next {
-        let link = format!("</meetings?limit={limit}&cursor={cursor}>; rel=\"next\"");
-        if let Ok(v) = HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, v);
-        }
-    }
-    Ok(response)
-}
-
 fn cors(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(
@@ -243,16 +197,16 @@ fn cors(mut r: Response) -> Response {
 }
 
 async fn room_meeting(
-    State(app): State<AppState>,
+    State(app): State<PublicState>,
     room: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
     let answer = async {
         // A path that does not decode (say `%FF`) is answered here, not by
         // axum's rejection, so the 400 carries the CORS headers too.
         let Ok(Path(room)) = room else {
-            return Err(ApiError::BadRequest("invalid room id"));
+            return Err(ApiError::bad("invalid room id"));
         };
-        let room = RoomId::parse(&room).map_err(|_| ApiError::BadRequest("invalid room id"))?;
+        let room = RoomId::parse(&room).map_err(|_| ApiError::bad("invalid room id"))?;
         match app.store.current_for_room(&room).await? {
             Some(m) => Ok(Json(MeetingJson::from(m))),
             None => Err(ApiError::NotFound("no open meeting in this room")),

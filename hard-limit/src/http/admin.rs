@@ -1,0 +1,602 @@
+//! The admin listener (`--admin-listen`): what operators see and do.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the operator console (one page from the binary; no token needed to load it, every call it makes needs one) |
+//! | `GET /meetings?limit=N&cursor=C` | tracked meetings (open, and finished within the last hour), at most 1000 a page, `Link: rel="next"` to the next |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! With `--admin-token`, every route but `GET /` needs `Authorization:
+//! Bearer <token>`, compared in constant time; otherwise 401 with
+//! `WWW-Authenticate: Bearer`.
+
+use std::sync::Arc;
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, MeetingJson, FINISHED_LISTED_FOR};
+use crate::clock::Clock;
+use crate::config::AdminToken;
+use crate::domain::{DeadlineChange, DeadlineRefused, MeetingKey, RoomId, Timestamp};
+use crate::limits::LimitsHandle;
+use crate::metrics;
+use crate::store::{
+    AdminStore, Caller, DeadlineMoved, LimitKind, MeetingStore, RoomHistory, Store,
+};
+
+/// What the admin handlers share. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    /// The store.
+    pub store: Store,
+    /// Where now comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// `--admin-token`, if set.
+    pub token: Option<AdminToken>,
+    /// Pokes this process's scheduler and warner after a deadline moved.
+    pub wake: Arc<crate::wake::Wake>,
+    /// The limits in force.
+    pub limits: Arc<LimitsHandle>,
+}
+
+/// The admin listener's router.
+pub fn admin_router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/meetings", get(list_meetings))
+        .route("/meetings/{room_id}/history", get(history))
+        .route("/meetings/{room_id}/extend", post(extend))
+        .route("/meetings/{room_id}/end", post(end))
+        .route("/limits", get(list_limits))
+        .route(
+            "/limits/rooms/{room_id}",
+            put(put_room_limit).delete(delete_room_limit),
+        )
+        .route(
+            "/limits/prefixes/{prefix}",
+            put(put_prefix_limit).delete(delete_prefix_limit),
+        )
+        .fallback(|| async { ApiError::NotFound("no such endpoint") })
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state);
+    Router::new().route("/", get(console)).merge(api)
+}
+
+/// Whether `presented` is the token, in time that does not depend on where
+/// they differ: both are hashed first, so the comparison runs over two
+/// 32-byte digests whatever the lengths.
+pub fn token_matches(expected: &AdminToken, presented: &str) -> bool {
+    let a = Sha256::digest(expected.expose().as_bytes());
+    let b = Sha256::digest(presented.as_bytes());
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+async fn require_token(State(app): State<AdminState>, req: Request, next: Next) -> Response {
+    let Some(token) = &app.token else {
+        return next.run(req).await;
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    if presented.is_some_and(|p| token_matches(token, p)) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"eyeson-hard-limit admin\""),
+        )],
+        Json(
+            json!({"error": "the admin token is missing or wrong (Authorization: Bearer <token>)"}),
+        ),
+    )
+        .into_response()
+}
+
+/// The console: one static page, compiled in.
+async fn console() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                ),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        include_str!("console.html"),
+    )
+        .into_response()
+}
+async fn render_metrics(State(app): State<AdminState>) -> Response {
+    match app.store.count_by_state().await {
+        Ok(counts) => metrics::meetings(&counts),
+        Err(e) => tracing::warn!(error = %e, "could not count meetings for /metrics"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Most meetings in one `/meetings` answer (and the default): about
+/// 120 KB of JSON. More come page by page (`Link: rel="next"`), so a
+/// caller cannot make the service build megabyte answers.
+pub const MAX_PAGE: u32 = 1000;
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A page cursor: the last meeting of the previous page, as
+/// `<started_at ms>.<room id in hex>` (opaque to callers, URL-safe).
+fn encode_cursor(key: &MeetingKey) -> String {
+    let mut out = format!("{}.", key.started_at.0);
+    for b in key.room_id.as_str().bytes() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+fn decode_cursor(cursor: &str) -> Option<MeetingKey> {
+    let (start, hex) = cursor.split_once('.')?;
+    let started_at = Timestamp(start.parse().ok()?);
+    if hex.len() % 2 != 0 || hex.len() > 2048 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let room_id = RoomId::parse(std::str::from_utf8(&bytes).ok()?).ok()?;
+    Some(MeetingKey {
+        room_id,
+        started_at,
+    })
+}
+
+async fn list_meetings(
+    State(app): State<AdminState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Query(q)) = query else {
+        return Err(ApiError::bad(
+            "limit must be a whole number (cursor: as given in the Link header)",
+        ));
+    };
+    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            ApiError::bad("cursor is not valid (use the one from the Link header)")
+        })?),
+    };
+    let since = app.clock.now().minus(FINISHED_LISTED_FOR);
+    let meetings = app.store.list(since, after.as_ref(), limit).await?;
+    // A full page may have a next one: link to it (RFC 8288).
+    let next = (meetings.len() == limit as usize)
+        .then(|| meetings.last().map(|m| encode_cursor(&m.key)))
+        .flatten();
+    // The limit that applied: the deadline it gave (before any operator
+    // moved it) minus the start, grace included.
+    let planned: std::collections::HashMap<MeetingKey, Timestamp> =
+        match meetings.iter().map(|m| m.key.started_at).min() {
+            Some(oldest) => app
+                .store
+                .planned_deadlines(oldest)
+                .await?
+                .into_iter()
+                .collect(),
+            None => Default::default(),
+        };
+    let body: Vec<serde_json::Value> = meetings
+        .into_iter()
+        .map(|m| {
+            let first = planned.get(&m.key).copied();
+            let limit = first.unwrap_or(m.deadline).since(m.key.started_at);
+            let mut v = serde_json::to_value(MeetingJson::from(m)).unwrap_or_default();
+            v["limit"] = show(limit).into();
+            v["moved"] = first.is_some().into();
+            v
+        })
+        .collect();
+    let mut response = Json(body).into_response();
+    if let Some(cursor) = next {
+        let link = format!("</meetings?limit={limit}&cursor={cursor}>; rel=\"next\"");
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(response)
+}
+
+fn room_from(
+    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<RoomId, ApiError> {
+    let Ok(Path(room)) = room else {
+        return Err(ApiError::bad("room_id: invalid room id in the path"));
+    };
+    RoomId::parse(&room).map_err(|_| ApiError::bad("room_id: invalid room id in the path"))
+}
+
+/// The body of `/extend` and `/end`. `started_at` (optional) names the
+/// meeting the caller saw: if the room's open meeting is another one (that
+/// one ended and a new one started), nothing changes (409).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    by: Option<String>,
+    until: Option<String>,
+    started_at: Option<String>,
+}
+
+const EXTEND_SHAPE: &str =
+    r#"the body must be JSON: {"by": "15m"} or {"until": "2026-01-01T12:00:00Z"}"#;
+
+fn parse_body(body: &Bytes, shape: &'static str) -> Result<MoveBody, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(MoveBody::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("{shape} ({e})")))
+}
+
+fn parse_time(field: &str, value: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse_rfc3339(value).ok_or_else(|| {
+        ApiError::bad(format!(
+            "{field}: {value:?} is not an ISO-8601 UTC time like 2026-01-01T12:00:00Z"
+        ))
+    })
+}
+
+/// The change `/extend` asks for.
+fn extension(body: &MoveBody) -> Result<DeadlineChange, ApiError> {
+    match (&body.by, &body.until) {
+        (Some(by), None) => {
+            let d = humantime::parse_duration(by.trim()).map_err(|e| {
+                ApiError::bad(format!(
+                    "by: {by:?} is not a duration like 15m or 1h30m ({e})"
+                ))
+            })?;
+            if d.is_zero() {
+                return Err(ApiError::bad("by: must be more than 0s"));
+            }
+            Ok(DeadlineChange::By(d))
+        }
+        (None, Some(until)) => Ok(DeadlineChange::Until(parse_time("until", until)?)),
+        (Some(_), Some(_)) => Err(ApiError::bad("give one of by and until, not both")),
+        (None, None) => Err(ApiError::bad(EXTEND_SHAPE)),
+    }
+}
+
+async fn extend(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let room = room_from(room)?;
+    let body = parse_body(&body, EXTEND_SHAPE)?;
+    let change = extension(&body)?;
+    move_deadline(&app, peer, room, &body, change).await
+}
+
+async fn end(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let room = room_from(room)?;
+    let body = parse_body(
+        &body,
+        r#"the body must be empty or JSON: {"started_at": "<the meeting's start>"}"#,
+    )?;
+    if body.by.is_some() || body.until.is_some() {
+        return Err(ApiError::bad("end takes no by or until (use /extend)"));
+    }
+    move_deadline(&app, peer, room, &body, DeadlineChange::Now).await
+}
+
+async fn move_deadline(
+    app: &AdminState,
+    peer: SocketAddr,
+    room: RoomId,
+    body: &MoveBody,
+    change: DeadlineChange,
+) -> Result<Response, ApiError> {
+    let expected = body
+        .started_at
+        .as_deref()
+        .map(|s| parse_time("started_at", s))
+        .transpose()?;
+    let caller = Caller {
+        addr: peer.to_string(),
+    };
+    let moved = app
+        .store
+        .move_deadline(&room, expected, change, app.clock.now(), &caller)
+        .await?;
+    match moved {
+        DeadlineMoved::NoOpenMeeting => Err(ApiError::NotFound("no open meeting in this room")),
+        DeadlineMoved::OtherMeeting(m) => Err(ApiError::Conflict(
+            format!(
+                "started_at: the room's open meeting started at {}, not at the one given",
+                m.key.started_at.to_rfc3339()
+            )
+            .into(),
+        )),
+        DeadlineMoved::NotRunning(m) => Err(ApiError::Conflict(
+            format!(
+                "the meeting is {}: its shutdown is under way and its deadline can no longer move",
+                m.state.as_str()
+            )
+            .into(),
+        )),
+        DeadlineMoved::Refused(DeadlineRefused::InThePast, m) => {
+            let field = match change {
+                DeadlineChange::By(_) => "by",
+                _ => "until",
+            };
+            Err(ApiError::bad(format!(
+                "{field}: the new deadline would be in the past (the deadline is {})",
+                m.deadline.to_rfc3339()
+            )))
+        }
+        DeadlineMoved::Moved { meeting, old } => {
+            // This process's scheduler and warner re-plan now (an extension
+            // re-arms the warning); on PostgreSQL the commit's NOTIFY wakes
+            // every other replica's.
+            app.wake.poke();
+            let action = if change == DeadlineChange::Now {
+                "end"
+            } else {
+                "extend"
+            };
+            tracing::info!(room = %room, started_at = %meeting.key.started_at, old = %old, new = %meeting.deadline, caller = %caller.addr, action, "deadline moved by an operator");
+            let status = if change == DeadlineChange::Now {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            let mut body = serde_json::to_value(MeetingJson::from(meeting))
+                .map_err(|_| ApiError::bad("unrepresentable meeting"))?;
+            body["old_deadline"] = old.to_rfc3339().into();
+            Ok((status, Json(body)).into_response())
+        }
+    }
+}
+
+/// Most meetings a history shows.
+const HISTORY_MEETINGS: u32 = 50;
+
+async fn history(
+    State(app): State<AdminState>,
+    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let room = room_from(room)?;
+    let RoomHistory { meetings, actions } = app.store.history(&room, HISTORY_MEETINGS).await?;
+    let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
+    let action_json = |a: &crate::store::ActionRecord| {
+        json!({
+            "at": a.at.to_rfc3339(),
+            "event": a.action,
+            "started_at": iso(a.started_at),
+            "old_deadline": iso(a.old_deadline),
+            "new_deadline": iso(a.new_deadline),
+            "detail": a.detail,
+            "caller": a.caller,
+        })
+    };
+    let meetings: Vec<serde_json::Value> = meetings
+        .iter()
+        .map(|m| {
+            // The meeting's own transitions and the operator actions on it,
+            // in time order.
+            let mut events = vec![
+                (m.view.key.started_at, json!({"at": m.view.key.started_at.to_rfc3339(), "event": "started"})),
+                (m.tracked_at, json!({"at": m.tracked_at.to_rfc3339(), "event": "tracked"})),
+            ];
+            for a in actions.iter().filter(|a| a.started_at == Some(m.view.key.started_at)) {
+                events.push((a.at, action_json(a)));
+            }
+            if let Some(f) = m.finished_at {
+                events.push((f, json!({"at": f.to_rfc3339(), "event": m.view.state.as_str()})));
+            } else if m.view.state == crate::domain::MeetingState::Stopping {
+                events.push((m.updated_at, json!({"at": m.updated_at.to_rfc3339(), "event": "stopping", "attempts": m.attempts})));
+            }
+            events.sort_by_key(|(at, _)| *at);
+            json!({
+                "started_at": m.view.key.started_at.to_rfc3339(),
+                "deadline": m.view.deadline.to_rfc3339(),
+                "state": m.view.state.as_str(),
+                "tracked_at": m.tracked_at.to_rfc3339(),
+                "finished_at": iso(m.finished_at),
+                "attempts": m.attempts,
+                "events": events.into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "room_id": room.as_str(),
+        "meetings": meetings,
+        "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+fn show(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// The limits in force on this process (reloaded first if another
+/// process changed them).
+async fn list_limits(State(app): State<AdminState>) -> Response {
+    let policy = app.limits.policy().await;
+    let rooms: serde_json::Map<String, serde_json::Value> = policy
+        .limits
+        .rooms()
+        .into_iter()
+        .map(|(k, d)| (k.to_owned(), show(d).into()))
+        .collect();
+    let prefixes: serde_json::Map<String, serde_json::Value> = policy
+        .limits
+        .prefixes()
+        .into_iter()
+        .map(|(k, d)| (k.to_owned(), show(d).into()))
+        .collect();
+    Json(json!({
+        "default": show(policy.limits.default_limit()),
+        "grace": show(policy.grace),
+        "rooms": rooms,
+        "prefixes": prefixes,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitBody {
+    limit: String,
+}
+
+/// Longest prefix accepted (room ids are short; this only bounds storage).
+const MAX_PREFIX: usize = 256;
+
+fn limit_key(
+    kind: LimitKind,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    match kind {
+        LimitKind::Room => Ok(room_from(key)?.as_str().to_owned()),
+        LimitKind::Prefix => {
+            let Ok(Path(p)) = key else {
+                return Err(ApiError::bad("prefix: invalid prefix in the path"));
+            };
+            if p.is_empty() || p.len() > MAX_PREFIX || p.chars().any(char::is_control) {
+                return Err(ApiError::bad(
+                    "prefix: must be 1 to 256 characters without control characters",
+                ));
+            }
+            Ok(p)
+        }
+    }
+}
+
+async fn set_limit(
+    app: AdminState,
+    peer: SocketAddr,
+    kind: LimitKind,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Option<Bytes>,
+) -> Result<Response, ApiError> {
+    let key = limit_key(kind, key)?;
+    let limit = match &body {
+        None => None,
+        Some(body) => {
+            let b: LimitBody = serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad(format!(r#"the body must be JSON: {{"limit": "2h"}} ({e})"#))
+            })?;
+            let d = humantime::parse_duration(b.limit.trim()).map_err(|e| {
+                ApiError::bad(format!(
+                    "limit: {:?} is not a duration like 45m or 2h ({e})",
+                    b.limit
+                ))
+            })?;
+            if d.is_zero() {
+                return Err(ApiError::bad("limit: must be more than 0s"));
+            }
+            Some(d)
+        }
+    };
+    let caller = Caller {
+        addr: peer.to_string(),
+    };
+    let previous = app
+        .store
+        .set_limit(kind, &key, limit, app.clock.now(), &caller)
+        .await?;
+    // This process applies it at once; others on their NOTIFY (PostgreSQL)
+    // or within the reload interval.
+    app.limits.mark_stale();
+    let _ = app.limits.policy().await;
+    tracing::info!(kind = kind.as_str(), key = %key, limit = ?limit, caller = %caller.addr, "limit changed by an operator");
+    if limit.is_none() && previous.is_none() {
+        return Err(ApiError::NotFound("no such limit"));
+    }
+    Ok(Json(json!({
+        "kind": kind.as_str(),
+        "key": key,
+        "limit": limit.map(show),
+        "previous": previous.map(show),
+    }))
+    .into_response())
+}
+
+async fn put_room_limit(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    set_limit(app, peer, LimitKind::Room, key, Some(body)).await
+}
+
+async fn delete_room_limit(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    set_limit(app, peer, LimitKind::Room, key, None).await
+}
+
+async fn put_prefix_limit(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    set_limit(app, peer, LimitKind::Prefix, key, Some(body)).await
+}
+
+async fn delete_prefix_limit(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    set_limit(app, peer, LimitKind::Prefix, key, None).await
+}

@@ -1,0 +1,136 @@
+//! The limits in force: the `--max-duration` default and `--grace` from the
+//! command line, and the per-room and per-prefix rules from the store
+//! (set at run time through the admin listener, seeded from the `--limits`
+//! file at start), shared by every replica.
+//!
+//! Deliveries are planned against an in-memory copy ([`LimitsHandle::policy`]),
+//! reloaded when it is marked stale: at once by the process that changed
+//! a rule, on PostgreSQL by every replica's `LISTEN` on
+//! [`crate::store::postgres::LIMITS_CHANNEL`], and in any case once it is
+//! older than [`MAX_AGE`] (several processes on one SQLite file have no
+//! notifications).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::domain::{Limits, Policy};
+use crate::store::{AdminStore, Caller, LimitKind, Store, StoreError};
+
+/// The copy is reloaded at least this often.
+pub const MAX_AGE: Duration = Duration::from_secs(30);
+
+/// The limits in force. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct LimitsHandle {
+    store: Store,
+    default: Duration,
+    grace: Duration,
+    current: RwLock<Arc<Policy>>,
+    stale: AtomicBool,
+    loaded_at: Mutex<Instant>,
+}
+
+impl LimitsHandle {
+    /// Seeds the store from the limits file (only the rules that differ
+    /// from what is stored, each recorded in the audit as from the file),
+    /// then loads.
+    pub async fn start(
+        store: Store,
+        default: Duration,
+        grace: Duration,
+        file: crate::config::LimitFileRules,
+        now: crate::domain::Timestamp,
+    ) -> Result<Arc<Self>, StoreError> {
+        let stored = store.limit_rules().await?;
+        let caller = Caller {
+            addr: "limits file".into(),
+        };
+        let (rooms, prefixes) = file;
+        let wanted = rooms
+            .into_iter()
+            .map(|(k, d)| (LimitKind::Room, k, d))
+            .chain(prefixes.into_iter().map(|(k, d)| (LimitKind::Prefix, k, d)));
+        for (kind, key, limit) in wanted {
+            let same = stored
+                .iter()
+                .any(|r| r.kind == kind && r.key == key && r.limit == limit);
+            if !same {
+                store
+                    .set_limit(kind, &key, Some(limit), now, &caller)
+                    .await?;
+            }
+        }
+        let handle = Arc::new(LimitsHandle {
+            store,
+            default,
+            grace,
+            current: RwLock::new(Arc::new(Policy {
+                limits: Limits::new(default),
+                grace,
+            })),
+            stale: AtomicBool::new(true),
+            loaded_at: Mutex::new(Instant::now()),
+        });
+        handle.reload().await?;
+        Ok(handle)
+    }
+
+    /// Marks the copy stale: the next [`LimitsHandle::policy`] reloads.
+    pub fn mark_stale(&self) {
+        self.stale.store(true, Ordering::SeqCst);
+    }
+
+    /// The policy in force, reloaded first if stale. If the store cannot
+    /// be read, the last copy is used (a delivery is not refused for it).
+    pub async fn policy(&self) -> Arc<Policy> {
+        let old = self
+            .loaded_at
+            .lock()
+            .map(|t| t.elapsed() >= MAX_AGE)
+            .unwrap_or(true);
+        if self.stale.load(Ordering::SeqCst) || old {
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "could not reload the limits; using the last ones");
+            }
+        }
+        self.snapshot()
+    }
+
+    /// The copy as it is, without reloading.
+    pub fn snapshot(&self) -> Arc<Policy> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the rules from the store now.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        // Cleared first: a change notified while reading marks it again.
+        self.stale.store(false, Ordering::SeqCst);
+        let rules = match self.store.limit_rules().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.stale.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+        };
+        let (rooms, prefixes): (Vec<_>, Vec<_>) =
+            rules.into_iter().partition(|r| r.kind == LimitKind::Room);
+        let limits = Limits::new(self.default).with_rules(
+            rooms.into_iter().map(|r| (r.key, r.limit)),
+            prefixes.into_iter().map(|r| (r.key, r.limit)),
+        );
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Policy {
+            limits,
+            grace: self.grace,
+        });
+        if let Ok(mut t) = self.loaded_at.lock() {
+            *t = Instant::now();
+        }
+        Ok(())
+    }
+}

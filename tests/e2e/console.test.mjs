@@ -1,0 +1,212 @@
+// The hard-limit service's operator console (GET / on its admin listener)
+// in headless Chromium: the real service binary with a real SQLite file,
+// a small fake eyeson API that records every call, and the page as an
+// operator uses it: the admin token asked once, a tracked meeting listed,
+// an extension made in the page moving the deadline the API reports, end
+// now (confirmed) making eyeson see exactly one DELETE. Also axe-core on
+// the page, and no sideways scrolling at 1280×800 and at a phone's width.
+//
+// Needs `cargo build -p eyeson-hard-limit` (or EYESON_HARD_LIMIT_BIN);
+// skipped otherwise. CONSOLE_SCREENSHOTS=DIR keeps screenshots there.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { createServer } from "node:http";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { launch } from "../support/browser.mjs";
+import { builtBinary, root, spawnProcess, tempDir, waitFor } from "./support/system.mjs";
+
+const HARD_LIMIT = process.env.EYESON_HARD_LIMIT_BIN || builtBinary("eyeson-hard-limit");
+const SKIP = HARD_LIMIT ? false : "needs the eyeson-hard-limit binary (cargo build -p eyeson-hard-limit)";
+const KEY = "console-test-key";
+const TOKEN = "console-admin-token-5d1e";
+
+/** eyeson's API as far as the service uses it here: an empty room list, and DELETEs recorded. */
+async function fakeEyeson() {
+  const calls = [];
+  const server = createServer((req, res) => {
+    calls.push({ method: req.method, path: req.url, authorization: req.headers.authorization });
+    if (req.headers.authorization !== KEY) return res.writeHead(401).end();
+    if (req.method === "GET" && req.url.startsWith("/rooms")) {
+      return res.writeHead(200, { "content-type": "application/json" }).end("[]");
+    }
+    if (req.method === "DELETE" && req.url.startsWith("/rooms/")) return res.writeHead(204).end();
+    res.writeHead(404).end();
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    deletes: () => calls.filter((c) => c.method === "DELETE"),
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+let browser, fake, service, db, publicUrl, adminUrl;
+
+before(async () => {
+  if (SKIP) return;
+  fake = await fakeEyeson();
+  db = tempDir();
+  service = await spawnProcess(
+    HARD_LIMIT,
+    [
+      "--api-key", KEY,
+      "--api-url", fake.url,
+      "--listen", "127.0.0.1:0",
+      "--admin-listen", "127.0.0.1:0",
+      "--database", `sqlite://${join(db.path, "hl.db")}`,
+      "--max-duration", "30m",
+      "--reconcile-every", "1h",
+    ],
+    { RUST_LOG: "info", ADMIN_TOKEN: TOKEN },
+    { ready: /listening addr=(\S+) admin=(\S+)/ },
+  );
+  publicUrl = `http://${service.match[1]}`;
+  adminUrl = `http://${service.match[2]}`;
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await service?.stop();
+  await fake?.close();
+  db?.remove();
+});
+
+/** A signed room_update, as eyeson sends it when a meeting starts. */
+async function meetingStarts(room, startedAt) {
+  const body = JSON.stringify({
+    timestamp: Math.floor(Date.now() / 1000),
+    type: "room_update",
+    room: { id: room, name: room, ready: true, started_at: startedAt.toISOString(), shutdown: false, guest_token: "g" },
+  });
+  const r = await fetch(`${publicUrl}/webhook`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-eyeson-signature": createHmac("sha256", KEY).update(body).digest("hex") },
+    body,
+  });
+  assert.equal(r.status, 204);
+}
+
+async function apiMeeting(room) {
+  const r = await fetch(`${adminUrl}/meetings`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  assert.equal(r.status, 200);
+  return (await r.json()).find((m) => m.room_id === room);
+}
+
+async function noSidewaysScroll(page, what) {
+  const { scroll, width } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: window.innerWidth }));
+  assert.ok(scroll <= width, `${what}: the page is ${scroll}px wide in a ${width}px window`);
+}
+
+async function axe(page) {
+  await page.addScriptTag({ content: readFileSync(join(root, "node_modules/axe-core/axe.min.js"), "utf8") });
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  return result.violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}
+
+async function shot(page, name) {
+  const dir = process.env.CONSOLE_SCREENSHOTS;
+  if (!dir) return;
+  mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: join(dir, name), fullPage: true });
+}
+
+test("the console lists a tracked meeting, extends it and ends it; eyeson sees one DELETE", { skip: SKIP }, async () => {
+  const started = new Date(Date.now() - 60_000);
+  await meetingStarts("board room", started);
+  await meetingStarts("webinar-7", new Date(Date.now() - 120_000));
+  const before = await apiMeeting("board room");
+  assert.equal(Date.parse(before.deadline), Math.floor(started.getTime()) + 30 * 60_000);
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${adminUrl}/`);
+
+  // The token is asked for once (the first call answered 401), then kept for the tab.
+  const tokenDialog = page.getByRole("dialog", { name: "Admin token" });
+  await tokenDialog.waitFor();
+  await tokenDialog.getByLabel("Token").fill(TOKEN);
+  await tokenDialog.getByRole("button", { name: "Continue" }).click();
+  const row = page.locator("#open tbody tr", { hasText: "board room" });
+  await row.waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("eyeson-hard-limit-admin-token")), TOKEN);
+  assert.match(await row.locator("td[data-label='State']").textContent(), /running/);
+  assert.match(await row.locator("td[data-label='Limit']").textContent(), /30m/);
+  const countdown = await row.locator("td[data-label='Time left']").textContent();
+  assert.match(countdown, /^(28|29):\d\d$/, `countdown ${countdown}`);
+
+  // A limit for later meetings, edited in the page.
+  await page.getByLabel("Room id or prefix").fill("webinar-");
+  await page.getByLabel("Applies to").selectOption("prefixes");
+  await page.getByLabel("Limit", { exact: true }).fill("2h");
+  await page.getByRole("button", { name: "Add limit" }).click();
+  await page.getByRole("textbox", { name: "Limit for prefix webinar-" }).waitFor();
+  const limits = await (await fetch(`${adminUrl}/limits`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
+  assert.equal(limits.prefixes["webinar-"], "2h");
+
+  await shot(page, "console-1280.png");
+  await noSidewaysScroll(page, "1280×800");
+  const violations = await axe(page);
+  assert.deepEqual(violations, [], "axe-core finds no accessibility violation");
+
+  // +15 min, then a custom hour: the API reports each new deadline.
+  await row.getByRole("button", { name: "+15 min – extend the meeting in board room by 15 minutes" }).click();
+  await waitFor(async () => Date.parse((await apiMeeting("board room")).deadline) === Date.parse(before.deadline) + 15 * 60_000, {
+    timeoutMs: 5000,
+    what: "the deadline moved by 15 minutes",
+  });
+  await row.getByRole("button", { name: "Custom… – extend the meeting in board room by a custom amount" }).click();
+  const custom = page.getByRole("dialog", { name: "Extend the meeting in board room" });
+  await custom.getByLabel("Extend by").fill("1h");
+  await custom.getByRole("button", { name: "Extend", exact: true }).click();
+  await waitFor(async () => Date.parse((await apiMeeting("board room")).deadline) === Date.parse(before.deadline) + 75 * 60_000, {
+    timeoutMs: 5000,
+    what: "the deadline moved by another hour",
+  });
+  await page.locator("#status", { hasText: "Extended the meeting in board room by 1h" }).waitFor();
+  await waitFor(async () => /moved/.test(await row.locator("td[data-label='Limit']").textContent()), {
+    timeoutMs: 10000,
+    what: "the page shows the moved deadline",
+  });
+
+  // End now: confirmed in a dialog; a refusal keeps it running.
+  await row.getByRole("button", { name: "End now – end the meeting in board room now" }).click();
+  await page.getByRole("dialog", { name: "End the meeting now?" }).getByRole("button", { name: "Keep it running" }).click();
+  assert.equal((await apiMeeting("board room")).state, "running");
+  await row.getByRole("button", { name: "End now – end the meeting in board room now" }).click();
+  await page.getByRole("dialog", { name: "End the meeting now?" }).getByRole("button", { name: "End meeting" }).click();
+  await waitFor(async () => (await apiMeeting("board room")).state === "shut_down", { timeoutMs: 10000, what: "the meeting shut down" });
+  assert.deepEqual(fake.deletes().map((d) => d.path), ["/rooms/board%20room"], "exactly one DELETE, for that room");
+  const finished = page.locator("#done tbody tr", { hasText: "board room" });
+  await finished.waitFor({ timeout: 10000 });
+  assert.match(await finished.textContent(), /shut down/);
+
+  // The room's history in the page: the operator's actions among the meeting's transitions.
+  await finished.getByRole("button", { name: "History – what happened in board room" }).click();
+  const historyDialog = page.getByRole("dialog", { name: "History of board room" });
+  await historyDialog.waitFor();
+  const lines = await historyDialog.locator("li").allTextContents();
+  assert.equal(lines.filter((l) => /deadline moved/.test(l)).length, 2, lines.join("\n"));
+  assert.ok(lines.some((l) => /ended by an operator .*end now; by 127\.0\.0\.1:/.test(l)), lines.join("\n"));
+  assert.ok(lines.some((l) => /shut down$/.test(l)), lines.join("\n"));
+  await shot(page, "console-history.png");
+  await historyDialog.getByRole("button", { name: "Close" }).click();
+
+  const history = await (await fetch(`${adminUrl}/meetings/board%20room/history`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
+  assert.deepEqual(
+    history.meetings[0].events.map((e) => e.event),
+    ["started", "tracked", "extend", "extend", "end", "shut_down"],
+  );
+
+  // A phone's width: still usable, nothing scrolls sideways.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.locator("#open tbody tr", { hasText: "webinar-7" }).getByRole("button", { name: /by 1 hour/ }).waitFor();
+  await noSidewaysScroll(page, "390×844");
+  await shot(page, "console-390.png");
+  assert.deepEqual(errors, []);
+  await context.close();
+});
