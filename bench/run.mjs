@@ -88,9 +88,9 @@ async function sizes() {
       gzip: files.reduce((s, f) => s + f.gzip, 0),
       glueMinified: { bytes: glueMin.length, gzip: gz(glueMin), note: "eyeson_guard.js + snippets, esbuild --bundle --minify" },
       gzipWithMinifiedGlue: wasm.gzip + gz(glueMin),
-      budgetGzip: 22 * 1024,
+      budgetGzip: 26 * 1024,
     },
-    dropIn: { file: "pkg/drop-in.js", bytes: dropIn.length, gzip: gz(dropIn), budgetGzip: 28 * 1024 },
+    dropIn: { file: "pkg/drop-in.js", bytes: dropIn.length, gzip: gz(dropIn), budgetGzip: 33 * 1024 },
     reactIdleTimer: { file: relative(root, rit), version: versionOf("react-idle-timer"), bytes: ritBuf.length, gzip: gz(ritBuf), note: "React itself not included" },
     idleTimeout: { file: relative(root, it), version: versionOf("idle-timeout"), bytes: itBuf.length, gzip: gz(itBuf) },
   };

@@ -1,15 +1,15 @@
 // The one-line <script> drop-in: a classic script (no type="module") that
-// defines window.EyesonGuard = { ready, InactivityGuard }.
+// defines window.EyesonGuard = { ready, InactivityGuard, shareActivity }.
 //
 //   <script src="https://…/eyeson.js"></script>
 //   <script src="https://…/eyeson-guard/drop-in.js" data-timeout-ms="600000"></script>
 //
-// With data-timeout-ms (and optional data-prompt-ms) it also creates a guard
+// With data-timeout-ms (and optional data-prompt-ms, data-hard-limit) it also creates a guard
 // on window.eyeson.default and exposes it as window.EyesonGuard.guard.
 // The wasm is inlined, so this one file is all a page needs. It is bundled
 // as an IIFE, so the eyeson SDK's `window.exports = {}` cannot make it
 // export into the wrong place.
-import init, { InactivityGuard } from "../pkg/eyeson_guard.js";
+import init, { InactivityGuard, shareActivity } from "../pkg/eyeson_guard.js";
 import wasm from "../pkg/eyeson_guard_bg.wasm";
 
 const script = document.currentScript;
@@ -30,13 +30,14 @@ const parsed = () =>
     ? new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }))
     : Promise.resolve();
 
-const api = (window.EyesonGuard = { InactivityGuard, guard: undefined });
+const api = (window.EyesonGuard = { InactivityGuard, shareActivity, guard: undefined });
 
 api.ready = init({ module_or_path: wasm }).then(async () => {
   if (data.timeoutMs === undefined) return;
   const options = { timeoutMs: number("timeout-ms", data.timeoutMs) };
   const prompt = number("prompt-ms", data.promptMs);
   if (prompt !== undefined) options.promptMs = prompt;
+  if (data.hardLimit !== undefined) options.hardLimit = data.hardLimit;
   if (!(window.eyeson && window.eyeson.default)) await parsed();
   const sdk = window.eyeson && window.eyeson.default;
   if (!sdk) {

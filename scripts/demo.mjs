@@ -87,9 +87,11 @@ async function main() {
         { ready: /listening/ },
       );
       running.push({ stop: async () => { await proc.stop(); rmSync(dir, { recursive: true, force: true }); } });
-      // The meeting list is on the admin listener (loopback only, no token).
-      hardLimit = `http://127.0.0.1:${ports.hardLimitAdmin}`;
-      say(`hard-limit service: console ${hardLimit}/  (limit ${env.HARD_LIMIT || "2m"})`);
+      // The guard reads its own room's deadline from the public listener
+      // (CORS); the console and the meeting list are on the admin listener
+      // (loopback only, no token).
+      hardLimit = `http://127.0.0.1:${ports.hardLimit}`;
+      say(`hard-limit service: ${hardLimit}  (limit ${env.HARD_LIMIT || "2m"}; console http://127.0.0.1:${ports.hardLimitAdmin}/)`);
     } catch (e) {
       say(`hard-limit service not started: ${e.message.split("\n")[0]}`);
     }
@@ -103,7 +105,7 @@ async function main() {
   console.log(`\n  Open ${web}/  (in two tabs for two users; Ctrl-C stops)\n`);
 }
 
-/** www/ and pkg/ and the SDK, plus the two calls that need the API key. */
+/** www/ and pkg/ and the SDK, plus the join, which needs the API key. */
 function startWeb({ api, hardLimit }) {
   const routes = {
     "/pkg/": join(root, "pkg"),
@@ -128,12 +130,11 @@ function startWeb({ api, hardLimit }) {
         });
         const answer = await r.json();
         if (!r.ok) return json(res, 502, { error: `POST /rooms answered ${r.status}`, answer });
-        return json(res, 200, { api, access_key: answer.access_key, room_id: answer.room.id, sandbox: !real });
-      }
-      if (path === "/api/meetings") {
-        if (!hardLimit) return json(res, 404, { error: "no hard-limit service" });
-        const r = await fetch(`${hardLimit}/meetings`);
-        return json(res, r.status, await r.json());
+        // hard_limit: the service's public URL; the guard reads the
+        // meeting's deadline from it (GET /meetings/{room_id}, CORS).
+        return json(res, 200, {
+          api, access_key: answer.access_key, room_id: answer.room.id, sandbox: !real, hard_limit: hardLimit,
+        });
       }
       await sendStatic(res, routes, path, { "cache-control": "no-store" });
     } catch (e) {

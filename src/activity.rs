@@ -83,13 +83,17 @@ impl Sensor {
         (at > 0.0).then_some(at as Millis)
     }
 
-    /// Sets the recording threshold and (re-)arms the one timer for `wake`.
+    /// Events before `at` are only recorded (see `hot_path.js`).
+    pub fn set_quiet_until(&self, at: Millis) {
+        self.recorder.set_quiet_until(at as f64);
+    }
+
+    /// (Re-)arms the one timer for `wake`.
     ///
     /// A timer already armed for an earlier instant is kept: it fires early,
     /// the guard finds nothing due and arms the later one. So a stream of
     /// `ping()`s or prompt-window events costs no timer work.
-    pub fn arm(&mut self, now: Millis, wake: Millis, quiet_until: Millis) {
-        self.recorder.set_quiet_until(quiet_until as f64);
+    pub fn arm(&mut self, now: Millis, wake: Millis) {
         let due = wake as f64;
         let armed = self.due.get();
         if self.timer.is_some() && armed > 0.0 && armed <= due {
@@ -109,9 +113,9 @@ impl Sensor {
 }
 
 #[cfg(not(feature = "rust-hot-path"))]
-use hot_path_js::Recorder;
+pub(crate) use hot_path_js::Recorder;
 #[cfg(feature = "rust-hot-path")]
-use hot_path_rust::Recorder;
+pub(crate) use hot_path_rust::Recorder;
 
 /// The shipped recorder: `hot_path.js` (see there for why it is JS).
 #[cfg(not(feature = "rust-hot-path"))]

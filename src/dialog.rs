@@ -13,8 +13,8 @@
 //! one whose error we receive: a page that cannot show it gets none, and
 //! the guard goes on without it.
 
+use crate::options::{format_time, split_time, Text};
 use alloc::rc::Rc;
-use alloc::string::ToString;
 
 use gloo_events::{EventListener, EventListenerOptions};
 use wasm_bindgen::{JsCast, JsValue};
@@ -32,7 +32,6 @@ pub struct Dialog {
     document: Document,
     host: Element,
     count: Element,
-    unit: Element,
     /// Where focus was before the dialog took it.
     before: Option<Element>,
     _listeners: [EventListener; 2],
@@ -45,7 +44,7 @@ impl core::fmt::Debug for Dialog {
 }
 
 /// Creates `<tag attr=value…>text</tag>` and appends it to `parent`.
-fn child(
+pub(crate) fn child(
     document: &Document,
     parent: &web_sys::Node,
     tag: &str,
@@ -66,12 +65,12 @@ fn child(
 impl Dialog {
     /// Opens the dialog; `answer()` is called for its button, Escape and
     /// Enter. `None` if the page cannot show one (no body yet, say).
-    pub fn open(answer: Rc<dyn Fn()>) -> Option<Dialog> {
+    pub fn open(answer: Rc<dyn Fn()>, text: &Text) -> Option<Dialog> {
         let document = web_sys::window()?.document()?;
-        Dialog::build(document, answer).ok()
+        Dialog::build(document, answer, text).ok()
     }
 
-    fn build(document: Document, answer: Rc<dyn Fn()>) -> Result<Dialog, JsValue> {
+    fn build(document: Document, answer: Rc<dyn Fn()>, words: &Text) -> Result<Dialog, JsValue> {
         let body = document.body().ok_or(JsValue::NULL)?;
         let host = document.create_element("div")?;
         host.set_attribute("data-eyeson-guard-dialog", "")?;
@@ -89,15 +88,10 @@ impl Dialog {
             ],
             "",
         )?;
-        child(
-            &document,
-            &dialog,
-            "h2",
-            &[("id", "t")],
-            "Are you still there?",
-        )?;
+        child(&document, &dialog, "h2", &[("id", "t")], &words.title)?;
         let text = child(&document, &dialog, "p", &[("id", "d")], "")?;
-        text.append_with_str_1("You will leave the meeting in ")?;
+        let (before, after) = split_time(&words.body);
+        text.append_with_str_1(before)?;
         let live = child(
             &document,
             &text,
@@ -106,15 +100,13 @@ impl Dialog {
             "",
         )?;
         let count = child(&document, &live, "span", &[("id", "c")], "")?;
-        live.append_with_str_1(" ")?;
-        let unit = child(&document, &live, "span", &[("id", "u")], "seconds")?;
-        text.append_with_str_1(".")?;
+        text.append_with_str_1(after)?;
         let button = child(
             &document,
             &dialog,
             "button",
             &[("type", "button"), ("id", "b")],
-            "I'm still here",
+            &words.button,
         )?;
 
         let click = {
@@ -147,19 +139,16 @@ impl Dialog {
             document,
             host,
             count,
-            unit,
             before,
             _listeners: [click, keys],
         })
     }
 
-    /// Shows the time left as whole seconds, rounded up (never "0" while
-    /// time is left).
+    /// Shows the time left (`m:ss`, or seconds under a minute), rounded up:
+    /// never "0" while time is left.
     pub fn show_remaining(&self, remaining_ms: u64) {
-        let seconds = remaining_ms.div_ceil(1000);
-        self.count.set_text_content(Some(&seconds.to_string()));
-        self.unit
-            .set_text_content(Some(if seconds == 1 { "second" } else { "seconds" }));
+        self.count
+            .set_text_content(Some(&format_time(remaining_ms)));
     }
 }
 

@@ -20,10 +20,13 @@ use js_sys::{Array, Function};
 use wasm_bindgen::prelude::*;
 
 use crate::activity::Sensor;
+use crate::cross_tab::CrossTab;
 use crate::dialog::Dialog;
+use crate::hard_limit::{Fetched, HardLimit};
 use crate::machine::{Machine, Millis, Phase, Transition};
-use crate::options::{Callbacks, Options};
-use crate::sdk::{self, Sdk, Signal};
+use crate::options::{Callbacks, Options, Text};
+use crate::sdk::{self, Local, Sdk, Signal};
+use crate::system_idle::{SystemIdle, SystemState, THRESHOLD_MS};
 
 fn console_error(message: &str, detail: &JsValue) {
     web_sys::console::error_2(&JsValue::from_str(message), detail);
@@ -36,7 +39,7 @@ fn now() -> Millis {
 }
 
 /// What can happen to a guard.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Input {
     /// `guard.start()`.
     Start,
@@ -50,6 +53,14 @@ pub enum Input {
     Sdk(Signal),
     /// The dialog's button, Escape or Enter.
     Answer,
+    /// Activity in another tab of this origin, at this time.
+    Remote(f64),
+    /// The IdleDetector's state changed.
+    System(SystemState),
+    /// A read of the hard-limit service finished.
+    HardLimit(u32, Fetched),
+    /// The hard-limit side's timers: `true` = read again, `false` = notice.
+    HardLimitWake(bool),
     /// `guard.stop()`.
     Stop,
 }
@@ -71,8 +82,23 @@ struct Inner {
     events: Array,
     visibility: bool,
     dialog_enabled: bool,
+    speech: bool,
+    cross_tab_enabled: bool,
+    system_idle_enabled: bool,
+    text: Rc<Text>,
+    /// Who the local user is (for `voice_activity`) and the room.
+    local: Local,
+    /// The local user is speaking.
+    speaking: bool,
+    system: SystemState,
     /// DOM listeners and the timer, while armed (dropping it removes them).
     sensor: Option<Sensor>,
+    /// The other tabs, while armed.
+    cross_tab: Option<CrossTab>,
+    /// The IdleDetector, while armed.
+    system_idle: Option<SystemIdle>,
+    /// The hard-limit service link, until released.
+    hard_limit: Option<HardLimit>,
     /// The open dialog (dropping it closes it).
     dialog: Option<Dialog>,
     /// The function handed to the SDK's `onEvent`. It outlives `stop()`, so
@@ -90,6 +116,8 @@ struct Inner {
 struct After {
     send_to: Option<Sdk>,
     callback: Option<(&'static str, Function, JsValue)>,
+    /// `onHardLimit`, which can coincide with any transition.
+    hard_limit: Option<(Function, f64)>,
     release: Option<Rc<RefCell<Inner>>>,
 }
 
@@ -99,14 +127,40 @@ impl Guard {
         let sdk = Sdk::from_js(eyeson)?;
         let opts = Options::from_js(options)?;
         let phase = Rc::new(Cell::new(Phase::Waiting));
-        let rc = Rc::new_cyclic(|me| {
+        // A guard created after the join finds the user and room on the SDK.
+        let local = sdk.local();
+        let rc = Rc::new_cyclic(|me: &Weak<RefCell<Inner>>| {
+            let text = Rc::new(opts.text);
+            let hard_limit = opts.hard_limit.map(|base| {
+                let (deliver, wake) = (dispatcher(me), dispatcher(me));
+                let mut h = HardLimit::new(
+                    base,
+                    opts.notice_ms,
+                    opts.dialog,
+                    text.notice.clone(),
+                    Rc::new(move |seq, fetched| deliver(Input::HardLimit(seq, fetched))),
+                    Rc::new(move |poll| wake(Input::HardLimitWake(poll))),
+                );
+                h.set_room(local.room.clone());
+                h
+            });
             RefCell::new(Inner {
-                machine: Machine::new(opts.limits),
+                machine: Machine::new(opts.limits).with_alone(opts.alone),
                 sdk,
                 callbacks: opts.callbacks,
                 events: opts.events,
                 visibility: opts.visibility,
                 dialog_enabled: opts.dialog,
+                speech: opts.speech,
+                cross_tab_enabled: opts.cross_tab,
+                system_idle_enabled: opts.system_idle,
+                text,
+                local,
+                speaking: false,
+                system: SystemState::Off,
+                cross_tab: None,
+                system_idle: None,
+                hard_limit,
                 sensor: None,
                 dialog: None,
                 sdk_handler: None,
@@ -140,6 +194,11 @@ impl Guard {
     /// The current phase.
     pub fn phase(&self) -> Phase {
         self.phase.get()
+    }
+
+    /// `(speaking, alone, systemIdle)`; `None` while the guard is busy.
+    pub fn presence(&self) -> Option<(bool, bool, &'static str)> {
+        self.inner.try_borrow().ok().map(|inner| inner.presence())
     }
 
     /// Milliseconds until termination, from the deadline.
@@ -178,15 +237,17 @@ fn dispatcher(weak: &Weak<RefCell<Inner>>) -> impl Fn(Input) + 'static {
 impl Inner {
     fn apply(&mut self, input: Input) -> After {
         let now = now();
+        let mut after = After::default();
         let mut reason = "stop";
         let mut transition = self.fold_recorded_activity();
         if transition == Transition::None {
             transition = match input {
                 Input::Start | Input::Sdk(Signal::Arm) => self.machine.start(now),
-                Input::Ping | Input::Answer => self.machine.activity(now),
-                Input::Report(at) => self.machine.activity(at as Millis),
+                Input::Ping | Input::Answer => self.seen(now),
+                Input::Report(at) => self.seen(at as Millis),
+                Input::Remote(at) => self.machine.activity(at as Millis),
                 Input::Recheck(visible) => match self.machine.check(now) {
-                    Transition::None if visible && self.visibility => self.machine.activity(now),
+                    Transition::None if visible && self.visibility => self.seen(now),
                     t => t,
                 },
                 Input::Sdk(Signal::Stop(why)) => {
@@ -194,18 +255,60 @@ impl Inner {
                     self.machine.stop()
                 }
                 Input::Stop => self.machine.stop(),
+                Input::Sdk(Signal::Solo(solo)) => self.machine.set_solo(now, solo),
+                Input::Sdk(Signal::Voice(speaker, on)) => {
+                    if self.speech && self.local.is(&speaker) {
+                        self.speaking = on;
+                    }
+                    self.update_hold(now, now)
+                }
+                Input::System(state) => {
+                    let was_active = self.system == SystemState::Active;
+                    self.system = state;
+                    // "idle" means no input for the threshold: the user was
+                    // last seen that long ago.
+                    let seen = match state {
+                        SystemState::Idle if was_active => now.saturating_sub(THRESHOLD_MS),
+                        _ => now,
+                    };
+                    self.update_hold(now, seen)
+                }
+                Input::Sdk(Signal::Setup(local)) => {
+                    let mut local = local;
+                    local.merge(core::mem::take(&mut self.local));
+                    self.local = local;
+                    if let Some(h) = &mut self.hard_limit {
+                        h.set_room(self.local.room.clone());
+                    }
+                    Transition::None
+                }
+                Input::Sdk(Signal::RoomChanged) | Input::HardLimitWake(true) => {
+                    if let Some(h) = &mut self.hard_limit {
+                        h.refresh();
+                    }
+                    Transition::None
+                }
+                Input::HardLimitWake(false) => {
+                    if let Some(h) = &mut self.hard_limit {
+                        h.update(now);
+                    }
+                    Transition::None
+                }
+                Input::HardLimit(seq, fetched) => {
+                    self.hard_limit_read(seq, fetched, now, &mut after);
+                    Transition::None
+                }
                 Input::Sdk(Signal::Ignore) => Transition::None,
             };
         }
 
         self.phase.set(self.machine.phase());
-        let mut after = After::default();
         match transition {
             Transition::Armed => self.attach(),
             Transition::Prompted { remaining } => {
                 if self.dialog_enabled {
                     let answer = dispatcher(&self.me);
-                    self.dialog = Dialog::open(Rc::new(move || answer(Input::Answer)));
+                    self.dialog = Dialog::open(Rc::new(move || answer(Input::Answer)), &self.text);
                 }
                 after.callback = self.callbacks.on_prompt.clone().map(|f| {
                     (
@@ -248,6 +351,43 @@ impl Inner {
         after
     }
 
+    /// Activity in this tab: moves the deadline and tells the other tabs.
+    fn seen(&mut self, at: Millis) -> Transition {
+        if let Some(tab) = &self.cross_tab {
+            tab.share(at as f64);
+        }
+        self.machine.activity(at)
+    }
+
+    /// Speaking or being active on the computer holds the deadline.
+    fn update_hold(&mut self, now: Millis, seen: Millis) -> Transition {
+        let held = self.speaking || self.system == SystemState::Active;
+        self.machine.hold(now, held, seen)
+    }
+
+    fn hard_limit_read(&mut self, seq: u32, fetched: Fetched, now: Millis, after: &mut After) {
+        let Some(h) = &mut self.hard_limit else {
+            return;
+        };
+        let (changed, complaint) = h.result(seq, fetched, now);
+        if let Some(why) = complaint {
+            web_sys::console::warn_2(
+                &JsValue::from_str(
+                    "eyeson-guard: cannot read this meeting's hard deadline (logged once):",
+                ),
+                &JsValue::from_str(&why),
+            );
+        }
+        if let (Some(deadline), Some(f)) = (changed, &self.callbacks.on_hard_limit) {
+            after.hard_limit = Some((f.clone(), deadline as f64));
+        }
+    }
+
+    /// What `guard.presence` reports.
+    pub fn presence(&self) -> (bool, bool, &'static str) {
+        (self.speaking, self.machine.is_solo(), self.system.as_str())
+    }
+
     /// Folds in the activity the JS sensor recorded without reporting it.
     fn fold_recorded_activity(&mut self) -> Transition {
         match self.sensor.as_ref().and_then(Sensor::take) {
@@ -263,6 +403,17 @@ impl Inner {
             Rc::new(move |at| report(Input::Report(at))),
             Rc::new(move |visible| recheck(Input::Recheck(visible))),
         );
+        if self.cross_tab_enabled {
+            let remote = dispatcher(&self.me);
+            self.cross_tab = CrossTab::open(Rc::new(move |at| remote(Input::Remote(at))));
+        }
+        if self.system_idle_enabled {
+            let report = dispatcher(&self.me);
+            match SystemIdle::start(Rc::new(move |state| report(Input::System(state)))) {
+                Ok(detector) => self.system_idle = Some(detector),
+                Err(state) => self.system = state,
+            }
+        }
     }
 
     /// Arms the one timer for the machine's next wake-up and refreshes the
@@ -271,11 +422,18 @@ impl Inner {
         if let Some(dialog) = &self.dialog {
             dialog.show_remaining(self.machine.remaining(now));
         }
-        if let (Some(sensor), Some(wake)) = (
-            &mut self.sensor,
-            self.machine.next_wake(now, self.dialog.is_some()),
-        ) {
-            sensor.arm(now, wake, self.machine.quiet_until());
+        let Some(sensor) = &mut self.sensor else {
+            return;
+        };
+        // Events before this only need storing: they can change nothing,
+        // and no post to the other tabs is due yet.
+        let mut quiet = self.machine.quiet_until();
+        if let Some(tab) = &self.cross_tab {
+            quiet = quiet.min(tab.next_post() as Millis);
+        }
+        sensor.set_quiet_until(quiet);
+        if let Some(wake) = self.machine.next_wake(now, self.dialog.is_some()) {
+            sensor.arm(now, wake);
         }
     }
 
@@ -284,6 +442,9 @@ impl Inner {
     fn release(&mut self) -> Option<Rc<RefCell<Inner>>> {
         self.sensor = None;
         self.dialog = None;
+        self.cross_tab = None;
+        self.system_idle = None;
+        self.hard_limit = None;
         if let Some(handler) = &self.sdk_handler {
             self.sdk.unsubscribe(handler.as_ref().unchecked_ref());
         }
@@ -307,6 +468,11 @@ impl After {
         if let Some((message, f, arg)) = self.callback {
             if let Err(e) = f.call1(&JsValue::UNDEFINED, &arg) {
                 console_error(message, &e);
+            }
+        }
+        if let Some((f, deadline)) = self.hard_limit {
+            if let Err(e) = f.call1(&JsValue::UNDEFINED, &JsValue::from_f64(deadline)) {
+                console_error("eyeson-guard: onHardLimit threw:", &e);
             }
         }
         drop(self.release);

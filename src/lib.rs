@@ -13,17 +13,27 @@
 //! - `activity` (+ `hot_path.js`): the activity listeners, the wake-up
 //!   listeners (gloo-events) and the one timer (gloo-timers).
 //! - `dialog`: the accessible "Are you still there?" dialog (web-sys).
+//! - `cross_tab`: activity shared between tabs (`BroadcastChannel`).
+//! - `system_idle`: OS presence (the IdleDetector API).
+//! - `hard_limit` (+ `notice`): the meeting's hard deadline from the
+//!   eyeson-hard-limit service, and the notice counting down to it.
+//! - `promise`: one-shot promise callbacks without an async runtime.
 //! - `guard`: wires them together; this file is the JavaScript face.
 #![deny(missing_docs, missing_debug_implementations)]
 
 extern crate alloc;
 
 mod activity;
+mod cross_tab;
 mod dialog;
 mod guard;
+mod hard_limit;
 pub mod machine;
+mod notice;
 pub mod options;
+mod promise;
 mod sdk;
+mod system_idle;
 #[cfg(all(feature = "tiny-runtime", target_arch = "wasm32"))]
 mod tiny_alloc;
 
@@ -66,6 +76,44 @@ export interface InactivityGuardOptions {
   onTerminate?: (reason: "idle") => void;
   /** The guard stopped without sending anything. */
   onStop?: (reason: StopReason) => void;
+  /** The local user speaking (the SDK's `voice_activity`) counts as presence: while they speak the deadline cannot pass, and the moment they stop counts as activity. Default true. */
+  speech?: boolean;
+  /** While the local user is the only participant, this shorter soft limit applies, from the last activity (the prompt window shrinks to at most half of it). Must be less than `timeoutMs`; `null` = off. Default 600000 (10 min), without effect when `timeoutMs` is not longer. */
+  aloneTimeoutMs?: number | null;
+  /** Activity in other tabs of this origin (other guards, or `shareActivity()`) counts. Default true. */
+  crossTab?: boolean;
+  /** OS-level presence through the IdleDetector API (Chromium; call `InactivityGuard.requestSystemIdle()` from a user gesture first): the user being active on the computer counts as presence like speaking; a locked screen never does. Default false. */
+  systemIdle?: boolean;
+  /** Base URL of an eyeson-hard-limit service: read this meeting's hard deadline from `GET {hardLimit}/meetings/{room_id}` and show a notice before it. Default none. */
+  hardLimit?: string;
+  /** Show the hard-deadline notice this long before the deadline, in ms; 0 = no notice. Default 300000 (5 min). */
+  hardLimitNoticeMs?: number;
+  /** Replaces the built-in strings. `{time}` becomes `m:ss`, or `45 s` under a minute; `body` and `notice` must contain it. */
+  text?: GuardText;
+  /** The meeting's hard deadline (ms since the epoch) became known or moved. */
+  onHardLimit?: (deadlineMs: number) => void;
+}
+
+/** The guard's strings (defaults in English). */
+export interface GuardText {
+  /** Default "Are you still there?". */
+  title?: string;
+  /** Default "You will leave the meeting in {time}.". */
+  body?: string;
+  /** Default "I'm still here". */
+  button?: string;
+  /** Default "This meeting ends in {time}.". */
+  notice?: string;
+}
+
+/** What the guard knows about the local user's presence beyond input events. */
+export interface Presence {
+  /** The local user is speaking. */
+  speaking: boolean;
+  /** The local user is the only participant (`aloneTimeoutMs` applies). */
+  alone: boolean;
+  /** The IdleDetector: `off` (option off), `unavailable` (no API), `denied` (no permission), or the OS state. */
+  systemIdle: "off" | "unavailable" | "denied" | "active" | "idle" | "locked";
 }
 "#;
 
@@ -80,6 +128,23 @@ extern "C" {
     /// A state name, typed for TypeScript.
     #[wasm_bindgen(typescript_type = "GuardState")]
     pub type StateName;
+    /// The presence object, typed for TypeScript.
+    #[wasm_bindgen(typescript_type = "Presence")]
+    pub type PresenceObject;
+    /// A promise of a boolean, typed for TypeScript.
+    #[wasm_bindgen(typescript_type = "Promise<boolean>")]
+    pub type BoolPromise;
+    /// A function that stops something, typed for TypeScript.
+    #[wasm_bindgen(typescript_type = "() => void")]
+    pub type StopFunction;
+}
+
+/// Shares this tab's activity with the meeting's tab (same origin), for a
+/// tab without a meeting: a document or tool page the user works in. Posts
+/// at most once a second. Returns a function that stops it.
+#[wasm_bindgen(js_name = shareActivity)]
+pub fn share_activity() -> StopFunction {
+    cross_tab::share_activity().unchecked_into()
 }
 
 /// Ends the local user's eyeson session after a period of inactivity.
@@ -137,6 +202,25 @@ impl InactivityGuard {
     #[wasm_bindgen(getter)]
     pub fn state(&self) -> StateName {
         JsValue::from_str(self.guard.phase().as_str()).unchecked_into()
+    }
+
+    /// `{ speaking, alone, systemIdle }`: presence beyond input events.
+    #[wasm_bindgen(getter)]
+    pub fn presence(&self) -> PresenceObject {
+        let (speaking, alone, system) = self.guard.presence().unwrap_or((false, false, "off"));
+        let o = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&o, &"speaking".into(), &speaking.into());
+        let _ = js_sys::Reflect::set(&o, &"alone".into(), &alone.into());
+        let _ = js_sys::Reflect::set(&o, &"systemIdle".into(), &system.into());
+        JsValue::from(o).unchecked_into()
+    }
+
+    /// Asks for the IdleDetector permission (`systemIdle`). Call it from a
+    /// user gesture (a click): the browser's prompt needs one. Resolves to
+    /// whether it was granted; `false` where the API is missing.
+    #[wasm_bindgen(js_name = requestSystemIdle)]
+    pub fn request_system_idle() -> BoolPromise {
+        JsValue::from(system_idle::request()).unchecked_into()
     }
 
     /// Removes every listener and timer and unsubscribes from the SDK.

@@ -15,6 +15,14 @@
 //! Activity only moves the deadline; it never arms or clears a timer. The
 //! caller keeps at most one timer, armed for [`Machine::next_wake`], and calls
 //! [`Machine::check`] when it fires or when the page wakes up.
+//!
+//! Two conditions change the rules without being input events:
+//! - a *hold* ([`Machine::hold`]): the user is present without touching the
+//!   page (speaking, or active elsewhere on the computer). While held the
+//!   deadline cannot pass; the release counts as activity.
+//! - being *solo* ([`Machine::set_solo`]): the only participant left. The
+//!   shorter alone limits apply, measured from the last activity, but
+//!   becoming solo never ends a session at once: the user is asked first.
 
 /// Milliseconds since the Unix epoch (what `Date.now()` returns).
 pub type Millis = u64;
@@ -100,20 +108,36 @@ pub enum Transition {
 /// The state machine. See the module documentation.
 #[derive(Clone, Debug)]
 pub struct Machine {
-    limits: Limits,
+    normal: Limits,
+    /// The limits while solo; `None` = being alone changes nothing.
+    alone: Option<Limits>,
+    solo: bool,
+    held: bool,
     phase: Phase,
     /// Valid while armed: the instant the session ends without activity.
     deadline: Millis,
+    /// Valid while armed: the latest activity counted (or the start).
+    last: Millis,
 }
 
 impl Machine {
     /// A machine in [`Phase::Waiting`].
     pub fn new(limits: Limits) -> Self {
         Machine {
-            limits,
+            normal: limits,
+            alone: None,
+            solo: false,
+            held: false,
             phase: Phase::Waiting,
             deadline: 0,
+            last: 0,
         }
+    }
+
+    /// The limits that apply while the local user is the only participant.
+    pub fn with_alone(mut self, alone: Option<Limits>) -> Self {
+        self.alone = alone;
+        self
     }
 
     /// The current phase.
@@ -121,9 +145,22 @@ impl Machine {
         self.phase
     }
 
-    /// The limits this machine enforces.
+    /// The limits in force now (the alone limits while solo).
     pub fn limits(&self) -> Limits {
-        self.limits
+        match (self.solo, self.alone) {
+            (true, Some(alone)) => alone,
+            _ => self.normal,
+        }
+    }
+
+    /// Whether a hold is on (see [`Machine::hold`]).
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// Whether the local user is the only participant.
+    pub fn is_solo(&self) -> bool {
+        self.solo
     }
 
     /// The deadline, while armed.
@@ -138,7 +175,8 @@ impl Machine {
             return Transition::None;
         }
         self.phase = Phase::Active;
-        self.deadline = now.saturating_add(self.limits.timeout);
+        self.last = now;
+        self.deadline = now.saturating_add(self.limits().timeout);
         Transition::Armed
     }
 
@@ -152,15 +190,85 @@ impl Machine {
         if !self.phase.is_armed() {
             return Transition::None;
         }
-        if at >= self.deadline {
+        if at >= self.deadline && !self.held {
             return self.terminate();
         }
-        let deadline = at.saturating_add(self.limits.timeout);
+        if at <= self.last {
+            return Transition::None;
+        }
+        self.last = at;
+        self.extend_to(at, at.saturating_add(self.limits().timeout))
+    }
+
+    /// Turns a hold on or off at `now`. Holding counts as activity now (it
+    /// resumes a prompt; like any activity it cannot revive a session whose
+    /// deadline already passed). Releasing counts as activity at `seen` (the
+    /// last instant the user was known present, at most `now`); the new
+    /// deadline leaves at least the prompt window, so a release never ends
+    /// the session at once.
+    pub fn hold(&mut self, now: Millis, on: bool, seen: Millis) -> Transition {
+        if on == self.held {
+            return Transition::None;
+        }
+        if !self.phase.is_armed() {
+            self.held = on;
+            return Transition::None;
+        }
+        if on {
+            let t = self.activity(now);
+            if t == Transition::Terminate {
+                return t;
+            }
+            self.held = true;
+            // Even when the clock went back and `now` moved nothing.
+            if self.phase == Phase::Prompted {
+                self.phase = Phase::Active;
+                return Transition::Resumed;
+            }
+            return t;
+        }
+        self.held = false;
+        let limits = self.limits();
+        self.last = self.last.max(seen.min(now));
+        let floor = now.saturating_add(limits.prompt.max(1));
+        self.deadline = self.last.saturating_add(limits.timeout).max(floor);
+        Transition::None
+    }
+
+    /// The local user became, or stopped being, the only participant.
+    ///
+    /// Becoming solo moves the deadline to `last activity + alone timeout`,
+    /// or to `now + prompt window` if that is later, and never later than
+    /// it was. Someone joining restores the normal timeout from the last
+    /// activity (ending a prompt the alone limit started).
+    pub fn set_solo(&mut self, now: Millis, solo: bool) -> Transition {
+        if solo == self.solo {
+            return Transition::None;
+        }
+        self.solo = solo;
+        if !self.phase.is_armed() || self.alone.is_none() {
+            return Transition::None;
+        }
+        let limits = self.limits();
+        if solo {
+            let target = self
+                .last
+                .saturating_add(limits.timeout)
+                .max(now.saturating_add(limits.prompt.max(1)));
+            self.deadline = self.deadline.min(target);
+            return Transition::None;
+        }
+        self.extend_to(now, self.last.saturating_add(limits.timeout))
+    }
+
+    /// Moves the deadline later (never earlier). A prompt ends if `now` is
+    /// no longer in the prompt window.
+    fn extend_to(&mut self, now: Millis, deadline: Millis) -> Transition {
         if deadline <= self.deadline {
             return Transition::None;
         }
         self.deadline = deadline;
-        if self.phase == Phase::Prompted {
+        if self.phase == Phase::Prompted && now < self.prompt_at() {
             self.phase = Phase::Active;
             return Transition::Resumed;
         }
@@ -171,13 +279,13 @@ impl Machine {
     /// visible / focused / resumed after a possible sleep). If both the prompt
     /// start and the deadline passed, it terminates without prompting.
     pub fn check(&mut self, now: Millis) -> Transition {
-        if !self.phase.is_armed() {
+        if !self.phase.is_armed() || self.held {
             return Transition::None;
         }
         if now >= self.deadline {
             return self.terminate();
         }
-        if self.phase == Phase::Active && self.limits.prompt > 0 && now >= self.prompt_at() {
+        if self.phase == Phase::Active && self.limits().prompt > 0 && now >= self.prompt_at() {
             self.phase = Phase::Prompted;
             return Transition::Prompted {
                 remaining: self.deadline - now,
@@ -201,7 +309,8 @@ impl Machine {
     /// final, else the distance to the deadline.
     pub fn remaining(&self, now: Millis) -> Millis {
         match self.phase {
-            Phase::Waiting => self.limits.timeout,
+            Phase::Waiting => self.limits().timeout,
+            _ if self.held => self.limits().timeout,
             Phase::Active | Phase::Prompted => self.deadline.saturating_sub(now),
             Phase::Terminated | Phase::Stopped => 0,
         }
@@ -212,8 +321,11 @@ impl Machine {
     /// countdown (`countdown = true`), that is the next instant the displayed
     /// whole seconds change, so the display is recomputed from the deadline.
     pub fn next_wake(&self, now: Millis, countdown: bool) -> Option<Millis> {
+        if self.held {
+            return None;
+        }
         match self.phase {
-            Phase::Active if self.limits.prompt > 0 => Some(self.prompt_at()),
+            Phase::Active if self.limits().prompt > 0 => Some(self.prompt_at()),
             Phase::Active => Some(self.deadline),
             Phase::Prompted if countdown => {
                 let left = self.deadline.saturating_sub(now);
@@ -238,7 +350,7 @@ impl Machine {
     }
 
     fn prompt_at(&self) -> Millis {
-        self.deadline - self.limits.prompt
+        self.deadline.saturating_sub(self.limits().prompt)
     }
 
     fn terminate(&mut self) -> Transition {
@@ -374,6 +486,113 @@ mod tests {
         assert_eq!(m.check(T0 + 10 * T), Transition::None);
         assert_eq!(m.start(T0), Transition::None);
         assert_eq!(m.phase().as_str(), "stopped");
+    }
+
+    fn alone(timeout: Millis, prompt: Millis) -> Machine {
+        let mut m = Machine::new(Limits::new(T, P).unwrap())
+            .with_alone(Some(Limits::new(timeout, prompt).unwrap()));
+        m.start(T0);
+        m
+    }
+
+    #[test]
+    fn a_hold_keeps_the_deadline_from_passing_and_its_end_counts_as_activity() {
+        let mut m = armed();
+        assert_eq!(m.hold(T0 + 1_000, true, T0 + 1_000), Transition::None);
+        assert_eq!(m.next_wake(T0 + 1_000, true), None, "no timer while held");
+        assert_eq!(m.check(T0 + 5 * T), Transition::None);
+        assert_eq!(
+            m.activity(T0 + 5 * T),
+            Transition::None,
+            "late input while held"
+        );
+        assert_eq!(m.remaining(T0 + 6 * T), T);
+        assert_eq!(m.hold(T0 + 6 * T, false, T0 + 6 * T), Transition::None);
+        assert_eq!(m.deadline(), Some(T0 + 7 * T));
+        assert_eq!(
+            m.check(T0 + 7 * T - 1),
+            Transition::Prompted { remaining: 1 }
+        );
+        assert_eq!(m.check(T0 + 7 * T), Transition::Terminate);
+    }
+
+    #[test]
+    fn a_hold_ends_a_prompt_but_cannot_revive_a_passed_deadline() {
+        let mut m = armed();
+        m.check(T0 + T - P);
+        assert_eq!(m.hold(T0 + T - 1, true, T0 + T - 1), Transition::Resumed);
+        let mut late = armed();
+        assert_eq!(late.hold(T0 + T, true, T0 + T), Transition::Terminate);
+        assert!(!late.is_held());
+    }
+
+    #[test]
+    fn a_release_seen_long_ago_still_leaves_the_prompt_window() {
+        let mut m = armed();
+        m.hold(T0, true, T0);
+        // The OS reports idle: the user was last seen a full timeout ago.
+        m.hold(T0 + 2 * T, false, T0 + T);
+        assert_eq!(m.deadline(), Some(T0 + 2 * T + P));
+        assert_eq!(
+            m.check(T0 + 2 * T),
+            Transition::Prompted { remaining: P },
+            "asked first, never ended at once"
+        );
+    }
+
+    #[test]
+    fn being_alone_applies_the_alone_timeout_from_the_last_activity() {
+        let mut m = alone(4_000, 1_000);
+        m.activity(T0 + 500);
+        assert_eq!(m.set_solo(T0 + 1_000, true), Transition::None);
+        assert_eq!(m.deadline(), Some(T0 + 4_500));
+        assert_eq!(m.limits().prompt(), 1_000);
+        assert_eq!(
+            m.check(T0 + 3_500),
+            Transition::Prompted { remaining: 1_000 }
+        );
+        // Someone joins: the normal timeout from the last activity again.
+        assert_eq!(m.set_solo(T0 + 3_600, false), Transition::Resumed);
+        assert_eq!(m.deadline(), Some(T0 + 500 + T));
+        assert_eq!(m.phase(), Phase::Active);
+    }
+
+    #[test]
+    fn becoming_alone_after_long_quiet_asks_first() {
+        let mut m = alone(4_000, 1_000);
+        assert_eq!(m.set_solo(T0 + 8_000, true), Transition::None);
+        assert_eq!(m.deadline(), Some(T0 + 9_000), "now + the prompt window");
+        assert_eq!(
+            m.check(T0 + 8_000),
+            Transition::Prompted { remaining: 1_000 }
+        );
+        assert_eq!(m.check(T0 + 8_999), Transition::None);
+        assert_eq!(m.check(T0 + 9_000), Transition::Terminate);
+    }
+
+    #[test]
+    fn becoming_alone_never_moves_the_deadline_later() {
+        let mut m = alone(4_000, 1_000);
+        m.check(T0 + T - P); // prompted, 3 s left under the normal limit
+        m.set_solo(T0 + T - 500, true);
+        assert_eq!(m.deadline(), Some(T0 + T));
+    }
+
+    #[test]
+    fn without_alone_limits_solo_changes_nothing() {
+        let mut m = armed();
+        assert_eq!(m.set_solo(T0 + 9_000, true), Transition::None);
+        assert!(m.is_solo());
+        assert_eq!(m.deadline(), Some(T0 + T));
+    }
+
+    #[test]
+    fn solo_before_the_start_applies_from_the_start() {
+        let mut m = Machine::new(Limits::new(T, P).unwrap())
+            .with_alone(Some(Limits::new(4_000, 1_000).unwrap()));
+        m.set_solo(T0 - 1, true);
+        m.start(T0);
+        assert_eq!(m.deadline(), Some(T0 + 4_000));
     }
 
     #[test]

@@ -40,8 +40,156 @@ option_names!(
     "onPrompt",
     "onActive",
     "onTerminate",
-    "onStop"
+    "onStop",
+    "speech",
+    "aloneTimeoutMs",
+    "crossTab",
+    "systemIdle",
+    "hardLimit",
+    "hardLimitNoticeMs",
+    "text",
+    "onHardLimit"
 );
+
+/// Default soft limit while the local user is the only participant.
+pub const DEFAULT_ALONE_MS: Millis = 600_000;
+/// Default lead time of the hard-deadline notice.
+pub const DEFAULT_NOTICE_MS: Millis = 300_000;
+
+/// The built-in strings; `text` replaces any of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text {
+    /// The dialog's heading.
+    pub title: String,
+    /// The dialog's text; `{time}` is the countdown.
+    pub body: String,
+    /// The dialog's button.
+    pub button: String,
+    /// The hard-deadline notice; `{time}` is the countdown.
+    pub notice: String,
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text {
+            title: "Are you still there?".into(),
+            body: "You will leave the meeting in {time}.".into(),
+            button: "I'm still here".into(),
+            notice: "This meeting ends in {time}.".into(),
+        }
+    }
+}
+
+impl Text {
+    /// Sets one string; the error names the key.
+    pub fn set(&mut self, key: &str, value: Option<String>) -> Result<(), Invalid> {
+        let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+            return Err(invalid(&["text.", key, " must be a non-empty string"]));
+        };
+        let needs_time = matches!(key, "body" | "notice");
+        if needs_time && time_at(&value).is_none() {
+            return Err(invalid(&[
+                "text.",
+                key,
+                " must contain {time} (where the countdown goes)",
+            ]));
+        }
+        match key {
+            "title" => self.title = value,
+            "body" => self.body = value,
+            "button" => self.button = value,
+            "notice" => self.notice = value,
+            _ => {
+                return Err(invalid(&[
+                    "unknown text key \"",
+                    key,
+                    "\" (known keys: title, body, button, notice)",
+                ]))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `{time}`: `m:ss`, or whole seconds under a minute (`45 s`); rounded up,
+/// so it never shows 0 while time is left.
+pub fn format_time(remaining_ms: Millis) -> String {
+    let seconds = remaining_ms.div_ceil(1000);
+    let mut s = String::new();
+    if seconds < 60 {
+        push_number(&mut s, seconds);
+        s.push_str(" s");
+    } else {
+        push_number(&mut s, seconds / 60);
+        s.push(':');
+        if seconds % 60 < 10 {
+            s.push('0');
+        }
+        push_number(&mut s, seconds % 60);
+    }
+    s
+}
+
+fn push_number(s: &mut String, n: Millis) {
+    // `to_string` on integers skips the `fmt` machinery (`write!` would
+    // add kilobytes to the wasm).
+    s.push_str(&alloc::string::ToString::to_string(&n));
+}
+
+/// Where `{time}` starts in `template`. A byte search: `str` patterns (and
+/// slicing that can panic) would pull kilobytes of `core` into the wasm.
+fn time_at(template: &str) -> Option<usize> {
+    template.as_bytes().windows(6).position(|w| w == b"{time}")
+}
+
+/// Splits a template at `{time}`: the text before and after it.
+pub fn split_time(template: &str) -> (&str, &str) {
+    let parts =
+        time_at(template).and_then(|at| Some((template.get(..at)?, template.get(at + 6..)?)));
+    parts.unwrap_or((template, ""))
+}
+
+/// The alone limits: `given` is `None` when the option is absent, `Some(None)`
+/// for `null`. The default applies only when it is shorter than the timeout;
+/// an explicit value must be.
+pub fn alone(normal: Limits, given: Option<Option<Millis>>) -> Result<Option<Limits>, Invalid> {
+    let alone = match given {
+        Some(None) => return Ok(None),
+        None if DEFAULT_ALONE_MS >= normal.timeout() => return Ok(None),
+        None => DEFAULT_ALONE_MS,
+        Some(Some(ms)) if ms >= normal.timeout() => {
+            return Err(invalid(&[
+                "aloneTimeoutMs must be less than timeoutMs (it is the shorter limit while ",
+                "the local user is alone; null turns it off)",
+            ]))
+        }
+        Some(Some(ms)) => ms,
+    };
+    // The prompt window shrinks to at most half of the alone timeout.
+    Ok(Limits::new(alone, normal.prompt().min(alone / 2)))
+}
+
+/// Validates the hard-limit service's base URL; returns it without a
+/// trailing slash.
+pub fn hard_limit_url(value: &str) -> Result<String, Invalid> {
+    let bytes = value.as_bytes();
+    let scheme = |s: &[u8]| bytes.len() > s.len() && bytes[..s.len()].eq_ignore_ascii_case(s);
+    let host = if scheme(b"https://") {
+        bytes.get(8)
+    } else if scheme(b"http://") {
+        bytes.get(7)
+    } else {
+        None
+    };
+    let ok = host.is_some_and(|&b| b != b'/') && !bytes.iter().any(u8::is_ascii_whitespace);
+    if !ok {
+        return Err(invalid(&[
+            "hardLimit must be the http(s) base URL of an eyeson-hard-limit service, ",
+            "e.g. \"https://limits.example.com\"",
+        ]));
+    }
+    Ok(value.trim_end_matches('/').into())
+}
 
 /// Validated options.
 #[derive(Debug)]
@@ -56,6 +204,20 @@ pub struct Options {
     pub dialog: bool,
     /// Optional callbacks.
     pub callbacks: Callbacks,
+    /// The limits while alone (`None` = off).
+    pub alone: Option<Limits>,
+    /// Whether the local user speaking counts as presence.
+    pub speech: bool,
+    /// Whether activity in other tabs of the origin counts.
+    pub cross_tab: bool,
+    /// Whether to use the IdleDetector API.
+    pub system_idle: bool,
+    /// Base URL of the hard-limit service.
+    pub hard_limit: Option<String>,
+    /// Lead time of the hard-deadline notice (0 = none).
+    pub notice_ms: Millis,
+    /// The strings shown.
+    pub text: Text,
 }
 
 /// The optional user callbacks.
@@ -69,6 +231,8 @@ pub struct Callbacks {
     pub on_terminate: Option<Function>,
     /// `onStop(reason)`.
     pub on_stop: Option<Function>,
+    /// `onHardLimit(deadlineMs)`.
+    pub on_hard_limit: Option<Function>,
 }
 
 /// An error message; becomes a JS `Error` at the boundary.
@@ -148,10 +312,10 @@ impl Options {
                 None => Err(invalid(&[name, " must be a number of milliseconds"])),
             }
         };
-        let flag = |name: &str| -> Result<bool, Invalid> {
+        let flag_or = |name: &str, default: bool| -> Result<bool, Invalid> {
             let v = get(name);
             if v.is_undefined() {
-                return Ok(true);
+                return Ok(default);
             }
             v.as_bool()
                 .ok_or_else(|| invalid(&[name, " must be true or false"]))
@@ -166,9 +330,20 @@ impl Options {
                 .map_err(|_| invalid(&[name, " must be a function"]))
         };
 
+        let flag = |name: &str| flag_or(name, true);
+
         let timeout = number("timeoutMs", false)?.unwrap_or(DEFAULT_TIMEOUT_MS);
         let limits = limits(timeout, number("promptMs", true)?)?;
         let events = events(get("events"))?;
+        let alone_given = if get("aloneTimeoutMs").is_null() {
+            Some(None)
+        } else {
+            number("aloneTimeoutMs", false)?.map(Some)
+        };
+        let hard_limit = match get("hardLimit") {
+            v if v.is_undefined() || v.is_null() => None,
+            v => Some(hard_limit_url(&v.as_string().unwrap_or_default())?),
+        };
 
         Ok(Options {
             limits,
@@ -180,9 +355,36 @@ impl Options {
                 on_active: callback("onActive")?,
                 on_terminate: callback("onTerminate")?,
                 on_stop: callback("onStop")?,
+                on_hard_limit: callback("onHardLimit")?,
             },
+            alone: alone(limits, alone_given)?,
+            speech: flag("speech")?,
+            cross_tab: flag("crossTab")?,
+            system_idle: flag_or("systemIdle", false)?,
+            hard_limit,
+            notice_ms: number("hardLimitNoticeMs", true)?.unwrap_or(DEFAULT_NOTICE_MS),
+            text: text(get("text"))?,
         })
     }
+}
+
+fn text(value: JsValue) -> Result<Text, Invalid> {
+    let mut text = Text::default();
+    if value.is_undefined() {
+        return Ok(text);
+    }
+    if !value.is_object() || Array::is_array(&value) {
+        return Err(invalid(&[
+            "text must be an object, e.g. { title: \"Bist du noch da?\" }",
+        ]));
+    }
+    let object: &Object = value.unchecked_ref();
+    for key in Object::keys(object).iter() {
+        let key = key.as_string().unwrap_or_default();
+        let v = Reflect::get(&value, &JsValue::from_str(&key)).unwrap_or(JsValue::UNDEFINED);
+        text.set(&key, v.as_string())?;
+    }
+    Ok(text)
 }
 
 fn events(value: JsValue) -> Result<Array, Invalid> {
@@ -256,8 +458,92 @@ mod tests {
     #[test]
     fn the_error_lists_exactly_the_known_options() {
         assert_eq!(KNOWN_LIST, KNOWN.join(", "));
-        assert_eq!(KNOWN.len(), 9);
+        assert_eq!(KNOWN.len(), 17);
         assert!(KNOWN_LIST.starts_with("timeoutMs, promptMs, events"));
+    }
+
+    #[test]
+    fn time_is_m_ss_or_seconds_under_a_minute() {
+        assert_eq!(format_time(299_001), "5:00");
+        assert_eq!(format_time(299_000), "4:59");
+        assert_eq!(format_time(60_000), "1:00");
+        assert_eq!(format_time(59_001), "1:00");
+        assert_eq!(format_time(59_000), "59 s");
+        assert_eq!(format_time(1), "1 s");
+        assert_eq!(format_time(0), "0 s");
+        assert_eq!(format_time(3_600_000), "60:00");
+        assert_eq!(split_time("in {time}."), ("in ", "."));
+    }
+
+    #[test]
+    fn text_keys_are_checked() {
+        let mut t = Text::default();
+        assert!(t.set("title", Some("Bist du noch da?".into())).is_ok());
+        assert_eq!(t.title, "Bist du noch da?");
+        let err = t.set("tilte", Some("x".into())).unwrap_err();
+        assert!(err.contains("unknown text key \"tilte\""), "{err}");
+        let err = t.set("body", Some("Gleich vorbei.".into())).unwrap_err();
+        assert!(err.contains("text.body must contain {time}"), "{err}");
+        let err = t.set("notice", Some("bald".into())).unwrap_err();
+        assert!(err.contains("text.notice must contain {time}"), "{err}");
+        assert!(t
+            .set("button", Some("  ".into()))
+            .unwrap_err()
+            .contains("text.button"));
+        assert!(t
+            .set("button", None)
+            .unwrap_err()
+            .contains("non-empty string"));
+        assert!(t.set("button", Some("Ja".into())).is_ok());
+        assert!(
+            t.set("title", Some("{time}".into())).is_ok(),
+            "a title may show it too"
+        );
+    }
+
+    #[test]
+    fn alone_defaults_only_when_shorter_and_explicit_must_be() {
+        let hour = limits(3_600_000, None).unwrap();
+        let a = alone(hour, None).unwrap().unwrap();
+        assert_eq!((a.timeout(), a.prompt()), (600_000, 60_000));
+        let short = limits(30_000, None).unwrap();
+        assert_eq!(alone(short, None), Ok(None), "the default never throws");
+        assert_eq!(alone(hour, Some(None)), Ok(None));
+        let a = alone(hour, Some(Some(10_000))).unwrap().unwrap();
+        assert_eq!(
+            (a.timeout(), a.prompt()),
+            (10_000, 5_000),
+            "prompt at most half"
+        );
+        let err = alone(short, Some(Some(30_000))).unwrap_err();
+        assert!(
+            err.contains("aloneTimeoutMs must be less than timeoutMs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hard_limit_must_be_an_http_url() {
+        assert_eq!(
+            hard_limit_url("https://limits.example.com/").as_deref(),
+            Ok("https://limits.example.com")
+        );
+        assert_eq!(
+            hard_limit_url("HTTP://127.0.0.1:8043").as_deref(),
+            Ok("HTTP://127.0.0.1:8043")
+        );
+        for bad in [
+            "",
+            "limits.example.com",
+            "ftp://x",
+            "https://",
+            "javascript:alert(1)",
+            "https:///x",
+            "https://a b",
+        ] {
+            let err = hard_limit_url(bad).unwrap_err();
+            assert!(err.contains("hardLimit must be"), "{bad}: {err}");
+        }
     }
 
     #[test]

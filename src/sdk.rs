@@ -5,6 +5,7 @@
 //! tag), so one build serves bundlers, script tags and tests alike.
 
 use alloc::string::String;
+
 use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -67,14 +68,67 @@ impl Sdk {
     }
 }
 
+/// Who the local user is, as the SDK knows them: `room_setup` carries it,
+/// and the SDK keeps it as `eyeson.user` / `eyeson.room` (for a guard
+/// created after the join).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Local {
+    /// The meeting's room id (what the hard-limit service tracks).
+    pub room: Option<String>,
+    /// The user's API id (`content.user.id`).
+    pub user: Option<String>,
+    /// The user's signalling client id (`signaling.options.client_id`).
+    pub client: Option<String>,
+}
+
+/// The ids a `voice_activity` event's `user` carries. The SDK builds that
+/// user from the signalling client id (`id` = client id, `apiId` = the API
+/// id the SDK looked up), so both are compared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Speaker {
+    /// `user.id`.
+    pub id: Option<String>,
+    /// `user.clientId`.
+    pub client: Option<String>,
+    /// `user.apiId`.
+    pub api: Option<String>,
+}
+
+impl Local {
+    /// Whether `speaker` is the local user. Unknown ids never match.
+    pub fn is(&self, speaker: &Speaker) -> bool {
+        let eq = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
+        eq(&self.client, &speaker.id)
+            || eq(&self.client, &speaker.client)
+            || eq(&self.user, &speaker.api)
+            || eq(&self.user, &speaker.id)
+    }
+
+    /// Fills what is unknown from `other`.
+    pub fn merge(&mut self, other: Local) {
+        self.room = self.room.take().or(other.room);
+        self.user = self.user.take().or(other.user);
+        self.client = self.client.take().or(other.client);
+    }
+}
+
 /// What an SDK event means for the guard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signal {
     /// The local user joined: arm the guard.
     Arm,
     /// The session ended or failed: stop without sending. The reason is
     /// passed to `onStop`.
     Stop(&'static str),
+    /// `room_setup`: who the local user is and in which room.
+    Setup(Local),
+    /// A `room_update` that did not end the meeting (its limits may have
+    /// changed).
+    RoomChanged,
+    /// `podium`: whether the local user is the only participant.
+    Solo(bool),
+    /// `voice_activity`: someone started or stopped speaking.
+    Voice(Speaker, bool),
     /// Anything else, including the transient `disconnect`/`reconnect`,
     /// `warning`/`clear_warning` and `offline`.
     Ignore,
@@ -93,30 +147,90 @@ pub fn classify(kind: &str, connection_status: Option<&str>, shutdown: bool) -> 
             _ => Signal::Ignore,
         },
         "room_update" if shutdown => Signal::Stop("shutdown"),
+        "room_update" => Signal::RoomChanged,
         _ => Signal::Ignore,
     }
 }
 
-/// Reads the fields `classify` needs from an SDK event object.
-pub fn classify_js(event: &JsValue) -> Signal {
-    let field = |obj: &JsValue, name: &str| Reflect::get(obj, &JsValue::from_str(name)).ok();
-    if !event.is_object() {
-        return Signal::Ignore;
+fn field(obj: &JsValue, name: &str) -> JsValue {
+    if !obj.is_object() {
+        return JsValue::UNDEFINED;
     }
-    let Some(kind) = field(event, "type").and_then(|t| t.as_string()) else {
+    Reflect::get(obj, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A string or number id as a string (ids arrive as either).
+fn id(value: JsValue) -> Option<String> {
+    value
+        .as_string()
+        // Number → string in JS: Rust's float formatting would add kilobytes.
+        .or_else(|| {
+            value.as_f64()?;
+            js_sys::Number::from(value)
+                .to_string_with_radix(10)
+                .ok()
+                .map(String::from)
+        })
+        .filter(|s| !s.is_empty())
+}
+
+/// Reads the local user from a `room_setup` content or the SDK object (both
+/// have `user` and `room`; only the content has `signaling`).
+pub fn local_from(obj: &JsValue) -> Local {
+    let user = field(obj, "user");
+    let client = id(field(
+        &field(&field(obj, "signaling"), "options"),
+        "client_id",
+    ))
+    .or_else(|| id(field(&user, "clientId")));
+    Local {
+        room: id(field(&field(obj, "room"), "id")),
+        user: id(field(&user, "apiId")).or_else(|| id(field(&user, "id"))),
+        client,
+    }
+}
+
+/// Reads what the guard needs from an SDK event object.
+pub fn classify_js(event: &JsValue) -> Signal {
+    let Some(kind) = field(event, "type").as_string() else {
         return Signal::Ignore;
     };
+    match kind.as_str() {
+        "room_setup" => return Signal::Setup(local_from(&field(event, "content"))),
+        "podium" => {
+            return match field(event, "solo").as_bool() {
+                Some(solo) => Signal::Solo(solo),
+                None => Signal::Ignore,
+            }
+        }
+        "voice_activity" => {
+            let user = field(event, "user");
+            let speaker = Speaker {
+                id: id(field(&user, "id")),
+                client: id(field(&user, "clientId")),
+                api: id(field(&user, "apiId")),
+            };
+            return match field(event, "on").as_bool() {
+                Some(on) => Signal::Voice(speaker, on),
+                None => Signal::Ignore,
+            };
+        }
+        _ => {}
+    }
     let status = if kind == "connection" {
-        field(event, "connectionStatus").and_then(|s| s.as_string())
+        field(event, "connectionStatus").as_string()
     } else {
         None
     };
-    let shutdown = kind == "room_update"
-        && field(event, "content")
-            .filter(|c| c.is_object())
-            .and_then(|c| field(&c, "shutdown"))
-            .is_some_and(|s| s.is_truthy());
+    let shutdown = kind == "room_update" && field(&field(event, "content"), "shutdown").is_truthy();
     classify(&kind, status.as_deref(), shutdown)
+}
+
+impl Sdk {
+    /// The local user and room, if the SDK already joined.
+    pub fn local(&self) -> Local {
+        local_from(self)
+    }
 }
 
 #[cfg(test)]
@@ -154,14 +268,73 @@ mod tests {
             "warning",
             "clear_warning",
             "offline",
-            "podium",
             "chat",
         ] {
             assert_eq!(classify(kind, None, false), Signal::Ignore, "{kind}");
         }
         assert_eq!(classify("connection", Some("ready"), false), Signal::Ignore);
         assert_eq!(classify("connection", None, false), Signal::Ignore);
-        assert_eq!(classify("room_update", None, false), Signal::Ignore);
+        assert_eq!(classify("room_update", None, false), Signal::RoomChanged);
         assert_eq!(classify("exit ", None, false), Signal::Ignore);
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.into())
+    }
+
+    #[test]
+    fn the_local_speaker_is_matched_by_client_or_api_id_only() {
+        let local = Local {
+            room: some("r1"),
+            user: some("u1"),
+            client: some("c1"),
+        };
+        // What the SDK builds for a voice_activity: id = client id.
+        let me = Speaker {
+            id: some("c1"),
+            client: some("c1"),
+            api: some("u1"),
+        };
+        assert!(local.is(&me));
+        assert!(local.is(&Speaker {
+            id: some("c1"),
+            ..Speaker::default()
+        }));
+        assert!(local.is(&Speaker {
+            api: some("u1"),
+            ..Speaker::default()
+        }));
+        let other = Speaker {
+            id: some("c2"),
+            client: some("c2"),
+            api: some("u2"),
+        };
+        assert!(!local.is(&other));
+        assert!(
+            !Local::default().is(&Speaker::default()),
+            "unknown never matches"
+        );
+        assert!(!local.is(&Speaker::default()));
+    }
+
+    #[test]
+    fn merge_keeps_what_is_known() {
+        let mut local = Local {
+            room: some("r1"),
+            ..Local::default()
+        };
+        local.merge(Local {
+            room: some("r2"),
+            user: some("u1"),
+            client: None,
+        });
+        assert_eq!(
+            local,
+            Local {
+                room: some("r1"),
+                user: some("u1"),
+                client: None
+            }
+        );
     }
 }

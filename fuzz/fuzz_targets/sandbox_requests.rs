@@ -1,5 +1,5 @@
 //! Fuzzes what the eyeson sandbox parses from clients: REST bodies (form and
-//! JSON) and the SDP offer it answers. Nothing may panic; a body either
+//! JSON, including the voice control's) and the SDP offer it answers. Nothing may panic; a body either
 //! yields fields or an error that says what was wrong; an answer never
 //! carries the offer's candidates or ICE credentials.
 #![no_main]
@@ -22,6 +22,15 @@ fuzz_target!(|data: &[u8]| {
             e.starts_with("malformed") || e.starts_with("the JSON body"),
             "{e}"
         );
+    }
+    match request::voice(content_type, body) {
+        Ok((key, _)) => assert!(!key.is_empty()),
+        Err(e) => assert!(
+            ["malformed", "the JSON body", "access_key ", "on "]
+                .iter()
+                .any(|p| e.starts_with(p)),
+            "{e}"
+        ),
     }
 
     let offer = String::from_utf8_lossy(body);

@@ -4,6 +4,7 @@
 //! cargo run --release -p eyeson-hard-limit --example bench -- lateness [meetings] [window_ms]
 //! cargo run --release -p eyeson-hard-limit --example bench -- ingest [deliveries] [concurrency]
 //! cargo run --release -p eyeson-hard-limit --example bench -- scale [meetings]
+//! cargo run --release -p eyeson-hard-limit --example bench -- warnings [meetings]
 //! # PostgreSQL, several replicas (each a process of its own; a fresh
 //! # database hl_bench_* is created through the URL's server and dropped):
 //! cargo run --release -p eyeson-hard-limit --example bench -- lateness --database postgres://postgres@127.0.0.1/test --replicas 3
@@ -20,6 +21,13 @@
 //! - `scale`: N tracked meetings (default 1,000,000) in a SQLite file; a
 //!   fresh service process (`scale-serve`) opens it and reports resident
 //!   memory, and the time to find and claim the next due meeting.
+//!
+//! - `warnings`: N meetings (default 1,000) whose in-meeting warnings
+//!   (`--warn-before 5s`) all fall due at the same instant; prints
+//!   p50/p99/max of (chat message accepted by the fake eyeson − warning
+//!   due), and counts messages and duplicates (checked after every
+//!   meeting's deadline has passed and it was shut down). `--database` and
+//!   `--replicas` as for `lateness`.
 //!
 //! - `soak`: the service as a process of its own under steady churn for
 //!   the given minutes (default 30) at the given rate (default 20 new
@@ -54,6 +62,9 @@ const LIMIT: Duration = Duration::from_secs(30 * 60);
 /// The soak's hard limit and retention.
 const SOAK_LIMIT: Duration = Duration::from_secs(20);
 const SOAK_RETENTION: Duration = Duration::from_secs(120);
+/// `--warn-before` of the services, when the benchmark is `warnings`.
+static WARN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+const WARN_BEFORE: Duration = Duration::from_secs(5);
 
 /// Positional arguments, without the `--database URL` / `--replicas N` options.
 fn positional() -> Vec<String> {
@@ -181,8 +192,12 @@ impl Services {
         let mut urls = Vec::new();
         let mut children = Vec::new();
         for _ in 0..replicas {
+            let mut args = vec!["serve".to_owned(), db.url.clone(), fake.url()];
+            if WARN.get().is_some() {
+                args.push("warn".into());
+            }
             let mut child = Command::new(&exe)
-                .args(["serve", &db.url, &fake.url()])
+                .args(&args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -235,6 +250,9 @@ async fn serve() {
         config.retention = SOAK_RETENTION;
         config.reconcile_every = Duration::from_secs(5);
     }
+    if args.get(4).map(String::as_str) == Some("warn") {
+        config.warn_before = Some(WARN_BEFORE);
+    }
     config.listen = "127.0.0.1:0".parse().unwrap();
     let app = Application::build(config).await.unwrap();
     println!("http://{}", app.local_addr());
@@ -262,12 +280,13 @@ fn main() {
         "ingest" => rt.block_on(ingest(arg(2, 20_000) as usize, arg(3, 64) as usize)),
         "ingest-load" => rt.block_on(ingest_load()),
         "scale" => rt.block_on(scale(arg(2, 1_000_000) as usize)),
+        "warnings" => rt.block_on(warnings(arg(2, 1000) as usize)),
         "scale-serve" => rt.block_on(scale_serve()),
         "serve" => rt.block_on(serve()),
         "soak" => rt.block_on(soak(arg(2, 30), arg(3, 20))),
         _ => {
             eprintln!(
-                "usage: bench (lateness [n] [window_ms] | ingest [n] [concurrency] | scale [n] | soak [minutes] [meetings_per_s]) [--database URL] [--replicas N]"
+                "usage: bench (lateness [n] [window_ms] | ingest [n] [concurrency] | scale [n] | warnings [n] | soak [minutes] [meetings_per_s]) [--database URL] [--replicas N]"
             );
             std::process::exit(2);
         }
@@ -304,7 +323,7 @@ fn unix_now() -> i64 {
 fn delivery(room: &str, started: SystemTime) -> String {
     json!({"timestamp": unix_now(), "type": "room_update",
            "room": {"id": room, "name": room, "ready": true, "started_at": iso(started),
-                    "shutdown": false, "guest_token": "g"}})
+                    "shutdown": false, "guest_token": fake_eyeson::guest_token_of(room)}})
     .to_string()
 }
 
@@ -329,6 +348,7 @@ async fn start_service(
     // The fake lists only what a benchmark registered in it; a million rows
     // it never heard of must not be closed as "ended silently".
     config.close_unlisted_after = Duration::from_secs(86_400);
+    config.warn_before = WARN.get().copied();
     let app = Application::build(config).await.unwrap();
     let url = format!("http://{}", app.local_addr());
     let admin = format!("http://{}", app.admin_addr());
@@ -433,6 +453,105 @@ async fn lateness(n: usize, window_ms: u64) {
         "  DELETE calls: {} (exactly one per meeting: {})",
         fake.deletes().len(),
         fake.deletes().len() == n
+    );
+    services.stop().await;
+    db.drop_database().await;
+}
+
+async fn warnings(n: usize) {
+    WARN.set(WARN_BEFORE).unwrap();
+    let fake = FakeEyeson::start(KEY).await;
+    let db = BenchDb::create("warnings.db").await;
+    let services = Services::start(&fake, &db).await;
+    let replicas = services.urls.len();
+    let http = reqwest::Client::new();
+    // Every warning due at the same instant, a few seconds after ingest.
+    let due = ms_floor(SystemTime::now() + Duration::from_secs(5));
+    let deadline = due + WARN_BEFORE;
+    let ingest_started = Instant::now();
+    let mut pending = tokio::task::JoinSet::new();
+    for i in 0..n {
+        // Distinct starts (the identity), one deadline: per-room limits are
+        // equal, so the starts are equal too; the rooms differ.
+        let started = deadline - LIMIT;
+        let room = format!("warn-{i}");
+        fake.start_meeting(&room, &iso(started));
+        let body = delivery(&room, started);
+        let sig = sign(KEY.as_bytes(), body.as_bytes());
+        let http = http.clone();
+        let url = services.urls[i % replicas].clone();
+        pending.spawn(async move {
+            let r = http
+                .post(format!("{url}/webhook"))
+                .header("x-eyeson-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        });
+        while pending.len() >= 32 {
+            pending.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = pending.join_next().await {
+        r.unwrap();
+    }
+    let ingest_took = ingest_started.elapsed();
+    if SystemTime::now() > due {
+        eprintln!("warning: ingest took {ingest_took:?}, past the warning time");
+    }
+    // Wait for every meeting to be shut down (after its deadline), so a
+    // duplicate warning would have had its chance to show.
+    let wait_start = Instant::now();
+    while fake.deletes().iter().filter(|r| r.status == 204).count() < n {
+        assert!(
+            wait_start.elapsed() < Duration::from_secs(120),
+            "not all meetings were shut down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let messages = fake.messages();
+    let mut first: std::collections::HashMap<String, SystemTime> = Default::default();
+    let mut duplicates = 0;
+    for m in &messages {
+        if first.insert(m.room.clone(), m.at).is_some() {
+            duplicates += 1;
+        }
+    }
+    let mut late_ms: Vec<f64> = first
+        .values()
+        .map(|at| match at.duration_since(due) {
+            Ok(d) => d.as_secs_f64() * 1000.0,
+            Err(e) => -(e.duration().as_secs_f64() * 1000.0),
+        })
+        .collect();
+    late_ms.sort_by(f64::total_cmp);
+    let early = late_ms.iter().filter(|l| **l < 0.0).count();
+    let after_deadline = first.values().filter(|at| **at >= deadline).count();
+    println!(
+        "bench warnings: {n} meetings whose warnings (--warn-before {WARN_BEFORE:?}) fall due at one instant, {} store, {replicas} replica(s)",
+        db.engine()
+    );
+    println!("  ingest of {n} signed deliveries: {ingest_took:.2?}");
+    if !late_ms.is_empty() {
+        println!(
+            "  lateness (chat message accepted - warning due): min {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            late_ms[0],
+            percentile(&late_ms, 0.5),
+            percentile(&late_ms, 0.99),
+            late_ms[late_ms.len() - 1]
+        );
+    }
+    println!(
+        "  messages: {} for {} of {n} meetings; duplicates: {duplicates}; before the warning time: {early}; at or after the deadline: {after_deadline}",
+        messages.len(),
+        first.len()
+    );
+    println!(
+        "  guest joins: {}; DELETE calls: {}",
+        fake.guest_joins().len(),
+        fake.deletes().len()
     );
     services.stop().await;
     db.drop_database().await;

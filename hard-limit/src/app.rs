@@ -1,7 +1,8 @@
 //! Start-up and the run loop, zero2prod style: [`Application::build`] opens
 //! the store, binds the port (port 0 in tests) and wires the parts;
-//! [`Application::run_until_stopped`] runs the HTTP server, the scheduler
-//! and the reconciler side by side until the stop future resolves, then
+//! [`Application::run_until_stopped`] runs the HTTP servers (public and
+//! admin), the scheduler, the warner and the reconciler side by side until
+//! the stop future resolves, then
 //! stops accepting, lets in-flight work finish, and returns.
 
 use std::future::Future;
@@ -11,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -26,6 +26,7 @@ use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
 use crate::shutdown::{self, Stopper};
 use crate::store::{Store, StoreError};
+use crate::warner::Warner;
 use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
 
@@ -66,6 +67,7 @@ pub struct Application {
     admin: AdminState,
     scheduler: Scheduler,
     reconciler: Reconciler,
+    warner: Option<Warner>,
     ingest_task: tokio::task::JoinHandle<()>,
     faults: Faults,
     conn_limits: ConnLimits,
@@ -82,6 +84,7 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         let policy = config.policy()?;
         let file_rules = crate::config::load_limit_rules(config.limits.as_deref())?;
+        let warning = config.warning()?;
         if config.lease < Duration::from_secs(20) {
             tracing::warn!(lease = ?config.lease, "a lease under 20s can expire during a slow shutdown call, which is then repeated");
         }
@@ -97,7 +100,7 @@ impl Application {
         )
         .await?;
         let client = EyesonClient::new(config.api_url.clone(), config.api_key.clone())?;
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(crate::wake::Wake::default());
         let faults = match &config.inject_fault {
             Some(task) => {
                 tracing::warn!(task = %task, "test fault injected: this task dies at once");
@@ -134,12 +137,27 @@ impl Application {
             wake: wake.clone(),
             limits: limits.clone(),
         };
+        let owner: Arc<str> = owner_id().into();
+        let warner = warning.map(|warning| Warner {
+            store: store.clone(),
+            client: client.clone(),
+            clock: clock.clone(),
+            wake: wake.clone(),
+            owner: owner.clone(),
+            lease: config.lease,
+            concurrency: config.shutdown_concurrency,
+            dry_run: config.dry_run,
+            retry_backoff: config.retry_backoff,
+            warning: Arc::new(warning),
+            faults: faults.clone(),
+            tasks_ok: tasks_ok.clone(),
+        });
         let scheduler = Scheduler {
             store: store.clone(),
             client: client.clone(),
             clock: clock.clone(),
             wake: wake.clone(),
-            owner: owner_id().into(),
+            owner,
             lease: config.lease,
             concurrency: config.shutdown_concurrency,
             dry_run: config.dry_run,
@@ -169,6 +187,7 @@ impl Application {
             admin,
             scheduler,
             reconciler,
+            warner,
             ingest_task,
             faults,
             conn_limits: ConnLimits {
@@ -197,8 +216,10 @@ impl Application {
     /// Serves until `stop` resolves; then stops accepting, finishes
     /// requests and shutdown calls in flight, and returns.
     ///
-    /// Supervision: the scheduler, the reconciler, the webhook writer and
-    /// (on PostgreSQL) the `LISTEN` task run until the stop; if one ends or
+    /// Supervision: the scheduler, the warner (with `--warn-before`), the
+    /// reconciler, the webhook writer and (on PostgreSQL) the `LISTEN` task
+    /// run until the stop (one [`Shutdown`](crate::shutdown::Shutdown)
+    /// signal for all); if one ends or
     /// panics before, `/healthz` answers 503 at once, the others finish
     /// what they can (the scheduler its shutdown calls in flight, the
     /// writer what is queued) while HTTP still answers, then HTTP stops and
@@ -221,6 +242,9 @@ impl Application {
             tokio::spawn(faults.wrap("scheduler", self.scheduler.run(stop_rx.clone())));
         let mut reconciler =
             tokio::spawn(faults.wrap("reconciler", self.reconciler.run(stop_rx.clone())));
+        let mut warner = self
+            .warner
+            .map(|w| tokio::spawn(faults.wrap("warner", w.run(stop_rx.clone()))));
         let mut ingest_task = self.ingest_task;
         let store = self.state.store.clone();
         let tasks_ok = self.state.tasks_ok.clone();
@@ -242,10 +266,14 @@ impl Application {
                 listener = None;
                 Some(("LISTEN", r))
             }
+            r = async { warner.as_mut().expect("guarded").await }, if warner.is_some() => {
+                warner = None;
+                Some(("warner", r))
+            }
             r = &mut server => {
                 // The server ended by itself: an accept error.
                 tasks_ok.store(false, Ordering::SeqCst);
-                stop_background(&stop_tx, ingest_task, scheduler, reconciler, listener, &store).await;
+                stop_background(&stop_tx, ingest_task, scheduler, reconciler, warner, listener, &store).await;
                 return match r {
                     Ok(Ok(())) => Err(StartError::TaskEnded { task: "HTTP server", how: "returned".into() }),
                     Ok(Err(e)) => Err(StartError::Io(e)),
@@ -264,6 +292,7 @@ impl Application {
                 ingest_task,
                 scheduler,
                 reconciler,
+                warner,
                 listener,
                 &store,
             )
@@ -285,6 +314,11 @@ impl Application {
         if task != "scheduler" {
             let _ = scheduler.await;
         }
+        // The warner finishes its calls in flight, like the scheduler (it
+        // is `None` here if it is the task that ended).
+        if let Some(warner) = warner {
+            let _ = warner.await;
+        }
         if task != "reconciler" {
             reconciler.abort();
             let _ = reconciler.await;
@@ -305,7 +339,7 @@ impl Application {
 }
 
 /// Once HTTP no longer accepts deliveries: the writer commits what is
-/// queued, the scheduler finishes its shutdown calls in flight, the
+/// queued, the scheduler and the warner finish their calls in flight, the
 /// reconciler and the `LISTEN` task are cut short, then the store closes.
 /// (When a background task died, `run_until_stopped` winds down in another
 /// order: HTTP keeps answering 503 until the other tasks are done.)
@@ -314,12 +348,16 @@ async fn stop_background(
     ingest_task: JoinHandle<()>,
     scheduler: JoinHandle<()>,
     reconciler: JoinHandle<()>,
+    warner: Option<JoinHandle<()>>,
     listener: Option<JoinHandle<()>>,
     store: &Store,
 ) {
     stop_tx.stop();
     let _ = ingest_task.await;
     let _ = scheduler.await;
+    if let Some(warner) = warner {
+        let _ = warner.await;
+    }
     reconciler.abort();
     let _ = reconciler.await;
     if let Some(listener) = listener {

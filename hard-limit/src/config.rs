@@ -260,8 +260,29 @@ pub struct Config {
     )]
     pub max_connections: usize,
 
+    /// Warn the participants this long before the deadline, in the
+    /// meeting's chat (joined as a guest with the room's guest token); off
+    /// unless set.
+    #[arg(long, env = "WARN_BEFORE", value_parser = parse_duration, hide_env_values = true)]
+    pub warn_before: Option<Duration>,
+
+    /// The name the warning's guest joins with.
+    #[arg(
+        long,
+        env = "WARN_NAME",
+        default_value = "Meeting limit",
+        hide_env_values = true
+    )]
+    pub warn_name: String,
+
+    /// The warning's chat message [default: "This meeting ends in <--warn-before>.",
+    /// e.g. "This meeting ends in 5 minutes."].
+    #[arg(long, env = "WARN_TEXT", hide_env_values = true)]
+    pub warn_text: Option<String>,
+
     /// Test only: this background task dies at start (scheduler,
-    /// reconciler, ingest-writer, outcome-writer), to test supervision.
+    /// reconciler, ingest-writer, outcome-writer, warner, warning-writer),
+    /// to test supervision.
     #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
     pub inject_fault: Option<String>,
 
@@ -301,6 +322,9 @@ impl Config {
             body_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(15),
             max_connections: 1024,
+            warn_before: None,
+            warn_name: "Meeting limit".into(),
+            warn_text: None,
             inject_fault: None,
             faults: crate::fault::Faults::default(),
             clock: crate::clock::SharedClock::default(),
@@ -355,6 +379,7 @@ impl Config {
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid("--max-connections must be at least 1"));
         }
+        self.warning()?;
         if let Some(task) = &self.inject_fault {
             if !crate::fault::TASKS.contains(&task.as_str()) {
                 return Err(ConfigError::Invalid(
@@ -377,6 +402,67 @@ impl Config {
             limits,
             grace: self.grace,
         })
+    }
+}
+
+impl Config {
+    /// The in-meeting warning, if `--warn-before` is set; its text defaults
+    /// to "This meeting ends in <warn-before>." so it stays true when only
+    /// `--warn-before` is changed.
+    pub fn warning(&self) -> Result<Option<crate::warner::Warning>, ConfigError> {
+        let Some(before) = self.warn_before else {
+            return Ok(None);
+        };
+        if before.is_zero() {
+            return Err(ConfigError::Invalid(
+                "--warn-before must be more than 0s (leave it unset for no warning)",
+            ));
+        }
+        let name = self.warn_name.trim();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid(
+                "--warn-name must not be empty or have control characters",
+            ));
+        }
+        let text = match &self.warn_text {
+            Some(t) => t.trim().to_owned(),
+            None => format!("This meeting ends in {}.", in_words(before)),
+        };
+        if text.is_empty() {
+            return Err(ConfigError::Invalid("--warn-text must not be empty"));
+        }
+        if text.chars().count() > MAX_WARN_TEXT {
+            return Err(ConfigError::Invalid(
+                "--warn-text is longer than 1000 characters",
+            ));
+        }
+        Ok(Some(crate::warner::Warning {
+            before,
+            name: name.to_owned(),
+            text,
+        }))
+    }
+}
+
+/// Longest `--warn-text`, in characters (a chat line, not a letter).
+const MAX_WARN_TEXT: usize = 1000;
+
+/// A duration for people: "5 minutes", "1 hour and 30 minutes", "45 seconds".
+pub fn in_words(d: Duration) -> String {
+    let secs = d.as_secs().max(1);
+    let parts: Vec<String> = [
+        (secs / 3600, "hour"),
+        (secs / 60 % 60, "minute"),
+        (secs % 60, "second"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, unit)| format!("{n} {unit}{}", if n == 1 { "" } else { "s" }))
+    .collect();
+    match parts.as_slice() {
+        [] => "1 second".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
@@ -491,6 +577,41 @@ mod tests {
         assert_eq!(format!("{k:?}"), "ApiKey(<redacted>)");
         let cfg = Config::new(k, Url::parse("http://x").unwrap(), "sqlite::memory:".into());
         assert!(!format!("{cfg:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_warning_text_follows_warn_before_unless_given() {
+        let mut cfg = Config::new(
+            "k".parse().unwrap(),
+            Url::parse("http://x").unwrap(),
+            "sqlite::memory:".into(),
+        );
+        assert_eq!(cfg.warning().unwrap(), None);
+        cfg.warn_before = Some(Duration::from_secs(300));
+        let w = cfg.warning().unwrap().unwrap();
+        assert_eq!(w.text, "This meeting ends in 5 minutes.");
+        assert_eq!(w.name, "Meeting limit");
+        cfg.warn_before = Some(Duration::from_secs(5400));
+        assert_eq!(
+            cfg.warning().unwrap().unwrap().text,
+            "This meeting ends in 1 hour and 30 minutes."
+        );
+        assert_eq!(
+            in_words(Duration::from_secs(3661)),
+            "1 hour, 1 minute and 1 second"
+        );
+        cfg.warn_text = Some("Bye soon".into());
+        assert_eq!(cfg.warning().unwrap().unwrap().text, "Bye soon");
+        cfg.warn_text = Some("  ".into());
+        let e = cfg.warning().unwrap_err().to_string();
+        assert!(e.contains("--warn-text"), "{e}");
+        cfg.warn_text = None;
+        cfg.warn_before = Some(Duration::ZERO);
+        assert!(cfg
+            .warning()
+            .unwrap_err()
+            .to_string()
+            .contains("--warn-before"));
     }
 
     #[test]

@@ -319,6 +319,44 @@ pub struct RoomUpdate {
     pub shutdown: bool,
     /// When eyeson sent the event (the signed `timestamp`).
     pub event_time: Timestamp,
+    /// The room's guest token, if eyeson gave one (for the in-meeting
+    /// warning).
+    pub guest_token: Option<GuestToken>,
+}
+
+/// A room's guest token: lets anyone join the room's running meeting as a
+/// guest, so it is kept like a secret: `Debug` is redacted and there is no
+/// `Display`; [`GuestToken::expose`] is the one way to read it (for the
+/// `POST /guests/{guest_token}` path and the store).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GuestToken(String);
+
+impl GuestToken {
+    /// Longest accepted token, in bytes.
+    pub const MAX_LEN: usize = 256;
+
+    /// Checks and wraps a token: not empty, at most [`GuestToken::MAX_LEN`]
+    /// bytes, no control characters, not `.` or `..` (it becomes a path
+    /// segment). `None` otherwise.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && !s.chars().any(char::is_control)
+            && s != "."
+            && s != "..";
+        ok.then(|| GuestToken(s.to_owned()))
+    }
+
+    /// The token itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for GuestToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GuestToken(..)")
+    }
 }
 
 /// What a delivery means for the store.
@@ -335,6 +373,10 @@ pub enum Plan {
         key: MeetingKey,
         /// When to shut it down.
         deadline: Timestamp,
+        /// The room's guest token, if the delivery carried one: stored (a
+        /// known meeting's token is replaced by a newer one) for the
+        /// in-meeting warning.
+        guest_token: Option<GuestToken>,
     },
     /// eyeson says the room's meeting ended: close open meetings of the room
     /// that started at or before the cutoff, and remember the cutoff so late
@@ -400,7 +442,11 @@ pub fn plan(update: &RoomUpdate, policy: &Policy) -> Plan {
         None => Plan::Ignore(IgnoreReason::NotStarted),
         Some(key) => {
             let deadline = policy.deadline(&key);
-            Plan::Track { key, deadline }
+            Plan::Track {
+                key,
+                deadline,
+                guest_token: update.guest_token.clone(),
+            }
         }
     }
 }
@@ -553,6 +599,89 @@ impl ShutdownOutcome {
     }
 }
 
+/// How the in-meeting warning of a claimed meeting ended. Stored (as
+/// [`WarningOutcome::as_str`]) with the deadline it was for; a later change
+/// of the deadline re-arms the warning ([`warning_due`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WarningOutcome {
+    /// The chat message was posted (2xx).
+    Sent,
+    /// The guest join or the message answered 410: the meeting had ended.
+    /// Not retried.
+    MeetingEnded,
+    /// No guest token is known for the meeting: it cannot be warned.
+    NoGuestToken,
+    /// A newer meeting in the room is known, or eyeson reported this one
+    /// ended: the guest token would join another meeting. Not called.
+    SkippedNewerMeeting,
+    /// Dry run: logged and recorded, not called.
+    DryRun,
+    /// eyeson refused (401/403/404/423) or answered something retrying
+    /// cannot change.
+    Failed,
+    /// Retryable failures outlasted this claim: not final; claimed again
+    /// after [`retry_delay`] (while the deadline is still ahead).
+    Deferred,
+}
+
+impl WarningOutcome {
+    /// The stored state (`warn_state`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningOutcome::Sent => "sent",
+            WarningOutcome::MeetingEnded => "ended",
+            WarningOutcome::NoGuestToken => "no_guest_token",
+            WarningOutcome::SkippedNewerMeeting | WarningOutcome::DryRun => "skipped",
+            WarningOutcome::Failed => "failed",
+            WarningOutcome::Deferred => "claimed",
+        }
+    }
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            WarningOutcome::Sent => "sent",
+            WarningOutcome::MeetingEnded => "meeting_ended",
+            WarningOutcome::NoGuestToken => "no_guest_token",
+            WarningOutcome::SkippedNewerMeeting => "skipped_newer_meeting",
+            WarningOutcome::DryRun => "dry_run",
+            WarningOutcome::Failed => "failed",
+            WarningOutcome::Deferred => "deferred",
+        }
+    }
+}
+
+/// What the store remembers of a meeting's warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WarningMark {
+    /// The deadline the last claim or outcome was for.
+    pub warned_for: Timestamp,
+    /// A claim for it is open (held, or deferred) until this time; `None`
+    /// once an outcome is final.
+    pub open_until: Option<Timestamp>,
+}
+
+/// Whether a running meeting's warning is due at `now`: its deadline is
+/// still ahead and at most `warn_before` away, and either no warning was
+/// claimed for this deadline (never warned, or the deadline changed since:
+/// an extension re-arms it) or the claim for it lapsed (an expired lease or
+/// a deferred retry). The stores' claim queries say the same in SQL.
+pub fn warning_due(
+    deadline: Timestamp,
+    warn_before: Duration,
+    mark: Option<WarningMark>,
+    now: Timestamp,
+) -> bool {
+    if now >= deadline || deadline.minus(warn_before) > now {
+        return false;
+    }
+    match mark {
+        None => true,
+        Some(m) if m.warned_for != deadline => true,
+        Some(m) => m.open_until.is_some_and(|t| t <= now),
+    }
+}
+
 /// Longest wait between two claims of a meeting whose shutdown keeps
 /// failing with retryable errors.
 pub const RETRY_DELAY_CAP: Duration = Duration::from_secs(5 * 60);
@@ -610,6 +739,47 @@ mod guard_tests {
             moved_deadline(DeadlineChange::By(Duration::MAX), Timestamp(20_000), now),
             Ok(Timestamp(i64::MAX))
         );
+    }
+
+    #[test]
+    fn a_warning_is_due_once_per_deadline_and_rearmed_when_it_moves() {
+        let five = Duration::from_secs(300);
+        let deadline = Timestamp(1_000_000);
+        let at = deadline.minus(five);
+        assert!(!warning_due(deadline, five, None, Timestamp(at.0 - 1)));
+        assert!(warning_due(deadline, five, None, at));
+        assert!(
+            !warning_due(deadline, five, None, deadline),
+            "never at or after the deadline"
+        );
+        let sent = WarningMark {
+            warned_for: deadline,
+            open_until: None,
+        };
+        assert!(!warning_due(deadline, five, Some(sent), at));
+        let held = WarningMark {
+            warned_for: deadline,
+            open_until: Some(Timestamp(at.0 + 30_000)),
+        };
+        assert!(!warning_due(deadline, five, Some(held), at));
+        assert!(warning_due(
+            deadline,
+            five,
+            Some(held),
+            Timestamp(at.0 + 30_000)
+        ));
+        // Extended by ten minutes: due again at the new deadline - 5m only.
+        let later = Timestamp(deadline.0 + 600_000);
+        assert!(!warning_due(later, five, Some(sent), at));
+        assert!(warning_due(later, five, Some(sent), later.minus(five)));
+        // Shortened: due at once.
+        let sooner = Timestamp(deadline.0 - 1_000);
+        assert!(warning_due(sooner, five, Some(sent), at));
+        assert_eq!(
+            format!("{:?}", GuestToken::parse("secret").unwrap()),
+            "GuestToken(..)"
+        );
+        assert!(GuestToken::parse("").is_none() && GuestToken::parse("..").is_none());
     }
 
     #[test]
@@ -712,6 +882,7 @@ mod tests {
             started_at: None,
             shutdown: false,
             event_time: Timestamp(5_000),
+            guest_token: None,
         };
         assert_eq!(plan(&u, &policy()), Plan::Ignore(IgnoreReason::NotStarted));
     }
@@ -723,6 +894,7 @@ mod tests {
             started_at: None,
             shutdown: true,
             event_time: Timestamp(5_000),
+            guest_token: None,
         };
         assert_eq!(
             plan(&u, &policy()),

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::ApiKey;
-use crate::domain::{RoomId, Timestamp};
+use crate::domain::{GuestToken, RoomId, Timestamp};
 
 /// The only webhook type this service needs.
 pub const WEBHOOK_TYPES: &str = "room_update";
@@ -74,6 +74,38 @@ pub struct RunningRoom {
     pub started_at: Option<Timestamp>,
     /// Whether eyeson says it is shutting down.
     pub shutdown: bool,
+    /// The room's guest token, if listed (for the in-meeting warning).
+    pub guest_token: Option<GuestToken>,
+}
+
+/// An access key: one participant's handle on one running meeting (from
+/// `POST /guests/{guest_token}`). It authorises in-meeting calls, so like
+/// the API key its `Debug` is redacted and it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey(String);
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessKey(..)")
+    }
+}
+
+/// What `POST /guests/{guest_token}` achieved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestJoin {
+    /// 201: joined; the access key for in-meeting calls.
+    Joined(AccessKey),
+    /// 410: no meeting runs for the token (it ended).
+    MeetingEnded,
+}
+
+/// What `POST /rooms/{access_key}/messages` achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posted {
+    /// 2xx: the message went out.
+    Sent,
+    /// 410: the meeting ended meanwhile.
+    MeetingEnded,
 }
 
 /// The answer to `GET /rooms`.
@@ -149,6 +181,70 @@ impl EyesonClient {
         match resp.status() {
             s if s.is_success() => Ok(EndResult::Ended),
             StatusCode::NOT_FOUND | StatusCode::GONE => Ok(EndResult::NotRunning),
+            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
+            s => Err(ApiError::Status(s.as_u16())),
+        }
+    }
+
+    /// `POST /guests/{guest_token}` with form `name`: joins the room's
+    /// running meeting as a guest (it cannot start one, unlike `POST
+    /// /rooms`). No API key: the token is the credential. Errors never name
+    /// the URL (it holds the token).
+    pub async fn join_as_guest(
+        &self,
+        token: &GuestToken,
+        name: &str,
+    ) -> Result<GuestJoin, ApiError> {
+        #[derive(Deserialize)]
+        struct Joined {
+            access_key: Option<String>,
+        }
+        let url = self.url(&["guests", token.expose()])?;
+        let resp = self
+            .send(self.http.post(url).form(&[("name", name)]))
+            .await?;
+        match resp.status() {
+            StatusCode::GONE => Ok(GuestJoin::MeetingEnded),
+            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
+            s if s.is_success() => {
+                let body = success_json(resp)
+                    .await?
+                    .ok_or_else(|| ApiError::Decode("empty answer to the guest join".into()))?;
+                let joined: Joined = serde_json::from_value(body).map_err(|_| {
+                    ApiError::Decode("the guest join answer is not an object".into())
+                })?;
+                match joined.access_key {
+                    Some(k)
+                        if !k.is_empty()
+                            && !k.chars().any(char::is_control)
+                            && k != "."
+                            && k != ".." =>
+                    {
+                        Ok(GuestJoin::Joined(AccessKey(k)))
+                    }
+                    _ => Err(ApiError::Decode(
+                        "the guest join answer has no usable access_key".into(),
+                    )),
+                }
+            }
+            s => Err(ApiError::Status(s.as_u16())),
+        }
+    }
+
+    /// `POST /rooms/{access_key}/messages` with form `type=chat`,
+    /// `content`: a chat message every participant sees.
+    pub async fn post_chat(&self, key: &AccessKey, content: &str) -> Result<Posted, ApiError> {
+        let url = self.url(&["rooms", &key.0, "messages"])?;
+        let resp = self
+            .send(
+                self.http
+                    .post(url)
+                    .form(&[("type", "chat"), ("content", content)]),
+            )
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(Posted::Sent),
+            StatusCode::GONE => Ok(Posted::MeetingEnded),
             StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
             s => Err(ApiError::Status(s.as_u16())),
         }
@@ -263,6 +359,8 @@ async fn parse_rooms(resp: reqwest::Response) -> Result<RoomList, ApiError> {
         started_at: Option<String>,
         #[serde(default)]
         shutdown: bool,
+        #[serde(default)]
+        guest_token: Option<Value>,
     }
     // An empty body is not "nothing runs": that would close every
     // tracked meeting.
@@ -281,10 +379,15 @@ async fn parse_rooms(resp: reqwest::Response) -> Result<RoomList, ApiError> {
                 Some(s) => Some(Timestamp::parse_rfc3339(&s)?),
                 None => None,
             };
+            let guest_token = match &e.guest_token {
+                Some(Value::String(s)) => GuestToken::parse(s),
+                _ => None,
+            };
             Some(RunningRoom {
                 room_id,
                 started_at,
                 shutdown: e.shutdown,
+                guest_token,
             })
         })
         .collect();

@@ -14,7 +14,14 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 /// The background tasks a fault can be injected into.
-pub const TASKS: [&str; 4] = ["scheduler", "reconciler", "ingest-writer", "outcome-writer"];
+pub const TASKS: [&str; 6] = [
+    "scheduler",
+    "reconciler",
+    "ingest-writer",
+    "outcome-writer",
+    "warner",
+    "warning-writer",
+];
 
 /// Which task dies, and when. Cheap to clone; the default arms nothing.
 #[derive(Clone, Debug, Default)]

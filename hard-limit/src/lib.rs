@@ -22,6 +22,10 @@
 //!    leaves an expiring lease, so the meeting is claimed again, not lost.
 //! 4. The [`reconcile`] task reads `GET /rooms` at start and periodically,
 //!    so meetings that began while the service was down are enforced too.
+//! 5. With `--warn-before`, the [`warner`] claims each meeting's warning at
+//!    `deadline − warn` (once per deadline, under a lease like a shutdown),
+//!    joins it as a guest with the room's guest token and posts a chat
+//!    message.
 //!
 //! On PostgreSQL any number of replicas share one database: claims use
 //! `FOR UPDATE SKIP LOCKED` and the database's clock, `LISTEN/NOTIFY` wakes
@@ -37,6 +41,8 @@
 //! | [`config`] | the command line (clap, every flag with an env var), limits file, the redacted [`config::ApiKey`] |
 //! | [`webhook`] | signature check, parsing, freshness, the handler, group commit |
 //! | [`scheduler`] | sleep until due, claim with a lease, shut down with retries |
+//! | [`warner`] | the in-meeting warning: guest join + chat message at `deadline − --warn-before`, claimed like a shutdown |
+//! | [`wake`] | pokes for the tasks that sleep until a time the store knows |
 //! | [`eyeson`] | the REST client |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
 //! | [`store`] | the narrow [`store::MeetingStore`] trait, its SQLite engine and its PostgreSQL engine (replicas) |
@@ -66,6 +72,8 @@ pub mod scheduler;
 pub mod serve;
 pub mod shutdown;
 pub mod store;
+pub mod wake;
+pub mod warner;
 pub mod webhook;
 
 pub use app::Application;

@@ -11,6 +11,9 @@
 //! | `hard_limit_reconcile_runs_total` | `outcome` | `GET /rooms` reconciliations |
 //! | `hard_limit_reconcile_closes_refused_total` | | reconciliations that closed nothing: they would have closed too many meetings |
 //! | `hard_limit_webhook_registrations_total` | `outcome` | start-up registration |
+//! | `hard_limit_warnings_total` | `outcome` | in-meeting warnings by how they ended (`sent`, `meeting_ended`, `no_guest_token`, `skipped_newer_meeting`, `dry_run`, `failed`, `deferred`) |
+//! | `hard_limit_warning_retries_total` | | retried warning calls (429/5xx/timeouts) |
+//! | `hard_limit_warning_lateness_seconds` | | histogram: chat message posted − (deadline − `--warn-before`) |
 //!
 //! The recorder is global (that is how the `metrics` facade works), so it is
 //! installed once per process; several services in one test process share it.
@@ -19,7 +22,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::domain::{MeetingState, ShutdownOutcome};
+use crate::domain::{MeetingState, ShutdownOutcome, WarningOutcome};
 
 /// Tracked meetings by state.
 pub const MEETINGS: &str = "hard_limit_meetings";
@@ -40,6 +43,13 @@ pub const RECONCILES: &str = "hard_limit_reconcile_runs_total";
 pub const RECONCILE_CLOSES_REFUSED: &str = "hard_limit_reconcile_closes_refused_total";
 /// Webhook registrations by outcome.
 pub const REGISTRATIONS: &str = "hard_limit_webhook_registrations_total";
+
+/// In-meeting warnings by outcome.
+pub const WARNINGS: &str = "hard_limit_warnings_total";
+/// Retried warning calls.
+pub const WARNING_RETRIES: &str = "hard_limit_warning_retries_total";
+/// How late the chat message went out.
+pub const WARNING_LATENESS: &str = "hard_limit_warning_lateness_seconds";
 
 /// Every delivery reason, so each series exists from the start.
 pub const DELIVERY_LABELS: &[(&str, &str)] = &[
@@ -70,6 +80,13 @@ pub fn install() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full(LATENESS.to_owned()),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    ],
+                )
+                .expect("bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(WARNING_LATENESS.to_owned()),
                     &[
                         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     ],
@@ -129,6 +146,37 @@ fn describe() {
     ] {
         metrics::counter!(SHUTDOWNS, "outcome" => o.as_str()).increment(0);
     }
+    metrics::describe_counter!(WARNINGS, "In-meeting warnings by how they ended");
+    metrics::describe_counter!(
+        WARNING_RETRIES,
+        "Warning calls (guest join, chat message) retried after 429/5xx/timeouts"
+    );
+    metrics::describe_histogram!(
+        WARNING_LATENESS,
+        metrics::Unit::Seconds,
+        "Time the chat message was posted minus the time the warning was due"
+    );
+    for o in [
+        WarningOutcome::Sent,
+        WarningOutcome::MeetingEnded,
+        WarningOutcome::NoGuestToken,
+        WarningOutcome::SkippedNewerMeeting,
+        WarningOutcome::DryRun,
+        WarningOutcome::Failed,
+        WarningOutcome::Deferred,
+    ] {
+        metrics::counter!(WARNINGS, "outcome" => o.label()).increment(0);
+    }
+}
+
+/// Counts one finished warning.
+pub fn warning(outcome: WarningOutcome) {
+    metrics::counter!(WARNINGS, "outcome" => outcome.label()).increment(1);
+}
+
+/// Records how late a chat message went out.
+pub fn warning_lateness(seconds: f64) {
+    metrics::histogram!(WARNING_LATENESS).record(seconds);
 }
 
 /// Counts one delivery.

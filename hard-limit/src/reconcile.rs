@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::Url;
-use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::domain::{self, MeetingKey, Plan, RoomUpdate, Timestamp};
@@ -19,6 +18,7 @@ use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::shutdown::Shutdown;
 use crate::store::{Applied, Closing, MeetingStore, Store, StoreError};
+use crate::wake::Wake;
 
 /// What one reconciliation did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub struct Reconciler {
     /// Where now comes from.
     pub clock: Arc<dyn Clock>,
     /// Poked when a meeting is tracked.
-    pub wake: Arc<Notify>,
+    pub wake: Arc<Wake>,
     /// How often.
     pub every: Duration,
     /// How long finished meetings are kept.
@@ -199,6 +199,7 @@ impl Reconciler {
                     started_at: room.started_at,
                     shutdown: room.shutdown,
                     event_time: now,
+                    guest_token: room.guest_token.clone(),
                 },
                 &policy,
             );
@@ -210,7 +211,7 @@ impl Reconciler {
         let applied = self.store.apply(&plans, now).await?;
         let tracked = applied.iter().filter(|a| **a == Applied::Tracked).count();
         if tracked > 0 {
-            self.wake.notify_one();
+            self.wake.poke();
         }
         let closing = unlisted_closing(
             &mut self.previous.lock().unwrap_or_else(|e| e.into_inner()),

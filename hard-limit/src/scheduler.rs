@@ -2,7 +2,7 @@
 //! due, shuts it down.
 //!
 //! Like mini-redis's expiry task it does not poll: it asks the store for the
-//! next wake-up time and `select!`s on that sleep, on a [`Notify`] the
+//! next wake-up time and `select!`s on that sleep, on a [`crate::wake::Wake`] the
 //! webhook path pokes when a meeting is tracked (its deadline may be the new
 //! earliest), on a finished shutdown (a concurrency slot came free), and on
 //! the stop signal. The sleep is capped at a minute, so a meeting written by
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
@@ -44,7 +44,7 @@ pub struct Scheduler {
     /// Where now comes from.
     pub clock: Arc<dyn Clock>,
     /// Poked when a meeting is tracked.
-    pub wake: Arc<Notify>,
+    pub wake: Arc<crate::wake::Wake>,
     /// This process's lease owner id.
     pub owner: Arc<str>,
     /// Lease length.
@@ -160,7 +160,7 @@ impl Scheduler {
             tracing::debug!(?pause, "scheduler sleeping");
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.wake.notified() => {}
+                _ = self.wake.scheduler().notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = stop.stopped() => {}
                 _ = &mut finisher_task => {

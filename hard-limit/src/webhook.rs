@@ -21,11 +21,11 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::config::ApiKey;
-use crate::domain::{self, Plan, RoomId, RoomUpdate, Timestamp};
+use crate::domain::{self, GuestToken, Plan, RoomId, RoomUpdate, Timestamp};
 use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::store::{Applied, MeetingStore, Store};
@@ -179,6 +179,8 @@ struct RawRoom {
     started_at: Option<Value>,
     #[serde(default)]
     shutdown: Option<Value>,
+    #[serde(default)]
+    guest_token: Option<Value>,
 }
 
 /// Parses a delivery body. Unknown fields are fine; a missing `timestamp`,
@@ -229,6 +231,13 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(Malformed("room.shutdown is not a boolean")),
     };
+    // Only the in-meeting warning needs the guest token: one that is not a
+    // usable string is dropped (the meeting is then not warnable), never a
+    // reason to refuse the delivery and lose the meeting's limit.
+    let guest_token = match room.guest_token {
+        Some(Value::String(s)) => GuestToken::parse(&s),
+        _ => None,
+    };
     Ok(Delivery {
         timestamp,
         event: Event::RoomUpdate(RoomUpdate {
@@ -236,6 +245,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
             started_at,
             shutdown,
             event_time: timestamp,
+            guest_token,
         }),
     })
 }
@@ -270,7 +280,7 @@ impl Ingest {
     pub fn start(
         store: Store,
         clock: Arc<dyn crate::clock::Clock>,
-        wake: Arc<Notify>,
+        wake: Arc<crate::wake::Wake>,
         faults: &crate::fault::Faults,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
@@ -281,7 +291,7 @@ impl Ingest {
                 match store.apply(&plans, clock.now()).await {
                     Ok(results) => {
                         if results.contains(&Applied::Tracked) {
-                            wake.notify_one();
+                            wake.poke();
                         }
                         for ((_, reply), r) in batch.drain(..).zip(results) {
                             let _ = reply.send(Ok(r));

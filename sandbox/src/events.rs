@@ -23,6 +23,15 @@ pub enum Kind {
     WebhookDelivered,
     /// An API-key `DELETE /rooms/{id}`; `status` is what the sandbox answered.
     ApiDelete,
+    /// `POST /guests/{guest_token}` joined the running meeting as a guest
+    /// (not a participant until it starts the call). `user_id`, `user_name`.
+    GuestJoined,
+    /// `POST /rooms/{access_key}/messages` with `type=chat`: pushed to every
+    /// connected SDK of the meeting. `user_id`, `user_name`, `content`,
+    /// `reached`.
+    Chat,
+    /// `POST /_sandbox/voice`: a user started (`on`) or stopped speaking.
+    VoiceActivity,
 }
 
 /// Why a user left or a meeting ended.
@@ -64,6 +73,15 @@ pub struct Event {
     /// The webhook receiver, on `webhook_delivered`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The message, on `chat`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// How many ActionCable sockets a `chat` was pushed to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reached: Option<u16>,
+    /// Speaking or not, on `voice_activity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<bool>,
 }
 
 impl Event {
@@ -79,6 +97,9 @@ impl Event {
             user_name: None,
             started_at: None,
             url: None,
+            content: None,
+            reached: None,
+            on: None,
         }
     }
 }

@@ -14,13 +14,13 @@ use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::meetings::{KeyError, Session};
+use crate::meetings::{KeyError, MessageError, Session, VoiceError};
 use crate::{cable, sepp, AppState};
 
 /// eyeson's error answers, as `{"error": "…"}`.
@@ -33,7 +33,11 @@ pub(crate) enum ApiError {
     NotFound(&'static str),
     /// The access key's meeting was shut down.
     Gone,
+    /// No meeting runs for the guest token.
+    GoneGuest,
     BadRequest(&'static str),
+    /// The request does not fit the current state.
+    Conflict(&'static str),
 }
 
 impl IntoResponse for ApiError {
@@ -43,7 +47,12 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "invalid API key"),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, what),
             ApiError::Gone => (StatusCode::GONE, "the meeting has ended"),
+            ApiError::GoneGuest => (
+                StatusCode::GONE,
+                "no meeting is running for this guest token",
+            ),
             ApiError::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
+            ApiError::Conflict(what) => (StatusCode::CONFLICT, what),
         };
         (status, Json(json!({ "error": message }))).into_response()
     }
@@ -63,11 +72,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/rooms", get(list_rooms).post(create_room))
         .route("/rooms/{key}", get(get_room).delete(delete_room))
         .route("/rooms/{key}/users/{user_id}", get(get_user))
+        .route("/rooms/{key}/messages", post(post_message))
+        .route("/guests/{guest_token}", post(guest_join))
         .route("/webhooks", get(get_webhook).post(post_webhook))
         .route("/webhooks/{id}", delete(delete_webhook))
         .route("/rt", get(cable_socket))
         .route("/sig/{key}", get(sepp_socket))
         .route("/_sandbox/events", get(events))
+        .route("/_sandbox/voice", post(voice))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn(log_request))
@@ -285,6 +297,57 @@ async fn delete_room(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `POST /guests/{guest_token}` (form `name`): joins the running meeting as
+/// a guest; `201` with the room JSON, `410` when no meeting runs for the
+/// token, `400` without a name.
+async fn guest_join(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form = fields(&headers, &body)?;
+    let name = form
+        .get("name")
+        .filter(|n| !n.trim().is_empty())
+        .ok_or(ApiError::BadRequest("name is required"))?;
+    let session = state
+        .with(|s| s.guest_join(&token, name, SystemTime::now()))
+        .map_err(|_| ApiError::GoneGuest)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(room_json(&session, &host(&headers))),
+    )
+        .into_response())
+}
+
+/// `POST /rooms/{access_key}/messages` (form `type=chat`, `content`): `201`
+/// once pushed to every connected SDK of the meeting.
+async fn post_message(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let form = fields(&headers, &body)?;
+    let (push, event) = state
+        .with(|s| {
+            s.message(
+                &key,
+                form.get("type").map(String::as_str),
+                form.get("content").map(String::as_str),
+                SystemTime::now(),
+            )
+        })
+        .map_err(|e| match e {
+            MessageError::Key(k) => ApiError::from(k),
+            MessageError::Invalid(what) => ApiError::BadRequest(what),
+        })?;
+    let reached = state.push_cable(&push);
+    state.with(|s| s.chat_reached(event, reached));
+    Ok(StatusCode::CREATED.into_response())
+}
+
 async fn get_user(
     State(state): State<AppState>,
     Path((key, user_id)): Path<(String, String)>,
@@ -342,6 +405,28 @@ async fn delete_webhook(
 
 async fn events(State(state): State<AppState>) -> Response {
     Json(state.with(|s| s.events().to_vec())).into_response()
+}
+
+/// The testing control: the user behind `access_key` starts (`on`) or stops
+/// speaking; everyone in their call gets SEPP `voice_activity`. No API key,
+/// like the event log: the demo page drives it with an access key.
+async fn voice(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let (key, on) = crate::request::voice(content_type, &body).map_err(ApiError::BadRequest)?;
+    let effects = state
+        .with(|s| s.voice(&key, on, SystemTime::now()))
+        .map_err(|e| match e {
+            VoiceError::Key(k) => ApiError::from(k),
+            VoiceError::NotInCall => ApiError::Conflict("the user is not in the call"),
+        })?;
+    state.apply(effects);
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(Deserialize)]

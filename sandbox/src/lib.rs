@@ -1,6 +1,6 @@
 //! `eyeson-sandbox`: a local stand-in for eyeson, enough for the real eyeson
-//! JS SDK (npm `eyeson` 1.9.6) to join a meeting, and for a webhook-driven
-//! service to see meetings start and end.
+//! JS SDK (npm `eyeson` 1.9.6) to join a meeting and see its podium and voice
+//! activity, and for a webhook-driven service to see meetings start and end.
 //!
 //! The layout follows the usual core/adapters split:
 //! - [`meetings`]: the pure core. Rooms, meetings, participants, the webhook
@@ -36,10 +36,15 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::meetings::{Delivery, Effect, Sandbox};
+use crate::meetings::{CablePush, Delivery, Effect, Sandbox};
 
 /// The SEPP socket of each user: access key → (connection number, outbox).
 type Signalling = HashMap<String, (u64, mpsc::UnboundedSender<String>)>;
+
+/// The ActionCable sockets of each user: access key → (connection number,
+/// outbox of `RoomChannel` messages). A user may have several (tabs,
+/// reconnects).
+type Cables = HashMap<String, Vec<(u64, mpsc::UnboundedSender<serde_json::Value>)>>;
 
 /// What every handler shares. The core sits behind one std mutex: its
 /// operations are short and never await, so no async lock is needed.
@@ -49,6 +54,8 @@ pub(crate) struct AppState {
     /// access key → the current SEPP socket of that user (connection number,
     /// outbox). A resumed call replaces the entry.
     signalling: Arc<Mutex<Signalling>>,
+    /// access key → its ActionCable sockets, for pushes such as `chat`.
+    cables: Arc<Mutex<Cables>>,
     connections: Arc<AtomicU64>,
     deliveries: mpsc::UnboundedSender<Delivery>,
 }
@@ -63,26 +70,73 @@ impl AppState {
     pub(crate) fn apply(&self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Terminate(t) => {
-                    let outbox = self
-                        .signalling
-                        .lock()
-                        .expect("signalling lock")
-                        .get(&t.access_key)
-                        .cloned();
-                    match outbox {
-                        Some((_, tx)) => {
-                            let _ = tx.send(sepp::terminated(&t));
-                        }
-                        None => {
-                            tracing::warn!(call_id = %t.call_id, "no signalling socket for call_terminated")
-                        }
-                    }
-                }
+                Effect::Terminate(t) => self.push(&t.access_key, sepp::terminated(&t)),
+                Effect::Signal(s) => self.push(&s.access_key, sepp::push(&s)),
                 Effect::Deliver(d) => {
                     let _ = self.deliveries.send(d);
                 }
+                Effect::Cable(p) => {
+                    self.push_cable(&p);
+                }
             }
+        }
+    }
+
+    /// Pushes a `RoomChannel` message to every ActionCable socket of the
+    /// push's access keys; returns how many sockets took it.
+    pub(crate) fn push_cable(&self, push: &CablePush) -> u16 {
+        let cables = self.cables.lock().expect("cables lock");
+        let mut reached = 0u16;
+        for key in &push.access_keys {
+            for (_, tx) in cables.get(key).into_iter().flatten() {
+                if tx.send(push.message.clone()).is_ok() {
+                    reached = reached.saturating_add(1);
+                }
+            }
+        }
+        reached
+    }
+
+    /// Adds an ActionCable socket of `access_key`; returns its number.
+    pub(crate) fn register_cable(
+        &self,
+        access_key: &str,
+        outbox: mpsc::UnboundedSender<serde_json::Value>,
+    ) -> u64 {
+        let id = self.connections.fetch_add(1, Ordering::Relaxed);
+        self.cables
+            .lock()
+            .expect("cables lock")
+            .entry(access_key.to_owned())
+            .or_default()
+            .push((id, outbox));
+        id
+    }
+
+    /// Forgets ActionCable socket `id` of `access_key`.
+    pub(crate) fn unregister_cable(&self, access_key: &str, id: u64) {
+        let mut cables = self.cables.lock().expect("cables lock");
+        if let Some(list) = cables.get_mut(access_key) {
+            list.retain(|(n, _)| *n != id);
+            if list.is_empty() {
+                cables.remove(access_key);
+            }
+        }
+    }
+
+    /// Queues `message` on the SEPP socket of `access_key`, if it has one.
+    fn push(&self, access_key: &str, message: String) {
+        let outbox = self
+            .signalling
+            .lock()
+            .expect("signalling lock")
+            .get(access_key)
+            .map(|(_, tx)| tx.clone());
+        match outbox {
+            Some(tx) => {
+                let _ = tx.send(message);
+            }
+            None => tracing::warn!("no signalling socket for a SEPP push"),
         }
     }
 
@@ -133,6 +187,7 @@ impl Application {
             deliveries: webhook::spawn(Arc::clone(&sandbox)),
             sandbox,
             signalling: Arc::default(),
+            cables: Arc::default(),
             connections: Arc::default(),
         };
         Ok(Application { listener, state })

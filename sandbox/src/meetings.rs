@@ -14,6 +14,12 @@
 //!   `meeting_ended` and a `room_update` with `shutdown: true`.
 //! - After that every access key of the meeting is gone (410), and the next
 //!   `POST /rooms` for the room creates a new meeting.
+//!
+//! While it runs, everyone in the call gets the podium (the client ids in the
+//! call) whenever somebody joins or leaves, and voice activity when a test
+//! says somebody speaks, as SEPP pushes ([`Signal`]). A user's SEPP client id
+//! is their user id: the SDK looks the `cid` of voice activity (and of chat
+//! and member lists) up as a user id, so eyeson's ids must coincide.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,6 +45,54 @@ pub enum Effect {
     Terminate(Terminate),
     /// POST this signed `room_update` to the registered webhook.
     Deliver(Delivery),
+    /// Push this `RoomChannel` message to the ActionCable sockets of these
+    /// access keys (every participant of the meeting; those connected get it).
+    Cable(CablePush),
+    /// Push this SEPP message to a user's signalling socket.
+    Signal(Signal),
+}
+
+/// A `RoomChannel` message for the SDKs of one meeting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CablePush {
+    pub access_keys: Vec<String>,
+    pub message: serde_json::Value,
+}
+
+/// Why `POST /rooms/{access_key}/messages` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageError {
+    /// The access key (404/410).
+    Key(KeyError),
+    /// The body (400), naming the field.
+    Invalid(&'static str),
+}
+
+/// A SEPP push from the conference to one participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signal {
+    pub access_key: String,
+    pub client_id: String,
+    pub conf_id: String,
+    pub push: Push,
+}
+
+/// What a [`Signal`] carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    /// eyeson's `source_update` (the SDK's `podium`): the client ids in the
+    /// call, in the order they joined.
+    Podium { sources: Vec<String> },
+    /// eyeson's `voice_activity`: `user_id` started (`on`) or stopped speaking.
+    VoiceActivity { user_id: String, on: bool },
+}
+
+/// Why voice activity cannot be sent for an access key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoiceError {
+    Key(KeyError),
+    /// The user is not in the call (never joined it, or left).
+    NotInCall,
 }
 
 /// The addressing of a `call_terminated` push.
@@ -116,6 +170,11 @@ struct Participant {
     client_id: String,
     /// `Some(call id)` while the user is in the call.
     call: Option<String>,
+    /// Joined with the room's guest token (`POST /guests/…`).
+    guest: bool,
+    /// When the user joined the call, in joins of the whole sandbox: orders
+    /// the podium.
+    joined: u64,
 }
 
 /// Random-looking identifiers from a seed: deterministic in tests, seeded
@@ -156,6 +215,8 @@ pub struct Sandbox {
     webhook: Option<WebhookView>,
     events: Vec<Event>,
     ids: Ids,
+    /// Calls joined so far (see `Participant::joined`).
+    joins: u64,
 }
 
 impl Sandbox {
@@ -169,6 +230,7 @@ impl Sandbox {
             webhook: None,
             events: Vec::new(),
             ids: Ids { state: seed },
+            joins: 0,
         }
     }
 
@@ -217,15 +279,117 @@ impl Sandbox {
             }
         };
         let access_key = self.ids.token(24);
+        let user_id = self.ids.token(24);
         let participant = Participant {
             meeting: index,
-            user_id: self.ids.token(24),
+            client_id: user_id.clone(),
+            user_id,
             name: user_name.to_owned(),
-            client_id: format!("client-{}", self.ids.token(16)),
             call: None,
+            guest: false,
+            joined: 0,
         };
         self.participants.insert(access_key.clone(), participant);
         self.session(&access_key).expect("just inserted")
+    }
+
+    /// `POST /guests/{guest_token}`: joins the *running* meeting the token
+    /// belongs to as a guest and hands out an access key; `Gone` (410) when
+    /// no meeting runs for it (never started, ended, or an unknown token).
+    /// Unlike `POST /rooms` it never creates a meeting, and the guest counts
+    /// for nothing until its own `call_start`: a guest that never connects
+    /// keeps no meeting alive.
+    pub fn guest_join(
+        &mut self,
+        guest_token: &str,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<Session, KeyError> {
+        let index = self
+            .current
+            .values()
+            .copied()
+            .find(|&i| {
+                let m = &self.meetings[i];
+                m.guest_token == guest_token && m.started_at.is_some() && !m.ended
+            })
+            .ok_or(KeyError::Gone)?;
+        let access_key = self.ids.token(24);
+        let user_id = self.ids.token(24);
+        let participant = Participant {
+            meeting: index,
+            client_id: user_id.clone(),
+            user_id,
+            name: name.to_owned(),
+            call: None,
+            guest: true,
+            joined: 0,
+        };
+        let mut e = Event::new(Kind::GuestJoined, &self.meetings[index].room_id, now);
+        e.user_id = Some(participant.user_id.clone());
+        e.user_name = Some(participant.name.clone());
+        self.events.push(e);
+        self.participants.insert(access_key.clone(), participant);
+        self.session(&access_key)
+    }
+
+    /// `POST /rooms/{access_key}/messages`: a `chat` message from the key's
+    /// user to everyone in its meeting, as the `RoomChannel` message the
+    /// SDK turns into a `chat` event (`{type, cid, content, created_at}`;
+    /// the SDK looks the sender up by `cid` through `GET
+    /// /rooms/{key}/users/{cid}`). Returns the push and the index of its
+    /// `chat` event (for [`Sandbox::chat_reached`]).
+    pub fn message(
+        &mut self,
+        access_key: &str,
+        kind: Option<&str>,
+        content: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(CablePush, usize), MessageError> {
+        self.session(access_key).map_err(MessageError::Key)?;
+        match kind {
+            Some("chat") => {}
+            Some(_) => return Err(MessageError::Invalid("type must be chat")),
+            None => return Err(MessageError::Invalid("type is required")),
+        }
+        let content = content
+            .filter(|c| !c.trim().is_empty())
+            .ok_or(MessageError::Invalid("content is required"))?;
+        let sender = &self.participants[access_key];
+        let index = sender.meeting;
+        let mut access_keys: Vec<String> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.meeting == index)
+            .map(|(k, _)| k.clone())
+            .collect();
+        access_keys.sort();
+        let message = json!({
+            "type": "chat",
+            "cid": sender.user_id,
+            "content": content,
+            "created_at": rfc3339(now),
+        });
+        let mut e = Event::new(Kind::Chat, &self.meetings[index].room_id, now);
+        e.user_id = Some(sender.user_id.clone());
+        e.user_name = Some(sender.name.clone());
+        e.content = Some(content.to_owned());
+        self.events.push(e);
+        Ok((
+            CablePush {
+                access_keys,
+                message,
+            },
+            self.events.len() - 1,
+        ))
+    }
+
+    /// Records on `chat` event `index` how many SDKs it was pushed to (only
+    /// the adapter knows which are connected).
+    pub fn chat_reached(&mut self, index: usize, sockets: u16) {
+        if let Some(e) = self.events.get_mut(index).filter(|e| e.kind == Kind::Chat) {
+            e.reached = Some(sockets);
+        }
     }
 
     /// `GET /rooms/{access_key}`: the participant behind a key.
@@ -266,7 +430,9 @@ impl Sandbox {
     }
 
     /// SEPP `call_start` (and `call_resume`): the user is in the call. Starts
-    /// the meeting if it is the first. Returns the call id.
+    /// the meeting if it is the first; everyone in the call gets the new
+    /// podium (a resuming user, on a new socket, gets it alone). Returns the
+    /// call id.
     pub fn call_start(
         &mut self,
         access_key: &str,
@@ -278,11 +444,20 @@ impl Sandbox {
             .participants
             .get_mut(access_key)
             .expect("checked by session");
-        if let Some(existing) = &p.call {
+        if let Some(existing) = p.call.clone() {
             // A second call_start on the same key (a resume): same call.
-            return Ok((existing.clone(), Vec::new()));
+            let (index, client_id) = (p.meeting, p.client_id.clone());
+            let podium = Effect::Signal(Signal {
+                access_key: access_key.to_owned(),
+                client_id,
+                conf_id: self.meetings[index].conf_id.clone(),
+                push: self.podium(index),
+            });
+            return Ok((existing, vec![podium]));
         }
         p.call = Some(call_id.clone());
+        self.joins += 1;
+        p.joined = self.joins;
         let (index, user_id, name) = (p.meeting, p.user_id.clone(), p.name.clone());
         let mut effects = Vec::new();
         if self.meetings[index].started_at.is_none() {
@@ -298,7 +473,69 @@ impl Sandbox {
         e.user_id = Some(user_id);
         e.user_name = Some(name);
         self.events.push(e);
+        effects.extend(self.broadcast(index, &self.podium(index)));
         Ok((call_id, effects))
+    }
+
+    /// Who is in the call of meeting `index`, in the order they joined.
+    fn in_call(&self, index: usize) -> Vec<(&String, &Participant)> {
+        let mut in_call: Vec<(&String, &Participant)> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.meeting == index && p.call.is_some())
+            .collect();
+        in_call.sort_by_key(|(_, p)| p.joined);
+        in_call
+    }
+
+    /// The podium of meeting `index`.
+    fn podium(&self, index: usize) -> Push {
+        Push::Podium {
+            sources: self
+                .in_call(index)
+                .iter()
+                .map(|(_, p)| p.client_id.clone())
+                .collect(),
+        }
+    }
+
+    /// `push` for everyone in the call of meeting `index`.
+    fn broadcast(&self, index: usize, push: &Push) -> Vec<Effect> {
+        let conf_id = &self.meetings[index].conf_id;
+        self.in_call(index)
+            .into_iter()
+            .map(|(key, p)| {
+                Effect::Signal(Signal {
+                    access_key: key.clone(),
+                    client_id: p.client_id.clone(),
+                    conf_id: conf_id.clone(),
+                    push: push.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The testing control `POST /_sandbox/voice`: the user behind
+    /// `access_key` starts (`on`) or stops speaking. Everyone in the call,
+    /// the speaker included, gets the voice activity, as with eyeson.
+    pub fn voice(
+        &mut self,
+        access_key: &str,
+        on: bool,
+        now: SystemTime,
+    ) -> Result<Vec<Effect>, VoiceError> {
+        self.session(access_key).map_err(VoiceError::Key)?;
+        let p = &self.participants[access_key];
+        if p.call.is_none() {
+            return Err(VoiceError::NotInCall);
+        }
+        let (index, user_id) = (p.meeting, p.user_id.clone());
+        let mut e = Event::new(Kind::VoiceActivity, &self.meetings[index].room_id, now);
+        e.user_id = Some(user_id.clone());
+        e.user_name = Some(p.name.clone());
+        e.on = Some(on);
+        self.events.push(e);
+        Ok(self.broadcast(index, &Push::VoiceActivity { user_id, on }))
     }
 
     /// SEPP `call_terminate` from the client.
@@ -328,8 +565,10 @@ impl Sandbox {
             .participants
             .values()
             .any(|p| p.meeting == index && p.call.is_some());
-        if anyone_left || self.meetings[index].ended {
+        if self.meetings[index].ended {
             Vec::new()
+        } else if anyone_left {
+            self.broadcast(index, &self.podium(index))
         } else {
             self.end(index, Reason::LastUserLeft, now)
         }
@@ -494,7 +733,7 @@ fn user_view(p: &Participant) -> UserView {
         id: p.user_id.clone(),
         name: p.name.clone(),
         avatar: None,
-        guest: false,
+        guest: p.guest,
     }
 }
 
@@ -522,6 +761,138 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    fn signals(effects: &[Effect]) -> Vec<(String, Push)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Signal(s) => Some((s.access_key.clone(), s.push.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn podium(ids: &[&str]) -> Push {
+        Push::Podium {
+            sources: ids.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn everyone_in_the_call_gets_the_podium_when_somebody_joins_or_leaves() {
+        let mut s = Sandbox::new("k", 1);
+        let a = s.create_or_join(Some("r"), None, "alice");
+        let b = s.create_or_join(Some("r"), None, "bob");
+        let c = s.create_or_join(Some("r"), None, "carol");
+        let elsewhere = s.create_or_join(Some("other"), None, "dave");
+        let (ka, kb, kc) = (&a.access_key, &b.access_key, &c.access_key);
+        let (ua, ub, uc) = (a.user.id.as_str(), b.user.id.as_str(), c.user.id.as_str());
+        assert_eq!(
+            a.client_id, a.user.id,
+            "the SDK looks client ids up as user ids"
+        );
+
+        let (_, fx) = s.call_start(ka, at(0)).unwrap();
+        assert_eq!(signals(&fx), vec![(ka.clone(), podium(&[ua]))]);
+        let (_, fx) = s.call_start(kb, at(1)).unwrap();
+        assert_eq!(
+            signals(&fx),
+            vec![
+                (ka.clone(), podium(&[ua, ub])),
+                (kb.clone(), podium(&[ua, ub]))
+            ]
+        );
+        let (_, fx) = s.call_start(&elsewhere.access_key, at(2)).unwrap();
+        assert_eq!(signals(&fx).len(), 1, "another meeting's podium is its own");
+        let (_, fx) = s.call_start(kc, at(3)).unwrap();
+        assert_eq!(signals(&fx).len(), 3);
+        assert!(signals(&fx)
+            .iter()
+            .all(|(_, p)| *p == podium(&[ua, ub, uc])));
+
+        // A resume (a second call_start on a new socket) tells that user alone.
+        let (_, fx) = s.call_start(kb, at(4)).unwrap();
+        assert_eq!(signals(&fx), vec![(kb.clone(), podium(&[ua, ub, uc]))]);
+
+        let fx = s.call_terminate(ka, at(5));
+        assert_eq!(
+            signals(&fx),
+            vec![
+                (kb.clone(), podium(&[ub, uc])),
+                (kc.clone(), podium(&[ub, uc]))
+            ]
+        );
+        let fx = s.disconnect(kc, at(6));
+        assert_eq!(signals(&fx), vec![(kb.clone(), podium(&[ub]))]);
+        // The last one out ends the meeting: nobody is left to tell.
+        assert!(signals(&s.call_terminate(kb, at(7))).is_empty());
+
+        // Rejoining the room starts a new meeting with a podium of one.
+        let d = s.create_or_join(Some("r"), None, "alice again");
+        let (_, fx) = s.call_start(&d.access_key, at(8)).unwrap();
+        assert_eq!(
+            signals(&fx),
+            vec![(d.access_key.clone(), podium(&[&d.user.id]))]
+        );
+    }
+
+    #[test]
+    fn a_meeting_shut_down_gets_no_podium() {
+        let mut s = Sandbox::new("k", 1);
+        let a = s.create_or_join(Some("r"), None, "alice").access_key;
+        let b = s.create_or_join(Some("r"), None, "bob").access_key;
+        s.call_start(&a, at(0)).unwrap();
+        s.call_start(&b, at(1)).unwrap();
+        let (_, fx) = s.api_delete("r", at(2));
+        assert!(signals(&fx).is_empty());
+        assert_eq!(fx.len(), 2, "two call_terminated: {fx:?}");
+    }
+
+    #[test]
+    fn voice_activity_goes_to_everyone_in_the_call_the_speaker_included() {
+        let mut s = Sandbox::new("k", 1);
+        let a = s.create_or_join(Some("r"), None, "alice");
+        let b = s.create_or_join(Some("r"), None, "bob");
+        let pending = s.create_or_join(Some("r"), None, "carol").access_key;
+        let (ka, kb) = (&a.access_key, &b.access_key);
+        assert_eq!(s.voice(ka, true, at(0)), Err(VoiceError::NotInCall));
+        s.call_start(ka, at(1)).unwrap();
+        s.call_start(kb, at(2)).unwrap();
+
+        let speaking = |on| Push::VoiceActivity {
+            user_id: b.user.id.clone(),
+            on,
+        };
+        let fx = s.voice(kb, true, at(3)).unwrap();
+        assert_eq!(
+            signals(&fx),
+            vec![(ka.clone(), speaking(true)), (kb.clone(), speaking(true))]
+        );
+        let fx = s.voice(kb, false, at(4)).unwrap();
+        assert_eq!(
+            signals(&fx),
+            vec![(ka.clone(), speaking(false)), (kb.clone(), speaking(false))]
+        );
+        let logged = s.events().last().unwrap();
+        assert_eq!(logged.kind, Kind::VoiceActivity);
+        assert_eq!(logged.user_id.as_deref(), Some(b.user.id.as_str()));
+        assert_eq!(logged.on, Some(false));
+
+        assert_eq!(s.voice(&pending, true, at(5)), Err(VoiceError::NotInCall));
+        assert_eq!(
+            s.voice("nope", true, at(5)),
+            Err(VoiceError::Key(KeyError::Unknown))
+        );
+        s.call_terminate(ka, at(6));
+        assert_eq!(s.voice(ka, true, at(7)), Err(VoiceError::NotInCall), "left");
+        let fx = s.voice(kb, true, at(8)).unwrap();
+        assert_eq!(signals(&fx), vec![(kb.clone(), speaking(true))], "alone");
+        s.call_terminate(kb, at(9));
+        assert_eq!(
+            s.voice(kb, true, at(10)),
+            Err(VoiceError::Key(KeyError::Gone))
+        );
     }
 
     #[test]
@@ -552,10 +923,13 @@ mod tests {
         assert_eq!(started[0]["room"]["started_at"], "2023-11-14T22:13:20.000Z");
         assert_eq!(started[0]["room"]["shutdown"], false);
         let (_, fx) = s.call_start(&b, at(5)).unwrap();
-        assert!(fx.is_empty(), "only the first call starts the meeting");
+        assert!(
+            deliveries(&fx).is_empty(),
+            "only the first call starts the meeting"
+        );
         assert_eq!(s.running().len(), 1);
 
-        assert!(s.call_terminate(&a, at(10)).is_empty());
+        assert!(deliveries(&s.call_terminate(&a, at(10))).is_empty());
         assert!(
             s.disconnect(&a, at(11)).is_empty(),
             "a socket closing after call_terminate is no second leave"

@@ -43,9 +43,118 @@ pub fn fields(
     Ok(out)
 }
 
+/// The body of `POST /_sandbox/voice`: `(access_key, on)`. JSON gives `on`
+/// as a boolean (or the string a form sends); a form gives `true` or `false`.
+/// The error names the field that was wrong.
+pub fn voice(content_type: Option<&str>, body: &[u8]) -> Result<(String, bool), &'static str> {
+    let json = content_type.is_some_and(|v| v.starts_with("application/json"));
+    let (key, on) = if json {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| "malformed JSON body")?;
+        let serde_json::Value::Object(mut map) = value else {
+            return Err("the JSON body must be an object");
+        };
+        let key = match map.remove("access_key") {
+            Some(serde_json::Value::String(k)) => Some(k),
+            None => None,
+            Some(_) => return Err("access_key must be a string"),
+        };
+        let on = match map.remove("on") {
+            Some(serde_json::Value::Bool(b)) => Some(b),
+            Some(serde_json::Value::String(s)) => Some(flag(&s)?),
+            None => None,
+            Some(_) => return Err(ON_INVALID),
+        };
+        (key, on)
+    } else {
+        let form: HashMap<String, String> =
+            serde_urlencoded::from_bytes(body).map_err(|_| "malformed form body")?;
+        let on = form.get("on").map(|s| flag(s)).transpose()?;
+        (form.get("access_key").cloned(), on)
+    };
+    let key = key
+        .filter(|k| !k.is_empty())
+        .ok_or("access_key is required")?;
+    let on = on.ok_or("on is required (true or false)")?;
+    Ok((key, on))
+}
+
+const ON_INVALID: &str = "on must be true or false";
+
+fn flag(value: &str) -> Result<bool, &'static str> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ON_INVALID),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn voice_bodies_in_json_and_form() {
+        let json = Some("application/json");
+        assert_eq!(
+            voice(json, br#"{"access_key":"k1","on":true}"#),
+            Ok(("k1".into(), true))
+        );
+        assert_eq!(
+            voice(json, br#"{"access_key":"k1","on":"false"}"#),
+            Ok(("k1".into(), false))
+        );
+        assert_eq!(
+            voice(None, b"access_key=k1&on=false"),
+            Ok(("k1".into(), false))
+        );
+        assert_eq!(
+            voice(
+                Some("application/x-www-form-urlencoded"),
+                b"on=true&access_key=k2"
+            ),
+            Ok(("k2".into(), true))
+        );
+    }
+
+    #[test]
+    fn bad_voice_bodies_name_the_field() {
+        let json = Some("application/json");
+        assert_eq!(
+            voice(json, br#"{"on":true}"#),
+            Err("access_key is required")
+        );
+        assert_eq!(
+            voice(json, br#"{"access_key":"","on":true}"#),
+            Err("access_key is required")
+        );
+        assert_eq!(
+            voice(json, br#"{"access_key":7,"on":true}"#),
+            Err("access_key must be a string")
+        );
+        assert_eq!(
+            voice(json, br#"{"access_key":"k"}"#),
+            Err("on is required (true or false)")
+        );
+        assert_eq!(
+            voice(json, br#"{"access_key":"k","on":1}"#),
+            Err("on must be true or false")
+        );
+        assert_eq!(
+            voice(json, br#"{"access_key":"k","on":"yes"}"#),
+            Err("on must be true or false")
+        );
+        assert_eq!(
+            voice(None, b"access_key=k&on=1"),
+            Err("on must be true or false")
+        );
+        assert_eq!(voice(None, b"on=true"), Err("access_key is required"));
+        assert_eq!(
+            voice(json, b"[true]"),
+            Err("the JSON body must be an object")
+        );
+        assert_eq!(voice(json, b"{"), Err("malformed JSON body"));
+    }
 
     #[test]
     fn form_and_json_bodies_become_the_same_fields() {

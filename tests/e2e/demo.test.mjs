@@ -15,6 +15,8 @@ after(async () => {
   await browser?.close();
 });
 
+const sandboxEvents = async (url) => (await fetch(`${url}/_sandbox/events`)).json();
+
 test("the demo starts, joins a guarded sandbox meeting from its page, and stops cleanly", async () => {
   const demo = await spawnProcess(
     process.execPath,
@@ -33,7 +35,7 @@ test("the demo starts, joins a guarded sandbox meeting from its page, and stops 
     await page.waitForFunction(() => document.getElementById("state").textContent === "active", null, { timeout: 20000 });
     const events = await waitFor(
       async () => {
-        const ev = await (await fetch(`${sandboxUrl}/_sandbox/events`)).json();
+        const ev = await sandboxEvents(sandboxUrl);
         return ev.some((e) => e.kind === "user_joined") && ev;
       },
       { what: "the join in the sandbox's events" },
@@ -45,7 +47,7 @@ test("the demo starts, joins a guarded sandbox meeting from its page, and stops 
 
     await page.getByRole("button", { name: "Leave" }).click();
     await waitFor(async () => {
-      const ev = await (await fetch(`${sandboxUrl}/_sandbox/events`)).json();
+      const ev = await sandboxEvents(sandboxUrl);
       return ev.some((e) => e.kind === "meeting_ended" && e.reason === "last_user_left");
     }, { what: "the meeting's end after Leave" });
     await page.close();
@@ -55,4 +57,93 @@ test("the demo starts, joins a guarded sandbox meeting from its page, and stops 
   assert.equal(demo.child.exitCode, 0, demo.output.slice(-10).join("\n"));
   const sandboxUrl = demo.output.map((l) => l.match(/eyeson sandbox: (\S+)/)).find(Boolean)[1];
   await assert.rejects(fetch(`${sandboxUrl}/_sandbox/events`), "the sandbox stopped with the demo");
+});
+
+/** The text of element `id` in the demo page. */
+const text = (page, id) => page.evaluate((id) => document.getElementById(id).textContent, id);
+const waitText = (page, id, expected, timeout = 10000) =>
+  page
+    .waitForFunction(([id, expected]) => document.getElementById(id).textContent === expected, [id, expected], { timeout })
+    .catch(async (e) => {
+      throw new Error(`#${id} stayed ${JSON.stringify(await text(page, id))}, expected ${JSON.stringify(expected)}\n${e}`);
+    });
+
+test("the demo shows presence and the service's deadline, says plainly when the meeting ended, and joins again without a reload", async () => {
+  const demo = await spawnProcess(
+    process.execPath,
+    [join(root, "scripts/demo.mjs"), "--no-build"],
+    { DEMO_PORT: "0", SANDBOX_PORT: "0", HARD_LIMIT_PORT: String(await freePort()), EYESON_API_KEY: "", HARD_LIMIT: "20s" },
+    { ready: /Open (\S+)/, timeoutMs: 20000 },
+  );
+  try {
+    const sandboxUrl = demo.output.map((l) => l.match(/eyeson sandbox: (\S+)/)).find(Boolean)?.[1];
+    const hardLimitUrl = demo.output.map((l) => l.match(/hard-limit service: (http\S+)/)).find(Boolean)?.[1];
+    assert.ok(sandboxUrl && hardLimitUrl, demo.output.join("\n"));
+    const page = await browser.newPage();
+    const uncaught = [];
+    page.on("pageerror", (e) => uncaught.push(String(e)));
+    await page.goto(demo.match[1]);
+    await page.getByLabel("Name").fill("speaker");
+    await page.getByRole("button", { name: "Join" }).click();
+    await waitText(page, "state", "active", 20000);
+    await waitText(page, "alone", "yes");
+    await waitText(page, "speaking", "no");
+    assert.match(await text(page, "os-idle"), /^(denied|unavailable|active|idle|locked)$/);
+
+    // The speak toggle drives the sandbox's voice control; the guard sees the user speak.
+    const speak = page.getByRole("button", { name: "Speak" });
+    await speak.click();
+    await waitText(page, "speaking", "yes");
+    assert.equal(await speak.getAttribute("aria-pressed"), "true");
+    await speak.click();
+    await waitText(page, "speaking", "no");
+    const voice = (await sandboxEvents(sandboxUrl)).filter((e) => e.kind === "voice_activity");
+    assert.deepEqual(voice.map((e) => [e.user_name, e.on]), [["speaker", true], ["speaker", false]]);
+
+    // The hard deadline comes from the service (its public per-room endpoint).
+    const meeting = await (await fetch(`${hardLimitUrl}/meetings/demo`)).json();
+    const shown = await page.evaluate((iso) => new Date(Date.parse(iso)).toLocaleTimeString(), meeting.deadline);
+    await waitText(page, "deadline", shown);
+    await page.locator("[data-eyeson-guard-notice]").waitFor({ timeout: 10000 });
+
+    // The service ends the meeting at its deadline.
+    await page.waitForFunction(() => /^The meeting has ended for this tab/.test(document.getElementById("ended").textContent), null, {
+      timeout: 30000,
+    });
+    assert.match(await text(page, "ended"), /ended \(for everyone\)/);
+    assert.equal(await page.getByRole("button", { name: "Leave" }).isDisabled(), true);
+    assert.equal(await speak.isDisabled(), true);
+    assert.equal(await page.getByRole("button", { name: "Join" }).isDisabled(), false);
+    assert.equal(await text(page, "deadline"), "ended");
+    // The countdowns stopped: a running one past the deadline would show "0 s".
+    await waitText(page, "hard-left", "–");
+    await waitText(page, "left", "–");
+    assert.equal(await page.locator("[data-eyeson-guard-notice]").count(), 0, "the notice went with the meeting");
+
+    // Join again, same page, no reload: a new meeting of the room.
+    await page.getByRole("button", { name: "Join" }).click();
+    await waitText(page, "state", "active", 20000);
+    await waitText(page, "ended", "");
+    assert.equal(await page.getByRole("button", { name: "Leave" }).isDisabled(), false);
+    const rejoined = await waitFor(
+      async () => {
+        const ev = await sandboxEvents(sandboxUrl);
+        return ev.filter((e) => e.kind === "user_joined").length === 2 && ev;
+      },
+      { what: "the second join in the sandbox's events" },
+    );
+    const starts = rejoined.filter((e) => e.kind === "meeting_started");
+    assert.equal(starts.length, 2, "a new meeting");
+    await page.getByRole("button", { name: "Leave" }).click();
+    await page.waitForFunction(() => /you left/.test(document.getElementById("ended").textContent), null, { timeout: 5000 });
+    await waitFor(async () => (await sandboxEvents(sandboxUrl)).filter((e) => e.kind === "meeting_ended").length === 2, {
+      what: "the second meeting's end after Leave",
+    });
+    const ends = (await sandboxEvents(sandboxUrl)).filter((e) => e.kind === "meeting_ended").map((e) => e.reason);
+    assert.deepEqual(ends, ["api_delete", "last_user_left"]);
+    assert.deepEqual(uncaught, []);
+    await page.close();
+  } finally {
+    await demo.stop();
+  }
 });

@@ -3,7 +3,7 @@
 // running as a real process. Needs `node scripts/build.mjs` and
 // `cargo build -p eyeson-sandbox` first.
 //
-// Tests 2 and 4 (and test 1's hard-limit variant) need the hard-limit
+// Tests 2, 4 and 5 (and test 1's hard-limit variant) need the hard-limit
 // service (issue 3): they run when `cargo build -p eyeson-hard-limit` has
 // built it in this workspace, or EYESON_HARD_LIMIT_BIN names a binary, and
 // are skipped otherwise. Without it, test 1 uses a small signature-checking
@@ -22,7 +22,7 @@ import {
 } from "./support/system.mjs";
 
 // The hard-limit service (issue 3): built in this workspace, or named by
-// EYESON_HARD_LIMIT_BIN. Tests 2 and 4 are skipped without it.
+// EYESON_HARD_LIMIT_BIN. Tests 2, 4 and 5 are skipped without it.
 const HARD_LIMIT = process.env.EYESON_HARD_LIMIT_BIN || builtBinary("eyeson-hard-limit");
 const NEEDS_HARD_LIMIT = HARD_LIMIT ? false : "needs the eyeson-hard-limit binary (cargo build -p eyeson-hard-limit)";
 
@@ -299,4 +299,55 @@ test("4. the hard-limit service restarted between the meeting's start and its de
   assert.deepEqual(meetings.map((m) => m.state), ["shut_down"]);
   assert.deepEqual(byKind(await sandbox.events(), "api_delete").map((e) => e.status), [204]);
   assert.equal(await alice.page.evaluate(() => window.e2e.guard.state), "stopped");
+});
+
+test("5. the hard-limit service warns the meeting in its chat before the cut: the SDK emits chat with the text, then exit", { skip: NEEDS_HARD_LIMIT }, async () => {
+  const sandbox = await startSandbox();
+  cleanups.push(sandbox.stop);
+  const db = tempDir();
+  cleanups.push(db.remove);
+  const service = await startHardLimit(sandbox, {
+    bin: HARD_LIMIT,
+    database: join(db.path, "hl.db"),
+    maxDuration: "8s",
+    args: ["--warn-before", "4s"],
+  });
+  cleanups.push(service.stop);
+  // A user the guard leaves alone: only the service acts in this meeting.
+  const alice = await joinInBrowser(sandbox, "e2e-warned", "alice", { timeoutMs: 600000, promptMs: 60000 });
+
+  await alice.page.waitForFunction(() => window.e2e.chats.length > 0, null, { timeout: 15000 });
+  const warned = await alice.page.evaluate(() => window.e2e);
+  assert.deepEqual(
+    warned.chats.map((c) => [c.content, c.user, c.guest]),
+    [["This meeting ends in 4 seconds.", "Meeting limit", true]],
+    "the SDK's onEvent saw one chat event from the service's guest",
+  );
+  assert.ok(!warned.sdkEvents.includes("exit"), "the chat came while the meeting still ran");
+
+  await alice.page.waitForFunction(() => window.e2e.sdkEvents.includes("exit"), null, { timeout: 15000 });
+  const page = await alice.page.evaluate(() => window.e2e);
+  assert.ok(page.sdkEvents.indexOf("chat") < page.sdkEvents.indexOf("exit"), `chat before exit: ${page.sdkEvents}`);
+  assert.equal(page.chats.length, 1, "warned once");
+
+  const events = await sandbox.waitForEvents((ev) => byKind(ev, "meeting_ended").length === 1, { what: "the shutdown" });
+  const story = events
+    .filter((e) => e.kind !== "webhook_delivered")
+    .map((e) => [e.kind, e.reason ?? e.status ?? e.reached ?? null]);
+  assert.deepEqual(story, [
+    ["meeting_started", null],
+    ["user_joined", null],
+    ["guest_joined", null],
+    ["chat", 1],
+    ["api_delete", 204],
+    ["user_left", "meeting_ended"],
+    ["meeting_ended", "api_delete"],
+  ]);
+  const started = Date.parse(events[0].started_at);
+  const chat = byKind(events, "chat")[0];
+  assert.equal(chat.content, "This meeting ends in 4 seconds.");
+  assert.ok(Date.parse(chat.at) - started >= 4000, `not warned before deadline - 4 s (${Date.parse(chat.at) - started} ms)`);
+  assert.ok(Date.parse(byKind(events, "meeting_ended")[0].at) - started >= 8000, "shut down at the limit, not before");
+  assert.deepEqual(byKind(events, "user_joined").map((e) => e.user_name), ["alice"], "the guest never became a participant");
+  assert.deepEqual(alice.uncaught, []);
 });

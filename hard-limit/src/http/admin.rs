@@ -48,7 +48,7 @@ pub struct AdminState {
     /// `--admin-token`, if set.
     pub token: Option<AdminToken>,
     /// Pokes this process's scheduler after a deadline moved.
-    pub wake: Arc<tokio::sync::Notify>,
+    pub wake: Arc<crate::wake::Wake>,
     /// The limits in force.
     pub limits: Arc<LimitsHandle>,
 }
@@ -380,7 +380,7 @@ async fn move_deadline(
         DeadlineMoved::Moved { meeting, old } => {
             // This process's scheduler re-plans now; on PostgreSQL the
             // commit's NOTIFY wakes every other replica's.
-            app.wake.notify_one();
+            app.wake.poke();
             let action = if change == DeadlineChange::Now {
                 "end"
             } else {

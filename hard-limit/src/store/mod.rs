@@ -25,8 +25,8 @@ pub mod postgres;
 mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
-    use super::{ActionRecord, Claim, MeetingRecord, MeetingView, StoreError};
-    use crate::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
+    use super::{ActionRecord, Claim, MeetingRecord, MeetingView, StoreError, WarnClaim};
+    use crate::domain::{GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
 
     /// What a row of `meetings` must be able to decode.
     pub(super) trait MeetingRow: Row
@@ -84,6 +84,17 @@ mod rows {
             })
         }
 
+        fn warn_claim(&self) -> Result<WarnClaim, StoreError> {
+            let token: Option<String> = self.try_get("guest_token")?;
+            Ok(WarnClaim {
+                key: self.key()?,
+                deadline: Timestamp(self.try_get("deadline")?),
+                // A stored token that no longer parses is as good as none.
+                guest_token: token.as_deref().and_then(GuestToken::parse),
+                attempts: self.try_get("warn_attempts")?,
+            })
+        }
+
         fn claim(&self) -> Result<Claim, StoreError> {
             Ok(Claim {
                 key: self.key()?,
@@ -104,7 +115,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::domain::{
-    DeadlineChange, DeadlineRefused, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
+    DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
+    WarningOutcome,
 };
 
 pub use postgres::PgStore;
@@ -150,6 +162,39 @@ pub struct Outcome {
     /// the claim is released (no owner) and the meeting may be claimed
     /// again from this time on (stored as its `lease_until`). `None` for
     /// final states.
+    pub retry_at: Option<Timestamp>,
+}
+
+/// A meeting whose in-meeting warning is claimed under a lease, for the
+/// deadline it has now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WarnClaim {
+    /// The meeting.
+    pub key: MeetingKey,
+    /// The deadline the warning is for (the meeting's, when claimed).
+    pub deadline: Timestamp,
+    /// The room's guest token, if known.
+    pub guest_token: Option<GuestToken>,
+    /// Claims of the warning for this deadline, this one included.
+    pub attempts: i64,
+}
+
+/// How a claimed warning ended, for [`MeetingStore::finish_warnings`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WarnRecord {
+    /// The meeting.
+    pub key: MeetingKey,
+    /// The claim's [`WarnClaim::deadline`]: with the owner and attempts it
+    /// identifies the claim, so the outcome of a claim for an old deadline
+    /// (the meeting was extended meanwhile) does not apply.
+    pub deadline: Timestamp,
+    /// The claim's [`WarnClaim::attempts`].
+    pub attempts: i64,
+    /// What happened.
+    pub outcome: WarningOutcome,
+    /// When it was known.
+    pub at: Timestamp,
+    /// Only with [`WarningOutcome::Deferred`]: claimable again from then.
     pub retry_at: Option<Timestamp>,
 }
 
@@ -543,6 +588,37 @@ pub trait MeetingStore: Send + Sync {
 
     /// Answers if the store answers (for `/healthz`).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims up to `limit` running meetings whose warning is due at `now`
+    /// ([`crate::domain::warning_due`] with `warn_before`), earliest
+    /// deadline first, each under a lease until `now + lease`: the claim
+    /// records the deadline it is for, so a later change of the deadline
+    /// makes the warning due again.
+    fn claim_warnings(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<WarnClaim>, StoreError>> + Send;
+
+    /// Records warning outcomes of claims `owner` holds, in one
+    /// transaction; each applies only while that claim (owner, attempts and
+    /// deadline) holds the warning's lease. One result per record.
+    fn finish_warnings(
+        &self,
+        owner: &str,
+        records: &[WarnRecord],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// When a warning is next due (or a warning lease expires), for
+    /// meetings whose deadline is after `now`; `None` if none is pending.
+    fn next_warning(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
 }
 
 /// The configured engine. An enum rather than `dyn` (async trait methods are
@@ -629,6 +705,34 @@ impl Store {
         result
     }
 
+    /// Test hook: moves an open meeting's deadline (as an operator's
+    /// extension would). Returns whether a meeting was changed. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub async fn set_deadline_for_tests(
+        &self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.set_deadline_for_tests(key, deadline).await,
+            Store::Postgres(s) => s.set_deadline_for_tests(key, deadline).await,
+        }
+    }
+
+    /// Test hook: the stored warning of a meeting, as `(warn_state,
+    /// warn_for)`. Not for production use.
+    #[doc(hidden)]
+    pub async fn warning_for_tests(
+        &self,
+        key: &MeetingKey,
+    ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.warning_for_tests(key).await,
+            Store::Postgres(s) => s.warning_for_tests(key).await,
+        }
+    }
+
     /// Whether this process runs the singleton chores (reconciliation,
     /// pruning, webhook registration): always on SQLite (one host); on
     /// PostgreSQL, the one replica holding the chores advisory lock.
@@ -644,7 +748,7 @@ impl Store {
     /// where the scheduler's capped sleep covers other processes.
     pub fn spawn_listener(
         &self,
-        wake: std::sync::Arc<tokio::sync::Notify>,
+        wake: std::sync::Arc<crate::wake::Wake>,
         limits_changed: std::sync::Arc<dyn Fn() + Send + Sync>,
         stop: crate::shutdown::Shutdown,
     ) -> Option<tokio::task::JoinHandle<()>> {
@@ -816,6 +920,47 @@ impl MeetingStore for Store {
         match self {
             Store::Sqlite(s) => s.ping().await,
             Store::Postgres(s) => s.ping().await,
+        }
+    }
+    async fn claim_warnings(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<WarnClaim>, StoreError> {
+        let r = match self {
+            Store::Sqlite(s) => {
+                s.claim_warnings(now, warn_before, lease, owner, limit)
+                    .await
+            }
+            Store::Postgres(s) => {
+                s.claim_warnings(now, warn_before, lease, owner, limit)
+                    .await
+            }
+        };
+        self.note(r, |claims| !claims.is_empty())
+    }
+    async fn finish_warnings(
+        &self,
+        owner: &str,
+        records: &[WarnRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let r = match self {
+            Store::Sqlite(s) => s.finish_warnings(owner, records).await,
+            Store::Postgres(s) => s.finish_warnings(owner, records).await,
+        };
+        self.note(r, |applied| applied.contains(&true))
+    }
+    async fn next_warning(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.next_warning(now, warn_before).await,
+            Store::Postgres(s) => s.next_warning(now, warn_before).await,
         }
     }
 }

@@ -34,16 +34,17 @@ use std::time::{Duration, SystemTime};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 
 use crate::shutdown::Shutdown;
 
 use super::rows::MeetingRow;
 use super::{
     describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule,
-    MeetingStore, MeetingView, Outcome, RoomHistory, StoreError,
+    MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
 };
 use crate::domain::{self, DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::wake::Wake;
 
 /// The channel `NOTIFY`'d when a meeting is newly tracked or an operator
 /// moved a deadline: every replica's scheduler re-plans.
@@ -93,6 +94,13 @@ fn migrator() -> Migrator {
             "admin".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0002_admin.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "warnings".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0003_warnings.sql").into_sql_str(),
             false,
         ),
     ])
@@ -178,6 +186,42 @@ impl PgStore {
         Ok(())
     }
 
+    /// Test hook: moves an open meeting's deadline. See
+    /// [`super::Store::set_deadline_for_tests`].
+    #[doc(hidden)]
+    pub async fn set_deadline_for_tests(
+        &self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE meetings SET deadline = $3
+             WHERE room_id = $1 AND started_at = $2 AND state IN ('running', 'stopping')",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .bind(deadline.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Test hook: `(warn_state, warn_for)` of a meeting.
+    #[doc(hidden)]
+    pub async fn warning_for_tests(
+        &self,
+        key: &MeetingKey,
+    ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT warn_state, warn_for FROM meetings WHERE room_id = $1 AND started_at = $2",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Closes the pool and gives up the chores lock.
     pub async fn close(&self) {
         if let Some(conn) = self.chores.lock().await.take() {
@@ -248,7 +292,7 @@ impl PgStore {
     /// notifications sent meanwhile are lost.
     pub fn spawn_listener(
         &self,
-        wake: Arc<Notify>,
+        wake: Arc<Wake>,
         limits_changed: Arc<dyn Fn() + Send + Sync>,
         mut stop: Shutdown,
     ) -> tokio::task::JoinHandle<()> {
@@ -259,17 +303,17 @@ impl PgStore {
                     Ok(mut listener) => {
                         match listener.listen_all([CHANNEL, LIMITS_CHANNEL]).await {
                             Ok(()) => {
-                                wake.notify_one();
+                                wake.poke();
                                 limits_changed();
                                 loop {
                                     tokio::select! {
                                         r = listener.try_recv() => match r {
                                             Ok(Some(n)) if n.channel() == LIMITS_CHANNEL => limits_changed(),
-                                            Ok(Some(_)) => wake.notify_one(),
+                                            Ok(Some(_)) => wake.poke(),
                                             // Connection lost; the next call reconnects
                                             // and re-listens. Notifications may have been missed.
                                             Ok(None) => {
-                                                wake.notify_one();
+                                                wake.poke();
                                                 limits_changed();
                                             }
                                             Err(e) => {
@@ -314,7 +358,11 @@ impl PgStore {
     ) -> Result<Applied, StoreError> {
         match plan {
             Plan::Ignore(_) => Ok(Applied::Ignored),
-            Plan::Track { key, deadline } => {
+            Plan::Track {
+                key,
+                deadline,
+                guest_token,
+            } => {
                 let cutoff: Option<i64> =
                     sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = $1")
                         .bind(key.room_id.as_str())
@@ -324,18 +372,28 @@ impl PgStore {
                     insert(tx, key, *deadline, MeetingState::Ended, now).await?;
                     return Ok(Applied::LateForEndedMeeting);
                 }
-                // Track, and close the room's older running meetings (a newer
-                // start proves they ended), in one round trip: a
-                // data-modifying CTE runs to completion even if unread.
+                // Track, close the room's older running meetings (a newer
+                // start proves they ended), and store a new guest token of a
+                // known meeting (one tracked from a list without it; a
+                // meeting recorded as not warnable becomes warnable), in one
+                // round trip: a data-modifying CTE runs to completion even
+                // if unread, and `tok` does not see the row `ins` adds.
                 let inserted: i64 = sqlx::query_scalar(
                     "WITH ins AS (
-                       INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at)
-                       VALUES ($1, $2, $3, 'running', $4, $4)
+                       INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, guest_token)
+                       VALUES ($1, $2, $3, 'running', $4, $4, $5)
                        ON CONFLICT (room_id, started_at) DO NOTHING
                        RETURNING 1),
                      older AS (
                        UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
                        WHERE room_id = $1 AND started_at < $2 AND state = 'running'
+                       RETURNING 1),
+                     tok AS (
+                       UPDATE meetings SET guest_token = $5,
+                           warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
+                           warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
+                       WHERE room_id = $1 AND started_at = $2 AND $5::text IS NOT NULL
+                         AND guest_token IS DISTINCT FROM $5::text
                        RETURNING 1)
                      SELECT count(*) FROM ins",
                 )
@@ -343,6 +401,7 @@ impl PgStore {
                 .bind(key.started_at.0)
                 .bind(deadline.0)
                 .bind(now)
+                .bind(guest_token.as_ref().map(|t| t.expose()))
                 .fetch_one(&mut **tx)
                 .await?;
                 Ok(if inserted == 1 {
@@ -910,6 +969,123 @@ impl MeetingStore for PgStore {
             .rows_affected();
         tx.commit().await?;
         Ok(meetings + cutoffs)
+    }
+
+    async fn claim_warnings(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<WarnClaim>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = self.now_in(&mut tx, now).await?;
+        // SET reads the old row: a claim for the same deadline counts on,
+        // one for a new deadline starts again at 1. SKIP LOCKED: replicas
+        // claiming at once take different meetings.
+        let rows = sqlx::query(
+            "UPDATE meetings m
+             SET warn_for = m.deadline, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
+                 warn_attempts = CASE WHEN m.warn_for = m.deadline THEN m.warn_attempts + 1 ELSE 1 END
+             FROM (SELECT room_id, started_at FROM meetings
+                   WHERE state = 'running' AND deadline > $3 AND deadline <= $3 + $5
+                     AND (warn_for IS NULL OR warn_for <> deadline
+                          OR (warn_state = 'claimed' AND warn_until <= $3))
+                   ORDER BY deadline LIMIT $4
+                   FOR UPDATE SKIP LOCKED) due
+             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
+             RETURNING m.room_id, m.started_at, m.deadline, m.guest_token, m.warn_attempts",
+        )
+        .bind(owner)
+        .bind(now.saturating_add(millis(lease)))
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(millis(warn_before))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claims = rows
+            .iter()
+            .map(MeetingRow::warn_claim)
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        claims.sort_by_key(|c| c.deadline);
+        Ok(claims)
+    }
+
+    async fn finish_warnings(
+        &self,
+        owner: &str,
+        records: &[WarnRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let db_now = if self.db_clock {
+            Some(self.now_in(&mut tx, Timestamp(0)).await?)
+        } else {
+            None
+        };
+        let mut applied = Vec::with_capacity(records.len());
+        for r in records {
+            let at = db_now.unwrap_or(r.at.0);
+            // The caller's retry delay, applied to the database's clock.
+            let retry_at = r
+                .retry_at
+                .map(|t| at.saturating_add(t.0.saturating_sub(r.at.0)));
+            let n = sqlx::query(
+                "UPDATE meetings
+                 SET warn_state = $6, warn_owner = NULL, warn_until = $7,
+                     warned_at = CASE WHEN $6 = 'claimed' THEN warned_at ELSE $8 END
+                 WHERE room_id = $1 AND started_at = $2 AND warn_state = 'claimed'
+                   AND warn_owner = $3 AND warn_attempts = $4 AND warn_for = $5",
+            )
+            .bind(r.key.room_id.as_str())
+            .bind(r.key.started_at.0)
+            .bind(owner)
+            .bind(r.attempts)
+            .bind(r.deadline.0)
+            .bind(r.outcome.as_str())
+            .bind(retry_at)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            applied.push(n == 1);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn next_warning(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        // Never earlier than `deadline - warn`, also for a lapsed claim: a
+        // time the claim query would not take would make the warner spin.
+        let row = sqlx::query(
+            "WITH c AS (SELECT CASE WHEN $2 THEN (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+                                    ELSE $1 END AS now)
+             SELECT (SELECT min(CASE WHEN warn_for IS NULL OR warn_for <> deadline THEN deadline - $3
+                                     ELSE GREATEST(warn_until, deadline - $3) END)
+                     FROM meetings, c
+                     WHERE state = 'running' AND deadline > c.now
+                       AND (warn_for IS NULL OR warn_for <> deadline
+                            OR (warn_state = 'claimed' AND warn_until IS NOT NULL))) AS t,
+                    (SELECT now FROM c) AS db_now",
+        )
+        .bind(now.0)
+        .bind(self.db_clock)
+        .bind(millis(warn_before))
+        .fetch_one(&self.pool)
+        .await?;
+        let t: Option<i64> = row.try_get("t")?;
+        if !self.db_clock {
+            return Ok(t.map(Timestamp));
+        }
+        // As in `next_wake`: the database's "due in d" becomes "local now + d".
+        let db_now: i64 = row.try_get("db_now")?;
+        let local = Timestamp::from_system_time(SystemTime::now());
+        Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

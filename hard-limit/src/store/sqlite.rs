@@ -25,7 +25,7 @@ use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 use super::rows::MeetingRow;
 use super::{
     describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule,
-    MeetingStore, MeetingView, Outcome, RoomHistory, StoreError,
+    MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
 };
 use crate::domain::{self, DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
@@ -61,6 +61,13 @@ fn migrator() -> Migrator {
             "admin".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0002_admin.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "warnings".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0003_warnings.sql").into_sql_str(),
             false,
         ),
     ])
@@ -175,6 +182,42 @@ impl SqliteStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Test hook: moves an open meeting's deadline. See
+    /// [`super::Store::set_deadline_for_tests`].
+    #[doc(hidden)]
+    pub async fn set_deadline_for_tests(
+        &self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE meetings SET deadline = ?3
+             WHERE room_id = ?1 AND started_at = ?2 AND state IN ('running', 'stopping')",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .bind(deadline.0)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Test hook: `(warn_state, warn_for)` of a meeting.
+    #[doc(hidden)]
+    pub async fn warning_for_tests(
+        &self,
+        key: &MeetingKey,
+    ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT warn_state, warn_for FROM meetings WHERE room_id = ?1 AND started_at = ?2",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
     /// Closes both pools (waits for connections to be returned).
     pub async fn close(&self) {
         self.reader.close().await;
@@ -203,7 +246,11 @@ impl SqliteStore {
     ) -> Result<Applied, StoreError> {
         match plan {
             Plan::Ignore(_) => Ok(Applied::Ignored),
-            Plan::Track { key, deadline } => {
+            Plan::Track {
+                key,
+                deadline,
+                guest_token,
+            } => {
                 let cutoff: Option<i64> =
                     sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
                         .bind(key.room_id.as_str())
@@ -214,6 +261,22 @@ impl SqliteStore {
                     return Ok(Applied::LateForEndedMeeting);
                 }
                 let inserted = insert(tx, key, *deadline, MeetingState::Running, now).await?;
+                if let Some(token) = guest_token {
+                    // New, or newer than the one known (a meeting tracked
+                    // from a list without it); a meeting recorded as not
+                    // warnable for want of a token becomes warnable.
+                    sqlx::query(
+                        "UPDATE meetings SET guest_token = ?3,
+                             warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
+                             warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
+                         WHERE room_id = ?1 AND started_at = ?2 AND guest_token IS NOT ?3",
+                    )
+                    .bind(key.room_id.as_str())
+                    .bind(key.started_at.0)
+                    .bind(token.expose())
+                    .execute(&mut **tx)
+                    .await?;
+                }
                 // A newer start proves the room's older meetings are over.
                 // Stopping rows are left to their worker, which re-checks.
                 sqlx::query(
@@ -870,6 +933,102 @@ impl MeetingStore for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
+
+    async fn claim_warnings(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<WarnClaim>, StoreError> {
+        let mut tx = WriteTx::begin(self).await?;
+        // SET reads the old row: a claim for the same deadline counts on,
+        // one for a new deadline starts again at 1.
+        let rows = sqlx::query(
+            "UPDATE meetings
+             SET warn_for = deadline, warn_state = 'claimed', warn_owner = ?1, warn_until = ?2,
+                 warn_attempts = CASE WHEN warn_for = deadline THEN warn_attempts + 1 ELSE 1 END
+             WHERE rowid IN (SELECT rowid FROM meetings
+                             WHERE state = 'running' AND deadline > ?3 AND deadline <= ?3 + ?5
+                               AND (warn_for IS NULL OR warn_for <> deadline
+                                    OR (warn_state = 'claimed' AND warn_until <= ?3))
+                             ORDER BY deadline LIMIT ?4)
+             RETURNING room_id, started_at, deadline, guest_token, warn_attempts",
+        )
+        .bind(owner)
+        .bind(now.plus(lease).0)
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .bind(millis(warn_before))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claims = rows
+            .iter()
+            .map(MeetingRow::warn_claim)
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        claims.sort_by_key(|c| c.deadline);
+        Ok(claims)
+    }
+
+    async fn finish_warnings(
+        &self,
+        owner: &str,
+        records: &[WarnRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = WriteTx::begin(self).await?;
+        let mut applied = Vec::with_capacity(records.len());
+        for r in records {
+            let n = sqlx::query(
+                "UPDATE meetings
+                 SET warn_state = ?6, warn_owner = NULL, warn_until = ?7,
+                     warned_at = CASE WHEN ?6 = 'claimed' THEN warned_at ELSE ?8 END
+                 WHERE room_id = ?1 AND started_at = ?2 AND warn_state = 'claimed'
+                   AND warn_owner = ?3 AND warn_attempts = ?4 AND warn_for = ?5",
+            )
+            .bind(r.key.room_id.as_str())
+            .bind(r.key.started_at.0)
+            .bind(owner)
+            .bind(r.attempts)
+            .bind(r.deadline.0)
+            .bind(r.outcome.as_str())
+            .bind(r.retry_at.map(|t| t.0))
+            .bind(r.at.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            applied.push(n == 1);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn next_warning(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        // Never earlier than `deadline - warn`, also for a lapsed claim: a
+        // time the claim query would not take would make the warner spin.
+        let t: Option<i64> = sqlx::query_scalar(
+            "SELECT min(CASE WHEN warn_for IS NULL OR warn_for <> deadline THEN deadline - ?2
+                             ELSE max(warn_until, deadline - ?2) END)
+             FROM meetings
+             WHERE state = 'running' AND deadline > ?1
+               AND (warn_for IS NULL OR warn_for <> deadline
+                    OR (warn_state = 'claimed' AND warn_until IS NOT NULL))",
+        )
+        .bind(now.0)
+        .bind(millis(warn_before))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(t.map(Timestamp))
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -889,6 +1048,7 @@ mod tests {
         let plan = Plan::Track {
             key: key.clone(),
             deadline: Timestamp(2_000),
+            guest_token: None,
         };
         store.apply(&[plan], Timestamp(1_000)).await.unwrap();
         let lease = Duration::from_secs(1);
@@ -938,6 +1098,7 @@ mod tests {
                 started_at: Timestamp(5_000),
             },
             deadline: Timestamp(15_000),
+            guest_token: None,
         };
         store.apply(&[newer], Timestamp(5_000)).await.unwrap();
         assert_eq!(store.prune(Timestamp(3_000)).await.unwrap(), 2);

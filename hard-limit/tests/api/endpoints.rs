@@ -129,6 +129,7 @@ async fn meetings_are_listed_page_by_page() {
             Plan::Track {
                 deadline: key.started_at.plus(LIMIT),
                 key,
+                guest_token: None,
             }
         })
         .collect();

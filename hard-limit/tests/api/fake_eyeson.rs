@@ -8,6 +8,14 @@
 //! `Authorization` than the raw key. Scripted answers per room override the
 //! default (`503` then default; `0` means "never answer").
 //!
+//! The in-meeting calls check what eyeson checks: `POST /guests/{token}`
+//! needs a token of a room whose meeting runs (else 410) and a `name`
+//! (else 400), and gives an access key for that meeting; `POST
+//! /rooms/{access_key}/messages` needs a key it gave (else 404) whose
+//! meeting still runs (else 410), `type=chat` and a non-empty `content`
+//! (else 400). They need no API key (the token and the access key are the
+//! credentials). A meeting's guest token is [`guest_token_of`] its room.
+//!
 //! Shared by the integration tests and the benchmarks (`examples/`).
 #![allow(dead_code)]
 
@@ -65,6 +73,33 @@ struct State {
     page_size: Option<usize>,
     /// The `Link` header of the answer being built.
     link: Option<String>,
+    /// Access keys handed out: key → (room, started_at of its meeting).
+    access_keys: HashMap<String, (String, String)>,
+    /// Chat messages accepted.
+    messages: Vec<Message>,
+    /// Scripted statuses for the next guest joins (any token).
+    guest_script: VecDeque<u16>,
+    /// Scripted statuses for the next messages (any key).
+    message_script: VecDeque<u16>,
+}
+
+/// A chat message the fake accepted.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// The room.
+    pub room: String,
+    /// The start of the meeting it went to.
+    pub started_at: String,
+    /// The text.
+    pub content: String,
+    /// When it was accepted (wall clock).
+    pub at: SystemTime,
+}
+
+/// The guest token the fake gives a room's meetings (and lists in `GET
+/// /rooms`); the tests' deliveries carry the same.
+pub fn guest_token_of(room: &str) -> String {
+    format!("gt-{room}")
 }
 
 /// The fake. Dropping it stops the server.
@@ -199,6 +234,30 @@ impl FakeEyeson {
         self.state.lock().unwrap().webhook.clone()
     }
 
+    /// The chat messages accepted so far.
+    pub fn messages(&self) -> Vec<Message> {
+        self.state.lock().unwrap().messages.clone()
+    }
+
+    /// The next guest joins answer these statuses (0: hang) before the
+    /// default.
+    pub fn script_guest(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().guest_script.extend(statuses);
+    }
+
+    /// The next messages answer these statuses (0: hang) before the default.
+    pub fn script_message(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().message_script.extend(statuses);
+    }
+
+    /// All guest joins (`POST /guests/...`).
+    pub fn guest_joins(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == Method::POST && r.path.starts_with("/guests/"))
+            .collect()
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
@@ -240,7 +299,10 @@ async fn handle(
     let form = decode_form(&body);
     let (status, answer, hang, link) = {
         let mut st = shared.lock().unwrap();
-        if authorization.as_deref() != Some(st.key.as_str()) {
+        // In-meeting calls carry their credential in the path.
+        let in_meeting = path.starts_with("/guests/")
+            || (path.starts_with("/rooms/") && path.ends_with("/messages"));
+        if !in_meeting && authorization.as_deref() != Some(st.key.as_str()) {
             (401, json!({"error": "unauthorized"}), false, None)
         } else {
             let (status, answer, hang) = route(&mut st, &method, &path, uri.query(), &form);
@@ -314,7 +376,7 @@ fn route(
                 .into_iter()
                 .map(|(id, started)| {
                     json!({"id": id, "name": id, "ready": true, "started_at": started,
-                           "shutdown": false, "guest_token": "g"})
+                           "shutdown": false, "guest_token": guest_token_of(id)})
                 })
                 .collect();
             if let Some(size) = st.page_size {
@@ -344,6 +406,67 @@ fn route(
                     }
                 }
             }
+        }
+        ("POST", ["guests", token]) => {
+            if let Some(s) = st.guest_script.pop_front() {
+                return (s, json!({"error": "scripted"}), s == 0);
+            }
+            let token = percent_decode(token);
+            let Some(name) = form
+                .iter()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.clone())
+                .filter(|n| !n.trim().is_empty())
+            else {
+                return (400, json!({"error": "name is required"}), false);
+            };
+            let meeting = st
+                .running
+                .iter()
+                .find(|(room, _)| guest_token_of(room) == token)
+                .map(|(r, s)| (r.clone(), s.clone()));
+            let Some((room, started)) = meeting else {
+                return (410, json!({"error": "meeting is not running"}), false);
+            };
+            let key = format!("ak-{}", st.access_keys.len() + 1);
+            st.access_keys
+                .insert(key.clone(), (room.clone(), started.clone()));
+            (
+                201,
+                json!({"access_key": key, "ready": true,
+                       "links": {"gui": format!("https://app.eyeson.team/?{key}"),
+                                 "guest_join": format!("https://app.eyeson.team/?guest={token}"),
+                                 "websocket": "wss://example.invalid/rt"},
+                       "room": {"id": room, "name": room, "guest_token": token,
+                                "started_at": started, "ready": true, "shutdown": false},
+                       "user": {"id": format!("u-{key}"), "name": name, "guest": true}}),
+                false,
+            )
+        }
+        ("POST", ["rooms", key, "messages"]) => {
+            if let Some(s) = st.message_script.pop_front() {
+                return (s, json!({"error": "scripted"}), s == 0);
+            }
+            let Some((room, started)) = st.access_keys.get(&percent_decode(key)).cloned() else {
+                return (404, json!({"error": "unknown access key"}), false);
+            };
+            if st.running.get(&room) != Some(&started) {
+                return (410, json!({"error": "meeting has ended"}), false);
+            }
+            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            if field("type").as_deref() != Some("chat") {
+                return (400, json!({"error": "type must be chat"}), false);
+            }
+            let Some(content) = field("content").filter(|c| !c.trim().is_empty()) else {
+                return (400, json!({"error": "content is required"}), false);
+            };
+            st.messages.push(Message {
+                room,
+                started_at: started,
+                content,
+                at: SystemTime::now(),
+            });
+            (201, Value::Null, false)
         }
         ("GET", ["webhooks"]) => match &st.webhook {
             Some(w) => (200, w.clone(), false),

@@ -19,6 +19,7 @@ async fn a_future_row_shields_nothing(app: TestApp) {
     let plan = Plan::Track {
         key,
         deadline: far.plus(LIMIT),
+        guest_token: None,
     };
     app.store.apply(&[plan], far).await.unwrap();
     wait_until(

@@ -264,7 +264,7 @@ pub fn room_update_at(
             "ready": started_at.is_some(),
             "started_at": started_at.map(iso),
             "shutdown": shutdown,
-            "guest_token": "guest-token",
+            "guest_token": crate::fake_eyeson::guest_token_of(room),
             "options": {"show_names": true}
         }
     })

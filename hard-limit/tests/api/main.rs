@@ -21,4 +21,5 @@ mod shutdown;
 mod stalls;
 mod store_suite;
 mod supervision;
+mod warnings;
 mod webhook;

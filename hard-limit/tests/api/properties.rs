@@ -110,6 +110,7 @@ async fn run_on(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     started_at: k.as_ref().map(|k| k.started_at),
                     shutdown,
                     event_time: Timestamp(now.0 - now.0 % 1000),
+                    guest_token: None,
                 };
                 if shutdown {
                     if let Some(k) = &k {

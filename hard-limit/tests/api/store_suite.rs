@@ -9,12 +9,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use eyeson_hard_limit::domain::{
-    plan, DeadlineChange, DeadlineRefused, Limits, MeetingKey, MeetingState, Plan, Policy, RoomId,
-    RoomUpdate, Timestamp,
+    plan, DeadlineChange, DeadlineRefused, GuestToken, Limits, MeetingKey, MeetingState, Plan,
+    Policy, RoomId, RoomUpdate, Timestamp, WarningOutcome,
 };
 use eyeson_hard_limit::store::{
     AdminStore, Applied, Caller, Closing, DeadlineMoved, LimitKind, LimitRule, MeetingStore,
-    Outcome, PgStore, Store,
+    Outcome, PgStore, Store, WarnClaim, WarnRecord,
 };
 
 use crate::pg::PgDb;
@@ -42,6 +42,7 @@ fn update(room: &str, start: Option<i64>, shutdown: bool, at: i64) -> Plan {
             started_at: start.map(Timestamp),
             shutdown,
             event_time: Timestamp(at),
+            guest_token: None,
         },
         &policy(),
     )
@@ -49,6 +50,41 @@ fn update(room: &str, start: Option<i64>, shutdown: bool, at: i64) -> Plan {
 
 fn track(room: &str, start: i64) -> Plan {
     update(room, Some(start), false, start)
+}
+
+/// A start carrying the room's guest token (`gt-<room>`).
+fn track_with_token(room: &str, start: i64) -> Plan {
+    plan(
+        &RoomUpdate {
+            room_id: RoomId::parse(room).unwrap(),
+            started_at: Some(Timestamp(start)),
+            shutdown: false,
+            event_time: Timestamp(start),
+            guest_token: GuestToken::parse(&format!("gt-{room}")),
+        },
+        &policy(),
+    )
+}
+
+/// Ten seconds before the 60 s deadline.
+const WARN: Duration = Duration::from_secs(10);
+
+async fn claim_warnings(store: &Store, now: i64, lease: Duration, owner: &str) -> Vec<WarnClaim> {
+    store
+        .claim_warnings(Timestamp(now), WARN, lease, owner, 100)
+        .await
+        .unwrap()
+}
+
+fn record(c: &WarnClaim, outcome: WarningOutcome, at: i64, retry_at: Option<i64>) -> WarnRecord {
+    WarnRecord {
+        key: c.key.clone(),
+        deadline: c.deadline,
+        attempts: c.attempts,
+        outcome,
+        at: Timestamp(at),
+        retry_at: retry_at.map(Timestamp),
+    }
 }
 
 /// A fresh SQLite store (in a temporary directory) or PostgreSQL store (in
@@ -109,6 +145,12 @@ macro_rules! suite {
 }
 
 suite!(
+    warnings_are_claimed_once_per_deadline,
+    a_moved_deadline_rearms_the_warning,
+    a_lapsed_warning_claim_is_claimed_again,
+    no_warning_for_an_ended_meeting_or_after_the_deadline,
+    a_guest_token_that_arrives_later_makes_a_meeting_warnable,
+    concurrent_warning_claimers_never_share_a_meeting,
     tracking_duplicates_and_ends,
     a_late_running_delivery_does_not_resurrect,
     a_newer_start_closes_older_meetings,
@@ -932,4 +974,253 @@ async fn postgres_uses_the_database_clock() {
         "{wake:?} vs {now:?}"
     );
     store.close().await;
+}
+
+async fn warnings_are_claimed_once_per_deadline(store: &Store) {
+    // Deadline 61 s, warning due at 51 s.
+    store
+        .apply(&[track_with_token("w", 1_000)], Timestamp(1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.next_warning(Timestamp(1_000), WARN).await.unwrap(),
+        Some(Timestamp(51_000))
+    );
+    assert!(claim_warnings(store, 50_999, LEASE, "a").await.is_empty());
+    let c = claim_warnings(store, 51_000, LEASE, "a").await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].key.clone(), c[0].deadline, c[0].attempts),
+        (key("w", 1_000), Timestamp(61_000), 1)
+    );
+    assert_eq!(
+        c[0].guest_token.as_ref().map(GuestToken::expose),
+        Some("gt-w")
+    );
+    // Held: nobody else claims it.
+    assert!(claim_warnings(store, 52_000, LEASE, "b").await.is_empty());
+    // Only the holder records it.
+    let sent = record(&c[0], WarningOutcome::Sent, 52_000, None);
+    assert_eq!(
+        store
+            .finish_warnings("b", std::slice::from_ref(&sent))
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert_eq!(
+        store
+            .finish_warnings("a", std::slice::from_ref(&sent))
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(store.finish_warnings("a", &[sent]).await.unwrap(), [false]);
+    // Sent for this deadline: never again, and nothing to wake for.
+    assert!(claim_warnings(store, 60_000, Duration::from_secs(1), "b")
+        .await
+        .is_empty());
+    assert_eq!(
+        store.next_warning(Timestamp(53_000), WARN).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.warning_for_tests(&key("w", 1_000)).await.unwrap(),
+        Some((Some("sent".into()), Some(61_000)))
+    );
+}
+
+async fn a_moved_deadline_rearms_the_warning(store: &Store) {
+    store
+        .apply(&[track_with_token("x", 0)], Timestamp(0))
+        .await
+        .unwrap();
+    let c = claim_warnings(store, 50_000, LEASE, "a").await;
+    assert_eq!(c.len(), 1);
+    // Extended while the warning is in flight: its outcome is recorded for
+    // the deadline it was for, and the new deadline's warning is due 10 s
+    // before the new deadline, not at once.
+    assert!(store
+        .set_deadline_for_tests(&key("x", 0), Timestamp(120_000))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .finish_warnings("a", &[record(&c[0], WarningOutcome::Sent, 51_000, None)])
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert_eq!(
+        store.warning_for_tests(&key("x", 0)).await.unwrap(),
+        Some((Some("sent".into()), Some(60_000)))
+    );
+    assert_eq!(
+        store.next_warning(Timestamp(51_000), WARN).await.unwrap(),
+        Some(Timestamp(110_000))
+    );
+    assert!(claim_warnings(store, 109_999, LEASE, "b").await.is_empty());
+    let again = claim_warnings(store, 110_000, LEASE, "b").await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].deadline, again[0].attempts),
+        (Timestamp(120_000), 1)
+    );
+    assert_eq!(
+        store
+            .finish_warnings(
+                "b",
+                &[record(&again[0], WarningOutcome::Sent, 110_500, None)]
+            )
+            .await
+            .unwrap(),
+        [true]
+    );
+    // Shortened after it was sent: due again at once.
+    assert!(store
+        .set_deadline_for_tests(&key("x", 0), Timestamp(115_000))
+        .await
+        .unwrap());
+    assert_eq!(claim_warnings(store, 111_000, LEASE, "c").await.len(), 1);
+}
+
+async fn a_lapsed_warning_claim_is_claimed_again(store: &Store) {
+    store
+        .apply(&[track_with_token("l", 0)], Timestamp(0))
+        .await
+        .unwrap();
+    let short = Duration::from_secs(2);
+    let first = claim_warnings(store, 50_000, short, "a").await;
+    assert!(claim_warnings(store, 51_999, short, "b").await.is_empty());
+    assert_eq!(
+        store.next_warning(Timestamp(51_000), WARN).await.unwrap(),
+        Some(Timestamp(52_000)),
+        "wakes when the lease expires"
+    );
+    let second = claim_warnings(store, 52_000, short, "b").await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].attempts, 2);
+    // The first claim lost its lease: its outcome does not apply.
+    assert_eq!(
+        store
+            .finish_warnings(
+                "a",
+                &[record(&first[0], WarningOutcome::Sent, 52_100, None)]
+            )
+            .await
+            .unwrap(),
+        [false]
+    );
+    // Deferred: claimable again at the retry time, not before.
+    assert_eq!(
+        store
+            .finish_warnings(
+                "b",
+                &[record(
+                    &second[0],
+                    WarningOutcome::Deferred,
+                    53_000,
+                    Some(56_000)
+                )]
+            )
+            .await
+            .unwrap(),
+        [true]
+    );
+    assert!(claim_warnings(store, 55_999, short, "c").await.is_empty());
+    let third = claim_warnings(store, 56_000, short, "c").await;
+    assert_eq!((third.len(), third[0].attempts), (1, 3));
+}
+
+async fn no_warning_for_an_ended_meeting_or_after_the_deadline(store: &Store) {
+    store
+        .apply(
+            &[track_with_token("ended", 0), track_with_token("late", 0)],
+            Timestamp(0),
+        )
+        .await
+        .unwrap();
+    store
+        .apply(&[update("ended", Some(0), true, 5_000)], Timestamp(5_000))
+        .await
+        .unwrap();
+    // "late" was never claimed before its deadline: too late to warn.
+    assert!(claim_warnings(store, 60_000, LEASE, "a").await.is_empty());
+    assert_eq!(
+        store.next_warning(Timestamp(60_000), WARN).await.unwrap(),
+        None
+    );
+    let c = claim_warnings(store, 55_000, LEASE, "a").await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].key, key("late", 0));
+    // Claimed for shutdown (stopping): no warning either.
+    store
+        .set_deadline_for_tests(&key("late", 0), Timestamp(70_000))
+        .await
+        .unwrap();
+    store
+        .claim_due(Timestamp(70_000), LEASE, "s", 10)
+        .await
+        .unwrap();
+    assert!(claim_warnings(store, 65_000, LEASE, "a").await.is_empty());
+}
+
+async fn a_guest_token_that_arrives_later_makes_a_meeting_warnable(store: &Store) {
+    store.apply(&[track("t", 0)], Timestamp(0)).await.unwrap();
+    let c = claim_warnings(store, 50_000, LEASE, "a").await;
+    assert_eq!(c.len(), 1);
+    assert!(c[0].guest_token.is_none());
+    store
+        .finish_warnings(
+            "a",
+            &[record(&c[0], WarningOutcome::NoGuestToken, 50_000, None)],
+        )
+        .await
+        .unwrap();
+    assert!(claim_warnings(store, 51_000, LEASE, "a").await.is_empty());
+    // A redelivery with the token.
+    assert_eq!(
+        store
+            .apply(&[track_with_token("t", 0)], Timestamp(51_000))
+            .await
+            .unwrap(),
+        [Applied::AlreadyKnown]
+    );
+    let c = claim_warnings(store, 52_000, LEASE, "a").await;
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        c[0].guest_token.as_ref().map(GuestToken::expose),
+        Some("gt-t")
+    );
+}
+
+async fn concurrent_warning_claimers_never_share_a_meeting(store: &Store) {
+    let plans: Vec<Plan> = (0..200)
+        .map(|i| track_with_token(&format!("r{i}"), i))
+        .collect();
+    store.apply(&plans, Timestamp(0)).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..6 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let c = store
+                    .claim_warnings(Timestamp(55_000), WARN, LEASE, &format!("w{w}"), 7)
+                    .await
+                    .unwrap();
+                if c.is_empty() {
+                    return mine;
+                }
+                mine.extend(c.into_iter().map(|c| c.key));
+            }
+        });
+    }
+    let mut seen = HashSet::new();
+    while let Some(mine) = tasks.join_next().await {
+        for k in mine.unwrap() {
+            assert!(seen.insert(k.clone()), "{k:?} claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 200);
 }

@@ -27,6 +27,9 @@ async fn kill_task(task: &str) {
     // after 3 s, so the service stops soon after the fault.
     config.lease = Duration::from_secs(4);
     config.faults = faults.clone();
+    // The warner runs too (the busy meeting below is past its deadline:
+    // nothing to warn).
+    config.warn_before = Some(Duration::from_secs(5));
     let app = Application::build(config).await.unwrap();
     let url = format!("http://{}", app.local_addr());
     let run = tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -87,10 +90,11 @@ async fn kill_task(task: &str) {
             let expected = match task {
                 "ingest-writer" => "webhook writer",
                 "outcome-writer" => "scheduler",
+                "warning-writer" => "warner",
                 other => other,
             };
             assert_eq!(t, expected);
-            if task != "outcome-writer" {
+            if task != "outcome-writer" && task != "warning-writer" {
                 assert!(how.contains("panicked"), "{how}");
             }
         }
@@ -120,6 +124,16 @@ async fn a_dead_webhook_writer_stops_the_service() {
 #[tokio::test]
 async fn a_dead_outcome_writer_stops_the_service() {
     kill_task("outcome-writer").await;
+}
+
+#[tokio::test]
+async fn a_dead_warner_stops_the_service() {
+    kill_task("warner").await;
+}
+
+#[tokio::test]
+async fn a_dead_warning_writer_stops_the_service() {
+    kill_task("warning-writer").await;
 }
 
 #[tokio::test]

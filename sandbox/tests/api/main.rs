@@ -11,6 +11,13 @@ use support::{
     KEY, WAIT,
 };
 
+/// The next message must be a podium (SEPP `source_update`); its `src`.
+async fn podium(ws: &mut support::Socket) -> Value {
+    let m = next_json(ws).await;
+    assert_eq!(m["type"], "source_update", "{m}");
+    m["data"]["src"].clone()
+}
+
 #[tokio::test]
 async fn rest_contract_and_eyesons_error_answers() {
     let app = spawn_app().await;
@@ -360,6 +367,7 @@ async fn api_delete_ends_the_meeting_and_pushes_call_terminated() {
             .status(),
         204
     );
+    assert_eq!(podium(&mut a).await, json!([alice["user"]["id"]]));
     let pushed = next_json(&mut a).await;
     assert_eq!(pushed["type"], "call_terminated");
     assert_eq!(pushed["data"]["term_code"], 200);
@@ -536,6 +544,13 @@ async fn a_resumed_call_keeps_the_user_and_the_sdks_own_delete_ends_the_meeting(
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+    let both = json!([alice["user"]["id"], bob["user"]["id"]]);
+    assert_eq!(
+        podium(&mut a2).await,
+        both,
+        "the resumed socket is told the podium"
+    );
+    assert_eq!(podium(&mut b).await, both);
     assert_eq!(next_json(&mut a2).await["type"], "call_terminated");
     assert_eq!(next_json(&mut b).await["type"], "call_terminated");
     let r = c
@@ -561,4 +576,307 @@ async fn a_resumed_call_keeps_the_user_and_the_sdks_own_delete_ends_the_meeting(
             ("meeting_ended", Some("api_delete")),
         ]
     );
+}
+
+/// Subscribes `ws` to the `RoomChannel` and reads through the confirmation
+/// and the `room_setup` push.
+async fn subscribe_room(ws: &mut support::Socket) -> String {
+    assert_eq!(next_json(ws).await, json!({"type": "welcome"}));
+    let identifier = json!({"channel": "RoomChannel"}).to_string();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        json!({"command": "subscribe", "identifier": identifier}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(ws).await["type"], "confirm_subscription");
+    assert_eq!(next_json(ws).await["message"]["type"], "room_setup");
+    identifier
+}
+
+async fn post_form(app: &support::TestApp, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(app.url(path))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_guest_joins_a_running_meeting_and_its_chat_reaches_every_sdk() {
+    let app = spawn_app().await;
+    let alice = app.join("chat", "alice").await;
+    let bob = app.join("chat", "bob").await;
+    let token = alice["room"]["guest_token"].as_str().unwrap().to_owned();
+    // Pending (nobody in the call yet): no meeting runs, the guest gets 410.
+    let (status, body) = post_form(&app, &format!("/guests/{token}"), &[("name", "Bot")]).await;
+    assert_eq!((status, body["error"].is_string()), (410, true));
+
+    let mut a = connect_sepp(&app, &alice).await;
+    call_start(&mut a, &alice).await;
+    let mut cable_a = connect_cable(&app, &alice).await;
+    let mut cable_b = connect_cable(&app, &bob).await;
+    let identifier = subscribe_room(&mut cable_a).await;
+    subscribe_room(&mut cable_b).await;
+
+    let (status, guest) = post_form(
+        &app,
+        &format!("/guests/{token}"),
+        &[("name", "Meeting limit")],
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(guest["room"]["id"], "chat");
+    assert_eq!(guest["user"]["name"], "Meeting limit");
+    assert_eq!(guest["user"]["guest"], true);
+    let key = guest["access_key"].as_str().unwrap();
+    assert_ne!(key, alice["access_key"].as_str().unwrap());
+
+    let (status, _) = post_form(
+        &app,
+        &format!("/rooms/{key}/messages"),
+        &[
+            ("type", "chat"),
+            ("content", "This meeting ends in 5 minutes."),
+        ],
+    )
+    .await;
+    assert_eq!(status, 201);
+    // The RoomChannel message the SDK turns into a `chat` event, on both SDKs.
+    for ws in [&mut cable_a, &mut cable_b] {
+        let pushed = loop {
+            let m = next_json(ws).await;
+            if m["type"] != "ping" {
+                break m;
+            }
+        };
+        assert_eq!(pushed["identifier"], identifier.as_str());
+        let message = &pushed["message"];
+        assert_eq!(message["type"], "chat");
+        assert_eq!(message["content"], "This meeting ends in 5 minutes.");
+        assert_eq!(message["cid"], guest["user"]["id"]);
+        assert!(message["created_at"].as_str().unwrap().ends_with('Z'));
+    }
+    // The SDK looks the sender up by cid.
+    let sender = app
+        .get_api(&format!(
+            "/rooms/{}/users/{}",
+            alice["access_key"].as_str().unwrap(),
+            guest["user"]["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(
+        (sender["name"].as_str(), sender["guest"].as_bool()),
+        (Some("Meeting limit"), Some(true))
+    );
+
+    let events = app.events().await;
+    let joined = events.iter().find(|e| e["kind"] == "guest_joined").unwrap();
+    assert_eq!(joined["user_name"], "Meeting limit");
+    let chat = events.iter().find(|e| e["kind"] == "chat").unwrap();
+    assert_eq!(chat["room_id"], "chat");
+    assert_eq!(chat["content"], "This meeting ends in 5 minutes.");
+    assert_eq!(chat["user_name"], "Meeting limit");
+    assert_eq!(chat["reached"], 2, "pushed to both connected SDKs");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["kind"] == "user_joined" && e["user_name"] == "Meeting limit"),
+        "a guest that never starts the call is no participant"
+    );
+}
+
+#[tokio::test]
+async fn guest_joins_and_messages_refuse_what_eyeson_refuses() {
+    let app = spawn_app().await;
+    let alice = app.join("strict", "alice").await;
+    let token = alice["room"]["guest_token"].as_str().unwrap().to_owned();
+    let mut a = connect_sepp(&app, &alice).await;
+    let answer = call_start(&mut a, &alice).await;
+
+    let guest_path = format!("/guests/{token}");
+    assert_eq!(
+        post_form(&app, &guest_path, &[]).await.0,
+        400,
+        "a name is required"
+    );
+    assert_eq!(post_form(&app, &guest_path, &[("name", " ")]).await.0, 400);
+    assert_eq!(
+        post_form(&app, "/guests/AAAAAAAAAAAAAAAAAAAAAAAA", &[("name", "x")])
+            .await
+            .0,
+        410,
+        "no meeting runs for an unknown token"
+    );
+    let (_, guest) = post_form(&app, &guest_path, &[("name", "Bot")]).await;
+    let messages = format!("/rooms/{}/messages", guest["access_key"].as_str().unwrap());
+    let (status, body) = post_form(&app, &messages, &[("type", "custom"), ("content", "x")]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("type must be chat"))
+    );
+    let (status, body) = post_form(&app, &messages, &[("content", "x")]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("type is required"))
+    );
+    let (status, body) = post_form(&app, &messages, &[("type", "chat"), ("content", "  ")]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("content is required"))
+    );
+    assert_eq!(
+        post_form(
+            &app,
+            "/rooms/unknownkey/messages",
+            &[("type", "chat"), ("content", "x")]
+        )
+        .await
+        .0,
+        404
+    );
+
+    // The guest never started the call: when alice leaves, the meeting
+    // ends (the guest keeps nothing alive), and then both calls answer 410.
+    a.send(support::sepp_message(
+        &alice,
+        "call_terminate",
+        json!({"call_id": answer["data"]["call_id"], "term_code": 0}),
+    ))
+    .await
+    .unwrap();
+    let events = wait_for_events(&app, |e| e.iter().any(|e| e["kind"] == "meeting_ended")).await;
+    let ended = events
+        .iter()
+        .find(|e| e["kind"] == "meeting_ended")
+        .unwrap();
+    assert_eq!(ended["reason"], "last_user_left");
+    assert_eq!(
+        post_form(&app, &messages, &[("type", "chat"), ("content", "x")])
+            .await
+            .0,
+        410
+    );
+    assert_eq!(
+        post_form(&app, &guest_path, &[("name", "Bot")]).await.0,
+        410
+    );
+    assert!(!events.iter().any(|e| e["kind"] == "chat"));
+}
+
+#[tokio::test]
+async fn the_podium_follows_joins_and_leaves_and_voice_reaches_everyone_in_the_call() {
+    let app = spawn_app().await;
+    let alice = app.join("talk", "alice").await;
+    let bob = app.join("talk", "bob").await;
+    let (ua, ub) = (&alice["user"]["id"], &bob["user"]["id"]);
+    assert_eq!(
+        alice["signaling"]["options"]["client_id"], *ua,
+        "the SDK looks client ids up as user ids"
+    );
+    let c = reqwest::Client::new();
+    let voice = |body: Value| c.post(app.url("/_sandbox/voice")).json(&body).send();
+
+    let mut a = connect_sepp(&app, &alice).await;
+    call_start(&mut a, &alice).await;
+    let alone = next_json(&mut a).await;
+    assert_eq!(alone["from"], alice["signaling"]["options"]["conf_id"]);
+    assert_eq!(alone["to"], *ua);
+    assert_eq!(
+        alone["data"],
+        json!({"src": [ua], "asrc": [0], "vsrc": [0], "dims": [{"x": 0, "y": 0, "w": 1280, "h": 720}]})
+    );
+    let r = voice(json!({"access_key": bob["access_key"], "on": true}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "bob is not in the call yet");
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "the user is not in the call"})
+    );
+
+    let mut b = connect_sepp(&app, &bob).await;
+    call_start(&mut b, &bob).await;
+    assert_eq!(podium(&mut a).await, json!([ua, ub]));
+    assert_eq!(podium(&mut b).await, json!([ua, ub]));
+
+    let r = voice(json!({"access_key": bob["access_key"], "on": true}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for (ws, to) in [(&mut a, ua), (&mut b, ub)] {
+        let m = next_json(ws).await;
+        assert_eq!(m["type"], "voice_activity");
+        assert_eq!(m["to"], *to);
+        assert_eq!(m["data"], json!({"cid": ub, "on": true}));
+    }
+    // The SDK resolves `cid` through the users endpoint.
+    let user: Value = c
+        .get(app.url(&format!(
+            "/rooms/{}/users/{}",
+            alice["access_key"].as_str().unwrap(),
+            ub.as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["name"], "bob");
+
+    let r = c
+        .post(app.url("/_sandbox/voice"))
+        .form(&[
+            ("access_key", bob["access_key"].as_str().unwrap()),
+            ("on", "false"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        next_json(&mut a).await["data"],
+        json!({"cid": ub, "on": false})
+    );
+    assert_eq!(
+        next_json(&mut b).await["data"],
+        json!({"cid": ub, "on": false})
+    );
+
+    for (body, status, error) in [
+        (json!({"on": true}), 400, "access_key is required"),
+        (
+            json!({"access_key": alice["access_key"], "on": "loud"}),
+            400,
+            "on must be true or false",
+        ),
+        (
+            json!({"access_key": alice["access_key"]}),
+            400,
+            "on is required (true or false)",
+        ),
+        (
+            json!({"access_key": "nope", "on": true}),
+            404,
+            "unknown access key",
+        ),
+    ] {
+        let r = voice(body.clone()).await.unwrap();
+        assert_eq!(r.status(), status, "{body}");
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": error}));
+    }
+
+    // Bob leaves: Alice is alone again.
+    drop(b);
+    assert_eq!(podium(&mut a).await, json!([ua]));
+    let events = app.events().await;
+    let voices: Vec<(&Value, &Value)> = events
+        .iter()
+        .filter(|e| e["kind"] == "voice_activity")
+        .map(|e| (&e["user_id"], &e["on"]))
+        .collect();
+    assert_eq!(voices, [(ub, &json!(true)), (ub, &json!(false))]);
 }

@@ -118,11 +118,11 @@ export function tempDir() {
 
 /**
  * The hard-limit service (`bin`) pointed at `sandbox`, registering its own
- * webhook there; SQLite in `database`. Resolves once it is listening and the
+ * webhook there; SQLite in `database`; `args` are further flags. Resolves once it is listening and the
  * sandbox has its webhook. Start it again with the same `port` and
  * `database` to test a restart.
  */
-export async function startHardLimit(sandbox, { bin, database, port, adminPort, maxDuration = "6s" }) {
+export async function startHardLimit(sandbox, { bin, database, port, adminPort, maxDuration = "6s", args = [] }) {
   port ??= await freePort();
   adminPort ??= await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -139,6 +139,7 @@ export async function startHardLimit(sandbox, { bin, database, port, adminPort, 
       "--max-duration", maxDuration,
       "--webhook-url", `${url}/webhook`,
       "--reconcile-every", "2s",
+      ...args,
     ],
     { RUST_LOG: "info" },
     { ready: /listening/ },
