@@ -185,6 +185,17 @@ test("the console lists a tracked meeting, extends it and ends it; eyeson sees o
   await finished.waitFor({ timeout: 10000 });
   assert.match(await finished.textContent(), /shut down/);
 
+  // The room's history in the page: the operator's actions among the meeting's transitions.
+  await finished.getByRole("button", { name: "History – what happened in board room" }).click();
+  const historyDialog = page.getByRole("dialog", { name: "History of board room" });
+  await historyDialog.waitFor();
+  const lines = await historyDialog.locator("li").allTextContents();
+  assert.equal(lines.filter((l) => /deadline moved/.test(l)).length, 2, lines.join("\n"));
+  assert.ok(lines.some((l) => /ended by an operator .*end now; by 127\.0\.0\.1:/.test(l)), lines.join("\n"));
+  assert.ok(lines.some((l) => /shut down$/.test(l)), lines.join("\n"));
+  await shot(page, "console-history.png");
+  await historyDialog.getByRole("button", { name: "Close" }).click();
+
   const history = await (await fetch(`${adminUrl}/meetings/board%20room/history`, { headers: { authorization: `Bearer ${TOKEN}` } })).json();
   assert.deepEqual(
     history.meetings[0].events.map((e) => e.event),
