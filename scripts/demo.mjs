@@ -87,11 +87,8 @@ async function main() {
         { ready: /listening/ },
       );
       running.push({ stop: async () => { await proc.stop(); rmSync(dir, { recursive: true, force: true }); } });
-      // The guard reads its own room's deadline from the public listener
-      // (CORS); the console and the meeting list are on the admin listener
-      // (loopback only, no token).
       hardLimit = `http://127.0.0.1:${ports.hardLimit}`;
-      say(`hard-limit service: ${hardLimit}  (limit ${env.HARD_LIMIT || "2m"}; console http://127.0.0.1:${ports.hardLimitAdmin}/)`);
+      say(`hard-limit service: ${hardLimit}  (limit ${env.HARD_LIMIT || "2m"}); operator console: http://127.0.0.1:${ports.hardLimitAdmin}/`);
     } catch (e) {
       say(`hard-limit service not started: ${e.message.split("\n")[0]}`);
     }

@@ -47,7 +47,7 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// `--admin-token`, if set.
     pub token: Option<AdminToken>,
-    /// Pokes this process's scheduler after a deadline moved.
+    /// Pokes this process's scheduler and warner after a deadline moved.
     pub wake: Arc<crate::wake::Wake>,
     /// The limits in force.
     pub limits: Arc<LimitsHandle>,
@@ -378,8 +378,9 @@ async fn move_deadline(
             )))
         }
         DeadlineMoved::Moved { meeting, old } => {
-            // This process's scheduler re-plans now; on PostgreSQL the
-            // commit's NOTIFY wakes every other replica's.
+            // This process's scheduler and warner re-plan now (an extension
+            // re-arms the warning); on PostgreSQL the commit's NOTIFY wakes
+            // every other replica's.
             app.wake.poke();
             let action = if change == DeadlineChange::Now {
                 "end"

@@ -84,7 +84,10 @@ mod rows {
             })
         }
 
-        fn warn_claim(&self) -> Result<WarnClaim, StoreError> {
+        fn warn_claim(&self) -> Result<WarnClaim, StoreError>
+        where
+            for<'r> Option<String>: Decode<'r, Self::Database> + Type<Self::Database>,
+        {
             let token: Option<String> = self.try_get("guest_token")?;
             Ok(WarnClaim {
                 key: self.key()?,

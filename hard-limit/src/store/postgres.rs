@@ -36,14 +36,13 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
 use tokio::sync::Mutex;
 
-use crate::shutdown::Shutdown;
-
 use super::rows::MeetingRow;
 use super::{
     describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule,
     MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
 };
 use crate::domain::{self, DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::shutdown::Shutdown;
 use crate::wake::Wake;
 
 /// The channel `NOTIFY`'d when a meeting is newly tracked or an operator

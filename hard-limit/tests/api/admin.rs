@@ -515,3 +515,51 @@ async fn the_service_runs_on_the_clock_it_is_given() {
     .await;
     app.wait_for_state("clocked", started, "shut_down").await;
 }
+
+/// With `--warn-before`, an extension through the admin API re-arms the
+/// in-meeting warning and wakes the warner itself (nothing else happens
+/// meanwhile that could wake it): a second warning before the new deadline.
+#[tokio::test]
+async fn an_extension_rearms_the_in_meeting_warning_at_once() {
+    let before = Duration::from_secs(2);
+    let app = spawn_app_with(move |c| c.warn_before = Some(before)).await;
+    let started = start_for_deadline_in(Duration::from_millis(2_500));
+    app.meeting_starts("warned", started).await;
+    let warned = |n: usize| {
+        let fake = &app.fake;
+        move || async move {
+            fake.messages()
+                .iter()
+                .filter(|m| m.room == "warned")
+                .count()
+                == n
+        }
+    };
+    wait_until("the first warning", Duration::from_secs(10), warned(1)).await;
+    let new_deadline = SystemTime::now() + Duration::from_secs(4);
+    let r = post_json(
+        &app,
+        "/meetings/warned/extend",
+        serde_json::json!({"until": iso(new_deadline)}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    wait_until("the second warning", Duration::from_secs(10), warned(2)).await;
+    let second = app
+        .fake
+        .messages()
+        .into_iter()
+        .filter(|m| m.room == "warned")
+        .nth(1)
+        .unwrap();
+    assert!(
+        second.at + Duration::from_millis(5) >= new_deadline - before,
+        "the re-armed warning came before its time"
+    );
+    assert!(
+        second.at < new_deadline,
+        "the warning came after the deadline"
+    );
+    app.wait_for_state("warned", started, "shut_down").await;
+    assert_eq!(app.fake.deletes().len(), 1);
+}
