@@ -1,7 +1,8 @@
 //! Start-up and the run loop, zero2prod style: [`Application::build`] opens
 //! the store, binds the port (port 0 in tests) and wires the parts;
-//! [`Application::run_until_stopped`] runs the HTTP server, the scheduler
-//! and the reconciler side by side until the stop future resolves, then
+//! [`Application::run_until_stopped`] runs the HTTP servers (public and
+//! admin), the scheduler, the warner and the reconciler side by side until
+//! the stop future resolves, then
 //! stops accepting, lets in-flight work finish, and returns.
 
 use std::future::Future;
@@ -215,8 +216,10 @@ impl Application {
     /// Serves until `stop` resolves; then stops accepting, finishes
     /// requests and shutdown calls in flight, and returns.
     ///
-    /// Supervision: the scheduler, the reconciler, the webhook writer and
-    /// (on PostgreSQL) the `LISTEN` task run until the stop; if one ends or
+    /// Supervision: the scheduler, the warner (with `--warn-before`), the
+    /// reconciler, the webhook writer and (on PostgreSQL) the `LISTEN` task
+    /// run until the stop (one [`Shutdown`](crate::shutdown::Shutdown)
+    /// signal for all); if one ends or
     /// panics before, `/healthz` answers 503 at once, the others finish
     /// what they can (the scheduler its shutdown calls in flight, the
     /// writer what is queued) while HTTP still answers, then HTTP stops and

@@ -107,7 +107,7 @@ impl std::fmt::Display for StepError {
 }
 
 impl Warner {
-    /// Runs until `stop` turns true, then waits for warnings in flight.
+    /// Runs until the stop signal, then waits for warnings in flight.
     /// Returns early (and the supervisor stops the service) if its writer
     /// ends.
     pub async fn run(self, mut stop: Shutdown) {

@@ -399,3 +399,138 @@ async fn a_dry_run_records_the_warning_and_calls_nothing() {
     assert!(app.fake.guest_joins().is_empty());
     assert!(app.fake.messages().is_empty());
 }
+
+fn messages_for(fake: &FakeEyeson, room: &str) -> Vec<crate::fake_eyeson::Message> {
+    fake.messages()
+        .into_iter()
+        .filter(|m| m.room == room)
+        .collect()
+}
+
+async fn extend(app: &TestApp, room: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = app
+        .http
+        .post(format!("{}/meetings/{room}/extend", app.admin))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// An operator's extension through the admin endpoint re-arms the warning:
+/// the second message comes at the new deadline − warn, not earlier and
+/// not a minute late (the warner sleeps up to 60 s unless the extension
+/// pokes it), and the meeting ends once, at the new deadline.
+#[tokio::test]
+async fn an_extension_through_the_endpoint_rearms_the_warning() {
+    let before = Duration::from_secs(2);
+    let app = spawn_app_with(warn(before)).await;
+    let started = start_for_deadline_in(Duration::from_millis(2_500));
+    app.meeting_starts("room-e", started).await;
+    wait_until("the first warning", Duration::from_secs(10), || async {
+        messages_in(&app.fake, "room-e") == 1
+    })
+    .await;
+    let body = extend(&app, "room-e", json!({"by": "3s"})).await;
+    let new_deadline = started + LIMIT + Duration::from_secs(3);
+    assert_eq!(body["deadline"], iso(new_deadline));
+    wait_until("the re-armed warning", Duration::from_secs(10), || async {
+        messages_in(&app.fake, "room-e") == 2
+    })
+    .await;
+    let second = &messages_for(&app.fake, "room-e")[1];
+    assert!(
+        second.at + Duration::from_millis(5) >= new_deadline - before,
+        "the re-armed warning came before its time"
+    );
+    let key = key_of("room-e", started);
+    assert_eq!(
+        app.store.warning_for_tests(&key).await.unwrap().unwrap().1,
+        Some(Timestamp::from_system_time(new_deadline).0),
+        "the warning is recorded for the new deadline"
+    );
+    app.wait_for_state("room-e", started, "shut_down").await;
+    let deletes = app.fake.deletes();
+    assert_eq!(deletes.len(), 1, "one DELETE");
+    assert!(
+        deletes[0].answered_at >= new_deadline,
+        "ended at the new deadline"
+    );
+    assert_eq!(
+        joins_for(&app.fake, "room-e").len(),
+        2,
+        "one join per warning"
+    );
+}
+
+/// Two replicas on PostgreSQL: a deadline brought forward on one (the real
+/// binary, killed right after) is warned by the other in time, woken by the
+/// extension's `NOTIFY` (its warner was asleep for up to a minute).
+#[tokio::test]
+async fn an_extension_on_one_replica_rearms_the_other_replicas_warner() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let before = Duration::from_secs(2);
+    let b = spawn_on(
+        FakeEyeson::start(KEY).await,
+        db.url.clone(),
+        None,
+        warn(before),
+    )
+    .await;
+    let a = ServiceProcess::spawn(
+        &b.fake,
+        &db.url,
+        "info",
+        "replica-a",
+        Duration::from_secs(30),
+        &[("MAX_DURATION", "30m"), ("WARN_BEFORE", "2s")],
+    );
+    let started = start_for_deadline_in(Duration::from_secs(600));
+    b.meeting_starts("room-pe", started).await;
+    // The warners have looked since, and found nothing due for ten minutes.
+    control_meeting_is_warned(&b, "room-control", Duration::from_secs(1)).await;
+    let until = SystemTime::now() + Duration::from_secs(3);
+    let until = SystemTime::UNIX_EPOCH
+        + Duration::from_millis(
+            until
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+        );
+    let r = b
+        .http
+        .post(format!("{}/meetings/room-pe/extend", a.admin))
+        .json(&json!({"until": iso(until)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // SIGKILL: the extension is committed; nothing of `a` remains.
+    let mut child = a.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until(
+        "the other replica warns",
+        Duration::from_secs(10),
+        || async { messages_in(&b.fake, "room-pe") == 1 },
+    )
+    .await;
+    let sent = &messages_for(&b.fake, "room-pe")[0];
+    assert!(
+        sent.at + Duration::from_millis(5) >= until - before,
+        "warned before its time"
+    );
+    b.wait_for_state("room-pe", started, "shut_down").await;
+    let deletes: Vec<_> = b
+        .fake
+        .deletes()
+        .into_iter()
+        .filter(|d| d.path == "/rooms/room-pe")
+        .collect();
+    assert_eq!(deletes.len(), 1, "one DELETE");
+    assert_eq!(messages_in(&b.fake, "room-pe"), 1, "warned once");
+}
