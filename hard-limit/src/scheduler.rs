@@ -159,7 +159,8 @@ impl Scheduler {
             if wake_at.is_some_and(|t| t <= self.clock.now()) {
                 continue;
             }
-            tracing::debug!(?wake_at, "scheduler sleeping");
+            let pause = wake_at.map_or(poll, |t| t.since(self.clock.now()).min(poll));
+            tracing::debug!(?pause, "scheduler sleeping");
             tokio::select! {
                 () = crate::clock::sleep_until_or(&*self.clock, wake_at, poll) => {}
                 _ = self.wake.scheduler().notified() => {}

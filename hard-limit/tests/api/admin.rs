@@ -492,8 +492,9 @@ async fn the_service_runs_on_the_clock_it_is_given() {
     .await;
     let started = SystemTime::now() - Duration::from_secs(60);
     app.meeting_starts("clocked", started).await;
-    clock.advance(LIMIT);
-    // Ten minutes from the wall's now is in the past for the service.
+    // Twenty minutes on (nine before the deadline), ten minutes from the
+    // wall's now is in the past for the service.
+    clock.advance(Duration::from_secs(20 * 60));
     let r = post_json(
         &app,
         "/meetings/clocked/extend",
@@ -501,6 +502,8 @@ async fn the_service_runs_on_the_clock_it_is_given() {
     )
     .await;
     assert_eq!(r.status(), 400);
+    assert!(app.fake.deletes().is_empty());
+    clock.advance(LIMIT - Duration::from_secs(20 * 60));
     // A delivery signed at the service's "now" is fresh.
     let now = clock.now().0;
     let at = std::time::UNIX_EPOCH + Duration::from_millis(now as u64);
