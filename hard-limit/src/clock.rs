@@ -1,15 +1,25 @@
-//! Where "now" comes from. The core never reads the wall clock itself; the
-//! adapters ask a [`Clock`], so tests and benchmarks can reason about time.
+//! Where "now" comes from, and how long "until then" lasts. The core never
+//! reads the wall clock itself; the adapters ask a [`Clock`], and the tasks
+//! that wait for a time (deadlines, warnings) sleep through it too, so tests
+//! and benchmarks can drive time without waiting for it.
 
 use std::fmt::Debug;
-use std::time::SystemTime;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
 
 use crate::domain::Timestamp;
+
+/// A wait on a [`Clock`].
+pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + Debug + 'static {
     /// The current time.
     fn now(&self) -> Timestamp;
+
+    /// Resolves once [`Clock::now`] has reached `at` (at once if it has).
+    fn sleep_until(&self, at: Timestamp) -> Sleep<'_>;
 }
 
 /// The system's wall clock (eyeson's timestamps are wall-clock times too).
@@ -19,6 +29,31 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_system_time(SystemTime::now())
+    }
+
+    /// Sleeps on tokio's monotonic timer for the distance to `at`: a jump
+    /// of the wall clock is noticed when the sleeper next looks (the tasks
+    /// cap their waits, [`sleep_until_or`]).
+    fn sleep_until(&self, at: Timestamp) -> Sleep<'_> {
+        Box::pin(tokio::time::sleep(at.since(self.now())))
+    }
+}
+
+/// Waits until `at` on `clock` (never, for `None`) or until `poll` of real
+/// time has passed, whichever comes first. The poll is not time in the
+/// service's sense but how often a task looks at the store without being
+/// poked (rows written by another process), so it stays on the real timer
+/// whatever the clock.
+pub async fn sleep_until_or(clock: &dyn Clock, at: Option<Timestamp>, poll: Duration) {
+    let due = async {
+        match at {
+            Some(at) => clock.sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = due => {}
+        () = tokio::time::sleep(poll) => {}
     }
 }
 
@@ -33,25 +68,66 @@ impl Default for SharedClock {
     }
 }
 
-/// A clock that moves only when told to (tests).
+/// A clock that moves only when told to (tests). Moving it wakes whoever
+/// sleeps until a time it has now reached, and nobody else.
 #[derive(Debug)]
-pub struct ManualClock(std::sync::atomic::AtomicI64);
+pub struct ManualClock(tokio::sync::watch::Sender<i64>);
 
 impl ManualClock {
     /// Starts at `t`.
     pub fn new(t: Timestamp) -> Self {
-        ManualClock(std::sync::atomic::AtomicI64::new(t.0))
+        ManualClock(tokio::sync::watch::Sender::new(t.0))
     }
 
     /// Moves it by `d`.
     pub fn advance(&self, d: std::time::Duration) {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        self.0.send_modify(|t| *t = t.saturating_add(ms));
+    }
+
+    /// How many waits on this clock are pending: a test can see that a task
+    /// has gone to sleep until a time before it moves the clock there.
+    pub fn sleepers(&self) -> usize {
+        self.0.receiver_count()
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(std::sync::atomic::Ordering::SeqCst))
+        Timestamp(*self.0.borrow())
+    }
+
+    fn sleep_until(&self, at: Timestamp) -> Sleep<'_> {
+        let mut moved = self.0.subscribe();
+        Box::pin(async move {
+            // The sender lives as long as `self`, so this cannot fail.
+            let _ = moved.wait_for(|t| *t >= at.0).await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_manual_sleep_ends_when_the_clock_reaches_its_time_and_not_before() {
+        let clock = ManualClock::new(Timestamp(1_000));
+        let mut sleep = clock.sleep_until(Timestamp(2_000));
+        let pending = |s: &mut Sleep<'_>| {
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            s.as_mut().poll(&mut cx).is_pending()
+        };
+        assert!(pending(&mut sleep));
+        assert_eq!(clock.sleepers(), 1);
+        clock.advance(Duration::from_millis(999));
+        assert!(pending(&mut sleep));
+        clock.advance(Duration::from_millis(1));
+        assert!(!pending(&mut sleep));
+        drop(sleep);
+        assert_eq!(clock.sleepers(), 0);
+        // A time already reached resolves at once.
+        assert!(!pending(&mut clock.sleep_until(Timestamp(1_500))));
     }
 }

@@ -45,14 +45,14 @@
 //! | [`wake`] | pokes for the tasks that sleep until a time the store knows |
 //! | [`eyeson`] | the REST client |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
-//! | [`store`] | the narrow [`store::MeetingStore`] trait, its SQLite engine and its PostgreSQL engine (replicas) |
+//! | [`store`] | the narrow [`store::MeetingStore`] trait, plan application written once, its SQLite engine and its PostgreSQL engine (replicas) |
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
 //! | [`serve`] | the server loop: connection cap, header and idle timeouts |
 //! | [`shutdown`] | the one stop signal every task takes |
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`app`] | build and run: the zero2prod `Application` |
-//! | [`clock`] | where "now" comes from |
+//! | [`clock`] | where "now" comes from, and the sleeps until a time (a test's manual clock drives both) |
 //! | [`fault`] | test-only fault injection into the background tasks |
 
 #![deny(missing_docs)]

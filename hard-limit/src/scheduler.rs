@@ -2,11 +2,13 @@
 //! due, shuts it down.
 //!
 //! Like mini-redis's expiry task it does not poll: it asks the store for the
-//! next wake-up time and `select!`s on that sleep, on a [`crate::wake::Wake`] the
-//! webhook path pokes when a meeting is tracked (its deadline may be the new
-//! earliest), on a finished shutdown (a concurrency slot came free), and on
-//! the stop signal. The sleep is capped at a minute, so a meeting written by
-//! another process on the same database is noticed even without a poke.
+//! next wake-up time and `select!`s on a sleep until then on the service's
+//! [`Clock`] (so a test's manual clock, moved past a deadline, wakes it), on a
+//! [`crate::wake::Wake`] the webhook path pokes when a meeting is tracked (its
+//! deadline may be the new earliest), on a finished shutdown (a concurrency
+//! slot came free), and on the stop signal. It also looks after a minute of
+//! real time at most, so a meeting written by another process on the same
+//! database is noticed even without a poke.
 //!
 //! Claims are leases ([`MeetingStore::claim_due`]): a process that dies
 //! mid-shutdown leaves a `stopping` row whose lease expires, and whoever
@@ -142,24 +144,25 @@ impl Scheduler {
                     }
                 }
             }
-            let pause = if free == 0 {
-                MAX_SLEEP
+            // Full: only a finished shutdown (or the poll) can make room.
+            let (wake_at, poll) = if free == 0 {
+                (None, MAX_SLEEP)
             } else {
                 match self.store.next_wake().await {
-                    Ok(Some(t)) => t.since(self.clock.now()).min(MAX_SLEEP),
-                    Ok(None) => MAX_SLEEP,
+                    Ok(t) => (t, MAX_SLEEP),
                     Err(e) => {
                         tracing::error!(error = %e, "could not read the next deadline");
-                        Duration::from_secs(1)
+                        (None, Duration::from_secs(1))
                     }
                 }
             };
-            if pause.is_zero() {
+            if wake_at.is_some_and(|t| t <= self.clock.now()) {
                 continue;
             }
+            let pause = wake_at.map_or(poll, |t| t.since(self.clock.now()).min(poll));
             tracing::debug!(?pause, "scheduler sleeping");
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                () = crate::clock::sleep_until_or(&*self.clock, wake_at, poll) => {}
                 _ = self.wake.scheduler().notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = stop.stopped() => {}

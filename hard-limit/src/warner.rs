@@ -165,24 +165,23 @@ impl Warner {
                     }
                 }
             }
-            let pause = if free == 0 {
-                MAX_SLEEP
+            let (wake_at, poll) = if free == 0 {
+                (None, MAX_SLEEP)
             } else {
                 let now = self.clock.now();
                 match self.store.next_warning(now, self.warning.before).await {
-                    Ok(Some(t)) => t.since(self.clock.now()).min(MAX_SLEEP),
-                    Ok(None) => MAX_SLEEP,
+                    Ok(t) => (t, MAX_SLEEP),
                     Err(e) => {
                         tracing::error!(error = %e, "could not read the next warning time");
-                        Duration::from_secs(1)
+                        (None, Duration::from_secs(1))
                     }
                 }
             };
-            if pause.is_zero() {
+            if wake_at.is_some_and(|t| t <= self.clock.now()) {
                 continue;
             }
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                () = crate::clock::sleep_until_or(&*self.clock, wake_at, poll) => {}
                 _ = self.wake.warner().notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = stop.stopped() => {}

@@ -18,6 +18,7 @@
 //!   and attempts) still holds the lease, so a worker that lost its lease
 //!   cannot overwrite the outcome, even when its own process re-claimed.
 
+mod plan;
 pub mod postgres;
 
 /// Row decoding shared by both engines: the columns are the same, only the

@@ -36,12 +36,15 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
 use tokio::sync::Mutex;
 
+use super::plan::{self, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
     describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule,
     MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
 };
-use crate::domain::{self, DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::domain::{
+    self, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
+};
 use crate::shutdown::Shutdown;
 use crate::wake::Wake;
 
@@ -349,116 +352,6 @@ impl PgStore {
         tx.commit().await?;
         Ok(())
     }
-
-    async fn apply_one(
-        tx: &mut Transaction<'_, Postgres>,
-        plan: &Plan,
-        now: i64,
-    ) -> Result<Applied, StoreError> {
-        match plan {
-            Plan::Ignore(_) => Ok(Applied::Ignored),
-            Plan::Track {
-                key,
-                deadline,
-                guest_token,
-            } => {
-                let cutoff: Option<i64> =
-                    sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = $1")
-                        .bind(key.room_id.as_str())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                if domain::ended_by_cutoff(key, cutoff.map(Timestamp)) {
-                    insert(tx, key, *deadline, MeetingState::Ended, now).await?;
-                    return Ok(Applied::LateForEndedMeeting);
-                }
-                // Track, close the room's older running meetings (a newer
-                // start proves they ended), and store a new guest token of a
-                // known meeting (one tracked from a list without it; a
-                // meeting recorded as not warnable becomes warnable), in one
-                // round trip: a data-modifying CTE runs to completion even
-                // if unread, and `tok` does not see the row `ins` adds.
-                let inserted: i64 = sqlx::query_scalar(
-                    "WITH ins AS (
-                       INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, guest_token)
-                       VALUES ($1, $2, $3, 'running', $4, $4, $5)
-                       ON CONFLICT (room_id, started_at) DO NOTHING
-                       RETURNING 1),
-                     older AS (
-                       UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
-                       WHERE room_id = $1 AND started_at < $2 AND state = 'running'
-                       RETURNING 1),
-                     tok AS (
-                       UPDATE meetings SET guest_token = $5,
-                           warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
-                           warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
-                       WHERE room_id = $1 AND started_at = $2 AND $5::text IS NOT NULL
-                         AND guest_token IS DISTINCT FROM $5::text
-                       RETURNING 1)
-                     SELECT count(*) FROM ins",
-                )
-                .bind(key.room_id.as_str())
-                .bind(key.started_at.0)
-                .bind(deadline.0)
-                .bind(now)
-                .bind(guest_token.as_ref().map(|t| t.expose()))
-                .fetch_one(&mut **tx)
-                .await?;
-                Ok(if inserted == 1 {
-                    Applied::Tracked
-                } else {
-                    Applied::AlreadyKnown
-                })
-            }
-            Plan::End {
-                room_id,
-                cutoff,
-                meeting,
-            } => {
-                let cutoff = if meeting.is_some() {
-                    *cutoff
-                } else {
-                    // `started_at: null`: `cutoff` is an upper bound; the
-                    // newest meeting open now decides (see the domain).
-                    let newest_open: Option<i64> = sqlx::query_scalar(
-                        "SELECT max(started_at) FROM meetings
-                         WHERE room_id = $1 AND started_at <= $2
-                           AND state IN ('running', 'stopping')",
-                    )
-                    .bind(room_id.as_str())
-                    .bind(cutoff.0)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                    match domain::null_start_cutoff(*cutoff, newest_open.map(Timestamp)) {
-                        Some(c) => c,
-                        None => return Ok(Applied::Ended(0)),
-                    }
-                };
-                sqlx::query(
-                    "INSERT INTO room_shutdowns (room_id, cutoff) VALUES ($1, $2)
-                     ON CONFLICT (room_id) DO UPDATE
-                     SET cutoff = GREATEST(room_shutdowns.cutoff, excluded.cutoff)",
-                )
-                .bind(room_id.as_str())
-                .bind(cutoff.0)
-                .execute(&mut **tx)
-                .await?;
-                if let Some((key, deadline)) = meeting {
-                    insert(tx, key, *deadline, MeetingState::Ended, now).await?;
-                }
-                let ended = sqlx::query(
-                    "UPDATE meetings SET state = 'ended', finished_at = $3, updated_at = $3
-                     WHERE room_id = $1 AND started_at <= $2 AND state = 'running'",
-                )
-                .bind(room_id.as_str())
-                .bind(cutoff.0)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-                Ok(Applied::Ended(ended))
-            }
-        }
-    }
 }
 
 /// Inserts a meeting unless it is known; returns whether it was new.
@@ -485,6 +378,115 @@ async fn insert(
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// The plan-application steps ([`plan::apply`]) in PostgreSQL's SQL,
+/// inside a transaction that holds the advisory locks of the batch's rooms.
+impl PlanSteps for Transaction<'_, Postgres> {
+    async fn room_cutoff(&mut self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
+        let cutoff: Option<i64> =
+            sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = $1")
+                .bind(room.as_str())
+                .fetch_optional(&mut **self)
+                .await?;
+        Ok(cutoff.map(Timestamp))
+    }
+
+    async fn insert(
+        &mut self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+        state: MeetingState,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        insert(self, key, deadline, state, now.0).await
+    }
+
+    /// In one round trip: a data-modifying CTE runs to completion even if
+    /// unread, and `tok` does not see the row `ins` adds.
+    async fn track(
+        &mut self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+        guest_token: Option<&GuestToken>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let inserted: i64 = sqlx::query_scalar(
+            "WITH ins AS (
+               INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, guest_token)
+               VALUES ($1, $2, $3, 'running', $4, $4, $5)
+               ON CONFLICT (room_id, started_at) DO NOTHING
+               RETURNING 1),
+             older AS (
+               UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
+               WHERE room_id = $1 AND started_at < $2 AND state = 'running'
+               RETURNING 1),
+             tok AS (
+               UPDATE meetings SET guest_token = $5,
+                   warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
+                   warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
+               WHERE room_id = $1 AND started_at = $2 AND $5::text IS NOT NULL
+                 AND guest_token IS DISTINCT FROM $5::text
+               RETURNING 1)
+             SELECT count(*) FROM ins",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .bind(deadline.0)
+        .bind(now.0)
+        .bind(guest_token.map(|t| t.expose()))
+        .fetch_one(&mut **self)
+        .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn newest_open(
+        &mut self,
+        room: &RoomId,
+        upto: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let newest: Option<i64> = sqlx::query_scalar(
+            "SELECT max(started_at) FROM meetings
+             WHERE room_id = $1 AND started_at <= $2
+               AND state IN ('running', 'stopping')",
+        )
+        .bind(room.as_str())
+        .bind(upto.0)
+        .fetch_one(&mut **self)
+        .await?;
+        Ok(newest.map(Timestamp))
+    }
+
+    async fn raise_cutoff(&mut self, room: &RoomId, cutoff: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO room_shutdowns (room_id, cutoff) VALUES ($1, $2)
+             ON CONFLICT (room_id) DO UPDATE
+             SET cutoff = GREATEST(room_shutdowns.cutoff, excluded.cutoff)",
+        )
+        .bind(room.as_str())
+        .bind(cutoff.0)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn end_running(
+        &mut self,
+        room: &RoomId,
+        upto: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE meetings SET state = 'ended', finished_at = $3, updated_at = $3
+             WHERE room_id = $1 AND started_at <= $2 AND state = 'running'",
+        )
+        .bind(room.as_str())
+        .bind(upto.0)
+        .bind(now.0)
+        .execute(&mut **self)
+        .await?
+        .rows_affected())
+    }
 }
 
 impl AdminStore for PgStore {
@@ -687,7 +689,7 @@ impl MeetingStore for PgStore {
         }
         let mut out = Vec::with_capacity(plans.len());
         for plan in plans {
-            out.push(Self::apply_one(&mut tx, plan, now).await?);
+            out.push(plan::apply(&mut tx, plan, Timestamp(now)).await?);
         }
         if out.contains(&Applied::Tracked) {
             // Delivered at commit, to every replica's listener.

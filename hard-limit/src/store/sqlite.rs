@@ -22,12 +22,15 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 
+use super::plan::{self, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
     describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule,
     MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
 };
-use crate::domain::{self, DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::domain::{
+    self, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
+};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
 #[derive(Clone, Debug)]
@@ -238,111 +241,6 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(())
     }
-
-    async fn apply_one(
-        tx: &mut WriteTx,
-        plan: &Plan,
-        now: Timestamp,
-    ) -> Result<Applied, StoreError> {
-        match plan {
-            Plan::Ignore(_) => Ok(Applied::Ignored),
-            Plan::Track {
-                key,
-                deadline,
-                guest_token,
-            } => {
-                let cutoff: Option<i64> =
-                    sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
-                        .bind(key.room_id.as_str())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                if domain::ended_by_cutoff(key, cutoff.map(Timestamp)) {
-                    insert(tx, key, *deadline, MeetingState::Ended, now).await?;
-                    return Ok(Applied::LateForEndedMeeting);
-                }
-                let inserted = insert(tx, key, *deadline, MeetingState::Running, now).await?;
-                if let Some(token) = guest_token {
-                    // New, or newer than the one known (a meeting tracked
-                    // from a list without it); a meeting recorded as not
-                    // warnable for want of a token becomes warnable.
-                    sqlx::query(
-                        "UPDATE meetings SET guest_token = ?3,
-                             warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
-                             warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
-                         WHERE room_id = ?1 AND started_at = ?2 AND guest_token IS NOT ?3",
-                    )
-                    .bind(key.room_id.as_str())
-                    .bind(key.started_at.0)
-                    .bind(token.expose())
-                    .execute(&mut **tx)
-                    .await?;
-                }
-                // A newer start proves the room's older meetings are over.
-                // Stopping rows are left to their worker, which re-checks.
-                sqlx::query(
-                    "UPDATE meetings SET state = 'ended', finished_at = ?3, updated_at = ?3
-                     WHERE room_id = ?1 AND started_at < ?2 AND state = 'running'",
-                )
-                .bind(key.room_id.as_str())
-                .bind(key.started_at.0)
-                .bind(now.0)
-                .execute(&mut **tx)
-                .await?;
-                Ok(if inserted {
-                    Applied::Tracked
-                } else {
-                    Applied::AlreadyKnown
-                })
-            }
-            Plan::End {
-                room_id,
-                cutoff,
-                meeting,
-            } => {
-                let cutoff = if meeting.is_some() {
-                    *cutoff
-                } else {
-                    // `started_at: null`: `cutoff` is an upper bound; the
-                    // newest meeting open now decides (see the domain).
-                    let newest_open: Option<i64> = sqlx::query_scalar(
-                        "SELECT max(started_at) FROM meetings
-                         WHERE room_id = ?1 AND started_at <= ?2
-                           AND state IN ('running', 'stopping')",
-                    )
-                    .bind(room_id.as_str())
-                    .bind(cutoff.0)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                    match domain::null_start_cutoff(*cutoff, newest_open.map(Timestamp)) {
-                        Some(c) => c,
-                        None => return Ok(Applied::Ended(0)),
-                    }
-                };
-                sqlx::query(
-                    "INSERT INTO room_shutdowns (room_id, cutoff) VALUES (?1, ?2)
-                     ON CONFLICT (room_id) DO UPDATE SET cutoff = max(cutoff, excluded.cutoff)",
-                )
-                .bind(room_id.as_str())
-                .bind(cutoff.0)
-                .execute(&mut **tx)
-                .await?;
-                if let Some((key, deadline)) = meeting {
-                    insert(tx, key, *deadline, MeetingState::Ended, now).await?;
-                }
-                let ended = sqlx::query(
-                    "UPDATE meetings SET state = 'ended', finished_at = ?3, updated_at = ?3
-                     WHERE room_id = ?1 AND started_at <= ?2 AND state = 'running'",
-                )
-                .bind(room_id.as_str())
-                .bind(cutoff.0)
-                .bind(now.0)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-                Ok(Applied::Ended(ended))
-            }
-        }
-    }
 }
 
 /// A write transaction on the writer connection, run by hand (`BEGIN
@@ -486,6 +384,109 @@ async fn insert(
     .await?
     .rows_affected();
     Ok(n == 1)
+}
+
+/// The plan-application steps ([`plan::apply`]) in SQLite's SQL, on the
+/// one writer connection (so no other write can interleave).
+impl PlanSteps for WriteTx {
+    async fn room_cutoff(&mut self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
+        let cutoff: Option<i64> =
+            sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
+                .bind(room.as_str())
+                .fetch_optional(&mut **self)
+                .await?;
+        Ok(cutoff.map(Timestamp))
+    }
+
+    async fn insert(
+        &mut self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+        state: MeetingState,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        insert(self, key, deadline, state, now).await
+    }
+
+    async fn track(
+        &mut self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+        guest_token: Option<&GuestToken>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let inserted = insert(self, key, deadline, MeetingState::Running, now).await?;
+        if let Some(token) = guest_token {
+            sqlx::query(
+                "UPDATE meetings SET guest_token = ?3,
+                     warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
+                     warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
+                 WHERE room_id = ?1 AND started_at = ?2 AND guest_token IS NOT ?3",
+            )
+            .bind(key.room_id.as_str())
+            .bind(key.started_at.0)
+            .bind(token.expose())
+            .execute(&mut **self)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE meetings SET state = 'ended', finished_at = ?3, updated_at = ?3
+             WHERE room_id = ?1 AND started_at < ?2 AND state = 'running'",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .bind(now.0)
+        .execute(&mut **self)
+        .await?;
+        Ok(inserted)
+    }
+
+    async fn newest_open(
+        &mut self,
+        room: &RoomId,
+        upto: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        let newest: Option<i64> = sqlx::query_scalar(
+            "SELECT max(started_at) FROM meetings
+             WHERE room_id = ?1 AND started_at <= ?2
+               AND state IN ('running', 'stopping')",
+        )
+        .bind(room.as_str())
+        .bind(upto.0)
+        .fetch_one(&mut **self)
+        .await?;
+        Ok(newest.map(Timestamp))
+    }
+
+    async fn raise_cutoff(&mut self, room: &RoomId, cutoff: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO room_shutdowns (room_id, cutoff) VALUES (?1, ?2)
+             ON CONFLICT (room_id) DO UPDATE SET cutoff = max(cutoff, excluded.cutoff)",
+        )
+        .bind(room.as_str())
+        .bind(cutoff.0)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
+    }
+
+    async fn end_running(
+        &mut self,
+        room: &RoomId,
+        upto: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE meetings SET state = 'ended', finished_at = ?3, updated_at = ?3
+             WHERE room_id = ?1 AND started_at <= ?2 AND state = 'running'",
+        )
+        .bind(room.as_str())
+        .bind(upto.0)
+        .bind(now.0)
+        .execute(&mut **self)
+        .await?
+        .rows_affected())
+    }
 }
 
 impl AdminStore for SqliteStore {
@@ -660,7 +661,7 @@ impl MeetingStore for SqliteStore {
         let mut tx = WriteTx::begin(self).await?;
         let mut out = Vec::with_capacity(plans.len());
         for plan in plans {
-            out.push(Self::apply_one(&mut tx, plan, now).await?);
+            out.push(plan::apply(&mut tx, plan, now).await?);
         }
         tx.commit().await?;
         Ok(out)

@@ -476,8 +476,8 @@ async fn runtime_limits_apply_to_later_meetings() {
 
 /// One clock for every part of the service, driven by the test: a
 /// deadline half an hour away is enforced once the clock is moved past
-/// it (the next delivery wakes the scheduler), and "the past" for an
-/// extension is the service's clock, not the wall's.
+/// it, "the past" for an extension is the service's clock, not the
+/// wall's, and so is "fresh" for a delivery's signature.
 #[tokio::test]
 async fn the_service_runs_on_the_clock_it_is_given() {
     use eyeson_hard_limit::clock::{Clock, ManualClock, SharedClock};
@@ -492,8 +492,9 @@ async fn the_service_runs_on_the_clock_it_is_given() {
     .await;
     let started = SystemTime::now() - Duration::from_secs(60);
     app.meeting_starts("clocked", started).await;
-    clock.advance(LIMIT);
-    // Ten minutes from the wall's now is in the past for the service.
+    // Twenty minutes on (nine before the deadline), ten minutes from the
+    // wall's now is in the past for the service.
+    clock.advance(Duration::from_secs(20 * 60));
     let r = post_json(
         &app,
         "/meetings/clocked/extend",
@@ -502,11 +503,73 @@ async fn the_service_runs_on_the_clock_it_is_given() {
     .await;
     assert_eq!(r.status(), 400);
     assert!(app.fake.deletes().is_empty());
-    // A delivery signed at the service's "now" wakes the scheduler.
+    clock.advance(LIMIT - Duration::from_secs(20 * 60));
+    // A delivery signed at the service's "now" is fresh.
     let now = clock.now().0;
     let at = std::time::UNIX_EPOCH + Duration::from_millis(now as u64);
     let body = room_update_at(now / 1000, "other", Some(at), false);
     assert_eq!(app.deliver(&body).await.status(), 204);
+    wait_until(
+        "the meeting is shut down",
+        Duration::from_secs(10),
+        || async { app.fake.deletes().len() == 1 },
+    )
+    .await;
+    app.wait_for_state("clocked", started, "shut_down").await;
+}
+
+/// Time is the clock's alone: once the scheduler and the warner sleep
+/// until their times on a manual clock, moving that clock is all it takes
+/// (no delivery, no poke, no real time passing) for the warning at
+/// `deadline − warn`, and then for the shutdown at the deadline.
+#[tokio::test]
+async fn moving_the_clock_alone_warns_then_ends_the_meeting() {
+    use eyeson_hard_limit::clock::{ManualClock, SharedClock};
+    use eyeson_hard_limit::domain::Timestamp;
+    let warn = Duration::from_secs(5 * 60);
+    let clock = std::sync::Arc::new(ManualClock::new(Timestamp::from_system_time(
+        SystemTime::now(),
+    )));
+    let app = spawn_app_with({
+        let clock = clock.clone();
+        move |c| {
+            c.clock = SharedClock(clock);
+            c.warn_before = Some(warn);
+        }
+    })
+    .await;
+    // Deadline in 29 minutes of the clock, the warning in 24.
+    let started = SystemTime::now() - Duration::from_secs(60);
+    app.meeting_starts("clocked", started).await;
+    let asleep = |want: usize| {
+        let clock = clock.clone();
+        move || {
+            let n = clock.sleepers();
+            async move { n == want }
+        }
+    };
+    wait_until(
+        "the scheduler and the warner sleep on the clock",
+        Duration::from_secs(10),
+        asleep(2),
+    )
+    .await;
+    assert!(app.fake.messages().is_empty());
+    clock.advance(LIMIT - Duration::from_secs(4 * 60));
+    wait_until("the warning", Duration::from_secs(10), || async {
+        app.fake.messages().iter().any(|m| m.room == "clocked")
+    })
+    .await;
+    assert!(app.fake.deletes().is_empty(), "ended before its deadline");
+    // The warner has nothing left to wait for; the scheduler still sleeps
+    // until the deadline.
+    wait_until(
+        "the scheduler sleeps on the clock",
+        Duration::from_secs(10),
+        asleep(1),
+    )
+    .await;
+    clock.advance(Duration::from_secs(4 * 60));
     wait_until(
         "the meeting is shut down",
         Duration::from_secs(10),
