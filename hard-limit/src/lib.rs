@@ -64,6 +64,7 @@ pub mod config;
 pub mod domain;
 pub mod eyeson;
 pub mod fault;
+mod group_commit;
 pub mod http;
 pub mod limits;
 pub mod metrics;

@@ -31,7 +31,7 @@ use crate::shutdown::Shutdown;
 use crate::store::{Claim, MeetingStore, Outcome, Store, StoreError};
 
 /// An outcome on its way to the store, and where to say whether it applied.
-type Finished = (Outcome, oneshot::Sender<Result<bool, String>>);
+type Finished = crate::group_commit::Pending<Outcome>;
 
 /// Longest the scheduler sleeps without looking at the store.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -192,32 +192,17 @@ impl Scheduler {
         );
     }
 
-    /// Group commit for outcomes, like the webhook's `Ingest`: workers hand
-    /// their outcome to one task that records whatever has queued in one
-    /// transaction. A burst of shutdowns costs a few commits, not one each.
+    /// The outcome writer (see [`group_commit`](crate::group_commit)).
     fn start_finisher(&self) -> (mpsc::Sender<Finished>, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Finished>(1024);
-        let store = self.store.clone();
-        let owner = self.owner.clone();
-        let task = tokio::spawn(self.faults.wrap("outcome-writer", async move {
-            let mut batch: Vec<Finished> = Vec::with_capacity(256);
-            while rx.recv_many(&mut batch, 256).await > 0 {
-                let outcomes: Vec<Outcome> = batch.iter().map(|(o, _)| o.clone()).collect();
-                match store.finish(&owner, &outcomes).await {
-                    Ok(applied) => {
-                        for ((_, reply), ok) in batch.drain(..).zip(applied) {
-                            let _ = reply.send(Ok(ok));
-                        }
-                    }
-                    Err(e) => {
-                        for (_, reply) in batch.drain(..) {
-                            let _ = reply.send(Err(e.to_string()));
-                        }
-                    }
-                }
-            }
-        }));
-        (tx, task)
+        let (store, owner) = (self.store.clone(), self.owner.clone());
+        crate::group_commit::start(
+            &self.faults,
+            "outcome-writer",
+            move |outcomes: Vec<Outcome>| {
+                let (store, owner) = (store.clone(), owner.clone());
+                async move { store.finish(&owner, &outcomes).await }
+            },
+        )
     }
 
     /// Ends one claimed meeting and records the outcome.

@@ -36,7 +36,7 @@ use crate::store::{MeetingStore, Store, StoreError, WarnClaim, WarnRecord};
 use crate::wake::Wake;
 
 /// An outcome on its way to the store, and where to say whether it applied.
-type Finished = (WarnRecord, oneshot::Sender<Result<bool, String>>);
+type Finished = crate::group_commit::Pending<WarnRecord>;
 
 /// Longest the warner sleeps without looking at the store (meetings written
 /// or extended by another process on SQLite are noticed by then).
@@ -211,31 +211,17 @@ impl Warner {
         );
     }
 
-    /// Group commit for outcomes: a burst of warnings due together costs a
-    /// few commits, not one each.
+    /// The outcome writer (see [`group_commit`](crate::group_commit)).
     fn start_writer(&self) -> (mpsc::Sender<Finished>, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Finished>(1024);
-        let store = self.store.clone();
-        let owner = self.owner.clone();
-        let task = tokio::spawn(self.faults.wrap("warning-writer", async move {
-            let mut batch: Vec<Finished> = Vec::with_capacity(256);
-            while rx.recv_many(&mut batch, 256).await > 0 {
-                let records: Vec<WarnRecord> = batch.iter().map(|(r, _)| r.clone()).collect();
-                match store.finish_warnings(&owner, &records).await {
-                    Ok(applied) => {
-                        for ((_, reply), ok) in batch.drain(..).zip(applied) {
-                            let _ = reply.send(Ok(ok));
-                        }
-                    }
-                    Err(e) => {
-                        for (_, reply) in batch.drain(..) {
-                            let _ = reply.send(Err(e.to_string()));
-                        }
-                    }
-                }
-            }
-        }));
-        (tx, task)
+        let (store, owner) = (self.store.clone(), self.owner.clone());
+        crate::group_commit::start(
+            &self.faults,
+            "warning-writer",
+            move |records: Vec<WarnRecord>| {
+                let (store, owner) = (store.clone(), owner.clone());
+                async move { store.finish_warnings(&owner, &records).await }
+            },
+        )
     }
 
     /// Warns one claimed meeting and records the outcome.
