@@ -71,6 +71,7 @@ pub struct Application {
     ingest_task: tokio::task::JoinHandle<()>,
     faults: Faults,
     conn_limits: ConnLimits,
+    recount_every: Duration,
 }
 
 fn owner_id() -> String {
@@ -91,6 +92,11 @@ impl Application {
         let handle = metrics::install();
         let clock: Arc<dyn Clock> = config.clock.0.clone();
         let store = Store::connect(&config.database).await?;
+        // The gauges of /metrics start from a count, taken before anything
+        // is served (so no delivery races it); then they follow the writes.
+        if let Err(e) = store.gauges().recount(&store).await {
+            tracing::warn!(error = %e, "could not count the meetings by state; /metrics shows them from the next recount");
+        }
         let limits = LimitsHandle::start(
             store.clone(),
             policy.limits.default_limit(),
@@ -190,6 +196,7 @@ impl Application {
             warner,
             ingest_task,
             faults,
+            recount_every: config.recount_every,
             conn_limits: ConnLimits {
                 header_read_timeout: config.header_read_timeout,
                 keep_alive_timeout: config.keep_alive_timeout,
@@ -247,6 +254,13 @@ impl Application {
             .map(|w| tokio::spawn(faults.wrap("warner", w.run(stop_rx.clone()))));
         let mut ingest_task = self.ingest_task;
         let store = self.state.store.clone();
+        // Cut short (dropped) when this returns; it holds no work to finish.
+        let _recounts = AbortOnDrop(tokio::spawn(crate::meeting_gauges::run(
+            store.gauges().clone(),
+            store.clone(),
+            self.recount_every,
+            stop_rx.clone(),
+        )));
         let tasks_ok = self.state.tasks_ok.clone();
         tracing::info!(addr = %self.addr, admin = %self.admin_addr, auth = self.admin.token.is_some(), "listening");
         let mut server = tokio::spawn(serve::serve_all(
@@ -365,6 +379,15 @@ async fn stop_background(
         let _ = listener.await;
     }
     store.close().await;
+}
+
+/// Aborts the task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// "returned", or "panicked: <message>".

@@ -197,6 +197,11 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_EVERY", default_value = "60s", value_parser = parse_duration, hide_env_values = true)]
     pub reconcile_every: Duration,
 
+    /// How often to correct the in-memory meeting counts of /metrics from
+    /// the store (a full count; other replicas' changes show then).
+    #[arg(long, env = "RECOUNT_EVERY", default_value = "60s", value_parser = parse_duration, hide_env_values = true)]
+    pub recount_every: Duration,
+
     /// Log and record what would be shut down; call nothing.
     #[arg(long, env = "DRY_RUN", hide_env_values = true)]
     pub dry_run: bool,
@@ -311,6 +316,7 @@ impl Config {
             limits: None,
             webhook_url: None,
             reconcile_every: Duration::from_secs(60),
+            recount_every: Duration::from_secs(60),
             dry_run: false,
             webhook_max_age: Duration::from_secs(600),
             lease: Duration::from_secs(30),
@@ -341,6 +347,9 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "--reconcile-every must be more than 0s",
             ));
+        }
+        if self.recount_every.is_zero() {
+            return Err(ConfigError::Invalid("--recount-every must be more than 0s"));
         }
         if self.lease < Duration::from_secs(1) {
             return Err(ConfigError::Invalid("--lease must be at least 1s"));

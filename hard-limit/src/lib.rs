@@ -51,6 +51,7 @@
 //! | [`serve`] | the server loop: connection cap, header and idle timeouts |
 //! | [`shutdown`] | the one stop signal every task takes |
 //! | [`metrics`] | metric names and the Prometheus recorder |
+//! | [`meeting_gauges`] | meetings by state in memory for `/metrics`: exact deltas from the store's writes, recounts from the store |
 //! | [`app`] | build and run: the zero2prod `Application` |
 //! | [`clock`] | where "now" comes from, and the sleeps until a time (a test's manual clock drives both) |
 //! | [`fault`] | test-only fault injection into the background tasks |
@@ -67,6 +68,7 @@ pub mod fault;
 mod group_commit;
 pub mod http;
 pub mod limits;
+pub mod meeting_gauges;
 pub mod metrics;
 pub mod reconcile;
 pub mod scheduler;

@@ -2,7 +2,7 @@
 //!
 //! | metric | labels | what |
 //! |---|---|---|
-//! | `hard_limit_meetings` | `state` | tracked meetings by state (read from the store at scrape time) |
+//! | `hard_limit_meetings` | `state` | tracked meetings by state, kept in memory ([`crate::meeting_gauges`]): a scrape does not query the store. Changes this process makes show at once; others (rows written behind its back, other PostgreSQL replicas' changes) at its next recount from the store (every `--recount-every`, 60 s by default; at once after a prune and after the PostgreSQL `LISTEN` connection (re)connects) |
 //! | `hard_limit_webhook_deliveries_total` | `outcome` (`accepted`, `ignored`, `rejected`, `error`), `reason` | every delivery |
 //! | `hard_limit_shutdowns_total` | `outcome` | every claimed meeting's end |
 //! | `hard_limit_shutdown_retries_total` | | retried shutdown calls (429/5xx/timeouts) |
@@ -22,9 +22,10 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::domain::{MeetingState, ShutdownOutcome, WarningOutcome};
+use crate::domain::{ShutdownOutcome, WarningOutcome};
 
-/// Tracked meetings by state.
+/// Tracked meetings by state (rendered by `/metrics` from
+/// [`crate::meeting_gauges`], not through the recorder).
 pub const MEETINGS: &str = "hard_limit_meetings";
 /// Webhook deliveries by outcome and reason.
 pub const DELIVERIES: &str = "hard_limit_webhook_deliveries_total";
@@ -109,7 +110,6 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    metrics::describe_gauge!(MEETINGS, "Tracked meetings by state");
     metrics::describe_counter!(DELIVERIES, "Webhook deliveries by outcome and reason");
     metrics::describe_counter!(SHUTDOWNS, "Claimed meetings by how their shutdown ended");
     metrics::describe_counter!(
@@ -199,10 +199,3 @@ pub fn lateness(seconds: f64) {
     metrics::histogram!(LATENESS).record(seconds);
 }
 
-/// Sets the per-state gauges from a fresh count.
-pub fn meetings(counts: &[(MeetingState, u64)]) {
-    for st in MeetingState::ALL {
-        let n = counts.iter().find(|(s, _)| *s == st).map_or(0, |(_, n)| *n);
-        metrics::gauge!(MEETINGS, "state" => st.as_str()).set(n as f64);
-    }
-}

@@ -31,7 +31,6 @@ use crate::clock::Clock;
 use crate::config::AdminToken;
 use crate::domain::{DeadlineChange, DeadlineRefused, MeetingKey, RoomId, Timestamp};
 use crate::limits::LimitsHandle;
-use crate::metrics;
 use crate::store::{
     AdminStore, Caller, DeadlineMoved, LimitKind, MeetingStore, RoomHistory, Store,
 };
@@ -137,17 +136,22 @@ async fn console() -> Response {
     )
         .into_response()
 }
+/// The recorder's metrics, then this service's meetings by state from
+/// memory ([`crate::meeting_gauges`]): no store query, whatever the store
+/// holds. (Rendered here rather than through the process-wide recorder,
+/// so services sharing a process do not show each other's counts.)
 async fn render_metrics(State(app): State<AdminState>) -> Response {
-    match app.store.count_by_state().await {
-        Ok(counts) => metrics::meetings(&counts),
-        Err(e) => tracing::warn!(error = %e, "could not count meetings for /metrics"),
+    let mut text = app.metrics.render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
     }
+    app.store.gauges().render(&mut text);
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        app.metrics.render(),
+        text,
     )
         .into_response()
 }

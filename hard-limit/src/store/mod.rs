@@ -118,6 +118,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::meeting_gauges::{MeetingGauges, StateDelta};
 use crate::domain::{
     DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
     WarningOutcome,
@@ -678,6 +679,23 @@ impl Store {
         self.note(r, |_| true).is_ok()
     }
 
+    /// Meetings by state as this process knows them: every write through
+    /// this handle (and its clones) keeps them current
+    /// ([`crate::meeting_gauges`]).
+    pub fn gauges(&self) -> &std::sync::Arc<MeetingGauges> {
+        match self {
+            Store::Sqlite(s) => &s.gauges,
+            Store::Postgres(s) => &s.gauges,
+        }
+    }
+
+    /// Applies a committed write's changes to the gauges.
+    fn count(&self, delta: impl FnOnce(&mut StateDelta)) {
+        let mut d = StateDelta::default();
+        delta(&mut d);
+        self.gauges().apply(&d);
+    }
+
     fn write_flag(&self) -> &AtomicBool {
         match self {
             Store::Sqlite(s) => &s.write_ok,
@@ -823,10 +841,16 @@ impl AdminStore for Store {
 
 impl MeetingStore for Store {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.apply(plans, now).await,
-            Store::Postgres(s) => s.apply(plans, now).await,
-        };
+        let (r, delta) = crate::meeting_gauges::counting(async {
+            match self {
+                Store::Sqlite(s) => s.apply(plans, now).await,
+                Store::Postgres(s) => s.apply(plans, now).await,
+            }
+        })
+        .await;
+        if r.is_ok() {
+            self.gauges().apply(&delta);
+        }
         self.note(r, |applied| {
             applied
                 .iter()
@@ -844,6 +868,13 @@ impl MeetingStore for Store {
             Store::Sqlite(s) => s.claim_due(now, lease, owner, limit).await,
             Store::Postgres(s) => s.claim_due(now, lease, owner, limit).await,
         };
+        if let Ok(claims) = &r {
+            // Only claims increment `attempts` (0 on insert), and only a
+            // running row's first claim makes it stopping: a claim with
+            // attempts 1 came from running, a later one from stopping.
+            let first = claims.iter().filter(|c| c.attempts == 1).count() as u64;
+            self.count(|d| d.moved(MeetingState::Running, MeetingState::Stopping, first));
+        }
         self.note(r, |claims| !claims.is_empty())
     }
     async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
@@ -863,6 +894,14 @@ impl MeetingStore for Store {
             Store::Sqlite(s) => s.finish(owner, outcomes).await,
             Store::Postgres(s) => s.finish(owner, outcomes).await,
         };
+        if let Ok(applied) = &r {
+            self.count(|d| {
+                for (o, _) in outcomes.iter().zip(applied).filter(|(_, a)| **a) {
+                    // A deferral stays stopping: `moved` to itself is no change.
+                    d.moved(MeetingState::Stopping, o.state, 1);
+                }
+            });
+        }
         self.note(r, |applied| applied.contains(&true))
     }
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
@@ -881,6 +920,9 @@ impl MeetingStore for Store {
             Store::Sqlite(s) => s.close_unlisted(listed, known_before, now).await,
             Store::Postgres(s) => s.close_unlisted(listed, known_before, now).await,
         };
+        if let Ok(Closing::Closed(n)) = &r {
+            self.count(|d| d.moved(MeetingState::Running, MeetingState::Ended, *n));
+        }
         self.note(r, |c| matches!(c, Closing::Closed(n) if *n > 0))
     }
     async fn list(
@@ -911,6 +953,10 @@ impl MeetingStore for Store {
             Store::Sqlite(s) => s.prune(finished_before).await,
             Store::Postgres(s) => s.prune(finished_before).await,
         };
+        if matches!(r, Ok(n) if n > 0) {
+            // Which states the rows were in is not returned: recount.
+            self.gauges().request_recount();
+        }
         self.note(r, |n| *n > 0)
     }
     async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
@@ -918,6 +964,9 @@ impl MeetingStore for Store {
             Store::Sqlite(s) => s.forget_future(starts_after).await,
             Store::Postgres(s) => s.forget_future(starts_after).await,
         };
+        if matches!(r, Ok(n) if n > 0) {
+            self.gauges().request_recount();
+        }
         self.note(r, |n| *n > 0)
     }
     async fn ping(&self) -> Result<(), StoreError> {

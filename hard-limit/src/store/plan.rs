@@ -2,9 +2,16 @@
 //! engine supplies the SQL of the steps ([`PlanSteps`]), run inside its own
 //! write transaction (which holds the engine's lock: SQLite's single
 //! writer, PostgreSQL's per-room advisory locks) and committed by it.
+//!
+//! Each step's effect on the per-state counts is [`record`]ed as it runs
+//! (exact: inserted or not, how many rows an update ended); the
+//! [`super::Store`] wrapper applies the sum once the transaction commits.
+//! An engine that retried a transaction would have to start a new
+//! [`crate::meeting_gauges::counting`] scope for the retry.
 
 use super::{Applied, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::meeting_gauges::record;
 
 /// One engine's SQL for the steps of [`apply`], inside a write transaction.
 pub(crate) trait PlanSteps {
@@ -25,14 +32,15 @@ pub(crate) trait PlanSteps {
     /// over; `stopping` rows are left to their worker, which re-checks), and
     /// stores a guest token newer than the one known (a meeting tracked from
     /// a list without it; one recorded as not warnable for want of a token
-    /// becomes warnable).
+    /// becomes warnable). Returns whether it was new and how many older
+    /// meetings it ended.
     async fn track(
         &mut self,
         key: &MeetingKey,
         deadline: Timestamp,
         guest_token: Option<&GuestToken>,
         now: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<(bool, u64), StoreError>;
 
     /// The start of the room's newest open meeting started at or before
     /// `upto`.
@@ -71,14 +79,21 @@ pub(crate) async fn apply<S: PlanSteps>(
         } => {
             let cutoff = steps.room_cutoff(&key.room_id).await?;
             if domain::ended_by_cutoff(key, cutoff) {
-                steps
+                if steps
                     .insert(key, *deadline, MeetingState::Ended, now)
-                    .await?;
+                    .await?
+                {
+                    record(|d| d.added(MeetingState::Ended, 1));
+                }
                 return Ok(Applied::LateForEndedMeeting);
             }
-            let inserted = steps
+            let (inserted, ended_older) = steps
                 .track(key, *deadline, guest_token.as_ref(), now)
                 .await?;
+            record(|d| {
+                d.added(MeetingState::Running, u64::from(inserted));
+                d.moved(MeetingState::Running, MeetingState::Ended, ended_older);
+            });
             Ok(if inserted {
                 Applied::Tracked
             } else {
@@ -103,11 +118,15 @@ pub(crate) async fn apply<S: PlanSteps>(
             };
             steps.raise_cutoff(room_id, cutoff).await?;
             if let Some((key, deadline)) = meeting {
-                steps
+                if steps
                     .insert(key, *deadline, MeetingState::Ended, now)
-                    .await?;
+                    .await?
+                {
+                    record(|d| d.added(MeetingState::Ended, 1));
+                }
             }
             let ended = steps.end_running(room_id, cutoff, now).await?;
+            record(|d| d.moved(MeetingState::Running, MeetingState::Ended, ended));
             Ok(Applied::Ended(ended))
         }
     }

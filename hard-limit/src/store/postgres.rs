@@ -80,6 +80,8 @@ pub struct PgStore {
     /// Whether the last write that changed something committed (for
     /// `/healthz`; kept by [`super::Store`]).
     pub(super) write_ok: Arc<std::sync::atomic::AtomicBool>,
+    /// Meetings by state, kept by [`super::Store`] (for `/metrics`).
+    pub(super) gauges: Arc<crate::meeting_gauges::MeetingGauges>,
 }
 
 fn migrator() -> Migrator {
@@ -163,6 +165,7 @@ impl PgStore {
             db_clock,
             chores: Arc::new(Mutex::new(None)),
             write_ok: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            gauges: Arc::default(),
         };
         // A read-only database (a standby, default_transaction_read_only,
         // a user without UPDATE) passes the migrations once they are
@@ -299,6 +302,7 @@ impl PgStore {
         mut stop: Shutdown,
     ) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
+        let gauges = self.gauges.clone();
         tokio::spawn(async move {
             loop {
                 match PgListener::connect_with(&pool).await {
@@ -307,6 +311,9 @@ impl PgStore {
                             Ok(()) => {
                                 wake.poke();
                                 limits_changed();
+                                // Other replicas' changes are seen only
+                                // by recounting: do it now, not in a minute.
+                                gauges.request_recount();
                                 loop {
                                     tokio::select! {
                                         r = listener.try_recv() => match r {
@@ -317,6 +324,7 @@ impl PgStore {
                                             Ok(None) => {
                                                 wake.poke();
                                                 limits_changed();
+                                                gauges.request_recount();
                                             }
                                             Err(e) => {
                                                 tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
@@ -410,8 +418,8 @@ impl PlanSteps for Transaction<'_, Postgres> {
         deadline: Timestamp,
         guest_token: Option<&GuestToken>,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let inserted: i64 = sqlx::query_scalar(
+    ) -> Result<(bool, u64), StoreError> {
+        let (inserted, ended_older): (i64, i64) = sqlx::query_as(
             "WITH ins AS (
                INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, guest_token)
                VALUES ($1, $2, $3, 'running', $4, $4, $5)
@@ -428,7 +436,7 @@ impl PlanSteps for Transaction<'_, Postgres> {
                WHERE room_id = $1 AND started_at = $2 AND $5::text IS NOT NULL
                  AND guest_token IS DISTINCT FROM $5::text
                RETURNING 1)
-             SELECT count(*) FROM ins",
+             SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM older)",
         )
         .bind(key.room_id.as_str())
         .bind(key.started_at.0)
@@ -437,7 +445,7 @@ impl PlanSteps for Transaction<'_, Postgres> {
         .bind(guest_token.map(|t| t.expose()))
         .fetch_one(&mut **self)
         .await?;
-        Ok(inserted == 1)
+        Ok((inserted == 1, u64::try_from(ended_older).unwrap_or(0)))
     }
 
     async fn newest_open(

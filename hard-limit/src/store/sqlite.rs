@@ -48,6 +48,8 @@ pub struct SqliteStore {
     /// Whether the last write that changed something committed (for
     /// `/healthz`; kept by [`super::Store`]).
     pub(super) write_ok: Arc<AtomicBool>,
+    /// Meetings by state, kept by [`super::Store`] (for `/metrics`).
+    pub(super) gauges: Arc<crate::meeting_gauges::MeetingGauges>,
 }
 
 fn migrator() -> Migrator {
@@ -116,6 +118,7 @@ impl SqliteStore {
             page_limit: Arc::new(AtomicU64::new(0)),
             query_only: Arc::new(std::sync::Mutex::new(None)),
             write_ok: Arc::new(AtomicBool::new(true)),
+            gauges: Arc::default(),
         };
         // Reads work on a read-only file or directory, writes do not: find
         // out now, not at the first delivery (which would get 503 forever).
@@ -414,7 +417,7 @@ impl PlanSteps for WriteTx {
         deadline: Timestamp,
         guest_token: Option<&GuestToken>,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(bool, u64), StoreError> {
         let inserted = insert(self, key, deadline, MeetingState::Running, now).await?;
         if let Some(token) = guest_token {
             sqlx::query(
@@ -429,7 +432,7 @@ impl PlanSteps for WriteTx {
             .execute(&mut **self)
             .await?;
         }
-        sqlx::query(
+        let ended_older = sqlx::query(
             "UPDATE meetings SET state = 'ended', finished_at = ?3, updated_at = ?3
              WHERE room_id = ?1 AND started_at < ?2 AND state = 'running'",
         )
@@ -437,8 +440,9 @@ impl PlanSteps for WriteTx {
         .bind(key.started_at.0)
         .bind(now.0)
         .execute(&mut **self)
-        .await?;
-        Ok(inserted)
+        .await?
+        .rows_affected();
+        Ok((inserted, ended_older))
     }
 
     async fn newest_open(

@@ -13,7 +13,7 @@ use eyeson_hard_limit::domain::{
     Policy, RoomId, RoomUpdate, Timestamp, WarningOutcome,
 };
 use eyeson_hard_limit::store::{
-    AdminStore, Applied, Caller, Closing, DeadlineMoved, LimitKind, LimitRule, MeetingStore,
+    AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule, MeetingStore,
     Outcome, PgStore, Store, WarnClaim, WarnRecord,
 };
 
@@ -172,6 +172,7 @@ suite!(
     operators_move_only_a_running_meeting_and_it_is_audited,
     ending_now_makes_the_meeting_due_at_once,
     limits_are_stored_replaced_removed_and_audited,
+    the_gauges_follow_every_write_exactly,
 );
 
 fn caller() -> Caller {
@@ -1223,4 +1224,143 @@ async fn concurrent_warning_claimers_never_share_a_meeting(store: &Store) {
         }
     }
     assert_eq!(seen.len(), 200);
+}
+
+/// The store handle's in-memory counts (for `/metrics`) equal a count of
+/// the store after every write, with no recount in between.
+async fn gauges_match(store: &Store, after: &str) {
+    let counted = store.count_by_state().await.unwrap();
+    for st in MeetingState::ALL {
+        let n = counted
+            .iter()
+            .find(|(s, _)| *s == st)
+            .map_or(0, |(_, n)| *n as i64);
+        assert_eq!(store.gauges().signed(st), n, "{st} after {after}");
+    }
+}
+
+async fn the_gauges_follow_every_write_exactly(store: &Store) {
+    assert_eq!(store.gauges().recounts(), 0);
+    let r = store
+        .apply(
+            &[
+                track("a", 1_000),
+                track("b", 1_000),
+                track("c", 1_000),
+                track("d", 1_000),
+                track("a", 1_000),
+            ],
+            Timestamp(1_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r[4], Applied::AlreadyKnown);
+    gauges_match(store, "tracking and a duplicate").await;
+    assert_eq!(store.gauges().get(MeetingState::Running), 4);
+    // A newer start ends the room's older running meeting.
+    store
+        .apply(&[track("a", 2_000)], Timestamp(2_000))
+        .await
+        .unwrap();
+    gauges_match(store, "a newer start").await;
+    assert_eq!(store.gauges().get(MeetingState::Ended), 1);
+    // An end by webhook; a late start for the ended meeting (stored
+    // ended), twice; an end for a meeting never tracked (stored ended).
+    store
+        .apply(&[update("b", Some(1_000), true, 3_000)], Timestamp(3_000))
+        .await
+        .unwrap();
+    gauges_match(store, "an end").await;
+    for _ in 0..2 {
+        let r = store
+            .apply(&[track("b", 500)], Timestamp(3_000))
+            .await
+            .unwrap();
+        assert_eq!(r, [Applied::LateForEndedMeeting]);
+        gauges_match(store, "a late start").await;
+    }
+    store
+        .apply(&[update("e", Some(1_000), true, 3_000)], Timestamp(3_000))
+        .await
+        .unwrap();
+    gauges_match(store, "an end of an untracked meeting").await;
+    assert_eq!(store.gauges().get(MeetingState::Ended), 4);
+    // Claims (c, d due at 61 s; a's newer meeting at 62 s), outcomes, a
+    // deferral, a re-claim after it, a stale outcome.
+    let claims = store
+        .claim_due(Timestamp(62_000), LEASE, "w", 8)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 3);
+    gauges_match(store, "claims").await;
+    assert_eq!(store.gauges().get(MeetingState::Stopping), 3);
+    let outcome = |c: &Claim, state, retry_at: Option<i64>| Outcome {
+        key: c.key.clone(),
+        state,
+        at: Timestamp(63_000),
+        attempts: c.attempts,
+        retry_at: retry_at.map(Timestamp),
+    };
+    let of = |room: &str| claims.iter().find(|c| c.key.room_id.as_str() == room).unwrap();
+    let applied = store
+        .finish(
+            "w",
+            &[
+                outcome(of("c"), MeetingState::ShutDown, None),
+                outcome(of("d"), MeetingState::Stopping, Some(70_000)),
+                outcome(of("a"), MeetingState::Failed, None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied, [true, true, true]);
+    gauges_match(store, "outcomes and a deferral").await;
+    let again = store
+        .claim_due(Timestamp(70_000), LEASE, "v", 8)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 2);
+    gauges_match(store, "a re-claim").await;
+    let stale = outcome(of("d"), MeetingState::ShutDown, None);
+    assert_eq!(store.finish("w", &[stale]).await.unwrap(), [false]);
+    gauges_match(store, "a stale outcome").await;
+    let skipped = outcome(&again[0], MeetingState::Skipped, None);
+    assert_eq!(store.finish("v", &[skipped]).await.unwrap(), [true]);
+    gauges_match(store, "the re-claim's outcome").await;
+    // Reconciliation closes an unlisted meeting.
+    store
+        .apply(&[track("f", 60_000)], Timestamp(60_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .close_unlisted(&[], Timestamp(80_000), Timestamp(80_000))
+            .await
+            .unwrap(),
+        Closing::Closed(1)
+    );
+    gauges_match(store, "a reconciliation close").await;
+    // A write that fails changes nothing.
+    if let Store::Sqlite(s) = store {
+        s.refuse_writes_for_tests(true);
+        assert!(store
+            .apply(&[track("g", 90_000)], Timestamp(90_000))
+            .await
+            .is_err());
+        s.refuse_writes_for_tests(false);
+        gauges_match(store, "a failed write").await;
+    }
+    assert_eq!(store.gauges().recounts(), 0, "no recount in between");
+    // A row written behind the handle's back shows after a recount only.
+    let rows = [(key("h", 90_000), Timestamp(150_000), MeetingState::Running)];
+    match store {
+        Store::Sqlite(s) => s.bulk_insert(&rows, Timestamp(90_000)).await.unwrap(),
+        Store::Postgres(s) => s.bulk_insert(&rows, Timestamp(90_000)).await.unwrap(),
+    }
+    assert_eq!(store.gauges().get(MeetingState::Running), 0);
+    store.gauges().recount(store).await.unwrap();
+    assert_eq!(store.gauges().recounts(), 1);
+    gauges_match(store, "a recount").await;
+    assert_eq!(store.gauges().get(MeetingState::Running), 1);
 }
