@@ -11,6 +11,7 @@ mod chaos;
 mod disk_full;
 mod endpoints;
 mod future_start;
+mod meeting_gauges;
 mod properties;
 mod read_only;
 mod reconcile;
