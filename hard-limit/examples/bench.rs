@@ -20,7 +20,10 @@
 //!   loopback; prints deliveries per second.
 //! - `scale`: N tracked meetings (default 1,000,000) in a SQLite file; a
 //!   fresh service process (`scale-serve`) opens it and reports resident
-//!   memory, and the time to find and claim the next due meeting.
+//!   memory, the time to find and claim the next due meeting, and the time
+//!   of 50 `GET /metrics` scrapes, next to 50 of a service tracking 10
+//!   meetings (a scrape must cost the same), and of one recount of the
+//!   gauges from the store.
 //!
 //! - `warnings`: N meetings (default 1,000) whose in-meeting warnings
 //!   (`--warn-before 5s`) all fall due at the same instant; prints
@@ -722,6 +725,31 @@ fn status_kb(proc: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Scrapes timed by [`time_scrapes`].
+const SCRAPES: usize = 50;
+
+/// p50 and max (ms) of [`SCRAPES`] `GET /metrics`, each checked to show
+/// `running` running meetings.
+async fn time_scrapes(http: &reqwest::Client, admin: &str, running: u64) -> (f64, f64) {
+    let want = format!("hard_limit_meetings{{state=\"running\"}} {running}\n");
+    let mut ms = Vec::with_capacity(SCRAPES);
+    for _ in 0..SCRAPES {
+        let t = Instant::now();
+        let text = http
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(text.contains(&want), "expected {want:?} in\n{text}");
+    }
+    ms.sort_by(f64::total_cmp);
+    (percentile(&ms, 0.5), ms[ms.len() - 1])
+}
+
 /// A fresh service process on the filled database: `scale-serve DB DUE`.
 async fn scale_serve() {
     let db = std::env::args().nth(2).unwrap();
@@ -776,17 +804,12 @@ async fn scale_serve() {
     }
     let enforce = t.elapsed();
     let http = reqwest::Client::new();
-    let t = Instant::now();
-    let metrics = http
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let scrape = t.elapsed();
-    assert!(metrics.contains("hard_limit_meetings{state=\"running\"}"));
+    let counts = store.count_by_state().await.unwrap();
+    let running = counts
+        .iter()
+        .find(|(s, _)| *s == MeetingState::Running)
+        .map_or(0, |(_, n)| *n);
+    let (scrape_p50, scrape_max) = time_scrapes(&http, &admin, running).await;
     let listed: Vec<serde_json::Value> = http
         .get(format!("{admin}/meetings?limit=1000"))
         .send()
@@ -796,11 +819,46 @@ async fn scale_serve() {
         .await
         .unwrap();
     assert_eq!(listed.len(), 1000);
-    let counts = store.count_by_state().await.unwrap();
+    let t = Instant::now();
+    store.gauges().recount(&store).await.unwrap();
+    let recount = t.elapsed();
     println!(
-        "  service on the filled store enforced {} due meetings in {enforce:.2?}; /metrics (counts all rows) took {scrape:.0?}",
+        "  service on the filled store enforced {} due meetings in {enforce:.2?}",
         due - samples
     );
+    println!(
+        "  GET /metrics, {SCRAPES} scrapes, {} tracked meetings: p50 {scrape_p50:.3} ms, max {scrape_max:.3} ms (one recount from the store, every --recount-every: {:.0} ms)",
+        counts.iter().map(|(_, n)| n).sum::<u64>(),
+        recount.as_secs_f64() * 1000.0
+    );
+    {
+        // The same scrapes on a service tracking 10 meetings, in this
+        // process (same recorder, same machine state).
+        let dir = bench_dir();
+        let small = format!("sqlite://{}", dir.path().join("small.db").display());
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let rows: Vec<_> = (0..10)
+            .map(|i| {
+                let key = MeetingKey {
+                    room_id: RoomId::parse(&format!("small-{i}")).unwrap(),
+                    started_at: Timestamp(now.0 - 60_000),
+                };
+                (key, now.plus(Duration::from_secs(3600)), MeetingState::Running)
+            })
+            .collect();
+        let s = SqliteStore::connect(&small).await.unwrap();
+        s.bulk_insert(&rows, now).await.unwrap();
+        s.close().await;
+        let (_url, small_admin, small_store, small_stop, small_task) =
+            start_service(&fake, small).await;
+        let (p50, max) = time_scrapes(&http, &small_admin, 10).await;
+        println!(
+            "  GET /metrics, {SCRAPES} scrapes, 10 tracked meetings: p50 {p50:.3} ms, max {max:.3} ms"
+        );
+        let _ = small_stop.send(());
+        small_task.await.unwrap();
+        drop(small_store);
+    }
     println!("  store by state: {counts:?} (the stopping ones were claimed by the timing loop above under a 1 h lease)");
     println!(
         "  resident memory of the service process: VmRSS {} MB, peak VmHWM {} MB",
