@@ -805,6 +805,9 @@ async fn scale_serve() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let enforce = t.elapsed();
+    // Before this benchmark's own full counts below (each fills the page
+    // cache of the reader connection it runs on).
+    let rss_enforced = status_kb("self", "VmRSS:");
     let http = reqwest::Client::new();
     let counts = store.count_by_state().await.unwrap();
     let running = counts
@@ -825,14 +828,16 @@ async fn scale_serve() {
     store.gauges().recount(&store).await.unwrap();
     let recount = t.elapsed();
     println!(
-        "  service on the filled store enforced {} due meetings in {enforce:.2?}",
-        due - samples
+        "  service on the filled store enforced {} due meetings in {enforce:.2?} (VmRSS then {} MB)",
+        due - samples,
+        rss_enforced / 1024
     );
     println!(
         "  GET /metrics, {SCRAPES} scrapes, {} tracked meetings: p50 {scrape_p50:.3} ms, max {scrape_max:.3} ms (one recount from the store, every --recount-every: {:.0} ms)",
         counts.iter().map(|(_, n)| n).sum::<u64>(),
         recount.as_secs_f64() * 1000.0
     );
+    let (rss, hwm) = (status_kb("self", "VmRSS:"), status_kb("self", "VmHWM:"));
     {
         // The same scrapes on a service tracking 10 meetings, in this
         // process (same recorder, same machine state).
@@ -863,9 +868,9 @@ async fn scale_serve() {
     }
     println!("  store by state: {counts:?} (the stopping ones were claimed by the timing loop above under a 1 h lease)");
     println!(
-        "  resident memory of the service process: VmRSS {} MB, peak VmHWM {} MB",
-        status_kb("self", "VmRSS:") / 1024,
-        status_kb("self", "VmHWM:") / 1024
+        "  resident memory of the service process (before the 10-meeting service started in it): VmRSS {} MB, peak VmHWM {} MB",
+        rss / 1024,
+        hwm / 1024
     );
     let _ = stop.send(());
     task.await.unwrap();
