@@ -17,6 +17,14 @@
 //! - [`MeetingStore::finish`] applies only while the caller's claim (owner
 //!   and attempts) still holds the lease, so a worker that lost its lease
 //!   cannot overwrite the outcome, even when its own process re-claimed.
+//!
+//! The [`Store`] wrapper also keeps the per-state counts of `/metrics`
+//! ([`crate::meeting_gauges`]) from each committed write's result: plan
+//! steps record theirs; a claim with `attempts` 1 moved a meeting from
+//! running (only claims raise `attempts`, from 0 at insert, and nothing
+//! returns a meeting to running); an applied outcome moved one from
+//! stopping. A new write that changes states must report its changes there
+//! too, or ask for a recount as `prune` does.
 
 mod plan;
 pub mod postgres;

@@ -248,3 +248,30 @@ async fn metrics_answer_from_memory_while_the_store_is_closed(pg: Option<&PgDb>)
     assert_eq!(gauge(&text, "running"), 1, "{text}");
     assert_eq!(gauge(&text, "ended"), 1, "{text}");
 }
+
+/// Two replicas on one PostgreSQL database: each follows its own changes
+/// at once, the other's only from its next recount.
+#[tokio::test]
+async fn another_replicas_changes_show_at_the_next_recount() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let a = spawn(Some(&db), |_| {}).await;
+    let b = spawn(Some(&db), |_| {}).await;
+    let recounts = started_recounts(&b, Some(&db)).await;
+    started_recounts(&a, Some(&db)).await;
+    let started = start_for_deadline_in(Duration::from_secs(600));
+    a.meeting_starts("rep-1", started).await;
+    wait_for_gauges(&a, "tracked on A", [1, 0, 0, 0, 0, 0]).await;
+    assert_eq!(gauges(&b).await, [0; 6], "B before a recount");
+    assert_eq!(b.store.gauges().recounts(), recounts);
+    b.store.gauges().request_recount();
+    wait_for_gauges(&b, "B after a recount", [1, 0, 0, 0, 0, 0]).await;
+    // B's own change shows on B at once, on A at A's next recount.
+    let r = b.deliver(&room_update("rep-1", None, true)).await;
+    assert_eq!(r.status(), 204);
+    wait_for_gauges(&b, "ended on B", [0, 0, 0, 1, 0, 0]).await;
+    assert_eq!(gauges(&a).await, [1, 0, 0, 0, 0, 0], "A before a recount");
+    a.store.gauges().request_recount();
+    wait_for_gauges(&a, "A after a recount", [0, 0, 0, 1, 0, 0]).await;
+}
