@@ -127,8 +127,7 @@ impl MeetingGauges {
     /// Counts the store and corrects the gauges by the difference (see the
     /// module docs for why not overwrite). On error nothing changes.
     pub async fn recount(&self, store: &Store) -> Result<(), StoreError> {
-        let before: [i64; STATES] =
-            std::array::from_fn(|i| self.counts[i].load(Ordering::SeqCst));
+        let before: [i64; STATES] = std::array::from_fn(|i| self.counts[i].load(Ordering::SeqCst));
         let counted = store.count_by_state().await?;
         let mut now = [0i64; STATES];
         for (state, n) in counted {

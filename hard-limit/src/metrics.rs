@@ -198,4 +198,3 @@ pub fn attempts(claims: i64) {
 pub fn lateness(seconds: f64) {
     metrics::histogram!(LATENESS).record(seconds);
 }
-

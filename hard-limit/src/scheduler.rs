@@ -28,7 +28,7 @@ use crate::domain::{self, MeetingKey, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
 use crate::shutdown::Shutdown;
-use crate::store::{Claim, MeetingStore, Outcome, Store, StoreError};
+use crate::store::{Claim, Guard, MeetingStore, Outcome, Store, StoreError};
 
 /// An outcome on its way to the store, and where to say whether it applied.
 type Finished = crate::group_commit::Pending<Outcome>;
@@ -126,10 +126,7 @@ impl Scheduler {
                             };
                             let me = self.clone();
                             let finisher = finisher.clone();
-                            tasks.spawn(async move {
-                                me.enforce(claim, &finisher).await;
-                                drop(permit);
-                            });
+                            tasks.spawn(async move { me.enforce(claim, &finisher, permit).await });
                         }
                         if full {
                             continue;
@@ -205,15 +202,26 @@ impl Scheduler {
         )
     }
 
-    /// Ends one claimed meeting and records the outcome.
-    async fn enforce(&self, claim: Claim, finisher: &mpsc::Sender<Finished>) {
+    /// Ends one claimed meeting and records the outcome. The slot
+    /// (`permit`) bounds calls to eyeson in flight; it is given back once
+    /// the call is answered, not after the outcome is recorded, so a burst
+    /// of deadlines is not paced by commits.
+    async fn enforce(
+        &self,
+        claim: Claim,
+        finisher: &mpsc::Sender<Finished>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
         // The whole shutdown (every retry, every call in flight) ends well
         // inside the lease: once it expires the meeting may be claimed
         // again (by another process, or by this one), and two DELETEs must
         // never be in flight at once. What is cut short is deferred. `None`:
         // the store failed; nothing is recorded and the lease runs out.
         let budget = self.lease.saturating_sub(self.lease / 4);
-        let outcome = match tokio::time::timeout(budget, self.outcome(&claim)).await {
+        let outcome = tokio::time::timeout(budget, self.outcome(&claim)).await;
+        drop(permit);
+        self.wake.scheduler().notify_one();
+        let outcome = match outcome {
             Ok(Some(outcome)) => outcome,
             Ok(None) => return,
             Err(_) => {
@@ -288,9 +296,10 @@ impl Scheduler {
     async fn outcome(&self, claim: &Claim) -> Option<ShutdownOutcome> {
         let key = &claim.key;
         if self.dry_run {
-            return Some(match self.store.newer_meeting_known(key).await {
-                Ok(true) => ShutdownOutcome::SkippedNewerMeeting,
-                _ => ShutdownOutcome::DryRun,
+            return Some(if claim.guard.newer_meeting {
+                ShutdownOutcome::SkippedNewerMeeting
+            } else {
+                ShutdownOutcome::DryRun
             });
         }
         // Stop starting attempts after half the lease, so the last one (10 s
@@ -303,7 +312,16 @@ impl Scheduler {
             .with_factor(2.0)
             .with_max_times(8)
             .with_jitter();
-        let result = (|| self.attempt(key))
+        // The first attempt uses the guard read with the claim; a retry
+        // reads it again.
+        let claimed_guard = std::sync::Mutex::new(Some(claim.guard));
+        let result = (|| async {
+            let known = claimed_guard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            self.attempt(key, known).await
+        })
             .retry(policy)
             .when(|e: &StepError| e.is_retryable() && started.elapsed() < budget)
             // Honour 429's Retry-After, capped so the budget still holds.
@@ -343,26 +361,24 @@ impl Scheduler {
         }
     }
 
-    /// One attempt: re-check that eyeson has not reported the meeting
-    /// ended meanwhile (a shutdown delivery during a retry backoff: the
-    /// room may already host a new meeting we have not heard of) and that
-    /// no newer meeting runs in the room (a `DELETE /rooms/{id}` would end
-    /// either), then call.
-    async fn attempt(&self, key: &MeetingKey) -> Result<ShutdownOutcome, StepError> {
-        let cutoff = self
-            .store
-            .shutdown_cutoff(&key.room_id)
-            .await
-            .map_err(StepError::Store)?;
-        if domain::ended_by_cutoff(key, cutoff) {
+    /// One attempt: check that eyeson has not reported the meeting ended
+    /// (a shutdown delivery during a retry backoff: the room may already
+    /// host a new meeting we have not heard of) and that no newer meeting
+    /// runs in the room (a `DELETE /rooms/{id}` would end either), then
+    /// call. `known`: the guard as the claim read it, for the first attempt.
+    async fn attempt(
+        &self,
+        key: &MeetingKey,
+        known: Option<Guard>,
+    ) -> Result<ShutdownOutcome, StepError> {
+        let guard = match known {
+            Some(guard) => guard,
+            None => self.store.guard(key).await.map_err(StepError::Store)?,
+        };
+        if domain::ended_by_cutoff(key, guard.cutoff) {
             return Ok(ShutdownOutcome::AlreadyEnded);
         }
-        if self
-            .store
-            .newer_meeting_known(key)
-            .await
-            .map_err(StepError::Store)?
-        {
+        if guard.newer_meeting {
             return Ok(ShutdownOutcome::SkippedNewerMeeting);
         }
         match self.client.end_meeting(&key.room_id).await {

@@ -351,20 +351,11 @@ impl Warner {
     /// guest token would join that one).
     async fn guard(&self, claim: &WarnClaim) -> Result<Option<WarningOutcome>, StepError> {
         let key = &claim.key;
-        let cutoff = self
-            .store
-            .shutdown_cutoff(&key.room_id)
-            .await
-            .map_err(StepError::Store)?;
-        if domain::ended_by_cutoff(key, cutoff) {
+        let guard = self.store.guard(key).await.map_err(StepError::Store)?;
+        if domain::ended_by_cutoff(key, guard.cutoff) {
             return Ok(Some(WarningOutcome::MeetingEnded));
         }
-        if self
-            .store
-            .newer_meeting_known(key)
-            .await
-            .map_err(StepError::Store)?
-        {
+        if guard.newer_meeting {
             return Ok(Some(WarningOutcome::SkippedNewerMeeting));
         }
         Ok(None)

@@ -34,7 +34,7 @@ pub mod postgres;
 mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
-    use super::{ActionRecord, Claim, MeetingRecord, MeetingView, StoreError, WarnClaim};
+    use super::{ActionRecord, Claim, Guard, MeetingRecord, MeetingView, StoreError, WarnClaim};
     use crate::domain::{GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
 
     /// What a row of `meetings` must be able to decode.
@@ -112,6 +112,15 @@ mod rows {
                 key: self.key()?,
                 deadline: Timestamp(self.try_get("deadline")?),
                 attempts: self.try_get("attempts")?,
+                guard: self.guard()?,
+            })
+        }
+
+        /// The `cutoff` and `newer` (0 or 1) columns.
+        fn guard(&self) -> Result<Guard, StoreError> {
+            Ok(Guard {
+                cutoff: self.try_get::<Option<i64>, _>("cutoff")?.map(Timestamp),
+                newer_meeting: self.try_get::<i64, _>("newer")? != 0,
             })
         }
     }
@@ -126,11 +135,11 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::meeting_gauges::{MeetingGauges, StateDelta};
 use crate::domain::{
     DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
     WarningOutcome,
 };
+use crate::meeting_gauges::{MeetingGauges, StateDelta};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -156,6 +165,23 @@ pub struct Claim {
     /// How many times it has been claimed, this claim included (more than 1
     /// means an earlier worker crashed or lost its lease mid-shutdown).
     pub attempts: i64,
+    /// What the store knew of the room when the claim committed, read in
+    /// the claim's own statement: the first shutdown attempt needs no
+    /// further round trip (a retry reads it again, [`MeetingStore::guard`]).
+    pub guard: Guard,
+}
+
+/// What a shutdown or a warning checks right before its call, since a
+/// `DELETE /rooms/{id}` (or a guest join) would reach whatever meeting the
+/// room holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    /// The room's shutdown cutoff (the latest "meetings started at or
+    /// before this are over" eyeson reported), if any: see
+    /// [`crate::domain::ended_by_cutoff`].
+    pub cutoff: Option<Timestamp>,
+    /// Whether a meeting that started later in the same room is known.
+    pub newer_meeting: bool,
 }
 
 /// The final state of a claimed meeting, for [`MeetingStore::finish`].
@@ -520,19 +546,9 @@ pub trait MeetingStore: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
 
-    /// Whether a meeting that started later in the same room is known.
-    fn newer_meeting_known(
-        &self,
-        key: &MeetingKey,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// The room's remembered shutdown cutoff (the latest "meetings started
-    /// at or before this are over" eyeson reported), if any. Read before
-    /// each shutdown attempt: see [`crate::domain::ended_by_cutoff`].
-    fn shutdown_cutoff(
-        &self,
-        room: &RoomId,
-    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+    /// What the store knows now of the meeting's room (one round trip):
+    /// read before each shutdown retry and each warning.
+    fn guard(&self, key: &MeetingKey) -> impl Future<Output = Result<Guard, StoreError>> + Send;
 
     /// Records the outcomes of claims `owner` holds, in one transaction;
     /// each applies only if that claim still holds the lease: the row is
@@ -885,16 +901,10 @@ impl MeetingStore for Store {
         }
         self.note(r, |claims| !claims.is_empty())
     }
-    async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
+    async fn guard(&self, key: &MeetingKey) -> Result<Guard, StoreError> {
         match self {
-            Store::Sqlite(s) => s.newer_meeting_known(key).await,
-            Store::Postgres(s) => s.newer_meeting_known(key).await,
-        }
-    }
-    async fn shutdown_cutoff(&self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.shutdown_cutoff(room).await,
-            Store::Postgres(s) => s.shutdown_cutoff(room).await,
+            Store::Sqlite(s) => s.guard(key).await,
+            Store::Postgres(s) => s.guard(key).await,
         }
     }
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {

@@ -39,8 +39,8 @@ use tokio::sync::Mutex;
 use super::plan::{self, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
-    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule,
-    MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
+    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind,
+    LimitRule, MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
 };
 use crate::domain::{
     self, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
@@ -121,6 +121,20 @@ fn room_of(plan: &Plan) -> Option<&str> {
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// "Now" in a statement: the caller's (bound as `$3`, tests that step a
+/// logical clock) or, when that is NULL, the database's.
+const NOW_MS: &str = "COALESCE($3::bigint, (extract(epoch FROM now()) * 1000)::bigint)";
+
+/// The database's "now", in milliseconds.
+const DB_NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
+
+/// The [`Guard`] of the meeting `m` (`room_id`, `started_at`), as columns
+/// `cutoff` and `newer`.
+const GUARD_COLUMNS: &str =
+    "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = m.room_id) AS cutoff,
+     (EXISTS (SELECT 1 FROM meetings n
+              WHERE n.room_id = m.room_id AND n.started_at > m.started_at))::int::bigint AS newer";
 
 impl PgStore {
     /// Connects to the database a `postgres://` URL names and runs the
@@ -238,6 +252,12 @@ impl PgStore {
     /// The pool (for tests and benchmarks).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The caller's "now" for [`NOW_MS`]: `None` (the database's) unless
+    /// the store was opened with the caller's clock.
+    fn caller_now(&self, now: Timestamp) -> Option<i64> {
+        (!self.db_clock).then_some(now.0)
     }
 
     /// "Now" for a transaction: the database's `now()`, or the caller's.
@@ -710,6 +730,11 @@ impl MeetingStore for PgStore {
         Ok(out)
     }
 
+    /// Two statements without an explicit transaction (each is atomic on
+    /// its own, and a claim of expired leases need not commit with the
+    /// claim of due deadlines): at the top of the hour every round trip
+    /// before a `DELETE` is lateness. "Now" is the database's, read inside
+    /// the statement; the guard is read in it too.
     async fn claim_due(
         &self,
         now: Timestamp,
@@ -717,108 +742,109 @@ impl MeetingStore for PgStore {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let now = self.now_in(&mut tx, now).await?;
-        let until = now.saturating_add(millis(lease));
+        let now = self.caller_now(now);
         let mut claims = Vec::new();
         // Expired leases first: those meetings are the most overdue.
-        for sql in [
-            "UPDATE meetings m
-             SET state = 'stopping', lease_owner = $1, lease_until = $2,
-                 attempts = m.attempts + 1, updated_at = $3
-             FROM (SELECT room_id, started_at FROM meetings
-                   WHERE state = 'stopping' AND lease_until <= $3
-                   ORDER BY lease_until LIMIT $4
-                   FOR UPDATE SKIP LOCKED) due
-             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
-             RETURNING m.room_id, m.started_at, m.deadline, m.attempts",
-            "UPDATE meetings m
-             SET state = 'stopping', lease_owner = $1, lease_until = $2,
-                 attempts = m.attempts + 1, updated_at = $3
-             FROM (SELECT room_id, started_at FROM meetings
-                   WHERE state = 'running' AND deadline <= $3
-                   ORDER BY deadline LIMIT $4
-                   FOR UPDATE SKIP LOCKED) due
-             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
-             RETURNING m.room_id, m.started_at, m.deadline, m.attempts",
-        ] {
+        for (state, order_col) in [("stopping", "lease_until"), ("running", "deadline")] {
             let room = limit as usize - claims.len();
             if room == 0 {
                 break;
             }
-            let rows = sqlx::query(sql)
+            let sql = format!(
+                "WITH t AS (SELECT {NOW_MS} AS now),
+                 due AS (SELECT room_id, started_at FROM meetings, t
+                         WHERE state = '{state}' AND {order_col} <= t.now
+                         ORDER BY {order_col} LIMIT $4
+                         FOR UPDATE OF meetings SKIP LOCKED)
+                 UPDATE meetings m
+                 SET state = 'stopping', lease_owner = $1, lease_until = t.now + $2,
+                     attempts = m.attempts + 1, updated_at = t.now
+                 FROM due, t
+                 WHERE m.room_id = due.room_id AND m.started_at = due.started_at
+                 RETURNING m.room_id, m.started_at, m.deadline, m.attempts, {GUARD_COLUMNS}"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
-                .bind(until)
+                .bind(millis(lease))
                 .bind(now)
                 .bind(room as i64)
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await?;
             for row in &rows {
                 claims.push(row.claim()?);
             }
         }
-        tx.commit().await?;
         claims.sort_by_key(|c| c.deadline);
         Ok(claims)
     }
 
-    async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM meetings WHERE room_id = $1 AND started_at > $2)",
-        )
+    async fn guard(&self, key: &MeetingKey) -> Result<Guard, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GUARD_COLUMNS} FROM (SELECT $1::text AS room_id, $2::bigint AS started_at) m"
+        )))
         .bind(key.room_id.as_str())
         .bind(key.started_at.0)
         .fetch_one(&self.pool)
-        .await?)
+        .await?;
+        row.guard()
     }
 
-    async fn shutdown_cutoff(&self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
-        let cutoff: Option<i64> =
-            sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = $1")
-                .bind(room.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(cutoff.map(Timestamp))
-    }
-
+    /// One statement for the whole batch (arrays, `unnest`): a burst of
+    /// shutdowns costs one round trip per batch, not one per meeting.
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut applied = Vec::with_capacity(outcomes.len());
-        let db_now = if self.db_clock {
-            Some(self.now_in(&mut tx, Timestamp(0)).await?)
-        } else {
-            None
-        };
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rooms = Vec::with_capacity(outcomes.len());
+        let mut starts = Vec::with_capacity(outcomes.len());
+        let mut states = Vec::with_capacity(outcomes.len());
+        let mut finals = Vec::with_capacity(outcomes.len());
+        let mut ats = Vec::with_capacity(outcomes.len());
+        let mut retry_after = Vec::with_capacity(outcomes.len());
+        let mut attempts = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             debug_assert!(MeetingState::Stopping.may_become(o.state));
-            let at = db_now.unwrap_or(o.at.0);
+            rooms.push(o.key.room_id.as_str());
+            starts.push(o.key.started_at.0);
+            states.push(o.state.as_str());
             // A final state sets finished_at; a deferred shutdown (state
-            // stays 'stopping') keeps it NULL and waits in lease_until. The
-            // retry time is the caller's delay applied to the database clock.
-            let finished = (!o.state.is_open()).then_some(at);
-            let retry_at = o
-                .retry_at
-                .map(|r| at.saturating_add(r.0.saturating_sub(o.at.0)));
-            let n = sqlx::query(
-                "UPDATE meetings
-                 SET state = $4, finished_at = $5, updated_at = $6, lease_owner = NULL, lease_until = $7
-                 WHERE room_id = $1 AND started_at = $2 AND state = 'stopping' AND lease_owner = $3
-                   AND attempts = $8",
-            )
-            .bind(o.key.room_id.as_str())
-            .bind(o.key.started_at.0)
-            .bind(owner)
-            .bind(o.state.as_str())
-            .bind(finished)
-            .bind(at)
-            .bind(retry_at)
-            .bind(o.attempts)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            applied.push(n == 1);
+            // stays 'stopping') keeps it NULL and waits in lease_until: the
+            // caller's delay, applied to the database clock.
+            finals.push(!o.state.is_open());
+            ats.push(o.at.0);
+            retry_after.push(o.retry_at.map(|r| r.0.saturating_sub(o.at.0)));
+            attempts.push(o.attempts);
         }
-        tx.commit().await?;
+        let at = if self.db_clock { DB_NOW_MS } else { "o.at" };
+        let done: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "UPDATE meetings m
+             SET state = o.state,
+                 finished_at = CASE WHEN o.is_final THEN {at} END,
+                 updated_at = {at}, lease_owner = NULL,
+                 lease_until = {at} + o.retry_after
+             FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bool[], $6::bigint[],
+                         $7::bigint[], $8::bigint[])
+                  WITH ORDINALITY AS o(room_id, started_at, state, is_final, at, retry_after, attempts, i)
+             WHERE m.room_id = o.room_id AND m.started_at = o.started_at
+               AND m.state = 'stopping' AND m.lease_owner = $1 AND m.attempts = o.attempts
+             RETURNING o.i"
+        )))
+        .bind(owner)
+        .bind(rooms)
+        .bind(starts)
+        .bind(states)
+        .bind(finals)
+        .bind(ats)
+        .bind(retry_after)
+        .bind(attempts)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut applied = vec![false; outcomes.len()];
+        for i in done {
+            if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| applied.get_mut(i)) {
+                *slot = true;
+            }
+        }
         Ok(applied)
     }
 

@@ -25,8 +25,8 @@ use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 use super::plan::{self, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
-    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule,
-    MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
+    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind,
+    LimitRule, MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
 };
 use crate::domain::{
     self, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
@@ -694,7 +694,7 @@ impl MeetingStore for SqliteStore {
                  WHERE rowid IN (SELECT rowid FROM meetings
                                  WHERE state = '{state}' AND {order_col} <= ?3
                                  ORDER BY {order_col} LIMIT ?4)
-                 RETURNING room_id, started_at, deadline, attempts"
+                 RETURNING room_id, started_at, deadline, attempts, {GUARD_COLUMNS}"
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
@@ -712,24 +712,15 @@ impl MeetingStore for SqliteStore {
         Ok(claims)
     }
 
-    async fn newer_meeting_known(&self, key: &MeetingKey) -> Result<bool, StoreError> {
-        let found: i64 = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM meetings WHERE room_id = ?1 AND started_at > ?2)",
-        )
+    async fn guard(&self, key: &MeetingKey) -> Result<Guard, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GUARD_COLUMNS} FROM (SELECT ?1 AS room_id, ?2 AS started_at) AS meetings"
+        )))
         .bind(key.room_id.as_str())
         .bind(key.started_at.0)
         .fetch_one(&self.reader)
         .await?;
-        Ok(found != 0)
-    }
-
-    async fn shutdown_cutoff(&self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
-        let cutoff: Option<i64> =
-            sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
-                .bind(room.as_str())
-                .fetch_optional(&self.reader)
-                .await?;
-        Ok(cutoff.map(Timestamp))
+        row.guard()
     }
 
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
@@ -1031,6 +1022,14 @@ impl MeetingStore for SqliteStore {
         Ok(t.map(Timestamp))
     }
 }
+
+/// The [`Guard`] of the meeting `meetings` (`room_id`, `started_at`), as
+/// columns `cutoff` and `newer` (0 or 1). SQLite's `RETURNING` knows the
+/// updated table by its name only, not by an alias.
+const GUARD_COLUMNS: &str =
+    "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = meetings.room_id) AS cutoff,
+     EXISTS (SELECT 1 FROM meetings n
+             WHERE n.room_id = meetings.room_id AND n.started_at > meetings.started_at) AS newer";
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

@@ -134,9 +134,10 @@ async fn run_on(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     if let Some(t) = deferred_until.get(&c.key) {
                         prop_assert!(now >= *t, "claimed before its retry time: {c:?}");
                     }
+                    // The guard read with the claim is the store's.
+                    prop_assert_eq!(c.guard, store.guard(&c.key).await.unwrap());
                     // The scheduler's guards, in its order.
-                    let cutoff = store.shutdown_cutoff(&c.key.room_id).await.unwrap();
-                    if ended_by_cutoff(&c.key, cutoff) {
+                    if ended_by_cutoff(&c.key, c.guard.cutoff) {
                         let ok = store
                             .finish(
                                 &owner,
@@ -147,7 +148,7 @@ async fn run_on(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert_eq!(ok, [true]);
                         continue;
                     }
-                    if store.newer_meeting_known(&c.key).await.unwrap() {
+                    if c.guard.newer_meeting {
                         let ok = store
                             .finish(
                                 &owner,

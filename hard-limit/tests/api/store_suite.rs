@@ -13,8 +13,8 @@ use eyeson_hard_limit::domain::{
     Policy, RoomId, RoomUpdate, Timestamp, WarningOutcome,
 };
 use eyeson_hard_limit::store::{
-    AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, LimitKind, LimitRule, MeetingStore,
-    Outcome, PgStore, Store, WarnClaim, WarnRecord,
+    AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind, LimitRule,
+    MeetingStore, Outcome, PgStore, Store, WarnClaim, WarnRecord,
 };
 
 use crate::pg::PgDb;
@@ -154,6 +154,7 @@ suite!(
     tracking_duplicates_and_ends,
     a_late_running_delivery_does_not_resurrect,
     a_newer_start_closes_older_meetings,
+    a_claim_carries_what_the_room_knows,
     claims_are_leases,
     only_the_lease_holder_records_the_outcome,
     next_wake_is_the_earliest_deadline_or_lease,
@@ -433,6 +434,92 @@ async fn only_the_latest_claim_of_an_owner_records_the_outcome(store: &Store) {
     assert_eq!(store.finish("p", &[outcome(2)]).await.unwrap(), [true]);
 }
 
+/// The guard read with a claim (its first attempt makes no other round
+/// trip) is what the store knows when the claim commits; and a batch of
+/// outcomes answers per outcome, in order.
+async fn a_claim_carries_what_the_room_knows(store: &Store) {
+    store
+        .apply(
+            &[track("plain", 0), track("newer", 0), track("cut", 0)],
+            Timestamp(0),
+        )
+        .await
+        .unwrap();
+    let first = store
+        .claim_due(Timestamp(60_000), LEASE, "w", 8)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(
+        first.iter().all(|c| c.guard == Guard::default()),
+        "{first:?}"
+    );
+    let outcome = |room: &str, state, attempts, retry_at: Option<i64>| Outcome {
+        key: key(room, 0),
+        state,
+        at: Timestamp(60_500),
+        attempts,
+        retry_at: retry_at.map(Timestamp),
+    };
+    // One batch: a stale claim (wrong attempts), two deferrals, a meeting
+    // nobody claimed, and "plain" shut down.
+    let applied = store
+        .finish(
+            "w",
+            &[
+                outcome("plain", MeetingState::ShutDown, 2, None),
+                outcome("newer", MeetingState::Stopping, 1, Some(61_000)),
+                outcome("unknown", MeetingState::ShutDown, 1, None),
+                outcome("cut", MeetingState::Stopping, 1, Some(61_000)),
+                outcome("plain", MeetingState::ShutDown, 1, None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied, [false, true, false, true, true]);
+    // Meanwhile a newer meeting starts in one room, and eyeson reports the
+    // other's end (the stopping rows are left to their worker).
+    store
+        .apply(
+            &[track("newer", 60_600), update("cut", Some(0), true, 60_700)],
+            Timestamp(60_700),
+        )
+        .await
+        .unwrap();
+    let again = store
+        .claim_due(Timestamp(61_000), LEASE, "v", 8)
+        .await
+        .unwrap();
+    let guard_of = |room: &str| {
+        again
+            .iter()
+            .find(|c| c.key.room_id.as_str() == room)
+            .map(|c| c.guard)
+    };
+    assert_eq!(
+        guard_of("newer"),
+        Some(Guard {
+            cutoff: None,
+            newer_meeting: true
+        })
+    );
+    assert_eq!(
+        guard_of("cut"),
+        Some(Guard {
+            cutoff: Some(Timestamp(0)),
+            newer_meeting: false
+        })
+    );
+    assert_eq!(
+        store.guard(&key("newer", 0)).await.unwrap(),
+        guard_of("newer").unwrap()
+    );
+    assert_eq!(
+        store.guard(&key("cut", 0)).await.unwrap(),
+        guard_of("cut").unwrap()
+    );
+}
+
 async fn a_deferred_shutdown_is_claimed_again_at_its_retry_time(store: &Store) {
     store.apply(&[track("a", 0)], Timestamp(0)).await.unwrap();
     let claim = store
@@ -477,10 +564,7 @@ async fn a_null_start_shutdown_spares_a_meeting_that_started_after_the_open_one(
         .await
         .unwrap();
     assert_eq!(
-        store
-            .shutdown_cutoff(&RoomId::parse("a").unwrap())
-            .await
-            .unwrap(),
+        store.guard(&key("a", 0)).await.unwrap().cutoff,
         Some(Timestamp(1_000))
     );
     // A redelivery of the same shutdown, now that meeting 2 is known, must
@@ -516,18 +600,9 @@ async fn pruning_a_rooms_last_meeting_forgets_its_cutoff(store: &Store) {
         .await
         .unwrap();
     assert_eq!(store.prune(Timestamp(3_000)).await.unwrap(), 2);
+    assert_eq!(store.guard(&key("gone", 0)).await.unwrap().cutoff, None);
     assert_eq!(
-        store
-            .shutdown_cutoff(&RoomId::parse("gone").unwrap())
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .shutdown_cutoff(&RoomId::parse("kept").unwrap())
-            .await
-            .unwrap(),
+        store.guard(&key("kept", 0)).await.unwrap().cutoff,
         Some(Timestamp(1_000))
     );
 }
@@ -586,8 +661,8 @@ async fn a_newer_start_closes_older_meetings(store: &Store) {
         .apply(&[track("a", 1_000), track("a", 2_000)], Timestamp(2_000))
         .await
         .unwrap();
-    assert!(store.newer_meeting_known(&key("a", 1_000)).await.unwrap());
-    assert!(!store.newer_meeting_known(&key("a", 2_000)).await.unwrap());
+    assert!(store.guard(&key("a", 1_000)).await.unwrap().newer_meeting);
+    assert!(!store.guard(&key("a", 2_000)).await.unwrap().newer_meeting);
     let current = store
         .current_for_room(&RoomId::parse("a").unwrap())
         .await
@@ -806,22 +881,22 @@ async fn forget_future_forgets_only_future_starts_and_cutoffs(store: &Store) {
         )
         .await
         .unwrap();
-    assert!(store
-        .newer_meeting_known(&key("room", 1_000))
-        .await
-        .unwrap());
-    assert_eq!(store.forget_future(Timestamp(10_000)).await.unwrap(), 3);
-    assert!(!store
-        .newer_meeting_known(&key("room", 1_000))
-        .await
-        .unwrap());
-    assert_eq!(
+    assert!(
         store
-            .shutdown_cutoff(&RoomId::parse("other").unwrap())
+            .guard(&key("room", 1_000))
             .await
-            .unwrap(),
-        None
+            .unwrap()
+            .newer_meeting
     );
+    assert_eq!(store.forget_future(Timestamp(10_000)).await.unwrap(), 3);
+    assert!(
+        !store
+            .guard(&key("room", 1_000))
+            .await
+            .unwrap()
+            .newer_meeting
+    );
+    assert_eq!(store.guard(&key("other", 0)).await.unwrap().cutoff, None);
     // The meeting that did start is kept; nothing more to forget.
     assert_eq!(
         store.count_by_state().await.unwrap(),
@@ -1301,7 +1376,12 @@ async fn the_gauges_follow_every_write_exactly(store: &Store) {
         attempts: c.attempts,
         retry_at: retry_at.map(Timestamp),
     };
-    let of = |room: &str| claims.iter().find(|c| c.key.room_id.as_str() == room).unwrap();
+    let of = |room: &str| {
+        claims
+            .iter()
+            .find(|c| c.key.room_id.as_str() == room)
+            .unwrap()
+    };
     let applied = store
         .finish(
             "w",
