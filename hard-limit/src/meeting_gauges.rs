@@ -6,12 +6,14 @@
 //!   service makes and turns it into exact per-state changes after the
 //!   commit: plan application counts its own steps ([`record`], inside
 //!   [`counting`]); claims, outcomes and reconciliation closes say what
-//!   moved. `prune` and `forget_future` delete rows of several states
-//!   without saying which: they ask for a prompt recount instead.
+//!   moved; pruning records the states of the rows it deleted.
+//!   `forget_future` (rare: starts far ahead of the clock) deletes rows
+//!   without saying which states they were in: it asks for a prompt
+//!   recount instead.
 //! - **Recounts.** [`run`] corrects the counts from the store
 //!   ([`MeetingStore::count_by_state`]) every `--recount-every`, and
-//!   promptly when asked ([`MeetingGauges::request_recount`]: after a prune,
-//!   and on PostgreSQL after the `LISTEN` connection (re)connects). One task
+//!   promptly when asked ([`MeetingGauges::request_recount`]: after
+//!   `forget_future` removed rows or a prune failed, and on PostgreSQL after the `LISTEN` connection (re)connects). One task
 //!   does them, so recounts never overlap; a scrape never waits for one; a
 //!   failed recount logs a warning and keeps the counts.
 //! - **Races.** A recount adds `count − (counts just before it asked)` to
@@ -57,6 +59,12 @@ impl StateDelta {
     pub fn added(&mut self, state: MeetingState, n: u64) {
         let i = index(state);
         self.0[i] = self.0[i].saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// `n` meetings left `state` (deleted).
+    pub fn removed(&mut self, state: MeetingState, n: u64) {
+        let i = index(state);
+        self.0[i] = self.0[i].saturating_sub(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// `n` meetings moved from `from` to `to`.
@@ -210,6 +218,14 @@ pub(crate) async fn counting<T>(write: impl Future<Output = T>) -> (T, StateDelt
             (r, delta)
         })
         .await
+}
+
+/// Records that `n` meetings in the stored state `state` were deleted (an
+/// unknown state is not counted: the next recount reports the row).
+pub(crate) fn record_removed(state: &str, n: u64) {
+    if let Some(state) = MeetingState::parse(state) {
+        record(|d| d.removed(state, n));
+    }
 }
 
 /// Records changes a step of the current write made (nothing outside

@@ -23,8 +23,9 @@
 //! steps record theirs; a claim with `attempts` 1 moved a meeting from
 //! running (only claims raise `attempts`, from 0 at insert, and nothing
 //! returns a meeting to running); an applied outcome moved one from
-//! stopping. A new write that changes states must report its changes there
-//! too, or ask for a recount as `prune` does.
+//! stopping; a prune records the states it deleted. A new write that
+//! changes states must report its changes there too, or ask for a recount
+//! as `forget_future` does.
 
 mod plan;
 pub mod postgres;
@@ -967,13 +968,18 @@ impl MeetingStore for Store {
         }
     }
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.prune(finished_before).await,
-            Store::Postgres(s) => s.prune(finished_before).await,
-        };
-        if matches!(r, Ok(n) if n > 0) {
-            // Which states the rows were in is not returned: recount.
-            self.gauges().request_recount();
+        let (r, delta) = crate::meeting_gauges::counting(async {
+            match self {
+                Store::Sqlite(s) => s.prune(finished_before).await,
+                Store::Postgres(s) => s.prune(finished_before).await,
+            }
+        })
+        .await;
+        match &r {
+            Ok(_) => self.gauges().apply(&delta),
+            // On PostgreSQL the meetings may be gone though the audit's
+            // cleanup failed: count again rather than guess.
+            Err(_) => self.gauges().request_recount(),
         }
         self.note(r, |n| *n > 0)
     }
@@ -983,6 +989,7 @@ impl MeetingStore for Store {
             Store::Postgres(s) => s.forget_future(starts_after).await,
         };
         if matches!(r, Ok(n) if n > 0) {
+            // Which states the rows were in is not returned: recount.
             self.gauges().request_recount();
         }
         self.note(r, |n| *n > 0)

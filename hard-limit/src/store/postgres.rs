@@ -965,10 +965,10 @@ impl MeetingStore for PgStore {
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
         // A room's shutdown cutoff is forgotten with its last meeting (a
         // delivery that old is refused as stale anyway).
-        let pruned: i64 = sqlx::query_scalar(
+        let gone: Vec<(String, i64)> = sqlx::query_as(
             "WITH gone AS (
                DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < $1
-               RETURNING room_id),
+               RETURNING room_id, state),
              forgotten AS (
                DELETE FROM room_shutdowns r
                WHERE r.room_id IN (SELECT room_id FROM gone)
@@ -977,17 +977,23 @@ impl MeetingStore for PgStore {
                                  WHERE m.room_id = r.room_id
                                    AND NOT (m.finished_at IS NOT NULL AND m.finished_at < $1))
                RETURNING 1)
-             SELECT count(*) FROM gone",
+             SELECT state, count(*) FROM gone GROUP BY state",
         )
         .bind(finished_before.0)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
+        let mut pruned = 0u64;
+        for (state, n) in &gone {
+            let n = u64::try_from(*n).unwrap_or(0);
+            crate::meeting_gauges::record_removed(state, n);
+            pruned += n;
+        }
         // The audit is kept as long as the meetings it is about.
         sqlx::query("DELETE FROM admin_actions WHERE at < $1")
             .bind(finished_before.0)
             .execute(&self.pool)
             .await?;
-        Ok(pruned as u64)
+        Ok(pruned)
     }
 
     async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {

@@ -878,15 +878,18 @@ impl MeetingStore for SqliteStore {
 
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
         let mut tx = WriteTx::begin(self).await?;
-        let rooms: Vec<String> = sqlx::query_scalar(
+        let gone: Vec<(String, String)> = sqlx::query_as(
             "DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1
-             RETURNING room_id",
+             RETURNING room_id, state",
         )
         .bind(finished_before.0)
         .fetch_all(&mut *tx)
         .await?;
-        let pruned = rooms.len() as u64;
-        let mut rooms = rooms;
+        let pruned = gone.len() as u64;
+        for (_, state) in &gone {
+            crate::meeting_gauges::record_removed(state, 1);
+        }
+        let mut rooms: Vec<String> = gone.into_iter().map(|(room, _)| room).collect();
         rooms.sort_unstable();
         rooms.dedup();
         // A room's shutdown cutoff is forgotten with its last meeting (a

@@ -1421,6 +1421,10 @@ async fn the_gauges_follow_every_write_exactly(store: &Store) {
         Closing::Closed(1)
     );
     gauges_match(store, "a reconciliation close").await;
+    // Pruning what finished before 70 s: every meeting but f (closed at
+    // 80 s) and h: 4 ended, 1 shut down, 1 failed, 1 skipped.
+    assert_eq!(store.prune(Timestamp(70_000)).await.unwrap(), 7);
+    gauges_match(store, "a prune").await;
     // A write that fails changes nothing.
     if let Store::Sqlite(s) = store {
         s.refuse_writes_for_tests(true);
