@@ -136,6 +136,7 @@ async fn console() -> Response {
     )
         .into_response()
 }
+
 /// The recorder's metrics, then this service's meetings by state from
 /// memory ([`crate::meeting_gauges`]): no store query, whatever the store
 /// holds. (Rendered here rather than through the process-wide recorder,
