@@ -4,8 +4,8 @@
 //!
 //! - **Deltas.** [`crate::store::Store`] sees the result of every write the
 //!   service makes and turns it into exact per-state changes after the
-//!   commit: plan application counts its own steps ([`record`], inside
-//!   [`counting`]); claims, outcomes and reconciliation closes say what
+//!   commit: plan application counts its own steps (`record`, inside
+//!   `counting`); claims, outcomes and reconciliation closes say what
 //!   moved; pruning records the states of the rows it deleted.
 //!   `forget_future` (rare: starts far ahead of the clock) deletes rows
 //!   without saying which states they were in: it asks for a prompt
@@ -16,19 +16,26 @@
 //!   `forget_future` removed rows or a prune failed, and on PostgreSQL after the `LISTEN` connection (re)connects). One task
 //!   does them, so recounts never overlap; a scrape never waits for one; a
 //!   failed recount logs a warning and keeps the counts.
+//! - **Replicas.** Each process applies its own writes' changes at once.
+//!   On PostgreSQL it also publishes them (`NOTIFY hard_limit_counts`,
+//!   one notification per [`COUNTS_EVERY`](crate::store::postgres::COUNTS_EVERY)
+//!   with the period's sum, tagged with this process's id) and applies the
+//!   other replicas' (`apply_published`): they show within
+//!   about a quarter of a second. Notifications lost (the `LISTEN`
+//!   connection dropped, a replica died before publishing, a `NOTIFY`
+//!   failed) are made good by the recount after `LISTEN` reconnects or the
+//!   next periodic one.
 //! - **Races.** A recount adds `count − (counts just before it asked)` to
-//!   each state instead of overwriting: deltas applied while the count
-//!   runs (writes that committed after its snapshot) are kept. Only a write
-//!   that committed before the count's snapshot but had its delta applied
-//!   after the recount read its "before" (a window of the engine's reply
-//!   to `COMMIT`) is counted twice; the next recount undoes that.
-//! - **Replicas.** Each process counts its own writes. On PostgreSQL with
-//!   several replicas, a replica's gauges show the others' changes only at
-//!   its next recount (at most `--recount-every` behind).
+//!   each state instead of overwriting: changes applied while the count
+//!   runs (writes that committed after its snapshot) are kept. A change
+//!   that committed before the count's snapshot but was applied after the
+//!   recount read its "before" is counted twice until the next recount:
+//!   for this process's writes, those whose `COMMIT` reply was on its way;
+//!   for other replicas', those published in the quarter second before.
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -88,24 +95,93 @@ impl StateDelta {
 
 /// The counts, shared (`Arc`) by the store handle that applies deltas, the
 /// recount task and the `/metrics` handler.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MeetingGauges {
     counts: [AtomicI64; STATES],
     recount: Notify,
     recounts: AtomicU64,
+    /// Set while a publisher sends this process's changes to other
+    /// replicas ([`MeetingGauges::take_unpublished`]).
+    publishing: AtomicBool,
+    unpublished: [AtomicI64; STATES],
+    /// Tells this process's published changes from other replicas'.
+    id: u64,
+}
+
+impl Default for MeetingGauges {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        MeetingGauges {
+            counts: Default::default(),
+            recount: Notify::new(),
+            recounts: AtomicU64::new(0),
+            publishing: AtomicBool::new(false),
+            unpublished: Default::default(),
+            id: RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now())),
+        }
+    }
+}
+
+fn add(counts: &[AtomicI64; STATES], delta: &StateDelta) {
+    for (count, d) in counts.iter().zip(delta.0) {
+        if d != 0 {
+            count.fetch_add(d, Ordering::Relaxed);
+        }
+    }
 }
 
 impl MeetingGauges {
-    /// Applies one committed write's changes.
+    /// Applies one committed write's changes (and queues them for the
+    /// other replicas, while publishing).
     pub fn apply(&self, delta: &StateDelta) {
         if delta.is_zero() {
             return;
         }
-        for (count, d) in self.counts.iter().zip(delta.0) {
-            if d != 0 {
-                count.fetch_add(d, Ordering::Relaxed);
-            }
+        add(&self.counts, delta);
+        if self.publishing.load(Ordering::Relaxed) {
+            add(&self.unpublished, delta);
         }
+    }
+
+    /// From now on, queue this process's changes for
+    /// [`MeetingGauges::take_unpublished`].
+    pub(crate) fn start_publishing(&self) {
+        self.publishing.store(true, Ordering::SeqCst);
+    }
+
+    /// The changes queued since the last call, as a notification payload
+    /// (`<id> <running> <stopping> <shut_down> <ended> <skipped> <failed>`);
+    /// `None` if there are none.
+    pub(crate) fn take_unpublished(&self) -> Option<String> {
+        let d: [i64; STATES] =
+            std::array::from_fn(|i| self.unpublished[i].swap(0, Ordering::Relaxed));
+        if d.iter().all(|n| *n == 0) {
+            return None;
+        }
+        let mut payload = self.id.to_string();
+        for n in d {
+            payload.push(' ');
+            payload.push_str(&n.to_string());
+        }
+        Some(payload)
+    }
+
+    /// Applies another replica's published changes; ignores this
+    /// process's own (already applied) and anything malformed.
+    pub(crate) fn apply_published(&self, payload: &str) {
+        let mut parts = payload.split(' ');
+        let Some(Ok(id)) = parts.next().map(str::parse::<u64>) else {
+            return;
+        };
+        let Ok(numbers) = parts.map(str::parse::<i64>).collect::<Result<Vec<_>, _>>() else {
+            return;
+        };
+        if id == self.id || numbers.len() != STATES {
+            return;
+        }
+        let mut delta = StateDelta::default();
+        delta.0.copy_from_slice(&numbers);
+        add(&self.counts, &delta);
     }
 
     /// Meetings in `state` as far as this process knows (never below 0: a
@@ -267,6 +343,44 @@ mod tests {
         assert!(text.contains("hard_limit_meetings{state=\"running\"} 1\n"));
         assert!(text.contains("hard_limit_meetings{state=\"ended\"} 0\n"));
         assert!(text.contains("# TYPE hard_limit_meetings gauge\n"));
+    }
+
+    #[test]
+    fn published_changes_apply_to_other_replicas_only_and_malformed_ones_not_at_all() {
+        let a = MeetingGauges::default();
+        let b = MeetingGauges::default();
+        assert_eq!(a.take_unpublished(), None, "not publishing yet");
+        a.start_publishing();
+        let mut d = StateDelta::default();
+        d.added(MeetingState::Running, 2);
+        d.moved(MeetingState::Running, MeetingState::Ended, 1);
+        a.apply(&d);
+        let payload = a.take_unpublished().expect("changes queued");
+        assert_eq!(a.take_unpublished(), None, "taken once");
+        a.apply_published(&payload);
+        assert_eq!(
+            a.get(MeetingState::Running),
+            1,
+            "own changes not applied twice"
+        );
+        b.apply_published(&payload);
+        assert_eq!(b.get(MeetingState::Running), 1);
+        assert_eq!(b.get(MeetingState::Ended), 1);
+        assert_ne!(b.id, 7);
+        for bad in [
+            "",
+            "x 1 0 0 0 0 0",
+            "7 1 0 0 0 0",
+            "7 1 0 0 0 0 0 0",
+            "7 1 0 0 0 0 z",
+            "7  1 0 0 0 0 0",
+        ] {
+            b.apply_published(bad);
+            assert_eq!(b.get(MeetingState::Running), 1, "{bad:?}");
+        }
+        b.apply_published("7 1 0 0 0 0 -1");
+        assert_eq!(b.get(MeetingState::Running), 2);
+        assert_eq!(b.signed(MeetingState::Failed), -1);
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //!
 //! | metric | labels | what |
 //! |---|---|---|
-//! | `hard_limit_meetings` | `state` | tracked meetings by state, kept in memory ([`crate::meeting_gauges`]): a scrape does not query the store. Changes this process makes show at once; others (rows written behind its back, other PostgreSQL replicas' changes) at its next recount from the store (every `--recount-every`, 60 s by default; at once after forgetting future starts and after the PostgreSQL `LISTEN` connection (re)connects) |
+//! | `hard_limit_meetings` | `state` | tracked meetings by state, kept in memory ([`crate::meeting_gauges`]): a scrape does not query the store. Changes this process makes show at once; on PostgreSQL other replicas' changes within about 0.25 s (published with `NOTIFY hard_limit_counts`); rows written behind the service's back (and notifications lost) at its next recount from the store (every `--recount-every`, 60 s by default; at once after forgetting future starts and after the PostgreSQL `LISTEN` connection (re)connects) |
 //! | `hard_limit_webhook_deliveries_total` | `outcome` (`accepted`, `ignored`, `rejected`, `error`), `reason` | every delivery |
 //! | `hard_limit_shutdowns_total` | `outcome` | every claimed meeting's end |
 //! | `hard_limit_shutdown_retries_total` | | retried shutdown calls (429/5xx/timeouts) |

@@ -14,6 +14,9 @@
 //!   hard_limit_meetings`; every replica `LISTEN`s ([`PgStore::spawn_listener`])
 //!   and pokes its scheduler, so a deadline written through one replica
 //!   wakes all of them, not only after their next sleep.
+//! - **Meeting counts** (`/metrics`): each replica `NOTIFY`s the changes
+//!   of its own writes on `hard_limit_counts` every [`COUNTS_EVERY`] (one
+//!   notification per period, off the write path); the others apply them.
 //! - **Per-room serialisation**: a batch first takes transaction-scoped
 //!   advisory locks on all its rooms (one round trip, in key order, so two
 //!   batches cannot deadlock), so a "running" and a "shutdown" delivery for one room that
@@ -55,6 +58,15 @@ pub const CHANNEL: &str = "hard_limit_meetings";
 /// The channel `NOTIFY`'d when a stored limit changed: every replica
 /// reloads its limits.
 pub const LIMITS_CHANNEL: &str = "hard_limit_limits";
+
+/// The channel each replica publishes its changes of the meetings' counts
+/// on (at most every [`COUNTS_EVERY`]), so the others' `/metrics` follow
+/// them between recounts ([`crate::meeting_gauges`]).
+pub const COUNTS_CHANNEL: &str = "hard_limit_counts";
+
+/// How often a replica publishes its count changes (one `NOTIFY` for all
+/// the writes of the period, off the write path).
+pub const COUNTS_EVERY: Duration = Duration::from_millis(250);
 
 /// The session advisory lock (one 64-bit key) the chores leader holds.
 const CHORES_LOCK: i64 = 0x6579_6573_6f6e_686c;
@@ -323,11 +335,17 @@ impl PgStore {
     ) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
         let gauges = self.gauges.clone();
+        let publisher = publish_counts(pool.clone(), gauges.clone(), stop.clone());
         tokio::spawn(async move {
+            // Dropped (so aborted) with this task.
+            let _publisher = AbortOnDrop(tokio::spawn(publisher));
             loop {
                 match PgListener::connect_with(&pool).await {
                     Ok(mut listener) => {
-                        match listener.listen_all([CHANNEL, LIMITS_CHANNEL]).await {
+                        match listener
+                            .listen_all([CHANNEL, LIMITS_CHANNEL, COUNTS_CHANNEL])
+                            .await
+                        {
                             Ok(()) => {
                                 wake.poke();
                                 limits_changed();
@@ -338,6 +356,9 @@ impl PgStore {
                                     tokio::select! {
                                         r = listener.try_recv() => match r {
                                             Ok(Some(n)) if n.channel() == LIMITS_CHANNEL => limits_changed(),
+                                            Ok(Some(n)) if n.channel() == COUNTS_CHANNEL => {
+                                                gauges.apply_published(n.payload())
+                                            }
                                             Ok(Some(_)) => wake.poke(),
                                             // Connection lost; the next call reconnects
                                             // and re-listens. Notifications may have been missed.
@@ -366,7 +387,45 @@ impl PgStore {
             }
         })
     }
+}
 
+/// Aborts the task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every [`COUNTS_EVERY`], `NOTIFY`s this process's count changes of the
+/// period to the other replicas. A failed `NOTIFY` drops them (the others
+/// then catch up at their next recount): sent late, they could land after
+/// a recount that already counted them.
+async fn publish_counts(
+    pool: PgPool,
+    gauges: Arc<crate::meeting_gauges::MeetingGauges>,
+    mut stop: Shutdown,
+) {
+    gauges.start_publishing();
+    loop {
+        if stop.sleep(COUNTS_EVERY).await {
+            return;
+        }
+        if let Some(payload) = gauges.take_unpublished() {
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(COUNTS_CHANNEL)
+                .bind(payload)
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "could not publish count changes to the other replicas");
+            }
+        }
+    }
+}
+
+impl PgStore {
     /// Inserts many meetings at once, in one transaction (benchmarks).
     pub async fn bulk_insert(
         &self,
