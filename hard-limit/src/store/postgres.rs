@@ -374,6 +374,99 @@ impl PgStore {
     }
 }
 
+/// [`plan::apply`] of many `Plan::Track`s, each of its own room, in one
+/// statement (arrays, `unnest`, data-modifying CTEs): what the steps do one
+/// by one, for all of them at once. A start the room's cutoff covers is
+/// recorded as ended (`LateForEndedMeeting`, [`domain::ended_by_cutoff`]);
+/// any other is inserted as running unless known, ends the room's older
+/// running meetings and stores a newer guest token. The store suite checks
+/// that a batch answers and stores what its plans one by one do.
+async fn track_many(
+    tx: &mut Transaction<'_, Postgres>,
+    tracks: &[&Plan],
+    now: i64,
+) -> Result<Vec<Applied>, StoreError> {
+    let mut rooms = Vec::with_capacity(tracks.len());
+    let mut starts = Vec::with_capacity(tracks.len());
+    let mut deadlines = Vec::with_capacity(tracks.len());
+    let mut tokens = Vec::with_capacity(tracks.len());
+    for plan in tracks {
+        let Plan::Track {
+            key,
+            deadline,
+            guest_token,
+        } = plan
+        else {
+            return Err(StoreError::Corrupt(
+                "track_many got a plan that is not a start".into(),
+            ));
+        };
+        rooms.push(key.room_id.as_str());
+        starts.push(key.started_at.0);
+        deadlines.push(deadline.0);
+        tokens.push(guest_token.as_ref().map(|t| t.expose()));
+    }
+    let rows = sqlx::query(
+        "WITH i AS (
+           SELECT i.*, (r.cutoff IS NOT NULL AND i.started_at <= r.cutoff) AS late
+           FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) WITH ORDINALITY
+                AS i(room_id, started_at, deadline, token, ord)
+           LEFT JOIN room_shutdowns r ON r.room_id = i.room_id),
+         ins AS (
+           INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
+                                 finished_at, guest_token)
+           SELECT room_id, started_at, deadline,
+                  CASE WHEN late THEN 'ended' ELSE 'running' END, $5, $5,
+                  CASE WHEN late THEN $5::bigint END,
+                  CASE WHEN late THEN NULL ELSE token END
+           FROM i ORDER BY room_id
+           ON CONFLICT (room_id, started_at) DO NOTHING
+           RETURNING room_id),
+         older AS (
+           UPDATE meetings m SET state = 'ended', finished_at = $5, updated_at = $5
+           FROM i
+           WHERE NOT i.late AND m.room_id = i.room_id AND m.started_at < i.started_at
+             AND m.state = 'running'
+           RETURNING 1),
+         tok AS (
+           UPDATE meetings m SET guest_token = i.token,
+               warn_for = CASE WHEN m.warn_state = 'no_guest_token' THEN NULL ELSE m.warn_for END,
+               warn_state = CASE WHEN m.warn_state = 'no_guest_token' THEN NULL ELSE m.warn_state END
+           FROM i
+           WHERE NOT i.late AND i.token IS NOT NULL
+             AND m.room_id = i.room_id AND m.started_at = i.started_at
+             AND m.guest_token IS DISTINCT FROM i.token
+           RETURNING 1)
+         SELECT i.ord, i.late, EXISTS (SELECT 1 FROM ins WHERE ins.room_id = i.room_id) AS inserted
+         FROM i ORDER BY i.ord",
+    )
+    .bind(rooms)
+    .bind(starts)
+    .bind(deadlines)
+    .bind(tokens)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    if rows.len() != tracks.len() {
+        return Err(StoreError::Corrupt(format!(
+            "a batch of {} starts answered {} rows",
+            tracks.len(),
+            rows.len()
+        )));
+    }
+    rows.iter()
+        .map(|row| {
+            Ok(if row.try_get::<bool, _>("late")? {
+                Applied::LateForEndedMeeting
+            } else if row.try_get::<bool, _>("inserted")? {
+                Applied::Tracked
+            } else {
+                Applied::AlreadyKnown
+            })
+        })
+        .collect()
+}
+
 /// Inserts a meeting unless it is known; returns whether it was new.
 async fn insert(
     tx: &mut Transaction<'_, Postgres>,
@@ -707,9 +800,31 @@ impl MeetingStore for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        let mut out = Vec::with_capacity(plans.len());
-        for plan in plans {
-            out.push(plan::apply(&mut tx, plan, Timestamp(now)).await?);
+        // Starts of rooms that appear once in the batch (nearly every
+        // delivery of a busy hour) go in one statement; the rest, in order.
+        // Rooms are independent of each other, so that order is the
+        // batch's for every room.
+        let mut per_room: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for room in plans.iter().filter_map(room_of) {
+            *per_room.entry(room).or_default() += 1;
+        }
+        let (bulk, single): (Vec<usize>, Vec<usize>) = (0..plans.len()).partition(|&i| {
+            matches!(plans[i], Plan::Track { .. })
+                && room_of(&plans[i]).is_some_and(|r| per_room[r] == 1)
+        });
+        let mut out = vec![Applied::Ignored; plans.len()];
+        if bulk.len() > 1 {
+            let tracks: Vec<&Plan> = bulk.iter().map(|&i| &plans[i]).collect();
+            for (i, applied) in bulk.iter().zip(track_many(&mut tx, &tracks, now).await?) {
+                out[*i] = applied;
+            }
+        } else {
+            for &i in &bulk {
+                out[i] = plan::apply(&mut tx, &plans[i], Timestamp(now)).await?;
+            }
+        }
+        for i in single {
+            out[i] = plan::apply(&mut tx, &plans[i], Timestamp(now)).await?;
         }
         if out.contains(&Applied::Tracked) {
             // Delivered at commit, to every replica's listener.

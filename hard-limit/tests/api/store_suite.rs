@@ -14,7 +14,7 @@ use eyeson_hard_limit::domain::{
 };
 use eyeson_hard_limit::store::{
     AdminStore, Applied, Caller, Closing, DeadlineMoved, Guard, LimitKind, LimitRule, MeetingStore,
-    Outcome, PgStore, Store, WarnClaim, WarnRecord,
+    MeetingView, Outcome, PgStore, Store, WarnClaim, WarnRecord,
 };
 
 use crate::pg::PgDb;
@@ -155,6 +155,7 @@ suite!(
     a_late_running_delivery_does_not_resurrect,
     a_newer_start_closes_older_meetings,
     a_claim_carries_what_the_room_knows,
+    a_batch_applies_as_its_plans_one_by_one,
     claims_are_leases,
     only_the_lease_holder_records_the_outcome,
     next_wake_is_the_earliest_deadline_or_lease,
@@ -431,6 +432,84 @@ async fn only_the_latest_claim_of_an_owner_records_the_outcome(store: &Store) {
     };
     assert_eq!(store.finish("p", &[outcome(1)]).await.unwrap(), [false]);
     assert_eq!(store.finish("p", &[outcome(2)]).await.unwrap(), [true]);
+}
+
+/// A batch (on PostgreSQL, its starts of distinct rooms are one statement)
+/// answers and stores what its plans applied one by one do: rooms `b-*`
+/// get the batch, rooms `s-*` the same plans one at a time.
+async fn a_batch_applies_as_its_plans_one_by_one(store: &Store) {
+    for p in ["b", "s"] {
+        let room = |r: &str| format!("{p}-{r}");
+        store
+            .apply(
+                &[
+                    track(&room("known"), 1_000),
+                    track(&room("old"), 1_000),
+                    update(&room("cut"), Some(2_000), true, 2_000),
+                ],
+                Timestamp(2_000),
+            )
+            .await
+            .unwrap();
+    }
+    let plans = |p: &str| {
+        let room = |r: &str| format!("{p}-{r}");
+        vec![
+            track(&room("new"), 3_000),
+            track_with_token(&room("known"), 1_000),
+            track(&room("old"), 3_000),
+            track(&room("cut"), 1_500),
+            track(&room("twice"), 3_000),
+            update(&room("gone"), Some(2_500), true, 3_000),
+            track(&room("twice"), 3_000),
+            track(&room("late"), 2_900),
+        ]
+    };
+    let batch = store.apply(&plans("b"), Timestamp(3_000)).await.unwrap();
+    let mut one_by_one = Vec::new();
+    for plan in plans("s") {
+        one_by_one.extend(store.apply(&[plan], Timestamp(3_000)).await.unwrap());
+    }
+    assert_eq!(batch, one_by_one);
+    assert_eq!(
+        batch,
+        [
+            Applied::Tracked,
+            Applied::AlreadyKnown,
+            Applied::Tracked,
+            Applied::LateForEndedMeeting,
+            Applied::Tracked,
+            Applied::Ended(0),
+            Applied::AlreadyKnown,
+            Applied::Tracked,
+        ]
+    );
+    let views = |p: &'static str, all: &[MeetingView]| {
+        let mut v: Vec<(String, i64, i64, MeetingState)> = all
+            .iter()
+            .filter_map(|m| {
+                let r = m.key.room_id.as_str().strip_prefix(p)?;
+                Some((r.to_owned(), m.key.started_at.0, m.deadline.0, m.state))
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        v
+    };
+    let all = store.list(Timestamp(0), None, 100).await.unwrap();
+    assert_eq!(views("b-", &all), views("s-", &all));
+    assert!(views("b-", &all).contains(&("old".into(), 1_000, 61_000, MeetingState::Ended)));
+    // The guest token that arrived with the known meeting's redelivery
+    // makes it warnable in both.
+    let warned: Vec<String> = claim_warnings(store, 51_000, LEASE, "w")
+        .await
+        .into_iter()
+        .filter(|c| c.guest_token.is_some())
+        .map(|c| c.key.room_id.as_str().to_owned())
+        .collect();
+    assert!(
+        warned.contains(&"b-known".to_owned()) && warned.contains(&"s-known".to_owned()),
+        "{warned:?}"
+    );
 }
 
 /// The guard read with a claim (its first attempt makes no other round
