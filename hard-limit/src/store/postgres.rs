@@ -27,6 +27,7 @@
 //!   connection, then the caller gets an error (webhooks 503, `/healthz`
 //!   503); connections are re-established on demand once it is back.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -36,7 +37,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
 use tokio::sync::Mutex;
 
-use super::plan::{self, PlanSteps};
+use super::plan::{self, NewMeeting, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
     describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind,
@@ -106,14 +107,6 @@ fn migrator() -> Migrator {
             false,
         ),
     ])
-}
-
-fn room_of(plan: &Plan) -> Option<&str> {
-    match plan {
-        Plan::Ignore(_) => None,
-        Plan::Track { key, .. } => Some(key.room_id.as_str()),
-        Plan::End { room_id, .. } => Some(room_id.as_str()),
-    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -374,97 +367,16 @@ impl PgStore {
     }
 }
 
-/// [`plan::apply`] of many `Plan::Track`s, each of its own room, in one
-/// statement (arrays, `unnest`, data-modifying CTEs): what the steps do one
-/// by one, for all of them at once. A start the room's cutoff covers is
-/// recorded as ended (`LateForEndedMeeting`, [`domain::ended_by_cutoff`]);
-/// any other is inserted as running unless known, ends the room's older
-/// running meetings and stores a newer guest token. The store suite checks
-/// that a batch answers and stores what its plans one by one do.
-async fn track_many(
-    tx: &mut Transaction<'_, Postgres>,
-    tracks: &[&Plan],
-    now: i64,
-) -> Result<Vec<Applied>, StoreError> {
-    let mut rooms = Vec::with_capacity(tracks.len());
-    let mut starts = Vec::with_capacity(tracks.len());
-    let mut deadlines = Vec::with_capacity(tracks.len());
-    let mut tokens = Vec::with_capacity(tracks.len());
-    for plan in tracks {
-        let Plan::Track {
-            key,
-            deadline,
-            guest_token,
-        } = plan
-        else {
-            return Err(StoreError::Corrupt(
-                "track_many got a plan that is not a start".into(),
-            ));
-        };
-        rooms.push(key.room_id.as_str());
-        starts.push(key.started_at.0);
-        deadlines.push(deadline.0);
-        tokens.push(guest_token.as_ref().map(|t| t.expose()));
+/// `WITH ORDINALITY` numbers (from 1) of the rows a statement changed, as
+/// one flag per input row.
+fn ordinals_to_flags(ordinals: &[i64], len: usize) -> Vec<bool> {
+    let mut flags = vec![false; len];
+    for &i in ordinals {
+        if let Some(flag) = usize::try_from(i - 1).ok().and_then(|i| flags.get_mut(i)) {
+            *flag = true;
+        }
     }
-    let rows = sqlx::query(
-        "WITH i AS (
-           SELECT i.*, (r.cutoff IS NOT NULL AND i.started_at <= r.cutoff) AS late
-           FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) WITH ORDINALITY
-                AS i(room_id, started_at, deadline, token, ord)
-           LEFT JOIN room_shutdowns r ON r.room_id = i.room_id),
-         ins AS (
-           INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
-                                 finished_at, guest_token)
-           SELECT room_id, started_at, deadline,
-                  CASE WHEN late THEN 'ended' ELSE 'running' END, $5, $5,
-                  CASE WHEN late THEN $5::bigint END,
-                  CASE WHEN late THEN NULL ELSE token END
-           FROM i ORDER BY room_id
-           ON CONFLICT (room_id, started_at) DO NOTHING
-           RETURNING room_id),
-         older AS (
-           UPDATE meetings m SET state = 'ended', finished_at = $5, updated_at = $5
-           FROM i
-           WHERE NOT i.late AND m.room_id = i.room_id AND m.started_at < i.started_at
-             AND m.state = 'running'
-           RETURNING 1),
-         tok AS (
-           UPDATE meetings m SET guest_token = i.token,
-               warn_for = CASE WHEN m.warn_state = 'no_guest_token' THEN NULL ELSE m.warn_for END,
-               warn_state = CASE WHEN m.warn_state = 'no_guest_token' THEN NULL ELSE m.warn_state END
-           FROM i
-           WHERE NOT i.late AND i.token IS NOT NULL
-             AND m.room_id = i.room_id AND m.started_at = i.started_at
-             AND m.guest_token IS DISTINCT FROM i.token
-           RETURNING 1)
-         SELECT i.ord, i.late, EXISTS (SELECT 1 FROM ins WHERE ins.room_id = i.room_id) AS inserted
-         FROM i ORDER BY i.ord",
-    )
-    .bind(rooms)
-    .bind(starts)
-    .bind(deadlines)
-    .bind(tokens)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
-    if rows.len() != tracks.len() {
-        return Err(StoreError::Corrupt(format!(
-            "a batch of {} starts answered {} rows",
-            tracks.len(),
-            rows.len()
-        )));
-    }
-    rows.iter()
-        .map(|row| {
-            Ok(if row.try_get::<bool, _>("late")? {
-                Applied::LateForEndedMeeting
-            } else if row.try_get::<bool, _>("inserted")? {
-                Applied::Tracked
-            } else {
-                Applied::AlreadyKnown
-            })
-        })
-        .collect()
+    flags
 }
 
 /// Inserts a meeting unless it is known; returns whether it was new.
@@ -599,6 +511,103 @@ impl PlanSteps for Transaction<'_, Postgres> {
         .execute(&mut **self)
         .await?
         .rows_affected())
+    }
+
+    async fn room_cutoffs(
+        &mut self,
+        rooms: &[&str],
+    ) -> Result<HashMap<String, Timestamp>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT room_id, cutoff FROM room_shutdowns WHERE room_id = ANY($1::text[])",
+        )
+        .bind(rooms)
+        .fetch_all(&mut **self)
+        .await?;
+        Ok(rows.into_iter().map(|(r, c)| (r, Timestamp(c))).collect())
+    }
+
+    async fn insert_many(
+        &mut self,
+        meetings: &[NewMeeting<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        let rooms: Vec<&str> = meetings.iter().map(|m| m.key.room_id.as_str()).collect();
+        let starts: Vec<i64> = meetings.iter().map(|m| m.key.started_at.0).collect();
+        let deadlines: Vec<i64> = meetings.iter().map(|m| m.deadline.0).collect();
+        let states: Vec<&str> = meetings.iter().map(|m| m.state.as_str()).collect();
+        let finished: Vec<Option<i64>> = meetings
+            .iter()
+            .map(|m| (!m.state.is_open()).then_some(now.0))
+            .collect();
+        let tokens: Vec<Option<&str>> = meetings
+            .iter()
+            .map(|m| m.guest_token.map(GuestToken::expose))
+            .collect();
+        let new: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
+                                   finished_at, guest_token)
+             SELECT room_id, started_at, deadline, state, $7, $7, finished_at, guest_token
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
+                  AS m(room_id, started_at, deadline, state, finished_at, guest_token)
+             ORDER BY room_id
+             ON CONFLICT (room_id, started_at) DO NOTHING
+             RETURNING room_id",
+        )
+        .bind(rooms)
+        .bind(starts)
+        .bind(deadlines)
+        .bind(states)
+        .bind(finished)
+        .bind(tokens)
+        .bind(now.0)
+        .fetch_all(&mut **self)
+        .await?;
+        // One meeting per room in a batch: the room names the row.
+        let new: std::collections::HashSet<String> = new.into_iter().collect();
+        Ok(meetings
+            .iter()
+            .map(|m| new.contains(m.key.room_id.as_str()))
+            .collect())
+    }
+
+    async fn started_many(
+        &mut self,
+        started: &[(&MeetingKey, Option<&GuestToken>)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let rooms: Vec<&str> = started.iter().map(|(k, _)| k.room_id.as_str()).collect();
+        let starts: Vec<i64> = started.iter().map(|(k, _)| k.started_at.0).collect();
+        let tokens: Vec<Option<&str>> = started
+            .iter()
+            .map(|(_, t)| t.map(GuestToken::expose))
+            .collect();
+        // Two data-modifying CTEs, one round trip: they touch different
+        // rows (older starts, and the start itself).
+        sqlx::query(
+            "WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
+                        AS s(room_id, started_at, token)),
+             older AS (
+               UPDATE meetings m SET state = 'ended', finished_at = $4, updated_at = $4
+               FROM s
+               WHERE m.room_id = s.room_id AND m.started_at < s.started_at AND m.state = 'running'
+               RETURNING 1),
+             tok AS (
+               UPDATE meetings m SET guest_token = s.token,
+                   warn_for = CASE WHEN m.warn_state = 'no_guest_token' THEN NULL ELSE m.warn_for END,
+                   warn_state = CASE WHEN m.warn_state = 'no_guest_token' THEN NULL ELSE m.warn_state END
+               FROM s
+               WHERE s.token IS NOT NULL AND m.room_id = s.room_id AND m.started_at = s.started_at
+                 AND m.guest_token IS DISTINCT FROM s.token
+               RETURNING 1)
+             SELECT (SELECT count(*) FROM older) + (SELECT count(*) FROM tok)",
+        )
+        .bind(rooms)
+        .bind(starts)
+        .bind(tokens)
+        .bind(now.0)
+        .execute(&mut **self)
+        .await?;
+        Ok(())
     }
 }
 
@@ -787,7 +796,7 @@ impl MeetingStore for PgStore {
         let now = self.now_in(&mut tx, now).await?;
         // Every room of the batch locked in one round trip, in key order,
         // so two batches cannot deadlock on each other.
-        let mut rooms: Vec<&str> = plans.iter().filter_map(room_of).collect();
+        let mut rooms: Vec<&str> = plans.iter().filter_map(plan::room_of).collect();
         rooms.sort_unstable();
         rooms.dedup();
         if !rooms.is_empty() {
@@ -800,32 +809,7 @@ impl MeetingStore for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        // Starts of rooms that appear once in the batch (nearly every
-        // delivery of a busy hour) go in one statement; the rest, in order.
-        // Rooms are independent of each other, so that order is the
-        // batch's for every room.
-        let mut per_room: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-        for room in plans.iter().filter_map(room_of) {
-            *per_room.entry(room).or_default() += 1;
-        }
-        let (bulk, single): (Vec<usize>, Vec<usize>) = (0..plans.len()).partition(|&i| {
-            matches!(plans[i], Plan::Track { .. })
-                && room_of(&plans[i]).is_some_and(|r| per_room[r] == 1)
-        });
-        let mut out = vec![Applied::Ignored; plans.len()];
-        if bulk.len() > 1 {
-            let tracks: Vec<&Plan> = bulk.iter().map(|&i| &plans[i]).collect();
-            for (i, applied) in bulk.iter().zip(track_many(&mut tx, &tracks, now).await?) {
-                out[*i] = applied;
-            }
-        } else {
-            for &i in &bulk {
-                out[i] = plan::apply(&mut tx, &plans[i], Timestamp(now)).await?;
-            }
-        }
-        for i in single {
-            out[i] = plan::apply(&mut tx, &plans[i], Timestamp(now)).await?;
-        }
+        let out = plan::apply_batch(&mut tx, plans, Timestamp(now)).await?;
         if out.contains(&Applied::Tracked) {
             // Delivered at commit, to every replica's listener.
             sqlx::query("SELECT pg_notify($1, '')")
@@ -946,13 +930,7 @@ impl MeetingStore for PgStore {
         .bind(attempts)
         .fetch_all(&self.pool)
         .await?;
-        let mut applied = vec![false; outcomes.len()];
-        for i in done {
-            if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| applied.get_mut(i)) {
-                *slot = true;
-            }
-        }
-        Ok(applied)
+        Ok(ordinals_to_flags(&done, outcomes.len()))
     }
 
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
