@@ -821,11 +821,9 @@ impl MeetingStore for PgStore {
         Ok(out)
     }
 
-    /// Two statements without an explicit transaction (each is atomic on
-    /// its own, and a claim of expired leases need not commit with the
-    /// claim of due deadlines): at the top of the hour every round trip
-    /// before a `DELETE` is lateness. "Now" is the database's, read inside
-    /// the statement; the guard is read in it too.
+    /// One statement, no explicit transaction: at the top of the hour every
+    /// round trip before a `DELETE` is lateness. "Now" is the database's,
+    /// read inside the statement; the guard is read in it too.
     async fn claim_due(
         &self,
         now: Timestamp,
@@ -833,38 +831,40 @@ impl MeetingStore for PgStore {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
-        let now = self.caller_now(now);
-        let mut claims = Vec::new();
-        // Expired leases first: those meetings are the most overdue.
-        for (state, order_col) in [("stopping", "lease_until"), ("running", "deadline")] {
-            let room = limit as usize - claims.len();
-            if room == 0 {
-                break;
-            }
-            let sql = format!(
-                "WITH t AS (SELECT {NOW_MS} AS now),
-                 due AS (SELECT room_id, started_at FROM meetings, t
-                         WHERE state = '{state}' AND {order_col} <= t.now
-                         ORDER BY {order_col} LIMIT $4
-                         FOR UPDATE OF meetings SKIP LOCKED)
-                 UPDATE meetings m
-                 SET state = 'stopping', lease_owner = $1, lease_until = t.now + $2,
-                     attempts = m.attempts + 1, updated_at = t.now
-                 FROM due, t
-                 WHERE m.room_id = due.room_id AND m.started_at = due.started_at
-                 RETURNING m.room_id, m.started_at, m.deadline, m.attempts, {GUARD_COLUMNS}"
-            );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(owner)
-                .bind(millis(lease))
-                .bind(now)
-                .bind(room as i64)
-                .fetch_all(&self.pool)
-                .await?;
-            for row in &rows {
-                claims.push(row.claim()?);
-            }
-        }
+        // Expired leases first: those meetings are the most overdue. Each
+        // branch locks what it picks (rows another replica has locked are
+        // skipped); rows picked beyond the limit are unlocked at once, as
+        // the statement commits.
+        let sql = format!(
+            "WITH t AS (SELECT {NOW_MS} AS now),
+             expired AS (SELECT room_id, started_at, 0 AS pri, lease_until AS at FROM meetings, t
+                         WHERE state = 'stopping' AND lease_until <= t.now
+                         ORDER BY lease_until LIMIT $4
+                         FOR UPDATE OF meetings SKIP LOCKED),
+             due AS (SELECT room_id, started_at, 1 AS pri, deadline AS at FROM meetings, t
+                     WHERE state = 'running' AND deadline <= t.now
+                     ORDER BY deadline LIMIT $4
+                     FOR UPDATE OF meetings SKIP LOCKED),
+             pick AS (SELECT room_id, started_at FROM (TABLE expired UNION ALL TABLE due) c
+                      ORDER BY pri, at LIMIT $4)
+             UPDATE meetings m
+             SET state = 'stopping', lease_owner = $1, lease_until = t.now + $2,
+                 attempts = m.attempts + 1, updated_at = t.now
+             FROM pick, t
+             WHERE m.room_id = pick.room_id AND m.started_at = pick.started_at
+             RETURNING m.room_id, m.started_at, m.deadline, m.attempts, {GUARD_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(millis(lease))
+            .bind(self.caller_now(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claims = rows
+            .iter()
+            .map(|r| r.claim())
+            .collect::<Result<Vec<_>, _>>()?;
         claims.sort_by_key(|c| c.deadline);
         Ok(claims)
     }
