@@ -10,7 +10,13 @@
 // as an IIFE, so the eyeson SDK's `window.exports = {}` cannot make it
 // export into the wrong place.
 import init, { InactivityGuard, shareActivity } from "../pkg/eyeson_guard.js";
-import wasm from "../pkg/eyeson_guard_bg.wasm";
+import wasmHex from "../pkg/eyeson_guard_bg.wasm";
+
+// The wasm is inlined as hex, not base64 (scripts/build.mjs): each byte is
+// two characters, so the repetitions gzip finds in the wasm stay repetitions
+// in the text. Decoding takes a few ms, about what base64 did.
+const wasm = new Uint8Array(wasmHex.length / 2);
+for (let i = 0; i < wasm.length; i++) wasm[i] = parseInt(wasmHex.substr(2 * i, 2), 16);
 
 const script = document.currentScript;
 const data = (script && script.dataset) || {};

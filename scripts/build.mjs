@@ -97,7 +97,19 @@ await build({
   format: "iife",
   minify: true,
   target: "es2020",
-  loader: { ".wasm": "binary" },
+  // The wasm as a hex string, which js/drop-in.js decodes: base64 shifts
+  // the wasm's repeated byte sequences to different 6-bit boundaries, so
+  // gzip finds far fewer of them (measured: 35.1 KB gz for the base64 of a
+  // 26.3 KB gz wasm, 29.6 KB gz for its hex).
+  plugins: [{
+    name: "wasm-as-hex",
+    setup(b) {
+      b.onLoad({ filter: /\.wasm$/ }, (args) => ({
+        contents: `export default "${readFileSync(args.path).toString("hex")}";`,
+        loader: "js",
+      }));
+    },
+  }],
   // The glue's default wasm URL uses import.meta.url; the drop-in passes the bytes instead.
   define: { "import.meta.url": "undefined" },
   legalComments: "none",
