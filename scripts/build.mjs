@@ -31,7 +31,8 @@ const wasmTypes = join(pkg, "eyeson_guard_bg.wasm.d.ts");
 // follow it below) takes 3.9 KB gz off the npm build (bench/README.md).
 const minified = execFileSync(join(root, "node_modules/.bin/wasm-opt"), [
   "--minify-imports-and-exports-and-modules",
-  "-Oz", "--strip-debug", "--strip-producers", wasm, "-o", wasm,
+  // target_features is metadata for tools, never read by browsers.
+  "-Oz", "--strip-debug", "--strip-producers", "--strip-target-features", wasm, "-o", wasm,
 ], { cwd: root, encoding: "utf8" });
 renameWasmNames(JSON.parse(minified.slice(minified.indexOf("{"))));
 
