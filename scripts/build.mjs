@@ -100,7 +100,7 @@ await build({
   minify: true,
   target: "es2020",
   // The wasm as the text js/wasm-text.js decodes, which gzips almost as
-  // well as the wasm (base64 would add 8 KB gz).
+  // well as the wasm (base64 would add 7 KB gz).
   plugins: [{
     name: "wasm-as-text",
     setup(b) {
