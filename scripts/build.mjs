@@ -30,7 +30,7 @@ const wasmTypes = join(pkg, "eyeson_guard_bg.wasm.d.ts");
 // `…invoke__h<16 hex digits>`. Those hashes cannot be compressed, and each
 // name is in both the wasm and the glue: renaming them to one or two letters
 // (binaryen's pass, which prints the mapping; the glue and the types follow
-// it below) takes 3.9 KB gz off the npm build (bench/README.md).
+// it below) takes 4 KB gz off the npm build (bench/README.md).
 const bin = (tool) => join(root, "node_modules/.bin", tool);
 // The wasm features rustc used (from the section stripped below), for
 // binaryen's assembler in keepMemoryName: only these, so that it encodes
