@@ -10,7 +10,12 @@
 // as an IIFE, so the eyeson SDK's `window.exports = {}` cannot make it
 // export into the wrong place.
 import init, { InactivityGuard, shareActivity } from "../pkg/eyeson_guard.js";
-import wasm from "../pkg/eyeson_guard_bg.wasm";
+import wasmText from "../pkg/eyeson_guard_bg.wasm";
+import { decode } from "./wasm-text.js";
+
+// Inlined as text that gzips almost as well as the wasm itself (see
+// wasm-text.js); decoding takes under a millisecond (10 ms cold).
+const wasm = decode(wasmText);
 
 const script = document.currentScript;
 const data = (script && script.dataset) || {};

@@ -7,6 +7,7 @@ import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { decode, encode } from "../js/wasm-text.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const pkg = join(root, "pkg");
@@ -21,12 +22,84 @@ run("wasm-bindgen", [
   join(target, "wasm32-unknown-unknown/wasm-release/eyeson_guard.wasm"),
 ]);
 const wasm = join(pkg, "eyeson_guard_bg.wasm");
-run(join(root, "node_modules/.bin/wasm-opt"), ["-Oz", "--strip-debug", "--strip-producers", wasm, "-o", wasm]);
+const glue = join(pkg, "eyeson_guard.js");
+const types = join(pkg, "eyeson_guard.d.ts");
+const wasmTypes = join(pkg, "eyeson_guard_bg.wasm.d.ts");
+// wasm-bindgen names every import `__wbg_<name>_<16 hex digits>` (about 90
+// of them, from the module "./eyeson_guard_bg.js") and some exports
+// `…invoke__h<16 hex digits>`. Those hashes cannot be compressed, and each
+// name is in both the wasm and the glue: renaming them to one or two letters
+// (binaryen's pass, which prints the mapping; the glue and the types follow
+// it below) takes 4 KB gz off the npm build (bench/README.md).
+const bin = (tool) => join(root, "node_modules/.bin", tool);
+// The wasm features rustc used (from the section stripped below), for
+// binaryen's assembler in keepMemoryName: only these, so that it encodes
+// nothing a browser of the target may not support.
+const features = execFileSync(bin("wasm-opt"), [wasm, "--print-features"], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+  .split("\n").filter((line) => line.startsWith("--enable-"));
+const minified = execFileSync(bin("wasm-opt"), [
+  "--minify-imports-and-exports-and-modules",
+  // target_features is metadata for tools, never read by browsers.
+  "-Oz", "--strip-debug", "--strip-producers", "--strip-target-features", wasm, "-o", wasm,
+], { cwd: root, encoding: "utf8" });
+const names = JSON.parse(minified.slice(minified.indexOf("{")));
+keepMemoryName(names.exports);
+renameWasmNames(names.imports, names.exports.filter(([name]) => name !== "memory"));
+
+// The one export an app may use, `memory` (in what `init()` resolves to),
+// gets its name back (binaryen renames every export; no pass renames one
+// back): through binaryen's text format, where it is one `(export "…"` line.
+function keepMemoryName(exports) {
+  const [, short] = exports.find(([name]) => name === "memory");
+  let text = execFileSync(bin("wasm-dis"), [wasm], { encoding: "utf8", maxBuffer: 1 << 26 });
+  const line = `(export "${short}" (memory `;
+  if (text.split(line).length !== 2) throw new Error(`[build] keeping the memory's name: ${line} is not in the wasm once`);
+  text = text.replace(line, () => `(export "memory" (memory `);
+  const wat = join(pkg, "eyeson_guard_bg.wat");
+  writeFileSync(wat, text);
+  run(bin("wasm-as"), ["--mvp-features", ...features, wat, "-o", wasm]);
+  rmSync(wat);
+}
+
+// Applies binaryen's renaming to the glue and the types (the wasm's exports,
+// and `InitOutput`, which lists them). Every import must be found once where
+// wasm-bindgen 0.2.130 puts it, and no old wasm-bindgen name may be left
+// over, or the build fails: a new glue layout must not ship a module whose
+// imports do not resolve.
+function renameWasmNames(imports, exports) {
+  const module = "./eyeson_guard_bg.js";
+  let js = readFileSync(glue, "utf8");
+  let exportTypes = readFileSync(wasmTypes, "utf8");
+  let initTypes = readFileSync(types, "utf8");
+  const rename = (text, pattern, to, what, times) => {
+    const found = text.match(pattern)?.length ?? 0;
+    if (times !== undefined && found !== times) {
+      throw new Error(`[build] renaming the wasm's names: ${what} found ${found} times in the glue, expected ${times}`);
+    }
+    return text.replace(pattern, () => to);
+  };
+  for (const [from, name, to] of imports) {
+    if (from !== module) throw new Error(`[build] an import from "${from}", expected only "${module}"`);
+    js = rename(js, new RegExp(`(?<=\\n\\s*)${name}(?=: function\\()`, "g"), to, `import ${name}`, 1);
+  }
+  js = rename(js, /(?<=\n\s*)"\.\/eyeson_guard_bg\.js"(?=: import0,)/g, '"a"', "the import module", 1);
+  for (const [name, to] of exports) {
+    // Not every export is used by the glue (__instance_terminated is not).
+    js = rename(js, new RegExp(`(?<=\\bwasm\\.)${name}\\b`, "g"), to);
+    exportTypes = rename(exportTypes, new RegExp(`(?<=^export const )${name}(?=:)`, "gm"), to);
+    initTypes = rename(initTypes, new RegExp(`(?<=^export interface InitOutput {[^}]*\\n\\s*readonly )${name}(?=:)`, "m"), to);
+  }
+  const renamed = new Set(["memory", ...exports.map(([, to]) => to)]);
+  const left = [...js.matchAll(/\bwasm\.([\w$]+)/g)].map((m) => m[1]).filter((name) => !renamed.has(name));
+  if (left.length) throw new Error(`[build] renaming the wasm's names: wasm.${left.join(", wasm.")} left in the glue`);
+  writeFileSync(glue, js);
+  writeFileSync(wasmTypes, exportTypes);
+  writeFileSync(types, initTypes);
+}
 
 // The ES module for bundlers: the glue with its JS snippet (hot_path.js)
 // bundled in and minified, so pkg/ is one JS file, one wasm file
 // and the types.
-const glue = join(pkg, "eyeson_guard.js");
 await build({
   entryPoints: [glue],
   outfile: glue,
@@ -43,8 +116,7 @@ rmSync(join(pkg, "snippets"), { recursive: true, force: true });
 // wasm-bindgen declares `[Symbol.dispose]`, which fails type-checking for
 // every app whose `lib` predates ESNext's disposables (skipLibCheck: false).
 // The method still exists at run time; the declaration is dropped.
-const dts = join(pkg, "eyeson_guard.d.ts");
-writeFileSync(dts, readFileSync(dts, "utf8").replace(/^\s*\[Symbol\.dispose\]\(\): void;\n/m, ""));
+writeFileSync(types, readFileSync(types, "utf8").replace(/^\s*\[Symbol\.dispose\]\(\): void;\n/m, ""));
 
 // The drop-in: one classic script with the wasm inlined.
 await build({
@@ -54,7 +126,19 @@ await build({
   format: "iife",
   minify: true,
   target: "es2020",
-  loader: { ".wasm": "binary" },
+  // The wasm as the text js/wasm-text.js decodes, which gzips almost as
+  // well as the wasm (base64 would add 7 KB gz).
+  plugins: [{
+    name: "wasm-as-text",
+    setup(b) {
+      b.onLoad({ filter: /\.wasm$/ }, (args) => {
+        const bytes = readFileSync(args.path);
+        const text = encode(bytes);
+        if (!Buffer.from(decode(text)).equals(bytes)) throw new Error("[build] the wasm's text does not decode to the wasm");
+        return { contents: `export default ${JSON.stringify(text)};`, loader: "js" };
+      });
+    },
+  }],
   // The glue's default wasm URL uses import.meta.url; the drop-in passes the bytes instead.
   define: { "import.meta.url": "undefined" },
   legalComments: "none",

@@ -40,9 +40,11 @@ impl CrossTab {
     pub fn open(remote: Report) -> Option<CrossTab> {
         let channel = BroadcastChannel::new(CHANNEL).ok()?;
         let message = EventListener::new(&channel, "message", move |event| {
+            // A BroadcastChannel's "message" is always a MessageEvent.
             let at = event
-                .dyn_ref::<MessageEvent>()
-                .and_then(|m| m.data().as_f64())
+                .unchecked_ref::<MessageEvent>()
+                .data()
+                .as_f64()
                 .filter(|at| at.is_finite() && *at > 0.0);
             if let Some(at) = at {
                 // Another tab's clock is this machine's clock; a time in the

@@ -171,8 +171,8 @@ impl HardLimit {
         url.push_str("/meetings/");
         url.push_str(&String::from(js_sys::encode_uri_component(room)));
         let read = move |result: Settled| -> Result<Fetched, Option<Promise>> {
-            let response = result.ok().and_then(|r| r.dyn_into::<Response>().ok());
-            let Some(response) = response else {
+            // fetch's promise only ever resolves to a Response.
+            let Ok(response) = result.map(JsCast::unchecked_into::<Response>) else {
                 return Ok(Fetched::Failed(
                     "the request failed (network or CORS)".into(),
                 ));

@@ -24,19 +24,18 @@ pub type Settled = Result<JsValue, JsValue>;
 
 /// Calls `done` once, later, with the value or the reason. Not generic on
 /// purpose: every distinct closure type handed to wasm-bindgen adds its own
-/// glue to the wasm, so all promises share these two.
+/// glue to the wasm, so all promises share one.
 pub fn settle(promise: &Promise, done: Box<dyn FnOnce(Settled)>) {
     let slot = Rc::new(Cell::new(Some(done)));
-    let other = slot.clone();
-    let ok = Closure::once_into_js(move |v: JsValue| {
-        if let Some(done) = slot.take() {
-            done(Ok(v))
-        }
-    });
-    let err = Closure::once_into_js(move |e: JsValue| {
-        if let Some(done) = other.take() {
-            done(Err(e))
-        }
-    });
+    // One closure type for both sides (each type has its own glue).
+    let side = |ok: bool| {
+        let slot = slot.clone();
+        Closure::once_into_js(move |v: JsValue| {
+            if let Some(done) = slot.take() {
+                done(if ok { Ok(v) } else { Err(v) })
+            }
+        })
+    };
+    let (ok, err) = (side(true), side(false));
     let _ = promise.unchecked_ref::<Thenable>().then_with(&ok, &err);
 }

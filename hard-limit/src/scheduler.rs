@@ -126,7 +126,10 @@ impl Scheduler {
                             };
                             let me = self.clone();
                             let finisher = finisher.clone();
-                            tasks.spawn(async move { me.enforce(claim, &finisher, permit).await });
+                            tasks.spawn(async move {
+                                me.enforce(claim, &finisher).await;
+                                drop(permit);
+                            });
                         }
                         if full {
                             continue;
@@ -202,26 +205,15 @@ impl Scheduler {
         )
     }
 
-    /// Ends one claimed meeting and records the outcome. The slot
-    /// (`permit`) bounds calls to eyeson in flight; it is given back once
-    /// the call is answered, not after the outcome is recorded, so a burst
-    /// of deadlines is not paced by commits.
-    async fn enforce(
-        &self,
-        claim: Claim,
-        finisher: &mpsc::Sender<Finished>,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
+    /// Ends one claimed meeting and records the outcome.
+    async fn enforce(&self, claim: Claim, finisher: &mpsc::Sender<Finished>) {
         // The whole shutdown (every retry, every call in flight) ends well
         // inside the lease: once it expires the meeting may be claimed
         // again (by another process, or by this one), and two DELETEs must
         // never be in flight at once. What is cut short is deferred. `None`:
         // the store failed; nothing is recorded and the lease runs out.
         let budget = self.lease.saturating_sub(self.lease / 4);
-        let outcome = tokio::time::timeout(budget, self.outcome(&claim)).await;
-        drop(permit);
-        self.wake.scheduler().notify_one();
-        let outcome = match outcome {
+        let outcome = match tokio::time::timeout(budget, self.outcome(&claim)).await {
             Ok(Some(outcome)) => outcome,
             Ok(None) => return,
             Err(_) => {

@@ -9,9 +9,19 @@
 //! An engine that retried a transaction would have to start a new
 //! [`crate::meeting_gauges::counting`] scope for the retry.
 
+use std::collections::HashMap;
+
 use super::{Applied, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 use crate::meeting_gauges::record;
+
+/// A meeting to insert unless it is known ([`PlanSteps::insert_many`]).
+pub(crate) struct NewMeeting<'a> {
+    pub key: &'a MeetingKey,
+    pub deadline: Timestamp,
+    pub state: MeetingState,
+    pub guest_token: Option<&'a GuestToken>,
+}
 
 /// One engine's SQL for the steps of [`apply`], inside a write transaction.
 pub(crate) trait PlanSteps {
@@ -61,6 +71,126 @@ pub(crate) trait PlanSteps {
         upto: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
+
+    // The same steps for many meetings at once (each statement covers the
+    // whole batch): see `apply_batch`.
+
+    /// The shutdown cutoffs of those `rooms` that have one.
+    async fn room_cutoffs(
+        &mut self,
+        rooms: &[&str],
+    ) -> Result<HashMap<String, Timestamp>, StoreError>;
+
+    /// Inserts each meeting unless it is known (a final state with
+    /// `finished_at = now`); per meeting, whether it was new.
+    async fn insert_many(
+        &mut self,
+        meetings: &[NewMeeting<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// For each started meeting (each of its own room): ends the room's
+    /// older `running` meetings and stores its guest token where the row
+    /// holds another (as [`PlanSteps::track`] does after its insert).
+    /// Returns how many older meetings it ended.
+    async fn started_many(
+        &mut self,
+        started: &[(&MeetingKey, Option<&GuestToken>)],
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+}
+
+/// The room a plan is about, if any.
+pub(crate) fn room_of(plan: &Plan) -> Option<&str> {
+    match plan {
+        Plan::Ignore(_) => None,
+        Plan::Track { key, .. } => Some(key.room_id.as_str()),
+        Plan::End { room_id, .. } => Some(room_id.as_str()),
+    }
+}
+
+/// Applies a batch of plans, with the answers and the effect of applying
+/// them one by one in order: the starts of rooms that appear once in the
+/// batch (nearly every delivery of a busy hour) take a few statements
+/// between them, whatever their number; the rest go one by one, in order.
+/// Rooms are independent of each other, so each room still sees its plans
+/// in the batch's order.
+pub(crate) async fn apply_batch<S: PlanSteps>(
+    steps: &mut S,
+    plans: &[Plan],
+    now: Timestamp,
+) -> Result<Vec<Applied>, StoreError> {
+    let mut per_room: HashMap<&str, usize> = HashMap::new();
+    for room in plans.iter().filter_map(room_of) {
+        *per_room.entry(room).or_default() += 1;
+    }
+    let mut out = vec![Applied::Ignored; plans.len()];
+    let mut starts = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        match plan {
+            Plan::Track {
+                key,
+                deadline,
+                guest_token,
+            } if per_room[key.room_id.as_str()] == 1 => {
+                starts.push((i, key, *deadline, guest_token.as_ref()))
+            }
+            _ => out[i] = apply(steps, plan, now).await?,
+        }
+    }
+    if starts.len() < 2 {
+        for (i, ..) in starts {
+            out[i] = apply(steps, &plans[i], now).await?;
+        }
+        return Ok(out);
+    }
+    let rooms: Vec<&str> = starts.iter().map(|s| s.1.room_id.as_str()).collect();
+    let cutoffs = steps.room_cutoffs(&rooms).await?;
+    // As `apply`: a start the room's cutoff covers is recorded as ended.
+    let late: Vec<bool> = starts
+        .iter()
+        .map(|(_, key, ..)| {
+            domain::ended_by_cutoff(key, cutoffs.get(key.room_id.as_str()).copied())
+        })
+        .collect();
+    let rows: Vec<NewMeeting> = starts
+        .iter()
+        .zip(&late)
+        .map(|(&(_, key, deadline, token), &late)| NewMeeting {
+            key,
+            deadline,
+            state: if late {
+                MeetingState::Ended
+            } else {
+                MeetingState::Running
+            },
+            guest_token: if late { None } else { token },
+        })
+        .collect();
+    let inserted = steps.insert_many(&rows, now).await?;
+    record(|d| {
+        for (row, new) in rows.iter().zip(&inserted) {
+            d.added(row.state, u64::from(*new));
+        }
+    });
+    let started: Vec<(&MeetingKey, Option<&GuestToken>)> = starts
+        .iter()
+        .zip(&late)
+        .filter(|(_, &late)| !late)
+        .map(|(&(_, key, _, token), _)| (key, token))
+        .collect();
+    let ended_older = steps.started_many(&started, now).await?;
+    record(|d| d.moved(MeetingState::Running, MeetingState::Ended, ended_older));
+    for (((i, ..), late), new) in starts.iter().zip(late).zip(inserted) {
+        out[*i] = if late {
+            Applied::LateForEndedMeeting
+        } else if new {
+            Applied::Tracked
+        } else {
+            Applied::AlreadyKnown
+        };
+    }
+    Ok(out)
 }
 
 /// Applies one plan through `steps`; `now` is the store's clock (the

@@ -30,6 +30,7 @@
 //!   connection, then the caller gets an error (webhooks 503, `/healthz`
 //!   503); connections are re-established on demand once it is back.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,7 +40,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
 use tokio::sync::Mutex;
 
-use super::plan::{self, PlanSteps};
+use super::plan::{self, NewMeeting, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
     describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind,
@@ -120,14 +121,6 @@ fn migrator() -> Migrator {
             false,
         ),
     ])
-}
-
-fn room_of(plan: &Plan) -> Option<&str> {
-    match plan {
-        Plan::Ignore(_) => None,
-        Plan::Track { key, .. } => Some(key.room_id.as_str()),
-        Plan::End { room_id, .. } => Some(room_id.as_str()),
-    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -441,6 +434,18 @@ impl PgStore {
     }
 }
 
+/// `WITH ORDINALITY` numbers (from 1) of the rows a statement changed, as
+/// one flag per input row.
+fn ordinals_to_flags(ordinals: &[i64], len: usize) -> Vec<bool> {
+    let mut flags = vec![false; len];
+    for &i in ordinals {
+        if let Some(flag) = usize::try_from(i - 1).ok().and_then(|i| flags.get_mut(i)) {
+            *flag = true;
+        }
+    }
+    flags
+}
+
 /// Inserts a meeting unless it is known; returns whether it was new.
 async fn insert(
     tx: &mut Transaction<'_, Postgres>,
@@ -573,6 +578,103 @@ impl PlanSteps for Transaction<'_, Postgres> {
         .execute(&mut **self)
         .await?
         .rows_affected())
+    }
+
+    async fn room_cutoffs(
+        &mut self,
+        rooms: &[&str],
+    ) -> Result<HashMap<String, Timestamp>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT room_id, cutoff FROM room_shutdowns WHERE room_id = ANY($1::text[])",
+        )
+        .bind(rooms)
+        .fetch_all(&mut **self)
+        .await?;
+        Ok(rows.into_iter().map(|(r, c)| (r, Timestamp(c))).collect())
+    }
+
+    async fn insert_many(
+        &mut self,
+        meetings: &[NewMeeting<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        let rooms: Vec<&str> = meetings.iter().map(|m| m.key.room_id.as_str()).collect();
+        let starts: Vec<i64> = meetings.iter().map(|m| m.key.started_at.0).collect();
+        let deadlines: Vec<i64> = meetings.iter().map(|m| m.deadline.0).collect();
+        let states: Vec<&str> = meetings.iter().map(|m| m.state.as_str()).collect();
+        let finished: Vec<Option<i64>> = meetings
+            .iter()
+            .map(|m| (!m.state.is_open()).then_some(now.0))
+            .collect();
+        let tokens: Vec<Option<&str>> = meetings
+            .iter()
+            .map(|m| m.guest_token.map(GuestToken::expose))
+            .collect();
+        let new: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
+                                   finished_at, guest_token)
+             SELECT room_id, started_at, deadline, state, $7, $7, finished_at, guest_token
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
+                  AS m(room_id, started_at, deadline, state, finished_at, guest_token)
+             ORDER BY room_id
+             ON CONFLICT (room_id, started_at) DO NOTHING
+             RETURNING room_id",
+        )
+        .bind(rooms)
+        .bind(starts)
+        .bind(deadlines)
+        .bind(states)
+        .bind(finished)
+        .bind(tokens)
+        .bind(now.0)
+        .fetch_all(&mut **self)
+        .await?;
+        // One meeting per room in a batch: the room names the row.
+        let new: std::collections::HashSet<String> = new.into_iter().collect();
+        Ok(meetings
+            .iter()
+            .map(|m| new.contains(m.key.room_id.as_str()))
+            .collect())
+    }
+
+    async fn started_many(
+        &mut self,
+        started: &[(&MeetingKey, Option<&GuestToken>)],
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let rooms: Vec<&str> = started.iter().map(|(k, _)| k.room_id.as_str()).collect();
+        let starts: Vec<i64> = started.iter().map(|(k, _)| k.started_at.0).collect();
+        let tokens: Vec<Option<&str>> = started
+            .iter()
+            .map(|(_, t)| t.map(GuestToken::expose))
+            .collect();
+        // Two data-modifying CTEs, one round trip: they touch different
+        // rows (older starts, and the start itself).
+        let (ended_older, _tokens): (i64, i64) = sqlx::query_as(
+            "WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
+                        AS s(room_id, started_at, token)),
+             older AS (
+               UPDATE meetings m SET state = 'ended', finished_at = $4, updated_at = $4
+               FROM s
+               WHERE m.room_id = s.room_id AND m.started_at < s.started_at AND m.state = 'running'
+               RETURNING 1),
+             tok AS (
+               UPDATE meetings m SET guest_token = s.token,
+                   warn_for = CASE WHEN m.warn_state = 'no_guest_token' THEN NULL ELSE m.warn_for END,
+                   warn_state = CASE WHEN m.warn_state = 'no_guest_token' THEN NULL ELSE m.warn_state END
+               FROM s
+               WHERE s.token IS NOT NULL AND m.room_id = s.room_id AND m.started_at = s.started_at
+                 AND m.guest_token IS DISTINCT FROM s.token
+               RETURNING 1)
+             SELECT (SELECT count(*) FROM older), (SELECT count(*) FROM tok)",
+        )
+        .bind(rooms)
+        .bind(starts)
+        .bind(tokens)
+        .bind(now.0)
+        .fetch_one(&mut **self)
+        .await?;
+        Ok(u64::try_from(ended_older).unwrap_or(0))
     }
 }
 
@@ -761,7 +863,7 @@ impl MeetingStore for PgStore {
         let now = self.now_in(&mut tx, now).await?;
         // Every room of the batch locked in one round trip, in key order,
         // so two batches cannot deadlock on each other.
-        let mut rooms: Vec<&str> = plans.iter().filter_map(room_of).collect();
+        let mut rooms: Vec<&str> = plans.iter().filter_map(plan::room_of).collect();
         rooms.sort_unstable();
         rooms.dedup();
         if !rooms.is_empty() {
@@ -774,10 +876,7 @@ impl MeetingStore for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        let mut out = Vec::with_capacity(plans.len());
-        for plan in plans {
-            out.push(plan::apply(&mut tx, plan, Timestamp(now)).await?);
-        }
+        let out = plan::apply_batch(&mut tx, plans, Timestamp(now)).await?;
         if out.contains(&Applied::Tracked) {
             // Delivered at commit, to every replica's listener.
             sqlx::query("SELECT pg_notify($1, '')")
@@ -789,11 +888,9 @@ impl MeetingStore for PgStore {
         Ok(out)
     }
 
-    /// Two statements without an explicit transaction (each is atomic on
-    /// its own, and a claim of expired leases need not commit with the
-    /// claim of due deadlines): at the top of the hour every round trip
-    /// before a `DELETE` is lateness. "Now" is the database's, read inside
-    /// the statement; the guard is read in it too.
+    /// One statement, no explicit transaction: at the top of the hour every
+    /// round trip before a `DELETE` is lateness. "Now" is the database's,
+    /// read inside the statement; the guard is read in it too.
     async fn claim_due(
         &self,
         now: Timestamp,
@@ -801,38 +898,40 @@ impl MeetingStore for PgStore {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
-        let now = self.caller_now(now);
-        let mut claims = Vec::new();
-        // Expired leases first: those meetings are the most overdue.
-        for (state, order_col) in [("stopping", "lease_until"), ("running", "deadline")] {
-            let room = limit as usize - claims.len();
-            if room == 0 {
-                break;
-            }
-            let sql = format!(
-                "WITH t AS (SELECT {NOW_MS} AS now),
-                 due AS (SELECT room_id, started_at FROM meetings, t
-                         WHERE state = '{state}' AND {order_col} <= t.now
-                         ORDER BY {order_col} LIMIT $4
-                         FOR UPDATE OF meetings SKIP LOCKED)
-                 UPDATE meetings m
-                 SET state = 'stopping', lease_owner = $1, lease_until = t.now + $2,
-                     attempts = m.attempts + 1, updated_at = t.now
-                 FROM due, t
-                 WHERE m.room_id = due.room_id AND m.started_at = due.started_at
-                 RETURNING m.room_id, m.started_at, m.deadline, m.attempts, {GUARD_COLUMNS}"
-            );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(owner)
-                .bind(millis(lease))
-                .bind(now)
-                .bind(room as i64)
-                .fetch_all(&self.pool)
-                .await?;
-            for row in &rows {
-                claims.push(row.claim()?);
-            }
-        }
+        // Expired leases first: those meetings are the most overdue. Each
+        // branch locks what it picks (rows another replica has locked are
+        // skipped); rows picked beyond the limit are unlocked at once, as
+        // the statement commits.
+        let sql = format!(
+            "WITH t AS (SELECT {NOW_MS} AS now),
+             expired AS (SELECT room_id, started_at, 0 AS pri, lease_until AS at FROM meetings, t
+                         WHERE state = 'stopping' AND lease_until <= t.now
+                         ORDER BY lease_until LIMIT $4
+                         FOR UPDATE OF meetings SKIP LOCKED),
+             due AS (SELECT room_id, started_at, 1 AS pri, deadline AS at FROM meetings, t
+                     WHERE state = 'running' AND deadline <= t.now
+                     ORDER BY deadline LIMIT $4
+                     FOR UPDATE OF meetings SKIP LOCKED),
+             pick AS (SELECT room_id, started_at FROM (TABLE expired UNION ALL TABLE due) c
+                      ORDER BY pri, at LIMIT $4)
+             UPDATE meetings m
+             SET state = 'stopping', lease_owner = $1, lease_until = t.now + $2,
+                 attempts = m.attempts + 1, updated_at = t.now
+             FROM pick, t
+             WHERE m.room_id = pick.room_id AND m.started_at = pick.started_at
+             RETURNING m.room_id, m.started_at, m.deadline, m.attempts, {GUARD_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(millis(lease))
+            .bind(self.caller_now(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claims = rows
+            .iter()
+            .map(|r| r.claim())
+            .collect::<Result<Vec<_>, _>>()?;
         claims.sort_by_key(|c| c.deadline);
         Ok(claims)
     }
@@ -898,13 +997,7 @@ impl MeetingStore for PgStore {
         .bind(attempts)
         .fetch_all(&self.pool)
         .await?;
-        let mut applied = vec![false; outcomes.len()];
-        for i in done {
-            if let Some(slot) = usize::try_from(i - 1).ok().and_then(|i| applied.get_mut(i)) {
-                *slot = true;
-            }
-        }
-        Ok(applied)
+        Ok(ordinals_to_flags(&done, outcomes.len()))
     }
 
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {

@@ -9,6 +9,7 @@
 //! - Leases make claims safe across processes on the same file, and across
 //!   a crash: a `stopping` row whose lease expired is claimed again.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 
-use super::plan::{self, PlanSteps};
+use super::plan::{self, NewMeeting, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
     describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind,
@@ -390,8 +391,107 @@ async fn insert(
 }
 
 /// The plan-application steps ([`plan::apply`]) in SQLite's SQL, on the
-/// one writer connection (so no other write can interleave).
+/// one writer connection (so no other write can interleave). The batch
+/// steps take their rows as one JSON array (`json_each`): each statement
+/// is a hop to sqlx's SQLite thread, which costs more than the work.
 impl PlanSteps for WriteTx {
+    async fn room_cutoffs(
+        &mut self,
+        rooms: &[&str],
+    ) -> Result<HashMap<String, Timestamp>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT room_id, cutoff FROM room_shutdowns
+             WHERE room_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(serde_json::to_string(rooms).map_err(json_error)?)
+        .fetch_all(&mut **self)
+        .await?;
+        Ok(rows.into_iter().map(|(r, c)| (r, Timestamp(c))).collect())
+    }
+
+    async fn insert_many(
+        &mut self,
+        meetings: &[NewMeeting<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        let rows: Vec<serde_json::Value> = meetings
+            .iter()
+            .map(|m| {
+                serde_json::json!([
+                    m.key.room_id.as_str(),
+                    m.key.started_at.0,
+                    m.deadline.0,
+                    m.state.as_str(),
+                    (!m.state.is_open()).then_some(now.0),
+                    m.guest_token.map(GuestToken::expose),
+                ])
+            })
+            .collect();
+        let new: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
+                                   finished_at, guest_token)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2, ?2,
+                    value ->> 4, value ->> 5
+             FROM json_each(?1) WHERE true
+             ON CONFLICT (room_id, started_at) DO NOTHING
+             RETURNING room_id",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(now.0)
+        .fetch_all(&mut **self)
+        .await?;
+        // One meeting per room in a batch: the room names the row.
+        let new: std::collections::HashSet<String> = new.into_iter().collect();
+        Ok(meetings
+            .iter()
+            .map(|m| new.contains(m.key.room_id.as_str()))
+            .collect())
+    }
+
+    async fn started_many(
+        &mut self,
+        started: &[(&MeetingKey, Option<&GuestToken>)],
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let rows = serde_json::Value::Array(
+            started
+                .iter()
+                .map(|(k, t)| {
+                    serde_json::json!([
+                        k.room_id.as_str(),
+                        k.started_at.0,
+                        t.map(GuestToken::expose)
+                    ])
+                })
+                .collect(),
+        )
+        .to_string();
+        let ended_older = sqlx::query(
+            "UPDATE meetings SET state = 'ended', finished_at = ?2, updated_at = ?2
+             FROM (SELECT value ->> 0 AS room_id, value ->> 1 AS started_at FROM json_each(?1)) AS s
+             WHERE meetings.room_id = s.room_id AND meetings.started_at < s.started_at
+               AND meetings.state = 'running'",
+        )
+        .bind(&rows)
+        .bind(now.0)
+        .execute(&mut **self)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE meetings SET guest_token = s.token,
+                 warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
+                 warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
+             FROM (SELECT value ->> 0 AS room_id, value ->> 1 AS started_at, value ->> 2 AS token
+                   FROM json_each(?1)) AS s
+             WHERE s.token IS NOT NULL AND meetings.room_id = s.room_id
+               AND meetings.started_at = s.started_at AND meetings.guest_token IS NOT s.token",
+        )
+        .bind(&rows)
+        .execute(&mut **self)
+        .await?;
+        Ok(ended_older)
+    }
+
     async fn room_cutoff(&mut self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
         let cutoff: Option<i64> =
             sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
@@ -663,10 +763,7 @@ impl AdminStore for SqliteStore {
 impl MeetingStore for SqliteStore {
     async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
         let mut tx = WriteTx::begin(self).await?;
-        let mut out = Vec::with_capacity(plans.len());
-        for plan in plans {
-            out.push(plan::apply(&mut tx, plan, now).await?);
-        }
+        let out = plan::apply_batch(&mut tx, plans, now).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -1033,6 +1130,10 @@ const GUARD_COLUMNS: &str =
     "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = meetings.room_id) AS cutoff,
      EXISTS (SELECT 1 FROM meetings n
              WHERE n.room_id = meetings.room_id AND n.started_at > meetings.started_at) AS newer";
+
+fn json_error(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("could not encode a batch: {e}"))
+}
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

@@ -14,7 +14,7 @@ use eyeson_hard_limit::domain::{
 };
 use eyeson_hard_limit::store::{
     AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind, LimitRule,
-    MeetingStore, Outcome, PgStore, Store, WarnClaim, WarnRecord,
+    MeetingStore, MeetingView, Outcome, PgStore, Store, WarnClaim, WarnRecord,
 };
 
 use crate::pg::PgDb;
@@ -155,6 +155,7 @@ suite!(
     a_late_running_delivery_does_not_resurrect,
     a_newer_start_closes_older_meetings,
     a_claim_carries_what_the_room_knows,
+    a_batch_applies_as_its_plans_one_by_one,
     claims_are_leases,
     only_the_lease_holder_records_the_outcome,
     next_wake_is_the_earliest_deadline_or_lease,
@@ -432,6 +433,84 @@ async fn only_the_latest_claim_of_an_owner_records_the_outcome(store: &Store) {
     };
     assert_eq!(store.finish("p", &[outcome(1)]).await.unwrap(), [false]);
     assert_eq!(store.finish("p", &[outcome(2)]).await.unwrap(), [true]);
+}
+
+/// A batch (on PostgreSQL, its starts of distinct rooms are one statement)
+/// answers and stores what its plans applied one by one do: rooms `b-*`
+/// get the batch, rooms `s-*` the same plans one at a time.
+async fn a_batch_applies_as_its_plans_one_by_one(store: &Store) {
+    for p in ["b", "s"] {
+        let room = |r: &str| format!("{p}-{r}");
+        store
+            .apply(
+                &[
+                    track(&room("known"), 1_000),
+                    track(&room("old"), 1_000),
+                    update(&room("cut"), Some(2_000), true, 2_000),
+                ],
+                Timestamp(2_000),
+            )
+            .await
+            .unwrap();
+    }
+    let plans = |p: &str| {
+        let room = |r: &str| format!("{p}-{r}");
+        vec![
+            track(&room("new"), 3_000),
+            track_with_token(&room("known"), 1_000),
+            track(&room("old"), 3_000),
+            track(&room("cut"), 1_500),
+            track(&room("twice"), 3_000),
+            update(&room("gone"), Some(2_500), true, 3_000),
+            track(&room("twice"), 3_000),
+            track(&room("late"), 2_900),
+        ]
+    };
+    let batch = store.apply(&plans("b"), Timestamp(3_000)).await.unwrap();
+    let mut one_by_one = Vec::new();
+    for plan in plans("s") {
+        one_by_one.extend(store.apply(&[plan], Timestamp(3_000)).await.unwrap());
+    }
+    assert_eq!(batch, one_by_one);
+    assert_eq!(
+        batch,
+        [
+            Applied::Tracked,
+            Applied::AlreadyKnown,
+            Applied::Tracked,
+            Applied::LateForEndedMeeting,
+            Applied::Tracked,
+            Applied::Ended(0),
+            Applied::AlreadyKnown,
+            Applied::Tracked,
+        ]
+    );
+    let views = |p: &'static str, all: &[MeetingView]| {
+        let mut v: Vec<(String, i64, i64, MeetingState)> = all
+            .iter()
+            .filter_map(|m| {
+                let r = m.key.room_id.as_str().strip_prefix(p)?;
+                Some((r.to_owned(), m.key.started_at.0, m.deadline.0, m.state))
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        v
+    };
+    let all = store.list(Timestamp(0), None, 100).await.unwrap();
+    assert_eq!(views("b-", &all), views("s-", &all));
+    assert!(views("b-", &all).contains(&("old".into(), 1_000, 61_000, MeetingState::Ended)));
+    // The guest token that arrived with the known meeting's redelivery
+    // makes it warnable in both.
+    let warned: Vec<String> = claim_warnings(store, 51_000, LEASE, "w")
+        .await
+        .into_iter()
+        .filter(|c| c.guest_token.is_some())
+        .map(|c| c.key.room_id.as_str().to_owned())
+        .collect();
+    assert!(
+        warned.contains(&"b-known".to_owned()) && warned.contains(&"s-known".to_owned()),
+        "{warned:?}"
+    );
 }
 
 /// The guard read with a claim (its first attempt makes no other round
@@ -1425,6 +1504,47 @@ async fn the_gauges_follow_every_write_exactly(store: &Store) {
     // 80 s) and h: 4 ended, 1 shut down, 1 failed, 1 skipped.
     assert_eq!(store.prune(Timestamp(70_000)).await.unwrap(), 7);
     gauges_match(store, "a prune").await;
+    // Starts of distinct rooms go in one batch (a statement per step): a
+    // newer start ending its room's older meeting, a new room, a start
+    // its room's cutoff covers (stored ended), a duplicate.
+    let r = store
+        .apply(
+            &[track("p", 100_000), track("q", 100_000)],
+            Timestamp(100_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, [Applied::Tracked, Applied::Tracked]);
+    gauges_match(store, "a batch of starts").await;
+    store
+        .apply(
+            &[update("r", Some(100_000), true, 100_000)],
+            Timestamp(100_000),
+        )
+        .await
+        .unwrap();
+    let r = store
+        .apply(
+            &[
+                track("p", 110_000),
+                track("s", 110_000),
+                track("r", 90_000),
+                track("q", 100_000),
+            ],
+            Timestamp(110_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        [
+            Applied::Tracked,
+            Applied::Tracked,
+            Applied::LateForEndedMeeting,
+            Applied::AlreadyKnown
+        ]
+    );
+    gauges_match(store, "a batch ending an older meeting").await;
     // A write that fails changes nothing.
     if let Store::Sqlite(s) = store {
         s.refuse_writes_for_tests(true);
@@ -1437,14 +1557,15 @@ async fn the_gauges_follow_every_write_exactly(store: &Store) {
     }
     assert_eq!(store.gauges().recounts(), 0, "no recount in between");
     // A row written behind the handle's back shows after a recount only.
+    let running = store.gauges().get(MeetingState::Running);
     let rows = [(key("h", 90_000), Timestamp(150_000), MeetingState::Running)];
     match store {
         Store::Sqlite(s) => s.bulk_insert(&rows, Timestamp(90_000)).await.unwrap(),
         Store::Postgres(s) => s.bulk_insert(&rows, Timestamp(90_000)).await.unwrap(),
     }
-    assert_eq!(store.gauges().get(MeetingState::Running), 0);
+    assert_eq!(store.gauges().get(MeetingState::Running), running);
     store.gauges().recount(store).await.unwrap();
     assert_eq!(store.gauges().recounts(), 1);
     gauges_match(store, "a recount").await;
-    assert_eq!(store.gauges().get(MeetingState::Running), 1);
+    assert_eq!(store.gauges().get(MeetingState::Running), running + 1);
 }
