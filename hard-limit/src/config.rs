@@ -227,7 +227,8 @@ pub struct Config {
     #[arg(long, env = "RETRY_BACKOFF", default_value = "30s", value_parser = parse_duration, hide_env_values = true)]
     pub retry_backoff: Duration,
 
-    /// Shutdown calls in flight at once.
+    /// Shutdown calls in flight at once (each replica claims up to twice
+    /// as many due meetings ahead, so calls do not wait on commits).
     #[arg(
         long,
         env = "SHUTDOWN_CONCURRENCY",

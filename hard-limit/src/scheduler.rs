@@ -96,7 +96,13 @@ impl Scheduler {
     /// service) if its outcome writer ends: outcomes could no longer be
     /// recorded.
     pub async fn run(self, mut stop: Shutdown) {
-        let slots = Arc::new(Semaphore::new(self.concurrency));
+        // Two bounds: `calls` on shutdown calls in flight (what eyeson
+        // sees), `slots` on claims this process holds, up to twice as many:
+        // a claim keeps its slot until its outcome is recorded, and with
+        // one bound the calls would wait on commits when thousands of
+        // deadlines fall together.
+        let calls = Arc::new(Semaphore::new(self.concurrency));
+        let slots = Arc::new(Semaphore::new(self.concurrency.saturating_mul(2)));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let (finisher, mut finisher_task) = self.start_finisher();
         let mut finisher_ended = false;
@@ -126,8 +132,10 @@ impl Scheduler {
                             };
                             let me = self.clone();
                             let finisher = finisher.clone();
+                            let calls = calls.clone();
+                            let claimed = Instant::now();
                             tasks.spawn(async move {
-                                me.enforce(claim, &finisher).await;
+                                me.enforce(claim, claimed, &calls, &finisher).await;
                                 drop(permit);
                             });
                         }
@@ -205,15 +213,31 @@ impl Scheduler {
         )
     }
 
-    /// Ends one claimed meeting and records the outcome.
-    async fn enforce(&self, claim: Claim, finisher: &mpsc::Sender<Finished>) {
-        // The whole shutdown (every retry, every call in flight) ends well
-        // inside the lease: once it expires the meeting may be claimed
-        // again (by another process, or by this one), and two DELETEs must
-        // never be in flight at once. What is cut short is deferred. `None`:
-        // the store failed; nothing is recorded and the lease runs out.
-        let budget = self.lease.saturating_sub(self.lease / 4);
-        let outcome = match tokio::time::timeout(budget, self.outcome(&claim)).await {
+    /// Ends one meeting claimed at `claimed` (once one of the `calls` is
+    /// free) and records the outcome.
+    async fn enforce(
+        &self,
+        claim: Claim,
+        claimed: Instant,
+        calls: &Semaphore,
+        finisher: &mpsc::Sender<Finished>,
+    ) {
+        // The whole shutdown (the wait for a call, every retry, every call
+        // in flight) ends well inside the lease, counted from the claim:
+        // once it expires the meeting may be claimed again (by another
+        // process, or by this one), and two DELETEs must never be in flight
+        // at once. What is cut short is deferred. `None`: the store failed;
+        // nothing is recorded and the lease runs out.
+        let budget = self
+            .lease
+            .saturating_sub(self.lease / 4)
+            .saturating_sub(claimed.elapsed());
+        let call = async {
+            // Never closed: `run` owns it until every task has ended.
+            let _call = calls.acquire().await.ok()?;
+            self.outcome(&claim, claimed).await
+        };
+        let outcome = match tokio::time::timeout(budget, call).await {
             Ok(Some(outcome)) => outcome,
             Ok(None) => return,
             Err(_) => {
@@ -285,7 +309,7 @@ impl Scheduler {
 
     /// The outcome to record; `None` when the store failed and the lease
     /// should simply expire.
-    async fn outcome(&self, claim: &Claim) -> Option<ShutdownOutcome> {
+    async fn outcome(&self, claim: &Claim, claimed: Instant) -> Option<ShutdownOutcome> {
         let key = &claim.key;
         if self.dry_run {
             return Some(if claim.guard.newer_meeting {
@@ -294,10 +318,11 @@ impl Scheduler {
                 ShutdownOutcome::DryRun
             });
         }
-        // Stop starting attempts after half the lease, so the last one (10 s
-        // timeout at most) ends well before another worker may claim.
+        // Stop starting attempts half a lease after the claim, so the last
+        // one (10 s timeout at most) ends well before another worker may
+        // claim.
         let budget = self.lease / 2;
-        let started = Instant::now();
+        let started = claimed;
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(5))

@@ -319,3 +319,48 @@ async fn a_hanging_call_is_given_up_before_the_lease_expires() {
     );
     assert!(abandoned - calls[0].answered_instant < Duration::from_secs(2));
 }
+
+/// `--shutdown-concurrency` bounds the calls in flight, even when the
+/// scheduler holds more claims than that (it claims ahead, so that calls
+/// do not wait on commits): with 2, and every first call hanging, never
+/// more than 2 calls are open at once, and every meeting still ends.
+#[tokio::test]
+async fn shutdown_concurrency_bounds_the_calls_in_flight() {
+    let app = spawn_app_with(|c| {
+        c.shutdown_concurrency = 2;
+        c.lease = Duration::from_secs(2);
+        c.retry_backoff = Duration::from_millis(200);
+    })
+    .await;
+    let started = start_for_deadline_ago(Duration::from_secs(1));
+    let rooms: Vec<String> = (0..6).map(|i| format!("room-c{i}")).collect();
+    for room in &rooms {
+        app.fake.script_delete(room, &[0]);
+        app.meeting_starts(room, started).await;
+    }
+    for room in &rooms {
+        app.wait_for_state(room, started, "shut_down").await;
+    }
+    let calls = app.fake.deletes();
+    assert!(calls.len() >= 12, "{calls:?}");
+    let open = |c: &crate::fake_eyeson::Recorded| {
+        (
+            c.answered_instant,
+            c.abandoned_at.unwrap_or(c.answered_instant),
+        )
+    };
+    for c in &calls {
+        let (at, _) = open(c);
+        let in_flight = calls
+            .iter()
+            .filter(|d| {
+                let (start, end) = open(d);
+                start <= at && end > at
+            })
+            .count();
+        assert!(
+            in_flight <= 2,
+            "{in_flight} calls in flight at once: {calls:?}"
+        );
+    }
+}
