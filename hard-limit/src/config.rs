@@ -198,7 +198,8 @@ pub struct Config {
     pub reconcile_every: Duration,
 
     /// How often to correct the in-memory meeting counts of /metrics from
-    /// the store (a full count; other replicas' changes show then).
+    /// a full count of the store (rows written behind the service's back,
+    /// replicas' changes whose notification was lost, show then).
     #[arg(long, env = "RECOUNT_EVERY", default_value = "60s", value_parser = parse_duration, hide_env_values = true)]
     pub recount_every: Duration,
 
