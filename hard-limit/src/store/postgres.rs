@@ -901,23 +901,25 @@ impl MeetingStore for PgStore {
         // Expired leases first: those meetings are the most overdue. Each
         // branch locks what it picks (rows another replica has locked are
         // skipped); rows picked beyond the limit are unlocked at once, as
-        // the statement commits.
+        // the statement commits. "Now" is written out in each condition
+        // (`now()` is the transaction's start, the same everywhere), not
+        // joined from a CTE: only then is it the partial indexes' bound,
+        // rather than a filter over every running meeting.
         let sql = format!(
-            "WITH t AS (SELECT {NOW_MS} AS now),
-             expired AS (SELECT room_id, started_at, 0 AS pri, lease_until AS at FROM meetings, t
-                         WHERE state = 'stopping' AND lease_until <= t.now
+            "WITH expired AS (SELECT room_id, started_at, 0 AS pri, lease_until AS at FROM meetings
+                         WHERE state = 'stopping' AND lease_until <= {NOW_MS}
                          ORDER BY lease_until LIMIT $4
-                         FOR UPDATE OF meetings SKIP LOCKED),
-             due AS (SELECT room_id, started_at, 1 AS pri, deadline AS at FROM meetings, t
-                     WHERE state = 'running' AND deadline <= t.now
+                         FOR UPDATE SKIP LOCKED),
+             due AS (SELECT room_id, started_at, 1 AS pri, deadline AS at FROM meetings
+                     WHERE state = 'running' AND deadline <= {NOW_MS}
                      ORDER BY deadline LIMIT $4
-                     FOR UPDATE OF meetings SKIP LOCKED),
+                     FOR UPDATE SKIP LOCKED),
              pick AS (SELECT room_id, started_at FROM (TABLE expired UNION ALL TABLE due) c
                       ORDER BY pri, at LIMIT $4)
              UPDATE meetings m
-             SET state = 'stopping', lease_owner = $1, lease_until = t.now + $2,
-                 attempts = m.attempts + 1, updated_at = t.now
-             FROM pick, t
+             SET state = 'stopping', lease_owner = $1, lease_until = {NOW_MS} + $2,
+                 attempts = m.attempts + 1, updated_at = {NOW_MS}
+             FROM pick
              WHERE m.room_id = pick.room_id AND m.started_at = pick.started_at
              RETURNING m.room_id, m.started_at, m.deadline, m.attempts, {GUARD_COLUMNS}"
         );
