@@ -129,10 +129,10 @@ fn millis(d: Duration) -> i64 {
 
 /// "Now" in a statement: the caller's (bound as `$3`, tests that step a
 /// logical clock) or, when that is NULL, the database's.
-const NOW_MS: &str = "COALESCE($3::bigint, (extract(epoch FROM now()) * 1000)::bigint)";
+const NOW_MS: &str = "COALESCE($3::bigint, floor(extract(epoch FROM now()) * 1000)::bigint)";
 
 /// The database's "now", in milliseconds.
-const DB_NOW_MS: &str = "(extract(epoch FROM now()) * 1000)::bigint";
+const DB_NOW_MS: &str = "floor(extract(epoch FROM now()) * 1000)::bigint";
 
 /// The [`Guard`] of the meeting `m` (`room_id`, `started_at`), as columns
 /// `cutoff` and `newer`.
@@ -275,7 +275,7 @@ impl PgStore {
             return Ok(caller.0);
         }
         Ok(
-            sqlx::query_scalar("SELECT (extract(epoch FROM now()) * 1000)::bigint")
+            sqlx::query_scalar("SELECT floor(extract(epoch FROM now()) * 1000)::bigint")
                 .fetch_one(&mut **tx)
                 .await?,
         )
@@ -1006,7 +1006,7 @@ impl MeetingStore for PgStore {
         let row = sqlx::query(
             "SELECT LEAST((SELECT min(deadline) FROM meetings WHERE state = 'running'),
                           (SELECT min(lease_until) FROM meetings WHERE state = 'stopping')) AS t,
-                    (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now",
+                    floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -1258,7 +1258,7 @@ impl MeetingStore for PgStore {
         // Never earlier than `deadline - warn`, also for a lapsed claim: a
         // time the claim query would not take would make the warner spin.
         let row = sqlx::query(
-            "WITH c AS (SELECT CASE WHEN $2 THEN (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+            "WITH c AS (SELECT CASE WHEN $2 THEN floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint
                                     ELSE $1 END AS now)
              SELECT (SELECT min(CASE WHEN warn_for IS NULL OR warn_for <> deadline THEN deadline - $3
                                      ELSE GREATEST(warn_until, deadline - $3) END)
@@ -1286,5 +1286,41 @@ impl MeetingStore for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The database's time in milliseconds is rounded down: rounded to
+    /// the nearest, a deadline could be claimed up to half a millisecond
+    /// before it passed (seen in `bench burst --kill-one`). Needs the test
+    /// server (`HARD_LIMIT_TEST_PG`); skipped without it.
+    #[tokio::test]
+    async fn the_database_clock_never_rounds_up() {
+        let url = std::env::var("HARD_LIMIT_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let connect = PgConnection::connect(&url);
+        let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
+            eprintln!(
+                "skipping the_database_clock_never_rounds_up: no PostgreSQL at HARD_LIMIT_TEST_PG"
+            );
+            return;
+        };
+        let at = "'2026-12-04 10:00:00.9996+00'::timestamptz";
+        for sql in [
+            DB_NOW_MS.replace("now()", at),
+            NOW_MS
+                .replace("now()", at)
+                .replace("$3::bigint", "NULL::bigint"),
+        ] {
+            let ms: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {sql}")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(ms, 1_796_378_400_999, "{sql}");
+        }
+        let _ = conn.close().await;
     }
 }
