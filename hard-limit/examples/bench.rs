@@ -495,6 +495,11 @@ async fn burst(n: usize, window_ms: u64) {
             late_ms[late_ms.len() - 1]
         );
     }
+    if kill_one {
+        // The killed replica's claims wait for their lease (30 s).
+        let waited = late_ms.iter().filter(|l| **l > 1000.0).count();
+        println!("  shut down after the killed replica's lease expired: {waited}");
+    }
     println!("  never shut down: {}", n - first_204.len());
     println!("  shut down before the deadline: {early}");
     println!(
