@@ -9,7 +9,7 @@
 //! An engine that retried a transaction would have to start a new
 //! [`crate::meeting_gauges::counting`] scope for the retry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{Applied, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
@@ -81,13 +81,14 @@ pub(crate) trait PlanSteps {
         rooms: &[&str],
     ) -> Result<HashMap<String, Timestamp>, StoreError>;
 
-    /// Inserts each meeting unless it is known (a final state with
-    /// `finished_at = now`); per meeting, whether it was new.
+    /// Inserts each meeting (each of its own room) unless it is known (a
+    /// final state with `finished_at = now`); the rooms whose meeting was
+    /// new.
     async fn insert_many(
         &mut self,
         meetings: &[NewMeeting<'_>],
         now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError>;
+    ) -> Result<HashSet<String>, StoreError>;
 
     /// For each started meeting (each of its own room): ends the room's
     /// older `running` meetings and stores its guest token where the row
@@ -167,7 +168,11 @@ pub(crate) async fn apply_batch<S: PlanSteps>(
             guest_token: if late { None } else { token },
         })
         .collect();
-    let inserted = steps.insert_many(&rows, now).await?;
+    let new_rooms = steps.insert_many(&rows, now).await?;
+    let inserted: Vec<bool> = rows
+        .iter()
+        .map(|m| new_rooms.contains(m.key.room_id.as_str()))
+        .collect();
     record(|d| {
         for (row, new) in rows.iter().zip(&inserted) {
             d.added(row.state, u64::from(*new));

@@ -30,7 +30,7 @@
 //!   connection, then the caller gets an error (webhooks 503, `/healthz`
 //!   503); connections are re-established on demand once it is back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -597,7 +597,7 @@ impl PlanSteps for Transaction<'_, Postgres> {
         &mut self,
         meetings: &[NewMeeting<'_>],
         now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<HashSet<String>, StoreError> {
         let rooms: Vec<&str> = meetings.iter().map(|m| m.key.room_id.as_str()).collect();
         let starts: Vec<i64> = meetings.iter().map(|m| m.key.started_at.0).collect();
         let deadlines: Vec<i64> = meetings.iter().map(|m| m.deadline.0).collect();
@@ -629,12 +629,7 @@ impl PlanSteps for Transaction<'_, Postgres> {
         .bind(now.0)
         .fetch_all(&mut **self)
         .await?;
-        // One meeting per room in a batch: the room names the row.
-        let new: std::collections::HashSet<String> = new.into_iter().collect();
-        Ok(meetings
-            .iter()
-            .map(|m| new.contains(m.key.room_id.as_str()))
-            .collect())
+        Ok(new.into_iter().collect())
     }
 
     async fn started_many(

@@ -11,7 +11,7 @@
 //! - Leases make claims safe across processes on the same file, and across
 //!   a crash: a `stopping` row whose lease expired is claimed again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -442,7 +442,7 @@ impl PlanSteps for WriteTx {
         &mut self,
         meetings: &[NewMeeting<'_>],
         now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<HashSet<String>, StoreError> {
         let rows: Vec<serde_json::Value> = meetings
             .iter()
             .map(|m| {
@@ -469,12 +469,7 @@ impl PlanSteps for WriteTx {
         .bind(now.0)
         .fetch_all(&mut **self)
         .await?;
-        // One meeting per room in a batch: the room names the row.
-        let new: std::collections::HashSet<String> = new.into_iter().collect();
-        Ok(meetings
-            .iter()
-            .map(|m| new.contains(m.key.room_id.as_str()))
-            .collect())
+        Ok(new.into_iter().collect())
     }
 
     async fn started_many(
