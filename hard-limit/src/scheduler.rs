@@ -322,7 +322,6 @@ impl Scheduler {
         // one (10 s timeout at most) ends well before another worker may
         // claim.
         let budget = self.lease / 2;
-        let started = claimed;
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(100))
             .with_max_delay(Duration::from_secs(5))
@@ -340,7 +339,7 @@ impl Scheduler {
             self.attempt(key, known).await
         })
             .retry(policy)
-            .when(|e: &StepError| e.is_retryable() && started.elapsed() < budget)
+            .when(|e: &StepError| e.is_retryable() && claimed.elapsed() < budget)
             // Honour 429's Retry-After, capped so the budget still holds.
             .adjust(|e: &StepError, wait: Option<Duration>| match (e, wait) {
                 (StepError::Api(ApiError::Throttled(Some(after))), Some(wait)) => {

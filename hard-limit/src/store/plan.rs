@@ -25,9 +25,6 @@ pub(crate) struct NewMeeting<'a> {
 
 /// One engine's SQL for the steps of [`apply`], inside a write transaction.
 pub(crate) trait PlanSteps {
-    /// The room's shutdown cutoff, if eyeson has reported one.
-    async fn room_cutoff(&mut self, room: &RoomId) -> Result<Option<Timestamp>, StoreError>;
-
     /// Inserts a meeting unless it is known; whether it was new.
     async fn insert(
         &mut self,
@@ -36,21 +33,6 @@ pub(crate) trait PlanSteps {
         state: MeetingState,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
-
-    /// Tracks a running meeting unless it is known (whether it was new),
-    /// ends the room's older `running` meetings (a newer start proves them
-    /// over; `stopping` rows are left to their worker, which re-checks), and
-    /// stores a guest token newer than the one known (a meeting tracked from
-    /// a list without it; one recorded as not warnable for want of a token
-    /// becomes warnable). Returns whether it was new and how many older
-    /// meetings it ended.
-    async fn track(
-        &mut self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-        guest_token: Option<&GuestToken>,
-        now: Timestamp,
-    ) -> Result<(bool, u64), StoreError>;
 
     /// The start of the room's newest open meeting started at or before
     /// `upto`.
@@ -72,8 +54,8 @@ pub(crate) trait PlanSteps {
         now: Timestamp,
     ) -> Result<u64, StoreError>;
 
-    // The same steps for many meetings at once (each statement covers the
-    // whole batch): see `apply_batch`.
+    // Starts, one or many at once (each statement covers them all): see
+    // `track`.
 
     /// The shutdown cutoffs of those `rooms` that have one.
     async fn room_cutoffs(
@@ -91,9 +73,11 @@ pub(crate) trait PlanSteps {
     ) -> Result<HashSet<String>, StoreError>;
 
     /// For each started meeting (each of its own room): ends the room's
-    /// older `running` meetings and stores its guest token where the row
-    /// holds another (as [`PlanSteps::track`] does after its insert).
-    /// Returns how many older meetings it ended.
+    /// older `running` meetings (a newer start proves them over; `stopping`
+    /// rows are left to their worker, which re-checks) and stores its guest
+    /// token where the row holds another (a meeting tracked from a list
+    /// without it; one recorded as not warnable for want of a token becomes
+    /// warnable). Returns how many older meetings it ended.
     async fn started_many(
         &mut self,
         started: &[(&MeetingKey, Option<&GuestToken>)],
@@ -126,6 +110,7 @@ pub(crate) async fn apply_batch<S: PlanSteps>(
         *per_room.entry(room).or_default() += 1;
     }
     let mut out = vec![Applied::Ignored; plans.len()];
+    let mut at = Vec::new();
     let mut starts = Vec::new();
     for (i, plan) in plans.iter().enumerate() {
         match plan {
@@ -134,30 +119,43 @@ pub(crate) async fn apply_batch<S: PlanSteps>(
                 deadline,
                 guest_token,
             } if per_room[key.room_id.as_str()] == 1 => {
-                starts.push((i, key, *deadline, guest_token.as_ref()))
+                at.push(i);
+                starts.push((key, *deadline, guest_token.as_ref()));
             }
             _ => out[i] = apply(steps, plan, now).await?,
         }
     }
-    if starts.len() < 2 {
-        for (i, ..) in starts {
-            out[i] = apply(steps, &plans[i], now).await?;
+    if !starts.is_empty() {
+        for (i, applied) in at.into_iter().zip(track(steps, &starts, now).await?) {
+            out[i] = applied;
         }
-        return Ok(out);
     }
-    let rooms: Vec<&str> = starts.iter().map(|s| s.1.room_id.as_str()).collect();
+    Ok(out)
+}
+
+/// A meeting's start: its key, deadline and guest token.
+type Start<'a> = (&'a MeetingKey, Timestamp, Option<&'a GuestToken>);
+
+/// Tracks started meetings, each of its own room, in a few statements
+/// whatever their number: a start the room's cutoff covers is recorded as
+/// ended (eyeson reported its end before its start reached us); any other
+/// is inserted as running unless it is known, ends its room's older
+/// meetings and stores a newer guest token. One result per start.
+async fn track<S: PlanSteps>(
+    steps: &mut S,
+    starts: &[Start<'_>],
+    now: Timestamp,
+) -> Result<Vec<Applied>, StoreError> {
+    let rooms: Vec<&str> = starts.iter().map(|s| s.0.room_id.as_str()).collect();
     let cutoffs = steps.room_cutoffs(&rooms).await?;
-    // As `apply`: a start the room's cutoff covers is recorded as ended.
     let late: Vec<bool> = starts
         .iter()
-        .map(|(_, key, ..)| {
-            domain::ended_by_cutoff(key, cutoffs.get(key.room_id.as_str()).copied())
-        })
+        .map(|(key, ..)| domain::ended_by_cutoff(key, cutoffs.get(key.room_id.as_str()).copied()))
         .collect();
     let rows: Vec<NewMeeting> = starts
         .iter()
         .zip(&late)
-        .map(|(&(_, key, deadline, token), &late)| NewMeeting {
+        .map(|(&(key, deadline, token), &late)| NewMeeting {
             key,
             deadline,
             state: if late {
@@ -182,20 +180,25 @@ pub(crate) async fn apply_batch<S: PlanSteps>(
         .iter()
         .zip(&late)
         .filter(|(_, &late)| !late)
-        .map(|(&(_, key, _, token), _)| (key, token))
+        .map(|(&(key, _, token), _)| (key, token))
         .collect();
-    let ended_older = steps.started_many(&started, now).await?;
-    record(|d| d.moved(MeetingState::Running, MeetingState::Ended, ended_older));
-    for (((i, ..), late), new) in starts.iter().zip(late).zip(inserted) {
-        out[*i] = if late {
-            Applied::LateForEndedMeeting
-        } else if new {
-            Applied::Tracked
-        } else {
-            Applied::AlreadyKnown
-        };
+    if !started.is_empty() {
+        let ended_older = steps.started_many(&started, now).await?;
+        record(|d| d.moved(MeetingState::Running, MeetingState::Ended, ended_older));
     }
-    Ok(out)
+    Ok(late
+        .into_iter()
+        .zip(inserted)
+        .map(|(late, new)| {
+            if late {
+                Applied::LateForEndedMeeting
+            } else if new {
+                Applied::Tracked
+            } else {
+                Applied::AlreadyKnown
+            }
+        })
+        .collect())
 }
 
 /// Applies one plan through `steps`; `now` is the store's clock (the
@@ -211,30 +214,10 @@ pub(crate) async fn apply<S: PlanSteps>(
             key,
             deadline,
             guest_token,
-        } => {
-            let cutoff = steps.room_cutoff(&key.room_id).await?;
-            if domain::ended_by_cutoff(key, cutoff) {
-                if steps
-                    .insert(key, *deadline, MeetingState::Ended, now)
-                    .await?
-                {
-                    record(|d| d.added(MeetingState::Ended, 1));
-                }
-                return Ok(Applied::LateForEndedMeeting);
-            }
-            let (inserted, ended_older) = steps
-                .track(key, *deadline, guest_token.as_ref(), now)
-                .await?;
-            record(|d| {
-                d.added(MeetingState::Running, u64::from(inserted));
-                d.moved(MeetingState::Running, MeetingState::Ended, ended_older);
-            });
-            Ok(if inserted {
-                Applied::Tracked
-            } else {
-                Applied::AlreadyKnown
-            })
-        }
+        } => track(steps, &[(key, *deadline, guest_token.as_ref())], now)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a start was tracked without a result".into())),
         Plan::End {
             room_id,
             cutoff,

@@ -127,12 +127,24 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A timestamp expression in milliseconds since the epoch, rounded down
+/// (rounded to the nearest, a deadline could pass half a millisecond
+/// early). Every conversion of the database's time goes through it.
+macro_rules! epoch_ms {
+    ($ts:literal) => {
+        concat!("floor(extract(epoch FROM ", $ts, ") * 1000)::bigint")
+    };
+}
+
 /// "Now" in a statement: the caller's (bound as `$3`, tests that step a
 /// logical clock) or, when that is NULL, the database's.
-const NOW_MS: &str = "COALESCE($3::bigint, floor(extract(epoch FROM now()) * 1000)::bigint)";
+const NOW_MS: &str = concat!("COALESCE($3::bigint, ", epoch_ms!("now()"), ")");
 
-/// The database's "now", in milliseconds.
-const DB_NOW_MS: &str = "floor(extract(epoch FROM now()) * 1000)::bigint";
+/// The database's "now" (the transaction's start), in milliseconds.
+const DB_NOW_MS: &str = epoch_ms!("now()");
+
+/// The database's wall clock at this instant, in milliseconds.
+const DB_CLOCK_MS: &str = epoch_ms!("clock_timestamp()");
 
 /// The [`Guard`] of the meeting `m` (`room_id`, `started_at`), as columns
 /// `cutoff` and `newer`.
@@ -274,11 +286,9 @@ impl PgStore {
         if !self.db_clock {
             return Ok(caller.0);
         }
-        Ok(
-            sqlx::query_scalar("SELECT floor(extract(epoch FROM now()) * 1000)::bigint")
-                .fetch_one(&mut **tx)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(concat!("SELECT ", epoch_ms!("now()")))
+            .fetch_one(&mut **tx)
+            .await?)
     }
 
     /// Whether this replica runs the singleton chores (reconciliation,
@@ -475,15 +485,6 @@ async fn insert(
 /// The plan-application steps ([`plan::apply`]) in PostgreSQL's SQL,
 /// inside a transaction that holds the advisory locks of the batch's rooms.
 impl PlanSteps for Transaction<'_, Postgres> {
-    async fn room_cutoff(&mut self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
-        let cutoff: Option<i64> =
-            sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = $1")
-                .bind(room.as_str())
-                .fetch_optional(&mut **self)
-                .await?;
-        Ok(cutoff.map(Timestamp))
-    }
-
     async fn insert(
         &mut self,
         key: &MeetingKey,
@@ -492,44 +493,6 @@ impl PlanSteps for Transaction<'_, Postgres> {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         insert(self, key, deadline, state, now.0).await
-    }
-
-    /// In one round trip: a data-modifying CTE runs to completion even if
-    /// unread, and `tok` does not see the row `ins` adds.
-    async fn track(
-        &mut self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-        guest_token: Option<&GuestToken>,
-        now: Timestamp,
-    ) -> Result<(bool, u64), StoreError> {
-        let (inserted, ended_older): (i64, i64) = sqlx::query_as(
-            "WITH ins AS (
-               INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, guest_token)
-               VALUES ($1, $2, $3, 'running', $4, $4, $5)
-               ON CONFLICT (room_id, started_at) DO NOTHING
-               RETURNING 1),
-             older AS (
-               UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
-               WHERE room_id = $1 AND started_at < $2 AND state = 'running'
-               RETURNING 1),
-             tok AS (
-               UPDATE meetings SET guest_token = $5,
-                   warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
-                   warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
-               WHERE room_id = $1 AND started_at = $2 AND $5::text IS NOT NULL
-                 AND guest_token IS DISTINCT FROM $5::text
-               RETURNING 1)
-             SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM older)",
-        )
-        .bind(key.room_id.as_str())
-        .bind(key.started_at.0)
-        .bind(deadline.0)
-        .bind(now.0)
-        .bind(guest_token.map(|t| t.expose()))
-        .fetch_one(&mut **self)
-        .await?;
-        Ok((inserted == 1, u64::try_from(ended_older).unwrap_or(0)))
     }
 
     async fn newest_open(
@@ -998,11 +961,11 @@ impl MeetingStore for PgStore {
     }
 
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT LEAST((SELECT min(deadline) FROM meetings WHERE state = 'running'),
                           (SELECT min(lease_until) FROM meetings WHERE state = 'stopping')) AS t,
-                    floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS db_now",
-        )
+                    {DB_CLOCK_MS} AS db_now"
+        )))
         .fetch_one(&self.pool)
         .await?;
         let t: Option<i64> = row.try_get("t")?;
@@ -1252,17 +1215,16 @@ impl MeetingStore for PgStore {
     ) -> Result<Option<Timestamp>, StoreError> {
         // Never earlier than `deadline - warn`, also for a lapsed claim: a
         // time the claim query would not take would make the warner spin.
-        let row = sqlx::query(
-            "WITH c AS (SELECT CASE WHEN $2 THEN floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint
-                                    ELSE $1 END AS now)
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH c AS (SELECT CASE WHEN $2 THEN {DB_CLOCK_MS} ELSE $1 END AS now)
              SELECT (SELECT min(CASE WHEN warn_for IS NULL OR warn_for <> deadline THEN deadline - $3
                                      ELSE GREATEST(warn_until, deadline - $3) END)
                      FROM meetings, c
                      WHERE state = 'running' AND deadline > c.now
                        AND (warn_for IS NULL OR warn_for <> deadline
                             OR (warn_state = 'claimed' AND warn_until IS NOT NULL))) AS t,
-                    (SELECT now FROM c) AS db_now",
-        )
+                    (SELECT now FROM c) AS db_now"
+        )))
         .bind(now.0)
         .bind(self.db_clock)
         .bind(millis(warn_before))
@@ -1309,6 +1271,7 @@ mod tests {
             NOW_MS
                 .replace("now()", at)
                 .replace("$3::bigint", "NULL::bigint"),
+            DB_CLOCK_MS.replace("clock_timestamp()", at),
         ] {
             let ms: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {sql}")))
                 .fetch_one(&mut conn)

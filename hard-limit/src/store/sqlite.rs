@@ -432,7 +432,7 @@ impl PlanSteps for WriteTx {
             "SELECT room_id, cutoff FROM room_shutdowns
              WHERE room_id IN (SELECT value FROM json_each(?1))",
         )
-        .bind(serde_json::to_string(rooms).map_err(json_error)?)
+        .bind(serde_json::json!(rooms).to_string())
         .fetch_all(&mut **self)
         .await?;
         Ok(rows.into_iter().map(|(r, c)| (r, Timestamp(c))).collect())
@@ -516,15 +516,6 @@ impl PlanSteps for WriteTx {
         Ok(ended_older)
     }
 
-    async fn room_cutoff(&mut self, room: &RoomId) -> Result<Option<Timestamp>, StoreError> {
-        let cutoff: Option<i64> =
-            sqlx::query_scalar("SELECT cutoff FROM room_shutdowns WHERE room_id = ?1")
-                .bind(room.as_str())
-                .fetch_optional(&mut **self)
-                .await?;
-        Ok(cutoff.map(Timestamp))
-    }
-
     async fn insert(
         &mut self,
         key: &MeetingKey,
@@ -533,40 +524,6 @@ impl PlanSteps for WriteTx {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         insert(self, key, deadline, state, now).await
-    }
-
-    async fn track(
-        &mut self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-        guest_token: Option<&GuestToken>,
-        now: Timestamp,
-    ) -> Result<(bool, u64), StoreError> {
-        let inserted = insert(self, key, deadline, MeetingState::Running, now).await?;
-        if let Some(token) = guest_token {
-            sqlx::query(
-                "UPDATE meetings SET guest_token = ?3,
-                     warn_for = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_for END,
-                     warn_state = CASE WHEN warn_state = 'no_guest_token' THEN NULL ELSE warn_state END
-                 WHERE room_id = ?1 AND started_at = ?2 AND guest_token IS NOT ?3",
-            )
-            .bind(key.room_id.as_str())
-            .bind(key.started_at.0)
-            .bind(token.expose())
-            .execute(&mut **self)
-            .await?;
-        }
-        let ended_older = sqlx::query(
-            "UPDATE meetings SET state = 'ended', finished_at = ?3, updated_at = ?3
-             WHERE room_id = ?1 AND started_at < ?2 AND state = 'running'",
-        )
-        .bind(key.room_id.as_str())
-        .bind(key.started_at.0)
-        .bind(now.0)
-        .execute(&mut **self)
-        .await?
-        .rows_affected();
-        Ok((inserted, ended_older))
     }
 
     async fn newest_open(
@@ -891,7 +848,7 @@ impl MeetingStore for SqliteStore {
         .await?;
         tx.commit().await?;
         // A claim is its meeting and its attempt number.
-        let done: std::collections::HashSet<(String, i64, i64)> = done.into_iter().collect();
+        let done: HashSet<(String, i64, i64)> = done.into_iter().collect();
         Ok(outcomes
             .iter()
             .map(|o| {
@@ -1183,10 +1140,6 @@ const GUARD_COLUMNS: &str =
     "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = meetings.room_id) AS cutoff,
      EXISTS (SELECT 1 FROM meetings n
              WHERE n.room_id = meetings.room_id AND n.started_at > meetings.started_at) AS newer";
-
-fn json_error(e: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!("could not encode a batch: {e}"))
-}
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
