@@ -42,7 +42,18 @@ pub enum StartError {
     /// The HTTP client could not be built.
     #[error("eyeson client: {0}")]
     Client(#[from] ApiError),
-    /// The port could not be bound or served.
+    /// A listener's address could not be bound: names the flag and the
+    /// address (three replicas on one host meet the admin port's default).
+    #[error("{flag} {addr}: {source}")]
+    Bind {
+        /// `--listen` or `--admin-listen`.
+        flag: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The port could not be served.
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
     /// A background task ended (or panicked) while the service ran; the
@@ -72,6 +83,12 @@ pub struct Application {
     faults: Faults,
     conn_limits: ConnLimits,
     recount_every: Duration,
+}
+
+async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { flag, addr, source })
 }
 
 fn owner_id() -> String {
@@ -118,9 +135,9 @@ impl Application {
         };
         let (ingest, ingest_task) =
             Ingest::start(store.clone(), clock.clone(), wake.clone(), &faults);
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = bind("--listen", config.listen).await?;
         let addr = listener.local_addr()?;
-        let admin_listener = TcpListener::bind(config.admin_listen).await?;
+        let admin_listener = bind("--admin-listen", config.admin_listen).await?;
         let admin_addr = admin_listener.local_addr()?;
         let tasks_ok = Arc::new(AtomicBool::new(true));
         let state = PublicState {
@@ -142,6 +159,9 @@ impl Application {
             token: config.admin_token.clone(),
             wake: wake.clone(),
             limits: limits.clone(),
+            listen: admin_addr,
+            hosts: config.admin_host.clone().into(),
+            failures: Arc::default(),
         };
         let owner: Arc<str> = owner_id().into();
         let warner = warning.map(|warning| Warner {

@@ -162,9 +162,22 @@ pub struct Config {
     )]
     pub admin_listen: SocketAddr,
 
-    /// Bearer token every admin request must carry (never logged).
+    /// Bearer token every admin request must carry (never logged; at
+    /// least 16 characters).
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<AdminToken>,
+
+    /// A host name the admin listener answers to besides its own address
+    /// (say the name of a reverse proxy in front of it); repeatable, or
+    /// comma-separated in the variable. Requests whose Host header names
+    /// anything else are refused (DNS rebinding).
+    #[arg(
+        long,
+        env = "ADMIN_HOSTS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_host: Vec<String>,
 
     /// Database URL: sqlite://path (the default; the file is created if missing) or
     /// postgres://user@host/db (several replicas on one database).
@@ -312,6 +325,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_token: None,
+            admin_host: Vec::new(),
             database,
             max_duration: Duration::from_secs(30 * 60),
             grace: Duration::ZERO,
@@ -342,9 +356,7 @@ impl Config {
     /// Checks what clap cannot, and reads the limits file.
     pub fn policy(&self) -> Result<Policy, ConfigError> {
         ApiKey::new(self.api_key.expose()).map_err(ConfigError::Invalid)?;
-        if self.max_duration.is_zero() {
-            return Err(ConfigError::Invalid("--max-duration must be more than 0s"));
-        }
+        self.durations_in_range()?;
         if self.reconcile_every.is_zero() {
             return Err(ConfigError::Invalid(
                 "--reconcile-every must be more than 0s",
@@ -380,6 +392,11 @@ impl Config {
                     "--admin-token must be printable ASCII without spaces (it is sent as a header)",
                 ));
             }
+            Some(t) if t.expose().len() < MIN_ADMIN_TOKEN => {
+                return Err(ConfigError::Invalid(
+                    "--admin-token must be at least 16 characters (try: openssl rand -hex 32)",
+                ));
+            }
             None if !self.admin_listen.ip().is_loopback() => {
                 return Err(ConfigError::Invalid(
                     "--admin-listen is not a loopback address: set --admin-token (ADMIN_TOKEN) too, or listen on 127.0.0.1",
@@ -389,6 +406,13 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid("--max-connections must be at least 1"));
+        }
+        for host in &self.admin_host {
+            if !is_host_name(host) {
+                return Err(ConfigError::OutOfRange(format!(
+                    "--admin-host {host:?} is not a host name (letters, digits, '-' and '.', without a port or scheme)"
+                )));
+            }
         }
         self.warning()?;
         if let Some(task) = &self.inject_fault {
@@ -416,7 +440,96 @@ impl Config {
     }
 }
 
+/// The shortest `--admin-token`: 16 characters, so guessing it over HTTP
+/// (slowed to a few tries a second per address) is hopeless.
+pub const MIN_ADMIN_TOKEN: usize = 16;
+
+/// Whether `s` is a DNS name or an IP address as a `Host` header carries it
+/// (no port, no scheme).
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
 impl Config {
+    /// Every duration flag within its range ([`crate::domain::MAX_DURATION`]
+    /// at most; limits at least [`crate::domain::MIN_LIMIT`]): a typo such
+    /// as `500us` for a limit or `999999999h` is refused, naming the flag.
+    fn durations_in_range(&self) -> Result<(), ConfigError> {
+        use crate::domain::{in_range, limit_in_range, MAX_DURATION, MAX_RETENTION};
+        let any = |d| in_range(d, Duration::ZERO, MAX_DURATION);
+        let checks: [(&str, Duration, Result<Duration, crate::domain::OutOfRange>); 13] = [
+            (
+                "--max-duration",
+                self.max_duration,
+                limit_in_range(self.max_duration),
+            ),
+            ("--grace", self.grace, any(self.grace)),
+            (
+                "--reconcile-every",
+                self.reconcile_every,
+                any(self.reconcile_every),
+            ),
+            (
+                "--recount-every",
+                self.recount_every,
+                any(self.recount_every),
+            ),
+            (
+                "--webhook-max-age",
+                self.webhook_max_age,
+                any(self.webhook_max_age),
+            ),
+            ("--lease", self.lease, any(self.lease)),
+            (
+                "--close-unlisted-after",
+                self.close_unlisted_after,
+                any(self.close_unlisted_after),
+            ),
+            (
+                "--retry-backoff",
+                self.retry_backoff,
+                any(self.retry_backoff),
+            ),
+            (
+                "--retention",
+                self.retention,
+                in_range(self.retention, Duration::ZERO, MAX_RETENTION),
+            ),
+            (
+                "--header-read-timeout",
+                self.header_read_timeout,
+                any(self.header_read_timeout),
+            ),
+            (
+                "--body-read-timeout",
+                self.body_read_timeout,
+                any(self.body_read_timeout),
+            ),
+            (
+                "--keep-alive-timeout",
+                self.keep_alive_timeout,
+                any(self.keep_alive_timeout),
+            ),
+            (
+                "--warn-before",
+                self.warn_before.unwrap_or(MAX_DURATION),
+                self.warn_before.map_or(Ok(MAX_DURATION), limit_in_range),
+            ),
+        ];
+        for (flag, value, checked) in checks {
+            if let Err(range) = checked {
+                return Err(ConfigError::OutOfRange(format!(
+                    "{flag} {}: {range}",
+                    humantime::format_duration(value)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The in-meeting warning, if `--warn-before` is set; its text defaults
     /// to "This meeting ends in <warn-before>." so it stays true when only
     /// `--warn-before` is changed.
@@ -483,6 +596,9 @@ pub enum ConfigError {
     /// A flag value that clap accepted but the service cannot use.
     #[error("{0}")]
     Invalid(&'static str),
+    /// A value outside its range, naming the flag, the value and the range.
+    #[error("{0}")]
+    OutOfRange(String),
     /// The limits file could not be read.
     #[error("cannot read limits file {path}: {source}")]
     ReadLimits {
@@ -564,9 +680,8 @@ fn parse_limit_rules(text: &str) -> Result<LimitFileRules, String> {
                 }
                 let d = humantime::parse_duration(&v)
                     .map_err(|e| format!("[{table}] {k:?} = {v:?}: {e}"))?;
-                if d.is_zero() {
-                    return Err(format!("[{table}] {k:?}: a limit must be more than 0s"));
-                }
+                crate::domain::limit_in_range(d)
+                    .map_err(|range| format!("[{table}] {k:?} = {v:?}: a limit {range}"))?;
                 Ok((k, d))
             })
             .collect::<Result<Vec<_>, String>>()
@@ -659,13 +774,19 @@ mod tests {
             err.contains("--admin-listen") && err.contains("--admin-token"),
             "{err}"
         );
-        cfg.admin_token = Some("t0ken-s3cret".parse().unwrap());
+        cfg.admin_token = Some("t0ken-s3cret-long-enough".parse().unwrap());
         assert!(cfg.policy().is_ok());
-        assert!(!format!("{cfg:?}").contains("t0ken-s3cret"));
+        assert!(!format!("{cfg:?}").contains("t0ken-s3cret-long-enough"));
         cfg.admin_token = Some("has space".parse().unwrap());
         let err = cfg.policy().unwrap_err().to_string();
         assert!(
             err.contains("--admin-token") && !err.contains("has space"),
+            "{err}"
+        );
+        cfg.admin_token = Some("fifteen-chars-Z".parse().unwrap());
+        let err = cfg.policy().unwrap_err().to_string();
+        assert!(
+            err.contains("at least 16") && !err.contains("fifteen-chars-Z"),
             "{err}"
         );
         cfg.admin_token = None;
@@ -680,10 +801,10 @@ mod tests {
             "--api-key",
             "k",
             "--admin-token",
-            "t0ken-s3cret",
+            "t0ken-s3cret-long-enough",
         ])
         .unwrap();
-        assert!(!format!("{cli:?}").contains("t0ken-s3cret"));
+        assert!(!format!("{cli:?}").contains("t0ken-s3cret-long-enough"));
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("--admin-token") && help.contains("ADMIN_TOKEN"));
     }

@@ -529,6 +529,8 @@ pub enum DeadlineChange {
 pub enum DeadlineRefused {
     /// The new deadline would not be after now.
     InThePast,
+    /// The new deadline would be more than [`MAX_DURATION`] from now.
+    TooFar,
 }
 
 /// The deadline after `change`, for a running meeting whose deadline is
@@ -547,7 +549,60 @@ pub fn moved_deadline(
     if new <= now {
         return Err(DeadlineRefused::InThePast);
     }
+    if new > now.plus(MAX_DURATION) {
+        return Err(DeadlineRefused::TooFar);
+    }
     Ok(new)
+}
+
+/// The longest duration the service accepts anywhere: a limit, the grace,
+/// an extension (the new deadline at most this far from now), the warning
+/// and every interval and timeout flag (`--retention` has its own bound,
+/// [`MAX_RETENTION`]). Long enough for any real meeting, short enough that
+/// a slip of the finger (`999999999h`) is refused instead of meaning never.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The shortest limit (and extension, and warning): below a second a limit
+/// is a typo (`30ms` for `30m`) that would end every meeting at once.
+pub const MIN_LIMIT: Duration = Duration::from_secs(1);
+
+/// The longest `--retention`: how long history is kept, not a meeting's
+/// time, so it may exceed [`MAX_DURATION`] (a year and a day).
+pub const MAX_RETENTION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration outside its accepted range; its `Display` says the range
+/// (the caller names the field and the value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfRange {
+    /// The shortest accepted.
+    pub min: Duration,
+    /// The longest accepted.
+    pub max: Duration,
+}
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "must be from {} to {}",
+            humantime::format_duration(self.min),
+            humantime::format_duration(self.max)
+        )
+    }
+}
+
+/// `d` if it lies in `min..=max`.
+pub fn in_range(d: Duration, min: Duration, max: Duration) -> Result<Duration, OutOfRange> {
+    if d < min || d > max {
+        return Err(OutOfRange { min, max });
+    }
+    Ok(d)
+}
+
+/// `d` if it is a usable limit (also an extension's `by` and the warning's
+/// lead): [`MIN_LIMIT`] to [`MAX_DURATION`].
+pub fn limit_in_range(d: Duration) -> Result<Duration, OutOfRange> {
+    in_range(d, MIN_LIMIT, MAX_DURATION)
 }
 
 /// How the shutdown call for a claimed meeting ended, and the state it leads to.
@@ -737,8 +792,37 @@ mod guard_tests {
         );
         assert_eq!(
             moved_deadline(DeadlineChange::By(Duration::MAX), Timestamp(20_000), now),
-            Ok(Timestamp(i64::MAX))
+            Err(DeadlineRefused::TooFar)
         );
+        let far = now.plus(MAX_DURATION);
+        assert_eq!(
+            moved_deadline(DeadlineChange::Until(far), Timestamp(20_000), now),
+            Ok(far),
+            "exactly the longest is accepted"
+        );
+        assert_eq!(
+            moved_deadline(
+                DeadlineChange::Until(Timestamp(far.0 + 1)),
+                Timestamp(20_000),
+                now
+            ),
+            Err(DeadlineRefused::TooFar)
+        );
+        assert_eq!(
+            moved_deadline(DeadlineChange::By(MAX_DURATION), Timestamp(20_000), now),
+            Err(DeadlineRefused::TooFar),
+            "by counts from the current deadline, the bound from now"
+        );
+    }
+
+    #[test]
+    fn durations_have_one_range() {
+        assert!(limit_in_range(Duration::from_micros(500)).is_err());
+        assert!(limit_in_range(Duration::from_millis(999)).is_err());
+        assert_eq!(limit_in_range(MIN_LIMIT), Ok(MIN_LIMIT));
+        assert_eq!(limit_in_range(MAX_DURATION), Ok(MAX_DURATION));
+        let e = limit_in_range(MAX_DURATION + Duration::from_secs(1)).unwrap_err();
+        assert_eq!(e.to_string(), "must be from 1s to 30days");
     }
 
     #[test]

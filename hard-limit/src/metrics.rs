@@ -11,6 +11,8 @@
 //! | `hard_limit_reconcile_runs_total` | `outcome` | `GET /rooms` reconciliations |
 //! | `hard_limit_reconcile_closes_refused_total` | | reconciliations that closed nothing: they would have closed too many meetings |
 //! | `hard_limit_webhook_registrations_total` | `outcome` | start-up registration |
+//! | `hard_limit_admin_auth_failures_total` | | admin requests with a missing or wrong token (and those refused unchecked while their address was slowed down) |
+//! | `hard_limit_admin_requests_refused_total` | `reason` (`host`, `origin`, `content_type`, `throttled`) | admin requests refused before any handler ran |
 //! | `hard_limit_warnings_total` | `outcome` | in-meeting warnings by how they ended (`sent`, `meeting_ended`, `no_guest_token`, `skipped_newer_meeting`, `dry_run`, `failed`, `deferred`) |
 //! | `hard_limit_warning_retries_total` | | retried warning calls (429/5xx/timeouts) |
 //! | `hard_limit_warning_lateness_seconds` | | histogram: chat message posted − (deadline − `--warn-before`) |
@@ -44,6 +46,14 @@ pub const RECONCILES: &str = "hard_limit_reconcile_runs_total";
 pub const RECONCILE_CLOSES_REFUSED: &str = "hard_limit_reconcile_closes_refused_total";
 /// Webhook registrations by outcome.
 pub const REGISTRATIONS: &str = "hard_limit_webhook_registrations_total";
+
+/// Admin requests whose token was missing or wrong.
+pub const ADMIN_AUTH_FAILURES: &str = "hard_limit_admin_auth_failures_total";
+/// Admin requests refused before any handler (foreign Host or Origin, not
+/// JSON, an address slowed down after failed authentications).
+pub const ADMIN_REFUSED: &str = "hard_limit_admin_requests_refused_total";
+/// The reasons of [`ADMIN_REFUSED`].
+pub const ADMIN_REFUSED_REASONS: [&str; 4] = ["host", "origin", "content_type", "throttled"];
 
 /// In-meeting warnings by outcome.
 pub const WARNINGS: &str = "hard_limit_warnings_total";
@@ -132,6 +142,18 @@ fn describe() {
         "Reconciliations that closed nothing because they would have closed more than 10 and more than 20% of the open meetings"
     );
     metrics::counter!(RECONCILE_CLOSES_REFUSED).increment(0);
+    metrics::describe_counter!(
+        ADMIN_AUTH_FAILURES,
+        "Admin requests with a missing or wrong token"
+    );
+    metrics::counter!(ADMIN_AUTH_FAILURES).increment(0);
+    metrics::describe_counter!(
+        ADMIN_REFUSED,
+        "Admin requests refused before any handler, by reason"
+    );
+    for reason in ADMIN_REFUSED_REASONS {
+        metrics::counter!(ADMIN_REFUSED, "reason" => reason).increment(0);
+    }
     for (outcome, reason) in DELIVERY_LABELS {
         metrics::counter!(DELIVERIES, "outcome" => *outcome, "reason" => *reason).increment(0);
     }

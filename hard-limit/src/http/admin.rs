@@ -6,15 +6,18 @@
 //! | `GET /meetings?limit=N&cursor=C` | tracked meetings (open, and finished within the last hour), at most 1000 a page, `Link: rel="next"` to the next |
 //! | `GET /metrics` | Prometheus text |
 //!
-//! With `--admin-token`, every route but `GET /` needs `Authorization:
-//! Bearer <token>`, compared in constant time; otherwise 401 with
-//! `WWW-Authenticate: Bearer`.
+//! Every request first passes [`admin_guard`]'s checks (its own Host, no
+//! other origin, JSON for changes). With `--admin-token`, every route but
+//! the console's page and script needs `Authorization: Bearer <token>`,
+//! compared in constant time; otherwise 401 with `WWW-Authenticate:
+//! Bearer`.
 
 use std::sync::Arc;
 
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -26,6 +29,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::admin_guard::{self, Admit, FailureThrottle};
 use super::{ApiError, MeetingJson, FINISHED_LISTED_FOR};
 use crate::clock::Clock;
 use crate::config::AdminToken;
@@ -50,11 +54,19 @@ pub struct AdminState {
     pub wake: Arc<crate::wake::Wake>,
     /// The limits in force.
     pub limits: Arc<LimitsHandle>,
+    /// The address the admin listener is bound to (its own `Host`).
+    pub listen: SocketAddr,
+    /// `--admin-host`: further names its `Host` may carry.
+    pub hosts: Arc<[String]>,
+    /// Failed authentications per address.
+    pub failures: Arc<FailureThrottle>,
 }
 
 /// The admin listener's router.
 pub fn admin_router(state: AdminState) -> Router {
-    let api = Router::new()
+    Router::new()
+        .route("/", get(console))
+        .route("/console.js", get(console_script))
         .route("/metrics", get(render_metrics))
         .route("/meetings", get(list_meetings))
         .route("/meetings/{room_id}/history", get(history))
@@ -69,10 +81,25 @@ pub fn admin_router(state: AdminState) -> Router {
             "/limits/prefixes/{prefix}",
             put(put_prefix_limit).delete(delete_prefix_limit),
         )
+        // An empty key does not match the routes above: name it rather
+        // than answer "no such endpoint".
+        .route("/limits/rooms/", put(empty_key).delete(empty_key))
+        .route("/limits/prefixes/", put(empty_key).delete(empty_key))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state);
-    Router::new().route("/", get(console)).merge(api)
+        // On every route, the fallback included.
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+async fn empty_key(req: Request) -> ApiError {
+    let field = if req.uri().path().starts_with("/limits/rooms/") {
+        "room_id"
+    } else {
+        "prefix"
+    };
+    ApiError::bad(format!(
+        "{field}: must not be empty (it is the last part of the path)"
+    ))
 }
 
 /// Whether `presented` is the token, in time that does not depend on where
@@ -88,10 +115,44 @@ pub fn token_matches(expected: &AdminToken, presented: &str) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-async fn require_token(State(app): State<AdminState>, req: Request, next: Next) -> Response {
-    let Some(token) = &app.token else {
+/// The checks before every admin handler: [`admin_guard::check`], then
+/// the token (but for the console's page and script), slowed down per
+/// address after failures.
+async fn guard(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(refusal) = admin_guard::check(req.method(), req.headers(), app.listen, &app.hosts) {
+        ::metrics::counter!(crate::metrics::ADMIN_REFUSED, "reason" => refusal.reason())
+            .increment(1);
+        tracing::warn!(caller = %peer, reason = refusal.reason(), path = %req.uri().path(), "admin request refused");
+        let status = match refusal {
+            admin_guard::Refusal::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::FORBIDDEN,
+        };
+        return (status, Json(json!({"error": refusal.message()}))).into_response();
+    }
+    let public = matches!(req.uri().path(), "/" | "/console.js");
+    let Some(token) = app.token.as_ref().filter(|_| !public) else {
         return next.run(req).await;
     };
+    let now = std::time::Instant::now();
+    if let Admit::Wait { retry_after, log } = app.failures.admit(peer.ip(), now) {
+        ::metrics::counter!(crate::metrics::ADMIN_REFUSED, "reason" => "throttled").increment(1);
+        ::metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES).increment(1);
+        if let Some(count) = log {
+            tracing::warn!(caller = %peer.ip(), count, "failed admin authentications from this address; it is slowed down");
+        }
+        let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, HeaderValue::from(secs))],
+            Json(json!({"error": "too many failed authentications from this address; try again shortly"})),
+        )
+            .into_response();
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -102,6 +163,10 @@ async fn require_token(State(app): State<AdminState>, req: Request, next: Next) 
         });
     if presented.is_some_and(|p| token_matches(token, p)) {
         return next.run(req).await;
+    }
+    ::metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES).increment(1);
+    if let Some(count) = app.failures.failed(peer.ip(), now) {
+        tracing::warn!(caller = %peer.ip(), count, "failed admin authentications from this address (missing or wrong token)");
     }
     (
         StatusCode::UNAUTHORIZED,
@@ -126,15 +191,49 @@ async fn console() -> Response {
             ),
             (
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-                ),
+                HeaderValue::from_static(CONSOLE_CSP),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         include_str!("console.html"),
     )
         .into_response()
+}
+
+/// The console's policy: its script is a file of this origin (no inline
+/// script, no eval), it talks to this origin only, and no other page may
+/// frame it.
+const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The console's script, compiled in.
+async fn console_script() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        include_str!("console.js"),
+    )
+        .into_response()
+}
+
+/// A body, or the JSON error for one that is too large (the 2 MiB default)
+/// or could not be read.
+fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    b.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge("the body is larger than 2 MiB")
+        } else {
+            ApiError::bad("the body could not be read")
+        }
+    })
 }
 
 /// The recorder's metrics, then this service's meetings by state from
@@ -297,9 +396,8 @@ fn extension(body: &MoveBody) -> Result<DeadlineChange, ApiError> {
                     "by: {by:?} is not a duration like 15m or 1h30m ({e})"
                 ))
             })?;
-            if d.is_zero() {
-                return Err(ApiError::bad("by: must be more than 0s"));
-            }
+            crate::domain::limit_in_range(d)
+                .map_err(|range| ApiError::bad(format!("by: {by:?} {range}")))?;
             Ok(DeadlineChange::By(d))
         }
         (None, Some(until)) => Ok(DeadlineChange::Until(parse_time("until", until)?)),
@@ -312,10 +410,10 @@ async fn extend(
     State(app): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     room: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let room = room_from(room)?;
-    let body = parse_body(&body, EXTEND_SHAPE)?;
+    let body = parse_body(&self::body(body)?, EXTEND_SHAPE)?;
     let change = extension(&body)?;
     move_deadline(&app, peer, room, &body, change).await
 }
@@ -324,11 +422,11 @@ async fn end(
     State(app): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     room: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let room = room_from(room)?;
     let body = parse_body(
-        &body,
+        &self::body(body)?,
         r#"the body must be empty or JSON: {"started_at": "<the meeting's start>"}"#,
     )?;
     if body.by.is_some() || body.until.is_some() {
@@ -372,15 +470,22 @@ async fn move_deadline(
             )
             .into(),
         )),
-        DeadlineMoved::Refused(DeadlineRefused::InThePast, m) => {
+        DeadlineMoved::Refused(why, m) => {
             let field = match change {
                 DeadlineChange::By(_) => "by",
                 _ => "until",
             };
-            Err(ApiError::bad(format!(
-                "{field}: the new deadline would be in the past (the deadline is {})",
-                m.deadline.to_rfc3339()
-            )))
+            Err(ApiError::bad(match why {
+                DeadlineRefused::InThePast => format!(
+                    "{field}: the new deadline would be in the past (the deadline is {})",
+                    m.deadline.to_rfc3339()
+                ),
+                DeadlineRefused::TooFar => format!(
+                    "{field}: the new deadline would be more than {} from now (the deadline is {})",
+                    humantime::format_duration(crate::domain::MAX_DURATION),
+                    m.deadline.to_rfc3339()
+                ),
+            }))
         }
         DeadlineMoved::Moved { meeting, old } => {
             // This process's scheduler and warner re-plan now (an extension
@@ -542,9 +647,8 @@ async fn set_limit(
                     b.limit
                 ))
             })?;
-            if d.is_zero() {
-                return Err(ApiError::bad("limit: must be more than 0s"));
-            }
+            crate::domain::limit_in_range(d)
+                .map_err(|range| ApiError::bad(format!("limit: {:?} {range}", b.limit)))?;
             Some(d)
         }
     };
@@ -576,9 +680,9 @@ async fn put_room_limit(
     State(app): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     key: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    set_limit(app, peer, LimitKind::Room, key, Some(body)).await
+    set_limit(app, peer, LimitKind::Room, key, Some(self::body(body)?)).await
 }
 
 async fn delete_room_limit(
@@ -593,9 +697,9 @@ async fn put_prefix_limit(
     State(app): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     key: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    set_limit(app, peer, LimitKind::Prefix, key, Some(body)).await
+    set_limit(app, peer, LimitKind::Prefix, key, Some(self::body(body)?)).await
 }
 
 async fn delete_prefix_limit(

@@ -35,6 +35,7 @@ use crate::store::{MeetingStore, MeetingView, Store, StoreError};
 use crate::webhook::{self, WebhookState};
 
 pub mod admin;
+pub mod admin_guard;
 
 /// Finished meetings stay listed this long.
 pub const FINISHED_LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -80,6 +81,8 @@ pub enum ApiError {
     BadRequest(Cow<'static, str>),
     /// 409: the meeting is not in a state that allows this.
     Conflict(Cow<'static, str>),
+    /// 413: the body is too large.
+    TooLarge(&'static str),
     /// 500/503: the store failed.
     Store(StoreError),
 }
@@ -103,6 +106,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.into()),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.into()),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store failed while answering a request");
                 (StatusCode::SERVICE_UNAVAILABLE, "store unavailable".into())

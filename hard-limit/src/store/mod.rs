@@ -131,6 +131,7 @@ mod rows {
 }
 
 pub mod sqlite;
+mod sqlite_lock;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -527,6 +528,24 @@ pub enum StoreError {
     UnsupportedUrl,
 }
 
+impl StoreError {
+    /// Whether the database refused the write's values (a CHECK, UNIQUE,
+    /// NOT NULL or foreign key constraint), rather than failed.
+    pub fn is_constraint_violation(&self) -> bool {
+        use sqlx::error::ErrorKind;
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => matches!(
+                e.kind(),
+                ErrorKind::CheckViolation
+                    | ErrorKind::UniqueViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::ForeignKeyViolation
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// The questions the service asks its store. See the module docs for the
 /// rules an implementation keeps.
 pub trait MeetingStore: Send + Sync {
@@ -743,6 +762,9 @@ impl Store {
                 }
             }
             Ok(_) => {}
+            // A constraint the input broke says nothing of the store's
+            // health (the handlers validate first; this is the backstop).
+            Err(e) if e.is_constraint_violation() => {}
             Err(e) => {
                 if self.write_flag().swap(false, Ordering::SeqCst) {
                     tracing::error!(error = %e, "a write to the store failed; /healthz answers 503 until one succeeds");

@@ -53,6 +53,9 @@ pub struct SqliteStore {
     pub(super) write_ok: Arc<AtomicBool>,
     /// Meetings by state, kept by [`super::Store`] (for `/metrics`).
     pub(super) gauges: Arc<crate::meeting_gauges::MeetingGauges>,
+    /// This process's claim on the file (none in memory); released by
+    /// [`SqliteStore::close`] or when the last clone drops.
+    lock: Arc<std::sync::Mutex<Option<super::sqlite_lock::ProcessLock>>>,
 }
 
 fn migrator() -> Migrator {
@@ -96,6 +99,14 @@ impl SqliteStore {
             store: store.clone(),
             reason,
         };
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // Before anything touches the file: a second service on it stops
+        // here, having changed nothing.
+        let lock = if in_memory {
+            None
+        } else {
+            Some(super::sqlite_lock::lock(options.get_filename()).map_err(unusable)?)
+        };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -106,7 +117,7 @@ impl SqliteStore {
             .await
             .map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
         // An in-memory database exists once per connection: share the writer.
-        let reader = if url.contains(":memory:") || url.contains("mode=memory") {
+        let reader = if in_memory {
             writer.clone()
         } else {
             SqlitePoolOptions::new()
@@ -122,6 +133,7 @@ impl SqliteStore {
             query_only: Arc::new(std::sync::Mutex::new(None)),
             write_ok: Arc::new(AtomicBool::new(true)),
             gauges: Arc::default(),
+            lock: Arc::new(std::sync::Mutex::new(lock)),
         };
         // Reads work on a read-only file or directory, writes do not: find
         // out now, not at the first delivery (which would get 503 forever).
@@ -231,6 +243,8 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+        // Only now may another process open the file.
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// Inserts many meetings at once, in one transaction (for benchmarks

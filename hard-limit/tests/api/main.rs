@@ -18,6 +18,7 @@ mod reconcile;
 mod registration;
 mod replicas;
 mod restart;
+mod safe_defaults;
 mod shutdown;
 mod stalls;
 mod store_suite;

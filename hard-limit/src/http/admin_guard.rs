@@ -1,0 +1,418 @@
+//! What the admin listener checks before any handler runs, with or without
+//! `--admin-token`:
+//!
+//! - **Host**: the listener's own address, `localhost` on a loopback
+//!   listener, or a name given with `--admin-host`. A page on another site
+//!   whose name resolves to 127.0.0.1 (DNS rebinding) sends its own name,
+//!   and is refused.
+//! - **Origin**: a request a browser sends from another origin (`Origin`
+//!   not this listener's own, or `Sec-Fetch-Site` other than `same-origin`
+//!   or `none`) is refused, so no page can act or read with the operator's
+//!   browser.
+//! - **Content type**: every request that changes something (any method
+//!   but GET and HEAD) must be `application/json`: a cross-site form or a
+//!   `no-cors` fetch cannot send that without a CORS preflight, which this
+//!   listener never grants.
+//! - **Failed authentications** (with a token): counted, logged at most
+//!   once a minute per address with a count (never the token), and slowed
+//!   down per address: a few a second, other addresses unaffected.
+//!
+//! Jupyter's and Grafana's checks are the model. The decisions are pure
+//! functions of the request's headers and of an injected `Instant`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, HeaderMap, Method};
+
+/// Why a request was refused before any handler ran.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The `Host` header names something else than this listener.
+    Host(String),
+    /// A browser sent it from another origin.
+    Origin(String),
+    /// A request that changes something without `application/json`.
+    ContentType,
+}
+
+impl Refusal {
+    /// The metric's `reason` label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Host(_) => "host",
+            Refusal::Origin(_) => "origin",
+            Refusal::ContentType => "content_type",
+        }
+    }
+
+    /// The error message for the client (names what was wrong and the way
+    /// out; it repeats only headers the client sent).
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Host(h) => format!(
+                "Host {h:?} is not this admin listener's address; if it is a name of yours (a proxy in front of it), add it with --admin-host"
+            ),
+            Refusal::Origin(o) => format!(
+                "requests from another origin ({o}) are refused: open the console from this listener's own address"
+            ),
+            Refusal::ContentType => {
+                "Content-Type: application/json is required for requests that change something"
+                    .to_owned()
+            }
+        }
+    }
+}
+
+/// The host part of a `Host` header (`name`, `1.2.3.4`, `[::1]`, each with
+/// an optional `:port`), lowercased, without a trailing dot.
+fn host_part(host: &str) -> Option<String> {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        ip
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return None,
+            None => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    (!name.is_empty()).then(|| name.to_ascii_lowercase())
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether a `Host` header names the listener at `listen`: an IP address
+/// of it (any IP when it listens on all addresses: a rebinding page sends
+/// a name, not an address), `localhost` when it listens on loopback, or one
+/// of `names`.
+pub fn host_allowed(host: &str, listen: SocketAddr, names: &[String]) -> bool {
+    let Some(name) = host_part(host) else {
+        return false;
+    };
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        let own = listen.ip();
+        return own.is_unspecified() || ip == own || (own.is_loopback() && ip.is_loopback());
+    }
+    if name == "localhost" && (listen.ip().is_loopback() || listen.ip().is_unspecified()) {
+        return true;
+    }
+    names.iter().any(|n| {
+        let n = n.strip_suffix('.').unwrap_or(n);
+        n.eq_ignore_ascii_case(&name)
+    })
+}
+
+/// Whether an `Origin` header is this listener's own origin: `http://` or
+/// `https://` (behind a TLS proxy) and exactly the `Host` the request came
+/// to.
+pub fn origin_allowed(origin: &str, host: &str) -> bool {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
+}
+
+/// Whether a media type is JSON (`application/json`, parameters allowed).
+fn is_json(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The checks every admin request passes before its handler (see the
+/// module docs).
+pub fn check(
+    method: &Method,
+    headers: &HeaderMap,
+    listen: SocketAddr,
+    names: &[String],
+) -> Result<(), Refusal> {
+    let text = |name| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+    };
+    let host = text(header::HOST).unwrap_or_default();
+    if !host_allowed(&host, listen, names) {
+        return Err(Refusal::Host(host.chars().take(100).collect()));
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        if !origin_allowed(&origin, &host) {
+            return Err(Refusal::Origin(origin.chars().take(100).collect()));
+        }
+    }
+    // Set by every current browser, and not by scripts' own choice.
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        if site != "same-origin" && site != "none" {
+            return Err(Refusal::Origin(format!("Sec-Fetch-Site: {site}")));
+        }
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let json = text(header::CONTENT_TYPE).is_some_and(|t| is_json(&t));
+        if !json {
+            return Err(Refusal::ContentType);
+        }
+    }
+    Ok(())
+}
+
+/// Failed authentications allowed at once from one address.
+const BURST: f64 = 5.0;
+/// Failed authentications allowed per second from one address, after the
+/// burst.
+const PER_SECOND: f64 = 2.0;
+/// How often one address's failures are logged at most.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+/// Addresses remembered at most (a flood from many addresses costs bounded
+/// memory; beyond it idle ones are forgotten first).
+const MAX_ADDRESSES: usize = 4096;
+
+#[derive(Debug)]
+struct Entry {
+    /// Failures still allowed now (a token bucket).
+    tokens: f64,
+    /// When `tokens` was last refilled.
+    at: Instant,
+    /// Failures (and throttled requests) not yet logged.
+    unlogged: u64,
+    /// When this address's failures were last logged.
+    logged: Option<Instant>,
+}
+
+impl Entry {
+    fn refill(&mut self, now: Instant) {
+        let secs = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + secs * PER_SECOND).min(BURST);
+        self.at = now;
+    }
+
+    /// `Some(count)` when it is time to log this address's failures.
+    fn count(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        let due = self
+            .logged
+            .is_none_or(|t| now.saturating_duration_since(t) >= LOG_EVERY);
+        if !due {
+            return None;
+        }
+        self.logged = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+/// Failed authentications per address: whether the next request from an
+/// address may have its token checked at all, and when to log.
+#[derive(Debug, Default)]
+pub struct FailureThrottle {
+    by_address: Mutex<HashMap<IpAddr, Entry>>,
+}
+
+/// What [`FailureThrottle::admit`] decided.
+#[derive(Debug, PartialEq)]
+pub enum Admit {
+    /// Check the token.
+    Check,
+    /// Refuse unchecked; the client may try again after this long. `log`:
+    /// the failures to log now, if it is time.
+    Wait {
+        /// Until a failure is allowed again.
+        retry_after: Duration,
+        /// The count to log now, if any.
+        log: Option<u64>,
+    },
+}
+
+impl FailureThrottle {
+    fn with_entry<T>(&self, ip: IpAddr, now: Instant, f: impl FnOnce(&mut Entry) -> T) -> T {
+        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
+            map.retain(|_, e| now.saturating_duration_since(e.at) < LOG_EVERY);
+            if map.len() >= MAX_ADDRESSES {
+                map.clear();
+            }
+        }
+        let entry = map.entry(ip).or_insert(Entry {
+            tokens: BURST,
+            at: now,
+            unlogged: 0,
+            logged: None,
+        });
+        entry.refill(now);
+        f(entry)
+    }
+
+    /// Before checking a request's token: an address whose failures used up
+    /// its allowance waits (the request is refused without a check).
+    /// Addresses without failures cost nothing.
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> Admit {
+        {
+            let map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+            if !map.contains_key(&ip) {
+                return Admit::Check;
+            }
+        }
+        self.with_entry(ip, now, |e| {
+            if e.tokens >= 1.0 {
+                return Admit::Check;
+            }
+            let missing = 1.0 - e.tokens;
+            Admit::Wait {
+                retry_after: Duration::from_secs_f64(missing / PER_SECOND),
+                log: e.count(now),
+            }
+        })
+    }
+
+    /// A request from `ip` failed authentication: `Some(count)` when it is
+    /// time to log the address's failures (the first one, then at most once
+    /// a minute).
+    pub fn failed(&self, ip: IpAddr, now: Instant) -> Option<u64> {
+        self.with_entry(ip, now, |e| {
+            e.tokens = (e.tokens - 1.0).max(0.0);
+            e.count(now)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn loopback() -> SocketAddr {
+        "127.0.0.1:8044".parse().unwrap()
+    }
+
+    #[test]
+    fn the_host_must_be_the_listener_or_a_configured_name() {
+        let none: &[String] = &[];
+        for ok in [
+            "127.0.0.1:8044",
+            "127.0.0.1",
+            "localhost:8044",
+            "LOCALHOST",
+            "[::1]:8044",
+            "127.0.0.2:1",
+        ] {
+            assert!(host_allowed(ok, loopback(), none), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8044",
+            "",
+            "127.0.0.1:80x",
+            "[::1",
+            "10.0.0.1:8044",
+            "localhost.evil.example",
+        ] {
+            assert!(!host_allowed(bad, loopback(), none), "{bad}");
+        }
+        let names = ["admin.example.com".to_owned()];
+        assert!(host_allowed("Admin.Example.com:443", loopback(), &names));
+        assert!(host_allowed("admin.example.com.", loopback(), &names));
+        let any: SocketAddr = "0.0.0.0:8044".parse().unwrap();
+        assert!(host_allowed("10.0.0.1:8044", any, none));
+        assert!(!host_allowed("evil.example", any, none));
+        let own: SocketAddr = "10.0.0.1:8044".parse().unwrap();
+        assert!(
+            !host_allowed("localhost:8044", own, none),
+            "not a loopback listener"
+        );
+        assert!(!host_allowed("10.0.0.2:8044", own, none));
+    }
+
+    #[test]
+    fn only_the_listeners_own_origin_and_json_writes_pass() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8044"));
+        assert_eq!(check(&Method::GET, &h, loopback(), &[]), Ok(()));
+        assert_eq!(
+            check(&Method::POST, &h, loopback(), &[]),
+            Err(Refusal::ContentType)
+        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(
+            check(&Method::POST, &h, loopback(), &[]),
+            Err(Refusal::ContentType)
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        assert_eq!(check(&Method::DELETE, &h, loopback(), &[]), Ok(()));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8044"),
+        );
+        assert_eq!(check(&Method::PUT, &h, loopback(), &[]), Ok(()));
+        for foreign in [
+            "http://evil.example",
+            "null",
+            "http://127.0.0.1:8080",
+            "file://",
+        ] {
+            h.insert(header::ORIGIN, HeaderValue::from_str(foreign).unwrap());
+            assert_eq!(
+                check(&Method::GET, &h, loopback(), &[])
+                    .unwrap_err()
+                    .reason(),
+                "origin",
+                "{foreign}"
+            );
+        }
+        h.remove(header::ORIGIN);
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        assert_eq!(
+            check(&Method::GET, &h, loopback(), &[])
+                .unwrap_err()
+                .reason(),
+            "origin"
+        );
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert_eq!(check(&Method::GET, &h, loopback(), &[]), Ok(()));
+        h.insert(header::HOST, HeaderValue::from_static("evil.example:8044"));
+        assert_eq!(
+            check(&Method::GET, &h, loopback(), &[])
+                .unwrap_err()
+                .reason(),
+            "host"
+        );
+    }
+
+    #[test]
+    fn failures_are_slowed_per_address_and_logged_once_a_minute() {
+        let t = FailureThrottle::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(t.failed(a, t0), Some(1), "the first failure is logged");
+        for _ in 0..4 {
+            assert_eq!(t.admit(a, t0), Admit::Check);
+            assert_eq!(t.failed(a, t0), None, "not again within the minute");
+        }
+        // The burst is used up: refused unchecked until a token refills.
+        let Admit::Wait { retry_after, log } = t.admit(a, t0) else {
+            panic!("a sixth failure at once was checked");
+        };
+        assert_eq!(log, None);
+        assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_millis(500));
+        assert_eq!(
+            t.admit(b, t0),
+            Admit::Check,
+            "another address is not slowed"
+        );
+        assert_eq!(t.admit(a, t0 + Duration::from_millis(500)), Admit::Check);
+        // A minute later the count since the last log line is logged.
+        assert_eq!(t.failed(a, t0 + LOG_EVERY), Some(6));
+    }
+}

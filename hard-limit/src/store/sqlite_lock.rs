@@ -1,0 +1,105 @@
+//! One process per SQLite file. SQLite is this service's one-process store:
+//! two services on one file would both run the singleton chores (pruning,
+//! reconciliation, applying the limits file), with nothing to elect one.
+//! So the store takes an exclusive lock on `<file>.lock` before it touches
+//! the database, and a second service refuses to start, naming the file
+//! and the process that holds it. (PostgreSQL is the way to run several.)
+//!
+//! The lock is `flock`-style (std's `File::try_lock`): the kernel releases
+//! it when the process dies, so a crash never leaves a stale lock. It is a
+//! file of its own rather than the database itself, because closing any
+//! descriptor of the database file would drop SQLite's own POSIX locks.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// The held lock; dropping it releases it.
+#[derive(Debug)]
+pub struct ProcessLock {
+    _file: File,
+}
+
+/// The lock file of a database file.
+pub fn lock_path(database: &Path) -> PathBuf {
+    let mut p = database.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Takes the lock of `database`, or says why not (the caller names the
+/// database).
+pub fn lock(database: &Path) -> Result<ProcessLock, String> {
+    let path = lock_path(database);
+    // Read-only (the file exists and is not ours to write, or the
+    // directory is read-only) still locks: the store's own write probe
+    // then reports what is not writable.
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path);
+    let (mut file, writable) = match opened {
+        Ok(f) => (f, true),
+        Err(e) => match File::open(&path) {
+            Ok(f) => (f, false),
+            Err(_) => {
+                return Err(format!(
+                    "cannot open it: cannot create its lock file {}: {e}",
+                    path.display()
+                ))
+            }
+        },
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another process".to_owned()
+            } else {
+                format!("another process ({holder})")
+            };
+            return Err(format!(
+                "{who} already runs a service on it (lock file {}): SQLite is a one-process store; run one service per file, or several replicas on PostgreSQL",
+                path.display()
+            ));
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", path.display()));
+        }
+    }
+    if writable {
+        // Who holds it, for the message of the next one to try.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "pid {} on {}", std::process::id(), host.trim());
+    }
+    Ok(ProcessLock { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_one_file_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hard-limit.db");
+        let first = lock(&db).unwrap();
+        let err = lock(&db).unwrap_err();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        assert!(err.contains("one-process store"), "{err}");
+        drop(first);
+        let again = lock(&db);
+        assert!(again.is_ok(), "released on drop: {again:?}");
+        assert!(lock(&dir.path().join("other.db")).is_ok(), "per file");
+    }
+}
