@@ -582,12 +582,14 @@ pub struct OutOfRange {
 
 impl fmt::Display for OutOfRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "must be from {} to {}",
-            humantime::format_duration(self.min),
-            humantime::format_duration(self.max)
-        )
+        // Whole days as days: humantime would say "1year 18h" for 366 days.
+        let show = |d: Duration| match d.as_secs() {
+            s if s >= 86_400 && s % 86_400 == 0 && d.subsec_nanos() == 0 => {
+                format!("{}days", s / 86_400)
+            }
+            _ => humantime::format_duration(d).to_string(),
+        };
+        write!(f, "must be from {} to {}", show(self.min), show(self.max))
     }
 }
 

@@ -135,13 +135,15 @@ async fn one_empty_room_list_does_not_close_running_meetings() {
     );
 }
 
-/// A retention too long for milliseconds in an i64 keeps everything, rather
-/// than wrapping into the future and pruning every finished meeting.
+/// The longest retention keeps a finished meeting, rather than wrapping
+/// into the future and pruning every finished meeting (longer ones, up to
+/// more than milliseconds in an i64 hold, are refused at start).
 #[tokio::test]
 async fn an_enormous_retention_prunes_nothing() {
     let app = spawn_app_with(|c| {
         c.reconcile_every = Duration::from_millis(100);
-        c.retention = Duration::MAX;
+        // The longest accepted (longer ones are refused at start).
+        c.retention = eyeson_hard_limit::domain::MAX_RETENTION;
     })
     .await;
     let started = iso_round(SystemTime::now() - Duration::from_secs(60));
