@@ -128,7 +128,8 @@ function startWeb({ api, hardLimit }) {
         const answer = await r.json();
         if (!r.ok) return json(res, 502, { error: `POST /rooms answered ${r.status}`, answer });
         // hard_limit: the service's public URL; the guard reads the
-        // meeting's deadline from it (GET /meetings/{room_id}, CORS).
+        // meeting's deadline from it (GET /meetings/{room_id}, CORS, with the
+        // room's guest token in X-Eyeson-Guest-Token).
         return json(res, 200, {
           api, access_key: answer.access_key, room_id: answer.room.id, sandbox: !real, hard_limit: hardLimit,
         });

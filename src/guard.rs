@@ -141,7 +141,7 @@ impl Guard {
                     Rc::new(move |seq, fetched| deliver(Input::HardLimit(seq, fetched))),
                     Rc::new(move |poll| wake(Input::HardLimitWake(poll))),
                 );
-                h.set_room(local.room.clone());
+                h.set_room(local.room.clone(), local.guest.clone());
                 h
             });
             RefCell::new(Inner {
@@ -278,7 +278,7 @@ impl Inner {
                     local.merge(core::mem::take(&mut self.local));
                     self.local = local;
                     if let Some(h) = &mut self.hard_limit {
-                        h.set_room(self.local.room.clone());
+                        h.set_room(self.local.room.clone(), self.local.guest.clone());
                     }
                     Transition::None
                 }

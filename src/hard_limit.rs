@@ -3,6 +3,9 @@
 //!
 //! The service answers `GET {base}/meetings/{room_id}` with CORS:
 //! `{"room_id", "started_at", "deadline", "state"}` (404: no open meeting).
+//! It shows a meeting only to whoever sends the room's guest token (the
+//! SDK's `room.guest_token`) in the `X-Eyeson-Guest-Token` header: a header,
+//! so that it stays out of URLs and logs.
 //! It is read after `room_setup`, after each `room_update` and every 5
 //! minutes. A failure changes nothing and is logged once. A read that finds
 //! no meeting (or fails) is retried sooner, 2 s later and then twice as
@@ -25,6 +28,8 @@ use crate::promise::{settle, Settled};
 const POLL_MS: u32 = 5 * 60 * 1000;
 /// The first retry after a read without a deadline.
 const RETRY_MS: u32 = 2_000;
+/// The request header that carries the room's guest token.
+const GUEST_TOKEN_HEADER: &str = "X-Eyeson-Guest-Token";
 /// The longest a browser timer can wait.
 const MAX_DELAY: Millis = i32::MAX as Millis;
 
@@ -90,6 +95,8 @@ fn deadline_of(json: &JsValue) -> Option<Millis> {
 pub struct HardLimit {
     base: String,
     room: Option<String>,
+    /// The room's guest token, sent with every read.
+    token: Option<String>,
     deadline: Option<Millis>,
     lead: Millis,
     show: bool,
@@ -128,6 +135,7 @@ impl HardLimit {
         HardLimit {
             base,
             room: None,
+            token: None,
             deadline: None,
             lead,
             show,
@@ -144,13 +152,14 @@ impl HardLimit {
         }
     }
 
-    /// The room became known (or changed): read its deadline now and every
-    /// 5 minutes.
-    pub fn set_room(&mut self, room: Option<String>) {
-        if room.is_none() || room == self.room {
+    /// The room (and its guest token) became known or changed: read its
+    /// deadline now and every 5 minutes.
+    pub fn set_room(&mut self, room: Option<String>, token: Option<String>) {
+        if room.is_none() || (room == self.room && token == self.token) {
             return;
         }
         self.room = room;
+        self.token = token;
         self.deadline = None;
         self.retry = None;
         self.retry_ms = RETRY_MS;
@@ -187,8 +196,14 @@ impl HardLimit {
                 }
             }
         };
+        let init = js_sys::Object::new();
+        if let Some(token) = &self.token {
+            let headers = js_sys::Object::new();
+            let _ = Reflect::set(&headers, &GUEST_TOKEN_HEADER.into(), &token.into());
+            let _ = Reflect::set(&init, &"headers".into(), &headers);
+        }
         settle(
-            &window.fetch_with_str(&url),
+            &window.fetch_with_str_and_init(&url, init.unchecked_ref()),
             Box::new(move |result| match read(result) {
                 Ok(fetched) => deliver(seq, fetched),
                 Err(None) => deliver(seq, Fetched::Failed("the answer is not JSON".into())),

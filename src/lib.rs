@@ -84,7 +84,7 @@ export interface InactivityGuardOptions {
   crossTab?: boolean;
   /** OS-level presence through the IdleDetector API (Chromium; call `InactivityGuard.requestSystemIdle()` from a user gesture first): the user being active on the computer counts as presence like speaking; a locked screen never does. Default false. */
   systemIdle?: boolean;
-  /** Base URL of an eyeson-hard-limit service: read this meeting's hard deadline from `GET {hardLimit}/meetings/{room_id}` and show a notice before it. Default none. */
+  /** Base URL of an eyeson-hard-limit service: read this meeting's hard deadline from `GET {hardLimit}/meetings/{room_id}` (sending the room's `guest_token` from the SDK in the `X-Eyeson-Guest-Token` header: the service shows a meeting only to it) and show a notice before it. Default none. */
   hardLimit?: string;
   /** Show the hard-deadline notice this long before the deadline, in ms; 0 = no notice. Default 300000 (5 min). */
   hardLimitNoticeMs?: number;

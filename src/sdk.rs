@@ -79,6 +79,9 @@ pub struct Local {
     pub user: Option<String>,
     /// The user's signalling client id (`signaling.options.client_id`).
     pub client: Option<String>,
+    /// The room's guest token (`room.guest_token`): the hard-limit service
+    /// shows the meeting's deadline only to whoever presents it.
+    pub guest: Option<String>,
 }
 
 /// The ids a `voice_activity` event's `user` carries. The SDK builds that
@@ -109,6 +112,7 @@ impl Local {
         self.room = self.room.take().or(other.room);
         self.user = self.user.take().or(other.user);
         self.client = self.client.take().or(other.client);
+        self.guest = self.guest.take().or(other.guest);
     }
 }
 
@@ -183,10 +187,12 @@ pub fn local_from(obj: &JsValue) -> Local {
         "client_id",
     ))
     .or_else(|| id(field(&user, "clientId")));
+    let room = field(obj, "room");
     Local {
-        room: id(field(&field(obj, "room"), "id")),
+        room: id(field(&room, "id")),
         user: id(field(&user, "apiId")).or_else(|| id(field(&user, "id"))),
         client,
+        guest: id(field(&room, "guest_token")),
     }
 }
 
@@ -288,6 +294,7 @@ mod tests {
             room: some("r1"),
             user: some("u1"),
             client: some("c1"),
+            guest: some("g1"),
         };
         // What the SDK builds for a voice_activity: id = client id.
         let me = Speaker {
@@ -327,13 +334,15 @@ mod tests {
             room: some("r2"),
             user: some("u1"),
             client: None,
+            guest: some("g2"),
         });
         assert_eq!(
             local,
             Local {
                 room: some("r1"),
                 user: some("u1"),
-                client: None
+                client: None,
+                guest: some("g2"),
             }
         );
     }

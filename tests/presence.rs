@@ -28,8 +28,9 @@ export class FakeEyeson {
 }
 // What the SDK delivers (see eyeson's RoomReceivedEvent / VoiceActivityEvent).
 export function roomSetup(room, user, client) {
-  return { type: "room_setup", content: { ready: true, room: { id: room }, user: { id: user }, signaling: { options: { client_id: client } } } };
+  return { type: "room_setup", content: { ready: true, room: { id: room, guest_token: guestToken(room) }, user: { id: user }, signaling: { options: { client_id: client } } } };
 }
+export function guestToken(room) { return `gt-${room}`; }
 export function voice(userId, clientId, on) {
   return { type: "voice_activity", on, user: { id: userId, apiId: userId, clientId } };
 }
@@ -99,18 +100,25 @@ export class IdleWorld {
   remove() { delete window.IdleDetector; }
 }
 
-// The hard-limit service as `fetch` sees it.
+// The hard-limit service as `fetch` sees it: like the real one, it shows a
+// meeting only to the room's guest token in X-Eyeson-Guest-Token, and
+// answers as for an unknown room otherwise.
 export class Service {
   constructor() {
-    this.urls = []; this.deadline = null; this.status = 200; this.original = window.fetch;
-    window.fetch = async (url) => {
+    this.urls = []; this.tokens = []; this.deadline = null; this.status = 200; this.original = window.fetch;
+    window.fetch = async (url, init) => {
       this.urls.push(String(url));
-      if (this.status !== 200) return new Response(JSON.stringify({ error: "no open meeting" }), { status: this.status });
+      const token = new Headers(init && init.headers).get("x-eyeson-guest-token");
+      this.tokens.push(token);
+      const room = decodeURIComponent(String(url).split("/meetings/")[1]);
+      const status = token === guestToken(room) ? this.status : 404;
+      if (status !== 200) return new Response(JSON.stringify({ error: "no open meeting in this room" }), { status });
       return new Response(JSON.stringify({ room_id: "r1", started_at: new Date().toISOString(), deadline: new Date(this.deadline).toISOString(), state: "running" }), { headers: { "content-type": "application/json" } });
     };
   }
   calls() { return this.urls.length; }
   url(i) { return this.urls[i]; }
+  token(i) { return this.tokens[i]; }
   restore() { window.fetch = this.original; }
 }
 const warnings = [];
@@ -188,6 +196,8 @@ extern "C" {
     fn calls(this: &Service) -> u32;
     #[wasm_bindgen(method)]
     fn url(this: &Service, i: u32) -> String;
+    #[wasm_bindgen(method)]
+    fn token(this: &Service, i: u32) -> Option<String>;
     #[wasm_bindgen(method)]
     fn restore(this: &Service);
     #[wasm_bindgen(js_name = warningCount)]
@@ -555,6 +565,11 @@ async fn the_hard_deadline_is_read_shown_and_followed() {
     sdk.emit(&room_setup("room 1/a", "u1", "c1"));
     assert!(eventually(2_000, || deadlines.length() == 1).await);
     assert_eq!(service.url(0), "https://limits.test/meetings/room%201%2Fa");
+    assert_eq!(
+        service.token(0).as_deref(),
+        Some("gt-room 1/a"),
+        "the room's guest token, in the header"
+    );
     assert!(eventually(1_000, || !notice().is_null()).await);
     let n = notice();
     assert_eq!(get(&n, "live"), "polite");
@@ -654,13 +669,47 @@ async fn a_meeting_the_service_did_not_know_yet_is_read_again_soon() {
     service.restore();
 }
 
+/// A room the SDK gave no guest token is read without the header (so
+/// without a CORS preflight); the service answers as for an unknown room.
+#[wasm_bindgen_test]
+async fn a_room_without_a_guest_token_is_read_without_the_header() {
+    let service = Service::new();
+    service.set_deadline(now() + 600_000.0);
+    let sdk = FakeEyeson::new();
+    let deadlines = Array::new();
+    let g = guard(
+        &sdk,
+        &[
+            ("crossTab", false.into()),
+            ("hardLimit", "https://limits.test".into()),
+            ("onHardLimit", log(&deadlines)),
+        ],
+    );
+    let room = obj(&[("id", "r7".into())]);
+    sdk.emit(&event(&[
+        ("type", "room_setup".into()),
+        ("content", obj(&[("room", room)])),
+    ]));
+    assert!(eventually(2_000, || service.calls() == 1).await);
+    assert_eq!(service.token(0), None);
+    pause(50).await;
+    assert_eq!(deadlines.length(), 0);
+    g.stop();
+    service.restore();
+}
+
 #[wasm_bindgen_test]
 async fn dialog_false_hides_the_notice_but_on_hard_limit_fires() {
     let service = Service::new();
     service.set_deadline(now() + 2_000.0);
     let sdk = FakeEyeson::new();
     // A guard created after the join reads the room from the SDK.
-    Reflect::set(&sdk, &"room".into(), &obj(&[("id", "r9".into())])).unwrap();
+    Reflect::set(
+        &sdk,
+        &"room".into(),
+        &obj(&[("id", "r9".into()), ("guest_token", "gt-r9".into())]),
+    )
+    .unwrap();
     let deadlines = Array::new();
     let g = guard(
         &sdk,
@@ -673,6 +722,7 @@ async fn dialog_false_hides_the_notice_but_on_hard_limit_fires() {
     );
     assert!(eventually(2_000, || deadlines.length() == 1).await);
     assert_eq!(service.url(0), "https://limits.test/meetings/r9");
+    assert_eq!(service.token(0).as_deref(), Some("gt-r9"));
     pause(100).await;
     assert!(notice().is_null());
     g.stop();

@@ -151,6 +151,7 @@ impl Application {
                 body_read_timeout: config.body_read_timeout,
             },
             tasks_ok: tasks_ok.clone(),
+            public_deadlines: config.public_deadlines,
         };
         let admin = AdminState {
             store: store.clone(),

@@ -220,6 +220,13 @@ pub struct Config {
     #[arg(long, env = "DRY_RUN", hide_env_values = true)]
     pub dry_run: bool,
 
+    /// Show the public GET /meetings/{room_id} of meetings whose deliveries
+    /// carried no guest token to anyone who asks (meetings with one are
+    /// only ever shown to whoever presents it). Anyone who guesses such a
+    /// room's id learns whether it is live and its deadline.
+    #[arg(long, env = "PUBLIC_DEADLINES", hide_env_values = true)]
+    pub public_deadlines: bool,
+
     /// Deliveries whose signed timestamp is further than this from now are
     /// refused as replays (0s turns the check off).
     #[arg(long, env = "WEBHOOK_MAX_AGE", default_value = "10m", value_parser = parse_duration, hide_env_values = true)]
@@ -334,6 +341,7 @@ impl Config {
             reconcile_every: Duration::from_secs(60),
             recount_every: Duration::from_secs(60),
             dry_run: false,
+            public_deadlines: false,
             webhook_max_age: Duration::from_secs(600),
             lease: Duration::from_secs(30),
             close_unlisted_after: Duration::from_secs(60),

@@ -359,6 +359,38 @@ impl fmt::Debug for GuestToken {
     }
 }
 
+/// Whether `presented` equals `expected`, in time that does not depend on
+/// where they differ: both are hashed first, so the comparison runs over two
+/// 32-byte digests whatever the lengths.
+pub fn secrets_match(expected: &[u8], presented: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let a = Sha256::digest(expected);
+    let b = Sha256::digest(presented);
+    let diff = a
+        .iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Whether the public `GET /meetings/{room_id}` shows a meeting to a caller
+/// who presented `presented` (the guest-token header's bytes, if sent).
+///
+/// A meeting whose deliveries carried a guest token is shown only to whoever
+/// shows that token (every participant's SDK has it), so guessing room ids
+/// reveals nothing. One without a token is shown to anyone only when the
+/// operator chose so (`tokenless_public`); otherwise to no one.
+pub fn meeting_visible(
+    stored: Option<&GuestToken>,
+    presented: Option<&[u8]>,
+    tokenless_public: bool,
+) -> bool {
+    match stored {
+        Some(token) => presented.is_some_and(|p| secrets_match(token.expose().as_bytes(), p)),
+        None => tokenless_public,
+    }
+}
+
 /// What a delivery means for the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
@@ -866,6 +898,25 @@ mod guard_tests {
             "GuestToken(..)"
         );
         assert!(GuestToken::parse("").is_none() && GuestToken::parse("..").is_none());
+    }
+
+    #[test]
+    fn a_meeting_is_shown_to_its_guest_token_only() {
+        let token = GuestToken::parse("g-123").unwrap();
+        let t = Some(&token);
+        for public in [false, true] {
+            assert!(meeting_visible(t, Some(b"g-123"), public));
+            assert!(!meeting_visible(t, None, public), "no token");
+            assert!(!meeting_visible(t, Some(b""), public));
+            assert!(!meeting_visible(t, Some(b"g-12"), public), "a prefix");
+            assert!(!meeting_visible(t, Some(b"g-1234"), public), "longer");
+            assert!(!meeting_visible(t, Some(b"G-123"), public), "case");
+        }
+        // Without a stored token: only when the operator made it public.
+        assert!(!meeting_visible(None, None, false));
+        assert!(!meeting_visible(None, Some(b"anything"), false));
+        assert!(meeting_visible(None, None, true));
+        assert!(meeting_visible(None, Some(b"anything"), true));
     }
 
     #[test]

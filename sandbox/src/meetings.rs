@@ -913,7 +913,8 @@ mod tests {
     fn a_meeting_starts_at_the_first_call_and_ends_with_its_last_user() {
         let mut s = Sandbox::new("k", 1);
         s.set_webhook("http://hook", "room_update");
-        let a = s.create_or_join(Some("r"), None, "alice").access_key;
+        let alice = s.create_or_join(Some("r"), None, "alice");
+        let a = alice.access_key;
         let b = s.create_or_join(Some("r"), None, "bob").access_key;
         assert!(s.running().is_empty(), "pending until somebody calls");
 
@@ -922,6 +923,9 @@ mod tests {
         assert_eq!(started.len(), 1);
         assert_eq!(started[0]["room"]["started_at"], "2023-11-14T22:13:20.000Z");
         assert_eq!(started[0]["room"]["shutdown"], false);
+        // The token the participants' SDKs have: the hard-limit service
+        // shows the deadline to it.
+        assert_eq!(started[0]["room"]["guest_token"], alice.room.guest_token);
         let (_, fx) = s.call_start(&b, at(5)).unwrap();
         assert!(
             deliveries(&fx).is_empty(),

@@ -100,8 +100,10 @@ test("the demo shows presence and the service's deadline, says plainly when the 
     const voice = (await sandboxEvents(sandboxUrl)).filter((e) => e.kind === "voice_activity");
     assert.deepEqual(voice.map((e) => [e.user_name, e.on]), [["speaker", true], ["speaker", false]]);
 
-    // The hard deadline comes from the service (its public per-room endpoint).
-    const meeting = await (await fetch(`${hardLimitUrl}/meetings/demo`)).json();
+    // The hard deadline comes from the service (its public per-room endpoint,
+    // which shows a meeting to its guest token: the page's SDK has it).
+    const token = await page.evaluate(() => window.eyeson.default.room.guest_token);
+    const meeting = await (await fetch(`${hardLimitUrl}/meetings/demo`, { headers: { "x-eyeson-guest-token": token } })).json();
     const shown = await page.evaluate((iso) => new Date(Date.parse(iso)).toLocaleTimeString(), meeting.deadline);
     await waitText(page, "deadline", shown);
     await page.locator("[data-eyeson-guard-notice]").waitFor({ timeout: 10000 });

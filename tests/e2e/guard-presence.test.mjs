@@ -222,17 +222,28 @@ test("hard limit: the notice shows the service's deadline before the service end
     timeout: 600000, prompt: 60000, hardLimit: service.url, notice,
   });
 
-  // The deadline as the service's public per-room endpoint reports it.
+  // The deadline as the service's public per-room endpoint reports it to
+  // the room's guest token, which the page's SDK has (as the guard does).
+  const token = await alice.page.evaluate(() => window.eyeson.default.room.guest_token);
+  assert.ok(token, "the SDK's room has a guest token");
+  const read = (room, headers = {}) => fetch(`${service.url}/meetings/${room}`, { headers: { origin: web.url, ...headers } });
   let reported = null;
   const started = Date.now();
   while (!reported && Date.now() - started < 10000) {
-    const res = await fetch(`${service.url}/meetings/e2e-deadline`);
+    const res = await read("e2e-deadline", { "x-eyeson-guest-token": token });
     if (res.ok) reported = await res.json();
     else await new Promise((r) => setTimeout(r, 100));
   }
   assert.ok(reported, "the service reports the meeting");
   assert.equal(reported.state, "running");
   const deadline = Date.parse(reported.deadline);
+
+  // Without the token, or with another room's, the live room answers exactly
+  // as a room without a meeting: a guesser learns nothing.
+  const unknown = await answerOf(await read("e2e-no-such-room"));
+  assert.equal(unknown.status, 404);
+  assert.deepEqual(await answerOf(await read("e2e-deadline")), unknown, "no token");
+  assert.deepEqual(await answerOf(await read("e2e-deadline", { "x-eyeson-guest-token": `${token}x` })), unknown, "a wrong token");
 
   await until(alice.page, () => window.e2e.noticeAt !== null, null, "the notice appears", 15000);
   const shown = await readNotice(alice.page);
@@ -267,3 +278,9 @@ test("hard limit: the notice shows the service's deadline before the service end
 });
 
 const byKind = (events, kind) => events.filter((e) => e.kind === kind);
+
+/** A response's status, headers (but the clock's `date`) and body. */
+async function answerOf(res) {
+  const headers = [...res.headers].filter(([k]) => k !== "date").sort();
+  return { status: res.status, headers, body: await res.text() };
+}

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `POST /webhook` | eyeson's deliveries ([`crate::webhook`]) |
 //! | `GET /healthz` | 200 when the store answers and its last write committed, else 503 |
-//! | `GET /meetings/{room_id}` | the room's open meeting and deadline, 404 if none; CORS-enabled (a meeting page asks for its own deadline) |
+//! | `GET /meetings/{room_id}` | the room's open meeting and deadline to whoever shows its guest token ([`GUEST_TOKEN_HEADER`]), else exactly the 404 of an unknown room; CORS-enabled (a meeting page asks for its own deadline) |
 //!
 //! The admin listener (`--admin-listen`, Bearer token with
 //! `--admin-token`): everything that shows more than one room or changes
@@ -17,7 +17,7 @@
 //! nothing of either.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use crate::domain::RoomId;
+use crate::domain::{meeting_visible, RoomId};
 use crate::store::{MeetingStore, MeetingView, Store, StoreError};
 use crate::webhook::{self, WebhookState};
 
@@ -50,7 +50,14 @@ pub struct PublicState {
     /// False once a background task ended before the service was told to
     /// stop: `/healthz` answers 503 from then on.
     pub tasks_ok: Arc<AtomicBool>,
+    /// `--public-deadlines`: meetings without a guest token are shown to
+    /// anyone.
+    pub public_deadlines: bool,
 }
+
+/// The header a meeting page sends the room's guest token in to read its
+/// deadline. A header, not the URL: URLs end up in access logs and proxies.
+pub const GUEST_TOKEN_HEADER: &str = "x-eyeson-guest-token";
 
 impl FromRef<PublicState> for WebhookState {
     fn from_ref(s: &PublicState) -> Self {
@@ -197,11 +204,15 @@ fn cors(mut r: Response) -> Response {
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("600"),
     );
+    // The answer depends on a request header: no cache may hand a deadline
+    // read with the token to someone without it.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 async fn room_meeting(
     State(app): State<PublicState>,
+    headers: HeaderMap,
     room: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
     let answer = async {
@@ -211,9 +222,19 @@ async fn room_meeting(
             return Err(ApiError::bad("invalid room id"));
         };
         let room = RoomId::parse(&room).map_err(|_| ApiError::bad("invalid room id"))?;
+        // Whatever hides a meeting answers exactly as for a room without
+        // one, so the answer tells a guesser nothing.
+        let unknown = || ApiError::NotFound("no open meeting in this room");
+        let presented = headers.get(GUEST_TOKEN_HEADER).map(HeaderValue::as_bytes);
+        if presented.is_none() && !app.public_deadlines {
+            // Nothing could be shown: spare the store a guesser's requests.
+            return Err(unknown());
+        }
         match app.store.current_for_room(&room).await? {
-            Some(m) => Ok(Json(MeetingJson::from(m))),
-            None => Err(ApiError::NotFound("no open meeting in this room")),
+            Some(m) if meeting_visible(m.guest_token.as_ref(), presented, app.public_deadlines) => {
+                Ok(Json(MeetingJson::from(m.view)))
+            }
+            _ => Err(unknown()),
         }
     }
     .await;
@@ -221,5 +242,10 @@ async fn room_meeting(
 }
 
 async fn room_meeting_preflight() -> Response {
-    cors(StatusCode::NO_CONTENT.into_response())
+    let mut r = cors(StatusCode::NO_CONTENT.into_response());
+    r.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(GUEST_TOKEN_HEADER),
+    );
+    r
 }

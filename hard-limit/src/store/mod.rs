@@ -35,7 +35,9 @@ pub mod postgres;
 mod rows {
     use sqlx::{ColumnIndex, Decode, Row, Type};
 
-    use super::{ActionRecord, Claim, Guard, MeetingRecord, MeetingView, StoreError, WarnClaim};
+    use super::{
+        ActionRecord, Claim, Guard, MeetingRecord, MeetingView, RoomMeeting, StoreError, WarnClaim,
+    };
     use crate::domain::{GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
 
     /// What a row of `meetings` must be able to decode.
@@ -63,6 +65,15 @@ mod rows {
                 deadline: Timestamp(self.try_get("deadline")?),
                 state: MeetingState::parse(&state)
                     .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
+            })
+        }
+
+        fn room_meeting(&self) -> Result<RoomMeeting, StoreError> {
+            let token: Option<String> = self.try_get("guest_token")?;
+            Ok(RoomMeeting {
+                view: self.view()?,
+                // A stored token that no longer parses is as good as none.
+                guest_token: token.as_deref().and_then(GuestToken::parse),
             })
         }
 
@@ -155,6 +166,16 @@ pub struct MeetingView {
     pub deadline: Timestamp,
     /// Where it stands.
     pub state: MeetingState,
+}
+
+/// A room's open meeting, as the public `GET /meetings/{room_id}` needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomMeeting {
+    /// The meeting.
+    pub view: MeetingView,
+    /// The room's guest token, if a delivery carried one: whoever shows it
+    /// may read the deadline.
+    pub guest_token: Option<GuestToken>,
 }
 
 /// A meeting claimed for shutdown under a lease.
@@ -608,11 +629,12 @@ pub trait MeetingStore: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<MeetingView>, StoreError>> + Send;
 
-    /// The room's open meeting (the latest, if several).
+    /// The room's open meeting (the latest, if several), with its guest
+    /// token.
     fn current_for_room(
         &self,
         room: &RoomId,
-    ) -> impl Future<Output = Result<Option<MeetingView>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<RoomMeeting>, StoreError>> + Send;
 
     /// How many meetings are in each state.
     fn count_by_state(
@@ -977,7 +999,7 @@ impl MeetingStore for Store {
             Store::Postgres(s) => s.list(finished_since, after, limit).await,
         }
     }
-    async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {
+    async fn current_for_room(&self, room: &RoomId) -> Result<Option<RoomMeeting>, StoreError> {
         match self {
             Store::Sqlite(s) => s.current_for_room(room).await,
             Store::Postgres(s) => s.current_for_room(room).await,

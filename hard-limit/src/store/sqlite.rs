@@ -29,7 +29,8 @@ use super::plan::{self, NewMeeting, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
     describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind,
-    LimitRule, MeetingStore, MeetingView, Outcome, RoomHistory, StoreError, WarnClaim, WarnRecord,
+    LimitRule, MeetingStore, MeetingView, Outcome, RoomHistory, RoomMeeting, StoreError, WarnClaim,
+    WarnRecord,
 };
 use crate::domain::{
     self, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
@@ -970,16 +971,16 @@ impl MeetingStore for SqliteStore {
         rows.iter().map(MeetingRow::view).collect()
     }
 
-    async fn current_for_room(&self, room: &RoomId) -> Result<Option<MeetingView>, StoreError> {
+    async fn current_for_room(&self, room: &RoomId) -> Result<Option<RoomMeeting>, StoreError> {
         let row = sqlx::query(
-            "SELECT room_id, started_at, deadline, state FROM meetings
+            "SELECT room_id, started_at, deadline, state, guest_token FROM meetings
              WHERE room_id = ?1 AND state IN ('running', 'stopping')
              ORDER BY started_at DESC LIMIT 1",
         )
         .bind(room.as_str())
         .fetch_optional(&self.reader)
         .await?;
-        row.as_ref().map(MeetingRow::view).transpose()
+        row.as_ref().map(MeetingRow::room_meeting).transpose()
     }
 
     async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {

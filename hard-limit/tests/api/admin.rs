@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::fake_eyeson::guest_token_of;
 use crate::helpers::*;
 
 const TOKEN: &str = "op-token-7f3a9c21";
@@ -21,10 +22,11 @@ async fn the_public_listener_no_longer_lists_rooms_or_metrics() {
             .unwrap();
         assert_eq!(r.status(), 404, "public {path}");
     }
-    // What stays public: one room's own deadline.
+    // What stays public: one room's own deadline, to its guest token.
     let r = app
         .http
         .get(format!("{}/meetings/pub-room", app.url))
+        .header("x-eyeson-guest-token", guest_token_of("pub-room"))
         .send()
         .await
         .unwrap();
@@ -193,6 +195,7 @@ async fn public_deadline(app: &TestApp, room: &str) -> String {
     let m: serde_json::Value = app
         .http
         .get(format!("{}/meetings/{room}", app.url))
+        .header("x-eyeson-guest-token", guest_token_of(room))
         .send()
         .await
         .unwrap()

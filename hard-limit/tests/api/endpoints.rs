@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::fake_eyeson::guest_token_of;
 use crate::helpers::*;
 
 #[tokio::test]
@@ -16,48 +17,234 @@ async fn healthz_answers_when_the_store_does() {
     assert_eq!(r.status(), 200);
 }
 
+/// The header the public endpoint reads the room's guest token from.
+const GUEST: &str = "x-eyeson-guest-token";
+
+/// An answer as a client sees it: status, every header but `date` (the
+/// clock's), body.
+type Answer = (u16, Vec<(String, Vec<u8>)>, Vec<u8>);
+
+async fn answer(r: reqwest::Response) -> Answer {
+    let status = r.status().as_u16();
+    assert!(r.headers().contains_key("date"));
+    let mut headers: Vec<(String, Vec<u8>)> = r
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str() != "date")
+        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    headers.sort();
+    (status, headers, r.bytes().await.unwrap().to_vec())
+}
+
+/// `GET /meetings/{room}` from a meeting page's origin, with `token` in
+/// the guest-token header if given.
+async fn read_room(app: &TestApp, room: &str, token: Option<&str>) -> Answer {
+    let mut req = app
+        .http
+        .get(format!("{}/meetings/{room}", app.url))
+        .header("origin", "https://meet.example.com");
+    if let Some(t) = token {
+        req = req.header(GUEST, t);
+    }
+    answer(req.send().await.unwrap()).await
+}
+
+/// A start delivery for `room` whose `room` object has no `guest_token`.
+fn start_without_token(room: &str, started_at: std::time::SystemTime) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&room_update(room, Some(started_at), false)).unwrap();
+    v["room"].as_object_mut().unwrap().remove("guest_token");
+    v.to_string()
+}
+
 #[tokio::test]
-async fn a_room_shows_its_open_meeting_with_cors() {
+async fn a_room_shows_its_open_meeting_to_its_guest_token_with_cors() {
     let app = spawn_app().await;
     let started = start_for_deadline_in(Duration::from_secs(900));
     app.meeting_starts("my room", started).await;
-    let r = app
-        .http
-        .get(format!("{}/meetings/my%20room", app.url))
-        .header("origin", "https://meet.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["access-control-allow-origin"], "*");
-    let m: serde_json::Value = r.json().await.unwrap();
+    let (status, headers, body) =
+        read_room(&app, "my%20room", Some(&guest_token_of("my room"))).await;
+    assert_eq!(status, 200);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("access-control-allow-origin").as_deref(), Some("*"));
+    assert_eq!(header("cache-control").as_deref(), Some("no-store"));
+    let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(m["room_id"], "my room");
     assert_eq!(m["deadline"], iso(started + LIMIT));
     assert_eq!(m["state"], "running");
 
-    let r = app
-        .http
-        .get(format!("{}/meetings/nobody", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let (status, headers, _) = read_room(&app, "nobody", None).await;
+    assert_eq!(status, 404);
+    assert!(headers.contains(&("access-control-allow-origin".into(), b"*".to_vec())));
+}
 
+/// Guessing room ids reveals nothing: without the room's guest token, or
+/// with a wrong one, a live room answers exactly as a room without a
+/// meeting (status, headers, body).
+#[tokio::test]
+async fn without_the_guest_token_a_live_room_answers_as_an_unknown_one() {
+    let app = spawn_app().await;
+    let started = start_for_deadline_in(Duration::from_secs(900));
+    app.meeting_starts("standup", started).await;
+    let right = guest_token_of("standup");
+    let unknown = read_room(&app, "nobody", None).await;
+    assert_eq!(unknown.0, 404);
+    let wrong_ones = [
+        String::new(),
+        "wrong".to_owned(),
+        right[..right.len() - 1].to_owned(),
+        format!("{right}x"),
+        right.to_uppercase(),
+        guest_token_of("demo"),
+    ];
+    assert_eq!(read_room(&app, "standup", None).await, unknown, "no token");
+    for wrong in &wrong_ones {
+        assert_eq!(
+            read_room(&app, "standup", Some(wrong)).await,
+            unknown,
+            "token {wrong:?}"
+        );
+        assert_eq!(read_room(&app, "nobody", Some(wrong)).await, unknown);
+    }
+    assert_eq!(read_room(&app, "nobody", Some(&right)).await, unknown);
+    // The room's own token still reads it.
+    let (status, _, body) = read_room(&app, "standup", Some(&right)).await;
+    assert_eq!(status, 200);
+    let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(m["deadline"], iso(started + LIMIT));
+}
+
+/// A meeting whose deliveries carried no guest token is shown to no one,
+/// unless the operator made such meetings public (`--public-deadlines`);
+/// a meeting with a token needs it either way.
+#[tokio::test]
+async fn a_meeting_without_a_guest_token_is_shown_only_with_public_deadlines() {
+    for public in [false, true] {
+        let app = spawn_app_with(|c| c.public_deadlines = public).await;
+        let started = start_for_deadline_in(Duration::from_secs(900));
+        // Not started in the fake: its GET /rooms (the reconciler's first
+        // read runs beside the test) would give the meeting a token.
+        let r = app
+            .deliver(&start_without_token("tokenless", started))
+            .await;
+        assert_eq!(r.status(), 204);
+        app.meeting_starts("with-token", started).await;
+        app.wait_for_state("tokenless", started, "running").await;
+        let unknown = read_room(&app, "nobody", None).await;
+        assert_eq!(unknown.0, 404);
+        for token in [None, Some("anything")] {
+            let got = read_room(&app, "tokenless", token).await;
+            if public {
+                assert_eq!(got.0, 200, "public, token {token:?}");
+                let m: serde_json::Value = serde_json::from_slice(&got.2).unwrap();
+                assert_eq!(m["deadline"], iso(started + LIMIT));
+            } else {
+                assert_eq!(got, unknown, "not public, token {token:?}");
+            }
+            assert_eq!(
+                read_room(&app, "with-token", token).await,
+                unknown,
+                "public {public}: a meeting with a token needs it"
+            );
+        }
+        let (status, _, _) =
+            read_room(&app, "with-token", Some(&guest_token_of("with-token"))).await;
+        assert_eq!(status, 200);
+    }
+}
+
+/// The guest-token header makes a page's request preflighted: the
+/// preflight allows it.
+#[tokio::test]
+async fn the_preflight_allows_the_guest_token_header() {
+    let app = spawn_app().await;
     let r = app
         .http
         .request(
             reqwest::Method::OPTIONS,
             format!("{}/meetings/my%20room", app.url),
         )
+        .header("origin", "https://meet.example.com")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", GUEST)
         .send()
         .await
         .unwrap();
     assert!(r.status().is_success());
-    assert!(r.headers()["access-control-allow-methods"]
-        .to_str()
-        .unwrap()
-        .contains("GET"));
+    let h = |name: &str| r.headers()[name].to_str().unwrap().to_ascii_lowercase();
+    assert_eq!(h("access-control-allow-origin"), "*");
+    assert!(h("access-control-allow-methods").contains("get"));
+    assert!(
+        h("access-control-allow-headers")
+            .split(',')
+            .any(|v| v.trim() == GUEST),
+        "{}",
+        h("access-control-allow-headers")
+    );
+}
+
+/// The guest token (a credential: it joins the meeting) is never logged,
+/// whether it arrives in a delivery or in a read, right or wrong.
+#[tokio::test]
+async fn the_guest_token_is_never_logged() {
+    let fake = FakeEyeson::start(KEY).await;
+    let (_dir, database) = fresh_database();
+    let svc = ServiceProcess::spawn(
+        &fake,
+        &database,
+        "debug",
+        "guest-token",
+        Duration::from_secs(20),
+        &[],
+    );
+    let http = reqwest::Client::new();
+    let started = start_for_deadline_in(Duration::from_secs(900));
+    fake.start_meeting("secret-room", &iso(started));
+    let body = room_update("secret-room", Some(started), false);
+    let r = http
+        .post(format!("{}/webhook", svc.url))
+        .header(
+            "x-eyeson-signature",
+            eyeson_hard_limit::webhook::sign(KEY.as_bytes(), body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let right = guest_token_of("secret-room");
+    let wrong = format!("{right}-wrong");
+    let read = |token: String| {
+        let http = http.clone();
+        let url = format!("{}/meetings/secret-room", svc.url);
+        async move {
+            http.get(url)
+                .header(GUEST, token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(read(right.clone()).await, 200);
+    assert_eq!(read(wrong.clone()).await, 404);
+    let mut child = svc.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let logs = svc.logs.lock().unwrap().clone();
+    assert!(logs.iter().any(|l| l.contains("listening")));
+    for line in &logs {
+        assert!(
+            !line.contains(&right) && !line.contains(&wrong),
+            "token logged: {line}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::fake_eyeson::guest_token_of;
 use crate::helpers::*;
 use crate::pg::PgDb;
 
@@ -804,6 +805,7 @@ async fn operator_changes_through_one_replica_reach_the_others() {
     );
     let m: serde_json::Value = http
         .get(format!("{}/meetings/ltd", other.url))
+        .header("x-eyeson-guest-token", guest_token_of("ltd"))
         .send()
         .await
         .unwrap()

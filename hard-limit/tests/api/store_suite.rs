@@ -658,7 +658,7 @@ async fn a_null_start_shutdown_spares_a_meeting_that_started_after_the_open_one(
         .unwrap()
         .unwrap();
     assert_eq!(
-        (current.key.started_at, current.state),
+        (current.view.key.started_at, current.view.state),
         (Timestamp(5_500), MeetingState::Running)
     );
 }
@@ -747,7 +747,7 @@ async fn a_newer_start_closes_older_meetings(store: &Store) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(current.key, key("a", 2_000));
+    assert_eq!(current.view.key, key("a", 2_000));
     let list = store.list(Timestamp(i64::MIN), None, 10).await.unwrap();
     let states: Vec<_> = list.iter().map(|m| (m.key.clone(), m.state)).collect();
     assert_eq!(
@@ -1322,6 +1322,9 @@ async fn no_warning_for_an_ended_meeting_or_after_the_deadline(store: &Store) {
 
 async fn a_guest_token_that_arrives_later_makes_a_meeting_warnable(store: &Store) {
     store.apply(&[track("t", 0)], Timestamp(0)).await.unwrap();
+    let room = RoomId::parse("t").unwrap();
+    let current = store.current_for_room(&room).await.unwrap().unwrap();
+    assert!(current.guest_token.is_none());
     let c = claim_warnings(store, 50_000, LEASE, "a").await;
     assert_eq!(c.len(), 1);
     assert!(c[0].guest_token.is_none());
@@ -1345,6 +1348,12 @@ async fn a_guest_token_that_arrives_later_makes_a_meeting_warnable(store: &Store
     assert_eq!(c.len(), 1);
     assert_eq!(
         c[0].guest_token.as_ref().map(GuestToken::expose),
+        Some("gt-t")
+    );
+    // The public endpoint reads the same token.
+    let current = store.current_for_room(&room).await.unwrap().unwrap();
+    assert_eq!(
+        current.guest_token.as_ref().map(GuestToken::expose),
         Some("gt-t")
     );
 }
