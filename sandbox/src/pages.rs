@@ -85,6 +85,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title} · eyeson sandbox</title>\n\
+         <link rel=\"icon\" href=\"data:,\">\n\
          <script src=\"/_sandbox/eyeson.js\" defer></script>\n\
          <script src=\"/_sandbox/meeting.js\" defer></script>\n\
          </head>\n<body>\n{body}\n</body>\n</html>\n",
