@@ -284,7 +284,8 @@ async fn start_error(config: Config) -> String {
 #[tokio::test]
 async fn absurd_durations_are_refused_at_start() {
     let day = Duration::from_secs(24 * 3600);
-    let cases: Vec<(Box<dyn FnOnce(&mut Config)>, &str)> = vec![
+    type Tweak = Box<dyn FnOnce(&mut Config)>;
+    let cases: Vec<(Tweak, &str)> = vec![
         (
             Box::new(|c| c.max_duration = Duration::from_micros(500)),
             "--max-duration 500us",

@@ -109,7 +109,13 @@ fn last_event(events: &[Value], kind: &str) -> Value {
 async fn every_endpoint_reads_its_parameters_from_the_query_a_form_or_json() {
     // (endpoint, API key?, fields, what must come out the same)
     type Observe = fn(&Value, &[Value]) -> Value;
-    let cases: Vec<(&str, bool, Vec<(&str, &str)>, Observe)> = vec![
+    type Case = (
+        &'static str,
+        bool,
+        Vec<(&'static str, &'static str)>,
+        Observe,
+    );
+    let cases: Vec<Case> = vec![
         (
             "POST /rooms",
             true,
