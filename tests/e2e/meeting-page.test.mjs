@@ -5,8 +5,10 @@
 // sandbox's events. Needs `cargo build -p eyeson-sandbox` first.
 import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { launch } from "../support/browser.mjs";
-import { startSandbox } from "./support/system.mjs";
+import { root, startSandbox } from "./support/system.mjs";
 
 const MEDIA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"];
 let browser;
@@ -32,6 +34,13 @@ async function open(url) {
   page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
   const response = await page.goto(url);
   return { page, errors, response };
+}
+
+/** axe-core's violations on `page` (evaluated through the driver, which the page's CSP does not govern). */
+async function axe(page) {
+  await page.evaluate(readFileSync(join(root, "node_modules/axe-core/axe.min.js"), "utf8"));
+  const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ["violations"] }));
+  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
 }
 
 /** Waits until the page says it is in the meeting (the SDK's `accept`). */
@@ -62,9 +71,11 @@ test("the host joins from links.gui, a guest from links.guest_join; both are in 
   await joined(host.page, "the host");
 
   const guest = await open(room.links.guest_join);
+  assert.deepEqual(await axe(guest.page), [], "the guest form has no accessibility violation");
   await guest.page.getByLabel("Your name").fill("Guest & Co");
   await guest.page.getByRole("button", { name: "Join" }).click();
   await joined(guest.page, "the guest");
+  assert.deepEqual(await axe(host.page), [], "the meeting page has no accessibility violation");
 
   const events = await sandbox.waitForEvents(
     (ev) => ev.filter((e) => e.kind === "user_joined").length === 2,
