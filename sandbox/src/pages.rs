@@ -79,16 +79,19 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A whole page: `title` and `body` (already escaped markup).
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+/// The meeting page's scripts: the SDK first, then the page's own.
+const SCRIPTS: &str = "<script src=\"/_sandbox/eyeson.js\" defer></script>\n\
+    <script src=\"/_sandbox/meeting.js\" defer></script>\n";
+
+/// A whole page: `title`, `scripts` (markup) and `body` (already escaped
+/// markup).
+fn page(status: StatusCode, title: &str, scripts: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title} · eyeson sandbox</title>\n\
          <link rel=\"icon\" href=\"data:,\">\n\
-         <script src=\"/_sandbox/eyeson.js\" defer></script>\n\
-         <script src=\"/_sandbox/meeting.js\" defer></script>\n\
-         </head>\n<body>\n{body}\n</body>\n</html>\n",
+         {scripts}</head>\n<body>\n{body}\n</body>\n</html>\n",
         title = escape(title),
     );
     let mut response = (status, html).into_response();
@@ -118,11 +121,12 @@ fn secure(h: &mut HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-/// A page that only says something (no SDK needed).
+/// A page that only says something (no script).
 fn notice(status: StatusCode, title: &str, text: &str) -> Response {
     page(
         status,
         title,
+        "",
         &format!(
             "<main>\n<h1>{}</h1>\n<p role=\"alert\">{}</p>\n</main>",
             escape(title),
@@ -178,6 +182,7 @@ pub(crate) async fn meeting(State(state): State<AppState>, Path(key): Path<Strin
     page(
         StatusCode::OK,
         &room,
+        SCRIPTS,
         &format!(
             "<main id=\"meeting\" data-access-key=\"{}\">\n<h1>{}</h1>\n{STAGE}\n</main>",
             escape(&key),
@@ -208,6 +213,7 @@ pub(crate) async fn join(State(state): State<AppState>, Query(q): Query<JoinQuer
     page(
         StatusCode::OK,
         "Join the meeting",
+        SCRIPTS,
         &format!(
             "<main id=\"meeting\" data-guest-token=\"{}\">\n<h1>Join the meeting</h1>\n\
              <form id=\"guest\">\n<label for=\"name\">Your name</label>\n\
