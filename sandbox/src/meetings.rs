@@ -1117,6 +1117,38 @@ mod tests {
     }
 
     #[test]
+    fn a_locked_key_refuses_every_access_key_and_ends_nothing() {
+        let mut s = Sandbox::new("k", 1);
+        let a = s.create_or_join(Some("r"), None, "alice");
+        s.call_start(&a.access_key, at(0)).unwrap();
+        assert_eq!(s.set_locked("other", true, at(1)), Err(UnknownApiKey));
+        s.set_locked("k", true, at(1)).unwrap();
+        assert_eq!(s.session(&a.access_key), Err(KeyError::Locked));
+        assert_eq!(
+            s.session("nope"),
+            Err(KeyError::Unknown),
+            "unknown stays 404"
+        );
+        assert_eq!(
+            s.guest_join(&a.room.guest_token, "g", at(2)),
+            Err(KeyError::Locked)
+        );
+        assert_eq!(s.key_delete(&a.access_key, at(2)), Err(KeyError::Locked));
+        let (status, effects) = s.api_delete("r", at(3));
+        assert_eq!((status, effects.len()), (423, 0));
+        assert_eq!(s.running().len(), 1, "still running");
+        s.set_locked("k", false, at(4)).unwrap();
+        assert_eq!(s.api_delete("r", at(5)).0, 204);
+        let locks: Vec<Option<bool>> = s
+            .events()
+            .iter()
+            .filter(|e| e.kind == Kind::ApiKeyLocked)
+            .map(|e| e.on)
+            .collect();
+        assert_eq!(locks, [Some(true), Some(false)]);
+    }
+
+    #[test]
     fn the_sdk_terminate_meeting_ends_it_for_everyone() {
         let mut s = Sandbox::new("k", 1);
         let a = s.create_or_join(Some("r"), None, "alice").access_key;
