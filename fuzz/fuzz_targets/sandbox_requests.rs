@@ -1,5 +1,5 @@
-//! Fuzzes what the eyeson sandbox parses from clients: REST bodies (form and
-//! JSON, including the voice control's) and the SDP offer it answers. Nothing may panic; a body either
+//! Fuzzes what the eyeson sandbox parses from clients: REST parameters (query
+//! string, form and JSON, including the voice control's) and the SDP offer it answers. Nothing may panic; a body either
 //! yields fields or an error that says what was wrong; an answer never
 //! carries the offer's candidates or ICE credentials.
 #![no_main]
@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
             "{e}"
         );
     }
-    match request::voice(content_type, body) {
+    // The same bytes as a query string too: the body wins where both are given.
+    let query = std::str::from_utf8(body).ok();
+    match request::params(query, content_type, body).and_then(|p| request::voice(&p)) {
         Ok((key, _)) => assert!(!key.is_empty()),
         Err(e) => assert!(
             ["malformed", "the JSON body", "access_key ", "on "]

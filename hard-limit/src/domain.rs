@@ -650,7 +650,7 @@ pub enum ShutdownOutcome {
     SkippedNewerMeeting,
     /// Dry run: logged and recorded, not called.
     DryRun,
-    /// eyeson refused (401/403/423): retrying cannot help.
+    /// eyeson refused (401/403): retrying cannot help.
     Refused,
     /// Another status came back (not retryable, not 401/403/423), or the
     /// answer did not parse: retrying cannot help.
@@ -659,14 +659,24 @@ pub enum ShutdownOutcome {
     /// budget: not final. The claim is released and the meeting is claimed
     /// again after [`retry_delay`].
     Deferred,
+    /// eyeson answered 423: the API key is locked (usage limits exceeded).
+    /// Not final, like [`ShutdownOutcome::Deferred`], but without retries
+    /// inside the claim (an account stays locked for longer than a claim):
+    /// the meeting stays open and is claimed again after [`retry_delay`].
+    Locked,
 }
 
 impl ShutdownOutcome {
+    /// Whether the meeting waits to be claimed again ([`retry_delay`]).
+    pub fn is_deferred(self) -> bool {
+        matches!(self, ShutdownOutcome::Deferred | ShutdownOutcome::Locked)
+    }
+
     /// The state the meeting ends up in (`Stopping` for
     /// [`ShutdownOutcome::Deferred`]: waiting to be claimed again).
     pub fn final_state(self) -> MeetingState {
         match self {
-            ShutdownOutcome::Deferred => MeetingState::Stopping,
+            ShutdownOutcome::Deferred | ShutdownOutcome::Locked => MeetingState::Stopping,
             ShutdownOutcome::ShutDown => MeetingState::ShutDown,
             ShutdownOutcome::AlreadyEnded => MeetingState::Ended,
             ShutdownOutcome::SkippedNewerMeeting | ShutdownOutcome::DryRun => MeetingState::Skipped,
@@ -684,6 +694,7 @@ impl ShutdownOutcome {
             ShutdownOutcome::Refused => "refused",
             ShutdownOutcome::GaveUp => "gave_up",
             ShutdownOutcome::Deferred => "deferred",
+            ShutdownOutcome::Locked => "locked",
         }
     }
 }
@@ -1072,6 +1083,8 @@ mod tests {
             Duration::from_secs(600)
         );
         assert!(ShutdownOutcome::Deferred.final_state().is_open());
+        assert!(ShutdownOutcome::Locked.final_state().is_open());
+        assert!(ShutdownOutcome::Locked.is_deferred());
         assert!(!ShutdownOutcome::Refused.final_state().is_open());
     }
 

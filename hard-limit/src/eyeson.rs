@@ -35,6 +35,13 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// eyeson's `423 Locked`: the API key is locked (usage limits
+    /// exceeded). Retrying at once cannot help, but the key may be unlocked
+    /// later: callers defer, never give up.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, ApiError::Status(423))
+    }
+
     /// Whether trying again later may help: 429, 5xx, and no answer at all.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -167,9 +174,14 @@ impl EyesonClient {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
-        req.send()
+        let resp = req
+            .send()
             .await
-            .map_err(|e| ApiError::Transport(e.without_url()))
+            .map_err(|e| ApiError::Transport(e.without_url()))?;
+        // Every answer says whether the key is locked (423 answers
+        // everything while it is): the gauge follows the last one.
+        crate::metrics::api_key_locked(resp.status() == StatusCode::LOCKED);
+        Ok(resp)
     }
 
     /// `DELETE /rooms/{room_id}`: ends the room's running meeting.

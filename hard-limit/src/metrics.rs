@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | `hard_limit_meetings` | `state` | tracked meetings by state, kept in memory ([`crate::meeting_gauges`]): a scrape does not query the store. Changes this process makes show at once; on PostgreSQL other replicas' changes within about 0.25 s (published with `NOTIFY hard_limit_counts`); rows written behind the service's back (and notifications lost) at its next recount from the store (every `--recount-every`, 60 s by default; at once after forgetting future starts and after the PostgreSQL `LISTEN` connection (re)connects) |
 //! | `hard_limit_webhook_deliveries_total` | `outcome` (`accepted`, `ignored`, `rejected`, `error`), `reason` | every delivery |
-//! | `hard_limit_shutdowns_total` | `outcome` | every claimed meeting's end |
+//! | `hard_limit_shutdowns_total` | `outcome` | every claimed meeting's end (and each claim deferred: `deferred`, `locked`) |
+//! | `hard_limit_api_key_locked` | | 1 while eyeson's last answer was `423 Locked` (the API key is locked), else 0 |
 //! | `hard_limit_shutdown_retries_total` | | retried shutdown calls (429/5xx/timeouts) |
 //! | `hard_limit_shutdown_attempts` | | histogram: claims a shutdown took, at its final outcome |
 //! | `hard_limit_enforcement_lateness_seconds` | | histogram: shutdown call completed − deadline |
@@ -33,6 +34,8 @@ pub const MEETINGS: &str = "hard_limit_meetings";
 pub const DELIVERIES: &str = "hard_limit_webhook_deliveries_total";
 /// Shutdowns by outcome.
 pub const SHUTDOWNS: &str = "hard_limit_shutdowns_total";
+/// 1 while eyeson's last answer was 423 (the API key is locked).
+pub const API_KEY_LOCKED: &str = "hard_limit_api_key_locked";
 /// Retried shutdown calls.
 pub const SHUTDOWN_RETRIES: &str = "hard_limit_shutdown_retries_total";
 /// Enforcement lateness histogram.
@@ -135,6 +138,11 @@ fn describe() {
         SHUTDOWN_ATTEMPTS,
         "Claims a meeting's shutdown took (more than 1: deferred after retryable failures, or a lost lease), observed at its final outcome"
     );
+    metrics::describe_gauge!(
+        API_KEY_LOCKED,
+        "1 while eyeson's last answer was 423 Locked (the API key is locked: usage limits exceeded), else 0"
+    );
+    metrics::gauge!(API_KEY_LOCKED).set(0.0);
     metrics::describe_counter!(RECONCILES, "GET /rooms reconciliations by outcome");
     metrics::describe_counter!(REGISTRATIONS, "Webhook registrations at start by outcome");
     metrics::describe_counter!(
@@ -165,6 +173,7 @@ fn describe() {
         ShutdownOutcome::Refused,
         ShutdownOutcome::GaveUp,
         ShutdownOutcome::Deferred,
+        ShutdownOutcome::Locked,
     ] {
         metrics::counter!(SHUTDOWNS, "outcome" => o.as_str()).increment(0);
     }
@@ -189,6 +198,11 @@ fn describe() {
     ] {
         metrics::counter!(WARNINGS, "outcome" => o.label()).increment(0);
     }
+}
+
+/// Sets [`API_KEY_LOCKED`] from an answer of eyeson's.
+pub fn api_key_locked(locked: bool) {
+    metrics::gauge!(API_KEY_LOCKED).set(if locked { 1.0 } else { 0.0 });
 }
 
 /// Counts one finished warning.

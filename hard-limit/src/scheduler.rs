@@ -269,14 +269,20 @@ impl Scheduler {
                 tracing::warn!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "dry run: would shut down")
             }
             ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => {}
-            ShutdownOutcome::Deferred => {}
+            ShutdownOutcome::Deferred | ShutdownOutcome::Locked => {}
         }
-        // Retryable failures are never final: the claim is released and the
-        // meeting claimed again after a bounded, growing wait.
-        let retry_at = (outcome == ShutdownOutcome::Deferred)
+        // Retryable failures and a locked key are never final: the claim is
+        // released and the meeting claimed again after a bounded, growing
+        // wait (one call per claim while locked: never a burst).
+        let retry_at = outcome
+            .is_deferred()
             .then(|| now.plus(domain::retry_delay(self.retry_backoff, claim.attempts)));
         if let Some(at) = retry_at {
-            tracing::warn!(room = %key.room_id, started_at = %key.started_at, attempts = claim.attempts, retry_at = %at, "shutdown deferred after retryable failures");
+            if outcome == ShutdownOutcome::Locked {
+                tracing::warn!(room = %key.room_id, started_at = %key.started_at, attempts = claim.attempts, retry_at = %at, "eyeson answered 423: the API key is locked (usage limits exceeded); shutdown deferred");
+            } else {
+                tracing::warn!(room = %key.room_id, started_at = %key.started_at, attempts = claim.attempts, retry_at = %at, "shutdown deferred after retryable failures");
+            }
         } else {
             metrics::attempts(claim.attempts);
         }
@@ -354,9 +360,11 @@ impl Scheduler {
             .await;
         match result {
             Ok(outcome) => Some(outcome),
+            // Logged once by `enforce`, with the retry time.
+            Err(StepError::Api(e)) if e.is_locked() => Some(ShutdownOutcome::Locked),
             Err(StepError::Api(e)) if !e.is_retryable() => {
                 tracing::error!(room = %key.room_id, error = %e, "eyeson refused the shutdown; not retrying");
-                if matches!(e, ApiError::Status(401 | 403 | 423)) {
+                if matches!(e, ApiError::Status(401 | 403)) {
                     Some(ShutdownOutcome::Refused)
                 } else {
                     Some(ShutdownOutcome::GaveUp)

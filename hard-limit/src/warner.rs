@@ -331,6 +331,12 @@ impl Warner {
             .await;
         match result {
             Ok(outcome) => Some(outcome),
+            // A locked key may be unlocked before the deadline: deferred
+            // (one call per claim), not failed.
+            Err(StepError::Api(e)) if e.is_locked() => {
+                tracing::warn!(room = %key.room_id, "eyeson answered 423: the API key is locked (usage limits exceeded); warning deferred");
+                Some(WarningOutcome::Deferred)
+            }
             Err(StepError::Api(e)) if !e.is_retryable() => {
                 tracing::error!(room = %key.room_id, error = %e, "eyeson refused the warning; not retrying");
                 Some(WarningOutcome::Failed)

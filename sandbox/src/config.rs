@@ -1,6 +1,7 @@
 //! The command line (flags, with environment variables as fallbacks).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Parser;
 
@@ -24,4 +25,11 @@ pub struct Config {
         hide_env_values = true
     )]
     pub api_key: String,
+
+    /// The eyeson JS SDK's `dist/eyeson.js`, served to the meeting page
+    /// (`links.gui`, `links.guest_join`). Default: `node_modules/eyeson/dist/
+    /// eyeson.js` in the current directory, the binary's, or a parent of
+    /// either (the repository's, after `npm install`).
+    #[arg(long, env = "SANDBOX_SDK")]
+    pub sdk: Option<PathBuf>,
 }

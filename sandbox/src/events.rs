@@ -32,6 +32,9 @@ pub enum Kind {
     Chat,
     /// `POST /_sandbox/voice`: a user started (`on`) or stopped speaking.
     VoiceActivity,
+    /// `POST /_sandbox/lock`: the API key was locked (`on`) or unlocked. No
+    /// `room_id`.
+    ApiKeyLocked,
 }
 
 /// Why a user left or a meeting ended.
@@ -55,6 +58,8 @@ pub enum Reason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     pub kind: Kind,
+    /// Empty (and left out) on events of no room.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub room_id: String,
     /// RFC 3339 UTC with milliseconds.
     pub at: String,

@@ -4,12 +4,11 @@
 //! `DELETE /rooms/{room_id}` share one path shape; like eyeson, the
 //! `Authorization` header tells them apart.
 
-use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -21,7 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::meetings::{KeyError, MessageError, Session, VoiceError};
-use crate::{cable, sepp, AppState};
+use crate::request::Params;
+use crate::{cable, pages, sepp, AppState};
 
 /// eyeson's error answers, as `{"error": "…"}`.
 #[derive(Debug)]
@@ -38,6 +38,8 @@ pub(crate) enum ApiError {
     BadRequest(&'static str),
     /// The request does not fit the current state.
     Conflict(&'static str),
+    /// The API key is locked (eyeson: usage limits exceeded).
+    Locked,
 }
 
 impl IntoResponse for ApiError {
@@ -53,6 +55,10 @@ impl IntoResponse for ApiError {
             ),
             ApiError::BadRequest(what) => (StatusCode::BAD_REQUEST, what),
             ApiError::Conflict(what) => (StatusCode::CONFLICT, what),
+            ApiError::Locked => (
+                StatusCode::LOCKED,
+                "the API key is locked (usage limits exceeded)",
+            ),
         };
         (status, Json(json!({ "error": message }))).into_response()
     }
@@ -63,6 +69,7 @@ impl From<KeyError> for ApiError {
         match e {
             KeyError::Unknown => ApiError::NotFound("unknown access key"),
             KeyError::Gone => ApiError::Gone,
+            KeyError::Locked => ApiError::Locked,
         }
     }
 }
@@ -80,6 +87,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/sig/{key}", get(sepp_socket))
         .route("/_sandbox/events", get(events))
         .route("/_sandbox/voice", post(voice))
+        .route("/_sandbox/lock", post(lock))
+        .route("/meeting/{key}", get(pages::meeting))
+        .route("/join", get(pages::join))
+        .route("/_sandbox/meeting.js", get(pages::script))
+        .route("/_sandbox/eyeson.js", get(pages::sdk))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn(log_request))
@@ -166,8 +178,18 @@ async fn cors(request: Request, next: Next) -> Response {
     response
 }
 
-/// Checks the `Authorization` header (the raw key, no `Bearer`).
+/// Checks the `Authorization` header (the raw key, no `Bearer`): `401`
+/// without, `403` a wrong key, `423` the right one while it is locked.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    check_key(state, headers)?;
+    if state.with(|s| s.locked()) {
+        return Err(ApiError::Locked);
+    }
+    Ok(())
+}
+
+/// The API key's `401`/`403` alone.
+fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .ok_or(ApiError::Unauthorized)?;
@@ -179,7 +201,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The host the client reached us on, for the links we hand out.
-fn host(headers: &HeaderMap) -> String {
+pub(crate) fn host(headers: &HeaderMap) -> String {
     headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -187,12 +209,14 @@ fn host(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-/// The request's form or JSON body as flat fields (see [`crate::request::fields`]).
-fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
+/// The request's parameters: the query string merged with a form or JSON
+/// body, the body winning (see [`crate::request::params`]). Every handler
+/// that takes parameters reads them here.
+fn params(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Result<Params, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    crate::request::fields(content_type, body).map_err(ApiError::BadRequest)
+    crate::request::params(query, content_type, body).map_err(ApiError::BadRequest)
 }
 
 /// The room JSON of `GET /rooms/{access_key}` (also `POST /rooms`'s answer
@@ -215,8 +239,11 @@ pub(crate) fn room_json(session: &Session, host: &str) -> Value {
         "team": {"name": "eyeson sandbox"},
         "links": {
             "self": format!("http://{host}/rooms/{key}"),
-            "gui": format!("http://{host}/rooms/{key}"),
-            "guest_join": format!("http://{host}/guests/{}", session.room.guest_token),
+            // eyeson's shapes: its meeting page for the access key, and a
+            // page carrying the guest token as `?guest=`; both are the
+            // sandbox's own meeting page (see `pages`).
+            "gui": format!("http://{host}/meeting/{key}"),
+            "guest_join": format!("http://{host}/join?guest={}", session.room.guest_token),
             "websocket": format!("ws://{host}/rt?access_key={key}"),
         },
         "options": {"show_names": true, "show_label": true, "widescreen": true, "sfu_mode": "ptp"},
@@ -240,11 +267,12 @@ pub(crate) fn room_json(session: &Session, host: &str) -> Value {
 
 async fn create_room(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let form = fields(&headers, &body)?;
+    let form = params(query.as_deref(), &headers, &body)?;
     let user = form
         .get("user[name]")
         .filter(|n| !n.is_empty())
@@ -284,11 +312,13 @@ async fn delete_room(
 ) -> Result<Response, ApiError> {
     let now = SystemTime::now();
     if headers.contains_key(header::AUTHORIZATION) {
-        authorize(&state, &headers)?;
+        // The core refuses a locked key itself, to log the 423 as `api_delete`.
+        check_key(&state, &headers)?;
         let (status, effects) = state.with(|s| s.api_delete(&key, now));
         state.apply(effects);
         return match status {
             204 => Ok(StatusCode::NO_CONTENT.into_response()),
+            423 => Err(ApiError::Locked),
             _ => Err(ApiError::NotFound("no meeting is running in this room")),
         };
     }
@@ -303,17 +333,21 @@ async fn delete_room(
 async fn guest_join(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let form = fields(&headers, &body)?;
+    let form = params(query.as_deref(), &headers, &body)?;
     let name = form
         .get("name")
         .filter(|n| !n.trim().is_empty())
         .ok_or(ApiError::BadRequest("name is required"))?;
     let session = state
         .with(|s| s.guest_join(&token, name, SystemTime::now()))
-        .map_err(|_| ApiError::GoneGuest)?;
+        .map_err(|e| match e {
+            KeyError::Locked => ApiError::Locked,
+            KeyError::Unknown | KeyError::Gone => ApiError::GoneGuest,
+        })?;
     Ok((
         StatusCode::CREATED,
         Json(room_json(&session, &host(&headers))),
@@ -326,10 +360,11 @@ async fn guest_join(
 async fn post_message(
     State(state): State<AppState>,
     Path(key): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let form = fields(&headers, &body)?;
+    let form = params(query.as_deref(), &headers, &body)?;
     let (push, event) = state
         .with(|s| {
             s.message(
@@ -371,11 +406,12 @@ async fn get_webhook(
 
 async fn post_webhook(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let form = fields(&headers, &body)?;
+    let form = params(query.as_deref(), &headers, &body)?;
     let url = form
         .get("url")
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
@@ -412,13 +448,12 @@ async fn events(State(state): State<AppState>) -> Response {
 /// like the event log: the demo page drives it with an access key.
 async fn voice(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let (key, on) = crate::request::voice(content_type, &body).map_err(ApiError::BadRequest)?;
+    let given = params(query.as_deref(), &headers, &body)?;
+    let (key, on) = crate::request::voice(&given).map_err(ApiError::BadRequest)?;
     let effects = state
         .with(|s| s.voice(&key, on, SystemTime::now()))
         .map_err(|e| match e {
@@ -426,6 +461,25 @@ async fn voice(
             VoiceError::NotInCall => ApiError::Conflict("the user is not in the call"),
         })?;
     state.apply(effects);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The testing control `POST /_sandbox/lock` (`api_key`, `on`): every call
+/// of the key's account answers 423 while it is locked, as eyeson's does
+/// once usage limits are exceeded. `204`; `400` a bad field; `403` not the
+/// sandbox's key.
+async fn lock(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let given = params(query.as_deref(), &headers, &body)?;
+    let (key, on) = crate::request::lock(&given).map_err(ApiError::BadRequest)?;
+    state
+        .with(|s| s.set_locked(&key, on, SystemTime::now()))
+        .map_err(|_| ApiError::Forbidden)?;
+    tracing::info!(locked = on, "API key lock changed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

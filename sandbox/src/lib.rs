@@ -9,6 +9,7 @@
 //! - [`events`]: the observation log's entries (`GET /_sandbox/events`).
 //! - [`sdp`]: the SDP answer derived from the browser's offer.
 //! - [`webhook`]: the signature and the delivery task.
+//! - [`pages`]: the meeting page at `links.gui` and `links.guest_join`.
 //! - `http`, `cable`, `sepp`: thin adapters for REST, the ActionCable
 //!   websocket and the SEPP signalling websocket.
 //! - [`Application`]: binds, wires the adapters together, serves.
@@ -22,6 +23,7 @@ pub mod webhook;
 
 mod cable;
 mod http;
+pub mod pages;
 mod sepp;
 
 use std::collections::hash_map::RandomState;
@@ -58,9 +60,15 @@ pub(crate) struct AppState {
     cables: Arc<Mutex<Cables>>,
     connections: Arc<AtomicU64>,
     deliveries: mpsc::UnboundedSender<Delivery>,
+    /// Where the meeting page's SDK may be, in order ([`pages::sdk_candidates`]).
+    sdk: Arc<[std::path::PathBuf]>,
 }
 
 impl AppState {
+    pub(crate) fn sdk_candidates(&self) -> &[std::path::PathBuf] {
+        &self.sdk
+    }
+
     /// Runs `f` on the core under the lock.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Sandbox) -> R) -> R {
         f(&mut self.sandbox.lock().expect("sandbox lock"))
@@ -189,6 +197,12 @@ impl Application {
             signalling: Arc::default(),
             cables: Arc::default(),
             connections: Arc::default(),
+            sdk: pages::sdk_candidates(
+                config.sdk.as_deref(),
+                std::env::current_dir().ok().as_deref(),
+                std::env::current_exe().ok().as_deref(),
+            )
+            .into(),
         };
         Ok(Application { listener, state })
     }

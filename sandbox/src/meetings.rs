@@ -36,6 +36,20 @@ pub enum KeyError {
     Unknown,
     /// Its meeting was shut down (410).
     Gone,
+    /// The API key it belongs to is locked (423). The sandbox has one API
+    /// key, so every meeting is that key's.
+    Locked,
+}
+
+impl KeyError {
+    /// The HTTP status eyeson answers (also SEPP's `reject_code`).
+    pub fn status(self) -> u16 {
+        match self {
+            KeyError::Unknown => 404,
+            KeyError::Gone => 410,
+            KeyError::Locked => 423,
+        }
+    }
 }
 
 /// Something the adapters must do after a state change, in this order.
@@ -217,7 +231,14 @@ pub struct Sandbox {
     ids: Ids,
     /// Calls joined so far (see `Participant::joined`).
     joins: u64,
+    /// `POST /_sandbox/lock`: the API key answers 423 to everything, as
+    /// eyeson's does once its usage limits are exceeded.
+    locked: bool,
 }
+
+/// Why `POST /_sandbox/lock` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownApiKey;
 
 impl Sandbox {
     /// A sandbox accepting `api_key`; `seed` makes the identifiers.
@@ -231,12 +252,37 @@ impl Sandbox {
             events: Vec::new(),
             ids: Ids { state: seed },
             joins: 0,
+            locked: false,
         }
     }
 
     /// The API key, which also keys the webhook signatures.
     pub fn api_key(&self) -> &str {
         &self.api_key
+    }
+
+    /// Whether the API key is locked (every call of its account answers 423).
+    pub fn locked(&self) -> bool {
+        self.locked
+    }
+
+    /// The testing control `POST /_sandbox/lock`: locks (`on`) or unlocks
+    /// `api_key`, logged as `api_key_locked`. Refused for any other key (the
+    /// sandbox knows one).
+    pub fn set_locked(
+        &mut self,
+        api_key: &str,
+        on: bool,
+        now: SystemTime,
+    ) -> Result<(), UnknownApiKey> {
+        if api_key.as_bytes() != self.api_key.as_bytes() {
+            return Err(UnknownApiKey);
+        }
+        self.locked = on;
+        let mut e = Event::new(Kind::ApiKeyLocked, "", now);
+        e.on = Some(on);
+        self.events.push(e);
+        Ok(())
     }
 
     /// A fresh random token of `len` characters of `[A-Za-z0-9]`.
@@ -290,7 +336,7 @@ impl Sandbox {
             joined: 0,
         };
         self.participants.insert(access_key.clone(), participant);
-        self.session(&access_key).expect("just inserted")
+        self.view(&access_key).expect("just inserted")
     }
 
     /// `POST /guests/{guest_token}`: joins the *running* meeting the token
@@ -305,6 +351,9 @@ impl Sandbox {
         name: &str,
         now: SystemTime,
     ) -> Result<Session, KeyError> {
+        if self.locked {
+            return Err(KeyError::Locked);
+        }
         let index = self
             .current
             .values()
@@ -330,7 +379,7 @@ impl Sandbox {
         e.user_name = Some(participant.name.clone());
         self.events.push(e);
         self.participants.insert(access_key.clone(), participant);
-        self.session(&access_key)
+        self.view(&access_key)
     }
 
     /// `POST /rooms/{access_key}/messages`: a `chat` message from the key's
@@ -392,8 +441,18 @@ impl Sandbox {
         }
     }
 
-    /// `GET /rooms/{access_key}`: the participant behind a key.
+    /// `GET /rooms/{access_key}`: the participant behind a key, as every
+    /// access-key call checks it: unknown (404), the API key locked (423),
+    /// the meeting ended (410).
     pub fn session(&self, access_key: &str) -> Result<Session, KeyError> {
+        if self.locked && self.participants.contains_key(access_key) {
+            return Err(KeyError::Locked);
+        }
+        self.view(access_key)
+    }
+
+    /// The participant behind a key, lock or not.
+    fn view(&self, access_key: &str) -> Result<Session, KeyError> {
         let p = self.participants.get(access_key).ok_or(KeyError::Unknown)?;
         let m = &self.meetings[p.meeting];
         if m.ended {
@@ -575,15 +634,20 @@ impl Sandbox {
     }
 
     /// API-key `DELETE /rooms/{room_id}`: ends the running meeting of the
-    /// room. Returns the status to answer (204, or 404 when none was running)
+    /// room. Returns the status to answer (204; 404 when none was running;
+    /// 423, ending nothing, while the API key is locked)
     /// and logs it as `api_delete`.
     pub fn api_delete(&mut self, room_id: &str, now: SystemTime) -> (u16, Vec<Effect>) {
         let running = self
             .current
             .get(room_id)
             .copied()
-            .filter(|&i| self.meetings[i].started_at.is_some());
-        let status = if running.is_some() { 204 } else { 404 };
+            .filter(|&i| self.meetings[i].started_at.is_some() && !self.locked);
+        let status = match running {
+            _ if self.locked => 423,
+            Some(_) => 204,
+            None => 404,
+        };
         let mut e = Event::new(Kind::ApiDelete, room_id, now);
         e.status = Some(status);
         self.events.push(e);
@@ -1054,6 +1118,38 @@ mod tests {
         );
         assert_eq!(s.user(&a.access_key, &c.user.id).unwrap(), None);
         assert_eq!(s.user("nope", &b.user.id), Err(KeyError::Unknown));
+    }
+
+    #[test]
+    fn a_locked_key_refuses_every_access_key_and_ends_nothing() {
+        let mut s = Sandbox::new("k", 1);
+        let a = s.create_or_join(Some("r"), None, "alice");
+        s.call_start(&a.access_key, at(0)).unwrap();
+        assert_eq!(s.set_locked("other", true, at(1)), Err(UnknownApiKey));
+        s.set_locked("k", true, at(1)).unwrap();
+        assert_eq!(s.session(&a.access_key), Err(KeyError::Locked));
+        assert_eq!(
+            s.session("nope"),
+            Err(KeyError::Unknown),
+            "unknown stays 404"
+        );
+        assert_eq!(
+            s.guest_join(&a.room.guest_token, "g", at(2)),
+            Err(KeyError::Locked)
+        );
+        assert_eq!(s.key_delete(&a.access_key, at(2)), Err(KeyError::Locked));
+        let (status, effects) = s.api_delete("r", at(3));
+        assert_eq!((status, effects.len()), (423, 0));
+        assert_eq!(s.running().len(), 1, "still running");
+        s.set_locked("k", false, at(4)).unwrap();
+        assert_eq!(s.api_delete("r", at(5)).0, 204);
+        let locks: Vec<Option<bool>> = s
+            .events()
+            .iter()
+            .filter(|e| e.kind == Kind::ApiKeyLocked)
+            .map(|e| e.on)
+            .collect();
+        assert_eq!(locks, [Some(true), Some(false)]);
     }
 
     #[test]

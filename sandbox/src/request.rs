@@ -1,16 +1,42 @@
-//! Request bodies as the REST handlers read them: pure parsing of untrusted
-//! bytes, kept out of the HTTP adapter so the fuzz target can reach it.
+//! Request parameters as the REST handlers read them: pure parsing of
+//! untrusted bytes, kept out of the HTTP adapter so the fuzz target can
+//! reach it.
+//!
+//! eyeson (a Rails app) merges the query string with a form or JSON body,
+//! and some of its clients send every parameter in the query string; so
+//! [`params`] reads all three, the body winning where both name a field.
 
 use std::collections::HashMap;
 
-/// A form or JSON body as flat string fields (`user[name]` in a form,
-/// `{"user":{"name":…}}` in JSON both become `user[name]`; a JSON array of
-/// strings becomes one comma-separated value). `content_type` is the
-/// request's header; the error names what was wrong with the body.
-pub fn fields(
+/// Flat string fields, as every handler reads its parameters.
+pub type Params = HashMap<String, String>;
+
+/// The parameters of a request: the query string's fields, overridden by
+/// the body's ([`fields`]). An empty body adds nothing whatever its content
+/// type (a client that sends everything in the query may still say JSON).
+pub fn params(
+    query: Option<&str>,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<HashMap<String, String>, &'static str> {
+) -> Result<Params, &'static str> {
+    let mut out: Params = match query {
+        Some(q) if !q.is_empty() => {
+            serde_urlencoded::from_str(q).map_err(|_| "malformed query string")?
+        }
+        _ => Params::new(),
+    };
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        out.extend(fields(content_type, body)?);
+    }
+    Ok(out)
+}
+
+/// A form or JSON body as flat string fields (`user[name]` in a form,
+/// `{"user":{"name":…}}` in JSON both become `user[name]`; a JSON array of
+/// strings becomes one comma-separated value; booleans and numbers become
+/// their text, as in a form). `content_type` is the request's header; the
+/// error names what was wrong with the body.
+pub fn fields(content_type: Option<&str>, body: &[u8]) -> Result<Params, &'static str> {
     let json = content_type.is_some_and(|v| v.starts_with("application/json"));
     if !json {
         return serde_urlencoded::from_bytes(body).map_err(|_| "malformed form body");
@@ -20,15 +46,12 @@ pub fn fields(
     let serde_json::Value::Object(map) = value else {
         return Err("the JSON body must be an object");
     };
-    let mut out = HashMap::new();
+    let mut out = Params::new();
     for (k, v) in map {
         match v {
-            serde_json::Value::String(s) => {
-                out.insert(k, s);
-            }
             serde_json::Value::Object(inner) => {
                 for (ik, iv) in inner {
-                    if let serde_json::Value::String(s) = iv {
+                    if let Some(s) = scalar(iv) {
                         out.insert(format!("{k}[{ik}]"), s);
                     }
                 }
@@ -37,55 +60,53 @@ pub fn fields(
                 let joined: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
                 out.insert(k, joined.join(","));
             }
-            _ => {}
+            v => {
+                if let Some(s) = scalar(v) {
+                    out.insert(k, s);
+                }
+            }
         }
     }
     Ok(out)
 }
 
-/// The body of `POST /_sandbox/voice`: `(access_key, on)`. JSON gives `on`
-/// as a boolean (or the string a form sends); a form gives `true` or `false`.
-/// The error names the field that was wrong.
-pub fn voice(content_type: Option<&str>, body: &[u8]) -> Result<(String, bool), &'static str> {
-    let json = content_type.is_some_and(|v| v.starts_with("application/json"));
-    let (key, on) = if json {
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|_| "malformed JSON body")?;
-        let serde_json::Value::Object(mut map) = value else {
-            return Err("the JSON body must be an object");
-        };
-        let key = match map.remove("access_key") {
-            Some(serde_json::Value::String(k)) => Some(k),
-            None => None,
-            Some(_) => return Err("access_key must be a string"),
-        };
-        let on = match map.remove("on") {
-            Some(serde_json::Value::Bool(b)) => Some(b),
-            Some(serde_json::Value::String(s)) => Some(flag(&s)?),
-            None => None,
-            Some(_) => return Err(ON_INVALID),
-        };
-        (key, on)
-    } else {
-        let form: HashMap<String, String> =
-            serde_urlencoded::from_bytes(body).map_err(|_| "malformed form body")?;
-        let on = form.get("on").map(|s| flag(s)).transpose()?;
-        (form.get("access_key").cloned(), on)
-    };
-    let key = key
-        .filter(|k| !k.is_empty())
-        .ok_or("access_key is required")?;
-    let on = on.ok_or("on is required (true or false)")?;
-    Ok((key, on))
+/// A JSON string, boolean or number as the text a form would carry.
+fn scalar(value: serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
-const ON_INVALID: &str = "on must be true or false";
+/// The parameters of `POST /_sandbox/voice`: `(access_key, on)`; `on` is
+/// `true` or `false`. The error names the field that was wrong.
+pub fn voice(params: &Params) -> Result<(String, bool), &'static str> {
+    let key = params
+        .get("access_key")
+        .filter(|k| !k.is_empty())
+        .ok_or("access_key is required")?;
+    let on = flag(params.get("on"))?;
+    Ok((key.clone(), on))
+}
 
-fn flag(value: &str) -> Result<bool, &'static str> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(ON_INVALID),
+/// The parameters of `POST /_sandbox/lock`: `(api_key, on)`.
+pub fn lock(params: &Params) -> Result<(String, bool), &'static str> {
+    let key = params
+        .get("api_key")
+        .filter(|k| !k.is_empty())
+        .ok_or("api_key is required")?;
+    let on = flag(params.get("on"))?;
+    Ok((key.clone(), on))
+}
+
+fn flag(value: Option<&String>) -> Result<bool, &'static str> {
+    match value.map(String::as_str) {
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => Err("on must be true or false"),
+        None => Err("on is required (true or false)"),
     }
 }
 
@@ -93,78 +114,77 @@ fn flag(value: &str) -> Result<bool, &'static str> {
 mod tests {
     use super::*;
 
+    const JSON: Option<&str> = Some("application/json");
+
+    fn voice_of(content_type: Option<&str>, body: &[u8]) -> Result<(String, bool), &'static str> {
+        voice(&params(None, content_type, body)?)
+    }
+
     #[test]
-    fn voice_bodies_in_json_and_form() {
-        let json = Some("application/json");
+    fn voice_bodies_in_json_form_and_query() {
         assert_eq!(
-            voice(json, br#"{"access_key":"k1","on":true}"#),
+            voice_of(JSON, br#"{"access_key":"k1","on":true}"#),
             Ok(("k1".into(), true))
         );
         assert_eq!(
-            voice(json, br#"{"access_key":"k1","on":"false"}"#),
+            voice_of(JSON, br#"{"access_key":"k1","on":"false"}"#),
             Ok(("k1".into(), false))
         );
         assert_eq!(
-            voice(None, b"access_key=k1&on=false"),
+            voice_of(None, b"access_key=k1&on=false"),
             Ok(("k1".into(), false))
         );
         assert_eq!(
-            voice(
-                Some("application/x-www-form-urlencoded"),
-                b"on=true&access_key=k2"
-            ),
+            voice(&params(Some("on=true&access_key=k2"), None, b"").unwrap()),
             Ok(("k2".into(), true))
         );
     }
 
     #[test]
     fn bad_voice_bodies_name_the_field() {
-        let json = Some("application/json");
         assert_eq!(
-            voice(json, br#"{"on":true}"#),
+            voice_of(JSON, br#"{"on":true}"#),
             Err("access_key is required")
         );
         assert_eq!(
-            voice(json, br#"{"access_key":"","on":true}"#),
+            voice_of(JSON, br#"{"access_key":"","on":true}"#),
             Err("access_key is required")
         );
         assert_eq!(
-            voice(json, br#"{"access_key":7,"on":true}"#),
-            Err("access_key must be a string")
-        );
-        assert_eq!(
-            voice(json, br#"{"access_key":"k"}"#),
+            voice_of(JSON, br#"{"access_key":"k"}"#),
             Err("on is required (true or false)")
         );
         assert_eq!(
-            voice(json, br#"{"access_key":"k","on":1}"#),
+            voice_of(JSON, br#"{"access_key":"k","on":1}"#),
             Err("on must be true or false")
         );
         assert_eq!(
-            voice(json, br#"{"access_key":"k","on":"yes"}"#),
+            voice_of(JSON, br#"{"access_key":"k","on":"yes"}"#),
             Err("on must be true or false")
         );
         assert_eq!(
-            voice(None, b"access_key=k&on=1"),
+            voice_of(None, b"access_key=k&on=1"),
             Err("on must be true or false")
         );
-        assert_eq!(voice(None, b"on=true"), Err("access_key is required"));
+        assert_eq!(voice_of(None, b"on=true"), Err("access_key is required"));
         assert_eq!(
-            voice(json, b"[true]"),
+            voice_of(JSON, b"[true]"),
             Err("the JSON body must be an object")
         );
-        assert_eq!(voice(json, b"{"), Err("malformed JSON body"));
+        assert_eq!(voice_of(JSON, b"{"), Err("malformed JSON body"));
+        assert_eq!(
+            lock(&params(Some("api_key=k"), None, b"").unwrap()),
+            Err("on is required (true or false)")
+        );
     }
 
     #[test]
-    fn form_and_json_bodies_become_the_same_fields() {
+    fn form_json_and_query_become_the_same_fields() {
         let form = fields(None, b"user%5Bname%5D=Ann&name=room").unwrap();
-        let json = fields(
-            Some("application/json"),
-            br#"{"user":{"name":"Ann"},"name":"room"}"#,
-        )
-        .unwrap();
+        let json = fields(JSON, br#"{"user":{"name":"Ann"},"name":"room"}"#).unwrap();
+        let query = params(Some("user[name]=Ann&name=room"), JSON, b"").unwrap();
         assert_eq!(form, json);
+        assert_eq!(form, query);
         assert_eq!(form["user[name]"], "Ann");
         let list = fields(
             Some("application/json; charset=utf-8"),
@@ -175,16 +195,24 @@ mod tests {
     }
 
     #[test]
-    fn bad_bodies_say_what_is_wrong() {
+    fn the_body_wins_over_the_query() {
+        let merged = params(Some("id=q&name=from-query"), None, b"id=b").unwrap();
+        assert_eq!(merged["id"], "b");
+        assert_eq!(merged["name"], "from-query");
+        let merged = params(Some("on=false&access_key=q"), JSON, br#"{"on":true}"#).unwrap();
+        assert_eq!(voice(&merged), Ok(("q".into(), true)));
+    }
+
+    #[test]
+    fn bad_input_says_what_is_wrong() {
+        assert_eq!(fields(JSON, b"{").unwrap_err(), "malformed JSON body");
         assert_eq!(
-            fields(Some("application/json"), b"{").unwrap_err(),
-            "malformed JSON body"
-        );
-        assert_eq!(
-            fields(Some("application/json"), b"[]").unwrap_err(),
+            fields(JSON, b"[]").unwrap_err(),
             "the JSON body must be an object"
         );
-        let ignored = fields(Some("application/json"), br#"{"a":1,"b":null}"#).unwrap();
-        assert!(ignored.is_empty(), "non-string values are left out");
+        let scalars = fields(JSON, br#"{"a":1,"b":null,"c":false}"#).unwrap();
+        assert_eq!(scalars.get("a").map(String::as_str), Some("1"));
+        assert_eq!(scalars.get("b"), None, "null is left out");
+        assert_eq!(scalars.get("c").map(String::as_str), Some("false"));
     }
 }

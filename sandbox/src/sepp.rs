@@ -83,7 +83,7 @@ fn handle(state: &AppState, access_key: &str, text: &str) -> Option<String> {
                     ))
                 }
                 Err(error) => {
-                    let code = if error == KeyError::Gone { 410 } else { 404 };
+                    let code = error.status();
                     let to = message["from"].as_str().unwrap_or_default();
                     let from = message["to"].as_str().unwrap_or_default();
                     Some(envelope(

@@ -238,3 +238,18 @@ async fn every_page_of_the_room_list_is_read() {
         .iter()
         .all(|r| r.authorization.as_deref() == Some(KEY)));
 }
+
+/// A locked API key answers `GET /rooms` with 423: an answer, but no list,
+/// so it closes nothing (the meetings are not known to have ended).
+#[tokio::test]
+async fn a_locked_key_room_list_closes_nothing() {
+    let app = reconciling_app().await;
+    let started = iso_round(SystemTime::now() - Duration::from_secs(300));
+    app.meeting_starts("room-locked", started).await;
+    app.fake.script_rooms(&[423; 8]);
+    reconciliations(&app, 8).await;
+    assert_eq!(
+        app.state_of("room-locked", started).await.as_deref(),
+        Some("running")
+    );
+}

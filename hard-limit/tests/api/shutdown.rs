@@ -81,23 +81,62 @@ async fn too_many_requests_is_retried_after_retry_after() {
 }
 
 #[tokio::test]
-async fn forbidden_and_locked_are_not_retried() {
+async fn forbidden_is_not_retried() {
     let app = spawn_app().await;
     app.fake.script_delete("room-403", &[403, 403, 403]);
-    app.fake.script_delete("room-423", &[423, 423, 423]);
     let s1 = start_for_deadline_ago(Duration::from_secs(1));
-    let s2 = start_for_deadline_ago(Duration::from_secs(2));
     app.meeting_starts("room-403", s1).await;
-    app.meeting_starts("room-423", s2).await;
     app.wait_for_state("room-403", s1, "failed").await;
-    app.wait_for_state("room-423", s2, "failed").await;
     // Final states are not claimed again: a later meeting's enforcement
     // shows the scheduler moved on without another call.
     let sentinel = start_for_deadline_in(Duration::from_millis(300));
     app.meeting_starts("sentinel", sentinel).await;
     app.wait_for_state("sentinel", sentinel, "shut_down").await;
     assert_eq!(app.fake.calls("DELETE", "/rooms/room-403").len(), 1);
-    assert_eq!(app.fake.calls("DELETE", "/rooms/room-423").len(), 1);
+}
+
+/// A locked API key (423) may be unlocked: the meeting stays open and its
+/// shutdown is deferred (one call per claim, spaced by the doubling
+/// `--retry-backoff`, never a burst), until a call goes through.
+#[tokio::test]
+async fn a_locked_key_defers_the_shutdown_one_call_per_claim() {
+    let backoff = Duration::from_millis(300);
+    let app = spawn_app_with(|c| c.retry_backoff = backoff).await;
+    app.fake.script_delete("room-423", &[423, 423, 423]);
+    let started = start_for_deadline_ago(Duration::from_secs(1));
+    app.meeting_starts("room-423", started).await;
+    wait_until("the first 423", Duration::from_secs(10), || async {
+        !app.fake.calls("DELETE", "/rooms/room-423").is_empty()
+    })
+    .await;
+    let state = app.state_of("room-423", started).await;
+    assert_ne!(
+        state.as_deref(),
+        Some("failed"),
+        "a locked key is not final"
+    );
+    app.wait_for_state("room-423", started, "shut_down").await;
+    let calls = app.fake.calls("DELETE", "/rooms/room-423");
+    let statuses: Vec<u16> = calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [423, 423, 423, 204], "one call per claim");
+    // Spaced by the backoff, doubling: 300 ms, 600 ms, 1200 ms.
+    for (i, pair) in calls.windows(2).enumerate() {
+        let gap = pair[1].answered_instant - pair[0].answered_instant;
+        let expected = backoff * (1 << i);
+        assert!(
+            gap >= expected - Duration::from_millis(50),
+            "call {} came {gap:?} after the one before (backoff {expected:?})",
+            i + 2
+        );
+    }
+    let text = app.metrics().await;
+    assert!(
+        text.lines().any(|l| l
+            .strip_prefix("hard_limit_shutdowns_total{outcome=\"locked\"} ")
+            .is_some_and(|v| v.trim() != "0")),
+        "{text}"
+    );
+    assert!(text.contains("hard_limit_api_key_locked "), "{text}");
 }
 
 #[tokio::test]

@@ -534,3 +534,29 @@ async fn an_extension_on_one_replica_rearms_the_other_replicas_warner() {
     assert_eq!(deletes.len(), 1, "one DELETE");
     assert_eq!(messages_in(&b.fake, "room-pe"), 1, "warned once");
 }
+
+/// A locked API key (423) may be unlocked before the deadline: the warning
+/// is deferred (one call per claim, spaced by `--retry-backoff`), not failed.
+#[tokio::test]
+async fn a_locked_key_defers_the_warning() {
+    let backoff = Duration::from_millis(300);
+    let app = spawn_app_with(|c| {
+        c.warn_before = Some(Duration::from_secs(30));
+        c.retry_backoff = backoff;
+    })
+    .await;
+    app.fake.script_guest(&[423, 423]);
+    app.meeting_starts("room-l", start_for_deadline_in(Duration::from_secs(20)))
+        .await;
+    wait_until("warned once unlocked", Duration::from_secs(10), || async {
+        messages_in(&app.fake, "room-l") == 1
+    })
+    .await;
+    let joins = app.fake.guest_joins();
+    let statuses: Vec<u16> = joins.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [423, 423, 201], "one call per claim");
+    for pair in joins.windows(2) {
+        let gap = pair[1].answered_instant - pair[0].answered_instant;
+        assert!(gap >= backoff - Duration::from_millis(50), "{gap:?}");
+    }
+}

@@ -2,6 +2,7 @@
 //! the websockets, the lifecycle and the signed webhooks. Every wait is for a
 //! condition, bounded by [`WAIT`].
 
+mod clients;
 mod support;
 
 use futures_util::SinkExt;

@@ -31,6 +31,7 @@ pub async fn spawn_app() -> TestApp {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         api_key: KEY.into(),
+        sdk: None,
     };
     let app = Application::build(&config).await.unwrap();
     let addr = app.local_addr();

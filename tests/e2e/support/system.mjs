@@ -21,8 +21,8 @@ export function binary(name) {
 }
 
 /** The sandbox on a free port; `{ url, apiKey, stop, ...api helpers }`. */
-export async function startSandbox({ apiKey = "e2e-key" } = {}) {
-  const proc = await spawnProcess(binary("eyeson-sandbox"), ["--listen", "127.0.0.1:0"], {
+export async function startSandbox({ apiKey = "e2e-key", args = [] } = {}) {
+  const proc = await spawnProcess(binary("eyeson-sandbox"), ["--listen", "127.0.0.1:0", ...args], {
     EYESON_API_KEY: apiKey,
     RUST_LOG: "info",
   });
