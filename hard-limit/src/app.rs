@@ -162,6 +162,7 @@ impl Application {
             listen: admin_addr,
             hosts: config.admin_host.clone().into(),
             failures: Arc::default(),
+            tasks_ok: tasks_ok.clone(),
         };
         let owner: Arc<str> = owner_id().into();
         let warner = warning.map(|warning| Warner {
