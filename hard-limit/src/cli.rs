@@ -2,10 +2,12 @@
 //! subcommands. Kept out of `main.rs` so it is documented and testable.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use crate::app::Application;
 use crate::config::{Cli, Command, Config};
 use crate::eyeson::EyesonClient;
+use crate::notify::{self, Notifier};
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
@@ -35,12 +37,36 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    let notifier = Arc::new(Notifier::from_env());
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
-    app.run_until_stopped(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    // Ready only now: the store is open, migrated and writable, and both
+    // listeners are bound (connections queue until the servers accept).
+    notifier.notify(&format!(
+        "READY=1\nSTATUS=listening on {}, admin on {}",
+        app.local_addr(),
+        app.admin_addr()
+    ));
+    let watchdog = notify::watchdog_interval()
+        .filter(|_| notifier.is_active())
+        .map(|every| {
+            tokio::spawn(notify::feed_watchdog(
+                notifier.clone(),
+                every,
+                app.tasks_ok(),
+            ))
+        });
+    let stopping = notifier.clone();
+    let stop = async move {
+        shutdown_signal().await;
+        stopping.notify("STOPPING=1");
+    };
+    let result = app.run_until_stopped(stop).await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    result.map_err(|e| e.to_string())
 }
 
 async fn unregister(config: Config) -> Result<(), String> {

@@ -300,9 +300,9 @@ pub struct Config {
     #[arg(long, env = "WARN_TEXT", hide_env_values = true)]
     pub warn_text: Option<String>,
 
-    /// Test only: this background task dies at start (scheduler,
-    /// reconciler, ingest-writer, outcome-writer, warner, warning-writer),
-    /// to test supervision.
+    /// Test only: this background task dies at start, or `@DELAY` after it
+    /// (scheduler, reconciler, ingest-writer, outcome-writer, warner,
+    /// warning-writer; `reconciler@3s`), to test supervision.
     #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
     pub inject_fault: Option<String>,
 
@@ -415,8 +415,8 @@ impl Config {
             }
         }
         self.warning()?;
-        if let Some(task) = &self.inject_fault {
-            if !crate::fault::TASKS.contains(&task.as_str()) {
+        if let Some(flag) = &self.inject_fault {
+            if crate::fault::parse(Some(flag)).is_none() {
                 return Err(ConfigError::Invalid(
                     "--inject-fault names no background task",
                 ));

@@ -154,6 +154,11 @@ fn describe() {
         "Claims a meeting's shutdown took (more than 1: deferred after retryable failures, or a lost lease), observed at its final outcome"
     );
     metrics::describe_counter!(RECONCILES, "GET /rooms reconciliations by outcome");
+    // From the start on every replica, so "no replica reconciles" is a
+    // sum of zeros an alert can see, not a missing series.
+    for outcome in ["ok", "error"] {
+        metrics::counter!(RECONCILES, "outcome" => outcome).increment(0);
+    }
     metrics::describe_counter!(REGISTRATIONS, "Webhook registrations at start by outcome");
     metrics::describe_counter!(
         RECONCILE_CLOSES_REFUSED,

@@ -12,6 +12,7 @@ mod disk_full;
 mod endpoints;
 mod future_start;
 mod meeting_gauges;
+mod notify;
 mod properties;
 mod read_only;
 mod reconcile;
