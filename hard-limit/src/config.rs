@@ -110,9 +110,24 @@ pub struct Cli {
     /// Settings shared by every subcommand.
     #[command(flatten)]
     pub config: Config,
+    /// Log lines as `text` (for people) or `json` (one object per line,
+    /// for log shippers: `timestamp`, `level`, `target`, `message` and the
+    /// event's own fields).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do; without one, run the service.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-12-06T18:00:00.000000Z  INFO target: message key=value`.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.

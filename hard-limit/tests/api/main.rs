@@ -11,6 +11,7 @@ mod chaos;
 mod disk_full;
 mod endpoints;
 mod future_start;
+mod log_format;
 mod meeting_gauges;
 mod notify;
 mod properties;
