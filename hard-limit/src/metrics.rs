@@ -144,6 +144,9 @@ fn describe() {
         SHUTDOWN_RETRIES,
         "Shutdown calls retried after 429/5xx/timeouts"
     );
+    // From the start, so a first retry counts in rate() and a dashboard
+    // shows 0, not "no data".
+    metrics::counter!(SHUTDOWN_RETRIES).increment(0);
     metrics::describe_histogram!(
         LATENESS,
         metrics::Unit::Seconds,
@@ -201,6 +204,7 @@ fn describe() {
         WARNING_RETRIES,
         "Warning calls (guest join, chat message) retried after 429/5xx/timeouts"
     );
+    metrics::counter!(WARNING_RETRIES).increment(0);
     metrics::describe_histogram!(
         WARNING_LATENESS,
         metrics::Unit::Seconds,
