@@ -30,7 +30,8 @@ case "$(file -b "$built")" in
   *) echo "[release] $built is not statically linked: $(file -b "$built")" >&2; exit 1 ;;
 esac
 
-# Reproducible archives: fixed times, owners and order.
+# Fixed times, owners and order: the tarball is byte-for-byte reproducible
+# (the image is not yet: umoci's layer differs from run to run).
 epoch=$(git log -1 --format=%ct)
 rm -rf dist && mkdir -p "dist/$name"
 strip -o "dist/$name/eyeson-hard-limit" "$built"
