@@ -26,7 +26,11 @@ if [ "$have" != "$want" ]; then
 fi
 
 # npm dependencies (wasm-opt from binaryen, esbuild, playwright-core, eyeson).
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A node_modules that is a link (shared with another checkout) is left
+# alone: npm ci would empty the folder it points to.
+if [ -L node_modules ]; then
+  say "node_modules is a link; not reinstalling npm dependencies"
+elif [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
   npm ci --no-audit --no-fund
 fi
