@@ -1,6 +1,6 @@
 // Builds the release package into pkg/: the wasm (optimised with npm's
 // binaryen), the ES module glue and types for bundlers, the classic-script
-// drop-in, and the package.json that `npm pack pkg` publishes.
+// drop-in, the licenses, and the package.json that `npm pack ./pkg` publishes.
 // Assumes scripts/setup.sh ran (npm run build does that first).
 import { execFileSync } from "node:child_process";
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -12,7 +12,10 @@ import { decode, encode } from "../js/wasm-text.js";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const pkg = join(root, "pkg");
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: "inherit" });
-const version = /^version = "(.+)"$/m.exec(readFileSync(join(root, "Cargo.toml"), "utf8"))[1];
+const manifest = readFileSync(join(root, "Cargo.toml"), "utf8");
+const version = /^version = "(.+)"$/m.exec(manifest)[1];
+// One source for the repository's address: the workspace manifest.
+const repository = /^repository = "(.+)"$/m.exec(manifest)[1];
 
 run("cargo", ["build", "--profile", "wasm-release", "--lib", "--target", "wasm32-unknown-unknown", "-p", "eyeson-guard", "--features", "tiny-runtime"]);
 const target = process.env.CARGO_TARGET_DIR || join(root, "target");
@@ -150,6 +153,9 @@ writeFileSync(join(pkg, "package.json"), JSON.stringify({
   version,
   description: "Ends abandoned eyeson video meetings: an inactivity guard for the eyeson JS SDK (Rust/WebAssembly)",
   license: "MIT OR Apache-2.0",
+  repository: { type: "git", url: `git+${repository}.git` },
+  homepage: `${repository}#readme`,
+  bugs: { url: `${repository}/issues` },
   type: "module",
   main: "eyeson_guard.js",
   module: "eyeson_guard.js",
@@ -160,9 +166,9 @@ writeFileSync(join(pkg, "package.json"), JSON.stringify({
     "./eyeson_guard_bg.wasm": "./eyeson_guard_bg.wasm",
     "./package.json": "./package.json",
   },
-  files: ["eyeson_guard.js", "eyeson_guard.d.ts", "eyeson_guard_bg.wasm", "eyeson_guard_bg.wasm.d.ts", "drop-in.js", "README.md"],
+  files: ["eyeson_guard.js", "eyeson_guard.d.ts", "eyeson_guard_bg.wasm", "eyeson_guard_bg.wasm.d.ts", "drop-in.js", "README.md", "LICENSE-MIT", "LICENSE-APACHE"],
   sideEffects: ["./drop-in.js"],
   keywords: ["eyeson", "idle", "inactivity", "video", "meeting", "wasm"],
 }, null, 2) + "\n");
-copyFileSync(join(root, "README.md"), join(pkg, "README.md"));
+for (const file of ["README.md", "LICENSE-MIT", "LICENSE-APACHE"]) copyFileSync(join(root, file), join(pkg, file));
 console.log("[build] pkg/ ready");

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Installs what building (and, with --browsers, testing) needs. Idempotent:
-# every step checks first, so a second run takes about a second.
+# Installs what building needs; with --browsers also what testing needs,
+# with --release what `npm run release` needs (the musl target, musl-gcc,
+# umoci). Idempotent: every step checks first, so a second run takes about
+# a second.
 # Everything comes from crates.io, the npm registry or Debian's apt: nothing
 # downloads binaries from elsewhere (wasm-pack and `npx playwright install`
 # would, and fail on closed networks).
@@ -24,18 +26,50 @@ if [ "$have" != "$want" ]; then
 fi
 
 # npm dependencies (wasm-opt from binaryen, esbuild, playwright-core, eyeson).
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A node_modules that is a link (shared with another checkout) is left
+# alone: npm ci would empty the folder it points to.
+if [ -L node_modules ]; then
+  say "node_modules is a link; not reinstalling npm dependencies"
+elif [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
   npm ci --no-audit --no-fund
 fi
 
+sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+# Debian packages named by their command: installs those missing, one apt run.
+apt_for() {
+  missing=""
+  while [ $# -gt 0 ]; do
+    command -v "$1" >/dev/null 2>&1 || missing="$missing $2"
+    shift 2
+  done
+  if [ -n "$missing" ]; then
+    say "installing Debian's$missing"
+    $sudo_ apt-get update
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y --no-install-recommends $missing
+  fi
+}
+
+if [ "${1:-}" = "--release" ]; then
+  if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    say "adding the x86_64-unknown-linux-musl target"
+    rustup target add x86_64-unknown-linux-musl
+  fi
+  # musl-gcc builds the bundled SQLite and ring; umoci packs the OCI image
+  # without a daemon; strip from binutils.
+  apt_for musl-gcc musl-tools umoci umoci strip binutils
+fi
+
 if [ "${1:-}" = "--browsers" ]; then
-  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
   if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! command -v firefox-esr >/dev/null 2>&1; then
     say "installing Debian's chromium, chromium-driver and firefox-esr"
     $sudo_ apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y --no-install-recommends chromium chromium-driver firefox-esr
   fi
+  # promtool (the alert rules' tests) from Debian's prometheus package;
+  # systemd-analyze (the unit's checks) from systemd.
+  apt_for promtool prometheus systemd-analyze systemd
   # Firefox's WebDriver is not packaged by Debian; crates.io has it.
   if ! command -v geckodriver >/dev/null 2>&1; then
     say "installing geckodriver (cargo install, once; takes a few minutes)"

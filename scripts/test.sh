@@ -2,7 +2,9 @@
 # Every test of the project, as CI runs it (.ci/run): lints, native unit and
 # property tests, browser tests of the wasm in headless Chromium and Firefox,
 # then the built package:
-# the drop-in in real pages and the npm tarball in a fresh Vite app.
+# the drop-in in real pages and the npm tarball in a fresh Vite app; the
+# service's deployment files (alert rules, systemd unit, dashboard) and,
+# when `npm run release` built them, its release tarball and OCI image.
 set -eu
 cd "$(dirname "$0")/.."
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -16,6 +18,10 @@ cargo clippy -p eyeson-guard --target wasm32-unknown-unknown --all-targets --loc
 
 step "native tests (state machine, options, properties, services)"
 cargo test --workspace --locked
+
+step "alert rules: promtool check and unit tests (deploy/alerts.yml, each alert fires and stays silent)"
+promtool check rules deploy/alerts.yml
+promtool test rules deploy/alerts.test.yml
 
 step "fuzz targets, a few seconds each (skipped without a nightly toolchain; npm run fuzz for longer runs)"
 sh scripts/fuzz.sh 5

@@ -1,11 +1,12 @@
-// The npm package as users get it: `npm pack pkg`, installed into a fresh
+// The npm package as users get it: packed with the README's own `npm pack`
+// command, checked for its licenses and metadata, installed into a fresh
 // Vite + TypeScript app, type-checked with tsc, built with Vite, and run in
 // headless Chromium. Needs the npm registry (for vite) on first run; later
 // runs reuse npm's cache.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,15 +14,23 @@ import { launch, open, serve } from "./support/browser.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const VITE = "7.3.1";
-let app, server, browser;
+let app, server, browser, tarball;
+
+// The command exactly as the README tells users to run it (one command,
+// wherever it is written): a path without `./` would make npm fetch the
+// registry package of that name instead.
+const readme = readFileSync(join(root, "README.md"), "utf8");
+const packCommands = [...new Set([...readme.matchAll(/`(npm pack [^`]*)`/g)].map((m) => m[1]))];
 
 const sh = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 
 before(() => {
   app = mkdtempSync(join(tmpdir(), "eyeson-guard-vite-"));
   cpSync(join(root, "tests/vite-app"), app, { recursive: true });
-  sh("npm", ["pack", join(root, "pkg"), "--pack-destination", app, "--silent"], root);
-  const tarball = readdirSync(app).find((f) => f.endsWith(".tgz"));
+  assert.equal(packCommands.length, 1, `the README names one npm pack command: ${packCommands}`);
+  const [npm, ...args] = packCommands[0].split(" ");
+  sh(npm, [...args, "--pack-destination", app, "--silent"], root);
+  tarball = readdirSync(app).find((f) => f.endsWith(".tgz"));
   sh("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", `./${tarball}`, `vite@${VITE}`, "eyeson@1.9.6"], app);
 });
 after(async () => {
@@ -30,12 +39,26 @@ after(async () => {
   if (app) rmSync(app, { recursive: true, force: true });
 });
 
-test("the tarball holds exactly the package files", () => {
-  const listed = JSON.parse(sh("npm", ["pack", join(root, "pkg"), "--dry-run", "--json"], root))[0].files.map((f) => f.path).sort();
+test("the README's npm pack command names the local folder, not a registry package", () => {
+  assert.match(packCommands[0], /^npm pack \.\/pkg$/);
+});
+
+test("the tarball holds exactly the package files, the licenses among them", () => {
+  const listed = sh("tar", ["-tzf", join(app, tarball)], app).trim().split("\n").map((f) => f.replace(/^package\//, "")).sort();
   assert.deepEqual(listed, [
-    "README.md", "drop-in.js", "eyeson_guard.d.ts", "eyeson_guard.js",
+    "LICENSE-APACHE", "LICENSE-MIT", "README.md", "drop-in.js", "eyeson_guard.d.ts", "eyeson_guard.js",
     "eyeson_guard_bg.wasm", "eyeson_guard_bg.wasm.d.ts", "package.json",
   ]);
+  const file = (name) => sh("tar", ["-xzOf", join(app, tarball), `package/${name}`], app);
+  assert.equal(file("LICENSE-MIT"), readFileSync(join(root, "LICENSE-MIT"), "utf8"));
+  assert.equal(file("LICENSE-APACHE"), readFileSync(join(root, "LICENSE-APACHE"), "utf8"));
+  assert.match(file("LICENSE-MIT"), /Copyright \(c\) the eyeson-guard authors/);
+  const meta = JSON.parse(file("package.json"));
+  const repo = /^repository = "(.+)"$/m.exec(readFileSync(join(root, "Cargo.toml"), "utf8"))[1];
+  assert.equal(meta.license, "MIT OR Apache-2.0");
+  assert.deepEqual(meta.repository, { type: "git", url: `git+${repo}.git` });
+  assert.equal(meta.homepage, `${repo}#readme`);
+  assert.deepEqual(meta.bugs, { url: `${repo}/issues` });
 });
 
 test("its TypeScript types are precise, not any", () => {

@@ -124,11 +124,19 @@ impl Application {
         .await?;
         let client = EyesonClient::new(config.api_url.clone(), config.api_key.clone())?;
         let wake = Arc::new(crate::wake::Wake::default());
-        let faults = match &config.inject_fault {
-            Some(task) => {
-                tracing::warn!(task = %task, "test fault injected: this task dies at once");
+        let faults = match crate::fault::parse(config.inject_fault.as_deref()) {
+            Some((task, after)) => {
+                tracing::warn!(task = %task, after = ?after, "test fault injected: this task dies");
                 let f = Faults::arm(task);
-                f.fire();
+                if after.is_zero() {
+                    f.fire();
+                } else {
+                    let fire = f.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        fire.fire();
+                    });
+                }
                 f
             }
             None => config.faults.clone(),
@@ -163,6 +171,7 @@ impl Application {
             listen: admin_addr,
             hosts: config.admin_host.clone().into(),
             failures: Arc::default(),
+            tasks_ok: tasks_ok.clone(),
         };
         let owner: Arc<str> = owner_id().into();
         let warner = warning.map(|warning| Warner {
@@ -234,6 +243,12 @@ impl Application {
     /// The bound admin address (the real port when the config said port 0).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// False once a background task ended (what `/healthz` and the
+    /// watchdog pings follow).
+    pub fn tasks_ok(&self) -> Arc<AtomicBool> {
+        self.state.tasks_ok.clone()
     }
 
     /// The store this service uses (for tests and benchmarks).

@@ -2,24 +2,63 @@
 //! subcommands. Kept out of `main.rs` so it is documented and testable.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use crate::app::Application;
-use crate::config::{Cli, Command, Config};
+use crate::config::{Cli, Command, Config, LogFormat};
 use crate::eyeson::EyesonClient;
+use crate::notify::{self, Notifier};
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
+/// Logs text to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
+    init_logging(LogFormat::Text);
+}
+
+/// Logs to stderr in `format`; `RUST_LOG` filters (default `info`).
+///
+/// JSON: one object per line with `timestamp` (RFC 3339, UTC), `level`,
+/// `target`, `message` (every event of the service has one; some
+/// libraries' debug events carry fields only) and the event's fields at
+/// the top level
+/// (tracing-subscriber's `json` with `flatten_event`; the service opens no
+/// spans, so none are listed). Values are formatted exactly as in text
+/// lines, so the secrets' redacted `Debug` applies alike. A panic is
+/// logged as an event too, so every line of stderr stays JSON.
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+    if format == LogFormat::Json && installed.is_ok() {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-text panic".into());
+            let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+            tracing::error!(panic = %message, location = %location, "panicked");
+        }));
+    }
 }
 
 /// Runs the command; the exit code says how it went.
 pub async fn run(cli: Cli) -> ExitCode {
+    let json = cli.log_format == LogFormat::Json;
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => serve(cli.config).await,
         Command::Unregister => unregister(cli.config).await,
@@ -28,19 +67,46 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
-            eprintln!("eyeson-hard-limit: {message}");
+            // The plain line is for people; in JSON every line is an object.
+            if !json {
+                eprintln!("eyeson-hard-limit: {message}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    let notifier = Arc::new(Notifier::from_env());
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
-    app.run_until_stopped(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    // Ready only now: the store is open, migrated and writable, and both
+    // listeners are bound (connections queue until the servers accept).
+    notifier.notify(&format!(
+        "READY=1\nSTATUS=listening on {}, admin on {}",
+        app.local_addr(),
+        app.admin_addr()
+    ));
+    let watchdog = notify::watchdog_interval()
+        .filter(|_| notifier.is_active())
+        .map(|every| {
+            tokio::spawn(notify::feed_watchdog(
+                notifier.clone(),
+                every,
+                app.tasks_ok(),
+            ))
+        });
+    let stopping = notifier.clone();
+    let stop = async move {
+        shutdown_signal().await;
+        stopping.notify("STOPPING=1");
+    };
+    let result = app.run_until_stopped(stop).await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    result.map_err(|e| e.to_string())
 }
 
 async fn unregister(config: Config) -> Result<(), String> {

@@ -110,9 +110,24 @@ pub struct Cli {
     /// Settings shared by every subcommand.
     #[command(flatten)]
     pub config: Config,
+    /// Log lines as `text` (for people) or `json` (one object per line,
+    /// for log shippers: `timestamp`, `level`, `target`, `message` and the
+    /// event's own fields).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do; without one, run the service.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-12-06T18:00:00.000000Z  INFO target: message key=value`.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.
@@ -307,9 +322,9 @@ pub struct Config {
     #[arg(long, env = "WARN_TEXT", hide_env_values = true)]
     pub warn_text: Option<String>,
 
-    /// Test only: this background task dies at start (scheduler,
-    /// reconciler, ingest-writer, outcome-writer, warner, warning-writer),
-    /// to test supervision.
+    /// Test only: this background task dies at start, or `@DELAY` after it
+    /// (scheduler, reconciler, ingest-writer, outcome-writer, warner,
+    /// warning-writer; `reconciler@3s`), to test supervision.
     #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
     pub inject_fault: Option<String>,
 
@@ -423,8 +438,8 @@ impl Config {
             }
         }
         self.warning()?;
-        if let Some(task) = &self.inject_fault {
-            if !crate::fault::TASKS.contains(&task.as_str()) {
+        if let Some(flag) = &self.inject_fault {
+            if crate::fault::parse(Some(flag)).is_none() {
                 return Err(ConfigError::Invalid(
                     "--inject-fault names no background task",
                 ));

@@ -1,7 +1,8 @@
 //! Test-only fault injection: makes one named background task die (panic)
 //! on demand, so the supervision in [`crate::app`] can be tested. Off
-//! unless armed, by the hidden `--inject-fault TASK` flag
-//! (`HARD_LIMIT_INJECT_FAULT`, the task dies at once) or by a test through
+//! unless armed, by the hidden `--inject-fault TASK[@DELAY]` flag
+//! (`HARD_LIMIT_INJECT_FAULT`, the task dies at once, or `DELAY` after
+//! start, say `reconciler@3s`) or by a test through
 //! [`Config::faults`](crate::config::Config::faults) (it dies when the
 //! test calls [`Faults::fire`]).
 //!
@@ -22,6 +23,18 @@ pub const TASKS: [&str; 6] = [
     "warner",
     "warning-writer",
 ];
+
+/// `TASK` or `TASK@DELAY` from `--inject-fault`: the task and how long
+/// after start it dies; `None` if unset or malformed (the configuration
+/// check refuses malformed values first).
+pub fn parse(flag: Option<&str>) -> Option<(&str, std::time::Duration)> {
+    let flag = flag?;
+    let (task, after) = match flag.split_once('@') {
+        Some((task, delay)) => (task, humantime::parse_duration(delay).ok()?),
+        None => (flag, std::time::Duration::ZERO),
+    };
+    TASKS.contains(&task).then_some((task, after))
+}
 
 /// Which task dies, and when. Cheap to clone; the default arms nothing.
 #[derive(Clone, Debug, Default)]

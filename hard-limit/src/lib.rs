@@ -53,6 +53,7 @@
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`meeting_gauges`] | meetings by state in memory for `/metrics`: exact deltas from the store's writes, recounts from the store |
 //! | [`app`] | build and run: the zero2prod `Application` |
+//! | [`notify`] | systemd readiness, watchdog and stopping notifications (`NOTIFY_SOCKET`) |
 //! | [`clock`] | where "now" comes from, and the sleeps until a time (a test's manual clock drives both) |
 //! | [`fault`] | test-only fault injection into the background tasks |
 
@@ -70,6 +71,7 @@ pub mod http;
 pub mod limits;
 pub mod meeting_gauges;
 pub mod metrics;
+pub mod notify;
 pub mod reconcile;
 pub mod scheduler;
 pub mod serve;

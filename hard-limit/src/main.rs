@@ -8,6 +8,6 @@ use eyeson_hard_limit::{cli, Cli};
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Cli::parse();
-    cli::init_tracing();
+    cli::init_logging(args.log_format);
     cli::run(args).await
 }

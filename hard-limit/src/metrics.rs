@@ -17,6 +17,11 @@
 //! | `hard_limit_warnings_total` | `outcome` | in-meeting warnings by how they ended (`sent`, `meeting_ended`, `no_guest_token`, `skipped_newer_meeting`, `dry_run`, `failed`, `deferred`) |
 //! | `hard_limit_warning_retries_total` | | retried warning calls (429/5xx/timeouts) |
 //! | `hard_limit_warning_lateness_seconds` | | histogram: chat message posted − (deadline − `--warn-before`) |
+//! | `hard_limit_chores_leader` | | 1 on the replica running reconciliation and pruning, else 0 |
+//! | `hard_limit_background_tasks_ok` | | 1 while every background task runs, 0 once one ended |
+//! | `hard_limit_store_writable` | | 1 while the store accepts writes (after a failed write: a probe write at scrape decides) |
+//! | `hard_limit_overdue_seconds` | | now − the earliest running deadline or expired shutdown lease (0 if none passed); one indexed read per scrape |
+//! | `hard_limit_meetings_due_next_hour` | | running meetings due within the next hour, overdue ones included, counted up to 10,000 |
 //!
 //! The recorder is global (that is how the `metrics` facade works), so it is
 //! installed once per process; several services in one test process share it.
@@ -47,6 +52,19 @@ pub const RECONCILES: &str = "hard_limit_reconcile_runs_total";
 /// Reconciliations that closed nothing because they would have closed too
 /// many meetings (a partial `GET /rooms`, most likely).
 pub const RECONCILE_CLOSES_REFUSED: &str = "hard_limit_reconcile_closes_refused_total";
+/// 1 on the replica that runs the singleton chores (reconciliation,
+/// pruning, registration), else 0.
+pub const CHORES_LEADER: &str = "hard_limit_chores_leader";
+/// 1 while every background task runs (rendered by `/metrics`).
+pub const TASKS_OK: &str = "hard_limit_background_tasks_ok";
+/// 1 while the store accepts writes (rendered by `/metrics`).
+pub const STORE_WRITABLE: &str = "hard_limit_store_writable";
+/// How long the earliest due work has waited unclaimed (rendered by
+/// `/metrics` from one indexed read).
+pub const OVERDUE: &str = "hard_limit_overdue_seconds";
+/// Running meetings due within the next hour (rendered by `/metrics`,
+/// capped).
+pub const DUE_NEXT_HOUR: &str = "hard_limit_meetings_due_next_hour";
 /// Webhook registrations by outcome.
 pub const REGISTRATIONS: &str = "hard_limit_webhook_registrations_total";
 
@@ -129,6 +147,9 @@ fn describe() {
         SHUTDOWN_RETRIES,
         "Shutdown calls retried after 429/5xx/timeouts"
     );
+    // From the start, so a first retry counts in rate() and a dashboard
+    // shows 0, not "no data".
+    metrics::counter!(SHUTDOWN_RETRIES).increment(0);
     metrics::describe_histogram!(
         LATENESS,
         metrics::Unit::Seconds,
@@ -144,12 +165,22 @@ fn describe() {
     );
     metrics::gauge!(API_KEY_LOCKED).set(0.0);
     metrics::describe_counter!(RECONCILES, "GET /rooms reconciliations by outcome");
+    // From the start on every replica, so "no replica reconciles" is a
+    // sum of zeros an alert can see, not a missing series.
+    for outcome in ["ok", "error"] {
+        metrics::counter!(RECONCILES, "outcome" => outcome).increment(0);
+    }
     metrics::describe_counter!(REGISTRATIONS, "Webhook registrations at start by outcome");
     metrics::describe_counter!(
         RECONCILE_CLOSES_REFUSED,
         "Reconciliations that closed nothing because they would have closed more than 10 and more than 20% of the open meetings"
     );
     metrics::counter!(RECONCILE_CLOSES_REFUSED).increment(0);
+    metrics::describe_gauge!(
+        CHORES_LEADER,
+        "1 on the replica that runs reconciliation, pruning and registration, else 0"
+    );
+    metrics::gauge!(CHORES_LEADER).set(0.0);
     metrics::describe_counter!(
         ADMIN_AUTH_FAILURES,
         "Admin requests with a missing or wrong token"
@@ -182,6 +213,7 @@ fn describe() {
         WARNING_RETRIES,
         "Warning calls (guest join, chat message) retried after 429/5xx/timeouts"
     );
+    metrics::counter!(WARNING_RETRIES).increment(0);
     metrics::describe_histogram!(
         WARNING_LATENESS,
         metrics::Unit::Seconds,

@@ -99,6 +99,7 @@ impl Reconciler {
                 );
                 leading = leader;
             }
+            ::metrics::gauge!(metrics::CHORES_LEADER).set(if leader { 1.0 } else { 0.0 });
             if leader {
                 if registration.is_none() {
                     registration = self.webhook_url.clone().map(|url| {

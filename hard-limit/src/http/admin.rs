@@ -13,6 +13,7 @@
 //! Bearer`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::net::SocketAddr;
 
@@ -59,6 +60,8 @@ pub struct AdminState {
     pub hosts: Arc<[String]>,
     /// Failed authentications per address.
     pub failures: Arc<FailureThrottle>,
+    /// False once a background task ended (shared with `/healthz`).
+    pub tasks_ok: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The admin listener's router.
@@ -229,15 +232,71 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// The recorder's metrics, then this service's meetings by state from
-/// memory ([`crate::meeting_gauges`]): no store query, whatever the store
-/// holds. (Rendered here rather than through the process-wide recorder,
-/// so services sharing a process do not show each other's counts.)
+/// memory ([`crate::meeting_gauges`]), then the health and due-work gauges
+/// computed now. (Rendered here rather than through the process-wide
+/// recorder, so services sharing a process do not show each other's.)
+///
+/// The due-work gauges cost two indexed reads (the earliest due row, a
+/// count that stops at [`DUE_SOON_CAP`]), not a count of the store; each
+/// is bounded at 1 s and left out of the answer when the store does not
+/// answer in time (the health gauges say why).
 async fn render_metrics(State(app): State<AdminState>) -> Response {
+    use std::fmt::Write;
     let mut text = app.metrics.render();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     app.store.gauges().render(&mut text);
+    let gauge = |text: &mut String, name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    let tasks_ok = app.tasks_ok.load(std::sync::atomic::Ordering::SeqCst);
+    gauge(
+        &mut text,
+        crate::metrics::TASKS_OK,
+        "1 while every background task runs, 0 once one ended (the service is stopping)",
+        u64::from(tasks_ok),
+    );
+    // As /healthz: after a failed write, a probe write decides.
+    let writable = tokio::time::timeout(Duration::from_secs(2), app.store.recheck_writes())
+        .await
+        .unwrap_or(false);
+    gauge(
+        &mut text,
+        crate::metrics::STORE_WRITABLE,
+        "1 when the last write to the store (or a probe write after a failed one) committed, else 0",
+        u64::from(writable),
+    );
+    let now = app.clock.now();
+    let bound = Duration::from_secs(1);
+    let (next, due) = tokio::join!(
+        tokio::time::timeout(bound, app.store.next_wake()),
+        tokio::time::timeout(
+            bound,
+            app.store
+                .count_due_before(now.plus(Duration::from_secs(3600)), DUE_SOON_CAP)
+        ),
+    );
+    if let Ok(Ok(next)) = next {
+        let overdue = next.map_or(Duration::ZERO, |t| now.since(t));
+        let _ = writeln!(
+            text,
+            "# HELP {name} Seconds since the earliest running deadline or expired shutdown lease passed unclaimed (0: nothing overdue)\n# TYPE {name} gauge\n{name} {}",
+            overdue.as_secs_f64(),
+            name = crate::metrics::OVERDUE
+        );
+    }
+    if let Ok(Ok(due)) = due {
+        gauge(
+            &mut text,
+            crate::metrics::DUE_NEXT_HOUR,
+            "Running meetings whose deadline falls within the next hour, overdue ones included (counted up to 10000)",
+            due,
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -247,6 +306,10 @@ async fn render_metrics(State(app): State<AdminState>) -> Response {
     )
         .into_response()
 }
+
+/// The most `hard_limit_meetings_due_next_hour` counts: beyond it, a
+/// scrape would pay for every due row.
+pub const DUE_SOON_CAP: u32 = 10_000;
 
 /// Most meetings in one `/meetings` answer (and the default): about
 /// 120 KB of JSON. More come page by page (`Link: rel="next"`), so a

@@ -606,6 +606,16 @@ pub trait MeetingStore: Send + Sync {
     /// deadline or lease expiry; `None` if nothing is open.
     fn next_wake(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
 
+    /// How many running meetings have their deadline at or before `until`,
+    /// counting at most `cap` (for `/metrics`: a range scan of the
+    /// deadline index that stops at `cap`, so a scrape stays cheap however
+    /// many deadlines fall in the window).
+    fn count_due_before(
+        &self,
+        until: Timestamp,
+        cap: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Marks ended the running meetings that were tracked before
     /// `known_before` and are not in `listed` (eyeson's list of running
     /// meetings, asked for after `known_before`): they ended without a
@@ -971,6 +981,12 @@ impl MeetingStore for Store {
         match self {
             Store::Sqlite(s) => s.next_wake().await,
             Store::Postgres(s) => s.next_wake().await,
+        }
+    }
+    async fn count_due_before(&self, until: Timestamp, cap: u32) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.count_due_before(until, cap).await,
+            Store::Postgres(s) => s.count_due_before(until, cap).await,
         }
     }
     async fn close_unlisted(

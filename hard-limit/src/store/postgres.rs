@@ -980,6 +980,20 @@ impl MeetingStore for PgStore {
         Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
     }
 
+    async fn count_due_before(&self, until: Timestamp, cap: u32) -> Result<u64, StoreError> {
+        // `until` is on this process's clock; a drift from the database's
+        // of a few seconds does not matter for a window of an hour.
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM meetings
+               WHERE state = 'running' AND deadline <= $1 LIMIT $2) AS due",
+        )
+        .bind(until.0)
+        .bind(i64::from(cap))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn close_unlisted(
         &self,
         listed: &[MeetingKey],

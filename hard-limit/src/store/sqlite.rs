@@ -888,6 +888,18 @@ impl MeetingStore for SqliteStore {
         Ok(t.map(Timestamp))
     }
 
+    async fn count_due_before(&self, until: Timestamp, cap: u32) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM meetings
+               WHERE state = 'running' AND deadline <= ?1 LIMIT ?2)",
+        )
+        .bind(until.0)
+        .bind(i64::from(cap))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn close_unlisted(
         &self,
         listed: &[MeetingKey],

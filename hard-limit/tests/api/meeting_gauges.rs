@@ -40,6 +40,7 @@ on_both_engines!(
     the_periodic_recount_corrects_without_being_asked,
     pruning_takes_finished_meetings_off_the_gauges,
     metrics_answer_from_memory_while_the_store_is_closed,
+    due_and_overdue_work_show_in_metrics,
 );
 
 async fn spawn(pg: Option<&PgDb>, tweak: impl FnOnce(&mut Config)) -> TestApp {
@@ -276,4 +277,111 @@ async fn replicas_follow_each_others_changes_without_a_recount() {
     assert_eq!(gauges(&b).await, [1, 0, 0, 1, 0, 0]);
     assert_eq!(a.store.gauges().recounts(), recounts_a, "no recount on A");
     assert_eq!(b.store.gauges().recounts(), recounts_b, "no recount on B");
+}
+
+/// The value of an unlabelled series in one scrape.
+fn value(text: &str, name: &str) -> f64 {
+    let series = format!("{name} ");
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .collect();
+    assert_eq!(values.len(), 1, "one {name} in\n{text}");
+    values[0]
+}
+
+async fn due_and_overdue_work_show_in_metrics(pg: Option<&PgDb>) {
+    // A 4 h limit, so deadlines can lie beyond the hour.
+    const LONG: Duration = Duration::from_secs(4 * 3600);
+    let start = |in_: Duration| start_for_deadline_in(in_) + LIMIT - LONG;
+    let app = spawn(pg, |c| c.max_duration = LONG).await;
+    started_recounts(&app, pg).await;
+    app.meeting_starts("d-soon", start(Duration::from_secs(1800)))
+        .await;
+    app.meeting_starts("d-later", start(Duration::from_secs(7200)))
+        .await;
+    let text = app.metrics().await;
+    assert_eq!(
+        value(&text, "hard_limit_meetings_due_next_hour"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(value(&text, "hard_limit_overdue_seconds"), 0.0, "{text}");
+    assert_eq!(
+        value(&text, "hard_limit_background_tasks_ok"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(value(&text, "hard_limit_store_writable"), 1.0, "{text}");
+
+    // A due meeting written behind the scheduler's back (it looks at the
+    // store on its own only once a minute): overdue by its age.
+    let now = Timestamp(unix_now() * 1000);
+    let key = MeetingKey {
+        room_id: RoomId::parse("d-overdue").unwrap(),
+        started_at: Timestamp(now.0 - 600_000),
+    };
+    let rows = [(key, Timestamp(now.0 - 90_000), MeetingState::Running)];
+    match &app.store {
+        Store::Sqlite(s) => s.bulk_insert(&rows, now).await.unwrap(),
+        Store::Postgres(s) => s.bulk_insert(&rows, now).await.unwrap(),
+    }
+    let text = app.metrics().await;
+    let overdue = value(&text, "hard_limit_overdue_seconds");
+    assert!((90.0..150.0).contains(&overdue), "{overdue}\n{text}");
+    assert_eq!(
+        value(&text, "hard_limit_meetings_due_next_hour"),
+        2.0,
+        "{text}"
+    );
+
+    // A delivery wakes the scheduler, which claims it: nothing overdue.
+    app.meeting_starts("d-wake", start(Duration::from_secs(9000)))
+        .await;
+    wait_until(
+        "the overdue meeting claimed",
+        Duration::from_secs(10),
+        || async { value(&app.metrics().await, "hard_limit_overdue_seconds") == 0.0 },
+    )
+    .await;
+    assert_eq!(
+        value(&app.metrics().await, "hard_limit_meetings_due_next_hour"),
+        1.0
+    );
+}
+
+/// `hard_limit_store_writable` follows the store as `/healthz` does: 0
+/// after a failed write while writes are refused, 1 once a probe commits.
+#[tokio::test]
+async fn the_store_writable_gauge_follows_refused_writes() {
+    let app = spawn(None, |_| {}).await;
+    let Store::Sqlite(store) = app.store.clone() else {
+        unreachable!()
+    };
+    assert_eq!(
+        value(&app.metrics().await, "hard_limit_store_writable"),
+        1.0
+    );
+    store.refuse_writes_for_tests(true);
+    let r = app
+        .deliver(&room_update(
+            "w-1",
+            Some(start_for_deadline_in(LIMIT)),
+            false,
+        ))
+        .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        value(&app.metrics().await, "hard_limit_store_writable"),
+        0.0
+    );
+    assert_eq!(
+        value(&app.metrics().await, "hard_limit_store_writable"),
+        0.0
+    );
+    store.refuse_writes_for_tests(false);
+    assert_eq!(
+        value(&app.metrics().await, "hard_limit_store_writable"),
+        1.0
+    );
 }
