@@ -67,9 +67,23 @@ if [ "${1:-}" = "--browsers" ]; then
     $sudo_ apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y --no-install-recommends chromium chromium-driver firefox-esr
   fi
-  # promtool (the alert rules' tests) from Debian's prometheus package;
   # systemd-analyze (the unit's checks) from systemd.
-  apt_for promtool prometheus systemd-analyze systemd
+  apt_for systemd-analyze systemd
+  # promtool (the alert rules' tests) taken out of Debian's prometheus
+  # package into target/tools, not installed: installing the package would
+  # also start a Prometheus server on a machine that runs systemd.
+  if ! command -v promtool >/dev/null 2>&1 && [ ! -x target/tools/promtool ]; then
+    say "unpacking promtool from Debian's prometheus package into target/tools"
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+      $sudo_ apt-get update
+      (cd "$tmp" && apt-get download prometheus)
+    fi
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+    mkdir -p target/tools
+    cp "$tmp/root/usr/bin/promtool" target/tools/promtool
+    rm -rf "$tmp"
+  fi
   # Firefox's WebDriver is not packaged by Debian; crates.io has it.
   if ! command -v geckodriver >/dev/null 2>&1; then
     say "installing geckodriver (cargo install, once; takes a few minutes)"

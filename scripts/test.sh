@@ -20,8 +20,9 @@ step "native tests (state machine, options, properties, services)"
 cargo test --workspace --locked
 
 step "alert rules: promtool check and unit tests (deploy/alerts.yml, each alert fires and stays silent)"
-promtool check rules deploy/alerts.yml
-promtool test rules deploy/alerts.test.yml
+promtool=$(command -v promtool || echo target/tools/promtool)
+"$promtool" check rules deploy/alerts.yml
+"$promtool" test rules deploy/alerts.test.yml
 
 step "fuzz targets, a few seconds each (skipped without a nightly toolchain; npm run fuzz for longer runs)"
 sh scripts/fuzz.sh 5
