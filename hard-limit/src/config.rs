@@ -193,6 +193,22 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_URL", value_parser = parse_url, hide_env_values = true)]
     pub webhook_url: Option<Url>,
 
+    /// Forward every delivery this service acknowledges (every type), body
+    /// and X-Eyeson-Signature unchanged, to this URL: the app's own webhook
+    /// receiver. The service then registers itself for the app's types too.
+    #[arg(long, env = "FORWARD_TO", value_parser = parse_url, hide_env_values = true)]
+    pub forward_to: Option<Url>,
+
+    /// How long a delivery to forward is retried before it is dropped.
+    #[arg(long, env = "FORWARD_RETENTION", default_value = "24h", value_parser = parse_duration, hide_env_values = true)]
+    pub forward_retention: Duration,
+
+    /// Replace a webhook registered for the API key to another URL (eyeson
+    /// keeps one per key: its receiver gets nothing more). Without it (or
+    /// --forward-to) the service refuses to start when it finds one.
+    #[arg(long, env = "WEBHOOK_REPLACE", hide_env_values = true)]
+    pub webhook_replace: bool,
+
     /// How often to re-read GET /rooms.
     #[arg(long, env = "RECONCILE_EVERY", default_value = "60s", value_parser = parse_duration, hide_env_values = true)]
     pub reconcile_every: Duration,
@@ -288,8 +304,8 @@ pub struct Config {
     pub warn_text: Option<String>,
 
     /// Test only: this background task dies at start (scheduler,
-    /// reconciler, ingest-writer, outcome-writer, warner, warning-writer),
-    /// to test supervision.
+    /// reconciler, ingest-writer, outcome-writer, warner, warning-writer,
+    /// forwarder, forward-writer), to test supervision.
     #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
     pub inject_fault: Option<String>,
 
@@ -317,6 +333,9 @@ impl Config {
             grace: Duration::ZERO,
             limits: None,
             webhook_url: None,
+            forward_to: None,
+            forward_retention: Duration::from_secs(24 * 3600),
+            webhook_replace: false,
             reconcile_every: Duration::from_secs(60),
             recount_every: Duration::from_secs(60),
             dry_run: false,
@@ -387,6 +406,23 @@ impl Config {
             }
             _ => {}
         }
+        if self.forward_to.is_some() && self.webhook_replace {
+            return Err(ConfigError::Invalid(
+                "--forward-to and --webhook-replace contradict each other: --forward-to keeps the app's webhook working by forwarding to it, --webhook-replace cuts it off; choose one",
+            ));
+        }
+        if let (Some(to), Some(me)) = (&self.forward_to, &self.webhook_url) {
+            if to == me {
+                return Err(ConfigError::Invalid(
+                    "--forward-to is --webhook-url: the service would forward every delivery to itself",
+                ));
+            }
+        }
+        if self.forward_to.is_some() && self.forward_retention.is_zero() {
+            return Err(ConfigError::Invalid(
+                "--forward-retention must be more than 0s",
+            ));
+        }
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid("--max-connections must be at least 1"));
         }
@@ -417,6 +453,18 @@ impl Config {
 }
 
 impl Config {
+    /// What the registration does with a webhook registered to another URL.
+    pub fn registration_mode(&self) -> crate::registration::Mode {
+        use crate::registration::Mode;
+        if self.webhook_replace {
+            Mode::Replace
+        } else if self.forward_to.is_some() {
+            Mode::Forward
+        } else {
+            Mode::Refuse
+        }
+    }
+
     /// The in-meeting warning, if `--warn-before` is set; its text defaults
     /// to "This meeting ends in <warn-before>." so it stays true when only
     /// `--warn-before` is changed.

@@ -45,6 +45,8 @@
 //! | [`wake`] | pokes for the tasks that sleep until a time the store knows |
 //! | [`eyeson`] | the REST client |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
+//! | [`registration`] | sharing eyeson's one webhook per key with the app: what to register, refusing to cut off another URL's |
+//! | [`forward`] | `--forward-to`: the outbox's lanes, retries and expiry, and the task that forwards every acknowledged delivery to the app |
 //! | [`store`] | the narrow [`store::MeetingStore`] trait, plan application written once, its SQLite engine and its PostgreSQL engine (replicas) |
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
@@ -65,12 +67,14 @@ pub mod config;
 pub mod domain;
 pub mod eyeson;
 pub mod fault;
+pub mod forward;
 mod group_commit;
 pub mod http;
 pub mod limits;
 pub mod meeting_gauges;
 pub mod metrics;
 pub mod reconcile;
+pub mod registration;
 pub mod scheduler;
 pub mod serve;
 pub mod shutdown;
