@@ -737,6 +737,54 @@ mod tests {
     }
 
     #[test]
+    fn forward_to_and_webhook_replace_are_not_taken_together() {
+        use crate::registration::Mode;
+        let mut cfg = Config::new(
+            "k".parse().unwrap(),
+            Url::parse("http://x").unwrap(),
+            "sqlite::memory:".into(),
+        );
+        assert_eq!(cfg.registration_mode(), Mode::Refuse);
+        cfg.webhook_replace = true;
+        assert_eq!(cfg.registration_mode(), Mode::Replace);
+        cfg.forward_to = Some(Url::parse("https://app.example.com/hook").unwrap());
+        let err = cfg.policy().unwrap_err().to_string();
+        assert!(
+            err.contains("--forward-to") && err.contains("--webhook-replace"),
+            "{err}"
+        );
+        cfg.webhook_replace = false;
+        assert_eq!(cfg.registration_mode(), Mode::Forward);
+        assert!(cfg.policy().is_ok());
+        // Forwarding to itself would loop.
+        cfg.webhook_url = cfg.forward_to.clone();
+        assert!(cfg.policy().unwrap_err().to_string().contains("itself"));
+        cfg.webhook_url = None;
+        cfg.forward_retention = Duration::ZERO;
+        assert!(cfg
+            .policy()
+            .unwrap_err()
+            .to_string()
+            .contains("--forward-retention"));
+        // The flags and their variables parse.
+        let cli = Cli::try_parse_from([
+            "eyeson-hard-limit",
+            "--api-key",
+            "k",
+            "--forward-to",
+            "https://app.example.com/hook",
+            "--forward-retention",
+            "2h",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.forward_retention, Duration::from_secs(7200));
+        let help = Cli::command().render_long_help().to_string();
+        for v in ["FORWARD_TO", "FORWARD_RETENTION", "WEBHOOK_REPLACE"] {
+            assert!(help.contains(v), "{v}");
+        }
+    }
+
+    #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
     }

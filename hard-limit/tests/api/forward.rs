@@ -477,3 +477,32 @@ async fn two_replicas_on_postgresql_forward_each_delivery_once() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test]
+async fn a_stalled_receiver_holds_up_neither_webhooks_nor_shutdowns() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let app = spawn_app_with(|c| c.forward_to = Some(url_of(addr).parse().unwrap())).await;
+    // More rooms than sends in flight: every send hangs.
+    for i in 0..40 {
+        let started = start_for_deadline_in(Duration::from_secs(600));
+        let t = std::time::Instant::now();
+        let body = room_update(&format!("room-{i}"), Some(started), false);
+        assert_eq!(app.deliver(&body).await.status(), 204);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a delivery waited {:?}",
+            t.elapsed()
+        );
+    }
+    let started = start_for_deadline_ago(Duration::from_secs(1));
+    app.meeting_starts("due", started).await;
+    app.wait_for_state("due", started, "shut_down").await;
+}
