@@ -26,6 +26,10 @@
 //!    `deadline − warn` (once per deadline, under a lease like a shutdown),
 //!    joins it as a guest with the room's guest token and posts a chat
 //!    message.
+//! 6. With `--forward-to`, every acknowledged delivery is also written to
+//!    an outbox in the same transaction, and the [`forward`] task passes it
+//!    on to the app's own webhook receiver, unchanged, in order per room
+//!    ([`registration`]: eyeson keeps one webhook per API key).
 //!
 //! On PostgreSQL any number of replicas share one database: claims use
 //! `FOR UPDATE SKIP LOCKED` and the database's clock, `LISTEN/NOTIFY` wakes
