@@ -250,6 +250,53 @@ async fn a_foreign_registration_is_replaced_only_with_webhook_replace() {
     let _ = service.child.wait();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_registration_found_after_start_is_left_alone_and_counted() {
+    let fake = FakeEyeson::start(KEY).await;
+    fake.set_webhook(Some(app_hook("https://app.example.com/eyeson-hook")));
+    // The check at start gets no answer: the service starts anyway.
+    fake.script_webhooks(&[500]);
+    let (_dir, db) = fresh_database();
+    let service = ServiceProcess::spawn(
+        &fake,
+        &db,
+        "info",
+        "late-foreign",
+        Duration::from_secs(30),
+        &[("WEBHOOK_URL", HOOK)],
+    );
+    let http = reqwest::Client::new();
+    wait_until(
+        "refused_foreign counted",
+        Duration::from_secs(15),
+        || async {
+            let text = http
+                .get(format!("{}/metrics", service.admin))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines().any(|l| {
+                l.starts_with("hard_limit_webhook_registrations_total{outcome=\"refused_foreign\"}")
+                    && l.ends_with(" 1")
+            })
+        },
+    )
+    .await;
+    assert!(fake.calls("POST", "/webhooks").is_empty());
+    assert_eq!(fake.webhook().unwrap()["id"], "app", "left alone");
+    let logs = service.logs.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("ERROR") && logs.contains("https://app.example.com/eyeson-hook"),
+        "{logs}"
+    );
+    let mut child = service.child;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[tokio::test]
 async fn forward_to_registers_the_union_and_forwards_every_type_unchanged() {
     let receiver = Receiver::start().await;
