@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run --release -p eyeson-hard-limit --example bench -- burst [meetings] [window_ms]
 //! cargo run --release -p eyeson-hard-limit --example bench -- lateness [meetings] [window_ms]
-//! cargo run --release -p eyeson-hard-limit --example bench -- ingest [deliveries] [concurrency]
+//! cargo run --release -p eyeson-hard-limit --example bench -- ingest [deliveries] [concurrency] [--forward]
 //! cargo run --release -p eyeson-hard-limit --example bench -- scale [meetings]
 //! cargo run --release -p eyeson-hard-limit --example bench -- warnings [meetings]
 //! # PostgreSQL, several replicas (each a process of its own; a fresh
@@ -22,7 +22,11 @@
 //! - `ingest`: the service in this process with the default SQLite store
 //!   (durable: committed before 204); a load generator in a second process
 //!   (this binary re-run with `ingest-load`) posts signed deliveries over
-//!   loopback; prints deliveries per second.
+//!   loopback; prints deliveries per second. With `--forward` every
+//!   service also forwards each delivery (`--forward-to`) to a receiver in
+//!   this process that answers 204 (the outbox row is written in the same
+//!   transaction), and it prints how long after the load the receiver had
+//!   them all.
 //! - `scale`: N tracked meetings (default 1,000,000) in a SQLite file; a
 //!   fresh service process (`scale-serve`) opens it and reports resident
 //!   memory, the time to find and claim the next due meeting, and the time
@@ -72,6 +76,8 @@ const SOAK_LIMIT: Duration = Duration::from_secs(20);
 const SOAK_RETENTION: Duration = Duration::from_secs(120);
 /// `--warn-before` of the services, when the benchmark is `warnings`.
 static WARN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+/// `ingest --forward`: every service forwards to this receiver.
+static FORWARD_TO: std::sync::OnceLock<reqwest::Url> = std::sync::OnceLock::new();
 const WARN_BEFORE: Duration = Duration::from_secs(5);
 
 /// Positional arguments, without the `--database URL` / `--replicas N` options.
@@ -81,7 +87,7 @@ fn positional() -> Vec<String> {
     while let Some(a) = args.next() {
         if a == "--database" || a == "--replicas" {
             args.next();
-        } else if a != "--kill-one" {
+        } else if a != "--kill-one" && a != "--forward" {
             out.push(a);
         }
     }
@@ -295,7 +301,7 @@ fn main() {
         "soak" => rt.block_on(soak(arg(2, 30), arg(3, 20))),
         _ => {
             eprintln!(
-                "usage: bench (burst [n] [window_ms] [--kill-one] | lateness [n] [window_ms] | ingest [n] [concurrency] | scale [n] | warnings [n] | soak [minutes] [meetings_per_s]) [--database URL] [--replicas N]"
+                "usage: bench (burst [n] [window_ms] [--kill-one] | lateness [n] [window_ms] | ingest [n] [concurrency] [--forward] | scale [n] | warnings [n] | soak [minutes] [meetings_per_s]) [--database URL] [--replicas N]"
             );
             std::process::exit(2);
         }
@@ -358,6 +364,7 @@ async fn start_service(
     // it never heard of must not be closed as "ended silently".
     config.close_unlisted_after = Duration::from_secs(86_400);
     config.warn_before = WARN.get().copied();
+    config.forward_to = FORWARD_TO.get().cloned();
     let app = Application::build(config).await.unwrap();
     let url = format!("http://{}", app.local_addr());
     let admin = format!("http://{}", app.admin_addr());
@@ -613,7 +620,31 @@ async fn warnings(n: usize) {
     db.drop_database().await;
 }
 
+/// A receiver for `ingest --forward`: answers 204, counts what it got.
+async fn forward_receiver() -> (reqwest::Url, Arc<std::sync::atomic::AtomicUsize>) {
+    let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = got.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/eyeson-hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || {
+        let count = count.clone();
+        async move {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url.parse().unwrap(), got)
+}
+
 async fn ingest(n: usize, concurrency: usize) {
+    let forwarded = if std::env::args().any(|a| a == "--forward") {
+        let (url, got) = forward_receiver().await;
+        FORWARD_TO.set(url).unwrap();
+        Some(got)
+    } else {
+        None
+    };
     let fake = FakeEyeson::start(KEY).await;
     let db = BenchDb::create("ingest.db").await;
     let services = Services::start(&fake, &db).await;
@@ -650,6 +681,20 @@ async fn ingest(n: usize, concurrency: usize) {
     );
     print!("{report}");
     println!("  meetings committed in the store: {stored} (expected {n})");
+    if let Some(got) = forwarded {
+        // Forwarding runs behind ingest: how long until the receiver had all.
+        let t0 = Instant::now();
+        while got.load(std::sync::atomic::Ordering::Relaxed) < n
+            && t0.elapsed() < Duration::from_secs(120)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!(
+            "  forwarded (--forward): {} of {n} received by the app's receiver, {:.2?} after the load ended",
+            got.load(std::sync::atomic::Ordering::Relaxed),
+            t0.elapsed()
+        );
+    }
     store.close().await;
     services.stop().await;
     db.drop_database().await;

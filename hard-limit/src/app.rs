@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::eyeson::{ApiError, EyesonClient};
 use crate::fault::Faults;
+use crate::forward::Forwarder;
 use crate::http::admin::AdminState;
 use crate::http::PublicState;
 use crate::limits::LimitsHandle;
@@ -53,6 +54,10 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another URL's webhook is registered for the API key, and neither
+    /// `--forward-to` nor `--webhook-replace` says what to do about it.
+    #[error("refusing to start: {0}")]
+    ForeignWebhook(#[from] crate::registration::ForeignWebhook),
     /// The port could not be served.
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
@@ -79,6 +84,7 @@ pub struct Application {
     scheduler: Scheduler,
     reconciler: Reconciler,
     warner: Option<Warner>,
+    forwarder: Option<Forwarder>,
     ingest_task: tokio::task::JoinHandle<()>,
     faults: Faults,
     conn_limits: ConnLimits,
@@ -123,6 +129,10 @@ impl Application {
         )
         .await?;
         let client = EyesonClient::new(config.api_url.clone(), config.api_key.clone())?;
+        let registration = config.registration_mode();
+        if let Some(url) = &config.webhook_url {
+            check_registration(&client, url, registration).await?;
+        }
         let wake = Arc::new(crate::wake::Wake::default());
         let faults = match crate::fault::parse(config.inject_fault.as_deref()) {
             Some((task, after)) => {
@@ -157,6 +167,7 @@ impl Application {
                 webhook_max_age: config.webhook_max_age,
                 clock: clock.clone(),
                 body_read_timeout: config.body_read_timeout,
+                forward: config.forward_to.is_some(),
             },
             tasks_ok: tasks_ok.clone(),
             public_deadlines: config.public_deadlines,
@@ -174,6 +185,25 @@ impl Application {
             tasks_ok: tasks_ok.clone(),
         };
         let owner: Arc<str> = owner_id().into();
+        let forwarder = match &config.forward_to {
+            Some(target) => {
+                metrics::forwarding_on();
+                Some(Forwarder {
+                    store: store.clone(),
+                    clock: clock.clone(),
+                    target: target.clone(),
+                    http: crate::forward::http_client().map_err(ApiError::Transport)?,
+                    owner: owner.clone(),
+                    lease: config.lease,
+                    retention: config.forward_retention,
+                    concurrency: FORWARD_CONCURRENCY,
+                    wake: wake.forwarder(),
+                    faults: faults.clone(),
+                    tasks_ok: tasks_ok.clone(),
+                })
+            }
+            None => None,
+        };
         let warner = warning.map(|warning| Warner {
             store: store.clone(),
             client: client.clone(),
@@ -210,6 +240,7 @@ impl Application {
             every: config.reconcile_every,
             retention: config.retention,
             webhook_url: config.webhook_url.clone(),
+            registration,
             close_unlisted_after: config.close_unlisted_after,
             previous: Default::default(),
             max_start_ahead: crate::domain::max_start_ahead(config.webhook_max_age),
@@ -224,6 +255,7 @@ impl Application {
             scheduler,
             reconciler,
             warner,
+            forwarder,
             ingest_task,
             faults,
             recount_every: config.recount_every,
@@ -288,6 +320,9 @@ impl Application {
         let mut warner = self
             .warner
             .map(|w| tokio::spawn(faults.wrap("warner", w.run(stop_rx.clone()))));
+        let mut forwarder = self
+            .forwarder
+            .map(|f| tokio::spawn(faults.wrap("forwarder", f.run(stop_rx.clone()))));
         let mut ingest_task = self.ingest_task;
         let store = self.state.store.clone();
         // Cut short (dropped) when this returns; it holds no work to finish.
@@ -320,10 +355,14 @@ impl Application {
                 warner = None;
                 Some(("warner", r))
             }
+            r = async { forwarder.as_mut().expect("guarded").await }, if forwarder.is_some() => {
+                forwarder = None;
+                Some(("forwarder", r))
+            }
             r = &mut server => {
                 // The server ended by itself: an accept error.
                 tasks_ok.store(false, Ordering::SeqCst);
-                stop_background(&stop_tx, ingest_task, scheduler, reconciler, warner, listener, &store).await;
+                stop_background(&stop_tx, ingest_task, scheduler, reconciler, [warner, forwarder], listener, &store).await;
                 return match r {
                     Ok(Ok(())) => Err(StartError::TaskEnded { task: "HTTP server", how: "returned".into() }),
                     Ok(Err(e)) => Err(StartError::Io(e)),
@@ -342,7 +381,7 @@ impl Application {
                 ingest_task,
                 scheduler,
                 reconciler,
-                warner,
+                [warner, forwarder],
                 listener,
                 &store,
             )
@@ -368,6 +407,10 @@ impl Application {
         // is `None` here if it is the task that ended).
         if let Some(warner) = warner {
             let _ = warner.await;
+        }
+        // The forwarder finishes its sends in flight (each bounded).
+        if let Some(forwarder) = forwarder {
+            let _ = forwarder.await;
         }
         if task != "reconciler" {
             reconciler.abort();
@@ -398,15 +441,16 @@ async fn stop_background(
     ingest_task: JoinHandle<()>,
     scheduler: JoinHandle<()>,
     reconciler: JoinHandle<()>,
-    warner: Option<JoinHandle<()>>,
+    finishing: [Option<JoinHandle<()>>; 2],
     listener: Option<JoinHandle<()>>,
     store: &Store,
 ) {
     stop_tx.stop();
     let _ = ingest_task.await;
     let _ = scheduler.await;
-    if let Some(warner) = warner {
-        let _ = warner.await;
+    // The warner and the forwarder finish their calls in flight.
+    for task in finishing.into_iter().flatten() {
+        let _ = task.await;
     }
     reconciler.abort();
     let _ = reconciler.await;
@@ -415,6 +459,35 @@ async fn stop_background(
         let _ = listener.await;
     }
     store.close().await;
+}
+
+/// Sends to `--forward-to` in flight at once (per replica).
+const FORWARD_CONCURRENCY: usize = 16;
+
+/// At start, with `--webhook-url`: refuses to go on when another URL's
+/// webhook is registered and the configuration does not say what to do
+/// about it. If `GET /webhooks` fails, starts anyway (eyeson may be down
+/// for a moment): the registration checks again before it registers.
+async fn check_registration(
+    client: &EyesonClient,
+    url: &reqwest::Url,
+    mode: crate::registration::Mode,
+) -> Result<(), StartError> {
+    use crate::registration::{decide, Decision, ForeignWebhook};
+    match client.current_webhook().await {
+        Ok(current) => match decide(current.as_ref(), url, mode) {
+            Decision::RefuseForeign(hook) => {
+                ::metrics::counter!(metrics::REGISTRATIONS, "outcome" => "refused_foreign")
+                    .increment(1);
+                Err(ForeignWebhook::of(&hook).into())
+            }
+            _ => Ok(()),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the registered webhook at start; the registration checks again before it registers");
+            Ok(())
+        }
+    }
 }
 
 /// Aborts the task when dropped.

@@ -221,6 +221,22 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_URL", value_parser = parse_url, hide_env_values = true)]
     pub webhook_url: Option<Url>,
 
+    /// Forward every delivery this service acknowledges (every type), body
+    /// and X-Eyeson-Signature unchanged, to this URL: the app's own webhook
+    /// receiver. The service then registers itself for the app's types too.
+    #[arg(long, env = "FORWARD_TO", value_parser = parse_url, hide_env_values = true)]
+    pub forward_to: Option<Url>,
+
+    /// How long a delivery to forward is retried before it is dropped.
+    #[arg(long, env = "FORWARD_RETENTION", default_value = "24h", value_parser = parse_duration, hide_env_values = true)]
+    pub forward_retention: Duration,
+
+    /// Replace a webhook registered for the API key to another URL (eyeson
+    /// keeps one per key: its receiver gets nothing more). Without it (or
+    /// --forward-to) the service refuses to start when it finds one.
+    #[arg(long, env = "WEBHOOK_REPLACE", hide_env_values = true)]
+    pub webhook_replace: bool,
+
     /// How often to re-read GET /rooms.
     #[arg(long, env = "RECONCILE_EVERY", default_value = "60s", value_parser = parse_duration, hide_env_values = true)]
     pub reconcile_every: Duration,
@@ -324,7 +340,8 @@ pub struct Config {
 
     /// Test only: this background task dies at start, or `@DELAY` after it
     /// (scheduler, reconciler, ingest-writer, outcome-writer, warner,
-    /// warning-writer; `reconciler@3s`), to test supervision.
+    /// warning-writer, forwarder, forward-writer; `reconciler@3s`), to test
+    /// supervision.
     #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
     pub inject_fault: Option<String>,
 
@@ -353,6 +370,9 @@ impl Config {
             grace: Duration::ZERO,
             limits: None,
             webhook_url: None,
+            forward_to: None,
+            forward_retention: Duration::from_secs(24 * 3600),
+            webhook_replace: false,
             reconcile_every: Duration::from_secs(60),
             recount_every: Duration::from_secs(60),
             dry_run: false,
@@ -426,6 +446,23 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        if self.forward_to.is_some() && self.webhook_replace {
+            return Err(ConfigError::Invalid(
+                "--forward-to and --webhook-replace contradict each other: --forward-to keeps the app's webhook working by forwarding to it, --webhook-replace cuts it off; choose one",
+            ));
+        }
+        if let (Some(to), Some(me)) = (&self.forward_to, &self.webhook_url) {
+            if to == me {
+                return Err(ConfigError::Invalid(
+                    "--forward-to is --webhook-url: the service would forward every delivery to itself",
+                ));
+            }
+        }
+        if self.forward_to.is_some() && self.forward_retention.is_zero() {
+            return Err(ConfigError::Invalid(
+                "--forward-retention must be more than 0s",
+            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid("--max-connections must be at least 1"));
@@ -551,6 +588,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// What the registration does with a webhook registered to another URL.
+    pub fn registration_mode(&self) -> crate::registration::Mode {
+        use crate::registration::Mode;
+        if self.webhook_replace {
+            Mode::Replace
+        } else if self.forward_to.is_some() {
+            Mode::Forward
+        } else {
+            Mode::Refuse
+        }
     }
 
     /// The in-meeting warning, if `--warn-before` is set; its text defaults
@@ -830,6 +879,54 @@ mod tests {
         assert!(!format!("{cli:?}").contains("t0ken-s3cret-long-enough"));
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("--admin-token") && help.contains("ADMIN_TOKEN"));
+    }
+
+    #[test]
+    fn forward_to_and_webhook_replace_are_not_taken_together() {
+        use crate::registration::Mode;
+        let mut cfg = Config::new(
+            "k".parse().unwrap(),
+            Url::parse("http://x").unwrap(),
+            "sqlite::memory:".into(),
+        );
+        assert_eq!(cfg.registration_mode(), Mode::Refuse);
+        cfg.webhook_replace = true;
+        assert_eq!(cfg.registration_mode(), Mode::Replace);
+        cfg.forward_to = Some(Url::parse("https://app.example.com/hook").unwrap());
+        let err = cfg.policy().unwrap_err().to_string();
+        assert!(
+            err.contains("--forward-to") && err.contains("--webhook-replace"),
+            "{err}"
+        );
+        cfg.webhook_replace = false;
+        assert_eq!(cfg.registration_mode(), Mode::Forward);
+        assert!(cfg.policy().is_ok());
+        // Forwarding to itself would loop.
+        cfg.webhook_url = cfg.forward_to.clone();
+        assert!(cfg.policy().unwrap_err().to_string().contains("itself"));
+        cfg.webhook_url = None;
+        cfg.forward_retention = Duration::ZERO;
+        assert!(cfg
+            .policy()
+            .unwrap_err()
+            .to_string()
+            .contains("--forward-retention"));
+        // The flags and their variables parse.
+        let cli = Cli::try_parse_from([
+            "eyeson-hard-limit",
+            "--api-key",
+            "k",
+            "--forward-to",
+            "https://app.example.com/hook",
+            "--forward-retention",
+            "2h",
+        ])
+        .unwrap();
+        assert_eq!(cli.config.forward_retention, Duration::from_secs(7200));
+        let help = Cli::command().render_long_help().to_string();
+        for v in ["FORWARD_TO", "FORWARD_RETENTION", "WEBHOOK_REPLACE"] {
+            assert!(help.contains(v), "{v}");
+        }
     }
 
     #[test]

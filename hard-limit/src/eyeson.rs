@@ -312,14 +312,15 @@ impl EyesonClient {
         Ok(parse_webhook(&v))
     }
 
-    /// `POST /webhooks` with form `url`, `types=room_update`: registers this
-    /// service, replacing whatever was registered for the key.
-    pub async fn register_webhook(&self, target: &Url) -> Result<(), ApiError> {
+    /// `POST /webhooks` with form `url` and `types` (one comma-separated
+    /// string): registers this service, replacing whatever was registered
+    /// for the key.
+    pub async fn register_webhook(&self, target: &Url, types: &str) -> Result<(), ApiError> {
         let url = self.url(&["webhooks"])?;
         let resp = self
             .send(
                 self.request(reqwest::Method::POST, url)
-                    .form(&[("url", target.as_str()), ("types", WEBHOOK_TYPES)]),
+                    .form(&[("url", target.as_str()), ("types", types)]),
             )
             .await?;
         if resp.status().is_success() {
@@ -329,20 +330,20 @@ impl EyesonClient {
         }
     }
 
-    /// Registers `target` unless exactly it (with exactly `room_update`) is
-    /// registered already. Returns whether it registered.
+    /// Registers `target` for `room_update` unless exactly that is
+    /// registered already, replacing whatever else is. Returns whether it
+    /// registered. (The service itself decides with
+    /// [`crate::registration::decide`], which leaves other URLs alone.)
     pub async fn ensure_webhook(&self, target: &Url) -> Result<bool, ApiError> {
-        if let Some(current) = self.current_webhook().await? {
-            // Compared as URLs: `Url` writes a bare host with a trailing
-            // slash, which eyeson may have stored without.
-            let same_url = current.url == target.as_str()
-                || Url::parse(&current.url).is_ok_and(|u| u == *target);
-            if same_url && current.types == [WEBHOOK_TYPES] {
-                return Ok(false);
+        use crate::registration::{decide, Decision, Mode};
+        let current = self.current_webhook().await?;
+        match decide(current.as_ref(), target, Mode::Replace) {
+            Decision::Unchanged | Decision::RefuseForeign(_) => Ok(false),
+            Decision::Register { types, .. } => {
+                self.register_webhook(target, &types).await?;
+                Ok(true)
             }
         }
-        self.register_webhook(target).await?;
-        Ok(true)
     }
 
     /// `DELETE /webhooks/{id}`.

@@ -15,13 +15,15 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 /// The background tasks a fault can be injected into.
-pub const TASKS: [&str; 6] = [
+pub const TASKS: [&str; 8] = [
     "scheduler",
     "reconciler",
     "ingest-writer",
     "outcome-writer",
     "warner",
     "warning-writer",
+    "forwarder",
+    "forward-writer",
 ];
 
 /// `TASK` or `TASK@DELAY` from `--inject-fault`: the task and how long

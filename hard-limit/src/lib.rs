@@ -26,6 +26,10 @@
 //!    `deadline − warn` (once per deadline, under a lease like a shutdown),
 //!    joins it as a guest with the room's guest token and posts a chat
 //!    message.
+//! 6. With `--forward-to`, every acknowledged delivery is also written to
+//!    an outbox in the same transaction, and the [`forward`] task passes it
+//!    on to the app's own webhook receiver, unchanged, in order per room
+//!    ([`registration`]: eyeson keeps one webhook per API key).
 //!
 //! On PostgreSQL any number of replicas share one database: claims use
 //! `FOR UPDATE SKIP LOCKED` and the database's clock, `LISTEN/NOTIFY` wakes
@@ -45,6 +49,8 @@
 //! | [`wake`] | pokes for the tasks that sleep until a time the store knows |
 //! | [`eyeson`] | the REST client |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
+//! | [`registration`] | sharing eyeson's one webhook per key with the app: what to register, refusing to cut off another URL's |
+//! | [`forward`] | `--forward-to`: the outbox's lanes, retries and expiry, and the task that forwards every acknowledged delivery to the app |
 //! | [`store`] | the narrow [`store::MeetingStore`] trait, plan application written once, its SQLite engine and its PostgreSQL engine (replicas) |
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
@@ -66,6 +72,7 @@ pub mod config;
 pub mod domain;
 pub mod eyeson;
 pub mod fault;
+pub mod forward;
 mod group_commit;
 pub mod http;
 pub mod limits;
@@ -73,6 +80,7 @@ pub mod meeting_gauges;
 pub mod metrics;
 pub mod notify;
 pub mod reconcile;
+pub mod registration;
 pub mod scheduler;
 pub mod serve;
 pub mod shutdown;

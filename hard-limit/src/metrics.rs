@@ -11,9 +11,11 @@
 //! | `hard_limit_enforcement_lateness_seconds` | | histogram: shutdown call completed − deadline |
 //! | `hard_limit_reconcile_runs_total` | `outcome` | `GET /rooms` reconciliations |
 //! | `hard_limit_reconcile_closes_refused_total` | | reconciliations that closed nothing: they would have closed too many meetings |
-//! | `hard_limit_webhook_registrations_total` | `outcome` | start-up registration |
+//! | `hard_limit_webhook_registrations_total` | `outcome` | start-up registration (`registered`, `unchanged`, `replaced_foreign`, `refused_foreign`, `error`) |
 //! | `hard_limit_admin_auth_failures_total` | | admin requests with a missing or wrong token (and those refused unchecked while their address was slowed down) |
 //! | `hard_limit_admin_requests_refused_total` | `reason` (`host`, `origin`, `content_type`, `throttled`) | admin requests refused before any handler ran |
+//! | `hard_limit_forwards_total` | `outcome` | deliveries forwarded to `--forward-to`, by how each attempt ended (`delivered`, `retried`, `expired`, `refused`) |
+//! | `hard_limit_forwards_pending` | | entries in the forwarding outbox (all replicas'), recounted every 10 s |
 //! | `hard_limit_warnings_total` | `outcome` | in-meeting warnings by how they ended (`sent`, `meeting_ended`, `no_guest_token`, `skipped_newer_meeting`, `dry_run`, `failed`, `deferred`) |
 //! | `hard_limit_warning_retries_total` | | retried warning calls (429/5xx/timeouts) |
 //! | `hard_limit_warning_lateness_seconds` | | histogram: chat message posted − (deadline − `--warn-before`) |
@@ -67,6 +69,20 @@ pub const OVERDUE: &str = "hard_limit_overdue_seconds";
 pub const DUE_NEXT_HOUR: &str = "hard_limit_meetings_due_next_hour";
 /// Webhook registrations by outcome.
 pub const REGISTRATIONS: &str = "hard_limit_webhook_registrations_total";
+/// Registration outcomes, so each series exists from the start.
+pub const REGISTRATION_OUTCOMES: &[&str] = &[
+    "registered",
+    "unchanged",
+    "replaced_foreign",
+    "refused_foreign",
+    "error",
+];
+/// Forwarding attempts by outcome.
+pub const FORWARDS: &str = "hard_limit_forwards_total";
+/// Entries waiting in the forwarding outbox.
+pub const FORWARDS_PENDING: &str = "hard_limit_forwards_pending";
+/// Forwarding outcomes.
+pub const FORWARD_OUTCOMES: &[&str] = &["delivered", "retried", "expired", "refused"];
 
 /// Admin requests whose token was missing or wrong.
 pub const ADMIN_AUTH_FAILURES: &str = "hard_limit_admin_auth_failures_total";
@@ -171,6 +187,17 @@ fn describe() {
         metrics::counter!(RECONCILES, "outcome" => outcome).increment(0);
     }
     metrics::describe_counter!(REGISTRATIONS, "Webhook registrations at start by outcome");
+    for o in REGISTRATION_OUTCOMES {
+        metrics::counter!(REGISTRATIONS, "outcome" => *o).increment(0);
+    }
+    metrics::describe_counter!(
+        FORWARDS,
+        "Attempts to forward a delivery to --forward-to, by outcome"
+    );
+    metrics::describe_gauge!(
+        FORWARDS_PENDING,
+        "Deliveries waiting in the forwarding outbox (recounted every 10 s)"
+    );
     metrics::describe_counter!(
         RECONCILE_CLOSES_REFUSED,
         "Reconciliations that closed nothing because they would have closed more than 10 and more than 20% of the open meetings"
@@ -265,4 +292,22 @@ pub fn attempts(claims: i64) {
 /// Records how late a shutdown completed.
 pub fn lateness(seconds: f64) {
     metrics::histogram!(LATENESS).record(seconds);
+}
+
+/// Counts one forwarding attempt's outcome.
+pub fn forward(outcome: &'static str) {
+    metrics::counter!(FORWARDS, "outcome" => outcome).increment(1);
+}
+
+/// Sets the outbox's size.
+pub fn forwards_pending(n: u64) {
+    metrics::gauge!(FORWARDS_PENDING).set(n as f64);
+}
+
+/// Makes the forwarding series exist (only a service that forwards shows them).
+pub fn forwarding_on() {
+    for o in FORWARD_OUTCOMES {
+        metrics::counter!(FORWARDS, "outcome" => *o).increment(0);
+    }
+    metrics::gauge!(FORWARDS_PENDING).set(0.0);
 }

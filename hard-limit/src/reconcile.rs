@@ -14,8 +14,10 @@ use reqwest::Url;
 use crate::clock::Clock;
 use crate::domain::{self, MeetingKey, Plan, RoomUpdate, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient};
+use crate::forward;
 use crate::limits::LimitsHandle;
 use crate::metrics;
+use crate::registration::{self, Decision, ForeignWebhook, Mode};
 use crate::shutdown::Shutdown;
 use crate::store::{Applied, Closing, MeetingStore, Store, StoreError};
 use crate::wake::Wake;
@@ -64,6 +66,8 @@ pub struct Reconciler {
     pub retention: Duration,
     /// Register this URL at start, if set.
     pub webhook_url: Option<Url>,
+    /// What to do with a webhook registered to another URL.
+    pub registration: Mode,
     /// A meeting missing from `GET /rooms` is closed only if it was tracked
     /// at least this long before the list was asked for: a delivery can
     /// overtake the list, eyeson's list may lag behind its webhooks, and
@@ -152,30 +156,62 @@ impl Reconciler {
         }
     }
 
+    /// Registers the webhook as [`registration::decide`] says: never over
+    /// another URL's registration unless told (`--webhook-replace`, or
+    /// `--forward-to`, which takes its types over).
     async fn register(&self, url: &Url) {
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(10))
             .with_max_times(5)
             .with_jitter();
-        let result = (|| self.client.ensure_webhook(url))
-            .retry(policy)
-            .when(ApiError::is_retryable)
-            .await;
-        match result {
-            Ok(true) => {
-                ::metrics::counter!(metrics::REGISTRATIONS, "outcome" => "registered").increment(1);
-                tracing::info!(url = %url, "webhook registered");
+        let attempt = || async {
+            let current = self.client.current_webhook().await?;
+            let decision = registration::decide(current.as_ref(), url, self.registration);
+            if let Decision::Register { types, .. } = &decision {
+                self.client.register_webhook(url, types).await?;
             }
-            Ok(false) => {
-                ::metrics::counter!(metrics::REGISTRATIONS, "outcome" => "unchanged").increment(1);
+            Ok::<_, ApiError>(decision)
+        };
+        let result = attempt.retry(policy).when(ApiError::is_retryable).await;
+        let url = forward::loggable_url(url.as_str());
+        let outcome = match result {
+            Ok(Decision::Unchanged) => {
                 tracing::info!(url = %url, "webhook already registered");
+                "unchanged"
+            }
+            Ok(Decision::Register {
+                types,
+                replacing: None,
+            }) => {
+                tracing::info!(url = %url, types = %types, "webhook registered");
+                "registered"
+            }
+            Ok(Decision::Register {
+                types,
+                replacing: Some(old),
+            }) => {
+                let old = ForeignWebhook::of(&old);
+                if self.registration == Mode::Forward {
+                    tracing::info!(url = %url, types = %types, replaced = %old.url, replaced_types = %old.types,
+                        "webhook registered in place of the app's; every delivery is forwarded to --forward-to");
+                    "registered"
+                } else {
+                    tracing::warn!(url = %url, types = %types, replaced = %old.url, replaced_types = %old.types,
+                        "--webhook-replace: replaced the webhook registered to another URL; its receiver gets no more deliveries");
+                    "replaced_foreign"
+                }
+            }
+            Ok(Decision::RefuseForeign(old)) => {
+                tracing::error!("webhook not registered: {}", ForeignWebhook::of(&old));
+                "refused_foreign"
             }
             Err(e) => {
-                ::metrics::counter!(metrics::REGISTRATIONS, "outcome" => "error").increment(1);
                 tracing::error!(error = %e, url = %url, "could not register the webhook");
+                "error"
             }
-        }
+        };
+        ::metrics::counter!(metrics::REGISTRATIONS, "outcome" => outcome).increment(1);
     }
 
     /// One reconciliation: track what `GET /rooms` lists, close what it no

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 pub struct Wake {
     scheduler: Notify,
     warner: Notify,
+    forwarder: std::sync::Arc<Notify>,
 }
 
 impl Wake {
@@ -26,6 +27,16 @@ impl Wake {
     /// What the scheduler waits on.
     pub fn scheduler(&self) -> &Notify {
         &self.scheduler
+    }
+
+    /// Wakes the forwarder only: deliveries to forward were committed.
+    pub fn poke_forwarder(&self) {
+        self.forwarder.notify_one();
+    }
+
+    /// What the forwarder waits on.
+    pub fn forwarder(&self) -> std::sync::Arc<Notify> {
+        self.forwarder.clone()
     }
 
     /// What the warner waits on.

@@ -25,10 +25,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::config::ApiKey;
-use crate::domain::{self, GuestToken, Plan, RoomId, RoomUpdate, Timestamp};
+use crate::domain::{self, GuestToken, IgnoreReason, Plan, RoomId, RoomUpdate, Timestamp};
 use crate::limits::LimitsHandle;
 use crate::metrics;
-use crate::store::{Applied, MeetingStore, Store};
+use crate::store::{Applied, NewForward, Store};
 
 /// Largest accepted delivery body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -260,7 +260,13 @@ pub fn is_fresh(timestamp: Timestamp, now: Timestamp, max_age: Duration) -> bool
     now.0.saturating_sub(timestamp.0).unsigned_abs() <= max
 }
 
-type Job = (Plan, oneshot::Sender<Result<Applied, ()>>);
+/// A delivery's plan, the delivery itself when it is to be forwarded
+/// (`--forward-to`), and where the answer goes.
+type Job = (
+    Plan,
+    Option<NewForward>,
+    oneshot::Sender<Result<Applied, ()>>,
+);
 
 /// Group commit: handlers hand their plan to one writer task, which commits
 /// whatever has queued up in a single transaction and then answers each
@@ -287,19 +293,29 @@ impl Ingest {
         let task = tokio::spawn(faults.wrap("ingest-writer", async move {
             let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
             while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let plans: Vec<Plan> = batch.iter().map(|(p, _)| p.clone()).collect();
-                match store.apply(&plans, clock.now()).await {
+                let mut plans = Vec::with_capacity(batch.len());
+                let mut forwards = Vec::new();
+                for (plan, forward, _) in &mut batch {
+                    plans.push(plan.clone());
+                    forwards.extend(forward.take());
+                }
+                // The plans and the outbox entries commit together: a 204
+                // means both are durable.
+                match store.apply_deliveries(&plans, &forwards, clock.now()).await {
                     Ok(results) => {
                         if results.contains(&Applied::Tracked) {
                             wake.poke();
                         }
-                        for ((_, reply), r) in batch.drain(..).zip(results) {
+                        if !forwards.is_empty() {
+                            wake.poke_forwarder();
+                        }
+                        for ((_, _, reply), r) in batch.drain(..).zip(results) {
                             let _ = reply.send(Ok(r));
                         }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, deliveries = batch.len(), "could not commit deliveries");
-                        for (_, reply) in batch.drain(..) {
+                        for (_, _, reply) in batch.drain(..) {
                             let _ = reply.send(Err(()));
                         }
                     }
@@ -311,8 +327,18 @@ impl Ingest {
 
     /// Commits one plan; resolves once it is durable.
     pub async fn submit(&self, plan: Plan) -> Result<Applied, ()> {
+        self.submit_with(plan, None).await
+    }
+
+    /// Commits one plan and, if given, the delivery to forward, in one
+    /// transaction; resolves once both are durable.
+    pub async fn submit_with(
+        &self,
+        plan: Plan,
+        forward: Option<NewForward>,
+    ) -> Result<Applied, ()> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((plan, reply)).await.map_err(|_| ())?;
+        self.tx.send((plan, forward, reply)).await.map_err(|_| ())?;
         answer.await.map_err(|_| ())?
     }
 }
@@ -332,6 +358,9 @@ pub struct WebhookState {
     pub clock: Arc<dyn Clock>,
     /// A webhook body must arrive within this.
     pub body_read_timeout: Duration,
+    /// Whether acknowledged deliveries are written to the forwarding
+    /// outbox (`--forward-to`).
+    pub forward: bool,
 }
 
 /// How a delivery was answered. One value gives both the HTTP answer and
@@ -428,8 +457,35 @@ async fn handle(app: &WebhookState, headers: &HeaderMap, body: Body) -> Result<A
     if !is_fresh(delivery.timestamp, app.clock.now(), app.webhook_max_age) {
         return Err(Rejection::Stale);
     }
+    // Only what is acknowledged below is forwarded: verified, fresh and
+    // well-formed (the service relays eyeson, nobody else).
+    let forward = |bytes: Vec<u8>| {
+        app.forward.then(|| NewForward {
+            lane: crate::forward::lane_of(&bytes),
+            signature: headers
+                .get(SIGNATURE_HEADER)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default(),
+            content_type: headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            body: bytes,
+        })
+    };
     let update = match delivery.event {
-        Event::Other => return Ok(Answer::OtherType),
+        Event::Other => {
+            return Ok(match forward(bytes) {
+                None => Answer::OtherType,
+                Some(f) => match app
+                    .ingest
+                    .submit_with(Plan::Ignore(IgnoreReason::NotStarted), Some(f))
+                    .await
+                {
+                    Ok(_) => Answer::OtherType,
+                    Err(()) => Answer::StoreFailed,
+                },
+            })
+        }
         Event::RoomUpdate(u) => u,
     };
     if update.started_at.is_some_and(|s| {
@@ -442,10 +498,15 @@ async fn handle(app: &WebhookState, headers: &HeaderMap, body: Body) -> Result<A
         return Err(Rejection::FutureStart);
     }
     let plan = domain::plan(&update, &*app.limits.policy().await);
+    let forward = forward(bytes);
     if let Plan::Ignore(_) = plan {
-        return Ok(Answer::NotStarted);
+        if forward.is_none() {
+            return Ok(Answer::NotStarted);
+        }
     }
-    Ok(match app.ingest.submit(plan).await {
+    let ignored = matches!(plan, Plan::Ignore(_));
+    Ok(match app.ingest.submit_with(plan, forward).await {
+        Ok(_) if ignored => Answer::NotStarted,
         Ok(applied) => Answer::Accepted(applied),
         Err(()) => Answer::StoreFailed,
     })

@@ -260,6 +260,84 @@ pub struct WarnRecord {
     pub retry_at: Option<Timestamp>,
 }
 
+/// A delivery to forward to the app (`--forward-to`), written to the
+/// outbox in the same transaction as the delivery's plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewForward {
+    /// Its lane ([`crate::forward::lane_of`]): deliveries of one lane go
+    /// out one after the other, in the order they were committed.
+    pub lane: String,
+    /// The raw body, byte for byte.
+    pub body: Vec<u8>,
+    /// The `X-Eyeson-Signature` header as received.
+    pub signature: String,
+    /// The `Content-Type` header as received, if any.
+    pub content_type: Option<String>,
+}
+
+/// An outbox entry claimed under a lease: the head of its lane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardClaim {
+    /// The entry.
+    pub id: i64,
+    /// Its lane.
+    pub lane: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The signature header as received.
+    pub signature: String,
+    /// The content type as received.
+    pub content_type: Option<String>,
+    /// When the service committed it (the store's clock).
+    pub received_at: Timestamp,
+    /// Claims of this entry, this one included.
+    pub attempts: i64,
+    /// The store's "now" when it was claimed.
+    pub claimed_at: Timestamp,
+}
+
+/// How a claimed outbox entry ended, for [`ForwardStore::finish_forwards`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardRecord {
+    /// The entry.
+    pub id: i64,
+    /// The claim's [`ForwardClaim::attempts`] (with the owner, it
+    /// identifies the claim).
+    pub attempts: i64,
+    /// `None`: remove the entry (delivered, expired or refused).
+    /// `Some(d)`: try it again `d` after the store's now; the lane's later
+    /// entries wait at least as long.
+    pub retry_in: Option<Duration>,
+    /// Why the last attempt failed (kept with a retry, for operators).
+    pub error: Option<String>,
+}
+
+/// The forwarding outbox's questions (`--forward-to`).
+pub trait ForwardStore: Send + Sync {
+    /// Claims up to `limit` lane heads that are due and not leased (the
+    /// lowest entry of each lane only, so a lane goes out in order), each
+    /// under a lease of `lease` from the store's now.
+    fn claim_forwards(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ForwardClaim>, StoreError>> + Send;
+
+    /// Records how claims `owner` holds ended, in one transaction; each
+    /// applies only while that claim holds the lease. One result per record.
+    fn finish_forwards(
+        &self,
+        owner: &str,
+        records: &[ForwardRecord],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// How many entries wait in the outbox.
+    fn pending_forwards(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
 /// What applying one [`Plan`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -915,6 +993,69 @@ impl AdminStore for Store {
             Store::Postgres(s) => s.set_limit(kind, key, limit, now, caller).await,
         };
         self.note(r, |_| true)
+    }
+}
+
+impl Store {
+    /// Applies a batch of deliveries' plans and writes the deliveries to
+    /// forward into the outbox, in one transaction: once it returns `Ok`,
+    /// both are durable.
+    pub async fn apply_deliveries(
+        &self,
+        plans: &[Plan],
+        forwards: &[NewForward],
+        now: Timestamp,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let (r, delta) = crate::meeting_gauges::counting(async {
+            match self {
+                Store::Sqlite(s) => s.apply_deliveries(plans, forwards, now).await,
+                Store::Postgres(s) => s.apply_deliveries(plans, forwards, now).await,
+            }
+        })
+        .await;
+        if r.is_ok() {
+            self.gauges().apply(&delta);
+        }
+        self.note(r, |applied| {
+            !forwards.is_empty()
+                || applied
+                    .iter()
+                    .any(|a| !matches!(a, Applied::Ignored | Applied::AlreadyKnown))
+        })
+    }
+}
+
+impl ForwardStore for Store {
+    async fn claim_forwards(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<ForwardClaim>, StoreError> {
+        let r = match self {
+            Store::Sqlite(s) => s.claim_forwards(now, lease, owner, limit).await,
+            Store::Postgres(s) => s.claim_forwards(now, lease, owner, limit).await,
+        };
+        self.note(r, |claims| !claims.is_empty())
+    }
+    async fn finish_forwards(
+        &self,
+        owner: &str,
+        records: &[ForwardRecord],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        let r = match self {
+            Store::Sqlite(s) => s.finish_forwards(owner, records, now).await,
+            Store::Postgres(s) => s.finish_forwards(owner, records, now).await,
+        };
+        self.note(r, |applied| applied.contains(&true))
+    }
+    async fn pending_forwards(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.pending_forwards().await,
+            Store::Postgres(s) => s.pending_forwards().await,
+        }
     }
 }
 

@@ -43,9 +43,9 @@ use tokio::sync::Mutex;
 use super::plan::{self, NewMeeting, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
-    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind,
-    LimitRule, MeetingStore, MeetingView, Outcome, RoomHistory, RoomMeeting, StoreError, WarnClaim,
-    WarnRecord,
+    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim,
+    ForwardRecord, ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView,
+    NewForward, Outcome, RoomHistory, RoomMeeting, StoreError, WarnClaim, WarnRecord,
 };
 use crate::domain::{
     self, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
@@ -119,6 +119,13 @@ fn migrator() -> Migrator {
             "warnings".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0003_warnings.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            "forward outbox".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0004_forward_outbox.sql").into_sql_str(),
             false,
         ),
     ])
@@ -816,13 +823,23 @@ impl AdminStore for PgStore {
     }
 }
 
-impl MeetingStore for PgStore {
-    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
+impl PgStore {
+    /// Applies plans and writes the deliveries to forward, in one
+    /// transaction (see [`super::Store::apply_deliveries`]).
+    pub async fn apply_deliveries(
+        &self,
+        plans: &[Plan],
+        forwards: &[NewForward],
+        now: Timestamp,
+    ) -> Result<Vec<Applied>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let now = self.now_in(&mut tx, now).await?;
         // Every room of the batch locked in one round trip, in key order,
-        // so two batches cannot deadlock on each other.
+        // so two batches cannot deadlock on each other. The outbox's lanes
+        // are locked too: their ids are then drawn in commit order, so a
+        // lane's entries cannot become visible out of order across replicas.
         let mut rooms: Vec<&str> = plans.iter().filter_map(plan::room_of).collect();
+        rooms.extend(forwards.iter().map(|f| crate::forward::lock_key(&f.lane)));
         rooms.sort_unstable();
         rooms.dedup();
         if !rooms.is_empty() {
@@ -836,6 +853,9 @@ impl MeetingStore for PgStore {
             .await?;
         }
         let out = plan::apply_batch(&mut tx, plans, Timestamp(now)).await?;
+        if !forwards.is_empty() {
+            insert_forwards(&mut tx, forwards, now).await?;
+        }
         if out.contains(&Applied::Tracked) {
             // Delivered at commit, to every replica's listener.
             sqlx::query("SELECT pg_notify($1, '')")
@@ -845,6 +865,159 @@ impl MeetingStore for PgStore {
         }
         tx.commit().await?;
         Ok(out)
+    }
+}
+
+/// The batch's deliveries to forward, in one statement (arrays, in order).
+/// A new entry waits at least as long as its lane's head.
+async fn insert_forwards(
+    tx: &mut Transaction<'_, Postgres>,
+    forwards: &[NewForward],
+    now: i64,
+) -> Result<(), StoreError> {
+    let lanes: Vec<&str> = forwards.iter().map(|f| f.lane.as_str()).collect();
+    let bodies: Vec<&[u8]> = forwards.iter().map(|f| f.body.as_slice()).collect();
+    let signatures: Vec<&str> = forwards.iter().map(|f| f.signature.as_str()).collect();
+    let types: Vec<Option<&str>> = forwards.iter().map(|f| f.content_type.as_deref()).collect();
+    sqlx::query(
+        "INSERT INTO forward_outbox (lane, body, signature, content_type, received_at, next_at)
+         SELECT f.lane, f.body, f.signature, f.content_type, $5,
+                GREATEST($5, (SELECT h.next_at FROM forward_outbox h
+                              WHERE h.lane = f.lane ORDER BY h.id LIMIT 1))
+         FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[]) WITH ORDINALITY
+              AS f(lane, body, signature, content_type, i)
+         ORDER BY f.i",
+    )
+    .bind(lanes)
+    .bind(bodies)
+    .bind(signatures)
+    .bind(types)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl ForwardStore for PgStore {
+    /// One statement: lane heads that are due, `FOR UPDATE SKIP LOCKED` (a
+    /// replica claiming at the same moment takes other lanes), under a lease
+    /// on the database's clock.
+    async fn claim_forwards(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<ForwardClaim>, StoreError> {
+        let sql = format!(
+            "WITH heads AS (
+               SELECT o.id FROM forward_outbox o
+               WHERE o.next_at <= {NOW_MS} AND (o.lease_until IS NULL OR o.lease_until <= {NOW_MS})
+                 AND NOT EXISTS (SELECT 1 FROM forward_outbox p WHERE p.lane = o.lane AND p.id < o.id)
+               ORDER BY o.next_at LIMIT $4
+               FOR UPDATE SKIP LOCKED)
+             UPDATE forward_outbox f
+             SET lease_owner = $1, lease_until = {NOW_MS} + $2, attempts = f.attempts + 1
+             FROM heads WHERE f.id = heads.id
+             RETURNING f.id, f.lane, f.body, f.signature, f.content_type, f.received_at,
+                       f.attempts, {NOW_MS} AS claimed_at"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(millis(lease))
+            .bind(self.caller_now(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claims = rows
+            .iter()
+            .map(|r| -> Result<ForwardClaim, StoreError> {
+                Ok(ForwardClaim {
+                    id: r.try_get("id")?,
+                    lane: r.try_get("lane")?,
+                    body: r.try_get("body")?,
+                    signature: r.try_get("signature")?,
+                    content_type: r.try_get("content_type")?,
+                    received_at: Timestamp(r.try_get("received_at")?),
+                    attempts: r.try_get("attempts")?,
+                    claimed_at: Timestamp(r.try_get("claimed_at")?),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        claims.sort_by_key(|c| c.id);
+        Ok(claims)
+    }
+
+    async fn finish_forwards(
+        &self,
+        owner: &str,
+        records: &[ForwardRecord],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = self.now_in(&mut tx, now).await?;
+        let mut applied = Vec::with_capacity(records.len());
+        for r in records {
+            let done = match r.retry_in {
+                None => {
+                    sqlx::query(
+                        "DELETE FROM forward_outbox WHERE id = $1 AND lease_owner = $2 AND attempts = $3",
+                    )
+                    .bind(r.id)
+                    .bind(owner)
+                    .bind(r.attempts)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1
+                }
+                Some(delay) => {
+                    let at = now.saturating_add(millis(delay));
+                    let lane: Option<String> = sqlx::query_scalar(
+                        "UPDATE forward_outbox
+                         SET next_at = $4, lease_owner = NULL, lease_until = NULL, last_error = $5
+                         WHERE id = $1 AND lease_owner = $2 AND attempts = $3
+                         RETURNING lane",
+                    )
+                    .bind(r.id)
+                    .bind(owner)
+                    .bind(r.attempts)
+                    .bind(at)
+                    .bind(r.error.as_deref())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(lane) = &lane {
+                        // The lane's later entries wait for its head's retry.
+                        sqlx::query(
+                            "UPDATE forward_outbox SET next_at = $3
+                             WHERE lane = $1 AND id > $2 AND next_at < $3",
+                        )
+                        .bind(lane)
+                        .bind(r.id)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    lane.is_some()
+                }
+            };
+            applied.push(done);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn pending_forwards(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM forward_outbox")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+impl MeetingStore for PgStore {
+    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
+        self.apply_deliveries(plans, &[], now).await
     }
 
     /// One statement, no explicit transaction: at the top of the hour every

@@ -28,9 +28,9 @@ use sqlx::{Connection, Row, SqlSafeStr, Sqlite};
 use super::plan::{self, NewMeeting, PlanSteps};
 use super::rows::MeetingRow;
 use super::{
-    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind,
-    LimitRule, MeetingStore, MeetingView, Outcome, RoomHistory, RoomMeeting, StoreError, WarnClaim,
-    WarnRecord,
+    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim,
+    ForwardRecord, ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView,
+    NewForward, Outcome, RoomHistory, RoomMeeting, StoreError, WarnClaim, WarnRecord,
 };
 use crate::domain::{
     self, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
@@ -80,6 +80,13 @@ fn migrator() -> Migrator {
             "warnings".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0003_warnings.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            "forward outbox".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0004_forward_outbox.sql").into_sql_str(),
             false,
         ),
     ])
@@ -756,12 +763,204 @@ impl AdminStore for SqliteStore {
     }
 }
 
-impl MeetingStore for SqliteStore {
-    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
+impl SqliteStore {
+    /// Applies plans and writes the deliveries to forward, in one durable
+    /// transaction (see [`super::Store::apply_deliveries`]).
+    pub async fn apply_deliveries(
+        &self,
+        plans: &[Plan],
+        forwards: &[NewForward],
+        now: Timestamp,
+    ) -> Result<Vec<Applied>, StoreError> {
         let mut tx = WriteTx::begin(self).await?;
         let out = plan::apply_batch(&mut tx, plans, now).await?;
+        if !forwards.is_empty() {
+            insert_forwards(&mut tx, forwards, now).await?;
+        }
         tx.commit().await?;
         Ok(out)
+    }
+}
+
+/// Lowercase hex, for binary values inside a JSON array (`unhex` in SQL).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// The batch's deliveries to forward, in one statement (their rows as one
+/// JSON array), in order. A new entry waits at least as long as its lane's
+/// head (a lane whose receiver fails is not scanned again before its retry).
+async fn insert_forwards(
+    tx: &mut WriteTx,
+    forwards: &[NewForward],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let rows = serde_json::Value::Array(
+        forwards
+            .iter()
+            .map(|f| serde_json::json!([f.lane, hex(&f.body), f.signature, f.content_type]))
+            .collect(),
+    );
+    sqlx::query(
+        "INSERT INTO forward_outbox (lane, body, signature, content_type, received_at, next_at)
+         SELECT value ->> 0, unhex(value ->> 1), value ->> 2, value ->> 3, ?2,
+                max(?2, coalesce((SELECT h.next_at FROM forward_outbox h
+                                  WHERE h.lane = value ->> 0 ORDER BY h.id LIMIT 1), ?2))
+         FROM json_each(?1) ORDER BY key",
+    )
+    .bind(rows.to_string())
+    .bind(now.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl ForwardStore for SqliteStore {
+    async fn claim_forwards(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<ForwardClaim>, StoreError> {
+        // The search runs on a reader (WAL), off the single writer that
+        // deliveries wait for; the claim itself is a short conditional
+        // update. A lane's head stays its head until it is removed (ids only
+        // grow), and the update re-checks lease and due time.
+        let heads: Vec<i64> = sqlx::query_scalar(
+            "SELECT o.id FROM forward_outbox o
+             WHERE o.next_at <= ?1 AND (o.lease_until IS NULL OR o.lease_until <= ?1)
+               AND NOT EXISTS (SELECT 1 FROM forward_outbox p WHERE p.lane = o.lane AND p.id < o.id)
+             ORDER BY o.next_at LIMIT ?2",
+        )
+        .bind(now.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        if heads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = WriteTx::begin_recoverable(self).await?;
+        let rows = sqlx::query(
+            "UPDATE forward_outbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1
+             WHERE id IN (SELECT value FROM json_each(?3))
+               AND next_at <= ?4 AND (lease_until IS NULL OR lease_until <= ?4)
+             RETURNING id, lane, body, signature, content_type, received_at, attempts",
+        )
+        .bind(owner)
+        .bind(now.plus(lease).0)
+        .bind(serde_json::json!(heads).to_string())
+        .bind(now.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut claims = rows
+            .iter()
+            .map(|r| forward_claim(r, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        claims.sort_by_key(|c| c.id);
+        Ok(claims)
+    }
+
+    async fn finish_forwards(
+        &self,
+        owner: &str,
+        records: &[ForwardRecord],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = WriteTx::begin_recoverable(self).await?;
+        let mut applied = Vec::with_capacity(records.len());
+        for r in records {
+            let done = match r.retry_in {
+                None => sqlx::query(
+                    "DELETE FROM forward_outbox WHERE id = ?1 AND lease_owner = ?2 AND attempts = ?3",
+                )
+                .bind(r.id)
+                .bind(owner)
+                .bind(r.attempts)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1,
+                Some(delay) => {
+                    let at = now.plus(delay).0;
+                    let lane: Option<String> = sqlx::query_scalar(
+                        "UPDATE forward_outbox
+                         SET next_at = ?4, lease_owner = NULL, lease_until = NULL, last_error = ?5
+                         WHERE id = ?1 AND lease_owner = ?2 AND attempts = ?3
+                         RETURNING lane",
+                    )
+                    .bind(r.id)
+                    .bind(owner)
+                    .bind(r.attempts)
+                    .bind(at)
+                    .bind(r.error.as_deref())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(lane) = &lane {
+                        push_back_lane(&mut tx, lane, r.id, at).await?;
+                    }
+                    lane.is_some()
+                }
+            };
+            applied.push(done);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn pending_forwards(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM forward_outbox")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+/// The lane's later entries wait for its head's retry: the claim's search
+/// then skips the whole lane until then.
+async fn push_back_lane(
+    tx: &mut WriteTx,
+    lane: &str,
+    head: i64,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE forward_outbox SET next_at = ?3 WHERE lane = ?1 AND id > ?2 AND next_at < ?3",
+    )
+    .bind(lane)
+    .bind(head)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn forward_claim(
+    row: &sqlx::sqlite::SqliteRow,
+    now: Timestamp,
+) -> Result<ForwardClaim, StoreError> {
+    Ok(ForwardClaim {
+        id: row.try_get("id")?,
+        lane: row.try_get("lane")?,
+        body: row.try_get("body")?,
+        signature: row.try_get("signature")?,
+        content_type: row.try_get("content_type")?,
+        received_at: Timestamp(row.try_get("received_at")?),
+        attempts: row.try_get("attempts")?,
+        claimed_at: now,
+    })
+}
+
+impl MeetingStore for SqliteStore {
+    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
+        self.apply_deliveries(plans, &[], now).await
     }
 
     async fn claim_due(

@@ -64,6 +64,8 @@ struct State {
     delete_script: HashMap<String, VecDeque<u16>>,
     /// Scripted statuses for GET /rooms.
     rooms_script: VecDeque<u16>,
+    /// Scripted statuses for GET /webhooks.
+    webhooks_script: VecDeque<u16>,
     webhook: Option<Value>,
     webhook_seq: u32,
     /// GET /rooms lists at most this many running meetings (by room id): an
@@ -222,6 +224,11 @@ impl FakeEyeson {
     /// last with `Link: </rooms?page=K+1>; rel="next"`.
     pub fn paginate_rooms(&self, n: Option<usize>) {
         self.state.lock().unwrap().page_size = n;
+    }
+
+    /// The next GET /webhooks answer these statuses before the default.
+    pub fn script_webhooks(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().webhooks_script.extend(statuses);
     }
 
     /// Sets the registered webhook as GET /webhooks returns it.
@@ -468,9 +475,10 @@ fn route(
             });
             (201, Value::Null, false)
         }
-        ("GET", ["webhooks"]) => match &st.webhook {
-            Some(w) => (200, w.clone(), false),
-            None => (404, json!({"error": "not found"}), false),
+        ("GET", ["webhooks"]) => match (st.webhooks_script.pop_front(), &st.webhook) {
+            (Some(s), _) => (s, json!({"error": "scripted"}), false),
+            (None, Some(w)) => (200, w.clone(), false),
+            (None, None) => (404, json!({"error": "not found"}), false),
         },
         ("POST", ["webhooks"]) => {
             let url = form

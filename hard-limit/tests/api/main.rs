@@ -10,6 +10,7 @@ mod admin;
 mod chaos;
 mod disk_full;
 mod endpoints;
+mod forward;
 mod future_start;
 mod log_format;
 mod meeting_gauges;

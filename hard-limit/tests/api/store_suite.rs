@@ -13,8 +13,9 @@ use eyeson_hard_limit::domain::{
     Policy, RoomId, RoomUpdate, Timestamp, WarningOutcome,
 };
 use eyeson_hard_limit::store::{
-    AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Guard, LimitKind, LimitRule,
-    MeetingStore, MeetingView, Outcome, PgStore, Store, WarnClaim, WarnRecord,
+    AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord,
+    ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView, NewForward, Outcome,
+    PgStore, Store, WarnClaim, WarnRecord,
 };
 
 use crate::pg::PgDb;
@@ -175,6 +176,7 @@ suite!(
     ending_now_makes_the_meeting_due_at_once,
     limits_are_stored_replaced_removed_and_audited,
     the_gauges_follow_every_write_exactly,
+    the_outbox_goes_out_in_order_per_lane_under_leases,
 );
 
 fn caller() -> Caller {
@@ -1577,4 +1579,113 @@ async fn the_gauges_follow_every_write_exactly(store: &Store) {
     assert_eq!(store.gauges().recounts(), 1);
     gauges_match(store, "a recount").await;
     assert_eq!(store.gauges().get(MeetingState::Running), running + 1);
+}
+
+fn to_forward(lane: &str, n: u8) -> NewForward {
+    NewForward {
+        lane: lane.to_owned(),
+        // Bytes that are not UTF-8 come back as they went in.
+        body: [lane.as_bytes(), &[b'-', n, 0xff, 0x00]].concat(),
+        signature: format!("sig-{lane}-{n}"),
+        content_type: (n == 1).then(|| "application/json".to_owned()),
+    }
+}
+
+fn done(c: &ForwardClaim, retry_in: Option<Duration>) -> ForwardRecord {
+    ForwardRecord {
+        id: c.id,
+        attempts: c.attempts,
+        retry_in,
+        error: retry_in.map(|_| "HTTP 503".to_owned()),
+    }
+}
+
+async fn the_outbox_goes_out_in_order_per_lane_under_leases(store: &Store) {
+    let t = 1_000_000;
+    let applied = store
+        .apply_deliveries(
+            &[track("a", t)],
+            &[
+                to_forward("room:a", 1),
+                to_forward("room:a", 2),
+                to_forward("room:b", 1),
+            ],
+            Timestamp(t),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied, [Applied::Tracked], "the plan applies as before");
+    assert_eq!(store.pending_forwards().await.unwrap(), 3);
+    // Only each lane's head, with what was written.
+    let claims = store
+        .claim_forwards(Timestamp(t), LEASE, "A", 10)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 2, "{claims:?}");
+    let (a1, b1) = (&claims[0], &claims[1]);
+    let want = to_forward("room:a", 1);
+    assert_eq!(
+        (&a1.lane, &a1.body, &a1.signature, &a1.content_type),
+        (&want.lane, &want.body, &want.signature, &want.content_type)
+    );
+    assert_eq!((a1.received_at, a1.attempts), (Timestamp(t), 1));
+    assert_eq!(b1.lane, "room:b");
+    // Leased heads hold their lanes: nothing for another replica.
+    assert!(store
+        .claim_forwards(Timestamp(t), LEASE, "B", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // a1 failed (retry in 5 s), b1 delivered.
+    let r = store
+        .finish_forwards(
+            "A",
+            &[done(a1, Some(Duration::from_secs(5))), done(b1, None)],
+            Timestamp(t + 1000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, [true, true]);
+    // Before the retry time nothing of lane a goes, a2 included.
+    assert!(store
+        .claim_forwards(Timestamp(t + 5999), LEASE, "B", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store
+        .claim_forwards(Timestamp(t + 6000), LEASE, "B", 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (a1.id, 2));
+    // The earlier claim's record no longer applies.
+    assert_eq!(
+        store
+            .finish_forwards("A", &[done(a1, None)], Timestamp(t + 6000))
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert_eq!(
+        store
+            .finish_forwards("B", &[done(&again[0], None)], Timestamp(t + 6000))
+            .await
+            .unwrap(),
+        [true]
+    );
+    // Now a2 is the head; a claim whose lease expired is claimed again.
+    let a2 = store
+        .claim_forwards(Timestamp(t + 6000), LEASE, "B", 10)
+        .await
+        .unwrap();
+    assert_eq!(a2.len(), 1);
+    assert_eq!(a2[0].body, to_forward("room:a", 2).body);
+    assert_eq!(a2[0].content_type, None);
+    let expired_lease = t + 6000 + LEASE.as_millis() as i64;
+    let taken = store
+        .claim_forwards(Timestamp(expired_lease), LEASE, "A", 10)
+        .await
+        .unwrap();
+    assert_eq!((taken[0].id, taken[0].attempts), (a2[0].id, 2));
+    assert_eq!(store.pending_forwards().await.unwrap(), 1);
 }

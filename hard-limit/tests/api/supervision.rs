@@ -30,6 +30,8 @@ async fn kill_task(task: &str) {
     // The warner runs too (the busy meeting below is past its deadline:
     // nothing to warn).
     config.warn_before = Some(Duration::from_secs(5));
+    // And the forwarder (to a port where nothing listens: it retries).
+    config.forward_to = Some("http://127.0.0.1:9/eyeson-hook".parse().unwrap());
     let app = Application::build(config).await.unwrap();
     let url = format!("http://{}", app.local_addr());
     let run = tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -91,10 +93,11 @@ async fn kill_task(task: &str) {
                 "ingest-writer" => "webhook writer",
                 "outcome-writer" => "scheduler",
                 "warning-writer" => "warner",
+                "forward-writer" => "forwarder",
                 other => other,
             };
             assert_eq!(t, expected);
-            if task != "outcome-writer" && task != "warning-writer" {
+            if !task.ends_with("-writer") || task == "ingest-writer" {
                 assert!(how.contains("panicked"), "{how}");
             }
         }
@@ -134,6 +137,16 @@ async fn a_dead_warner_stops_the_service() {
 #[tokio::test]
 async fn a_dead_warning_writer_stops_the_service() {
     kill_task("warning-writer").await;
+}
+
+#[tokio::test]
+async fn a_dead_forwarder_stops_the_service() {
+    kill_task("forwarder").await;
+}
+
+#[tokio::test]
+async fn a_dead_forward_writer_stops_the_service() {
+    kill_task("forward-writer").await;
 }
 
 #[tokio::test]

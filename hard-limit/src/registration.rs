@@ -1,0 +1,237 @@
+//! Sharing eyeson's one webhook per API key with the app that embeds
+//! eyeson. What the service registers, given what is registered
+//! ([`decide`], pure), and the error that stops it from cutting off
+//! someone else's receiver ([`ForeignWebhook`]).
+//!
+//! - Nothing registered, or this service's own URL: register (or keep)
+//!   `room_update`; with `--forward-to`, keep any further types our own
+//!   registration already has (an app's types taken over earlier).
+//! - Another URL (the app's): by default refuse ([`Decision::RefuseForeign`]:
+//!   the service does not start, or, found later, does not register);
+//!   with `--forward-to` register for the union of both sets of types and
+//!   forward every delivery ([`crate::forward`]); with `--webhook-replace`
+//!   replace it (logged as a warning).
+//!
+//! Registered URLs are shown scheme, host, port and path only
+//! ([`crate::forward::loggable_url`]): a query string may carry a token.
+
+use reqwest::Url;
+
+use crate::eyeson::{Webhook, WEBHOOK_TYPES};
+use crate::forward::loggable_url;
+
+/// What to do with a webhook registered to another URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Leave it; the service refuses to start (the default).
+    Refuse,
+    /// Replace it (`--webhook-replace`).
+    Replace,
+    /// Take its types over and forward every delivery (`--forward-to`).
+    Forward,
+}
+
+/// What the service does about the registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Ours, with the types we want: nothing to do.
+    Unchanged,
+    /// `POST /webhooks` with our URL and these types (one comma-separated
+    /// string), replacing `replacing` if that was another URL.
+    Register {
+        /// The types, sorted, comma-separated.
+        types: String,
+        /// The other URL's registration this replaces, if any.
+        replacing: Option<Webhook>,
+    },
+    /// Another URL is registered and the mode says leave it.
+    RefuseForeign(Webhook),
+}
+
+/// Whether `hook` is registered to `ours` (compared as URLs too: `Url`
+/// writes a bare host with a trailing slash, which eyeson may have stored
+/// without).
+pub fn is_ours(hook: &Webhook, ours: &Url) -> bool {
+    hook.url == ours.as_str() || Url::parse(&hook.url).is_ok_and(|u| u == *ours)
+}
+
+/// Decides what to register for `ours`, given the `current` registration.
+pub fn decide(current: Option<&Webhook>, ours: &Url, mode: Mode) -> Decision {
+    fn mine(extra: &[String]) -> Vec<String> {
+        let mut types: Vec<String> = extra.to_vec();
+        types.push(WEBHOOK_TYPES.to_owned());
+        types.retain(|t| !t.is_empty());
+        types.sort_unstable();
+        types.dedup();
+        types
+    }
+    let Some(current) = current else {
+        return Decision::Register {
+            types: WEBHOOK_TYPES.to_owned(),
+            replacing: None,
+        };
+    };
+    if is_ours(current, ours) {
+        let want = if mode == Mode::Forward {
+            mine(&current.types)
+        } else {
+            mine(&[])
+        };
+        if current.types == want {
+            return Decision::Unchanged;
+        }
+        return Decision::Register {
+            types: want.join(","),
+            replacing: None,
+        };
+    }
+    match mode {
+        Mode::Refuse => Decision::RefuseForeign(current.clone()),
+        Mode::Replace => Decision::Register {
+            types: WEBHOOK_TYPES.to_owned(),
+            replacing: Some(current.clone()),
+        },
+        Mode::Forward => Decision::Register {
+            types: mine(&current.types).join(","),
+            replacing: Some(current.clone()),
+        },
+    }
+}
+
+/// Another URL's webhook is registered for the API key, and the service
+/// was not told what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the eyeson webhook of this API key is registered to {url} (types: {types}), not to --webhook-url. \
+eyeson keeps one webhook per API key: registering this service would cut that receiver off, so it was left alone. \
+Choose one: --forward-to {url} (FORWARD_TO: the service registers for both and forwards every delivery to it, body and X-Eyeson-Signature unchanged), \
+--webhook-replace (WEBHOOK_REPLACE: replace it; its receiver gets nothing more), \
+or unset --webhook-url and have the app forward its room_update deliveries, body and X-Eyeson-Signature unchanged, to this service's /webhook. \
+(URLs are shown without query string.)"
+)]
+pub struct ForeignWebhook {
+    /// The registered URL, scheme, host, port and path only.
+    pub url: String,
+    /// Its types, comma-separated.
+    pub types: String,
+}
+
+impl ForeignWebhook {
+    /// Describes a registration without its URL's query string.
+    pub fn of(hook: &Webhook) -> Self {
+        ForeignWebhook {
+            url: loggable_url(&hook.url),
+            types: if hook.types.is_empty() {
+                "none".into()
+            } else {
+                hook.types.join(",")
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OURS: &str = "https://hard-limit.example.com/webhook";
+
+    fn hook(url: &str, types: &[&str]) -> Webhook {
+        Webhook {
+            id: "w".into(),
+            url: url.into(),
+            types: types.iter().map(|t| (*t).to_owned()).collect(),
+        }
+    }
+
+    fn register(types: &str, replacing: Option<Webhook>) -> Decision {
+        Decision::Register {
+            types: types.into(),
+            replacing,
+        }
+    }
+
+    #[test]
+    fn nothing_registered_registers_room_update() {
+        let ours: Url = OURS.parse().unwrap();
+        for mode in [Mode::Refuse, Mode::Replace, Mode::Forward] {
+            assert_eq!(decide(None, &ours, mode), register("room_update", None));
+        }
+    }
+
+    #[test]
+    fn a_foreign_registration_is_refused_replaced_or_joined() {
+        let ours: Url = OURS.parse().unwrap();
+        let app = hook(
+            "https://app.example.com/eyeson-hook",
+            &["recording_update", "room_update"],
+        );
+        assert_eq!(
+            decide(Some(&app), &ours, Mode::Refuse),
+            Decision::RefuseForeign(app.clone())
+        );
+        assert_eq!(
+            decide(Some(&app), &ours, Mode::Replace),
+            register("room_update", Some(app.clone()))
+        );
+        assert_eq!(
+            decide(Some(&app), &ours, Mode::Forward),
+            register("recording_update,room_update", Some(app.clone()))
+        );
+        let snaps = hook("https://app.example.com/h", &["snapshot_update"]);
+        assert_eq!(
+            decide(Some(&snaps), &ours, Mode::Forward),
+            register("room_update,snapshot_update", Some(snaps.clone()))
+        );
+    }
+
+    #[test]
+    fn our_own_registration_keeps_the_types_it_forwards() {
+        let ours: Url = OURS.parse().unwrap();
+        let plain = hook(OURS, &["room_update"]);
+        let wide = hook(OURS, &["recording_update", "room_update"]);
+        for mode in [Mode::Refuse, Mode::Replace, Mode::Forward] {
+            assert_eq!(decide(Some(&plain), &ours, mode), Decision::Unchanged);
+        }
+        // Forwarding: the app's types taken over earlier stay.
+        assert_eq!(
+            decide(Some(&wide), &ours, Mode::Forward),
+            Decision::Unchanged
+        );
+        let partial = hook(OURS, &["recording_update"]);
+        assert_eq!(
+            decide(Some(&partial), &ours, Mode::Forward),
+            register("recording_update,room_update", None)
+        );
+        // Not forwarding: types nobody receives any more are dropped.
+        assert_eq!(
+            decide(Some(&wide), &ours, Mode::Refuse),
+            register("room_update", None)
+        );
+        // A bare host stored without its trailing slash is ours.
+        let bare: Url = "https://hooks.example.com".parse().unwrap();
+        assert_eq!(
+            decide(
+                Some(&hook("https://hooks.example.com", &["room_update"])),
+                &bare,
+                Mode::Refuse
+            ),
+            Decision::Unchanged
+        );
+    }
+
+    #[test]
+    fn the_refusal_names_url_types_and_ways_out_but_no_query() {
+        let app = hook(
+            "https://app.example.com/eyeson-hook?token=s3cret",
+            &["recording_update", "room_update"],
+        );
+        let msg = ForeignWebhook::of(&app).to_string();
+        assert!(msg.contains("https://app.example.com/eyeson-hook"), "{msg}");
+        assert!(msg.contains("recording_update,room_update"), "{msg}");
+        for way in ["--forward-to", "--webhook-replace", "/webhook"] {
+            assert!(msg.contains(way), "{way}: {msg}");
+        }
+        assert!(!msg.contains("s3cret"), "{msg}");
+    }
+}
