@@ -61,10 +61,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use eyeson_api::sign;
 use eyeson_hard_limit::config::Config;
 use eyeson_hard_limit::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
 use eyeson_hard_limit::store::{MeetingStore, SqliteStore, Store};
-use eyeson_hard_limit::webhook::sign;
 use eyeson_hard_limit::Application;
 use fake_eyeson::FakeEyeson;
 use serde_json::json;

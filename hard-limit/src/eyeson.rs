@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
+use eyeson_api::paths::{self, InvalidSegment};
+use eyeson_api::wire::{JoinedFields, Registration, RoomListEntry};
 use reqwest::{StatusCode, Url};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::ApiKey;
@@ -61,16 +62,9 @@ pub enum EndResult {
     NotRunning,
 }
 
-/// The webhook registered for the API key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Webhook {
-    /// eyeson's id (for `DELETE /webhooks/{id}`).
-    pub id: String,
-    /// Where eyeson posts.
-    pub url: String,
-    /// The types, split.
-    pub types: Vec<String>,
-}
+/// The webhook registered for the API key, as read from `GET /webhooks`
+/// ([`Registration::read`]: `types` a list or a comma-separated string).
+pub type Webhook = Registration;
 
 /// An entry of `GET /rooms`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,24 +140,18 @@ impl EyesonClient {
         Ok(EyesonClient { http, base, key })
     }
 
-    fn url(&self, segments: &[&str]) -> Result<Url, ApiError> {
+    /// The URL of an endpoint: `path` (from [`eyeson_api::paths`], already
+    /// percent-encoded, so a room id with spaces or slashes stays one
+    /// segment; `.` and `..` refused there rather than normalised into a
+    /// different endpoint) below the base's path.
+    fn url(&self, path: Result<String, InvalidSegment>) -> Result<Url, ApiError> {
+        let path = path.map_err(|e| ApiError::Decode(e.to_string()))?;
         let mut url = self.base.clone();
-        {
-            let mut path = url
-                .path_segments_mut()
-                .map_err(|()| ApiError::Decode("API URL cannot take a path".into()))?;
-            path.pop_if_empty();
-            // `push` percent-encodes each segment: a room id with spaces or
-            // slashes stays one segment.
-            for s in segments {
-                // `push` drops "." and ".." (URL normalisation): refuse them
-                // rather than call a different endpoint.
-                if *s == "." || *s == ".." || s.is_empty() {
-                    return Err(ApiError::Decode(format!("invalid path segment {s:?}")));
-                }
-                path.push(s);
-            }
+        if url.cannot_be_a_base() {
+            return Err(ApiError::Decode("API URL cannot take a path".into()));
         }
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}{path}"));
         Ok(url)
     }
 
@@ -186,7 +174,7 @@ impl EyesonClient {
 
     /// `DELETE /rooms/{room_id}`: ends the room's running meeting.
     pub async fn end_meeting(&self, room: &RoomId) -> Result<EndResult, ApiError> {
-        let url = self.url(&["rooms", room.as_str()])?;
+        let url = self.url(paths::room(room.as_str()))?;
         let resp = self
             .send(self.request(reqwest::Method::DELETE, url))
             .await?;
@@ -207,11 +195,7 @@ impl EyesonClient {
         token: &GuestToken,
         name: &str,
     ) -> Result<GuestJoin, ApiError> {
-        #[derive(Deserialize)]
-        struct Joined {
-            access_key: Option<String>,
-        }
-        let url = self.url(&["guests", token.expose()])?;
+        let url = self.url(paths::guest(token.expose()))?;
         let resp = self
             .send(self.http.post(url).form(&[("name", name)]))
             .await?;
@@ -222,7 +206,7 @@ impl EyesonClient {
                 let body = success_json(resp)
                     .await?
                     .ok_or_else(|| ApiError::Decode("empty answer to the guest join".into()))?;
-                let joined: Joined = serde_json::from_value(body).map_err(|_| {
+                let joined: JoinedFields = serde_json::from_value(body).map_err(|_| {
                     ApiError::Decode("the guest join answer is not an object".into())
                 })?;
                 match joined.access_key {
@@ -246,7 +230,7 @@ impl EyesonClient {
     /// `POST /rooms/{access_key}/messages` with form `type=chat`,
     /// `content`: a chat message every participant sees.
     pub async fn post_chat(&self, key: &AccessKey, content: &str) -> Result<Posted, ApiError> {
-        let url = self.url(&["rooms", &key.0, "messages"])?;
+        let url = self.url(paths::messages(&key.0))?;
         let resp = self
             .send(
                 self.http
@@ -271,7 +255,7 @@ impl EyesonClient {
     /// not followed: the API key would go with it. Any failed page fails
     /// the whole list (a partial list must not close anything).
     pub async fn running_rooms(&self) -> Result<RoomList, ApiError> {
-        let mut url = self.url(&["rooms"])?;
+        let mut url = self.url(Ok(paths::ROOMS.to_owned()))?;
         let mut list = RoomList::default();
         for _ in 0..MAX_ROOM_PAGES {
             let resp = self
@@ -301,7 +285,7 @@ impl EyesonClient {
     /// `GET /webhooks`: the registered webhook, if any (404, `null` and
     /// `{}` all mean none; `types` may be a list or a comma-separated string).
     pub async fn current_webhook(&self) -> Result<Option<Webhook>, ApiError> {
-        let url = self.url(&["webhooks"])?;
+        let url = self.url(Ok(paths::WEBHOOKS.to_owned()))?;
         let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -316,7 +300,7 @@ impl EyesonClient {
     /// string): registers this service, replacing whatever was registered
     /// for the key.
     pub async fn register_webhook(&self, target: &Url, types: &str) -> Result<(), ApiError> {
-        let url = self.url(&["webhooks"])?;
+        let url = self.url(Ok(paths::WEBHOOKS.to_owned()))?;
         let resp = self
             .send(
                 self.request(reqwest::Method::POST, url)
@@ -348,7 +332,7 @@ impl EyesonClient {
 
     /// `DELETE /webhooks/{id}`.
     pub async fn delete_webhook(&self, id: &str) -> Result<(), ApiError> {
-        let url = self.url(&["webhooks", id])?;
+        let url = self.url(paths::webhook(id))?;
         let resp = self
             .send(self.request(reqwest::Method::DELETE, url))
             .await?;
@@ -366,15 +350,6 @@ pub const MAX_ROOM_PAGES: usize = 100;
 
 /// One page of `GET /rooms`.
 async fn parse_rooms(resp: reqwest::Response) -> Result<RoomList, ApiError> {
-    #[derive(Deserialize)]
-    struct Entry {
-        id: Option<String>,
-        started_at: Option<String>,
-        #[serde(default)]
-        shutdown: bool,
-        #[serde(default)]
-        guest_token: Option<Value>,
-    }
     // An empty body is not "nothing runs": that would close every
     // tracked meeting.
     let Some(body) = success_json(resp).await? else {
@@ -385,7 +360,7 @@ async fn parse_rooms(resp: reqwest::Response) -> Result<RoomList, ApiError> {
     let total = entries.len();
     let rooms: Vec<RunningRoom> = entries
         .into_iter()
-        .filter_map(|v| serde_json::from_value::<Entry>(v).ok())
+        .filter_map(|v| serde_json::from_value::<RoomListEntry>(v).ok())
         .filter_map(|e| {
             let room_id = RoomId::parse(e.id.as_deref()?).ok()?;
             let started_at = match e.started_at {
@@ -459,25 +434,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
 }
 
 fn parse_webhook(v: &Value) -> Option<Webhook> {
-    let obj = v.as_object()?;
-    let url = obj.get("url")?.as_str()?.to_owned();
-    let id = match obj.get("id") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    };
-    let mut types: Vec<String> = match obj.get("types") {
-        Some(Value::String(s)) => s.split(',').map(|t| t.trim().to_owned()).collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|t| t.as_str().map(|t| t.trim().to_owned()))
-            .collect(),
-        _ => Vec::new(),
-    };
-    types.retain(|t| !t.is_empty());
-    types.sort();
-    types.dedup();
-    Some(Webhook { id, url, types })
+    Registration::read(v)
 }
 
 #[cfg(test)]
@@ -509,9 +466,37 @@ mod tests {
             "k".parse().unwrap(),
         )
         .unwrap();
-        let u = c.url(&["rooms", "a b/c?d"]).unwrap();
+        let u = c.url(paths::room("a b/c?d")).unwrap();
         assert_eq!(u.as_str(), "http://127.0.0.1:9/api/rooms/a%20b%2Fc%3Fd");
-        assert!(c.url(&["rooms", ".."]).is_err());
+        assert!(c.url(paths::room("..")).is_err());
+    }
+
+    #[test]
+    fn shared_segment_encoding_is_what_url_would_push() {
+        // The shared paths encode a segment themselves; `url`'s own
+        // `push` is the reference they must agree with.
+        let c = EyesonClient::new(
+            Url::parse("https://api.example/").unwrap(),
+            "k".parse().unwrap(),
+        )
+        .unwrap();
+        // Tab, CR and LF aside: `url` drops them, the shared paths encode
+        // them (no room id or key the service sends can hold one).
+        let mut all: String = (1u8..0x80)
+            .filter(|b| !matches!(b, b'\t' | b'\n' | b'\r'))
+            .map(char::from)
+            .collect();
+        all.push_str("é€😀");
+        for id in [all.as_str(), "a b", "%2e", "...", "x\\y", "'!@$&()*+,;=:"] {
+            let mut reference = Url::parse("https://api.example/").unwrap();
+            reference
+                .path_segments_mut()
+                .unwrap()
+                .pop_if_empty()
+                .push("rooms")
+                .push(id);
+            assert_eq!(c.url(paths::room(id)).unwrap(), reference, "{id:?}");
+        }
     }
 
     #[test]

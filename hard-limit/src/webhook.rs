@@ -17,10 +17,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use eyeson_api::wire::{DeliveryFields, RoomFields, ROOM_UPDATE};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
@@ -33,8 +31,12 @@ use crate::store::{Applied, NewForward, Store};
 /// Largest accepted delivery body.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The signature header.
-pub const SIGNATURE_HEADER: &str = "x-eyeson-signature";
+/// The signature header (eyeson's contract, [`eyeson_api::signature`]).
+pub use eyeson_api::SIGNATURE_HEADER;
+
+/// Lowercase hex HMAC-SHA256 of a body under a key: what eyeson sends
+/// (the tests and the benchmark sign with it).
+pub use eyeson_api::sign;
 
 /// Why a delivery was refused. Each maps to a status and a metrics reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,46 +106,16 @@ impl Rejection {
     }
 }
 
-/// Checks `X-Eyeson-Signature` = lowercase hex HMAC-SHA256(api key, body).
-/// The comparison is constant time (`Mac::verify_slice`); uppercase hex is
-/// accepted too, surrounding whitespace ignored.
+/// Checks `X-Eyeson-Signature` = lowercase hex HMAC-SHA256(api key, body)
+/// with [`eyeson_api::verify`]: constant time, uppercase hex accepted,
+/// surrounding whitespace ignored.
 pub fn verify_signature(key: &[u8], body: &[u8], header: Option<&[u8]>) -> Result<(), Rejection> {
     let header = header.ok_or(Rejection::MissingSignature)?;
-    let header = header.trim_ascii();
-    let mut sig = [0u8; 32];
-    if header.len() != 64 {
-        return Err(Rejection::BadSignature);
+    if eyeson_api::verify(key, body, header) {
+        Ok(())
+    } else {
+        Err(Rejection::BadSignature)
     }
-    for (i, pair) in header.chunks_exact(2).enumerate() {
-        let hi = hex_digit(pair[0]).ok_or(Rejection::BadSignature)?;
-        let lo = hex_digit(pair[1]).ok_or(Rejection::BadSignature)?;
-        sig[i] = hi << 4 | lo;
-    }
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| Rejection::BadSignature)?;
-    mac.update(body);
-    mac.verify_slice(&sig).map_err(|_| Rejection::BadSignature)
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Lowercase hex HMAC-SHA256 of `body` under `key`: what eyeson sends.
-pub fn sign(key: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(body);
-    let tag = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(64);
-    for b in tag {
-        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
-    }
-    out
 }
 
 /// A delivery, parsed.
@@ -164,31 +136,12 @@ pub enum Event {
     Other,
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    timestamp: Option<Value>,
-    #[serde(rename = "type")]
-    kind: Option<Value>,
-    room: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct RawRoom {
-    id: Value,
-    #[serde(default)]
-    started_at: Option<Value>,
-    #[serde(default)]
-    shutdown: Option<Value>,
-    #[serde(default)]
-    guest_token: Option<Value>,
-}
-
 /// Parses a delivery body. Unknown fields are fine; a missing `timestamp`,
 /// `type`, or (for `room_update`) `room`/`room.id`, or a value of the
 /// wrong type, is [`Rejection::Malformed`] naming the field.
 pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
     use Rejection::Malformed;
-    let env: Envelope =
+    let env: DeliveryFields =
         serde_json::from_slice(body).map_err(|_| Malformed("body is not a JSON object"))?;
     let ts = match env.timestamp {
         Some(Value::Number(n)) => n
@@ -204,14 +157,14 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
         Some(_) => return Err(Malformed("type is not a string")),
         None => return Err(Malformed("type is missing")),
     };
-    if kind != "room_update" {
+    if kind != ROOM_UPDATE {
         return Ok(Delivery {
             timestamp,
             event: Event::Other,
         });
     }
     let room = env.room.ok_or(Malformed("room is missing"))?;
-    let room: RawRoom =
+    let room: RoomFields =
         serde_json::from_value(room).map_err(|_| Malformed("room is not an object with an id"))?;
     let id = room
         .id

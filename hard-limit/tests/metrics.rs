@@ -24,7 +24,7 @@ async fn every_delivery_is_counted_by_outcome_and_reason() {
     let app = spawn_app().await;
     let started = start_for_deadline_in(Duration::from_secs(600));
     let good = room_update("room-1", Some(started), false);
-    let wrong = eyeson_hard_limit::webhook::sign(b"nope", good.as_bytes());
+    let wrong = eyeson_api::sign(b"nope", good.as_bytes());
 
     assert_eq!(app.deliver(&good).await.status(), 204);
     assert_eq!(app.deliver(&good).await.status(), 204);

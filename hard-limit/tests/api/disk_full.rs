@@ -25,7 +25,7 @@ async fn deliver_all(app: &TestApp, bodies: &[String]) -> BTreeSet<usize> {
             .post(format!("{}/webhook", app.url))
             .header(
                 "x-eyeson-signature",
-                eyeson_hard_limit::webhook::sign(KEY.as_bytes(), body.as_bytes()),
+                eyeson_api::sign(KEY.as_bytes(), body.as_bytes()),
             )
             .body(body.clone());
         tasks.spawn(async move {

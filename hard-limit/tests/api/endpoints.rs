@@ -211,7 +211,7 @@ async fn the_guest_token_is_never_logged() {
         .post(format!("{}/webhook", svc.url))
         .header(
             "x-eyeson-signature",
-            eyeson_hard_limit::webhook::sign(KEY.as_bytes(), body.as_bytes()),
+            eyeson_api::sign(KEY.as_bytes(), body.as_bytes()),
         )
         .body(body)
         .send()

@@ -28,6 +28,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use eyeson_api::wire::{Joined, Links, Room, WebhookAnswer};
 use serde_json::{json, Value};
 
 /// One request as the fake saw it.
@@ -382,8 +383,14 @@ fn route(
             let mut list: Vec<Value> = running
                 .into_iter()
                 .map(|(id, started)| {
-                    json!({"id": id, "name": id, "ready": true, "started_at": started,
-                           "shutdown": false, "guest_token": guest_token_of(id)})
+                    json!(Room {
+                        id: id.clone(),
+                        name: id.clone(),
+                        ready: true,
+                        started_at: Some(started.clone()),
+                        shutdown: false,
+                        guest_token: Some(guest_token_of(id)),
+                    })
                 })
                 .collect();
             if let Some(size) = st.page_size {
@@ -438,17 +445,25 @@ fn route(
             let key = format!("ak-{}", st.access_keys.len() + 1);
             st.access_keys
                 .insert(key.clone(), (room.clone(), started.clone()));
-            (
-                201,
-                json!({"access_key": key, "ready": true,
-                       "links": {"gui": format!("https://app.eyeson.team/?{key}"),
-                                 "guest_join": format!("https://app.eyeson.team/?guest={token}"),
-                                 "websocket": "wss://example.invalid/rt"},
-                       "room": {"id": room, "name": room, "guest_token": token,
-                                "started_at": started, "ready": true, "shutdown": false},
-                       "user": {"id": format!("u-{key}"), "name": name, "guest": true}}),
-                false,
-            )
+            let mut answer = json!(Joined {
+                access_key: key.clone(),
+                ready: true,
+                links: Links {
+                    gui: format!("https://app.eyeson.team/?{key}"),
+                    guest_join: format!("https://app.eyeson.team/?guest={token}"),
+                    websocket: "wss://example.invalid/rt".into(),
+                },
+                room: Room {
+                    id: room.clone(),
+                    name: room,
+                    ready: true,
+                    started_at: Some(started),
+                    shutdown: false,
+                    guest_token: Some(token),
+                },
+            });
+            answer["user"] = json!({"id": format!("u-{key}"), "name": name, "guest": true});
+            (201, answer, false)
         }
         ("POST", ["rooms", key, "messages"]) => {
             if let Some(s) = st.message_script.pop_front() {
@@ -492,9 +507,13 @@ fn route(
             match (url, types) {
                 (Some(url), Some(types)) => {
                     st.webhook_seq += 1;
-                    let w = json!({"id": format!("wh{}", st.webhook_seq), "url": url,
-                                   "types": types.split(',').collect::<Vec<_>>(),
-                                   "last_request_sent_at": null, "last_response_code": null});
+                    let w = json!(WebhookAnswer {
+                        id: format!("wh{}", st.webhook_seq),
+                        url,
+                        types: types.split(',').map(str::to_owned).collect(),
+                        last_request_sent_at: None,
+                        last_response_code: None,
+                    });
                     st.webhook = Some(w.clone());
                     (201, w, false)
                 }

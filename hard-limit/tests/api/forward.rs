@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use eyeson_api::sign;
 use eyeson_hard_limit::config::Config;
 use eyeson_hard_limit::store::ForwardStore;
-use eyeson_hard_limit::webhook::sign;
 use eyeson_hard_limit::Application;
 use serde_json::json;
 

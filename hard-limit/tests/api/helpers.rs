@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
+use eyeson_api::sign;
 use eyeson_hard_limit::config::Config;
-use eyeson_hard_limit::webhook::sign;
 use eyeson_hard_limit::Application;
 use serde_json::{json, Value};
 

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eyeson_hard_limit::webhook::sign;
+use eyeson_api::sign;
 use tokio::net::UnixDatagram;
 
 use crate::helpers::*;

@@ -108,7 +108,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &str) -> u16 {
         .post(format!("{url}/webhook"))
         .header(
             "x-eyeson-signature",
-            eyeson_hard_limit::webhook::sign(KEY.as_bytes(), body.as_bytes()),
+            eyeson_api::sign(KEY.as_bytes(), body.as_bytes()),
         )
         .body(body.to_owned())
         .send()

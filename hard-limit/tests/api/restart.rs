@@ -86,7 +86,7 @@ impl Service {
             .post(format!("{}/webhook", self.url))
             .header(
                 "x-eyeson-signature",
-                eyeson_hard_limit::webhook::sign(KEY.as_bytes(), body.as_bytes()),
+                eyeson_api::sign(KEY.as_bytes(), body.as_bytes()),
             )
             .body(body.to_owned())
             .send()

@@ -44,7 +44,7 @@ async fn kill_task(task: &str) {
     fake.start_meeting("busy", &iso(started));
     fake.script_delete("busy", &[0]);
     let body = room_update("busy", Some(started), false);
-    let sig = eyeson_hard_limit::webhook::sign(KEY.as_bytes(), body.as_bytes());
+    let sig = eyeson_api::sign(KEY.as_bytes(), body.as_bytes());
     let post = |body: String, sig: String| {
         http.post(format!("{url}/webhook"))
             .header("x-eyeson-signature", sig)
@@ -75,7 +75,7 @@ async fn kill_task(task: &str) {
                 Some(start_for_deadline_in(Duration::from_secs(600))),
                 false,
             );
-            let sig = eyeson_hard_limit::webhook::sign(KEY.as_bytes(), body.as_bytes());
+            let sig = eyeson_api::sign(KEY.as_bytes(), body.as_bytes());
             let status = post(body, sig).await.map(|r| r.status().as_u16());
             assert!(
                 !matches!(status, Ok(204)),

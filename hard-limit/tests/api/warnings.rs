@@ -328,7 +328,7 @@ async fn two_replicas_warn_each_meeting_exactly_once() {
                 .post(format!("{url}/webhook"))
                 .header(
                     "x-eyeson-signature",
-                    eyeson_hard_limit::webhook::sign(KEY.as_bytes(), body.as_bytes()),
+                    eyeson_api::sign(KEY.as_bytes(), body.as_bytes()),
                 )
                 .body(body)
                 .send()

@@ -27,7 +27,7 @@ async fn wrong_or_missing_signatures_are_refused_and_change_nothing() {
         Some(start_for_deadline_ago(Duration::from_secs(1))),
         false,
     );
-    let wrong = eyeson_hard_limit::webhook::sign(b"another-key", body.as_bytes());
+    let wrong = eyeson_api::sign(b"another-key", body.as_bytes());
     assert_eq!(app.deliver_signed(&body, Some(&wrong)).await.status(), 401);
     assert_eq!(app.deliver_signed(&body, None).await.status(), 401);
     assert_eq!(
@@ -36,7 +36,7 @@ async fn wrong_or_missing_signatures_are_refused_and_change_nothing() {
     );
     // A correct signature over a different body does not carry over.
     let other = room_update("room-b", None, false);
-    let sig_other = eyeson_hard_limit::webhook::sign(KEY.as_bytes(), other.as_bytes());
+    let sig_other = eyeson_api::sign(KEY.as_bytes(), other.as_bytes());
     assert_eq!(
         app.deliver_signed(&body, Some(&sig_other)).await.status(),
         401
