@@ -11,7 +11,7 @@ use axum::extract::ws::{Message, WebSocket};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::http::room_json;
+use crate::room::room_json;
 use crate::AppState;
 
 const PING_EVERY: Duration = Duration::from_secs(3);

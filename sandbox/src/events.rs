@@ -57,18 +57,23 @@ pub enum Reason {
 /// One entry of the log. Optional fields are left out of the JSON when absent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
+    /// What happened.
     pub kind: Kind,
     /// Empty (and left out) on events of no room.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub room_id: String,
     /// RFC 3339 UTC with milliseconds.
     pub at: String,
+    /// Why a meeting ended, on `meeting_ended`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
+    /// The receiver's HTTP status (0: unreachable), on `webhook_delivered`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// The user the event is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// That user's display name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
     /// The meeting's `started_at` (its identity with `room_id`), on

@@ -15,12 +15,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use base64::Engine;
+use eyeson_api::paths;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::meetings::{KeyError, MessageError, Session, VoiceError};
+use crate::meetings::{KeyError, MessageError, VoiceError};
 use crate::request::Params;
+use crate::room::room_json;
 use crate::{cable, pages, sepp, AppState};
 
 /// eyeson's error answers, as `{"error": "…"}`.
@@ -76,13 +77,13 @@ impl From<KeyError> for ApiError {
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
-        .route("/rooms", get(list_rooms).post(create_room))
-        .route("/rooms/{key}", get(get_room).delete(delete_room))
+        .route(paths::ROOMS, get(list_rooms).post(create_room))
+        .route(paths::ROOM_ROUTE, get(get_room).delete(delete_room))
         .route("/rooms/{key}/users/{user_id}", get(get_user))
-        .route("/rooms/{key}/messages", post(post_message))
-        .route("/guests/{guest_token}", post(guest_join))
-        .route("/webhooks", get(get_webhook).post(post_webhook))
-        .route("/webhooks/{id}", delete(delete_webhook))
+        .route(paths::MESSAGES_ROUTE, post(post_message))
+        .route(paths::GUEST_ROUTE, post(guest_join))
+        .route(paths::WEBHOOKS, get(get_webhook).post(post_webhook))
+        .route(paths::WEBHOOK_ROUTE, delete(delete_webhook))
         .route("/rt", get(cable_socket))
         .route("/sig/{key}", get(sepp_socket))
         .route("/_sandbox/events", get(events))
@@ -217,52 +218,6 @@ fn params(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Result<Para
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     crate::request::params(query, content_type, body).map_err(ApiError::BadRequest)
-}
-
-/// The room JSON of `GET /rooms/{access_key}` (also `POST /rooms`'s answer
-/// and the `room_setup` push): what the SDK needs to join, with every link
-/// pointing back at the sandbox.
-pub(crate) fn room_json(session: &Session, host: &str) -> Value {
-    let key = &session.access_key;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    // The SDK only base64-decodes the token's payload and compares ids; it
-    // never verifies a signature.
-    let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let payload = b64.encode(
-        json!({"client_id": session.client_id, "conf_id": session.conf_id, "exp": 4_102_444_800u64}).to_string(),
-    );
-    json!({
-        "access_key": key,
-        "ready": true,
-        "room": session.room,
-        "user": session.user,
-        "team": {"name": "eyeson sandbox"},
-        "links": {
-            "self": format!("http://{host}/rooms/{key}"),
-            // eyeson's shapes: its meeting page for the access key, and a
-            // page carrying the guest token as `?guest=`; both are the
-            // sandbox's own meeting page (see `pages`).
-            "gui": format!("http://{host}/meeting/{key}"),
-            "guest_join": format!("http://{host}/join?guest={}", session.room.guest_token),
-            "websocket": format!("ws://{host}/rt?access_key={key}"),
-        },
-        "options": {"show_names": true, "show_label": true, "widescreen": true, "sfu_mode": "ptp"},
-        "broadcasts": [],
-        "recording": null,
-        "snapshots": [],
-        "presentation": null,
-        "signaling": {
-            "type": "sepp",
-            "options": {
-                "client_id": session.client_id,
-                "conf_id": session.conf_id,
-                "auth_token": format!("{header}.{payload}.sandbox"),
-                "endpoint": format!("ws://{host}/sig/{key}"),
-                "stun_servers": [],
-                "turn_servers": [],
-            }
-        }
-    })
 }
 
 async fn create_room(

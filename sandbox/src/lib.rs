@@ -8,11 +8,16 @@
 //!   the [`meetings::Effect`]s the adapters must carry out.
 //! - [`events`]: the observation log's entries (`GET /_sandbox/events`).
 //! - [`sdp`]: the SDP answer derived from the browser's offer.
-//! - [`webhook`]: the signature and the delivery task.
+//! - [`webhook`]: the delivery task, signing with the shared contract
+//!   crate `eyeson-api` (signature, wire types and paths, which the
+//!   hard-limit service reads with).
 //! - [`pages`]: the meeting page at `links.gui` and `links.guest_join`.
 //! - `http`, `cable`, `sepp`: thin adapters for REST, the ActionCable
-//!   websocket and the SEPP signalling websocket.
+//!   websocket and the SEPP signalling websocket; `room`: the room answer
+//!   the first two both send.
 //! - [`Application`]: binds, wires the adapters together, serves.
+
+#![deny(missing_docs)]
 
 pub mod config;
 pub mod events;
@@ -24,6 +29,7 @@ pub mod webhook;
 mod cable;
 mod http;
 pub mod pages;
+mod room;
 mod sepp;
 
 use std::collections::hash_map::RandomState;

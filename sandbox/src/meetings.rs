@@ -24,6 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use eyeson_api::wire::{self, Room, WebhookAnswer};
 use serde::Serialize;
 use serde_json::json;
 
@@ -69,7 +70,9 @@ pub enum Effect {
 /// A `RoomChannel` message for the SDKs of one meeting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CablePush {
+    /// Every participant of the meeting (those connected get it).
     pub access_keys: Vec<String>,
+    /// The message, sent under the socket's `RoomChannel` identifier.
     pub message: serde_json::Value,
 }
 
@@ -85,9 +88,13 @@ pub enum MessageError {
 /// A SEPP push from the conference to one participant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signal {
+    /// Whose signalling socket gets it.
     pub access_key: String,
+    /// That user's SEPP client id (the push's `to`).
     pub client_id: String,
+    /// The conference (the push's `from`).
     pub conf_id: String,
+    /// What it says.
     pub push: Push,
 }
 
@@ -96,14 +103,23 @@ pub struct Signal {
 pub enum Push {
     /// eyeson's `source_update` (the SDK's `podium`): the client ids in the
     /// call, in the order they joined.
-    Podium { sources: Vec<String> },
+    Podium {
+        /// The client ids in the call.
+        sources: Vec<String>,
+    },
     /// eyeson's `voice_activity`: `user_id` started (`on`) or stopped speaking.
-    VoiceActivity { user_id: String, on: bool },
+    VoiceActivity {
+        /// Who.
+        user_id: String,
+        /// Started (true) or stopped (false) speaking.
+        on: bool,
+    },
 }
 
 /// Why voice activity cannot be sent for an access key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VoiceError {
+    /// The access key (404/410/423).
     Key(KeyError),
     /// The user is not in the call (never joined it, or left).
     NotInCall,
@@ -112,58 +128,53 @@ pub enum VoiceError {
 /// The addressing of a `call_terminated` push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Terminate {
+    /// Whose signalling socket gets it.
     pub access_key: String,
+    /// The call that ends.
     pub call_id: String,
+    /// That user's SEPP client id.
     pub client_id: String,
+    /// The conference.
     pub conf_id: String,
 }
 
 /// A webhook delivery: the exact body to sign and POST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The registered webhook URL.
     pub url: String,
+    /// The room it is about (for the log).
     pub room_id: String,
+    /// The JSON body ([`eyeson_api::wire::Delivery`]), signed as is.
     pub body: String,
-}
-
-/// A room as eyeson shows it (`room{…}` in REST answers and webhooks).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RoomView {
-    pub id: String,
-    pub name: String,
-    pub ready: bool,
-    pub started_at: Option<String>,
-    pub shutdown: bool,
-    pub guest_token: String,
 }
 
 /// A user as eyeson shows it (`user{…}`, `GET /rooms/{key}/users/{id}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserView {
+    /// The user id (also the SEPP client id).
     pub id: String,
+    /// The display name.
     pub name: String,
+    /// Never set by the sandbox.
     pub avatar: Option<String>,
+    /// Joined with the guest token.
     pub guest: bool,
 }
 
 /// Everything the access-key answers need about one participant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// The participant's access key.
     pub access_key: String,
-    pub room: RoomView,
+    /// The room, as eyeson shows it.
+    pub room: Room,
+    /// The participant.
     pub user: UserView,
+    /// The participant's SEPP client id.
     pub client_id: String,
+    /// The meeting's SEPP conference id.
     pub conf_id: String,
-}
-
-/// The registered webhook, as `GET /webhooks` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct WebhookView {
-    pub id: String,
-    pub url: String,
-    pub types: Vec<String>,
-    pub last_request_sent_at: Option<String>,
-    pub last_response_code: Option<String>,
 }
 
 #[derive(Debug)]
@@ -226,7 +237,7 @@ pub struct Sandbox {
     /// room id → index of its pending or running meeting.
     current: BTreeMap<String, usize>,
     participants: HashMap<String, Participant>,
-    webhook: Option<WebhookView>,
+    webhook: Option<WebhookAnswer>,
     events: Vec<Event>,
     ids: Ids,
     /// Calls joined so far (see `Participant::joined`).
@@ -479,7 +490,7 @@ impl Sandbox {
     }
 
     /// `GET /rooms` (API key): the running meetings.
-    pub fn running(&self) -> Vec<RoomView> {
+    pub fn running(&self) -> Vec<Room> {
         self.current
             .values()
             .map(|&i| &self.meetings[i])
@@ -525,8 +536,8 @@ impl Sandbox {
             let mut e = Event::new(Kind::MeetingStarted, &m.room_id, now);
             e.started_at = Some(rfc3339(now));
             self.events.push(e);
-            let room = json!(room_view(m));
-            effects.extend(self.delivery(&self.meetings[index].room_id.clone(), room, now));
+            let room = room_view(m);
+            effects.extend(self.delivery(room, now));
         }
         let mut e = Event::new(Kind::UserJoined, &self.meetings[index].room_id, now);
         e.user_id = Some(user_id);
@@ -708,35 +719,43 @@ impl Sandbox {
         // back. Otherwise, like eyeson's documented shutdown delivery:
         // `ready: false, started_at: null`.
         if m.started_at.is_some() {
-            let room = json!({
-                "id": m.room_id, "name": m.name, "ready": false,
-                "started_at": null, "shutdown": true,
-            });
-            effects.extend(self.delivery(&m.room_id, room, now));
+            let room = Room {
+                id: m.room_id.clone(),
+                name: m.name.clone(),
+                ready: false,
+                started_at: None,
+                shutdown: true,
+                guest_token: None,
+            };
+            effects.extend(self.delivery(room, now));
         }
         self.events.push(e);
         effects
     }
 
-    fn delivery(&self, room_id: &str, room: serde_json::Value, now: SystemTime) -> Option<Effect> {
+    fn delivery(&self, room: Room, now: SystemTime) -> Option<Effect> {
         let hook = self.webhook.as_ref()?;
-        if !hook.types.iter().any(|t| t == "room_update") {
+        if !hook.types.iter().any(|t| t == wire::ROOM_UPDATE) {
             return None;
         }
-        let timestamp = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let body = json!({"timestamp": timestamp, "type": "room_update", "room": room});
+        let room_id = room.id.clone();
+        let body = wire::Delivery {
+            timestamp: now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            kind: wire::ROOM_UPDATE.to_owned(),
+            room,
+        };
         Some(Effect::Deliver(Delivery {
             url: hook.url.clone(),
-            room_id: room_id.to_owned(),
-            body: body.to_string(),
+            room_id,
+            body: serde_json::to_string(&body).expect("a delivery serializes"),
         }))
     }
 
     /// `POST /webhooks`: registers (replacing any previous registration, as
     /// eyeson does: one webhook per API key). `types` is eyeson's one
     /// comma-separated string.
-    pub fn set_webhook(&mut self, url: &str, types: &str) -> WebhookView {
-        let hook = WebhookView {
+    pub fn set_webhook(&mut self, url: &str, types: &str) -> WebhookAnswer {
+        let hook = WebhookAnswer {
             id: self.ids.token(24),
             url: url.to_owned(),
             types: types
@@ -753,7 +772,7 @@ impl Sandbox {
     }
 
     /// `GET /webhooks`.
-    pub fn webhook(&self) -> Option<&WebhookView> {
+    pub fn webhook(&self) -> Option<&WebhookAnswer> {
         self.webhook.as_ref()
     }
 
@@ -781,14 +800,14 @@ impl Sandbox {
     }
 }
 
-fn room_view(m: &Meeting) -> RoomView {
-    RoomView {
+fn room_view(m: &Meeting) -> Room {
+    Room {
         id: m.room_id.clone(),
         name: m.name.clone(),
         ready: !m.ended,
         started_at: m.started_at.map(rfc3339),
         shutdown: m.ended,
-        guest_token: m.guest_token.clone(),
+        guest_token: Some(m.guest_token.clone()),
     }
 }
 
@@ -989,7 +1008,10 @@ mod tests {
         assert_eq!(started[0]["room"]["shutdown"], false);
         // The token the participants' SDKs have: the hard-limit service
         // shows the deadline to it.
-        assert_eq!(started[0]["room"]["guest_token"], alice.room.guest_token);
+        assert_eq!(
+            started[0]["room"]["guest_token"],
+            alice.room.guest_token.as_deref().unwrap()
+        );
         let (_, fx) = s.call_start(&b, at(5)).unwrap();
         assert!(
             deliveries(&fx).is_empty(),
@@ -1134,7 +1156,7 @@ mod tests {
             "unknown stays 404"
         );
         assert_eq!(
-            s.guest_join(&a.room.guest_token, "g", at(2)),
+            s.guest_join(a.room.guest_token.as_deref().unwrap(), "g", at(2)),
             Err(KeyError::Locked)
         );
         assert_eq!(s.key_delete(&a.access_key, at(2)), Err(KeyError::Locked));

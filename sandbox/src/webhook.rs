@@ -7,8 +7,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use crate::meetings::{Delivery, Sandbox};
@@ -17,17 +15,8 @@ use crate::meetings::{Delivery, Sandbox};
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `X-Eyeson-Signature`: lowercase hex of HMAC-SHA256 over the raw body,
-/// keyed with the API key itself.
-pub fn sign(api_key: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(api_key.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+/// keyed with the API key itself ([`eyeson_api::signature`]).
+pub use eyeson_api::sign;
 
 /// Starts the delivery task; deliveries sent to the returned channel are
 /// POSTed in order. The task ends when every sender is dropped.
@@ -46,7 +35,7 @@ pub(crate) fn spawn(sandbox: Arc<Mutex<Sandbox>>) -> mpsc::UnboundedSender<Deliv
             let status = match client
                 .post(&delivery.url)
                 .header("content-type", "application/json")
-                .header("x-eyeson-signature", &signature)
+                .header(eyeson_api::SIGNATURE_HEADER, &signature)
                 .body(delivery.body.clone())
                 .send()
                 .await
@@ -65,18 +54,4 @@ pub(crate) fn spawn(sandbox: Arc<Mutex<Sandbox>>) -> mpsc::UnboundedSender<Deliv
         }
     });
     tx
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signature_is_lowercase_hex_hmac_sha256_of_the_body() {
-        // RFC 4231 test case 2.
-        assert_eq!(
-            sign("Jefe", b"what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
 }
