@@ -48,6 +48,7 @@
 //! | [`warner`] | the in-meeting warning: guest join + chat message at `deadline − --warn-before`, claimed like a shutdown |
 //! | [`wake`] | pokes for the tasks that sleep until a time the store knows |
 //! | [`eyeson`] | the REST client |
+//! | `eyeson_api` (crate) | the eyeson contract shared with the sandbox: signature, wire types (the lenient readers used here), paths |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
 //! | [`registration`] | sharing eyeson's one webhook per key with the app: what to register, refusing to cut off another URL's |
 //! | [`forward`] | `--forward-to`: the outbox's lanes, retries and expiry, and the task that forwards every acknowledged delivery to the app |
