@@ -187,9 +187,90 @@ impl Registration {
     }
 }
 
+/// The form of `POST /webhooks`. Readers look fields up by the constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RegisterWebhookForm<'a> {
+    /// Where deliveries are to go.
+    pub url: &'a str,
+    /// ONE comma-separated string (a list, `types[]`, silently registers
+    /// nothing on eyeson).
+    pub types: &'a str,
+}
+
+impl RegisterWebhookForm<'_> {
+    /// The name of [`RegisterWebhookForm::url`].
+    pub const URL: &'static str = "url";
+    /// The name of [`RegisterWebhookForm::types`].
+    pub const TYPES: &'static str = "types";
+}
+
+/// The form of `POST /guests/{guest_token}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct GuestJoinForm<'a> {
+    /// The guest's display name.
+    pub name: &'a str,
+}
+
+impl GuestJoinForm<'_> {
+    /// The name of [`GuestJoinForm::name`].
+    pub const NAME: &'static str = "name";
+}
+
+/// The form of `POST /rooms/{access_key}/messages`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct MessageForm<'a> {
+    /// The message type; [`MessageForm::CHAT`] is the one this project sends.
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// The text.
+    pub content: &'a str,
+}
+
+impl MessageForm<'_> {
+    /// The name of [`MessageForm::kind`].
+    pub const TYPE: &'static str = "type";
+    /// The name of [`MessageForm::content`].
+    pub const CONTENT: &'static str = "content";
+    /// The chat message type: everyone in the meeting sees it.
+    pub const CHAT: &'static str = "chat";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The field names a form serializes with, in order.
+    fn names(form: impl Serialize) -> Vec<String> {
+        let Value::Object(fields) = serde_json::to_value(form).unwrap() else {
+            panic!("not an object")
+        };
+        let mut names: Vec<String> = fields.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn forms_are_read_by_the_names_they_are_written_with() {
+        let mut want = vec![RegisterWebhookForm::TYPES, RegisterWebhookForm::URL];
+        want.sort();
+        assert_eq!(
+            names(RegisterWebhookForm {
+                url: "u",
+                types: "t"
+            }),
+            want
+        );
+        assert_eq!(names(GuestJoinForm { name: "n" }), [GuestJoinForm::NAME]);
+        let mut want = vec![MessageForm::TYPE, MessageForm::CONTENT];
+        want.sort();
+        assert_eq!(
+            names(MessageForm {
+                kind: MessageForm::CHAT,
+                content: "c"
+            }),
+            want
+        );
+    }
 
     fn room(guest_token: Option<&str>) -> Room {
         Room {

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use eyeson_api::paths::{self, InvalidSegment};
-use eyeson_api::wire::{JoinedFields, Registration, RoomListEntry};
+use eyeson_api::wire::{
+    GuestJoinForm, JoinedFields, MessageForm, RegisterWebhookForm, Registration, RoomListEntry,
+};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
@@ -197,7 +199,7 @@ impl EyesonClient {
     ) -> Result<GuestJoin, ApiError> {
         let url = self.url(paths::guest(token.expose()))?;
         let resp = self
-            .send(self.http.post(url).form(&[("name", name)]))
+            .send(self.http.post(url).form(&GuestJoinForm { name }))
             .await?;
         match resp.status() {
             StatusCode::GONE => Ok(GuestJoin::MeetingEnded),
@@ -232,11 +234,10 @@ impl EyesonClient {
     pub async fn post_chat(&self, key: &AccessKey, content: &str) -> Result<Posted, ApiError> {
         let url = self.url(paths::messages(&key.0))?;
         let resp = self
-            .send(
-                self.http
-                    .post(url)
-                    .form(&[("type", "chat"), ("content", content)]),
-            )
+            .send(self.http.post(url).form(&MessageForm {
+                kind: MessageForm::CHAT,
+                content,
+            }))
             .await?;
         match resp.status() {
             s if s.is_success() => Ok(Posted::Sent),
@@ -304,7 +305,10 @@ impl EyesonClient {
         let resp = self
             .send(
                 self.request(reqwest::Method::POST, url)
-                    .form(&[("url", target.as_str()), ("types", types)]),
+                    .form(&RegisterWebhookForm {
+                        url: target.as_str(),
+                        types,
+                    }),
             )
             .await?;
         if resp.status().is_success() {

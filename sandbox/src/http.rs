@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use eyeson_api::paths;
+use eyeson_api::wire::{GuestJoinForm, MessageForm, RegisterWebhookForm};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -294,7 +295,7 @@ async fn guest_join(
 ) -> Result<Response, ApiError> {
     let form = params(query.as_deref(), &headers, &body)?;
     let name = form
-        .get("name")
+        .get(GuestJoinForm::NAME)
         .filter(|n| !n.trim().is_empty())
         .ok_or(ApiError::BadRequest("name is required"))?;
     let session = state
@@ -324,8 +325,8 @@ async fn post_message(
         .with(|s| {
             s.message(
                 &key,
-                form.get("type").map(String::as_str),
-                form.get("content").map(String::as_str),
+                form.get(MessageForm::TYPE).map(String::as_str),
+                form.get(MessageForm::CONTENT).map(String::as_str),
                 SystemTime::now(),
             )
         })
@@ -368,10 +369,13 @@ async fn post_webhook(
     authorize(&state, &headers)?;
     let form = params(query.as_deref(), &headers, &body)?;
     let url = form
-        .get("url")
+        .get(RegisterWebhookForm::URL)
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
         .ok_or(ApiError::BadRequest("url must be an http(s) URL"))?;
-    let types = form.get("types").map(String::as_str).unwrap_or_default();
+    let types = form
+        .get(RegisterWebhookForm::TYPES)
+        .map(String::as_str)
+        .unwrap_or_default();
     if types.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "types is required (one comma-separated string)",

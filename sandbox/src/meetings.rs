@@ -408,7 +408,7 @@ impl Sandbox {
     ) -> Result<(CablePush, usize), MessageError> {
         self.session(access_key).map_err(MessageError::Key)?;
         match kind {
-            Some("chat") => {}
+            Some(wire::MessageForm::CHAT) => {}
             Some(_) => return Err(MessageError::Invalid("type must be chat")),
             None => return Err(MessageError::Invalid("type is required")),
         }

@@ -28,7 +28,9 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use eyeson_api::wire::{Joined, Links, Room, WebhookAnswer};
+use eyeson_api::wire::{
+    GuestJoinForm, Joined, Links, MessageForm, RegisterWebhookForm, Room, WebhookAnswer,
+};
 use serde_json::{json, Value};
 
 /// One request as the fake saw it.
@@ -428,7 +430,7 @@ fn route(
             let token = percent_decode(token);
             let Some(name) = form
                 .iter()
-                .find(|(k, _)| k == "name")
+                .find(|(k, _)| k == GuestJoinForm::NAME)
                 .map(|(_, v)| v.clone())
                 .filter(|n| !n.trim().is_empty())
             else {
@@ -476,10 +478,10 @@ fn route(
                 return (410, json!({"error": "meeting has ended"}), false);
             }
             let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            if field("type").as_deref() != Some("chat") {
+            if field(MessageForm::TYPE).as_deref() != Some(MessageForm::CHAT) {
                 return (400, json!({"error": "type must be chat"}), false);
             }
-            let Some(content) = field("content").filter(|c| !c.trim().is_empty()) else {
+            let Some(content) = field(MessageForm::CONTENT).filter(|c| !c.trim().is_empty()) else {
                 return (400, json!({"error": "content is required"}), false);
             };
             st.messages.push(Message {
@@ -498,11 +500,11 @@ fn route(
         ("POST", ["webhooks"]) => {
             let url = form
                 .iter()
-                .find(|(k, _)| k == "url")
+                .find(|(k, _)| k == RegisterWebhookForm::URL)
                 .map(|(_, v)| v.clone());
             let types = form
                 .iter()
-                .find(|(k, _)| k == "types")
+                .find(|(k, _)| k == RegisterWebhookForm::TYPES)
                 .map(|(_, v)| v.clone());
             match (url, types) {
                 (Some(url), Some(types)) => {
