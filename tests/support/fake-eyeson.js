@@ -1,9 +1,12 @@
 // The one stand-in for the eyeson JS SDK singleton in the browser tests:
 // tests/web.rs and tests/presence.rs import it (`#[wasm_bindgen(module =
-// "/tests/support/fake-eyeson.js")]`), the pages in tests/pages through
-// eyeson-global.js (window.eyeson = { __esModule, default: new FakeEyeson() },
-// the shape of the real UMD bundle's global). The real SDK itself runs in
-// tests/pages/real-sdk.html and tests/e2e.
+// "/tests/support/fake-eyeson.js")]`); the pages in tests/pages load it as
+// /fake/eyeson.js, a classic script made from this file by
+// tests/support/browser.mjs `fakeEyesonScript` that sets window.eyeson =
+// { __esModule: true, default: new FakeEyeson() } (the real UMD bundle's
+// global) while the page is parsed. So this file holds one `export` (the
+// class), no imports. The real SDK itself runs in tests/pages/real-sdk.html
+// and tests/e2e.
 //
 // It mirrors what the real SDK (npm `eyeson` 1.9.6) does, as read in
 // node_modules/eyeson/src:
