@@ -9,7 +9,9 @@
 // and tests/e2e.
 //
 // It mirrors what the real SDK (npm `eyeson` 1.9.6) does, as read in
-// node_modules/eyeson/src:
+// node_modules/eyeson/src; tests/fake-eyeson.test.mjs runs one script of
+// calls on this fake and on the real SDK (dist/eyeson.js) in one page and
+// requires the same observations (all of the below but room_setup):
 // - onEvent(fn) (eyeson.js `onEvent` -> EventHandler.js `onReceive`): a
 //   non-function is refused with a logged error, nothing thrown; listeners
 //   live in an array, a listener already there is not added twice.
