@@ -4,17 +4,19 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch, open, serve } from "./support/browser.mjs";
+import { fakeEyesonScript, launch, open, serve } from "./support/browser.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-let server, browser;
+let server, browser, fake;
 
 before(async () => {
+  fake = await fakeEyesonScript();
   server = await serve(
     {
       "/pkg/": join(root, "pkg"),
       "/eyeson/": join(root, "node_modules/eyeson/dist"),
       "/pages/": join(root, "tests/pages"),
+      "/fake/": fake.dir,
       "/axe/": join(root, "node_modules/axe-core"),
     },
     // A strict CSP: the drop-in needs no eval, only wasm compilation. One
@@ -30,6 +32,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await server?.close();
+  await fake?.remove();
 });
 
 test("loads after the real eyeson SDK (window.exports = {}) and guards window.eyeson.default", async () => {
@@ -74,6 +77,7 @@ test("terminates an idle user once, with the accessible dialog", async () => {
   const sent = await page.evaluate(() => window.eyeson.default.sent);
   assert.deepEqual(sent, [{ type: "session_termination" }]);
   assert.equal(await page.evaluate(() => window.eyeson.default.listenerCount()), 0);
+  assert.equal(await page.evaluate(() => window.eyeson.default.offEventAllCalls), 0, "never offEvent() without a listener");
   assert.equal(await page.locator("[data-eyeson-guard-dialog]").count(), 0);
   assert.deepEqual(errors.uncaught, []);
   await page.close();

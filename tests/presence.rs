@@ -2,9 +2,10 @@
 //! being alone, other tabs, the OS (IdleDetector), the meeting's hard
 //! deadline from the hard-limit service, and the `text` option.
 //!
-//! The SDK, `fetch` and `IdleDetector` are stand-ins here, each shaped like
-//! the real one where the guard depends on it (the real SDK runs in
-//! tests/e2e, the real IdleDetector in tests/system-idle.test.mjs). Every
+//! The SDK (the tests' one fake, tests/support/fake-eyeson.js, which behaves
+//! like the real one), `fetch` and `IdleDetector` are stand-ins here, each
+//! shaped like the real one where the guard depends on it (the real SDK runs
+//! in tests/e2e, the real IdleDetector in tests/system-idle.test.mjs). Every
 //! wait is for a condition, with a bound.
 #![cfg(target_arch = "wasm32")]
 
@@ -17,15 +18,18 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-#[wasm_bindgen(inline_js = r#"
-export class FakeEyeson {
-  constructor() { this.listeners = new Set(); this.sent = []; }
-  onEvent(fn) { this.listeners.add(fn); }
-  offEvent(fn) { this.listeners.delete(fn); }
-  send(msg) { this.sent.push(msg); if (msg.type === "session_termination") this.listeners.clear(); }
-  emit(event) { for (const fn of [...this.listeners]) fn(event); }
-  terminations() { return this.sent.filter((m) => m.type === "session_termination").length; }
+#[wasm_bindgen(module = "/tests/support/fake-eyeson.js")]
+extern "C" {
+    type FakeEyeson;
+    #[wasm_bindgen(constructor)]
+    fn new() -> FakeEyeson;
+    #[wasm_bindgen(method)]
+    fn emit(this: &FakeEyeson, event: &JsValue);
+    #[wasm_bindgen(method)]
+    fn terminations(this: &FakeEyeson) -> u32;
 }
+
+#[wasm_bindgen(inline_js = r#"
 // What the SDK delivers (see eyeson's RoomReceivedEvent / VoiceActivityEvent).
 export function roomSetup(room, user, client) {
   return { type: "room_setup", content: { ready: true, room: { id: room, guest_token: guestToken(room) }, user: { id: user }, signaling: { options: { client_id: client } } } };
@@ -143,14 +147,6 @@ export function log(into) { return (x) => into.push(x === undefined ? "-" : x); 
 export function presenceText(p) { return `${p.speaking},${p.alone},${p.systemIdle}`; }
 "#)]
 extern "C" {
-    type FakeEyeson;
-    #[wasm_bindgen(constructor)]
-    fn new() -> FakeEyeson;
-    #[wasm_bindgen(method)]
-    fn emit(this: &FakeEyeson, event: &JsValue);
-    #[wasm_bindgen(method)]
-    fn terminations(this: &FakeEyeson) -> u32;
-
     #[wasm_bindgen(js_name = roomSetup)]
     fn room_setup(room: &str, user: &str, client: &str) -> JsValue;
     fn voice(user: &str, client: &str, on: bool) -> JsValue;
@@ -340,13 +336,9 @@ async fn speech_ends_a_prompt_and_speech_false_ignores_it() {
 #[wasm_bindgen_test]
 async fn a_guard_created_after_the_join_knows_the_user_from_the_sdk() {
     let sdk = FakeEyeson::new();
-    // What the SDK keeps after room_setup.
-    Reflect::set(
-        &sdk,
-        &"user".into(),
-        &obj(&[("id", "u1".into()), ("clientId", "c1".into())]),
-    )
-    .unwrap();
+    // The join happened before the guard existed: the SDK keeps the user
+    // (with its clientId) and the room from room_setup in `eyeson.user`/`room`.
+    sdk.emit(&room_setup("r1", "u1", "c1"));
     let g = guard(&sdk, &quiet(300, 0));
     g.start().unwrap();
     sdk.emit(&voice("c1", "c1", true));

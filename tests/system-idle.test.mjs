@@ -8,14 +8,15 @@ import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { launch, serve } from "./support/browser.mjs";
+import { fakeEyesonScript, launch, serve } from "./support/browser.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-let server, browser;
+let server, browser, fake;
 const cleanups = [];
 
 before(async () => {
-  server = await serve({ "/pkg/": join(root, "pkg"), "/pages/": join(root, "tests/pages") });
+  fake = await fakeEyesonScript();
+  server = await serve({ "/pkg/": join(root, "pkg"), "/pages/": join(root, "tests/pages"), "/fake/": fake.dir });
   browser = await launch();
 });
 afterEach(async () => {
@@ -24,6 +25,7 @@ afterEach(async () => {
 after(async () => {
   await browser?.close();
   await server?.close();
+  await fake?.remove();
 });
 
 /** A fresh browser context on the test page; `grant` grants idleDetection to its origin first. */

@@ -1,6 +1,8 @@
-//! Browser tests: real DOM events against a guard wrapping a fake eyeson SDK
-//! that behaves like the real one where it matters (listeners called without
-//! try/catch, `send` throwing when not connected or sent twice).
+//! Browser tests: real DOM events against a guard wrapping the tests' one
+//! fake eyeson SDK (tests/support/fake-eyeson.js), which behaves like the real
+//! one: listeners called synchronously without try/catch, `session_termination`
+//! dropping every listener, `send` throwing a TypeError before `start()` and
+//! once the session ended.
 //!
 //! Run with `npm test` (or `wasm-pack test --headless --chrome`). Timeouts
 //! are short and every wait is for a condition, with a bound.
@@ -15,22 +17,29 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-#[wasm_bindgen(inline_js = r#"
-export class FakeEyeson {
-  constructor() { this.listeners = new Set(); this.sent = []; this.connected = true; }
-  onEvent(fn) { this.listeners.add(fn); }
-  offEvent(fn) { if (fn === undefined) throw new Error("test: offEvent() without an argument removes the SDK's own listeners"); this.listeners.delete(fn); }
-  send(msg) {
-    if (!this.connected) throw new TypeError("Cannot read properties of undefined (reading 'terminate')");
-    this.sent.push(msg);
-    if (msg.type === "session_termination") { this.connected = false; this.listeners.clear(); }
-  }
-  // Like the SDK: listeners are called without try/catch.
-  emit(event) { for (const fn of [...this.listeners]) fn(event); }
-  terminations() { return this.sent.filter((m) => m.type === "session_termination").length; }
-  listenerCount() { return this.listeners.size; }
+#[wasm_bindgen(module = "/tests/support/fake-eyeson.js")]
+extern "C" {
+    type FakeEyeson;
+    #[wasm_bindgen(constructor)]
+    fn new() -> FakeEyeson;
+    /// `new FakeEyeson({ started: false })`: the SDK before `start()`.
+    #[wasm_bindgen(constructor)]
+    fn with(options: &JsValue) -> FakeEyeson;
+    #[wasm_bindgen(method)]
+    fn emit(this: &FakeEyeson, event: &JsValue);
+    #[wasm_bindgen(method)]
+    fn destroy(this: &FakeEyeson);
+    #[wasm_bindgen(method)]
+    fn terminations(this: &FakeEyeson) -> u32;
+    #[wasm_bindgen(method, js_name = listenerCount)]
+    fn listener_count(this: &FakeEyeson) -> u32;
+    #[wasm_bindgen(method, getter, js_name = offEventAllCalls)]
+    fn off_event_all_calls(this: &FakeEyeson) -> u32;
+    #[wasm_bindgen(method, getter)]
+    fn sent(this: &FakeEyeson) -> Array;
 }
 
+#[wasm_bindgen(inline_js = r#"
 export function recorder(extra) {
   const log = [];
   const options = Object.assign({
@@ -114,19 +123,6 @@ export function clickDialogButton() { dialogHost().shadowRoot.getElementById("b"
 export function dialogKey(key) { keydown(key, dialogHost().shadowRoot.getElementById("b")); }
 "#)]
 extern "C" {
-    type FakeEyeson;
-    #[wasm_bindgen(constructor)]
-    fn new() -> FakeEyeson;
-    #[wasm_bindgen(method)]
-    fn emit(this: &FakeEyeson, event: &JsValue);
-    #[wasm_bindgen(method)]
-    fn terminations(this: &FakeEyeson) -> u32;
-    #[wasm_bindgen(method, js_name = listenerCount)]
-    fn listener_count(this: &FakeEyeson) -> u32;
-    #[wasm_bindgen(method, getter)]
-    fn sent(this: &FakeEyeson) -> Array;
-    #[wasm_bindgen(method, setter)]
-    fn set_connected(this: &FakeEyeson, connected: bool);
 
     type Recorder;
     fn recorder(extra: &JsValue) -> Recorder;
@@ -243,6 +239,11 @@ async fn arms_on_accept_prompts_then_terminates_exactly_once() {
     assert_eq!(log_entries(&rec).get(1), "terminate:idle");
     assert_eq!(g.remaining_ms(), 0.0);
     assert_eq!(sdk.listener_count(), 0, "SDK listener removed");
+    assert_eq!(
+        sdk.off_event_all_calls(),
+        0,
+        "never offEvent() without a listener"
+    );
     assert_eq!(live_listeners_since(mark), 0, "every DOM listener removed");
     // Later activity, wake-ups and pings change nothing.
     mousemove(5);
@@ -509,6 +510,11 @@ async fn the_sdk_ending_the_session_stops_without_sending() {
             format!("stop:{reason}")
         );
         assert_eq!(sdk.listener_count(), 0);
+        assert_eq!(
+            sdk.off_event_all_calls(),
+            0,
+            "{reason}: never offEvent() without a listener"
+        );
         assert_eq!(live_listeners_since(mark), 0);
         pause(300).await;
         assert_eq!(sdk.terminations(), 0, "{reason}: stopped guards never send");
@@ -547,8 +553,8 @@ async fn transient_sdk_events_are_ignored() {
 
 #[wasm_bindgen_test]
 async fn a_throwing_send_never_escapes_into_the_sdk_or_the_event_loop() {
-    let sdk = FakeEyeson::new();
-    sdk.set_connected(false); // the SDK throws a TypeError on send
+    // An SDK whose start() never ran: it throws a TypeError on send.
+    let sdk = FakeEyeson::with(&obj(&[("started", false.into())]));
     let rec = quick(200, 0, false);
     let before = escaped_errors();
     let g = guard(&sdk, &rec);
@@ -556,8 +562,9 @@ async fn a_throwing_send_never_escapes_into_the_sdk_or_the_event_loop() {
     assert!(eventually(1_000, || state(&g) == "terminated").await);
     assert_eq!(log_of(&rec), "terminate");
     // Termination from an SDK-event path and a DOM-event path, too.
+    // An SDK whose session already ended (destroy()): it throws as well.
     let sdk2 = FakeEyeson::new();
-    sdk2.set_connected(false);
+    sdk2.destroy();
     let g2 = guard(&sdk2, &quick(60_000, 0, false));
     g2.start().unwrap();
     jump_clock(120_000.0);
@@ -631,6 +638,7 @@ async fn several_guards_coexist_and_each_stop_leaves_nothing_behind() {
     assert_eq!(b_sdk.terminations(), 0);
     assert_eq!(live_listeners_since(mark), 0);
     assert_eq!(b_sdk.listener_count(), 0);
+    assert_eq!(b_sdk.off_event_all_calls(), 0);
     b.stop(); // idempotent
     assert_eq!(state(&b), "stopped");
 }

@@ -201,6 +201,14 @@ impl TestApp {
     }
 }
 
+/// The value of one series (`name{labels}` exactly as rendered) in a
+/// `/metrics` text, if it is there.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn take_fake(mut app: TestApp) -> FakeEyeson {
     // TestApp has no Drop impl, so moving a field out is plain Rust.
     app.stop.take();
