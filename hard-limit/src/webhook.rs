@@ -536,6 +536,50 @@ mod tests {
     }
 
     #[test]
+    fn parses_what_the_shared_writer_sends() {
+        // The sandbox writes deliveries with this type: its start and its
+        // shutdown shape must both be accepted.
+        use eyeson_api::wire::{Delivery as Written, Room};
+        let room = |started_at: Option<&str>, shutdown: bool, guest_token: Option<&str>| Room {
+            id: "a b".into(),
+            name: "Standup".into(),
+            ready: !shutdown,
+            started_at: started_at.map(str::to_owned),
+            shutdown,
+            guest_token: guest_token.map(str::to_owned),
+        };
+        let body = |room| {
+            serde_json::to_vec(&Written {
+                timestamp: 1_637_738_200,
+                kind: ROOM_UPDATE.into(),
+                room,
+            })
+            .unwrap()
+        };
+        let d = parse_delivery(&body(room(
+            Some("2021-11-24T07:16:37.748Z"),
+            false,
+            Some("gt-abc"),
+        )))
+        .unwrap();
+        assert_eq!(d.timestamp, Timestamp(1_637_738_200_000));
+        let Event::RoomUpdate(u) = d.event else {
+            panic!()
+        };
+        assert_eq!(u.room_id.as_str(), "a b");
+        assert_eq!(u.started_at, Some(Timestamp(1_637_738_197_748)));
+        assert!(!u.shutdown && u.guest_token.is_some());
+        let d = parse_delivery(&body(room(None, true, None))).unwrap();
+        let Event::RoomUpdate(u) = d.event else {
+            panic!()
+        };
+        assert_eq!(
+            (u.started_at, u.shutdown, u.guest_token),
+            (None, true, None)
+        );
+    }
+
+    #[test]
     fn other_types_need_no_room() {
         let d =
             parse_delivery(br#"{"timestamp":1,"type":"recording_update","recording":{}}"#).unwrap();
