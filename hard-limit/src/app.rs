@@ -182,6 +182,7 @@ impl Application {
             listen: admin_addr,
             hosts: config.admin_host.clone().into(),
             failures: Arc::default(),
+            refusals: Arc::default(),
             tasks_ok: tasks_ok.clone(),
         };
         let owner: Arc<str> = owner_id().into();

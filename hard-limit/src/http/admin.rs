@@ -60,6 +60,8 @@ pub struct AdminState {
     pub hosts: Arc<[String]>,
     /// Failed authentications per address.
     pub failures: Arc<FailureThrottle>,
+    /// Refused requests, for the log.
+    pub refusals: Arc<admin_guard::RefusalLog>,
     /// False once a background task ended (shared with `/healthz`).
     pub tasks_ok: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -122,7 +124,11 @@ async fn guard(
     if let Err(refusal) = admin_guard::check(req.method(), req.headers(), app.listen, &app.hosts) {
         ::metrics::counter!(crate::metrics::ADMIN_REFUSED, "reason" => refusal.reason())
             .increment(1);
-        tracing::warn!(caller = %peer, reason = refusal.reason(), path = %req.uri().path(), "admin request refused");
+        // A page that keeps sending cannot flood the log: one line a
+        // minute at most, with the count (the metric counts each).
+        if let Some(count) = app.refusals.count(std::time::Instant::now()) {
+            tracing::warn!(caller = %peer, reason = refusal.reason(), path = %req.uri().path(), count, "admin requests refused (another Host or origin, or a change that is not JSON)");
+        }
         let status = match refusal {
             admin_guard::Refusal::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             _ => StatusCode::FORBIDDEN,

@@ -16,6 +16,8 @@
 //! - **Failed authentications** (with a token): counted, logged at most
 //!   once a minute per address with a count (never the token), and slowed
 //!   down per address: a few a second, other addresses unaffected.
+//!   Refusals of the checks above are logged at most once a minute too,
+//!   with their count (the metric counts each).
 //!
 //! Jupyter's and Grafana's checks are the model. The decisions are pure
 //! functions of the request's headers and of an injected `Instant`.
@@ -177,16 +179,51 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// memory; beyond it idle ones are forgotten first).
 const MAX_ADDRESSES: usize = 4096;
 
+/// Events counted between log lines: the first is logged at once, then at
+/// most one line per [`LOG_EVERY`] with the count since the last, so a
+/// flood of requests cannot flood the log.
+#[derive(Debug, Default)]
+pub struct LogCount {
+    /// Events not yet logged.
+    unlogged: u64,
+    /// When the last line was logged.
+    logged: Option<Instant>,
+}
+
+impl LogCount {
+    /// Counts one event; `Some(count)` when it is time to log `count`.
+    pub fn count(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        let due = self
+            .logged
+            .is_none_or(|t| now.saturating_duration_since(t) >= LOG_EVERY);
+        if !due {
+            return None;
+        }
+        self.logged = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+/// Requests refused by [`check`], counted for the log (see [`LogCount`]).
+#[derive(Debug, Default)]
+pub struct RefusalLog(Mutex<LogCount>);
+
+impl RefusalLog {
+    /// Counts one refusal; `Some(count)` when it is time to log.
+    pub fn count(&self, now: Instant) -> Option<u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).count(now)
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     /// Failures still allowed now (a token bucket).
     tokens: f64,
     /// When `tokens` was last refilled.
     at: Instant,
-    /// Failures (and throttled requests) not yet logged.
-    unlogged: u64,
-    /// When this address's failures were last logged.
-    logged: Option<Instant>,
+    /// Failures (and throttled requests) for the log.
+    log: LogCount,
 }
 
 impl Entry {
@@ -198,15 +235,7 @@ impl Entry {
 
     /// `Some(count)` when it is time to log this address's failures.
     fn count(&mut self, now: Instant) -> Option<u64> {
-        self.unlogged += 1;
-        let due = self
-            .logged
-            .is_none_or(|t| now.saturating_duration_since(t) >= LOG_EVERY);
-        if !due {
-            return None;
-        }
-        self.logged = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
+        self.log.count(now)
     }
 }
 
@@ -244,8 +273,7 @@ impl FailureThrottle {
         let entry = map.entry(ip).or_insert(Entry {
             tokens: BURST,
             at: now,
-            unlogged: 0,
-            logged: None,
+            log: LogCount::default(),
         });
         entry.refill(now);
         f(entry)
@@ -414,5 +442,17 @@ mod tests {
         assert_eq!(t.admit(a, t0 + Duration::from_millis(500)), Admit::Check);
         // A minute later the count since the last log line is logged.
         assert_eq!(t.failed(a, t0 + LOG_EVERY), Some(6));
+    }
+
+    #[test]
+    fn refusals_are_logged_once_a_minute_with_their_count() {
+        let log = RefusalLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.count(t0), Some(1), "the first at once");
+        for i in 1..1000 {
+            assert_eq!(log.count(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(log.count(t0 + LOG_EVERY), Some(1000), "then the count");
+        assert_eq!(log.count(t0 + LOG_EVERY + Duration::from_secs(1)), None);
     }
 }
