@@ -579,6 +579,29 @@ fn decide_move(
     }
 }
 
+/// A claimed outbox row (`RETURNING id, lane, body, signature,
+/// content_type, received_at, attempts`), claimed at `claimed_at`.
+fn forward_claim<R>(row: &R, claimed_at: Timestamp) -> Result<ForwardClaim, StoreError>
+where
+    R: sqlx::Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(ForwardClaim {
+        id: row.try_get("id")?,
+        lane: row.try_get("lane")?,
+        body: row.try_get("body")?,
+        signature: row.try_get("signature")?,
+        content_type: row.try_get("content_type")?,
+        received_at: Timestamp(row.try_get("received_at")?),
+        attempts: row.try_get("attempts")?,
+        claimed_at,
+    })
+}
+
 fn limit_rule<R>(row: &R) -> Result<LimitRule, StoreError>
 where
     R: sqlx::Row,

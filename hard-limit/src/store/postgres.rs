@@ -931,18 +931,7 @@ impl ForwardStore for PgStore {
             .await?;
         let mut claims = rows
             .iter()
-            .map(|r| -> Result<ForwardClaim, StoreError> {
-                Ok(ForwardClaim {
-                    id: r.try_get("id")?,
-                    lane: r.try_get("lane")?,
-                    body: r.try_get("body")?,
-                    signature: r.try_get("signature")?,
-                    content_type: r.try_get("content_type")?,
-                    received_at: Timestamp(r.try_get("received_at")?),
-                    attempts: r.try_get("attempts")?,
-                    claimed_at: Timestamp(r.try_get("claimed_at")?),
-                })
-            })
+            .map(|r| super::forward_claim(r, Timestamp(r.try_get("claimed_at")?)))
             .collect::<Result<Vec<_>, _>>()?;
         claims.sort_by_key(|c| c.id);
         Ok(claims)

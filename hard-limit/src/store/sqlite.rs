@@ -862,7 +862,7 @@ impl ForwardStore for SqliteStore {
         tx.commit().await?;
         let mut claims = rows
             .iter()
-            .map(|r| forward_claim(r, now))
+            .map(|r| super::forward_claim(r, now))
             .collect::<Result<Vec<_>, _>>()?;
         claims.sort_by_key(|c| c.id);
         Ok(claims)
@@ -940,22 +940,6 @@ async fn push_back_lane(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-fn forward_claim(
-    row: &sqlx::sqlite::SqliteRow,
-    now: Timestamp,
-) -> Result<ForwardClaim, StoreError> {
-    Ok(ForwardClaim {
-        id: row.try_get("id")?,
-        lane: row.try_get("lane")?,
-        body: row.try_get("body")?,
-        signature: row.try_get("signature")?,
-        content_type: row.try_get("content_type")?,
-        received_at: Timestamp(row.try_get("received_at")?),
-        attempts: row.try_get("attempts")?,
-        claimed_at: now,
-    })
 }
 
 impl MeetingStore for SqliteStore {
