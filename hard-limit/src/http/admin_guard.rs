@@ -232,11 +232,6 @@ impl Entry {
         self.tokens = (self.tokens + secs * PER_SECOND).min(BURST);
         self.at = now;
     }
-
-    /// `Some(count)` when it is time to log this address's failures.
-    fn count(&mut self, now: Instant) -> Option<u64> {
-        self.log.count(now)
-    }
 }
 
 /// Failed authentications per address: whether the next request from an
@@ -283,22 +278,18 @@ impl FailureThrottle {
     /// its allowance waits (the request is refused without a check).
     /// Addresses without failures cost nothing.
     pub fn admit(&self, ip: IpAddr, now: Instant) -> Admit {
-        {
-            let map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
-            if !map.contains_key(&ip) {
-                return Admit::Check;
-            }
+        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(e) = map.get_mut(&ip) else {
+            return Admit::Check;
+        };
+        e.refill(now);
+        if e.tokens >= 1.0 {
+            return Admit::Check;
         }
-        self.with_entry(ip, now, |e| {
-            if e.tokens >= 1.0 {
-                return Admit::Check;
-            }
-            let missing = 1.0 - e.tokens;
-            Admit::Wait {
-                retry_after: Duration::from_secs_f64(missing / PER_SECOND),
-                log: e.count(now),
-            }
-        })
+        Admit::Wait {
+            retry_after: Duration::from_secs_f64((1.0 - e.tokens) / PER_SECOND),
+            log: e.log.count(now),
+        }
     }
 
     /// A request from `ip` failed authentication: `Some(count)` when it is
@@ -307,7 +298,7 @@ impl FailureThrottle {
     pub fn failed(&self, ip: IpAddr, now: Instant) -> Option<u64> {
         self.with_entry(ip, now, |e| {
             e.tokens = (e.tokens - 1.0).max(0.0);
-            e.count(now)
+            e.log.count(now)
         })
     }
 }
