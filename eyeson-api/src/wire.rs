@@ -140,13 +140,34 @@ pub struct WebhookAnswer {
     pub id: String,
     /// Where deliveries go.
     pub url: String,
-    /// The registered types. eyeson registers them as one comma-separated
-    /// string and has been seen answering a string too: readers accept both.
-    pub types: Vec<String>,
+    /// The registered types.
+    pub types: WebhookTypes,
     /// When the last delivery was sent.
     pub last_request_sent_at: Option<String>,
     /// The receiver's answer to it, as a string (`"201"`).
     pub last_response_code: Option<String>,
+}
+
+/// A registration's `types` as eyeson answers them: a list, and at times
+/// the one comma-separated string they were registered as. Readers accept
+/// both ([`Registration::parse`]); a writer answers either.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum WebhookTypes {
+    /// `["room_update", …]`, eyeson's usual answer.
+    List(Vec<String>),
+    /// `"room_update,…"`, as registered.
+    Joined(String),
+}
+
+impl WebhookTypes {
+    /// Whether `kind` is one of them.
+    pub fn contains(&self, kind: &str) -> bool {
+        match self {
+            WebhookTypes::List(list) => list.iter().any(|t| t == kind),
+            WebhookTypes::Joined(joined) => joined.split(',').any(|t| t.trim() == kind),
+        }
+    }
 }
 
 /// A registration as a client reads it from `GET /webhooks`.
@@ -324,17 +345,24 @@ mod tests {
             serde_json::from_value(serde_json::to_value(&joined).unwrap()).unwrap();
         assert_eq!(fields.access_key.as_deref(), Some("ak"));
 
-        let answer = WebhookAnswer {
-            id: "w1".into(),
-            url: "https://x/h".into(),
-            types: vec!["room_update".into(), "recording_update".into()],
-            last_request_sent_at: None,
-            last_response_code: None,
-        };
-        let read = Registration::read(&serde_json::to_value(&answer).unwrap()).unwrap();
-        assert_eq!(read.id, "w1");
-        assert_eq!(read.url, "https://x/h");
-        assert_eq!(read.types, ["recording_update", "room_update"]);
+        // Either shape of `types` a writer answers reads the same.
+        for types in [
+            WebhookTypes::List(vec!["room_update".into(), "recording_update".into()]),
+            WebhookTypes::Joined("room_update,recording_update".into()),
+        ] {
+            assert!(types.contains("recording_update") && !types.contains("room"));
+            let answer = WebhookAnswer {
+                id: "w1".into(),
+                url: "https://x/h".into(),
+                types,
+                last_request_sent_at: None,
+                last_response_code: None,
+            };
+            let read = Registration::read(&serde_json::to_value(&answer).unwrap()).unwrap();
+            assert_eq!(read.id, "w1");
+            assert_eq!(read.url, "https://x/h");
+            assert_eq!(read.types, ["recording_update", "room_update"]);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::room::room_json;
-use crate::AppState;
+use crate::state::AppState;
 
 const PING_EVERY: Duration = Duration::from_secs(3);
 

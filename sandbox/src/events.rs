@@ -77,7 +77,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
     /// The meeting's `started_at` (its identity with `room_id`), on
-    /// `meeting_started` and `meeting_ended`.
+    /// `meeting_started`, `meeting_ended` and `chat`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     /// The webhook receiver, on `webhook_delivered`.

@@ -1,4 +1,5 @@
-//! The REST adapter: routes, eyeson's error answers, CORS, the request log.
+//! The REST adapter: routes, eyeson's error answers, CORS, the request log
+//! line, and the script's fault layer in front of the routes.
 //!
 //! `GET /rooms/{x}`, the SDK's `DELETE /rooms/{access_key}` and the API-key
 //! `DELETE /rooms/{room_id}` share one path shape; like eyeson, the
@@ -23,7 +24,8 @@ use serde_json::json;
 use crate::meetings::{KeyError, MessageError, VoiceError};
 use crate::request::Params;
 use crate::room::room_json;
-use crate::{cable, pages, sepp, AppState};
+use crate::state::AppState;
+use crate::{cable, pages, script, sepp};
 
 /// eyeson's error answers, as `{"error": "…"}`.
 #[derive(Debug)]
@@ -95,6 +97,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_sandbox/meeting.js", get(pages::script))
         .route("/_sandbox/eyeson.js", get(pages::sdk))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
+        .layer(middleware::from_fn_with_state(
+            state.script.clone(),
+            script::layer,
+        ))
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
@@ -244,12 +250,21 @@ async fn create_room(
         .into_response())
 }
 
+/// `GET /rooms`: the running meetings, as the script shapes the list (a
+/// cap, pages linked with `Link: rel="next"`).
 async fn list_rooms(
     State(state): State<AppState>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    Ok(Json(state.with(|s| s.running())).into_response())
+    let running = state.with(|s| s.running());
+    let (rooms, next) = state.script(|s| s.list(running, query.as_deref()));
+    let mut response = Json(rooms).into_response();
+    if let Some(link) = next.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
 }
 
 async fn get_room(

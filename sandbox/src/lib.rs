@@ -8,14 +8,20 @@
 //!   the [`meetings::Effect`]s the adapters must carry out.
 //! - [`events`]: the observation log's entries (`GET /_sandbox/events`).
 //! - [`sdp`]: the SDP answer derived from the browser's offer.
+//! - [`script`]: the fault layer a test scripts on top (forced statuses,
+//!   hangs, delays, cut answers, partial or paged room lists, muted
+//!   webhooks, a request log), so a client is tested against this sandbox
+//!   rather than a fake of its own.
 //! - [`webhook`]: the delivery task, signing with the shared contract
 //!   crate `eyeson-api` (signature, wire types and paths, which the
 //!   hard-limit service reads with).
 //! - [`pages`]: the meeting page at `links.gui` and `links.guest_join`.
 //! - `http`, `cable`, `sepp`: thin adapters for REST, the ActionCable
 //!   websocket and the SEPP signalling websocket; `room`: the room answer
-//!   the first two both send.
-//! - [`Application`]: binds, wires the adapters together, serves.
+//!   the first two both send; `signal`: the SEPP pushes; `state`: what
+//!   they all share.
+//! - [`Application`]: binds, wires the adapters together, serves;
+//!   [`Control`]: an embedder's handle on the core and the script.
 
 #![deny(missing_docs)]
 
@@ -23,6 +29,7 @@ pub mod config;
 pub mod events;
 pub mod meetings;
 pub mod request;
+pub mod script;
 pub mod sdp;
 pub mod webhook;
 
@@ -31,158 +38,22 @@ mod http;
 pub mod pages;
 mod room;
 mod sepp;
+mod signal;
+mod state;
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::meetings::{CablePush, Delivery, Effect, Sandbox};
-
-/// The SEPP socket of each user: access key → (connection number, outbox).
-type Signalling = HashMap<String, (u64, mpsc::UnboundedSender<String>)>;
-
-/// The ActionCable sockets of each user: access key → (connection number,
-/// outbox of `RoomChannel` messages). A user may have several (tabs,
-/// reconnects).
-type Cables = HashMap<String, Vec<(u64, mpsc::UnboundedSender<serde_json::Value>)>>;
-
-/// What every handler shares. The core sits behind one std mutex: its
-/// operations are short and never await, so no async lock is needed.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    sandbox: Arc<Mutex<Sandbox>>,
-    /// access key → the current SEPP socket of that user (connection number,
-    /// outbox). A resumed call replaces the entry.
-    signalling: Arc<Mutex<Signalling>>,
-    /// access key → its ActionCable sockets, for pushes such as `chat`.
-    cables: Arc<Mutex<Cables>>,
-    connections: Arc<AtomicU64>,
-    deliveries: mpsc::UnboundedSender<Delivery>,
-    /// Where the meeting page's SDK may be, in order ([`pages::sdk_candidates`]).
-    sdk: Arc<[std::path::PathBuf]>,
-}
-
-impl AppState {
-    pub(crate) fn sdk_candidates(&self) -> &[std::path::PathBuf] {
-        &self.sdk
-    }
-
-    /// Runs `f` on the core under the lock.
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Sandbox) -> R) -> R {
-        f(&mut self.sandbox.lock().expect("sandbox lock"))
-    }
-
-    /// Carries out what the core decided, in order.
-    pub(crate) fn apply(&self, effects: Vec<Effect>) {
-        for effect in effects {
-            match effect {
-                Effect::Terminate(t) => self.push(&t.access_key, sepp::terminated(&t)),
-                Effect::Signal(s) => self.push(&s.access_key, sepp::push(&s)),
-                Effect::Deliver(d) => {
-                    let _ = self.deliveries.send(d);
-                }
-                Effect::Cable(p) => {
-                    self.push_cable(&p);
-                }
-            }
-        }
-    }
-
-    /// Pushes a `RoomChannel` message to every ActionCable socket of the
-    /// push's access keys; returns how many sockets took it.
-    pub(crate) fn push_cable(&self, push: &CablePush) -> u16 {
-        let cables = self.cables.lock().expect("cables lock");
-        let mut reached = 0u16;
-        for key in &push.access_keys {
-            for (_, tx) in cables.get(key).into_iter().flatten() {
-                if tx.send(push.message.clone()).is_ok() {
-                    reached = reached.saturating_add(1);
-                }
-            }
-        }
-        reached
-    }
-
-    /// Adds an ActionCable socket of `access_key`; returns its number.
-    pub(crate) fn register_cable(
-        &self,
-        access_key: &str,
-        outbox: mpsc::UnboundedSender<serde_json::Value>,
-    ) -> u64 {
-        let id = self.connections.fetch_add(1, Ordering::Relaxed);
-        self.cables
-            .lock()
-            .expect("cables lock")
-            .entry(access_key.to_owned())
-            .or_default()
-            .push((id, outbox));
-        id
-    }
-
-    /// Forgets ActionCable socket `id` of `access_key`.
-    pub(crate) fn unregister_cable(&self, access_key: &str, id: u64) {
-        let mut cables = self.cables.lock().expect("cables lock");
-        if let Some(list) = cables.get_mut(access_key) {
-            list.retain(|(n, _)| *n != id);
-            if list.is_empty() {
-                cables.remove(access_key);
-            }
-        }
-    }
-
-    /// Queues `message` on the SEPP socket of `access_key`, if it has one.
-    fn push(&self, access_key: &str, message: String) {
-        let outbox = self
-            .signalling
-            .lock()
-            .expect("signalling lock")
-            .get(access_key)
-            .map(|(_, tx)| tx.clone());
-        match outbox {
-            Some(tx) => {
-                let _ = tx.send(message);
-            }
-            None => tracing::warn!("no signalling socket for a SEPP push"),
-        }
-    }
-
-    /// Makes `outbox` the SEPP socket of `access_key`; returns its number.
-    pub(crate) fn register_signalling(
-        &self,
-        access_key: &str,
-        outbox: mpsc::UnboundedSender<String>,
-    ) -> u64 {
-        let id = self.connections.fetch_add(1, Ordering::Relaxed);
-        self.signalling
-            .lock()
-            .expect("signalling lock")
-            .insert(access_key.to_owned(), (id, outbox));
-        id
-    }
-
-    /// Forgets SEPP socket `id` of `access_key`; false when a newer socket
-    /// has replaced it (then its closing is no disconnect).
-    pub(crate) fn unregister_signalling(&self, access_key: &str, id: u64) -> bool {
-        let mut map = self.signalling.lock().expect("signalling lock");
-        if map
-            .get(access_key)
-            .is_some_and(|(current, _)| *current == id)
-        {
-            map.remove(access_key);
-            true
-        } else {
-            false
-        }
-    }
-}
+use crate::meetings::{Effect, Sandbox};
+use crate::script::Script;
+use crate::state::AppState;
 
 /// A bound, not yet serving sandbox.
 pub struct Application {
@@ -209,8 +80,16 @@ impl Application {
                 std::env::current_exe().ok().as_deref(),
             )
             .into(),
+            script: Arc::default(),
         };
         Ok(Application { listener, state })
+    }
+
+    /// A handle on the core and the script, valid while the sandbox serves.
+    pub fn control(&self) -> Control {
+        Control {
+            state: self.state.clone(),
+        }
     }
 
     /// The bound address.
@@ -228,5 +107,32 @@ impl Application {
             served = axum::serve(self.listener, router) => served,
             () = shutdown => Ok(()),
         }
+    }
+}
+
+/// An embedder's handle on a sandbox (a service's tests run it in-process):
+/// the core's state and testing controls, and the [`Script`].
+#[derive(Clone)]
+pub struct Control {
+    state: AppState,
+}
+
+impl Control {
+    /// Runs `f` on the core under its lock: reads, and controls that have
+    /// nothing to carry out.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Sandbox) -> R) -> R {
+        self.state.with(f)
+    }
+
+    /// Runs a control at the current time and carries out its effects
+    /// (webhook deliveries, SEPP pushes), as a request would.
+    pub fn act(&self, f: impl FnOnce(&mut Sandbox, SystemTime) -> Vec<Effect>) {
+        let effects = self.state.with(|s| f(s, SystemTime::now()));
+        self.state.apply(effects);
+    }
+
+    /// Runs `f` on the script under its lock.
+    pub fn script<R>(&self, f: impl FnOnce(&mut Script) -> R) -> R {
+        self.state.script(f)
     }
 }

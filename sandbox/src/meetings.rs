@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use eyeson_api::wire::{self, Room, WebhookAnswer};
+use eyeson_api::wire::{self, Room, WebhookAnswer, WebhookTypes};
 use serde::Serialize;
 use serde_json::json;
 
@@ -434,6 +434,7 @@ impl Sandbox {
         e.user_id = Some(sender.user_id.clone());
         e.user_name = Some(sender.name.clone());
         e.content = Some(content.to_owned());
+        e.started_at = self.meetings[index].started_at.map(rfc3339);
         self.events.push(e);
         Ok((
             CablePush {
@@ -735,7 +736,7 @@ impl Sandbox {
 
     fn delivery(&self, room: Room, now: SystemTime) -> Option<Effect> {
         let hook = self.webhook.as_ref()?;
-        if !hook.types.iter().any(|t| t == wire::ROOM_UPDATE) {
+        if !hook.types.contains(wire::ROOM_UPDATE) {
             return None;
         }
         let room_id = room.id.clone();
@@ -751,6 +752,57 @@ impl Sandbox {
         }))
     }
 
+    /// The testing control for a meeting its users run elsewhere (a
+    /// service's tests, which see no browser): a meeting of `room_id` has
+    /// been running since `started_at`, with `guest_token` (a fresh one when
+    /// `None`). Logged and announced like a first `call_start`; a meeting
+    /// already current in the room ends first, as its last user left.
+    pub fn start_elsewhere(
+        &mut self,
+        room_id: &str,
+        guest_token: Option<&str>,
+        started_at: SystemTime,
+        now: SystemTime,
+    ) -> Vec<Effect> {
+        let mut effects = self.end_elsewhere(room_id, now);
+        let meeting = Meeting {
+            room_id: room_id.to_owned(),
+            name: room_id.to_owned(),
+            guest_token: match guest_token {
+                Some(t) => t.to_owned(),
+                None => self.ids.token(24),
+            },
+            conf_id: format!("conf-{}", self.ids.token(16)),
+            started_at: Some(started_at),
+            ended: false,
+        };
+        let mut e = Event::new(Kind::MeetingStarted, room_id, now);
+        e.started_at = Some(rfc3339(started_at));
+        self.events.push(e);
+        let room = room_view(&meeting);
+        self.meetings.push(meeting);
+        self.current
+            .insert(room_id.to_owned(), self.meetings.len() - 1);
+        effects.extend(self.delivery(room, now));
+        effects
+    }
+
+    /// The testing control for a meeting whose last user left elsewhere:
+    /// ends the current meeting of `room_id`, if any.
+    pub fn end_elsewhere(&mut self, room_id: &str, now: SystemTime) -> Vec<Effect> {
+        match self.current.get(room_id).copied() {
+            Some(index) => self.end(index, Reason::LastUserLeft, now),
+            None => Vec::new(),
+        }
+    }
+
+    /// The testing control for a registration made elsewhere (another
+    /// application on the same API key): `GET /webhooks` answers `hook`
+    /// until it is replaced or deleted.
+    pub fn set_webhook_answer(&mut self, hook: Option<WebhookAnswer>) {
+        self.webhook = hook;
+    }
+
     /// `POST /webhooks`: registers (replacing any previous registration, as
     /// eyeson does: one webhook per API key). `types` is eyeson's one
     /// comma-separated string.
@@ -758,12 +810,14 @@ impl Sandbox {
         let hook = WebhookAnswer {
             id: self.ids.token(24),
             url: url.to_owned(),
-            types: types
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            types: WebhookTypes::List(
+                types
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            ),
             last_request_sent_at: None,
             last_response_code: None,
         };
@@ -1106,7 +1160,7 @@ mod tests {
         assert!(!s.delete_webhook(&first.id));
         assert_eq!(
             s.webhook().unwrap().types,
-            vec!["recording_update", "room_update"]
+            WebhookTypes::List(vec!["recording_update".into(), "room_update".into()])
         );
 
         let a = s.create_or_join(None, Some("Room"), "alice").access_key;

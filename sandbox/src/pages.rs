@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::meetings::KeyError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// The SDK's single-file build, relative to a directory holding `node_modules`.
 pub const SDK_FILE: &str = "node_modules/eyeson/dist/eyeson.js";
