@@ -796,6 +796,19 @@ impl Sandbox {
         }
     }
 
+    /// Every access key handed out for meetings of `room_id`, ended ones
+    /// included, sorted: lets a test name the key a client was given.
+    pub fn access_keys(&self, room_id: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| self.meetings[p.meeting].room_id == room_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// The testing control for a registration made elsewhere (another
     /// application on the same API key): `GET /webhooks` answers `hook`
     /// until it is replaced or deleted.

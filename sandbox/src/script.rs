@@ -4,7 +4,8 @@
 //!
 //! - Per route, a queue of [`Fault`]s the next matching requests get, one
 //!   each: a forced status (a `429` carries `Retry-After`), an answer that
-//!   never comes, a delay, a cut (truncated) body, a forced body.
+//!   never comes, a delay, a cut (truncated) body, a forced body; or a
+//!   standing fault every request gets until it is cleared.
 //! - `GET /rooms` capped to its first rooms (an always-partial list) or
 //!   split into pages linked with `Link: rel="next"`.
 //! - Webhook deliveries muted (a test that delivers by hand).
@@ -109,6 +110,7 @@ impl Route {
 #[derive(Debug)]
 pub struct Script {
     faults: Vec<(Route, VecDeque<Fault>)>,
+    standing: Vec<(Route, Fault)>,
     retry_after: Duration,
     list_cap: Option<usize>,
     page_size: Option<usize>,
@@ -121,6 +123,7 @@ impl Default for Script {
     fn default() -> Self {
         Script {
             faults: Vec::new(),
+            standing: Vec::new(),
             retry_after: Duration::from_secs(1),
             list_cap: None,
             page_size: None,
@@ -151,6 +154,21 @@ impl Script {
             }
         };
         queue.extend(faults);
+    }
+
+    /// Every request matching `method` and `path` gets `fault` (an outage,
+    /// an answer the client cannot read) until it is cleared with `None`;
+    /// queued faults come first.
+    pub fn standing(&mut self, method: Method, path: &str, fault: Option<Fault>) {
+        self.standing
+            .retain(|(r, _)| !(r.method == method && r.path == path));
+        if let Some(fault) = fault {
+            let route = Route {
+                method,
+                path: path.to_owned(),
+            };
+            self.standing.push((route, fault));
+        }
     }
 
     /// The `Retry-After` of a scripted `429` (whole seconds; default 1 s).
@@ -190,12 +208,19 @@ impl Script {
         &self.log
     }
 
-    /// The next fault for a request, if one is queued for its route.
+    /// The fault for a request: the next queued for its route, else a
+    /// standing one.
     fn take(&mut self, method: &Method, path: &str) -> Option<Fault> {
         self.faults
             .iter_mut()
             .filter(|(r, _)| r.matches(method, path))
             .find_map(|(_, q)| q.pop_front())
+            .or_else(|| {
+                self.standing
+                    .iter()
+                    .find(|(r, _)| r.matches(method, path))
+                    .map(|(_, f)| f.clone())
+            })
     }
 
     /// One page of `GET /rooms` as scripted, and the link to the next.
@@ -388,6 +413,18 @@ mod tests {
         assert_eq!(s.take(&Method::DELETE, "/rooms/a"), Some(Fault::Hang));
         assert_eq!(s.take(&Method::DELETE, "/rooms/a"), Some(Fault::Pass));
         assert_eq!(s.take(&Method::DELETE, "/rooms/a"), None);
+    }
+
+    #[test]
+    fn a_standing_fault_stays_until_cleared_and_queued_ones_go_first() {
+        let mut s = Script::default();
+        s.standing(Method::GET, "/rooms", Some(Fault::Status(503)));
+        s.push(Method::GET, "/rooms", [Fault::Pass]);
+        assert_eq!(s.take(&Method::GET, "/rooms"), Some(Fault::Pass));
+        assert_eq!(s.take(&Method::GET, "/rooms"), Some(Fault::Status(503)));
+        assert_eq!(s.take(&Method::GET, "/rooms"), Some(Fault::Status(503)));
+        s.standing(Method::GET, "/rooms", None);
+        assert_eq!(s.take(&Method::GET, "/rooms"), None);
     }
 
     #[test]

@@ -1,94 +1,33 @@
-//! A fake eyeson REST API on 127.0.0.1 (an axum server on port 0).
+//! eyeson for the service's tests: the eyeson sandbox (`eyeson-sandbox`)
+//! in-process on 127.0.0.1:0, under the names the tests use.
 //!
-//! It behaves like eyeson where the service depends on it: a set of running
-//! meetings that `GET /rooms` lists and `DELETE /rooms/{id}` ends (204, then
-//! 404), one webhook per key that `POST /webhooks` replaces. It records
-//! every request (method, raw path, raw `Authorization`, form fields, time)
-//! so tests assert exactly what was called, and it answers 401 to any other
-//! `Authorization` than the raw key. Scripted answers per room override the
-//! default (`503` then default; `0` means "never answer").
-//!
-//! The in-meeting calls check what eyeson checks: `POST /guests/{token}`
-//! needs a token of a room whose meeting runs (else 410) and a `name`
-//! (else 400), and gives an access key for that meeting; `POST
-//! /rooms/{access_key}/messages` needs a key it gave (else 404) whose
-//! meeting still runs (else 410), `type=chat` and a non-empty `content`
-//! (else 400). They need no API key (the token and the access key are the
-//! credentials). A meeting's guest token is [`guest_token_of`] its room.
+//! The sandbox answers as eyeson does (the raw API key in `Authorization`,
+//! else 401/403; `DELETE /rooms/{id}` 204 then 404; one webhook per key;
+//! guest joins need a running meeting's token and a name; messages need an
+//! access key of a running meeting, `type=chat` and content). Its script
+//! adds what a test needs on top: forced statuses per route (`0`: never
+//! answer), capped or paged room lists, and the log of every request.
+//! Meetings are started and ended by the tests ([`FakeEyeson::start_meeting`])
+//! rather than by browsers, and its webhooks are muted: the tests deliver
+//! by hand.
 //!
 //! Shared by the integration tests and the benchmarks (`examples/`).
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Router;
-use eyeson_api::wire::{
-    GuestJoinForm, Joined, Links, MessageForm, RegisterWebhookForm, Room, WebhookAnswer,
-};
-use serde_json::{json, Value};
+use eyeson_api::wire::{WebhookAnswer, WebhookTypes};
+use eyeson_sandbox::config::Config;
+use eyeson_sandbox::events::Kind;
+use eyeson_sandbox::script::Fault;
+use eyeson_sandbox::{Application, Control};
+use reqwest::Method;
+use serde_json::Value;
 
-/// One request as the fake saw it.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    /// HTTP method.
-    pub method: Method,
-    /// Path as sent (still percent-encoded).
-    pub path: String,
-    /// The raw `Authorization` header.
-    pub authorization: Option<String>,
-    /// `Content-Type`.
-    pub content_type: Option<String>,
-    /// Form fields in order, decoded.
-    pub form: Vec<(String, String)>,
-    /// When the fake answered (wall clock).
-    pub answered_at: SystemTime,
-    /// When the fake answered (monotonic).
-    pub answered_instant: Instant,
-    /// The status it answered.
-    pub status: u16,
-    /// For a hanging request (status 0): when the client gave up on it
-    /// (closed the connection), if it has.
-    pub abandoned_at: Option<Instant>,
-}
+pub use eyeson_sandbox::script::Recorded;
 
-#[derive(Default)]
-struct State {
-    key: String,
-    requests: Vec<Recorded>,
-    /// Running meetings: room id → started_at (ISO string).
-    running: HashMap<String, String>,
-    /// Scripted statuses for DELETE /rooms/{raw path segment}.
-    delete_script: HashMap<String, VecDeque<u16>>,
-    /// Scripted statuses for GET /rooms.
-    rooms_script: VecDeque<u16>,
-    /// Scripted statuses for GET /webhooks.
-    webhooks_script: VecDeque<u16>,
-    webhook: Option<Value>,
-    webhook_seq: u32,
-    /// GET /rooms lists at most this many running meetings (by room id): an
-    /// always-partial list.
-    list_only: Option<usize>,
-    /// GET /rooms answers pages of this many, linked with `Link: rel="next"`.
-    page_size: Option<usize>,
-    /// The `Link` header of the answer being built.
-    link: Option<String>,
-    /// Access keys handed out: key → (room, started_at of its meeting).
-    access_keys: HashMap<String, (String, String)>,
-    /// Chat messages accepted.
-    messages: Vec<Message>,
-    /// Scripted statuses for the next guest joins (any token).
-    guest_script: VecDeque<u16>,
-    /// Scripted statuses for the next messages (any key).
-    message_script: VecDeque<u16>,
-}
-
-/// A chat message the fake accepted.
+/// A chat message the sandbox accepted.
 #[derive(Clone, Debug)]
 pub struct Message {
     /// The room.
@@ -97,83 +36,56 @@ pub struct Message {
     pub started_at: String,
     /// The text.
     pub content: String,
-    /// When it was accepted (wall clock).
+    /// When it was accepted (wall clock, whole milliseconds).
     pub at: SystemTime,
 }
 
-/// The guest token the fake gives a room's meetings (and lists in `GET
-/// /rooms`); the tests' deliveries carry the same.
+/// The guest token the tests give a room's meetings (and `GET /rooms`
+/// lists); the tests' deliveries carry the same.
 pub fn guest_token_of(room: &str) -> String {
     format!("gt-{room}")
 }
 
-/// The fake. Dropping it stops the server.
+/// The sandbox. Dropping it stops the server.
 pub struct FakeEyeson {
     /// Where it listens.
     pub addr: SocketAddr,
-    state: Arc<Mutex<State>>,
+    control: Control,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-fn decode_form(body: &[u8]) -> Vec<(String, String)> {
-    // `Url::query_pairs` is the form-urlencoded decoder reqwest already links.
-    let text = String::from_utf8_lossy(body);
-    reqwest::Url::parse(&format!("http://x/?{text}"))
-        .map(|u| {
-            u.query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
+/// A scripted status as the sandbox's fault: `0` never answers, a success
+/// lets the ordinary answer through.
+fn fault(status: u16) -> Fault {
+    match status {
+        0 => Fault::Hang,
+        200..=299 => Fault::Pass,
+        s => Fault::Status(s),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl FakeEyeson {
-    /// Starts a fake that accepts only `key`.
+    /// Starts a sandbox that accepts only `key`.
     pub async fn start(key: &str) -> Self {
-        let state = Arc::new(Mutex::new(State {
-            key: key.to_owned(),
-            ..State::default()
-        }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shared = state.clone();
-        let app = Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let shared = shared.clone();
-                async move { handle(shared, method, uri, headers, body).await }
-            },
-        );
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            api_key: key.to_owned(),
+            sdk: None,
+        };
+        let app = Application::build(&config).await.unwrap();
+        let addr = app.local_addr();
+        let control = app.control();
+        control.script(|s| {
+            s.record(true);
+            s.mute_webhooks(true);
         });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
         FakeEyeson {
             addr,
-            state,
+            control,
             _stop: tx,
         }
     }
@@ -183,81 +95,127 @@ impl FakeEyeson {
         format!("http://{}", self.addr)
     }
 
-    /// A meeting starts running in `room` (listed by GET /rooms, ended by DELETE).
+    /// A meeting starts running in `room` (listed by GET /rooms, ended by
+    /// DELETE) with the guest token [`guest_token_of`] the room.
     pub fn start_meeting(&self, room: &str, started_at: &str) {
-        self.state
-            .lock()
-            .unwrap()
-            .running
-            .insert(room.to_owned(), started_at.to_owned());
+        let started = humantime::parse_rfc3339_weak(started_at).expect("an RFC 3339 started_at");
+        let token = guest_token_of(room);
+        self.control
+            .act(|s, now| s.start_elsewhere(room, Some(&token), started, now));
     }
 
     /// The meeting in `room` ends without a delivery (GET /rooms stops listing it).
     pub fn end_meeting(&self, room: &str) {
-        self.state.lock().unwrap().running.remove(room);
+        self.control.act(|s, now| s.end_elsewhere(room, now));
     }
 
     /// Whether a meeting runs in `room`.
     pub fn is_running(&self, room: &str) -> bool {
-        self.state.lock().unwrap().running.contains_key(room)
+        self.control
+            .with(|s| s.running().iter().any(|r| r.id == room))
     }
 
     /// The next DELETEs of `/rooms/{raw_segment}` answer these statuses (0: hang).
     pub fn script_delete(&self, raw_segment: &str, statuses: &[u16]) {
-        self.state
-            .lock()
-            .unwrap()
-            .delete_script
-            .entry(raw_segment.to_owned())
-            .or_default()
-            .extend(statuses);
+        let path = format!("/rooms/{raw_segment}");
+        self.script(Method::DELETE, &path, statuses.iter().map(|s| fault(*s)));
     }
 
     /// The next GET /rooms answer these statuses (0: hang; 200: an empty list).
     pub fn script_rooms(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().rooms_script.extend(statuses);
+        let faults = statuses.iter().map(|s| match s {
+            200 => Fault::Answer(200, "[]".into()),
+            s => fault(*s),
+        });
+        self.script(Method::GET, "/rooms", faults);
+    }
+
+    /// Every GET /rooms answers `rooms` as given (an entry eyeson writes in
+    /// a form the service does not parse); `None`: the running meetings again.
+    pub fn list_raw(&self, rooms: Option<Value>) {
+        let fault = rooms.map(|r| Fault::Answer(200, r.to_string()));
+        self.control
+            .script(|s| s.standing(Method::GET, "/rooms", fault));
+    }
+
+    /// The access keys handed out for `room`'s meetings (guest joins).
+    pub fn access_keys(&self, room: &str) -> Vec<String> {
+        self.control.with(|s| s.access_keys(room))
     }
 
     /// GET /rooms lists at most `n` of the running meetings (`None`: all).
     pub fn list_only(&self, n: Option<usize>) {
-        self.state.lock().unwrap().list_only = n;
+        self.control.script(|s| s.cap_list(n));
     }
 
     /// GET /rooms answers in pages of `n` (`?page=K`, from 0), each but the
     /// last with `Link: </rooms?page=K+1>; rel="next"`.
     pub fn paginate_rooms(&self, n: Option<usize>) {
-        self.state.lock().unwrap().page_size = n;
+        self.control.script(|s| s.paginate(n));
     }
 
     /// The next GET /webhooks answer these statuses before the default.
     pub fn script_webhooks(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().webhooks_script.extend(statuses);
+        self.script(Method::GET, "/webhooks", statuses.iter().map(|s| fault(*s)));
     }
 
-    /// Sets the registered webhook as GET /webhooks returns it.
+    /// Sets the registered webhook as GET /webhooks returns it (`id`, `url`,
+    /// `types` as a list or one string), as another application would.
     pub fn set_webhook(&self, webhook: Option<Value>) {
-        self.state.lock().unwrap().webhook = webhook;
+        let hook = webhook.map(|w| {
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let types = match &w["types"] {
+                Value::String(s) => WebhookTypes::Joined(s.clone()),
+                Value::Array(list) => WebhookTypes::List(list.iter().map(text).collect()),
+                other => panic!("types must be a list or a string: {other}"),
+            };
+            WebhookAnswer {
+                id: text(&w["id"]),
+                url: text(&w["url"]),
+                types,
+                last_request_sent_at: w["last_request_sent_at"].as_str().map(str::to_owned),
+                last_response_code: w["last_response_code"].as_str().map(str::to_owned),
+            }
+        });
+        self.control.with(|s| s.set_webhook_answer(hook));
     }
 
-    /// The registered webhook.
+    /// The registered webhook, as GET /webhooks answers it.
     pub fn webhook(&self) -> Option<Value> {
-        self.state.lock().unwrap().webhook.clone()
+        self.control
+            .with(|s| s.webhook().map(|w| serde_json::to_value(w).unwrap()))
     }
 
     /// The chat messages accepted so far.
     pub fn messages(&self) -> Vec<Message> {
-        self.state.lock().unwrap().messages.clone()
+        self.control.with(|s| {
+            s.events()
+                .iter()
+                .filter(|e| e.kind == Kind::Chat)
+                .map(|e| Message {
+                    room: e.room_id.clone(),
+                    started_at: e.started_at.clone().unwrap_or_default(),
+                    content: e.content.clone().unwrap_or_default(),
+                    at: humantime::parse_rfc3339(&e.at).expect("the sandbox's own time"),
+                })
+                .collect()
+        })
     }
 
     /// The next guest joins answer these statuses (0: hang) before the
     /// default.
     pub fn script_guest(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().guest_script.extend(statuses);
+        let faults = statuses.iter().map(|s| fault(*s));
+        self.script(Method::POST, "/guests/{token}", faults);
     }
 
     /// The next messages answer these statuses (0: hang) before the default.
     pub fn script_message(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().message_script.extend(statuses);
+        let faults = statuses.iter().map(|s| fault(*s));
+        self.script(Method::POST, "/rooms/{key}/messages", faults);
     }
 
     /// All guest joins (`POST /guests/...`).
@@ -270,7 +228,7 @@ impl FakeEyeson {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.state.lock().unwrap().requests.clone()
+        self.control.script(|s| s.requests().to_vec())
     }
 
     /// Requests with this method and raw path.
@@ -288,254 +246,8 @@ impl FakeEyeson {
             .filter(|r| r.method == Method::DELETE && r.path.starts_with("/rooms/"))
             .collect()
     }
-}
 
-async fn handle(
-    shared: Arc<Mutex<State>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_owned();
-    let authorization = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let form = decode_form(&body);
-    let (status, answer, hang, link) = {
-        let mut st = shared.lock().unwrap();
-        // In-meeting calls carry their credential in the path.
-        let in_meeting = path.starts_with("/guests/")
-            || (path.starts_with("/rooms/") && path.ends_with("/messages"));
-        if !in_meeting && authorization.as_deref() != Some(st.key.as_str()) {
-            (401, json!({"error": "unauthorized"}), false, None)
-        } else {
-            let (status, answer, hang) = route(&mut st, &method, &path, uri.query(), &form);
-            (status, answer, hang, st.link.take())
-        }
-    };
-    // A hanging request is recorded as received (status 0), then never answered.
-    let index = {
-        let mut st = shared.lock().unwrap();
-        st.requests.push(Recorded {
-            method,
-            path,
-            authorization,
-            content_type,
-            form,
-            answered_at: SystemTime::now(),
-            answered_instant: Instant::now(),
-            status: if hang { 0 } else { status },
-            abandoned_at: None,
-        });
-        st.requests.len() - 1
-    };
-    if hang {
-        // The server drops this future when the client closes the
-        // connection: that moment is recorded.
-        struct Abandoned(Arc<Mutex<State>>, usize);
-        impl Drop for Abandoned {
-            fn drop(&mut self) {
-                if let Ok(mut st) = self.0.lock() {
-                    st.requests[self.1].abandoned_at = Some(Instant::now());
-                }
-            }
-        }
-        let _guard = Abandoned(shared.clone(), index);
-        std::future::pending::<()>().await;
-    }
-    let code = StatusCode::from_u16(status).unwrap();
-    if status == 204 {
-        return code.into_response();
-    }
-    if status == 429 {
-        return (code, [("retry-after", "1")], axum::Json(answer)).into_response();
-    }
-    if let Some(link) = link {
-        return (code, [("link", link)], axum::Json(answer)).into_response();
-    }
-    (code, axum::Json(answer)).into_response()
-}
-
-fn route(
-    st: &mut State,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
-    form: &[(String, String)],
-) -> (u16, Value, bool) {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (method.as_str(), segments.as_slice()) {
-        ("GET", ["rooms"]) => {
-            if let Some(s) = st.rooms_script.pop_front() {
-                if s == 200 {
-                    // A scripted 200: an empty list (a transient answer).
-                    return (200, json!([]), false);
-                }
-                return (s, json!({"error": "scripted"}), s == 0);
-            }
-            let mut running: Vec<(&String, &String)> = st.running.iter().collect();
-            running.sort();
-            running.truncate(st.list_only.unwrap_or(usize::MAX));
-            let mut list: Vec<Value> = running
-                .into_iter()
-                .map(|(id, started)| {
-                    json!(Room {
-                        id: id.clone(),
-                        name: id.clone(),
-                        ready: true,
-                        started_at: Some(started.clone()),
-                        shutdown: false,
-                        guest_token: Some(guest_token_of(id)),
-                    })
-                })
-                .collect();
-            if let Some(size) = st.page_size {
-                let page: usize = query
-                    .and_then(|q| q.strip_prefix("page="))
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(0);
-                let more = list.len() > (page + 1) * size;
-                list = list.into_iter().skip(page * size).take(size).collect();
-                if more {
-                    st.link = Some(format!("</rooms?page={}>; rel=\"next\"", page + 1));
-                }
-            }
-            (200, Value::Array(list), false)
-        }
-        ("DELETE", ["rooms", raw]) => {
-            let scripted = st.delete_script.get_mut(*raw).and_then(VecDeque::pop_front);
-            match scripted {
-                Some(0) => (0, Value::Null, true),
-                Some(s) if !(200..300).contains(&s) => (s, json!({"error": "scripted"}), false),
-                _ => {
-                    let room = percent_decode(raw);
-                    if st.running.remove(&room).is_some() {
-                        (204, Value::Null, false)
-                    } else {
-                        (404, json!({"error": "not found"}), false)
-                    }
-                }
-            }
-        }
-        ("POST", ["guests", token]) => {
-            if let Some(s) = st.guest_script.pop_front() {
-                return (s, json!({"error": "scripted"}), s == 0);
-            }
-            let token = percent_decode(token);
-            let Some(name) = form
-                .iter()
-                .find(|(k, _)| k == GuestJoinForm::NAME)
-                .map(|(_, v)| v.clone())
-                .filter(|n| !n.trim().is_empty())
-            else {
-                return (400, json!({"error": "name is required"}), false);
-            };
-            let meeting = st
-                .running
-                .iter()
-                .find(|(room, _)| guest_token_of(room) == token)
-                .map(|(r, s)| (r.clone(), s.clone()));
-            let Some((room, started)) = meeting else {
-                return (410, json!({"error": "meeting is not running"}), false);
-            };
-            let key = format!("ak-{}", st.access_keys.len() + 1);
-            st.access_keys
-                .insert(key.clone(), (room.clone(), started.clone()));
-            let mut answer = json!(Joined {
-                access_key: key.clone(),
-                ready: true,
-                links: Links {
-                    gui: format!("https://app.eyeson.team/?{key}"),
-                    guest_join: format!("https://app.eyeson.team/?guest={token}"),
-                    websocket: "wss://example.invalid/rt".into(),
-                },
-                room: Room {
-                    id: room.clone(),
-                    name: room,
-                    ready: true,
-                    started_at: Some(started),
-                    shutdown: false,
-                    guest_token: Some(token),
-                },
-            });
-            answer["user"] = json!({"id": format!("u-{key}"), "name": name, "guest": true});
-            (201, answer, false)
-        }
-        ("POST", ["rooms", key, "messages"]) => {
-            if let Some(s) = st.message_script.pop_front() {
-                return (s, json!({"error": "scripted"}), s == 0);
-            }
-            let Some((room, started)) = st.access_keys.get(&percent_decode(key)).cloned() else {
-                return (404, json!({"error": "unknown access key"}), false);
-            };
-            if st.running.get(&room) != Some(&started) {
-                return (410, json!({"error": "meeting has ended"}), false);
-            }
-            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            if field(MessageForm::TYPE).as_deref() != Some(MessageForm::CHAT) {
-                return (400, json!({"error": "type must be chat"}), false);
-            }
-            let Some(content) = field(MessageForm::CONTENT).filter(|c| !c.trim().is_empty()) else {
-                return (400, json!({"error": "content is required"}), false);
-            };
-            st.messages.push(Message {
-                room,
-                started_at: started,
-                content,
-                at: SystemTime::now(),
-            });
-            (201, Value::Null, false)
-        }
-        ("GET", ["webhooks"]) => match (st.webhooks_script.pop_front(), &st.webhook) {
-            (Some(s), _) => (s, json!({"error": "scripted"}), false),
-            (None, Some(w)) => (200, w.clone(), false),
-            (None, None) => (404, json!({"error": "not found"}), false),
-        },
-        ("POST", ["webhooks"]) => {
-            let url = form
-                .iter()
-                .find(|(k, _)| k == RegisterWebhookForm::URL)
-                .map(|(_, v)| v.clone());
-            let types = form
-                .iter()
-                .find(|(k, _)| k == RegisterWebhookForm::TYPES)
-                .map(|(_, v)| v.clone());
-            match (url, types) {
-                (Some(url), Some(types)) => {
-                    st.webhook_seq += 1;
-                    let w = json!(WebhookAnswer {
-                        id: format!("wh{}", st.webhook_seq),
-                        url,
-                        types: types.split(',').map(str::to_owned).collect(),
-                        last_request_sent_at: None,
-                        last_response_code: None,
-                    });
-                    st.webhook = Some(w.clone());
-                    (201, w, false)
-                }
-                _ => (400, json!({"error": "url and types required"}), false),
-            }
-        }
-        ("DELETE", ["webhooks", id]) => {
-            let matches = st
-                .webhook
-                .as_ref()
-                .and_then(|w| w.get("id"))
-                .and_then(Value::as_str)
-                == Some(*id);
-            if matches {
-                st.webhook = None;
-                (204, Value::Null, false)
-            } else {
-                (404, json!({"error": "not found"}), false)
-            }
-        }
-        _ => (404, json!({"error": "no such endpoint"}), false),
+    fn script(&self, method: Method, path: &str, faults: impl IntoIterator<Item = Fault>) {
+        self.control.script(|s| s.push(method, path, faults));
     }
 }

@@ -112,7 +112,10 @@ async fn a_room_entry_that_does_not_parse_does_not_close_its_meeting() {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    app.fake.start_meeting("room-odd", &ms.to_string());
+    app.fake.list_raw(Some(serde_json::json!([{
+        "id": "room-odd", "name": "room-odd", "ready": true, "started_at": ms.to_string(),
+        "shutdown": false, "guest_token": crate::fake_eyeson::guest_token_of("room-odd"),
+    }])));
     reconciliations(&app, 6).await;
     assert_eq!(
         app.state_of("room-odd", started).await.as_deref(),

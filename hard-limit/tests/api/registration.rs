@@ -58,8 +58,14 @@ async fn registers_once_then_leaves_an_identical_registration_alone() {
     )
     .await;
     assert_eq!(app.fake.calls("POST", "/webhooks").len(), 1);
+    let id = app.fake.webhook().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        app.fake.calls("DELETE", "/webhooks/wh1").is_empty(),
+        app.fake
+            .calls("DELETE", &format!("/webhooks/{id}"))
+            .is_empty(),
         "never unregisters"
     );
 }
