@@ -92,6 +92,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_sandbox/events", get(events))
         .route("/_sandbox/voice", post(voice))
         .route("/_sandbox/lock", post(lock))
+        .route("/_sandbox/faults", post(faults))
         .route("/meeting/{key}", get(pages::meeting))
         .route("/join", get(pages::join))
         .route("/_sandbox/meeting.js", get(pages::script))
@@ -454,6 +455,30 @@ async fn lock(
         .with(|s| s.set_locked(&key, on, SystemTime::now()))
         .map_err(|_| ApiError::Forbidden)?;
     tracing::info!(locked = on, "API key lock changed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The testing control `POST /_sandbox/faults` (API key; `method`,
+/// `path`, `faults`, `standing`, see [`crate::request::faults`]): the next
+/// requests of the route get the faults, or all of them a standing one.
+/// `204`; `400` a bad field; `401`/`403` the API key.
+async fn faults(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_key(&state, &headers)?;
+    let given = params(query.as_deref(), &headers, &body)?;
+    let r = crate::request::faults(&given).map_err(ApiError::BadRequest)?;
+    tracing::info!(method = %r.method, path = %redact(&r.path), faults = r.faults.len(), "faults scripted");
+    state.script(|s| {
+        if r.standing {
+            s.standing(r.method, &r.path, r.faults.into_iter().next());
+        } else {
+            s.push(r.method, &r.path, r.faults);
+        }
+    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -7,6 +7,11 @@
 //! [`params`] reads all three, the body winning where both name a field.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::http::Method;
+
+use crate::script::Fault;
 
 /// Flat string fields, as every handler reads its parameters.
 pub type Params = HashMap<String, String>;
@@ -99,6 +104,76 @@ pub fn lock(params: &Params) -> Result<(String, bool), &'static str> {
         .ok_or("api_key is required")?;
     let on = flag(params.get("on"))?;
     Ok((key.clone(), on))
+}
+
+/// A scripted fault request: where, which faults, and whether they stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultRequest {
+    /// The method of the route.
+    pub method: Method,
+    /// The route's path (`{…}` segments match any segment).
+    pub path: String,
+    /// The faults, in order.
+    pub faults: Vec<Fault>,
+    /// A standing fault (its first, or none to clear) rather than a queue.
+    pub standing: bool,
+}
+
+/// The parameters of `POST /_sandbox/faults`: `method`, `path` (starting
+/// with `/`), `faults` (comma-separated: a status, `pass`, `hang`, `cut`,
+/// `delay:MS`) and `standing` (`true`/`false`, default false).
+pub fn faults(params: &Params) -> Result<FaultRequest, &'static str> {
+    let method = params
+        .get("method")
+        .filter(|m| !m.is_empty())
+        .ok_or("method is required")?;
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| "method is not an HTTP method")?;
+    let path = params
+        .get("path")
+        .filter(|p| p.starts_with('/'))
+        .ok_or("path is required (starting with /)")?;
+    let faults = params
+        .get("faults")
+        .map(String::as_str)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(fault)
+        .collect::<Result<Vec<_>, _>>()?;
+    let standing = match params.get("standing") {
+        None => false,
+        given => flag(given).map_err(|_| "standing must be true or false")?,
+    };
+    if faults.is_empty() && !standing {
+        return Err("faults is required (comma-separated)");
+    }
+    Ok(FaultRequest {
+        method,
+        path: path.clone(),
+        faults,
+        standing,
+    })
+}
+
+fn fault(word: &str) -> Result<Fault, &'static str> {
+    const BAD: &str = "a fault is a status (100-599), pass, hang, cut or delay:MS";
+    match word {
+        "pass" => Ok(Fault::Pass),
+        "hang" => Ok(Fault::Hang),
+        "cut" => Ok(Fault::Cut),
+        _ => match word.strip_prefix("delay:") {
+            Some(ms) => ms
+                .parse()
+                .map(|ms| Fault::Delay(Duration::from_millis(ms)))
+                .map_err(|_| BAD),
+            None => match word.parse::<u16>() {
+                Ok(status @ 100..=599) => Ok(Fault::Status(status)),
+                _ => Err(BAD),
+            },
+        },
+    }
 }
 
 fn flag(value: Option<&String>) -> Result<bool, &'static str> {
@@ -214,5 +289,32 @@ mod tests {
         assert_eq!(scalars.get("a").map(String::as_str), Some("1"));
         assert_eq!(scalars.get("b"), None, "null is left out");
         assert_eq!(scalars.get("c").map(String::as_str), Some("false"));
+    }
+
+    #[test]
+    fn fault_requests_read_every_kind_and_refuse_the_rest() {
+        let form = |body: &str| faults(&params(None, None, body.as_bytes()).unwrap());
+        let r = form("method=delete&path=/rooms/r1&faults=503,hang,cut,delay:250,pass").unwrap();
+        assert_eq!(r.method, Method::DELETE);
+        assert_eq!(r.path, "/rooms/r1");
+        assert_eq!(
+            r.faults,
+            [
+                Fault::Status(503),
+                Fault::Hang,
+                Fault::Cut,
+                Fault::Delay(Duration::from_millis(250)),
+                Fault::Pass
+            ]
+        );
+        assert!(!r.standing);
+        let clear = form("method=GET&path=/rooms&standing=true").unwrap();
+        assert!(clear.standing && clear.faults.is_empty());
+        assert!(form("method=GET&path=/rooms").is_err(), "nothing to do");
+        assert!(form("method=GET&path=rooms&faults=503").is_err());
+        assert!(form("path=/rooms&faults=503").is_err());
+        assert!(form("method=GET&path=/rooms&faults=99").is_err());
+        assert!(form("method=GET&path=/rooms&faults=delay:x").is_err());
+        assert!(form("method=GET&path=/rooms&faults=503&standing=yes").is_err());
     }
 }

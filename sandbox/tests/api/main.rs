@@ -881,3 +881,74 @@ async fn the_podium_follows_joins_and_leaves_and_voice_reaches_everyone_in_the_c
         .collect();
     assert_eq!(voices, [(ub, &json!(true)), (ub, &json!(false))]);
 }
+
+#[tokio::test]
+async fn scripted_faults_answer_before_the_api_and_then_let_it_through() {
+    let app = spawn_app().await;
+    let http = reqwest::Client::new();
+    let script = |form: &'static [(&'static str, &'static str)], key: Option<&'static str>| {
+        let mut r = http.post(app.url("/_sandbox/faults")).form(form);
+        if let Some(key) = key {
+            r = r.header("authorization", key);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    let rooms = || {
+        http.get(app.url("/rooms"))
+            .header("authorization", KEY)
+            .send()
+    };
+    let queue: &[(&str, &str)] = &[("method", "GET"), ("path", "/rooms"), ("faults", "429,cut")];
+    assert_eq!(script(queue, None).await, 401, "the API key's control");
+    assert_eq!(script(queue, Some("wrong")).await, 403);
+    assert_eq!(
+        script(&[("method", "GET"), ("path", "/rooms")], Some(KEY)).await,
+        400
+    );
+    assert_eq!(script(queue, Some(KEY)).await, 204);
+
+    let limited = rooms().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let cut = rooms().await.unwrap();
+    assert_eq!(cut.status(), 200);
+    let text = cut.text().await.unwrap();
+    assert!(
+        serde_json::from_str::<Value>(&text).is_err(),
+        "cut: {text:?}"
+    );
+    let whole = rooms().await.unwrap();
+    assert_eq!(whole.json::<Value>().await.unwrap(), json!([]));
+
+    // A standing fault answers every request until cleared; the API's own
+    // checks still answer what no fault covers.
+    let outage: &[(&str, &str)] = &[
+        ("method", "DELETE"),
+        ("path", "/rooms/{id}"),
+        ("faults", "503"),
+        ("standing", "true"),
+    ];
+    assert_eq!(script(outage, Some(KEY)).await, 204);
+    for room in ["a", "b"] {
+        let r = http
+            .delete(app.url(&format!("/rooms/{room}")))
+            .header("authorization", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+    }
+    let clear: &[(&str, &str)] = &[
+        ("method", "DELETE"),
+        ("path", "/rooms/{id}"),
+        ("standing", "true"),
+    ];
+    assert_eq!(script(clear, Some(KEY)).await, 204);
+    let r = http
+        .delete(app.url("/rooms/a"))
+        .header("authorization", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "no meeting runs in the room");
+}
