@@ -1251,4 +1251,53 @@ mod tests {
         assert_eq!(s.key_delete(&a, at(2)), Err(KeyError::Gone));
         assert_eq!(s.call_start(&a, at(3)).unwrap_err(), KeyError::Gone);
     }
+
+    #[test]
+    fn a_meeting_run_elsewhere_is_listed_announced_joinable_and_ended_like_any() {
+        let mut s = Sandbox::new("k", 1);
+        s.set_webhook("http://hook", "room_update");
+        let effects = s.start_elsewhere("r", Some("gt-r"), at(0), at(5));
+        let started = deliveries(&effects);
+        assert_eq!(started.len(), 1);
+        assert_eq!(started[0]["room"]["started_at"], rfc3339(at(0)));
+        let listed = s.running();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].guest_token.as_deref(), Some("gt-r"));
+        assert_eq!(listed[0].started_at, Some(rfc3339(at(0))));
+
+        let guest = s.guest_join("gt-r", "Bot", at(6)).unwrap().access_key;
+        let (_, chat) = s.message(&guest, Some("chat"), Some("hi"), at(7)).unwrap();
+        assert_eq!(s.events()[chat].started_at, Some(rfc3339(at(0))));
+        assert_eq!(s.access_keys("r"), [guest.clone()]);
+
+        // A new start replaces the meeting: the old one ends, its keys go.
+        let effects = s.start_elsewhere("r", Some("gt-r"), at(10), at(10));
+        let announced = deliveries(&effects);
+        assert_eq!(announced[0]["room"]["shutdown"], true);
+        assert_eq!(announced[1]["room"]["started_at"], rfc3339(at(10)));
+        assert_eq!(s.session(&guest), Err(KeyError::Gone));
+        assert_eq!(s.access_keys("r"), [guest], "ended meetings' keys too");
+
+        let ended = deliveries(&s.end_elsewhere("r", at(20)));
+        assert_eq!(ended[0]["room"]["shutdown"], true);
+        assert!(s.running().is_empty());
+        assert!(s.end_elsewhere("r", at(21)).is_empty(), "nothing runs");
+        assert_eq!(s.api_delete("r", at(22)).0, 404);
+    }
+
+    #[test]
+    fn a_registration_made_elsewhere_is_answered_as_given() {
+        let mut s = Sandbox::new("k", 1);
+        let theirs = WebhookAnswer {
+            id: "theirs".into(),
+            url: "https://other/hook".into(),
+            types: WebhookTypes::Joined("room_update".into()),
+            last_request_sent_at: None,
+            last_response_code: None,
+        };
+        s.set_webhook_answer(Some(theirs.clone()));
+        assert_eq!(s.webhook(), Some(&theirs));
+        assert!(s.delete_webhook("theirs"));
+        assert_eq!(s.webhook(), None);
+    }
 }
