@@ -31,8 +31,9 @@ use axum::Json;
 use eyeson_api::wire::Room;
 use serde_json::json;
 
-/// The largest body the layer reads to record it (eyeson's forms are tiny).
-const BODY_LIMIT: usize = 1 << 20;
+/// The largest body the layer reads: axum's default for the handlers'
+/// `Bytes`, so the layer refuses nothing they would take.
+const BODY_LIMIT: usize = 2 << 20;
 
 /// What one request gets instead of (or on top of) the ordinary answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
