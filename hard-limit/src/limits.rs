@@ -41,18 +41,18 @@ impl LimitsHandle {
         store: Store,
         default: Duration,
         grace: Duration,
-        file: crate::config::LimitFileRules,
+        file: crate::config::LimitRules,
         now: crate::domain::Timestamp,
     ) -> Result<Arc<Self>, StoreError> {
         let stored = store.limit_rules().await?;
         let caller = Caller {
             addr: "limits file".into(),
         };
-        let (rooms, prefixes) = file;
-        let wanted = rooms
-            .into_iter()
-            .map(|(k, d)| (LimitKind::Room, k, d))
-            .chain(prefixes.into_iter().map(|(k, d)| (LimitKind::Prefix, k, d)));
+        let wanted = (file.rooms.into_iter().map(|(k, d)| (LimitKind::Room, k, d))).chain(
+            file.prefixes
+                .into_iter()
+                .map(|(k, d)| (LimitKind::Prefix, k, d)),
+        );
         for (kind, key, limit) in wanted {
             let same = stored
                 .iter()
