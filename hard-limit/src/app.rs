@@ -104,6 +104,7 @@ pub struct Application {
     warner: Option<Warner>,
     forwarder: Option<Forwarder>,
     supervisor: Supervisor,
+    faults: Faults,
     conn_limits: ConnLimits,
     recount_every: Duration,
 }
@@ -154,7 +155,8 @@ impl Application {
             store.clone(),
             enforcement.max_duration,
             enforcement.grace,
-            enforcement.limit_rules,
+            enforcement.limit_rules.rooms,
+            enforcement.limit_rules.prefixes,
             clock.now(),
         )
         .await?;
@@ -170,20 +172,15 @@ impl Application {
             }
             None => hooks.faults,
         };
-        let mut supervisor = Supervisor::new(faults);
-        let (ingest, ingest_task) = Ingest::start(
-            store.clone(),
-            clock.clone(),
-            wake.clone(),
-            supervisor.faults(),
-        );
+        let mut supervisor = Supervisor::new();
+        let (ingest, ingest_task) =
+            Ingest::start(store.clone(), clock.clone(), wake.clone(), &faults);
         supervisor.adopt(Task::WebhookWriter, ingest_task);
         let listener = bind("--listen", listen.public).await?;
         let addr = listener.local_addr()?;
         let admin_listener = bind("--admin-listen", listen.admin).await?;
         let admin_addr = admin_listener.local_addr()?;
         let tasks_ok = supervisor.tasks_ok();
-        let faults = supervisor.faults().clone();
         let state = PublicState {
             store: store.clone(),
             webhook: WebhookState {
@@ -255,7 +252,7 @@ impl Application {
             concurrency: enforcement.concurrency,
             dry_run: enforcement.dry_run,
             retry_backoff: enforcement.retry_backoff,
-            faults,
+            faults: faults.clone(),
             tasks_ok,
         };
         let reconciler = Reconciler {
@@ -284,6 +281,7 @@ impl Application {
             warner,
             forwarder,
             supervisor,
+            faults,
             recount_every: enforcement.recount_every,
             conn_limits: listen.conn,
         })
@@ -333,17 +331,18 @@ impl Application {
         ) {
             sup.adopt(Task::Listen, listen);
         }
+        let faults = &self.faults;
         let run = self.scheduler.run(sup.signal(Task::Scheduler));
-        sup.spawn(Task::Scheduler, run);
+        spawn(&mut sup, faults, Task::Scheduler, run);
         let run = self.reconciler.run(sup.signal(Task::Reconciler));
-        sup.spawn(Task::Reconciler, run);
+        spawn(&mut sup, faults, Task::Reconciler, run);
         if let Some(w) = self.warner {
             let run = w.run(sup.signal(Task::Warner));
-            sup.spawn(Task::Warner, run);
+            spawn(&mut sup, faults, Task::Warner, run);
         }
         if let Some(f) = self.forwarder {
             let run = f.run(sup.signal(Task::Forwarder));
-            sup.spawn(Task::Forwarder, run);
+            spawn(&mut sup, faults, Task::Forwarder, run);
         }
         let recount = crate::meeting_gauges::run(
             store.gauges().clone(),
@@ -351,7 +350,7 @@ impl Application {
             self.recount_every,
             sup.signal(Task::Recount),
         );
-        sup.spawn(Task::Recount, recount);
+        spawn(&mut sup, faults, Task::Recount, recount);
         tracing::info!(addr = %self.addr, admin = %self.admin_addr, auth = self.admin.token.is_some(), "listening");
         sup.spawn_http(serve::serve_all(
             vec![
@@ -363,6 +362,17 @@ impl Application {
         ));
         Ok(sup.run(stop, async move { store.close().await }).await?)
     }
+}
+
+/// Runs `task` under the supervisor, killed by its own fault if a test
+/// armed it.
+fn spawn(
+    sup: &mut Supervisor,
+    faults: &Faults,
+    task: Task,
+    fut: impl Future<Output = ()> + Send + 'static,
+) {
+    sup.spawn(task, faults.wrap_task(task, fut));
 }
 
 /// Sends to `--forward-to` in flight at once (per replica).

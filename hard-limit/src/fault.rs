@@ -79,6 +79,22 @@ impl Faults {
         }
     }
 
+    /// Runs `task`'s future, killed by its own fault name if it has one
+    /// ([`Task::faults`]).
+    pub fn wrap_task<T>(
+        &self,
+        task: Task,
+        fut: impl Future<Output = T>,
+    ) -> impl Future<Output = T> {
+        let me = self.clone();
+        async move {
+            match task.faults().first().filter(|f| **f == task.name()) {
+                Some(name) => me.wrap(name, fut).await,
+                None => fut.await,
+            }
+        }
+    }
+
     /// Runs `fut`, unless the fault for `task` fires first: then panics,
     /// dropping `fut` (the task is dead, as after a bug).
     pub(crate) fn wrap<T>(

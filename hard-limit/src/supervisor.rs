@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 
 use tokio::task::{JoinError, JoinHandle};
 
-use crate::fault::Faults;
 use crate::shutdown::{self, Shutdown, Stopper};
 
 /// When a task stops, and how.
@@ -88,9 +87,9 @@ impl Task {
         self.spec().1
     }
 
-    /// The `--inject-fault` names that kill it (test only): its own (its
-    /// future is wrapped by [`Supervisor::spawn`]) and a writer's it runs
-    /// (wrapped where the writer is spawned), whose death ends it.
+    /// The `--inject-fault` names that kill it (test only): its own name
+    /// first if its future can be killed from outside, then a writer's it
+    /// runs (killed where the writer is spawned), whose death ends it.
     pub fn faults(self) -> &'static [&'static str] {
         self.spec().2
     }
@@ -168,8 +167,13 @@ pub struct Supervisor {
     stop: Shutdown,
     http_stopper: Stopper,
     http_stop: Shutdown,
-    faults: Faults,
     tasks_ok: Arc<AtomicBool>,
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Supervisor::new()
+    }
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -180,8 +184,8 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// No tasks yet; `faults` kills the task a test names.
-    pub fn new(faults: Faults) -> Self {
+    /// No tasks yet.
+    pub fn new() -> Self {
         let (stopper, stop) = shutdown::signal();
         let (http_stopper, http_stop) = shutdown::signal();
         Supervisor {
@@ -190,7 +194,6 @@ impl Supervisor {
             stop,
             http_stopper,
             http_stop,
-            faults,
             tasks_ok: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -201,11 +204,6 @@ impl Supervisor {
         self.tasks_ok.clone()
     }
 
-    /// The faults armed for this run (writers wrap themselves in them).
-    pub fn faults(&self) -> &Faults {
-        &self.faults
-    }
-
     /// The stop signal `task` is to watch.
     pub fn signal(&self, task: Task) -> Shutdown {
         match task.phase() {
@@ -214,13 +212,9 @@ impl Supervisor {
         }
     }
 
-    /// Runs `task`, killed by its own fault if a test armed it.
+    /// Runs `task`.
     pub fn spawn(&mut self, task: Task, fut: impl Future<Output = ()> + Send + 'static) {
-        let handle = match task.faults().first().filter(|f| **f == task.name()) {
-            Some(&name) => tokio::spawn(self.faults.wrap(name, fut)),
-            None => tokio::spawn(fut),
-        };
-        self.adopt(task, handle);
+        self.adopt(task, tokio::spawn(fut));
     }
 
     /// Takes charge of `task`, spawned elsewhere.
@@ -407,15 +401,14 @@ mod tests {
 
     async fn run_with(death: bool) -> (Vec<&'static str>, Result<(), Failure>) {
         let log = Arc::new(Mutex::new(Vec::new()));
-        let faults = if death {
-            Faults::arm("reconciler")
-        } else {
-            Faults::default()
-        };
-        let mut s = Supervisor::new(faults.clone());
+        let mut s = Supervisor::new();
         for task in [Task::Reconciler, Task::Scheduler, Task::Warner] {
-            let fut = recorder(&s, task, &log);
-            s.spawn(task, fut);
+            if death && task == Task::Reconciler {
+                s.spawn(task, async { panic!("the reconciler dies") });
+            } else {
+                let fut = recorder(&s, task, &log);
+                s.spawn(task, fut);
+            }
         }
         // The writer ends once every sender (HTTP) is gone.
         let (sender, gone) = tokio::sync::oneshot::channel::<()>();
@@ -443,9 +436,6 @@ mod tests {
             let log = log.clone();
             async move { log.lock().unwrap().push("closed") }
         };
-        if death {
-            faults.fire();
-        }
         let stop = async move {
             if !death {
                 tokio::time::sleep(Duration::from_millis(10)).await;

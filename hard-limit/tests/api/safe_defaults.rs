@@ -5,8 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use eyeson_hard_limit::app::StartError;
-use eyeson_hard_limit::config::Flags;
+use eyeson_hard_limit::config::{Config, Flags};
 use eyeson_hard_limit::Application;
 
 use crate::helpers::*;
@@ -277,8 +276,12 @@ fn config_with(tweak: impl FnOnce(&mut Flags)) -> Flags {
 }
 
 async fn start_error(flags: Flags) -> String {
-    let built = async { Ok::<_, StartError>(Application::build(flags.try_into()?).await?) };
-    match built.await {
+    // A configuration error reads as the start's (`StartError` is transparent).
+    let config = match Config::try_from(flags) {
+        Ok(config) => config,
+        Err(e) => return e.to_string(),
+    };
+    match Application::build(config).await {
         Ok(_) => panic!("the service started"),
         Err(e) => e.to_string(),
     }
