@@ -6,7 +6,7 @@
 //! [`TestHooks::faults`](crate::app::TestHooks::faults) (it dies when the
 //! test calls [`Faults::fire`]).
 //!
-//! The fault wraps the task's future from outside ([`Faults::wrap`]): the
+//! The fault wraps the task's future from outside (`Faults::wrap`): the
 //! task's own code carries no test branches. The names are the
 //! supervisor's ([`crate::supervisor::Task::faults`]).
 

@@ -34,7 +34,7 @@ impl ApiKey {
     }
 
     /// The key checked as [`ApiKey::new`] does.
-    pub(crate) fn checked(self) -> Result<Self, &'static str> {
+    pub fn checked(self) -> Result<Self, &'static str> {
         ApiKey::new(&self.0)
     }
 
@@ -73,7 +73,7 @@ impl AdminToken {
 
     /// The token if it can be one: printable ASCII without spaces (it is
     /// sent as a header), at least [`MIN_ADMIN_TOKEN`] characters.
-    pub(crate) fn checked(self) -> Result<Self, &'static str> {
+    pub fn checked(self) -> Result<Self, &'static str> {
         if self.0.is_empty() || !self.0.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(
                 "--admin-token must be printable ASCII without spaces (it is sent as a header)",

@@ -55,7 +55,7 @@ pub struct Warning {
 
 impl Warning {
     /// The warning of `--warn-before`, `--warn-name` and `--warn-text`; the
-    /// text defaults to "This meeting ends in <before>." so it stays true
+    /// text defaults to "This meeting ends in …" (`before` in words) so it stays true
     /// when only `--warn-before` is changed. Errors name the flag.
     pub fn new(before: Duration, name: &str, text: Option<&str>) -> Result<Self, &'static str> {
         if before.is_zero() {
