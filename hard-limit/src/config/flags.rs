@@ -36,7 +36,7 @@ fn parse_url(s: &str) -> Result<Url, String> {
 /// `EYESON_API_URL` and `WEBHOOK_URL` a token, `EYESON_API_KEY` is the
 /// key, and `--help` output ends up in terminals, CI logs and tickets.
 /// Keep it on for every new flag.
-#[derive(Clone, Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Parser)]
 pub struct Flags {
     /// eyeson API key (sent raw in the Authorization header; never logged).
     #[arg(long, env = "EYESON_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
@@ -239,12 +239,12 @@ impl Flags {
     /// listeners on a free loopback port: for tests and embedding.
     pub fn new(api_key: ApiKey, api_url: Url, database: String) -> Self {
         use clap::{CommandFactory, FromArgMatches};
-        let command = Defaults::command().mut_args(|a| a.env(None));
+        let command = Flags::command().mut_args(|a| a.env(None));
         // Defaults only: `cli_is_consistent` and `new_has_the_defaults`
         // check that these arguments parse.
-        let matches = command
+        let defaults = command
             .try_get_matches_from(["eyeson-hard-limit", "--api-key", "-"])
-            .and_then(|m| Defaults::from_arg_matches(&m))
+            .and_then(|m| Flags::from_arg_matches(&m))
             .expect("the defaults parse");
         Flags {
             api_key,
@@ -252,14 +252,7 @@ impl Flags {
             database,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            ..matches.flags
+            ..defaults
         }
     }
-}
-
-/// [`Flags`] alone as a command, to read clap's defaults.
-#[derive(clap::Parser)]
-struct Defaults {
-    #[command(flatten)]
-    flags: Flags,
 }
