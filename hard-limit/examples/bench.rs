@@ -62,7 +62,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use eyeson_api::sign;
-use eyeson_hard_limit::config::Config;
+use eyeson_hard_limit::config::Flags;
 use eyeson_hard_limit::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
 use eyeson_hard_limit::store::{MeetingStore, SqliteStore, Store};
 use eyeson_hard_limit::Application;
@@ -251,7 +251,7 @@ impl Services {
 async fn serve() {
     let args = positional();
     let (db, fake_url) = (args[2].clone(), args[3].clone());
-    let mut config = Config::new(KEY.parse().unwrap(), fake_url.parse().unwrap(), db);
+    let mut config = Flags::new(KEY.parse().unwrap(), fake_url.parse().unwrap(), db);
     config.reconcile_every = Duration::from_secs(3600);
     config.max_duration = LIMIT;
     config.close_unlisted_after = Duration::from_secs(86_400);
@@ -268,7 +268,9 @@ async fn serve() {
         config.warn_before = Some(WARN_BEFORE);
     }
     config.listen = "127.0.0.1:0".parse().unwrap();
-    let app = Application::build(config).await.unwrap();
+    let app = Application::build(config.try_into().unwrap())
+        .await
+        .unwrap();
     println!("http://{}", app.local_addr());
     use std::io::Write;
     std::io::stdout().flush().unwrap();
@@ -357,7 +359,7 @@ async fn start_service(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let mut config = Config::new(KEY.parse().unwrap(), fake.url().parse().unwrap(), database);
+    let mut config = Flags::new(KEY.parse().unwrap(), fake.url().parse().unwrap(), database);
     config.reconcile_every = Duration::from_secs(3600);
     config.max_duration = LIMIT;
     // The fake lists only what a benchmark registered in it; a million rows
@@ -365,7 +367,9 @@ async fn start_service(
     config.close_unlisted_after = Duration::from_secs(86_400);
     config.warn_before = WARN.get().copied();
     config.forward_to = FORWARD_TO.get().cloned();
-    let app = Application::build(config).await.unwrap();
+    let app = Application::build(config.try_into().unwrap())
+        .await
+        .unwrap();
     let url = format!("http://{}", app.local_addr());
     let admin = format!("http://{}", app.admin_addr());
     let store = app.store();

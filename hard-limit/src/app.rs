@@ -1,20 +1,18 @@
-//! Start-up and the run loop, zero2prod style: [`Application::build`] opens
-//! the store, binds the port (port 0 in tests) and wires the parts;
-//! [`Application::run_until_stopped`] runs the HTTP servers (public and
-//! admin), the scheduler, the warner and the reconciler side by side until
-//! the stop future resolves, then
-//! stops accepting, lets in-flight work finish, and returns.
+//! Start-up and the run loop, zero2prod style: [`Application::build`]
+//! opens the store, binds the ports (port 0 in tests) and wires the parts
+//! from a checked [`Config`]; [`Application::run_until_stopped`] hands the
+//! tasks to the [`Supervisor`], which runs them until the stop future
+//! resolves (or one dies) and stops them in order.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, SharedClock};
 use crate::config::{Config, ConfigError};
 use crate::eyeson::{ApiError, EyesonClient};
 use crate::fault::Faults;
@@ -25,11 +23,22 @@ use crate::limits::LimitsHandle;
 use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
-use crate::shutdown::{self, Stopper};
 use crate::store::{Store, StoreError};
+use crate::supervisor::{Failure, Supervisor, Task};
 use crate::warner::Warner;
 use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
+
+/// What tests (and benchmarks) hand the service besides its configuration.
+#[derive(Clone, Debug, Default)]
+pub struct TestHooks {
+    /// A fault the test fires when it wants (see [`crate::fault`]);
+    /// `--inject-fault` arms one without a test.
+    pub faults: Faults,
+    /// Where "now" comes from for every part of the service (the system
+    /// clock unless a test drives a [`crate::clock::ManualClock`]).
+    pub clock: SharedClock,
+}
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +81,15 @@ pub enum StartError {
     },
 }
 
+impl From<Failure> for StartError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::TaskEnded { task, how } => StartError::TaskEnded { task, how },
+            Failure::Io(e) => StartError::Io(e),
+        }
+    }
+}
+
 /// A built, not yet running, service.
 #[derive(Debug)]
 pub struct Application {
@@ -85,7 +103,7 @@ pub struct Application {
     reconciler: Reconciler,
     warner: Option<Warner>,
     forwarder: Option<Forwarder>,
-    ingest_task: tokio::task::JoinHandle<()>,
+    supervisor: Supervisor,
     faults: Faults,
     conn_limits: ConnLimits,
     recount_every: Duration,
@@ -104,17 +122,30 @@ fn owner_id() -> String {
 }
 
 impl Application {
-    /// Opens the store, binds the port, wires the parts.
+    /// Opens the store, binds the ports, wires the parts.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let policy = config.policy()?;
-        let file_rules = crate::config::load_limit_rules(config.limits.as_deref())?;
-        let warning = config.warning()?;
-        if config.lease < Duration::from_secs(20) {
-            tracing::warn!(lease = ?config.lease, "a lease under 20s can expire during a slow shutdown call, which is then repeated");
+        Self::build_with(config, TestHooks::default()).await
+    }
+
+    /// [`Application::build`] with a test's hooks.
+    pub async fn build_with(config: Config, hooks: TestHooks) -> Result<Self, StartError> {
+        let Config {
+            eyeson,
+            listen,
+            webhooks,
+            database,
+            enforcement,
+            warning,
+            forwarding,
+            registration,
+            inject_fault,
+        } = config;
+        if enforcement.lease < Duration::from_secs(20) {
+            tracing::warn!(lease = ?enforcement.lease, "a lease under 20s can expire during a slow shutdown call, which is then repeated");
         }
         let handle = metrics::install();
-        let clock: Arc<dyn Clock> = config.clock.0.clone();
-        let store = Store::connect(&config.database).await?;
+        let clock: Arc<dyn Clock> = hooks.clock.0.clone();
+        let store = Store::connect(&database.url).await?;
         // The gauges of /metrics start from a count, taken before anything
         // is served (so no delivery races it); then they follow the writes.
         if let Err(e) = store.gauges().recount(&store).await {
@@ -122,81 +153,73 @@ impl Application {
         }
         let limits = LimitsHandle::start(
             store.clone(),
-            policy.limits.default_limit(),
-            policy.grace,
-            file_rules,
+            enforcement.max_duration,
+            enforcement.grace,
+            enforcement.limit_rules.rooms,
+            enforcement.limit_rules.prefixes,
             clock.now(),
         )
         .await?;
-        let client = EyesonClient::new(config.api_url.clone(), config.api_key.clone())?;
-        let registration = config.registration_mode();
-        if let Some(url) = &config.webhook_url {
-            check_registration(&client, url, registration).await?;
+        let client = EyesonClient::new(eyeson.api_url, eyeson.api_key.clone())?;
+        if let Some(url) = &registration.webhook_url {
+            check_registration(&client, url, registration.mode).await?;
         }
         let wake = Arc::new(crate::wake::Wake::default());
-        let faults = match crate::fault::parse(config.inject_fault.as_deref()) {
+        let faults = match inject_fault {
             Some((task, after)) => {
                 tracing::warn!(task = %task, after = ?after, "test fault injected: this task dies");
-                let f = Faults::arm(task);
-                if after.is_zero() {
-                    f.fire();
-                } else {
-                    let fire = f.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(after).await;
-                        fire.fire();
-                    });
-                }
-                f
+                Faults::arm_after(task, after)
             }
-            None => config.faults.clone(),
+            None => hooks.faults,
         };
+        let mut supervisor = Supervisor::new();
         let (ingest, ingest_task) =
             Ingest::start(store.clone(), clock.clone(), wake.clone(), &faults);
-        let listener = bind("--listen", config.listen).await?;
+        supervisor.adopt(Task::WebhookWriter, ingest_task);
+        let listener = bind("--listen", listen.public).await?;
         let addr = listener.local_addr()?;
-        let admin_listener = bind("--admin-listen", config.admin_listen).await?;
+        let admin_listener = bind("--admin-listen", listen.admin).await?;
         let admin_addr = admin_listener.local_addr()?;
-        let tasks_ok = Arc::new(AtomicBool::new(true));
+        let tasks_ok = supervisor.tasks_ok();
         let state = PublicState {
             store: store.clone(),
             webhook: WebhookState {
                 ingest,
                 limits: limits.clone(),
-                api_key: config.api_key.clone(),
-                webhook_max_age: config.webhook_max_age,
+                api_key: eyeson.api_key,
+                webhook_max_age: webhooks.max_age,
                 clock: clock.clone(),
-                body_read_timeout: config.body_read_timeout,
-                forward: config.forward_to.is_some(),
+                body_read_timeout: webhooks.body_read_timeout,
+                forward: forwarding.is_some(),
             },
             tasks_ok: tasks_ok.clone(),
-            public_deadlines: config.public_deadlines,
+            public_deadlines: listen.public_deadlines,
         };
         let admin = AdminState {
             store: store.clone(),
             clock: clock.clone(),
             metrics: handle,
-            token: config.admin_token.clone(),
+            token: listen.admin_token,
             wake: wake.clone(),
             limits: limits.clone(),
             listen: admin_addr,
-            hosts: config.admin_host.clone().into(),
+            hosts: listen.admin_hosts.into(),
             failures: Arc::default(),
             refusals: Arc::default(),
             tasks_ok: tasks_ok.clone(),
         };
         let owner: Arc<str> = owner_id().into();
-        let forwarder = match &config.forward_to {
-            Some(target) => {
+        let forwarder = match forwarding {
+            Some(forwarding) => {
                 metrics::forwarding_on();
                 Some(Forwarder {
                     store: store.clone(),
                     clock: clock.clone(),
-                    target: target.clone(),
+                    target: forwarding.to,
                     http: crate::forward::http_client().map_err(ApiError::Transport)?,
                     owner: owner.clone(),
-                    lease: config.lease,
-                    retention: config.forward_retention,
+                    lease: enforcement.lease,
+                    retention: forwarding.retention,
                     concurrency: FORWARD_CONCURRENCY,
                     wake: wake.forwarder(),
                     faults: faults.clone(),
@@ -211,10 +234,10 @@ impl Application {
             clock: clock.clone(),
             wake: wake.clone(),
             owner: owner.clone(),
-            lease: config.lease,
-            concurrency: config.shutdown_concurrency,
-            dry_run: config.dry_run,
-            retry_backoff: config.retry_backoff,
+            lease: enforcement.lease,
+            concurrency: enforcement.concurrency,
+            dry_run: enforcement.dry_run,
+            retry_backoff: enforcement.retry_backoff,
             warning: Arc::new(warning),
             faults: faults.clone(),
             tasks_ok: tasks_ok.clone(),
@@ -225,12 +248,12 @@ impl Application {
             clock: clock.clone(),
             wake: wake.clone(),
             owner,
-            lease: config.lease,
-            concurrency: config.shutdown_concurrency,
-            dry_run: config.dry_run,
-            retry_backoff: config.retry_backoff,
+            lease: enforcement.lease,
+            concurrency: enforcement.concurrency,
+            dry_run: enforcement.dry_run,
+            retry_backoff: enforcement.retry_backoff,
             faults: faults.clone(),
-            tasks_ok: tasks_ok.clone(),
+            tasks_ok,
         };
         let reconciler = Reconciler {
             store,
@@ -238,13 +261,13 @@ impl Application {
             limits: limits.clone(),
             clock,
             wake,
-            every: config.reconcile_every,
-            retention: config.retention,
-            webhook_url: config.webhook_url.clone(),
-            registration,
-            close_unlisted_after: config.close_unlisted_after,
+            every: enforcement.reconcile_every,
+            retention: database.retention,
+            webhook_url: registration.webhook_url,
+            registration: registration.mode,
+            close_unlisted_after: enforcement.close_unlisted_after,
             previous: Default::default(),
-            max_start_ahead: crate::domain::max_start_ahead(config.webhook_max_age),
+            max_start_ahead: crate::domain::max_start_ahead(webhooks.max_age),
         };
         Ok(Application {
             listener,
@@ -257,14 +280,10 @@ impl Application {
             reconciler,
             warner,
             forwarder,
-            ingest_task,
+            supervisor,
             faults,
-            recount_every: config.recount_every,
-            conn_limits: ConnLimits {
-                header_read_timeout: config.header_read_timeout,
-                keep_alive_timeout: config.keep_alive_timeout,
-                max_connections: config.max_connections,
-            },
+            recount_every: enforcement.recount_every,
+            conn_limits: listen.conn,
         })
     }
 
@@ -292,174 +311,68 @@ impl Application {
     /// Serves until `stop` resolves; then stops accepting, finishes
     /// requests and shutdown calls in flight, and returns.
     ///
-    /// Supervision: the scheduler, the warner (with `--warn-before`), the
-    /// reconciler, the webhook writer and (on PostgreSQL) the `LISTEN` task
-    /// run until the stop (one [`Shutdown`](crate::shutdown::Shutdown)
-    /// signal for all); if one ends or
-    /// panics before, `/healthz` answers 503 at once, the others finish
-    /// what they can (the scheduler its shutdown calls in flight, the
-    /// writer what is queued) while HTTP still answers, then HTTP stops and
-    /// this returns [`StartError::TaskEnded`] (the binary exits non-zero
-    /// for its supervisor to restart it).
+    /// Every task runs under the [`Supervisor`] (one stop signal for all
+    /// but HTTP, which has its own); if one ends or panics before the
+    /// stop, `/healthz` answers 503 at once, the others finish what they
+    /// can while HTTP still answers, then HTTP stops and this returns
+    /// [`StartError::TaskEnded`] (the binary exits non-zero for its
+    /// supervisor to restart it).
     pub async fn run_until_stopped(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let (stop_tx, stop_rx) = shutdown::signal();
-        let (http_stop_tx, http_stop_rx) = shutdown::signal();
-        let faults = self.faults;
+        let mut sup = self.supervisor;
+        let store = self.state.store.clone();
         let limits = self.admin.limits.clone();
-        let mut listener = self.state.store.spawn_listener(
+        if let Some(listen) = store.spawn_listener(
             self.scheduler.wake.clone(),
             Arc::new(move || limits.mark_stale()),
-            stop_rx.clone(),
-        );
-        let mut scheduler =
-            tokio::spawn(faults.wrap("scheduler", self.scheduler.run(stop_rx.clone())));
-        let mut reconciler =
-            tokio::spawn(faults.wrap("reconciler", self.reconciler.run(stop_rx.clone())));
-        let mut warner = self
-            .warner
-            .map(|w| tokio::spawn(faults.wrap("warner", w.run(stop_rx.clone()))));
-        let mut forwarder = self
-            .forwarder
-            .map(|f| tokio::spawn(faults.wrap("forwarder", f.run(stop_rx.clone()))));
-        let mut ingest_task = self.ingest_task;
-        let store = self.state.store.clone();
-        // Cut short (dropped) when this returns; it holds no work to finish.
-        let _recounts = AbortOnDrop(tokio::spawn(crate::meeting_gauges::run(
+            sup.signal(Task::Listen),
+        ) {
+            sup.adopt(Task::Listen, listen);
+        }
+        let faults = &self.faults;
+        let run = self.scheduler.run(sup.signal(Task::Scheduler));
+        spawn(&mut sup, faults, Task::Scheduler, run);
+        let run = self.reconciler.run(sup.signal(Task::Reconciler));
+        spawn(&mut sup, faults, Task::Reconciler, run);
+        if let Some(w) = self.warner {
+            let run = w.run(sup.signal(Task::Warner));
+            spawn(&mut sup, faults, Task::Warner, run);
+        }
+        if let Some(f) = self.forwarder {
+            let run = f.run(sup.signal(Task::Forwarder));
+            spawn(&mut sup, faults, Task::Forwarder, run);
+        }
+        let recount = crate::meeting_gauges::run(
             store.gauges().clone(),
             store.clone(),
             self.recount_every,
-            stop_rx.clone(),
-        )));
-        let tasks_ok = self.state.tasks_ok.clone();
+            sup.signal(Task::Recount),
+        );
+        spawn(&mut sup, faults, Task::Recount, recount);
         tracing::info!(addr = %self.addr, admin = %self.admin_addr, auth = self.admin.token.is_some(), "listening");
-        let mut server = tokio::spawn(serve::serve_all(
+        sup.spawn_http(serve::serve_all(
             vec![
                 (self.listener, http::public_router(self.state)),
                 (self.admin_listener, http::admin::admin_router(self.admin)),
             ],
             self.conn_limits,
-            http_stop_rx,
+            sup.signal(Task::Http),
         ));
-        let ended = tokio::select! {
-            () = stop => None,
-            r = &mut scheduler => Some(("scheduler", r)),
-            r = &mut reconciler => Some(("reconciler", r)),
-            r = &mut ingest_task => Some(("webhook writer", r)),
-            r = async { listener.as_mut().expect("guarded").await }, if listener.is_some() => {
-                listener = None;
-                Some(("LISTEN", r))
-            }
-            r = async { warner.as_mut().expect("guarded").await }, if warner.is_some() => {
-                warner = None;
-                Some(("warner", r))
-            }
-            r = async { forwarder.as_mut().expect("guarded").await }, if forwarder.is_some() => {
-                forwarder = None;
-                Some(("forwarder", r))
-            }
-            r = &mut server => {
-                // The server ended by itself: an accept error.
-                tasks_ok.store(false, Ordering::SeqCst);
-                stop_background(&stop_tx, ingest_task, scheduler, reconciler, [warner, forwarder], listener, &store).await;
-                return match r {
-                    Ok(Ok(())) => Err(StartError::TaskEnded { task: "HTTP server", how: "returned".into() }),
-                    Ok(Err(e)) => Err(StartError::Io(e)),
-                    Err(e) => Err(StartError::TaskEnded { task: "HTTP server", how: how_it_ended(Err(e)) }),
-                };
-            }
-        };
-        let Some((task, result)) = ended else {
-            // Asked to stop: no new connections, finish the requests in
-            // flight; then the router (and with it every Ingest sender) is
-            // gone and the writer commits what is queued and ends.
-            http_stop_tx.stop();
-            let served = server.await;
-            stop_background(
-                &stop_tx,
-                ingest_task,
-                scheduler,
-                reconciler,
-                [warner, forwarder],
-                listener,
-                &store,
-            )
-            .await;
-            tracing::info!("stopped");
-            return match served {
-                Ok(r) => r.map_err(StartError::Io),
-                Err(e) => Err(StartError::TaskEnded {
-                    task: "HTTP server",
-                    how: how_it_ended(Err(e)),
-                }),
-            };
-        };
-        // A task died: unhealthy at once, then finish what can be finished.
-        tasks_ok.store(false, Ordering::SeqCst);
-        let how = how_it_ended(result);
-        tracing::error!(task, how = %how, "a background task ended unexpectedly; /healthz answers 503; stopping");
-        stop_tx.stop();
-        if task != "scheduler" {
-            let _ = scheduler.await;
-        }
-        // The warner finishes its calls in flight, like the scheduler (it
-        // is `None` here if it is the task that ended).
-        if let Some(warner) = warner {
-            let _ = warner.await;
-        }
-        // The forwarder finishes its sends in flight (each bounded).
-        if let Some(forwarder) = forwarder {
-            let _ = forwarder.await;
-        }
-        if task != "reconciler" {
-            reconciler.abort();
-            let _ = reconciler.await;
-        }
-        if let Some(listener) = listener {
-            listener.abort();
-            let _ = listener.await;
-        }
-        http_stop_tx.stop();
-        let _ = server.await;
-        if task != "webhook writer" {
-            let _ = ingest_task.await;
-        }
-        store.close().await;
-        tracing::info!("stopped after a background task ended");
-        Err(StartError::TaskEnded { task, how })
+        Ok(sup.run(stop, async move { store.close().await }).await?)
     }
 }
 
-/// Once HTTP no longer accepts deliveries: the writer commits what is
-/// queued, the scheduler and the warner finish their calls in flight, the
-/// reconciler and the `LISTEN` task are cut short, then the store closes.
-/// (When a background task died, `run_until_stopped` winds down in another
-/// order: HTTP keeps answering 503 until the other tasks are done.)
-async fn stop_background(
-    stop_tx: &Stopper,
-    ingest_task: JoinHandle<()>,
-    scheduler: JoinHandle<()>,
-    reconciler: JoinHandle<()>,
-    finishing: [Option<JoinHandle<()>>; 2],
-    listener: Option<JoinHandle<()>>,
-    store: &Store,
+/// Runs `task` under the supervisor, killed by its own fault if a test
+/// armed it.
+fn spawn(
+    sup: &mut Supervisor,
+    faults: &Faults,
+    task: Task,
+    fut: impl Future<Output = ()> + Send + 'static,
 ) {
-    stop_tx.stop();
-    let _ = ingest_task.await;
-    let _ = scheduler.await;
-    // The warner and the forwarder finish their calls in flight.
-    for task in finishing.into_iter().flatten() {
-        let _ = task.await;
-    }
-    reconciler.abort();
-    let _ = reconciler.await;
-    if let Some(listener) = listener {
-        listener.abort();
-        let _ = listener.await;
-    }
-    store.close().await;
+    sup.spawn(task, faults.wrap_task(task, fut));
 }
 
 /// Sends to `--forward-to` in flight at once (per replica).
@@ -488,31 +401,5 @@ async fn check_registration(
             tracing::warn!(error = %e, "could not read the registered webhook at start; the registration checks again before it registers");
             Ok(())
         }
-    }
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// "returned", or "panicked: <message>".
-fn how_it_ended(r: Result<(), tokio::task::JoinError>) -> String {
-    match r {
-        Ok(()) => "returned".into(),
-        Err(e) if e.is_panic() => {
-            let p = e.into_panic();
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-text panic".into());
-            format!("panicked: {msg}")
-        }
-        Err(_) => "cancelled".into(),
     }
 }

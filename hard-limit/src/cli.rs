@@ -4,10 +4,50 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::{Parser, Subcommand};
+
 use crate::app::Application;
-use crate::config::{Cli, Command, Config, LogFormat};
+use crate::config::{self, Config, Flags};
 use crate::eyeson::EyesonClient;
 use crate::notify::{self, Notifier};
+
+/// Command line of `eyeson-hard-limit`.
+#[derive(Debug, Parser)]
+#[command(name = "eyeson-hard-limit", version, about, long_about = None)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub flags: Flags,
+    /// Log lines as `text` (for people) or `json` (one object per line,
+    /// for log shippers: `timestamp`, `level`, `target`, `message` and the
+    /// event's own fields).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do; without one, run the service.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-12-06T18:00:00.000000Z  INFO target: message key=value`.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Run,
+    /// Delete the webhook registered for this API key, then exit. Refuses if
+    /// --webhook-url is set and a different URL is registered (it belongs to
+    /// someone else). The service itself never unregisters.
+    Unregister,
+}
 
 /// Logs text to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
@@ -60,8 +100,8 @@ pub fn init_logging(format: LogFormat) {
 pub async fn run(cli: Cli) -> ExitCode {
     let json = cli.log_format == LogFormat::Json;
     let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => serve(cli.config).await,
-        Command::Unregister => unregister(cli.config).await,
+        Command::Run => serve(cli.flags).await,
+        Command::Unregister => unregister(cli.flags).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,8 +116,9 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(flags: Flags) -> Result<(), String> {
     let notifier = Arc::new(Notifier::from_env());
+    let config = Config::try_from(flags).map_err(|e| e.to_string())?;
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
@@ -109,13 +150,14 @@ async fn serve(config: Config) -> Result<(), String> {
     result.map_err(|e| e.to_string())
 }
 
-async fn unregister(config: Config) -> Result<(), String> {
-    let client = EyesonClient::new(config.api_url, config.api_key).map_err(|e| e.to_string())?;
+async fn unregister(flags: Flags) -> Result<(), String> {
+    let eyeson = config::Eyeson::try_from(&flags).map_err(|e| e.to_string())?;
+    let client = EyesonClient::new(eyeson.api_url, eyeson.api_key).map_err(|e| e.to_string())?;
     let Some(current) = client.current_webhook().await.map_err(|e| e.to_string())? else {
         tracing::info!("no webhook registered");
         return Ok(());
     };
-    if let Some(mine) = &config.webhook_url {
+    if let Some(mine) = &flags.webhook_url {
         if current.url != mine.as_str() {
             return Err(format!(
                 "the registered webhook ({}) is not --webhook-url; leaving it alone",

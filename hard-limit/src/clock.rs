@@ -58,7 +58,7 @@ pub async fn sleep_until_or(clock: &dyn Clock, at: Option<Timestamp>, poll: Dura
 }
 
 /// The clock a service runs on: the system's by default; tests and
-/// benchmarks put a [`ManualClock`] here (`Config::clock`) to drive time.
+/// benchmarks put a [`ManualClock`] here (`TestHooks::clock`) to drive time.
 #[derive(Clone, Debug)]
 pub struct SharedClock(pub std::sync::Arc<dyn Clock>);
 

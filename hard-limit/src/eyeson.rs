@@ -14,8 +14,8 @@ use eyeson_api::wire::{
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use crate::config::ApiKey;
 use crate::domain::{GuestToken, RoomId, Timestamp};
+use crate::secrets::ApiKey;
 
 /// The only webhook type this service needs.
 pub const WEBHOOK_TYPES: &str = "room_update";

@@ -1,41 +1,36 @@
 //! Test-only fault injection: makes one named background task die (panic)
-//! on demand, so the supervision in [`crate::app`] can be tested. Off
-//! unless armed, by the hidden `--inject-fault TASK[@DELAY]` flag
+//! on demand, so the [`crate::supervisor`] can be tested. Off unless
+//! armed, by the hidden `--inject-fault TASK[@DELAY]` flag
 //! (`HARD_LIMIT_INJECT_FAULT`, the task dies at once, or `DELAY` after
 //! start, say `reconciler@3s`) or by a test through
-//! [`Config::faults`](crate::config::Config::faults) (it dies when the
+//! [`TestHooks::faults`](crate::app::TestHooks::faults) (it dies when the
 //! test calls [`Faults::fire`]).
 //!
-//! The fault wraps the task's future from outside ([`Faults::wrap`]): the
-//! task's own code carries no test branches.
+//! The fault wraps the task's future from outside (`Faults::wrap`): the
+//! task's own code carries no test branches. The names are the
+//! supervisor's ([`crate::supervisor::Task::faults`]).
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// The background tasks a fault can be injected into.
-pub const TASKS: [&str; 8] = [
-    "scheduler",
-    "reconciler",
-    "ingest-writer",
-    "outcome-writer",
-    "warner",
-    "warning-writer",
-    "forwarder",
-    "forward-writer",
-];
+use crate::supervisor::Task;
+
+/// The names a fault can be injected into, from the supervisor's tasks.
+pub fn tasks() -> impl Iterator<Item = &'static str> {
+    Task::ALL.into_iter().flat_map(Task::faults).copied()
+}
 
 /// `TASK` or `TASK@DELAY` from `--inject-fault`: the task and how long
-/// after start it dies; `None` if unset or malformed (the configuration
-/// check refuses malformed values first).
-pub fn parse(flag: Option<&str>) -> Option<(&str, std::time::Duration)> {
-    let flag = flag?;
+/// after start it dies; `None` if malformed or no task has that name.
+pub fn parse(flag: &str) -> Option<(&'static str, Duration)> {
     let (task, after) = match flag.split_once('@') {
         Some((task, delay)) => (task, humantime::parse_duration(delay).ok()?),
-        None => (flag, std::time::Duration::ZERO),
+        None => (flag, Duration::ZERO),
     };
-    TASKS.contains(&task).then_some((task, after))
+    tasks().find(|t| *t == task).map(|t| (t, after))
 }
 
 /// Which task dies, and when. Cheap to clone; the default arms nothing.
@@ -51,7 +46,7 @@ struct Armed {
 }
 
 impl Faults {
-    /// `task` (one of [`TASKS`]) will die once [`Faults::fire`] is called.
+    /// `task` (one of [`tasks`]) will die once [`Faults::fire`] is called.
     pub fn arm(task: &str) -> Self {
         Faults {
             armed: Some(Arc::new(Armed {
@@ -61,10 +56,42 @@ impl Faults {
         }
     }
 
+    /// `task` dies `after` from now (at once for zero). Must run inside
+    /// the runtime.
+    pub fn arm_after(task: &str, after: Duration) -> Self {
+        let f = Faults::arm(task);
+        if after.is_zero() {
+            f.fire();
+        } else {
+            let fire = f.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                fire.fire();
+            });
+        }
+        f
+    }
+
     /// Makes the armed task die now (if it runs).
     pub fn fire(&self) {
         if let Some(a) = &self.armed {
             a.fired.send_replace(true);
+        }
+    }
+
+    /// Runs `task`'s future, killed by its own fault name if it has one
+    /// ([`Task::faults`]).
+    pub fn wrap_task<T>(
+        &self,
+        task: Task,
+        fut: impl Future<Output = T>,
+    ) -> impl Future<Output = T> {
+        let me = self.clone();
+        async move {
+            match task.faults().first().filter(|f| **f == task.name()) {
+                Some(name) => me.wrap(name, fut).await,
+                None => fut.await,
+            }
         }
     }
 
@@ -75,6 +102,10 @@ impl Faults {
         task: &'static str,
         fut: impl Future<Output = T>,
     ) -> impl Future<Output = T> {
+        debug_assert!(
+            tasks().any(|t| t == task),
+            "{task} is not a fault name of the supervisor's tasks"
+        );
         let me = self.clone();
         async move {
             tokio::select! {
@@ -96,5 +127,35 @@ impl Faults {
             }
             _ => std::future::pending::<()>().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_names_a_task_of_the_supervisor() {
+        let names: Vec<_> = tasks().collect();
+        for n in [
+            "scheduler",
+            "reconciler",
+            "ingest-writer",
+            "outcome-writer",
+            "warner",
+            "warning-writer",
+            "forwarder",
+            "forward-writer",
+        ] {
+            assert!(names.contains(&n), "{n}");
+        }
+        assert_eq!(names.len(), 8);
+        assert_eq!(
+            parse("reconciler@3s"),
+            Some(("reconciler", Duration::from_secs(3)))
+        );
+        assert_eq!(parse("warner"), Some(("warner", Duration::ZERO)));
+        assert_eq!(parse("nobody"), None);
+        assert_eq!(parse("warner@soon"), None);
     }
 }

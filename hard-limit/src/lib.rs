@@ -42,7 +42,8 @@
 //! | module | what |
 //! |---|---|
 //! | [`domain`] | pure core: meeting identity, limits, deadlines, states, plans |
-//! | [`config`] | the command line (clap, every flag with an env var), limits file, the redacted [`config::ApiKey`] |
+//! | [`config`] | the flags (clap, every flag with an env var and its one default) checked once into sections; the limits file |
+//! | [`secrets`] | the API key and the admin token: redacted, checked without repeating them |
 //! | [`webhook`] | signature check, parsing, freshness, the handler, group commit |
 //! | [`scheduler`] | sleep until due, claim with a lease, shut down with retries |
 //! | [`warner`] | the in-meeting warning: guest join + chat message at `deadline − --warn-before`, claimed like a shutdown |
@@ -59,10 +60,12 @@
 //! | [`shutdown`] | the one stop signal every task takes |
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`meeting_gauges`] | meetings by state in memory for `/metrics`: exact deltas from the store's writes, recounts from the store |
-//! | [`app`] | build and run: the zero2prod `Application` |
+//! | [`app`] | build and run: the zero2prod `Application`, built from a `Config` (and a test's `TestHooks`) |
+//! | [`supervisor`] | the tasks by name and stop phase: runs them, reports a dead one, stops them in order |
+//! | [`cli`] | the binary's command line, logging and subcommands |
 //! | [`notify`] | systemd readiness, watchdog and stopping notifications (`NOTIFY_SOCKET`) |
 //! | [`clock`] | where "now" comes from, and the sleeps until a time (a test's manual clock drives both) |
-//! | [`fault`] | test-only fault injection into the background tasks |
+//! | [`fault`] | test-only fault injection into the supervisor's tasks |
 
 #![deny(missing_docs)]
 
@@ -83,12 +86,15 @@ pub mod notify;
 pub mod reconcile;
 pub mod registration;
 pub mod scheduler;
+pub mod secrets;
 pub mod serve;
 pub mod shutdown;
 pub mod store;
+pub mod supervisor;
 pub mod wake;
 pub mod warner;
 pub mod webhook;
 
 pub use app::Application;
-pub use config::{Cli, Command, Config};
+pub use cli::{Cli, Command};
+pub use config::{Config, Flags};

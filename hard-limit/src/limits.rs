@@ -34,24 +34,22 @@ pub struct LimitsHandle {
 }
 
 impl LimitsHandle {
-    /// Seeds the store from the limits file (only the rules that differ
-    /// from what is stored, each recorded in the audit as from the file),
-    /// then loads.
+    /// Seeds the store from the limits file's rules (rooms, prefixes; only
+    /// those that differ from what is stored, each recorded in the audit as
+    /// from the file), then loads.
     pub async fn start(
         store: Store,
         default: Duration,
         grace: Duration,
-        file: crate::config::LimitFileRules,
+        rooms: Vec<(String, Duration)>,
+        prefixes: Vec<(String, Duration)>,
         now: crate::domain::Timestamp,
     ) -> Result<Arc<Self>, StoreError> {
         let stored = store.limit_rules().await?;
         let caller = Caller {
             addr: "limits file".into(),
         };
-        let (rooms, prefixes) = file;
-        let wanted = rooms
-            .into_iter()
-            .map(|(k, d)| (LimitKind::Room, k, d))
+        let wanted = (rooms.into_iter().map(|(k, d)| (LimitKind::Room, k, d)))
             .chain(prefixes.into_iter().map(|(k, d)| (LimitKind::Prefix, k, d)));
         for (kind, key, limit) in wanted {
             let same = stored

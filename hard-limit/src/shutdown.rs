@@ -1,4 +1,4 @@
-//! One stop signal for every task: the supervisor in [`crate::app`] holds a
+//! One stop signal for every task: the [`crate::supervisor`] holds a
 //! [`Stopper`], each task (HTTP servers, scheduler, reconciler, `LISTEN`)
 //! a [`Shutdown`]. A dropped [`Stopper`] counts as a stop, so no task can
 //! wait forever on a supervisor that is gone.

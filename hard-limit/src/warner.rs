@@ -53,6 +53,58 @@ pub struct Warning {
     pub text: String,
 }
 
+impl Warning {
+    /// The warning of `--warn-before`, `--warn-name` and `--warn-text`; the
+    /// text defaults to "This meeting ends in …" (`before` in words) so it stays true
+    /// when only `--warn-before` is changed. Errors name the flag.
+    pub fn new(before: Duration, name: &str, text: Option<&str>) -> Result<Self, &'static str> {
+        if before.is_zero() {
+            return Err("--warn-before must be more than 0s (leave it unset for no warning)");
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err("--warn-name must not be empty or have control characters");
+        }
+        let text = match text {
+            Some(t) => t.trim().to_owned(),
+            None => format!("This meeting ends in {}.", in_words(before)),
+        };
+        if text.is_empty() {
+            return Err("--warn-text must not be empty");
+        }
+        if text.chars().count() > MAX_WARN_TEXT {
+            return Err("--warn-text is longer than 1000 characters");
+        }
+        Ok(Warning {
+            before,
+            name: name.to_owned(),
+            text,
+        })
+    }
+}
+
+/// Longest `--warn-text`, in characters (a chat line, not a letter).
+const MAX_WARN_TEXT: usize = 1000;
+
+/// A duration for people: "5 minutes", "1 hour and 30 minutes", "45 seconds".
+pub fn in_words(d: Duration) -> String {
+    let secs = d.as_secs().max(1);
+    let parts: Vec<String> = [
+        (secs / 3600, "hour"),
+        (secs / 60 % 60, "minute"),
+        (secs % 60, "second"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, unit)| format!("{n} {unit}{}", if n == 1 { "" } else { "s" }))
+    .collect();
+    match parts.as_slice() {
+        [] => "1 second".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 /// How the warner warns meetings.
 #[derive(Clone, Debug)]
 pub struct Warner {
@@ -403,5 +455,37 @@ impl Warner {
             Posted::Sent => Ok(WarningOutcome::Sent),
             Posted::MeetingEnded => Ok(WarningOutcome::MeetingEnded),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warning_text_follows_before_unless_given() {
+        fn w(before: u64, text: Option<&str>) -> Result<Warning, &'static str> {
+            Warning::new(Duration::from_secs(before), "Meeting limit", text)
+        }
+        assert_eq!(
+            w(300, None).unwrap().text,
+            "This meeting ends in 5 minutes."
+        );
+        assert_eq!(
+            w(5400, None).unwrap().text,
+            "This meeting ends in 1 hour and 30 minutes."
+        );
+        assert_eq!(
+            in_words(Duration::from_secs(3661)),
+            "1 hour, 1 minute and 1 second"
+        );
+        assert_eq!(w(300, Some(" Bye soon ")).unwrap().text, "Bye soon");
+        assert!(w(300, Some("  ")).unwrap_err().contains("--warn-text"));
+        assert!(w(300, Some(&"x".repeat(1001)))
+            .unwrap_err()
+            .contains("1000"));
+        assert!(w(0, None).unwrap_err().contains("--warn-before"));
+        let e = Warning::new(Duration::from_secs(60), " \n", None).unwrap_err();
+        assert!(e.contains("--warn-name"), "{e}");
     }
 }

@@ -22,10 +22,10 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::config::ApiKey;
 use crate::domain::{self, GuestToken, IgnoreReason, Plan, RoomId, RoomUpdate, Timestamp};
 use crate::limits::LimitsHandle;
 use crate::metrics;
+use crate::secrets::ApiKey;
 use crate::store::{Applied, NewForward, Store};
 
 /// Largest accepted delivery body.

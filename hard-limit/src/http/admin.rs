@@ -32,9 +32,9 @@ use serde_json::json;
 use super::admin_guard::{self, Admit, FailureThrottle};
 use super::{ApiError, MeetingJson, FINISHED_LISTED_FOR};
 use crate::clock::Clock;
-use crate::config::AdminToken;
 use crate::domain::{DeadlineChange, DeadlineRefused, MeetingKey, RoomId, Timestamp};
 use crate::limits::LimitsHandle;
+use crate::secrets::AdminToken;
 use crate::store::{
     AdminStore, Caller, DeadlineMoved, LimitKind, MeetingStore, RoomHistory, Store,
 };

@@ -499,16 +499,17 @@ async fn runtime_limits_apply_to_later_meetings() {
 /// wall's, and so is "fresh" for a delivery's signature.
 #[tokio::test]
 async fn the_service_runs_on_the_clock_it_is_given() {
+    use eyeson_hard_limit::app::TestHooks;
     use eyeson_hard_limit::clock::{Clock, ManualClock, SharedClock};
     use eyeson_hard_limit::domain::Timestamp;
     let clock = std::sync::Arc::new(ManualClock::new(Timestamp::from_system_time(
         SystemTime::now(),
     )));
-    let app = spawn_app_with({
-        let clock = clock.clone();
-        move |c| c.clock = SharedClock(clock)
-    })
-    .await;
+    let hooks = TestHooks {
+        clock: SharedClock(clock.clone()),
+        ..TestHooks::default()
+    };
+    let app = spawn_app_hooked(hooks, |_| {}).await;
     let started = SystemTime::now() - Duration::from_secs(60);
     app.meeting_starts("clocked", started).await;
     // Twenty minutes on (nine before the deadline), ten minutes from the
@@ -543,20 +544,18 @@ async fn the_service_runs_on_the_clock_it_is_given() {
 /// `deadline − warn`, and then for the shutdown at the deadline.
 #[tokio::test]
 async fn moving_the_clock_alone_warns_then_ends_the_meeting() {
+    use eyeson_hard_limit::app::TestHooks;
     use eyeson_hard_limit::clock::{ManualClock, SharedClock};
     use eyeson_hard_limit::domain::Timestamp;
     let warn = Duration::from_secs(5 * 60);
     let clock = std::sync::Arc::new(ManualClock::new(Timestamp::from_system_time(
         SystemTime::now(),
     )));
-    let app = spawn_app_with({
-        let clock = clock.clone();
-        move |c| {
-            c.clock = SharedClock(clock);
-            c.warn_before = Some(warn);
-        }
-    })
-    .await;
+    let hooks = TestHooks {
+        clock: SharedClock(clock.clone()),
+        ..TestHooks::default()
+    };
+    let app = spawn_app_hooked(hooks, |c| c.warn_before = Some(warn)).await;
     // Deadline in 29 minutes of the clock, the warning in 24.
     let started = SystemTime::now() - Duration::from_secs(60);
     app.meeting_starts("clocked", started).await;

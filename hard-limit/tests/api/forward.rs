@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use eyeson_api::sign;
-use eyeson_hard_limit::config::Config;
+use eyeson_hard_limit::config::Flags;
 use eyeson_hard_limit::store::ForwardStore;
 use eyeson_hard_limit::Application;
 use serde_json::json;
@@ -130,7 +130,7 @@ fn app_hook(url: &str) -> serde_json::Value {
     json!({"id": "app", "url": url, "types": "room_update,recording_update"})
 }
 
-fn forwarding(to: &str) -> impl FnOnce(&mut Config) + '_ {
+fn forwarding(to: &str) -> impl FnOnce(&mut Flags) + '_ {
     move |c| {
         c.webhook_url = Some(HOOK.parse().unwrap());
         c.forward_to = Some(to.parse().unwrap());
@@ -148,8 +148,8 @@ fn recording_update(room: &str) -> String {
     .to_string()
 }
 
-fn config_for(fake: &FakeEyeson, database: &str) -> Config {
-    let mut config = Config::new(
+fn config_for(fake: &FakeEyeson, database: &str) -> Flags {
+    let mut config = Flags::new(
         KEY.parse().unwrap(),
         fake.url().parse().unwrap(),
         database.to_owned(),
@@ -167,7 +167,7 @@ async fn a_foreign_registration_is_refused_by_default() {
     let (_dir, db) = fresh_database();
     let mut config = config_for(&fake, &db);
     config.webhook_url = Some(HOOK.parse().unwrap());
-    let err = Application::build(config)
+    let err = Application::build(config.try_into().unwrap())
         .await
         .expect_err("a foreign registration stops the start")
         .to_string();

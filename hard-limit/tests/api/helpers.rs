@@ -6,7 +6,8 @@ use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
 use eyeson_api::sign;
-use eyeson_hard_limit::config::Config;
+use eyeson_hard_limit::app::TestHooks;
+use eyeson_hard_limit::config::Flags;
 use eyeson_hard_limit::Application;
 use serde_json::{json, Value};
 
@@ -50,12 +51,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// A service with tweaked configuration.
-pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Flags)) -> TestApp {
     spawn_app_on(FakeEyeson::start(KEY).await, tweak).await
 }
 
 /// A service with a fresh database on a fake prepared by the test.
-pub async fn spawn_app_on(fake: FakeEyeson, tweak: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn spawn_app_on(fake: FakeEyeson, tweak: impl FnOnce(&mut Flags)) -> TestApp {
     let (dir, database) = fresh_database();
     spawn_on(fake, database, Some(dir), tweak).await
 }
@@ -72,10 +73,35 @@ pub async fn spawn_on(
     fake: FakeEyeson,
     database: String,
     dir: Option<tempfile::TempDir>,
-    tweak: impl FnOnce(&mut Config),
+    tweak: impl FnOnce(&mut Flags),
+) -> TestApp {
+    spawn_hooked(fake, database, dir, TestHooks::default(), tweak).await
+}
+
+/// A service with a test's hooks (a manual clock, a fault to fire) and a
+/// fresh database.
+pub async fn spawn_app_hooked(hooks: TestHooks, tweak: impl FnOnce(&mut Flags)) -> TestApp {
+    let (dir, database) = fresh_database();
+    spawn_hooked(
+        FakeEyeson::start(KEY).await,
+        database,
+        Some(dir),
+        hooks,
+        tweak,
+    )
+    .await
+}
+
+/// A service on a given fake and database, with a test's hooks.
+pub async fn spawn_hooked(
+    fake: FakeEyeson,
+    database: String,
+    dir: Option<tempfile::TempDir>,
+    hooks: TestHooks,
+    tweak: impl FnOnce(&mut Flags),
 ) -> TestApp {
     init_logs();
-    let mut config = Config::new(
+    let mut config = Flags::new(
         KEY.parse().unwrap(),
         fake.url().parse().unwrap(),
         database.clone(),
@@ -83,7 +109,10 @@ pub async fn spawn_on(
     config.reconcile_every = Duration::from_secs(3600);
     config.max_duration = LIMIT;
     tweak(&mut config);
-    let app = Application::build(config).await.expect("service builds");
+    let config = config.try_into().expect("the configuration is valid");
+    let app = Application::build_with(config, hooks)
+        .await
+        .expect("service builds");
     let url = format!("http://{}", app.local_addr());
     let admin = format!("http://{}", app.admin_addr());
     let store = app.store();

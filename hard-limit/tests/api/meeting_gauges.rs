@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use eyeson_hard_limit::config::Config;
+use eyeson_hard_limit::config::Flags;
 use eyeson_hard_limit::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
 use eyeson_hard_limit::store::Store;
 
@@ -43,8 +43,8 @@ on_both_engines!(
     due_and_overdue_work_show_in_metrics,
 );
 
-async fn spawn(pg: Option<&PgDb>, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let tweak = |c: &mut Config| {
+async fn spawn(pg: Option<&PgDb>, tweak: impl FnOnce(&mut Flags)) -> TestApp {
+    let tweak = |c: &mut Flags| {
         // Only the recounts a case asks for.
         c.recount_every = Duration::from_secs(3600);
         tweak(c);

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use eyeson_hard_limit::config::Config;
+use eyeson_hard_limit::config::Flags;
 use eyeson_hard_limit::store::Store;
 use eyeson_hard_limit::Application;
 use sqlx::{Connection, PgConnection};
@@ -106,7 +106,7 @@ async fn a_read_only_postgres_database_is_refused_at_start() {
     };
     let fake = FakeEyeson::start(KEY).await;
     let config = || {
-        Config::new(
+        Flags::new(
             KEY.parse().unwrap(),
             fake.url().parse().unwrap(),
             db.url.clone(),
@@ -114,7 +114,7 @@ async fn a_read_only_postgres_database_is_refused_at_start() {
     };
     // Read-only before the first start: the migrations fail.
     set_read_only(&db, true).await;
-    let err = Application::build(config())
+    let err = Application::build(config().try_into().unwrap())
         .await
         .expect_err("a read-only database is refused")
         .to_string();
@@ -126,7 +126,7 @@ async fn a_read_only_postgres_database_is_refused_at_start() {
     set_read_only(&db, false).await;
     Store::connect(&db.url).await.unwrap().close().await;
     set_read_only(&db, true).await;
-    let err = Application::build(config())
+    let err = Application::build(config().try_into().unwrap())
         .await
         .expect_err("a read-only database is refused")
         .to_string();

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use eyeson_hard_limit::config::Config;
+use eyeson_hard_limit::config::{Config, Flags};
 use eyeson_hard_limit::Application;
 
 use crate::helpers::*;
@@ -265,8 +265,8 @@ async fn absurd_durations_are_refused_at_the_admin_api() {
     assert_eq!(l["rooms"], serde_json::json!({}), "nothing stored");
 }
 
-fn config_with(tweak: impl FnOnce(&mut Config)) -> Config {
-    let mut c = Config::new(
+fn config_with(tweak: impl FnOnce(&mut Flags)) -> Flags {
+    let mut c = Flags::new(
         KEY.parse().unwrap(),
         "http://127.0.0.1:9".parse().unwrap(),
         "sqlite::memory:".into(),
@@ -275,7 +275,12 @@ fn config_with(tweak: impl FnOnce(&mut Config)) -> Config {
     c
 }
 
-async fn start_error(config: Config) -> String {
+async fn start_error(flags: Flags) -> String {
+    // A configuration error reads as the start's (`StartError` is transparent).
+    let config = match Config::try_from(flags) {
+        Ok(config) => config,
+        Err(e) => return e.to_string(),
+    };
     match Application::build(config).await {
         Ok(_) => panic!("the service started"),
         Err(e) => e.to_string(),
@@ -287,7 +292,7 @@ async fn start_error(config: Config) -> String {
 #[tokio::test]
 async fn absurd_durations_are_refused_at_start() {
     let day = Duration::from_secs(24 * 3600);
-    type Tweak = Box<dyn FnOnce(&mut Config)>;
+    type Tweak = Box<dyn FnOnce(&mut Flags)>;
     let cases: Vec<(Tweak, &str)> = vec![
         (
             Box::new(|c| c.max_duration = Duration::from_micros(500)),
@@ -332,13 +337,17 @@ async fn absurd_durations_are_refused_at_start() {
     }
     // The bounds themselves are accepted.
     let (_dir, database) = fresh_database();
-    let ok = Application::build(config_with(|c| {
-        c.database = database;
-        c.listen = "127.0.0.1:0".parse().unwrap();
-        c.admin_listen = "127.0.0.1:0".parse().unwrap();
-        c.max_duration = 30 * day;
-        c.grace = 30 * day;
-    }))
+    let ok = Application::build(
+        config_with(|c| {
+            c.database = database;
+            c.listen = "127.0.0.1:0".parse().unwrap();
+            c.admin_listen = "127.0.0.1:0".parse().unwrap();
+            c.max_duration = 30 * day;
+            c.grace = 30 * day;
+        })
+        .try_into()
+        .unwrap(),
+    )
     .await;
     assert!(ok.is_ok(), "{:?}", ok.err());
 }
@@ -389,11 +398,15 @@ async fn two_services_on_one_sqlite_file_are_refused() {
         "says the way to run several: {err}"
     );
     let (_fake, database, _dir) = first.stop().await;
-    let second = Application::build(config_with(|c| {
-        c.database = database.clone();
-        c.listen = "127.0.0.1:0".parse().unwrap();
-        c.admin_listen = "127.0.0.1:0".parse().unwrap();
-    }))
+    let second = Application::build(
+        config_with(|c| {
+            c.database = database.clone();
+            c.listen = "127.0.0.1:0".parse().unwrap();
+            c.admin_listen = "127.0.0.1:0".parse().unwrap();
+        })
+        .try_into()
+        .unwrap(),
+    )
     .await;
     assert!(
         second.is_ok(),

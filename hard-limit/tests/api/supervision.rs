@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use eyeson_hard_limit::app::StartError;
-use eyeson_hard_limit::config::Config;
+use eyeson_hard_limit::app::{StartError, TestHooks};
+use eyeson_hard_limit::config::Flags;
 use eyeson_hard_limit::fault::Faults;
 use eyeson_hard_limit::Application;
 
@@ -20,19 +20,24 @@ async fn kill_task(task: &str) {
     let fake = FakeEyeson::start(KEY).await;
     let (_dir, database) = fresh_database();
     let faults = Faults::arm(task);
-    let mut config = Config::new(KEY.parse().unwrap(), fake.url().parse().unwrap(), database);
+    let mut config = Flags::new(KEY.parse().unwrap(), fake.url().parse().unwrap(), database);
     config.reconcile_every = Duration::from_secs(3600);
     config.max_duration = LIMIT;
     // A short lease: the shutdown call left hanging below is cut short
     // after 3 s, so the service stops soon after the fault.
     config.lease = Duration::from_secs(4);
-    config.faults = faults.clone();
     // The warner runs too (the busy meeting below is past its deadline:
     // nothing to warn).
     config.warn_before = Some(Duration::from_secs(5));
     // And the forwarder (to a port where nothing listens: it retries).
     config.forward_to = Some("http://127.0.0.1:9/eyeson-hook".parse().unwrap());
-    let app = Application::build(config).await.unwrap();
+    let hooks = TestHooks {
+        faults: faults.clone(),
+        ..TestHooks::default()
+    };
+    let app = Application::build_with(config.try_into().unwrap(), hooks)
+        .await
+        .unwrap();
     let url = format!("http://{}", app.local_addr());
     let run = tokio::spawn(app.run_until_stopped(std::future::pending()));
     let http = reqwest::Client::new();

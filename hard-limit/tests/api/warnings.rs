@@ -12,7 +12,7 @@ use crate::fake_eyeson::guest_token_of;
 use crate::helpers::*;
 use crate::pg::PgDb;
 
-fn warn(before: Duration) -> impl FnOnce(&mut eyeson_hard_limit::Config) {
+fn warn(before: Duration) -> impl FnOnce(&mut eyeson_hard_limit::Flags) {
     move |c| c.warn_before = Some(before)
 }
 

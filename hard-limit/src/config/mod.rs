@@ -1,0 +1,640 @@
+//! Configuration in two steps: the raw [`Flags`] (clap, every flag with an
+//! environment variable and its one default) are checked once into a
+//! [`Config`] of sections ([`TryFrom`]), each holding only valid values:
+//! the limits file read, the warning built, the secrets checked. An error
+//! names the flag (or the file's entry) and, for a range, the range.
+//!
+//! Test hooks (fault injection, a manual clock) are not configuration: they
+//! reach the service through [`crate::app::Application::build_with`].
+
+mod flags;
+pub mod limits_file;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+
+pub use flags::Flags;
+pub use limits_file::LimitRules;
+
+use crate::domain::{in_range, limit_in_range, OutOfRange, MAX_DURATION, MAX_RETENTION};
+use crate::registration::Mode;
+use crate::secrets::{AdminToken, ApiKey};
+use crate::serve::ConnLimits;
+use crate::warner::Warning;
+
+/// The checked configuration of the service, by concern.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where eyeson is and the key to it.
+    pub eyeson: Eyeson,
+    /// The two listeners.
+    pub listen: Listen,
+    /// How deliveries are accepted.
+    pub webhooks: Webhooks,
+    /// The database.
+    pub database: Database,
+    /// Limits and how they are enforced.
+    pub enforcement: Enforcement,
+    /// The in-meeting warning (`--warn-before`), if on.
+    pub warning: Option<Warning>,
+    /// Forwarding to the app (`--forward-to`), if on.
+    pub forwarding: Option<Forwarding>,
+    /// The webhook registration.
+    pub registration: Registration,
+    /// Test only: the task `--inject-fault` kills, and after how long.
+    pub inject_fault: Option<(&'static str, Duration)>,
+}
+
+/// The eyeson API.
+#[derive(Clone, Debug)]
+pub struct Eyeson {
+    /// `--api-url`.
+    pub api_url: Url,
+    /// `--api-key`, checked.
+    pub api_key: ApiKey,
+}
+
+/// The public and the admin listener.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    /// `--listen`.
+    pub public: SocketAddr,
+    /// `--admin-listen`.
+    pub admin: SocketAddr,
+    /// `--admin-token`, checked; required off loopback.
+    pub admin_token: Option<AdminToken>,
+    /// `--admin-host`, each a host name.
+    pub admin_hosts: Vec<String>,
+    /// `--public-deadlines`.
+    pub public_deadlines: bool,
+    /// Timeouts and the connection cap of both listeners.
+    pub conn: ConnLimits,
+}
+
+/// How deliveries are accepted.
+#[derive(Clone, Copy, Debug)]
+pub struct Webhooks {
+    /// `--webhook-max-age` (zero: no replay check).
+    pub max_age: Duration,
+    /// `--body-read-timeout`.
+    pub body_read_timeout: Duration,
+}
+
+/// The database.
+#[derive(Clone, Debug)]
+pub struct Database {
+    /// `--database`.
+    pub url: String,
+    /// `--retention`: at least twice `--webhook-max-age`.
+    pub retention: Duration,
+}
+
+/// Limits and their enforcement.
+#[derive(Clone, Debug)]
+pub struct Enforcement {
+    /// `--max-duration`: the limit of rooms without a rule.
+    pub max_duration: Duration,
+    /// `--grace`.
+    pub grace: Duration,
+    /// The `--limits` file's rules (none without one).
+    pub limit_rules: LimitRules,
+    /// `--lease`.
+    pub lease: Duration,
+    /// `--retry-backoff`.
+    pub retry_backoff: Duration,
+    /// `--shutdown-concurrency`.
+    pub concurrency: usize,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--reconcile-every`.
+    pub reconcile_every: Duration,
+    /// `--close-unlisted-after`.
+    pub close_unlisted_after: Duration,
+    /// `--recount-every`.
+    pub recount_every: Duration,
+}
+
+/// Forwarding every acknowledged delivery to the app.
+#[derive(Clone, Debug)]
+pub struct Forwarding {
+    /// `--forward-to`: not `--webhook-url`.
+    pub to: Url,
+    /// `--forward-retention`.
+    pub retention: Duration,
+}
+
+/// The webhook registration.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    /// `--webhook-url`: registered at start if set.
+    pub webhook_url: Option<Url>,
+    /// What to do with another URL's webhook.
+    pub mode: Mode,
+}
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag value that clap accepted but the service cannot use.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// A value outside its range, naming the flag, the value and the range.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The limits file could not be read.
+    #[error("cannot read limits file {path}: {source}")]
+    ReadLimits {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The limits file is not valid.
+    #[error("limits file {path}: {message}")]
+    BadLimits {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the entry.
+        message: String,
+    },
+}
+
+impl TryFrom<Flags> for Config {
+    type Error = ConfigError;
+
+    /// Checks what clap cannot, and reads the limits file.
+    fn try_from(flags: Flags) -> Result<Self, ConfigError> {
+        let eyeson = Eyeson::try_from(&flags)?;
+        durations_in_range(&flags)?;
+        let enforcement = Enforcement::try_from(&flags)?;
+        let listen = Listen::try_from(&flags)?;
+        let forwarding = forwarding(&flags)?;
+        let warning = match flags.warn_before {
+            None => None,
+            Some(before) => Some(
+                Warning::new(before, &flags.warn_name, flags.warn_text.as_deref())
+                    .map_err(ConfigError::Invalid)?,
+            ),
+        };
+        let inject_fault = match &flags.inject_fault {
+            None => None,
+            Some(flag) => Some(crate::fault::parse(flag).ok_or(ConfigError::Invalid(
+                "--inject-fault names no background task",
+            ))?),
+        };
+        // A pruned meeting must never come back through a replayed webhook:
+        // keep rows at least twice as long as deliveries are accepted.
+        if flags.retention < flags.webhook_max_age.saturating_mul(2) {
+            return Err(ConfigError::Invalid(
+                "--retention must be at least twice --webhook-max-age",
+            ));
+        }
+        let limit_rules = match &flags.limits {
+            Some(path) => limits_file::load(path)?,
+            None => LimitRules::default(),
+        };
+        Ok(Config {
+            eyeson,
+            listen,
+            webhooks: Webhooks {
+                max_age: flags.webhook_max_age,
+                body_read_timeout: flags.body_read_timeout,
+            },
+            database: Database {
+                url: flags.database,
+                retention: flags.retention,
+            },
+            enforcement: Enforcement {
+                limit_rules,
+                ..enforcement
+            },
+            warning,
+            forwarding,
+            registration: Registration {
+                mode: registration_mode(flags.webhook_replace, flags.forward_to.is_some()),
+                webhook_url: flags.webhook_url,
+            },
+            inject_fault,
+        })
+    }
+}
+
+impl TryFrom<&Flags> for Eyeson {
+    type Error = ConfigError;
+    fn try_from(f: &Flags) -> Result<Self, ConfigError> {
+        Ok(Eyeson {
+            api_url: f.api_url.clone(),
+            api_key: f.api_key.clone().checked().map_err(ConfigError::Invalid)?,
+        })
+    }
+}
+
+impl TryFrom<&Flags> for Enforcement {
+    type Error = ConfigError;
+    /// Everything but the limits file (read last, once the flags hold).
+    fn try_from(f: &Flags) -> Result<Self, ConfigError> {
+        if f.reconcile_every.is_zero() {
+            return Err(ConfigError::Invalid(
+                "--reconcile-every must be more than 0s",
+            ));
+        }
+        if f.recount_every.is_zero() {
+            return Err(ConfigError::Invalid("--recount-every must be more than 0s"));
+        }
+        if f.lease < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid("--lease must be at least 1s"));
+        }
+        if f.retry_backoff.is_zero() {
+            return Err(ConfigError::Invalid("--retry-backoff must be more than 0s"));
+        }
+        if f.shutdown_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "--shutdown-concurrency must be at least 1",
+            ));
+        }
+        Ok(Enforcement {
+            max_duration: f.max_duration,
+            grace: f.grace,
+            limit_rules: LimitRules::default(),
+            lease: f.lease,
+            retry_backoff: f.retry_backoff,
+            concurrency: f.shutdown_concurrency,
+            dry_run: f.dry_run,
+            reconcile_every: f.reconcile_every,
+            close_unlisted_after: f.close_unlisted_after,
+            recount_every: f.recount_every,
+        })
+    }
+}
+
+impl TryFrom<&Flags> for Listen {
+    type Error = ConfigError;
+    fn try_from(f: &Flags) -> Result<Self, ConfigError> {
+        if f.header_read_timeout.is_zero()
+            || f.body_read_timeout.is_zero()
+            || f.keep_alive_timeout.is_zero()
+        {
+            return Err(ConfigError::Invalid(
+                "--header-read-timeout, --body-read-timeout and --keep-alive-timeout must be more than 0s",
+            ));
+        }
+        let admin_token = match f.admin_token.clone() {
+            Some(t) => Some(t.checked().map_err(ConfigError::Invalid)?),
+            None if !f.admin_listen.ip().is_loopback() => {
+                return Err(ConfigError::Invalid(
+                    "--admin-listen is not a loopback address: set --admin-token (ADMIN_TOKEN) too, or listen on 127.0.0.1",
+                ));
+            }
+            None => None,
+        };
+        if f.max_connections == 0 {
+            return Err(ConfigError::Invalid("--max-connections must be at least 1"));
+        }
+        if let Some(host) = f.admin_host.iter().find(|h| !is_host_name(h)) {
+            return Err(ConfigError::OutOfRange(format!(
+                "--admin-host {host:?} is not a host name (letters, digits, '-' and '.', without a port or scheme)"
+            )));
+        }
+        Ok(Listen {
+            public: f.listen,
+            admin: f.admin_listen,
+            admin_token,
+            admin_hosts: f.admin_host.clone(),
+            public_deadlines: f.public_deadlines,
+            conn: ConnLimits {
+                header_read_timeout: f.header_read_timeout,
+                keep_alive_timeout: f.keep_alive_timeout,
+                max_connections: f.max_connections,
+            },
+        })
+    }
+}
+
+fn forwarding(f: &Flags) -> Result<Option<Forwarding>, ConfigError> {
+    let Some(to) = &f.forward_to else {
+        return Ok(None);
+    };
+    if f.webhook_replace {
+        return Err(ConfigError::Invalid(
+            "--forward-to and --webhook-replace contradict each other: --forward-to keeps the app's webhook working by forwarding to it, --webhook-replace cuts it off; choose one",
+        ));
+    }
+    if f.webhook_url.as_ref() == Some(to) {
+        return Err(ConfigError::Invalid(
+            "--forward-to is --webhook-url: the service would forward every delivery to itself",
+        ));
+    }
+    if f.forward_retention.is_zero() {
+        return Err(ConfigError::Invalid(
+            "--forward-retention must be more than 0s",
+        ));
+    }
+    Ok(Some(Forwarding {
+        to: to.clone(),
+        retention: f.forward_retention,
+    }))
+}
+
+/// What the registration does with a webhook registered to another URL.
+fn registration_mode(webhook_replace: bool, forward: bool) -> Mode {
+    if webhook_replace {
+        Mode::Replace
+    } else if forward {
+        Mode::Forward
+    } else {
+        Mode::Refuse
+    }
+}
+
+/// Whether `s` is a DNS name or an IP address as a `Host` header carries it
+/// (no port, no scheme).
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Every duration flag within its range ([`MAX_DURATION`] at most; limits
+/// at least [`crate::domain::MIN_LIMIT`]): a typo such as `500us` for a
+/// limit or `999999999h` is refused, naming the flag.
+fn durations_in_range(f: &Flags) -> Result<(), ConfigError> {
+    let any = |d| in_range(d, Duration::ZERO, MAX_DURATION);
+    let checks: [(&str, Duration, Result<Duration, OutOfRange>); 13] = [
+        (
+            "--max-duration",
+            f.max_duration,
+            limit_in_range(f.max_duration),
+        ),
+        ("--grace", f.grace, any(f.grace)),
+        (
+            "--reconcile-every",
+            f.reconcile_every,
+            any(f.reconcile_every),
+        ),
+        ("--recount-every", f.recount_every, any(f.recount_every)),
+        (
+            "--webhook-max-age",
+            f.webhook_max_age,
+            any(f.webhook_max_age),
+        ),
+        ("--lease", f.lease, any(f.lease)),
+        (
+            "--close-unlisted-after",
+            f.close_unlisted_after,
+            any(f.close_unlisted_after),
+        ),
+        ("--retry-backoff", f.retry_backoff, any(f.retry_backoff)),
+        (
+            "--retention",
+            f.retention,
+            in_range(f.retention, Duration::ZERO, MAX_RETENTION),
+        ),
+        (
+            "--header-read-timeout",
+            f.header_read_timeout,
+            any(f.header_read_timeout),
+        ),
+        (
+            "--body-read-timeout",
+            f.body_read_timeout,
+            any(f.body_read_timeout),
+        ),
+        (
+            "--keep-alive-timeout",
+            f.keep_alive_timeout,
+            any(f.keep_alive_timeout),
+        ),
+        (
+            "--warn-before",
+            f.warn_before.unwrap_or(MAX_DURATION),
+            f.warn_before.map_or(Ok(MAX_DURATION), limit_in_range),
+        ),
+    ];
+    for (flag, value, checked) in checks {
+        if let Err(range) = checked {
+            return Err(ConfigError::OutOfRange(format!(
+                "{flag} {}: {range}",
+                humantime::format_duration(value)
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::{CommandFactory, Parser};
+
+    fn flags() -> Flags {
+        Flags::new(
+            "k".parse().unwrap(),
+            Url::parse("http://x").unwrap(),
+            "sqlite::memory:".into(),
+        )
+    }
+
+    fn check(f: &Flags) -> Result<Config, ConfigError> {
+        Config::try_from(f.clone())
+    }
+
+    #[test]
+    fn new_has_the_defaults_of_the_command_line() {
+        let cli = Cli::try_parse_from(["eyeson-hard-limit", "--api-key", "k"]).unwrap();
+        let (parsed, new) = (cli.flags, flags());
+        // Everything but the two listeners (port 0 on loopback) and what
+        // `new` is given.
+        assert_eq!(
+            format!(
+                "{:?}",
+                Flags {
+                    listen: new.listen,
+                    admin_listen: new.admin_listen,
+                    api_url: new.api_url.clone(),
+                    database: new.database.clone(),
+                    ..parsed
+                }
+            ),
+            format!("{new:?}")
+        );
+    }
+
+    #[test]
+    fn api_key_is_redacted() {
+        let mut f = flags();
+        f.api_key = "s3cr3t-key".parse().unwrap();
+        assert!(!format!("{f:?}").contains("s3cr3t"));
+        assert!(!format!("{:?}", check(&f).unwrap()).contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_warning_text_follows_warn_before_unless_given() {
+        let mut f = flags();
+        assert_eq!(check(&f).unwrap().warning, None);
+        f.warn_before = Some(Duration::from_secs(300));
+        let w = check(&f).unwrap().warning.unwrap();
+        assert_eq!(w.text, "This meeting ends in 5 minutes.");
+        assert_eq!(w.name, "Meeting limit");
+        f.warn_text = Some("  ".into());
+        let e = check(&f).unwrap_err().to_string();
+        assert!(e.contains("--warn-text"), "{e}");
+        f.warn_text = None;
+        f.warn_before = Some(Duration::ZERO);
+        let e = check(&f).unwrap_err().to_string();
+        assert!(e.contains("--warn-before"), "{e}");
+    }
+
+    #[test]
+    fn retention_must_outlast_the_replay_window() {
+        let mut f = flags();
+        f.webhook_max_age = Duration::from_secs(30);
+        f.retention = Duration::from_secs(59);
+        let Err(err) = check(&f) else {
+            panic!("59 s < 2 × 30 s was accepted")
+        };
+        assert!(err
+            .to_string()
+            .contains("--retention must be at least twice --webhook-max-age"));
+        f.retention = Duration::from_secs(60);
+        assert!(check(&f).is_ok());
+    }
+
+    #[test]
+    fn admin_token_is_redacted_and_required_off_loopback() {
+        let mut f = flags();
+        f.admin_listen = "0.0.0.0:8044".parse().unwrap();
+        let err = check(&f).unwrap_err().to_string();
+        assert!(
+            err.contains("--admin-listen") && err.contains("--admin-token"),
+            "{err}"
+        );
+        f.admin_token = Some("t0ken-s3cret-long-enough".parse().unwrap());
+        let cfg = check(&f).unwrap();
+        assert!(!format!("{cfg:?}").contains("t0ken-s3cret-long-enough"));
+        assert!(!format!("{f:?}").contains("t0ken-s3cret-long-enough"));
+        f.admin_token = Some("has space".parse().unwrap());
+        let err = check(&f).unwrap_err().to_string();
+        assert!(
+            err.contains("--admin-token") && !err.contains("has space"),
+            "{err}"
+        );
+        f.admin_token = Some("fifteen-chars-Z".parse().unwrap());
+        let err = check(&f).unwrap_err().to_string();
+        assert!(
+            err.contains("at least 16") && !err.contains("fifteen-chars-Z"),
+            "{err}"
+        );
+        f.admin_token = None;
+        f.admin_listen = "[::1]:0".parse().unwrap();
+        assert!(check(&f).is_ok(), "loopback needs no token");
+    }
+
+    #[test]
+    fn help_hides_the_admin_token() {
+        let cli = Cli::try_parse_from([
+            "eyeson-hard-limit",
+            "--api-key",
+            "k",
+            "--admin-token",
+            "t0ken-s3cret-long-enough",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("t0ken-s3cret-long-enough"));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--admin-token") && help.contains("ADMIN_TOKEN"));
+    }
+
+    #[test]
+    fn forward_to_and_webhook_replace_are_not_taken_together() {
+        let mut f = flags();
+        assert_eq!(check(&f).unwrap().registration.mode, Mode::Refuse);
+        f.webhook_replace = true;
+        assert_eq!(check(&f).unwrap().registration.mode, Mode::Replace);
+        f.forward_to = Some(Url::parse("https://app.example.com/hook").unwrap());
+        let err = check(&f).unwrap_err().to_string();
+        assert!(
+            err.contains("--forward-to") && err.contains("--webhook-replace"),
+            "{err}"
+        );
+        f.webhook_replace = false;
+        assert_eq!(check(&f).unwrap().registration.mode, Mode::Forward);
+        // Forwarding to itself would loop.
+        f.webhook_url = f.forward_to.clone();
+        assert!(check(&f).unwrap_err().to_string().contains("itself"));
+        f.webhook_url = None;
+        f.forward_retention = Duration::ZERO;
+        assert!(check(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("--forward-retention"));
+        // The flags and their variables parse.
+        let cli = Cli::try_parse_from([
+            "eyeson-hard-limit",
+            "--api-key",
+            "k",
+            "--forward-to",
+            "https://app.example.com/hook",
+            "--forward-retention",
+            "2h",
+        ])
+        .unwrap();
+        assert_eq!(cli.flags.forward_retention, Duration::from_secs(7200));
+        let help = Cli::command().render_long_help().to_string();
+        for v in ["FORWARD_TO", "FORWARD_RETENTION", "WEBHOOK_REPLACE"] {
+            assert!(help.contains(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn an_injected_fault_must_name_a_task() {
+        let mut f = flags();
+        f.inject_fault = Some("reconciler@3s".into());
+        assert_eq!(
+            check(&f).unwrap().inject_fault,
+            Some(("reconciler", Duration::from_secs(3)))
+        );
+        f.inject_fault = Some("nobody".into());
+        let err = check(&f).unwrap_err().to_string();
+        assert!(err.contains("--inject-fault"), "{err}");
+    }
+
+    #[test]
+    fn the_limits_file_is_read_into_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("limits.toml");
+        std::fs::write(&file, "[rooms]\n\"board\" = \"2h\"\n").unwrap();
+        let mut f = flags();
+        f.limits = Some(file.clone());
+        let rules = check(&f).unwrap().enforcement.limit_rules;
+        assert_eq!(
+            rules.rooms,
+            [("board".to_owned(), Duration::from_secs(7200))]
+        );
+        std::fs::write(&file, "[rooms]\nx = \"soon\"\n").unwrap();
+        let err = check(&f).unwrap_err().to_string();
+        assert!(
+            err.contains("limits.toml") && err.contains("\"x\""),
+            "{err}"
+        );
+        f.limits = Some(dir.path().join("missing.toml"));
+        let err = check(&f).unwrap_err().to_string();
+        assert!(err.contains("cannot read limits file"), "{err}");
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_hides_the_api_key_env_value() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("EYESON_API_KEY"));
+        assert!(help.contains("--max-duration"));
+    }
+}

@@ -1,0 +1,121 @@
+//! The two secrets the service holds: the eyeson API key and the admin
+//! token. Each has a redacted `Debug`, no `Display` and one greppable way
+//! to read it (`expose`), so neither ends up in a log line, an error
+//! message or a URL by accident. Their checks name the flag, never the
+//! value.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The eyeson API key, sent raw in the `Authorization` header and the key
+/// of the webhook HMAC.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Checks and wraps a key. The error never contains the key.
+    pub fn new(key: &str) -> Result<Self, &'static str> {
+        let key = key.trim();
+        if key.is_empty() {
+            return Err("the API key is empty");
+        }
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "the API key must be printable ASCII without spaces (it is sent as a header)",
+            );
+        }
+        Ok(ApiKey(key.to_owned()))
+    }
+
+    /// Wraps a key unchecked: clap's parser, which must not fail (its error
+    /// would quote the key to stderr); [`ApiKey::checked`] checks it later.
+    pub(crate) fn unchecked(key: &str) -> Self {
+        ApiKey(key.to_owned())
+    }
+
+    /// The key checked as [`ApiKey::new`] does.
+    pub fn checked(self) -> Result<Self, &'static str> {
+        ApiKey::new(&self.0)
+    }
+
+    /// The key itself, for the `Authorization` header and the HMAC.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl FromStr for ApiKey {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ApiKey::new(s)
+    }
+}
+
+/// The shortest `--admin-token`: 16 characters, so guessing it over HTTP
+/// (slowed to a few tries a second per address) is hopeless.
+pub const MIN_ADMIN_TOKEN: usize = 16;
+
+/// The operator token for the admin listener.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// The token itself, for the constant-time comparison only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The token if it can be one: printable ASCII without spaces (it is
+    /// sent as a header), at least [`MIN_ADMIN_TOKEN`] characters.
+    pub fn checked(self) -> Result<Self, &'static str> {
+        if self.0.is_empty() || !self.0.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "--admin-token must be printable ASCII without spaces (it is sent as a header)",
+            );
+        }
+        if self.0.len() < MIN_ADMIN_TOKEN {
+            return Err("--admin-token must be at least 16 characters (try: openssl rand -hex 32)");
+        }
+        Ok(self)
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl FromStr for AdminToken {
+    type Err = std::convert::Infallible;
+    /// Never fails: clap would quote a refused value (the token) in its
+    /// error; [`AdminToken::checked`] checks it without repeating it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(AdminToken(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_checked_without_repeating_them() {
+        let k: ApiKey = "s3cr3t-key".parse().unwrap();
+        assert_eq!(format!("{k:?}"), "ApiKey(<redacted>)");
+        assert!(ApiKey::unchecked(" ").checked().is_err());
+        let t: AdminToken = "t0ken-s3cret-long-enough".parse().unwrap();
+        assert_eq!(format!("{t:?}"), "AdminToken(<redacted>)");
+        assert!(t.checked().is_ok());
+        for bad in ["has space", "fifteen-chars-Z", ""] {
+            let e = AdminToken(bad.into()).checked().unwrap_err();
+            assert!(e.contains("--admin-token") && (bad.is_empty() || !e.contains(bad)));
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The supervisor: runs the service's tasks, each registered as a [`Task`]
+//! with a name and a stop [`Phase`], until asked to stop or until one ends
+//! by itself; then stops them phase by phase, in an order that is data
+//! ([`ON_STOP`], [`ON_DEATH`]).
+//!
+//! A task that ends (or panics) before the stop is a dead task: the
+//! health flag turns false at once (`/healthz` 503, the
+//! `hard_limit_background_tasks_ok` gauge 0, no more watchdog pings), the
+//! others finish what they can while HTTP still answers, and the run ends
+//! with [`Failure::TaskEnded`] naming it.
+
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::task::{JoinError, JoinHandle};
+
+use crate::shutdown::{self, Shutdown, Stopper};
+
+/// When a task stops, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The HTTP servers: told to stop accepting, awaited while they finish
+    /// the requests in flight.
+    Serve,
+    /// The webhook writer: ends by itself once HTTP (every sender of a
+    /// delivery) is gone, after committing what is queued; awaited.
+    Intake,
+    /// Tasks with calls in flight (shutdowns, warnings, forwards): told to
+    /// stop, awaited while they finish them.
+    Work,
+    /// Tasks that hold nothing to finish: cut short.
+    Chores,
+}
+
+/// Asked to stop: no new deliveries first, then the queue is committed,
+/// the calls in flight finish, the chores are cut short.
+pub const ON_STOP: [Phase; 4] = [Phase::Serve, Phase::Intake, Phase::Work, Phase::Chores];
+
+/// A task died: HTTP keeps answering (503) while the calls in flight
+/// finish; then it stops and the writer commits what is queued.
+pub const ON_DEATH: [Phase; 4] = [Phase::Work, Phase::Chores, Phase::Serve, Phase::Intake];
+
+/// Every task the service runs: the one place that names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// The public and admin HTTP servers.
+    Http,
+    /// The webhook writer (group-commits deliveries).
+    WebhookWriter,
+    /// The scheduler (ends meetings at their deadline).
+    Scheduler,
+    /// The warner (`--warn-before`).
+    Warner,
+    /// The forwarder (`--forward-to`).
+    Forwarder,
+    /// The reconciler (`GET /rooms`, registration, pruning).
+    Reconciler,
+    /// PostgreSQL's `LISTEN` (wakes, limits, replicas' counts).
+    Listen,
+    /// The periodic recount of `/metrics`' meeting gauges.
+    Recount,
+}
+
+impl Task {
+    /// Every task.
+    pub const ALL: [Task; 8] = [
+        Task::Http,
+        Task::WebhookWriter,
+        Task::Scheduler,
+        Task::Warner,
+        Task::Forwarder,
+        Task::Reconciler,
+        Task::Listen,
+        Task::Recount,
+    ];
+
+    /// Its name in logs and in [`Failure::TaskEnded`].
+    pub fn name(self) -> &'static str {
+        self.spec().0
+    }
+
+    /// When it stops.
+    pub fn phase(self) -> Phase {
+        self.spec().1
+    }
+
+    /// The `--inject-fault` names that kill it (test only): its own name
+    /// first if its future can be killed from outside, then a writer's it
+    /// runs (killed where the writer is spawned), whose death ends it.
+    pub fn faults(self) -> &'static [&'static str] {
+        self.spec().2
+    }
+
+    /// Whether its end before the stop is a death; the recount is only a
+    /// correction of gauges, cut short with the chores.
+    fn watched(self) -> bool {
+        self != Task::Recount
+    }
+
+    fn spec(self) -> (&'static str, Phase, &'static [&'static str]) {
+        match self {
+            Task::Http => ("HTTP server", Phase::Serve, &[]),
+            Task::WebhookWriter => ("webhook writer", Phase::Intake, &["ingest-writer"]),
+            Task::Scheduler => ("scheduler", Phase::Work, &["scheduler", "outcome-writer"]),
+            Task::Warner => ("warner", Phase::Work, &["warner", "warning-writer"]),
+            Task::Forwarder => ("forwarder", Phase::Work, &["forwarder", "forward-writer"]),
+            Task::Reconciler => ("reconciler", Phase::Chores, &["reconciler"]),
+            Task::Listen => ("LISTEN", Phase::Chores, &[]),
+            Task::Recount => ("recount", Phase::Chores, &[]),
+        }
+    }
+}
+
+/// Why a run ended other than by the stop it was asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// A task ended (or panicked) before the stop.
+    #[error("the {task} task ended unexpectedly ({how}); stopped")]
+    TaskEnded {
+        /// Which task ([`Task::name`]).
+        task: &'static str,
+        /// Panicked (with its message) or returned.
+        how: String,
+    },
+    /// The HTTP servers failed.
+    #[error("listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a task's end looks like to the supervisor.
+type Ended = Result<std::io::Result<()>, JoinError>;
+
+enum Handle {
+    Task(JoinHandle<()>),
+    Server(JoinHandle<std::io::Result<()>>),
+}
+
+impl Handle {
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        match self {
+            Handle::Task(h) => Pin::new(h).poll(cx).map(|r| r.map(Ok)),
+            Handle::Server(h) => Pin::new(h).poll(cx),
+        }
+    }
+
+    fn abort(&self) {
+        match self {
+            Handle::Task(h) => h.abort(),
+            Handle::Server(h) => h.abort(),
+        }
+    }
+}
+
+struct Running {
+    task: Task,
+    handle: Handle,
+}
+
+/// The registered tasks and the two stop signals (HTTP's, everyone
+/// else's: they are given at different moments).
+pub struct Supervisor {
+    running: Vec<Running>,
+    stopper: Stopper,
+    stop: Shutdown,
+    http_stopper: Stopper,
+    http_stop: Shutdown,
+    tasks_ok: Arc<AtomicBool>,
+}
+
+impl Default for Supervisor {
+    fn default() -> Self {
+        Supervisor::new()
+    }
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tasks: Vec<_> = self.running.iter().map(|r| r.task.name()).collect();
+        f.debug_struct("Supervisor").field("tasks", &tasks).finish()
+    }
+}
+
+impl Supervisor {
+    /// No tasks yet.
+    pub fn new() -> Self {
+        let (stopper, stop) = shutdown::signal();
+        let (http_stopper, http_stop) = shutdown::signal();
+        Supervisor {
+            running: Vec::new(),
+            stopper,
+            stop,
+            http_stopper,
+            http_stop,
+            tasks_ok: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// True until a task dies (what `/healthz`, the gauge and the watchdog
+    /// follow).
+    pub fn tasks_ok(&self) -> Arc<AtomicBool> {
+        self.tasks_ok.clone()
+    }
+
+    /// The stop signal `task` is to watch.
+    pub fn signal(&self, task: Task) -> Shutdown {
+        match task.phase() {
+            Phase::Serve => self.http_stop.clone(),
+            _ => self.stop.clone(),
+        }
+    }
+
+    /// Runs `task`.
+    pub fn spawn(&mut self, task: Task, fut: impl Future<Output = ()> + Send + 'static) {
+        self.adopt(task, tokio::spawn(fut));
+    }
+
+    /// Takes charge of `task`, spawned elsewhere.
+    pub fn adopt(&mut self, task: Task, handle: JoinHandle<()>) {
+        self.running.push(Running {
+            task,
+            handle: Handle::Task(handle),
+        });
+    }
+
+    /// Runs the HTTP servers.
+    pub fn spawn_http(&mut self, fut: impl Future<Output = std::io::Result<()>> + Send + 'static) {
+        self.running.push(Running {
+            task: Task::Http,
+            handle: Handle::Server(tokio::spawn(fut)),
+        });
+    }
+
+    /// Runs until `stop` resolves or a task ends; stops every task (phase
+    /// by phase), then runs `close` (the store closes last).
+    pub async fn run(
+        mut self,
+        stop: impl Future<Output = ()>,
+        close: impl Future<Output = ()>,
+    ) -> Result<(), Failure> {
+        let mut stop = pin!(stop);
+        let first = poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            for (i, r) in self.running.iter_mut().enumerate() {
+                if !r.task.watched() {
+                    continue;
+                }
+                if let Poll::Ready(ended) = r.handle.poll_end(cx) {
+                    return Poll::Ready(Some((i, ended)));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        let Some((i, ended)) = first else {
+            let served = self.stop_phases(ON_STOP).await;
+            close.await;
+            tracing::info!("stopped");
+            return match served {
+                Some(Ok(r)) => r.map_err(Failure::Io),
+                Some(Err(e)) => Err(Failure::TaskEnded {
+                    task: Task::Http.name(),
+                    how: how_it_ended(Err(e)),
+                }),
+                None => Ok(()),
+            };
+        };
+        // Polled to its end: it leaves the list (a finished handle must
+        // not be polled again).
+        let task = self.running.remove(i).task;
+        self.tasks_ok.store(false, Ordering::SeqCst);
+        if task == Task::Http {
+            // The servers ended by themselves: an accept error.
+            self.stop_phases(ON_STOP).await;
+            close.await;
+            return match ended {
+                Ok(Err(e)) => Err(Failure::Io(e)),
+                other => Err(Failure::TaskEnded {
+                    task: task.name(),
+                    how: how_it_ended(other.map(drop)),
+                }),
+            };
+        }
+        let how = how_it_ended(ended.map(drop));
+        tracing::error!(task = task.name(), how = %how, "a background task ended unexpectedly; /healthz answers 503; stopping");
+        self.stop_phases(ON_DEATH).await;
+        close.await;
+        tracing::info!("stopped after a background task ended");
+        Err(Failure::TaskEnded {
+            task: task.name(),
+            how,
+        })
+    }
+
+    /// Stops the tasks in `order`; the HTTP servers' end, if they were
+    /// still running.
+    async fn stop_phases(&mut self, order: [Phase; 4]) -> Option<Ended> {
+        let mut served = None;
+        for phase in order {
+            match phase {
+                Phase::Serve => self.http_stopper.stop(),
+                _ => self.stopper.stop(),
+            }
+            let (now, later) = std::mem::take(&mut self.running)
+                .into_iter()
+                .partition(|r| r.task.phase() == phase);
+            self.running = later;
+            for mut r in now {
+                if phase == Phase::Chores {
+                    r.handle.abort();
+                }
+                let ended = poll_fn(|cx| r.handle.poll_end(cx)).await;
+                if r.task == Task::Http {
+                    served = Some(ended);
+                }
+            }
+        }
+        served
+    }
+}
+
+/// "returned", or "panicked: <message>".
+fn how_it_ended(r: Result<(), JoinError>) -> String {
+    match r {
+        Ok(()) => "returned".into(),
+        Err(e) if e.is_panic() => {
+            let p = e.into_panic();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-text panic".into());
+            format!("panicked: {msg}")
+        }
+        Err(_) => "cancelled".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// Each phase comes once in each order, and the orders keep what the
+    /// service promises: on a stop HTTP goes first, on a death HTTP
+    /// outlives the work and the writer outlives HTTP.
+    #[test]
+    fn the_orders_are_complete_and_keep_their_promises() {
+        for order in [ON_STOP, ON_DEATH] {
+            for p in [Phase::Serve, Phase::Intake, Phase::Work, Phase::Chores] {
+                assert_eq!(order.iter().filter(|q| **q == p).count(), 1);
+            }
+        }
+        let at = |order: [Phase; 4], p| order.iter().position(|q| *q == p).unwrap();
+        assert_eq!(ON_STOP[0], Phase::Serve);
+        assert!(at(ON_DEATH, Phase::Work) < at(ON_DEATH, Phase::Serve));
+        assert!(at(ON_DEATH, Phase::Serve) < at(ON_DEATH, Phase::Intake));
+        assert!(at(ON_STOP, Phase::Intake) < at(ON_STOP, Phase::Work));
+        // Every name is unique, and so is every fault name.
+        let mut names: Vec<_> = Task::ALL.iter().map(|t| t.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Task::ALL.len());
+        let mut faults: Vec<_> = Task::ALL.iter().flat_map(|t| t.faults()).collect();
+        let all = faults.len();
+        faults.sort_unstable();
+        faults.dedup();
+        assert_eq!(faults.len(), all);
+    }
+
+    /// A task that records when it ended (after the stop, or when aborted).
+    fn recorder(
+        s: &Supervisor,
+        task: Task,
+        log: &Arc<Mutex<Vec<&'static str>>>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = s.signal(task);
+        let log = log.clone();
+        async move {
+            struct Mark(Arc<Mutex<Vec<&'static str>>>, &'static str);
+            impl Drop for Mark {
+                fn drop(&mut self) {
+                    self.0.lock().unwrap().push(self.1);
+                }
+            }
+            let _mark = Mark(log, task.name());
+            stop.stopped().await;
+            if task.phase() != Phase::Chores {
+                // Work in flight, finished before it returns.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    async fn run_with(death: bool) -> (Vec<&'static str>, Result<(), Failure>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut s = Supervisor::new();
+        for task in [Task::Reconciler, Task::Scheduler, Task::Warner] {
+            if death && task == Task::Reconciler {
+                s.spawn(task, async { panic!("the reconciler dies") });
+            } else {
+                let fut = recorder(&s, task, &log);
+                s.spawn(task, fut);
+            }
+        }
+        // The writer ends once every sender (HTTP) is gone.
+        let (sender, gone) = tokio::sync::oneshot::channel::<()>();
+        let writer = {
+            let log = log.clone();
+            async move {
+                let _ = gone.await;
+                log.lock().unwrap().push("webhook writer");
+            }
+        };
+        s.spawn(Task::WebhookWriter, writer);
+        let http = {
+            let mut stop = s.signal(Task::Http);
+            let log = log.clone();
+            async move {
+                stop.stopped().await;
+                log.lock().unwrap().push("HTTP server");
+                drop(sender);
+                Ok(())
+            }
+        };
+        s.spawn_http(http);
+        let ok = s.tasks_ok();
+        let closed = {
+            let log = log.clone();
+            async move { log.lock().unwrap().push("closed") }
+        };
+        let stop = async move {
+            if !death {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let r = s.run(stop, closed).await;
+        assert_eq!(ok.load(Ordering::SeqCst), !death);
+        let log = log.lock().unwrap().clone();
+        (log, r)
+    }
+
+    #[tokio::test]
+    async fn a_stop_goes_phase_by_phase() {
+        let (log, r) = run_with(false).await;
+        assert!(r.is_ok());
+        assert_eq!(log[..2], ["HTTP server", "webhook writer"]);
+        assert_eq!(log[4..], ["reconciler", "closed"]);
+    }
+
+    #[tokio::test]
+    async fn a_death_is_reported_and_http_outlives_the_work() {
+        let (log, r) = run_with(true).await;
+        match r {
+            Err(Failure::TaskEnded { task, how }) => {
+                assert_eq!(task, "reconciler");
+                assert!(how.contains("panicked"), "{how}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let at = |name| log.iter().position(|n| *n == name).unwrap();
+        assert!(at("scheduler") < at("HTTP server"));
+        assert!(at("warner") < at("HTTP server"));
+        assert!(at("HTTP server") < at("webhook writer"));
+        assert_eq!(log.last(), Some(&"closed"));
+    }
+}
