@@ -23,6 +23,7 @@ use crate::http::admin::AdminState;
 use crate::http::PublicState;
 use crate::limits::LimitsHandle;
 use crate::reconcile::Reconciler;
+use crate::runner::{Context, Runner};
 use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
 use crate::shutdown::{self, Stopper};
@@ -81,10 +82,10 @@ pub struct Application {
     admin_addr: SocketAddr,
     state: PublicState,
     admin: AdminState,
-    scheduler: Scheduler,
+    scheduler: Runner<Scheduler>,
     reconciler: Reconciler,
-    warner: Option<Warner>,
-    forwarder: Option<Forwarder>,
+    warner: Option<Runner<Warner>>,
+    forwarder: Option<Runner<Forwarder>>,
     ingest_task: tokio::task::JoinHandle<()>,
     faults: Faults,
     conn_limits: ConnLimits,
@@ -185,53 +186,49 @@ impl Application {
             refusals: Arc::default(),
             tasks_ok: tasks_ok.clone(),
         };
-        let owner: Arc<str> = owner_id().into();
+        let cx = Context {
+            owner: owner_id().into(),
+            lease: config.lease,
+            clock: clock.clone(),
+            faults: faults.clone(),
+            tasks_ok: tasks_ok.clone(),
+        };
         let forwarder = match &config.forward_to {
             Some(target) => {
                 metrics::forwarding_on();
-                Some(Forwarder {
-                    store: store.clone(),
-                    clock: clock.clone(),
-                    target: target.clone(),
-                    http: crate::forward::http_client().map_err(ApiError::Transport)?,
-                    owner: owner.clone(),
-                    lease: config.lease,
-                    retention: config.forward_retention,
-                    concurrency: FORWARD_CONCURRENCY,
-                    wake: wake.forwarder(),
-                    faults: faults.clone(),
-                    tasks_ok: tasks_ok.clone(),
-                })
+                let job = Forwarder::new(store.clone(), target.clone(), config.forward_retention)
+                    .map_err(ApiError::Transport)?;
+                Some(Runner::new(
+                    job,
+                    cx.clone(),
+                    FORWARD_CONCURRENCY,
+                    wake.forwarder(),
+                ))
             }
             None => None,
         };
-        let warner = warning.map(|warning| Warner {
-            store: store.clone(),
-            client: client.clone(),
-            clock: clock.clone(),
-            wake: wake.clone(),
-            owner: owner.clone(),
-            lease: config.lease,
-            concurrency: config.shutdown_concurrency,
-            dry_run: config.dry_run,
-            retry_backoff: config.retry_backoff,
-            warning: Arc::new(warning),
-            faults: faults.clone(),
-            tasks_ok: tasks_ok.clone(),
+        let warner = warning.map(|warning| {
+            let job = Warner {
+                store: store.clone(),
+                client: client.clone(),
+                dry_run: config.dry_run,
+                retry_backoff: config.retry_backoff,
+                warning: Arc::new(warning),
+            };
+            Runner::new(
+                job,
+                cx.clone(),
+                config.shutdown_concurrency,
+                wake.subscribe(),
+            )
         });
-        let scheduler = Scheduler {
+        let job = Scheduler {
             store: store.clone(),
             client: client.clone(),
-            clock: clock.clone(),
-            wake: wake.clone(),
-            owner,
-            lease: config.lease,
-            concurrency: config.shutdown_concurrency,
             dry_run: config.dry_run,
             retry_backoff: config.retry_backoff,
-            faults: faults.clone(),
-            tasks_ok: tasks_ok.clone(),
         };
+        let scheduler = Runner::new(job, cx, config.shutdown_concurrency, wake.subscribe());
         let reconciler = Reconciler {
             store,
             client,
@@ -310,7 +307,7 @@ impl Application {
         let faults = self.faults;
         let limits = self.admin.limits.clone();
         let mut listener = self.state.store.spawn_listener(
-            self.scheduler.wake.clone(),
+            self.reconciler.wake.clone(),
             Arc::new(move || limits.mark_stale()),
             stop_rx.clone(),
         );
