@@ -37,7 +37,7 @@ use serde::Deserialize;
 
 use crate::domain::{RoomId, Timestamp};
 use crate::metrics;
-use crate::runner::{Failure, Job, StepError};
+use crate::runner::{Ask, Failure, Job, StepError};
 use crate::store::{ForwardClaim, ForwardRecord, ForwardStore, Store, StoreError};
 
 /// Lanes of a room start with this; the rest is the room id.
@@ -288,14 +288,10 @@ impl Job for Forwarder {
     const POLL: Duration = POLL;
     const TICK: Option<Duration> = Some(COUNT_EVERY);
 
-    async fn claim(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<ForwardClaim>, StoreError> {
-        self.store.claim_forwards(now, lease, owner, limit).await
+    async fn claim(&self, ask: Ask<'_>) -> Result<Vec<ForwardClaim>, StoreError> {
+        self.store
+            .claim_forwards(ask.now, ask.lease, ask.owner, ask.limit)
+            .await
     }
 
     fn room(claim: &ForwardClaim) -> &str {
@@ -359,15 +355,6 @@ impl Job for Forwarder {
         now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
         self.store.finish_forwards(owner, records, now).await
-    }
-
-    fn unrecorded(&self, claim: &ForwardClaim, error: Option<&str>) {
-        match error {
-            None => tracing::warn!(lane = %claim.lane,
-                "a forward's outcome was not recorded: its lease had expired (it may be sent again)"),
-            Some(e) => tracing::error!(error = %e, lane = %claim.lane,
-                "could not record a forward's outcome (it is sent again after the lease)"),
-        }
     }
 
     async fn tick(&self) {

@@ -40,11 +40,13 @@ use crate::store::StoreError;
 pub const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Why one attempt failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// eyeson answered badly or not at all.
+    #[error(transparent)]
     Api(ApiError),
     /// The store failed: nothing is recorded and the lease runs out.
+    #[error(transparent)]
     Store(StoreError),
 }
 
@@ -55,15 +57,6 @@ impl StepError {
         match self {
             StepError::Api(e) => e.is_retryable(),
             StepError::Store(_) => true,
-        }
-    }
-}
-
-impl std::fmt::Display for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StepError::Api(e) => e.fmt(f),
-            StepError::Store(e) => e.fmt(f),
         }
     }
 }
@@ -110,13 +103,10 @@ pub trait Job: Send + Sync + 'static {
     /// How often [`Job::tick`] runs (first at start); `None`: never.
     const TICK: Option<Duration> = None;
 
-    /// Claims up to `limit` due items under a lease of `lease` for `owner`.
+    /// Claims what is due, as [`Ask`]ed.
     fn claim(
         &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
+        ask: Ask<'_>,
     ) -> impl Future<Output = Result<Vec<Self::Claim>, StoreError>> + Send;
 
     /// When the next item is due (`None`: only a poke or the poll tells).
@@ -161,14 +151,24 @@ pub trait Job: Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
-    /// Says that a claim's record did not apply: its lease was lost
-    /// (`None`), or the store failed.
-    fn unrecorded(&self, claim: &Self::Claim, error: Option<&str>);
-
     /// Periodic chores ([`Job::TICK`]), such as a gauge's recount.
     fn tick(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
+}
+
+/// A claim's terms: up to `limit` items due at `now`, leased to `owner`
+/// for `lease`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ask<'a> {
+    /// The service's now.
+    pub now: Timestamp,
+    /// Lease length.
+    pub lease: Duration,
+    /// This process's lease owner id.
+    pub owner: &'a str,
+    /// The most items to claim.
+    pub limit: u32,
 }
 
 /// What every runner of this process shares.
@@ -261,8 +261,13 @@ impl<J: Job> Runner<J> {
             }
             let free = slots.available_permits();
             if free > 0 {
-                let (now, cx) = (self.cx.clock.now(), &self.cx);
-                match self.job.claim(now, cx.lease, &cx.owner, free as u32).await {
+                let ask = Ask {
+                    now: self.cx.clock.now(),
+                    lease: self.cx.lease,
+                    owner: &self.cx.owner,
+                    limit: free as u32,
+                };
+                match self.job.claim(ask).await {
                     Ok(claims) => {
                         let full = claims.len() == free;
                         for claim in claims {
@@ -378,10 +383,16 @@ impl<J: Job> Runner<J> {
         // out, so the item is claimed again.
         let Some(outcome) = outcome else { return };
         let record = self.job.conclude(&claim, outcome, self.cx.clock.now());
+        // Not recorded: the lease expires and the item is claimed again.
+        let room = J::room(&claim);
         match writer.submit(record).await {
             Ok(true) => {}
-            Ok(false) => self.job.unrecorded(&claim, None),
-            Err(e) => self.job.unrecorded(&claim, Some(&e)),
+            Ok(false) => {
+                tracing::warn!(room = %room, "{} lease lost (or what it was for changed) before the outcome was recorded; it may be done again", J::WHAT)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, room = %room, "could not record the {} outcome; it is claimed again after its lease", J::WHAT)
+            }
         }
     }
 
@@ -433,5 +444,140 @@ impl<J: Job> Runner<J> {
             }
         };
         Some(self.job.failed(claim, failure))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    /// A job in a few lines: each item's attempts follow a script.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        todo: Mutex<Vec<u32>>,
+        attempts: Mutex<Vec<(u32, usize)>>,
+        records: Mutex<Vec<(u32, &'static str)>>,
+    }
+
+    impl Job for Scripted {
+        type Claim = u32;
+        type Outcome = &'static str;
+        type Record = (u32, &'static str);
+        const TASK: &'static str = "scripted";
+        const WRITER: &'static str = "scripted-writer";
+        const WHAT: &'static str = "scripted call";
+        const RETRIES: Option<&'static str> = Some("test_retries_total");
+
+        async fn claim(&self, ask: Ask<'_>) -> Result<Vec<u32>, StoreError> {
+            let mut todo = self.todo.lock().unwrap();
+            let n = todo.len().min(ask.limit as usize);
+            Ok(todo.drain(..n).collect())
+        }
+
+        fn room(_: &u32) -> &str {
+            "room"
+        }
+
+        async fn attempt(&self, item: &u32, n: usize) -> Result<&'static str, StepError> {
+            self.attempts.lock().unwrap().push((*item, n));
+            let slow = || tokio::time::sleep(Duration::from_millis(1200));
+            match item {
+                1 => Ok("done"),
+                2 if n == 0 => Err(StepError::Api(ApiError::Status(503))),
+                2 => Ok("done on retry"),
+                3 => Err(StepError::Api(ApiError::Status(400))),
+                4 => Err(StepError::Api(ApiError::Status(423))),
+                5 => {
+                    slow().await;
+                    Err(StepError::Api(ApiError::Status(503)))
+                }
+                6 => {
+                    slow().await;
+                    Err(StepError::Store(StoreError::Corrupt("gone".into())))
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok("never")
+                }
+            }
+        }
+
+        fn failed(&self, _: &u32, failure: Failure) -> &'static str {
+            match failure {
+                Failure::Locked => "locked",
+                Failure::Refused(_) => "refused",
+                Failure::Exhausted => "exhausted",
+                Failure::CutShort => "cut short",
+            }
+        }
+
+        fn conclude(&self, item: &u32, outcome: &'static str, _: Timestamp) -> (u32, &'static str) {
+            (*item, outcome)
+        }
+
+        async fn commit(
+            &self,
+            _: &str,
+            records: &[(u32, &'static str)],
+            _: Timestamp,
+        ) -> Result<Vec<bool>, StoreError> {
+            self.records.lock().unwrap().extend_from_slice(records);
+            Ok(vec![true; records.len()])
+        }
+    }
+
+    #[tokio::test]
+    async fn each_claim_is_attempted_retried_classified_and_recorded() {
+        let job = Scripted {
+            todo: Mutex::new((1..=7).collect()),
+            ..Scripted::default()
+        };
+        let cx = Context {
+            owner: "me".into(),
+            // Retries stop after 1 s, a claim's work after 1.5 s.
+            lease: Duration::from_secs(2),
+            clock: Arc::new(SystemClock),
+            faults: Faults::default(),
+            tasks_ok: Arc::new(AtomicBool::new(true)),
+        };
+        let runner = Runner::new(job, cx.clone(), 8, Arc::new(Notify::new()));
+        let job = runner.job.clone();
+        let (stopper, stop) = crate::shutdown::signal();
+        let task = tokio::spawn(runner.run(stop));
+        let started = Instant::now();
+        while job.records.lock().unwrap().len() < 6 && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stopper.stop();
+        task.await.unwrap();
+        let mut records = job.records.lock().unwrap().clone();
+        records.sort();
+        // 6: the store failed, so nothing is recorded (the lease runs out).
+        assert_eq!(
+            records,
+            [
+                (1, "done"),
+                (2, "done on retry"),
+                (3, "refused"),
+                (4, "locked"),
+                (5, "exhausted"),
+                (7, "cut short"),
+            ]
+        );
+        let attempts = job.attempts.lock().unwrap().clone();
+        // A retryable failure is tried again (the attempt knows which it
+        // is); a refusal, a locked key or the spent retry budget is not.
+        for (item, tries) in [(1, 1), (2, 2), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1)] {
+            let seen: Vec<usize> = attempts
+                .iter()
+                .filter(|(i, _)| *i == item)
+                .map(|(_, n)| *n)
+                .collect();
+            assert_eq!(seen, (0..tries).collect::<Vec<_>>(), "item {item}");
+        }
+        assert!(cx.tasks_ok.load(Ordering::SeqCst));
     }
 }

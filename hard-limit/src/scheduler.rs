@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::domain::{self, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
-use crate::runner::{Failure, Job, StepError};
+use crate::runner::{Ask, Failure, Job, StepError};
 use crate::store::{Claim, MeetingStore, Outcome, Store, StoreError};
 
 /// How the scheduler shuts meetings down.
@@ -49,14 +49,10 @@ impl Job for Scheduler {
     const CLAIMS_PER_CALL: usize = 2;
     const RETRIES: Option<&'static str> = Some(metrics::SHUTDOWN_RETRIES);
 
-    async fn claim(
-        &self,
-        now: domain::Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<Claim>, StoreError> {
-        self.store.claim_due(now, lease, owner, limit).await
+    async fn claim(&self, ask: Ask<'_>) -> Result<Vec<Claim>, StoreError> {
+        self.store
+            .claim_due(ask.now, ask.lease, ask.owner, ask.limit)
+            .await
     }
 
     async fn next_due(
@@ -168,17 +164,5 @@ impl Job for Scheduler {
         _now: domain::Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
         self.store.finish(owner, records).await
-    }
-
-    fn unrecorded(&self, claim: &Claim, error: Option<&str>) {
-        let room = &claim.key.room_id;
-        match error {
-            None => tracing::warn!(room = %room, "lease lost before the outcome was recorded"),
-            // The lease will expire and the meeting be claimed again; the
-            // repeated call then answers 404 and the meeting is closed.
-            Some(e) => {
-                tracing::error!(error = %e, room = %room, "could not record shutdown outcome")
-            }
-        }
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::domain::{self, Timestamp, WarningOutcome};
 use crate::eyeson::{AccessKey, EyesonClient, GuestJoin, Posted};
 use crate::metrics;
-use crate::runner::{Failure, Job, StepError};
+use crate::runner::{Ask, Failure, Job, StepError};
 use crate::store::{MeetingStore, Store, StoreError, WarnClaim, WarnRecord};
 
 /// What the warner says and as whom.
@@ -73,16 +73,10 @@ impl Job for Warner {
     const WHAT: &'static str = "warning";
     const RETRIES: Option<&'static str> = Some(metrics::WARNING_RETRIES);
 
-    async fn claim(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        let claims = self
-            .store
-            .claim_warnings(now, self.warning.before, lease, owner, limit)
+    async fn claim(&self, ask: Ask<'_>) -> Result<Vec<Claimed>, StoreError> {
+        let before = self.warning.before;
+        let claims = (self.store)
+            .claim_warnings(ask.now, before, ask.lease, ask.owner, ask.limit)
             .await?;
         Ok(claims
             .into_iter()
@@ -207,18 +201,6 @@ impl Job for Warner {
         _now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
         self.store.finish_warnings(owner, records).await
-    }
-
-    fn unrecorded(&self, claimed: &Claimed, error: Option<&str>) {
-        let room = &claimed.claim.key.room_id;
-        match error {
-            None => {
-                tracing::warn!(room = %room, "warning lease lost (or the deadline moved) before the outcome was recorded")
-            }
-            Some(e) => {
-                tracing::error!(error = %e, room = %room, "could not record the warning outcome")
-            }
-        }
     }
 }
 

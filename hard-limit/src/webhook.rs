@@ -212,7 +212,7 @@ pub fn is_fresh(timestamp: Timestamp, now: Timestamp, max_age: Duration) -> bool
     now.0.saturating_sub(timestamp.0).unsigned_abs() <= max
 }
 
-/// Group commit for deliveries ([`group_commit`](crate::group_commit)):
+/// Group commit for deliveries (`group_commit.rs`):
 /// handlers hand their plan, and the delivery when it is to be forwarded
 /// (`--forward-to`), to one writer task, which commits whatever has queued
 /// up in a single transaction and then answers each handler. One fsync
