@@ -21,36 +21,15 @@ const BATCH: usize = 256;
 
 /// The way to a writer task. Dropping every clone ends the task once it
 /// has written what is queued.
-pub(crate) struct Writer<R, A> {
-    tx: mpsc::Sender<Pending<R, A>>,
-}
+pub(crate) type Writer<R, A> = mpsc::Sender<Pending<R, A>>;
 
-impl<R, A> Clone for Writer<R, A> {
-    fn clone(&self) -> Self {
-        Writer {
-            tx: self.tx.clone(),
-        }
-    }
-}
-
-impl<R, A> std::fmt::Debug for Writer<R, A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").finish_non_exhaustive()
-    }
-}
-
-impl<R: Send, A: Send> Writer<R, A> {
-    /// Hands `record` to the writer; resolves once its batch is written.
-    pub(crate) async fn submit(&self, record: R) -> Result<A, String> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((record, reply))
-            .await
-            .map_err(|_| "writer stopped".to_owned())?;
-        answer
-            .await
-            .unwrap_or_else(|_| Err("writer stopped".into()))
-    }
+/// Hands `record` to `writer`; resolves once its batch is written.
+pub(crate) async fn submit<R, A>(writer: &Writer<R, A>, record: R) -> Result<A, String> {
+    let (reply, answer) = oneshot::channel();
+    (writer.send((record, reply)).await).map_err(|_| "writer stopped".to_owned())?;
+    answer
+        .await
+        .unwrap_or_else(|_| Err("writer stopped".into()))
 }
 
 /// Starts the writer task `task` (named for fault injection). `commit`
@@ -86,5 +65,5 @@ where
             }
         }
     }));
-    (Writer { tx }, writer)
+    (tx, writer)
 }

@@ -379,13 +379,12 @@ impl<J: Job> Runner<J> {
                 }
             }
         };
-        // `None`: the store failed; nothing is recorded and the lease runs
-        // out, so the item is claimed again.
+        // `None`: the store failed. Whenever nothing is recorded, the lease
+        // runs out and the item is claimed again.
         let Some(outcome) = outcome else { return };
         let record = self.job.conclude(&claim, outcome, self.cx.clock.now());
-        // Not recorded: the lease expires and the item is claimed again.
         let room = J::room(&claim);
-        match writer.submit(record).await {
+        match crate::group_commit::submit(writer, record).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(room = %room, "{} lease lost (or what it was for changed) before the outcome was recorded; it may be done again", J::WHAT)

@@ -272,7 +272,9 @@ impl Ingest {
         plan: Plan,
         forward: Option<NewForward>,
     ) -> Result<Applied, ()> {
-        self.writer.submit((plan, forward)).await.map_err(|_| ())
+        crate::group_commit::submit(&self.writer, (plan, forward))
+            .await
+            .map_err(|_| ())
     }
 }
 
