@@ -21,6 +21,7 @@ use crate::http::admin::AdminState;
 use crate::http::PublicState;
 use crate::limits::LimitsHandle;
 use crate::reconcile::Reconciler;
+use crate::runner::{Context, Runner};
 use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
 use crate::store::{Store, StoreError};
@@ -99,10 +100,10 @@ pub struct Application {
     admin_addr: SocketAddr,
     state: PublicState,
     admin: AdminState,
-    scheduler: Scheduler,
+    scheduler: Runner<Scheduler>,
     reconciler: Reconciler,
-    warner: Option<Warner>,
-    forwarder: Option<Forwarder>,
+    warner: Option<Runner<Warner>>,
+    forwarder: Option<Runner<Forwarder>>,
     supervisor: Supervisor,
     faults: Faults,
     conn_limits: ConnLimits,
@@ -208,53 +209,44 @@ impl Application {
             refusals: Arc::default(),
             tasks_ok: tasks_ok.clone(),
         };
-        let owner: Arc<str> = owner_id().into();
+        let cx = Context {
+            owner: owner_id().into(),
+            lease: enforcement.lease,
+            clock: clock.clone(),
+            faults: faults.clone(),
+            tasks_ok: tasks_ok.clone(),
+        };
         let forwarder = match forwarding {
             Some(forwarding) => {
                 metrics::forwarding_on();
-                Some(Forwarder {
-                    store: store.clone(),
-                    clock: clock.clone(),
-                    target: forwarding.to,
-                    http: crate::forward::http_client().map_err(ApiError::Transport)?,
-                    owner: owner.clone(),
-                    lease: enforcement.lease,
-                    retention: forwarding.retention,
-                    concurrency: FORWARD_CONCURRENCY,
-                    wake: wake.forwarder(),
-                    faults: faults.clone(),
-                    tasks_ok: tasks_ok.clone(),
-                })
+                let job = Forwarder::new(store.clone(), forwarding.to, forwarding.retention)
+                    .map_err(ApiError::Transport)?;
+                Some(Runner::new(
+                    job,
+                    cx.clone(),
+                    FORWARD_CONCURRENCY,
+                    wake.forwarder(),
+                ))
             }
             None => None,
         };
-        let warner = warning.map(|warning| Warner {
-            store: store.clone(),
-            client: client.clone(),
-            clock: clock.clone(),
-            wake: wake.clone(),
-            owner: owner.clone(),
-            lease: enforcement.lease,
-            concurrency: enforcement.concurrency,
-            dry_run: enforcement.dry_run,
-            retry_backoff: enforcement.retry_backoff,
-            warning: Arc::new(warning),
-            faults: faults.clone(),
-            tasks_ok: tasks_ok.clone(),
+        let warner = warning.map(|warning| {
+            let job = Warner {
+                store: store.clone(),
+                client: client.clone(),
+                dry_run: enforcement.dry_run,
+                retry_backoff: enforcement.retry_backoff,
+                warning: Arc::new(warning),
+            };
+            Runner::new(job, cx.clone(), enforcement.concurrency, wake.subscribe())
         });
-        let scheduler = Scheduler {
+        let job = Scheduler {
             store: store.clone(),
             client: client.clone(),
-            clock: clock.clone(),
-            wake: wake.clone(),
-            owner,
-            lease: enforcement.lease,
-            concurrency: enforcement.concurrency,
             dry_run: enforcement.dry_run,
             retry_backoff: enforcement.retry_backoff,
-            faults: faults.clone(),
-            tasks_ok,
         };
+        let scheduler = Runner::new(job, cx, enforcement.concurrency, wake.subscribe());
         let reconciler = Reconciler {
             store,
             client,
@@ -325,7 +317,7 @@ impl Application {
         let store = self.state.store.clone();
         let limits = self.admin.limits.clone();
         if let Some(listen) = store.spawn_listener(
-            self.scheduler.wake.clone(),
+            self.reconciler.wake.clone(),
             Arc::new(move || limits.mark_stale()),
             sup.signal(Task::Listen),
         ) {

@@ -15,9 +15,9 @@
 //!   room) share the lane `room:<id>`; other deliveries get one lane per
 //!   type. Only a lane's oldest entry is ever claimed, so a later delivery
 //!   never overtakes an earlier one that has not been delivered or dropped.
-//! - **Off the hard limit's path.** The [`Forwarder`] is its own task with
-//!   its own bounded concurrency and HTTP timeouts; a stalled receiver holds
-//!   its leases and nothing else.
+//! - **Off the hard limit's path.** The [`Forwarder`] is its own
+//!   [`runner`](crate::runner) task with its own bounded concurrency and
+//!   HTTP timeouts; a stalled receiver holds its leases and nothing else.
 //! - **Shared by replicas.** Entries are claimed under a lease (`FOR UPDATE
 //!   SKIP LOCKED` and the database's clock on PostgreSQL); each is sent by
 //!   one replica at a time, at least once.
@@ -30,20 +30,15 @@
 //!   lose deliveries, then dropped (`refused`) rather than holding up the
 //!   room's later deliveries for the whole retention.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
-use tokio::sync::{mpsc, Notify, Semaphore};
-use tokio::task::JoinSet;
 
-use crate::clock::Clock;
 use crate::domain::{RoomId, Timestamp};
 use crate::metrics;
-use crate::shutdown::Shutdown;
-use crate::store::{ForwardClaim, ForwardRecord, ForwardStore, Store};
+use crate::runner::{Ask, Failure, Job, StepError};
+use crate::store::{ForwardClaim, ForwardRecord, ForwardStore, Store, StoreError};
 
 /// Lanes of a room start with this; the rest is the room id.
 pub const ROOM_LANE: &str = "room:";
@@ -195,33 +190,19 @@ fn jitter() -> f64 {
     0.5 + (r % 1_000_001) as f64 / 2_000_000.0
 }
 
-type Finished = crate::group_commit::Pending<ForwardRecord>;
-
-/// The forwarding task.
+/// The forwarding job: a [`Job`] on the [`runner`](crate::runner), one send
+/// per claim (a failure is retried by a later claim of the lane's head,
+/// after [`backoff`]).
 #[derive(Clone, Debug)]
 pub struct Forwarder {
     /// The store (its outbox).
     pub store: Store,
-    /// Where now comes from.
-    pub clock: Arc<dyn Clock>,
     /// The app's receiver.
     pub target: Url,
     /// The HTTP client (no redirects, [`SEND_TIMEOUT`]).
     pub http: reqwest::Client,
-    /// This process's lease owner id.
-    pub owner: Arc<str>,
-    /// How long a claim is owned.
-    pub lease: Duration,
     /// How long an entry is tried.
     pub retention: Duration,
-    /// Sends in flight at once.
-    pub concurrency: usize,
-    /// Poked when deliveries to forward were committed.
-    pub wake: Arc<Notify>,
-    /// Test-only fault injection (none in production).
-    pub faults: crate::fault::Faults,
-    /// Cleared at once if the forward writer ends (`/healthz` 503).
-    pub tasks_ok: Arc<AtomicBool>,
 }
 
 /// The client forwards go out with: no redirects (a 3xx is an answer, never
@@ -235,151 +216,24 @@ pub fn http_client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// How one claim of an entry ended: the `outcome` label, and when it is to
+/// be tried again, why (`None`: it leaves the outbox).
+#[derive(Debug)]
+pub struct Forwarded {
+    label: &'static str,
+    retry: Option<(Duration, String)>,
+}
+
 impl Forwarder {
-    /// Runs until the stop signal, then waits for sends in flight (each
-    /// bounded by [`SEND_TIMEOUT`]). Returns early (and the supervisor stops
-    /// the service) if its writer ends.
-    pub async fn run(self, mut stop: Shutdown) {
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        let mut tasks: JoinSet<()> = JoinSet::new();
-        let (writer, mut writer_task) = self.start_writer();
-        let mut writer_ended = false;
-        let mut counted_at: Option<tokio::time::Instant> = None;
-        tracing::info!(target = %loggable_url(self.target.as_str()), "forwarding every acknowledged delivery");
-        loop {
-            if stop.is_stopped() {
-                break;
-            }
-            if writer_task.is_finished() {
-                writer_ended = true;
-                self.writer_ended();
-                break;
-            }
-            while tasks.try_join_next().is_some() {}
-            if counted_at.is_none_or(|t| t.elapsed() >= COUNT_EVERY) {
-                counted_at = Some(tokio::time::Instant::now());
-                if let Ok(n) = self.store.pending_forwards().await {
-                    metrics::forwards_pending(n);
-                }
-            }
-            let free = slots.available_permits();
-            if free > 0 {
-                match self
-                    .store
-                    .claim_forwards(self.clock.now(), self.lease, &self.owner, free as u32)
-                    .await
-                {
-                    Ok(claims) => {
-                        let full = claims.len() == free;
-                        for claim in claims {
-                            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                                break;
-                            };
-                            let me = self.clone();
-                            let writer = writer.clone();
-                            tasks.spawn(async move {
-                                me.forward(claim, &writer).await;
-                                drop(permit);
-                            });
-                        }
-                        if full {
-                            continue;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "could not claim deliveries to forward; retrying in 1s");
-                    }
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(POLL) => {}
-                _ = self.wake.notified() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                () = stop.stopped() => {}
-                _ = &mut writer_task => {
-                    writer_ended = true;
-                    self.writer_ended();
-                    break;
-                }
-            }
-        }
-        while tasks.join_next().await.is_some() {}
-        drop(writer);
-        if !writer_ended {
-            let _ = writer_task.await;
-        }
-    }
-
-    fn writer_ended(&self) {
-        self.tasks_ok.store(false, Ordering::SeqCst);
-        tracing::error!("the forward writer ended; the forwarder finishes its sends and stops");
-    }
-
-    fn start_writer(&self) -> (mpsc::Sender<Finished>, tokio::task::JoinHandle<()>) {
-        let (store, owner, clock) = (self.store.clone(), self.owner.clone(), self.clock.clone());
-        crate::group_commit::start(
-            &self.faults,
-            "forward-writer",
-            move |records: Vec<ForwardRecord>| {
-                let (store, owner, clock) = (store.clone(), owner.clone(), clock.clone());
-                async move { store.finish_forwards(&owner, &records, clock.now()).await }
-            },
-        )
-    }
-
-    /// Sends one claimed entry (unless it expired) and records the outcome.
-    async fn forward(&self, claim: ForwardClaim, writer: &mpsc::Sender<Finished>) {
-        let (outcome, record) = if expired(claim.received_at, claim.claimed_at, self.retention) {
-            tracing::warn!(lane = %claim.lane, received_at = %claim.received_at, attempts = claim.attempts - 1,
-                "dropped a delivery to forward: not delivered within --forward-retention");
-            ("expired", None)
-        } else {
-            let sent = self.send(&claim).await;
-            match judge(sent, claim.attempts) {
-                Verdict::Delivered => ("delivered", None),
-                Verdict::Refused => {
-                    tracing::warn!(lane = %claim.lane, answer = ?sent, attempts = claim.attempts,
-                        "dropped a delivery to forward: the receiver refused it");
-                    ("refused", None)
-                }
-                Verdict::Retry => {
-                    let delay = backoff(claim.attempts, jitter());
-                    let error = match sent {
-                        Sent::Status(s) => format!("HTTP {s}"),
-                        Sent::NoAnswer => "no answer".to_owned(),
-                    };
-                    // The first failure of an entry is worth a line; its
-                    // retries are not (a dead receiver would flood the log).
-                    if claim.attempts == 1 {
-                        tracing::warn!(lane = %claim.lane, answer = %error, retry_in = ?delay,
-                            "forwarding a delivery failed; retrying");
-                    } else {
-                        tracing::debug!(lane = %claim.lane, answer = %error, attempts = claim.attempts, retry_in = ?delay,
-                            "forwarding a delivery failed again");
-                    }
-                    ("retried", Some((delay, error)))
-                }
-            }
-        };
-        metrics::forward(outcome);
-        let record = ForwardRecord {
-            id: claim.id,
-            attempts: claim.attempts,
-            retry_in: record.as_ref().map(|(d, _)| *d),
-            error: record.map(|(_, e)| e),
-        };
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        if writer.send((record, reply)).await.is_err() {
-            return;
-        }
-        match answer.await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => tracing::warn!(lane = %claim.lane,
-                "a forward's outcome was not recorded: its lease had expired (it may be sent again)"),
-            Ok(Err(e)) => tracing::error!(error = %e, lane = %claim.lane,
-                "could not record a forward's outcome (it is sent again after the lease)"),
-            Err(_) => {}
-        }
+    /// Forwards to `target`, each entry until `retention` has passed.
+    pub fn new(store: Store, target: Url, retention: Duration) -> reqwest::Result<Self> {
+        tracing::info!(target = %loggable_url(target.as_str()), "forwarding every acknowledged delivery");
+        Ok(Forwarder {
+            store,
+            target,
+            http: http_client()?,
+            retention,
+        })
     }
 
     async fn send(&self, claim: &ForwardClaim) -> Sent {
@@ -397,6 +251,115 @@ impl Forwarder {
                 tracing::debug!(error = %e.without_url(), "forward got no answer");
                 Sent::NoAnswer
             }
+        }
+    }
+
+    /// A send that failed and is retried after [`backoff`].
+    fn retry(claim: &ForwardClaim, sent: Sent) -> Forwarded {
+        let delay = backoff(claim.attempts, jitter());
+        let error = match sent {
+            Sent::Status(s) => format!("HTTP {s}"),
+            Sent::NoAnswer => "no answer".to_owned(),
+        };
+        // The first failure of an entry is worth a line; its retries are
+        // not (a dead receiver would flood the log).
+        if claim.attempts == 1 {
+            tracing::warn!(lane = %claim.lane, answer = %error, retry_in = ?delay,
+                "forwarding a delivery failed; retrying");
+        } else {
+            tracing::debug!(lane = %claim.lane, answer = %error, attempts = claim.attempts, retry_in = ?delay,
+                "forwarding a delivery failed again");
+        }
+        Forwarded {
+            label: "retried",
+            retry: Some((delay, error)),
+        }
+    }
+}
+
+impl Job for Forwarder {
+    type Claim = ForwardClaim;
+    type Outcome = Forwarded;
+    type Record = ForwardRecord;
+
+    const TASK: &'static str = "forwarder";
+    const WRITER: &'static str = "forward-writer";
+    const WHAT: &'static str = "forward";
+    const POLL: Duration = POLL;
+    const TICK: Option<Duration> = Some(COUNT_EVERY);
+
+    async fn claim(&self, ask: Ask<'_>) -> Result<Vec<ForwardClaim>, StoreError> {
+        self.store
+            .claim_forwards(ask.now, ask.lease, ask.owner, ask.limit)
+            .await
+    }
+
+    fn room(claim: &ForwardClaim) -> &str {
+        lock_key(&claim.lane)
+    }
+
+    /// Sends the entry unless it expired, and judges the answer.
+    async fn attempt(&self, claim: &ForwardClaim, _n: usize) -> Result<Forwarded, StepError> {
+        if expired(claim.received_at, claim.claimed_at, self.retention) {
+            tracing::warn!(lane = %claim.lane, received_at = %claim.received_at, attempts = claim.attempts - 1,
+                "dropped a delivery to forward: not delivered within --forward-retention");
+            return Ok(Forwarded {
+                label: "expired",
+                retry: None,
+            });
+        }
+        let sent = self.send(claim).await;
+        Ok(match judge(sent, claim.attempts) {
+            Verdict::Delivered => Forwarded {
+                label: "delivered",
+                retry: None,
+            },
+            Verdict::Refused => {
+                tracing::warn!(lane = %claim.lane, answer = ?sent, attempts = claim.attempts,
+                    "dropped a delivery to forward: the receiver refused it");
+                Forwarded {
+                    label: "refused",
+                    retry: None,
+                }
+            }
+            Verdict::Retry => Self::retry(claim, sent),
+        })
+    }
+
+    /// Not reached (attempts do not fail, and [`SEND_TIMEOUT`] bounds
+    /// them); were it, the entry is retried like a send without answer.
+    fn failed(&self, claim: &ForwardClaim, _failure: Failure) -> Forwarded {
+        Self::retry(claim, Sent::NoAnswer)
+    }
+
+    /// Each send is bounded by [`SEND_TIMEOUT`], and a slow receiver still
+    /// gets the delivery it is reading.
+    fn budget(&self, _lease: Duration) -> Option<Duration> {
+        None
+    }
+
+    fn conclude(&self, claim: &ForwardClaim, outcome: Forwarded, _now: Timestamp) -> ForwardRecord {
+        metrics::forward(outcome.label);
+        ForwardRecord {
+            id: claim.id,
+            attempts: claim.attempts,
+            retry_in: outcome.retry.as_ref().map(|(d, _)| *d),
+            error: outcome.retry.map(|(_, e)| e),
+        }
+    }
+
+    async fn commit(
+        &self,
+        owner: &str,
+        records: &[ForwardRecord],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.store.finish_forwards(owner, records, now).await
+    }
+
+    async fn tick(&self) {
+        if let Ok(n) = self.store.pending_forwards().await {
+            metrics::forwards_pending(n);
         }
     }
 }

@@ -14,7 +14,7 @@
 //! 2. The plan is committed to the [`store`] (group commit, `synchronous =
 //!    FULL`) before the handler answers 204: an acknowledged delivery is
 //!    never lost. The [`scheduler`] is poked.
-//! 3. The [`scheduler`] sleeps until the earliest deadline, claims due
+//! 3. The [`scheduler`] ([`runner`] job) sleeps until the earliest deadline, claims due
 //!    meetings under a lease, re-checks that no newer meeting runs in the
 //!    room, and calls `DELETE /rooms/{id}` through [`eyeson`], retrying
 //!    429/5xx/timeouts with jittered exponential backoff. Outcomes are
@@ -45,14 +45,15 @@
 //! | [`config`] | the flags (clap, every flag with an env var and its one default) checked once into sections; the limits file |
 //! | [`secrets`] | the API key and the admin token: redacted, checked without repeating them |
 //! | [`webhook`] | signature check, parsing, freshness, the handler, group commit |
-//! | [`scheduler`] | sleep until due, claim with a lease, shut down with retries |
-//! | [`warner`] | the in-meeting warning: guest join + chat message at `deadline − --warn-before`, claimed like a shutdown |
-//! | [`wake`] | pokes for the tasks that sleep until a time the store knows |
+//! | [`runner`] | the one leased-job runner: sleep until due, claim under a lease, attempt with retries and backoff, group-commit the outcomes ([`runner::Job`]) |
+//! | [`scheduler`] | the shutdown job: `DELETE /rooms/{id}` at the deadline, unless a newer meeting runs |
+//! | [`warner`] | the warning job: guest join + chat message at `deadline − --warn-before` |
+//! | [`wake`] | pokes for the jobs that sleep until a time the store knows |
 //! | [`eyeson`] | the REST client |
 //! | `eyeson_api` (crate) | the eyeson contract shared with the sandbox: signature, wire types (the lenient readers used here), paths |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
 //! | [`registration`] | sharing eyeson's one webhook per key with the app: what to register, refusing to cut off another URL's |
-//! | [`forward`] | `--forward-to`: the outbox's lanes, retries and expiry, and the task that forwards every acknowledged delivery to the app |
+//! | [`forward`] | `--forward-to`: the outbox's lanes, retries and expiry, and the job that forwards every acknowledged delivery to the app |
 //! | [`store`] | the narrow [`store::MeetingStore`] trait, plan application written once, its SQLite engine and its PostgreSQL engine (replicas) |
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
@@ -85,6 +86,7 @@ pub mod metrics;
 pub mod notify;
 pub mod reconcile;
 pub mod registration;
+pub mod runner;
 pub mod scheduler;
 pub mod secrets;
 pub mod serve;

@@ -1,10 +1,13 @@
 //! Pokes for the tasks that sleep until a time the store knows: the
-//! scheduler (deadlines) and the warner (deadline − `--warn-before`).
+//! scheduler (deadlines), the warner (deadline − `--warn-before`), and any
+//! later [`runner`](crate::runner) job that [`Wake::subscribe`]s.
 //!
-//! One [`Notify`] each, not one shared: `notify_one` stores a permit for one
-//! waiter only, so a shared one would wake the scheduler or the warner, not
-//! both; `notify_waiters` stores none, so a poke landing while a task is
-//! busy (not waiting) would be lost.
+//! One [`Notify`] per sleeper, not one shared: `notify_one` stores a permit
+//! for one waiter only, so a shared one would wake the scheduler or the
+//! warner, not both; `notify_waiters` stores none, so a poke landing while a
+//! task is busy (not waiting) would be lost.
+
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -12,21 +15,31 @@ use tokio::sync::Notify;
 /// (a meeting tracked, a deadline changed, a `NOTIFY` from another replica).
 #[derive(Debug, Default)]
 pub struct Wake {
-    scheduler: Notify,
-    warner: Notify,
-    forwarder: std::sync::Arc<Notify>,
+    sleepers: Mutex<Vec<Arc<Notify>>>,
+    forwarder: Arc<Notify>,
 }
 
 impl Wake {
-    /// Wakes every task (each keeps the poke until it next waits).
+    /// Wakes every subscriber (each keeps the poke until it next waits).
     pub fn poke(&self) {
-        self.scheduler.notify_one();
-        self.warner.notify_one();
+        for sleeper in self
+            .sleepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            sleeper.notify_one();
+        }
     }
 
-    /// What the scheduler waits on.
-    pub fn scheduler(&self) -> &Notify {
-        &self.scheduler
+    /// A new sleeper that every [`Wake::poke`] wakes.
+    pub fn subscribe(&self) -> Arc<Notify> {
+        let sleeper = Arc::new(Notify::new());
+        self.sleepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sleeper.clone());
+        sleeper
     }
 
     /// Wakes the forwarder only: deliveries to forward were committed.
@@ -35,12 +48,7 @@ impl Wake {
     }
 
     /// What the forwarder waits on.
-    pub fn forwarder(&self) -> std::sync::Arc<Notify> {
+    pub fn forwarder(&self) -> Arc<Notify> {
         self.forwarder.clone()
-    }
-
-    /// What the warner waits on.
-    pub fn warner(&self) -> &Notify {
-        &self.warner
     }
 }

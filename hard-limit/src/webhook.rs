@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use eyeson_api::wire::{DeliveryFields, RoomFields, ROOM_UPDATE};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::domain::{self, GuestToken, IgnoreReason, Plan, RoomId, RoomUpdate, Timestamp};
@@ -213,26 +212,17 @@ pub fn is_fresh(timestamp: Timestamp, now: Timestamp, max_age: Duration) -> bool
     now.0.saturating_sub(timestamp.0).unsigned_abs() <= max
 }
 
-/// A delivery's plan, the delivery itself when it is to be forwarded
-/// (`--forward-to`), and where the answer goes.
-type Job = (
-    Plan,
-    Option<NewForward>,
-    oneshot::Sender<Result<Applied, ()>>,
-);
-
-/// Group commit: handlers hand their plan to one writer task, which commits
-/// whatever has queued up in a single transaction and then answers each
-/// handler. One fsync serves many deliveries, and a 204 still means
-/// "committed". Dropping every [`Ingest`] clone ends the writer after it
-/// has committed what is queued.
+/// Group commit for deliveries (`group_commit.rs`):
+/// handlers hand their plan, and the delivery when it is to be forwarded
+/// (`--forward-to`), to one writer task, which commits whatever has queued
+/// up in a single transaction and then answers each handler. One fsync
+/// serves many deliveries, and a 204 still means "committed". Dropping
+/// every [`Ingest`] clone ends the writer after it has committed what is
+/// queued.
 #[derive(Clone, Debug)]
 pub struct Ingest {
-    tx: mpsc::Sender<Job>,
+    writer: crate::group_commit::Writer<(Plan, Option<NewForward>), Applied>,
 }
-
-/// Most deliveries committed in one transaction.
-const MAX_BATCH: usize = 256;
 
 impl Ingest {
     /// Starts the writer task.
@@ -242,40 +232,32 @@ impl Ingest {
         wake: Arc<crate::wake::Wake>,
         faults: &crate::fault::Faults,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Job>(4 * MAX_BATCH);
-        let task = tokio::spawn(faults.wrap("ingest-writer", async move {
-            let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                let mut plans = Vec::with_capacity(batch.len());
-                let mut forwards = Vec::new();
-                for (plan, forward, _) in &mut batch {
-                    plans.push(plan.clone());
-                    forwards.extend(forward.take());
-                }
+        let commit = move |batch: Vec<(Plan, Option<NewForward>)>| {
+            let (store, clock, wake) = (store.clone(), clock.clone(), wake.clone());
+            async move {
+                let n = batch.len();
+                let (plans, forwards): (Vec<Plan>, Vec<Option<NewForward>>) =
+                    batch.into_iter().unzip();
+                let forwards: Vec<NewForward> = forwards.into_iter().flatten().collect();
                 // The plans and the outbox entries commit together: a 204
                 // means both are durable.
-                match store.apply_deliveries(&plans, &forwards, clock.now()).await {
-                    Ok(results) => {
-                        if results.contains(&Applied::Tracked) {
-                            wake.poke();
-                        }
-                        if !forwards.is_empty() {
-                            wake.poke_forwarder();
-                        }
-                        for ((_, _, reply), r) in batch.drain(..).zip(results) {
-                            let _ = reply.send(Ok(r));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, deliveries = batch.len(), "could not commit deliveries");
-                        for (_, _, reply) in batch.drain(..) {
-                            let _ = reply.send(Err(()));
-                        }
-                    }
+                let results = store
+                    .apply_deliveries(&plans, &forwards, clock.now())
+                    .await
+                    .inspect_err(|e| {
+                        tracing::error!(error = %e, deliveries = n, "could not commit deliveries")
+                    })?;
+                if results.contains(&Applied::Tracked) {
+                    wake.poke();
                 }
+                if !forwards.is_empty() {
+                    wake.poke_forwarder();
+                }
+                Ok(results)
             }
-        }));
-        (Ingest { tx }, task)
+        };
+        let (writer, task) = crate::group_commit::start(faults, "ingest-writer", commit);
+        (Ingest { writer }, task)
     }
 
     /// Commits one plan; resolves once it is durable.
@@ -290,9 +272,9 @@ impl Ingest {
         plan: Plan,
         forward: Option<NewForward>,
     ) -> Result<Applied, ()> {
-        let (reply, answer) = oneshot::channel();
-        self.tx.send((plan, forward, reply)).await.map_err(|_| ())?;
-        answer.await.map_err(|_| ())?
+        crate::group_commit::submit(&self.writer, (plan, forward))
+            .await
+            .map_err(|_| ())
     }
 }
 

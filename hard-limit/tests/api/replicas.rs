@@ -596,7 +596,7 @@ async fn a_meeting_written_through_one_replica_wakes_the_others() {
     // Both idle: nothing is open, so each scheduler sleeps its full minute
     // (waiting for the other's log line makes sure it went to sleep before
     // the meeting existed).
-    let debug = [("RUST_LOG", "info,eyeson_hard_limit::scheduler=debug")];
+    let debug = [("RUST_LOG", "info,eyeson_hard_limit::runner=debug")];
     let writer = Replica::start(&fake, &db.url, &debug);
     let mut other = Replica::start(&fake, &db.url, &debug);
     other.wait_for_log("scheduler sleeping pause=60s").await;
@@ -766,7 +766,7 @@ async fn operator_changes_through_one_replica_reach_the_others() {
         return;
     };
     let fake = FakeEyeson::start(KEY).await;
-    let debug = [("RUST_LOG", "info,eyeson_hard_limit::scheduler=debug")];
+    let debug = [("RUST_LOG", "info,eyeson_hard_limit::runner=debug")];
     let writer = Replica::start(&fake, &db.url, &debug);
     let mut other = Replica::start(&fake, &db.url, &debug);
     other.wait_for_log("scheduler sleeping pause=60s").await;

@@ -1,0 +1,582 @@
+//! The one leased-job runner: sleep until something is due, claim it under
+//! a lease, work on each claim (with retries), record the outcomes
+//! (group-committed). The [`scheduler`](crate::scheduler), the
+//! [`warner`](crate::warner) and the [`forward`](crate::forward)er are
+//! [`Job`]s on it; a new background job is one more file.
+//!
+//! Like mini-redis's expiry task it does not poll: it asks the job when the
+//! next item is due and `select!`s on a sleep until then on the service's
+//! [`Clock`] (so a test's manual clock, moved past a deadline, wakes it), on
+//! a poke ([`crate::wake::Wake`]), on a finished claim (a slot came free)
+//! and on the stop signal. It also looks after [`Job::POLL`] of real time at
+//! most, so rows written by another process are noticed without a poke.
+//!
+//! Claims are leases: a process that dies mid-work leaves claims whose
+//! lease expires, and whoever runs next claims them again. So nothing due
+//! is lost; the cost is that a crash between the call and our commit
+//! repeats the call. To keep two calls for one item from ever being in
+//! flight at once, a claim's work ends within [`Job::budget`] (3/4 of the
+//! lease, counted from the claim), and retries inside a claim stop after
+//! half the lease; what is cut short is the job's to defer.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::clock::Clock;
+use crate::domain::Timestamp;
+use crate::eyeson::ApiError;
+use crate::fault::Faults;
+use crate::group_commit::Writer;
+use crate::shutdown::Shutdown;
+use crate::store::StoreError;
+
+/// Longest a job sleeps without looking at the store, by default.
+pub const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Why one attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// eyeson answered badly or not at all.
+    #[error(transparent)]
+    Api(ApiError),
+    /// The store failed: nothing is recorded and the lease runs out.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl StepError {
+    /// Whether another attempt inside the claim may help (the store's
+    /// failures count as passing).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StepError::Api(e) => e.is_retryable(),
+            StepError::Store(_) => true,
+        }
+    }
+}
+
+/// How a claim's work ended without an outcome of its own; the job turns it
+/// into one ([`Job::failed`]).
+#[derive(Debug)]
+pub enum Failure {
+    /// eyeson answered 423: the API key is locked. Retrying at once cannot
+    /// help; later may.
+    Locked,
+    /// eyeson refused (a 4xx other than 423 and 429, or an answer that does
+    /// not parse): retrying cannot help.
+    Refused(ApiError),
+    /// Retryable failures outlasted the claim's retry budget.
+    Exhausted,
+    /// The claim's time ([`Job::budget`]) ran out.
+    CutShort,
+}
+
+/// One kind of leased background work.
+pub trait Job: Send + Sync + 'static {
+    /// One item claimed under a lease (with whatever its attempts share).
+    type Claim: Send + Sync + 'static;
+    /// What working on one claim achieved.
+    type Outcome: Send + 'static;
+    /// What is written to the store for it.
+    type Record: Send + 'static;
+
+    /// The task's name (fault injection, logs).
+    const TASK: &'static str;
+    /// Its outcome writer's name (fault injection, logs).
+    const WRITER: &'static str;
+    /// What one item's work is called in logs ("shutdown").
+    const WHAT: &'static str;
+    /// Longest sleep without looking at the store.
+    const POLL: Duration = MAX_SLEEP;
+    /// Claims held per call in flight: more than one lets calls go on while
+    /// earlier outcomes wait for their commit.
+    const CLAIMS_PER_CALL: usize = 1;
+    /// The counter of retries inside a claim; `None`: one attempt per claim
+    /// (a failure is retried by a later claim).
+    const RETRIES: Option<&'static str> = None;
+    /// How often [`Job::tick`] runs (first at start); `None`: never.
+    const TICK: Option<Duration> = None;
+
+    /// Claims what is due, as [`Ask`]ed.
+    fn claim(
+        &self,
+        ask: Ask<'_>,
+    ) -> impl Future<Output = Result<Vec<Self::Claim>, StoreError>> + Send;
+
+    /// When the next item is due (`None`: only a poke or the poll tells).
+    fn next_due(
+        &self,
+        _now: Timestamp,
+    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// The room a claim is for (logs).
+    fn room(claim: &Self::Claim) -> &str;
+
+    /// One attempt at a claim; `n` counts the claim's attempts from 0.
+    fn attempt(
+        &self,
+        claim: &Self::Claim,
+        n: usize,
+    ) -> impl Future<Output = Result<Self::Outcome, StepError>> + Send;
+
+    /// The outcome when the attempts end in `failure`.
+    fn failed(&self, claim: &Self::Claim, failure: Failure) -> Self::Outcome;
+
+    /// How long a claim's work may take, counted from the claim: 3/4 of the
+    /// lease by default, so it ends well before another worker may claim
+    /// the item; `None` when each attempt is bounded otherwise.
+    fn budget(&self, lease: Duration) -> Option<Duration> {
+        Some(lease.saturating_sub(lease / 4))
+    }
+
+    /// The record of an outcome reached at `now` (and its metrics and log
+    /// lines).
+    fn conclude(&self, claim: &Self::Claim, outcome: Self::Outcome, now: Timestamp)
+        -> Self::Record;
+
+    /// Writes a batch of records in one transaction; per record, whether it
+    /// applied (the claim still held its lease).
+    fn commit(
+        &self,
+        owner: &str,
+        records: &[Self::Record],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Periodic chores ([`Job::TICK`]), such as a gauge's recount.
+    fn tick(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// A claim's terms: up to `limit` items due at `now`, leased to `owner`
+/// for `lease`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ask<'a> {
+    /// The service's now.
+    pub now: Timestamp,
+    /// Lease length.
+    pub lease: Duration,
+    /// This process's lease owner id.
+    pub owner: &'a str,
+    /// The most items to claim.
+    pub limit: u32,
+}
+
+/// What every runner of this process shares.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// This process's lease owner id.
+    pub owner: Arc<str>,
+    /// Lease length.
+    pub lease: Duration,
+    /// Where now comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Test-only fault injection (none in production).
+    pub faults: Faults,
+    /// Cleared at once if an outcome writer ends (`/healthz` 503).
+    pub tasks_ok: Arc<AtomicBool>,
+}
+
+/// A job, and how it runs.
+#[derive(Debug)]
+pub struct Runner<J> {
+    job: Arc<J>,
+    cx: Context,
+    concurrency: usize,
+    wake: Arc<Notify>,
+}
+
+impl<J> Clone for Runner<J> {
+    fn clone(&self) -> Self {
+        Runner {
+            job: self.job.clone(),
+            cx: self.cx.clone(),
+            concurrency: self.concurrency,
+            wake: self.wake.clone(),
+        }
+    }
+}
+
+/// The backoff between attempts inside a claim.
+fn policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_max_times(8)
+        .with_jitter()
+}
+
+impl<J: Job> Runner<J> {
+    /// `job` with `concurrency` calls in flight at once, woken by `wake`.
+    pub fn new(job: J, cx: Context, concurrency: usize, wake: Arc<Notify>) -> Self {
+        Runner {
+            job: Arc::new(job),
+            cx,
+            concurrency,
+            wake,
+        }
+    }
+
+    /// Runs until `stop` turns true, then waits for the claims in flight.
+    /// Returns early (and the supervisor in [`crate::app`] stops the
+    /// service) if its outcome writer ends: outcomes could no longer be
+    /// recorded.
+    pub async fn run(self, mut stop: Shutdown) {
+        // Two bounds: `calls` on calls in flight (what eyeson sees),
+        // `slots` on claims held: a claim keeps its slot until its outcome
+        // is recorded.
+        let calls = Arc::new(Semaphore::new(self.concurrency));
+        let slots = Arc::new(Semaphore::new(
+            self.concurrency.saturating_mul(J::CLAIMS_PER_CALL),
+        ));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let (writer, mut writer_task) = self.start_writer();
+        let mut writer_ended = false;
+        let mut ticked: Option<Instant> = None;
+        loop {
+            if stop.is_stopped() {
+                break;
+            }
+            if writer_task.is_finished() {
+                writer_ended = true;
+                self.writer_ended();
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            if let Some(every) = J::TICK {
+                if ticked.is_none_or(|t| t.elapsed() >= every) {
+                    ticked = Some(Instant::now());
+                    self.job.tick().await;
+                }
+            }
+            let free = slots.available_permits();
+            if free > 0 {
+                let ask = Ask {
+                    now: self.cx.clock.now(),
+                    lease: self.cx.lease,
+                    owner: &self.cx.owner,
+                    limit: free as u32,
+                };
+                match self.job.claim(ask).await {
+                    Ok(claims) => {
+                        let full = claims.len() == free;
+                        for claim in claims {
+                            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let (me, calls, writer) = (self.clone(), calls.clone(), writer.clone());
+                            let claimed = Instant::now();
+                            tasks.spawn(async move {
+                                me.settle(claim, claimed, &calls, &writer).await;
+                                drop(permit);
+                            });
+                        }
+                        if full {
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(task = J::TASK, error = %e, "could not claim what is due; retrying in 1s");
+                        if stop.sleep(Duration::from_secs(1)).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            // Full: only a finished claim (or the poll) can make room.
+            let (due, poll) = if free == 0 {
+                (None, J::POLL)
+            } else {
+                match self.job.next_due(self.cx.clock.now()).await {
+                    Ok(t) => (t, J::POLL),
+                    Err(e) => {
+                        tracing::error!(task = J::TASK, error = %e, "could not read when the next {} is due", J::WHAT);
+                        (None, Duration::from_secs(1))
+                    }
+                }
+            };
+            if due.is_some_and(|t| t <= self.cx.clock.now()) {
+                continue;
+            }
+            let pause = due.map_or(poll, |t| t.since(self.cx.clock.now()).min(poll));
+            tracing::debug!(?pause, "{} sleeping", J::TASK);
+            tokio::select! {
+                () = crate::clock::sleep_until_or(&*self.cx.clock, due, poll) => {}
+                _ = self.wake.notified() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                () = stop.stopped() => {}
+                _ = &mut writer_task => {
+                    writer_ended = true;
+                    self.writer_ended();
+                    break;
+                }
+            }
+        }
+        let in_flight = tasks.len();
+        if in_flight > 0 {
+            tracing::info!(in_flight, "waiting for {} calls in flight", J::WHAT);
+        }
+        while tasks.join_next().await.is_some() {}
+        drop(writer);
+        if !writer_ended {
+            let _ = writer_task.await;
+        }
+    }
+
+    fn writer_ended(&self) {
+        self.cx.tasks_ok.store(false, Ordering::SeqCst);
+        tracing::error!(
+            "the {} ended; the {} finishes its calls in flight and stops",
+            J::WRITER,
+            J::TASK
+        );
+    }
+
+    /// The outcome writer (see [`group_commit`](crate::group_commit)).
+    fn start_writer(&self) -> (Writer<J::Record, bool>, JoinHandle<()>) {
+        let (job, cx) = (self.job.clone(), self.cx.clone());
+        crate::group_commit::start(&self.cx.faults, J::WRITER, move |records| {
+            let (job, cx) = (job.clone(), cx.clone());
+            async move { job.commit(&cx.owner, &records, cx.clock.now()).await }
+        })
+    }
+
+    /// Works on one item claimed at `claimed` (once one of the `calls` is
+    /// free) and records the outcome.
+    async fn settle(
+        &self,
+        claim: J::Claim,
+        claimed: Instant,
+        calls: &Semaphore,
+        writer: &Writer<J::Record, bool>,
+    ) {
+        let work = async {
+            // Never closed: `run` owns it until every task has ended.
+            let _call = calls.acquire().await.ok()?;
+            self.outcome(&claim, claimed).await
+        };
+        let outcome = match self.job.budget(self.cx.lease) {
+            None => work.await,
+            Some(budget) => {
+                let budget = budget.saturating_sub(claimed.elapsed());
+                match tokio::time::timeout(budget, work).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::warn!(room = %J::room(&claim), ?budget, "{} cut short before the lease expires", J::WHAT);
+                        Some(self.job.failed(&claim, Failure::CutShort))
+                    }
+                }
+            }
+        };
+        // `None`: the store failed. Whenever nothing is recorded, the lease
+        // runs out and the item is claimed again.
+        let Some(outcome) = outcome else { return };
+        let record = self.job.conclude(&claim, outcome, self.cx.clock.now());
+        let room = J::room(&claim);
+        match crate::group_commit::submit(writer, record).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(room = %room, "{} lease lost (or what it was for changed) before the outcome was recorded; it may be done again", J::WHAT)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, room = %room, "could not record the {} outcome; it is claimed again after its lease", J::WHAT)
+            }
+        }
+    }
+
+    /// The attempts at one claim (retried while retryable and under half
+    /// the lease since the claim); `None` when the store failed.
+    async fn outcome(&self, claim: &J::Claim, claimed: Instant) -> Option<J::Outcome> {
+        let result = match J::RETRIES {
+            None => self.job.attempt(claim, 0).await,
+            Some(counter) => {
+                let n = AtomicUsize::new(0);
+                let budget = self.cx.lease / 2;
+                (|| self.job.attempt(claim, n.fetch_add(1, Ordering::Relaxed)))
+                    .retry(policy())
+                    .when(|e: &StepError| e.is_retryable() && claimed.elapsed() < budget)
+                    // Honour 429's Retry-After, capped so the budget holds.
+                    .adjust(|e: &StepError, wait: Option<Duration>| match (e, wait) {
+                        (StepError::Api(ApiError::Throttled(Some(after))), Some(wait)) => {
+                            Some(wait.max((*after).min(Duration::from_secs(5))))
+                        }
+                        (_, wait) => wait,
+                    })
+                    .notify(|e: &StepError, wait: Duration| {
+                        ::metrics::counter!(counter).increment(1);
+                        tracing::warn!(room = %J::room(claim), error = %e, ?wait, "{} call failed; retrying", J::WHAT);
+                    })
+                    .await
+            }
+        };
+        let room = J::room(claim);
+        let failure = match result {
+            Ok(outcome) => return Some(outcome),
+            // The job says (a locked key may be unlocked before long).
+            Err(StepError::Api(e)) if e.is_locked() => Failure::Locked,
+            Err(StepError::Api(e)) if !e.is_retryable() => {
+                tracing::error!(room = %room, error = %e, "eyeson refused the {}; not retrying", J::WHAT);
+                Failure::Refused(e)
+            }
+            // The store, not eyeson, failed (the database is gone): a
+            // final outcome would be recorded for an item nobody could
+            // work on. Record nothing; the item is claimed again once the
+            // lease has expired and the store answers.
+            Err(StepError::Store(e)) => {
+                tracing::error!(room = %room, error = %e, "store unavailable during a {}; it will be claimed again after its lease", J::WHAT);
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(room = %room, error = %e, "{} failed; retries exhausted for this claim", J::WHAT);
+                Failure::Exhausted
+            }
+        };
+        Some(self.job.failed(claim, failure))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    /// A job in a few lines: each item's attempts follow a script.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        todo: Mutex<Vec<u32>>,
+        attempts: Mutex<Vec<(u32, usize)>>,
+        records: Mutex<Vec<(u32, &'static str)>>,
+    }
+
+    impl Job for Scripted {
+        type Claim = u32;
+        type Outcome = &'static str;
+        type Record = (u32, &'static str);
+        const TASK: &'static str = "scripted";
+        const WRITER: &'static str = "scripted-writer";
+        const WHAT: &'static str = "scripted call";
+        const RETRIES: Option<&'static str> = Some("test_retries_total");
+
+        async fn claim(&self, ask: Ask<'_>) -> Result<Vec<u32>, StoreError> {
+            let mut todo = self.todo.lock().unwrap();
+            let n = todo.len().min(ask.limit as usize);
+            Ok(todo.drain(..n).collect())
+        }
+
+        fn room(_: &u32) -> &str {
+            "room"
+        }
+
+        async fn attempt(&self, item: &u32, n: usize) -> Result<&'static str, StepError> {
+            self.attempts.lock().unwrap().push((*item, n));
+            let slow = || tokio::time::sleep(Duration::from_millis(1200));
+            match item {
+                1 => Ok("done"),
+                2 if n == 0 => Err(StepError::Api(ApiError::Status(503))),
+                2 => Ok("done on retry"),
+                3 => Err(StepError::Api(ApiError::Status(400))),
+                4 => Err(StepError::Api(ApiError::Status(423))),
+                5 => {
+                    slow().await;
+                    Err(StepError::Api(ApiError::Status(503)))
+                }
+                6 => {
+                    slow().await;
+                    Err(StepError::Store(StoreError::Corrupt("gone".into())))
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok("never")
+                }
+            }
+        }
+
+        fn failed(&self, _: &u32, failure: Failure) -> &'static str {
+            match failure {
+                Failure::Locked => "locked",
+                Failure::Refused(_) => "refused",
+                Failure::Exhausted => "exhausted",
+                Failure::CutShort => "cut short",
+            }
+        }
+
+        fn conclude(&self, item: &u32, outcome: &'static str, _: Timestamp) -> (u32, &'static str) {
+            (*item, outcome)
+        }
+
+        async fn commit(
+            &self,
+            _: &str,
+            records: &[(u32, &'static str)],
+            _: Timestamp,
+        ) -> Result<Vec<bool>, StoreError> {
+            self.records.lock().unwrap().extend_from_slice(records);
+            Ok(vec![true; records.len()])
+        }
+    }
+
+    #[tokio::test]
+    async fn each_claim_is_attempted_retried_classified_and_recorded() {
+        let job = Scripted {
+            todo: Mutex::new((1..=7).collect()),
+            ..Scripted::default()
+        };
+        let cx = Context {
+            owner: "me".into(),
+            // Retries stop after 1 s, a claim's work after 1.5 s.
+            lease: Duration::from_secs(2),
+            clock: Arc::new(SystemClock),
+            faults: Faults::default(),
+            tasks_ok: Arc::new(AtomicBool::new(true)),
+        };
+        let runner = Runner::new(job, cx.clone(), 8, Arc::new(Notify::new()));
+        let job = runner.job.clone();
+        let (stopper, stop) = crate::shutdown::signal();
+        let task = tokio::spawn(runner.run(stop));
+        let started = Instant::now();
+        while job.records.lock().unwrap().len() < 6 && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stopper.stop();
+        task.await.unwrap();
+        let mut records = job.records.lock().unwrap().clone();
+        records.sort();
+        // 6: the store failed, so nothing is recorded (the lease runs out).
+        assert_eq!(
+            records,
+            [
+                (1, "done"),
+                (2, "done on retry"),
+                (3, "refused"),
+                (4, "locked"),
+                (5, "exhausted"),
+                (7, "cut short"),
+            ]
+        );
+        let attempts = job.attempts.lock().unwrap().clone();
+        // A retryable failure is tried again (the attempt knows which it
+        // is); a refusal, a locked key or the spent retry budget is not.
+        for (item, tries) in [(1, 1), (2, 2), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1)] {
+            let seen: Vec<usize> = attempts
+                .iter()
+                .filter(|(i, _)| *i == item)
+                .map(|(_, n)| *n)
+                .collect();
+            assert_eq!(seen, (0..tries).collect::<Vec<_>>(), "item {item}");
+        }
+        assert!(cx.tasks_ok.load(Ordering::SeqCst));
+    }
+}
