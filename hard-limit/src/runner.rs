@@ -465,8 +465,9 @@ mod tests {
         type Claim = u32;
         type Outcome = &'static str;
         type Record = (u32, &'static str);
-        const TASK: &'static str = "scripted";
-        const WRITER: &'static str = "scripted-writer";
+        // Fault names must be the supervisor's: borrow the scheduler's.
+        const TASK: &'static str = "scheduler";
+        const WRITER: &'static str = "outcome-writer";
         const WHAT: &'static str = "scripted call";
         const RETRIES: Option<&'static str> = Some("test_retries_total");
 
