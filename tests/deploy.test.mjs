@@ -5,22 +5,24 @@
 // - the systemd unit passes `systemd-analyze verify` and scores at most
 //   1.5 ("OK") in `systemd-analyze security`;
 // - every metric an alert or a dashboard panel uses is one the service
-//   really exports (scraped from the running debug binary);
+//   really exports (scraped from the running debug binary, with eyeson
+//   played by the sandbox, eyeson-sandbox as a process);
 // - the release tarball and the OCI image, when built: their contents,
 //   the image's configuration, and the very binary they ship, run.
 // promtool's own checks and unit tests of the rules run in scripts/test.sh.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { createHmac } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
 import { join } from "node:path";
-import { builtBinary, root, spawnProcess, tempDir, waitFor } from "./e2e/support/system.mjs";
+import { launch } from "./support/browser.mjs";
+import { builtBinary, deliverRoomUpdate, root, runMeeting, spawnProcess, startSandbox, tempDir, waitFor } from "./e2e/support/system.mjs";
 
 const deploy = (file) => join(root, "deploy", file);
 const HARD_LIMIT = builtBinary("eyeson-hard-limit");
 const NO_BINARY = HARD_LIMIT ? false : "needs the eyeson-hard-limit binary (cargo build -p eyeson-hard-limit)";
+// The scrape runs the service against the sandbox.
+const NO_SERVICE = NO_BINARY || (builtBinary("eyeson-sandbox") ? false : "needs the eyeson-sandbox binary (cargo build -p eyeson-sandbox)");
 const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const KEY = "deploy-test-key";
 
@@ -107,25 +109,16 @@ test("the unit scores at most 1.5 (OK) in systemd-analyze security", { skip: !ha
   assert.equal(m[2], "OK");
 });
 
-// A fake eyeson for the scrape: an empty room list, every DELETE 204.
-let fake, service, db, exported;
+// eyeson for the scrape: the sandbox, its meeting page in Chromium.
+let sandbox, browser, meeting, service, db, exported;
 
 async function startService() {
-  const server = createServer((req, res) => {
-    if (req.headers.authorization !== KEY) return res.writeHead(401).end();
-    if (req.method === "GET" && req.url.startsWith("/rooms")) {
-      return res.writeHead(200, { "content-type": "application/json" }).end("[]");
-    }
-    if (req.method === "DELETE" && req.url.startsWith("/rooms/")) return res.writeHead(204).end();
-    res.writeHead(404).end();
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  fake = { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((r) => server.close(r)) };
+  sandbox = await startSandbox({ apiKey: KEY });
   db = tempDir();
   service = await spawnProcess(
     HARD_LIMIT,
     [
-      "--api-key", KEY, "--api-url", fake.url,
+      "--api-key", KEY, "--api-url", sandbox.url,
       "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
       "--database", `sqlite://${join(db.path, "hl.db")}`,
       "--max-duration", "30m", "--reconcile-every", "1h", "--warn-before", "5m",
@@ -143,31 +136,30 @@ async function scrapeFamilies(admin) {
 }
 
 before(async () => {
-  if (NO_BINARY) return;
+  if (NO_SERVICE) return;
   const urls = await startService();
-  // A meeting 31 minutes old: due at once; its shutdown records the
-  // lateness histogram (a histogram appears only once observed).
+  browser = await launch(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]);
+  // A meeting running on the sandbox, announced as 31 minutes old: due at
+  // once; its shutdown (a DELETE the sandbox accepts) records the lateness
+  // histogram (a histogram appears only once observed). The sandbox starts
+  // a meeting when its host joins, so the age is the one field of eyeson's
+  // delivery the test sets itself.
+  meeting = await runMeeting(sandbox, browser, "deploy-room");
   const startedAt = new Date(Date.now() - 31 * 60_000).toISOString();
-  const body = JSON.stringify({
-    timestamp: Math.floor(Date.now() / 1000),
-    type: "room_update",
-    room: { id: "deploy-room", name: "r", ready: true, started_at: startedAt, shutdown: false, guest_token: "g" },
-  });
-  const res = await fetch(`${urls.public}/webhook`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-eyeson-signature": createHmac("sha256", KEY).update(body).digest("hex") },
-    body,
-  });
-  assert.equal(res.status, 204);
+  assert.equal(await deliverRoomUpdate(`${urls.public}/webhook`, KEY, { ...meeting.room, started_at: startedAt }), 204);
   await waitFor(async () => (await scrapeFamilies(urls.admin)).has("hard_limit_enforcement_lateness_seconds"), {
     what: "the shutdown's lateness in /metrics",
   });
+  const deletes = (await sandbox.events()).filter((e) => e.kind === "api_delete").map((e) => [e.room_id, e.status]);
+  assert.deepEqual(deletes, [["deploy-room", 204]], "the shutdown was a DELETE eyeson accepted");
   exported = await scrapeFamilies(urls.admin);
 });
 
 after(async () => {
+  await meeting?.close();
+  await browser?.close();
   await service?.stop();
-  await fake?.close();
+  await sandbox?.stop();
   db?.remove();
 });
 
@@ -182,7 +174,7 @@ function metricNames(exprs) {
   return names;
 }
 
-test("every metric the alerts and the dashboard use is one the service exports", { skip: NO_BINARY }, () => {
+test("every metric the alerts and the dashboard use is one the service exports", { skip: NO_SERVICE }, () => {
   const ruleExprs = alerts().map(({ text }) => /expr: (\|\n(?:\s{10}.*\n?)+|.*)/.exec(text)[1]);
   const dashboard = JSON.parse(readFileSync(deploy("grafana-dashboard.json"), "utf8"));
   const panelExprs = dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr));
@@ -220,7 +212,7 @@ async function runsAndAnswers(bin, env = {}) {
   try {
     proc = await spawnProcess(bin, [], {
       ...env,
-      EYESON_API_KEY: KEY, EYESON_API_URL: fake?.url ?? "http://127.0.0.1:9",
+      EYESON_API_KEY: KEY, EYESON_API_URL: sandbox?.url ?? "http://127.0.0.1:9",
       LISTEN_ADDR: "127.0.0.1:0", ADMIN_LISTEN: "127.0.0.1:0",
       DATABASE_URL: `sqlite://${join(dir.path, "hl.db")}`, RECONCILE_EVERY: "1h", RUST_LOG: "info",
     }, { ready: /listening addr=(\S+) admin=(\S+)/ });

@@ -1,58 +1,46 @@
 // The hard-limit service's operator console (GET / on its admin listener)
 // in headless Chromium: the real service binary with a real SQLite file,
-// a small fake eyeson API that records every call, and the page as an
-// operator uses it: the admin token asked once, a tracked meeting listed,
-// an extension made in the page moving the deadline the API reports, end
-// now (confirmed) making eyeson see exactly one DELETE. Also axe-core on
-// the page, and no sideways scrolling at 1280×800 and at a phone's width.
+// eyeson played by the sandbox (eyeson-sandbox as a process, meetings run on
+// its meeting page, its event log recording every API-key DELETE), and the
+// page as an operator uses it: the admin token asked once, a tracked
+// meeting listed, an extension made in the page moving the deadline the API
+// reports, end now (confirmed) making eyeson see exactly one DELETE and end
+// the meeting. Also axe-core on the page, and no sideways scrolling at
+// 1280×800 and at a phone's width.
 //
-// Needs `cargo build -p eyeson-hard-limit` (or EYESON_HARD_LIMIT_BIN);
-// skipped otherwise. CONSOLE_SCREENSHOTS=DIR keeps screenshots there.
+// Needs `cargo build -p eyeson-sandbox -p eyeson-hard-limit` (or
+// EYESON_HARD_LIMIT_BIN for the service); skipped otherwise.
+// CONSOLE_SCREENSHOTS=DIR keeps screenshots there.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { createServer } from "node:http";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { launch } from "../support/browser.mjs";
-import { builtBinary, root, spawnProcess, tempDir, waitFor } from "./support/system.mjs";
+import { builtBinary, deliverRoomUpdate, root, runMeeting, spawnProcess, startSandbox, tempDir, waitFor } from "./support/system.mjs";
 
 const HARD_LIMIT = process.env.EYESON_HARD_LIMIT_BIN || builtBinary("eyeson-hard-limit");
-const SKIP = HARD_LIMIT ? false : "needs the eyeson-hard-limit binary (cargo build -p eyeson-hard-limit)";
+const SKIP = !HARD_LIMIT
+  ? "needs the eyeson-hard-limit binary (cargo build -p eyeson-hard-limit)"
+  : !builtBinary("eyeson-sandbox")
+    ? "needs the eyeson-sandbox binary (cargo build -p eyeson-sandbox)"
+    : false;
 const KEY = "console-test-key";
 const TOKEN = "console-admin-token-5d1e";
+const MEDIA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"];
 
-/** eyeson's API as far as the service uses it here: an empty room list, and DELETEs recorded. */
-async function fakeEyeson() {
-  const calls = [];
-  const server = createServer((req, res) => {
-    calls.push({ method: req.method, path: req.url, authorization: req.headers.authorization });
-    if (req.headers.authorization !== KEY) return res.writeHead(401).end();
-    if (req.method === "GET" && req.url.startsWith("/rooms")) {
-      return res.writeHead(200, { "content-type": "application/json" }).end("[]");
-    }
-    if (req.method === "DELETE" && req.url.startsWith("/rooms/")) return res.writeHead(204).end();
-    res.writeHead(404).end();
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    deletes: () => calls.filter((c) => c.method === "DELETE"),
-    close: () => new Promise((r) => server.close(r)),
-  };
-}
-
-let browser, fake, service, db, publicUrl, adminUrl;
+let browser, sandbox, service, db, publicUrl, adminUrl;
+const meetings = [];
 
 before(async () => {
   if (SKIP) return;
-  fake = await fakeEyeson();
+  sandbox = await startSandbox({ apiKey: KEY });
   db = tempDir();
   service = await spawnProcess(
     HARD_LIMIT,
     [
       "--api-key", KEY,
-      "--api-url", fake.url,
+      "--api-url", sandbox.url,
       "--listen", "127.0.0.1:0",
       "--admin-listen", "127.0.0.1:0",
       "--database", `sqlite://${join(db.path, "hl.db")}`,
@@ -64,29 +52,32 @@ before(async () => {
   );
   publicUrl = `http://${service.match[1]}`;
   adminUrl = `http://${service.match[2]}`;
-  browser = await launch();
+  browser = await launch(MEDIA);
 });
 
 after(async () => {
+  while (meetings.length) await meetings.pop().close();
   await browser?.close();
   await service?.stop();
-  await fake?.close();
+  await sandbox?.stop();
   db?.remove();
 });
 
-/** A signed room_update, as eyeson sends it when a meeting starts. */
-async function meetingStarts(room, startedAt, url = publicUrl) {
-  const body = JSON.stringify({
-    timestamp: Math.floor(Date.now() / 1000),
-    type: "room_update",
-    room: { id: room, name: room, ready: true, started_at: startedAt.toISOString(), shutdown: false, guest_token: "g" },
-  });
-  const r = await fetch(`${url}/webhook`, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-eyeson-signature": createHmac("sha256", KEY).update(body).digest("hex") },
-    body,
-  });
-  assert.equal(r.status, 204);
+/**
+ * A meeting of `room` running on the sandbox (its host on the meeting page),
+ * announced to the service at `url` by the signed room_update eyeson sends
+ * when a meeting starts; resolves with its start.
+ */
+async function meetingStarts(room, url = publicUrl) {
+  const meeting = await runMeeting(sandbox, browser, room);
+  meetings.push(meeting);
+  assert.equal(await deliverRoomUpdate(`${url}/webhook`, KEY, meeting.room), 204);
+  return new Date(meeting.room.started_at);
+}
+
+/** What the sandbox logged of the API-key `DELETE /rooms/{room_id}` calls: `[room_id, status]`. */
+async function deletes() {
+  return (await sandbox.events()).filter((e) => e.kind === "api_delete").map((e) => [e.room_id, e.status]);
 }
 
 async function apiMeeting(room) {
@@ -115,9 +106,8 @@ async function shot(page, name) {
 }
 
 test("the console lists a tracked meeting, extends it and ends it; eyeson sees one DELETE", { skip: SKIP }, async () => {
-  const started = new Date(Date.now() - 60_000);
-  await meetingStarts("board room", started);
-  await meetingStarts("webinar-7", new Date(Date.now() - 120_000));
+  const started = await meetingStarts("board room");
+  await meetingStarts("webinar-7");
   const before = await apiMeeting("board room");
   assert.equal(Date.parse(before.deadline), Math.floor(started.getTime()) + 30 * 60_000);
 
@@ -183,7 +173,9 @@ test("the console lists a tracked meeting, extends it and ends it; eyeson sees o
   await row.getByRole("button", { name: "End now – end the meeting in board room now" }).click();
   await page.getByRole("dialog", { name: "End the meeting now?" }).getByRole("button", { name: "End meeting" }).click();
   await waitFor(async () => (await apiMeeting("board room")).state === "shut_down", { timeoutMs: 10000, what: "the meeting shut down" });
-  assert.deepEqual(fake.deletes().map((d) => d.path), ["/rooms/board%20room"], "exactly one DELETE, for that room");
+  assert.deepEqual(await deletes(), [["board room", 204]], "exactly one DELETE, for that room");
+  const ended = (await sandbox.events()).filter((e) => e.kind === "meeting_ended").map((e) => [e.room_id, e.reason]);
+  assert.deepEqual(ended, [["board room", "api_delete"]], "eyeson ended that meeting, and only that one");
   const finished = page.locator("#done tbody tr", { hasText: "board room" });
   await finished.waitFor({ timeout: 10000 });
   assert.match(await finished.textContent(), /shut down/);
@@ -221,7 +213,7 @@ test("a page on another origin can neither end nor extend a meeting through the 
     HARD_LIMIT,
     [
       "--api-key", KEY,
-      "--api-url", fake.url,
+      "--api-url", sandbox.url,
       "--listen", "127.0.0.1:0",
       "--admin-listen", "127.0.0.1:0",
       "--database", `sqlite://${join(dir.path, "hl.db")}`,
@@ -245,10 +237,10 @@ test("a page on another origin can neither end nor extend a meeting through the 
     </script>`);
   });
   await new Promise((resolve) => evil.listen(0, "127.0.0.1", resolve));
-  const deletesBefore = fake.deletes().length;
+  const deletesBefore = (await deletes()).length;
   const page = await browser.newPage();
   try {
-    await meetingStarts("csrf target", new Date(Date.now() - 60_000), openPublic);
+    await meetingStarts("csrf target", openPublic);
     const before = await meeting();
     await page.goto(`http://127.0.0.1:${evil.address().port}/`);
     await waitFor(async () => (await page.title()).startsWith("done"), { timeoutMs: 10000, what: "the attacks ran" });
@@ -257,7 +249,9 @@ test("a page on another origin can neither end nor extend a meeting through the 
     const after = await meeting();
     assert.equal(after.state, "running");
     assert.equal(after.deadline, before.deadline, "the deadline did not move");
-    assert.equal(fake.deletes().length, deletesBefore, "no DELETE was sent");
+    assert.equal((await deletes()).length, deletesBefore, "no DELETE was sent");
+    const listed = (await sandbox.call("GET", "/rooms")).body.map((r) => r.id);
+    assert.ok(listed.includes("csrf target"), `eyeson still runs the meeting: ${listed}`);
     const metrics = await (await fetch(`${openAdmin}/metrics`)).text();
     assert.match(metrics, /hard_limit_admin_requests_refused_total\{reason="origin"\} [3-9]/);
   } finally {

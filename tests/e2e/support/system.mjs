@@ -70,6 +70,53 @@ export async function startSandbox({ apiKey = "e2e-key", args = [] } = {}) {
 }
 
 /**
+ * A meeting of `roomId` started on the sandbox as an app starts one: `POST
+ * /rooms` (with the API key), then the host opens `links.gui`, the meeting
+ * page with the real SDK, in a fresh context of `browser` (launched with
+ * fake media). Resolves once eyeson lists it as running, with `{ room, close
+ * }`: `room` is its `GET /rooms` entry, the very room object eyeson's
+ * `room_update` webhook carries; `close()` closes the host's context (the
+ * host leaves).
+ */
+export async function runMeeting(sandbox, browser, roomId) {
+  const joined = await sandbox.join(roomId, `host of ${roomId}`);
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(joined.links.gui);
+    await page.waitForSelector('main[data-state="joined"]', { timeout: 20000 });
+    let room;
+    await waitFor(
+      async () => {
+        const list = await sandbox.call("GET", "/rooms");
+        room = list.status === 200 ? list.body.find((r) => r.id === roomId) : undefined;
+        return room?.started_at;
+      },
+      { timeoutMs: 10000, what: `eyeson listing ${roomId} as running` },
+    );
+    return { room, close: () => context.close() };
+  } catch (error) {
+    await context.close();
+    throw error;
+  }
+}
+
+/**
+ * POSTs a `room_update` for `room` (a room object, as `GET /rooms` lists it)
+ * to `url`, signed with `apiKey` as eyeson signs its deliveries; resolves
+ * with the receiver's status.
+ */
+export async function deliverRoomUpdate(url, apiKey, room) {
+  const body = JSON.stringify({ timestamp: Math.floor(Date.now() / 1000), type: "room_update", room });
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-eyeson-signature": createHmac("sha256", apiKey).update(body).digest("hex") },
+    body,
+  });
+  return res.status;
+}
+
+/**
  * A webhook receiver on a free port that checks eyeson's signature
  * (`X-Eyeson-Signature` = lowercase hex HMAC-SHA256 of the raw body, keyed
  * with the API key) and answers 204, or 401 for a bad signature.
