@@ -318,22 +318,6 @@ impl EyesonClient {
         }
     }
 
-    /// Registers `target` for `room_update` unless exactly that is
-    /// registered already, replacing whatever else is. Returns whether it
-    /// registered. (The service itself decides with
-    /// [`crate::registration::decide`], which leaves other URLs alone.)
-    pub async fn ensure_webhook(&self, target: &Url) -> Result<bool, ApiError> {
-        use crate::registration::{decide, Decision, Mode};
-        let current = self.current_webhook().await?;
-        match decide(current.as_ref(), target, Mode::Replace) {
-            Decision::Unchanged | Decision::RefuseForeign(_) => Ok(false),
-            Decision::Register { types, .. } => {
-                self.register_webhook(target, &types).await?;
-                Ok(true)
-            }
-        }
-    }
-
     /// `DELETE /webhooks/{id}`.
     pub async fn delete_webhook(&self, id: &str) -> Result<(), ApiError> {
         let url = self.url(paths::webhook(id))?;

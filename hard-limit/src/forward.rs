@@ -10,7 +10,7 @@
 //! - **Only what was acknowledged.** Deliveries whose signature does not
 //!   verify, that are stale (a replay) or malformed are refused (4xx) and
 //!   not forwarded: the service is no relay for anyone but eyeson.
-//! - **In order per lane** ([`lane_of`]): a room's deliveries (its
+//! - **In order per lane** ([`crate::lanes`]): a room's deliveries (its
 //!   `room_update`s, and `recording_update`/`snapshot_update` naming the
 //!   room) share the lane `room:<id>`; other deliveries get one lane per
 //!   type. Only a lane's oldest entry is ever claimed, so a later delivery
@@ -33,19 +33,11 @@
 use std::time::Duration;
 
 use reqwest::Url;
-use serde::Deserialize;
 
-use crate::domain::{RoomId, Timestamp};
+use crate::domain::Timestamp;
 use crate::metrics;
 use crate::runner::{Ask, Failure, Job, StepError};
 use crate::store::{ForwardClaim, ForwardRecord, ForwardStore, Store, StoreError};
-
-/// Lanes of a room start with this; the rest is the room id.
-pub const ROOM_LANE: &str = "room:";
-
-/// Lanes of deliveries that name no room start with this; the rest is the
-/// delivery's `type`.
-pub const TYPE_LANE: &str = "type:";
 
 /// Attempts (in all) after which a receiver's 4xx (other than 408/429) or
 /// 3xx drops the entry.
@@ -66,56 +58,6 @@ const POLL: Duration = Duration::from_secs(1);
 
 /// How often the pending gauge is recounted.
 const COUNT_EVERY: Duration = Duration::from_secs(10);
-
-#[derive(Deserialize)]
-struct LaneFields {
-    #[serde(rename = "type")]
-    kind: Option<serde_json::Value>,
-    room: Option<Named>,
-    recording: Option<WithRoom>,
-    snapshot: Option<WithRoom>,
-}
-
-#[derive(Deserialize)]
-struct WithRoom {
-    room: Option<Named>,
-}
-
-#[derive(Deserialize)]
-struct Named {
-    id: Option<serde_json::Value>,
-}
-
-/// The lane of a delivery body: `room:<id>` from `room.id`, else from
-/// `recording.room.id` or `snapshot.room.id`; else `type:<type>` (one lane
-/// per type). An id that is not a valid room id counts as absent.
-pub fn lane_of(body: &[u8]) -> String {
-    let Ok(fields) = serde_json::from_slice::<LaneFields>(body) else {
-        return format!("{TYPE_LANE}unknown");
-    };
-    let id = |n: Option<Named>| match n?.id? {
-        serde_json::Value::String(s) => RoomId::parse(&s).ok(),
-        _ => None,
-    };
-    let room = id(fields.room)
-        .or_else(|| id(fields.recording.and_then(|r| r.room)))
-        .or_else(|| id(fields.snapshot.and_then(|s| s.room)));
-    match room {
-        Some(room) => format!("{ROOM_LANE}{}", room.as_str()),
-        None => match fields.kind {
-            Some(serde_json::Value::String(t)) if !t.is_empty() && t.len() <= 64 => {
-                format!("{TYPE_LANE}{t}")
-            }
-            _ => format!("{TYPE_LANE}unknown"),
-        },
-    }
-}
-
-/// The PostgreSQL advisory-lock key of a lane: a room's lane locks what
-/// the room's plans lock (the room id), so one lock orders both.
-pub fn lock_key(lane: &str) -> &str {
-    lane.strip_prefix(ROOM_LANE).unwrap_or(lane)
-}
 
 /// The delay before the next try after `attempts` failed tries (1 or
 /// more): [`BACKOFF_MIN`] doubling, capped at [`BACKOFF_MAX`], scaled by
@@ -160,25 +102,6 @@ pub fn judge(sent: Sent, attempts: i64) -> Verdict {
         Sent::Status(s) if s == 408 || s == 429 || s >= 500 => Verdict::Retry,
         Sent::Status(_) if attempts < REFUSED_AFTER => Verdict::Retry,
         Sent::Status(_) => Verdict::Refused,
-    }
-}
-
-/// A URL as it may be logged: scheme, host, port and path; never a query
-/// string, fragment or user info (any of them may carry a token).
-pub fn loggable_url(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(u) => {
-            let mut out = format!("{}://{}", u.scheme(), u.host_str().unwrap_or(""));
-            if let Some(port) = u.port() {
-                out.push_str(&format!(":{port}"));
-            }
-            out.push_str(u.path());
-            if u.query().is_some() {
-                out.push_str("?…");
-            }
-            out
-        }
-        Err(_) => "(not a URL)".into(),
     }
 }
 
@@ -227,7 +150,7 @@ pub struct Forwarded {
 impl Forwarder {
     /// Forwards to `target`, each entry until `retention` has passed.
     pub fn new(store: Store, target: Url, retention: Duration) -> reqwest::Result<Self> {
-        tracing::info!(target = %loggable_url(target.as_str()), "forwarding every acknowledged delivery");
+        tracing::info!(target = %crate::secrets::loggable_url(target.as_str()), "forwarding every acknowledged delivery");
         Ok(Forwarder {
             store,
             target,
@@ -240,7 +163,7 @@ impl Forwarder {
         let mut req = self
             .http
             .post(self.target.clone())
-            .header(crate::webhook::SIGNATURE_HEADER, claim.signature.as_str())
+            .header(eyeson_api::SIGNATURE_HEADER, claim.signature.as_str())
             .body(claim.body.clone());
         if let Some(ct) = &claim.content_type {
             req = req.header(reqwest::header::CONTENT_TYPE, ct.as_str());
@@ -295,7 +218,7 @@ impl Job for Forwarder {
     }
 
     fn room(claim: &ForwardClaim) -> &str {
-        lock_key(&claim.lane)
+        crate::lanes::lock_key(&claim.lane)
     }
 
     /// Sends the entry unless it expired, and judges the answer.
@@ -369,35 +292,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lanes_follow_the_room_wherever_the_delivery_names_it() {
-        assert_eq!(
-            lane_of(br#"{"type":"room_update","room":{"id":"r1"}}"#),
-            "room:r1"
-        );
-        assert_eq!(
-            lane_of(br#"{"type":"recording_update","recording":{"id":"x","room":{"id":"r1"}}}"#),
-            "room:r1"
-        );
-        assert_eq!(
-            lane_of(br#"{"type":"snapshot_update","snapshot":{"room":{"id":"r2"}}}"#),
-            "room:r2"
-        );
-        // No room named: one lane per type.
-        assert_eq!(
-            lane_of(br#"{"type":"recording_update","recording":{"id":"x"}}"#),
-            "type:recording_update"
-        );
-        assert_eq!(
-            lane_of(br#"{"type":"snapshot_update","snapshot":{"room":{"id":7}}}"#),
-            "type:snapshot_update"
-        );
-        assert_eq!(lane_of(br#"{"type":42}"#), "type:unknown");
-        assert_eq!(lane_of(b"not json"), "type:unknown");
-        assert_eq!(lock_key("room:r1"), "r1");
-        assert_eq!(lock_key("type:recording_update"), "type:recording_update");
-    }
-
-    #[test]
     fn backoff_doubles_from_one_second_to_five_minutes_with_jitter() {
         assert_eq!(backoff(1, 1.0), Duration::from_secs(1));
         assert_eq!(backoff(2, 1.0), Duration::from_secs(2));
@@ -447,18 +341,5 @@ mod tests {
                 "{s}"
             );
         }
-    }
-
-    #[test]
-    fn logged_urls_keep_no_query_or_credentials() {
-        assert_eq!(
-            loggable_url("https://user:pw@app.example.com:8443/hook?token=s3cret#x"),
-            "https://app.example.com:8443/hook?…"
-        );
-        assert_eq!(
-            loggable_url("https://app.example.com/eyeson-hook"),
-            "https://app.example.com/eyeson-hook"
-        );
-        assert_eq!(loggable_url("::"), "(not a URL)");
     }
 }

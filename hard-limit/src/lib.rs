@@ -53,7 +53,8 @@
 //! | `eyeson_api` (crate) | the eyeson contract shared with the sandbox: signature, wire types (the lenient readers used here), paths |
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
 //! | [`registration`] | sharing eyeson's one webhook per key with the app: what to register, refusing to cut off another URL's |
-//! | [`forward`] | `--forward-to`: the outbox's lanes, retries and expiry, and the job that forwards every acknowledged delivery to the app |
+//! | [`forward`] | `--forward-to`: retries and expiry, and the job that forwards every acknowledged delivery to the app |
+//! | [`lanes`] | the outbox's lanes: which forwarded deliveries keep their order |
 //! | [`store`] | the narrow [`store::MeetingStore`] trait, plan application written once, its SQLite engine and its PostgreSQL engine (replicas) |
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
@@ -80,6 +81,7 @@ pub mod fault;
 pub mod forward;
 mod group_commit;
 pub mod http;
+pub mod lanes;
 pub mod limits;
 pub mod meeting_gauges;
 pub mod metrics;

@@ -14,7 +14,6 @@ use reqwest::Url;
 use crate::clock::Clock;
 use crate::domain::{self, MeetingKey, Plan, RoomUpdate, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient};
-use crate::forward;
 use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::registration::{self, Decision, ForeignWebhook, Mode};
@@ -174,7 +173,7 @@ impl Reconciler {
             Ok::<_, ApiError>(decision)
         };
         let result = attempt.retry(policy).when(ApiError::is_retryable).await;
-        let url = forward::loggable_url(url.as_str());
+        let url = crate::secrets::loggable_url(url.as_str());
         let outcome = match result {
             Ok(Decision::Unchanged) => {
                 tracing::info!(url = %url, "webhook already registered");

@@ -13,12 +13,12 @@
 //!   replace it (logged as a warning).
 //!
 //! Registered URLs are shown scheme, host, port and path only
-//! ([`crate::forward::loggable_url`]): a query string may carry a token.
+//! ([`crate::secrets::loggable_url`]): a query string may carry a token.
 
 use reqwest::Url;
 
-use crate::eyeson::{Webhook, WEBHOOK_TYPES};
-use crate::forward::loggable_url;
+use crate::eyeson::{ApiError, EyesonClient, Webhook, WEBHOOK_TYPES};
+use crate::secrets::loggable_url;
 
 /// What to do with a webhook registered to another URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +126,23 @@ impl ForeignWebhook {
             } else {
                 hook.types.join(",")
             },
+        }
+    }
+}
+
+/// Registers `target` for `room_update` unless exactly that is
+/// registered already, replacing whatever else is (the `--webhook-replace`
+/// decision). Returns whether it registered.
+pub async fn ensure(client: &EyesonClient, target: &Url) -> Result<bool, ApiError> {
+    match decide(
+        client.current_webhook().await?.as_ref(),
+        target,
+        Mode::Replace,
+    ) {
+        Decision::Unchanged | Decision::RefuseForeign(_) => Ok(false),
+        Decision::Register { types, .. } => {
+            client.register_webhook(target, &types).await?;
+            Ok(true)
         }
     }
 }

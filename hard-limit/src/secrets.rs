@@ -101,6 +101,25 @@ impl FromStr for AdminToken {
     }
 }
 
+/// A URL as it may be logged: scheme, host, port and path; never a query
+/// string, fragment or user info (any of them may carry a token).
+pub fn loggable_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let mut out = format!("{}://{}", u.scheme(), u.host_str().unwrap_or(""));
+            if let Some(port) = u.port() {
+                out.push_str(&format!(":{port}"));
+            }
+            out.push_str(u.path());
+            if u.query().is_some() {
+                out.push_str("?…");
+            }
+            out
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +136,18 @@ mod tests {
             let e = AdminToken(bad.into()).checked().unwrap_err();
             assert!(e.contains("--admin-token") && (bad.is_empty() || !e.contains(bad)));
         }
+    }
+
+    #[test]
+    fn logged_urls_keep_no_query_or_credentials() {
+        assert_eq!(
+            loggable_url("https://user:pw@app.example.com:8443/hook?token=s3cret#x"),
+            "https://app.example.com:8443/hook?…"
+        );
+        assert_eq!(
+            loggable_url("https://app.example.com/eyeson-hook"),
+            "https://app.example.com/eyeson-hook"
+        );
+        assert_eq!(loggable_url("::"), "(not a URL)");
     }
 }

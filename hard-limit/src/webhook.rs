@@ -396,7 +396,7 @@ async fn handle(app: &WebhookState, headers: &HeaderMap, body: Body) -> Result<A
     // well-formed (the service relays eyeson, nobody else).
     let forward = |bytes: Vec<u8>| {
         app.forward.then(|| NewForward {
-            lane: crate::forward::lane_of(&bytes),
+            lane: crate::lanes::lane_of(&bytes),
             signature: headers
                 .get(SIGNATURE_HEADER)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())

@@ -264,7 +264,7 @@ pub struct WarnRecord {
 /// outbox in the same transaction as the delivery's plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewForward {
-    /// Its lane ([`crate::forward::lane_of`]): deliveries of one lane go
+    /// Its lane ([`crate::lanes::lane_of`]): deliveries of one lane go
     /// out one after the other, in the order they were committed.
     pub lane: String,
     /// The raw body, byte for byte.

@@ -839,7 +839,7 @@ impl PgStore {
         // are locked too: their ids are then drawn in commit order, so a
         // lane's entries cannot become visible out of order across replicas.
         let mut rooms: Vec<&str> = plans.iter().filter_map(plan::room_of).collect();
-        rooms.extend(forwards.iter().map(|f| crate::forward::lock_key(&f.lane)));
+        rooms.extend(forwards.iter().map(|f| crate::lanes::lock_key(&f.lane)));
         rooms.sort_unstable();
         rooms.dedup();
         if !rooms.is_empty() {

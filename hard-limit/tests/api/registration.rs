@@ -117,6 +117,8 @@ async fn a_registration_without_the_trailing_slash_of_a_bare_host_is_kept() {
     .unwrap();
     let target: reqwest::Url = "https://hooks.example.com".parse().unwrap();
     assert_eq!(target.as_str(), "https://hooks.example.com/");
-    assert!(!client.ensure_webhook(&target).await.unwrap());
+    assert!(!eyeson_hard_limit::registration::ensure(&client, &target)
+        .await
+        .unwrap());
     assert!(fake.calls("POST", "/webhooks").is_empty());
 }
