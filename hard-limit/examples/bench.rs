@@ -767,7 +767,7 @@ async fn scale(n: usize) {
     let dir = bench_dir();
     let path = dir.path().join("scale.db");
     let db = format!("sqlite://{}", path.display());
-    let store = SqliteStore::connect(&db).await.unwrap();
+    let store = Store::from(SqliteStore::connect(&db).await.unwrap());
     let now = Timestamp::from_system_time(SystemTime::now());
     let due = 2_000.min(n);
     let t0 = Instant::now();
@@ -955,7 +955,7 @@ async fn scale_serve() {
                 )
             })
             .collect();
-        let s = SqliteStore::connect(&small).await.unwrap();
+        let s = Store::from(SqliteStore::connect(&small).await.unwrap());
         s.bulk_insert(&rows, now).await.unwrap();
         s.close().await;
         let (_url, small_admin, small_store, small_stop, small_task) =

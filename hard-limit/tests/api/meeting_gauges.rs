@@ -114,10 +114,7 @@ async fn insert_behind_the_back(store: &Store, rows: &[(&str, MeetingState)]) {
             (key, Timestamp(now.0 + 3_600_000), *state)
         })
         .collect();
-    match store {
-        Store::Sqlite(s) => s.bulk_insert(&rows, now).await.unwrap(),
-        Store::Postgres(s) => s.bulk_insert(&rows, now).await.unwrap(),
-    }
+    store.bulk_insert(&rows, now).await.unwrap();
 }
 
 async fn the_gauges_follow_tracking_ends_and_shutdowns_without_a_recount(pg: Option<&PgDb>) {
@@ -322,10 +319,7 @@ async fn due_and_overdue_work_show_in_metrics(pg: Option<&PgDb>) {
         started_at: Timestamp(now.0 - 600_000),
     };
     let rows = [(key, Timestamp(now.0 - 90_000), MeetingState::Running)];
-    match &app.store {
-        Store::Sqlite(s) => s.bulk_insert(&rows, now).await.unwrap(),
-        Store::Postgres(s) => s.bulk_insert(&rows, now).await.unwrap(),
-    }
+    app.store.bulk_insert(&rows, now).await.unwrap();
     let text = app.metrics().await;
     let overdue = value(&text, "hard_limit_overdue_seconds");
     assert!((90.0..150.0).contains(&overdue), "{overdue}\n{text}");
@@ -355,7 +349,7 @@ async fn due_and_overdue_work_show_in_metrics(pg: Option<&PgDb>) {
 #[tokio::test]
 async fn the_store_writable_gauge_follows_refused_writes() {
     let app = spawn(None, |_| {}).await;
-    let Store::Sqlite(store) = app.store.clone() else {
+    let Some(store) = app.store.sqlite().cloned() else {
         unreachable!()
     };
     assert_eq!(

@@ -1,0 +1,404 @@
+//! [`Store`]: the one handle the service holds. It wraps the configured
+//! [`Engine`] and keeps, around every write, the per-state counts of
+//! `/metrics` ([`crate::meeting_gauges`]) and the write-health flag of
+//! `/healthz`.
+//!
+//! Counts: plan steps record theirs; a claim with `attempts` 1 moved a
+//! meeting from running (only claims raise `attempts`, from 0 at insert,
+//! and nothing returns a meeting to running); an applied outcome moved one
+//! from stopping; a prune records the states it deleted. A new write that
+//! changes states must report its changes here too, or ask for a recount
+//! as `forget_future` does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::engine::Engine;
+use super::{
+    AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord,
+    ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView, NewForward, Outcome,
+    PgStore, RoomHistory, RoomMeeting, SqliteStore, StoreError, WarnClaim, WarnRecord,
+};
+use crate::domain::{DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::meeting_gauges::{MeetingGauges, StateDelta};
+
+/// The configured engine behind one cheap-to-clone handle.
+#[derive(Clone, Debug)]
+pub struct Store {
+    engine: Arc<dyn Engine>,
+    /// Whether the last write that changed something committed.
+    write_ok: Arc<AtomicBool>,
+    /// Meetings by state, kept from this handle's writes.
+    gauges: Arc<MeetingGauges>,
+}
+
+impl From<SqliteStore> for Store {
+    fn from(engine: SqliteStore) -> Self {
+        Store::new(engine)
+    }
+}
+
+impl From<PgStore> for Store {
+    fn from(engine: PgStore) -> Self {
+        Store::new(engine)
+    }
+}
+
+impl Store {
+    fn new(engine: impl Engine) -> Self {
+        Store {
+            engine: Arc::new(engine),
+            write_ok: Arc::new(AtomicBool::new(true)),
+            gauges: Arc::default(),
+        }
+    }
+
+    /// Opens (creating if needed) and migrates the store a URL names.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(SqliteStore::connect(url).await?.into())
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(PgStore::connect(url).await?.into())
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// The SQLite engine, if that is the one (for its test hooks).
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        self.engine.as_any().downcast_ref()
+    }
+
+    /// The PostgreSQL engine, if that is the one.
+    pub fn postgres(&self) -> Option<&PgStore> {
+        self.engine.as_any().downcast_ref()
+    }
+
+    /// Closes the connections (after the last user is done).
+    pub async fn close(&self) {
+        self.engine.close().await
+    }
+
+    /// Whether the last write that changed something committed: false from
+    /// a failed write until a later one commits a change (for `/healthz`: a
+    /// read-only or full store answers reads but loses nothing only by
+    /// refusing deliveries, so it is not healthy).
+    pub fn last_write_ok(&self) -> bool {
+        self.write_ok.load(Ordering::SeqCst)
+    }
+
+    /// After a failed write: commits a probe write, and if it works marks
+    /// the store writable again (so an idle service recovers without
+    /// traffic). Without a failed write it does nothing.
+    pub async fn recheck_writes(&self) -> bool {
+        if self.last_write_ok() {
+            return true;
+        }
+        let r = self.engine.probe_write().await;
+        self.note(r, |_| true).is_ok()
+    }
+
+    /// Meetings by state as this process knows them: every write through
+    /// this handle (and its clones) keeps them current
+    /// ([`crate::meeting_gauges`]).
+    pub fn gauges(&self) -> &Arc<MeetingGauges> {
+        &self.gauges
+    }
+
+    /// Applies a committed write's changes to the gauges.
+    fn count(&self, delta: impl FnOnce(&mut StateDelta)) {
+        let mut d = StateDelta::default();
+        delta(&mut d);
+        self.gauges.apply(&d);
+    }
+
+    /// Records how a write went: an error clears the flag, a commit that
+    /// changed something (`wrote`) sets it. A commit that changed nothing
+    /// proves nothing (an empty transaction commits on a full disk too).
+    fn note<T>(
+        &self,
+        result: Result<T, StoreError>,
+        wrote: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        match &result {
+            Ok(v) if wrote(v) => {
+                if !self.write_ok.swap(true, Ordering::SeqCst) {
+                    tracing::info!("the store accepts writes again");
+                }
+            }
+            Ok(_) => {}
+            // A constraint the input broke says nothing of the store's
+            // health (the handlers validate first; this is the backstop).
+            Err(e) if e.is_constraint_violation() => {}
+            Err(e) => {
+                if self.write_ok.swap(false, Ordering::SeqCst) {
+                    tracing::error!(error = %e, "a write to the store failed; /healthz answers 503 until one succeeds");
+                }
+            }
+        }
+        result
+    }
+
+    /// Inserts many meetings at once, in one transaction, behind the
+    /// gauges' back (benchmarks and tests; the service itself goes
+    /// through [`MeetingStore::apply`]).
+    pub async fn bulk_insert(
+        &self,
+        rows: &[(MeetingKey, Timestamp, MeetingState)],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.engine.bulk_insert(rows, now).await
+    }
+
+    /// Test hook: moves an open meeting's deadline (as an operator's
+    /// extension would). Returns whether a meeting was changed. Not for
+    /// production use.
+    #[doc(hidden)]
+    pub async fn set_deadline_for_tests(
+        &self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.engine.set_deadline_for_tests(key, deadline).await
+    }
+
+    /// Test hook: the stored warning of a meeting, as `(warn_state,
+    /// warn_for)`. Not for production use.
+    #[doc(hidden)]
+    pub async fn warning_for_tests(
+        &self,
+        key: &MeetingKey,
+    ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
+        self.engine.warning_for_tests(key).await
+    }
+
+    /// Whether this process runs the singleton chores (reconciliation,
+    /// pruning, webhook registration): always on SQLite (one host); on
+    /// PostgreSQL, the one replica holding the chores advisory lock.
+    pub async fn chores_leader(&self) -> bool {
+        match self.postgres() {
+            Some(pg) => pg.chores_leader().await,
+            None => true,
+        }
+    }
+
+    /// Starts the task that wakes this process's scheduler when another
+    /// process tracks a meeting (PostgreSQL `LISTEN`); `None` on SQLite,
+    /// where the scheduler's capped sleep covers other processes.
+    pub fn spawn_listener(
+        &self,
+        wake: Arc<crate::wake::Wake>,
+        limits_changed: Arc<dyn Fn() + Send + Sync>,
+        stop: crate::shutdown::Shutdown,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let pg = self.postgres()?;
+        Some(pg.spawn_listener(wake, limits_changed, self.gauges.clone(), stop))
+    }
+
+    /// Applies a batch of deliveries' plans and writes the deliveries to
+    /// forward into the outbox, in one transaction: once it returns `Ok`,
+    /// both are durable.
+    pub async fn apply_deliveries(
+        &self,
+        plans: &[Plan],
+        forwards: &[NewForward],
+        now: Timestamp,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let (r, delta) =
+            crate::meeting_gauges::counting(self.engine.apply_deliveries(plans, forwards, now))
+                .await;
+        if r.is_ok() {
+            self.gauges.apply(&delta);
+        }
+        self.note(r, |applied| {
+            !forwards.is_empty()
+                || applied
+                    .iter()
+                    .any(|a| !matches!(a, Applied::Ignored | Applied::AlreadyKnown))
+        })
+    }
+}
+
+impl AdminStore for Store {
+    async fn move_deadline(
+        &self,
+        room: &RoomId,
+        expected_start: Option<Timestamp>,
+        change: DeadlineChange,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<DeadlineMoved, StoreError> {
+        let r = (self.engine)
+            .move_deadline(room, expected_start, change, now, caller)
+            .await;
+        self.note(r, |m| matches!(m, DeadlineMoved::Moved { .. }))
+    }
+    async fn history(&self, room: &RoomId, limit: u32) -> Result<RoomHistory, StoreError> {
+        self.engine.history(room, limit).await
+    }
+    async fn planned_deadlines(
+        &self,
+        started_since: Timestamp,
+    ) -> Result<Vec<(MeetingKey, Timestamp)>, StoreError> {
+        self.engine.planned_deadlines(started_since).await
+    }
+    async fn limit_rules(&self) -> Result<Vec<LimitRule>, StoreError> {
+        self.engine.limit_rules().await
+    }
+    async fn set_limit(
+        &self,
+        kind: LimitKind,
+        key: &str,
+        limit: Option<Duration>,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<Option<Duration>, StoreError> {
+        let r = self.engine.set_limit(kind, key, limit, now, caller).await;
+        self.note(r, |_| true)
+    }
+}
+
+impl ForwardStore for Store {
+    async fn claim_forwards(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<ForwardClaim>, StoreError> {
+        let r = self.engine.claim_forwards(now, lease, owner, limit).await;
+        self.note(r, |claims| !claims.is_empty())
+    }
+    async fn finish_forwards(
+        &self,
+        owner: &str,
+        records: &[ForwardRecord],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        let r = self.engine.finish_forwards(owner, records, now).await;
+        self.note(r, |applied| applied.contains(&true))
+    }
+    async fn pending_forwards(&self) -> Result<u64, StoreError> {
+        self.engine.pending_forwards().await
+    }
+}
+
+impl MeetingStore for Store {
+    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
+        self.apply_deliveries(plans, &[], now).await
+    }
+    async fn claim_due(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let r = self.engine.claim_due(now, lease, owner, limit).await;
+        if let Ok(claims) = &r {
+            // Only claims increment `attempts` (0 on insert), and only a
+            // running row's first claim makes it stopping: a claim with
+            // attempts 1 came from running, a later one from stopping.
+            let first = claims.iter().filter(|c| c.attempts == 1).count() as u64;
+            self.count(|d| d.moved(MeetingState::Running, MeetingState::Stopping, first));
+        }
+        self.note(r, |claims| !claims.is_empty())
+    }
+    async fn guard(&self, key: &MeetingKey) -> Result<Guard, StoreError> {
+        self.engine.guard(key).await
+    }
+    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
+        let r = self.engine.finish(owner, outcomes).await;
+        if let Ok(applied) = &r {
+            self.count(|d| {
+                for (o, _) in outcomes.iter().zip(applied).filter(|(_, a)| **a) {
+                    // A deferral stays stopping: `moved` to itself is no change.
+                    d.moved(MeetingState::Stopping, o.state, 1);
+                }
+            });
+        }
+        self.note(r, |applied| applied.contains(&true))
+    }
+    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.engine.next_wake().await
+    }
+    async fn count_due_before(&self, until: Timestamp, cap: u32) -> Result<u64, StoreError> {
+        self.engine.count_due_before(until, cap).await
+    }
+    async fn close_unlisted(
+        &self,
+        listed: &[MeetingKey],
+        known_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<Closing, StoreError> {
+        let r = self.engine.close_unlisted(listed, known_before, now).await;
+        if let Ok(Closing::Closed(n)) = &r {
+            self.count(|d| d.moved(MeetingState::Running, MeetingState::Ended, *n));
+        }
+        self.note(r, |c| matches!(c, Closing::Closed(n) if *n > 0))
+    }
+    async fn list(
+        &self,
+        finished_since: Timestamp,
+        after: Option<&MeetingKey>,
+        limit: u32,
+    ) -> Result<Vec<MeetingView>, StoreError> {
+        self.engine.list(finished_since, after, limit).await
+    }
+    async fn current_for_room(&self, room: &RoomId) -> Result<Option<RoomMeeting>, StoreError> {
+        self.engine.current_for_room(room).await
+    }
+    async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {
+        self.engine.count_by_state().await
+    }
+    async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+        let (r, delta) = crate::meeting_gauges::counting(self.engine.prune(finished_before)).await;
+        match &r {
+            Ok(_) => self.gauges.apply(&delta),
+            // On PostgreSQL the meetings may be gone though the audit's
+            // cleanup failed: count again rather than guess.
+            Err(_) => self.gauges.request_recount(),
+        }
+        self.note(r, |n| *n > 0)
+    }
+    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
+        let r = self.engine.forget_future(starts_after).await;
+        if matches!(r, Ok(n) if n > 0) {
+            // Which states the rows were in is not returned: recount.
+            self.gauges.request_recount();
+        }
+        self.note(r, |n| *n > 0)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.engine.ping().await
+    }
+    async fn claim_warnings(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<WarnClaim>, StoreError> {
+        let r = (self.engine)
+            .claim_warnings(now, warn_before, lease, owner, limit)
+            .await;
+        self.note(r, |claims| !claims.is_empty())
+    }
+    async fn finish_warnings(
+        &self,
+        owner: &str,
+        records: &[WarnRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let r = self.engine.finish_warnings(owner, records).await;
+        self.note(r, |applied| applied.contains(&true))
+    }
+    async fn next_warning(
+        &self,
+        now: Timestamp,
+        warn_before: Duration,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        self.engine.next_warning(now, warn_before).await
+    }
+}
