@@ -43,7 +43,8 @@ use crate::clock::Clock;
 use crate::domain::{RoomId, Timestamp};
 use crate::metrics;
 use crate::shutdown::Shutdown;
-use crate::store::{ForwardClaim, ForwardRecord, ForwardStore, Store};
+use crate::store::{ForwardClaim, ForwardRecord, ForwardStore};
+use crate::store_handle::Store;
 
 /// Lanes of a room start with this; the rest is the room id.
 pub const ROOM_LANE: &str = "room:";

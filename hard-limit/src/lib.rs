@@ -52,7 +52,8 @@
 //! | [`reconcile`] | `GET /rooms`, webhook registration, pruning |
 //! | [`registration`] | sharing eyeson's one webhook per key with the app: what to register, refusing to cut off another URL's |
 //! | [`forward`] | `--forward-to`: the outbox's lanes, retries and expiry, and the task that forwards every acknowledged delivery to the app |
-//! | [`store`] | the narrow [`store::MeetingStore`] trait and the [`store::Store`] handle; the SQL both engines share written once (`store/sql.rs`), only what differs in its SQLite engine and its PostgreSQL engine (replicas) |
+//! | [`store`] | the narrow [`store::MeetingStore`] trait and its two engines behind one [`store::Engine`] trait object; each write returns what it changed; the SQL both engines share written once (`store/sql.rs`), only what differs in its SQLite engine and its PostgreSQL engine (replicas) |
+//! | [`store_handle`] | [`store_handle::Store`], the handle the service holds: the engine, with each write's effect applied to the gauges and the write-health flag of `/healthz` |
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
 //! | [`serve`] | the server loop: connection cap, header and idle timeouts |
@@ -86,6 +87,7 @@ pub mod scheduler;
 pub mod serve;
 pub mod shutdown;
 pub mod store;
+pub mod store_handle;
 pub mod wake;
 pub mod warner;
 pub mod webhook;

@@ -28,7 +28,8 @@ use crate::domain::{self, MeetingKey, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
 use crate::shutdown::Shutdown;
-use crate::store::{Claim, Guard, MeetingStore, Outcome, Store, StoreError};
+use crate::store::{Claim, Guard, MeetingStore, Outcome, StoreError};
+use crate::store_handle::Store;
 
 /// An outcome on its way to the store, and where to say whether it applied.
 type Finished = crate::group_commit::Pending<Outcome>;

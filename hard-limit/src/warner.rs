@@ -32,7 +32,8 @@ use crate::domain::{self, GuestToken, WarningOutcome};
 use crate::eyeson::{AccessKey, ApiError, EyesonClient, GuestJoin, Posted};
 use crate::metrics;
 use crate::shutdown::Shutdown;
-use crate::store::{MeetingStore, Store, StoreError, WarnClaim, WarnRecord};
+use crate::store::{MeetingStore, StoreError, WarnClaim, WarnRecord};
+use crate::store_handle::Store;
 use crate::wake::Wake;
 
 /// An outcome on its way to the store, and where to say whether it applied.

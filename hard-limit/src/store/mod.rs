@@ -2,15 +2,15 @@
 //!
 //! [`MeetingStore`] is deliberately narrow (a dozen questions the service
 //! asks). Two engines answer it, chosen by the database URL in
-//! [`Store::connect`]: SQLite ([`sqlite`], the default) and PostgreSQL
+//! [`connect`]: SQLite ([`sqlite`], the default) and PostgreSQL
 //! ([`postgres`], for several replicas on one database). Each keeps its
 //! own migrations in `migrations/<engine>/`.
 //!
 //! | file | what |
 //! |---|---|
 //! | `mod.rs` | the questions (traits) and their types |
-//! | `handle.rs` | [`Store`], the one handle: the engine as a trait object, with the gauges and the write-health flag around its writes |
-//! | `engine.rs` | the object-safe engine trait behind the handle |
+//! | `engine.rs` | [`Engine`]: one object-safe trait over both engines ([`connect`] picks one) |
+//! | `effect.rs` | what a write changed ([`Written`]), returned with its answer for the wrapper that keeps the gauges and the health flag ([`crate::store_handle`]) |
 //! | `sql.rs` | the SQL both engines share, written once, and the `Dialect` each engine supplies |
 //! | `plan.rs` | applying a plan: the steps, written once |
 //! | `rows.rs` | decoding rows, written once |
@@ -28,8 +28,8 @@
 //!   and attempts) still holds the lease, so a worker that lost its lease
 //!   cannot overwrite the outcome, even when its own process re-claimed.
 
+mod effect;
 mod engine;
-mod handle;
 mod plan;
 pub mod postgres;
 mod rows;
@@ -38,6 +38,7 @@ pub mod sqlite;
 mod sqlite_lock;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{
@@ -45,9 +46,21 @@ use crate::domain::{
     WarningOutcome,
 };
 
-pub use handle::Store;
+pub use effect::{StateDelta, Written};
+pub use engine::{BoxFut, Engine};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Opens (creating if needed) and migrates the store a URL names.
+pub async fn connect(url: &str) -> Result<Arc<dyn Engine>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
 
 /// A meeting as the store knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -43,7 +43,7 @@ use tokio::sync::Mutex;
 use super::plan::{self, NewMeeting};
 use super::rows::SqlRow;
 use super::sql::{millis, Dialect, Notice, GUARD_COLUMNS};
-use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StoreError, WarnClaim};
+use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError, WarnClaim};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 use crate::shutdown::Shutdown;
 use crate::wake::Wake;
@@ -757,7 +757,7 @@ impl Dialect for PgStore {
         Ok(Closing::Closed(closed))
     }
 
-    async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+    async fn prune(&self, finished_before: Timestamp) -> Result<(u64, StateDelta), StoreError> {
         // A room's shutdown cutoff is forgotten with its last meeting (a
         // delivery that old is refused as stale anyway).
         let gone: Vec<(String, i64)> = sqlx::query_as(
@@ -778,9 +778,13 @@ impl Dialect for PgStore {
         .fetch_all(&self.pool)
         .await?;
         let mut pruned = 0u64;
+        let mut delta = StateDelta::default();
         for (state, n) in &gone {
             let n = u64::try_from(*n).unwrap_or(0);
-            crate::meeting_gauges::record_removed(state, n);
+            // An unknown state is not counted: the next recount reports it.
+            if let Some(state) = MeetingState::parse(state) {
+                delta.removed(state, n);
+            }
             pruned += n;
         }
         // The audit is kept as long as the meetings it is about.
@@ -788,7 +792,7 @@ impl Dialect for PgStore {
             .bind(finished_before.0)
             .execute(&self.pool)
             .await?;
-        Ok(pruned)
+        Ok((pruned, delta))
     }
 
     async fn planned_deadlines(

@@ -19,7 +19,8 @@ use super::rows::SqlRow;
 use super::{
     action_name, decide_move, describe, describe_limit, Applied, Caller, Claim, Closing,
     DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind, LimitRule, MeetingView,
-    NewForward, Outcome, RoomHistory, RoomMeeting, StoreError, WarnClaim, WarnRecord,
+    NewForward, Outcome, RoomHistory, RoomMeeting, StateDelta, StoreError, WarnClaim, WarnRecord,
+    Written,
 };
 use crate::domain::{
     DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
@@ -139,11 +140,12 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
         known_before: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<Closing, StoreError>> + Send;
-    /// See [`super::MeetingStore::prune`].
+    /// See [`super::MeetingStore::prune`]; also the states of the
+    /// meetings it deleted.
     fn prune(
         &self,
         finished_before: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    ) -> impl Future<Output = Result<(u64, StateDelta), StoreError>> + Send;
     /// See [`super::AdminStore::planned_deadlines`].
     fn planned_deadlines(
         &self,
@@ -204,6 +206,13 @@ async fn now_in<D: Dialect>(
     caller: Timestamp,
 ) -> Result<Timestamp, StoreError> {
     Ok(d.db_now(tx).await?.map_or(caller, Timestamp))
+}
+
+/// A committed write's answer; `changed`: whether the commit changed
+/// anything.
+fn written<T>(value: T, changed: impl FnOnce(&T) -> bool) -> Written<T> {
+    let changed = changed(&value);
+    Written::new(value, changed)
 }
 
 /// Commits and returns `value`.
@@ -343,19 +352,24 @@ where
         plans: &'a [Plan],
         forwards: &'a [NewForward],
         now: Timestamp,
-    ) -> BoxFut<'a, Vec<Applied>> {
+    ) -> BoxFut<'a, Written<Vec<Applied>>> {
         Box::pin(async move {
             let mut tx = self.begin(true).await?;
             let now = now_in(self, &mut tx, now).await?;
             D::lock_rooms(&mut tx, plans, forwards).await?;
-            let out = plan::apply_batch(&mut Steps::<D>(&mut tx), plans, now).await?;
+            let (out, delta) = plan::apply_batch(&mut Steps::<D>(&mut tx), plans, now).await?;
             if !forwards.is_empty() {
                 D::insert_forwards(&mut tx, forwards, now).await?;
             }
             if out.contains(&Applied::Tracked) {
                 D::notify(&mut tx, Notice::Meetings).await?;
             }
-            done::<D, _>(tx, out).await
+            D::commit(tx).await?;
+            let changed = !forwards.is_empty()
+                || out
+                    .iter()
+                    .any(|a| !matches!(a, Applied::Ignored | Applied::AlreadyKnown));
+            Ok(Written::new(out, changed).with_delta(delta))
         })
     }
 
@@ -365,8 +379,17 @@ where
         lease: Duration,
         owner: &'a str,
         limit: u32,
-    ) -> BoxFut<'a, Vec<Claim>> {
-        Box::pin(Dialect::claim_due(self, now, lease, owner, limit))
+    ) -> BoxFut<'a, Written<Vec<Claim>>> {
+        Box::pin(async move {
+            let claims = Dialect::claim_due(self, now, lease, owner, limit).await?;
+            // Only claims increment `attempts` (0 on insert), and only a
+            // running row's first claim makes it stopping: a claim with
+            // attempts 1 came from running, a later one from stopping.
+            let mut delta = StateDelta::default();
+            let first = claims.iter().filter(|c| c.attempts == 1).count() as u64;
+            delta.moved(MeetingState::Running, MeetingState::Stopping, first);
+            Ok(written(claims, |c| !c.is_empty()).with_delta(delta))
+        })
     }
 
     fn guard<'a>(&'a self, key: &'a MeetingKey) -> BoxFut<'a, Guard> {
@@ -383,8 +406,20 @@ where
         })
     }
 
-    fn finish<'a>(&'a self, owner: &'a str, outcomes: &'a [Outcome]) -> BoxFut<'a, Vec<bool>> {
-        Box::pin(Dialect::finish(self, owner, outcomes))
+    fn finish<'a>(
+        &'a self,
+        owner: &'a str,
+        outcomes: &'a [Outcome],
+    ) -> BoxFut<'a, Written<Vec<bool>>> {
+        Box::pin(async move {
+            let applied = Dialect::finish(self, owner, outcomes).await?;
+            let mut delta = StateDelta::default();
+            for (o, _) in outcomes.iter().zip(&applied).filter(|(_, a)| **a) {
+                // A deferral stays stopping: `moved` to itself is no change.
+                delta.moved(MeetingState::Stopping, o.state, 1);
+            }
+            Ok(written(applied, |a| a.contains(&true)).with_delta(delta))
+        })
     }
 
     fn next_wake(&self) -> BoxFut<'_, Option<Timestamp>> {
@@ -413,8 +448,15 @@ where
         listed: &'a [MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> BoxFut<'a, Closing> {
-        Box::pin(Dialect::close_unlisted(self, listed, known_before, now))
+    ) -> BoxFut<'a, Written<Closing>> {
+        Box::pin(async move {
+            let closing = Dialect::close_unlisted(self, listed, known_before, now).await?;
+            let mut delta = StateDelta::default();
+            if let Closing::Closed(n) = closing {
+                delta.moved(MeetingState::Running, MeetingState::Ended, n);
+            }
+            Ok(written(closing, |c| matches!(c, Closing::Closed(n) if *n > 0)).with_delta(delta))
+        })
     }
 
     fn list<'a>(
@@ -466,11 +508,14 @@ where
         })
     }
 
-    fn prune(&self, finished_before: Timestamp) -> BoxFut<'_, u64> {
-        Box::pin(Dialect::prune(self, finished_before))
+    fn prune(&self, finished_before: Timestamp) -> BoxFut<'_, Written<u64>> {
+        Box::pin(async move {
+            let (pruned, delta) = Dialect::prune(self, finished_before).await?;
+            Ok(written(pruned, |n| *n > 0).with_delta(delta))
+        })
     }
 
-    fn forget_future(&self, starts_after: Timestamp) -> BoxFut<'_, u64> {
+    fn forget_future(&self, starts_after: Timestamp) -> BoxFut<'_, Written<u64>> {
         Box::pin(async move {
             let mut tx = self.begin(true).await?;
             let meetings = sqlx::query("DELETE FROM meetings WHERE started_at > $1")
@@ -483,7 +528,12 @@ where
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            done::<D, _>(tx, meetings + cutoffs).await
+            D::commit(tx).await?;
+            let gone = meetings + cutoffs;
+            // Which states the rows were in is not returned: count again.
+            let mut w = written(gone, |n| *n > 0);
+            w.recount = gone > 0;
+            Ok(w)
         })
     }
 
@@ -501,22 +551,19 @@ where
         lease: Duration,
         owner: &'a str,
         limit: u32,
-    ) -> BoxFut<'a, Vec<WarnClaim>> {
-        Box::pin(Dialect::claim_warnings(
-            self,
-            now,
-            warn_before,
-            lease,
-            owner,
-            limit,
-        ))
+    ) -> BoxFut<'a, Written<Vec<WarnClaim>>> {
+        Box::pin(async move {
+            let claims =
+                Dialect::claim_warnings(self, now, warn_before, lease, owner, limit).await?;
+            Ok(written(claims, |c| !c.is_empty()))
+        })
     }
 
     fn finish_warnings<'a>(
         &'a self,
         owner: &'a str,
         records: &'a [WarnRecord],
-    ) -> BoxFut<'a, Vec<bool>> {
+    ) -> BoxFut<'a, Written<Vec<bool>>> {
         Box::pin(async move {
             let mut tx = self.begin(false).await?;
             let db_now = self.db_now(&mut tx).await?;
@@ -547,7 +594,7 @@ where
                 .rows_affected();
                 applied.push(n == 1);
             }
-            done::<D, _>(tx, applied).await
+            done::<D, _>(tx, written(applied, |a| a.contains(&true))).await
         })
     }
 
@@ -562,7 +609,7 @@ where
         change: DeadlineChange,
         now: Timestamp,
         caller: &'a Caller,
-    ) -> BoxFut<'a, DeadlineMoved> {
+    ) -> BoxFut<'a, Written<DeadlineMoved>> {
         Box::pin(async move {
             let mut tx = self.begin(true).await?;
             let now = now_in(self, &mut tx, now).await?;
@@ -580,11 +627,11 @@ where
             .fetch_optional(&mut *tx)
             .await?;
             let Some(view) = row.as_ref().map(SqlRow::view).transpose()? else {
-                return done::<D, _>(tx, DeadlineMoved::NoOpenMeeting).await;
+                return done::<D, _>(tx, Written::new(DeadlineMoved::NoOpenMeeting, false)).await;
             };
             let decided = decide_move(&view, expected_start, change, now);
             let DeadlineMoved::Moved { meeting, old } = &decided else {
-                return done::<D, _>(tx, decided).await;
+                return done::<D, _>(tx, Written::new(decided, false)).await;
             };
             sqlx::query(
                 "UPDATE meetings SET deadline = $3, updated_at = $4
@@ -613,7 +660,7 @@ where
             // Every replica's scheduler re-plans: an earlier deadline (end
             // now) is enforced at once wherever it is claimed.
             D::notify(&mut tx, Notice::Meetings).await?;
-            done::<D, _>(tx, decided).await
+            done::<D, _>(tx, Written::new(decided, true)).await
         })
     }
 
@@ -672,7 +719,7 @@ where
         limit: Option<Duration>,
         now: Timestamp,
         caller: &'a Caller,
-    ) -> BoxFut<'a, Option<Duration>> {
+    ) -> BoxFut<'a, Written<Option<Duration>>> {
         Box::pin(async move {
             let mut tx = self.begin(true).await?;
             let now = now_in(self, &mut tx, now).await?;
@@ -687,7 +734,7 @@ where
             .map(|r| r.int("limit_ms"))
             .transpose()?;
             if limit.is_none() && old.is_none() {
-                return done::<D, _>(tx, None).await;
+                return done::<D, _>(tx, Written::new(None, true)).await;
             }
             match limit {
                 Some(d) => {
@@ -722,7 +769,7 @@ where
             .await?;
             D::notify(&mut tx, Notice::Limits).await?;
             let old = old.map(|ms| Duration::from_millis(ms.max(0) as u64));
-            done::<D, _>(tx, old).await
+            done::<D, _>(tx, Written::new(old, true)).await
         })
     }
 
@@ -732,8 +779,11 @@ where
         lease: Duration,
         owner: &'a str,
         limit: u32,
-    ) -> BoxFut<'a, Vec<ForwardClaim>> {
-        Box::pin(Dialect::claim_forwards(self, now, lease, owner, limit))
+    ) -> BoxFut<'a, Written<Vec<ForwardClaim>>> {
+        Box::pin(async move {
+            let claims = Dialect::claim_forwards(self, now, lease, owner, limit).await?;
+            Ok(written(claims, |c| !c.is_empty()))
+        })
     }
 
     fn finish_forwards<'a>(
@@ -741,7 +791,7 @@ where
         owner: &'a str,
         records: &'a [ForwardRecord],
         now: Timestamp,
-    ) -> BoxFut<'a, Vec<bool>> {
+    ) -> BoxFut<'a, Written<Vec<bool>>> {
         Box::pin(async move {
             let mut tx = self.begin(false).await?;
             let now = now_in(self, &mut tx, now).await?;
@@ -796,7 +846,7 @@ where
                 };
                 applied.push(done);
             }
-            done::<D, _>(tx, applied).await
+            done::<D, _>(tx, written(applied, |a| a.contains(&true))).await
         })
     }
 
@@ -809,8 +859,11 @@ where
         })
     }
 
-    fn probe_write(&self) -> BoxFut<'_, ()> {
-        Box::pin(Dialect::probe_write(self))
+    fn probe_write(&self) -> BoxFut<'_, Written<()>> {
+        Box::pin(async move {
+            Dialect::probe_write(self).await?;
+            Ok(Written::new((), true))
+        })
     }
 
     fn close(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {

@@ -28,7 +28,7 @@ use sqlx::{Connection, SqlSafeStr, Sqlite};
 use super::plan::NewMeeting;
 use super::rows::SqlRow;
 use super::sql::{millis, Dialect, Notice, GUARD_COLUMNS};
-use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StoreError, WarnClaim};
+use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError, WarnClaim};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
@@ -685,7 +685,7 @@ impl Dialect for SqliteStore {
 
     /// One transaction; SQLite's `DELETE … RETURNING` cannot feed a second
     /// statement (no data-modifying CTEs), so the rooms come back here.
-    async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+    async fn prune(&self, finished_before: Timestamp) -> Result<(u64, StateDelta), StoreError> {
         let mut tx = WriteTx::begin(self).await?;
         let gone: Vec<(String, String)> = sqlx::query_as(
             "DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1
@@ -695,8 +695,12 @@ impl Dialect for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let pruned = gone.len() as u64;
+        let mut delta = StateDelta::default();
         for (_, state) in &gone {
-            crate::meeting_gauges::record_removed(state, 1);
+            // An unknown state is not counted: the next recount reports it.
+            if let Some(state) = MeetingState::parse(state) {
+                delta.removed(state, 1);
+            }
         }
         let mut rooms: Vec<String> = gone.into_iter().map(|(room, _)| room).collect();
         rooms.sort_unstable();
@@ -718,7 +722,7 @@ impl Dialect for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(pruned)
+        Ok((pruned, delta))
     }
 
     /// No `DISTINCT ON` in SQLite: the first action by a correlated `min(id)`.
@@ -875,7 +879,9 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::domain::{Plan, RoomId};
-    use crate::store::{MeetingStore, Store};
+    use crate::store::Applied;
+    use crate::store::MeetingStore;
+    use crate::store_handle::Store;
 
     /// A claim whose lease expired and which its own process claimed again
     /// (the first worker's call still in flight) cannot record an outcome:
@@ -913,6 +919,51 @@ mod tests {
         };
         assert_eq!(handle.finish("p", &[outcome(1)]).await.unwrap(), [false]);
         assert_eq!(handle.finish("p", &[outcome(2)]).await.unwrap(), [true]);
+        store.close().await;
+    }
+
+    /// A write returns, with its answer, exactly the state changes its
+    /// steps made and whether it changed anything (what the gauges and the
+    /// health flag apply once it committed).
+    #[tokio::test]
+    async fn a_write_returns_what_it_changed() {
+        use crate::store::Engine;
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let key = MeetingKey {
+            room_id: RoomId::parse("r").unwrap(),
+            started_at: Timestamp(1_000),
+        };
+        let track = Plan::Track {
+            key: key.clone(),
+            deadline: Timestamp(2_000),
+            guest_token: None,
+        };
+        let w = store
+            .apply_deliveries(std::slice::from_ref(&track), &[], Timestamp(1_000))
+            .await
+            .unwrap();
+        assert!(w.changed);
+        assert_eq!(w.delta.get(MeetingState::Running), 1);
+        let again = store
+            .apply_deliveries(&[track], &[], Timestamp(1_100))
+            .await
+            .unwrap();
+        assert_eq!(again.value, [Applied::AlreadyKnown]);
+        assert!(!again.changed && again.delta.is_zero());
+        let end = Plan::End {
+            room_id: key.room_id.clone(),
+            cutoff: key.started_at,
+            meeting: Some((key, Timestamp(2_000))),
+        };
+        let w = store
+            .apply_deliveries(&[end], &[], Timestamp(1_500))
+            .await
+            .unwrap();
+        assert_eq!(w.delta.get(MeetingState::Running), -1);
+        assert_eq!(w.delta.get(MeetingState::Ended), 1);
+        let pruned = Engine::prune(&store, Timestamp(9_000)).await.unwrap();
+        assert_eq!(pruned.value, 1);
+        assert_eq!(pruned.delta.get(MeetingState::Ended), -1);
         store.close().await;
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use eyeson_hard_limit::store::Store;
+use eyeson_hard_limit::store_handle::Store;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use eyeson_hard_limit::config::Config;
 use eyeson_hard_limit::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
-use eyeson_hard_limit::store::Store;
+use eyeson_hard_limit::store_handle::Store;
 
 use crate::helpers::*;
 use crate::pg::PgDb;

@@ -20,7 +20,8 @@ use eyeson_hard_limit::domain::{
     ended_by_cutoff, plan, retry_delay, Limits, MeetingKey, MeetingState, Policy, RoomId,
     RoomUpdate, Timestamp,
 };
-use eyeson_hard_limit::store::{MeetingStore, Outcome, Store};
+use eyeson_hard_limit::store::{MeetingStore, Outcome};
+use eyeson_hard_limit::store_handle::Store;
 use proptest::prelude::*;
 
 const LIMIT_MS: i64 = 10_000;

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use eyeson_hard_limit::config::Config;
-use eyeson_hard_limit::store::Store;
+use eyeson_hard_limit::store_handle::Store;
 use eyeson_hard_limit::Application;
 use sqlx::{Connection, PgConnection};
 

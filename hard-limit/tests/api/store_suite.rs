@@ -15,8 +15,9 @@ use eyeson_hard_limit::domain::{
 use eyeson_hard_limit::store::{
     AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord,
     ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView, NewForward, Outcome,
-    PgStore, Store, WarnClaim, WarnRecord,
+    PgStore, WarnClaim, WarnRecord,
 };
+use eyeson_hard_limit::store_handle::Store;
 
 use crate::pg::PgDb;
 

@@ -1,29 +1,24 @@
-//! [`Store`]: the one handle the service holds. It wraps the configured
-//! [`Engine`] and keeps, around every write, the per-state counts of
-//! `/metrics` ([`crate::meeting_gauges`]) and the write-health flag of
-//! `/healthz`.
-//!
-//! Counts: plan steps record theirs; a claim with `attempts` 1 moved a
-//! meeting from running (only claims raise `attempts`, from 0 at insert,
-//! and nothing returns a meeting to running); an applied outcome moved one
-//! from stopping; a prune records the states it deleted. A new write that
-//! changes states must report its changes here too, or ask for a recount
-//! as `forget_future` does.
+//! [`Store`]: the one store handle the service holds. It wraps the
+//! configured [`Engine`] from outside: every write returns what it changed
+//! ([`Written`]), and this handle applies that once the write committed,
+//! to the per-state counts of `/metrics` ([`crate::meeting_gauges`]) and
+//! to the write-health flag of `/healthz`. The store itself knows neither.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::engine::Engine;
-use super::{
-    AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord,
-    ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView, NewForward, Outcome,
-    PgStore, RoomHistory, RoomMeeting, SqliteStore, StoreError, WarnClaim, WarnRecord,
-};
 use crate::domain::{DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
-use crate::meeting_gauges::{MeetingGauges, StateDelta};
+use crate::meeting_gauges::MeetingGauges;
+use crate::store::{
+    self, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Engine, ForwardClaim,
+    ForwardRecord, ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView,
+    NewForward, Outcome, PgStore, RoomHistory, RoomMeeting, SqliteStore, StoreError, WarnClaim,
+    WarnRecord, Written,
+};
 
-/// The configured engine behind one cheap-to-clone handle.
+/// The configured engine behind one cheap-to-clone handle, with the gauges
+/// and the write-health flag its writes keep.
 #[derive(Clone, Debug)]
 pub struct Store {
     engine: Arc<dyn Engine>,
@@ -33,22 +28,16 @@ pub struct Store {
     gauges: Arc<MeetingGauges>,
 }
 
-impl From<SqliteStore> for Store {
-    fn from(engine: SqliteStore) -> Self {
-        Store::new(engine)
-    }
-}
-
-impl From<PgStore> for Store {
-    fn from(engine: PgStore) -> Self {
-        Store::new(engine)
+impl<E: Engine> From<E> for Store {
+    fn from(engine: E) -> Self {
+        Store::new(Arc::new(engine))
     }
 }
 
 impl Store {
-    fn new(engine: impl Engine) -> Self {
+    fn new(engine: Arc<dyn Engine>) -> Self {
         Store {
-            engine: Arc::new(engine),
+            engine,
             write_ok: Arc::new(AtomicBool::new(true)),
             gauges: Arc::default(),
         }
@@ -56,13 +45,7 @@ impl Store {
 
     /// Opens (creating if needed) and migrates the store a URL names.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        if url.starts_with("sqlite:") {
-            Ok(SqliteStore::connect(url).await?.into())
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Ok(PgStore::connect(url).await?.into())
-        } else {
-            Err(StoreError::UnsupportedUrl)
-        }
+        Ok(Store::new(store::connect(url).await?))
     }
 
     /// The SQLite engine, if that is the one (for its test hooks).
@@ -95,8 +78,7 @@ impl Store {
         if self.last_write_ok() {
             return true;
         }
-        let r = self.engine.probe_write().await;
-        self.note(r, |_| true).is_ok()
+        self.write(self.engine.probe_write().await).is_ok()
     }
 
     /// Meetings by state as this process knows them: every write through
@@ -106,38 +88,32 @@ impl Store {
         &self.gauges
     }
 
-    /// Applies a committed write's changes to the gauges.
-    fn count(&self, delta: impl FnOnce(&mut StateDelta)) {
-        let mut d = StateDelta::default();
-        delta(&mut d);
-        self.gauges.apply(&d);
-    }
-
-    /// Records how a write went: an error clears the flag, a commit that
-    /// changed something (`wrote`) sets it. A commit that changed nothing
-    /// proves nothing (an empty transaction commits on a full disk too).
-    fn note<T>(
-        &self,
-        result: Result<T, StoreError>,
-        wrote: impl FnOnce(&T) -> bool,
-    ) -> Result<T, StoreError> {
-        match &result {
-            Ok(v) if wrote(v) => {
-                if !self.write_ok.swap(true, Ordering::SeqCst) {
+    /// Applies what a write did: a commit's state changes go to the gauges;
+    /// a commit that changed something sets the health flag, an error
+    /// clears it. A commit that changed nothing proves nothing (an empty
+    /// transaction commits on a full disk too).
+    fn write<T>(&self, result: Result<Written<T>, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Ok(w) => {
+                self.gauges.apply(&w.delta);
+                if w.recount {
+                    self.gauges.request_recount();
+                }
+                if w.changed && !self.write_ok.swap(true, Ordering::SeqCst) {
                     tracing::info!("the store accepts writes again");
                 }
+                Ok(w.value)
             }
-            Ok(_) => {}
             // A constraint the input broke says nothing of the store's
             // health (the handlers validate first; this is the backstop).
-            Err(e) if e.is_constraint_violation() => {}
+            Err(e) if e.is_constraint_violation() => Err(e),
             Err(e) => {
                 if self.write_ok.swap(false, Ordering::SeqCst) {
                     tracing::error!(error = %e, "a write to the store failed; /healthz answers 503 until one succeeds");
                 }
+                Err(e)
             }
         }
-        result
     }
 
     /// Inserts many meetings at once, in one transaction, behind the
@@ -205,18 +181,7 @@ impl Store {
         forwards: &[NewForward],
         now: Timestamp,
     ) -> Result<Vec<Applied>, StoreError> {
-        let (r, delta) =
-            crate::meeting_gauges::counting(self.engine.apply_deliveries(plans, forwards, now))
-                .await;
-        if r.is_ok() {
-            self.gauges.apply(&delta);
-        }
-        self.note(r, |applied| {
-            !forwards.is_empty()
-                || applied
-                    .iter()
-                    .any(|a| !matches!(a, Applied::Ignored | Applied::AlreadyKnown))
-        })
+        self.write(self.engine.apply_deliveries(plans, forwards, now).await)
     }
 }
 
@@ -229,10 +194,11 @@ impl AdminStore for Store {
         now: Timestamp,
         caller: &Caller,
     ) -> Result<DeadlineMoved, StoreError> {
-        let r = (self.engine)
-            .move_deadline(room, expected_start, change, now, caller)
-            .await;
-        self.note(r, |m| matches!(m, DeadlineMoved::Moved { .. }))
+        self.write(
+            (self.engine)
+                .move_deadline(room, expected_start, change, now, caller)
+                .await,
+        )
     }
     async fn history(&self, room: &RoomId, limit: u32) -> Result<RoomHistory, StoreError> {
         self.engine.history(room, limit).await
@@ -254,8 +220,7 @@ impl AdminStore for Store {
         now: Timestamp,
         caller: &Caller,
     ) -> Result<Option<Duration>, StoreError> {
-        let r = self.engine.set_limit(kind, key, limit, now, caller).await;
-        self.note(r, |_| true)
+        self.write(self.engine.set_limit(kind, key, limit, now, caller).await)
     }
 }
 
@@ -267,8 +232,7 @@ impl ForwardStore for Store {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<ForwardClaim>, StoreError> {
-        let r = self.engine.claim_forwards(now, lease, owner, limit).await;
-        self.note(r, |claims| !claims.is_empty())
+        self.write(self.engine.claim_forwards(now, lease, owner, limit).await)
     }
     async fn finish_forwards(
         &self,
@@ -276,8 +240,7 @@ impl ForwardStore for Store {
         records: &[ForwardRecord],
         now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
-        let r = self.engine.finish_forwards(owner, records, now).await;
-        self.note(r, |applied| applied.contains(&true))
+        self.write(self.engine.finish_forwards(owner, records, now).await)
     }
     async fn pending_forwards(&self) -> Result<u64, StoreError> {
         self.engine.pending_forwards().await
@@ -295,30 +258,13 @@ impl MeetingStore for Store {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
-        let r = self.engine.claim_due(now, lease, owner, limit).await;
-        if let Ok(claims) = &r {
-            // Only claims increment `attempts` (0 on insert), and only a
-            // running row's first claim makes it stopping: a claim with
-            // attempts 1 came from running, a later one from stopping.
-            let first = claims.iter().filter(|c| c.attempts == 1).count() as u64;
-            self.count(|d| d.moved(MeetingState::Running, MeetingState::Stopping, first));
-        }
-        self.note(r, |claims| !claims.is_empty())
+        self.write(self.engine.claim_due(now, lease, owner, limit).await)
     }
     async fn guard(&self, key: &MeetingKey) -> Result<Guard, StoreError> {
         self.engine.guard(key).await
     }
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
-        let r = self.engine.finish(owner, outcomes).await;
-        if let Ok(applied) = &r {
-            self.count(|d| {
-                for (o, _) in outcomes.iter().zip(applied).filter(|(_, a)| **a) {
-                    // A deferral stays stopping: `moved` to itself is no change.
-                    d.moved(MeetingState::Stopping, o.state, 1);
-                }
-            });
-        }
-        self.note(r, |applied| applied.contains(&true))
+        self.write(self.engine.finish(owner, outcomes).await)
     }
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
         self.engine.next_wake().await
@@ -332,11 +278,7 @@ impl MeetingStore for Store {
         known_before: Timestamp,
         now: Timestamp,
     ) -> Result<Closing, StoreError> {
-        let r = self.engine.close_unlisted(listed, known_before, now).await;
-        if let Ok(Closing::Closed(n)) = &r {
-            self.count(|d| d.moved(MeetingState::Running, MeetingState::Ended, *n));
-        }
-        self.note(r, |c| matches!(c, Closing::Closed(n) if *n > 0))
+        self.write(self.engine.close_unlisted(listed, known_before, now).await)
     }
     async fn list(
         &self,
@@ -353,22 +295,16 @@ impl MeetingStore for Store {
         self.engine.count_by_state().await
     }
     async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        let (r, delta) = crate::meeting_gauges::counting(self.engine.prune(finished_before)).await;
-        match &r {
-            Ok(_) => self.gauges.apply(&delta),
+        let r = self.engine.prune(finished_before).await;
+        if r.is_err() {
             // On PostgreSQL the meetings may be gone though the audit's
             // cleanup failed: count again rather than guess.
-            Err(_) => self.gauges.request_recount(),
-        }
-        self.note(r, |n| *n > 0)
-    }
-    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
-        let r = self.engine.forget_future(starts_after).await;
-        if matches!(r, Ok(n) if n > 0) {
-            // Which states the rows were in is not returned: recount.
             self.gauges.request_recount();
         }
-        self.note(r, |n| *n > 0)
+        self.write(r)
+    }
+    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
+        self.write(self.engine.forget_future(starts_after).await)
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.engine.ping().await
@@ -381,18 +317,18 @@ impl MeetingStore for Store {
         owner: &str,
         limit: u32,
     ) -> Result<Vec<WarnClaim>, StoreError> {
-        let r = (self.engine)
-            .claim_warnings(now, warn_before, lease, owner, limit)
-            .await;
-        self.note(r, |claims| !claims.is_empty())
+        self.write(
+            (self.engine)
+                .claim_warnings(now, warn_before, lease, owner, limit)
+                .await,
+        )
     }
     async fn finish_warnings(
         &self,
         owner: &str,
         records: &[WarnRecord],
     ) -> Result<Vec<bool>, StoreError> {
-        let r = self.engine.finish_warnings(owner, records).await;
-        self.note(r, |applied| applied.contains(&true))
+        self.write(self.engine.finish_warnings(owner, records).await)
     }
     async fn next_warning(
         &self,
