@@ -309,12 +309,31 @@ impl Application {
         let (stop_tx, stop_rx) = shutdown::signal();
         let (http_stop_tx, http_stop_rx) = shutdown::signal();
         let faults = self.faults;
-        let limits = self.admin.limits.clone();
-        let mut listener = self.state.store.spawn_listener(
-            self.scheduler.wake.clone(),
-            Arc::new(move || limits.mark_stale()),
-            stop_rx.clone(),
-        );
+        // PostgreSQL only: what other replicas did reaches this one's
+        // scheduler, limits and gauges (on SQLite the scheduler's capped
+        // sleep covers other processes).
+        let mut listener = self.state.store.postgres().map(|pg| {
+            let (wake, limits) = (self.scheduler.wake.clone(), self.admin.limits.clone());
+            let gauges = self.state.store.gauges().clone();
+            let route = gauges.clone();
+            crate::cluster::spawn_listener(
+                pg,
+                gauges,
+                move |event| match event {
+                    crate::cluster::Event::Meetings => wake.poke(),
+                    crate::cluster::Event::Limits => limits.mark_stale(),
+                    crate::cluster::Event::Counts(payload) => route.apply_published(&payload),
+                    crate::cluster::Event::Missed => {
+                        wake.poke();
+                        limits.mark_stale();
+                        // Other replicas' changes are seen only by
+                        // recounting: do it now, not in a minute.
+                        route.request_recount();
+                    }
+                },
+                stop_rx.clone(),
+            )
+        });
         let mut scheduler =
             tokio::spawn(faults.wrap("scheduler", self.scheduler.run(stop_rx.clone())));
         let mut reconciler =

@@ -46,8 +46,9 @@ use crate::shutdown::Shutdown;
 use crate::store::{ForwardClaim, ForwardRecord, ForwardStore};
 use crate::store_handle::Store;
 
-/// Lanes of a room start with this; the rest is the room id.
-pub const ROOM_LANE: &str = "room:";
+// Lanes of a room start with `ROOM_LANE` (the rest is the room id); the
+// store, which locks a room's lane with the room, defines both.
+pub use crate::store::{lock_key, ROOM_LANE};
 
 /// Lanes of deliveries that name no room start with this; the rest is the
 /// delivery's `type`.
@@ -115,12 +116,6 @@ pub fn lane_of(body: &[u8]) -> String {
             _ => format!("{TYPE_LANE}unknown"),
         },
     }
-}
-
-/// The PostgreSQL advisory-lock key of a lane: a room's lane locks what
-/// the room's plans lock (the room id), so one lock orders both.
-pub fn lock_key(lane: &str) -> &str {
-    lane.strip_prefix(ROOM_LANE).unwrap_or(lane)
 }
 
 /// The delay before the next try after `attempts` failed tries (1 or

@@ -35,7 +35,7 @@
 //! `FOR UPDATE SKIP LOCKED` and the database's clock, `LISTEN/NOTIFY` wakes
 //! every replica's scheduler for a new meeting, and the singleton chores
 //! (reconciliation, pruning, webhook registration) run on the one replica
-//! holding an advisory lock ([`store::postgres`]).
+//! holding an advisory lock ([`cluster`]).
 //!
 //! ## Where things live
 //!
@@ -62,6 +62,7 @@
 //! | [`meeting_gauges`] | meetings by state in memory for `/metrics`: exact deltas from the store's writes, recounts from the store |
 //! | [`app`] | build and run: the zero2prod `Application` |
 //! | [`notify`] | systemd readiness, watchdog and stopping notifications (`NOTIFY_SOCKET`) |
+//! | [`cluster`] | PostgreSQL replicas as one: the `LISTEN` task that emits [`cluster::Event`]s (the app routes them), count publishing, the chores leader lock |
 //! | [`clock`] | where "now" comes from, and the sleeps until a time (a test's manual clock drives both) |
 //! | [`fault`] | test-only fault injection into the background tasks |
 
@@ -70,6 +71,7 @@
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod eyeson;

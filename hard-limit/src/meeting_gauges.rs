@@ -18,7 +18,7 @@
 //!   failed recount logs a warning and keeps the counts.
 //! - **Replicas.** Each process applies its own writes' changes at once.
 //!   On PostgreSQL it also publishes them (`NOTIFY hard_limit_counts`,
-//!   one notification per [`COUNTS_EVERY`](crate::store::postgres::COUNTS_EVERY)
+//!   one notification per [`COUNTS_EVERY`](crate::cluster::COUNTS_EVERY)
 //!   with the period's sum, tagged with this process's id) and applies the
 //!   other replicas' (`apply_published`): they show within
 //!   about a quarter of a second. Notifications lost (the `LISTEN`

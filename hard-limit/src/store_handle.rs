@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::cluster::Leader;
 use crate::domain::{DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 use crate::meeting_gauges::MeetingGauges;
 use crate::store::{
@@ -26,6 +27,8 @@ pub struct Store {
     write_ok: Arc<AtomicBool>,
     /// Meetings by state, kept from this handle's writes.
     gauges: Arc<MeetingGauges>,
+    /// The chores leader election, on PostgreSQL.
+    leader: Option<Arc<Leader>>,
 }
 
 impl<E: Engine> From<E> for Store {
@@ -36,10 +39,13 @@ impl<E: Engine> From<E> for Store {
 
 impl Store {
     fn new(engine: Arc<dyn Engine>) -> Self {
+        let leader =
+            (engine.as_any().downcast_ref::<PgStore>()).map(|pg| Arc::new(Leader::new(pg)));
         Store {
             engine,
             write_ok: Arc::new(AtomicBool::new(true)),
             gauges: Arc::default(),
+            leader,
         }
     }
 
@@ -58,8 +64,12 @@ impl Store {
         self.engine.as_any().downcast_ref()
     }
 
-    /// Closes the connections (after the last user is done).
+    /// Gives up the chores lock, closes the connections (after the last
+    /// user is done).
     pub async fn close(&self) {
+        if let Some(leader) = &self.leader {
+            leader.release().await;
+        }
         self.engine.close().await
     }
 
@@ -152,24 +162,12 @@ impl Store {
     /// Whether this process runs the singleton chores (reconciliation,
     /// pruning, webhook registration): always on SQLite (one host); on
     /// PostgreSQL, the one replica holding the chores advisory lock.
+    /// ([`crate::cluster::Leader`]).
     pub async fn chores_leader(&self) -> bool {
-        match self.postgres() {
-            Some(pg) => pg.chores_leader().await,
+        match &self.leader {
+            Some(leader) => leader.leads().await,
             None => true,
         }
-    }
-
-    /// Starts the task that wakes this process's scheduler when another
-    /// process tracks a meeting (PostgreSQL `LISTEN`); `None` on SQLite,
-    /// where the scheduler's capped sleep covers other processes.
-    pub fn spawn_listener(
-        &self,
-        wake: Arc<crate::wake::Wake>,
-        limits_changed: Arc<dyn Fn() + Send + Sync>,
-        stop: crate::shutdown::Shutdown,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let pg = self.postgres()?;
-        Some(pg.spawn_listener(wake, limits_changed, self.gauges.clone(), stop))
     }
 
     /// Applies a batch of deliveries' plans and writes the deliveries to

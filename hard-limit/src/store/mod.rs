@@ -165,11 +165,20 @@ pub struct WarnRecord {
     pub retry_at: Option<Timestamp>,
 }
 
+/// Lanes of a room start with this; the rest is the room id.
+pub const ROOM_LANE: &str = "room:";
+
+/// The PostgreSQL advisory-lock key of a lane: a room's lane locks what
+/// the room's plans lock (the room id), so one lock orders both.
+pub fn lock_key(lane: &str) -> &str {
+    lane.strip_prefix(ROOM_LANE).unwrap_or(lane)
+}
+
 /// A delivery to forward to the app (`--forward-to`), written to the
 /// outbox in the same transaction as the delivery's plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewForward {
-    /// Its lane ([`crate::forward::lane_of`]): deliveries of one lane go
+    /// Its lane (the forwarder's `lane_of`): deliveries of one lane go
     /// out one after the other, in the order they were committed.
     pub lane: String,
     /// The raw body, byte for byte.

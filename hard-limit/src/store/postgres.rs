@@ -10,22 +10,14 @@
 //!   with [`PgStore::connect_with_caller_clock`], which the shared test
 //!   suite uses to step time): replicas whose clocks disagree still agree
 //!   on who may claim what.
-//! - **Wake-ups**: a transaction that tracks a new meeting sends `NOTIFY
-//!   hard_limit_meetings`; every replica `LISTEN`s ([`PgStore::spawn_listener`])
-//!   and pokes its scheduler, so a deadline written through one replica
-//!   wakes all of them, not only after their next sleep.
-//! - **Meeting counts** (`/metrics`): each replica `NOTIFY`s the changes
-//!   of its own writes on `hard_limit_counts` every [`COUNTS_EVERY`] (one
-//!   notification per period, off the write path); the others apply them.
+//! - **Wake-ups**: a transaction that tracks a new meeting or moves a
+//!   deadline sends `NOTIFY hard_limit_meetings` (a limit change `NOTIFY
+//!   hard_limit_limits`) at commit; [`crate::cluster`] listens.
 //! - **Per-room serialisation**: a batch first takes transaction-scoped
 //!   advisory locks on all its rooms (one round trip, in key order, so two
 //!   batches cannot deadlock), so a "running" and a "shutdown" delivery for one room that
 //!   land on two replicas at once are applied one after the other, as on
 //!   SQLite's single writer.
-//! - **Singleton chores** (reconciliation, pruning, webhook registration)
-//!   run only on the replica holding a session-level advisory lock on its
-//!   own connection ([`PgStore::chores_leader`]); if that replica or its
-//!   connection dies, PostgreSQL releases the lock and another takes over.
 //! - **Losing the database**: the pool waits at most a few seconds for a
 //!   connection, then the caller gets an error (webhooks 503, `/healthz`
 //!   503); connections are re-established on demand once it is back.
@@ -36,17 +28,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
-use tokio::sync::Mutex;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, SqlSafeStr, Transaction};
 
 use super::plan::{self, NewMeeting};
 use super::rows::SqlRow;
 use super::sql::{millis, Dialect, Notice, GUARD_COLUMNS};
 use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError, WarnClaim};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
-use crate::shutdown::Shutdown;
-use crate::wake::Wake;
 
 /// The channel `NOTIFY`'d when a meeting is newly tracked or an operator
 /// moved a deadline: every replica's scheduler re-plans.
@@ -56,20 +45,9 @@ pub const CHANNEL: &str = "hard_limit_meetings";
 /// reloads its limits.
 pub const LIMITS_CHANNEL: &str = "hard_limit_limits";
 
-/// The channel each replica publishes its changes of the meetings' counts
-/// on (at most every [`COUNTS_EVERY`]), so the others' `/metrics` follow
-/// them between recounts ([`crate::meeting_gauges`]).
-pub const COUNTS_CHANNEL: &str = "hard_limit_counts";
-
-/// How often a replica publishes its count changes (one `NOTIFY` for all
-/// the writes of the period, off the write path).
-pub const COUNTS_EVERY: Duration = Duration::from_millis(250);
-
-/// The session advisory lock (one 64-bit key) the chores leader holds.
-const CHORES_LOCK: i64 = 0x6579_6573_6f6e_686c;
-
 /// First half of the two-key transaction advisory locks on rooms (two
-/// 32-bit keys never conflict with the 64-bit chores key).
+/// 32-bit keys never conflict with the 64-bit chores key of
+/// [`crate::cluster`]).
 const ROOM_LOCK_SPACE: i32 = 0x686c;
 
 /// How long a caller waits for a pooled connection before failing (and
@@ -80,12 +58,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    /// For the chores lock's own connection (boxed: the options are large).
+    /// For connections of their own (boxed: the options are large).
     options: Arc<PgConnectOptions>,
     /// Use `now()` of the database (true) or the caller's `now` (tests).
     db_clock: bool,
-    /// The connection holding the chores lock, while this replica leads.
-    chores: Arc<Mutex<Option<PgConnection>>>,
 }
 
 fn migrator() -> Migrator {
@@ -181,7 +157,6 @@ impl PgStore {
             pool,
             options: Arc::new(options),
             db_clock,
-            chores: Arc::new(Mutex::new(None)),
         };
         // A read-only database (a standby, default_transaction_read_only,
         // a user without UPDATE) passes the migrations once they are
@@ -207,12 +182,15 @@ impl PgStore {
         Ok(())
     }
 
-    /// Closes the pool and gives up the chores lock.
+    /// Closes the pool.
     pub async fn close(&self) {
-        if let Some(conn) = self.chores.lock().await.take() {
-            let _ = conn.close().await;
-        }
         self.pool.close().await;
+    }
+
+    /// How it connects (for connections of their own, like the chores
+    /// lock's in [`crate::cluster`]).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
     }
 
     /// The pool (for tests and benchmarks).
@@ -238,142 +216,6 @@ impl PgStore {
         Ok(sqlx::query_scalar(concat!("SELECT ", epoch_ms!("now()")))
             .fetch_one(&mut **tx)
             .await?)
-    }
-
-    /// Whether this replica runs the singleton chores (reconciliation,
-    /// pruning, webhook registration). The first replica to take the
-    /// advisory lock keeps it on a dedicated connection for as long as that
-    /// connection lives; the others get `false` until it is released.
-    pub async fn chores_leader(&self) -> bool {
-        let mut slot = self.chores.lock().await;
-        if let Some(conn) = slot.as_mut() {
-            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
-                return true;
-            }
-            tracing::warn!("lost the connection holding the chores lock");
-            *slot = None;
-        }
-        let mut conn = match PgConnection::connect_with(&self.options).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not connect to take the chores lock");
-                return false;
-            }
-        };
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(CHORES_LOCK)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap_or(false);
-        if got {
-            tracing::info!("this replica now runs the singleton chores");
-            *slot = Some(conn);
-        } else {
-            let _ = conn.close().await;
-        }
-        got
-    }
-
-    /// Listens for `NOTIFY hard_limit_meetings` and pokes `wake` for each
-    /// (and calls `limits_changed` for each `NOTIFY hard_limit_limits`),
-    /// until `stop` turns true. Reconnects on its own after losing the
-    /// database, and pokes once after each (re)connection, since
-    /// notifications sent meanwhile are lost.
-    pub fn spawn_listener(
-        &self,
-        wake: Arc<Wake>,
-        limits_changed: Arc<dyn Fn() + Send + Sync>,
-        gauges: Arc<crate::meeting_gauges::MeetingGauges>,
-        mut stop: Shutdown,
-    ) -> tokio::task::JoinHandle<()> {
-        let pool = self.pool.clone();
-        let publisher = publish_counts(pool.clone(), gauges.clone(), stop.clone());
-        tokio::spawn(async move {
-            // Dropped (so aborted) with this task.
-            let _publisher = AbortOnDrop(tokio::spawn(publisher));
-            loop {
-                match PgListener::connect_with(&pool).await {
-                    Ok(mut listener) => {
-                        match listener
-                            .listen_all([CHANNEL, LIMITS_CHANNEL, COUNTS_CHANNEL])
-                            .await
-                        {
-                            Ok(()) => {
-                                wake.poke();
-                                limits_changed();
-                                // Other replicas' changes are seen only
-                                // by recounting: do it now, not in a minute.
-                                gauges.request_recount();
-                                loop {
-                                    tokio::select! {
-                                        r = listener.try_recv() => match r {
-                                            Ok(Some(n)) if n.channel() == LIMITS_CHANNEL => limits_changed(),
-                                            Ok(Some(n)) if n.channel() == COUNTS_CHANNEL => {
-                                                gauges.apply_published(n.payload())
-                                            }
-                                            Ok(Some(_)) => wake.poke(),
-                                            // Connection lost; the next call reconnects
-                                            // and re-listens. Notifications may have been missed.
-                                            Ok(None) => {
-                                                wake.poke();
-                                                limits_changed();
-                                                gauges.request_recount();
-                                            }
-                                            Err(e) => {
-                                                tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-                                                break;
-                                            }
-                                        },
-                                        () = stop.stopped() => return,
-                                    }
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not connect to LISTEN; retrying"),
-                }
-                if stop.sleep(Duration::from_secs(1)).await {
-                    return;
-                }
-            }
-        })
-    }
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Every [`COUNTS_EVERY`], `NOTIFY`s this process's count changes of the
-/// period to the other replicas. A failed `NOTIFY` drops them (the others
-/// then catch up at their next recount): sent late, they could land after
-/// a recount that already counted them.
-async fn publish_counts(
-    pool: PgPool,
-    gauges: Arc<crate::meeting_gauges::MeetingGauges>,
-    mut stop: Shutdown,
-) {
-    gauges.start_publishing();
-    loop {
-        if stop.sleep(COUNTS_EVERY).await {
-            return;
-        }
-        if let Some(payload) = gauges.take_unpublished() {
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(COUNTS_CHANNEL)
-                .bind(payload)
-                .execute(&pool)
-                .await
-            {
-                tracing::debug!(error = %e, "could not publish count changes to the other replicas");
-            }
-        }
     }
 }
 
@@ -449,7 +291,7 @@ impl Dialect for PgStore {
         forwards: &[NewForward],
     ) -> Result<(), StoreError> {
         let mut rooms: Vec<&str> = plans.iter().filter_map(plan::room_of).collect();
-        rooms.extend(forwards.iter().map(|f| crate::forward::lock_key(&f.lane)));
+        rooms.extend(forwards.iter().map(|f| super::lock_key(&f.lane)));
         rooms.sort_unstable();
         rooms.dedup();
         if !rooms.is_empty() {
@@ -939,6 +781,8 @@ impl Dialect for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::postgres::PgConnection;
+    use sqlx::Connection;
 
     /// The database's time in milliseconds is rounded down: rounded to
     /// the nearest, a deadline could be claimed up to half a millisecond

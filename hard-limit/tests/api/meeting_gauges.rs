@@ -269,7 +269,7 @@ async fn replicas_follow_each_others_changes_without_a_recount() {
     wait_for_gauges(&b, "ended on B", [1, 0, 0, 1, 0, 0]).await;
     wait_for_gauges(&a, "B's end on A", [1, 0, 0, 1, 0, 0]).await;
     // Several publishing periods later: nobody applied a change twice.
-    tokio::time::sleep(4 * eyeson_hard_limit::store::postgres::COUNTS_EVERY).await;
+    tokio::time::sleep(4 * eyeson_hard_limit::cluster::COUNTS_EVERY).await;
     assert_eq!(gauges(&a).await, [1, 0, 0, 1, 0, 0]);
     assert_eq!(gauges(&b).await, [1, 0, 0, 1, 0, 0]);
     assert_eq!(a.store.gauges().recounts(), recounts_a, "no recount on A");
