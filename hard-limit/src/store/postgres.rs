@@ -27,13 +27,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, SqlSafeStr, Transaction};
+use sqlx::{Postgres, Row, Transaction};
 
 use super::plan::{self, NewMeeting};
 use super::rows::SqlRow;
-use super::sql::{millis, Dialect, Notice, GUARD_COLUMNS};
+use super::sql::{migrations, millis, Dialect, Notice, GUARD_COLUMNS};
 use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError, WarnClaim};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
@@ -65,36 +65,7 @@ pub struct PgStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "meetings".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0001_meetings.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            2,
-            "admin".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0002_admin.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            3,
-            "warnings".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0003_warnings.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            4,
-            "forward outbox".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0004_forward_outbox.sql").into_sql_str(),
-            false,
-        ),
-    ])
+    migrations!("postgres")
 }
 
 /// A timestamp expression in milliseconds since the epoch, rounded down

@@ -26,6 +26,57 @@ use crate::domain::{
     DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
 };
 
+/// The numbered migrations of one engine, from `migrations/<engine>/`
+/// (each engine has its own SQL; the steps and their names are the same).
+macro_rules! migrations {
+    ($engine:literal) => {
+        $crate::store::sql::migrator([
+            (
+                "meetings",
+                include_str!(concat!("../../migrations/", $engine, "/0001_meetings.sql")),
+            ),
+            (
+                "admin",
+                include_str!(concat!("../../migrations/", $engine, "/0002_admin.sql")),
+            ),
+            (
+                "warnings",
+                include_str!(concat!("../../migrations/", $engine, "/0003_warnings.sql")),
+            ),
+            (
+                "forward outbox",
+                include_str!(concat!(
+                    "../../migrations/",
+                    $engine,
+                    "/0004_forward_outbox.sql"
+                )),
+            ),
+        ])
+    };
+}
+pub(crate) use migrations;
+
+/// A migrator for `steps` (name, SQL), numbered from 1.
+pub(crate) fn migrator(steps: [(&'static str, &'static str); 4]) -> sqlx::migrate::Migrator {
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    use sqlx::SqlSafeStr;
+    Migrator::with_migrations(
+        steps
+            .into_iter()
+            .zip(1..)
+            .map(|((name, sql), version)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
 /// A duration in milliseconds, as stored.
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

@@ -17,17 +17,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, SqlSafeStr, Sqlite};
+use sqlx::{Connection, Sqlite};
 
 use super::plan::NewMeeting;
 use super::rows::SqlRow;
-use super::sql::{millis, Dialect, Notice, GUARD_COLUMNS};
+use super::sql::{migrations, millis, Dialect, Notice, GUARD_COLUMNS};
 use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError, WarnClaim};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
@@ -50,36 +50,7 @@ pub struct SqliteStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "meetings".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0001_meetings.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            2,
-            "admin".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0002_admin.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            3,
-            "warnings".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0003_warnings.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            4,
-            "forward outbox".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0004_forward_outbox.sql").into_sql_str(),
-            false,
-        ),
-    ])
+    migrations!("sqlite")
 }
 
 impl SqliteStore {
