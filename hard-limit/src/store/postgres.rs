@@ -33,8 +33,8 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::plan::{self, NewMeeting};
 use super::rows::SqlRow;
-use super::sql::{migrations, millis, Dialect, Notice, GUARD_COLUMNS};
-use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError, WarnClaim};
+use super::sql::{migrations, millis, now_in, Dialect, Notice, GUARD_COLUMNS};
+use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
 /// The channel `NOTIFY`'d when a meeting is newly tracked or an operator
@@ -174,20 +174,6 @@ impl PgStore {
     fn caller_now(&self, now: Timestamp) -> Option<i64> {
         (!self.db_clock).then_some(now.0)
     }
-
-    /// "Now" for a transaction: the database's `now()`, or the caller's.
-    async fn now_in(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        caller: Timestamp,
-    ) -> Result<i64, StoreError> {
-        if !self.db_clock {
-            return Ok(caller.0);
-        }
-        Ok(sqlx::query_scalar(concat!("SELECT ", epoch_ms!("now()")))
-            .fetch_one(&mut **tx)
-            .await?)
-    }
 }
 
 /// `WITH ORDINALITY` numbers (from 1) of the rows a statement changed, as
@@ -213,6 +199,18 @@ impl Dialect for PgStore {
     type DB = Postgres;
     type Tx = PgTx;
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    /// `SKIP LOCKED`: replicas claiming at once take different meetings.
+    const CLAIM_WARNINGS: &'static str = "UPDATE meetings m
+             SET warn_for = m.deadline, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
+                 warn_attempts = CASE WHEN m.warn_for = m.deadline THEN m.warn_attempts + 1 ELSE 1 END
+             FROM (SELECT room_id, started_at FROM meetings
+                   WHERE state = 'running' AND deadline > $3 AND deadline <= $3 + $5
+                     AND (warn_for IS NULL OR warn_for <> deadline
+                          OR (warn_state = 'claimed' AND warn_until <= $3))
+                   ORDER BY deadline LIMIT $4
+                   FOR UPDATE SKIP LOCKED) due
+             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
+             RETURNING m.room_id, m.started_at, m.deadline, m.guest_token, m.warn_attempts";
 
     fn reader(&self) -> &PgPool {
         &self.pool
@@ -538,7 +536,7 @@ impl Dialect for PgStore {
                AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS l(room_id, started_at)
                                WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)";
         let mut tx = self.pool.begin().await?;
-        let now = self.now_in(&mut tx, now).await?;
+        let now = now_in(self, &mut tx, now).await?.0;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT (SELECT count(*) FROM meetings WHERE {UNLISTED}) AS would_close,
                     (SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping')) AS open"
@@ -624,48 +622,6 @@ impl Dialect for PgStore {
         rows.iter()
             .map(|r| Ok((r.key()?, Timestamp(r.int("deadline")?))))
             .collect()
-    }
-
-    async fn claim_warnings(
-        &self,
-        now: Timestamp,
-        warn_before: Duration,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<WarnClaim>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let now = self.now_in(&mut tx, now).await?;
-        // SET reads the old row: a claim for the same deadline counts on,
-        // one for a new deadline starts again at 1. SKIP LOCKED: replicas
-        // claiming at once take different meetings.
-        let rows = sqlx::query(
-            "UPDATE meetings m
-             SET warn_for = m.deadline, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
-                 warn_attempts = CASE WHEN m.warn_for = m.deadline THEN m.warn_attempts + 1 ELSE 1 END
-             FROM (SELECT room_id, started_at FROM meetings
-                   WHERE state = 'running' AND deadline > $3 AND deadline <= $3 + $5
-                     AND (warn_for IS NULL OR warn_for <> deadline
-                          OR (warn_state = 'claimed' AND warn_until <= $3))
-                   ORDER BY deadline LIMIT $4
-                   FOR UPDATE SKIP LOCKED) due
-             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
-             RETURNING m.room_id, m.started_at, m.deadline, m.guest_token, m.warn_attempts",
-        )
-        .bind(owner)
-        .bind(now.saturating_add(millis(lease)))
-        .bind(now)
-        .bind(i64::from(limit))
-        .bind(millis(warn_before))
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claims = rows
-            .iter()
-            .map(SqlRow::warn_claim)
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await?;
-        claims.sort_by_key(|c| c.deadline);
-        Ok(claims)
     }
 
     async fn next_warning(

@@ -112,6 +112,12 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// Appended to a read whose row the transaction then updates: the row
     /// lock on PostgreSQL (SQLite's one writer needs none).
     const FOR_UPDATE: &'static str;
+    /// Claims due warnings (see [`super::MeetingStore::claim_warnings`]):
+    /// `$1` owner, `$2` lease end, `$3` now, `$4` limit, `$5` warn before
+    /// (ms); returns the [`SqlRow::warn_claim`] columns. SET reads the old
+    /// row: a claim for the same deadline counts on, one for a new deadline
+    /// starts again at 1.
+    const CLAIM_WARNINGS: &'static str;
 
     /// The pool for reads.
     fn reader(&self) -> &Pool<Self::DB>;
@@ -202,15 +208,6 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
         &self,
         started_since: Timestamp,
     ) -> impl Future<Output = Result<Vec<(MeetingKey, Timestamp)>, StoreError>> + Send;
-    /// See [`super::MeetingStore::claim_warnings`].
-    fn claim_warnings(
-        &self,
-        now: Timestamp,
-        warn_before: Duration,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<WarnClaim>, StoreError>> + Send;
     /// See [`super::MeetingStore::next_warning`].
     fn next_warning(
         &self,
@@ -251,7 +248,7 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
 }
 
 /// "Now" for a write: the database's, or the caller's.
-async fn now_in<D: Dialect>(
+pub(crate) async fn now_in<D: Dialect>(
     d: &D,
     tx: &mut D::Tx,
     caller: Timestamp,
@@ -604,9 +601,22 @@ where
         limit: u32,
     ) -> BoxFut<'a, Written<Vec<WarnClaim>>> {
         Box::pin(async move {
-            let claims =
-                Dialect::claim_warnings(self, now, warn_before, lease, owner, limit).await?;
-            Ok(written(claims, |c| !c.is_empty()))
+            let mut tx = self.begin(false).await?;
+            let now = now_in(self, &mut tx, now).await?;
+            let rows = sqlx::query(D::CLAIM_WARNINGS)
+                .bind(owner)
+                .bind(now.plus(lease).0)
+                .bind(now.0)
+                .bind(i64::from(limit))
+                .bind(millis(warn_before))
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut claims = rows
+                .iter()
+                .map(SqlRow::warn_claim)
+                .collect::<Result<Vec<_>, _>>()?;
+            claims.sort_by_key(|c| c.deadline);
+            done::<D, _>(tx, written(claims, |c| !c.is_empty())).await
         })
     }
 

@@ -28,7 +28,7 @@ use sqlx::{Connection, Sqlite};
 use super::plan::NewMeeting;
 use super::rows::SqlRow;
 use super::sql::{migrations, millis, Dialect, Notice, GUARD_COLUMNS};
-use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError, WarnClaim};
+use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
@@ -332,6 +332,16 @@ impl Dialect for SqliteStore {
     type Tx = WriteTx;
     // `BEGIN IMMEDIATE` already holds the one writer.
     const FOR_UPDATE: &'static str = "";
+    /// No `SKIP LOCKED` (one writer): picked by `rowid`.
+    const CLAIM_WARNINGS: &'static str = "UPDATE meetings
+             SET warn_for = deadline, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
+                 warn_attempts = CASE WHEN warn_for = deadline THEN warn_attempts + 1 ELSE 1 END
+             WHERE rowid IN (SELECT rowid FROM meetings
+                             WHERE state = 'running' AND deadline > $3 AND deadline <= $3 + $5
+                               AND (warn_for IS NULL OR warn_for <> deadline
+                                    OR (warn_state = 'claimed' AND warn_until <= $3))
+                             ORDER BY deadline LIMIT $4)
+             RETURNING room_id, started_at, deadline, guest_token, warn_attempts";
 
     fn reader(&self) -> &SqlitePool {
         &self.reader
@@ -714,45 +724,6 @@ impl Dialect for SqliteStore {
         rows.iter()
             .map(|r| Ok((r.key()?, Timestamp(r.int("deadline")?))))
             .collect()
-    }
-
-    /// No `SKIP LOCKED` (one writer): picked by `rowid`.
-    async fn claim_warnings(
-        &self,
-        now: Timestamp,
-        warn_before: Duration,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<WarnClaim>, StoreError> {
-        let mut tx = WriteTx::begin_recoverable(self).await?;
-        // SET reads the old row: a claim for the same deadline counts on,
-        // one for a new deadline starts again at 1.
-        let rows = sqlx::query(
-            "UPDATE meetings
-             SET warn_for = deadline, warn_state = 'claimed', warn_owner = ?1, warn_until = ?2,
-                 warn_attempts = CASE WHEN warn_for = deadline THEN warn_attempts + 1 ELSE 1 END
-             WHERE rowid IN (SELECT rowid FROM meetings
-                             WHERE state = 'running' AND deadline > ?3 AND deadline <= ?3 + ?5
-                               AND (warn_for IS NULL OR warn_for <> deadline
-                                    OR (warn_state = 'claimed' AND warn_until <= ?3))
-                             ORDER BY deadline LIMIT ?4)
-             RETURNING room_id, started_at, deadline, guest_token, warn_attempts",
-        )
-        .bind(owner)
-        .bind(now.plus(lease).0)
-        .bind(now.0)
-        .bind(i64::from(limit))
-        .bind(millis(warn_before))
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claims = rows
-            .iter()
-            .map(SqlRow::warn_claim)
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await?;
-        claims.sort_by_key(|c| c.deadline);
-        Ok(claims)
     }
 
     /// The caller's clock is the store's: no translation.
