@@ -64,7 +64,8 @@ use std::time::{Duration, Instant, SystemTime};
 use eyeson_api::sign;
 use eyeson_hard_limit::config::Flags;
 use eyeson_hard_limit::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
-use eyeson_hard_limit::store::{MeetingStore, SqliteStore, Store};
+use eyeson_hard_limit::store::{MeetingStore, SqliteStore};
+use eyeson_hard_limit::store_handle::Store;
 use eyeson_hard_limit::Application;
 use fake_eyeson::FakeEyeson;
 use serde_json::json;
@@ -771,7 +772,7 @@ async fn scale(n: usize) {
     let dir = bench_dir();
     let path = dir.path().join("scale.db");
     let db = format!("sqlite://{}", path.display());
-    let store = SqliteStore::connect(&db).await.unwrap();
+    let store = Store::from(SqliteStore::connect(&db).await.unwrap());
     let now = Timestamp::from_system_time(SystemTime::now());
     let due = 2_000.min(n);
     let t0 = Instant::now();
@@ -959,7 +960,7 @@ async fn scale_serve() {
                 )
             })
             .collect();
-        let s = SqliteStore::connect(&small).await.unwrap();
+        let s = Store::from(SqliteStore::connect(&small).await.unwrap());
         s.bulk_insert(&rows, now).await.unwrap();
         s.close().await;
         let (_url, small_admin, small_store, small_stop, small_task) =

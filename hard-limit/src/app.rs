@@ -24,7 +24,8 @@ use crate::reconcile::Reconciler;
 use crate::runner::{Context, Runner};
 use crate::scheduler::Scheduler;
 use crate::serve::{self, ConnLimits};
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+use crate::store_handle::Store;
 use crate::supervisor::{Failure, Supervisor, Task};
 use crate::warner::Warner;
 use crate::webhook::{Ingest, WebhookState};
@@ -315,12 +316,30 @@ impl Application {
     ) -> Result<(), StartError> {
         let mut sup = self.supervisor;
         let store = self.state.store.clone();
-        let limits = self.admin.limits.clone();
-        if let Some(listen) = store.spawn_listener(
-            self.reconciler.wake.clone(),
-            Arc::new(move || limits.mark_stale()),
-            sup.signal(Task::Listen),
-        ) {
+        // PostgreSQL only: what other replicas did reaches this one's
+        // scheduler, limits and gauges (on SQLite the scheduler's capped
+        // sleep covers other processes).
+        if let Some(pg) = store.postgres() {
+            let (wake, limits) = (self.reconciler.wake.clone(), self.admin.limits.clone());
+            let gauges = store.gauges().clone();
+            let route = gauges.clone();
+            let listen = crate::cluster::spawn_listener(
+                pg,
+                gauges,
+                move |event| match event {
+                    crate::cluster::Event::Meetings => wake.poke(),
+                    crate::cluster::Event::Limits => limits.mark_stale(),
+                    crate::cluster::Event::Counts(payload) => route.apply_published(&payload),
+                    crate::cluster::Event::Missed => {
+                        wake.poke();
+                        limits.mark_stale();
+                        // Other replicas' changes are seen only by
+                        // recounting: do it now, not in a minute.
+                        route.request_recount();
+                    }
+                },
+                sup.signal(Task::Listen),
+            );
             sup.adopt(Task::Listen, listen);
         }
         let faults = &self.faults;

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use crate::domain::RoomId;
 
-/// Lanes of a room start with this; the rest is the room id.
-pub const ROOM_LANE: &str = "room:";
+// A room's lane is locked with the room, so the store defines both.
+pub use crate::store::{lock_key, ROOM_LANE};
 
 /// Lanes of deliveries that name no room start with this; the rest is the
 /// delivery's `type`.
@@ -57,12 +57,6 @@ pub fn lane_of(body: &[u8]) -> String {
             _ => format!("{TYPE_LANE}unknown"),
         },
     }
-}
-
-/// The PostgreSQL advisory-lock key of a lane: a room's lane locks what
-/// the room's plans lock (the room id), so one lock orders both.
-pub fn lock_key(lane: &str) -> &str {
-    lane.strip_prefix(ROOM_LANE).unwrap_or(lane)
 }
 
 #[cfg(test)]

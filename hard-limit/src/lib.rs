@@ -35,7 +35,7 @@
 //! `FOR UPDATE SKIP LOCKED` and the database's clock, `LISTEN/NOTIFY` wakes
 //! every replica's scheduler for a new meeting, and the singleton chores
 //! (reconciliation, pruning, webhook registration) run on the one replica
-//! holding an advisory lock ([`store::postgres`]).
+//! holding an advisory lock ([`cluster`]).
 //!
 //! ## Where things live
 //!
@@ -55,7 +55,8 @@
 //! | [`registration`] | sharing eyeson's one webhook per key with the app: what to register, refusing to cut off another URL's |
 //! | [`forward`] | `--forward-to`: retries and expiry, and the job that forwards every acknowledged delivery to the app |
 //! | [`lanes`] | the outbox's lanes: which forwarded deliveries keep their order |
-//! | [`store`] | the narrow [`store::MeetingStore`] trait, plan application written once, its SQLite engine and its PostgreSQL engine (replicas) |
+//! | [`store`] | the narrow [`store::MeetingStore`] trait and its two engines behind one [`store::Engine`] trait object; each write returns what it changed; the SQL both engines share written once (`store/sql.rs`), only what differs in its SQLite engine and its PostgreSQL engine (replicas) |
+//! | [`store_handle`] | [`store_handle::Store`], the handle the service holds: the engine, with each write's effect applied to the gauges and the write-health flag of `/healthz` |
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
 //! | [`serve`] | the server loop: connection cap, header and idle timeouts |
@@ -66,6 +67,7 @@
 //! | [`supervisor`] | the tasks by name and stop phase: runs them, reports a dead one, stops them in order |
 //! | [`cli`] | the binary's command line, logging and subcommands |
 //! | [`notify`] | systemd readiness, watchdog and stopping notifications (`NOTIFY_SOCKET`) |
+//! | [`cluster`] | PostgreSQL replicas as one: the `LISTEN` task that emits [`cluster::Event`]s (the app routes them), count publishing, the chores leader lock |
 //! | [`clock`] | where "now" comes from, and the sleeps until a time (a test's manual clock drives both) |
 //! | [`fault`] | test-only fault injection into the supervisor's tasks |
 
@@ -74,6 +76,7 @@
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod eyeson;
@@ -94,6 +97,7 @@ pub mod secrets;
 pub mod serve;
 pub mod shutdown;
 pub mod store;
+pub mod store_handle;
 pub mod supervisor;
 pub mod wake;
 pub mod warner;

@@ -2,11 +2,11 @@
 //! same with 10 tracked meetings as with 1,000,000 (counting the store at
 //! each scrape took 264–476 ms at 1,000,000).
 //!
-//! - **Deltas.** [`crate::store::Store`] sees the result of every write the
-//!   service makes and turns it into exact per-state changes after the
-//!   commit: plan application counts its own steps (`record`, inside
-//!   `counting`); claims, outcomes and reconciliation closes say what
-//!   moved; pruning records the states of the rows it deleted.
+//! - **Deltas.** Every store write returns its exact per-state changes
+//!   with its answer ([`crate::store::Written`]): plan application counts
+//!   its own steps; claims, outcomes and reconciliation closes say what
+//!   moved; pruning returns the states of the rows it deleted.
+//!   [`crate::store_handle::Store`] applies them once the write committed.
 //!   `forget_future` (rare: starts far ahead of the clock) deletes rows
 //!   without saying which states they were in: it asks for a prompt
 //!   recount instead.
@@ -18,7 +18,7 @@
 //!   failed recount logs a warning and keeps the counts.
 //! - **Replicas.** Each process applies its own writes' changes at once.
 //!   On PostgreSQL it also publishes them (`NOTIFY hard_limit_counts`,
-//!   one notification per [`COUNTS_EVERY`](crate::store::postgres::COUNTS_EVERY)
+//!   one notification per [`COUNTS_EVERY`](crate::cluster::COUNTS_EVERY)
 //!   with the period's sum, tagged with this process's id) and applies the
 //!   other replicas' (`apply_published`): they show within
 //!   about a quarter of a second. Notifications lost (the `LISTEN`
@@ -33,8 +33,6 @@
 //!   for this process's writes, those whose `COMMIT` reply was on its way;
 //!   for other replicas', those published in the quarter second before.
 
-use std::cell::RefCell;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -42,55 +40,13 @@ use tokio::sync::Notify;
 
 use crate::domain::MeetingState;
 use crate::shutdown::Shutdown;
-use crate::store::{MeetingStore, Store, StoreError};
+pub use crate::store::StateDelta;
+use crate::store::{MeetingStore, StoreError};
 
-const STATES: usize = MeetingState::ALL.len();
+const STATES: usize = StateDelta::LEN;
 
 fn index(state: MeetingState) -> usize {
-    match state {
-        MeetingState::Running => 0,
-        MeetingState::Stopping => 1,
-        MeetingState::ShutDown => 2,
-        MeetingState::Ended => 3,
-        MeetingState::Skipped => 4,
-        MeetingState::Failed => 5,
-    }
-}
-
-/// Per-state changes one write made (negative: meetings left that state).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StateDelta([i64; STATES]);
-
-impl StateDelta {
-    /// `n` meetings appeared in `state`.
-    pub fn added(&mut self, state: MeetingState, n: u64) {
-        let i = index(state);
-        self.0[i] = self.0[i].saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-
-    /// `n` meetings left `state` (deleted).
-    pub fn removed(&mut self, state: MeetingState, n: u64) {
-        let i = index(state);
-        self.0[i] = self.0[i].saturating_sub(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-
-    /// `n` meetings moved from `from` to `to`.
-    pub fn moved(&mut self, from: MeetingState, to: MeetingState, n: u64) {
-        if from != to {
-            let n = i64::try_from(n).unwrap_or(i64::MAX);
-            self.0[index(from)] = self.0[index(from)].saturating_sub(n);
-            self.0[index(to)] = self.0[index(to)].saturating_add(n);
-        }
-    }
-
-    /// The change for `state`.
-    pub fn get(&self, state: MeetingState) -> i64 {
-        self.0[index(state)]
-    }
-
-    fn is_zero(&self) -> bool {
-        self.0.iter().all(|n| *n == 0)
-    }
+    StateDelta::index(state)
 }
 
 /// The counts, shared (`Arc`) by the store handle that applies deltas, the
@@ -210,7 +166,7 @@ impl MeetingGauges {
 
     /// Counts the store and corrects the gauges by the difference (see the
     /// module docs for why not overwrite). On error nothing changes.
-    pub async fn recount(&self, store: &Store) -> Result<(), StoreError> {
+    pub async fn recount(&self, store: &impl MeetingStore) -> Result<(), StoreError> {
         let before: [i64; STATES] = std::array::from_fn(|i| self.counts[i].load(Ordering::SeqCst));
         let counted = store.count_by_state().await?;
         let mut now = [0i64; STATES];
@@ -251,7 +207,7 @@ impl MeetingGauges {
 /// Recounts every `every` and when asked, until `stop`.
 pub async fn run(
     gauges: std::sync::Arc<MeetingGauges>,
-    store: Store,
+    store: impl MeetingStore,
     every: Duration,
     mut stop: Shutdown,
 ) {
@@ -272,42 +228,6 @@ pub async fn run(
             ),
         }
     }
-}
-
-tokio::task_local! {
-    /// The changes of the write running in this task (see [`counting`]).
-    static PENDING: RefCell<StateDelta>;
-}
-
-/// Runs one store write and returns, with its result, the changes its
-/// steps [`record`]ed. The caller applies them only if the write
-/// committed.
-///
-/// Task-local rather than a return value so that plan application can
-/// count its steps without changing the engines' `apply` or the
-/// [`MeetingStore`] trait.
-pub(crate) async fn counting<T>(write: impl Future<Output = T>) -> (T, StateDelta) {
-    PENDING
-        .scope(RefCell::new(StateDelta::default()), async {
-            let r = write.await;
-            let delta = PENDING.with(|d| *d.borrow());
-            (r, delta)
-        })
-        .await
-}
-
-/// Records that `n` meetings in the stored state `state` were deleted (an
-/// unknown state is not counted: the next recount reports the row).
-pub(crate) fn record_removed(state: &str, n: u64) {
-    if let Some(state) = MeetingState::parse(state) {
-        record(|d| d.removed(state, n));
-    }
-}
-
-/// Records changes a step of the current write made (nothing outside
-/// [`counting`]: a test's direct engine call, say).
-pub(crate) fn record(change: impl FnOnce(&mut StateDelta)) {
-    let _ = PENDING.try_with(|d| change(&mut d.borrow_mut()));
 }
 
 #[cfg(test)]
@@ -381,18 +301,5 @@ mod tests {
         b.apply_published("7 1 0 0 0 0 -1");
         assert_eq!(b.get(MeetingState::Running), 2);
         assert_eq!(b.signed(MeetingState::Failed), -1);
-    }
-
-    #[tokio::test]
-    async fn only_the_steps_inside_counting_are_recorded() {
-        record(|d| d.added(MeetingState::Ended, 7));
-        let ((), d) = counting(async {
-            record(|d| d.added(MeetingState::Running, 1));
-            tokio::task::yield_now().await;
-            record(|d| d.moved(MeetingState::Running, MeetingState::Ended, 1));
-        })
-        .await;
-        assert_eq!(d.get(MeetingState::Running), 0);
-        assert_eq!(d.get(MeetingState::Ended), 1);
     }
 }

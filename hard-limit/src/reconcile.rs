@@ -18,7 +18,8 @@ use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::registration::{self, Decision, ForeignWebhook, Mode};
 use crate::shutdown::Shutdown;
-use crate::store::{Applied, Closing, MeetingStore, Store, StoreError};
+use crate::store::{Applied, Closing, MeetingStore, StoreError};
+use crate::store_handle::Store;
 use crate::wake::Wake;
 
 /// What one reconciliation did.

@@ -19,7 +19,8 @@ use crate::domain::{self, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
 use crate::runner::{Ask, Failure, Job, StepError};
-use crate::store::{Claim, MeetingStore, Outcome, Store, StoreError};
+use crate::store::{Claim, MeetingStore, Outcome, StoreError};
+use crate::store_handle::Store;
 
 /// How the scheduler shuts meetings down.
 #[derive(Clone, Debug)]

@@ -27,7 +27,8 @@ use crate::domain::{self, Timestamp, WarningOutcome};
 use crate::eyeson::{AccessKey, EyesonClient, GuestJoin, Posted};
 use crate::metrics;
 use crate::runner::{Ask, Failure, Job, StepError};
-use crate::store::{MeetingStore, Store, StoreError, WarnClaim, WarnRecord};
+use crate::store::{MeetingStore, StoreError, WarnClaim, WarnRecord};
+use crate::store_handle::Store;
 
 /// What the warner says and as whom.
 #[derive(Clone, Debug, PartialEq, Eq)]

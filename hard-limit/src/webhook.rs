@@ -25,7 +25,8 @@ use crate::domain::{self, GuestToken, IgnoreReason, Plan, RoomId, RoomUpdate, Ti
 use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::secrets::ApiKey;
-use crate::store::{Applied, NewForward, Store};
+use crate::store::{Applied, NewForward};
+use crate::store_handle::Store;
 
 /// Largest accepted delivery body.
 pub const MAX_BODY: usize = 64 * 1024;

@@ -35,9 +35,8 @@ use crate::clock::Clock;
 use crate::domain::{DeadlineChange, DeadlineRefused, MeetingKey, RoomId, Timestamp};
 use crate::limits::LimitsHandle;
 use crate::secrets::AdminToken;
-use crate::store::{
-    AdminStore, Caller, DeadlineMoved, LimitKind, MeetingStore, RoomHistory, Store,
-};
+use crate::store::{AdminStore, Caller, DeadlineMoved, LimitKind, MeetingStore, RoomHistory};
+use crate::store_handle::Store;
 
 /// What the admin handlers share. Cheap to clone.
 #[derive(Clone, Debug)]

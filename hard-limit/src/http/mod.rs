@@ -31,7 +31,8 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::domain::{meeting_visible, RoomId};
-use crate::store::{MeetingStore, MeetingView, Store, StoreError};
+use crate::store::{MeetingStore, MeetingView, StoreError};
+use crate::store_handle::Store;
 use crate::webhook::{self, WebhookState};
 
 pub mod admin;

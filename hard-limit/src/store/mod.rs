@@ -1,13 +1,23 @@
 //! The store: the source of truth for every tracked meeting.
 //!
 //! [`MeetingStore`] is deliberately narrow (a dozen questions the service
-//! asks), so each engine is one file: SQLite ([`sqlite`], the default) and
-//! PostgreSQL ([`postgres`], for several replicas on one database), chosen
-//! by the database URL in [`Store::connect`]. Each engine keeps its own migrations in
-//! `migrations/<engine>/`.
+//! asks). Two engines answer it, chosen by the database URL in
+//! [`connect`]: SQLite ([`sqlite`], the default) and PostgreSQL
+//! ([`postgres`], for several replicas on one database). Each keeps its
+//! own migrations in `migrations/<engine>/`.
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | the questions (traits) and their types |
+//! | `engine.rs` | [`Engine`]: one object-safe trait over both engines ([`connect`] picks one) |
+//! | `effect.rs` | what a write changed ([`Written`]), returned with its answer for the wrapper that keeps the gauges and the health flag ([`crate::store_handle`]) |
+//! | `sql.rs` | the SQL both engines share, written once, and the `Dialect` each engine supplies |
+//! | `plan.rs` | applying a plan: the steps, written once |
+//! | `rows.rs` | decoding rows, written once |
+//! | `sqlite.rs`, `postgres.rs` | only what differs: connection setup, transactions, claims, batches, pruning |
 //!
 //! Rules every engine must keep (the integration and property tests check
-//! them through this trait):
+//! them through this trait, on both engines):
 //! - [`MeetingStore::apply`] commits before it returns: an acknowledged
 //!   webhook is never lost.
 //! - Only transitions allowed by [`MeetingState::may_become`] happen; final
@@ -17,145 +27,40 @@
 //! - [`MeetingStore::finish`] applies only while the caller's claim (owner
 //!   and attempts) still holds the lease, so a worker that lost its lease
 //!   cannot overwrite the outcome, even when its own process re-claimed.
-//!
-//! The [`Store`] wrapper also keeps the per-state counts of `/metrics`
-//! ([`crate::meeting_gauges`]) from each committed write's result: plan
-//! steps record theirs; a claim with `attempts` 1 moved a meeting from
-//! running (only claims raise `attempts`, from 0 at insert, and nothing
-//! returns a meeting to running); an applied outcome moved one from
-//! stopping; a prune records the states it deleted. A new write that
-//! changes states must report its changes there too, or ask for a recount
-//! as `forget_future` does.
 
+mod effect;
+mod engine;
 mod plan;
 pub mod postgres;
-
-/// Row decoding shared by both engines: the columns are the same, only the
-/// row type differs.
-mod rows {
-    use sqlx::{ColumnIndex, Decode, Row, Type};
-
-    use super::{
-        ActionRecord, Claim, Guard, MeetingRecord, MeetingView, RoomMeeting, StoreError, WarnClaim,
-    };
-    use crate::domain::{GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
-
-    /// What a row of `meetings` must be able to decode.
-    pub(super) trait MeetingRow: Row
-    where
-        for<'r> &'r str: ColumnIndex<Self>,
-        for<'r> String: Decode<'r, Self::Database> + Type<Self::Database>,
-        for<'r> i64: Decode<'r, Self::Database> + Type<Self::Database>,
-        for<'r> Option<i64>: Decode<'r, Self::Database> + Type<Self::Database>,
-        for<'r> Option<String>: Decode<'r, Self::Database> + Type<Self::Database>,
-    {
-        fn key(&self) -> Result<MeetingKey, StoreError> {
-            let room: String = self.try_get("room_id")?;
-            Ok(MeetingKey {
-                room_id: RoomId::parse(&room)
-                    .map_err(|e| StoreError::Corrupt(format!("room id: {e}")))?,
-                started_at: Timestamp(self.try_get("started_at")?),
-            })
-        }
-
-        fn view(&self) -> Result<MeetingView, StoreError> {
-            let state: String = self.try_get("state")?;
-            Ok(MeetingView {
-                key: self.key()?,
-                deadline: Timestamp(self.try_get("deadline")?),
-                state: MeetingState::parse(&state)
-                    .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
-            })
-        }
-
-        fn room_meeting(&self) -> Result<RoomMeeting, StoreError> {
-            let token: Option<String> = self.try_get("guest_token")?;
-            Ok(RoomMeeting {
-                view: self.view()?,
-                // A stored token that no longer parses is as good as none.
-                guest_token: token.as_deref().and_then(GuestToken::parse),
-            })
-        }
-
-        fn record(&self) -> Result<MeetingRecord, StoreError> {
-            Ok(MeetingRecord {
-                view: self.view()?,
-                tracked_at: Timestamp(self.try_get("created_at")?),
-                updated_at: Timestamp(self.try_get("updated_at")?),
-                finished_at: self
-                    .try_get::<Option<i64>, _>("finished_at")?
-                    .map(Timestamp),
-                attempts: self.try_get("attempts")?,
-            })
-        }
-
-        fn action(&self) -> Result<ActionRecord, StoreError> {
-            let t = |c: &str| -> Result<Option<Timestamp>, StoreError> {
-                Ok(self.try_get::<Option<i64>, _>(c)?.map(Timestamp))
-            };
-            Ok(ActionRecord {
-                at: Timestamp(self.try_get("at")?),
-                action: self.try_get("action")?,
-                room_id: self.try_get("room_id")?,
-                started_at: t("started_at")?,
-                old_deadline: t("old_deadline")?,
-                new_deadline: t("new_deadline")?,
-                detail: self.try_get("detail")?,
-                caller: self.try_get("caller")?,
-            })
-        }
-
-        fn warn_claim(&self) -> Result<WarnClaim, StoreError>
-        where
-            for<'r> Option<String>: Decode<'r, Self::Database> + Type<Self::Database>,
-        {
-            let token: Option<String> = self.try_get("guest_token")?;
-            Ok(WarnClaim {
-                key: self.key()?,
-                deadline: Timestamp(self.try_get("deadline")?),
-                // A stored token that no longer parses is as good as none.
-                guest_token: token.as_deref().and_then(GuestToken::parse),
-                attempts: self.try_get("warn_attempts")?,
-            })
-        }
-
-        fn claim(&self) -> Result<Claim, StoreError> {
-            Ok(Claim {
-                key: self.key()?,
-                deadline: Timestamp(self.try_get("deadline")?),
-                attempts: self.try_get("attempts")?,
-                guard: self.guard()?,
-            })
-        }
-
-        /// The `cutoff` and `newer` (0 or 1) columns.
-        fn guard(&self) -> Result<Guard, StoreError> {
-            Ok(Guard {
-                cutoff: self.try_get::<Option<i64>, _>("cutoff")?.map(Timestamp),
-                newer_meeting: self.try_get::<i64, _>("newer")? != 0,
-            })
-        }
-    }
-
-    impl MeetingRow for sqlx::sqlite::SqliteRow {}
-    impl MeetingRow for sqlx::postgres::PgRow {}
-}
-
+mod rows;
+mod sql;
 pub mod sqlite;
 mod sqlite_lock;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{
     DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
     WarningOutcome,
 };
-use crate::meeting_gauges::{MeetingGauges, StateDelta};
 
+pub use effect::{StateDelta, Written};
+pub use engine::{BoxFut, Engine};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+/// Opens (creating if needed) and migrates the store a URL names.
+pub async fn connect(url: &str) -> Result<Arc<dyn Engine>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
 
 /// A meeting as the store knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -258,6 +163,15 @@ pub struct WarnRecord {
     pub at: Timestamp,
     /// Only with [`WarningOutcome::Deferred`]: claimable again from then.
     pub retry_at: Option<Timestamp>,
+}
+
+/// Lanes of a room start with this; the rest is the room id.
+pub const ROOM_LANE: &str = "room:";
+
+/// The PostgreSQL advisory-lock key of a lane: a room's lane locks what
+/// the room's plans lock (the room id), so one lock orders both.
+pub fn lock_key(lane: &str) -> &str {
+    lane.strip_prefix(ROOM_LANE).unwrap_or(lane)
 }
 
 /// A delivery to forward to the app (`--forward-to`), written to the
@@ -549,10 +463,6 @@ fn describe_limit(kind: LimitKind, old_ms: Option<i64>, new: Option<Duration>) -
     )
 }
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 /// What a deadline change does to the room's open meeting `view` (pure:
 /// the engines run it inside their transaction).
 fn decide_move(
@@ -577,50 +487,6 @@ fn decide_move(
             old: view.deadline,
         },
     }
-}
-
-/// A claimed outbox row (`RETURNING id, lane, body, signature,
-/// content_type, received_at, attempts`), claimed at `claimed_at`.
-fn forward_claim<R>(row: &R, claimed_at: Timestamp) -> Result<ForwardClaim, StoreError>
-where
-    R: sqlx::Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    Ok(ForwardClaim {
-        id: row.try_get("id")?,
-        lane: row.try_get("lane")?,
-        body: row.try_get("body")?,
-        signature: row.try_get("signature")?,
-        content_type: row.try_get("content_type")?,
-        received_at: Timestamp(row.try_get("received_at")?),
-        attempts: row.try_get("attempts")?,
-        claimed_at,
-    })
-}
-
-fn limit_rule<R>(row: &R) -> Result<LimitRule, StoreError>
-where
-    R: sqlx::Row,
-    for<'r> &'r str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let kind: String = row.try_get("kind")?;
-    let kind = match kind.as_str() {
-        "room" => LimitKind::Room,
-        "prefix" => LimitKind::Prefix,
-        other => return Err(StoreError::Corrupt(format!("limit kind {other:?}"))),
-    };
-    let ms: i64 = row.try_get("limit_ms")?;
-    Ok(LimitRule {
-        kind,
-        key: row.try_get("key")?,
-        limit: Duration::from_millis(ms.max(1) as u64),
-    })
 }
 
 /// A store failure. Details go to the log, never to HTTP clients.
@@ -801,468 +667,4 @@ pub trait MeetingStore: Send + Sync {
         now: Timestamp,
         warn_before: Duration,
     ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-}
-
-/// The configured engine. An enum rather than `dyn` (async trait methods are
-/// not object safe) and rather than generics (they would spread through
-/// every handler).
-#[derive(Clone, Debug)]
-pub enum Store {
-    /// SQLite, the default: one file, no server.
-    Sqlite(SqliteStore),
-    /// PostgreSQL: any number of replicas on one database.
-    Postgres(PgStore),
-}
-
-impl Store {
-    /// Opens (creating if needed) and migrates the store a URL names.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        if url.starts_with("sqlite:") {
-            Ok(Store::Sqlite(SqliteStore::connect(url).await?))
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Ok(Store::Postgres(PgStore::connect(url).await?))
-        } else {
-            Err(StoreError::UnsupportedUrl)
-        }
-    }
-
-    /// Closes the connections (after the last user is done).
-    pub async fn close(&self) {
-        match self {
-            Store::Sqlite(s) => s.close().await,
-            Store::Postgres(s) => s.close().await,
-        }
-    }
-
-    /// Whether the last write that changed something committed: false from
-    /// a failed write until a later one commits a change (for `/healthz`: a
-    /// read-only or full store answers reads but loses nothing only by
-    /// refusing deliveries, so it is not healthy).
-    pub fn last_write_ok(&self) -> bool {
-        self.write_flag().load(Ordering::SeqCst)
-    }
-
-    /// After a failed write: commits a probe write, and if it works marks
-    /// the store writable again (so an idle service recovers without
-    /// traffic). Without a failed write it does nothing.
-    pub async fn recheck_writes(&self) -> bool {
-        if self.last_write_ok() {
-            return true;
-        }
-        let r = match self {
-            Store::Sqlite(s) => s.probe_write().await,
-            Store::Postgres(s) => s.probe_write().await,
-        };
-        self.note(r, |_| true).is_ok()
-    }
-
-    /// Meetings by state as this process knows them: every write through
-    /// this handle (and its clones) keeps them current
-    /// ([`crate::meeting_gauges`]).
-    pub fn gauges(&self) -> &std::sync::Arc<MeetingGauges> {
-        match self {
-            Store::Sqlite(s) => &s.gauges,
-            Store::Postgres(s) => &s.gauges,
-        }
-    }
-
-    /// Applies a committed write's changes to the gauges.
-    fn count(&self, delta: impl FnOnce(&mut StateDelta)) {
-        let mut d = StateDelta::default();
-        delta(&mut d);
-        self.gauges().apply(&d);
-    }
-
-    fn write_flag(&self) -> &AtomicBool {
-        match self {
-            Store::Sqlite(s) => &s.write_ok,
-            Store::Postgres(s) => &s.write_ok,
-        }
-    }
-
-    /// Records how a write went: an error clears the flag, a commit that
-    /// changed something (`wrote`) sets it. A commit that changed nothing
-    /// proves nothing (an empty transaction commits on a full disk too).
-    fn note<T>(
-        &self,
-        result: Result<T, StoreError>,
-        wrote: impl FnOnce(&T) -> bool,
-    ) -> Result<T, StoreError> {
-        match &result {
-            Ok(v) if wrote(v) => {
-                if !self.write_flag().swap(true, Ordering::SeqCst) {
-                    tracing::info!("the store accepts writes again");
-                }
-            }
-            Ok(_) => {}
-            // A constraint the input broke says nothing of the store's
-            // health (the handlers validate first; this is the backstop).
-            Err(e) if e.is_constraint_violation() => {}
-            Err(e) => {
-                if self.write_flag().swap(false, Ordering::SeqCst) {
-                    tracing::error!(error = %e, "a write to the store failed; /healthz answers 503 until one succeeds");
-                }
-            }
-        }
-        result
-    }
-
-    /// Test hook: moves an open meeting's deadline (as an operator's
-    /// extension would). Returns whether a meeting was changed. Not for
-    /// production use.
-    #[doc(hidden)]
-    pub async fn set_deadline_for_tests(
-        &self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-    ) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.set_deadline_for_tests(key, deadline).await,
-            Store::Postgres(s) => s.set_deadline_for_tests(key, deadline).await,
-        }
-    }
-
-    /// Test hook: the stored warning of a meeting, as `(warn_state,
-    /// warn_for)`. Not for production use.
-    #[doc(hidden)]
-    pub async fn warning_for_tests(
-        &self,
-        key: &MeetingKey,
-    ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.warning_for_tests(key).await,
-            Store::Postgres(s) => s.warning_for_tests(key).await,
-        }
-    }
-
-    /// Whether this process runs the singleton chores (reconciliation,
-    /// pruning, webhook registration): always on SQLite (one host); on
-    /// PostgreSQL, the one replica holding the chores advisory lock.
-    pub async fn chores_leader(&self) -> bool {
-        match self {
-            Store::Sqlite(_) => true,
-            Store::Postgres(s) => s.chores_leader().await,
-        }
-    }
-
-    /// Starts the task that wakes this process's scheduler when another
-    /// process tracks a meeting (PostgreSQL `LISTEN`); `None` on SQLite,
-    /// where the scheduler's capped sleep covers other processes.
-    pub fn spawn_listener(
-        &self,
-        wake: std::sync::Arc<crate::wake::Wake>,
-        limits_changed: std::sync::Arc<dyn Fn() + Send + Sync>,
-        stop: crate::shutdown::Shutdown,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        match self {
-            Store::Sqlite(_) => None,
-            Store::Postgres(s) => Some(s.spawn_listener(wake, limits_changed, stop)),
-        }
-    }
-}
-
-impl AdminStore for Store {
-    async fn move_deadline(
-        &self,
-        room: &RoomId,
-        expected_start: Option<Timestamp>,
-        change: DeadlineChange,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> Result<DeadlineMoved, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => {
-                s.move_deadline(room, expected_start, change, now, caller)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.move_deadline(room, expected_start, change, now, caller)
-                    .await
-            }
-        };
-        self.note(r, |m| matches!(m, DeadlineMoved::Moved { .. }))
-    }
-    async fn history(&self, room: &RoomId, limit: u32) -> Result<RoomHistory, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.history(room, limit).await,
-            Store::Postgres(s) => s.history(room, limit).await,
-        }
-    }
-    async fn planned_deadlines(
-        &self,
-        started_since: Timestamp,
-    ) -> Result<Vec<(MeetingKey, Timestamp)>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.planned_deadlines(started_since).await,
-            Store::Postgres(s) => s.planned_deadlines(started_since).await,
-        }
-    }
-    async fn limit_rules(&self) -> Result<Vec<LimitRule>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.limit_rules().await,
-            Store::Postgres(s) => s.limit_rules().await,
-        }
-    }
-    async fn set_limit(
-        &self,
-        kind: LimitKind,
-        key: &str,
-        limit: Option<Duration>,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> Result<Option<Duration>, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.set_limit(kind, key, limit, now, caller).await,
-            Store::Postgres(s) => s.set_limit(kind, key, limit, now, caller).await,
-        };
-        self.note(r, |_| true)
-    }
-}
-
-impl Store {
-    /// Applies a batch of deliveries' plans and writes the deliveries to
-    /// forward into the outbox, in one transaction: once it returns `Ok`,
-    /// both are durable.
-    pub async fn apply_deliveries(
-        &self,
-        plans: &[Plan],
-        forwards: &[NewForward],
-        now: Timestamp,
-    ) -> Result<Vec<Applied>, StoreError> {
-        let (r, delta) = crate::meeting_gauges::counting(async {
-            match self {
-                Store::Sqlite(s) => s.apply_deliveries(plans, forwards, now).await,
-                Store::Postgres(s) => s.apply_deliveries(plans, forwards, now).await,
-            }
-        })
-        .await;
-        if r.is_ok() {
-            self.gauges().apply(&delta);
-        }
-        self.note(r, |applied| {
-            !forwards.is_empty()
-                || applied
-                    .iter()
-                    .any(|a| !matches!(a, Applied::Ignored | Applied::AlreadyKnown))
-        })
-    }
-}
-
-impl ForwardStore for Store {
-    async fn claim_forwards(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<ForwardClaim>, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.claim_forwards(now, lease, owner, limit).await,
-            Store::Postgres(s) => s.claim_forwards(now, lease, owner, limit).await,
-        };
-        self.note(r, |claims| !claims.is_empty())
-    }
-    async fn finish_forwards(
-        &self,
-        owner: &str,
-        records: &[ForwardRecord],
-        now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.finish_forwards(owner, records, now).await,
-            Store::Postgres(s) => s.finish_forwards(owner, records, now).await,
-        };
-        self.note(r, |applied| applied.contains(&true))
-    }
-    async fn pending_forwards(&self) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.pending_forwards().await,
-            Store::Postgres(s) => s.pending_forwards().await,
-        }
-    }
-}
-
-impl MeetingStore for Store {
-    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
-        let (r, delta) = crate::meeting_gauges::counting(async {
-            match self {
-                Store::Sqlite(s) => s.apply(plans, now).await,
-                Store::Postgres(s) => s.apply(plans, now).await,
-            }
-        })
-        .await;
-        if r.is_ok() {
-            self.gauges().apply(&delta);
-        }
-        self.note(r, |applied| {
-            applied
-                .iter()
-                .any(|a| !matches!(a, Applied::Ignored | Applied::AlreadyKnown))
-        })
-    }
-    async fn claim_due(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.claim_due(now, lease, owner, limit).await,
-            Store::Postgres(s) => s.claim_due(now, lease, owner, limit).await,
-        };
-        if let Ok(claims) = &r {
-            // Only claims increment `attempts` (0 on insert), and only a
-            // running row's first claim makes it stopping: a claim with
-            // attempts 1 came from running, a later one from stopping.
-            let first = claims.iter().filter(|c| c.attempts == 1).count() as u64;
-            self.count(|d| d.moved(MeetingState::Running, MeetingState::Stopping, first));
-        }
-        self.note(r, |claims| !claims.is_empty())
-    }
-    async fn guard(&self, key: &MeetingKey) -> Result<Guard, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.guard(key).await,
-            Store::Postgres(s) => s.guard(key).await,
-        }
-    }
-    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.finish(owner, outcomes).await,
-            Store::Postgres(s) => s.finish(owner, outcomes).await,
-        };
-        if let Ok(applied) = &r {
-            self.count(|d| {
-                for (o, _) in outcomes.iter().zip(applied).filter(|(_, a)| **a) {
-                    // A deferral stays stopping: `moved` to itself is no change.
-                    d.moved(MeetingState::Stopping, o.state, 1);
-                }
-            });
-        }
-        self.note(r, |applied| applied.contains(&true))
-    }
-    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.next_wake().await,
-            Store::Postgres(s) => s.next_wake().await,
-        }
-    }
-    async fn count_due_before(&self, until: Timestamp, cap: u32) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.count_due_before(until, cap).await,
-            Store::Postgres(s) => s.count_due_before(until, cap).await,
-        }
-    }
-    async fn close_unlisted(
-        &self,
-        listed: &[MeetingKey],
-        known_before: Timestamp,
-        now: Timestamp,
-    ) -> Result<Closing, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.close_unlisted(listed, known_before, now).await,
-            Store::Postgres(s) => s.close_unlisted(listed, known_before, now).await,
-        };
-        if let Ok(Closing::Closed(n)) = &r {
-            self.count(|d| d.moved(MeetingState::Running, MeetingState::Ended, *n));
-        }
-        self.note(r, |c| matches!(c, Closing::Closed(n) if *n > 0))
-    }
-    async fn list(
-        &self,
-        finished_since: Timestamp,
-        after: Option<&MeetingKey>,
-        limit: u32,
-    ) -> Result<Vec<MeetingView>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.list(finished_since, after, limit).await,
-            Store::Postgres(s) => s.list(finished_since, after, limit).await,
-        }
-    }
-    async fn current_for_room(&self, room: &RoomId) -> Result<Option<RoomMeeting>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.current_for_room(room).await,
-            Store::Postgres(s) => s.current_for_room(room).await,
-        }
-    }
-    async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.count_by_state().await,
-            Store::Postgres(s) => s.count_by_state().await,
-        }
-    }
-    async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        let (r, delta) = crate::meeting_gauges::counting(async {
-            match self {
-                Store::Sqlite(s) => s.prune(finished_before).await,
-                Store::Postgres(s) => s.prune(finished_before).await,
-            }
-        })
-        .await;
-        match &r {
-            Ok(_) => self.gauges().apply(&delta),
-            // On PostgreSQL the meetings may be gone though the audit's
-            // cleanup failed: count again rather than guess.
-            Err(_) => self.gauges().request_recount(),
-        }
-        self.note(r, |n| *n > 0)
-    }
-    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.forget_future(starts_after).await,
-            Store::Postgres(s) => s.forget_future(starts_after).await,
-        };
-        if matches!(r, Ok(n) if n > 0) {
-            // Which states the rows were in is not returned: recount.
-            self.gauges().request_recount();
-        }
-        self.note(r, |n| *n > 0)
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.ping().await,
-            Store::Postgres(s) => s.ping().await,
-        }
-    }
-    async fn claim_warnings(
-        &self,
-        now: Timestamp,
-        warn_before: Duration,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<WarnClaim>, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => {
-                s.claim_warnings(now, warn_before, lease, owner, limit)
-                    .await
-            }
-            Store::Postgres(s) => {
-                s.claim_warnings(now, warn_before, lease, owner, limit)
-                    .await
-            }
-        };
-        self.note(r, |claims| !claims.is_empty())
-    }
-    async fn finish_warnings(
-        &self,
-        owner: &str,
-        records: &[WarnRecord],
-    ) -> Result<Vec<bool>, StoreError> {
-        let r = match self {
-            Store::Sqlite(s) => s.finish_warnings(owner, records).await,
-            Store::Postgres(s) => s.finish_warnings(owner, records).await,
-        };
-        self.note(r, |applied| applied.contains(&true))
-    }
-    async fn next_warning(
-        &self,
-        now: Timestamp,
-        warn_before: Duration,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.next_warning(now, warn_before).await,
-            Store::Postgres(s) => s.next_warning(now, warn_before).await,
-        }
-    }
 }

@@ -3,17 +3,15 @@
 //! write transaction (which holds the engine's lock: SQLite's single
 //! writer, PostgreSQL's per-room advisory locks) and committed by it.
 //!
-//! Each step's effect on the per-state counts is [`record`]ed as it runs
-//! (exact: inserted or not, how many rows an update ended); the
-//! [`super::Store`] wrapper applies the sum once the transaction commits.
-//! An engine that retried a transaction would have to start a new
-//! [`crate::meeting_gauges::counting`] scope for the retry.
+//! Each step's effect on the per-state counts is added up as it runs
+//! (exact: inserted or not, how many rows an update ended) and returned
+//! with the answers; the caller applies the sum once the transaction
+//! commits.
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Applied, StoreError};
+use super::{Applied, StateDelta, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
-use crate::meeting_gauges::record;
 
 /// A meeting to insert unless it is known ([`PlanSteps::insert_many`]).
 pub(crate) struct NewMeeting<'a> {
@@ -104,7 +102,8 @@ pub(crate) async fn apply_batch<S: PlanSteps>(
     steps: &mut S,
     plans: &[Plan],
     now: Timestamp,
-) -> Result<Vec<Applied>, StoreError> {
+) -> Result<(Vec<Applied>, StateDelta), StoreError> {
+    let mut delta = StateDelta::default();
     let mut per_room: HashMap<&str, usize> = HashMap::new();
     for room in plans.iter().filter_map(room_of) {
         *per_room.entry(room).or_default() += 1;
@@ -122,15 +121,18 @@ pub(crate) async fn apply_batch<S: PlanSteps>(
                 at.push(i);
                 starts.push((key, *deadline, guest_token.as_ref()));
             }
-            _ => out[i] = apply(steps, plan, now).await?,
+            _ => out[i] = apply(steps, plan, now, &mut delta).await?,
         }
     }
     if !starts.is_empty() {
-        for (i, applied) in at.into_iter().zip(track(steps, &starts, now).await?) {
+        for (i, applied) in at
+            .into_iter()
+            .zip(track(steps, &starts, now, &mut delta).await?)
+        {
             out[i] = applied;
         }
     }
-    Ok(out)
+    Ok((out, delta))
 }
 
 /// A meeting's start: its key, deadline and guest token.
@@ -145,6 +147,7 @@ async fn track<S: PlanSteps>(
     steps: &mut S,
     starts: &[Start<'_>],
     now: Timestamp,
+    delta: &mut StateDelta,
 ) -> Result<Vec<Applied>, StoreError> {
     let rooms: Vec<&str> = starts.iter().map(|s| s.0.room_id.as_str()).collect();
     let cutoffs = steps.room_cutoffs(&rooms).await?;
@@ -171,11 +174,9 @@ async fn track<S: PlanSteps>(
         .iter()
         .map(|m| new_rooms.contains(m.key.room_id.as_str()))
         .collect();
-    record(|d| {
-        for (row, new) in rows.iter().zip(&inserted) {
-            d.added(row.state, u64::from(*new));
-        }
-    });
+    for (row, new) in rows.iter().zip(&inserted) {
+        delta.added(row.state, u64::from(*new));
+    }
     let started: Vec<(&MeetingKey, Option<&GuestToken>)> = starts
         .iter()
         .zip(&late)
@@ -184,7 +185,7 @@ async fn track<S: PlanSteps>(
         .collect();
     if !started.is_empty() {
         let ended_older = steps.started_many(&started, now).await?;
-        record(|d| d.moved(MeetingState::Running, MeetingState::Ended, ended_older));
+        delta.moved(MeetingState::Running, MeetingState::Ended, ended_older);
     }
     Ok(late
         .into_iter()
@@ -203,10 +204,11 @@ async fn track<S: PlanSteps>(
 
 /// Applies one plan through `steps`; `now` is the store's clock (the
 /// database's, where it is the source of time).
-pub(crate) async fn apply<S: PlanSteps>(
+async fn apply<S: PlanSteps>(
     steps: &mut S,
     plan: &Plan,
     now: Timestamp,
+    delta: &mut StateDelta,
 ) -> Result<Applied, StoreError> {
     match plan {
         Plan::Ignore(_) => Ok(Applied::Ignored),
@@ -214,7 +216,7 @@ pub(crate) async fn apply<S: PlanSteps>(
             key,
             deadline,
             guest_token,
-        } => track(steps, &[(key, *deadline, guest_token.as_ref())], now)
+        } => track(steps, &[(key, *deadline, guest_token.as_ref())], now, delta)
             .await?
             .pop()
             .ok_or_else(|| StoreError::Corrupt("a start was tracked without a result".into())),
@@ -240,11 +242,11 @@ pub(crate) async fn apply<S: PlanSteps>(
                     .insert(key, *deadline, MeetingState::Ended, now)
                     .await?
                 {
-                    record(|d| d.added(MeetingState::Ended, 1));
+                    delta.added(MeetingState::Ended, 1);
                 }
             }
             let ended = steps.end_running(room_id, cutoff, now).await?;
-            record(|d| d.moved(MeetingState::Running, MeetingState::Ended, ended));
+            delta.moved(MeetingState::Running, MeetingState::Ended, ended);
             Ok(Applied::Ended(ended))
         }
     }

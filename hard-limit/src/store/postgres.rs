@@ -10,22 +10,14 @@
 //!   with [`PgStore::connect_with_caller_clock`], which the shared test
 //!   suite uses to step time): replicas whose clocks disagree still agree
 //!   on who may claim what.
-//! - **Wake-ups**: a transaction that tracks a new meeting sends `NOTIFY
-//!   hard_limit_meetings`; every replica `LISTEN`s ([`PgStore::spawn_listener`])
-//!   and pokes its scheduler, so a deadline written through one replica
-//!   wakes all of them, not only after their next sleep.
-//! - **Meeting counts** (`/metrics`): each replica `NOTIFY`s the changes
-//!   of its own writes on `hard_limit_counts` every [`COUNTS_EVERY`] (one
-//!   notification per period, off the write path); the others apply them.
+//! - **Wake-ups**: a transaction that tracks a new meeting or moves a
+//!   deadline sends `NOTIFY hard_limit_meetings` (a limit change `NOTIFY
+//!   hard_limit_limits`) at commit; [`crate::cluster`] listens.
 //! - **Per-room serialisation**: a batch first takes transaction-scoped
 //!   advisory locks on all its rooms (one round trip, in key order, so two
 //!   batches cannot deadlock), so a "running" and a "shutdown" delivery for one room that
 //!   land on two replicas at once are applied one after the other, as on
 //!   SQLite's single writer.
-//! - **Singleton chores** (reconciliation, pruning, webhook registration)
-//!   run only on the replica holding a session-level advisory lock on its
-//!   own connection ([`PgStore::chores_leader`]); if that replica or its
-//!   connection dies, PostgreSQL releases the lock and another takes over.
 //! - **Losing the database**: the pool waits at most a few seconds for a
 //!   connection, then the caller gets an error (webhooks 503, `/healthz`
 //!   503); connections are re-established on demand once it is back.
@@ -35,23 +27,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres, Row, SqlSafeStr, Transaction};
-use tokio::sync::Mutex;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
 
-use super::plan::{self, NewMeeting, PlanSteps};
-use super::rows::MeetingRow;
-use super::{
-    describe, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim,
-    ForwardRecord, ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView,
-    NewForward, Outcome, RoomHistory, RoomMeeting, StoreError, WarnClaim, WarnRecord,
-};
-use crate::domain::{
-    self, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
-};
-use crate::shutdown::Shutdown;
-use crate::wake::Wake;
+use super::plan::{self, NewMeeting};
+use super::rows::SqlRow;
+use super::sql::{migrations, millis, now_in, Dialect, Notice, GUARD_COLUMNS};
+use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
+use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
 /// The channel `NOTIFY`'d when a meeting is newly tracked or an operator
 /// moved a deadline: every replica's scheduler re-plans.
@@ -61,20 +45,9 @@ pub const CHANNEL: &str = "hard_limit_meetings";
 /// reloads its limits.
 pub const LIMITS_CHANNEL: &str = "hard_limit_limits";
 
-/// The channel each replica publishes its changes of the meetings' counts
-/// on (at most every [`COUNTS_EVERY`]), so the others' `/metrics` follow
-/// them between recounts ([`crate::meeting_gauges`]).
-pub const COUNTS_CHANNEL: &str = "hard_limit_counts";
-
-/// How often a replica publishes its count changes (one `NOTIFY` for all
-/// the writes of the period, off the write path).
-pub const COUNTS_EVERY: Duration = Duration::from_millis(250);
-
-/// The session advisory lock (one 64-bit key) the chores leader holds.
-const CHORES_LOCK: i64 = 0x6579_6573_6f6e_686c;
-
 /// First half of the two-key transaction advisory locks on rooms (two
-/// 32-bit keys never conflict with the 64-bit chores key).
+/// 32-bit keys never conflict with the 64-bit chores key of
+/// [`crate::cluster`]).
 const ROOM_LOCK_SPACE: i32 = 0x686c;
 
 /// How long a caller waits for a pooled connection before failing (and
@@ -85,54 +58,14 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    /// For the chores lock's own connection (boxed: the options are large).
+    /// For connections of their own (boxed: the options are large).
     options: Arc<PgConnectOptions>,
     /// Use `now()` of the database (true) or the caller's `now` (tests).
     db_clock: bool,
-    /// The connection holding the chores lock, while this replica leads.
-    chores: Arc<Mutex<Option<PgConnection>>>,
-    /// Whether the last write that changed something committed (for
-    /// `/healthz`; kept by [`super::Store`]).
-    pub(super) write_ok: Arc<std::sync::atomic::AtomicBool>,
-    /// Meetings by state, kept by [`super::Store`] (for `/metrics`).
-    pub(super) gauges: Arc<crate::meeting_gauges::MeetingGauges>,
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![
-        Migration::new(
-            1,
-            "meetings".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0001_meetings.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            2,
-            "admin".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0002_admin.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            3,
-            "warnings".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0003_warnings.sql").into_sql_str(),
-            false,
-        ),
-        Migration::new(
-            4,
-            "forward outbox".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0004_forward_outbox.sql").into_sql_str(),
-            false,
-        ),
-    ])
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    migrations!("postgres")
 }
 
 /// A timestamp expression in milliseconds since the epoch, rounded down
@@ -153,13 +86,6 @@ const DB_NOW_MS: &str = epoch_ms!("now()");
 
 /// The database's wall clock at this instant, in milliseconds.
 const DB_CLOCK_MS: &str = epoch_ms!("clock_timestamp()");
-
-/// The [`Guard`] of the meeting `m` (`room_id`, `started_at`), as columns
-/// `cutoff` and `newer`.
-const GUARD_COLUMNS: &str =
-    "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = m.room_id) AS cutoff,
-     (EXISTS (SELECT 1 FROM meetings n
-              WHERE n.room_id = m.room_id AND n.started_at > m.started_at))::int::bigint AS newer";
 
 impl PgStore {
     /// Connects to the database a `postgres://` URL names and runs the
@@ -202,9 +128,6 @@ impl PgStore {
             pool,
             options: Arc::new(options),
             db_clock,
-            chores: Arc::new(Mutex::new(None)),
-            write_ok: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-            gauges: Arc::default(),
         };
         // A read-only database (a standby, default_transaction_read_only,
         // a user without UPDATE) passes the migrations once they are
@@ -230,48 +153,15 @@ impl PgStore {
         Ok(())
     }
 
-    /// Test hook: moves an open meeting's deadline. See
-    /// [`super::Store::set_deadline_for_tests`].
-    #[doc(hidden)]
-    pub async fn set_deadline_for_tests(
-        &self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE meetings SET deadline = $3
-             WHERE room_id = $1 AND started_at = $2 AND state IN ('running', 'stopping')",
-        )
-        .bind(key.room_id.as_str())
-        .bind(key.started_at.0)
-        .bind(deadline.0)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
-    /// Test hook: `(warn_state, warn_for)` of a meeting.
-    #[doc(hidden)]
-    pub async fn warning_for_tests(
-        &self,
-        key: &MeetingKey,
-    ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT warn_state, warn_for FROM meetings WHERE room_id = $1 AND started_at = $2",
-        )
-        .bind(key.room_id.as_str())
-        .bind(key.started_at.0)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// Closes the pool and gives up the chores lock.
+    /// Closes the pool.
     pub async fn close(&self) {
-        if let Some(conn) = self.chores.lock().await.take() {
-            let _ = conn.close().await;
-        }
         self.pool.close().await;
+    }
+
+    /// How it connects (for connections of their own, like the chores
+    /// lock's in [`crate::cluster`]).
+    pub fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
     }
 
     /// The pool (for tests and benchmarks).
@@ -283,172 +173,6 @@ impl PgStore {
     /// the store was opened with the caller's clock.
     fn caller_now(&self, now: Timestamp) -> Option<i64> {
         (!self.db_clock).then_some(now.0)
-    }
-
-    /// "Now" for a transaction: the database's `now()`, or the caller's.
-    async fn now_in(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        caller: Timestamp,
-    ) -> Result<i64, StoreError> {
-        if !self.db_clock {
-            return Ok(caller.0);
-        }
-        Ok(sqlx::query_scalar(concat!("SELECT ", epoch_ms!("now()")))
-            .fetch_one(&mut **tx)
-            .await?)
-    }
-
-    /// Whether this replica runs the singleton chores (reconciliation,
-    /// pruning, webhook registration). The first replica to take the
-    /// advisory lock keeps it on a dedicated connection for as long as that
-    /// connection lives; the others get `false` until it is released.
-    pub async fn chores_leader(&self) -> bool {
-        let mut slot = self.chores.lock().await;
-        if let Some(conn) = slot.as_mut() {
-            if sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {
-                return true;
-            }
-            tracing::warn!("lost the connection holding the chores lock");
-            *slot = None;
-        }
-        let mut conn = match PgConnection::connect_with(&self.options).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not connect to take the chores lock");
-                return false;
-            }
-        };
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(CHORES_LOCK)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap_or(false);
-        if got {
-            tracing::info!("this replica now runs the singleton chores");
-            *slot = Some(conn);
-        } else {
-            let _ = conn.close().await;
-        }
-        got
-    }
-
-    /// Listens for `NOTIFY hard_limit_meetings` and pokes `wake` for each
-    /// (and calls `limits_changed` for each `NOTIFY hard_limit_limits`),
-    /// until `stop` turns true. Reconnects on its own after losing the
-    /// database, and pokes once after each (re)connection, since
-    /// notifications sent meanwhile are lost.
-    pub fn spawn_listener(
-        &self,
-        wake: Arc<Wake>,
-        limits_changed: Arc<dyn Fn() + Send + Sync>,
-        mut stop: Shutdown,
-    ) -> tokio::task::JoinHandle<()> {
-        let pool = self.pool.clone();
-        let gauges = self.gauges.clone();
-        let publisher = publish_counts(pool.clone(), gauges.clone(), stop.clone());
-        tokio::spawn(async move {
-            // Dropped (so aborted) with this task.
-            let _publisher = AbortOnDrop(tokio::spawn(publisher));
-            loop {
-                match PgListener::connect_with(&pool).await {
-                    Ok(mut listener) => {
-                        match listener
-                            .listen_all([CHANNEL, LIMITS_CHANNEL, COUNTS_CHANNEL])
-                            .await
-                        {
-                            Ok(()) => {
-                                wake.poke();
-                                limits_changed();
-                                // Other replicas' changes are seen only
-                                // by recounting: do it now, not in a minute.
-                                gauges.request_recount();
-                                loop {
-                                    tokio::select! {
-                                        r = listener.try_recv() => match r {
-                                            Ok(Some(n)) if n.channel() == LIMITS_CHANNEL => limits_changed(),
-                                            Ok(Some(n)) if n.channel() == COUNTS_CHANNEL => {
-                                                gauges.apply_published(n.payload())
-                                            }
-                                            Ok(Some(_)) => wake.poke(),
-                                            // Connection lost; the next call reconnects
-                                            // and re-listens. Notifications may have been missed.
-                                            Ok(None) => {
-                                                wake.poke();
-                                                limits_changed();
-                                                gauges.request_recount();
-                                            }
-                                            Err(e) => {
-                                                tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-                                                break;
-                                            }
-                                        },
-                                        () = stop.stopped() => return,
-                                    }
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not connect to LISTEN; retrying"),
-                }
-                if stop.sleep(Duration::from_secs(1)).await {
-                    return;
-                }
-            }
-        })
-    }
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Every [`COUNTS_EVERY`], `NOTIFY`s this process's count changes of the
-/// period to the other replicas. A failed `NOTIFY` drops them (the others
-/// then catch up at their next recount): sent late, they could land after
-/// a recount that already counted them.
-async fn publish_counts(
-    pool: PgPool,
-    gauges: Arc<crate::meeting_gauges::MeetingGauges>,
-    mut stop: Shutdown,
-) {
-    gauges.start_publishing();
-    loop {
-        if stop.sleep(COUNTS_EVERY).await {
-            return;
-        }
-        if let Some(payload) = gauges.take_unpublished() {
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(COUNTS_CHANNEL)
-                .bind(payload)
-                .execute(&pool)
-                .await
-            {
-                tracing::debug!(error = %e, "could not publish count changes to the other replicas");
-            }
-        }
-    }
-}
-
-impl PgStore {
-    /// Inserts many meetings at once, in one transaction (benchmarks).
-    pub async fn bulk_insert(
-        &self,
-        rows: &[(MeetingKey, Timestamp, MeetingState)],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for (key, deadline, state) in rows {
-            insert(&mut tx, key, *deadline, *state, now.0).await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 }
 
@@ -464,108 +188,109 @@ fn ordinals_to_flags(ordinals: &[i64], len: usize) -> Vec<bool> {
     flags
 }
 
-/// Inserts a meeting unless it is known; returns whether it was new.
-async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
-    key: &MeetingKey,
-    deadline: Timestamp,
-    state: MeetingState,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let finished = (!state.is_open()).then_some(now);
-    let n = sqlx::query(
-        "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $5, $6)
-         ON CONFLICT (room_id, started_at) DO NOTHING",
-    )
-    .bind(key.room_id.as_str())
-    .bind(key.started_at.0)
-    .bind(deadline.0)
-    .bind(state.as_str())
-    .bind(now)
-    .bind(finished)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
-}
+/// A PostgreSQL write transaction.
+type PgTx = Transaction<'static, Postgres>;
 
-/// The plan-application steps ([`plan::apply`]) in PostgreSQL's SQL,
-/// inside a transaction that holds the advisory locks of the batch's rooms.
-impl PlanSteps for Transaction<'_, Postgres> {
-    async fn insert(
-        &mut self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-        state: MeetingState,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        insert(self, key, deadline, state, now.0).await
+/// PostgreSQL's side of the shared SQL ([`super::sql`]): row locks, the
+/// database's clock, `NOTIFY` at commit, batches bound as arrays
+/// (`unnest`), and claims with `FOR UPDATE SKIP LOCKED` so replicas
+/// claiming at once take different rows.
+impl Dialect for PgStore {
+    type DB = Postgres;
+    type Tx = PgTx;
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    /// `SKIP LOCKED`: replicas claiming at once take different meetings.
+    const CLAIM_WARNINGS: &'static str = "UPDATE meetings m
+             SET warn_for = m.deadline, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
+                 warn_attempts = CASE WHEN m.warn_for = m.deadline THEN m.warn_attempts + 1 ELSE 1 END
+             FROM (SELECT room_id, started_at FROM meetings
+                   WHERE state = 'running' AND deadline > $3 AND deadline <= $3 + $5
+                     AND (warn_for IS NULL OR warn_for <> deadline
+                          OR (warn_state = 'claimed' AND warn_until <= $3))
+                   ORDER BY deadline LIMIT $4
+                   FOR UPDATE SKIP LOCKED) due
+             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
+             RETURNING m.room_id, m.started_at, m.deadline, m.guest_token, m.warn_attempts";
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn newest_open(
-        &mut self,
-        room: &RoomId,
-        upto: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        let newest: Option<i64> = sqlx::query_scalar(
-            "SELECT max(started_at) FROM meetings
-             WHERE room_id = $1 AND started_at <= $2
-               AND state IN ('running', 'stopping')",
-        )
-        .bind(room.as_str())
-        .bind(upto.0)
-        .fetch_one(&mut **self)
-        .await?;
-        Ok(newest.map(Timestamp))
+    async fn begin(&self, _durable: bool) -> Result<PgTx, StoreError> {
+        Ok(self.pool.begin().await?)
     }
 
-    async fn raise_cutoff(&mut self, room: &RoomId, cutoff: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO room_shutdowns (room_id, cutoff) VALUES ($1, $2)
-             ON CONFLICT (room_id) DO UPDATE
-             SET cutoff = GREATEST(room_shutdowns.cutoff, excluded.cutoff)",
-        )
-        .bind(room.as_str())
-        .bind(cutoff.0)
-        .execute(&mut **self)
-        .await?;
+    async fn commit(tx: PgTx) -> Result<(), StoreError> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn db_now(&self, tx: &mut PgTx) -> Result<Option<i64>, StoreError> {
+        if !self.db_clock {
+            return Ok(None);
+        }
+        Ok(Some(
+            sqlx::query_scalar(concat!("SELECT ", epoch_ms!("now()")))
+                .fetch_one(&mut **tx)
+                .await?,
+        ))
+    }
+
+    /// Delivered at commit, to every replica's listener.
+    async fn notify(tx: &mut PgTx, notice: Notice) -> Result<(), StoreError> {
+        let channel = match notice {
+            Notice::Meetings => CHANNEL,
+            Notice::Limits => LIMITS_CHANNEL,
+        };
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(channel)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 
-    async fn end_running(
-        &mut self,
-        room: &RoomId,
-        upto: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
-            "UPDATE meetings SET state = 'ended', finished_at = $3, updated_at = $3
-             WHERE room_id = $1 AND started_at <= $2 AND state = 'running'",
-        )
-        .bind(room.as_str())
-        .bind(upto.0)
-        .bind(now.0)
-        .execute(&mut **self)
-        .await?
-        .rows_affected())
+    /// Every room of the batch locked in one round trip, in key order, so
+    /// two batches cannot deadlock on each other: a "running" and a
+    /// "shutdown" delivery for one room that land on two replicas at once
+    /// are applied one after the other. The outbox's lanes are locked too:
+    /// their ids are then drawn in commit order, so a lane's entries cannot
+    /// become visible out of order across replicas.
+    async fn lock_rooms(
+        tx: &mut PgTx,
+        plans: &[Plan],
+        forwards: &[NewForward],
+    ) -> Result<(), StoreError> {
+        let mut rooms: Vec<&str> = plans.iter().filter_map(plan::room_of).collect();
+        rooms.extend(forwards.iter().map(|f| super::lock_key(&f.lane)));
+        rooms.sort_unstable();
+        rooms.dedup();
+        if !rooms.is_empty() {
+            sqlx::query(
+                "SELECT count(pg_advisory_xact_lock($1, k))
+                 FROM (SELECT DISTINCT hashtext(r) AS k FROM unnest($2::text[]) AS r ORDER BY k) keys",
+            )
+            .bind(ROOM_LOCK_SPACE)
+            .bind(rooms)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
     }
 
     async fn room_cutoffs(
-        &mut self,
+        tx: &mut PgTx,
         rooms: &[&str],
     ) -> Result<HashMap<String, Timestamp>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT room_id, cutoff FROM room_shutdowns WHERE room_id = ANY($1::text[])",
         )
         .bind(rooms)
-        .fetch_all(&mut **self)
+        .fetch_all(&mut **tx)
         .await?;
         Ok(rows.into_iter().map(|(r, c)| (r, Timestamp(c))).collect())
     }
 
     async fn insert_many(
-        &mut self,
+        tx: &mut PgTx,
         meetings: &[NewMeeting<'_>],
         now: Timestamp,
     ) -> Result<HashSet<String>, StoreError> {
@@ -598,13 +323,13 @@ impl PlanSteps for Transaction<'_, Postgres> {
         .bind(finished)
         .bind(tokens)
         .bind(now.0)
-        .fetch_all(&mut **self)
+        .fetch_all(&mut **tx)
         .await?;
         Ok(new.into_iter().collect())
     }
 
     async fn started_many(
-        &mut self,
+        tx: &mut PgTx,
         started: &[(&MeetingKey, Option<&GuestToken>)],
         now: Timestamp,
     ) -> Result<u64, StoreError> {
@@ -638,375 +363,39 @@ impl PlanSteps for Transaction<'_, Postgres> {
         .bind(starts)
         .bind(tokens)
         .bind(now.0)
-        .fetch_one(&mut **self)
+        .fetch_one(&mut **tx)
         .await?;
         Ok(u64::try_from(ended_older).unwrap_or(0))
     }
-}
 
-impl AdminStore for PgStore {
-    async fn move_deadline(
-        &self,
-        room: &RoomId,
-        expected_start: Option<Timestamp>,
-        change: DeadlineChange,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> Result<DeadlineMoved, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let now = Timestamp(self.now_in(&mut tx, now).await?);
-        // FOR UPDATE: a claim in flight (which skips locked rows) either
-        // committed first, and the row reads `stopping`, or waits for this.
-        let row = sqlx::query(
-            "SELECT room_id, started_at, deadline, state FROM meetings
-             WHERE room_id = $1 AND state IN ('running', 'stopping')
-             ORDER BY started_at DESC LIMIT 1 FOR UPDATE",
-        )
-        .bind(room.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(view) = row.as_ref().map(MeetingRow::view).transpose()? else {
-            tx.commit().await?;
-            return Ok(DeadlineMoved::NoOpenMeeting);
-        };
-        let decided = super::decide_move(&view, expected_start, change, now);
-        let DeadlineMoved::Moved { meeting, old } = &decided else {
-            tx.commit().await?;
-            return Ok(decided);
-        };
-        sqlx::query(
-            "UPDATE meetings SET deadline = $3, updated_at = $4
-             WHERE room_id = $1 AND started_at = $2 AND state = 'running'",
-        )
-        .bind(room.as_str())
-        .bind(meeting.key.started_at.0)
-        .bind(meeting.deadline.0)
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO admin_actions (at, action, room_id, started_at, old_deadline, new_deadline, detail, caller)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(now.0)
-        .bind(super::action_name(change))
-        .bind(room.as_str())
-        .bind(meeting.key.started_at.0)
-        .bind(old.0)
-        .bind(meeting.deadline.0)
-        .bind(describe(change))
-        .bind(&caller.addr)
-        .execute(&mut *tx)
-        .await?;
-        // Every replica's scheduler re-plans: an earlier deadline (end
-        // now) is enforced at once wherever it is claimed.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(decided)
-    }
-
-    async fn history(&self, room: &RoomId, limit: u32) -> Result<RoomHistory, StoreError> {
-        let meetings = sqlx::query(
-            "SELECT room_id, started_at, deadline, state, created_at, updated_at, finished_at, attempts
-             FROM meetings WHERE room_id = $1 ORDER BY started_at DESC LIMIT $2",
-        )
-        .bind(room.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let actions = sqlx::query(
-            "SELECT at, action, room_id, started_at, old_deadline, new_deadline, detail, caller
-             FROM admin_actions WHERE room_id = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(room.as_str())
-        .bind(i64::from(limit) * 4)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(RoomHistory {
-            meetings: meetings
-                .iter()
-                .map(MeetingRow::record)
-                .collect::<Result<_, _>>()?,
-            actions: actions
-                .iter()
-                .map(MeetingRow::action)
-                .collect::<Result<_, _>>()?,
-        })
-    }
-
-    async fn planned_deadlines(
-        &self,
-        started_since: Timestamp,
-    ) -> Result<Vec<(MeetingKey, Timestamp)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT ON (room_id, started_at) room_id, started_at, old_deadline AS deadline
-             FROM admin_actions
-             WHERE started_at >= $1 AND action IN ('extend', 'end')
-             ORDER BY room_id, started_at, id",
-        )
-        .bind(started_since.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.key()?, Timestamp(r.try_get("deadline")?))))
-            .collect()
-    }
-
-    async fn limit_rules(&self) -> Result<Vec<LimitRule>, StoreError> {
-        let rows = sqlx::query("SELECT kind, key, limit_ms FROM room_limits ORDER BY kind, key")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(super::limit_rule).collect()
-    }
-
-    async fn set_limit(
-        &self,
-        kind: LimitKind,
-        key: &str,
-        limit: Option<Duration>,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> Result<Option<Duration>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let now = self.now_in(&mut tx, now).await?;
-        let old: Option<i64> = sqlx::query_scalar(
-            "SELECT limit_ms FROM room_limits WHERE kind = $1 AND key = $2 FOR UPDATE",
-        )
-        .bind(kind.as_str())
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if limit.is_none() && old.is_none() {
-            tx.commit().await?;
-            return Ok(None);
-        }
-        match limit {
-            Some(d) => {
-                sqlx::query(
-                    "INSERT INTO room_limits (kind, key, limit_ms, updated_at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (kind, key) DO UPDATE SET limit_ms = excluded.limit_ms, updated_at = excluded.updated_at",
-                )
-                .bind(kind.as_str())
-                .bind(key)
-                .bind(millis(d))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM room_limits WHERE kind = $1 AND key = $2")
-                    .bind(kind.as_str())
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        sqlx::query(
-            "INSERT INTO admin_actions (at, action, room_id, detail, caller) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(now)
-        .bind(if limit.is_some() { "limit_set" } else { "limit_removed" })
-        .bind(key)
-        .bind(super::describe_limit(kind, old, limit))
-        .bind(&caller.addr)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(LIMITS_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(old.map(|ms| Duration::from_millis(ms.max(0) as u64)))
-    }
-}
-
-impl PgStore {
-    /// Applies plans and writes the deliveries to forward, in one
-    /// transaction (see [`super::Store::apply_deliveries`]).
-    pub async fn apply_deliveries(
-        &self,
-        plans: &[Plan],
+    /// The batch's deliveries to forward, in one statement (arrays, in order).
+    /// A new entry waits at least as long as its lane's head.
+    async fn insert_forwards(
+        tx: &mut PgTx,
         forwards: &[NewForward],
         now: Timestamp,
-    ) -> Result<Vec<Applied>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let now = self.now_in(&mut tx, now).await?;
-        // Every room of the batch locked in one round trip, in key order,
-        // so two batches cannot deadlock on each other. The outbox's lanes
-        // are locked too: their ids are then drawn in commit order, so a
-        // lane's entries cannot become visible out of order across replicas.
-        let mut rooms: Vec<&str> = plans.iter().filter_map(plan::room_of).collect();
-        rooms.extend(forwards.iter().map(|f| crate::lanes::lock_key(&f.lane)));
-        rooms.sort_unstable();
-        rooms.dedup();
-        if !rooms.is_empty() {
-            sqlx::query(
-                "SELECT count(pg_advisory_xact_lock($1, k))
-                 FROM (SELECT DISTINCT hashtext(r) AS k FROM unnest($2::text[]) AS r ORDER BY k) keys",
-            )
-            .bind(ROOM_LOCK_SPACE)
-            .bind(rooms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let out = plan::apply_batch(&mut tx, plans, Timestamp(now)).await?;
-        if !forwards.is_empty() {
-            insert_forwards(&mut tx, forwards, now).await?;
-        }
-        if out.contains(&Applied::Tracked) {
-            // Delivered at commit, to every replica's listener.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(out)
-    }
-}
-
-/// The batch's deliveries to forward, in one statement (arrays, in order).
-/// A new entry waits at least as long as its lane's head.
-async fn insert_forwards(
-    tx: &mut Transaction<'_, Postgres>,
-    forwards: &[NewForward],
-    now: i64,
-) -> Result<(), StoreError> {
-    let lanes: Vec<&str> = forwards.iter().map(|f| f.lane.as_str()).collect();
-    let bodies: Vec<&[u8]> = forwards.iter().map(|f| f.body.as_slice()).collect();
-    let signatures: Vec<&str> = forwards.iter().map(|f| f.signature.as_str()).collect();
-    let types: Vec<Option<&str>> = forwards.iter().map(|f| f.content_type.as_deref()).collect();
-    sqlx::query(
-        "INSERT INTO forward_outbox (lane, body, signature, content_type, received_at, next_at)
+    ) -> Result<(), StoreError> {
+        let lanes: Vec<&str> = forwards.iter().map(|f| f.lane.as_str()).collect();
+        let bodies: Vec<&[u8]> = forwards.iter().map(|f| f.body.as_slice()).collect();
+        let signatures: Vec<&str> = forwards.iter().map(|f| f.signature.as_str()).collect();
+        let types: Vec<Option<&str>> = forwards.iter().map(|f| f.content_type.as_deref()).collect();
+        sqlx::query(
+            "INSERT INTO forward_outbox (lane, body, signature, content_type, received_at, next_at)
          SELECT f.lane, f.body, f.signature, f.content_type, $5,
                 GREATEST($5, (SELECT h.next_at FROM forward_outbox h
                               WHERE h.lane = f.lane ORDER BY h.id LIMIT 1))
          FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[]) WITH ORDINALITY
               AS f(lane, body, signature, content_type, i)
          ORDER BY f.i",
-    )
-    .bind(lanes)
-    .bind(bodies)
-    .bind(signatures)
-    .bind(types)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-impl ForwardStore for PgStore {
-    /// One statement: lane heads that are due, `FOR UPDATE SKIP LOCKED` (a
-    /// replica claiming at the same moment takes other lanes), under a lease
-    /// on the database's clock.
-    async fn claim_forwards(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<ForwardClaim>, StoreError> {
-        let sql = format!(
-            "WITH heads AS (
-               SELECT o.id FROM forward_outbox o
-               WHERE o.next_at <= {NOW_MS} AND (o.lease_until IS NULL OR o.lease_until <= {NOW_MS})
-                 AND NOT EXISTS (SELECT 1 FROM forward_outbox p WHERE p.lane = o.lane AND p.id < o.id)
-               ORDER BY o.next_at LIMIT $4
-               FOR UPDATE SKIP LOCKED)
-             UPDATE forward_outbox f
-             SET lease_owner = $1, lease_until = {NOW_MS} + $2, attempts = f.attempts + 1
-             FROM heads WHERE f.id = heads.id
-             RETURNING f.id, f.lane, f.body, f.signature, f.content_type, f.received_at,
-                       f.attempts, {NOW_MS} AS claimed_at"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(millis(lease))
-            .bind(self.caller_now(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut claims = rows
-            .iter()
-            .map(|r| super::forward_claim(r, Timestamp(r.try_get("claimed_at")?)))
-            .collect::<Result<Vec<_>, _>>()?;
-        claims.sort_by_key(|c| c.id);
-        Ok(claims)
-    }
-
-    async fn finish_forwards(
-        &self,
-        owner: &str,
-        records: &[ForwardRecord],
-        now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let now = self.now_in(&mut tx, now).await?;
-        let mut applied = Vec::with_capacity(records.len());
-        for r in records {
-            let done = match r.retry_in {
-                None => {
-                    sqlx::query(
-                        "DELETE FROM forward_outbox WHERE id = $1 AND lease_owner = $2 AND attempts = $3",
-                    )
-                    .bind(r.id)
-                    .bind(owner)
-                    .bind(r.attempts)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                        == 1
-                }
-                Some(delay) => {
-                    let at = now.saturating_add(millis(delay));
-                    let lane: Option<String> = sqlx::query_scalar(
-                        "UPDATE forward_outbox
-                         SET next_at = $4, lease_owner = NULL, lease_until = NULL, last_error = $5
-                         WHERE id = $1 AND lease_owner = $2 AND attempts = $3
-                         RETURNING lane",
-                    )
-                    .bind(r.id)
-                    .bind(owner)
-                    .bind(r.attempts)
-                    .bind(at)
-                    .bind(r.error.as_deref())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(lane) = &lane {
-                        // The lane's later entries wait for its head's retry.
-                        sqlx::query(
-                            "UPDATE forward_outbox SET next_at = $3
-                             WHERE lane = $1 AND id > $2 AND next_at < $3",
-                        )
-                        .bind(lane)
-                        .bind(r.id)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    lane.is_some()
-                }
-            };
-            applied.push(done);
-        }
-        tx.commit().await?;
-        Ok(applied)
-    }
-
-    async fn pending_forwards(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM forward_outbox")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-}
-
-impl MeetingStore for PgStore {
-    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
-        self.apply_deliveries(plans, &[], now).await
+        )
+        .bind(lanes)
+        .bind(bodies)
+        .bind(signatures)
+        .bind(types)
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     /// One statement, no explicit transaction: at the top of the hour every
@@ -1037,12 +426,13 @@ impl MeetingStore for PgStore {
                      FOR UPDATE SKIP LOCKED),
              pick AS (SELECT room_id, started_at FROM (TABLE expired UNION ALL TABLE due) c
                       ORDER BY pri, at LIMIT $4)
-             UPDATE meetings m
+             UPDATE meetings
              SET state = 'stopping', lease_owner = $1, lease_until = {NOW_MS} + $2,
-                 attempts = m.attempts + 1, updated_at = {NOW_MS}
+                 attempts = meetings.attempts + 1, updated_at = {NOW_MS}
              FROM pick
-             WHERE m.room_id = pick.room_id AND m.started_at = pick.started_at
-             RETURNING m.room_id, m.started_at, m.deadline, m.attempts, {GUARD_COLUMNS}"
+             WHERE meetings.room_id = pick.room_id AND meetings.started_at = pick.started_at
+             RETURNING meetings.room_id, meetings.started_at, meetings.deadline, meetings.attempts,
+                       {GUARD_COLUMNS}"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(owner)
@@ -1057,17 +447,6 @@ impl MeetingStore for PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         claims.sort_by_key(|c| c.deadline);
         Ok(claims)
-    }
-
-    async fn guard(&self, key: &MeetingKey) -> Result<Guard, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {GUARD_COLUMNS} FROM (SELECT $1::text AS room_id, $2::bigint AS started_at) m"
-        )))
-        .bind(key.room_id.as_str())
-        .bind(key.started_at.0)
-        .fetch_one(&self.pool)
-        .await?;
-        row.guard()
     }
 
     /// One statement for the whole batch (arrays, `unnest`): a burst of
@@ -1142,20 +521,6 @@ impl MeetingStore for PgStore {
         Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
     }
 
-    async fn count_due_before(&self, until: Timestamp, cap: u32) -> Result<u64, StoreError> {
-        // `until` is on this process's clock; a drift from the database's
-        // of a few seconds does not matter for a window of an hour.
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM meetings
-               WHERE state = 'running' AND deadline <= $1 LIMIT $2) AS due",
-        )
-        .bind(until.0)
-        .bind(i64::from(cap))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
     async fn close_unlisted(
         &self,
         listed: &[MeetingKey],
@@ -1171,7 +536,7 @@ impl MeetingStore for PgStore {
                AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS l(room_id, started_at)
                                WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)";
         let mut tx = self.pool.begin().await?;
-        let now = self.now_in(&mut tx, now).await?;
+        let now = now_in(self, &mut tx, now).await?.0;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT (SELECT count(*) FROM meetings WHERE {UNLISTED}) AS would_close,
                     (SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping')) AS open"
@@ -1203,55 +568,7 @@ impl MeetingStore for PgStore {
         Ok(Closing::Closed(closed))
     }
 
-    async fn list(
-        &self,
-        finished_since: Timestamp,
-        after: Option<&MeetingKey>,
-        limit: u32,
-    ) -> Result<Vec<MeetingView>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT room_id, started_at, deadline, state FROM meetings
-             WHERE (finished_at IS NULL OR finished_at >= $1)
-               AND ($3::bigint IS NULL OR started_at < $3 OR (started_at = $3 AND room_id < $4::text))
-             ORDER BY started_at DESC, room_id DESC LIMIT $2",
-        )
-        .bind(finished_since.0)
-        .bind(i64::from(limit))
-        .bind(after.map(|k| k.started_at.0))
-        .bind(after.map(|k| k.room_id.as_str()))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(MeetingRow::view).collect()
-    }
-
-    async fn current_for_room(&self, room: &RoomId) -> Result<Option<RoomMeeting>, StoreError> {
-        let row = sqlx::query(
-            "SELECT room_id, started_at, deadline, state, guest_token FROM meetings
-             WHERE room_id = $1 AND state IN ('running', 'stopping')
-             ORDER BY started_at DESC LIMIT 1",
-        )
-        .bind(room.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(MeetingRow::room_meeting).transpose()
-    }
-
-    async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, count(*) AS n FROM meetings GROUP BY state")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let s: String = r.try_get("state")?;
-                let n: i64 = r.try_get("n")?;
-                let st = MeetingState::parse(&s)
-                    .ok_or_else(|| StoreError::Corrupt(format!("state {s:?}")))?;
-                Ok((st, u64::try_from(n).unwrap_or(0)))
-            })
-            .collect()
-    }
-
-    async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+    async fn prune(&self, finished_before: Timestamp) -> Result<(u64, StateDelta), StoreError> {
         // A room's shutdown cutoff is forgotten with its last meeting (a
         // delivery that old is refused as stale anyway).
         let gone: Vec<(String, i64)> = sqlx::query_as(
@@ -1272,9 +589,13 @@ impl MeetingStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         let mut pruned = 0u64;
+        let mut delta = StateDelta::default();
         for (state, n) in &gone {
             let n = u64::try_from(*n).unwrap_or(0);
-            crate::meeting_gauges::record_removed(state, n);
+            // An unknown state is not counted: the next recount reports it.
+            if let Some(state) = MeetingState::parse(state) {
+                delta.removed(state, n);
+            }
             pruned += n;
         }
         // The audit is kept as long as the meetings it is about.
@@ -1282,107 +603,25 @@ impl MeetingStore for PgStore {
             .bind(finished_before.0)
             .execute(&self.pool)
             .await?;
-        Ok(pruned)
+        Ok((pruned, delta))
     }
 
-    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let meetings = sqlx::query("DELETE FROM meetings WHERE started_at > $1")
-            .bind(starts_after.0)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let cutoffs = sqlx::query("DELETE FROM room_shutdowns WHERE cutoff > $1")
-            .bind(starts_after.0)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(meetings + cutoffs)
-    }
-
-    async fn claim_warnings(
+    async fn planned_deadlines(
         &self,
-        now: Timestamp,
-        warn_before: Duration,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<WarnClaim>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let now = self.now_in(&mut tx, now).await?;
-        // SET reads the old row: a claim for the same deadline counts on,
-        // one for a new deadline starts again at 1. SKIP LOCKED: replicas
-        // claiming at once take different meetings.
+        started_since: Timestamp,
+    ) -> Result<Vec<(MeetingKey, Timestamp)>, StoreError> {
         let rows = sqlx::query(
-            "UPDATE meetings m
-             SET warn_for = m.deadline, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
-                 warn_attempts = CASE WHEN m.warn_for = m.deadline THEN m.warn_attempts + 1 ELSE 1 END
-             FROM (SELECT room_id, started_at FROM meetings
-                   WHERE state = 'running' AND deadline > $3 AND deadline <= $3 + $5
-                     AND (warn_for IS NULL OR warn_for <> deadline
-                          OR (warn_state = 'claimed' AND warn_until <= $3))
-                   ORDER BY deadline LIMIT $4
-                   FOR UPDATE SKIP LOCKED) due
-             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
-             RETURNING m.room_id, m.started_at, m.deadline, m.guest_token, m.warn_attempts",
+            "SELECT DISTINCT ON (room_id, started_at) room_id, started_at, old_deadline AS deadline
+             FROM admin_actions
+             WHERE started_at >= $1 AND action IN ('extend', 'end')
+             ORDER BY room_id, started_at, id",
         )
-        .bind(owner)
-        .bind(now.saturating_add(millis(lease)))
-        .bind(now)
-        .bind(i64::from(limit))
-        .bind(millis(warn_before))
-        .fetch_all(&mut *tx)
+        .bind(started_since.0)
+        .fetch_all(&self.pool)
         .await?;
-        let mut claims = rows
-            .iter()
-            .map(MeetingRow::warn_claim)
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await?;
-        claims.sort_by_key(|c| c.deadline);
-        Ok(claims)
-    }
-
-    async fn finish_warnings(
-        &self,
-        owner: &str,
-        records: &[WarnRecord],
-    ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let db_now = if self.db_clock {
-            Some(self.now_in(&mut tx, Timestamp(0)).await?)
-        } else {
-            None
-        };
-        let mut applied = Vec::with_capacity(records.len());
-        for r in records {
-            let at = db_now.unwrap_or(r.at.0);
-            // The caller's retry delay, applied to the database's clock.
-            let retry_at = r
-                .retry_at
-                .map(|t| at.saturating_add(t.0.saturating_sub(r.at.0)));
-            let n = sqlx::query(
-                "UPDATE meetings
-                 SET warn_state = $6, warn_owner = NULL, warn_until = $7,
-                     warned_at = CASE WHEN $6 = 'claimed' THEN warned_at ELSE $8 END
-                 WHERE room_id = $1 AND started_at = $2 AND warn_state = 'claimed'
-                   AND warn_owner = $3 AND warn_attempts = $4 AND warn_for = $5",
-            )
-            .bind(r.key.room_id.as_str())
-            .bind(r.key.started_at.0)
-            .bind(owner)
-            .bind(r.attempts)
-            .bind(r.deadline.0)
-            .bind(r.outcome.as_str())
-            .bind(retry_at)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            applied.push(n == 1);
-        }
-        tx.commit().await?;
-        Ok(applied)
+        rows.iter()
+            .map(|r| Ok((r.key()?, Timestamp(r.int("deadline")?))))
+            .collect()
     }
 
     async fn next_warning(
@@ -1417,15 +656,60 @@ impl MeetingStore for PgStore {
         Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    /// One statement: lane heads that are due, `FOR UPDATE SKIP LOCKED` (a
+    /// replica claiming at the same moment takes other lanes), under a lease
+    /// on the database's clock.
+    async fn claim_forwards(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<ForwardClaim>, StoreError> {
+        let sql = format!(
+            "WITH heads AS (
+               SELECT o.id FROM forward_outbox o
+               WHERE o.next_at <= {NOW_MS} AND (o.lease_until IS NULL OR o.lease_until <= {NOW_MS})
+                 AND NOT EXISTS (SELECT 1 FROM forward_outbox p WHERE p.lane = o.lane AND p.id < o.id)
+               ORDER BY o.next_at LIMIT $4
+               FOR UPDATE SKIP LOCKED)
+             UPDATE forward_outbox f
+             SET lease_owner = $1, lease_until = {NOW_MS} + $2, attempts = f.attempts + 1
+             FROM heads WHERE f.id = heads.id
+             RETURNING f.id, f.lane, f.body, f.signature, f.content_type, f.received_at,
+                       f.attempts, {NOW_MS} AS claimed_at"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(millis(lease))
+            .bind(self.caller_now(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claims = rows
+            .iter()
+            .map(|r| r.forward_claim(Timestamp(r.int("claimed_at")?)))
+            .collect::<Result<Vec<_>, _>>()?;
+        claims.sort_by_key(|c| c.id);
+        Ok(claims)
+    }
+
+    /// A write that changes nothing, committed: refused by a read-only
+    /// transaction or a missing privilege all the same.
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        PgStore::probe_write(self).await
+    }
+
+    async fn close(&self) {
+        PgStore::close(self).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sqlx::postgres::PgConnection;
+    use sqlx::Connection;
 
     /// The database's time in milliseconds is rounded down: rounded to
     /// the nearest, a deadline could be claimed up to half a millisecond

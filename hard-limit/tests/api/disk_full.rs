@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use eyeson_hard_limit::store::Store;
+use eyeson_hard_limit::store_handle::Store;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -56,7 +56,7 @@ async fn deliver_all(app: &TestApp, bodies: &[String]) -> BTreeSet<usize> {
 /// Rows of the file, read by a fresh connection after the service stopped.
 async fn rows_in_file(database: &str) -> Vec<(String, i64, String)> {
     let store = Store::connect(database).await.unwrap();
-    let Store::Sqlite(s) = &store else {
+    let Some(s) = store.sqlite() else {
         unreachable!()
     };
     let rows = s.rows_for_tests().await.unwrap();
@@ -73,7 +73,7 @@ fn millis(t: SystemTime) -> i64 {
 #[tokio::test]
 async fn a_full_disk_never_loses_an_acknowledged_delivery_and_recovers() {
     let app = spawn_app().await;
-    let Store::Sqlite(store) = app.store.clone() else {
+    let Some(store) = app.store.sqlite().cloned() else {
         unreachable!("tests run on SQLite")
     };
     let started = start_for_deadline_in(Duration::from_secs(900));

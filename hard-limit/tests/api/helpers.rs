@@ -32,7 +32,7 @@ pub struct TestApp {
     /// The database URL (for restarts).
     pub database: String,
     /// The service's store (for test hooks and direct checks).
-    pub store: eyeson_hard_limit::store::Store,
+    pub store: eyeson_hard_limit::store_handle::Store,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use eyeson_hard_limit::config::Flags;
 use eyeson_hard_limit::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
-use eyeson_hard_limit::store::Store;
+use eyeson_hard_limit::store_handle::Store;
 
 use crate::helpers::*;
 use crate::pg::PgDb;
@@ -114,10 +114,7 @@ async fn insert_behind_the_back(store: &Store, rows: &[(&str, MeetingState)]) {
             (key, Timestamp(now.0 + 3_600_000), *state)
         })
         .collect();
-    match store {
-        Store::Sqlite(s) => s.bulk_insert(&rows, now).await.unwrap(),
-        Store::Postgres(s) => s.bulk_insert(&rows, now).await.unwrap(),
-    }
+    store.bulk_insert(&rows, now).await.unwrap();
 }
 
 async fn the_gauges_follow_tracking_ends_and_shutdowns_without_a_recount(pg: Option<&PgDb>) {
@@ -272,7 +269,7 @@ async fn replicas_follow_each_others_changes_without_a_recount() {
     wait_for_gauges(&b, "ended on B", [1, 0, 0, 1, 0, 0]).await;
     wait_for_gauges(&a, "B's end on A", [1, 0, 0, 1, 0, 0]).await;
     // Several publishing periods later: nobody applied a change twice.
-    tokio::time::sleep(4 * eyeson_hard_limit::store::postgres::COUNTS_EVERY).await;
+    tokio::time::sleep(4 * eyeson_hard_limit::cluster::COUNTS_EVERY).await;
     assert_eq!(gauges(&a).await, [1, 0, 0, 1, 0, 0]);
     assert_eq!(gauges(&b).await, [1, 0, 0, 1, 0, 0]);
     assert_eq!(a.store.gauges().recounts(), recounts_a, "no recount on A");
@@ -322,10 +319,7 @@ async fn due_and_overdue_work_show_in_metrics(pg: Option<&PgDb>) {
         started_at: Timestamp(now.0 - 600_000),
     };
     let rows = [(key, Timestamp(now.0 - 90_000), MeetingState::Running)];
-    match &app.store {
-        Store::Sqlite(s) => s.bulk_insert(&rows, now).await.unwrap(),
-        Store::Postgres(s) => s.bulk_insert(&rows, now).await.unwrap(),
-    }
+    app.store.bulk_insert(&rows, now).await.unwrap();
     let text = app.metrics().await;
     let overdue = value(&text, "hard_limit_overdue_seconds");
     assert!((90.0..150.0).contains(&overdue), "{overdue}\n{text}");
@@ -355,7 +349,7 @@ async fn due_and_overdue_work_show_in_metrics(pg: Option<&PgDb>) {
 #[tokio::test]
 async fn the_store_writable_gauge_follows_refused_writes() {
     let app = spawn(None, |_| {}).await;
-    let Store::Sqlite(store) = app.store.clone() else {
+    let Some(store) = app.store.sqlite().cloned() else {
         unreachable!()
     };
     assert_eq!(

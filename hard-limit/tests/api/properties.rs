@@ -20,7 +20,8 @@ use eyeson_hard_limit::domain::{
     ended_by_cutoff, plan, retry_delay, Limits, MeetingKey, MeetingState, Policy, RoomId,
     RoomUpdate, Timestamp,
 };
-use eyeson_hard_limit::store::{MeetingStore, Outcome, Store};
+use eyeson_hard_limit::store::{MeetingStore, Outcome};
+use eyeson_hard_limit::store_handle::Store;
 use proptest::prelude::*;
 
 const LIMIT_MS: i64 = 10_000;
@@ -240,7 +241,7 @@ fn any_interleaving_keeps_the_shutdown_rules_on_postgres() {
         return;
     };
     let store = rt.block_on(async {
-        Store::Postgres(PgStore::connect_with_caller_clock(&db.url).await.unwrap())
+        Store::from(PgStore::connect_with_caller_clock(&db.url).await.unwrap())
     });
     let mut runner = TestRunner::new(Config {
         cases: 32,
@@ -248,7 +249,7 @@ fn any_interleaving_keeps_the_shutdown_rules_on_postgres() {
     });
     let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
         rt.block_on(async {
-            let Store::Postgres(pg) = &store else {
+            let Some(pg) = store.postgres() else {
                 unreachable!()
             };
             sqlx::query("TRUNCATE meetings, room_shutdowns")

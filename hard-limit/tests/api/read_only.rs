@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use eyeson_hard_limit::config::Flags;
-use eyeson_hard_limit::store::Store;
+use eyeson_hard_limit::store_handle::Store;
 use eyeson_hard_limit::Application;
 use sqlx::{Connection, PgConnection};
 
@@ -34,7 +34,7 @@ fn a_start() -> String {
 #[tokio::test]
 async fn healthz_is_503_from_a_failed_write_until_one_commits_sqlite() {
     let app = spawn_app().await;
-    let Store::Sqlite(store) = app.store.clone() else {
+    let Some(store) = app.store.sqlite().cloned() else {
         unreachable!()
     };
     assert_eq!(health(&app).await, 200);

@@ -15,8 +15,9 @@ use eyeson_hard_limit::domain::{
 use eyeson_hard_limit::store::{
     AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord,
     ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView, NewForward, Outcome,
-    PgStore, Store, WarnClaim, WarnRecord,
+    PgStore, WarnClaim, WarnRecord,
 };
+use eyeson_hard_limit::store_handle::Store;
 
 use crate::pg::PgDb;
 
@@ -106,7 +107,7 @@ impl Fresh {
     pub(crate) async fn postgres() -> Option<Fresh> {
         let db = PgDb::create().await?;
         let store = PgStore::connect_with_caller_clock(&db.url).await.unwrap();
-        Some(Fresh::Postgres(Store::Postgres(store), db))
+        Some(Fresh::Postgres(Store::from(store), db))
     }
 
     pub(crate) fn store(&self) -> &Store {
@@ -1105,7 +1106,7 @@ async fn postgres_uses_the_database_clock() {
     let Some(db) = PgDb::create().await else {
         return;
     };
-    let store = Store::Postgres(PgStore::connect(&db.url).await.unwrap());
+    let store = Store::from(PgStore::connect(&db.url).await.unwrap());
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
     // Deadline 60 s after start: started 61 s ago is due, 59 s ago is not,
     // whatever "now" the caller claims.
@@ -1557,7 +1558,7 @@ async fn the_gauges_follow_every_write_exactly(store: &Store) {
     );
     gauges_match(store, "a batch ending an older meeting").await;
     // A write that fails changes nothing.
-    if let Store::Sqlite(s) = store {
+    if let Some(s) = store.sqlite() {
         s.refuse_writes_for_tests(true);
         assert!(store
             .apply(&[track("g", 90_000)], Timestamp(90_000))
@@ -1570,10 +1571,7 @@ async fn the_gauges_follow_every_write_exactly(store: &Store) {
     // A row written behind the handle's back shows after a recount only.
     let running = store.gauges().get(MeetingState::Running);
     let rows = [(key("h", 90_000), Timestamp(150_000), MeetingState::Running)];
-    match store {
-        Store::Sqlite(s) => s.bulk_insert(&rows, Timestamp(90_000)).await.unwrap(),
-        Store::Postgres(s) => s.bulk_insert(&rows, Timestamp(90_000)).await.unwrap(),
-    }
+    store.bulk_insert(&rows, Timestamp(90_000)).await.unwrap();
     assert_eq!(store.gauges().get(MeetingState::Running), running);
     store.gauges().recount(store).await.unwrap();
     assert_eq!(store.gauges().recounts(), 1);

@@ -1,0 +1,91 @@
+//! What a write changed, returned with its result: the [`super::Store`]
+//! handle's wrapper applies it (the gauges of `/metrics`, the write-health
+//! flag of `/healthz`) once the write committed.
+
+use crate::domain::MeetingState;
+
+/// Per-state changes one write made (negative: meetings left that state).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateDelta(pub(crate) [i64; StateDelta::LEN]);
+
+impl StateDelta {
+    /// How many states there are.
+    pub(crate) const LEN: usize = MeetingState::ALL.len();
+
+    /// The slot of `state`.
+    pub(crate) fn index(state: MeetingState) -> usize {
+        match state {
+            MeetingState::Running => 0,
+            MeetingState::Stopping => 1,
+            MeetingState::ShutDown => 2,
+            MeetingState::Ended => 3,
+            MeetingState::Skipped => 4,
+            MeetingState::Failed => 5,
+        }
+    }
+
+    /// `n` meetings appeared in `state`.
+    pub fn added(&mut self, state: MeetingState, n: u64) {
+        let i = Self::index(state);
+        self.0[i] = self.0[i].saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// `n` meetings left `state` (deleted).
+    pub fn removed(&mut self, state: MeetingState, n: u64) {
+        let i = Self::index(state);
+        self.0[i] = self.0[i].saturating_sub(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// `n` meetings moved from `from` to `to`.
+    pub fn moved(&mut self, from: MeetingState, to: MeetingState, n: u64) {
+        if from != to {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            let (f, t) = (Self::index(from), Self::index(to));
+            self.0[f] = self.0[f].saturating_sub(n);
+            self.0[t] = self.0[t].saturating_add(n);
+        }
+    }
+
+    /// The change for `state`.
+    pub fn get(&self, state: MeetingState) -> i64 {
+        self.0[Self::index(state)]
+    }
+
+    /// Whether nothing changed.
+    pub fn is_zero(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
+}
+
+/// A committed write's result and what it changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written<T> {
+    /// What the write answers.
+    pub value: T,
+    /// The meetings' exact per-state changes.
+    pub delta: StateDelta,
+    /// Whether the commit changed something. Only such a commit proves the
+    /// store writable: an empty transaction commits on a full disk too.
+    pub changed: bool,
+    /// Rows went whose states the write cannot tell: count again.
+    pub recount: bool,
+}
+
+impl<T> Written<T> {
+    /// A write that changed no meeting's state; `changed`: whether it
+    /// changed anything at all.
+    pub fn new(value: T, changed: bool) -> Self {
+        Written {
+            value,
+            delta: StateDelta::default(),
+            changed,
+            recount: false,
+        }
+    }
+
+    /// The same write, having made these state changes.
+    pub fn with_delta(mut self, delta: StateDelta) -> Self {
+        self.delta = delta;
+        self
+    }
+}
