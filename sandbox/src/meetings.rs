@@ -15,6 +15,11 @@
 //! - After that every access key of the meeting is gone (410), and the next
 //!   `POST /rooms` for the room creates a new meeting.
 //!
+//! `GET /rooms/{room_id}/users` lists a room's participants, online while
+//! in the call. A bot (`POST /_sandbox/bots`) is a participant in the call
+//! without sockets: it starts, keeps open and leaves meetings like a user,
+//! and gets no pushes.
+//!
 //! While it runs, everyone in the call gets the podium (the client ids in the
 //! call) whenever somebody joins or leaves, and voice activity when a test
 //! says somebody speaks, as SEPP pushes ([`Signal`]). A user's SEPP client id
