@@ -24,6 +24,13 @@ pub const ROOM_ROUTE: &str = "/rooms/{key}";
 pub const GUEST_ROUTE: &str = "/guests/{guest_token}";
 /// Route of [`messages`]: `POST /rooms/{access_key}/messages`.
 pub const MESSAGES_ROUTE: &str = "/rooms/{key}/messages";
+/// Route of [`room_users`]: `GET /rooms/{room_id}/users` (API key), the
+/// participants of the room's meeting. (`{key}` like [`ROOM_ROUTE`]: a
+/// router needs one name per position; here it is a room id.)
+pub const ROOM_USERS_ROUTE: &str = "/rooms/{key}/users";
+/// The query parameter of [`room_users`]: `true` lists only the users
+/// connected now; `false`, like leaving it out, every participant.
+pub const ONLINE: &str = "online";
 
 /// A path segment that cannot be sent: empty, `.` or `..`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +62,17 @@ pub fn guest(token: &str) -> Result<String, InvalidSegment> {
 /// `/rooms/{access_key}/messages`.
 pub fn messages(access_key: &str) -> Result<String, InvalidSegment> {
     Ok(format!("{ROOMS}/{}/messages", segment(access_key)?))
+}
+
+/// `/rooms/{room_id}/users`, with `?online=true` or `?online=false` when
+/// `online` is given (eyeson-go sends it only when asked; left out, eyeson
+/// lists every participant, as with `false`).
+pub fn room_users(room_id: &str, online: Option<bool>) -> Result<String, InvalidSegment> {
+    let path = format!("{ROOMS}/{}/users", segment(room_id)?);
+    Ok(match online {
+        Some(online) => format!("{path}?{ONLINE}={online}"),
+        None => path,
+    })
 }
 
 /// One percent-encoded path segment: the bytes `url` (2.5.8) encodes in a
@@ -99,6 +117,20 @@ mod tests {
         assert_eq!(room("r").unwrap(), fill(ROOM_ROUTE, "r"));
         assert_eq!(guest("g").unwrap(), fill(GUEST_ROUTE, "g"));
         assert_eq!(messages("k").unwrap(), fill(MESSAGES_ROUTE, "k"));
+        assert_eq!(room_users("r", None).unwrap(), fill(ROOM_USERS_ROUTE, "r"));
+    }
+
+    #[test]
+    fn room_users_carry_the_online_filter_in_the_query() {
+        assert_eq!(
+            room_users("a b", Some(true)).unwrap(),
+            "/rooms/a%20b/users?online=true"
+        );
+        assert_eq!(
+            room_users("r", Some(false)).unwrap(),
+            "/rooms/r/users?online=false"
+        );
+        assert_eq!(room_users("..", None), Err(InvalidSegment("..".into())));
     }
 
     #[test]

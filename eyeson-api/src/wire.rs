@@ -97,6 +97,47 @@ pub struct RoomListEntry {
     pub guest_token: Option<Value>,
 }
 
+/// A participant of a room's meeting as `GET /rooms/{room_id}/users`
+/// lists it (eyeson-go's `RoomUser`; the answer is a JSON list of these).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoomUser {
+    /// The user id (with the JS SDK, also its SEPP client id).
+    pub id: String,
+    /// The room the meeting runs in.
+    pub room_id: String,
+    /// The display name.
+    pub name: String,
+    /// Joined with the room's guest token (`POST /guests/{token}`).
+    pub guest: bool,
+    /// Connected now.
+    pub online: bool,
+    /// An avatar URL, or `null`.
+    pub avatar: Option<String>,
+}
+
+/// The reader of one [`RoomUser`]: every field optional and untyped, so
+/// that a client decides what an entry it cannot fully read means. A
+/// client counting participants should count such an entry rather than
+/// drop it (a list that reads short looks emptier than the meeting is).
+#[derive(Debug, Default, Deserialize)]
+pub struct RoomUserFields {
+    /// `id`: a string with eyeson; a number is conceivable.
+    #[serde(default)]
+    pub id: Option<Value>,
+    /// `room_id`.
+    #[serde(default)]
+    pub room_id: Option<Value>,
+    /// `name`.
+    #[serde(default)]
+    pub name: Option<Value>,
+    /// `guest`.
+    #[serde(default)]
+    pub guest: Option<Value>,
+    /// `online`.
+    #[serde(default)]
+    pub online: Option<Value>,
+}
+
 /// The links of a room answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Links {
@@ -363,6 +404,39 @@ mod tests {
             assert_eq!(read.url, "https://x/h");
             assert_eq!(read.types, ["recording_update", "room_update"]);
         }
+    }
+
+    #[test]
+    fn room_users_are_read_leniently() {
+        use serde_json::json;
+        let user = RoomUser {
+            id: "u1".into(),
+            room_id: "a b".into(),
+            name: "Recorder".into(),
+            guest: false,
+            online: true,
+            avatar: None,
+        };
+        let written = serde_json::to_value(vec![user]).unwrap();
+        assert_eq!(
+            written,
+            json!([{"id": "u1", "room_id": "a b", "name": "Recorder", "guest": false, "online": true, "avatar": null}])
+        );
+        let read: Vec<RoomUserFields> = serde_json::from_value(written).unwrap();
+        assert_eq!(read[0].id, Some(Value::from("u1")));
+        assert_eq!(read[0].room_id, Some(Value::from("a b")));
+        assert_eq!(read[0].name, Some(Value::from("Recorder")));
+        assert_eq!(read[0].guest, Some(Value::Bool(false)));
+        assert_eq!(read[0].online, Some(Value::Bool(true)));
+
+        // Missing, null, mistyped and unknown fields all read.
+        let odd: RoomUserFields =
+            serde_json::from_value(json!({"id": 7, "online": "yes", "name": null, "extra": 1}))
+                .unwrap();
+        assert_eq!(odd.id, Some(Value::from(7)));
+        assert_eq!(odd.online, Some(Value::from("yes")));
+        assert_eq!((odd.name, odd.guest, odd.room_id), (None, None, None));
+        assert!(serde_json::from_value::<RoomUserFields>(json!({})).is_ok());
     }
 
     #[test]

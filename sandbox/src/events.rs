@@ -35,6 +35,9 @@ pub enum Kind {
     /// `POST /_sandbox/lock`: the API key was locked (`on`) or unlocked. No
     /// `room_id`.
     ApiKeyLocked,
+    /// `POST /_sandbox/bots`: the bot `user_id`, `user_name` joined (`on`)
+    /// or left the call; its `user_joined`/`user_left` follow.
+    Bot,
 }
 
 /// Why a user left or a meeting ended.

@@ -21,7 +21,7 @@ use eyeson_api::wire::{GuestJoinForm, MessageForm, RegisterWebhookForm};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::meetings::{KeyError, MessageError, VoiceError};
+use crate::meetings::{BotError, KeyError, MessageError, RoomError, VoiceError};
 use crate::request::Params;
 use crate::room::room_json;
 use crate::state::AppState;
@@ -68,6 +68,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<RoomError> for ApiError {
+    fn from(e: RoomError) -> Self {
+        match e {
+            RoomError::Unknown => ApiError::NotFound("unknown room"),
+            RoomError::Gone => ApiError::Gone,
+        }
+    }
+}
+
 impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> Self {
         match e {
@@ -82,6 +91,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route(paths::ROOMS, get(list_rooms).post(create_room))
         .route(paths::ROOM_ROUTE, get(get_room).delete(delete_room))
+        .route(paths::ROOM_USERS_ROUTE, get(room_users))
         .route("/rooms/{key}/users/{user_id}", get(get_user))
         .route(paths::MESSAGES_ROUTE, post(post_message))
         .route(paths::GUEST_ROUTE, post(guest_join))
@@ -93,6 +103,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_sandbox/voice", post(voice))
         .route("/_sandbox/lock", post(lock))
         .route("/_sandbox/faults", post(faults))
+        .route("/_sandbox/bots", post(bots))
         .route("/meeting/{key}", get(pages::meeting))
         .route("/join", get(pages::join))
         .route("/_sandbox/meeting.js", get(pages::script))
@@ -365,6 +376,23 @@ async fn get_user(
     }
 }
 
+/// `GET /rooms/{room_id}/users?online=true|false` (API key): the
+/// participants of the room's pending or running meeting, or those
+/// connected now. `400` a bad `online`; `404` a room that never had a
+/// meeting; `410` its last meeting ended.
+async fn room_users(
+    State(state): State<AppState>,
+    Path(room_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let given = params(query.as_deref(), &headers, &Bytes::new())?;
+    let online = crate::request::online(&given).map_err(ApiError::BadRequest)?;
+    let users = state.with(|s| s.room_users(&room_id, online))?;
+    Ok(Json(users).into_response())
+}
+
 async fn get_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -479,6 +507,34 @@ async fn faults(
             s.push(r.method, &r.path, r.faults);
         }
     });
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The testing control `POST /_sandbox/bots` (API key; `room_id`, `name`,
+/// `on`): a named participant in the call of the room's meeting without a
+/// browser, or out of it again. `204`; `400` a bad field; `401`/`403` the
+/// API key; `404` unknown room; `410` its meeting ended; `423` joining
+/// while locked; `409` already in the call (`on`) or not in it.
+async fn bots(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_key(&state, &headers)?;
+    let given = params(query.as_deref(), &headers, &body)?;
+    let r = crate::request::bot(&given).map_err(ApiError::BadRequest)?;
+    let effects = state
+        .with(|s| s.bot(&r.room_id, &r.name, r.on, SystemTime::now()))
+        .map_err(|e| match e {
+            BotError::Room(room) => ApiError::from(room),
+            BotError::Locked => ApiError::Locked,
+            BotError::AlreadyInCall => {
+                ApiError::Conflict("a bot of that name is already in the call")
+            }
+            BotError::NotInCall => ApiError::Conflict("no bot of that name is in the call"),
+        })?;
+    state.apply(effects);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -15,6 +15,11 @@
 //! - After that every access key of the meeting is gone (410), and the next
 //!   `POST /rooms` for the room creates a new meeting.
 //!
+//! `GET /rooms/{room_id}/users` lists a room's participants, online while
+//! in the call. A bot (`POST /_sandbox/bots`) is a participant in the call
+//! without sockets: it starts, keeps open and leaves meetings like a user,
+//! and gets no pushes.
+//!
 //! While it runs, everyone in the call gets the podium (the client ids in the
 //! call) whenever somebody joins or leaves, and voice activity when a test
 //! says somebody speaks, as SEPP pushes ([`Signal`]). A user's SEPP client id
@@ -24,7 +29,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use eyeson_api::wire::{self, Room, WebhookAnswer, WebhookTypes};
+use eyeson_api::wire::{self, Room, RoomUser, WebhookAnswer, WebhookTypes};
 use serde::Serialize;
 use serde_json::json;
 
@@ -116,6 +121,29 @@ pub enum Push {
     },
 }
 
+/// Why a room-id call (`GET /rooms/{room_id}/users`, `POST /_sandbox/bots`)
+/// found no meeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomError {
+    /// No meeting was ever created in the room (404).
+    Unknown,
+    /// The room's last meeting ended and no new one was created (410).
+    Gone,
+}
+
+/// Why `POST /_sandbox/bots` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotError {
+    /// No meeting in the room (404/410).
+    Room(RoomError),
+    /// The API key is locked (423): its users cannot join a call.
+    Locked,
+    /// `on`, but a bot of that name is in the call already (409).
+    AlreadyInCall,
+    /// Not `on`, but no bot of that name is in the call (409).
+    NotInCall,
+}
+
 /// Why voice activity cannot be sent for an access key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VoiceError {
@@ -200,6 +228,12 @@ struct Participant {
     /// When the user joined the call, in joins of the whole sandbox: orders
     /// the podium.
     joined: u64,
+    /// When the user was handed its access key, in users of the whole
+    /// sandbox: orders `GET /rooms/{room_id}/users`.
+    created: u64,
+    /// Added by `POST /_sandbox/bots`: in the call without sockets, so it
+    /// gets no pushes, and its access key is never handed out.
+    bot: bool,
 }
 
 /// Random-looking identifiers from a seed: deterministic in tests, seeded
@@ -242,6 +276,8 @@ pub struct Sandbox {
     ids: Ids,
     /// Calls joined so far (see `Participant::joined`).
     joins: u64,
+    /// Users created so far (see `Participant::created`).
+    users: u64,
     /// `POST /_sandbox/lock`: the API key answers 423 to everything, as
     /// eyeson's does once its usage limits are exceeded.
     locked: bool,
@@ -263,6 +299,7 @@ impl Sandbox {
             events: Vec::new(),
             ids: Ids { state: seed },
             joins: 0,
+            users: 0,
             locked: false,
         }
     }
@@ -335,19 +372,28 @@ impl Sandbox {
                 self.meetings.len() - 1
             }
         };
+        let access_key = self.add_user(index, user_name, false, false);
+        self.view(&access_key).expect("just inserted")
+    }
+
+    /// A new participant of meeting `index`, not in the call; its access key.
+    fn add_user(&mut self, index: usize, name: &str, guest: bool, bot: bool) -> String {
         let access_key = self.ids.token(24);
         let user_id = self.ids.token(24);
+        self.users += 1;
         let participant = Participant {
             meeting: index,
             client_id: user_id.clone(),
             user_id,
-            name: user_name.to_owned(),
+            name: name.to_owned(),
             call: None,
-            guest: false,
+            guest,
             joined: 0,
+            created: self.users,
+            bot,
         };
         self.participants.insert(access_key.clone(), participant);
-        self.view(&access_key).expect("just inserted")
+        access_key
     }
 
     /// `POST /guests/{guest_token}`: joins the *running* meeting the token
@@ -374,22 +420,12 @@ impl Sandbox {
                 m.guest_token == guest_token && m.started_at.is_some() && !m.ended
             })
             .ok_or(KeyError::Gone)?;
-        let access_key = self.ids.token(24);
-        let user_id = self.ids.token(24);
-        let participant = Participant {
-            meeting: index,
-            client_id: user_id.clone(),
-            user_id,
-            name: name.to_owned(),
-            call: None,
-            guest: true,
-            joined: 0,
-        };
+        let access_key = self.add_user(index, name, true, false);
+        let participant = &self.participants[&access_key];
         let mut e = Event::new(Kind::GuestJoined, &self.meetings[index].room_id, now);
         e.user_id = Some(participant.user_id.clone());
         e.user_name = Some(participant.name.clone());
         self.events.push(e);
-        self.participants.insert(access_key.clone(), participant);
         self.view(&access_key)
     }
 
@@ -490,6 +526,90 @@ impl Sandbox {
             .map(user_view))
     }
 
+    /// The pending or running meeting of `room_id`: `Unknown` (404) when
+    /// the room never had one, `Gone` (410) when its last one ended.
+    fn room_meeting(&self, room_id: &str) -> Result<usize, RoomError> {
+        match self.current.get(room_id) {
+            Some(&index) => Ok(index),
+            None if self.meetings.iter().any(|m| m.room_id == room_id) => Err(RoomError::Gone),
+            None => Err(RoomError::Unknown),
+        }
+    }
+
+    /// `GET /rooms/{room_id}/users` (API key): every participant of the
+    /// room's pending or running meeting, in the order they were handed
+    /// their access keys (`POST /rooms`, `POST /guests/{token}`, bots), or
+    /// with `online_only` those in the call now. A user is online from its
+    /// SEPP `call_start` until its `call_terminate` or its SEPP socket
+    /// closing; a bot while it is on.
+    pub fn room_users(&self, room_id: &str, online_only: bool) -> Result<Vec<RoomUser>, RoomError> {
+        let index = self.room_meeting(room_id)?;
+        let mut users: Vec<&Participant> = self
+            .participants
+            .values()
+            .filter(|p| p.meeting == index && (p.call.is_some() || !online_only))
+            .collect();
+        users.sort_by_key(|p| p.created);
+        Ok(users
+            .into_iter()
+            .map(|p| RoomUser {
+                id: p.user_id.clone(),
+                room_id: room_id.to_owned(),
+                name: p.name.clone(),
+                guest: p.guest,
+                online: p.call.is_some(),
+                avatar: None,
+            })
+            .collect())
+    }
+
+    /// The testing control `POST /_sandbox/bots`: a participant named
+    /// `name` that is in the call of the room's meeting without a browser
+    /// (`on`), or leaves it (`!on`, logged `user_left` `disconnect`). A bot
+    /// is found again by its name: turned on again, the same user rejoins.
+    /// It is a participant like any other: it starts a pending meeting,
+    /// keeps a meeting open while it is on (the last one out ends it),
+    /// shows in the podium, and gets `user_left` `meeting_ended` when the
+    /// meeting is shut down; it only gets no pushes. Logged as `bot`,
+    /// before the consequences.
+    pub fn bot(
+        &mut self,
+        room_id: &str,
+        name: &str,
+        on: bool,
+        now: SystemTime,
+    ) -> Result<Vec<Effect>, BotError> {
+        // As for access keys: 404, then 423 (joining only: a user's socket
+        // may close while the key is locked), then 410.
+        let index = match self.room_meeting(room_id) {
+            Err(RoomError::Unknown) => return Err(BotError::Room(RoomError::Unknown)),
+            _ if on && self.locked => return Err(BotError::Locked),
+            found => found.map_err(BotError::Room)?,
+        };
+        let found = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.meeting == index && p.bot && p.name == name)
+            .map(|(k, p)| (k.clone(), p.call.is_some()))
+            .next();
+        let access_key = match (found, on) {
+            (Some((_, true)), true) => return Err(BotError::AlreadyInCall),
+            (Some((_, false)) | None, false) => return Err(BotError::NotInCall),
+            (Some((key, _)), _) => key,
+            (None, true) => self.add_user(index, name, false, true),
+        };
+        let mut e = Event::new(Kind::Bot, room_id, now);
+        e.user_id = Some(self.participants[&access_key].user_id.clone());
+        e.user_name = Some(name.to_owned());
+        e.on = Some(on);
+        self.events.push(e);
+        if on {
+            Ok(self.join_call(&access_key, now).1)
+        } else {
+            Ok(self.leave(&access_key, Reason::Disconnect, now))
+        }
+    }
+
     /// `GET /rooms` (API key): the running meetings.
     pub fn running(&self) -> Vec<Room> {
         self.current
@@ -510,11 +630,17 @@ impl Sandbox {
         now: SystemTime,
     ) -> Result<(String, Vec<Effect>), KeyError> {
         self.session(access_key)?;
+        Ok(self.join_call(access_key, now))
+    }
+
+    /// The user of `access_key` (a known key of a meeting not ended) is in
+    /// the call: see [`Sandbox::call_start`].
+    fn join_call(&mut self, access_key: &str, now: SystemTime) -> (String, Vec<Effect>) {
         let call_id = format!("call-{}", self.ids.token(16));
         let p = self
             .participants
             .get_mut(access_key)
-            .expect("checked by session");
+            .expect("a known access key");
         if let Some(existing) = p.call.clone() {
             // A second call_start on the same key (a resume): same call.
             let (index, client_id) = (p.meeting, p.client_id.clone());
@@ -524,7 +650,7 @@ impl Sandbox {
                 conf_id: self.meetings[index].conf_id.clone(),
                 push: self.podium(index),
             });
-            return Ok((existing, vec![podium]));
+            return (existing, vec![podium]);
         }
         p.call = Some(call_id.clone());
         self.joins += 1;
@@ -545,7 +671,7 @@ impl Sandbox {
         e.user_name = Some(name);
         self.events.push(e);
         effects.extend(self.broadcast(index, &self.podium(index)));
-        Ok((call_id, effects))
+        (call_id, effects)
     }
 
     /// Who is in the call of meeting `index`, in the order they joined.
@@ -570,11 +696,13 @@ impl Sandbox {
         }
     }
 
-    /// `push` for everyone in the call of meeting `index`.
+    /// `push` for everyone in the call of meeting `index` (but bots, which
+    /// have no socket to push to).
     fn broadcast(&self, index: usize, push: &Push) -> Vec<Effect> {
         let conf_id = &self.meetings[index].conf_id;
         self.in_call(index)
             .into_iter()
+            .filter(|(_, p)| !p.bot)
             .map(|(key, p)| {
                 Effect::Signal(Signal {
                     access_key: key.clone(),
@@ -700,6 +828,9 @@ impl Sandbox {
             e.user_id = Some(p.user_id.clone());
             e.user_name = Some(p.name.clone());
             self.events.push(e);
+            if p.bot {
+                continue; // no socket to tell
+            }
             effects.push(Effect::Terminate(Terminate {
                 access_key: key,
                 call_id,
@@ -798,11 +929,12 @@ impl Sandbox {
 
     /// Every access key handed out for meetings of `room_id`, ended ones
     /// included, sorted: lets a test name the key a client was given.
+    /// Bots' keys are never handed out.
     pub fn access_keys(&self, room_id: &str) -> Vec<String> {
         let mut keys: Vec<String> = self
             .participants
             .iter()
-            .filter(|(_, p)| self.meetings[p.meeting].room_id == room_id)
+            .filter(|(_, p)| self.meetings[p.meeting].room_id == room_id && !p.bot)
             .map(|(k, _)| k.clone())
             .collect();
         keys.sort();
@@ -1207,6 +1339,192 @@ mod tests {
         );
         assert_eq!(s.user(&a.access_key, &c.user.id).unwrap(), None);
         assert_eq!(s.user("nope", &b.user.id), Err(KeyError::Unknown));
+    }
+
+    /// `GET /rooms/{room_id}/users` as (name, online, guest).
+    fn listed(s: &Sandbox, room_id: &str, online_only: bool) -> Vec<(String, bool, bool)> {
+        s.room_users(room_id, online_only)
+            .unwrap()
+            .into_iter()
+            .map(|u| {
+                assert_eq!(u.room_id, room_id);
+                assert_eq!(u.avatar, None);
+                (u.name, u.online, u.guest)
+            })
+            .collect()
+    }
+
+    fn user(name: &str, online: bool, guest: bool) -> (String, bool, bool) {
+        (name.to_owned(), online, guest)
+    }
+
+    #[test]
+    fn room_users_are_every_participant_or_those_in_the_call() {
+        let mut s = Sandbox::new("k", 1);
+        assert_eq!(s.room_users("r", false), Err(RoomError::Unknown));
+        let a = s.create_or_join(Some("r"), None, "alice");
+        let b = s.create_or_join(Some("r"), None, "bob");
+        s.create_or_join(Some("other"), None, "carol");
+        assert_eq!(
+            listed(&s, "r", false),
+            [user("alice", false, false), user("bob", false, false)],
+            "a pending meeting's users, nobody connected"
+        );
+        assert!(listed(&s, "r", true).is_empty());
+
+        s.call_start(&a.access_key, at(0)).unwrap();
+        s.call_start(&b.access_key, at(1)).unwrap();
+        let token = a.room.guest_token.clone().unwrap();
+        let guest = s.guest_join(&token, "Meeting limit", at(2)).unwrap();
+        assert_eq!(
+            listed(&s, "r", true),
+            [user("alice", true, false), user("bob", true, false)]
+        );
+        s.disconnect(&b.access_key, at(3));
+        assert_eq!(listed(&s, "r", true), [user("alice", true, false)]);
+        assert_eq!(
+            listed(&s, "r", false),
+            [
+                user("alice", true, false),
+                user("bob", false, false),
+                user("Meeting limit", false, true)
+            ],
+            "in the order the keys were handed out"
+        );
+        s.call_start(&guest.access_key, at(4)).unwrap();
+        let ids: Vec<String> = s
+            .room_users("r", true)
+            .unwrap()
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(ids, [a.user.id.clone(), guest.user.id.clone()]);
+
+        s.api_delete("r", at(5));
+        assert_eq!(s.room_users("r", false), Err(RoomError::Gone));
+        assert_eq!(s.room_users("r", true), Err(RoomError::Gone));
+        s.create_or_join(Some("r"), None, "dave");
+        assert_eq!(
+            listed(&s, "r", false),
+            [user("dave", false, false)],
+            "the room's new meeting has its own users"
+        );
+    }
+
+    #[test]
+    fn a_bot_is_a_participant_in_the_call_without_sockets() {
+        let mut s = Sandbox::new("k", 1);
+        s.set_webhook("http://hook", "room_update");
+        assert_eq!(
+            s.bot("r", "Recorder", true, at(0)),
+            Err(BotError::Room(RoomError::Unknown))
+        );
+        let a = s.create_or_join(Some("r"), None, "alice");
+        // It starts the pending meeting, as a first call_start does.
+        let fx = s.bot("r", "Recorder", true, at(1)).unwrap();
+        assert_eq!(deliveries(&fx).len(), 1, "announced: {fx:?}");
+        assert!(signals(&fx).is_empty(), "a bot gets no pushes");
+        assert_eq!(s.running().len(), 1);
+        assert_eq!(
+            listed(&s, "r", true),
+            [user("Recorder", true, false)],
+            "online without a browser"
+        );
+        let bot_id = s.room_users("r", true).unwrap()[0].id.clone();
+        assert_eq!(
+            s.bot("r", "Recorder", true, at(2)),
+            Err(BotError::AlreadyInCall)
+        );
+        assert_eq!(s.bot("r", "Other", false, at(2)), Err(BotError::NotInCall));
+        assert_eq!(
+            s.bot("r", "alice", false, at(2)),
+            Err(BotError::NotInCall),
+            "only bots are bots"
+        );
+
+        // Alice sees it in the podium and can look it up.
+        let (_, fx) = s.call_start(&a.access_key, at(3)).unwrap();
+        assert_eq!(
+            signals(&fx),
+            vec![(a.access_key.clone(), podium(&[&bot_id, &a.user.id]))]
+        );
+        assert_eq!(
+            s.user(&a.access_key, &bot_id).unwrap().unwrap().name,
+            "Recorder"
+        );
+        assert_eq!(
+            s.access_keys("r"),
+            std::slice::from_ref(&a.access_key),
+            "no bot keys"
+        );
+
+        // Alice leaves; the bot keeps the meeting open until it goes.
+        s.call_terminate(&a.access_key, at(4));
+        assert_eq!(s.running().len(), 1);
+        let fx = s.bot("r", "Recorder", false, at(5)).unwrap();
+        assert_eq!(deliveries(&fx)[0]["room"]["shutdown"], true);
+        let log: Vec<_> = s.events().iter().rev().take(3).rev().collect();
+        assert_eq!(
+            (log[0].kind, log[0].on, log[0].user_id.as_deref()),
+            (Kind::Bot, Some(false), Some(bot_id.as_str()))
+        );
+        assert_eq!(
+            (log[1].kind, log[1].reason, log[1].user_name.as_deref()),
+            (Kind::UserLeft, Some(Reason::Disconnect), Some("Recorder"))
+        );
+        assert_eq!(
+            (log[2].kind, log[2].reason),
+            (Kind::MeetingEnded, Some(Reason::LastUserLeft))
+        );
+        assert_eq!(
+            s.bot("r", "Recorder", true, at(6)),
+            Err(BotError::Room(RoomError::Gone))
+        );
+    }
+
+    #[test]
+    fn a_bot_rejoins_as_itself_and_is_shut_down_with_the_meeting() {
+        let mut s = Sandbox::new("k", 1);
+        let a = s.create_or_join(Some("r"), None, "alice").access_key;
+        s.call_start(&a, at(0)).unwrap();
+        s.bot("r", "Recorder", true, at(1)).unwrap();
+        let first = s.room_users("r", true).unwrap()[1].id.clone();
+        let fx = s.bot("r", "Recorder", false, at(2)).unwrap();
+        assert_eq!(signals(&fx).len(), 1, "alice gets the podium");
+        assert_eq!(
+            listed(&s, "r", false),
+            [user("alice", true, false), user("Recorder", false, false)]
+        );
+        s.bot("r", "Recorder", true, at(3)).unwrap();
+        assert_eq!(s.room_users("r", true).unwrap()[1].id, first, "same user");
+
+        s.set_locked("k", true, at(4)).unwrap();
+        assert_eq!(s.bot("r", "Other", true, at(5)), Err(BotError::Locked));
+        assert_eq!(
+            s.bot("nope", "Other", true, at(5)),
+            Err(BotError::Room(RoomError::Unknown)),
+            "unknown stays 404"
+        );
+        s.set_locked("k", false, at(6)).unwrap();
+
+        let (status, fx) = s.api_delete("r", at(7));
+        assert_eq!(status, 204);
+        let terminated: Vec<&str> = fx
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Terminate(t) => Some(t.access_key.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(terminated, [a.as_str()], "only sockets are told");
+        let left: Vec<&str> = s
+            .events()
+            .iter()
+            .filter(|e| e.kind == Kind::UserLeft && e.reason == Some(Reason::MeetingEnded))
+            .filter_map(|e| e.user_name.as_deref())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&"Recorder"));
     }
 
     #[test]

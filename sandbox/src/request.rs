@@ -106,6 +106,46 @@ pub fn lock(params: &Params) -> Result<(String, bool), &'static str> {
     Ok((key.clone(), on))
 }
 
+/// A `POST /_sandbox/bots` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotRequest {
+    /// The room whose meeting the bot joins or leaves.
+    pub room_id: String,
+    /// The bot's display name, which also identifies it in the meeting.
+    pub name: String,
+    /// Joins (true) or leaves (false) the call.
+    pub on: bool,
+}
+
+/// The parameters of `POST /_sandbox/bots`: `room_id`, `name` (not blank)
+/// and `on`.
+pub fn bot(params: &Params) -> Result<BotRequest, &'static str> {
+    let room_id = params
+        .get("room_id")
+        .filter(|r| !r.is_empty())
+        .ok_or("room_id is required")?;
+    let name = params
+        .get("name")
+        .filter(|n| !n.trim().is_empty())
+        .ok_or("name is required")?;
+    let on = flag(params.get("on"))?;
+    Ok(BotRequest {
+        room_id: room_id.clone(),
+        name: name.clone(),
+        on,
+    })
+}
+
+/// The `online` parameter of `GET /rooms/{room_id}/users`: whether to list
+/// only the users connected now. Absent means false (every participant).
+pub fn online(params: &Params) -> Result<bool, &'static str> {
+    match params.get(eyeson_api::paths::ONLINE).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err("online must be true or false"),
+    }
+}
+
 /// A scripted fault request: where, which faults, and whether they stand.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultRequest {
@@ -289,6 +329,48 @@ mod tests {
         assert_eq!(scalars.get("a").map(String::as_str), Some("1"));
         assert_eq!(scalars.get("b"), None, "null is left out");
         assert_eq!(scalars.get("c").map(String::as_str), Some("false"));
+    }
+
+    #[test]
+    fn bot_requests_name_the_bad_field() {
+        let form = |body: &str| bot(&params(None, None, body.as_bytes()).unwrap());
+        assert_eq!(
+            form("room_id=r%201&name=Recorder&on=true"),
+            Ok(BotRequest {
+                room_id: "r 1".into(),
+                name: "Recorder".into(),
+                on: true
+            })
+        );
+        let json = bot(&params(
+            None,
+            JSON,
+            br#"{"room_id":"r","name":"Recorder","on":false}"#,
+        )
+        .unwrap());
+        assert_eq!(json.map(|b| b.on), Ok(false));
+        assert_eq!(form("name=x&on=true"), Err("room_id is required"));
+        assert_eq!(form("room_id=&name=x&on=true"), Err("room_id is required"));
+        assert_eq!(form("room_id=r&on=true"), Err("name is required"));
+        assert_eq!(form("room_id=r&name=%20&on=true"), Err("name is required"));
+        assert_eq!(
+            form("room_id=r&name=x"),
+            Err("on is required (true or false)")
+        );
+        assert_eq!(
+            form("room_id=r&name=x&on=1"),
+            Err("on must be true or false")
+        );
+    }
+
+    #[test]
+    fn online_is_true_false_or_absent() {
+        let query = |q: &str| online(&params(Some(q), None, b"").unwrap());
+        assert_eq!(query(""), Ok(false));
+        assert_eq!(query("online=false"), Ok(false));
+        assert_eq!(query("online=true"), Ok(true));
+        assert_eq!(query("online=1"), Err("online must be true or false"));
+        assert_eq!(query("online="), Err("online must be true or false"));
     }
 
     #[test]

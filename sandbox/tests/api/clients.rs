@@ -154,6 +154,15 @@ async fn every_endpoint_reads_its_parameters_from_the_query_a_form_or_json() {
             |_, events| last_event(events, "voice_activity")["on"].clone(),
         ),
         (
+            "POST /_sandbox/bots",
+            true,
+            vec![("room_id", "room-1"), ("name", "Recorder"), ("on", "true")],
+            |_, events| {
+                let bot = last_event(events, "bot");
+                json!([bot["room_id"], bot["user_name"], bot["on"]])
+            },
+        ),
+        (
             "POST /_sandbox/lock",
             false,
             vec![("api_key", KEY), ("on", "true")],
@@ -329,6 +338,7 @@ async fn a_locked_api_key_answers_423_to_everything_until_unlocked() {
         ("GET", "/webhooks", None),
         ("POST", "/webhooks", Some(("url", "http://127.0.0.1:9/h"))),
         ("DELETE", "/webhooks/nope", None),
+        ("GET", "/rooms/room-1/users?online=true", None),
     ];
     for (method, path, field) in api_key_calls {
         let request = client
@@ -354,6 +364,10 @@ async fn a_locked_api_key_answers_423_to_everything_until_unlocked() {
     for (call, status) in access_key_calls(&running).await {
         assert_eq!(status, 423, "{call}");
     }
+    // A bot cannot join a locked account's meeting either.
+    let bot = [("room_id", "room-1"), ("name", "Recorder"), ("on", "true")];
+    let (status, body) = post(app, "/_sandbox/bots", true, Place::Form, &bot).await;
+    assert_eq!((status, body["error"].is_string()), (423, true));
 
     let events = app.events().await;
     let locked = last_event(&events, "api_key_locked");

@@ -4,6 +4,7 @@
 
 mod clients;
 mod support;
+mod users;
 
 use futures_util::SinkExt;
 use serde_json::{json, Value};
