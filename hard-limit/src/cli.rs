@@ -140,7 +140,7 @@ async fn serve(flags: Flags) -> Result<(), String> {
         });
     let stopping = notifier.clone();
     let stop = async move {
-        shutdown_signal().await;
+        stop_signal().await;
         stopping.notify("STOPPING=1");
     };
     let result = app.run_until_stopped(stop).await;
@@ -177,7 +177,7 @@ async fn unregister(flags: Flags) -> Result<(), String> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+pub async fn stop_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

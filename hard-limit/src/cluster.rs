@@ -25,7 +25,7 @@ use sqlx::Connection;
 use tokio::sync::Mutex;
 
 use crate::meeting_gauges::MeetingGauges;
-use crate::shutdown::Shutdown;
+use crate::stop::StopSignal;
 use crate::store::postgres::{PgStore, CHANNEL, LIMITS_CHANNEL};
 
 /// The channel each replica publishes its changes of the meetings' counts
@@ -63,7 +63,7 @@ pub fn spawn_listener(
     store: &PgStore,
     gauges: Arc<MeetingGauges>,
     on_event: impl Fn(Event) + Send + Sync + 'static,
-    mut stop: Shutdown,
+    mut stop: StopSignal,
 ) -> tokio::task::JoinHandle<()> {
     let pool = store.pool().clone();
     let publisher = publish_counts(pool.clone(), gauges, stop.clone());
@@ -122,7 +122,7 @@ impl Drop for AbortOnDrop {
 /// period to the other replicas. A failed `NOTIFY` drops them (the others
 /// then catch up at their next recount): sent late, they could land after
 /// a recount that already counted them.
-async fn publish_counts(pool: PgPool, gauges: Arc<MeetingGauges>, mut stop: Shutdown) {
+async fn publish_counts(pool: PgPool, gauges: Arc<MeetingGauges>, mut stop: StopSignal) {
     gauges.start_publishing();
     loop {
         if stop.sleep(COUNTS_EVERY).await {

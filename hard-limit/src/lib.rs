@@ -60,7 +60,7 @@
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
 //! | [`serve`] | the server loop: connection cap, header and idle timeouts |
-//! | [`shutdown`] | the one stop signal every task takes |
+//! | [`stop`] | the one stop signal every task takes (a meeting is shut down; the process stops) |
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`meeting_gauges`] | meetings by state in memory for `/metrics`: exact deltas from the store's writes, recounts from the store |
 //! | [`app`] | build and run: the zero2prod `Application`, built from a `Config` (and a test's `TestHooks`) |
@@ -95,7 +95,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod secrets;
 pub mod serve;
-pub mod shutdown;
+pub mod stop;
 pub mod store;
 pub mod store_handle;
 pub mod supervisor;

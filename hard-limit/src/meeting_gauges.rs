@@ -39,7 +39,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::domain::MeetingState;
-use crate::shutdown::Shutdown;
+use crate::stop::StopSignal;
 pub use crate::store::StateDelta;
 use crate::store::{MeetingStore, StoreError};
 
@@ -209,7 +209,7 @@ pub async fn run(
     gauges: std::sync::Arc<MeetingGauges>,
     store: impl MeetingStore,
     every: Duration,
-    mut stop: Shutdown,
+    mut stop: StopSignal,
 ) {
     loop {
         tokio::select! {

@@ -17,7 +17,7 @@ use crate::eyeson::{ApiError, EyesonClient};
 use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::registration::{self, Decision, ForeignWebhook, Mode};
-use crate::shutdown::Shutdown;
+use crate::stop::StopSignal;
 use crate::store::{Applied, Closing, MeetingStore, StoreError};
 use crate::store_handle::Store;
 use crate::wake::Wake;
@@ -87,7 +87,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// Registers the webhook (if configured), then reconciles every
     /// `every` until `stop` turns true.
-    pub async fn run(self, mut stop: Shutdown) {
+    pub async fn run(self, mut stop: StopSignal) {
         // Registration retries on its own: it must not delay the first
         // reconciliation. Like the other chores it runs only on the chores
         // leader (one replica at a time on PostgreSQL), so replicas never

@@ -33,7 +33,7 @@ use crate::domain::Timestamp;
 use crate::eyeson::ApiError;
 use crate::fault::Faults;
 use crate::group_commit::Writer;
-use crate::shutdown::Shutdown;
+use crate::stop::StopSignal;
 use crate::store::StoreError;
 
 /// Longest a job sleeps without looking at the store, by default.
@@ -231,7 +231,7 @@ impl<J: Job> Runner<J> {
     /// Returns early (and the supervisor in [`crate::app`] stops the
     /// service) if its outcome writer ends: outcomes could no longer be
     /// recorded.
-    pub async fn run(self, mut stop: Shutdown) {
+    pub async fn run(self, mut stop: StopSignal) {
         // Two bounds: `calls` on calls in flight (what eyeson sees),
         // `slots` on claims held: a claim keeps its slot until its outcome
         // is recorded.
@@ -545,7 +545,7 @@ mod tests {
         };
         let runner = Runner::new(job, cx.clone(), 8, Arc::new(Notify::new()));
         let job = runner.job.clone();
-        let (stopper, stop) = crate::shutdown::signal();
+        let (stopper, stop) = crate::stop::signal();
         let task = tokio::spawn(runner.run(stop));
         let started = Instant::now();
         while job.records.lock().unwrap().len() < 6 && started.elapsed() < Duration::from_secs(5) {

@@ -35,7 +35,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::shutdown::{self, Shutdown};
+use crate::stop::{self, StopSignal};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
@@ -57,12 +57,12 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
-    mut stop: Shutdown,
+    mut stop: StopSignal,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Every connection task holds a receiver: when all are gone, done.
     let (closed_tx, closed_rx) = watch::channel(());
-    let (close_all, closing) = shutdown::signal();
+    let (close_all, closing) = stop::signal();
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p {
@@ -110,9 +110,9 @@ pub async fn serve(
 pub async fn serve_all(
     servers: Vec<(TcpListener, Router)>,
     limits: ConnLimits,
-    mut stop: Shutdown,
+    mut stop: StopSignal,
 ) -> io::Result<()> {
-    let (inner_tx, inner_rx) = shutdown::signal();
+    let (inner_tx, inner_rx) = stop::signal();
     let mut set = tokio::task::JoinSet::new();
     for (listener, router) in servers {
         set.spawn(serve(listener, router, limits, inner_rx.clone()));
@@ -150,7 +150,7 @@ async fn serve_connection(
     peer: SocketAddr,
     router: Router,
     limits: ConnLimits,
-    shutdown: &mut Shutdown,
+    shutdown: &mut StopSignal,
 ) {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let io = IdleIo::new(stream, limits.keep_alive_timeout, in_flight.clone());

@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 
 use tokio::task::{JoinError, JoinHandle};
 
-use crate::shutdown::{self, Shutdown, Stopper};
+use crate::stop::{self, StopSignal, Stopper};
 
 /// When a task stops, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,9 +164,9 @@ struct Running {
 pub struct Supervisor {
     running: Vec<Running>,
     stopper: Stopper,
-    stop: Shutdown,
+    stop: StopSignal,
     http_stopper: Stopper,
-    http_stop: Shutdown,
+    http_stop: StopSignal,
     tasks_ok: Arc<AtomicBool>,
 }
 
@@ -186,8 +186,8 @@ impl std::fmt::Debug for Supervisor {
 impl Supervisor {
     /// No tasks yet.
     pub fn new() -> Self {
-        let (stopper, stop) = shutdown::signal();
-        let (http_stopper, http_stop) = shutdown::signal();
+        let (stopper, stop) = stop::signal();
+        let (http_stopper, http_stop) = stop::signal();
         Supervisor {
             running: Vec::new(),
             stopper,
@@ -205,7 +205,7 @@ impl Supervisor {
     }
 
     /// The stop signal `task` is to watch.
-    pub fn signal(&self, task: Task) -> Shutdown {
+    pub fn signal(&self, task: Task) -> StopSignal {
         match task.phase() {
             Phase::Serve => self.http_stop.clone(),
             _ => self.stop.clone(),

@@ -1,24 +1,24 @@
 //! One stop signal for every task: the [`crate::supervisor`] holds a
 //! [`Stopper`], each task (HTTP servers, scheduler, reconciler, `LISTEN`)
-//! a [`Shutdown`]. A dropped [`Stopper`] counts as a stop, so no task can
+//! a [`StopSignal`]. A dropped [`Stopper`] counts as a stop, so no task can
 //! wait forever on a supervisor that is gone.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// Tells every [`Shutdown`] made from it to stop.
+/// Tells every [`StopSignal`] made from it to stop.
 #[derive(Debug)]
 pub struct Stopper(watch::Sender<bool>);
 
 /// A task's view of the stop signal. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Shutdown(watch::Receiver<bool>);
+pub struct StopSignal(watch::Receiver<bool>);
 
 /// A new signal, not yet given.
-pub fn signal() -> (Stopper, Shutdown) {
+pub fn signal() -> (Stopper, StopSignal) {
     let (tx, rx) = watch::channel(false);
-    (Stopper(tx), Shutdown(rx))
+    (Stopper(tx), StopSignal(rx))
 }
 
 impl Stopper {
@@ -28,7 +28,7 @@ impl Stopper {
     }
 }
 
-impl Shutdown {
+impl StopSignal {
     /// Whether the signal was given.
     pub fn is_stopped(&self) -> bool {
         *self.0.borrow() || self.0.has_changed().is_err()
