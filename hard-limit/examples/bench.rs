@@ -672,6 +672,21 @@ async fn ingest(n: usize, concurrency: usize) {
     .unwrap();
     assert!(out.status.success(), "load generator failed");
     let report = String::from_utf8_lossy(&out.stdout);
+    // Forwarding runs behind ingest: how long until the receiver had all.
+    let forwarded = match forwarded {
+        Some(got) => {
+            let t0 = Instant::now();
+            while got.load(std::sync::atomic::Ordering::Relaxed) < n
+                && t0.elapsed() < Duration::from_secs(120)
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Some((got.load(std::sync::atomic::Ordering::Relaxed), t0.elapsed()))
+        }
+        None => None,
+    };
+    // Counted once the services stopped: SQLite allows one process per file.
+    services.stop().await;
     let store = Store::connect(&db.url).await.unwrap();
     let stored = store
         .count_by_state()
@@ -680,28 +695,18 @@ async fn ingest(n: usize, concurrency: usize) {
         .iter()
         .map(|(_, c)| *c)
         .sum::<u64>();
+    store.close().await;
     println!(
         "bench ingest: {n} signed deliveries, {concurrency} connections, load generator in a second process, {} store, {replicas} replica(s)",
         db.engine()
     );
     print!("{report}");
     println!("  meetings committed in the store: {stored} (expected {n})");
-    if let Some(got) = forwarded {
-        // Forwarding runs behind ingest: how long until the receiver had all.
-        let t0 = Instant::now();
-        while got.load(std::sync::atomic::Ordering::Relaxed) < n
-            && t0.elapsed() < Duration::from_secs(120)
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    if let Some((got, after)) = forwarded {
         println!(
-            "  forwarded (--forward): {} of {n} received by the app's receiver, {:.2?} after the load ended",
-            got.load(std::sync::atomic::Ordering::Relaxed),
-            t0.elapsed()
+            "  forwarded (--forward): {got} of {n} received by the app's receiver, {after:.2?} after the load ended"
         );
     }
-    store.close().await;
-    services.stop().await;
     db.drop_database().await;
 }
 
