@@ -1,5 +1,6 @@
 //! Fuzzes what the eyeson sandbox parses from clients: REST parameters (query
-//! string, form and JSON, including the voice control's) and the SDP offer it answers. Nothing may panic; a body either
+//! string, form and JSON, including the voice, bots and faults controls and
+//! the users filter) and the SDP offer it answers. Nothing may panic; a body either
 //! yields fields or an error that says what was wrong; an answer never
 //! carries the offer's candidates or ICE credentials.
 #![no_main]
@@ -33,6 +34,18 @@ fuzz_target!(|data: &[u8]| {
                 .any(|p| e.starts_with(p)),
             "{e}"
         ),
+    }
+
+    // The testing controls and the users filter read the same parameters.
+    if let Ok(p) = request::params(query, content_type, body) {
+        if let Ok(bot) = request::bot(&p) {
+            assert!(!bot.room_id.is_empty() && !bot.name.trim().is_empty());
+        }
+        let _ = request::online(&p);
+        if let Ok(f) = request::faults(&p) {
+            assert!(f.path.starts_with('/'));
+            assert!(f.standing || !f.faults.is_empty());
+        }
     }
 
     let offer = String::from_utf8_lossy(body);
