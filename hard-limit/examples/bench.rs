@@ -64,7 +64,7 @@ use std::time::{Duration, Instant, SystemTime};
 use eyeson_api::sign;
 use eyeson_hard_limit::config::Flags;
 use eyeson_hard_limit::domain::{MeetingKey, MeetingState, RoomId, Timestamp};
-use eyeson_hard_limit::store::{MeetingStore, SqliteStore};
+use eyeson_hard_limit::store::SqliteStore;
 use eyeson_hard_limit::store_handle::Store;
 use eyeson_hard_limit::Application;
 use fake_eyeson::FakeEyeson;
@@ -933,7 +933,7 @@ async fn scale_serve() {
         .unwrap();
     assert_eq!(listed.len(), 1000);
     let t = Instant::now();
-    store.gauges().recount(&store).await.unwrap();
+    store.gauges().recount(&*store).await.unwrap();
     let recount = t.elapsed();
     println!(
         "  service on the filled store enforced {} due meetings in {enforce:.2?} (VmRSS then {} MB)",

@@ -150,7 +150,7 @@ impl Application {
         let store = Store::connect(&database.url).await?;
         // The gauges of /metrics start from a count, taken before anything
         // is served (so no delivery races it); then they follow the writes.
-        if let Err(e) = store.gauges().recount(&store).await {
+        if let Err(e) = store.gauges().recount(&*store).await {
             tracing::warn!(error = %e, "could not count the meetings by state; /metrics shows them from the next recount");
         }
         let limits = LimitsHandle::start(

@@ -37,7 +37,7 @@ use reqwest::Url;
 use crate::domain::Timestamp;
 use crate::metrics;
 use crate::runner::{Ask, Failure, Job, StepError};
-use crate::store::{ForwardClaim, ForwardRecord, ForwardStore, StoreError};
+use crate::store::{ForwardClaim, ForwardRecord, StoreError};
 use crate::store_handle::Store;
 
 /// Attempts (in all) after which a receiver's 4xx (other than 408/429) or

@@ -55,8 +55,8 @@
 //! | [`registration`] | sharing eyeson's one webhook per key with the app: what to register, refusing to cut off another URL's |
 //! | [`forward`] | `--forward-to`: retries and expiry, and the job that forwards every acknowledged delivery to the app |
 //! | [`lanes`] | the outbox's lanes: which forwarded deliveries keep their order |
-//! | [`store`] | the narrow [`store::MeetingStore`] trait and its two engines behind one [`store::Engine`] trait object; each write returns what it changed; the SQL both engines share written once (`store/sql.rs`), only what differs in its SQLite engine and its PostgreSQL engine (replicas) |
-//! | [`store_handle`] | [`store_handle::Store`], the handle the service holds: the engine, with each write's effect applied to the gauges and the write-health flag of `/healthz` |
+//! | [`store`] | the narrow [`store::Engine`] trait (the questions the service asks) over its two engines, one trait object; each write returns what it changed; the SQL both engines share written once (`store/sql.rs`), only what differs in its SQLite engine and its PostgreSQL engine (replicas) |
+//! | [`store_handle`] | [`store_handle::Store`], the handle the service holds: reads go to the engine as they are (it dereferences to it); its writes apply each write's effect to the gauges and the write-health flag of `/healthz` |
 //! | [`http`] | the public and the admin routers, their state, error answers |
 //! | [`limits`] | the limits in force: command-line default, stored per-room rules |
 //! | [`serve`] | the server loop: connection cap, header and idle timeouts |
@@ -72,6 +72,9 @@
 //! | [`fault`] | test-only fault injection into the supervisor's tasks |
 
 #![deny(missing_docs)]
+// A dropped `store::Written` is a write that skipped the handle (its
+// effect never reached the gauges): an error, not a warning.
+#![deny(unused_must_use)]
 
 pub mod app;
 pub mod cli;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::{Limits, Policy};
-use crate::store::{AdminStore, Caller, LimitKind, StoreError};
+use crate::store::{Caller, LimitKind, StoreError};
 use crate::store_handle::Store;
 
 /// The copy is reloaded at least this often.

@@ -11,7 +11,7 @@
 //!   without saying which states they were in: it asks for a prompt
 //!   recount instead.
 //! - **Recounts.** [`run`] corrects the counts from the store
-//!   ([`MeetingStore::count_by_state`]) every `--recount-every`, and
+//!   ([`Engine::count_by_state`]) every `--recount-every`, and
 //!   promptly when asked ([`MeetingGauges::request_recount`]: after
 //!   `forget_future` removed rows or a prune failed, and on PostgreSQL after the `LISTEN` connection (re)connects). One task
 //!   does them, so recounts never overlap; a scrape never waits for one; a
@@ -41,7 +41,7 @@ use tokio::sync::Notify;
 use crate::domain::MeetingState;
 use crate::stop::StopSignal;
 pub use crate::store::StateDelta;
-use crate::store::{MeetingStore, StoreError};
+use crate::store::{Engine, StoreError};
 
 const STATES: usize = StateDelta::LEN;
 
@@ -166,7 +166,7 @@ impl MeetingGauges {
 
     /// Counts the store and corrects the gauges by the difference (see the
     /// module docs for why not overwrite). On error nothing changes.
-    pub async fn recount(&self, store: &impl MeetingStore) -> Result<(), StoreError> {
+    pub async fn recount(&self, store: &dyn Engine) -> Result<(), StoreError> {
         let before: [i64; STATES] = std::array::from_fn(|i| self.counts[i].load(Ordering::SeqCst));
         let counted = store.count_by_state().await?;
         let mut now = [0i64; STATES];
@@ -204,10 +204,11 @@ impl MeetingGauges {
     }
 }
 
-/// Recounts every `every` and when asked, until `stop`.
+/// Recounts every `every` and when asked, until `stop`; `store`: the
+/// handle ([`crate::store_handle::Store`]), or any owner of an engine.
 pub async fn run(
     gauges: std::sync::Arc<MeetingGauges>,
-    store: impl MeetingStore,
+    store: impl std::ops::Deref<Target = dyn Engine>,
     every: Duration,
     mut stop: StopSignal,
 ) {
@@ -218,7 +219,7 @@ pub async fn run(
             () = gauges.recount.notified() => {}
         }
         let started = std::time::Instant::now();
-        match gauges.recount(&store).await {
+        match gauges.recount(&*store).await {
             Ok(()) => {
                 tracing::debug!(took = ?started.elapsed(), "recounted meetings by state")
             }

@@ -18,7 +18,7 @@ use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::registration::{self, Decision, ForeignWebhook, Mode};
 use crate::stop::StopSignal;
-use crate::store::{Applied, Closing, MeetingStore, StoreError};
+use crate::store::{Applied, Closing, StoreError};
 use crate::store_handle::Store;
 use crate::wake::Wake;
 
@@ -286,7 +286,7 @@ impl Reconciler {
 /// Decides what a reconciliation may close as unlisted, and remembers this
 /// list for the next one. Returns the meetings to keep (those listed now or
 /// in the previous complete list) and the `known_before` bound for
-/// [`MeetingStore::close_unlisted`], or `None` to close nothing:
+/// [`Store::close_unlisted`], or `None` to close nothing:
 /// - some entry did not parse: it may be any tracked meeting (and this
 ///   list is not remembered, so the next complete one cannot close either);
 /// - there is no previous complete list: a meeting must be missed twice in

@@ -1,13 +1,13 @@
 //! The hard limit itself: at each meeting's deadline, `DELETE /rooms/{id}`.
 //!
 //! A [`Job`] on the [`runner`](crate::runner): it sleeps until the earliest
-//! deadline ([`MeetingStore::next_wake`]), claims what is due under a lease
-//! ([`MeetingStore::claim_due`], which reads each room's guard with the
-//! claim), re-checks before each attempt that eyeson has not reported the
-//! meeting ended and that no newer meeting runs in the room (a `DELETE`
-//! would end either), and calls, retrying 429/5xx/timeouts. A replica holds
-//! up to twice `--shutdown-concurrency` claims so that calls go on while
-//! outcomes wait for their commit.
+//! deadline ([`Engine::next_wake`](crate::store::Engine::next_wake)),
+//! claims what is due under a lease ([`Store::claim_due`], which reads
+//! each room's guard with the claim), re-checks before each attempt that
+//! eyeson has not reported the meeting ended and that no newer meeting
+//! runs in the room (a `DELETE` would end either), and calls, retrying
+//! 429/5xx/timeouts. A replica holds up to twice `--shutdown-concurrency`
+//! claims so that calls go on while outcomes wait for their commit.
 //!
 //! Exactly once: a crash leaves a `stopping` row whose lease expires and is
 //! claimed again; a crash between eyeson's 204 and our commit repeats the
@@ -19,7 +19,7 @@ use crate::domain::{self, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
 use crate::runner::{Ask, Failure, Job, StepError};
-use crate::store::{Claim, MeetingStore, Outcome, StoreError};
+use crate::store::{Claim, Outcome, StoreError};
 use crate::store_handle::Store;
 
 /// How the scheduler shuts meetings down.

@@ -3,19 +3,24 @@
 //! ([`Written`]), and this handle applies that once the write committed,
 //! to the per-state counts of `/metrics` ([`crate::meeting_gauges`]) and
 //! to the write-health flag of `/healthz`. The store itself knows neither.
+//!
+//! Reads need nothing of the handle: it dereferences to the engine, so
+//! `store.list(…)` is [`Engine::list`]. Each write is a method of the
+//! handle with the engine's name for it, which shadows the engine's; how a
+//! write that skips the handle is caught is told at [`Engine`].
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster::Leader;
-use crate::domain::{DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use crate::domain::{DeadlineChange, MeetingKey, Plan, RoomId, Timestamp};
 use crate::meeting_gauges::MeetingGauges;
 use crate::store::{
-    self, AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, Engine, ForwardClaim,
-    ForwardRecord, ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView,
-    NewForward, Outcome, PgStore, RoomHistory, RoomMeeting, SqliteStore, StoreError, WarnClaim,
-    WarnRecord, Written,
+    self, Applied, Caller, Claim, Closing, DeadlineMoved, Engine, ForwardClaim, ForwardRecord,
+    LimitKind, NewForward, Outcome, PgStore, SqliteStore, StoreError, WarnClaim, WarnRecord,
+    Written,
 };
 
 /// The configured engine behind one cheap-to-clone handle, with the gauges
@@ -126,39 +131,6 @@ impl Store {
         }
     }
 
-    /// Inserts many meetings at once, in one transaction, behind the
-    /// gauges' back (benchmarks and tests; the service itself goes
-    /// through [`MeetingStore::apply`]).
-    pub async fn bulk_insert(
-        &self,
-        rows: &[(MeetingKey, Timestamp, MeetingState)],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.engine.bulk_insert(rows, now).await
-    }
-
-    /// Test hook: moves an open meeting's deadline (as an operator's
-    /// extension would). Returns whether a meeting was changed. Not for
-    /// production use.
-    #[doc(hidden)]
-    pub async fn set_deadline_for_tests(
-        &self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.engine.set_deadline_for_tests(key, deadline).await
-    }
-
-    /// Test hook: the stored warning of a meeting, as `(warn_state,
-    /// warn_for)`. Not for production use.
-    #[doc(hidden)]
-    pub async fn warning_for_tests(
-        &self,
-        key: &MeetingKey,
-    ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
-        self.engine.warning_for_tests(key).await
-    }
-
     /// Whether this process runs the singleton chores (reconciliation,
     /// pruning, webhook registration): always on SQLite (one host); on
     /// PostgreSQL, the one replica holding the chores advisory lock.
@@ -168,6 +140,25 @@ impl Store {
             Some(leader) => leader.leads().await,
             None => true,
         }
+    }
+}
+
+/// The reads, as the engine has them (its writes are shadowed by the
+/// handle's, below).
+impl Deref for Store {
+    type Target = dyn Engine;
+
+    fn deref(&self) -> &dyn Engine {
+        &*self.engine
+    }
+}
+
+/// The writes: each applies what it changed to the gauges and the health
+/// flag, and answers the bare value.
+impl Store {
+    /// Applies plans in one transaction and commits; one result per plan.
+    pub async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
+        self.apply_deliveries(plans, &[], now).await
     }
 
     /// Applies a batch of deliveries' plans and writes the deliveries to
@@ -181,75 +172,10 @@ impl Store {
     ) -> Result<Vec<Applied>, StoreError> {
         self.write(self.engine.apply_deliveries(plans, forwards, now).await)
     }
-}
 
-impl AdminStore for Store {
-    async fn move_deadline(
-        &self,
-        room: &RoomId,
-        expected_start: Option<Timestamp>,
-        change: DeadlineChange,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> Result<DeadlineMoved, StoreError> {
-        self.write(
-            (self.engine)
-                .move_deadline(room, expected_start, change, now, caller)
-                .await,
-        )
-    }
-    async fn history(&self, room: &RoomId, limit: u32) -> Result<RoomHistory, StoreError> {
-        self.engine.history(room, limit).await
-    }
-    async fn planned_deadlines(
-        &self,
-        started_since: Timestamp,
-    ) -> Result<Vec<(MeetingKey, Timestamp)>, StoreError> {
-        self.engine.planned_deadlines(started_since).await
-    }
-    async fn limit_rules(&self) -> Result<Vec<LimitRule>, StoreError> {
-        self.engine.limit_rules().await
-    }
-    async fn set_limit(
-        &self,
-        kind: LimitKind,
-        key: &str,
-        limit: Option<Duration>,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> Result<Option<Duration>, StoreError> {
-        self.write(self.engine.set_limit(kind, key, limit, now, caller).await)
-    }
-}
-
-impl ForwardStore for Store {
-    async fn claim_forwards(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<ForwardClaim>, StoreError> {
-        self.write(self.engine.claim_forwards(now, lease, owner, limit).await)
-    }
-    async fn finish_forwards(
-        &self,
-        owner: &str,
-        records: &[ForwardRecord],
-        now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
-        self.write(self.engine.finish_forwards(owner, records, now).await)
-    }
-    async fn pending_forwards(&self) -> Result<u64, StoreError> {
-        self.engine.pending_forwards().await
-    }
-}
-
-impl MeetingStore for Store {
-    async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
-        self.apply_deliveries(plans, &[], now).await
-    }
-    async fn claim_due(
+    /// Claims up to `limit` meetings that are due at `now` (running past
+    /// their deadline, or stopping with an expired lease), earliest first.
+    pub async fn claim_due(
         &self,
         now: Timestamp,
         lease: Duration,
@@ -258,19 +184,22 @@ impl MeetingStore for Store {
     ) -> Result<Vec<Claim>, StoreError> {
         self.write(self.engine.claim_due(now, lease, owner, limit).await)
     }
-    async fn guard(&self, key: &MeetingKey) -> Result<Guard, StoreError> {
-        self.engine.guard(key).await
-    }
-    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
+
+    /// Records the outcomes of claims `owner` holds, in one transaction;
+    /// each applies only if that claim still holds the lease: the row is
+    /// `stopping`, owned by `owner`, and its `attempts` is the outcome's
+    /// (a later claim, even by the same owner, increments it). One result
+    /// per outcome: whether it applied.
+    pub async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
         self.write(self.engine.finish(owner, outcomes).await)
     }
-    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.engine.next_wake().await
-    }
-    async fn count_due_before(&self, until: Timestamp, cap: u32) -> Result<u64, StoreError> {
-        self.engine.count_due_before(until, cap).await
-    }
-    async fn close_unlisted(
+
+    /// Marks ended the running meetings that were tracked before
+    /// `known_before` and are not in `listed` (eyeson's list of running
+    /// meetings, asked for after `known_before`): they ended without a
+    /// delivery reaching us. Closes none if that would be too many
+    /// ([`crate::domain::mass_close_refused`]).
+    pub async fn close_unlisted(
         &self,
         listed: &[MeetingKey],
         known_before: Timestamp,
@@ -278,21 +207,9 @@ impl MeetingStore for Store {
     ) -> Result<Closing, StoreError> {
         self.write(self.engine.close_unlisted(listed, known_before, now).await)
     }
-    async fn list(
-        &self,
-        finished_since: Timestamp,
-        after: Option<&MeetingKey>,
-        limit: u32,
-    ) -> Result<Vec<MeetingView>, StoreError> {
-        self.engine.list(finished_since, after, limit).await
-    }
-    async fn current_for_room(&self, room: &RoomId) -> Result<Option<RoomMeeting>, StoreError> {
-        self.engine.current_for_room(room).await
-    }
-    async fn count_by_state(&self) -> Result<Vec<(MeetingState, u64)>, StoreError> {
-        self.engine.count_by_state().await
-    }
-    async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+
+    /// Forgets meetings finished before `finished_before`. Returns how many.
+    pub async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
         let r = self.engine.prune(finished_before).await;
         if r.is_err() {
             // On PostgreSQL the meetings may be gone though the audit's
@@ -301,13 +218,22 @@ impl MeetingStore for Store {
         }
         self.write(r)
     }
-    async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
+
+    /// Forgets meetings that start after `starts_after`, and shutdown
+    /// cutoffs after it: a start that far ahead of the clock (a bad clock,
+    /// or tracked before such starts were refused) would otherwise shield
+    /// every later meeting of its room and never be pruned. Returns how
+    /// many rows went.
+    pub async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
         self.write(self.engine.forget_future(starts_after).await)
     }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.engine.ping().await
-    }
-    async fn claim_warnings(
+
+    /// Claims up to `limit` running meetings whose warning is due at `now`
+    /// ([`crate::domain::warning_due`] with `warn_before`), earliest
+    /// deadline first, each under a lease until `now + lease`: the claim
+    /// records the deadline it is for, so a later change of the deadline
+    /// makes the warning due again.
+    pub async fn claim_warnings(
         &self,
         now: Timestamp,
         warn_before: Duration,
@@ -321,18 +247,73 @@ impl MeetingStore for Store {
                 .await,
         )
     }
-    async fn finish_warnings(
+
+    /// Records warning outcomes of claims `owner` holds, in one
+    /// transaction; each applies only while that claim (owner, attempts and
+    /// deadline) holds the warning's lease. One result per record.
+    pub async fn finish_warnings(
         &self,
         owner: &str,
         records: &[WarnRecord],
     ) -> Result<Vec<bool>, StoreError> {
         self.write(self.engine.finish_warnings(owner, records).await)
     }
-    async fn next_warning(
+
+    /// Moves the deadline of the room's open meeting (if `expected_start`
+    /// is given, only if that is the open meeting), only while it is
+    /// `running`, and records the action in the audit. On PostgreSQL the
+    /// commit `NOTIFY`s every replica's scheduler.
+    pub async fn move_deadline(
+        &self,
+        room: &RoomId,
+        expected_start: Option<Timestamp>,
+        change: DeadlineChange,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<DeadlineMoved, StoreError> {
+        self.write(
+            (self.engine)
+                .move_deadline(room, expected_start, change, now, caller)
+                .await,
+        )
+    }
+
+    /// Sets (`Some`) or removes (`None`) a limit and records the action in
+    /// the audit; returns the limit it replaced. On PostgreSQL the commit
+    /// `NOTIFY`s every replica.
+    pub async fn set_limit(
+        &self,
+        kind: LimitKind,
+        key: &str,
+        limit: Option<Duration>,
+        now: Timestamp,
+        caller: &Caller,
+    ) -> Result<Option<Duration>, StoreError> {
+        self.write(self.engine.set_limit(kind, key, limit, now, caller).await)
+    }
+
+    /// Claims up to `limit` outbox lane heads that are due and not leased
+    /// (the lowest entry of each lane only, so a lane goes out in order),
+    /// each under a lease of `lease` from the store's now.
+    pub async fn claim_forwards(
         &self,
         now: Timestamp,
-        warn_before: Duration,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        self.engine.next_warning(now, warn_before).await
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<ForwardClaim>, StoreError> {
+        self.write(self.engine.claim_forwards(now, lease, owner, limit).await)
+    }
+
+    /// Records how outbox claims `owner` holds ended, in one transaction;
+    /// each applies only while that claim holds the lease. One result per
+    /// record.
+    pub async fn finish_forwards(
+        &self,
+        owner: &str,
+        records: &[ForwardRecord],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.write(self.engine.finish_forwards(owner, records, now).await)
     }
 }

@@ -3,9 +3,10 @@
 //! chat.
 //!
 //! A [`Job`] on the [`runner`](crate::runner), beside the
-//! [`crate::scheduler`]: sleep until the next warning is due ([`MeetingStore::next_warning`]) or a poke
-//! ([`crate::wake::Wake`]), claim what is due under a lease
-//! ([`MeetingStore::claim_warnings`], `FOR UPDATE SKIP LOCKED` on
+//! [`crate::scheduler`]: sleep until the next warning is due
+//! ([`Engine::next_warning`](crate::store::Engine::next_warning)) or a
+//! poke ([`crate::wake::Wake`]), claim what is due under a lease
+//! ([`Store::claim_warnings`], `FOR UPDATE SKIP LOCKED` on
 //! PostgreSQL), then for each claim: join the running meeting as a guest
 //! with the room's guest token (`POST /guests/{guest_token}`, which cannot
 //! start a meeting, unlike `POST /rooms`) and post the chat message. Outcomes
@@ -27,7 +28,7 @@ use crate::domain::{self, Timestamp, WarningOutcome};
 use crate::eyeson::{AccessKey, EyesonClient, GuestJoin, Posted};
 use crate::metrics;
 use crate::runner::{Ask, Failure, Job, StepError};
-use crate::store::{MeetingStore, StoreError, WarnClaim, WarnRecord};
+use crate::store::{StoreError, WarnClaim, WarnRecord};
 use crate::store_handle::Store;
 
 /// What the warner says and as whom.

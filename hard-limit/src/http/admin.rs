@@ -35,7 +35,7 @@ use crate::clock::Clock;
 use crate::domain::{DeadlineChange, DeadlineRefused, MeetingKey, RoomId, Timestamp};
 use crate::limits::LimitsHandle;
 use crate::secrets::AdminToken;
-use crate::store::{AdminStore, Caller, DeadlineMoved, LimitKind, MeetingStore, RoomHistory};
+use crate::store::{Caller, DeadlineMoved, LimitKind, RoomHistory};
 use crate::store_handle::Store;
 
 /// What the admin handlers share. Cheap to clone.

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::domain::{meeting_visible, RoomId};
-use crate::store::{MeetingStore, MeetingView, StoreError};
+use crate::store::{MeetingView, StoreError};
 use crate::store_handle::Store;
 use crate::webhook::{self, WebhookState};
 

@@ -1,6 +1,7 @@
-//! What a write changed, returned with its result: the [`super::Store`]
-//! handle's wrapper applies it (the gauges of `/metrics`, the write-health
-//! flag of `/healthz`) once the write committed.
+//! What a write changed, returned with its result: the write methods of
+//! the [`Store`](crate::store_handle::Store) handle apply it (the gauges
+//! of `/metrics`, the write-health flag of `/healthz`) once the write
+//! committed.
 
 use crate::domain::MeetingState;
 
@@ -57,7 +58,10 @@ impl StateDelta {
     }
 }
 
-/// A committed write's result and what it changed.
+/// A committed write's result and what it changed. It is not its value
+/// (no `Deref`, no conversion): only the handle, which applies the effect,
+/// hands the value on; one dropped unused is the `unused_must_use` lint.
+#[must_use = "a write's effect is applied by the handle: call the write on `Store`, not on the engine"]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written<T> {
     /// What the write answers.

@@ -1,32 +1,39 @@
 //! The store: the source of truth for every tracked meeting.
 //!
-//! [`MeetingStore`] is deliberately narrow (a dozen questions the service
-//! asks). Two engines answer it, chosen by the database URL in
+//! [`Engine`] is deliberately narrow (the questions the service asks,
+//! no more). Two engines answer it, chosen by the database URL in
 //! [`connect`]: SQLite ([`sqlite`], the default) and PostgreSQL
 //! ([`postgres`], for several replicas on one database). Each keeps its
-//! own migrations in `migrations/<engine>/`.
+//! own migrations in `migrations/<engine>/`. The service holds the engine
+//! through [`Store`], which keeps the gauges and the health flag from
+//! each write's effect and dereferences to the engine for the reads.
 //!
 //! | file | what |
 //! |---|---|
-//! | `mod.rs` | the questions (traits) and their types |
-//! | `engine.rs` | [`Engine`]: one object-safe trait over both engines ([`connect`] picks one) |
-//! | `effect.rs` | what a write changed ([`Written`]), returned with its answer for the wrapper that keeps the gauges and the health flag ([`crate::store_handle`]) |
+//! | `mod.rs` | the types of the questions and answers; [`connect`] |
+//! | `engine.rs` | [`Engine`]: one object-safe trait over both engines ([`connect`] picks one), where the reads are documented |
+//! | `effect.rs` | what a write changed ([`Written`]), returned with its answer for the handle that keeps the gauges and the health flag ([`crate::store_handle`], where the writes are documented) |
 //! | `sql.rs` | the SQL both engines share, written once, and the `Dialect` each engine supplies |
 //! | `plan.rs` | applying a plan: the steps, written once |
 //! | `rows.rs` | decoding rows, written once |
 //! | `sqlite.rs`, `postgres.rs` | only what differs: connection setup, transactions, claims, batches, pruning |
 //!
 //! Rules every engine must keep (the integration and property tests check
-//! them through this trait, on both engines):
-//! - [`MeetingStore::apply`] commits before it returns: an acknowledged
+//! them through [`Store`], on both engines):
+//! - [`Store::apply`] commits before it returns: an acknowledged
 //!   webhook is never lost.
 //! - Only transitions allowed by [`MeetingState::may_become`] happen; final
 //!   states never change.
-//! - [`MeetingStore::claim_due`] hands a meeting to exactly one worker at a
+//! - [`Store::claim_due`] hands a meeting to exactly one worker at a
 //!   time: a claim is a lease, and only an expired lease is claimed again.
-//! - [`MeetingStore::finish`] applies only while the caller's claim (owner
+//! - [`Store::finish`] applies only while the caller's claim (owner
 //!   and attempts) still holds the lease, so a worker that lost its lease
 //!   cannot overwrite the outcome, even when its own process re-claimed.
+//!
+//! [`Store`]: crate::store_handle::Store
+//! [`Store::apply`]: crate::store_handle::Store::apply
+//! [`Store::claim_due`]: crate::store_handle::Store::claim_due
+//! [`Store::finish`]: crate::store_handle::Store::finish
 
 mod effect;
 mod engine;
@@ -37,12 +44,11 @@ mod sql;
 pub mod sqlite;
 mod sqlite_lock;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{
-    DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
+    DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Timestamp,
     WarningOutcome,
 };
 
@@ -95,7 +101,7 @@ pub struct Claim {
     pub attempts: i64,
     /// What the store knew of the room when the claim committed, read in
     /// the claim's own statement: the first shutdown attempt needs no
-    /// further round trip (a retry reads it again, [`MeetingStore::guard`]).
+    /// further round trip (a retry reads it again, [`Engine::guard`]).
     pub guard: Guard,
 }
 
@@ -112,7 +118,8 @@ pub struct Guard {
     pub newer_meeting: bool,
 }
 
-/// The final state of a claimed meeting, for [`MeetingStore::finish`].
+/// The final state of a claimed meeting, for
+/// [`Store::finish`](crate::store_handle::Store::finish).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// The meeting.
@@ -146,7 +153,8 @@ pub struct WarnClaim {
     pub attempts: i64,
 }
 
-/// How a claimed warning ended, for [`MeetingStore::finish_warnings`].
+/// How a claimed warning ended, for
+/// [`Store::finish_warnings`](crate::store_handle::Store::finish_warnings).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WarnRecord {
     /// The meeting.
@@ -210,7 +218,8 @@ pub struct ForwardClaim {
     pub claimed_at: Timestamp,
 }
 
-/// How a claimed outbox entry ended, for [`ForwardStore::finish_forwards`].
+/// How a claimed outbox entry ended, for
+/// [`Store::finish_forwards`](crate::store_handle::Store::finish_forwards).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardRecord {
     /// The entry.
@@ -226,33 +235,7 @@ pub struct ForwardRecord {
     pub error: Option<String>,
 }
 
-/// The forwarding outbox's questions (`--forward-to`).
-pub trait ForwardStore: Send + Sync {
-    /// Claims up to `limit` lane heads that are due and not leased (the
-    /// lowest entry of each lane only, so a lane goes out in order), each
-    /// under a lease of `lease` from the store's now.
-    fn claim_forwards(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<ForwardClaim>, StoreError>> + Send;
-
-    /// Records how claims `owner` holds ended, in one transaction; each
-    /// applies only while that claim holds the lease. One result per record.
-    fn finish_forwards(
-        &self,
-        owner: &str,
-        records: &[ForwardRecord],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
-
-    /// How many entries wait in the outbox.
-    fn pending_forwards(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
-}
-
-/// What applying one [`Plan`] did.
+/// What applying one [`Plan`](crate::domain::Plan) did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
     /// Nothing to do.
@@ -267,7 +250,7 @@ pub enum Applied {
     Ended(u64),
 }
 
-/// What [`MeetingStore::close_unlisted`] did.
+/// What [`Store::close_unlisted`](crate::store_handle::Store::close_unlisted) did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Closing {
     /// Closed this many meetings.
@@ -289,7 +272,7 @@ pub struct Caller {
     pub addr: String,
 }
 
-/// What [`AdminStore::move_deadline`] did.
+/// What [`Store::move_deadline`](crate::store_handle::Store::move_deadline) did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeadlineMoved {
     /// The room has no open meeting.
@@ -384,54 +367,6 @@ pub struct LimitRule {
     pub key: String,
     /// The limit.
     pub limit: Duration,
-}
-
-/// The operator side of the store: deadline changes, the audit, runtime
-/// limits. Every change is recorded in the audit in its own transaction.
-pub trait AdminStore: Send + Sync {
-    /// Moves the deadline of the room's open meeting (if `expected_start`
-    /// is given, only if that is the open meeting), only while it is
-    /// `running`, and records the action. On PostgreSQL the commit
-    /// `NOTIFY`s every replica's scheduler.
-    fn move_deadline(
-        &self,
-        room: &RoomId,
-        expected_start: Option<Timestamp>,
-        change: DeadlineChange,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> impl Future<Output = Result<DeadlineMoved, StoreError>> + Send;
-
-    /// The room's last `limit` meetings with their transitions, and the
-    /// operator actions on it.
-    fn history(
-        &self,
-        room: &RoomId,
-        limit: u32,
-    ) -> impl Future<Output = Result<RoomHistory, StoreError>> + Send;
-
-    /// The first recorded deadline of each meeting started at or after
-    /// `started_since` whose deadline an operator moved (the deadline its
-    /// limit gave it).
-    fn planned_deadlines(
-        &self,
-        started_since: Timestamp,
-    ) -> impl Future<Output = Result<Vec<(MeetingKey, Timestamp)>, StoreError>> + Send;
-
-    /// Every stored limit.
-    fn limit_rules(&self) -> impl Future<Output = Result<Vec<LimitRule>, StoreError>> + Send;
-
-    /// Sets (`Some`) or removes (`None`) a limit and records the action;
-    /// returns the limit it replaced. On PostgreSQL the commit `NOTIFY`s
-    /// every replica.
-    fn set_limit(
-        &self,
-        kind: LimitKind,
-        key: &str,
-        limit: Option<Duration>,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send;
 }
 
 /// The audit's action name for a deadline change.
@@ -532,139 +467,4 @@ impl StoreError {
             _ => false,
         }
     }
-}
-
-/// The questions the service asks its store. See the module docs for the
-/// rules an implementation keeps.
-pub trait MeetingStore: Send + Sync {
-    /// Applies plans in one transaction and commits; one result per plan.
-    fn apply(
-        &self,
-        plans: &[Plan],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<Applied>, StoreError>> + Send;
-
-    /// Claims up to `limit` meetings that are due at `now` (running past
-    /// their deadline, or stopping with an expired lease), earliest first.
-    fn claim_due(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
-
-    /// What the store knows now of the meeting's room (one round trip):
-    /// read before each shutdown retry and each warning.
-    fn guard(&self, key: &MeetingKey) -> impl Future<Output = Result<Guard, StoreError>> + Send;
-
-    /// Records the outcomes of claims `owner` holds, in one transaction;
-    /// each applies only if that claim still holds the lease: the row is
-    /// `stopping`, owned by `owner`, and its `attempts` is the outcome's
-    /// (a later claim, even by the same owner, increments it). One result
-    /// per outcome: whether it applied.
-    fn finish(
-        &self,
-        owner: &str,
-        outcomes: &[Outcome],
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
-
-    /// When the scheduler next has something to do: the earliest running
-    /// deadline or lease expiry; `None` if nothing is open.
-    fn next_wake(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-
-    /// How many running meetings have their deadline at or before `until`,
-    /// counting at most `cap` (for `/metrics`: a range scan of the
-    /// deadline index that stops at `cap`, so a scrape stays cheap however
-    /// many deadlines fall in the window).
-    fn count_due_before(
-        &self,
-        until: Timestamp,
-        cap: u32,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Marks ended the running meetings that were tracked before
-    /// `known_before` and are not in `listed` (eyeson's list of running
-    /// meetings, asked for after `known_before`): they ended without a
-    /// delivery reaching us. Closes none if that would be too many
-    /// ([`crate::domain::mass_close_refused`]).
-    fn close_unlisted(
-        &self,
-        listed: &[MeetingKey],
-        known_before: Timestamp,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Closing, StoreError>> + Send;
-
-    /// Open meetings and those finished at or after `finished_since`, newest
-    /// start first (then room id, descending), at most `limit`; with
-    /// `after`, only those that come after that meeting in this order (a
-    /// page cursor: stable while rows are added).
-    fn list(
-        &self,
-        finished_since: Timestamp,
-        after: Option<&MeetingKey>,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<MeetingView>, StoreError>> + Send;
-
-    /// The room's open meeting (the latest, if several), with its guest
-    /// token.
-    fn current_for_room(
-        &self,
-        room: &RoomId,
-    ) -> impl Future<Output = Result<Option<RoomMeeting>, StoreError>> + Send;
-
-    /// How many meetings are in each state.
-    fn count_by_state(
-        &self,
-    ) -> impl Future<Output = Result<Vec<(MeetingState, u64)>, StoreError>> + Send;
-
-    /// Forgets meetings finished before `finished_before`. Returns how many.
-    fn prune(
-        &self,
-        finished_before: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Forgets meetings that start after `starts_after`, and shutdown
-    /// cutoffs after it: a start that far ahead of the clock (a bad clock,
-    /// or tracked before such starts were refused) would otherwise shield
-    /// every later meeting of its room and never be pruned. Returns how
-    /// many rows went.
-    fn forget_future(
-        &self,
-        starts_after: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
-    /// Answers if the store answers (for `/healthz`).
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Claims up to `limit` running meetings whose warning is due at `now`
-    /// ([`crate::domain::warning_due`] with `warn_before`), earliest
-    /// deadline first, each under a lease until `now + lease`: the claim
-    /// records the deadline it is for, so a later change of the deadline
-    /// makes the warning due again.
-    fn claim_warnings(
-        &self,
-        now: Timestamp,
-        warn_before: Duration,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<WarnClaim>, StoreError>> + Send;
-
-    /// Records warning outcomes of claims `owner` holds, in one
-    /// transaction; each applies only while that claim (owner, attempts and
-    /// deadline) holds the warning's lease. One result per record.
-    fn finish_warnings(
-        &self,
-        owner: &str,
-        records: &[WarnRecord],
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
-
-    /// When a warning is next due (or a warning lease expires), for
-    /// meetings whose deadline is after `now`; `None` if none is pending.
-    fn next_warning(
-        &self,
-        now: Timestamp,
-        warn_before: Duration,
-    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
 }

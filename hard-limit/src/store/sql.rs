@@ -112,7 +112,8 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// Appended to a read whose row the transaction then updates: the row
     /// lock on PostgreSQL (SQLite's one writer needs none).
     const FOR_UPDATE: &'static str;
-    /// Claims due warnings (see [`super::MeetingStore::claim_warnings`]):
+    /// Claims due warnings (see
+    /// [`Store::claim_warnings`](crate::store_handle::Store::claim_warnings)):
     /// `$1` owner, `$2` lease end, `$3` now, `$4` limit, `$5` warn before
     /// (ms); returns the [`SqlRow::warn_claim`] columns. SET reads the old
     /// row: a claim for the same deadline counts on, one for a new deadline
@@ -174,7 +175,7 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
 
     // The statements that differ between the engines (each says why).
 
-    /// See [`super::MeetingStore::claim_due`].
+    /// See [`Store::claim_due`](crate::store_handle::Store::claim_due).
     fn claim_due(
         &self,
         now: Timestamp,
@@ -182,39 +183,39 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
         owner: &str,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
-    /// See [`super::MeetingStore::finish`].
+    /// See [`Store::finish`](crate::store_handle::Store::finish).
     fn finish(
         &self,
         owner: &str,
         outcomes: &[Outcome],
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
-    /// See [`super::MeetingStore::next_wake`].
+    /// See [`Engine::next_wake`].
     fn next_wake(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-    /// See [`super::MeetingStore::close_unlisted`].
+    /// See [`Store::close_unlisted`](crate::store_handle::Store::close_unlisted).
     fn close_unlisted(
         &self,
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<Closing, StoreError>> + Send;
-    /// See [`super::MeetingStore::prune`]; also the states of the
-    /// meetings it deleted.
+    /// See [`Store::prune`](crate::store_handle::Store::prune); also the
+    /// states of the meetings it deleted.
     fn prune(
         &self,
         finished_before: Timestamp,
     ) -> impl Future<Output = Result<(u64, StateDelta), StoreError>> + Send;
-    /// See [`super::AdminStore::planned_deadlines`].
+    /// See [`Engine::planned_deadlines`].
     fn planned_deadlines(
         &self,
         started_since: Timestamp,
     ) -> impl Future<Output = Result<Vec<(MeetingKey, Timestamp)>, StoreError>> + Send;
-    /// See [`super::MeetingStore::next_warning`].
+    /// See [`Engine::next_warning`].
     fn next_warning(
         &self,
         now: Timestamp,
         warn_before: Duration,
     ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-    /// See [`super::ForwardStore::claim_forwards`].
+    /// See [`Store::claim_forwards`](crate::store_handle::Store::claim_forwards).
     fn claim_forwards(
         &self,
         now: Timestamp,

@@ -1,10 +1,10 @@
 //! The SQLite engine (bundled SQLite, no server).
 //!
 //! - WAL journal with `synchronous = FULL`: a commit is on disk before
-//!   [`MeetingStore::apply`] returns, so a 204 means the delivery survives a
-//!   crash or power loss. Claims and outcomes alone skip the flush
-//!   (`synchronous = NORMAL`, see [`WriteTx::begin_recoverable`]): their
-//!   leases make them safe to lose.
+//!   [`Store::apply`](crate::store_handle::Store::apply) returns, so a
+//!   204 means the delivery survives a crash or power loss. Claims and
+//!   outcomes alone skip the flush (`synchronous = NORMAL`, see
+//!   [`WriteTx::begin_recoverable`]): their leases make them safe to lose.
 //! - Two pools: one connection for writes (SQLite has one writer anyway;
 //!   queueing in the pool is cheaper than SQLite's busy-wait), a few for
 //!   reads, which WAL lets run beside the writer.
@@ -822,7 +822,6 @@ mod tests {
     use super::*;
     use crate::domain::{Plan, RoomId};
     use crate::store::Applied;
-    use crate::store::MeetingStore;
     use crate::store_handle::Store;
 
     /// A claim whose lease expired and which its own process claimed again

@@ -303,7 +303,6 @@ async fn a_room_path_that_does_not_decode_is_refused_with_cors() {
 #[tokio::test]
 async fn meetings_are_listed_page_by_page() {
     use eyeson_hard_limit::domain::{MeetingKey, Plan, RoomId, Timestamp};
-    use eyeson_hard_limit::store::MeetingStore;
     let app = spawn_app().await;
     let now = Timestamp::from_system_time(std::time::SystemTime::now());
     // 1,005 meetings, many sharing a start (the cursor must break ties).

@@ -13,7 +13,6 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use eyeson_api::sign;
 use eyeson_hard_limit::config::Flags;
-use eyeson_hard_limit::store::ForwardStore;
 use eyeson_hard_limit::Application;
 use serde_json::json;
 

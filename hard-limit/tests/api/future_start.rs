@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use eyeson_hard_limit::domain::{MeetingKey, Plan, RoomId, Timestamp};
-use eyeson_hard_limit::store::MeetingStore;
 
 use crate::helpers::*;
 use crate::pg::PgDb;

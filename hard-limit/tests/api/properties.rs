@@ -1,5 +1,5 @@
 //! Property tests of the meeting state transitions, run against the real
-//! SQLite and PostgreSQL stores through the `MeetingStore` trait, with the scheduler's
+//! SQLite and PostgreSQL stores through the `Store` handle, with the scheduler's
 //! protocol (claim → guard → call → finish) modelled step by step and a
 //! fake clock.
 //!
@@ -20,7 +20,7 @@ use eyeson_hard_limit::domain::{
     ended_by_cutoff, plan, retry_delay, Limits, MeetingKey, MeetingState, Policy, RoomId,
     RoomUpdate, Timestamp,
 };
-use eyeson_hard_limit::store::{MeetingStore, Outcome};
+use eyeson_hard_limit::store::Outcome;
 use eyeson_hard_limit::store_handle::Store;
 use proptest::prelude::*;
 

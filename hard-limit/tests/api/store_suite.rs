@@ -13,9 +13,8 @@ use eyeson_hard_limit::domain::{
     Policy, RoomId, RoomUpdate, Timestamp, WarningOutcome,
 };
 use eyeson_hard_limit::store::{
-    AdminStore, Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord,
-    ForwardStore, Guard, LimitKind, LimitRule, MeetingStore, MeetingView, NewForward, Outcome,
-    PgStore, WarnClaim, WarnRecord,
+    Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind,
+    LimitRule, MeetingView, NewForward, Outcome, PgStore, WarnClaim, WarnRecord,
 };
 use eyeson_hard_limit::store_handle::Store;
 
@@ -1573,7 +1572,7 @@ async fn the_gauges_follow_every_write_exactly(store: &Store) {
     let rows = [(key("h", 90_000), Timestamp(150_000), MeetingState::Running)];
     store.bulk_insert(&rows, Timestamp(90_000)).await.unwrap();
     assert_eq!(store.gauges().get(MeetingState::Running), running);
-    store.gauges().recount(store).await.unwrap();
+    store.gauges().recount(&**store).await.unwrap();
     assert_eq!(store.gauges().recounts(), 1);
     gauges_match(store, "a recount").await;
     assert_eq!(store.gauges().get(MeetingState::Running), running + 1);
