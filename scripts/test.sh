@@ -16,6 +16,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p eyeson-guard --target wasm32-unknown-unknown --all-targets --locked -- -D warnings
 
+step "no import circles among any crate's modules"
+node scripts/import-circles.mjs . hard-limit sandbox eyeson-api
+
 step "native tests (state machine, options, properties, services)"
 cargo test --workspace --locked
 
