@@ -10,6 +10,7 @@ use std::time::Duration;
 use eyeson_api::paths::{self, InvalidSegment};
 use eyeson_api::wire::{
     GuestJoinForm, JoinedFields, MessageForm, RegisterWebhookForm, Registration, RoomListEntry,
+    RoomUserFields,
 };
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
@@ -62,6 +63,27 @@ pub enum EndResult {
     Ended,
     /// 404/410: nothing was running any more.
     NotRunning,
+}
+
+/// One online participant of a meeting, as far as counting needs: its
+/// `id` and `name` (empty when eyeson's entry had none readable; such an
+/// entry still counts, so a list that reads badly never looks emptier than
+/// the meeting is).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Participant {
+    /// `id`.
+    pub id: String,
+    /// `name`.
+    pub name: String,
+}
+
+/// What `GET /rooms/{room_id}/users?online=true` answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Participants {
+    /// The participants connected now.
+    Online(Vec<Participant>),
+    /// 404/410: the room has no meeting any more.
+    Gone,
 }
 
 /// The webhook registered for the API key, as read from `GET /webhooks`
@@ -186,6 +208,43 @@ impl EyesonClient {
             StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
             s => Err(ApiError::Status(s.as_u16())),
         }
+    }
+
+    /// `GET /rooms/{room_id}/users?online=true`: who is in the meeting
+    /// now. An empty or unparsable answer is an error, never "nobody".
+    pub async fn online_participants(&self, room: &RoomId) -> Result<Participants, ApiError> {
+        let mut url = self.url(paths::room_users(room.as_str(), None))?;
+        url.query_pairs_mut().append_pair(paths::ONLINE, "true");
+        let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(Participants::Gone),
+            StatusCode::TOO_MANY_REQUESTS => return Err(ApiError::Throttled(retry_after(&resp))),
+            _ => {}
+        }
+        let Some(body) = success_json(resp).await? else {
+            return Err(ApiError::Decode(
+                "empty answer to GET /rooms/{id}/users".into(),
+            ));
+        };
+        let entries: Vec<Value> =
+            serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+        let text = |v: Option<Value>| match v {
+            Some(Value::String(s)) => s,
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        Ok(Participants::Online(
+            entries
+                .into_iter()
+                .map(|v| {
+                    let f: RoomUserFields = serde_json::from_value(v).unwrap_or_default();
+                    Participant {
+                        id: text(f.id),
+                        name: text(f.name),
+                    }
+                })
+                .collect(),
+        ))
     }
 
     /// `POST /guests/{guest_token}` with form `name`: joins the room's

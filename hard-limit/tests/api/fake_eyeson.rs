@@ -247,6 +247,20 @@ impl FakeEyeson {
             .collect()
     }
 
+    /// A participant named `name` joins (`on`) or leaves the call of the
+    /// meeting in `room` without a browser (the sandbox's bot).
+    pub fn bot(&self, room: &str, name: &str, on: bool) {
+        self.control.act(|s, now| {
+            s.bot(room, name, on, now)
+                .unwrap_or_else(|e| panic!("bot {name} in {room}: {e:?}"))
+        });
+    }
+
+    /// The next GET /rooms/{room}/users answer with these faults.
+    pub fn script_users(&self, room: &str, faults: impl IntoIterator<Item = Fault>) {
+        self.script(Method::GET, &format!("/rooms/{room}/users"), faults);
+    }
+
     fn script(&self, method: Method, path: &str, faults: impl IntoIterator<Item = Fault>) {
         self.control.script(|s| s.push(method, path, faults));
     }

@@ -15,6 +15,7 @@ mod future_start;
 mod log_format;
 mod meeting_gauges;
 mod notify;
+mod participants;
 mod properties;
 mod read_only;
 mod reconcile;
