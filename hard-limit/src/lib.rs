@@ -41,6 +41,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`alone`] | the alone rule's pure core: which online participants count (`--alone-ignore` globs), the alone clock |
 //! | [`domain`] | pure core: meeting identity, limits, deadlines, states, plans |
 //! | [`config`] | the flags (clap, every flag with an env var and its one default) checked once into sections; the limits file |
 //! | [`secrets`] | the API key and the admin token: redacted, checked without repeating them |
@@ -76,6 +77,7 @@
 // effect never reached the gauges): an error, not a warning.
 #![deny(unused_must_use)]
 
+pub mod alone;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -1,0 +1,209 @@
+//! The alone rule's pure core: which online participants count, and the
+//! clock that says since when a meeting has had at most one of them. The
+//! participants check (a job on the [`runner`](crate::runner)) reads
+//! `GET /rooms/{id}/users?online=true` and feeds each answer through here.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::domain::Timestamp;
+
+/// An `--alone-ignore` pattern: a glob (`*` any run of characters, `?` one
+/// character, everything else itself), matched case-insensitively against
+/// a participant's whole id or whole name. `recorder*` ignores "Recorder
+/// 1"; `*bot*` any name with "bot" in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IgnorePattern(Vec<char>);
+
+/// Longest pattern accepted: a name is short, and matching is
+/// O(pattern × text).
+pub const MAX_PATTERN: usize = 200;
+
+impl FromStr for IgnorePattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().is_empty() {
+            return Err("an --alone-ignore pattern must not be empty".into());
+        }
+        if s.chars().count() > MAX_PATTERN {
+            return Err(format!(
+                "an --alone-ignore pattern must be at most {MAX_PATTERN} characters"
+            ));
+        }
+        Ok(IgnorePattern(
+            s.chars().flat_map(char::to_lowercase).collect(),
+        ))
+    }
+}
+
+impl IgnorePattern {
+    /// Whether the whole of `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
+        let pat = &self.0;
+        // Greedy with one backtrack point (the last `*`): linear in
+        // practice, never exponential.
+        let (mut p, mut t) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while t < text.len() {
+            match pat.get(p) {
+                Some('*') => {
+                    star = Some((p, t));
+                    p += 1;
+                }
+                Some(&c) if c == '?' || c == text[t] => {
+                    p += 1;
+                    t += 1;
+                }
+                _ => match star {
+                    Some((sp, st)) => {
+                        p = sp + 1;
+                        t = st + 1;
+                        star = Some((sp, st + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        pat[p..].iter().all(|&c| c == '*')
+    }
+}
+
+/// How many of the `online` participants (id, name) count: not the
+/// service's own warning guest (named `own_guest`), and none whose id or
+/// name matches an `ignore` pattern. An entry eyeson sent without a
+/// readable id or name counts (a list that reads badly must not look
+/// emptier than the meeting is).
+pub fn counted<'a>(
+    online: impl IntoIterator<Item = (&'a str, &'a str)>,
+    own_guest: &str,
+    ignore: &[IgnorePattern],
+) -> usize {
+    online
+        .into_iter()
+        .filter(|(id, name)| {
+            let ignored = |s: &str| !s.is_empty() && ignore.iter().any(|p| p.matches(s));
+            !(*name == own_guest || ignored(id) || ignored(name))
+        })
+        .count()
+}
+
+/// A meeting's alone clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AloneClock {
+    /// The last check counted two or more participants (or none was made).
+    Company,
+    /// Every check since this one counted at most one.
+    AloneSince(Timestamp),
+}
+
+impl AloneClock {
+    /// The clock after a check at `now` that counted `n` participants: at
+    /// most one keeps the earliest start (or starts it now); two or more
+    /// reset it.
+    pub fn after_check(self, n: usize, now: Timestamp) -> AloneClock {
+        match (self, n) {
+            (_, 2..) => AloneClock::Company,
+            (AloneClock::AloneSince(since), _) => AloneClock::AloneSince(since),
+            (AloneClock::Company, _) => AloneClock::AloneSince(now),
+        }
+    }
+
+    /// When the meeting is to end for being alone `after` that long; `None`
+    /// while it has company.
+    pub fn deadline(self, after: Duration) -> Option<Timestamp> {
+        match self {
+            AloneClock::Company => None,
+            AloneClock::AloneSince(since) => Some(since.plus(after)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pat(s: &str) -> IgnorePattern {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn globs_match_whole_ids_and_names_ignoring_case() {
+        assert!(pat("recorder*").matches("Recorder 1"));
+        assert!(pat("*bot*").matches("Streaming BOT eu-1"));
+        assert!(pat("cam-?").matches("cam-7"));
+        assert!(!pat("cam-?").matches("cam-17"));
+        assert!(!pat("recorder").matches("Recorder 1"), "whole name only");
+        assert!(!pat("bot").matches("abbot"));
+        assert!(pat("*").matches(""));
+        assert!(pat("a*b*c").matches("a-x-b-y-b-c"));
+        assert!(!pat("a*b*c").matches("a-x-b-y-b-d"));
+        assert!(pat("Ärzte*").matches("ärztekammer"));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_with_the_flag_named() {
+        for bad in ["", "   "] {
+            let e = bad.parse::<IgnorePattern>().unwrap_err();
+            assert!(e.contains("--alone-ignore"), "{e}");
+        }
+        let long = "x".repeat(MAX_PATTERN + 1);
+        assert!(long
+            .parse::<IgnorePattern>()
+            .unwrap_err()
+            .contains("at most"));
+    }
+
+    #[test]
+    fn the_own_guest_and_ignored_bots_do_not_count() {
+        let ignore = [pat("recorder*"), pat("bot-*")];
+        let online = [
+            ("u1", "Ada"),
+            ("g1", "Hard limit"),
+            ("u2", "Recorder"),
+            ("bot-7", "Stream"),
+            ("", ""),
+        ];
+        // Ada and the unreadable entry.
+        assert_eq!(counted(online, "Hard limit", &ignore), 2);
+        assert_eq!(counted(online, "Hard limit", &[]), 4);
+        assert_eq!(counted([], "Hard limit", &ignore), 0);
+    }
+
+    #[test]
+    fn the_clock_starts_alone_keeps_its_start_and_resets_with_company() {
+        let at = |s: i64| Timestamp(s * 1000);
+        let hour = Duration::from_secs(3600);
+        let c = AloneClock::Company.after_check(1, at(10));
+        assert_eq!(c, AloneClock::AloneSince(at(10)));
+        let c = c.after_check(0, at(70)).after_check(1, at(130));
+        assert_eq!(c.deadline(hour), Some(at(3610)));
+        let c = c.after_check(2, at(190));
+        assert_eq!((c, c.deadline(hour)), (AloneClock::Company, None));
+        assert_eq!(c.after_check(1, at(250)), AloneClock::AloneSince(at(250)));
+    }
+
+    /// A straightforward (exponential) matcher to check the fast one by.
+    fn reference(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len()).any(|i| reference(rest, &t[i..])),
+            Some((&c, rest)) => {
+                !t.is_empty() && (c == '?' || c == t[0]) && reference(rest, &t[1..])
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_matcher_agrees_with_the_definition(
+            p in prop::collection::vec(prop::sample::select(vec!['a', 'b', '*', '?']), 1..8),
+            t in prop::collection::vec(prop::sample::select(vec!['a', 'b']), 0..10),
+        ) {
+            let fast = pat(&p.iter().collect::<String>()).matches(&t.iter().collect::<String>());
+            prop_assert_eq!(fast, reference(&p, &t));
+        }
+    }
+}
