@@ -174,6 +174,25 @@ impl PgStore {
     fn caller_now(&self, now: Timestamp) -> Option<i64> {
         (!self.db_clock).then_some(now.0)
     }
+
+    /// Runs a claim statement (meetings or outbox): `$1` the owner, `$2` the
+    /// lease in ms, `$3` the caller's "now" ([`NOW_MS`]), `$4` the limit.
+    async fn claim_rows(
+        &self,
+        sql: String,
+        owner: &str,
+        lease: Duration,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(millis(lease))
+            .bind(self.caller_now(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?)
+    }
 }
 
 /// `WITH ORDINALITY` numbers (from 1) of the rows a statement changed, as
@@ -434,13 +453,7 @@ impl Dialect for PgStore {
              RETURNING meetings.room_id, meetings.started_at, meetings.deadline, meetings.attempts,
                        {GUARD_COLUMNS}"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(millis(lease))
-            .bind(self.caller_now(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.claim_rows(sql, owner, lease, now, limit).await?;
         let mut claims = rows
             .iter()
             .map(|r| r.claim())
@@ -679,13 +692,7 @@ impl Dialect for PgStore {
              RETURNING f.id, f.lane, f.body, f.signature, f.content_type, f.received_at,
                        f.attempts, {NOW_MS} AS claimed_at"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(millis(lease))
-            .bind(self.caller_now(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = self.claim_rows(sql, owner, lease, now, limit).await?;
         let mut claims = rows
             .iter()
             .map(|r| r.forward_claim(Timestamp(r.int("claimed_at")?)))
