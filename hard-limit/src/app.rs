@@ -27,6 +27,7 @@ use crate::serve::{self, ConnLimits};
 use crate::store::StoreError;
 use crate::store_handle::Store;
 use crate::supervisor::{Failure, Supervisor, Task};
+use crate::presence::{Headcount, Pace, Presence};
 use crate::warner::Warner;
 use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
@@ -104,6 +105,7 @@ pub struct Application {
     scheduler: Runner<Scheduler>,
     reconciler: Reconciler,
     warner: Option<Runner<Warner>>,
+    presence: Runner<Presence>,
     forwarder: Option<Runner<Forwarder>>,
     supervisor: Supervisor,
     faults: Faults,
@@ -140,6 +142,7 @@ impl Application {
             warning,
             forwarding,
             registration,
+            presence,
             inject_fault,
         } = config;
         if enforcement.lease < Duration::from_secs(20) {
@@ -241,11 +244,32 @@ impl Application {
             };
             Runner::new(job, cx.clone(), enforcement.concurrency, wake.subscribe())
         });
+        let presence_every = presence.every;
+        let headcount = Arc::new(Headcount {
+            client: client.clone(),
+            limits: limits.clone(),
+            ignore: presence.ignore,
+            own_guest: presence.own_guest,
+            pace: Pace::new(presence.rate),
+        });
+        let job = Presence {
+            store: store.clone(),
+            headcount: headcount.clone(),
+            every: presence.every,
+            retry_backoff: enforcement.retry_backoff,
+            logged: Default::default(),
+        };
+        // Enough calls in flight for the rate at a slow eyeson (~2 s each);
+        // the pace, not this, bounds the rate.
+        let in_flight = (presence.rate as usize * 2).clamp(2, 256);
+        let presence_checks = Runner::new(job, cx.clone(), in_flight, wake.subscribe());
         let job = Scheduler {
             store: store.clone(),
             client: client.clone(),
             dry_run: enforcement.dry_run,
             retry_backoff: enforcement.retry_backoff,
+            headcount,
+            presence_every,
         };
         let scheduler = Runner::new(job, cx, enforcement.concurrency, wake.subscribe());
         let reconciler = Reconciler {
@@ -272,6 +296,7 @@ impl Application {
             scheduler,
             reconciler,
             warner,
+            presence: presence_checks,
             forwarder,
             supervisor,
             faults,
@@ -351,6 +376,8 @@ impl Application {
             let run = w.run(sup.signal(Task::Warner));
             spawn(&mut sup, faults, Task::Warner, run);
         }
+        let run = self.presence.run(sup.signal(Task::Presence));
+        spawn(&mut sup, faults, Task::Presence, run);
         if let Some(f) = self.forwarder {
             let run = f.run(sup.signal(Task::Forwarder));
             spawn(&mut sup, faults, Task::Forwarder, run);

@@ -212,6 +212,8 @@ impl MeetingState {
             (Running, Stopping | Ended | Skipped) => true,
             // A lease expired: another claim keeps it Stopping.
             (Stopping, Stopping | ShutDown | Ended | Skipped | Failed) => true,
+            // An alone end cancelled: someone joined before the call.
+            (Stopping, Running) => true,
             _ => false,
         }
     }
@@ -664,6 +666,13 @@ pub enum ShutdownOutcome {
     /// inside the claim (an account stays locked for longer than a claim):
     /// the meeting stays open and is claimed again after [`retry_delay`].
     Locked,
+    /// The alone rule's end: the participants, read once more right before
+    /// the call, were still at most one, and eyeson answered 200/204.
+    EndedAlone,
+    /// The alone rule's end was due, but someone joined (or the rule was
+    /// turned off for the room) before the call: not called; the meeting
+    /// runs on and its alone clock is reset.
+    AloneCancelled,
 }
 
 impl ShutdownOutcome {
@@ -677,7 +686,8 @@ impl ShutdownOutcome {
     pub fn final_state(self) -> MeetingState {
         match self {
             ShutdownOutcome::Deferred | ShutdownOutcome::Locked => MeetingState::Stopping,
-            ShutdownOutcome::ShutDown => MeetingState::ShutDown,
+            ShutdownOutcome::ShutDown | ShutdownOutcome::EndedAlone => MeetingState::ShutDown,
+            ShutdownOutcome::AloneCancelled => MeetingState::Running,
             ShutdownOutcome::AlreadyEnded => MeetingState::Ended,
             ShutdownOutcome::SkippedNewerMeeting | ShutdownOutcome::DryRun => MeetingState::Skipped,
             ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => MeetingState::Failed,
@@ -695,6 +705,8 @@ impl ShutdownOutcome {
             ShutdownOutcome::GaveUp => "gave_up",
             ShutdownOutcome::Deferred => "deferred",
             ShutdownOutcome::Locked => "locked",
+            ShutdownOutcome::EndedAlone => "ended_alone",
+            ShutdownOutcome::AloneCancelled => "alone_cancelled",
         }
     }
 }

@@ -146,10 +146,12 @@ mod tests {
             "warning-writer",
             "forwarder",
             "forward-writer",
+            "presence",
+            "presence-writer",
         ] {
             assert!(names.contains(&n), "{n}");
         }
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 10);
         assert_eq!(
             parse("reconciler@3s"),
             Some(("reconciler", Duration::from_secs(3)))

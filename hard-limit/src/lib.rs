@@ -94,6 +94,7 @@ pub mod limits;
 pub mod meeting_gauges;
 pub mod metrics;
 pub mod notify;
+pub mod presence;
 pub mod reconcile;
 pub mod registration;
 pub mod runner;

@@ -99,6 +99,16 @@ pub const WARNING_RETRIES: &str = "hard_limit_warning_retries_total";
 /// How late the chat message went out.
 pub const WARNING_LATENESS: &str = "hard_limit_warning_lateness_seconds";
 
+/// The alone rule's participants checks by outcome.
+pub const PRESENCE_CHECKS: &str = "hard_limit_presence_checks_total";
+/// Outcomes of [`PRESENCE_CHECKS`].
+pub const PRESENCE_OUTCOMES: [&str; 5] = ["alone", "company", "gone", "off", "failed"];
+/// Retried participants checks.
+pub const PRESENCE_RETRIES: &str = "hard_limit_presence_retries_total";
+/// How long the most overdue participants check has waited (0: none is
+/// late); `--presence-rate` too low for the meetings shows here.
+pub const PRESENCE_OVERDUE: &str = "hard_limit_presence_overdue_seconds";
+
 /// Every delivery reason, so each series exists from the start.
 pub const DELIVERY_LABELS: &[(&str, &str)] = &[
     ("accepted", "tracked"),
@@ -232,9 +242,29 @@ fn describe() {
         ShutdownOutcome::GaveUp,
         ShutdownOutcome::Deferred,
         ShutdownOutcome::Locked,
+        ShutdownOutcome::EndedAlone,
+        ShutdownOutcome::AloneCancelled,
     ] {
         metrics::counter!(SHUTDOWNS, "outcome" => o.as_str()).increment(0);
     }
+    metrics::describe_counter!(
+        PRESENCE_CHECKS,
+        "Participants checks of the alone rule by outcome (alone: at most one counted; company: two or more; gone: eyeson has no such meeting; off: the rule is off for the room; failed)"
+    );
+    for o in PRESENCE_OUTCOMES {
+        metrics::counter!(PRESENCE_CHECKS, "outcome" => o).increment(0);
+    }
+    metrics::describe_counter!(
+        PRESENCE_RETRIES,
+        "Participants checks retried after 429/5xx/timeouts"
+    );
+    metrics::counter!(PRESENCE_RETRIES).increment(0);
+    metrics::describe_gauge!(
+        PRESENCE_OVERDUE,
+        metrics::Unit::Seconds,
+        "How long the most overdue participants check has waited (0: none is late)"
+    );
+    metrics::gauge!(PRESENCE_OVERDUE).set(0.0);
     metrics::describe_counter!(WARNINGS, "In-meeting warnings by how they ended");
     metrics::describe_counter!(
         WARNING_RETRIES,
@@ -277,6 +307,16 @@ pub fn warning_lateness(seconds: f64) {
 /// Counts one delivery.
 pub fn delivery(outcome: &'static str, reason: &'static str) {
     metrics::counter!(DELIVERIES, "outcome" => outcome, "reason" => reason).increment(1);
+}
+
+/// Counts one participants check.
+pub fn presence_check(outcome: &'static str) {
+    metrics::counter!(PRESENCE_CHECKS, "outcome" => outcome).increment(1);
+}
+
+/// Sets [`PRESENCE_OVERDUE`].
+pub fn presence_overdue(seconds: f64) {
+    metrics::gauge!(PRESENCE_OVERDUE).set(seconds);
 }
 
 /// Counts one finished shutdown.

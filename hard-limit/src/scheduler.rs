@@ -9,15 +9,24 @@
 //! 429/5xx/timeouts. A replica holds up to twice `--shutdown-concurrency`
 //! claims so that calls go on while outcomes wait for their commit.
 //!
+//! The alone rule's end goes the same way: a meeting's `alone_deadline`
+//! (set by the [`presence`](crate::presence) check) is claimed like a
+//! deadline when it comes first, and right before the `DELETE` the
+//! participants are read once more: if someone joined (or the rule was
+//! turned off for the room), nothing is called and the meeting runs on with
+//! its alone clock reset ([`ShutdownOutcome::AloneCancelled`]).
+//!
 //! Exactly once: a crash leaves a `stopping` row whose lease expires and is
 //! claimed again; a crash between eyeson's 204 and our commit repeats the
 //! call, which then answers 404 ("already ended").
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{self, ShutdownOutcome};
 use crate::eyeson::{ApiError, EndResult, EyesonClient};
 use crate::metrics;
+use crate::presence::Headcount;
 use crate::runner::{Ask, Failure, Job, StepError};
 use crate::store::{Claim, Outcome, StoreError};
 use crate::store_handle::Store;
@@ -35,6 +44,10 @@ pub struct Scheduler {
     /// a claim) is claimed again; doubles per claim, capped
     /// ([`domain::retry_delay`]).
     pub retry_backoff: Duration,
+    /// Counts the participants before an alone end.
+    pub headcount: Arc<Headcount>,
+    /// `--presence-every`: after an alone end is cancelled, the next check.
+    pub presence_every: Duration,
 }
 
 impl Job for Scheduler {
@@ -91,8 +104,23 @@ impl Job for Scheduler {
         if guard.newer_meeting {
             return Ok(ShutdownOutcome::SkippedNewerMeeting);
         }
+        let mut ended = ShutdownOutcome::ShutDown;
+        if claim.alone {
+            // The last look: a join (or the rule turned off) since the last
+            // check cancels the end. A failed count is retried like a
+            // failed DELETE; it never ends the meeting.
+            if self.headcount.alone_after(&key.room_id).is_none() {
+                return Ok(ShutdownOutcome::AloneCancelled);
+            }
+            match self.headcount.count(&key.room_id).await {
+                Ok(Some(0 | 1)) => ended = ShutdownOutcome::EndedAlone,
+                Ok(Some(_)) => return Ok(ShutdownOutcome::AloneCancelled),
+                Ok(None) => return Ok(ShutdownOutcome::AlreadyEnded),
+                Err(e) => return Err(StepError::Api(e)),
+            }
+        }
         match self.client.end_meeting(&key.room_id).await {
-            Ok(EndResult::Ended) => Ok(ShutdownOutcome::ShutDown),
+            Ok(EndResult::Ended) => Ok(ended),
             Ok(EndResult::NotRunning) => Ok(ShutdownOutcome::AlreadyEnded),
             Err(e) => Err(StepError::Api(e)),
         }
@@ -112,7 +140,7 @@ impl Job for Scheduler {
         metrics::shutdown(outcome);
         if matches!(
             outcome,
-            ShutdownOutcome::ShutDown | ShutdownOutcome::AlreadyEnded
+            ShutdownOutcome::ShutDown | ShutdownOutcome::AlreadyEnded | ShutdownOutcome::EndedAlone
         ) {
             let late = now.0 - claim.deadline.0;
             metrics::lateness(late as f64 / 1000.0);
@@ -128,6 +156,12 @@ impl Job for Scheduler {
             ShutdownOutcome::SkippedNewerMeeting => {
                 tracing::info!(room = %key.room_id, started_at = %key.started_at, "not shut down: a newer meeting runs in the room")
             }
+            ShutdownOutcome::EndedAlone => {
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, alone_deadline = %claim.deadline, "meeting ended: alone for --alone-after")
+            }
+            ShutdownOutcome::AloneCancelled => {
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, "alone end cancelled: someone joined (or the rule is off for the room); the alone clock is reset")
+            }
             ShutdownOutcome::DryRun => {
                 tracing::warn!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "dry run: would shut down")
             }
@@ -137,10 +171,15 @@ impl Job for Scheduler {
         // Retryable failures and a locked key are never final: the claim is
         // released and the meeting claimed again after a bounded, growing
         // wait (one call per claim while locked: never a burst).
-        let retry_at = outcome
-            .is_deferred()
-            .then(|| now.plus(domain::retry_delay(self.retry_backoff, claim.attempts)));
-        if let Some(at) = retry_at {
+        let retry_at = match outcome {
+            o if o.is_deferred() => {
+                Some(now.plus(domain::retry_delay(self.retry_backoff, claim.attempts)))
+            }
+            // The next participants check.
+            ShutdownOutcome::AloneCancelled => Some(now.plus(self.presence_every)),
+            _ => None,
+        };
+        if let Some(at) = retry_at.filter(|_| outcome.is_deferred()) {
             if outcome == ShutdownOutcome::Locked {
                 tracing::warn!(room = %key.room_id, started_at = %key.started_at, attempts = claim.attempts, retry_at = %at, "eyeson answered 423: the API key is locked (usage limits exceeded); shutdown deferred");
             } else {
@@ -155,6 +194,8 @@ impl Job for Scheduler {
             at: now,
             attempts: claim.attempts,
             retry_at,
+            ended_alone: outcome == ShutdownOutcome::EndedAlone,
+            participants: None,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::domain::{DeadlineChange, MeetingKey, Plan, RoomId, Timestamp};
 use crate::meeting_gauges::MeetingGauges;
 use crate::store::{
     self, Applied, Caller, Claim, Closing, DeadlineMoved, Engine, ForwardClaim, ForwardRecord,
-    LimitKind, NewForward, Outcome, PgStore, SqliteStore, StoreError, WarnClaim, WarnRecord,
+    LimitKind, NewForward, Outcome, PgStore, PresenceClaim, PresenceRecord, SqliteStore, StoreError, WarnClaim, WarnRecord,
     Written,
 };
 
@@ -257,6 +257,29 @@ impl Store {
         records: &[WarnRecord],
     ) -> Result<Vec<bool>, StoreError> {
         self.write(self.engine.finish_warnings(owner, records).await)
+    }
+
+    /// Claims up to `limit` running meetings whose participants check is
+    /// due, leased to `owner` until `now + lease` (the check is due again
+    /// then, should the claim be abandoned).
+    pub async fn claim_presence(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<PresenceClaim>, StoreError> {
+        self.write(self.engine.claim_presence(now, lease, owner, limit).await)
+    }
+
+    /// Records participants checks of claims `owner` holds, in one
+    /// transaction (each only while its claim holds); one result per record.
+    pub async fn finish_presence(
+        &self,
+        owner: &str,
+        records: &[PresenceRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        self.write(self.engine.finish_presence(owner, records).await)
     }
 
     /// Moves the deadline of the room's open meeting (if `expected_start`

@@ -54,6 +54,8 @@ pub enum Task {
     Scheduler,
     /// The warner (`--warn-before`).
     Warner,
+    /// The alone rule's participants check.
+    Presence,
     /// The forwarder (`--forward-to`).
     Forwarder,
     /// The reconciler (`GET /rooms`, registration, pruning).
@@ -66,11 +68,12 @@ pub enum Task {
 
 impl Task {
     /// Every task.
-    pub const ALL: [Task; 8] = [
+    pub const ALL: [Task; 9] = [
         Task::Http,
         Task::WebhookWriter,
         Task::Scheduler,
         Task::Warner,
+        Task::Presence,
         Task::Forwarder,
         Task::Reconciler,
         Task::Listen,
@@ -106,6 +109,7 @@ impl Task {
             Task::WebhookWriter => ("webhook writer", Phase::Intake, &["ingest-writer"]),
             Task::Scheduler => ("scheduler", Phase::Work, &["scheduler", "outcome-writer"]),
             Task::Warner => ("warner", Phase::Work, &["warner", "warning-writer"]),
+            Task::Presence => ("presence", Phase::Work, &["presence", "presence-writer"]),
             Task::Forwarder => ("forwarder", Phase::Work, &["forwarder", "forward-writer"]),
             Task::Reconciler => ("reconciler", Phase::Chores, &["reconciler"]),
             Task::Listen => ("LISTEN", Phase::Chores, &[]),

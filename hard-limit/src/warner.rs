@@ -40,13 +40,20 @@ pub struct Warning {
     pub name: String,
     /// The chat message.
     pub text: String,
+    /// The chat message ahead of an alone end.
+    pub alone_text: String,
 }
 
 impl Warning {
     /// The warning of `--warn-before`, `--warn-name` and `--warn-text`; the
     /// text defaults to "This meeting ends in …" (`before` in words) so it stays true
     /// when only `--warn-before` is changed. Errors name the flag.
-    pub fn new(before: Duration, name: &str, text: Option<&str>) -> Result<Self, &'static str> {
+    pub fn new(
+        before: Duration,
+        name: &str,
+        text: Option<&str>,
+        alone_text: Option<&str>,
+    ) -> Result<Self, &'static str> {
         if before.is_zero() {
             return Err("--warn-before must be more than 0s (leave it unset for no warning)");
         }
@@ -64,11 +71,36 @@ impl Warning {
         if text.chars().count() > MAX_WARN_TEXT {
             return Err("--warn-text is longer than 1000 characters");
         }
+        let alone_text = match alone_text {
+            Some(t) => t.trim().to_owned(),
+            None => format!(
+                "You are the only participant. This meeting ends in {} unless someone joins.",
+                in_words(before)
+            ),
+        };
+        if alone_text.is_empty() {
+            return Err("--alone-warn-text must not be empty");
+        }
+        if alone_text.chars().count() > MAX_WARN_TEXT {
+            return Err("--alone-warn-text is longer than 1000 characters");
+        }
         Ok(Warning {
             before,
             name: name.to_owned(),
             text,
+            alone_text,
         })
+    }
+}
+
+impl Warning {
+    /// The message for a claim: the alone rule's, or the deadline's.
+    pub fn text_for(&self, claim: &WarnClaim) -> &str {
+        if claim.alone {
+            &self.alone_text
+        } else {
+            &self.text
+        }
     }
 }
 
@@ -187,7 +219,7 @@ impl Job for Warner {
         };
         match self
             .client
-            .post_chat(&access, &self.warning.text)
+            .post_chat(&access, self.warning.text_for(claim))
             .await
             .map_err(StepError::Api)?
         {
@@ -217,7 +249,7 @@ impl Job for Warner {
             WarningOutcome::Sent => {
                 let due = claim.deadline.minus(self.warning.before);
                 metrics::warning_lateness((now.0 - due.0) as f64 / 1000.0);
-                tracing::info!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "meeting warned")
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, alone = claim.alone, "meeting warned")
             }
             WarningOutcome::MeetingEnded => {
                 tracing::info!(room = %key.room_id, started_at = %key.started_at, "not warned: the meeting had ended")
@@ -245,6 +277,7 @@ impl Job for Warner {
             outcome,
             at: now,
             retry_at,
+            alone: claim.alone,
         }
     }
 
@@ -282,7 +315,7 @@ mod tests {
     #[test]
     fn the_warning_text_follows_before_unless_given() {
         fn w(before: u64, text: Option<&str>) -> Result<Warning, &'static str> {
-            Warning::new(Duration::from_secs(before), "Meeting limit", text)
+            Warning::new(Duration::from_secs(before), "Meeting limit", text, None)
         }
         assert_eq!(
             w(300, None).unwrap().text,
@@ -302,7 +335,14 @@ mod tests {
             .unwrap_err()
             .contains("1000"));
         assert!(w(0, None).unwrap_err().contains("--warn-before"));
-        let e = Warning::new(Duration::from_secs(60), " \n", None).unwrap_err();
+        assert_eq!(
+            w(300, None).unwrap().alone_text,
+            "You are the only participant. This meeting ends in 5 minutes unless someone joins."
+        );
+        let alone = |t| Warning::new(Duration::from_secs(60), "x", None, Some(t));
+        assert!(alone(" ").unwrap_err().contains("--alone-warn-text"));
+        assert!(alone(&"x".repeat(1001)).unwrap_err().contains("--alone-warn-text"));
+        let e = Warning::new(Duration::from_secs(60), " \n", None, None).unwrap_err();
         assert!(e.contains("--warn-name"), "{e}");
     }
 }

@@ -226,9 +226,33 @@ pub struct Flags {
     #[arg(long, env = "WARN_TEXT", hide_env_values = true)]
     pub warn_text: Option<String>,
 
+    /// The alone rule's chat message, sent `--warn-before` ahead of an
+    /// alone end [default: "You are the only participant. This meeting
+    /// ends in <--warn-before> unless someone joins."].
+    #[arg(long, env = "ALONE_WARN_TEXT", hide_env_values = true)]
+    pub alone_warn_text: Option<String>,
+
+    /// Participants the alone rule does not count: a glob (`*` any run of
+    /// characters, `?` one) matched case-insensitively against a whole id
+    /// or name, e.g. `recorder*`, `*bot*`. Repeatable; in the environment,
+    /// comma-separated.
+    #[arg(long, env = "ALONE_IGNORE", value_delimiter = ',', hide_env_values = true)]
+    pub alone_ignore: Vec<String>,
+
+    /// How often each running meeting's participants are checked (the
+    /// alone rule).
+    #[arg(long, env = "PRESENCE_EVERY", default_value = "60s", value_parser = parse_duration, hide_env_values = true)]
+    pub presence_every: Duration,
+
+    /// The most participants checks this process makes per second; when
+    /// it makes checks late, `eyeson_hard_limit_presence_overdue_seconds`
+    /// and a log line once a minute say so.
+    #[arg(long, env = "PRESENCE_RATE", default_value_t = 20, hide_env_values = true)]
+    pub presence_rate: u32,
+
     /// Test only: this background task dies at start, or `@DELAY` after it
     /// (scheduler, reconciler, ingest-writer, outcome-writer, warner,
-    /// warning-writer, forwarder, forward-writer; `reconciler@3s`), to test
+    /// warning-writer, presence, presence-writer, forwarder, forward-writer; `reconciler@3s`), to test
     /// supervision.
     #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
     pub inject_fault: Option<String>,

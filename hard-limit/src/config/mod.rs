@@ -19,6 +19,7 @@ use reqwest::Url;
 pub use flags::Flags;
 pub use limits_file::LimitRules;
 
+use crate::alone::IgnorePattern;
 use crate::domain::{in_range, limit_in_range, OutOfRange, MAX_DURATION, MAX_RETENTION};
 use crate::registration::Mode;
 use crate::secrets::{AdminToken, ApiKey};
@@ -44,6 +45,8 @@ pub struct Config {
     pub forwarding: Option<Forwarding>,
     /// The webhook registration.
     pub registration: Registration,
+    /// The alone rule's participants checks.
+    pub presence: Presence,
     /// Test only: the task `--inject-fault` kills, and after how long.
     pub inject_fault: Option<(&'static str, Duration)>,
 }
@@ -126,6 +129,47 @@ pub struct Forwarding {
     pub retention: Duration,
 }
 
+/// The alone rule's participants checks.
+#[derive(Clone, Debug)]
+pub struct Presence {
+    /// `--presence-every`.
+    pub every: Duration,
+    /// `--presence-rate`: checks per second, at least 1.
+    pub rate: u32,
+    /// `--alone-ignore`.
+    pub ignore: Vec<IgnorePattern>,
+    /// `--warn-name`: the service's own guest, never counted.
+    pub own_guest: String,
+}
+
+impl TryFrom<&Flags> for Presence {
+    type Error = ConfigError;
+    fn try_from(f: &Flags) -> Result<Self, ConfigError> {
+        if f.presence_rate == 0 {
+            return Err(ConfigError::Invalid("--presence-rate must be at least 1"));
+        }
+        if f.presence_every < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid("--presence-every must be at least 1s"));
+        }
+        let ignore = f
+            .alone_ignore
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                ConfigError::Invalid(
+                    "each --alone-ignore pattern must be non-empty and at most 200 characters",
+                )
+            })?;
+        Ok(Presence {
+            every: f.presence_every,
+            rate: f.presence_rate,
+            ignore,
+            own_guest: f.warn_name.trim().to_owned(),
+        })
+    }
+}
+
 /// The webhook registration.
 #[derive(Clone, Debug)]
 pub struct Registration {
@@ -172,10 +216,16 @@ impl TryFrom<Flags> for Config {
         let enforcement = Enforcement::try_from(&flags)?;
         let listen = Listen::try_from(&flags)?;
         let forwarding = forwarding(&flags)?;
+        let presence = Presence::try_from(&flags)?;
         let warning = match flags.warn_before {
             None => None,
             Some(before) => Some(
-                Warning::new(before, &flags.warn_name, flags.warn_text.as_deref())
+                Warning::new(
+                    before,
+                    &flags.warn_name,
+                    flags.warn_text.as_deref(),
+                    flags.alone_warn_text.as_deref(),
+                )
                     .map_err(ConfigError::Invalid)?,
             ),
         };
@@ -217,6 +267,7 @@ impl TryFrom<Flags> for Config {
                 mode: registration_mode(flags.webhook_replace, flags.forward_to.is_some()),
                 webhook_url: flags.webhook_url,
             },
+            presence,
             inject_fault,
         })
     }

@@ -393,9 +393,13 @@ async fn list_meetings(
         .map(|m| {
             let first = planned.get(&m.key).copied();
             let limit = first.unwrap_or(m.deadline).since(m.key.started_at);
+            let alone = m.alone;
             let mut v = serde_json::to_value(MeetingJson::from(m)).unwrap_or_default();
             v["limit"] = show(limit).into();
             v["moved"] = first.is_some().into();
+            v["participants"] = alone.participants.into();
+            v["alone_since"] = alone.since.map(Timestamp::to_rfc3339).into();
+            v["ended_alone"] = alone.ended.into();
             v
         })
         .collect();
@@ -579,7 +583,11 @@ async fn history(
     room: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
     let room = room_from(room)?;
-    let RoomHistory { meetings, actions } = app.store.history(&room, HISTORY_MEETINGS).await?;
+    let RoomHistory {
+        meetings,
+        actions,
+        alone,
+    } = app.store.history(&room, HISTORY_MEETINGS).await?;
     let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
     let action_json = |a: &crate::store::ActionRecord| {
         json!({
@@ -604,8 +612,16 @@ async fn history(
             for a in actions.iter().filter(|a| a.started_at == Some(m.view.key.started_at)) {
                 events.push((a.at, action_json(a)));
             }
+            // The alone rule's story: each period ("alone"), its end by a
+            // check ("company"), by a join right before the DELETE
+            // ("alone_cancelled") or the end ("ended_alone" below).
+            for e in alone.iter().filter(|e| e.started_at == m.view.key.started_at && e.event != "ended") {
+                let event = if e.event == "cancelled" { "alone_cancelled" } else { e.event.as_str() };
+                events.push((e.at, json!({"at": e.at.to_rfc3339(), "event": event, "participants": e.participants})));
+            }
             if let Some(f) = m.finished_at {
-                events.push((f, json!({"at": f.to_rfc3339(), "event": m.view.state.as_str()})));
+                let event = if m.view.alone.ended { "ended_alone" } else { m.view.state.as_str() };
+                events.push((f, json!({"at": f.to_rfc3339(), "event": event})));
             } else if m.view.state == crate::domain::MeetingState::Stopping {
                 events.push((m.updated_at, json!({"at": m.updated_at.to_rfc3339(), "event": "stopping", "attempts": m.attempts})));
             }

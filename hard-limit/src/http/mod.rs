@@ -135,6 +135,10 @@ pub struct MeetingJson {
     pub deadline: String,
     /// `running`, `stopping`, `shut_down`, `ended`, `skipped` or `failed`.
     pub state: String,
+    /// ISO-8601 end by the alone rule, while its clock runs (the meeting
+    /// ends at whichever of the two comes first); else `null`.
+    #[serde(default)]
+    pub alone_deadline: Option<String>,
 }
 
 impl From<MeetingView> for MeetingJson {
@@ -144,6 +148,11 @@ impl From<MeetingView> for MeetingJson {
             started_at: m.key.started_at.to_rfc3339(),
             deadline: m.deadline.to_rfc3339(),
             state: m.state.as_str().to_owned(),
+            alone_deadline: m
+                .alone
+                .deadline
+                .filter(|_| m.state.is_open())
+                .map(|t| t.to_rfc3339()),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{
     Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind,
-    LimitRule, MeetingView, NewForward, Outcome, RoomHistory, RoomMeeting, StoreError, WarnClaim,
+    LimitRule, MeetingView, NewForward, Outcome, PresenceClaim, PresenceRecord, RoomHistory, RoomMeeting, StoreError, WarnClaim,
     WarnRecord, Written,
 };
 use crate::domain::{DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
@@ -113,6 +113,23 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
     /// When a warning is next due (or a warning lease expires), for
     /// meetings whose deadline is after `now`; `None` if none is pending.
     fn next_warning(&self, now: Timestamp, warn_before: Duration) -> BoxFut<'_, Option<Timestamp>>;
+    /// The write behind [`Store::claim_presence`](crate::store_handle::Store::claim_presence).
+    fn claim_presence<'a>(
+        &'a self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &'a str,
+        limit: u32,
+    ) -> BoxFut<'a, Written<Vec<PresenceClaim>>>;
+    /// The write behind [`Store::finish_presence`](crate::store_handle::Store::finish_presence).
+    fn finish_presence<'a>(
+        &'a self,
+        owner: &'a str,
+        records: &'a [PresenceRecord],
+    ) -> BoxFut<'a, Written<Vec<bool>>>;
+    /// When the next participants check is due (a claimed one: when its
+    /// lease ends), on the caller's clock; `None` with no running meeting.
+    fn next_presence(&self) -> BoxFut<'_, Option<Timestamp>>;
 
     // The operator side: deadline changes, the audit, runtime limits. Every
     // change is recorded in the audit in its own transaction.

@@ -77,6 +77,22 @@ pub struct MeetingView {
     pub deadline: Timestamp,
     /// Where it stands.
     pub state: MeetingState,
+    /// What the alone rule's checks found.
+    pub alone: AloneView,
+}
+
+/// A meeting as the alone rule's checks left it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AloneView {
+    /// Counted participants at the last check (none yet: `None`).
+    pub participants: Option<i64>,
+    /// Since when every check counted at most one.
+    pub since: Option<Timestamp>,
+    /// When it ends for being alone, while the clock runs (and the rule is
+    /// on for the room).
+    pub deadline: Option<Timestamp>,
+    /// Whether it was ended for being alone.
+    pub ended: bool,
 }
 
 /// A room's open meeting, as the public `GET /meetings/{room_id}` needs it.
@@ -94,8 +110,12 @@ pub struct RoomMeeting {
 pub struct Claim {
     /// The meeting.
     pub key: MeetingKey,
-    /// Its deadline (for the lateness histogram).
+    /// Its end: the deadline, or the alone deadline if sooner (for the
+    /// lateness histogram).
     pub deadline: Timestamp,
+    /// Whether the end is the alone rule's (the participants are read once
+    /// more before the call).
+    pub alone: bool,
     /// How many times it has been claimed, this claim included (more than 1
     /// means an earlier worker crashed or lost its lease mid-shutdown).
     pub attempts: i64,
@@ -135,8 +155,60 @@ pub struct Outcome {
     /// Only with `state` [`MeetingState::Stopping`] (a deferred shutdown):
     /// the claim is released (no owner) and the meeting may be claimed
     /// again from this time on (stored as its `lease_until`). `None` for
-    /// final states.
+    /// final states. With `state` [`MeetingState::Running`] (an alone end
+    /// cancelled: someone joined), when the participants are checked next.
     pub retry_at: Option<Timestamp>,
+    /// Ended for being alone.
+    pub ended_alone: bool,
+    /// With an alone end cancelled: the participants counted.
+    pub participants: Option<i64>,
+}
+
+impl Outcome {
+    /// The alone period's event this outcome ends it with, if any.
+    pub fn alone_event(&self) -> Option<&'static str> {
+        if self.ended_alone {
+            Some("ended")
+        } else if self.state == MeetingState::Running {
+            Some("cancelled")
+        } else {
+            None
+        }
+    }
+}
+
+/// A meeting whose participants check is claimed under a lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresenceClaim {
+    /// The meeting.
+    pub key: MeetingKey,
+    /// Until when the claim holds (with the owner, its identity).
+    pub until: Timestamp,
+    /// The alone clock as the last check left it.
+    pub alone_since: Option<Timestamp>,
+}
+
+/// What a participants check found, for
+/// [`Store::finish_presence`](crate::store_handle::Store::finish_presence).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresenceRecord {
+    /// The meeting.
+    pub key: MeetingKey,
+    /// The claim's [`PresenceClaim::until`].
+    pub until: Timestamp,
+    /// When the check was made.
+    pub at: Timestamp,
+    /// Counted participants; `None` when the check failed (nothing about
+    /// the meeting changes but the next check's time).
+    pub participants: Option<i64>,
+    /// The room's `alone_after` at the check; `None`: the rule is off for
+    /// it (the clock is cleared).
+    pub alone_after: Option<Duration>,
+    /// When to check next.
+    pub next: Timestamp,
+    /// `alone` (the clock started) or `company` (it was reset), for the
+    /// history.
+    pub event: Option<&'static str>,
 }
 
 /// A meeting whose in-meeting warning is claimed under a lease, for the
@@ -145,8 +217,11 @@ pub struct Outcome {
 pub struct WarnClaim {
     /// The meeting.
     pub key: MeetingKey,
-    /// The deadline the warning is for (the meeting's, when claimed).
+    /// The end the warning is for (the meeting's deadline, or its alone
+    /// deadline if sooner, when claimed).
     pub deadline: Timestamp,
+    /// Whether that end is the alone rule's (its own text).
+    pub alone: bool,
     /// The room's guest token, if known.
     pub guest_token: Option<GuestToken>,
     /// Claims of the warning for this deadline, this one included.
@@ -171,6 +246,9 @@ pub struct WarnRecord {
     pub at: Timestamp,
     /// Only with [`WarningOutcome::Deferred`]: claimable again from then.
     pub retry_at: Option<Timestamp>,
+    /// The claim's [`WarnClaim::alone`]: a sent alone warning is recorded
+    /// in the alone period's history.
+    pub alone: bool,
 }
 
 /// Lanes of a room start with this; the rest is the room id.
@@ -337,6 +415,22 @@ pub struct RoomHistory {
     pub meetings: Vec<MeetingRecord>,
     /// Operator actions on the room.
     pub actions: Vec<ActionRecord>,
+    /// The alone rule's events of those meetings, oldest first.
+    pub alone: Vec<AloneEvent>,
+}
+
+/// An alone period's event (`alone`, `company`, `warned`, `cancelled`,
+/// `ended`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AloneEvent {
+    /// The meeting's start.
+    pub started_at: Timestamp,
+    /// When.
+    pub at: Timestamp,
+    /// What.
+    pub event: String,
+    /// Counted participants, if a check saw them.
+    pub participants: Option<i64>,
 }
 
 /// A per-room or per-prefix limit kept in the store.

@@ -33,7 +33,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::plan::{self, NewMeeting};
 use super::rows::SqlRow;
-use super::sql::{migrations, millis, now_in, Dialect, Notice, GUARD_COLUMNS};
+use super::sql::{migrations, millis, now_in, Dialect, Notice, ALONE_COLUMN, END_AT, GUARD_COLUMNS};
 use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
@@ -177,6 +177,24 @@ impl PgStore {
 
     /// Runs a claim statement (meetings or outbox): `$1` the owner, `$2` the
     /// lease in ms, `$3` the caller's "now" ([`NOW_MS`]), `$4` the limit.
+    /// The time a SQL expression gives, on the caller's clock.
+    async fn next_of(&self, expr: &str) -> Result<Option<Timestamp>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {expr} AS t, {DB_CLOCK_MS} AS db_now"
+        )))
+        .fetch_one(&self.pool)
+        .await?;
+        let t: Option<i64> = row.try_get("t")?;
+        if !self.db_clock {
+            return Ok(t.map(Timestamp));
+        }
+        // The caller sleeps against its own clock: translate the database's
+        // "due in d" into "due at local now + d".
+        let db_now: i64 = row.try_get("db_now")?;
+        let local = Timestamp::from_system_time(SystemTime::now());
+        Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
+    }
+
     async fn claim_rows(
         &self,
         sql: String,
@@ -219,17 +237,30 @@ impl Dialect for PgStore {
     type Tx = PgTx;
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     /// `SKIP LOCKED`: replicas claiming at once take different meetings.
+    // `due.at` is the meeting's end (`END_AT`: the deadline or a sooner
+    // alone deadline).
     const CLAIM_WARNINGS: &'static str = "UPDATE meetings m
-             SET warn_for = m.deadline, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
-                 warn_attempts = CASE WHEN m.warn_for = m.deadline THEN m.warn_attempts + 1 ELSE 1 END
-             FROM (SELECT room_id, started_at FROM meetings
-                   WHERE state = 'running' AND deadline > $3 AND deadline <= $3 + $5
-                     AND (warn_for IS NULL OR warn_for <> deadline
+             SET warn_for = due.at, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
+                 warn_attempts = CASE WHEN m.warn_for = due.at THEN m.warn_attempts + 1 ELSE 1 END
+             FROM (SELECT room_id, started_at, LEAST(deadline, alone_deadline) AS at FROM meetings
+                   WHERE state = 'running' AND LEAST(deadline, alone_deadline) > $3
+                     AND LEAST(deadline, alone_deadline) <= $3 + $5
+                     AND (warn_for IS NULL OR warn_for <> LEAST(deadline, alone_deadline)
                           OR (warn_state = 'claimed' AND warn_until <= $3))
-                   ORDER BY deadline LIMIT $4
+                   ORDER BY at LIMIT $4
                    FOR UPDATE SKIP LOCKED) due
              WHERE m.room_id = due.room_id AND m.started_at = due.started_at
-             RETURNING m.room_id, m.started_at, m.deadline, m.guest_token, m.warn_attempts";
+             RETURNING m.room_id, m.started_at, m.warn_for AS deadline, m.guest_token, m.warn_attempts,
+                       CAST(CASE WHEN m.alone_deadline = m.warn_for AND m.alone_deadline < m.deadline
+                            THEN 1 ELSE 0 END AS BIGINT) AS alone";
+
+    const CLAIM_PRESENCE: &'static str = "UPDATE meetings m SET presence_owner = $1, presence_due = $2
+             FROM (SELECT room_id, started_at FROM meetings
+                   WHERE state = 'running' AND presence_due <= $3
+                   ORDER BY presence_due LIMIT $4
+                   FOR UPDATE SKIP LOCKED) due
+             WHERE m.room_id = due.room_id AND m.started_at = due.started_at
+             RETURNING m.room_id, m.started_at, m.presence_due, m.alone_since";
 
     fn reader(&self) -> &PgPool {
         &self.pool
@@ -327,8 +358,8 @@ impl Dialect for PgStore {
             .collect();
         let new: Vec<String> = sqlx::query_scalar(
             "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
-                                   finished_at, guest_token)
-             SELECT room_id, started_at, deadline, state, $7, $7, finished_at, guest_token
+                                   finished_at, guest_token, presence_due)
+             SELECT room_id, started_at, deadline, state, $7, $7, finished_at, guest_token, $7
              FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
                   AS m(room_id, started_at, deadline, state, finished_at, guest_token)
              ORDER BY room_id
@@ -439,9 +470,10 @@ impl Dialect for PgStore {
                          WHERE state = 'stopping' AND lease_until <= {NOW_MS}
                          ORDER BY lease_until LIMIT $4
                          FOR UPDATE SKIP LOCKED),
-             due AS (SELECT room_id, started_at, 1 AS pri, deadline AS at FROM meetings
-                     WHERE state = 'running' AND deadline <= {NOW_MS}
-                     ORDER BY deadline LIMIT $4
+             due AS (SELECT room_id, started_at, 1 AS pri, {END_AT} AS at FROM meetings
+                     WHERE state = 'running'
+                       AND (deadline <= {NOW_MS} OR alone_deadline <= {NOW_MS})
+                     ORDER BY at LIMIT $4
                      FOR UPDATE SKIP LOCKED),
              pick AS (SELECT room_id, started_at FROM (TABLE expired UNION ALL TABLE due) c
                       ORDER BY pri, at LIMIT $4)
@@ -450,8 +482,8 @@ impl Dialect for PgStore {
                  attempts = meetings.attempts + 1, updated_at = {NOW_MS}
              FROM pick
              WHERE meetings.room_id = pick.room_id AND meetings.started_at = pick.started_at
-             RETURNING meetings.room_id, meetings.started_at, meetings.deadline, meetings.attempts,
-                       {GUARD_COLUMNS}"
+             RETURNING meetings.room_id, meetings.started_at, {END_AT} AS deadline, {ALONE_COLUMN},
+                       meetings.attempts, {GUARD_COLUMNS}"
         );
         let rows = self.claim_rows(sql, owner, lease, now, limit).await?;
         let mut claims = rows
@@ -475,8 +507,12 @@ impl Dialect for PgStore {
         let mut ats = Vec::with_capacity(outcomes.len());
         let mut retry_after = Vec::with_capacity(outcomes.len());
         let mut attempts = Vec::with_capacity(outcomes.len());
+        let mut events = Vec::with_capacity(outcomes.len());
+        let mut participants = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             debug_assert!(MeetingState::Stopping.may_become(o.state));
+            events.push(o.alone_event());
+            participants.push(o.participants);
             rooms.push(o.key.room_id.as_str());
             starts.push(o.key.started_at.0);
             states.push(o.state.as_str());
@@ -490,17 +526,32 @@ impl Dialect for PgStore {
         }
         let at = if self.db_clock { DB_NOW_MS } else { "o.at" };
         let done: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "UPDATE meetings m
-             SET state = o.state,
-                 finished_at = CASE WHEN o.is_final THEN {at} END,
-                 updated_at = {at}, lease_owner = NULL,
-                 lease_until = {at} + o.retry_after
-             FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bool[], $6::bigint[],
-                         $7::bigint[], $8::bigint[])
-                  WITH ORDINALITY AS o(room_id, started_at, state, is_final, at, retry_after, attempts, i)
-             WHERE m.room_id = o.room_id AND m.started_at = o.started_at
-               AND m.state = 'stopping' AND m.lease_owner = $1 AND m.attempts = o.attempts
-             RETURNING o.i"
+            "WITH done AS (
+               UPDATE meetings m
+               SET state = o.state,
+                   finished_at = CASE WHEN o.is_final THEN {at} END,
+                   updated_at = {at}, lease_owner = NULL,
+                   lease_until = CASE WHEN o.state = 'stopping' THEN {at} + o.retry_after END,
+                   ended_alone = CASE WHEN o.event = 'ended' THEN 1 ELSE 0 END,
+                   -- An alone end cancelled (someone joined): the clock is reset.
+                   presence_due = CASE WHEN o.state = 'running' THEN {at} + o.retry_after
+                                       ELSE m.presence_due END,
+                   participants = CASE WHEN o.state = 'running' THEN COALESCE(o.participants, m.participants)
+                                       ELSE m.participants END,
+                   checked_at = CASE WHEN o.state = 'running' THEN {at} ELSE m.checked_at END,
+                   alone_since = CASE WHEN o.state = 'running' THEN NULL ELSE m.alone_since END,
+                   alone_deadline = CASE WHEN o.state = 'running' THEN NULL ELSE m.alone_deadline END
+               FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bool[], $6::bigint[],
+                           $7::bigint[], $8::bigint[], $9::text[], $10::bigint[])
+                    WITH ORDINALITY AS o(room_id, started_at, state, is_final, at, retry_after, attempts,
+                                         event, participants, i)
+               WHERE m.room_id = o.room_id AND m.started_at = o.started_at
+                 AND m.state = 'stopping' AND m.lease_owner = $1 AND m.attempts = o.attempts
+               RETURNING o.i, m.room_id, m.started_at, {at} AS at, o.event, o.participants),
+             history AS (
+               INSERT INTO alone_events (room_id, started_at, at, event, participants)
+               SELECT room_id, started_at, at, event, participants FROM done WHERE event IS NOT NULL)
+             SELECT i FROM done"
         )))
         .bind(owner)
         .bind(rooms)
@@ -510,28 +561,25 @@ impl Dialect for PgStore {
         .bind(ats)
         .bind(retry_after)
         .bind(attempts)
+        .bind(events)
+        .bind(participants)
         .fetch_all(&self.pool)
         .await?;
         Ok(ordinals_to_flags(&done, outcomes.len()))
     }
 
     async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT LEAST((SELECT min(deadline) FROM meetings WHERE state = 'running'),
-                          (SELECT min(lease_until) FROM meetings WHERE state = 'stopping')) AS t,
-                    {DB_CLOCK_MS} AS db_now"
-        )))
-        .fetch_one(&self.pool)
-        .await?;
-        let t: Option<i64> = row.try_get("t")?;
-        if !self.db_clock {
-            return Ok(t.map(Timestamp));
-        }
-        // The caller sleeps against its own clock: translate the database's
-        // "due in d" into "due at local now + d".
-        let db_now: i64 = row.try_get("db_now")?;
-        let local = Timestamp::from_system_time(SystemTime::now());
-        Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
+        self.next_of(
+            "LEAST((SELECT min(deadline) FROM meetings WHERE state = 'running'),
+                   (SELECT min(alone_deadline) FROM meetings WHERE state = 'running'),
+                   (SELECT min(lease_until) FROM meetings WHERE state = 'stopping'))",
+        )
+        .await
+    }
+
+    async fn next_presence(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.next_of("(SELECT min(presence_due) FROM meetings WHERE state = 'running')")
+            .await
     }
 
     async fn close_unlisted(
@@ -645,12 +693,14 @@ impl Dialect for PgStore {
         // Never earlier than `deadline - warn`, also for a lapsed claim: a
         // time the claim query would not take would make the warner spin.
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "WITH c AS (SELECT CASE WHEN $2 THEN {DB_CLOCK_MS} ELSE $1 END AS now)
-             SELECT (SELECT min(CASE WHEN warn_for IS NULL OR warn_for <> deadline THEN deadline - $3
-                                     ELSE GREATEST(warn_until, deadline - $3) END)
-                     FROM meetings, c
-                     WHERE state = 'running' AND deadline > c.now
-                       AND (warn_for IS NULL OR warn_for <> deadline
+            "WITH c AS (SELECT CASE WHEN $2 THEN {DB_CLOCK_MS} ELSE $1 END AS now),
+                  e AS (SELECT warn_for, warn_state, warn_until, {END_AT} AS e
+                        FROM meetings WHERE state = 'running')
+             SELECT (SELECT min(CASE WHEN warn_for IS NULL OR warn_for <> e THEN e - $3
+                                     ELSE GREATEST(warn_until, e - $3) END)
+                     FROM e, c
+                     WHERE e > c.now
+                       AND (warn_for IS NULL OR warn_for <> e
                             OR (warn_state = 'claimed' AND warn_until IS NOT NULL))) AS t,
                     (SELECT now FROM c) AS db_now"
         )))

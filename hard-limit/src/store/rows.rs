@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    ActionRecord, Claim, ForwardClaim, Guard, LimitKind, LimitRule, MeetingRecord, MeetingView,
+    ActionRecord, AloneView, PresenceClaim, Claim, ForwardClaim, Guard, LimitKind, LimitRule, MeetingRecord, MeetingView,
     RoomMeeting, StoreError, WarnClaim,
 };
 use crate::domain::{GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
@@ -49,6 +49,12 @@ pub(crate) trait SqlRow {
             key: self.key()?,
             deadline: Timestamp(self.int("deadline")?),
             state: self.state()?,
+            alone: AloneView {
+                participants: self.opt_int("participants")?,
+                since: self.opt_int("alone_since")?.map(Timestamp),
+                deadline: self.opt_int("alone_deadline")?.map(Timestamp),
+                ended: self.int("ended_alone")? != 0,
+            },
         })
     }
 
@@ -95,6 +101,7 @@ pub(crate) trait SqlRow {
         Ok(WarnClaim {
             key: self.key()?,
             deadline: Timestamp(self.int("deadline")?),
+            alone: self.int("alone")? != 0,
             guest_token: self.guest_token()?,
             attempts: self.int("warn_attempts")?,
         })
@@ -104,8 +111,17 @@ pub(crate) trait SqlRow {
         Ok(Claim {
             key: self.key()?,
             deadline: Timestamp(self.int("deadline")?),
+            alone: self.int("alone")? != 0,
             attempts: self.int("attempts")?,
             guard: self.guard()?,
+        })
+    }
+
+    fn presence_claim(&self) -> Result<PresenceClaim, StoreError> {
+        Ok(PresenceClaim {
+            key: self.key()?,
+            until: Timestamp(self.int("presence_due")?),
+            alone_since: self.opt_int("alone_since")?.map(Timestamp),
         })
     }
 

@@ -17,13 +17,13 @@ use super::engine::{BoxFut, Engine};
 use super::plan::{self, NewMeeting, PlanSteps};
 use super::rows::SqlRow;
 use super::{
-    action_name, decide_move, describe, describe_limit, Applied, Caller, Claim, Closing,
+    action_name, decide_move, AloneEvent, describe, describe_limit, Applied, Caller, Claim, Closing,
     DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind, LimitRule, MeetingView,
-    NewForward, Outcome, RoomHistory, RoomMeeting, StateDelta, StoreError, WarnClaim, WarnRecord,
+    NewForward, Outcome, PresenceClaim, PresenceRecord, RoomHistory, RoomMeeting, StateDelta, StoreError, WarnClaim, WarnRecord,
     Written,
 };
 use crate::domain::{
-    DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
+    WarningOutcome, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
 };
 
 /// The numbered migrations of one engine, from `migrations/<engine>/`
@@ -51,13 +51,17 @@ macro_rules! migrations {
                     "/0004_forward_outbox.sql"
                 )),
             ),
+            (
+                "alone rule",
+                include_str!(concat!("../../migrations/", $engine, "/0005_alone.sql")),
+            ),
         ])
     };
 }
 pub(crate) use migrations;
 
 /// A migrator for `steps` (name, SQL), numbered from 1.
-pub(crate) fn migrator(steps: [(&'static str, &'static str); 4]) -> sqlx::migrate::Migrator {
+pub(crate) fn migrator<const N: usize>(steps: [(&'static str, &'static str); N]) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     use sqlx::SqlSafeStr;
     Migrator::with_migrations(
@@ -86,6 +90,24 @@ pub(crate) fn millis(d: Duration) -> i64 {
 /// columns `cutoff` and `newer` (0 or 1; a BIGINT on PostgreSQL too).
 /// SQLite's `RETURNING` knows the updated table by its name only, so the
 /// meeting is always called `meetings`.
+/// A meeting's end: its deadline, or its alone deadline if sooner (a NULL
+/// compares false).
+pub(crate) const END_AT: &str =
+    "CASE WHEN alone_deadline < deadline THEN alone_deadline ELSE deadline END";
+
+/// Whether [`END_AT`] is the alone deadline, as the `alone` column (0 or 1).
+pub(crate) const ALONE_COLUMN: &str =
+    "CAST(CASE WHEN alone_deadline < deadline THEN 1 ELSE 0 END AS BIGINT) AS alone";
+
+/// Records an alone period's event (`$1` room, `$2` start, `$3` at, `$4`
+/// event, `$5` participants).
+pub(crate) const ALONE_EVENT: &str =
+    "INSERT INTO alone_events (room_id, started_at, at, event, participants) VALUES ($1, $2, $3, $4, $5)";
+
+/// What [`SqlRow::view`] reads.
+pub(crate) const VIEW_COLUMNS: &str =
+    "room_id, started_at, deadline, state, participants, alone_since, alone_deadline, ended_alone";
+
 pub(crate) const GUARD_COLUMNS: &str =
     "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = meetings.room_id) AS cutoff,
      CAST(CAST(EXISTS (SELECT 1 FROM meetings n
@@ -119,6 +141,11 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// row: a claim for the same deadline counts on, one for a new deadline
     /// starts again at 1.
     const CLAIM_WARNINGS: &'static str;
+    /// Claims due participants checks (see
+    /// [`Store::claim_presence`](crate::store_handle::Store::claim_presence)):
+    /// `$1` owner, `$2` lease end, `$3` now, `$4` limit; returns the
+    /// [`SqlRow::presence_claim`] columns.
+    const CLAIM_PRESENCE: &'static str;
 
     /// The pool for reads.
     fn reader(&self) -> &Pool<Self::DB>;
@@ -215,6 +242,8 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
         now: Timestamp,
         warn_before: Duration,
     ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+    /// See [`Engine::next_presence`].
+    fn next_presence(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
     /// See [`Store::claim_forwards`](crate::store_handle::Store::claim_forwards).
     fn claim_forwards(
         &self,
@@ -295,8 +324,9 @@ where
     ) -> Result<bool, StoreError> {
         let finished = (!state.is_open()).then_some(now.0);
         let n = sqlx::query(
-            "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $5, $6)
+            "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, finished_at,
+                                   presence_due)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $5)
              ON CONFLICT (room_id, started_at) DO NOTHING",
         )
         .bind(key.room_id.as_str())
@@ -482,7 +512,8 @@ where
             // of an hour.
             let row = sqlx::query(
                 "SELECT count(*) AS n FROM (SELECT 1 FROM meetings
-                   WHERE state = 'running' AND deadline <= $1 LIMIT $2) AS due",
+                   WHERE state = 'running' AND (deadline <= $1 OR alone_deadline <= $1)
+                   LIMIT $2) AS due",
             )
             .bind(until.0)
             .bind(i64::from(cap))
@@ -515,13 +546,13 @@ where
         limit: u32,
     ) -> BoxFut<'a, Vec<MeetingView>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT room_id, started_at, deadline, state FROM meetings
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VIEW_COLUMNS} FROM meetings
                  WHERE (finished_at IS NULL OR finished_at >= $1)
                    AND (CAST($3 AS BIGINT) IS NULL OR started_at < $3
                         OR (started_at = $3 AND room_id < CAST($4 AS TEXT)))
-                 ORDER BY started_at DESC, room_id DESC LIMIT $2",
-            )
+                 ORDER BY started_at DESC, room_id DESC LIMIT $2"
+            )))
             .bind(finished_since.0)
             .bind(i64::from(limit))
             .bind(after.map(|k| k.started_at.0))
@@ -534,11 +565,11 @@ where
 
     fn current_for_room<'a>(&'a self, room: &'a RoomId) -> BoxFut<'a, Option<RoomMeeting>> {
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT room_id, started_at, deadline, state, guest_token FROM meetings
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VIEW_COLUMNS}, guest_token FROM meetings
                  WHERE room_id = $1 AND state IN ('running', 'stopping')
-                 ORDER BY started_at DESC LIMIT 1",
-            )
+                 ORDER BY started_at DESC LIMIT 1"
+            )))
             .bind(room.as_str())
             .fetch_optional(self.reader())
             .await?;
@@ -654,6 +685,16 @@ where
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                if n == 1 && r.alone && r.outcome == WarningOutcome::Sent {
+                    sqlx::query(ALONE_EVENT)
+                        .bind(r.key.room_id.as_str())
+                        .bind(r.key.started_at.0)
+                        .bind(at)
+                        .bind("warned")
+                        .bind(None::<i64>)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 applied.push(n == 1);
             }
             done::<D, _>(tx, written(applied, |a| a.contains(&true))).await
@@ -662,6 +703,96 @@ where
 
     fn next_warning(&self, now: Timestamp, warn_before: Duration) -> BoxFut<'_, Option<Timestamp>> {
         Box::pin(Dialect::next_warning(self, now, warn_before))
+    }
+
+    fn claim_presence<'a>(
+        &'a self,
+        now: Timestamp,
+        lease: Duration,
+        owner: &'a str,
+        limit: u32,
+    ) -> BoxFut<'a, Written<Vec<PresenceClaim>>> {
+        Box::pin(async move {
+            let mut tx = self.begin(false).await?;
+            let now = now_in(self, &mut tx, now).await?;
+            let rows = sqlx::query(D::CLAIM_PRESENCE)
+                .bind(owner)
+                .bind(now.plus(lease).0)
+                .bind(now.0)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+            let claims = rows
+                .iter()
+                .map(SqlRow::presence_claim)
+                .collect::<Result<Vec<_>, _>>()?;
+            done::<D, _>(tx, written(claims, |c| !c.is_empty())).await
+        })
+    }
+
+    /// The alone clock moves in SQL, as [`crate::alone::AloneClock`] does
+    /// (a check that failed keeps it; at most one starts or keeps it; two
+    /// or more reset it; the rule off clears it), so that it starts on the
+    /// store's clock.
+    fn finish_presence<'a>(
+        &'a self,
+        owner: &'a str,
+        records: &'a [PresenceRecord],
+    ) -> BoxFut<'a, Written<Vec<bool>>> {
+        Box::pin(async move {
+            let mut tx = self.begin(false).await?;
+            let db_now = self.db_now(&mut tx).await?;
+            let mut applied = Vec::with_capacity(records.len());
+            for r in records {
+                let at = db_now.unwrap_or(r.at.0);
+                let next = at.saturating_add(r.next.0.saturating_sub(r.at.0));
+                let n = sqlx::query(
+                    "UPDATE meetings
+                     SET presence_owner = NULL, presence_due = $4,
+                         participants = COALESCE(CAST($5 AS BIGINT), participants),
+                         checked_at = CASE WHEN CAST($5 AS BIGINT) IS NULL THEN checked_at ELSE $6 END,
+                         alone_since = CASE
+                             WHEN CAST($7 AS BIGINT) IS NULL OR CAST($5 AS BIGINT) >= 2 THEN NULL
+                             WHEN CAST($5 AS BIGINT) IS NULL THEN alone_since
+                             ELSE COALESCE(alone_since, $6) END,
+                         alone_deadline = CASE
+                             WHEN CAST($7 AS BIGINT) IS NULL OR CAST($5 AS BIGINT) >= 2 THEN NULL
+                             WHEN CAST($5 AS BIGINT) IS NULL THEN alone_deadline
+                             ELSE COALESCE(alone_since, $6) + CAST($7 AS BIGINT) END
+                     WHERE room_id = $1 AND started_at = $2 AND state = 'running'
+                       AND presence_owner = $3 AND presence_due = $8",
+                )
+                .bind(r.key.room_id.as_str())
+                .bind(r.key.started_at.0)
+                .bind(owner)
+                .bind(next)
+                .bind(r.participants)
+                .bind(at)
+                .bind(r.alone_after.map(millis))
+                .bind(r.until.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 1 {
+                    if let Some(event) = r.event {
+                        sqlx::query(ALONE_EVENT)
+                            .bind(r.key.room_id.as_str())
+                            .bind(r.key.started_at.0)
+                            .bind(at)
+                            .bind(event)
+                            .bind(r.participants)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                applied.push(n == 1);
+            }
+            done::<D, _>(tx, written(applied, |a| a.contains(&true))).await
+        })
+    }
+
+    fn next_presence(&self) -> BoxFut<'_, Option<Timestamp>> {
+        Box::pin(Dialect::next_presence(self))
     }
 
     fn move_deadline<'a>(
@@ -680,7 +811,7 @@ where
             // locked rows) either committed first, and the row reads
             // `stopping`, or waits for this.
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT room_id, started_at, deadline, state FROM meetings
+                "SELECT {VIEW_COLUMNS} FROM meetings
                  WHERE room_id = $1 AND state IN ('running', 'stopping')
                  ORDER BY started_at DESC LIMIT 1{}",
                 D::FOR_UPDATE
@@ -728,10 +859,10 @@ where
 
     fn history<'a>(&'a self, room: &'a RoomId, limit: u32) -> BoxFut<'a, RoomHistory> {
         Box::pin(async move {
-            let meetings = sqlx::query(
-                "SELECT room_id, started_at, deadline, state, created_at, updated_at, finished_at, attempts
-                 FROM meetings WHERE room_id = $1 ORDER BY started_at DESC LIMIT $2",
-            )
+            let meetings = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VIEW_COLUMNS}, created_at, updated_at, finished_at, attempts
+                 FROM meetings WHERE room_id = $1 ORDER BY started_at DESC LIMIT $2"
+            )))
             .bind(room.as_str())
             .bind(i64::from(limit))
             .fetch_all(self.reader())
@@ -744,7 +875,27 @@ where
             .bind(i64::from(limit) * 4)
             .fetch_all(self.reader())
             .await?;
+            let alone = sqlx::query(
+                "SELECT started_at, at, event, participants FROM alone_events
+                 WHERE room_id = $1 AND started_at >= $2 ORDER BY id LIMIT $3",
+            )
+            .bind(room.as_str())
+            .bind(meetings.last().map_or(Ok(0), |m| m.int("started_at"))?)
+            .bind(i64::from(limit) * 16)
+            .fetch_all(self.reader())
+            .await?;
             Ok(RoomHistory {
+                alone: alone
+                    .iter()
+                    .map(|r| {
+                        Ok(AloneEvent {
+                            started_at: Timestamp(r.int("started_at")?),
+                            at: Timestamp(r.int("at")?),
+                            event: r.text("event")?,
+                            participants: r.opt_int("participants")?,
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?,
                 meetings: meetings
                     .iter()
                     .map(SqlRow::record)

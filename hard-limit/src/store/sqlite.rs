@@ -27,7 +27,7 @@ use sqlx::{Connection, Sqlite};
 
 use super::plan::NewMeeting;
 use super::rows::SqlRow;
-use super::sql::{migrations, millis, Dialect, Notice, GUARD_COLUMNS};
+use super::sql::{migrations, millis, Dialect, Notice, ALONE_COLUMN, ALONE_EVENT, END_AT, GUARD_COLUMNS};
 use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
@@ -333,15 +333,29 @@ impl Dialect for SqliteStore {
     // `BEGIN IMMEDIATE` already holds the one writer.
     const FOR_UPDATE: &'static str = "";
     /// No `SKIP LOCKED` (one writer): picked by `rowid`.
+    // `e` is the meeting's end (`END_AT`: the deadline or a sooner alone
+    // deadline), computed once per row.
     const CLAIM_WARNINGS: &'static str = "UPDATE meetings
-             SET warn_for = deadline, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
-                 warn_attempts = CASE WHEN warn_for = deadline THEN warn_attempts + 1 ELSE 1 END
+             SET warn_for = e.at, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
+                 warn_attempts = CASE WHEN warn_for = e.at THEN warn_attempts + 1 ELSE 1 END
+             FROM (SELECT rowid AS id, e.at FROM
+                     (SELECT rowid, warn_for, warn_state, warn_until,
+                             CASE WHEN alone_deadline < deadline THEN alone_deadline ELSE deadline END AS at
+                      FROM meetings WHERE state = 'running') AS e
+                   WHERE e.at > $3 AND e.at <= $3 + $5
+                     AND (e.warn_for IS NULL OR e.warn_for <> e.at
+                          OR (e.warn_state = 'claimed' AND e.warn_until <= $3))
+                   ORDER BY e.at LIMIT $4) AS e
+             WHERE meetings.rowid = e.id
+             RETURNING room_id, started_at, warn_for AS deadline, guest_token, warn_attempts,
+                       CAST(CASE WHEN alone_deadline = warn_for AND alone_deadline < deadline
+                            THEN 1 ELSE 0 END AS BIGINT) AS alone";
+
+    const CLAIM_PRESENCE: &'static str = "UPDATE meetings SET presence_owner = $1, presence_due = $2
              WHERE rowid IN (SELECT rowid FROM meetings
-                             WHERE state = 'running' AND deadline > $3 AND deadline <= $3 + $5
-                               AND (warn_for IS NULL OR warn_for <> deadline
-                                    OR (warn_state = 'claimed' AND warn_until <= $3))
-                             ORDER BY deadline LIMIT $4)
-             RETURNING room_id, started_at, deadline, guest_token, warn_attempts";
+                             WHERE state = 'running' AND presence_due <= $3
+                             ORDER BY presence_due LIMIT $4)
+             RETURNING room_id, started_at, presence_due, alone_since";
 
     fn reader(&self) -> &SqlitePool {
         &self.reader
@@ -403,9 +417,9 @@ impl Dialect for SqliteStore {
             .collect();
         let new: Vec<String> = sqlx::query_scalar(
             "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
-                                   finished_at, guest_token)
+                                   finished_at, guest_token, presence_due)
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2, ?2,
-                    value ->> 4, value ->> 5
+                    value ->> 4, value ->> 5, ?2
              FROM json_each(?1) WHERE true
              ON CONFLICT (room_id, started_at) DO NOTHING
              RETURNING room_id",
@@ -499,7 +513,8 @@ impl Dialect for SqliteStore {
         let until = now.plus(lease);
         let mut tx = WriteTx::begin_recoverable(self).await?;
         let mut claims = Vec::new();
-        for (state, order_col) in [("stopping", "lease_until"), ("running", "deadline")] {
+        let running = ("running", "(deadline <= ?3 OR alone_deadline <= ?3)", END_AT);
+        for (state, due, order) in [("stopping", "lease_until <= ?3", "lease_until"), running] {
             let room = limit as usize - claims.len();
             if room == 0 {
                 break;
@@ -509,9 +524,10 @@ impl Dialect for SqliteStore {
                  SET state = 'stopping', lease_owner = ?1, lease_until = ?2,
                      attempts = attempts + 1, updated_at = ?3
                  WHERE rowid IN (SELECT rowid FROM meetings
-                                 WHERE state = '{state}' AND {order_col} <= ?3
-                                 ORDER BY {order_col} LIMIT ?4)
-                 RETURNING room_id, started_at, deadline, attempts, {GUARD_COLUMNS}"
+                                 WHERE state = '{state}' AND {due}
+                                 ORDER BY {order} LIMIT ?4)
+                 RETURNING room_id, started_at, {END_AT} AS deadline, {ALONE_COLUMN}, attempts,
+                           {GUARD_COLUMNS}"
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(owner)
@@ -551,6 +567,8 @@ impl Dialect for SqliteStore {
                         o.at.0,
                         o.retry_at.map(|t| t.0),
                         o.attempts,
+                        i64::from(o.ended_alone),
+                        o.participants,
                     ])
                 })
                 .collect(),
@@ -560,10 +578,22 @@ impl Dialect for SqliteStore {
         let done: Vec<(String, i64, i64)> = sqlx::query_as(
             "UPDATE meetings
              SET state = o.state, finished_at = o.finished_at, updated_at = o.at,
-                 lease_owner = NULL, lease_until = o.retry_at
+                 lease_owner = NULL,
+                 lease_until = CASE WHEN o.state = 'stopping' THEN o.retry_at END,
+                 ended_alone = o.ended_alone,
+                 -- An alone end cancelled (someone joined): the clock is reset.
+                 presence_due = CASE WHEN o.state = 'running' THEN o.retry_at ELSE presence_due END,
+                 participants = CASE WHEN o.state = 'running'
+                                     THEN coalesce(o.participants, meetings.participants)
+                                     ELSE meetings.participants END,
+                 checked_at = CASE WHEN o.state = 'running' THEN o.at ELSE meetings.checked_at END,
+                 alone_since = CASE WHEN o.state = 'running' THEN NULL ELSE meetings.alone_since END,
+                 alone_deadline = CASE WHEN o.state = 'running' THEN NULL
+                                       ELSE meetings.alone_deadline END
              FROM (SELECT value ->> 0 AS room_id, value ->> 1 AS started_at, value ->> 2 AS state,
                           value ->> 3 AS finished_at, value ->> 4 AS at, value ->> 5 AS retry_at,
-                          value ->> 6 AS attempts
+                          value ->> 6 AS attempts, value ->> 7 AS ended_alone,
+                          value ->> 8 AS participants
                    FROM json_each(?1)) AS o
              WHERE meetings.room_id = o.room_id AND meetings.started_at = o.started_at
                AND meetings.state = 'stopping' AND meetings.lease_owner = ?2
@@ -574,10 +604,9 @@ impl Dialect for SqliteStore {
         .bind(owner)
         .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
         // A claim is its meeting and its attempt number.
         let done: HashSet<(String, i64, i64)> = done.into_iter().collect();
-        Ok(outcomes
+        let applied: Vec<bool> = outcomes
             .iter()
             .map(|o| {
                 done.contains(&(
@@ -586,7 +615,21 @@ impl Dialect for SqliteStore {
                     o.attempts,
                 ))
             })
-            .collect())
+            .collect();
+        for (o, _) in outcomes.iter().zip(&applied).filter(|(_, a)| **a) {
+            if let Some(event) = o.alone_event() {
+                sqlx::query(ALONE_EVENT)
+                    .bind(o.key.room_id.as_str())
+                    .bind(o.key.started_at.0)
+                    .bind(o.at.0)
+                    .bind(event)
+                    .bind(o.participants)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
 
     /// The caller's clock is the store's: no translation.
@@ -594,6 +637,8 @@ impl Dialect for SqliteStore {
         let t: Option<i64> = sqlx::query_scalar(
             "SELECT min(t) FROM (
                SELECT min(deadline) AS t FROM meetings WHERE state = 'running'
+               UNION ALL
+               SELECT min(alone_deadline) AS t FROM meetings WHERE state = 'running'
                UNION ALL
                SELECT min(lease_until) AS t FROM meetings WHERE state = 'stopping')",
         )
@@ -726,6 +771,15 @@ impl Dialect for SqliteStore {
             .collect()
     }
 
+    async fn next_presence(&self) -> Result<Option<Timestamp>, StoreError> {
+        let t: Option<i64> = sqlx::query_scalar(
+            "SELECT min(presence_due) FROM meetings WHERE state = 'running'",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(t.map(Timestamp))
+    }
+
     /// The caller's clock is the store's: no translation.
     async fn next_warning(
         &self,
@@ -734,14 +788,15 @@ impl Dialect for SqliteStore {
     ) -> Result<Option<Timestamp>, StoreError> {
         // Never earlier than `deadline - warn`, also for a lapsed claim: a
         // time the claim query would not take would make the warner spin.
-        let t: Option<i64> = sqlx::query_scalar(
-            "SELECT min(CASE WHEN warn_for IS NULL OR warn_for <> deadline THEN deadline - ?2
-                             ELSE max(warn_until, deadline - ?2) END)
-             FROM meetings
-             WHERE state = 'running' AND deadline > ?1
-               AND (warn_for IS NULL OR warn_for <> deadline
-                    OR (warn_state = 'claimed' AND warn_until IS NOT NULL))",
-        )
+        let t: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT min(CASE WHEN warn_for IS NULL OR warn_for <> e THEN e - ?2
+                             ELSE max(warn_until, e - ?2) END)
+             FROM (SELECT warn_for, warn_state, warn_until, {END_AT} AS e
+                   FROM meetings WHERE state = 'running')
+             WHERE e > ?1
+               AND (warn_for IS NULL OR warn_for <> e
+                    OR (warn_state = 'claimed' AND warn_until IS NOT NULL))"
+        )))
         .bind(now.0)
         .bind(millis(warn_before))
         .fetch_one(&self.reader)
@@ -857,6 +912,8 @@ mod tests {
             at: Timestamp(4_000),
             attempts,
             retry_at: None,
+            ended_alone: false,
+            participants: None,
         };
         assert_eq!(handle.finish("p", &[outcome(1)]).await.unwrap(), [false]);
         assert_eq!(handle.finish("p", &[outcome(2)]).await.unwrap(), [true]);

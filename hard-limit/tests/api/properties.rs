@@ -75,6 +75,8 @@ fn outcome(key: &MeetingKey, state: MeetingState, at: Timestamp, attempts: i64) 
         at,
         attempts,
         retry_at: None,
+        ended_alone: false,
+        participants: None,
     }
 }
 

@@ -85,6 +85,7 @@ fn record(c: &WarnClaim, outcome: WarningOutcome, at: i64, retry_at: Option<i64>
         outcome,
         at: Timestamp(at),
         retry_at: retry_at.map(Timestamp),
+        alone: false,
     }
 }
 
@@ -432,6 +433,8 @@ async fn only_the_latest_claim_of_an_owner_records_the_outcome(store: &Store) {
         at: Timestamp(95_000),
         attempts,
         retry_at: None,
+        ended_alone: false,
+        participants: None,
     };
     assert_eq!(store.finish("p", &[outcome(1)]).await.unwrap(), [false]);
     assert_eq!(store.finish("p", &[outcome(2)]).await.unwrap(), [true]);
@@ -541,6 +544,8 @@ async fn a_claim_carries_what_the_room_knows(store: &Store) {
         at: Timestamp(60_500),
         attempts,
         retry_at: retry_at.map(Timestamp),
+        ended_alone: false,
+        participants: None,
     };
     // One batch: a stale claim (wrong attempts), two deferrals, a meeting
     // nobody claimed, and "plain" shut down.
@@ -613,6 +618,8 @@ async fn a_deferred_shutdown_is_claimed_again_at_its_retry_time(store: &Store) {
         at: Timestamp(61_000),
         attempts: claim[0].attempts,
         retry_at: Some(Timestamp(71_000)),
+        ended_alone: false,
+        participants: None,
     };
     assert_eq!(store.finish("w", &[deferred]).await.unwrap(), [true]);
     assert_eq!(store.next_wake().await.unwrap(), Some(Timestamp(71_000)));
@@ -824,6 +831,8 @@ async fn only_the_lease_holder_records_the_outcome(store: &Store) {
         at: Timestamp(95_000),
         attempts: 2,
         retry_at: None,
+        ended_alone: false,
+        participants: None,
     };
     assert_eq!(
         store
@@ -1465,6 +1474,8 @@ async fn the_gauges_follow_every_write_exactly(store: &Store) {
         at: Timestamp(63_000),
         attempts: c.attempts,
         retry_at: retry_at.map(Timestamp),
+        ended_alone: false,
+        participants: None,
     };
     let of = |room: &str| {
         claims

@@ -1,0 +1,319 @@
+//! The alone rule's participants check: every `--presence-every`, each
+//! running meeting's counted participants are read from eyeson and its
+//! alone clock moved ([`crate::alone::AloneClock`], kept in the store like
+//! deadlines, so it survives restarts and is shared by replicas).
+//!
+//! A [`Job`] on the [`runner`](crate::runner): checks are claimed under a
+//! lease like shutdowns (`SKIP LOCKED` on PostgreSQL), so each meeting is
+//! checked by one replica at a time and a killed replica's checks are due
+//! again when its lease ends. The end itself is the scheduler's: a running
+//! alone clock gives the meeting an `alone_deadline`, which the scheduler
+//! claims like a deadline, reading the participants once more right before
+//! the `DELETE` ([`Headcount`]).
+//!
+//! Calls to eyeson are paced to `--presence-rate` per second per process; a
+//! 429's `Retry-After` holds every check back. When the pace makes checks
+//! late, [`metrics::PRESENCE_OVERDUE`] shows by how much and a line is
+//! logged once a minute; no meeting is ever skipped.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::alone::{self, IgnorePattern};
+use crate::domain::{self, RoomId, Timestamp};
+use crate::eyeson::{ApiError, EyesonClient, Participants};
+use crate::limits::LimitsHandle;
+use crate::metrics;
+use crate::runner::{Ask, Failure, Job, StepError};
+use crate::store::{PresenceClaim, PresenceRecord, StoreError};
+use crate::store_handle::Store;
+
+/// A check this much behind is "late" (logged).
+const LATE: Duration = Duration::from_secs(5);
+/// Late checks are logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Spaces calls to eyeson evenly at a rate; a 429 holds them all back.
+#[derive(Debug)]
+pub struct Pace {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pace {
+    /// `per_second` calls a second (at least 1).
+    pub fn new(per_second: u32) -> Self {
+        Pace {
+            interval: Duration::from_secs(1) / per_second.max(1),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Waits for this call's turn.
+    pub async fn turn(&self) {
+        tokio::time::sleep_until(self.reserve(Instant::now())).await;
+    }
+
+    /// The next free turn at or after `now`, taken.
+    fn reserve(&self, now: Instant) -> Instant {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = (*next).max(now);
+        *next = slot + self.interval;
+        slot
+    }
+
+    /// No call before `after` from now (eyeson's `Retry-After`).
+    pub fn hold(&self, after: Duration) {
+        self.hold_from(Instant::now(), after);
+    }
+
+    fn hold_from(&self, now: Instant, after: Duration) {
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        *next = (*next).max(now + after);
+    }
+}
+
+/// Counts a meeting's participants for the alone rule: the presence check
+/// and the scheduler's last look before an alone end share it (and its
+/// pace).
+#[derive(Debug)]
+pub struct Headcount {
+    /// The eyeson client.
+    pub client: EyesonClient,
+    /// Each room's `alone_after`.
+    pub limits: Arc<LimitsHandle>,
+    /// `--alone-ignore`.
+    pub ignore: Vec<IgnorePattern>,
+    /// The service's own warning guest (`--warn-name`).
+    pub own_guest: String,
+    /// `--presence-rate`.
+    pub pace: Pace,
+}
+
+impl Headcount {
+    /// The room's `alone_after` now; `None`: the rule is off for it.
+    pub fn alone_after(&self, room: &RoomId) -> Option<Duration> {
+        self.limits.snapshot().limits.alone_after(room)
+    }
+
+    /// Whether the rule is on for any room (else no check is made).
+    pub fn anywhere(&self) -> bool {
+        self.limits.snapshot().limits.alone_anywhere()
+    }
+
+    /// The counted participants now; `None`: eyeson has no meeting in the
+    /// room (404/410).
+    pub async fn count(&self, room: &RoomId) -> Result<Option<usize>, ApiError> {
+        self.pace.turn().await;
+        match self.client.online_participants(room).await {
+            Ok(Participants::Online(list)) => Ok(Some(alone::counted(
+                list.iter().map(|p| (p.id.as_str(), p.name.as_str())),
+                &self.own_guest,
+                &self.ignore,
+            ))),
+            Ok(Participants::Gone) => Ok(None),
+            Err(e) => {
+                if let ApiError::Throttled(after) = &e {
+                    self.pace.hold(after.unwrap_or(Duration::from_secs(1)));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What one check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// This many counted participants.
+    Counted(usize),
+    /// eyeson has no meeting in the room (404/410): nothing changes; the
+    /// webhook or the reconciler closes it.
+    Gone,
+    /// The rule is off for the room: no call; the clock is cleared.
+    Off,
+    /// The call failed (after retries): nothing changes; checked again
+    /// sooner.
+    Failed,
+}
+
+/// The participants check.
+#[derive(Debug)]
+pub struct Presence {
+    /// The store.
+    pub store: Store,
+    /// Counts and paces.
+    pub headcount: Arc<Headcount>,
+    /// `--presence-every`.
+    pub every: Duration,
+    /// `--retry-backoff`: the next check after a failed one.
+    pub retry_backoff: Duration,
+    /// When lateness was last logged.
+    pub logged: Mutex<Option<Instant>>,
+}
+
+impl Presence {
+    /// Publishes how overdue the most overdue check is, and logs it once a
+    /// minute while it is more than [`LATE`].
+    fn overdue(&self, due: Option<Timestamp>, now: Timestamp) {
+        let late = due.map_or(Duration::ZERO, |t| now.since(t));
+        metrics::presence_overdue(late.as_secs_f64());
+        if late <= LATE {
+            return;
+        }
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        if logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            *logged = Some(Instant::now());
+            tracing::warn!(overdue = ?late, "participants checks are late: --presence-rate is too low for the running meetings, or eyeson slows them down (429)");
+        }
+    }
+}
+
+impl Job for Presence {
+    type Claim = PresenceClaim;
+    type Outcome = Checked;
+    type Record = PresenceRecord;
+
+    const TASK: &'static str = "presence";
+    const WRITER: &'static str = "presence-writer";
+    const WHAT: &'static str = "participants check";
+    const RETRIES: Option<&'static str> = Some(metrics::PRESENCE_RETRIES);
+
+    async fn claim(&self, ask: Ask<'_>) -> Result<Vec<PresenceClaim>, StoreError> {
+        if !self.headcount.anywhere() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .claim_presence(ask.now, ask.lease, ask.owner, ask.limit)
+            .await
+    }
+
+    async fn next_due(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+        if !self.headcount.anywhere() {
+            self.overdue(None, now);
+            return Ok(None);
+        }
+        let due = self.store.next_presence().await?;
+        self.overdue(due, now);
+        Ok(due)
+    }
+
+    fn room(claim: &PresenceClaim) -> &str {
+        claim.key.room_id.as_str()
+    }
+
+    async fn attempt(&self, claim: &PresenceClaim, _n: usize) -> Result<Checked, StepError> {
+        let room = &claim.key.room_id;
+        if self.headcount.alone_after(room).is_none() {
+            return Ok(Checked::Off);
+        }
+        match self.headcount.count(room).await {
+            Ok(Some(n)) => Ok(Checked::Counted(n)),
+            Ok(None) => Ok(Checked::Gone),
+            Err(e) => Err(StepError::Api(e)),
+        }
+    }
+
+    fn failed(&self, _claim: &PresenceClaim, _failure: Failure) -> Checked {
+        Checked::Failed
+    }
+
+    fn conclude(&self, claim: &PresenceClaim, checked: Checked, now: Timestamp) -> PresenceRecord {
+        let key = &claim.key;
+        let alone_after = self.headcount.alone_after(&key.room_id);
+        let (participants, next, event) = match checked {
+            Checked::Counted(n) => {
+                let was_alone = claim.alone_since.is_some();
+                let event = match (was_alone, n) {
+                    (false, 0 | 1) => Some("alone"),
+                    (true, 2..) => Some("company"),
+                    _ => None,
+                };
+                metrics::presence_check(if n <= 1 { "alone" } else { "company" });
+                match event {
+                    Some("alone") => {
+                        tracing::info!(room = %key.room_id, started_at = %key.started_at, participants = n, alone_after = ?alone_after, "meeting is alone: its alone clock starts")
+                    }
+                    Some(_) => {
+                        tracing::info!(room = %key.room_id, started_at = %key.started_at, participants = n, "meeting has company again: its alone clock is reset")
+                    }
+                    None => {}
+                }
+                (Some(n as i64), now.plus(self.every), event)
+            }
+            Checked::Gone => {
+                metrics::presence_check("gone");
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, "participants check: eyeson has no meeting in the room (404/410); the webhook or the reconciler closes it");
+                (None, now.plus(self.every), None)
+            }
+            Checked::Off => {
+                metrics::presence_check("off");
+                (None, now.plus(self.every), None)
+            }
+            Checked::Failed => {
+                metrics::presence_check("failed");
+                let retry = domain::retry_delay(self.retry_backoff, 1).min(self.every);
+                tracing::warn!(room = %key.room_id, started_at = %key.started_at, retry_in = ?retry, "participants check failed; the alone clock is kept");
+                (None, now.plus(retry), None)
+            }
+        };
+        PresenceRecord {
+            key: key.clone(),
+            until: claim.until,
+            at: now,
+            participants,
+            alone_after: match checked {
+                Checked::Off => None,
+                _ => alone_after,
+            },
+            next,
+            event,
+        }
+    }
+
+    async fn commit(
+        &self,
+        owner: &str,
+        records: &[PresenceRecord],
+        _now: Timestamp,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.store.finish_presence(owner, records).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_spaces_calls_and_a_429_holds_them_all() {
+        let pace = Pace::new(10);
+        let t0 = Instant::now() + Duration::from_secs(1);
+        let ms = |i: Instant| i.duration_since(t0).as_millis();
+        let turns: Vec<_> = (0..3).map(|_| ms(pace.reserve(t0))).collect();
+        assert_eq!(turns, [0, 100, 200]);
+        // Idle time is not saved up into a burst.
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(ms(pace.reserve(later)), 10_000);
+        assert_eq!(ms(pace.reserve(later)), 10_100);
+        pace.hold_from(later, Duration::from_secs(3));
+        assert_eq!(ms(pace.reserve(later)), 13_000);
+        assert_eq!(ms(pace.reserve(later)), 13_100);
+    }
+}
+
+// TEMPORARY until the limits branch lands (it provides both for real).
+impl crate::domain::Limits {
+    /// Stub.
+    pub fn alone_after(&self, _room: &RoomId) -> Option<Duration> {
+        std::env::var("ALONE_AFTER")
+            .ok()
+            .and_then(|v| humantime::parse_duration(&v).ok())
+    }
+    /// Stub.
+    pub fn alone_anywhere(&self) -> bool {
+        std::env::var("ALONE_AFTER").is_ok()
+    }
+}
