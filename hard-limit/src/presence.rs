@@ -304,16 +304,3 @@ mod tests {
     }
 }
 
-// TEMPORARY until the limits branch lands (it provides both for real).
-impl crate::domain::Limits {
-    /// Stub.
-    pub fn alone_after(&self, _room: &RoomId) -> Option<Duration> {
-        std::env::var("ALONE_AFTER")
-            .ok()
-            .and_then(|v| humantime::parse_duration(&v).ok())
-    }
-    /// Stub.
-    pub fn alone_anywhere(&self) -> bool {
-        std::env::var("ALONE_AFTER").is_ok()
-    }
-}
