@@ -157,6 +157,7 @@ impl Application {
             store.clone(),
             enforcement.max_duration,
             enforcement.grace,
+            enforcement.alone_after,
             enforcement.limit_rules.rooms,
             enforcement.limit_rules.prefixes,
             clock.now(),

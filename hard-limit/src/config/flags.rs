@@ -232,6 +232,13 @@ pub struct Flags {
     /// supervision.
     #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
     pub inject_fault: Option<String>,
+
+    /// End a meeting whose counted online participants have been at most
+    /// one, continuously, for this long (the alone rule); off unless set.
+    /// Rooms and prefixes may set their own or turn it off (the limits
+    /// file, PUT /limits/...).
+    #[arg(long, env = "ALONE_AFTER", value_parser = parse_duration, hide_env_values = true)]
+    pub alone_after: Option<Duration>,
 }
 
 impl Flags {
