@@ -20,6 +20,7 @@ use crate::forward::Forwarder;
 use crate::http::admin::AdminState;
 use crate::http::PublicState;
 use crate::limits::LimitsHandle;
+use crate::presence::{Headcount, Pace, Presence};
 use crate::reconcile::Reconciler;
 use crate::runner::{Context, Runner};
 use crate::scheduler::Scheduler;
@@ -27,7 +28,6 @@ use crate::serve::{self, ConnLimits};
 use crate::store::StoreError;
 use crate::store_handle::Store;
 use crate::supervisor::{Failure, Supervisor, Task};
-use crate::presence::{Headcount, Pace, Presence};
 use crate::warner::Warner;
 use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
@@ -160,6 +160,7 @@ impl Application {
             store.clone(),
             enforcement.max_duration,
             enforcement.grace,
+            enforcement.alone_after,
             enforcement.limit_rules.rooms,
             enforcement.limit_rules.prefixes,
             clock.now(),

@@ -225,34 +225,156 @@ impl fmt::Display for MeetingState {
     }
 }
 
-/// The maximum meeting duration per room: exact id first, then the longest
-/// matching prefix, then the default.
+/// What one rule says about the alone rule (`alone_after`) for its room or
+/// prefix; a rule without one inherits it (from a shorter prefix, then the
+/// `--alone-after` default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AloneAfter {
+    /// The alone rule is off here (stored as 0).
+    Off,
+    /// A meeting alone this long is ended.
+    After(Duration),
+}
+
+impl AloneAfter {
+    /// `None` when off.
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            AloneAfter::Off => None,
+            AloneAfter::After(d) => Some(d),
+        }
+    }
+
+    /// As stored in `room_limits.alone_after_ms` (0 for off).
+    pub fn as_millis(self) -> i64 {
+        match self {
+            AloneAfter::Off => 0,
+            AloneAfter::After(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1),
+        }
+    }
+
+    /// From `room_limits.alone_after_ms` (0 or less: off).
+    pub fn from_millis(ms: i64) -> Self {
+        if ms <= 0 {
+            AloneAfter::Off
+        } else {
+            AloneAfter::After(Duration::from_millis(ms as u64))
+        }
+    }
+}
+
+impl fmt::Display for AloneAfter {
+    /// `off`, or the duration as humantime writes it (`30m`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AloneAfter::Off => f.write_str("off"),
+            AloneAfter::After(d) => write!(f, "{}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+/// An alone setting as written by an operator: `off`, or a duration from
+/// 1 s to 30 days (like a limit). The error says what is wrong, without
+/// the field's name.
+pub fn parse_alone_after(s: &str) -> Result<AloneAfter, String> {
+    let s = s.trim();
+    if s == "off" {
+        return Ok(AloneAfter::Off);
+    }
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("is not \"off\" nor a duration like 30m ({e})"))?;
+    limit_in_range(d)
+        .map(AloneAfter::After)
+        .map_err(|range| range.to_string())
+}
+
+/// One per-room or per-prefix rule: each part it leaves `None` is
+/// inherited from the next less specific rule that sets it (a shorter
+/// prefix), else from the command line (`--max-duration`, `--alone-after`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Rule {
+    /// The maximum duration.
+    pub limit: Option<Duration>,
+    /// The alone rule.
+    pub alone_after: Option<AloneAfter>,
+}
+
+impl Rule {
+    /// A rule that sets only a limit.
+    pub fn limit(d: Duration) -> Self {
+        Rule {
+            limit: Some(d),
+            alone_after: None,
+        }
+    }
+
+    /// A rule that sets only the alone rule.
+    pub fn alone(a: AloneAfter) -> Self {
+        Rule {
+            limit: None,
+            alone_after: Some(a),
+        }
+    }
+
+    /// Whether it sets nothing (such a rule is not kept).
+    pub fn is_empty(&self) -> bool {
+        self.limit.is_none() && self.alone_after.is_none()
+    }
+}
+
+/// The per-room rules: the maximum meeting duration and the alone rule.
+/// Each is looked up on its own: the exact room id's rule if it sets it,
+/// else the longest matching prefix whose rule sets it, else the default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     default: Duration,
-    exact: HashMap<String, Duration>,
+    alone_default: Option<Duration>,
+    exact: HashMap<String, Rule>,
     /// Sorted longest first, so the first match is the longest.
-    prefixes: Vec<(String, Duration)>,
+    prefixes: Vec<(String, Rule)>,
 }
 
 impl Limits {
-    /// Only a default limit.
+    /// Only a default limit (the alone rule off).
     pub fn new(default: Duration) -> Self {
         Limits {
             default,
+            alone_default: None,
             exact: HashMap::new(),
             prefixes: Vec::new(),
         }
     }
 
-    /// Adds per-room limits by exact id and by prefix.
+    /// The alone rule for rooms no rule names (`--alone-after`; `None`: off).
+    pub fn with_alone_default(mut self, alone_after: Option<Duration>) -> Self {
+        self.alone_default = alone_after;
+        self
+    }
+
+    /// Adds per-room limits by exact id and by prefix (rules that set
+    /// only a limit).
     pub fn with_rules(
-        mut self,
+        self,
         exact: impl IntoIterator<Item = (String, Duration)>,
         prefixes: impl IntoIterator<Item = (String, Duration)>,
     ) -> Self {
-        self.exact.extend(exact);
-        self.prefixes.extend(prefixes);
+        self.with_full_rules(
+            exact.into_iter().map(|(k, d)| (k, Rule::limit(d))),
+            prefixes.into_iter().map(|(k, d)| (k, Rule::limit(d))),
+        )
+    }
+
+    /// Adds per-room rules by exact id and by prefix (empty rules are
+    /// ignored).
+    pub fn with_full_rules(
+        mut self,
+        exact: impl IntoIterator<Item = (String, Rule)>,
+        prefixes: impl IntoIterator<Item = (String, Rule)>,
+    ) -> Self {
+        self.exact
+            .extend(exact.into_iter().filter(|(_, r)| !r.is_empty()));
+        self.prefixes
+            .extend(prefixes.into_iter().filter(|(_, r)| !r.is_empty()));
         self.prefixes
             .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         self
@@ -263,32 +385,81 @@ impl Limits {
         self.default
     }
 
-    /// The exact-room rules, sorted by room id.
+    /// The alone rule for rooms no rule names (`None`: off).
+    pub fn default_alone_after(&self) -> Option<Duration> {
+        self.alone_default
+    }
+
+    /// The exact-room rules that set a limit, sorted by room id.
     pub fn rooms(&self) -> Vec<(&str, Duration)> {
-        let mut v: Vec<_> = self.exact.iter().map(|(k, d)| (k.as_str(), *d)).collect();
+        let mut v: Vec<_> = self
+            .exact
+            .iter()
+            .filter_map(|(k, r)| Some((k.as_str(), r.limit?)))
+            .collect();
         v.sort();
         v
     }
 
-    /// The prefix rules, longest first.
+    /// The prefix rules that set a limit, longest first.
     pub fn prefixes(&self) -> Vec<(&str, Duration)> {
         self.prefixes
             .iter()
-            .map(|(k, d)| (k.as_str(), *d))
+            .filter_map(|(k, r)| Some((k.as_str(), r.limit?)))
             .collect()
+    }
+
+    /// Every exact-room rule, sorted by room id.
+    pub fn room_rules(&self) -> Vec<(&str, Rule)> {
+        let mut v: Vec<_> = self.exact.iter().map(|(k, r)| (k.as_str(), *r)).collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// Every prefix rule, longest first.
+    pub fn prefix_rules(&self) -> Vec<(&str, Rule)> {
+        self.prefixes
+            .iter()
+            .map(|(k, r)| (k.as_str(), *r))
+            .collect()
+    }
+
+    /// The part `part` of the most specific rule for `room` that sets it.
+    fn lookup<T>(&self, room: &RoomId, part: impl Fn(&Rule) -> Option<T>) -> Option<T> {
+        let id = room.as_str();
+        if let Some(v) = self.exact.get(id).and_then(&part) {
+            return Some(v);
+        }
+        self.prefixes
+            .iter()
+            .filter(|(p, _)| id.starts_with(p.as_str()))
+            .find_map(|(_, r)| part(r))
     }
 
     /// The limit that applies to a room.
     pub fn for_room(&self, room: &RoomId) -> Duration {
-        let id = room.as_str();
-        if let Some(d) = self.exact.get(id) {
-            return *d;
+        self.lookup(room, |r| r.limit).unwrap_or(self.default)
+    }
+
+    /// How long a meeting in `room` may have at most one counted
+    /// participant before it is ended; `None`: the alone rule is off for
+    /// this room.
+    pub fn alone_after(&self, room: &RoomId) -> Option<Duration> {
+        match self.lookup(room, |r| r.alone_after) {
+            Some(a) => a.duration(),
+            None => self.alone_default,
         }
-        self.prefixes
-            .iter()
-            .find(|(p, _)| id.starts_with(p.as_str()))
-            .map(|(_, d)| *d)
-            .unwrap_or(self.default)
+    }
+
+    /// Whether the alone rule is on for any room: the default or any rule
+    /// turns it on (otherwise the presence check has nothing to do).
+    pub fn alone_anywhere(&self) -> bool {
+        self.alone_default.is_some()
+            || self
+                .exact
+                .values()
+                .chain(self.prefixes.iter().map(|(_, r)| r))
+                .any(|r| matches!(r.alone_after, Some(AloneAfter::After(_))))
     }
 }
 
@@ -997,6 +1168,117 @@ mod tests {
         assert_eq!(l.for_room(&room("webinar-7")), Duration::from_secs(10800));
         assert_eq!(l.for_room(&room("website")), Duration::from_secs(600));
         assert_eq!(l.for_room(&room("other")), Duration::from_secs(1800));
+    }
+
+    fn alone_limits(default: Option<Duration>) -> Limits {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        Limits::new(m(30))
+            .with_alone_default(default)
+            .with_full_rules(
+                [
+                    // Only the alone rule: the limit is inherited.
+                    ("kiosk".to_owned(), Rule::alone(AloneAfter::After(m(5)))),
+                    ("webinar-vip".to_owned(), Rule::alone(AloneAfter::Off)),
+                    ("board".to_owned(), Rule::limit(m(120))),
+                    ("empty".to_owned(), Rule::default()),
+                ],
+                [
+                    (
+                        "webinar-".to_owned(),
+                        Rule {
+                            limit: Some(m(180)),
+                            alone_after: Some(AloneAfter::After(m(15))),
+                        },
+                    ),
+                    ("webinar-bot".to_owned(), Rule::alone(AloneAfter::Off)),
+                    ("web".to_owned(), Rule::limit(m(10))),
+                ],
+            )
+    }
+
+    #[test]
+    fn the_alone_rule_room_then_longest_prefix_then_default() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        for default in [None, Some(m(20))] {
+            let l = alone_limits(default);
+            let alone = |r: &str| l.alone_after(&room(r));
+            assert_eq!(alone("kiosk"), Some(m(5)), "the room's own rule");
+            assert_eq!(
+                alone("webinar-vip"),
+                None,
+                "off for the room beats the prefix"
+            );
+            assert_eq!(alone("webinar-7"), Some(m(15)), "the prefix's");
+            assert_eq!(
+                alone("webinar-bot-1"),
+                None,
+                "the longer prefix turns it off"
+            );
+            // Rules that set no alone rule inherit it.
+            assert_eq!(alone("board"), default, "a limit-only room rule");
+            assert_eq!(alone("website"), default, "a limit-only prefix rule");
+            assert_eq!(alone("empty"), default, "an empty rule is ignored");
+            assert_eq!(alone("other"), default);
+            assert!(l.alone_anywhere(), "kiosk and webinar- turn it on");
+        }
+    }
+
+    #[test]
+    fn a_rule_without_a_limit_leaves_the_limit_lookup_as_it_was() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        let l = alone_limits(None);
+        assert_eq!(l.for_room(&room("kiosk")), m(30), "the default");
+        assert_eq!(l.for_room(&room("webinar-vip")), m(180), "the prefix's");
+        assert_eq!(
+            l.for_room(&room("webinar-bot-1")),
+            m(180),
+            "a shorter prefix's"
+        );
+        assert_eq!(l.for_room(&room("board")), m(120));
+        assert_eq!(l.for_room(&room("website")), m(10));
+        assert_eq!(l.for_room(&room("empty")), m(30));
+        // Only limit-setting rules are listed as limits.
+        assert_eq!(l.rooms(), [("board", m(120))]);
+        assert_eq!(l.prefixes(), [("webinar-", m(180)), ("web", m(10))]);
+        assert_eq!(l.room_rules().len(), 3, "the empty rule is not kept");
+        assert_eq!(l.prefix_rules()[0].0, "webinar-bot");
+    }
+
+    #[test]
+    fn the_alone_rule_is_anywhere_only_if_something_turns_it_on() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        assert!(!Limits::new(m(30)).alone_anywhere());
+        assert!(Limits::new(m(30))
+            .with_alone_default(Some(m(1)))
+            .alone_anywhere());
+        let off_only = Limits::new(m(30)).with_full_rules(
+            [("a".to_owned(), Rule::alone(AloneAfter::Off))],
+            [
+                ("b".to_owned(), Rule::alone(AloneAfter::Off)),
+                ("c".to_owned(), Rule::limit(m(5))),
+            ],
+        );
+        assert!(
+            !off_only.alone_anywhere(),
+            "rules that turn it off turn nothing on"
+        );
+        assert_eq!(off_only.alone_after(&room("a")), None);
+        let one_prefix = Limits::new(m(30))
+            .with_full_rules([], [("p".to_owned(), Rule::alone(AloneAfter::After(m(2))))]);
+        assert!(one_prefix.alone_anywhere());
+        assert_eq!(one_prefix.alone_after(&room("px")), Some(m(2)));
+        assert_eq!(one_prefix.alone_after(&room("x")), None);
+    }
+
+    #[test]
+    fn alone_after_is_stored_as_milliseconds_with_zero_for_off() {
+        assert_eq!(AloneAfter::Off.as_millis(), 0);
+        assert_eq!(AloneAfter::from_millis(0), AloneAfter::Off);
+        let d = AloneAfter::After(Duration::from_secs(90));
+        assert_eq!(AloneAfter::from_millis(d.as_millis()), d);
+        assert_eq!(d.to_string(), "1m 30s");
+        assert_eq!(AloneAfter::Off.to_string(), "off");
+        assert_eq!(d.duration(), Some(Duration::from_secs(90)));
     }
 
     #[test]

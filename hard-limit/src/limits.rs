@@ -1,5 +1,6 @@
-//! The limits in force: the `--max-duration` default and `--grace` from the
-//! command line, and the per-room and per-prefix rules from the store
+//! The limits in force: the `--max-duration` default, `--grace` and the
+//! `--alone-after` default from the command line, and the per-room and
+//! per-prefix rules (a limit, the alone rule, or both) from the store
 //! (set at run time through the admin listener, seeded from the `--limits`
 //! file at start), shared by every replica.
 //!
@@ -16,9 +17,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::{Limits, Policy};
-use crate::store::{Caller, LimitKind, StoreError};
+use crate::domain::{Limits, Policy, Rule};
+use crate::store::{Caller, LimitKind, RuleChange, StoreError};
 use crate::store_handle::Store;
+
+/// A stored rule as the domain takes it.
+fn keyed(r: crate::store::LimitRule) -> (String, Rule) {
+    let rule = r.rule();
+    (r.key, rule)
+}
 
 /// The copy is reloaded at least this often.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
@@ -29,36 +36,42 @@ pub struct LimitsHandle {
     store: Store,
     default: Duration,
     grace: Duration,
+    alone_after: Option<Duration>,
     current: RwLock<Arc<Policy>>,
     stale: AtomicBool,
     loaded_at: Mutex<Instant>,
 }
 
 impl LimitsHandle {
-    /// Seeds the store from the limits file's rules (rooms, prefixes; only
-    /// those that differ from what is stored, each recorded in the audit as
-    /// from the file), then loads.
+    /// Seeds the store from the limits file's rules (rooms, prefixes), then
+    /// loads. Each file rule is merged into the stored one like a `PUT`:
+    /// the parts it sets are written, the others stay as stored; only
+    /// rules that would change are written, each recorded in the audit as
+    /// from the file.
     pub async fn start(
         store: Store,
         default: Duration,
         grace: Duration,
-        rooms: Vec<(String, Duration)>,
-        prefixes: Vec<(String, Duration)>,
+        alone_after: Option<Duration>,
+        rooms: Vec<(String, Rule)>,
+        prefixes: Vec<(String, Rule)>,
         now: crate::domain::Timestamp,
     ) -> Result<Arc<Self>, StoreError> {
         let stored = store.limit_rules().await?;
         let caller = Caller {
             addr: "limits file".into(),
         };
-        let wanted = (rooms.into_iter().map(|(k, d)| (LimitKind::Room, k, d)))
-            .chain(prefixes.into_iter().map(|(k, d)| (LimitKind::Prefix, k, d)));
-        for (kind, key, limit) in wanted {
+        let wanted = (rooms.into_iter().map(|(k, r)| (LimitKind::Room, k, r)))
+            .chain(prefixes.into_iter().map(|(k, r)| (LimitKind::Prefix, k, r)));
+        for (kind, key, rule) in wanted {
+            let change = RuleChange::setting(rule);
             let same = stored
                 .iter()
-                .any(|r| r.kind == kind && r.key == key && r.limit == limit);
-            if !same {
+                .find(|r| r.kind == kind && r.key == key)
+                .is_some_and(|r| change.merged(r.rule()) == r.rule());
+            if !same && !rule.is_empty() {
                 store
-                    .set_limit(kind, &key, Some(limit), now, &caller)
+                    .set_limit(kind, &key, Some(change), now, &caller)
                     .await?;
             }
         }
@@ -66,8 +79,9 @@ impl LimitsHandle {
             store,
             default,
             grace,
+            alone_after,
             current: RwLock::new(Arc::new(Policy {
-                limits: Limits::new(default),
+                limits: Limits::new(default).with_alone_default(alone_after),
                 grace,
             })),
             stale: AtomicBool::new(true),
@@ -119,10 +133,12 @@ impl LimitsHandle {
         };
         let (rooms, prefixes): (Vec<_>, Vec<_>) =
             rules.into_iter().partition(|r| r.kind == LimitKind::Room);
-        let limits = Limits::new(self.default).with_rules(
-            rooms.into_iter().map(|r| (r.key, r.limit)),
-            prefixes.into_iter().map(|r| (r.key, r.limit)),
-        );
+        let limits = Limits::new(self.default)
+            .with_alone_default(self.alone_after)
+            .with_full_rules(
+                rooms.into_iter().map(keyed),
+                prefixes.into_iter().map(keyed),
+            );
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Policy {
             limits,
             grace: self.grace,

@@ -303,4 +303,3 @@ mod tests {
         assert_eq!(ms(pace.reserve(later)), 13_100);
     }
 }
-

@@ -19,8 +19,8 @@ use crate::domain::{DeadlineChange, MeetingKey, Plan, RoomId, Timestamp};
 use crate::meeting_gauges::MeetingGauges;
 use crate::store::{
     self, Applied, Caller, Claim, Closing, DeadlineMoved, Engine, ForwardClaim, ForwardRecord,
-    LimitKind, NewForward, Outcome, PgStore, PresenceClaim, PresenceRecord, SqliteStore, StoreError, WarnClaim, WarnRecord,
-    Written,
+    LimitKind, NewForward, Outcome, PgStore, PresenceClaim, PresenceRecord, RuleChange,
+    RuleChanged, SqliteStore, StoreError, WarnClaim, WarnRecord, Written,
 };
 
 /// The configured engine behind one cheap-to-clone handle, with the gauges
@@ -301,18 +301,21 @@ impl Store {
         )
     }
 
-    /// Sets (`Some`) or removes (`None`) a limit and records the action in
-    /// the audit; returns the limit it replaced. On PostgreSQL the commit
-    /// `NOTIFY`s every replica.
+    /// Changes a rule (`Some`: merged into the stored one, see
+    /// [`RuleChange`]; a rule left setting nothing is deleted) or removes it
+    /// (`None`), in one transaction with its row in the audit; returns the
+    /// rule before and after. Nothing is written (nor audited) when there
+    /// was no rule and none results. On PostgreSQL the commit `NOTIFY`s
+    /// every replica.
     pub async fn set_limit(
         &self,
         kind: LimitKind,
         key: &str,
-        limit: Option<Duration>,
+        change: Option<RuleChange>,
         now: Timestamp,
         caller: &Caller,
-    ) -> Result<Option<Duration>, StoreError> {
-        self.write(self.engine.set_limit(kind, key, limit, now, caller).await)
+    ) -> Result<RuleChanged, StoreError> {
+        self.write(self.engine.set_limit(kind, key, change, now, caller).await)
     }
 
     /// Claims up to `limit` outbox lane heads that are due and not leased

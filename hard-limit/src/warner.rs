@@ -341,7 +341,9 @@ mod tests {
         );
         let alone = |t| Warning::new(Duration::from_secs(60), "x", None, Some(t));
         assert!(alone(" ").unwrap_err().contains("--alone-warn-text"));
-        assert!(alone(&"x".repeat(1001)).unwrap_err().contains("--alone-warn-text"));
+        assert!(alone(&"x".repeat(1001))
+            .unwrap_err()
+            .contains("--alone-warn-text"));
         let e = Warning::new(Duration::from_secs(60), " \n", None, None).unwrap_err();
         assert!(e.contains("--warn-name"), "{e}");
     }

@@ -236,7 +236,12 @@ pub struct Flags {
     /// characters, `?` one) matched case-insensitively against a whole id
     /// or name, e.g. `recorder*`, `*bot*`. Repeatable; in the environment,
     /// comma-separated.
-    #[arg(long, env = "ALONE_IGNORE", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ALONE_IGNORE",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub alone_ignore: Vec<String>,
 
     /// How often each running meeting's participants are checked (the
@@ -247,7 +252,12 @@ pub struct Flags {
     /// The most participants checks this process makes per second; when
     /// it makes checks late, `eyeson_hard_limit_presence_overdue_seconds`
     /// and a log line once a minute say so.
-    #[arg(long, env = "PRESENCE_RATE", default_value_t = 20, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PRESENCE_RATE",
+        default_value_t = 20,
+        hide_env_values = true
+    )]
     pub presence_rate: u32,
 
     /// Test only: this background task dies at start, or `@DELAY` after it
@@ -256,6 +266,13 @@ pub struct Flags {
     /// supervision.
     #[arg(long, env = "HARD_LIMIT_INJECT_FAULT", hide = true)]
     pub inject_fault: Option<String>,
+
+    /// End a meeting whose counted online participants have been at most
+    /// one, continuously, for this long (the alone rule); off unless set.
+    /// Rooms and prefixes may set their own or turn it off (the limits
+    /// file, PUT /limits/...).
+    #[arg(long, env = "ALONE_AFTER", value_parser = parse_duration, hide_env_values = true)]
+    pub alone_after: Option<Duration>,
 }
 
 impl Flags {

@@ -3,10 +3,17 @@
 //!
 //! ```toml
 //! [rooms]            # exact room ids
-//! "board-room" = "2h"
+//! "board-room" = "2h"                                 # a limit
+//! "kiosk" = { alone_after = "5m" }                    # only the alone rule
+//! "town-hall" = { limit = "3h", alone_after = "off" } # both; "off" turns the alone rule off
 //! [prefixes]         # longest matching prefix wins
 //! "webinar-" = "3h"
 //! ```
+//!
+//! A plain string is a limit (the format before the alone rule, still
+//! valid). An inline table sets `limit`, `alone_after` or both; a part it
+//! leaves out is inherited (a shorter prefix's, else the command line's).
+//! `alone_after = "off"` turns the alone rule off there (TOML has no null).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,23 +22,24 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::domain::{parse_alone_after, Rule};
 
 /// The rules of a limits file (none without one).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LimitRules {
-    /// Exact room ids and their limits.
-    pub rooms: Vec<(String, Duration)>,
-    /// Room id prefixes and their limits.
-    pub prefixes: Vec<(String, Duration)>,
+    /// Exact room ids and their rules.
+    pub rooms: Vec<(String, Rule)>,
+    /// Room id prefixes and their rules.
+    pub prefixes: Vec<(String, Rule)>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitsFile {
     #[serde(default)]
-    rooms: BTreeMap<String, String>,
+    rooms: BTreeMap<String, toml::Value>,
     #[serde(default)]
-    prefixes: BTreeMap<String, String>,
+    prefixes: BTreeMap<String, toml::Value>,
 }
 
 /// Reads and checks the file; errors name the file and the entry.
@@ -46,20 +54,77 @@ pub fn load(path: &Path) -> Result<LimitRules, ConfigError> {
     })
 }
 
+/// A limit: a duration from 1 s to 30 days.
+fn limit(v: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(v.trim()).map_err(|e| e.to_string())?;
+    crate::domain::limit_in_range(d).map_err(|range| format!("a limit {range}"))
+}
+
+/// A value as an error message shows it (TOML-like, short).
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("{s:?}"),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) => "[…]".into(),
+        toml::Value::Table(_) => "{…}".into(),
+    }
+}
+
+/// One entry's value: a limit as a string, or an inline table.
+fn rule(v: &toml::Value) -> Result<Rule, String> {
+    let string = |field: &str, v: &toml::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{field} must be a string like \"30m\", not {}", show(v)))
+    };
+    match v {
+        toml::Value::String(s) => Ok(Rule::limit(limit(s)?)),
+        toml::Value::Table(t) => {
+            if let Some(other) = t.keys().find(|k| *k != "limit" && *k != "alone_after") {
+                return Err(format!(
+                    "unknown key {other:?} (expected limit and/or alone_after)"
+                ));
+            }
+            let rule = Rule {
+                limit: t
+                    .get("limit")
+                    .map(|v| string("limit", v).and_then(|s| limit(&s)))
+                    .transpose()?,
+                alone_after: t
+                    .get("alone_after")
+                    .map(|v| {
+                        string("alone_after", v).and_then(|s| {
+                            parse_alone_after(&s).map_err(|e| format!("alone_after {e}"))
+                        })
+                    })
+                    .transpose()?,
+            };
+            if rule.is_empty() {
+                return Err("sets neither limit nor alone_after".into());
+            }
+            Ok(rule)
+        }
+        other => Err(format!(
+            "must be a limit like \"2h\" or a table like {{ limit = \"2h\", alone_after = \"30m\" }}, not {}",
+            show(other)
+        )),
+    }
+}
+
 /// Parses the text of a limits file; the error names the entry and the range.
 pub fn parse(text: &str) -> Result<LimitRules, String> {
     let file: LimitsFile = toml::from_str(text).map_err(|e| e.to_string())?;
-    let convert = |table: &str, map: BTreeMap<String, String>| {
+    let convert = |table: &str, map: BTreeMap<String, toml::Value>| {
         map.into_iter()
             .map(|(k, v)| {
                 if k.is_empty() {
                     return Err(format!("[{table}] has an empty key"));
                 }
-                let d = humantime::parse_duration(&v)
-                    .map_err(|e| format!("[{table}] {k:?} = {v:?}: {e}"))?;
-                crate::domain::limit_in_range(d)
-                    .map_err(|range| format!("[{table}] {k:?} = {v:?}: a limit {range}"))?;
-                Ok((k, d))
+                let r = rule(&v).map_err(|e| format!("[{table}] {k:?} = {}: {e}", show(&v)))?;
+                Ok((k, r))
             })
             .collect::<Result<Vec<_>, String>>()
     };
@@ -72,12 +137,12 @@ pub fn parse(text: &str) -> Result<LimitRules, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Limits, RoomId};
+    use crate::domain::{AloneAfter, Limits, RoomId};
 
     #[test]
     fn limits_file_parses_and_names_bad_entries() {
         let rules = parse("[rooms]\n\"board\" = \"2h\"\n[prefixes]\n\"web\" = \"10m\"\n").unwrap();
-        let l = Limits::new(Duration::from_secs(60)).with_rules(rules.rooms, rules.prefixes);
+        let l = Limits::new(Duration::from_secs(60)).with_full_rules(rules.rooms, rules.prefixes);
         assert_eq!(
             l.for_room(&RoomId::parse("board").unwrap()),
             Duration::from_secs(7200)
@@ -91,5 +156,80 @@ mod tests {
         assert!(parse("[other]\n").is_err());
         let err = parse("[rooms]\n\"\" = \"1h\"\n").unwrap_err();
         assert!(err.contains("empty key"), "{err}");
+    }
+
+    #[test]
+    fn limits_file_sets_the_alone_rule_per_room_and_prefix() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        let rules = parse(
+            r#"
+            [rooms]
+            "board" = "2h"
+            "kiosk" = { alone_after = "5m" }
+            "town-hall" = { limit = "3h", alone_after = "off" }
+            [prefixes]
+            "webinar-" = { limit = "3h" }
+            "bot-" = { alone_after = "off" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            rules.rooms,
+            [
+                ("board".to_owned(), Rule::limit(m(120))),
+                ("kiosk".to_owned(), Rule::alone(AloneAfter::After(m(5)))),
+                (
+                    "town-hall".to_owned(),
+                    Rule {
+                        limit: Some(m(180)),
+                        alone_after: Some(AloneAfter::Off)
+                    }
+                ),
+            ]
+        );
+        let l = Limits::new(m(30))
+            .with_alone_default(Some(m(20)))
+            .with_full_rules(rules.rooms, rules.prefixes);
+        let room = |r| RoomId::parse(r).unwrap();
+        assert_eq!(l.alone_after(&room("kiosk")), Some(m(5)));
+        assert_eq!(l.for_room(&room("kiosk")), m(30));
+        assert_eq!(l.alone_after(&room("town-hall")), None);
+        assert_eq!(l.alone_after(&room("bot-7")), None);
+        assert_eq!(l.alone_after(&room("webinar-1")), Some(m(20)));
+        assert_eq!(l.for_room(&room("webinar-1")), m(180));
+    }
+
+    #[test]
+    fn limits_file_names_bad_alone_entries() {
+        for (text, needles) in [
+            (
+                "[rooms]\nk = { alone_after = \"soon\" }\n",
+                &["\"k\"", "alone_after is not \"off\""][..],
+            ),
+            (
+                "[rooms]\nk = { alone_after = \"0s\" }\n",
+                &["\"k\"", "alone_after must be from 1s"],
+            ),
+            (
+                "[rooms]\nk = { alone_after = \"31days\" }\n",
+                &["alone_after must be from 1s to 30days"],
+            ),
+            ("[rooms]\nk = { limit = \"off\" }\n", &["\"k\""]),
+            (
+                "[prefixes]\np = { alone = \"5m\" }\n",
+                &["[prefixes]", "\"p\"", "unknown key \"alone\""],
+            ),
+            ("[rooms]\nk = {}\n", &["neither limit nor alone_after"]),
+            ("[rooms]\nk = 5\n", &["\"k\"", "must be a limit"]),
+            (
+                "[rooms]\nk = { alone_after = 300 }\n",
+                &["alone_after must be a string"],
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            for n in needles {
+                assert!(err.contains(n), "{text}: {err} lacks {n}");
+            }
+        }
     }
 }

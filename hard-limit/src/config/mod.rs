@@ -102,6 +102,8 @@ pub struct Enforcement {
     pub max_duration: Duration,
     /// `--grace`.
     pub grace: Duration,
+    /// `--alone-after`: the alone rule of rooms without a rule (`None`: off).
+    pub alone_after: Option<Duration>,
     /// The `--limits` file's rules (none without one).
     pub limit_rules: LimitRules,
     /// `--lease`.
@@ -226,7 +228,7 @@ impl TryFrom<Flags> for Config {
                     flags.warn_text.as_deref(),
                     flags.alone_warn_text.as_deref(),
                 )
-                    .map_err(ConfigError::Invalid)?,
+                .map_err(ConfigError::Invalid)?,
             ),
         };
         let inject_fault = match &flags.inject_fault {
@@ -309,6 +311,7 @@ impl TryFrom<&Flags> for Enforcement {
         Ok(Enforcement {
             max_duration: f.max_duration,
             grace: f.grace,
+            alone_after: f.alone_after,
             limit_rules: LimitRules::default(),
             lease: f.lease,
             retry_backoff: f.retry_backoff,
@@ -414,7 +417,7 @@ fn is_host_name(s: &str) -> bool {
 /// limit or `999999999h` is refused, naming the flag.
 fn durations_in_range(f: &Flags) -> Result<(), ConfigError> {
     let any = |d| in_range(d, Duration::ZERO, MAX_DURATION);
-    let checks: [(&str, Duration, Result<Duration, OutOfRange>); 13] = [
+    let checks: [(&str, Duration, Result<Duration, OutOfRange>); 14] = [
         (
             "--max-duration",
             f.max_duration,
@@ -463,6 +466,11 @@ fn durations_in_range(f: &Flags) -> Result<(), ConfigError> {
             "--warn-before",
             f.warn_before.unwrap_or(MAX_DURATION),
             f.warn_before.map_or(Ok(MAX_DURATION), limit_in_range),
+        ),
+        (
+            "--alone-after",
+            f.alone_after.unwrap_or(MAX_DURATION),
+            f.alone_after.map_or(Ok(MAX_DURATION), limit_in_range),
         ),
     ];
     for (flag, value, checked) in checks {
@@ -664,7 +672,10 @@ mod tests {
         let rules = check(&f).unwrap().enforcement.limit_rules;
         assert_eq!(
             rules.rooms,
-            [("board".to_owned(), Duration::from_secs(7200))]
+            [(
+                "board".to_owned(),
+                crate::domain::Rule::limit(Duration::from_secs(7200))
+            )]
         );
         std::fs::write(&file, "[rooms]\nx = \"soon\"\n").unwrap();
         let err = check(&f).unwrap_err().to_string();
@@ -675,6 +686,33 @@ mod tests {
         f.limits = Some(dir.path().join("missing.toml"));
         let err = check(&f).unwrap_err().to_string();
         assert!(err.contains("cannot read limits file"), "{err}");
+    }
+
+    #[test]
+    fn alone_after_is_off_unless_set_and_checked_like_a_limit() {
+        let mut f = flags();
+        assert_eq!(check(&f).unwrap().enforcement.alone_after, None);
+        f.alone_after = Some(Duration::from_secs(1800));
+        assert_eq!(
+            check(&f).unwrap().enforcement.alone_after,
+            Some(Duration::from_secs(1800))
+        );
+        for bad in [Duration::ZERO, Duration::from_millis(500), MAX_DURATION * 2] {
+            f.alone_after = Some(bad);
+            let e = check(&f).unwrap_err().to_string();
+            assert!(e.contains("--alone-after"), "{e}");
+        }
+        let cli = Cli::try_parse_from([
+            "eyeson-hard-limit",
+            "--api-key",
+            "k",
+            "--alone-after",
+            "20m",
+        ])
+        .unwrap();
+        assert_eq!(cli.flags.alone_after, Some(Duration::from_secs(1200)));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--alone-after") && help.contains("ALONE_AFTER"));
     }
 
     #[test]

@@ -32,10 +32,12 @@ use serde_json::json;
 use super::admin_guard::{self, Admit, FailureThrottle};
 use super::{ApiError, MeetingJson, FINISHED_LISTED_FOR};
 use crate::clock::Clock;
-use crate::domain::{DeadlineChange, DeadlineRefused, MeetingKey, RoomId, Timestamp};
+use crate::domain::{
+    AloneAfter, DeadlineChange, DeadlineRefused, MeetingKey, RoomId, Rule, Timestamp,
+};
 use crate::limits::LimitsHandle;
 use crate::secrets::AdminToken;
-use crate::store::{Caller, DeadlineMoved, LimitKind, RoomHistory};
+use crate::store::{Caller, DeadlineMoved, LimitKind, RoomHistory, RuleChange};
 use crate::store_handle::Store;
 
 /// What the admin handlers share. Cheap to clone.
@@ -649,35 +651,104 @@ fn show(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// An alone setting as `GET /limits` and the `PUT` answers show it:
+/// `"off"` or a duration.
+fn show_alone(a: crate::domain::AloneAfter) -> String {
+    a.to_string()
+}
+
 /// The limits in force on this process (reloaded first if another
-/// process changed them).
+/// process changed them): `rooms` and `prefixes` are the rules that set a
+/// limit; `alone_after` the alone rule's default and the rules that set it
+/// (`"off"` or a duration).
 async fn list_limits(State(app): State<AdminState>) -> Response {
     let policy = app.limits.policy().await;
-    let rooms: serde_json::Map<String, serde_json::Value> = policy
-        .limits
-        .rooms()
-        .into_iter()
-        .map(|(k, d)| (k.to_owned(), show(d).into()))
-        .collect();
-    let prefixes: serde_json::Map<String, serde_json::Value> = policy
-        .limits
-        .prefixes()
-        .into_iter()
-        .map(|(k, d)| (k.to_owned(), show(d).into()))
-        .collect();
+    let l = &policy.limits;
+    let map = |v: Vec<(&str, String)>| -> serde_json::Map<String, serde_json::Value> {
+        v.into_iter()
+            .map(|(k, d)| (k.to_owned(), d.into()))
+            .collect()
+    };
+    let limits = |v: Vec<(&str, Duration)>| map(v.into_iter().map(|(k, d)| (k, show(d))).collect());
+    let alone = |v: Vec<(&str, Rule)>| {
+        map(v
+            .into_iter()
+            .filter_map(|(k, r)| Some((k, show_alone(r.alone_after?))))
+            .collect())
+    };
     Json(json!({
-        "default": show(policy.limits.default_limit()),
+        "default": show(l.default_limit()),
         "grace": show(policy.grace),
-        "rooms": rooms,
-        "prefixes": prefixes,
+        "rooms": limits(l.rooms()),
+        "prefixes": limits(l.prefixes()),
+        "alone_after": {
+            "default": l.default_alone_after().map_or_else(|| "off".to_owned(), show),
+            "rooms": alone(l.room_rules()),
+            "prefixes": alone(l.prefix_rules()),
+        },
     }))
     .into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitBody {
-    limit: String,
+/// What a `PUT /limits/...` body may hold.
+const LIMIT_SHAPE: &str = r#"the body must be a JSON object with "limit" (a duration like "2h", or null for the default), "alone_after" (a duration like "30m", null or "off" to turn the alone rule off, "inherit" for the default), or both: {"limit": "2h", "alone_after": "30m"}"#;
+
+/// A `PUT /limits/...` body: the parts it names change, the others stay.
+fn rule_change(body: &Bytes) -> Result<RuleChange, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("{LIMIT_SHAPE} ({e})")))?;
+    let serde_json::Value::Object(fields) = value else {
+        return Err(ApiError::bad(LIMIT_SHAPE));
+    };
+    if let Some(other) = fields.keys().find(|k| *k != "limit" && *k != "alone_after") {
+        return Err(ApiError::bad(format!(
+            "unknown field {other:?}: expected limit and/or alone_after"
+        )));
+    }
+    let text = |field: &str, v: &serde_json::Value, shape: &str| match v {
+        serde_json::Value::String(s) => Ok(Some(s.clone())),
+        serde_json::Value::Null => Ok(None),
+        other => Err(ApiError::bad(format!("{field}: {other} is not {shape}"))),
+    };
+    let limit = match fields.get("limit") {
+        None => None,
+        Some(v) => Some(match text("limit", v, r#"a duration like "2h" or null"#)? {
+            None => None,
+            Some(t) => {
+                let d = humantime::parse_duration(t.trim()).map_err(|e| {
+                    ApiError::bad(format!(
+                        "limit: {t:?} is not a duration like 45m or 2h ({e})"
+                    ))
+                })?;
+                crate::domain::limit_in_range(d)
+                    .map_err(|range| ApiError::bad(format!("limit: {t:?} {range}")))?;
+                Some(d)
+            }
+        }),
+    };
+    let alone_after = match fields.get("alone_after") {
+        None => None,
+        Some(v) => Some(
+            match text(
+                "alone_after",
+                v,
+                r#"a duration like "30m", null, "off" or "inherit""#,
+            )? {
+                None => Some(AloneAfter::Off),
+                Some(t) if t.trim() == "inherit" => None,
+                Some(t) => Some(
+                    crate::domain::parse_alone_after(&t)
+                        .map_err(|e| ApiError::bad(format!("alone_after: {t:?} {e}")))?,
+                ),
+            },
+        ),
+    };
+    if limit.is_none() && alone_after.is_none() {
+        return Err(ApiError::bad(format!(
+            "neither limit nor alone_after given: {LIMIT_SHAPE}"
+        )));
+    }
+    Ok(RuleChange { limit, alone_after })
 }
 
 /// Longest prefix accepted (room ids are short; this only bounds storage).
@@ -711,43 +782,33 @@ async fn set_limit(
     body: Option<Bytes>,
 ) -> Result<Response, ApiError> {
     let key = limit_key(kind, key)?;
-    let limit = match &body {
-        None => None,
-        Some(body) => {
-            let b: LimitBody = serde_json::from_slice(body).map_err(|e| {
-                ApiError::bad(format!(r#"the body must be JSON: {{"limit": "2h"}} ({e})"#))
-            })?;
-            let d = humantime::parse_duration(b.limit.trim()).map_err(|e| {
-                ApiError::bad(format!(
-                    "limit: {:?} is not a duration like 45m or 2h ({e})",
-                    b.limit
-                ))
-            })?;
-            crate::domain::limit_in_range(d)
-                .map_err(|range| ApiError::bad(format!("limit: {:?} {range}", b.limit)))?;
-            Some(d)
-        }
-    };
+    let change = body.as_ref().map(rule_change).transpose()?;
     let caller = Caller {
         addr: peer.to_string(),
     };
-    let previous = app
+    let changed = app
         .store
-        .set_limit(kind, &key, limit, app.clock.now(), &caller)
+        .set_limit(kind, &key, change, app.clock.now(), &caller)
         .await?;
     // This process applies it at once; others on their NOTIFY (PostgreSQL)
     // or within the reload interval.
     app.limits.mark_stale();
     let _ = app.limits.policy().await;
-    tracing::info!(kind = kind.as_str(), key = %key, limit = ?limit, caller = %caller.addr, "limit changed by an operator");
-    if limit.is_none() && previous.is_none() {
+    let (previous, current) = (
+        changed.previous.unwrap_or_default(),
+        changed.current.unwrap_or_default(),
+    );
+    tracing::info!(kind = kind.as_str(), key = %key, limit = ?current.limit, alone_after = ?current.alone_after, caller = %caller.addr, "limit rule changed by an operator");
+    if change.is_none() && changed.previous.is_none() {
         return Err(ApiError::NotFound("no such limit"));
     }
     Ok(Json(json!({
         "kind": kind.as_str(),
         "key": key,
-        "limit": limit.map(show),
-        "previous": previous.map(show),
+        "limit": current.limit.map(show),
+        "alone_after": current.alone_after.map(show_alone),
+        "previous": previous.limit.map(show),
+        "previous_alone_after": previous.alone_after.map(show_alone),
     }))
     .into_response())
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::{
     Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind,
-    LimitRule, MeetingView, NewForward, Outcome, PresenceClaim, PresenceRecord, RoomHistory, RoomMeeting, StoreError, WarnClaim,
-    WarnRecord, Written,
+    LimitRule, MeetingView, NewForward, Outcome, PresenceClaim, PresenceRecord, RoomHistory,
+    RoomMeeting, RuleChange, RuleChanged, StoreError, WarnClaim, WarnRecord, Written,
 };
 use crate::domain::{DeadlineChange, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
 
@@ -160,10 +160,10 @@ pub trait Engine: Send + Sync + std::fmt::Debug + 'static {
         &'a self,
         kind: LimitKind,
         key: &'a str,
-        limit: Option<Duration>,
+        change: Option<RuleChange>,
         now: Timestamp,
         caller: &'a Caller,
-    ) -> BoxFut<'a, Written<Option<Duration>>>;
+    ) -> BoxFut<'a, Written<RuleChanged>>;
 
     // The forwarding outbox (`--forward-to`).
 

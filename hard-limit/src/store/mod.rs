@@ -48,8 +48,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{
-    DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Timestamp,
-    WarningOutcome,
+    AloneAfter, DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Rule,
+    Timestamp, WarningOutcome,
 };
 
 pub use effect::{StateDelta, Written};
@@ -452,15 +452,71 @@ impl LimitKind {
     }
 }
 
-/// One stored limit.
+/// One stored rule (`room_limits`): a limit, an alone setting or both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LimitRule {
     /// Room or prefix.
     pub kind: LimitKind,
     /// The room id or the prefix.
     pub key: String,
+    /// The limit; `None`: the rule sets none (inherited: a shorter
+    /// prefix's, else `--max-duration`).
+    pub limit: Option<Duration>,
+    /// The alone rule; `None`: inherited (a shorter prefix's, else
+    /// `--alone-after`).
+    pub alone_after: Option<AloneAfter>,
+}
+
+impl LimitRule {
+    /// What the rule sets.
+    pub fn rule(&self) -> Rule {
+        Rule {
+            limit: self.limit,
+            alone_after: self.alone_after,
+        }
+    }
+}
+
+/// A change to one stored rule ([`Store::set_limit`]), merged into what is
+/// stored: a part left `None` stays as it is, `Some(None)` clears it (the
+/// part is then inherited), `Some(Some(v))` sets it. A rule left with
+/// neither part is deleted.
+///
+/// [`Store::set_limit`]: crate::store_handle::Store::set_limit
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleChange {
     /// The limit.
-    pub limit: Duration,
+    pub limit: Option<Option<Duration>>,
+    /// The alone rule.
+    pub alone_after: Option<Option<AloneAfter>>,
+}
+
+impl RuleChange {
+    /// The rule `old` becomes.
+    pub fn merged(&self, old: Rule) -> Rule {
+        Rule {
+            limit: self.limit.unwrap_or(old.limit),
+            alone_after: self.alone_after.unwrap_or(old.alone_after),
+        }
+    }
+
+    /// A change that sets the parts `rule` sets and leaves the others.
+    pub fn setting(rule: Rule) -> Self {
+        RuleChange {
+            limit: rule.limit.map(Some),
+            alone_after: rule.alone_after.map(Some),
+        }
+    }
+}
+
+/// A rule before and after [`Store::set_limit`](crate::store_handle::Store::set_limit)
+/// (`None`: no rule).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleChanged {
+    /// Before.
+    pub previous: Option<Rule>,
+    /// After.
+    pub current: Option<Rule>,
 }
 
 /// The audit's action name for a deadline change.
@@ -480,16 +536,31 @@ fn describe(change: DeadlineChange) -> String {
     }
 }
 
-/// The audit's description of a limit change.
-fn describe_limit(kind: LimitKind, old_ms: Option<i64>, new: Option<Duration>) -> String {
-    let show = |d: Duration| humantime::format_duration(d).to_string();
-    let old = old_ms.map(|ms| show(Duration::from_millis(ms.max(0) as u64)));
-    format!(
-        "{} limit {} -> {}",
-        kind.as_str(),
-        old.as_deref().unwrap_or("none"),
-        new.map(show).as_deref().unwrap_or("none")
-    )
+/// The audit's description of a rule change: each part asked for (on a
+/// removal, each part there was), old -> new (`room limit 1h -> 2h,
+/// alone_after none -> 30m`; `none`: not set, inherited).
+fn describe_limit(
+    kind: LimitKind,
+    asked: Option<RuleChange>,
+    old: Option<Rule>,
+    new: Option<Rule>,
+) -> String {
+    let (old, new) = (old.unwrap_or_default(), new.unwrap_or_default());
+    let show = |d: Option<String>| d.unwrap_or_else(|| "none".to_owned());
+    let limit = |r: Rule| show(r.limit.map(|d| humantime::format_duration(d).to_string()));
+    let alone = |r: Rule| show(r.alone_after.map(|a| a.to_string()));
+    let (with_limit, with_alone) = match asked {
+        Some(c) => (c.limit.is_some(), c.alone_after.is_some()),
+        None => (old.limit.is_some(), old.alone_after.is_some()),
+    };
+    let mut parts = Vec::new();
+    if with_limit || !with_alone {
+        parts.push(format!("limit {} -> {}", limit(old), limit(new)));
+    }
+    if with_alone {
+        parts.push(format!("alone_after {} -> {}", alone(old), alone(new)));
+    }
+    format!("{} {}", kind.as_str(), parts.join(", "))
 }
 
 /// What a deadline change does to the room's open meeting `view` (pure:

@@ -33,7 +33,9 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::plan::{self, NewMeeting};
 use super::rows::SqlRow;
-use super::sql::{migrations, millis, now_in, Dialect, Notice, ALONE_COLUMN, END_AT, GUARD_COLUMNS};
+use super::sql::{
+    migrations, millis, now_in, Dialect, Notice, ALONE_COLUMN, END_AT, GUARD_COLUMNS,
+};
 use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
@@ -254,7 +256,8 @@ impl Dialect for PgStore {
                        CAST(CASE WHEN m.alone_deadline = m.warn_for AND m.alone_deadline < m.deadline
                             THEN 1 ELSE 0 END AS BIGINT) AS alone";
 
-    const CLAIM_PRESENCE: &'static str = "UPDATE meetings m SET presence_owner = $1, presence_due = $2
+    const CLAIM_PRESENCE: &'static str =
+        "UPDATE meetings m SET presence_owner = $1, presence_due = $2
              FROM (SELECT room_id, started_at FROM meetings
                    WHERE state = 'running' AND presence_due <= $3
                    ORDER BY presence_due LIMIT $4

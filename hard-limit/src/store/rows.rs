@@ -6,10 +6,10 @@ use std::time::Duration;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    ActionRecord, AloneView, PresenceClaim, Claim, ForwardClaim, Guard, LimitKind, LimitRule, MeetingRecord, MeetingView,
-    RoomMeeting, StoreError, WarnClaim,
+    ActionRecord, AloneView, Claim, ForwardClaim, Guard, LimitKind, LimitRule, MeetingRecord,
+    MeetingView, PresenceClaim, RoomMeeting, StoreError, WarnClaim,
 };
-use crate::domain::{GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
+use crate::domain::{AloneAfter, GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
 
 /// What the store reads from a row. The four column readers are the only
 /// engine-bound part (a blanket impl for every row type that decodes them),
@@ -157,7 +157,10 @@ pub(crate) trait SqlRow {
         Ok(LimitRule {
             kind,
             key: self.text("key")?,
-            limit: Duration::from_millis(self.int("limit_ms")?.max(1) as u64),
+            limit: self
+                .opt_int("limit_ms")?
+                .map(|ms| Duration::from_millis(ms.max(1) as u64)),
+            alone_after: self.opt_int("alone_after_ms")?.map(AloneAfter::from_millis),
         })
     }
 }

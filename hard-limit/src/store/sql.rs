@@ -17,13 +17,14 @@ use super::engine::{BoxFut, Engine};
 use super::plan::{self, NewMeeting, PlanSteps};
 use super::rows::SqlRow;
 use super::{
-    action_name, decide_move, AloneEvent, describe, describe_limit, Applied, Caller, Claim, Closing,
-    DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind, LimitRule, MeetingView,
-    NewForward, Outcome, PresenceClaim, PresenceRecord, RoomHistory, RoomMeeting, StateDelta, StoreError, WarnClaim, WarnRecord,
-    Written,
+    action_name, decide_move, describe, describe_limit, AloneEvent, Applied, Caller, Claim,
+    Closing, DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind, LimitRule, MeetingView,
+    NewForward, Outcome, PresenceClaim, PresenceRecord, RoomHistory, RoomMeeting, RuleChange,
+    RuleChanged, StateDelta, StoreError, WarnClaim, WarnRecord, Written,
 };
 use crate::domain::{
-    WarningOutcome, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
+    AloneAfter, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
+    WarningOutcome,
 };
 
 /// The numbered migrations of one engine, from `migrations/<engine>/`
@@ -61,7 +62,9 @@ macro_rules! migrations {
 pub(crate) use migrations;
 
 /// A migrator for `steps` (name, SQL), numbered from 1.
-pub(crate) fn migrator<const N: usize>(steps: [(&'static str, &'static str); N]) -> sqlx::migrate::Migrator {
+pub(crate) fn migrator<const N: usize>(
+    steps: [(&'static str, &'static str); N],
+) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     use sqlx::SqlSafeStr;
     Migrator::with_migrations(
@@ -917,10 +920,11 @@ where
 
     fn limit_rules(&self) -> BoxFut<'_, Vec<LimitRule>> {
         Box::pin(async move {
-            let rows =
-                sqlx::query("SELECT kind, key, limit_ms FROM room_limits ORDER BY kind, key")
-                    .fetch_all(self.reader())
-                    .await?;
+            let rows = sqlx::query(
+                "SELECT kind, key, limit_ms, alone_after_ms FROM room_limits ORDER BY kind, key",
+            )
+            .fetch_all(self.reader())
+            .await?;
             rows.iter().map(SqlRow::limit_rule).collect()
         })
     }
@@ -929,35 +933,45 @@ where
         &'a self,
         kind: LimitKind,
         key: &'a str,
-        limit: Option<Duration>,
+        change: Option<RuleChange>,
         now: Timestamp,
         caller: &'a Caller,
-    ) -> BoxFut<'a, Written<Option<Duration>>> {
+    ) -> BoxFut<'a, Written<RuleChanged>> {
         Box::pin(async move {
             let mut tx = self.begin(true).await?;
             let now = now_in(self, &mut tx, now).await?;
             let old = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT limit_ms FROM room_limits WHERE kind = $1 AND key = $2{}",
+                "SELECT kind, key, limit_ms, alone_after_ms FROM room_limits WHERE kind = $1 AND key = $2{}",
                 D::FOR_UPDATE
             )))
             .bind(kind.as_str())
             .bind(key)
             .fetch_optional(&mut *tx)
             .await?
-            .map(|r| r.int("limit_ms"))
-            .transpose()?;
-            if limit.is_none() && old.is_none() {
-                return done::<D, _>(tx, Written::new(None, true)).await;
+            .map(|r| r.limit_rule())
+            .transpose()?
+            .map(|r| r.rule());
+            let new = change
+                .map(|c| c.merged(old.unwrap_or_default()))
+                .filter(|r| !r.is_empty());
+            let changed = RuleChanged {
+                previous: old,
+                current: new,
+            };
+            if old.is_none() && new.is_none() {
+                return done::<D, _>(tx, Written::new(changed, true)).await;
             }
-            match limit {
-                Some(d) => {
+            match new {
+                Some(rule) => {
                     sqlx::query(
-                        "INSERT INTO room_limits (kind, key, limit_ms, updated_at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (kind, key) DO UPDATE SET limit_ms = excluded.limit_ms, updated_at = excluded.updated_at",
+                        "INSERT INTO room_limits (kind, key, limit_ms, alone_after_ms, updated_at) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (kind, key) DO UPDATE SET limit_ms = excluded.limit_ms,
+                             alone_after_ms = excluded.alone_after_ms, updated_at = excluded.updated_at",
                     )
                     .bind(kind.as_str())
                     .bind(key)
-                    .bind(millis(d))
+                    .bind(rule.limit.map(millis))
+                    .bind(rule.alone_after.map(AloneAfter::as_millis))
                     .bind(now.0)
                     .execute(&mut *tx)
                     .await?;
@@ -974,15 +988,14 @@ where
                 "INSERT INTO admin_actions (at, action, room_id, detail, caller) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(now.0)
-            .bind(if limit.is_some() { "limit_set" } else { "limit_removed" })
+            .bind(if new.is_some() { "limit_set" } else { "limit_removed" })
             .bind(key)
-            .bind(describe_limit(kind, old, limit).as_str())
+            .bind(describe_limit(kind, change, old, new).as_str())
             .bind(caller.addr.as_str())
             .execute(&mut *tx)
             .await?;
             D::notify(&mut tx, Notice::Limits).await?;
-            let old = old.map(|ms| Duration::from_millis(ms.max(0) as u64));
-            done::<D, _>(tx, Written::new(old, true)).await
+            done::<D, _>(tx, Written::new(changed, true)).await
         })
     }
 

@@ -27,7 +27,9 @@ use sqlx::{Connection, Sqlite};
 
 use super::plan::NewMeeting;
 use super::rows::SqlRow;
-use super::sql::{migrations, millis, Dialect, Notice, ALONE_COLUMN, ALONE_EVENT, END_AT, GUARD_COLUMNS};
+use super::sql::{
+    migrations, millis, Dialect, Notice, ALONE_COLUMN, ALONE_EVENT, END_AT, GUARD_COLUMNS,
+};
 use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
 
@@ -351,7 +353,8 @@ impl Dialect for SqliteStore {
                        CAST(CASE WHEN alone_deadline = warn_for AND alone_deadline < deadline
                             THEN 1 ELSE 0 END AS BIGINT) AS alone";
 
-    const CLAIM_PRESENCE: &'static str = "UPDATE meetings SET presence_owner = $1, presence_due = $2
+    const CLAIM_PRESENCE: &'static str =
+        "UPDATE meetings SET presence_owner = $1, presence_due = $2
              WHERE rowid IN (SELECT rowid FROM meetings
                              WHERE state = 'running' AND presence_due <= $3
                              ORDER BY presence_due LIMIT $4)
@@ -513,7 +516,11 @@ impl Dialect for SqliteStore {
         let until = now.plus(lease);
         let mut tx = WriteTx::begin_recoverable(self).await?;
         let mut claims = Vec::new();
-        let running = ("running", "(deadline <= ?3 OR alone_deadline <= ?3)", END_AT);
+        let running = (
+            "running",
+            "(deadline <= ?3 OR alone_deadline <= ?3)",
+            END_AT,
+        );
         for (state, due, order) in [("stopping", "lease_until <= ?3", "lease_until"), running] {
             let room = limit as usize - claims.len();
             if room == 0 {
@@ -772,11 +779,10 @@ impl Dialect for SqliteStore {
     }
 
     async fn next_presence(&self) -> Result<Option<Timestamp>, StoreError> {
-        let t: Option<i64> = sqlx::query_scalar(
-            "SELECT min(presence_due) FROM meetings WHERE state = 'running'",
-        )
-        .fetch_one(&self.reader)
-        .await?;
+        let t: Option<i64> =
+            sqlx::query_scalar("SELECT min(presence_due) FROM meetings WHERE state = 'running'")
+                .fetch_one(&self.reader)
+                .await?;
         Ok(t.map(Timestamp))
     }
 

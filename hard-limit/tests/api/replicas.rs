@@ -797,6 +797,30 @@ async fn operator_changes_through_one_replica_reach_the_others() {
         },
     )
     .await;
+    // The alone setting goes the same way (and leaves the limit as it is).
+    let r = http
+        .put(format!("{}/limits/rooms/ltd", writer.admin))
+        .json(&serde_json::json!({"alone_after": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_until(
+        "the other replica has the alone setting",
+        Duration::from_secs(10),
+        || async {
+            let l: serde_json::Value = http
+                .get(format!("{}/limits", other.admin))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            l["alone_after"]["rooms"]["ltd"] == "off" && l["rooms"]["ltd"] == "1h"
+        },
+    )
+    .await;
     let started = SystemTime::now() - Duration::from_secs(5);
     fake.start_meeting("ltd", &iso(started));
     assert_eq!(

@@ -9,12 +9,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use eyeson_hard_limit::domain::{
-    plan, DeadlineChange, DeadlineRefused, GuestToken, Limits, MeetingKey, MeetingState, Plan,
-    Policy, RoomId, RoomUpdate, Timestamp, WarningOutcome,
+    plan, AloneAfter, DeadlineChange, DeadlineRefused, GuestToken, Limits, MeetingKey,
+    MeetingState, Plan, Policy, RoomId, RoomUpdate, Rule, Timestamp, WarningOutcome,
 };
 use eyeson_hard_limit::store::{
     Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind,
-    LimitRule, MeetingView, NewForward, Outcome, PgStore, WarnClaim, WarnRecord,
+    LimitRule, MeetingView, NewForward, Outcome, PgStore, RuleChange, RuleChanged, WarnClaim,
+    WarnRecord,
 };
 use eyeson_hard_limit::store_handle::Store;
 
@@ -176,6 +177,7 @@ suite!(
     operators_move_only_a_running_meeting_and_it_is_audited,
     ending_now_makes_the_meeting_due_at_once,
     limits_are_stored_replaced_removed_and_audited,
+    alone_settings_merge_into_the_rules_and_are_audited,
     the_gauges_follow_every_write_exactly,
     the_outbox_goes_out_in_order_per_lane_under_leases,
 );
@@ -342,46 +344,69 @@ async fn ending_now_makes_the_meeting_due_at_once(store: &Store) {
     assert_eq!(h.actions[0].action, "end");
 }
 
+/// A change that sets only the limit.
+fn set_limit_to(d: Duration) -> Option<RuleChange> {
+    Some(RuleChange {
+        limit: Some(Some(d)),
+        alone_after: None,
+    })
+}
+
+/// A change that sets only the alone rule.
+fn set_alone_to(a: Option<AloneAfter>) -> Option<RuleChange> {
+    Some(RuleChange {
+        limit: None,
+        alone_after: Some(a),
+    })
+}
+
 async fn limits_are_stored_replaced_removed_and_audited(store: &Store) {
     let hour = Duration::from_secs(3600);
     assert!(store.limit_rules().await.unwrap().is_empty());
+    let previous = |c: RuleChanged| c.previous.and_then(|r| r.limit);
     assert_eq!(
-        store
-            .set_limit(
-                LimitKind::Room,
-                "board",
-                Some(hour),
-                Timestamp(1),
-                &caller()
-            )
-            .await
-            .unwrap(),
+        previous(
+            store
+                .set_limit(
+                    LimitKind::Room,
+                    "board",
+                    set_limit_to(hour),
+                    Timestamp(1),
+                    &caller()
+                )
+                .await
+                .unwrap()
+        ),
         None
     );
     assert_eq!(
-        store
-            .set_limit(
-                LimitKind::Prefix,
-                "web-",
-                Some(hour),
-                Timestamp(2),
-                &caller()
-            )
-            .await
-            .unwrap(),
+        previous(
+            store
+                .set_limit(
+                    LimitKind::Prefix,
+                    "web-",
+                    set_limit_to(hour),
+                    Timestamp(2),
+                    &caller()
+                )
+                .await
+                .unwrap()
+        ),
         None
     );
     assert_eq!(
-        store
-            .set_limit(
-                LimitKind::Room,
-                "board",
-                Some(2 * hour),
-                Timestamp(3),
-                &caller()
-            )
-            .await
-            .unwrap(),
+        previous(
+            store
+                .set_limit(
+                    LimitKind::Room,
+                    "board",
+                    set_limit_to(2 * hour),
+                    Timestamp(3),
+                    &caller()
+                )
+                .await
+                .unwrap()
+        ),
         Some(hour)
     );
     assert_eq!(
@@ -390,20 +415,24 @@ async fn limits_are_stored_replaced_removed_and_audited(store: &Store) {
             LimitRule {
                 kind: LimitKind::Prefix,
                 key: "web-".into(),
-                limit: hour
+                limit: Some(hour),
+                alone_after: None,
             },
             LimitRule {
                 kind: LimitKind::Room,
                 key: "board".into(),
-                limit: 2 * hour
+                limit: Some(2 * hour),
+                alone_after: None,
             },
         ]
     );
     assert_eq!(
-        store
-            .set_limit(LimitKind::Prefix, "web-", None, Timestamp(4), &caller())
-            .await
-            .unwrap(),
+        previous(
+            store
+                .set_limit(LimitKind::Prefix, "web-", None, Timestamp(4), &caller())
+                .await
+                .unwrap()
+        ),
         Some(hour)
     );
     assert_eq!(store.limit_rules().await.unwrap().len(), 1);
@@ -414,6 +443,131 @@ async fn limits_are_stored_replaced_removed_and_audited(store: &Store) {
     let names: Vec<&str> = h.actions.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(names, ["limit_set", "limit_set"]);
     assert_eq!(h.actions[0].detail.as_deref(), Some("room limit 1h -> 2h"));
+}
+
+/// The alone setting is stored beside the limit, merged part by part: a
+/// change leaves the part it does not name as it was; a rule left with
+/// nothing is deleted; every change is audited with what moved.
+async fn alone_settings_merge_into_the_rules_and_are_audited(store: &Store) {
+    let (hour, min5) = (Duration::from_secs(3600), Duration::from_secs(300));
+    let rules = || async { store.limit_rules().await.unwrap() };
+    let set = |kind, key: &'static str, change, at| async move {
+        store
+            .set_limit(kind, key, change, Timestamp(at), &caller())
+            .await
+            .unwrap()
+    };
+    // Only the alone rule: the rule has no limit.
+    let c = set(
+        LimitKind::Room,
+        "kiosk",
+        set_alone_to(Some(AloneAfter::After(min5))),
+        1,
+    )
+    .await;
+    assert_eq!(c.previous, None);
+    assert_eq!(c.current, Some(Rule::alone(AloneAfter::After(min5))));
+    // A limit merged in keeps the alone rule.
+    let c = set(LimitKind::Room, "kiosk", set_limit_to(hour), 2).await;
+    assert_eq!(
+        c.current,
+        Some(Rule {
+            limit: Some(hour),
+            alone_after: Some(AloneAfter::After(min5))
+        })
+    );
+    // Turning the alone rule off keeps the limit.
+    set(
+        LimitKind::Room,
+        "kiosk",
+        set_alone_to(Some(AloneAfter::Off)),
+        3,
+    )
+    .await;
+    // Off on a prefix with no rule yet.
+    set(
+        LimitKind::Prefix,
+        "bot-",
+        set_alone_to(Some(AloneAfter::Off)),
+        4,
+    )
+    .await;
+    assert_eq!(
+        rules().await,
+        vec![
+            LimitRule {
+                kind: LimitKind::Prefix,
+                key: "bot-".into(),
+                limit: None,
+                alone_after: Some(AloneAfter::Off),
+            },
+            LimitRule {
+                kind: LimitKind::Room,
+                key: "kiosk".into(),
+                limit: Some(hour),
+                alone_after: Some(AloneAfter::Off),
+            },
+        ]
+    );
+    // Clearing the limit leaves a rule with the alone setting only.
+    let c = set(
+        LimitKind::Room,
+        "kiosk",
+        Some(RuleChange {
+            limit: Some(None),
+            alone_after: None,
+        }),
+        5,
+    )
+    .await;
+    assert_eq!(c.current, Some(Rule::alone(AloneAfter::Off)));
+    // Clearing the last part deletes the rule.
+    let c = set(LimitKind::Room, "kiosk", set_alone_to(None), 6).await;
+    assert_eq!(c.previous, Some(Rule::alone(AloneAfter::Off)));
+    assert_eq!(c.current, None);
+    // Clearing what is not there writes nothing.
+    let c = set(LimitKind::Room, "kiosk", set_alone_to(None), 7).await;
+    assert_eq!(c, RuleChanged::default());
+    assert_eq!(rules().await.len(), 1, "only bot- is left");
+    // Removing a rule removes both parts.
+    set(LimitKind::Prefix, "bot-", None, 8).await;
+    assert!(rules().await.is_empty());
+
+    let h = store
+        .history(&RoomId::parse("kiosk").unwrap(), 10)
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str)> = h
+        .actions
+        .iter()
+        .map(|a| (a.action.as_str(), a.detail.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("limit_removed", "room alone_after off -> none"),
+            ("limit_set", "room limit 1h -> none"),
+            ("limit_set", "room alone_after 5m -> off"),
+            ("limit_set", "room limit none -> 1h"),
+            ("limit_set", "room alone_after none -> 5m"),
+        ]
+    );
+    let h = store
+        .history(&RoomId::parse("bot-").unwrap(), 10)
+        .await
+        .unwrap();
+    let details: Vec<&str> = h
+        .actions
+        .iter()
+        .filter_map(|a| a.detail.as_deref())
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "prefix alone_after off -> none",
+            "prefix alone_after none -> off"
+        ]
+    );
 }
 
 async fn only_the_latest_claim_of_an_owner_records_the_outcome(store: &Store) {
