@@ -29,6 +29,7 @@ use crate::metrics;
 use crate::runner::{Ask, Failure, Job, StepError};
 use crate::store::{PresenceClaim, PresenceRecord, StoreError};
 use crate::store_handle::Store;
+use crate::wake::Wake;
 
 /// A check this much behind is "late" (logged).
 const LATE: Duration = Duration::from_secs(5);
@@ -152,6 +153,8 @@ pub struct Presence {
     pub retry_backoff: Duration,
     /// When lateness was last logged.
     pub logged: Mutex<Option<Instant>>,
+    /// Pokes the scheduler when an alone deadline is set.
+    pub wake: Arc<Wake>,
 }
 
 impl Presence {
@@ -279,7 +282,15 @@ impl Job for Presence {
         records: &[PresenceRecord],
         _now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
-        self.store.finish_presence(owner, records).await
+        let applied = self.store.finish_presence(owner, records).await?;
+        let started = records.iter().zip(&applied);
+        if started
+            .into_iter()
+            .any(|(r, a)| *a && r.event == Some("alone"))
+        {
+            self.wake.poke();
+        }
+        Ok(applied)
     }
 }
 

@@ -746,6 +746,7 @@ where
             let mut tx = self.begin(false).await?;
             let db_now = self.db_now(&mut tx).await?;
             let mut applied = Vec::with_capacity(records.len());
+            let mut started = false;
             for r in records {
                 let at = db_now.unwrap_or(r.at.0);
                 let next = at.saturating_add(r.next.0.saturating_sub(r.at.0));
@@ -777,6 +778,7 @@ where
                 .await?
                 .rows_affected();
                 if n == 1 {
+                    started |= r.event == Some("alone");
                     if let Some(event) = r.event {
                         sqlx::query(ALONE_EVENT)
                             .bind(r.key.room_id.as_str())
@@ -789,6 +791,10 @@ where
                     }
                 }
                 applied.push(n == 1);
+            }
+            if started {
+                // A new alone deadline: every replica's scheduler looks.
+                D::notify(&mut tx, Notice::Meetings).await?;
             }
             done::<D, _>(tx, written(applied, |a| a.contains(&true))).await
         })

@@ -7,6 +7,7 @@ mod helpers;
 mod pg;
 
 mod admin;
+mod alone;
 mod alone_limits;
 mod chaos;
 mod disk_full;

@@ -895,3 +895,81 @@ async fn operator_changes_through_one_replica_reach_the_others() {
     assert_eq!(fake.deletes().len(), 1);
     other.assert_healthy_process();
 }
+
+/// The alone rule on two replicas, one killed while its participants
+/// checks hang: the survivor takes the checks over once their leases end,
+/// and every lone meeting is ended exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alone_meetings_end_once_when_a_checking_replica_is_killed() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let fake = FakeEyeson::start(KEY).await;
+    let n = 12;
+    let all: Vec<(String, SystemTime)> = (0..n)
+        .map(|i| (format!("lone-{i}"), SystemTime::now()))
+        .collect();
+    for (room, started) in &all {
+        fake.start_meeting(room, &iso(*started));
+        fake.bot(room, "Ada", true);
+        // The first check hangs: whoever claims it first holds its lease.
+        fake.script_users(room, [eyeson_sandbox::script::Fault::Hang]);
+    }
+    let env = [
+        ("LEASE", "3s"),
+        ("ALONE_AFTER", "2s"),
+        ("PRESENCE_EVERY", "1s"),
+    ];
+    let doomed = Replica::start(&fake, &db.url, &env);
+    assert_eq!(
+        deliver_all(
+            std::slice::from_ref(&doomed.url),
+            &all,
+            4,
+            Duration::from_secs(10)
+        )
+        .await,
+        0
+    );
+    wait_until(
+        "the doomed replica's checks hang",
+        Duration::from_secs(10),
+        || async {
+            all.iter().all(|(room, _)| {
+                !fake
+                    .calls("GET", &format!("/rooms/{room}/users"))
+                    .is_empty()
+            })
+        },
+    )
+    .await;
+    let killed_at = Instant::now();
+    doomed.kill9();
+    let mut survivor = Replica::start(&fake, &db.url, &env);
+    wait_until(
+        "every lone meeting ended",
+        Duration::from_secs(30),
+        || async { successful_deletes(&fake).len() == n },
+    )
+    .await;
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(2),
+        "only after the leases"
+    );
+    let by_room = successful_deletes(&fake);
+    assert!(by_room.values().all(|c| *c == 1), "{by_room:?}");
+    let http = reqwest::Client::new();
+    wait_until("recorded ended_alone", Duration::from_secs(10), || async {
+        let list: Vec<serde_json::Value> = http
+            .get(format!("{}/meetings", survivor.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.len() == n && list.iter().all(|m| m["ended_alone"] == true)
+    })
+    .await;
+    survivor.assert_healthy_process();
+}

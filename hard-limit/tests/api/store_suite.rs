@@ -14,8 +14,8 @@ use eyeson_hard_limit::domain::{
 };
 use eyeson_hard_limit::store::{
     Applied, Caller, Claim, Closing, DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind,
-    LimitRule, MeetingView, NewForward, Outcome, PgStore, RuleChange, RuleChanged, WarnClaim,
-    WarnRecord,
+    LimitRule, MeetingView, NewForward, Outcome, PgStore, PresenceRecord, RuleChange, RuleChanged,
+    WarnClaim, WarnRecord,
 };
 use eyeson_hard_limit::store_handle::Store;
 
@@ -180,7 +180,175 @@ suite!(
     alone_settings_merge_into_the_rules_and_are_audited,
     the_gauges_follow_every_write_exactly,
     the_outbox_goes_out_in_order_per_lane_under_leases,
+    presence_checks_are_leases_and_move_the_alone_clock,
 );
+
+/// A check of `room`'s claim `until` at `at` that counted `n` (`None`: it
+/// failed), with the rule at `after_s` seconds.
+fn checked(room: &str, until: Timestamp, at: i64, n: Option<i64>, after_s: u64) -> PresenceRecord {
+    PresenceRecord {
+        key: key(room, 0),
+        until,
+        at: Timestamp(at),
+        participants: n,
+        alone_after: Some(Duration::from_secs(after_s)),
+        next: Timestamp(at + 1_000),
+        event: None,
+    }
+}
+
+async fn alone_of(store: &Store, room: &str) -> eyeson_hard_limit::store::AloneView {
+    let room = RoomId::parse(room).unwrap();
+    store
+        .current_for_room(&room)
+        .await
+        .unwrap()
+        .unwrap()
+        .view
+        .alone
+}
+
+async fn presence_checks_are_leases_and_move_the_alone_clock(store: &Store) {
+    // Deadline = start + 60 s; the first check is due when tracked.
+    store.apply(&[track("a", 0)], Timestamp(0)).await.unwrap();
+    assert_eq!(store.next_presence().await.unwrap(), Some(Timestamp(0)));
+    let c = store
+        .claim_presence(Timestamp(0), LEASE, "w1", 10)
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 1);
+    let until = c[0].until;
+    assert_eq!(until, Timestamp(30_000), "due again when the lease ends");
+    // Held: nobody else checks it, and nobody else's record applies.
+    assert!(store
+        .claim_presence(Timestamp(10_000), LEASE, "w2", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let lone = checked("a", until, 1_000, Some(1), 20);
+    assert_eq!(
+        store.finish_presence("w2", &[lone.clone()]).await.unwrap(),
+        [false]
+    );
+    assert_eq!(store.finish_presence("w1", &[lone]).await.unwrap(), [true]);
+    let a = alone_of(store, "a").await;
+    assert_eq!(
+        (a.participants, a.since, a.deadline),
+        (Some(1), Some(Timestamp(1_000)), Some(Timestamp(21_000)))
+    );
+    assert_eq!(store.next_presence().await.unwrap(), Some(Timestamp(2_000)));
+    // A later lone check keeps the clock; a failed one changes nothing.
+    let c = store
+        .claim_presence(Timestamp(2_000), LEASE, "w1", 10)
+        .await
+        .unwrap();
+    let rec = checked("a", c[0].until, 2_000, Some(0), 20);
+    assert_eq!(store.finish_presence("w1", &[rec]).await.unwrap(), [true]);
+    let c = store
+        .claim_presence(Timestamp(3_000), LEASE, "w1", 10)
+        .await
+        .unwrap();
+    let rec = checked("a", c[0].until, 3_000, None, 20);
+    assert_eq!(store.finish_presence("w1", &[rec]).await.unwrap(), [true]);
+    let a = alone_of(store, "a").await;
+    assert_eq!(
+        (a.participants, a.since, a.deadline),
+        (Some(0), Some(Timestamp(1_000)), Some(Timestamp(21_000)))
+    );
+
+    // The alone deadline comes before the deadline: the scheduler claims
+    // it as an alone end.
+    assert_eq!(store.next_wake().await.unwrap(), Some(Timestamp(21_000)));
+    let due = store
+        .claim_due(Timestamp(21_000), LEASE, "s", 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(due[0].alone);
+    assert_eq!(due[0].deadline, Timestamp(21_000));
+    // Someone joined before the DELETE: running again, the clock reset.
+    let cancelled = Outcome {
+        key: key("a", 0),
+        state: MeetingState::Running,
+        at: Timestamp(21_500),
+        attempts: due[0].attempts,
+        retry_at: Some(Timestamp(22_000)),
+        ended_alone: false,
+        participants: Some(2),
+    };
+    assert_eq!(store.finish("s", &[cancelled]).await.unwrap(), [true]);
+    let view = store
+        .current_for_room(&RoomId::parse("a").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .view;
+    assert_eq!(view.state, MeetingState::Running);
+    assert_eq!(
+        (
+            view.alone.since,
+            view.alone.deadline,
+            view.alone.participants
+        ),
+        (None, None, Some(2))
+    );
+    assert_eq!(
+        store.next_presence().await.unwrap(),
+        Some(Timestamp(22_000))
+    );
+    assert_eq!(store.next_wake().await.unwrap(), Some(Timestamp(60_000)));
+
+    // Company resets; the rule turned off clears the clock.
+    let c = store
+        .claim_presence(Timestamp(22_000), LEASE, "w1", 10)
+        .await
+        .unwrap();
+    let rec = checked("a", c[0].until, 22_000, Some(1), 20);
+    assert_eq!(store.finish_presence("w1", &[rec]).await.unwrap(), [true]);
+    assert_eq!(alone_of(store, "a").await.since, Some(Timestamp(22_000)));
+    let c = store
+        .claim_presence(Timestamp(23_000), LEASE, "w1", 10)
+        .await
+        .unwrap();
+    let rec = checked("a", c[0].until, 23_000, Some(3), 20);
+    assert_eq!(store.finish_presence("w1", &[rec]).await.unwrap(), [true]);
+    assert_eq!(alone_of(store, "a").await.since, None);
+    let c = store
+        .claim_presence(Timestamp(24_000), LEASE, "w1", 10)
+        .await
+        .unwrap();
+    let rec = checked("a", c[0].until, 24_000, Some(1), 20);
+    assert_eq!(store.finish_presence("w1", &[rec]).await.unwrap(), [true]);
+    let c = store
+        .claim_presence(Timestamp(25_000), LEASE, "w1", 10)
+        .await
+        .unwrap();
+    let rec = PresenceRecord {
+        alone_after: None,
+        ..checked("a", c[0].until, 25_000, None, 20)
+    };
+    assert_eq!(store.finish_presence("w1", &[rec]).await.unwrap(), [true]);
+    let a = alone_of(store, "a").await;
+    assert_eq!((a.since, a.deadline), (None, None));
+
+    // A claim abandoned (its process died) is due again when its lease
+    // ends, and the dead claim's record no longer applies.
+    let dead = store
+        .claim_presence(Timestamp(26_000), LEASE, "w1", 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.next_presence().await.unwrap(),
+        Some(Timestamp(56_000))
+    );
+    let taken = store
+        .claim_presence(Timestamp(56_000), LEASE, "w2", 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    let late = checked("a", dead[0].until, 56_500, Some(1), 20);
+    assert_eq!(store.finish_presence("w1", &[late]).await.unwrap(), [false]);
+}
 
 fn caller() -> Caller {
     Caller {

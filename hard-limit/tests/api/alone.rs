@@ -1,0 +1,322 @@
+//! The alone rule (`--alone-after`) against the sandbox with bots: a
+//! meeting that one participant keeps open is ended once, recorded
+//! `ended_alone`; company, a join right before the DELETE, an ignored bot,
+//! eyeson's failures and a restart each do what they must.
+
+use std::time::{Duration, SystemTime};
+
+use eyeson_sandbox::script::Fault;
+use serde_json::Value;
+
+use crate::fake_eyeson::guest_token_of;
+use crate::helpers::*;
+
+/// The rule on, checked every second.
+fn alone(after: Duration) -> impl FnOnce(&mut eyeson_hard_limit::Flags) {
+    move |c| {
+        c.alone_after = Some(after);
+        c.presence_every = Duration::from_secs(1);
+    }
+}
+
+async fn meeting(app: &TestApp, room: &str) -> Value {
+    app.meetings()
+        .await
+        .into_iter()
+        .find(|m| m["room_id"] == room)
+        .unwrap_or_else(|| panic!("{room} is listed"))
+}
+
+async fn history_events(app: &TestApp, room: &str) -> Vec<Value> {
+    let h: Value = app
+        .http
+        .get(format!("{}/meetings/{room}/history", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    h["meetings"][0]["events"].as_array().unwrap().clone()
+}
+
+fn event_time(events: &[Value], name: &str) -> Option<chrono_like::Ms> {
+    events
+        .iter()
+        .find(|e| e["event"] == name)
+        .map(|e| chrono_like::parse(e["at"].as_str().unwrap()))
+}
+
+/// ISO-8601 (as the service writes it) to ms, without a date crate.
+mod chrono_like {
+    pub type Ms = i64;
+    pub fn parse(s: &str) -> Ms {
+        let t = humantime::parse_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    }
+}
+
+fn deletes_of(app: &TestApp, room: &str) -> usize {
+    let path = format!("/rooms/{room}");
+    app.fake
+        .deletes()
+        .iter()
+        .filter(|r| r.path == path && (200..300).contains(&r.status))
+        .count()
+}
+
+#[tokio::test]
+async fn a_lone_participant_is_ended_once_after_alone_after() {
+    let app = spawn_app_with(alone(Duration::from_secs(2))).await;
+    let started = SystemTime::now();
+    app.meeting_starts("solo", started).await;
+    app.fake.bot("solo", "Ada", true);
+    app.wait_for_state("solo", started, "shut_down").await;
+
+    assert_eq!(deletes_of(&app, "solo"), 1, "exactly one DELETE");
+    let m = meeting(&app, "solo").await;
+    assert_eq!(m["ended_alone"], true, "{m}");
+    let events = history_events(&app, "solo").await;
+    let lone = event_time(&events, "alone").expect("the alone period is in the history");
+    let ended = event_time(&events, "ended_alone").expect("the end is recorded ended_alone");
+    assert!(
+        ended - lone >= 2_000,
+        "never before alone_after: {events:?}"
+    );
+    // (The metrics are the process's, shared by the tests running beside
+    // this one: only their presence is checked.)
+    let metrics = app.metrics().await;
+    assert!(
+        metric_value(
+            &metrics,
+            r#"hard_limit_shutdowns_total{outcome="ended_alone"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    let looks = app.fake.calls("GET", "/rooms/solo/users");
+    assert!(looks.len() >= 2, "a check, then the last look: {looks:?}");
+    assert!(
+        looks
+            .iter()
+            .all(|r| r.query.as_deref() == Some("online=true")),
+        "{looks:?}"
+    );
+}
+
+#[tokio::test]
+async fn company_keeps_the_meeting_and_a_join_resets_the_clock() {
+    let app = spawn_app_with(alone(Duration::from_secs(3))).await;
+    let started = SystemTime::now();
+    app.meeting_starts("pair", started).await;
+    app.fake.bot("pair", "Ada", true);
+    app.fake.bot("pair", "Grace", true);
+    wait_until(
+        "a check counts company",
+        Duration::from_secs(10),
+        || async { meeting(&app, "pair").await["participants"] == 2 },
+    )
+    .await;
+    assert!(meeting(&app, "pair").await["alone_deadline"].is_null());
+
+    // One leaves: the clock runs, and the page (guest token) sees the end.
+    app.fake.bot("pair", "Grace", false);
+    wait_until(
+        "the alone deadline appears",
+        Duration::from_secs(10),
+        || async { !meeting(&app, "pair").await["alone_deadline"].is_null() },
+    )
+    .await;
+    let public: Value = app
+        .http
+        .get(format!("{}/meetings/pair", app.url))
+        .header("X-Eyeson-Guest-Token", guest_token_of("pair"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(public["alone_deadline"].is_string(), "{public}");
+
+    // Someone joins: the next check resets it; nothing is ended.
+    app.fake.bot("pair", "Grace", true);
+    wait_until(
+        "the alone deadline goes",
+        Duration::from_secs(10),
+        || async { meeting(&app, "pair").await["alone_deadline"].is_null() },
+    )
+    .await;
+    let events = history_events(&app, "pair").await;
+    assert!(event_time(&events, "company").is_some(), "{events:?}");
+    assert_eq!(meeting(&app, "pair").await["state"], "running");
+    assert_eq!(deletes_of(&app, "pair"), 0);
+}
+
+#[tokio::test]
+async fn a_join_right_before_the_delete_cancels_the_end() {
+    // One check a minute: the clock starts at the first, and the only look
+    // before the end is the scheduler's.
+    let app = spawn_app_with(|c| {
+        c.alone_after = Some(Duration::from_secs(2));
+        c.presence_every = Duration::from_secs(60);
+    })
+    .await;
+    let started = SystemTime::now();
+    app.meeting_starts("late-join", started).await;
+    app.fake.bot("late-join", "Ada", true);
+    wait_until("the clock runs", Duration::from_secs(10), || async {
+        !meeting(&app, "late-join").await["alone_deadline"].is_null()
+    })
+    .await;
+    app.fake.bot("late-join", "Grace", true);
+    wait_until("the end is cancelled", Duration::from_secs(10), || async {
+        let events = history_events(&app, "late-join").await;
+        event_time(&events, "alone_cancelled").is_some()
+    })
+    .await;
+    let m = meeting(&app, "late-join").await;
+    assert_eq!(m["state"], "running", "{m}");
+    assert!(m["alone_deadline"].is_null(), "the clock is reset: {m}");
+    assert_eq!(deletes_of(&app, "late-join"), 0);
+    let metrics = app.metrics().await;
+    assert!(
+        metric_value(
+            &metrics,
+            r#"hard_limit_shutdowns_total{outcome="alone_cancelled"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_ignored_bot_does_not_keep_a_meeting_open_and_another_does() {
+    let app = spawn_app_with(|c| {
+        c.alone_after = Some(Duration::from_secs(2));
+        c.presence_every = Duration::from_secs(1);
+        c.alone_ignore = vec!["recorder*".into()];
+    })
+    .await;
+    let started = SystemTime::now();
+    app.meeting_starts("recorded", started).await;
+    app.meeting_starts("with-bob", started).await;
+    app.fake.bot("recorded", "Ada", true);
+    app.fake.bot("recorded", "Recorder 1", true);
+    app.fake.bot("with-bob", "Ada", true);
+    app.fake.bot("with-bob", "Bob", true);
+    app.wait_for_state("recorded", started, "shut_down").await;
+    assert_eq!(meeting(&app, "recorded").await["ended_alone"], true);
+    // Long past with-bob's would-be end, with checks since.
+    let m = meeting(&app, "with-bob").await;
+    assert_eq!(
+        (m["state"].as_str(), m["participants"].as_i64()),
+        (Some("running"), Some(2))
+    );
+    assert!(m["alone_since"].is_null(), "{m}");
+    assert_eq!(deletes_of(&app, "with-bob"), 0);
+}
+
+#[tokio::test]
+async fn eyesons_failures_never_end_a_meeting_and_the_checks_catch_up() {
+    let app = spawn_app_with(alone(Duration::from_secs(1))).await;
+    let started = SystemTime::now();
+    app.fake.start_meeting("busy", &iso(started));
+    app.fake.bot("busy", "Ada", true);
+    app.fake.bot("busy", "Grace", true);
+    // (Tracked without `meeting_starts`, which would start the meeting
+    // afresh, without its bots.)
+    let r = app
+        .deliver(&room_update("busy", Some(started), false))
+        .await;
+    assert_eq!(r.status(), 204);
+    // Every kind of failure, before any good answer: none may read as
+    // "nobody here".
+    app.fake.script_users(
+        "busy",
+        [
+            Fault::Status(429),
+            Fault::Status(503),
+            Fault::Status(500),
+            Fault::Cut,
+            Fault::Answer(200, String::new()),
+            Fault::Answer(200, r#"{"users": []}"#.into()),
+            Fault::Status(502),
+        ],
+    );
+    wait_until(
+        "a good check after the failures",
+        Duration::from_secs(30),
+        || async { meeting(&app, "busy").await["participants"] == 2 },
+    )
+    .await;
+    let m = meeting(&app, "busy").await;
+    assert_eq!(m["state"], "running", "{m}");
+    assert!(m["alone_since"].is_null(), "{m}");
+    assert_eq!(deletes_of(&app, "busy"), 0);
+    let asked = app.fake.calls("GET", "/rooms/busy/users");
+    assert!(
+        asked.len() >= 8,
+        "every failure was retried: {}",
+        asked.len()
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metric_value(&metrics, "hard_limit_presence_retries_total").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_alone_clock_survives_a_restart_and_the_end_comes_once_on_time() {
+    let app = spawn_app_with(alone(Duration::from_secs(4))).await;
+    let started = SystemTime::now();
+    app.meeting_starts("kiosk", started).await;
+    app.fake.bot("kiosk", "Lobby tablet", true);
+    wait_until("the clock runs", Duration::from_secs(10), || async {
+        !meeting(&app, "kiosk").await["alone_since"].is_null()
+    })
+    .await;
+    let since = meeting(&app, "kiosk").await["alone_since"].clone();
+    let (fake, database, dir) = app.stop().await;
+    let app = spawn_on(fake, database, dir, alone(Duration::from_secs(4))).await;
+    let m = meeting(&app, "kiosk").await;
+    assert_eq!(m["alone_since"], since, "kept across the restart");
+    app.wait_for_state("kiosk", started, "shut_down").await;
+    assert_eq!(deletes_of(&app, "kiosk"), 1);
+    let events = history_events(&app, "kiosk").await;
+    let ended = event_time(&events, "ended_alone").unwrap();
+    let since = chrono_like::parse(since.as_str().unwrap());
+    assert!(ended - since >= 4_000, "{events:?}");
+    let alone_periods = events.iter().filter(|e| e["event"] == "alone").count();
+    assert_eq!(alone_periods, 1, "one period, not restarted: {events:?}");
+}
+
+#[tokio::test]
+async fn the_lone_participant_is_warned_once_with_the_alone_text() {
+    let app = spawn_app_with(|c| {
+        c.alone_after = Some(Duration::from_secs(4));
+        c.presence_every = Duration::from_secs(1);
+        c.warn_before = Some(Duration::from_secs(2));
+    })
+    .await;
+    let started = SystemTime::now();
+    app.meeting_starts("lonely", started).await;
+    app.fake.bot("lonely", "Ada", true);
+    app.wait_for_state("lonely", started, "shut_down").await;
+    let messages: Vec<_> = app
+        .fake
+        .messages()
+        .into_iter()
+        .filter(|m| m.room == "lonely")
+        .collect();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        messages[0].content,
+        "You are the only participant. This meeting ends in 2 seconds unless someone joins."
+    );
+    let events = history_events(&app, "lonely").await;
+    let warned = event_time(&events, "warned").expect("the warning is in the history");
+    let ended = event_time(&events, "ended_alone").unwrap();
+    assert!(warned < ended, "{events:?}");
+}
