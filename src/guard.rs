@@ -22,7 +22,7 @@ use wasm_bindgen::prelude::*;
 use crate::activity::Sensor;
 use crate::cross_tab::CrossTab;
 use crate::dialog::Dialog;
-use crate::hard_limit::{Fetched, HardLimit};
+use crate::hard_limit::{Fetched, HardLimit, Kind};
 use crate::machine::{Machine, Millis, Phase, Transition};
 use crate::options::{Callbacks, Options, Text};
 use crate::sdk::{self, Local, Sdk, Signal};
@@ -117,7 +117,7 @@ struct After {
     send_to: Option<Sdk>,
     callback: Option<(&'static str, Function, JsValue)>,
     /// `onHardLimit`, which can coincide with any transition.
-    hard_limit: Option<(Function, f64)>,
+    hard_limit: Option<(Function, f64, Kind)>,
     release: Option<Rc<RefCell<Inner>>>,
 }
 
@@ -137,7 +137,7 @@ impl Guard {
                     base,
                     opts.notice_ms,
                     opts.dialog,
-                    text.notice.clone(),
+                    text.clone(),
                     Rc::new(move |seq, fetched| deliver(Input::HardLimit(seq, fetched))),
                     Rc::new(move |poll| wake(Input::HardLimitWake(poll))),
                 );
@@ -255,7 +255,18 @@ impl Inner {
                     self.machine.stop()
                 }
                 Input::Stop => self.machine.stop(),
-                Input::Sdk(Signal::Solo(solo)) => self.machine.set_solo(now, solo),
+                Input::Sdk(Signal::Solo(solo)) => {
+                    // Becoming or ceasing to be alone is a participant
+                    // change (the sandbox sends no `add_user`).
+                    if solo != self.machine.is_solo() {
+                        self.participants_changed(now);
+                    }
+                    self.machine.set_solo(now, solo)
+                }
+                Input::Sdk(Signal::Participants) => {
+                    self.participants_changed(now);
+                    Transition::None
+                }
                 Input::Sdk(Signal::Voice(speaker, on)) => {
                     if self.speech && self.local.is(&speaker) {
                         self.speaking = on;
@@ -365,6 +376,13 @@ impl Inner {
         self.machine.hold(now, held, seen)
     }
 
+    /// Someone joined or left: the service may start or end an alone period.
+    fn participants_changed(&mut self, now: Millis) {
+        if let Some(h) = &mut self.hard_limit {
+            h.participants_changed(now);
+        }
+    }
+
     fn hard_limit_read(&mut self, seq: u32, fetched: Fetched, now: Millis, after: &mut After) {
         let Some(h) = &mut self.hard_limit else {
             return;
@@ -378,8 +396,8 @@ impl Inner {
                 &JsValue::from_str(&why),
             );
         }
-        if let (Some(deadline), Some(f)) = (changed, &self.callbacks.on_hard_limit) {
-            after.hard_limit = Some((f.clone(), deadline as f64));
+        if let (Some((end, kind)), Some(f)) = (changed, &self.callbacks.on_hard_limit) {
+            after.hard_limit = Some((f.clone(), end as f64, kind));
         }
     }
 
@@ -470,8 +488,9 @@ impl After {
                 console_error(message, &e);
             }
         }
-        if let Some((f, deadline)) = self.hard_limit {
-            if let Err(e) = f.call1(&JsValue::UNDEFINED, &JsValue::from_f64(deadline)) {
+        if let Some((f, end, kind)) = self.hard_limit {
+            let kind = JsValue::from_str(kind.as_str());
+            if let Err(e) = f.call2(&JsValue::UNDEFINED, &JsValue::from_f64(end), &kind) {
                 console_error("eyeson-guard: onHardLimit threw:", &e);
             }
         }

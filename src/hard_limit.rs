@@ -2,7 +2,12 @@
 //! the notice counting down to it.
 //!
 //! The service answers `GET {base}/meetings/{room_id}` with CORS:
-//! `{"room_id", "started_at", "deadline", "state"}` (404: no open meeting).
+//! `{"room_id", "started_at", "deadline", "state", "alone_deadline"}` (404:
+//! no open meeting). `alone_deadline` is there (not `null`) while an alone
+//! period runs: the service ends a meeting whose counted participants have
+//! been at most one for its `--alone-after`. The meeting ends at whichever
+//! of the two comes first; that is the end the notice shows, with its own
+//! text, and `onHardLimit` reports.
 //! It shows a meeting only to whoever sends the room's guest token (the
 //! SDK's `room.guest_token`) in the `X-Eyeson-Guest-Token` header: a header,
 //! so that it stays out of URLs and logs.
@@ -11,6 +16,14 @@
 //! no meeting (or fails) is retried sooner, 2 s later and then twice as
 //! late each time: the SDK's `room_setup` can come before the service has
 //! had the meeting's start webhook.
+//! Participants joining or leaving (the SDK's `add_user` / `remove_user`,
+//! or its `podium` turning `solo` on or off) start or end alone periods, but
+//! the service only sees that at its next presence check (`--presence-every`,
+//! 60 s by default). So a change is read 1 s later (debounced), and read
+//! every 15 s for the next 2 minutes, and every 15 s while an alone deadline
+//! is pending: the notice goes within one presence check + 15 s of someone
+//! joining, and an alone period that starts after someone left is seen
+//! within the same bound (beyond that window, by the 5-minute read).
 
 use alloc::rc::Rc;
 
@@ -22,10 +35,20 @@ use web_sys::Response;
 
 use crate::machine::Millis;
 use crate::notice::Notice;
+use crate::options::Text;
 use crate::promise::{settle, Settled};
 
 /// How often the deadline is read again while nothing announces a change.
 const POLL_MS: u32 = 5 * 60 * 1000;
+/// How often it is read while an alone deadline is pending, or soon after
+/// the participants changed (see [`sooner`]).
+pub const FAST_MS: u32 = 15_000;
+/// How long after a participant change it is read every [`FAST_MS`]: two
+/// of the service's default presence checks (60 s).
+pub const WATCH_MS: Millis = 120_000;
+/// The wait after a participant change before reading (changes come in
+/// bursts, e.g. one `add_user` per participant on joining).
+const DEBOUNCE_MS: u32 = 1_000;
 /// The first retry after a read without a deadline.
 const RETRY_MS: u32 = 2_000;
 /// The request header that carries the room's guest token.
@@ -33,11 +56,59 @@ const GUEST_TOKEN_HEADER: &str = "X-Eyeson-Guest-Token";
 /// The longest a browser timer can wait.
 const MAX_DELAY: Millis = i32::MAX as Millis;
 
+/// Which end of the meeting comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The hard deadline (its maximum duration).
+    Deadline,
+    /// The alone deadline: the meeting has had at most one participant.
+    Alone,
+}
+
+impl Kind {
+    /// `onHardLimit`'s second argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Deadline => "deadline",
+            Kind::Alone => "alone",
+        }
+    }
+}
+
+/// The meeting's two ends, ms since the epoch, as the service answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ends {
+    /// `deadline`.
+    pub deadline: Millis,
+    /// `alone_deadline`, while an alone period runs.
+    pub alone: Option<Millis>,
+}
+
+impl Ends {
+    /// The end that comes first. On a tie, the deadline: the meeting ends
+    /// then whether or not someone joins.
+    pub fn first(self) -> (Millis, Kind) {
+        match self.alone {
+            Some(alone) if alone < self.deadline => (alone, Kind::Alone),
+            _ => (self.deadline, Kind::Deadline),
+        }
+    }
+}
+
+/// After a successful read at `now`: the sooner next read, if one is due
+/// before the regular poll, which is while an alone deadline is pending
+/// (someone joining ends it: the notice must go soon after) or until
+/// `watch_until` (participants changed lately: an alone period may start or
+/// end at the service's next check).
+pub fn sooner(ends: Ends, now: Millis, watch_until: Millis) -> Option<u32> {
+    (ends.alone.is_some() || now < watch_until).then_some(FAST_MS)
+}
+
 /// What one read of the service gave.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fetched {
-    /// The deadline, ms since the epoch.
-    Deadline(Millis),
+    /// The meeting's ends.
+    Ends(Ends),
     /// 404: the service tracks no open meeting for the room (yet).
     NotFound,
     /// Anything else: the reason, for the one log line.
@@ -84,11 +155,20 @@ pub fn backoff(previous: u32) -> u32 {
     previous.saturating_mul(2).min(POLL_MS)
 }
 
-/// Reads a service answer's `deadline` (ISO-8601) as ms since the epoch.
-fn deadline_of(json: &JsValue) -> Option<Millis> {
-    let text = Reflect::get(json, &"deadline".into()).ok()?.as_string()?;
+/// Reads a time field of a service answer (ISO-8601) as ms since the epoch.
+fn time_of(json: &JsValue, field: &str) -> Option<Millis> {
+    let text = Reflect::get(json, &field.into()).ok()?.as_string()?;
     let ms = js_sys::Date::parse(&text);
     (ms.is_finite() && ms > 0.0).then_some(ms as Millis)
+}
+
+/// Reads a service answer's ends: `deadline` must be a time; an
+/// `alone_deadline` that is absent, `null` or not a time is none.
+fn ends_of(json: &JsValue) -> Option<Ends> {
+    Some(Ends {
+        deadline: time_of(json, "deadline")?,
+        alone: time_of(json, "alone_deadline"),
+    })
 }
 
 /// The guard's link to the service.
@@ -97,16 +177,22 @@ pub struct HardLimit {
     room: Option<String>,
     /// The room's guest token, sent with every read.
     token: Option<String>,
-    deadline: Option<Millis>,
+    ends: Option<Ends>,
     lead: Millis,
     show: bool,
-    template: String,
+    /// The strings: the notice's are `text.notice` and `text.aloneNotice`.
+    text: Rc<Text>,
     notice: Option<Notice>,
     timer: Option<Timeout>,
     poll: Option<Interval>,
-    /// The sooner read after one without a deadline, and its delay.
+    /// The sooner read: a retry after a read without a deadline (and its
+    /// delay), or the fast read (see [`sooner`]).
     retry: Option<Timeout>,
     retry_ms: u32,
+    /// The read a participant change asks for, debounced.
+    soon: Option<Timeout>,
+    /// Read every [`FAST_MS`] until then (participants changed lately).
+    watch_until: Millis,
     /// Numbers the reads, so that a slow old answer never wins.
     seq: u32,
     complained: bool,
@@ -128,7 +214,7 @@ impl HardLimit {
         base: String,
         lead: Millis,
         show: bool,
-        template: String,
+        text: Rc<Text>,
         deliver: Rc<dyn Fn(u32, Fetched)>,
         wake: Rc<dyn Fn(bool)>,
     ) -> HardLimit {
@@ -136,15 +222,17 @@ impl HardLimit {
             base,
             room: None,
             token: None,
-            deadline: None,
+            ends: None,
             lead,
             show,
-            template,
+            text,
             notice: None,
             timer: None,
             poll: None,
             retry: None,
             retry_ms: RETRY_MS,
+            soon: None,
+            watch_until: 0,
             seq: 0,
             complained: false,
             deliver,
@@ -160,12 +248,29 @@ impl HardLimit {
         }
         self.room = room;
         self.token = token;
-        self.deadline = None;
+        self.ends = None;
         self.retry = None;
         self.retry_ms = RETRY_MS;
         let wake = self.wake.clone();
         self.poll = Some(Interval::new(POLL_MS, move || wake(true)));
         self.refresh();
+    }
+
+    /// The participants changed (someone joined or left): read again in a
+    /// moment, and every [`FAST_MS`] for [`WATCH_MS`].
+    pub fn participants_changed(&mut self, now: Millis) {
+        if self.room.is_none() {
+            return;
+        }
+        self.watch_until = now.saturating_add(WATCH_MS);
+        self.soon = Some(self.wake_in(DEBOUNCE_MS, true));
+    }
+
+    /// A timer calling `wake(read)` in `ms` (one closure type for all of
+    /// them: each costs wasm).
+    fn wake_in(&self, ms: u32, read: bool) -> Timeout {
+        let wake = self.wake.clone();
+        Timeout::new(ms, move || wake(read))
     }
 
     /// Reads the deadline again.
@@ -212,8 +317,8 @@ impl HardLimit {
                     Box::new(move |json| {
                         deliver(
                             seq,
-                            match json.ok().as_ref().and_then(deadline_of) {
-                                Some(d) => Fetched::Deadline(d),
+                            match json.ok().as_ref().and_then(ends_of) {
+                                Some(ends) => Fetched::Ends(ends),
                                 None => Fetched::Failed("the answer has no deadline".into()),
                             },
                         )
@@ -223,32 +328,44 @@ impl HardLimit {
         );
     }
 
-    /// Takes a read's result. Returns the deadline if it is new (for
-    /// `onHardLimit`), and the reason to log if this is the first failure.
+    /// Takes a read's result. Returns the end that comes first if it is new
+    /// (for `onHardLimit`), and the reason to log if this is the first
+    /// failure.
     pub fn result(
         &mut self,
         seq: u32,
         fetched: Fetched,
         now: Millis,
-    ) -> (Option<Millis>, Option<String>) {
+    ) -> (Option<(Millis, Kind)>, Option<String>) {
         if seq != self.seq {
             return (None, None);
         }
-        if let Fetched::Deadline(_) = fetched {
-            self.retry = None;
-            self.retry_ms = RETRY_MS;
-        } else {
-            let wake = self.wake.clone();
-            self.retry = Some(Timeout::new(self.retry_ms, move || wake(true)));
-            self.retry_ms = backoff(self.retry_ms);
-        }
-        match fetched {
-            Fetched::Deadline(d) if Some(d) != self.deadline => {
-                self.deadline = Some(d);
-                self.update(now);
-                (Some(d), None)
+        let wait = match fetched {
+            Fetched::Ends(ends) => {
+                self.retry_ms = RETRY_MS;
+                sooner(ends, now, self.watch_until)
             }
-            Fetched::Deadline(_) => (None, None),
+            _ => {
+                let wait = self.retry_ms;
+                self.retry_ms = backoff(wait);
+                Some(wait)
+            }
+        };
+        self.retry = wait.map(|ms| self.wake_in(ms, true));
+        match fetched {
+            Fetched::Ends(ends) => {
+                let first = ends.first();
+                let was = self.ends.replace(ends).map(Ends::first);
+                if was == Some(first) {
+                    return (None, None);
+                }
+                if was.map(|(_, kind)| kind) != Some(first.1) {
+                    // The other end: the notice's text changes.
+                    self.notice = None;
+                }
+                self.update(now);
+                (Some(first), None)
+            }
             Fetched::NotFound | Fetched::Failed(_) if self.complained => (None, None),
             Fetched::NotFound => {
                 self.complained = true;
@@ -266,10 +383,10 @@ impl HardLimit {
 
     /// Brings the notice up to date at `now` and arms its timer.
     pub fn update(&mut self, now: Millis) {
-        let Some(deadline) = self.deadline.filter(|_| self.show) else {
+        let Some((end, kind)) = self.ends.filter(|_| self.show).map(Ends::first) else {
             return;
         };
-        let wake = match plan(now, deadline, self.lead) {
+        let wake = match plan(now, end, self.lead) {
             Plan::Never => None,
             Plan::Hidden { show_at } => {
                 self.notice = None;
@@ -278,17 +395,19 @@ impl HardLimit {
             Plan::Shown { remaining, next } => {
                 match &self.notice {
                     Some(notice) => notice.show(remaining),
-                    None => self.notice = Notice::open(&self.template, remaining),
+                    None => {
+                        let template = match kind {
+                            Kind::Deadline => &self.text.notice,
+                            Kind::Alone => &self.text.alone_notice,
+                        };
+                        self.notice = Notice::open(template, remaining)
+                    }
                 }
                 next
             }
         };
-        self.timer = wake.map(|at| {
-            let wake = self.wake.clone();
-            Timeout::new(at.saturating_sub(now).min(MAX_DELAY) as u32, move || {
-                wake(false)
-            })
-        });
+        self.timer =
+            wake.map(|at| self.wake_in(at.saturating_sub(now).min(MAX_DELAY) as u32, false));
     }
 }
 
@@ -342,6 +461,58 @@ mod tests {
             }
         );
         assert_eq!(plan(D - 10, D, 0), Plan::Never);
+    }
+
+    #[test]
+    fn the_end_that_comes_first_is_shown_a_tie_is_the_deadline() {
+        let ends = |alone| Ends { deadline: D, alone };
+        assert_eq!(ends(None).first(), (D, Kind::Deadline));
+        assert_eq!(ends(Some(D - 1)).first(), (D - 1, Kind::Alone));
+        assert_eq!(ends(Some(D)).first(), (D, Kind::Deadline), "a tie");
+        assert_eq!(ends(Some(D + 1)).first(), (D, Kind::Deadline));
+        assert_eq!(Kind::Deadline.as_str(), "deadline");
+        assert_eq!(Kind::Alone.as_str(), "alone");
+        // The notice counts down to the first end: an alone deadline sooner
+        // than the deadline shows early, and its going hides it again.
+        let lead = 300_000;
+        let now = D - 3_600_000;
+        let (end, _) = ends(Some(now + 60_000)).first();
+        assert_eq!(
+            plan(now, end, lead),
+            Plan::Shown {
+                remaining: 60_000,
+                next: Some(now + 1_000)
+            }
+        );
+        let (end, _) = ends(None).first();
+        assert_eq!(
+            plan(now, end, lead),
+            Plan::Hidden {
+                show_at: D - 300_000
+            }
+        );
+    }
+
+    #[test]
+    fn reads_are_fast_while_alone_or_just_after_a_change() {
+        let now = D - 3_600_000;
+        let alone = Ends {
+            deadline: D,
+            alone: Some(now + 600_000),
+        };
+        let company = Ends {
+            deadline: D,
+            alone: None,
+        };
+        assert_eq!(sooner(alone, now, 0), Some(FAST_MS));
+        assert_eq!(
+            sooner(alone, now, now + WATCH_MS),
+            Some(FAST_MS),
+            "also an alone deadline later than the deadline"
+        );
+        assert_eq!(sooner(company, now, 0), None, "the regular poll");
+        assert_eq!(sooner(company, now, now + 1), Some(FAST_MS));
+        assert_eq!(sooner(company, now + 1, now + 1), None, "window over");
     }
 
     #[test]

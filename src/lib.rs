@@ -50,6 +50,9 @@ export type GuardState = "waiting" | "active" | "prompted" | "terminated" | "sto
 /** Why a guard stopped without terminating: `stop()` was called, or the SDK reported the session's end. */
 export type StopReason = "stop" | "exit" | "error" | "access_denied" | "transport_error" | "shutdown";
 
+/** Which end of the meeting `onHardLimit` reports: the service's hard `deadline` (its maximum duration), or its `alone` deadline (the meeting has had at most one participant for the service's `--alone-after`; it goes when someone joins). */
+export type HardLimitKind = "deadline" | "alone";
+
 /** The part of the eyeson SDK the guard uses (`import eyeson from "eyeson"`, or `window.eyeson.default`). */
 export interface EyesonSdk {
   onEvent(listener: (event: { type: string; [key: string]: unknown }) => void): void;
@@ -84,14 +87,14 @@ export interface InactivityGuardOptions {
   crossTab?: boolean;
   /** OS-level presence through the IdleDetector API (Chromium; call `InactivityGuard.requestSystemIdle()` from a user gesture first): the user being active on the computer counts as presence like speaking; a locked screen never does. Default false. */
   systemIdle?: boolean;
-  /** Base URL of an eyeson-hard-limit service: read this meeting's hard deadline from `GET {hardLimit}/meetings/{room_id}` (sending the room's `guest_token` from the SDK in the `X-Eyeson-Guest-Token` header: the service shows a meeting only to it) and show a notice before it. Default none. */
+  /** Base URL of an eyeson-hard-limit service: read this meeting's hard deadline (and its alone deadline, while one runs) from `GET {hardLimit}/meetings/{room_id}` (sending the room's `guest_token` from the SDK in the `X-Eyeson-Guest-Token` header: the service shows a meeting only to it) and show a notice before whichever comes first. Default none. */
   hardLimit?: string;
-  /** Show the hard-deadline notice this long before the deadline, in ms; 0 = no notice. Default 300000 (5 min). */
+  /** Show the hard-deadline notice this long before the deadline (or the alone deadline, when that comes first), in ms; 0 = no notice. Default 300000 (5 min). */
   hardLimitNoticeMs?: number;
-  /** Replaces the built-in strings. `{time}` becomes `m:ss`, or `45 s` under a minute; `body` and `notice` must contain it. */
+  /** Replaces the built-in strings. `{time}` becomes `m:ss`, or `45 s` under a minute; `body`, `notice` and `aloneNotice` must contain it. */
   text?: GuardText;
-  /** The meeting's hard deadline (ms since the epoch) became known or moved. */
-  onHardLimit?: (deadlineMs: number) => void;
+  /** The end the meeting is heading for became known or changed: `endMs` (ms since the epoch) is whichever of the service's deadline and alone deadline comes first (on a tie, the deadline), `kind` says which. It fires again when that changes, e.g. an alone deadline appears (`"alone"`) or goes because someone joined (back to `"deadline"`). */
+  onHardLimit?: (endMs: number, kind: HardLimitKind) => void;
 }
 
 /** The guard's strings (defaults in English). */
@@ -102,8 +105,10 @@ export interface GuardText {
   body?: string;
   /** Default "I'm still here". */
   button?: string;
-  /** Default "This meeting ends in {time}.". */
+  /** The hard-deadline notice. Default "This meeting ends in {time}.". */
   notice?: string;
+  /** The notice while the service's alone deadline comes first. Default "You are the only participant. This meeting ends in {time} unless someone joins.". */
+  aloneNotice?: string;
 }
 
 /** What the guard knows about the local user's presence beyond input events. */

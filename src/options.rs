@@ -67,6 +67,9 @@ pub struct Text {
     pub button: String,
     /// The hard-deadline notice; `{time}` is the countdown.
     pub notice: String,
+    /// The notice while the hard-limit service's alone deadline comes first
+    /// (the meeting has had one participant); `{time}` is the countdown.
+    pub alone_notice: String,
 }
 
 impl Default for Text {
@@ -76,6 +79,9 @@ impl Default for Text {
             body: "You will leave the meeting in {time}.".into(),
             button: "I'm still here".into(),
             notice: "This meeting ends in {time}.".into(),
+            alone_notice:
+                "You are the only participant. This meeting ends in {time} unless someone joins."
+                    .into(),
         }
     }
 }
@@ -86,7 +92,7 @@ impl Text {
         let Some(value) = value.filter(|v| !blank(v)) else {
             return Err(invalid(&["text.", key, " must be a non-empty string"]));
         };
-        let needs_time = matches!(key, "body" | "notice");
+        let needs_time = matches!(key, "body" | "notice" | "aloneNotice");
         if needs_time && time_at(&value).is_none() {
             return Err(invalid(&[
                 "text.",
@@ -99,11 +105,12 @@ impl Text {
             "body" => self.body = value,
             "button" => self.button = value,
             "notice" => self.notice = value,
+            "aloneNotice" => self.alone_notice = value,
             _ => {
                 return Err(invalid(&[
                     "unknown text key \"",
                     key,
-                    "\" (known keys: title, body, button, notice)",
+                    "\" (known keys: title, body, button, notice, aloneNotice)",
                 ]))
             }
         }
@@ -243,7 +250,7 @@ pub struct Callbacks {
     pub on_terminate: Option<Function>,
     /// `onStop(reason)`.
     pub on_stop: Option<Function>,
-    /// `onHardLimit(deadlineMs)`.
+    /// `onHardLimit(endMs, kind)`.
     pub on_hard_limit: Option<Function>,
 }
 
@@ -508,6 +515,28 @@ mod tests {
         assert!(err.contains("text.body must contain {time}"), "{err}");
         let err = t.set("notice", Some("bald".into())).unwrap_err();
         assert!(err.contains("text.notice must contain {time}"), "{err}");
+        let err = t
+            .set("aloneNotice", Some("Du bist allein.".into()))
+            .unwrap_err();
+        assert!(
+            err.contains("text.aloneNotice must contain {time}"),
+            "{err}"
+        );
+        let err = t.set("aloneNotice", None).unwrap_err();
+        assert!(
+            err.contains("text.aloneNotice must be a non-empty string"),
+            "{err}"
+        );
+        let err = t.set("alonenotice", Some("{time}".into())).unwrap_err();
+        assert!(
+            err.contains("known keys: title, body, button, notice, aloneNotice"),
+            "{err}"
+        );
+        assert!(t
+            .set("aloneNotice", Some("Allein: Ende in {time}.".into()))
+            .is_ok());
+        assert_eq!(t.alone_notice, "Allein: Ende in {time}.");
+        assert!(Text::default().alone_notice.contains("{time}"));
         assert!(t
             .set("button", Some("  ".into()))
             .unwrap_err()

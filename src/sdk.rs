@@ -131,6 +131,9 @@ pub enum Signal {
     RoomChanged,
     /// `podium`: whether the local user is the only participant.
     Solo(bool),
+    /// `add_user` / `remove_user`: the participant list changed (the SDK
+    /// turns signalling's `memberlist` into one event per participant).
+    Participants,
     /// `voice_activity`: someone started or stopped speaking.
     Voice(Speaker, bool),
     /// Anything else, including the transient `disconnect`/`reconnect`,
@@ -152,6 +155,7 @@ pub fn classify(kind: &str, connection_status: Option<&str>, shutdown: bool) -> 
         },
         "room_update" if shutdown => Signal::Stop("shutdown"),
         "room_update" => Signal::RoomChanged,
+        "add_user" | "remove_user" => Signal::Participants,
         _ => Signal::Ignore,
     }
 }
@@ -281,6 +285,8 @@ mod tests {
         assert_eq!(classify("connection", Some("ready"), false), Signal::Ignore);
         assert_eq!(classify("connection", None, false), Signal::Ignore);
         assert_eq!(classify("room_update", None, false), Signal::RoomChanged);
+        assert_eq!(classify("add_user", None, false), Signal::Participants);
+        assert_eq!(classify("remove_user", None, false), Signal::Participants);
         assert_eq!(classify("exit ", None, false), Signal::Ignore);
     }
 

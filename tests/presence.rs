@@ -106,7 +106,7 @@ export class IdleWorld {
 
 // The hard-limit service as `fetch` sees it: like the real one, it shows a
 // meeting only to the room's guest token in X-Eyeson-Guest-Token, and
-// answers as for an unknown room otherwise.
+// answers as for an unknown room otherwise (its alone deadline: tests/alone.rs).
 export class Service {
   constructor() {
     this.urls = []; this.tokens = []; this.deadline = null; this.status = 200; this.original = window.fetch;
@@ -774,7 +774,7 @@ fn construct_error(options: &JsValue) -> String {
 
 #[wasm_bindgen_test]
 fn bad_presence_options_get_errors_naming_them() {
-    let cases: [(JsValue, &str); 13] = [
+    let cases: [(JsValue, &str); 16] = [
         (
             obj(&[("speech", "yes".into())]),
             "speech must be true or false",
@@ -826,6 +826,18 @@ fn bad_presence_options_get_errors_naming_them() {
         (
             obj(&[("onHardLimit", 5.into())]),
             "onHardLimit must be a function",
+        ),
+        (
+            obj(&[("text", obj(&[("aloneNotice", "Du bist allein.".into())]))]),
+            "text.aloneNotice must contain {time}",
+        ),
+        (
+            obj(&[("text", obj(&[("aloneNotice", 5.into())]))]),
+            "text.aloneNotice must be a non-empty string",
+        ),
+        (
+            obj(&[("text", obj(&[("aloneNotice", JsValue::NULL)]))]),
+            "text.aloneNotice must be a non-empty string",
         ),
     ];
     for (options, needle) in cases {

@@ -1,6 +1,6 @@
 // Compiled with tsc --noEmit, never run. Each @ts-expect-error must be an
 // error: were the published types `any`, tsc would fail on the unused ones.
-import { InactivityGuard, type EyesonSdk, type InactivityGuardOptions } from "eyeson-guard";
+import { InactivityGuard, type EyesonSdk, type HardLimitKind, type InactivityGuardOptions } from "eyeson-guard";
 
 declare const eyeson: EyesonSdk;
 
@@ -12,6 +12,18 @@ new InactivityGuard(eyeson, { timeoutMs: "10m" });
 new InactivityGuard({ send() {} }, {});
 // @ts-expect-error onPrompt receives a number
 new InactivityGuard(eyeson, { onPrompt: (ms: string) => ms });
+
+// onHardLimit: the end and which one it is; a one-argument callback (as
+// before the alone deadline) still fits.
+new InactivityGuard(eyeson, {
+  text: { aloneNotice: "Du bist allein. Ende in {time}." },
+  onHardLimit: (endMs: number, kind: HardLimitKind) => void (kind === "alone" ? endMs : 0),
+});
+new InactivityGuard(eyeson, { onHardLimit: (deadlineMs: number) => void deadlineMs });
+// @ts-expect-error the kind is "deadline" or "alone"
+new InactivityGuard(eyeson, { onHardLimit: (_ms: number, kind: "idle") => kind });
+// @ts-expect-error a typo in a text key
+new InactivityGuard(eyeson, { text: { alonenotice: "{time}" } });
 
 const guard = new InactivityGuard(eyeson, { timeoutMs: 1000 } satisfies InactivityGuardOptions);
 // @ts-expect-error "idle" is not a state
