@@ -120,6 +120,29 @@ impl AloneClock {
     }
 }
 
+impl From<Option<Timestamp>> for AloneClock {
+    fn from(since: Option<Timestamp>) -> Self {
+        since.map_or(AloneClock::Company, AloneClock::AloneSince)
+    }
+}
+
+/// What a check's clock change is, for the history: `alone` (a period
+/// starts) or `company` (one ends).
+pub fn change(before: AloneClock, after: AloneClock) -> Option<&'static str> {
+    match (before, after) {
+        (AloneClock::Company, AloneClock::AloneSince(_)) => Some("alone"),
+        (AloneClock::AloneSince(_), AloneClock::Company) => Some("company"),
+        _ => None,
+    }
+}
+
+/// The last look right before an alone end's `DELETE`: whether `n`
+/// counted participants still make the meeting alone (else the end is
+/// cancelled and the clock reset).
+pub fn still_alone(n: usize) -> bool {
+    n <= 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +219,101 @@ mod tests {
         }
     }
 
+    /// One meeting under the rule as the service runs it: checks move the
+    /// clock; the warner sends once per alone deadline (it records the end
+    /// it warned for, like `warn_for`); at the alone deadline the scheduler
+    /// looks once more and ends or cancels (resetting the clock).
+    #[derive(Debug, Default)]
+    struct Meeting {
+        clock: Option<Timestamp>,
+        warned_for: Option<Timestamp>,
+        ended_at: Option<Timestamp>,
+        latest: usize,
+        first_lone: Option<Timestamp>,
+        warnings: Vec<(Timestamp, Option<Timestamp>)>,
+    }
+
+    impl Meeting {
+        fn check(&mut self, n: usize, now: Timestamp) {
+            self.latest = n;
+            let before = AloneClock::from(self.clock);
+            let after = before.after_check(n, now);
+            if change(before, after) == Some("alone") {
+                self.first_lone = Some(now);
+            }
+            self.clock = match after {
+                AloneClock::Company => None,
+                AloneClock::AloneSince(t) => Some(t),
+            };
+        }
+
+        fn time_passes(&mut self, now: Timestamp, after: Duration, warn: Duration) {
+            let Some(end) = AloneClock::from(self.clock).deadline(after) else {
+                return;
+            };
+            if now >= end.minus(warn) && now < end && self.warned_for != Some(end) {
+                self.warned_for = Some(end);
+                self.warnings.push((now, self.first_lone));
+            }
+            if now >= end && self.ended_at.is_none() {
+                // The last look reads the participants now.
+                if still_alone(self.latest) {
+                    self.ended_at = Some(now);
+                } else {
+                    self.clock = None;
+                }
+            }
+        }
+    }
+
     proptest! {
+        /// Never ends a meeting whose latest check saw two or more; never
+        /// before `alone_after` after the period's first lone check; at
+        /// most one end, and at most one warning per alone period.
+        #[test]
+        fn the_rule_ends_only_lone_meetings_once_and_on_time(
+            steps in prop::collection::vec((1i64..40, 0usize..4, any::<bool>()), 1..60),
+            after_s in 5u64..60,
+            warn_s in 1u64..5,
+        ) {
+            let after = Duration::from_secs(after_s);
+            let warn = Duration::from_secs(warn_s);
+            let mut m = Meeting::default();
+            let mut now = Timestamp(0);
+            let mut periods = 0;
+            let mut ends = 0;
+            for (dt, n, look_only) in steps {
+                now = now.plus(Duration::from_secs(dt as u64));
+                if !look_only {
+                    let was = m.clock;
+                    m.check(n, now);
+                    if was.is_none() && m.clock.is_some() {
+                        periods += 1;
+                    }
+                } else {
+                    // Someone joins or leaves between checks: only the
+                    // last look sees it.
+                    m.latest = n;
+                }
+                let ended = m.ended_at;
+                m.time_passes(now, after, warn);
+                if let (None, Some(end)) = (ended, m.ended_at) {
+                    ends += 1;
+                    prop_assert!(m.latest <= 1, "ended with {} counted", m.latest);
+                    let first = m.first_lone.expect("a period ran");
+                    prop_assert!(end >= first.plus(after), "ended at {end:?}, alone since {first:?}");
+                }
+                if m.ended_at.is_some() {
+                    break;
+                }
+            }
+            prop_assert!(ends <= 1);
+            prop_assert!(m.warnings.len() <= periods, "{:?} in {periods} periods", m.warnings);
+            let mut per_period = m.warnings.iter().map(|(_, p)| *p).collect::<Vec<_>>();
+            per_period.dedup();
+            prop_assert_eq!(per_period.len(), m.warnings.len(), "two warnings in one period");
+        }
+
         #[test]
         fn the_matcher_agrees_with_the_definition(
             p in prop::collection::vec(prop::sample::select(vec!['a', 'b', '*', '?']), 1..8),
