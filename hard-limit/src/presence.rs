@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::alone::{self, IgnorePattern};
+use crate::alone::{self, AloneClock, IgnorePattern};
 use crate::domain::{self, RoomId, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient, Participants};
 use crate::limits::LimitsHandle;
@@ -228,13 +228,14 @@ impl Job for Presence {
         let alone_after = self.headcount.alone_after(&key.room_id);
         let (participants, next, event) = match checked {
             Checked::Counted(n) => {
-                let was_alone = claim.alone_since.is_some();
-                let event = match (was_alone, n) {
-                    (false, 0 | 1) => Some("alone"),
-                    (true, 2..) => Some("company"),
-                    _ => None,
-                };
-                metrics::presence_check(if n <= 1 { "alone" } else { "company" });
+                // The store moves the clock the same way, on its own clock.
+                let before = AloneClock::from(claim.alone_since);
+                let event = alone::change(before, before.after_check(n, now));
+                metrics::presence_check(if alone::still_alone(n) {
+                    "alone"
+                } else {
+                    "company"
+                });
                 match event {
                     Some("alone") => {
                         tracing::info!(room = %key.room_id, started_at = %key.started_at, participants = n, alone_after = ?alone_after, "meeting is alone: its alone clock starts")

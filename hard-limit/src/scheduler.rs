@@ -113,7 +113,7 @@ impl Job for Scheduler {
                 return Ok(ShutdownOutcome::AloneCancelled);
             }
             match self.headcount.count(&key.room_id).await {
-                Ok(Some(0 | 1)) => ended = ShutdownOutcome::EndedAlone,
+                Ok(Some(n)) if crate::alone::still_alone(n) => ended = ShutdownOutcome::EndedAlone,
                 Ok(Some(_)) => return Ok(ShutdownOutcome::AloneCancelled),
                 Ok(None) => return Ok(ShutdownOutcome::AlreadyEnded),
                 Err(e) => return Err(StepError::Api(e)),
