@@ -99,9 +99,10 @@ impl Headcount {
         self.limits.snapshot().limits.alone_after(room)
     }
 
-    /// Whether the rule is on for any room (else no check is made).
-    pub fn anywhere(&self) -> bool {
-        self.limits.snapshot().limits.alone_anywhere()
+    /// Whether the rule is on for any room (else no check is made); the
+    /// limits are reloaded first if another process changed them.
+    pub async fn anywhere(&self) -> bool {
+        self.limits.policy().await.limits.alone_anywhere()
     }
 
     /// The counted participants now; `None`: eyeson has no meeting in the
@@ -185,7 +186,7 @@ impl Job for Presence {
     const RETRIES: Option<&'static str> = Some(metrics::PRESENCE_RETRIES);
 
     async fn claim(&self, ask: Ask<'_>) -> Result<Vec<PresenceClaim>, StoreError> {
-        if !self.headcount.anywhere() {
+        if !self.headcount.anywhere().await {
             return Ok(Vec::new());
         }
         self.store
@@ -194,7 +195,7 @@ impl Job for Presence {
     }
 
     async fn next_due(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
-        if !self.headcount.anywhere() {
+        if !self.headcount.anywhere().await {
             self.overdue(None, now);
             return Ok(None);
         }
