@@ -290,6 +290,10 @@ impl Inner {
                     self.local = local;
                     if let Some(h) = &mut self.hard_limit {
                         h.set_room(self.local.room.clone(), self.local.guest.clone());
+                        // Our own join is a change too: the service counts
+                        // us at its next check, and a notice of an alone
+                        // end read before must not linger.
+                        h.participants_changed(now);
                     }
                     Transition::None
                 }
