@@ -152,6 +152,10 @@ pub struct Presence {
     pub retry_backoff: Duration,
     /// When lateness was last logged.
     pub logged: Mutex<Option<Instant>>,
+    /// Pokes the warner and the scheduler when a check starts an alone
+    /// clock: they sleep until the times they knew (up to a minute), and
+    /// an alone end, or its warning, may now come sooner.
+    pub wake: Arc<crate::wake::Wake>,
 }
 
 impl Presence {
@@ -279,7 +283,15 @@ impl Job for Presence {
         records: &[PresenceRecord],
         _now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
-        self.store.finish_presence(owner, records).await
+        let applied = self.store.finish_presence(owner, records).await?;
+        let started = records
+            .iter()
+            .zip(&applied)
+            .any(|(r, &ok)| ok && r.event == Some("alone"));
+        if started {
+            self.wake.poke();
+        }
+        Ok(applied)
     }
 }
 
