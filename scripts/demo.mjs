@@ -15,6 +15,12 @@
 //                    free port, except for the hard-limit service, whose
 //                    webhook URL must be known before it starts)
 //   HARD_LIMIT       the demo's hard limit (default 2m)
+//
+// The hard-limit service runs with its alone rule on at demo sizes (ALONE):
+// a meeting with one participant for 90 s is ended, the chat warning and the
+// page notice come 60 s before (the guard's notice window, hardLimitNoticeMs
+// in www/index.html), and participants are checked every 5 s, so a second
+// tab cancels both within a few seconds.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
@@ -33,6 +39,7 @@ const ports = {
   hardLimit: Number(env.HARD_LIMIT_PORT || 8042),
   hardLimitAdmin: Number(env.HARD_LIMIT_ADMIN_PORT || 8044),
 };
+const ALONE = { after: 90, warn: 60, every: 5 }; // seconds
 const withHardLimit = existsSync(join(root, "hard-limit/Cargo.toml")) && (!real || Boolean(env.PUBLIC_URL));
 const running = [];
 let stopping = false;
@@ -82,6 +89,9 @@ async function main() {
           "--database", `sqlite://${join(dir, "hard-limit.db")}`,
           "--max-duration", env.HARD_LIMIT || "2m",
           "--webhook-url", `${publicUrl}/webhook`,
+          "--alone-after", `${ALONE.after}s`,
+          "--warn-before", `${ALONE.warn}s`,
+          "--presence-every", `${ALONE.every}s`,
         ],
         {},
         { ready: /listening/ },
@@ -89,6 +99,12 @@ async function main() {
       running.push({ stop: async () => { await proc.stop(); rmSync(dir, { recursive: true, force: true }); } });
       hardLimit = `http://127.0.0.1:${ports.hardLimit}`;
       say(`hard-limit service: ${hardLimit}  (limit ${env.HARD_LIMIT || "2m"}); operator console: http://127.0.0.1:${ports.hardLimitAdmin}/`);
+      say(
+        `alone rule: a meeting with one participant for ${ALONE.after} s is ended. Try it: join alone; ` +
+          `after about ${ALONE.after - ALONE.warn} s a chat warning and a notice on the page appear; ` +
+          `open a second tab and join the same room to cancel the end: the notice goes within ${ALONE.every} s. ` +
+          "Stay active meanwhile: the page's guard ends a tab idle for 20 s while alone",
+      );
     } catch (e) {
       say(`hard-limit service not started: ${e.message.split("\n")[0]}`);
     }

@@ -154,7 +154,9 @@ pub struct Presence {
     pub retry_backoff: Duration,
     /// When lateness was last logged.
     pub logged: Mutex<Option<Instant>>,
-    /// Pokes the scheduler when an alone deadline is set.
+    /// Pokes the warner and the scheduler when a check starts an alone
+    /// clock: they sleep until the times they knew (up to a minute), and
+    /// an alone end, or its warning, may now come sooner.
     pub wake: Arc<Wake>,
 }
 
@@ -285,11 +287,11 @@ impl Job for Presence {
         _now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
         let applied = self.store.finish_presence(owner, records).await?;
-        let started = records.iter().zip(&applied);
-        if started
-            .into_iter()
-            .any(|(r, a)| *a && r.event == Some("alone"))
-        {
+        let started = records
+            .iter()
+            .zip(&applied)
+            .any(|(r, &ok)| ok && r.event == Some("alone"));
+        if started {
             self.wake.poke();
         }
         Ok(applied)

@@ -261,3 +261,147 @@ test("a page on another origin can neither end nor extend a meeting through the 
     dir.remove();
   }
 });
+
+test("the console shows the alone rule per meeting, turns it off for a room, and tells each alone period in the history", { skip: SKIP }, async () => {
+  // Its own sandbox and service: the alone rule on, at test sizes.
+  const eyeson = await startSandbox({ apiKey: KEY });
+  const dir = tempDir();
+  const svc = await spawnProcess(
+    HARD_LIMIT,
+    [
+      "--api-key", KEY,
+      "--api-url", eyeson.url,
+      "--listen", "127.0.0.1:0",
+      "--admin-listen", "127.0.0.1:0",
+      "--database", `sqlite://${join(dir.path, "hl.db")}`,
+      "--max-duration", "30m",
+      "--reconcile-every", "1h",
+      "--alone-after", "10s",
+      "--warn-before", "6s",
+      "--presence-every", "1s",
+    ],
+    { RUST_LOG: "info", ADMIN_TOKEN: TOKEN },
+    { ready: /listening addr=(\S+) admin=(\S+)/ },
+  );
+  const hook = `http://${svc.match[1]}/webhook`;
+  const admin = `http://${svc.match[2]}`;
+  const get = async (path) => {
+    const r = await fetch(admin + path, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(r.status, 200, path);
+    return r.json();
+  };
+  const meeting = async (room) => (await get("/meetings")).find((m) => m.room_id === room);
+  const until = (room, check, what, timeoutMs = 10000) => {
+    let last;
+    return waitFor(async () => check((last = await meeting(room))) && last, { timeoutMs, what: () => `${what}; the service lists ${JSON.stringify(last)}` });
+  };
+  /** A bot joins or leaves the call of `room` (POST /_sandbox/bots); a bot alone starts the meeting. */
+  const bot = async (room, name, on) => assert.equal((await eyeson.call("POST", "/_sandbox/bots", { form: { room_id: room, name, on: String(on) } })).status, 204);
+  /** A meeting of `room` with one participant (a bot, no browser), tracked by the service. */
+  const lonely = async (room, name) => {
+    await eyeson.join(room, `host of ${room}`); // the meeting, pending: its host never connects
+    await bot(room, name, true);
+    const listed = (await eyeson.call("GET", "/rooms")).body.find((r) => r.id === room);
+    assert.ok(listed?.started_at, `the bot started the meeting of ${room}`);
+    assert.equal(await deliverRoomUpdate(hook, KEY, listed), 204);
+  };
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  try {
+    // "alone desk": one participant; its operator turns the rule off.
+    // "left alone": one participant, company for a moment, alone again: ended by the rule.
+    await lonely("alone desk", "alice");
+    await lonely("left alone", "bob");
+    const desk = await until("alone desk", (m) => m.participants === 1 && m.alone_deadline, "alone desk checked: 1, its alone clock running");
+    assert.ok(Date.parse(desk.alone_deadline) < Date.parse(desk.deadline), "the alone end comes before the 30m deadline");
+    assert.ok(desk.alone_since && !desk.ended_alone);
+    await until("left alone", (m) => m.participants === 1 && m.alone_deadline, "left alone checked: 1");
+    await bot("left alone", "carol", true);
+    await until("left alone", (m) => m.participants === 2 && !m.alone_deadline && !m.alone_since, "company: the clock reset");
+    await bot("left alone", "carol", false);
+
+    // The console: participants, since when alone, the alone end marked as the first one.
+    const page = await context.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`${admin}/`);
+    const tokenDialog = page.getByRole("dialog", { name: "Admin token" });
+    await tokenDialog.getByLabel("Token").fill(TOKEN);
+    await tokenDialog.getByRole("button", { name: "Continue" }).click();
+    const row = page.locator("#open tbody tr", { hasText: "alone desk" });
+    await row.waitFor();
+    assert.equal(await row.locator("td[data-label='Participants']").textContent(), "1");
+    const aloneCell = row.locator("td[data-label='Alone']");
+    assert.match(await aloneCell.innerText(), /^since \d\d:\d\d:\d\d( [AP]M)?\nends \d\d:\d\d:\d\d( [AP]M)? \(first\)$/);
+    assert.match(await aloneCell.getAttribute("class"), /\bfirst\b/);
+    assert.match(await row.locator("td[data-label='Deadline']").getAttribute("class"), /\blater\b/);
+    assert.match(await row.locator("td[data-label='Time left']").textContent(), /^0:0\d \(alone\)$|^due \(alone\)$/);
+    await shot(page, "console-alone.png");
+    await noSidewaysScroll(page, "1280×800, a meeting alone");
+    const violations = await axe(page);
+    assert.deepEqual(violations, [], "axe-core finds no accessibility violation");
+
+    // Turned off for that room from the page (PUT /limits/rooms/… {"alone_after": null}).
+    await row.getByRole("button", { name: "Alone rule off – turn the alone rule off for room alone desk" }).click();
+    await page.locator("#status", { hasText: "Alone rule off for room alone desk" }).waitFor();
+    const limits = await get("/limits");
+    assert.equal(limits.alone_after.rooms["alone desk"], "off");
+    assert.equal(limits.alone_after.default, "10s");
+    // The next check clears the clock; the meeting runs past the alone end it had.
+    await until("alone desk", (m) => m.alone_deadline === null && m.alone_since === null, "the clock cleared", 5000);
+    await waitFor(async () => Date.now() > Date.parse(desk.alone_deadline) + 2000 && (await meeting("left alone")).ended_alone, {
+      timeoutMs: 20000,
+      what: "left alone ended by the rule, and alone desk's old alone end passed",
+    });
+    assert.equal((await meeting("alone desk")).state, "running");
+    const deletes = (await eyeson.events()).filter((e) => e.kind === "api_delete").map((e) => [e.room_id, e.status]);
+    assert.deepEqual(deletes, [["left alone", 204]], "one DELETE, for the meeting left alone");
+    const ended = await meeting("left alone");
+    assert.equal(ended.state, "shut_down");
+    assert.equal(ended.alone_deadline, null);
+
+    // The page: the rule off for the room (and back on offered), the other meeting ended alone.
+    await waitFor(async () => (await row.locator("td[data-label='Alone']").textContent()) === "rule off", { timeoutMs: 10000, what: "the page shows the rule off" });
+    assert.match(await row.locator("td[data-label='Time left']").textContent(), /^29:\d\d$/);
+    await row.getByRole("button", { name: /^Alone rule on – / }).waitFor();
+    assert.equal(await page.getByRole("textbox", { name: "Alone rule for room alone desk" }).inputValue(), "off");
+    const finished = page.locator("#done tbody tr", { hasText: "left alone" });
+    await finished.waitFor({ timeout: 10000 });
+    assert.equal(await finished.locator("td[data-label='Outcome']").textContent(), "ended alone");
+
+    // Its history in the page: each alone period, the company, the warning, the end.
+    await finished.getByRole("button", { name: "History – what happened in left alone" }).click();
+    const historyDialog = page.getByRole("dialog", { name: "History of left alone" });
+    await historyDialog.waitFor();
+    const lines = (await historyDialog.locator("li").allTextContents()).join("\n");
+    assert.match(lines, /: ended alone\n/);
+    assert.equal(lines.match(/alone: the alone clock started \(1 counted\)/g)?.length, 2, lines);
+    assert.match(lines, /company again: the alone clock was reset \(2 counted\)/);
+    assert.match(lines, /alone warning sent in the chat/);
+    assert.match(lines, /ended by the alone rule$/);
+    await shot(page, "console-alone-history.png");
+    await historyDialog.getByRole("button", { name: "Close" }).click();
+    const history = await get("/meetings/left%20alone/history");
+    assert.deepEqual(
+      history.meetings[0].events.map((e) => e.event),
+      ["started", "tracked", "alone", "company", "alone", "warned", "ended_alone"],
+    );
+    const chats = (await eyeson.events()).filter((e) => e.kind === "chat").map((e) => [e.room_id, e.user_name]);
+    assert.deepEqual(chats.filter(([room]) => room === "left alone"), [["left alone", "Meeting limit"]], "one alone warning in its chat");
+
+    // Back on from the page: the room inherits the default again and its clock runs.
+    await row.getByRole("button", { name: /^Alone rule on – / }).click();
+    await page.locator("#status", { hasText: "Alone rule for room alone desk back to the default" }).waitFor();
+    assert.equal((await get("/limits")).alone_after.rooms["alone desk"], undefined);
+    await until("alone desk", (m) => m.participants === 1 && m.alone_deadline, "the clock runs again", 5000);
+    await page.setViewportSize({ width: 390, height: 844 });
+    await row.getByRole("button", { name: /^Alone rule off – / }).waitFor();
+    await noSidewaysScroll(page, "390×844, a meeting alone");
+    await shot(page, "console-alone-390.png");
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    await svc.stop();
+    await eyeson.stop();
+    dir.remove();
+  }
+});

@@ -1,6 +1,8 @@
 // The demo as a user runs it (`node scripts/demo.mjs`, here with --no-build
 // and free ports): it prints a URL, the page joins a sandbox meeting with the
-// real SDK and the guard, and SIGTERM (as Ctrl-C) stops every process.
+// real SDK and the guard, and SIGTERM (as Ctrl-C) stops every process. The
+// service runs the alone rule at demo sizes: the banner says how to try it,
+// a visitor alone gets the chat warning a minute ahead, a second tab cancels.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -21,12 +23,19 @@ test("the demo starts, joins a guarded sandbox meeting from its page, and stops 
   const demo = await spawnProcess(
     process.execPath,
     [join(root, "scripts/demo.mjs"), "--no-build"],
-    { DEMO_PORT: "0", SANDBOX_PORT: "0", HARD_LIMIT_PORT: String(await freePort()), EYESON_API_KEY: "" },
+    { DEMO_PORT: "0", SANDBOX_PORT: "0", HARD_LIMIT_PORT: String(await freePort()), HARD_LIMIT_ADMIN_PORT: String(await freePort()), EYESON_API_KEY: "" },
     { ready: /Open (\S+)/, timeoutMs: 20000 },
   );
   try {
     const sandboxUrl = demo.output.map((l) => l.match(/eyeson sandbox: (\S+)/)).find(Boolean)?.[1];
     assert.ok(sandboxUrl, demo.output.join("\n"));
+    // The alone rule is on at demo sizes, and the banner says how to see it.
+    const banner = demo.output.join("\n");
+    assert.match(banner, /join alone; after about 30 s a chat warning and a notice on the page appear; open a second tab/);
+    const consoleUrl = banner.match(/operator console: (http\S+)/)?.[1];
+    assert.ok(consoleUrl, banner);
+    const limits = await (await fetch(`${consoleUrl}limits`)).json();
+    assert.equal(limits.alone_after.default, "1m 30s");
 
     const page = await browser.newPage();
     await page.goto(demo.match[1]);
@@ -72,7 +81,7 @@ test("the demo shows presence and the service's deadline, says plainly when the 
   const demo = await spawnProcess(
     process.execPath,
     [join(root, "scripts/demo.mjs"), "--no-build"],
-    { DEMO_PORT: "0", SANDBOX_PORT: "0", HARD_LIMIT_PORT: String(await freePort()), EYESON_API_KEY: "", HARD_LIMIT: "20s" },
+    { DEMO_PORT: "0", SANDBOX_PORT: "0", HARD_LIMIT_PORT: String(await freePort()), HARD_LIMIT_ADMIN_PORT: String(await freePort()), EYESON_API_KEY: "", HARD_LIMIT: "20s" },
     { ready: /Open (\S+)/, timeoutMs: 20000 },
   );
   try {
@@ -146,6 +155,71 @@ test("the demo shows presence and the service's deadline, says plainly when the 
     assert.deepEqual(uncaught, []);
     await page.close();
   } finally {
+    await demo.stop();
+  }
+});
+
+test("the demo's alone rule: a visitor alone gets the service's chat warning in the page's log; a second tab cancels the alone end", async () => {
+  const demo = await spawnProcess(
+    process.execPath,
+    [join(root, "scripts/demo.mjs"), "--no-build"],
+    { DEMO_PORT: "0", SANDBOX_PORT: "0", HARD_LIMIT_PORT: String(await freePort()), HARD_LIMIT_ADMIN_PORT: String(await freePort()), EYESON_API_KEY: "" },
+    { ready: /Open (\S+)/, timeoutMs: 20000 },
+  );
+  const contexts = [];
+  try {
+    const banner = demo.output.join("\n");
+    const hardLimitUrl = banner.match(/hard-limit service: (http\S+)/)?.[1];
+    const consoleUrl = banner.match(/operator console: (http\S+)/)?.[1];
+    assert.ok(hardLimitUrl && consoleUrl, banner);
+    const joinAs = async (name) => {
+      const context = await browser.newContext();
+      contexts.push(context);
+      const page = await context.newPage();
+      await page.goto(demo.match[1]);
+      await page.getByLabel("Name").fill(name);
+      await page.getByRole("button", { name: "Join" }).click();
+      await waitText(page, "state", "active", 20000);
+      return page;
+    };
+    const alone = await joinAs("alone");
+    const token = await alone.evaluate(() => window.eyeson.default.room.guest_token);
+    const publicMeeting = async () => (await fetch(`${hardLimitUrl}/meetings/demo`, { headers: { "x-eyeson-guest-token": token } })).json();
+    const logText = () => alone.evaluate(() => document.getElementById("log").textContent);
+    // Alone, and active (the guard's own soft limit ends an idle tab): the
+    // warning comes about 30 s after the join (90 s alone, warned 60 s before).
+    let x = 10;
+    let seen = "";
+    await waitFor(
+      async () => {
+        await alone.mouse.move((x = 40 - x), 200); // presence for the guard
+        seen = await logText();
+        return /chat from Meeting limit: You are the only participant\. This meeting ends in 1 minute unless someone joins\./.test(seen);
+      },
+      { timeoutMs: 50000, intervalMs: 1000, what: () => `the alone warning in the page's log:\n${seen}` },
+    );
+    const before = await publicMeeting();
+    assert.ok(before.alone_deadline, JSON.stringify(before));
+    assert.ok(Date.parse(before.alone_deadline) < Date.parse(before.deadline), "the alone end comes first");
+
+    // A second tab joins: the next check (every 5 s) cancels the alone end.
+    await joinAs("friend");
+    await waitFor(
+      async () => {
+        await alone.mouse.move((x = 40 - x), 200);
+        return (await publicMeeting()).alone_deadline === null;
+      },
+      { timeoutMs: 15000, intervalMs: 500, what: "the alone end cancelled by the second tab" },
+    );
+    const history = await (await fetch(`${consoleUrl}meetings/demo/history`)).json();
+    const events = history.meetings[0].events.filter((e) => ["alone", "warned", "company"].includes(e.event));
+    assert.deepEqual(events.map((e) => e.event), ["alone", "warned", "company"]);
+    // On time: a minute ahead of the alone end, as its text says (not at the deadline's warning time).
+    const ahead = Date.parse(before.alone_deadline) - Date.parse(events[1].at);
+    assert.ok(ahead > 58_000 && ahead <= 60_000, `warned ${ahead} ms before the alone end`);
+    assert.equal(history.meetings[0].state, "running");
+  } finally {
+    for (const c of contexts) await c.close();
     await demo.stop();
   }
 });

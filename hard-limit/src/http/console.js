@@ -4,6 +4,7 @@ const $ = (s) => document.querySelector(s);
 const statusEl = $("#status");
 let skew = 0; // server clock minus this browser's, from the Date header
 let meetings = [];
+let limits = null; // GET /limits, for each room's alone rule
 
 function say(text, error = false) {
   statusEl.textContent = text;
@@ -57,6 +58,8 @@ async function api(method, path, body) {
 
 const now = () => Date.now() + skew;
 const when = (iso) => new Date(iso).toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+// Alone periods are minutes long: the time of day says enough.
+const clock = (iso) => new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 function left(ms) {
   if (ms <= 0) return "due";
   const s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
@@ -73,11 +76,22 @@ function cell(row, label, content, cls) {
   row.append(td);
   return td;
 }
-function badge(state) {
+function badge(state, text) {
   const b = document.createElement("span");
   b.className = `badge s-${state}`;
-  b.textContent = STATES[state] || state;
+  b.textContent = text || STATES[state] || state;
   return b;
+}
+const outcome = (m) => badge(m.state, m.ended_alone ? "ended alone" : "");
+
+// The alone rule for a room as the service looks it up: the room's own
+// setting, else the longest prefix that sets one, else the default.
+function aloneRule(room) {
+  const a = limits && limits.alone_after;
+  if (!a) return { value: "off" };
+  const prefix = Object.keys(a.prefixes).filter((p) => room.startsWith(p)).sort((x, y) => y.length - x.length)[0];
+  const inherited = prefix === undefined ? a.default : a.prefixes[prefix];
+  return Object.hasOwn(a.rooms, room) ? { value: a.rooms[room], own: true, inherited } : { value: inherited, inherited };
 }
 function button(text, label, onClick, cls = "") {
   const b = document.createElement("button");
@@ -102,9 +116,19 @@ function renderMeetings() {
     tr.dataset.room = m.room_id;
     cell(tr, "Room", m.room_id, "room");
     cell(tr, "Started", when(m.started_at), "num");
-    cell(tr, "Deadline", when(m.deadline), "num deadline");
+    // Whichever end comes first is the one counted down; the other is muted.
+    const aloneFirst = m.alone_deadline && Date.parse(m.alone_deadline) < Date.parse(m.deadline);
+    cell(tr, "Deadline", when(m.deadline), `num deadline${aloneFirst ? " later" : ""}`);
+    cell(tr, "Participants", m.participants ?? "–", "num");
+    const rule = aloneRule(m.room_id);
+    const alone = document.createElement("span");
+    alone.textContent = rule.value === "off" ? "rule off" : m.alone_since ? `since ${clock(m.alone_since)}` : "–";
+    // A line of its own: "ends 12:31:05 (first)".
+    if (m.alone_deadline) alone.append(document.createElement("br"), `ends ${clock(m.alone_deadline)} ${aloneFirst ? "(first)" : "(after the deadline)"}`);
+    cell(tr, "Alone", alone, `alone${aloneFirst ? " first" : ""}`);
     const l = cell(tr, "Time left", "", "num left");
-    l.dataset.deadline = m.deadline;
+    l.dataset.deadline = aloneFirst ? m.alone_deadline : m.deadline;
+    if (aloneFirst) l.dataset.why = "alone";
     cell(tr, "State", badge(m.state));
     cell(tr, "Limit", m.limit + (m.moved ? " (moved)" : ""), "num");
     const actions = document.createElement("div");
@@ -121,6 +145,16 @@ function renderMeetings() {
     add("Custom…", `extend the meeting in ${m.room_id} by a custom amount`, () => custom(m), "", "custom");
     add("End now", `end the meeting in ${m.room_id} now`, () => endNow(m), "danger", "end");
     actions.append(button("History", `what happened in ${m.room_id}`, () => history(m.room_id)));
+    // The room's alone rule (a runtime limit, like the limits below).
+    if (rule.value !== "off") {
+      const b = button("Alone rule off", `turn the alone rule off for room ${m.room_id}`, () => setAlone(m.room_id, null));
+      b.dataset.fid = `alone:${m.room_id}`;
+      actions.append(b);
+    } else if (rule.own && rule.inherited !== "off") {
+      const b = button("Alone rule on", `turn the alone rule back on for room ${m.room_id} (${rule.inherited})`, () => setAlone(m.room_id, "inherit"));
+      b.dataset.fid = `alone:${m.room_id}`;
+      actions.append(b);
+    }
     cell(tr, "Actions", actions, "actions-cell");
     body.append(tr);
   }
@@ -134,7 +168,7 @@ function renderMeetings() {
     cell(tr, "Room", m.room_id, "room");
     cell(tr, "Started", when(m.started_at), "num");
     cell(tr, "Deadline", when(m.deadline), "num");
-    cell(tr, "Outcome", badge(m.state));
+    cell(tr, "Outcome", outcome(m));
     cell(tr, "History", button("History", `what happened in ${m.room_id}`, () => history(m.room_id)), "actions-cell");
     dbody.append(tr);
   }
@@ -148,7 +182,7 @@ function renderMeetings() {
 function tick() {
   for (const td of document.querySelectorAll("td[data-deadline]")) {
     const ms = Date.parse(td.dataset.deadline) - now();
-    td.textContent = left(ms);
+    td.textContent = left(ms) + (td.dataset.why ? ` (${td.dataset.why})` : "");
     td.classList.toggle("due", ms <= 0);
     td.classList.toggle("soon", ms > 0 && ms < 5 * 60 * 1000);
   }
@@ -156,7 +190,7 @@ function tick() {
 
 async function refresh() {
   try {
-    meetings = await api("GET", "/meetings");
+    [meetings, limits] = await Promise.all([api("GET", "/meetings"), api("GET", "/limits")]);
     renderMeetings();
     $("#updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
     if (statusEl.textContent === "Loading…" || statusEl.classList.contains("stale")) say("");
@@ -226,7 +260,11 @@ function endNow(m) {
   $("#end-cancel").focus();
 }
 
-const EVENTS = { started: "started", tracked: "tracked by the service", extend: "deadline moved", end: "ended by an operator", stopping: "shutdown under way" };
+const EVENTS = {
+  started: "started", tracked: "tracked by the service", extend: "deadline moved", end: "ended by an operator", stopping: "shutdown under way",
+  alone: "alone: the alone clock started", company: "company again: the alone clock was reset", warned: "alone warning sent in the chat",
+  alone_cancelled: "alone end cancelled: someone joined", ended_alone: "ended by the alone rule",
+};
 async function history(room) {
   let h;
   try {
@@ -245,10 +283,12 @@ async function history(room) {
     list.append(li);
   };
   for (const m of h.meetings) {
-    item(`Meeting started ${when(m.started_at)}: ${STATES[m.state] || m.state}`, "meeting");
+    const alone = m.events.some((e) => e.event === "ended_alone");
+    item(`Meeting started ${when(m.started_at)}: ${alone ? "ended alone" : STATES[m.state] || m.state}`, "meeting");
     for (const e of m.events) {
       let text = `${when(e.at)} ${EVENTS[e.event] || STATES[e.event] || e.event}`;
       if (e.new_deadline) text += ` from ${when(e.old_deadline)} to ${when(e.new_deadline)}`;
+      if (e.participants != null) text += ` (${e.participants} counted)`;
       if (e.caller) text += ` (${e.detail}; by ${e.caller})`;
       item(text);
     }
@@ -261,32 +301,42 @@ async function history(room) {
 async function loadLimits() {
   let l;
   try {
-    l = await api("GET", "/limits");
+    l = limits = await api("GET", "/limits");
   } catch (e) {
     say(`Could not load limits: ${e.message}`, true);
     return;
   }
-  $("#limits-note").textContent = `Default ${l.default}, plus ${l.grace} grace. A change applies to meetings that start afterwards.`;
+  renderMeetings();
+  const a = l.alone_after;
+  $("#limits-note").textContent = `Default ${l.default}, plus ${l.grace} grace; alone rule ${a.default === "off" ? "off" : `after ${a.default}`} by default. ` +
+    "A limit applies to meetings that start afterwards, an alone rule from the next participants check. Empty: the default.";
   const body = $("#limits tbody");
   body.replaceChildren();
-  const rows = [
-    ...Object.entries(l.rooms).map(([key, limit]) => ["rooms", "Room", key, limit]),
-    ...Object.entries(l.prefixes).map(([key, limit]) => ["prefixes", "Prefix", key, limit]),
-  ];
-  for (const [kind, kindLabel, key, limit] of rows) {
+  const rows = ["rooms", "prefixes"].flatMap((kind) =>
+    [...new Set([...Object.keys(l[kind]), ...Object.keys(a[kind])])].sort()
+      .map((key) => [kind, kind === "rooms" ? "Room" : "Prefix", key, l[kind][key] || "", a[kind][key] || ""]));
+  for (const [kind, kindLabel, key, limit, aloneAfter] of rows) {
     const tr = document.createElement("tr");
     cell(tr, "Applies to", kindLabel);
     cell(tr, "Room or prefix", key, "room");
     const input = document.createElement("input");
     input.className = "limit";
     input.value = limit;
+    input.placeholder = "default";
     input.setAttribute("aria-label", `Limit for ${kindLabel.toLowerCase()} ${key}`);
     cell(tr, "Limit", input);
+    const aloneInput = document.createElement("input");
+    aloneInput.className = "limit";
+    aloneInput.value = aloneAfter;
+    aloneInput.placeholder = "default";
+    aloneInput.setAttribute("aria-label", `Alone rule for ${kindLabel.toLowerCase()} ${key}`);
+    cell(tr, "Alone rule", aloneInput);
     const actions = document.createElement("div");
     actions.className = "actions";
     actions.append(
-      button("Save", `the limit for ${kindLabel.toLowerCase()} ${key}`, () => setLimit(kind, key, input.value.trim())),
-      button("Remove", `the limit for ${kindLabel.toLowerCase()} ${key}`, () => removeLimit(kind, key), "danger"),
+      button("Save", `the limit for ${kindLabel.toLowerCase()} ${key}`, () =>
+        setLimit(kind, key, { limit: input.value.trim() || null, alone_after: aloneInput.value.trim() || "inherit" })),
+      button("Remove", `the rule for ${kindLabel.toLowerCase()} ${key}`, () => removeLimit(kind, key), "danger"),
     );
     cell(tr, "Actions", actions, "actions-cell");
     body.append(tr);
@@ -295,11 +345,12 @@ async function loadLimits() {
 }
 
 const limitPath = (kind, key) => `/limits/${kind}/${encodeURIComponent(key)}`;
-async function setLimit(kind, key, limit) {
+// `change`: {limit, alone_after}, merged into the rule (a field left out stays).
+async function setLimit(kind, key, change) {
   let ok = false;
   try {
-    await api("PUT", limitPath(kind, key), { limit });
-    say(`Limit for ${key} set to ${limit}.`);
+    const r = await api("PUT", limitPath(kind, key), change);
+    say(`Rule for ${key}: limit ${r.limit || "default"}, alone rule ${r.alone_after || "default"}.`);
     ok = true;
   } catch (e) {
     say(e.message, true);
@@ -316,10 +367,17 @@ async function removeLimit(kind, key) {
   }
   loadLimits();
 }
+const setAlone = (room, setting) =>
+  act(setting === null ? `Alone rule off for room ${room}; its alone clock stops at the next check.` : `Alone rule for room ${room} back to the default.`,
+    () => api("PUT", limitPath("rooms", room), { alone_after: setting })).then(loadLimits);
 $("#add-limit").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const f = ev.target;
-  setLimit(f.kind.value, f.key.value.trim(), f.limit.value.trim()).then((ok) => ok && f.reset());
+  const change = {};
+  if (f.limit.value.trim()) change.limit = f.limit.value.trim();
+  if (f.alone.value.trim()) change.alone_after = f.alone.value.trim();
+  if (!Object.keys(change).length) return say("Give a limit, an alone rule (like 30m or off), or both.", true);
+  setLimit(f.kind.value, f.key.value.trim(), change).then((ok) => ok && f.reset());
 });
 
 refresh().then(loadLimits);

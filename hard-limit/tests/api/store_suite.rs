@@ -227,7 +227,10 @@ async fn presence_checks_are_leases_and_move_the_alone_clock(store: &Store) {
         .is_empty());
     let lone = checked("a", until, 1_000, Some(1), 20);
     assert_eq!(
-        store.finish_presence("w2", std::slice::from_ref(&lone)).await.unwrap(),
+        store
+            .finish_presence("w2", std::slice::from_ref(&lone))
+            .await
+            .unwrap(),
         [false]
     );
     assert_eq!(store.finish_presence("w1", &[lone]).await.unwrap(), [true]);
