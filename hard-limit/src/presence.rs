@@ -154,9 +154,9 @@ pub struct Presence {
     pub retry_backoff: Duration,
     /// When lateness was last logged.
     pub logged: Mutex<Option<Instant>>,
-    /// Pokes the warner and the scheduler when a check starts an alone
-    /// clock: they sleep until the times they knew (up to a minute), and
-    /// an alone end, or its warning, may now come sooner.
+    /// Pokes the warner and the scheduler after a lone check: they sleep
+    /// until the times they knew (up to a minute), and an alone end, or its
+    /// warning, may now come sooner.
     pub wake: Arc<Wake>,
 }
 
@@ -287,11 +287,12 @@ impl Job for Presence {
         _now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
         let applied = self.store.finish_presence(owner, records).await?;
-        let started = records
-            .iter()
-            .zip(&applied)
-            .any(|(r, &ok)| ok && r.event == Some("alone"));
-        if started {
+        // A lone check may also have moved an alone end sooner (the room's
+        // `alone_after` shortened meanwhile).
+        let lone = records.iter().zip(&applied).any(|(r, &ok)| {
+            ok && r.alone_after.is_some() && r.participants.is_some_and(|n| n <= 1)
+        });
+        if lone {
             self.wake.poke();
         }
         Ok(applied)
