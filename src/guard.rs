@@ -293,7 +293,7 @@ impl Inner {
                         // Our own join is a change too: the service counts
                         // us at its next check, and a notice of an alone
                         // end read before must not linger.
-                        h.participants_changed(now);
+                        h.watch(now);
                     }
                     Transition::None
                 }

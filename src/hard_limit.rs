@@ -262,8 +262,14 @@ impl HardLimit {
         if self.room.is_none() {
             return;
         }
-        self.watch_until = now.saturating_add(WATCH_MS);
+        self.watch(now);
         self.soon = Some(self.wake_in(DEBOUNCE_MS, true));
+    }
+
+    /// Reads every [`FAST_MS`] for [`WATCH_MS`] from `now` (after the
+    /// read that is under way).
+    pub fn watch(&mut self, now: Millis) {
+        self.watch_until = now.saturating_add(WATCH_MS);
     }
 
     /// A timer calling `wake(read)` in `ms` (one closure type for all of
