@@ -115,7 +115,12 @@ impl Job for Scheduler {
             match self.headcount.count(&key.room_id).await {
                 Ok(Some(n)) if crate::alone::still_alone(n) => ended = ShutdownOutcome::EndedAlone,
                 Ok(Some(_)) => return Ok(ShutdownOutcome::AloneCancelled),
-                Ok(None) => return Ok(ShutdownOutcome::AlreadyEnded),
+                // eyeson has no users list for the room (404/410): the
+                // meeting may be gone, or the endpoint wrong while it
+                // runs. Unconfirmed, the alone end is cancelled (never a
+                // meeting marked ended on that word: its deadline still
+                // applies, and the webhook or the reconciler closes it).
+                Ok(None) => return Ok(ShutdownOutcome::AloneCancelled),
                 Err(e) => return Err(StepError::Api(e)),
             }
         }

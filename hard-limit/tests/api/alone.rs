@@ -235,6 +235,8 @@ async fn eyesons_failures_never_end_a_meeting_and_the_checks_catch_up() {
     app.fake.script_users(
         "busy",
         [
+            // Cut at the client's 10 s timeout.
+            Fault::Hang,
             Fault::Status(429),
             Fault::Status(503),
             Fault::Status(500),
@@ -246,7 +248,7 @@ async fn eyesons_failures_never_end_a_meeting_and_the_checks_catch_up() {
     );
     wait_until(
         "a good check after the failures",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async { meeting(&app, "busy").await["participants"] == 2 },
     )
     .await;
@@ -256,7 +258,7 @@ async fn eyesons_failures_never_end_a_meeting_and_the_checks_catch_up() {
     assert_eq!(deletes_of(&app, "busy"), 0);
     let asked = app.fake.calls("GET", "/rooms/busy/users");
     assert!(
-        asked.len() >= 8,
+        asked.len() >= 9,
         "every failure was retried: {}",
         asked.len()
     );
@@ -319,4 +321,36 @@ async fn the_lone_participant_is_warned_once_with_the_alone_text() {
     let warned = event_time(&events, "warned").expect("the warning is in the history");
     let ended = event_time(&events, "ended_alone").unwrap();
     assert!(warned < ended, "{events:?}");
+}
+
+#[tokio::test]
+async fn a_room_whose_users_call_says_gone_while_it_runs_is_not_ended_by_the_rule() {
+    let app = spawn_app_with(alone(Duration::from_secs(1))).await;
+    let started = SystemTime::now();
+    app.meeting_starts("phantom", started).await;
+    app.fake.bot("phantom", "Ada", true);
+    wait_until("the clock runs", Duration::from_secs(10), || async {
+        !meeting(&app, "phantom").await["alone_since"].is_null()
+    })
+    .await;
+    // From now on eyeson answers 404 for the room's users, though the
+    // meeting runs.
+    app.fake
+        .script_users("phantom", std::iter::repeat_n(Fault::Status(404), 50));
+    wait_until(
+        "the alone end is not confirmed",
+        Duration::from_secs(15),
+        || async {
+            let events = history_events(&app, "phantom").await;
+            event_time(&events, "alone_cancelled").is_some()
+        },
+    )
+    .await;
+    let m = meeting(&app, "phantom").await;
+    assert_eq!(
+        m["state"], "running",
+        "still tracked, its deadline still applies: {m}"
+    );
+    assert_eq!(deletes_of(&app, "phantom"), 0);
+    assert!(app.fake.is_running("phantom"));
 }
