@@ -259,6 +259,7 @@ impl Application {
             every: presence.every,
             retry_backoff: enforcement.retry_backoff,
             logged: Default::default(),
+            wake: wake.clone(),
         };
         // Enough calls in flight for the rate at a slow eyeson (~2 s each);
         // the pace, not this, bounds the rate.

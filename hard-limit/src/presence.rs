@@ -152,6 +152,9 @@ pub struct Presence {
     pub retry_backoff: Duration,
     /// When lateness was last logged.
     pub logged: Mutex<Option<Instant>>,
+    /// Pokes the scheduler when a check starts an alone clock: the alone
+    /// deadline it writes may come before the scheduler's next wake.
+    pub wake: Arc<crate::wake::Wake>,
 }
 
 impl Presence {
@@ -279,7 +282,17 @@ impl Job for Presence {
         records: &[PresenceRecord],
         _now: Timestamp,
     ) -> Result<Vec<bool>, StoreError> {
-        self.store.finish_presence(owner, records).await
+        let applied = self.store.finish_presence(owner, records).await?;
+        // A new alone deadline (`alone_after` from now) may be sooner than
+        // whatever the scheduler sleeps until (up to a minute): tell it.
+        if records
+            .iter()
+            .zip(&applied)
+            .any(|(r, ok)| *ok && r.event == Some("alone"))
+        {
+            self.wake.poke();
+        }
+        Ok(applied)
     }
 }
 

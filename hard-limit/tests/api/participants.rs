@@ -115,3 +115,43 @@ async fn an_entry_that_does_not_read_still_counts() {
         Participants::Gone => panic!("gone"),
     }
 }
+
+/// A check that starts an alone clock wakes the scheduler: the alone
+/// deadline it writes (here 2 s ahead) comes long before anything else the
+/// scheduler sleeps until (the 30-minute deadline, its one-minute poll),
+/// and nothing else happens meanwhile that could wake it.
+#[tokio::test]
+async fn an_alone_deadline_sooner_than_the_schedulers_sleep_is_kept() {
+    use crate::helpers::*;
+    use std::time::{Duration, Instant, SystemTime};
+    let after = Duration::from_secs(2);
+    let app = spawn_app_with(move |c| {
+        c.alone_after = Some(after);
+        c.presence_every = Duration::from_secs(1);
+    })
+    .await;
+    let started = SystemTime::now() - Duration::from_secs(60);
+    app.fake.start_meeting("lone", &iso(started));
+    app.fake.bot("lone", "ada", true);
+    app.fake.bot("lone", "bob", true);
+    let r = app
+        .deliver(&room_update("lone", Some(started), false))
+        .await;
+    assert_eq!(r.status(), 204);
+    // Checked (two participants) and the scheduler asleep again.
+    wait_until("a first check", Duration::from_secs(10), || async {
+        !app.fake.calls("GET", "/rooms/lone/users").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = Instant::now();
+    app.fake.bot("lone", "bob", false);
+    wait_until(
+        "the alone end, within alone_after + two check periods",
+        after + Duration::from_secs(4),
+        || async { app.fake.deletes().len() == 1 },
+    )
+    .await;
+    assert!(left.elapsed() >= after, "ended before alone_after");
+    app.wait_for_state("lone", started, "shut_down").await;
+}
