@@ -1422,7 +1422,10 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
     };
 
     // Wait for every lone meeting's end, scraping the overdue metric.
-    let lone: Vec<String> = (0..n).filter(|i| kind(*i) == Kind::Lone).map(room).collect();
+    let lone: Vec<String> = (0..n)
+        .filter(|i| kind(*i) == Kind::Lone)
+        .map(room)
+        .collect();
     let patience = Duration::from_secs(5)
         + every
         + after
@@ -1459,7 +1462,10 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
             break;
         }
         if wait_start.elapsed() > patience {
-            eprintln!("  gave up waiting after {patience:?}: {done} of {} lone meetings ended", lone.len());
+            eprintln!(
+                "  gave up waiting after {patience:?}: {done} of {} lone meetings ended",
+                lone.len()
+            );
             break;
         }
         if last_report.elapsed() >= Duration::from_secs(30) {
@@ -1506,10 +1512,12 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
     let mut seen_ms = Vec::new();
     let mut missing = 0;
     for r in &lone {
-        let Some(first) = deletes
-            .get(r.as_str())
-            .and_then(|d| d.iter().filter(|d| d.status == 204).map(|d| d.answered_at).min())
-        else {
+        let Some(first) = deletes.get(r.as_str()).and_then(|d| {
+            d.iter()
+                .filter(|d| d.status == 204)
+                .map(|d| d.answered_at)
+                .min()
+        }) else {
             missing += 1;
             continue;
         };
@@ -1600,7 +1608,9 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
         gaps.last().copied().unwrap_or(f64::NAN)
     );
     if services.admin.is_some() {
-        println!("  hard_limit_presence_overdue_seconds, highest scraped (each 1 s): {overdue_max:.1} s");
+        println!(
+            "  hard_limit_presence_overdue_seconds, highest scraped (each 1 s): {overdue_max:.1} s"
+        );
     }
     println!(
         "  DELETE calls: {delete_calls}; lone meetings ended {} of {n_lone} (never: {missing}, twice: {twice}, before the ideal moment: {early}); meetings with company ended: {wrong}",
