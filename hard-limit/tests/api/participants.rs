@@ -155,3 +155,35 @@ async fn an_alone_deadline_sooner_than_the_schedulers_sleep_is_kept() {
     assert!(left.elapsed() >= after, "ended before alone_after");
     app.wait_for_state("lone", started, "shut_down").await;
 }
+
+/// Checks that cannot keep up (10 meetings, one check a second, each due
+/// every second) show in `hard_limit_presence_overdue_seconds`.
+#[tokio::test]
+async fn checks_behind_show_in_the_overdue_metric() {
+    use crate::helpers::*;
+    use std::time::{Duration, SystemTime};
+    let app = spawn_app_with(|c| {
+        c.alone_after = Some(Duration::from_secs(3600));
+        c.presence_every = Duration::from_secs(1);
+        c.presence_rate = 1;
+    })
+    .await;
+    let started = SystemTime::now() - Duration::from_secs(60);
+    for i in 0..10 {
+        app.meeting_starts(&format!("busy-{i}"), started).await;
+    }
+    let overdue = || async {
+        app.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with("hard_limit_presence_overdue_seconds "))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    wait_until(
+        "the overdue metric shows checks 3 s late",
+        Duration::from_secs(15),
+        || async { overdue().await >= 3.0 },
+    )
+    .await;
+}
