@@ -6,7 +6,7 @@
 //! cargo run --release -p eyeson-hard-limit --example bench -- ingest [deliveries] [concurrency] [--forward]
 //! cargo run --release -p eyeson-hard-limit --example bench -- scale [meetings]
 //! cargo run --release -p eyeson-hard-limit --example bench -- warnings [meetings]
-//! cargo run --release -p eyeson-hard-limit --example bench -- alone [meetings] [rate] [every] [alone_after]
+//! cargo run --release -p eyeson-hard-limit --example bench -- alone [meetings] [rate] [every] [alone_after] [--spread D]
 //! # PostgreSQL, several replicas (each a process of its own; a fresh
 //! # database hl_bench_* is created through the URL's server and dropped):
 //! cargo run --release -p eyeson-hard-limit --example bench -- lateness --database postgres://postgres@127.0.0.1/test --replicas 3
@@ -58,7 +58,7 @@
 //!   requests/s (default 20, `--presence-rate`). 80% become lone: one bot
 //!   leaves at a moment spread over one `every` (in an order unrelated to
 //!   the check order); 10% keep both bots; 10% lose one and get it back
-//!   `alone_after`/2 later. Prints p50/p99/max of (first 2xx `DELETE`
+//!   `alone_after`/2 later (`--spread D`: the leaves over D instead). Prints p50/p99/max of (first 2xx `DELETE`
 //!   answered − (the leave + `alone_after`)), the `GET /rooms/*/users`
 //!   rate eyeson saw (peak per wall-clock second, mean), the interval
 //!   between two checks of one meeting, the DELETEs (one per lone meeting,
@@ -119,7 +119,7 @@ fn positional() -> Vec<String> {
     let mut out = Vec::new();
     let mut args = std::env::args();
     while let Some(a) = args.next() {
-        if a == "--database" || a == "--replicas" {
+        if a == "--database" || a == "--replicas" || a == "--spread" {
             args.next();
         } else if a != "--kill-one" && a != "--forward" {
             out.push(a);
@@ -1389,6 +1389,12 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
     // The leaves: spread evenly over one `every` from 5 s on, in an order
     // unrelated to the order the rooms are checked in (about the ingest
     // order): slot k·step mod m, step coprime to m.
+    let spread = option("--spread").map_or(every, |a| {
+        a.parse::<u64>()
+            .map(Duration::from_secs)
+            .or_else(|_| humantime::parse_duration(&a))
+            .unwrap()
+    });
     let movers: Vec<usize> = (0..n).filter(|i| kind(*i) != Kind::Company).collect();
     let m = movers.len().max(1);
     let mut step = ((m as f64 * 0.618) as usize).max(1);
@@ -1398,7 +1404,7 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
     let mut schedule: Vec<(Duration, usize, bool)> = Vec::new();
     for (k, &i) in movers.iter().enumerate() {
         let slot = (k * step) % m;
-        let at = Duration::from_secs_f64(every.as_secs_f64() * slot as f64 / m as f64);
+        let at = Duration::from_secs_f64(spread.as_secs_f64() * slot as f64 / m as f64);
         schedule.push((at, i, false));
         if kind(i) == Kind::Back {
             schedule.push((at + after / 2, i, true));
@@ -1427,7 +1433,7 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
         .map(room)
         .collect();
     let patience = Duration::from_secs(5)
-        + every
+        + spread
         + after
         + Duration::from_secs_f64(round.max(every.as_secs_f64()) * 1.5)
         + Duration::from_secs(60);
@@ -1510,6 +1516,7 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
     }
     let mut late_ms = Vec::new();
     let mut seen_ms = Vec::new();
+    let mut after_deadline_ms = Vec::new();
     let mut missing = 0;
     for r in &lone {
         let Some(first) = deletes.get(r.as_str()).and_then(|d| {
@@ -1530,6 +1537,8 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
             .and_then(|c| c.iter().copied().filter(|t| *t >= leave).min())
         {
             seen_ms.push(minus_ms(seen, leave));
+            // The alone deadline is about that check + alone_after.
+            after_deadline_ms.push(minus_ms(first, seen + after));
         }
     }
     let ok_by_room = |r: &str| {
@@ -1561,6 +1570,7 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
     let mean = users_calls as f64 / (last_s - first_s + 1) as f64;
     late_ms.sort_by(f64::total_cmp);
     seen_ms.sort_by(f64::total_cmp);
+    after_deadline_ms.sort_by(f64::total_cmp);
     let stats = |v: &[f64]| {
         if v.is_empty() {
             "none".to_owned()
@@ -1579,7 +1589,7 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
     let n_company = (0..n).filter(|i| kind(*i) == Kind::Company).count();
     let n_back = n - n_lone - n_company;
     println!(
-        "  {n_lone} lone (one bot leaves at a moment spread over {every:?}), {n_company} with company throughout, {n_back} where it comes back after {:?}",
+        "  {n_lone} lone (one bot leaves at a moment spread over {spread:?}), {n_company} with company throughout, {n_back} where it comes back after {:?}",
         after / 2
     );
     println!(
@@ -1600,6 +1610,10 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
     println!(
         "  of which the first check after the leave came: {}",
         stats(&seen_ms)
+    );
+    println!(
+        "  and the DELETE after (that check + alone_after): {}",
+        stats(&after_deadline_ms)
     );
     println!(
         "  GET /rooms/*/users: {users_calls} ({users_not_200} not 200) over {} s: peak {peak}/s, mean {mean:.1}/s; interval between two checks of one meeting (the company meetings): p50 {:.1} s, max {:.1} s",
