@@ -1435,7 +1435,8 @@ async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
     let patience = Duration::from_secs(5)
         + spread
         + after
-        + Duration::from_secs_f64(round.max(every.as_secs_f64()) * 1.5)
+        // Each alone end's last look takes a turn of the pace too.
+        + Duration::from_secs_f64(round.max(every.as_secs_f64()) * 2.5)
         + Duration::from_secs(60);
     let wait_start = Instant::now();
     let mut requests: Vec<fake_eyeson::Recorded> = Vec::new();
