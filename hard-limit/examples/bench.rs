@@ -6,6 +6,7 @@
 //! cargo run --release -p eyeson-hard-limit --example bench -- ingest [deliveries] [concurrency] [--forward]
 //! cargo run --release -p eyeson-hard-limit --example bench -- scale [meetings]
 //! cargo run --release -p eyeson-hard-limit --example bench -- warnings [meetings]
+//! cargo run --release -p eyeson-hard-limit --example bench -- alone [meetings] [rate] [every] [alone_after] [--spread D]
 //! # PostgreSQL, several replicas (each a process of its own; a fresh
 //! # database hl_bench_* is created through the URL's server and dropped):
 //! cargo run --release -p eyeson-hard-limit --example bench -- lateness --database postgres://postgres@127.0.0.1/test --replicas 3
@@ -51,6 +52,20 @@
 //!   it checks one DELETE per limited meeting, none early, none for the
 //!   webhook-ended ones.
 //!
+//! - `alone`: N meetings (default 1,000) with two participants each
+//!   (sandbox bots) and the alone rule on (`--alone-after`, default 20 s),
+//!   checked every `every` (default 60 s, `--presence-every`) at `rate`
+//!   requests/s (default 20, `--presence-rate`). 80% become lone: one bot
+//!   leaves at a moment spread over one `every` (in an order unrelated to
+//!   the check order); 10% keep both bots; 10% lose one and get it back
+//!   `alone_after`/2 later (`--spread D`: the leaves over D instead). Prints p50/p99/max of (first 2xx `DELETE`
+//!   answered − (the leave + `alone_after`)), the `GET /rooms/*/users`
+//!   rate eyeson saw (peak per wall-clock second, mean), the interval
+//!   between two checks of one meeting, the DELETEs (one per lone meeting,
+//!   none for the others) and the highest
+//!   `hard_limit_presence_overdue_seconds` scraped (in-process service
+//!   only). Durations: seconds, or humantime (`90s`, `2m`).
+//!
 //! One example binary with subcommands rather than four: with the
 //! workspace's release profile (fat LTO) every binary costs minutes to link.
 
@@ -80,13 +95,31 @@ static WARN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
 /// `ingest --forward`: every service forwards to this receiver.
 static FORWARD_TO: std::sync::OnceLock<reqwest::Url> = std::sync::OnceLock::new();
 const WARN_BEFORE: Duration = Duration::from_secs(5);
+/// The alone rule of the services, when the benchmark is `alone`.
+static ALONE: std::sync::OnceLock<AloneRule> = std::sync::OnceLock::new();
+
+/// `--presence-every`, `--presence-rate`, `--alone-after` of `bench alone`.
+#[derive(Clone, Copy, Debug)]
+struct AloneRule {
+    every: Duration,
+    rate: u32,
+    after: Duration,
+}
+
+impl AloneRule {
+    fn apply(&self, config: &mut Flags) {
+        config.presence_every = self.every;
+        config.presence_rate = self.rate;
+        config.alone_after = Some(self.after);
+    }
+}
 
 /// Positional arguments, without the `--database URL` / `--replicas N` options.
 fn positional() -> Vec<String> {
     let mut out = Vec::new();
     let mut args = std::env::args();
     while let Some(a) = args.next() {
-        if a == "--database" || a == "--replicas" {
+        if a == "--database" || a == "--replicas" || a == "--spread" {
             args.next();
         } else if a != "--kill-one" && a != "--forward" {
             out.push(a);
@@ -107,6 +140,16 @@ fn arg(n: usize, default: u64) -> u64 {
         .get(n)
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
+}
+
+/// A duration argument: seconds, or humantime (`90s`, `2m`).
+fn duration_arg(n: usize, default: Duration) -> Duration {
+    positional().get(n).map_or(default, |a| {
+        a.parse::<u64>()
+            .map(Duration::from_secs)
+            .or_else(|_| humantime::parse_duration(a))
+            .unwrap_or_else(|e| panic!("{a:?}: {e}"))
+    })
 }
 
 /// Where the services keep their meetings: the default SQLite file, or a
@@ -182,6 +225,8 @@ impl BenchDb {
 /// measured the same way).
 struct Services {
     urls: Vec<String>,
+    /// The admin address of the in-process service (`/metrics`).
+    admin: Option<String>,
     children: Vec<std::process::Child>,
     in_process: Option<(
         tokio::sync::oneshot::Sender<()>,
@@ -196,9 +241,10 @@ impl Services {
             .unwrap_or(1)
             .max(1);
         if replicas == 1 && db.pg.is_none() {
-            let (url, _admin, _store, stop, task) = start_service(fake, db.url.clone()).await;
+            let (url, admin, _store, stop, task) = start_service(fake, db.url.clone()).await;
             return Services {
                 urls: vec![url],
+                admin: Some(admin),
                 children: Vec::new(),
                 in_process: Some((stop, task)),
             };
@@ -210,6 +256,12 @@ impl Services {
             let mut args = vec!["serve".to_owned(), db.url.clone(), fake.url()];
             if WARN.get().is_some() {
                 args.push("warn".into());
+            }
+            if let Some(a) = ALONE.get() {
+                args.push("alone".into());
+                args.push(a.every.as_millis().to_string());
+                args.push(a.rate.to_string());
+                args.push(a.after.as_millis().to_string());
             }
             let mut child = Command::new(&exe)
                 .args(&args)
@@ -229,6 +281,7 @@ impl Services {
         }
         Services {
             urls,
+            admin: None,
             children,
             in_process: None,
         }
@@ -268,6 +321,15 @@ async fn serve() {
     if args.get(4).map(String::as_str) == Some("warn") {
         config.warn_before = Some(WARN_BEFORE);
     }
+    if args.get(4).map(String::as_str) == Some("alone") {
+        let n = |i: usize| args[i].parse::<u64>().unwrap();
+        AloneRule {
+            every: Duration::from_millis(n(5)),
+            rate: n(6) as u32,
+            after: Duration::from_millis(n(7)),
+        }
+        .apply(&mut config);
+    }
     config.listen = "127.0.0.1:0".parse().unwrap();
     let app = Application::build(config.try_into().unwrap())
         .await
@@ -302,9 +364,15 @@ fn main() {
         "scale-serve" => rt.block_on(scale_serve()),
         "serve" => rt.block_on(serve()),
         "soak" => rt.block_on(soak(arg(2, 30), arg(3, 20))),
+        "alone" => rt.block_on(alone(
+            arg(2, 1000) as usize,
+            arg(3, 20) as u32,
+            duration_arg(4, Duration::from_secs(60)),
+            duration_arg(5, Duration::from_secs(20)),
+        )),
         _ => {
             eprintln!(
-                "usage: bench (burst [n] [window_ms] [--kill-one] | lateness [n] [window_ms] | ingest [n] [concurrency] [--forward] | scale [n] | warnings [n] | soak [minutes] [meetings_per_s]) [--database URL] [--replicas N]"
+                "usage: bench (burst [n] [window_ms] [--kill-one] | lateness [n] [window_ms] | ingest [n] [concurrency] [--forward] | scale [n] | warnings [n] | soak [minutes] [meetings_per_s] | alone [n] [rate] [every] [alone_after]) [--database URL] [--replicas N]"
             );
             std::process::exit(2);
         }
@@ -368,6 +436,9 @@ async fn start_service(
     config.close_unlisted_after = Duration::from_secs(86_400);
     config.warn_before = WARN.get().copied();
     config.forward_to = FORWARD_TO.get().cloned();
+    if let Some(a) = ALONE.get() {
+        a.apply(&mut config);
+    }
     let app = Application::build(config.try_into().unwrap())
         .await
         .unwrap();
@@ -1215,4 +1286,360 @@ async fn soak(minutes: u64, rate: u64) {
     drop(child.stdin.take());
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     db.drop_database().await;
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Signed milliseconds `a − b`.
+fn minus_ms(a: SystemTime, b: SystemTime) -> f64 {
+    match a.duration_since(b) {
+        Ok(d) => d.as_secs_f64() * 1000.0,
+        Err(e) => -(e.duration().as_secs_f64() * 1000.0),
+    }
+}
+
+/// `GET /rooms/{room}/users`: the room, else `None`.
+fn users_room(r: &fake_eyeson::Recorded) -> Option<&str> {
+    if r.method != reqwest::Method::GET {
+        return None;
+    }
+    r.path.strip_prefix("/rooms/")?.strip_suffix("/users")
+}
+
+/// `alone [n] [rate] [every] [alone_after]`: see the module documentation.
+async fn alone(n: usize, rate: u32, every: Duration, after: Duration) {
+    use std::collections::HashMap;
+
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Kind {
+        /// One bot leaves for good: to be ended once.
+        Lone,
+        /// Both bots stay: never ended.
+        Company,
+        /// One bot leaves and comes back `after / 2` later: never ended.
+        Back,
+    }
+    let kind = |i: usize| match i % 10 {
+        8 => Kind::Company,
+        9 => Kind::Back,
+        _ => Kind::Lone,
+    };
+    let room = |i: usize| format!("alone-{i}");
+
+    ALONE.set(AloneRule { every, rate, after }).unwrap();
+    let fake = Arc::new(FakeEyeson::start(KEY).await);
+    let db = BenchDb::create("alone.db").await;
+    let services = Services::start(&fake, &db).await;
+    let replicas = services.urls.len();
+    let http = reqwest::Client::new();
+    let round = n as f64 / (rate as f64 * replicas as f64);
+    println!(
+        "bench alone: {n} meetings, --presence-rate {rate}/s, --presence-every {every:?}, --alone-after {after:?}, {} store, {replicas} replica(s)",
+        db.engine()
+    );
+    println!(
+        "  a round of checks takes N/rate = {round:.0} s ({})",
+        if round <= every.as_secs_f64() {
+            "within --presence-every"
+        } else {
+            "longer than --presence-every: checks cannot keep up, each meeting is checked about every N/rate"
+        }
+    );
+
+    // Every meeting starts with two participants (bots), then the
+    // service hears of it.
+    let started = ms_floor(SystemTime::now());
+    let ingest_started = Instant::now();
+    let mut pending = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let r = room(i);
+        fake.start_meeting(&r, &iso(started));
+        fake.bot(&r, "ada", true);
+        fake.bot(&r, "bob", true);
+        let body = delivery(&r, started);
+        let sig = sign(KEY.as_bytes(), body.as_bytes());
+        let http = http.clone();
+        let url = services.urls[i % replicas].clone();
+        pending.spawn(async move {
+            let r = http
+                .post(format!("{url}/webhook"))
+                .header("x-eyeson-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        });
+        while pending.len() >= 64 {
+            pending.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = pending.join_next().await {
+        r.unwrap();
+    }
+    let ingest_took = ingest_started.elapsed();
+    println!("  ingest of {n} signed deliveries: {ingest_took:.2?}");
+
+    // The leaves: spread evenly over one `every` from 5 s on, in an order
+    // unrelated to the order the rooms are checked in (about the ingest
+    // order): slot k·step mod m, step coprime to m.
+    let spread = option("--spread").map_or(every, |a| {
+        a.parse::<u64>()
+            .map(Duration::from_secs)
+            .or_else(|_| humantime::parse_duration(&a))
+            .unwrap()
+    });
+    let movers: Vec<usize> = (0..n).filter(|i| kind(*i) != Kind::Company).collect();
+    let m = movers.len().max(1);
+    let mut step = ((m as f64 * 0.618) as usize).max(1);
+    while gcd(step, m) != 1 {
+        step += 1;
+    }
+    let mut schedule: Vec<(Duration, usize, bool)> = Vec::new();
+    for (k, &i) in movers.iter().enumerate() {
+        let slot = (k * step) % m;
+        let at = Duration::from_secs_f64(spread.as_secs_f64() * slot as f64 / m as f64);
+        schedule.push((at, i, false));
+        if kind(i) == Kind::Back {
+            schedule.push((at + after / 2, i, true));
+        }
+    }
+    schedule.sort_by_key(|s| s.0);
+    let t0 = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mover = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            let mut left = HashMap::new();
+            for (at, i, on) in schedule {
+                tokio::time::sleep_until(t0 + at).await;
+                fake.bot(&room(i), "bob", on);
+                if !on {
+                    left.insert(room(i), SystemTime::now());
+                }
+            }
+            left
+        })
+    };
+
+    // Wait for every lone meeting's end, scraping the overdue metric.
+    let lone: Vec<String> = (0..n)
+        .filter(|i| kind(*i) == Kind::Lone)
+        .map(room)
+        .collect();
+    let patience = Duration::from_secs(5)
+        + spread
+        + after
+        // Each alone end's last look takes a turn of the pace too.
+        + Duration::from_secs_f64(round.max(every.as_secs_f64()) * 2.5)
+        + Duration::from_secs(60);
+    let wait_start = Instant::now();
+    let mut requests: Vec<fake_eyeson::Recorded> = Vec::new();
+    let mut ended: std::collections::HashSet<String> = Default::default();
+    let mut overdue_max = 0f64;
+    let mut last_report = Instant::now();
+    loop {
+        let new = fake.requests_from(requests.len());
+        for r in &new {
+            if r.method == reqwest::Method::DELETE && r.status == 204 {
+                ended.insert(r.path.trim_start_matches("/rooms/").to_owned());
+            }
+        }
+        requests.extend(new);
+        if let Some(admin) = &services.admin {
+            if let Ok(r) = http.get(format!("{admin}/metrics")).send().await {
+                let text = r.text().await.unwrap_or_default();
+                if let Some(v) = text
+                    .lines()
+                    .find(|l| l.starts_with(metrics_name::PRESENCE_OVERDUE))
+                    .and_then(|l| l.split_whitespace().last())
+                    .and_then(|v| v.parse::<f64>().ok())
+                {
+                    overdue_max = overdue_max.max(v);
+                }
+            }
+        }
+        let done = lone.iter().filter(|r| ended.contains(*r)).count();
+        if mover.is_finished() && done == lone.len() {
+            break;
+        }
+        if wait_start.elapsed() > patience {
+            eprintln!(
+                "  gave up waiting after {patience:?}: {done} of {} lone meetings ended",
+                lone.len()
+            );
+            break;
+        }
+        if last_report.elapsed() >= Duration::from_secs(30) {
+            last_report = Instant::now();
+            eprintln!(
+                "  … {:.0} s: {done} of {} lone meetings ended, {} requests, overdue max {overdue_max:.1} s",
+                wait_start.elapsed().as_secs_f64(),
+                lone.len(),
+                requests.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let left = mover.await.unwrap();
+    // A little longer, so that a second DELETE would be seen.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    requests.extend(fake.requests_from(requests.len()));
+
+    // The figures.
+    let mut deletes: HashMap<&str, Vec<&fake_eyeson::Recorded>> = HashMap::new();
+    let mut checks: HashMap<&str, Vec<SystemTime>> = HashMap::new();
+    let mut per_second: HashMap<u64, usize> = HashMap::new();
+    let mut users_calls = 0usize;
+    let mut users_not_200 = 0usize;
+    for r in &requests {
+        if r.method == reqwest::Method::DELETE {
+            deletes
+                .entry(r.path.trim_start_matches("/rooms/"))
+                .or_default()
+                .push(r);
+        } else if let Some(room) = users_room(r) {
+            users_calls += 1;
+            users_not_200 += usize::from(r.status != 200);
+            checks.entry(room).or_default().push(r.answered_at);
+            let s = r
+                .answered_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            *per_second.entry(s).or_default() += 1;
+        }
+    }
+    let mut late_ms = Vec::new();
+    let mut seen_ms = Vec::new();
+    let mut after_deadline_ms = Vec::new();
+    let mut missing = 0;
+    for r in &lone {
+        let Some(first) = deletes.get(r.as_str()).and_then(|d| {
+            d.iter()
+                .filter(|d| d.status == 204)
+                .map(|d| d.answered_at)
+                .min()
+        }) else {
+            missing += 1;
+            continue;
+        };
+        let leave = left[r];
+        late_ms.push(minus_ms(first, leave + after));
+        // The first check that saw the meeting alone: the first after the
+        // leave.
+        if let Some(seen) = checks
+            .get(r.as_str())
+            .and_then(|c| c.iter().copied().filter(|t| *t >= leave).min())
+        {
+            seen_ms.push(minus_ms(seen, leave));
+            // The alone deadline is about that check + alone_after.
+            after_deadline_ms.push(minus_ms(first, seen + after));
+        }
+    }
+    let ok_by_room = |r: &str| {
+        deletes
+            .get(r)
+            .map_or(0, |d| d.iter().filter(|d| d.status == 204).count())
+    };
+    let twice = lone.iter().filter(|r| ok_by_room(r) > 1).count();
+    let wrong = (0..n)
+        .filter(|i| kind(*i) != Kind::Lone && deletes.contains_key(room(*i).as_str()))
+        .count();
+    let delete_calls: usize = deletes.values().map(Vec::len).sum();
+    // How often one meeting was checked: the company meetings (no last
+    // look before an end among their reads).
+    let mut gaps = Vec::new();
+    for i in (0..n).filter(|i| kind(*i) == Kind::Company) {
+        if let Some(c) = checks.get(room(i).as_str()) {
+            let mut c = c.clone();
+            c.sort();
+            gaps.extend(c.windows(2).map(|w| minus_ms(w[1], w[0]) / 1000.0));
+        }
+    }
+    gaps.sort_by(f64::total_cmp);
+    let (first_s, last_s) = (
+        per_second.keys().min().copied().unwrap_or(0),
+        per_second.keys().max().copied().unwrap_or(0),
+    );
+    let peak = per_second.values().max().copied().unwrap_or(0);
+    let mean = users_calls as f64 / (last_s - first_s + 1) as f64;
+    late_ms.sort_by(f64::total_cmp);
+    seen_ms.sort_by(f64::total_cmp);
+    after_deadline_ms.sort_by(f64::total_cmp);
+    let stats = |v: &[f64]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            format!(
+                "min {:.1} s, p50 {:.1} s, p99 {:.1} s, max {:.1} s",
+                v[0] / 1000.0,
+                percentile(v, 0.5) / 1000.0,
+                percentile(v, 0.99) / 1000.0,
+                v[v.len() - 1] / 1000.0
+            )
+        }
+    };
+    let early = late_ms.iter().filter(|l| **l < 0.0).count();
+    let n_lone = lone.len();
+    let n_company = (0..n).filter(|i| kind(*i) == Kind::Company).count();
+    let n_back = n - n_lone - n_company;
+    println!(
+        "  {n_lone} lone (one bot leaves at a moment spread over {spread:?}), {n_company} with company throughout, {n_back} where it comes back after {:?}",
+        after / 2
+    );
+    println!(
+        "  lateness (first 2xx DELETE answered - (leave + alone_after)): {}",
+        stats(&late_ms)
+    );
+    if let Some(p99) = (!late_ms.is_empty()).then(|| percentile(&late_ms, 0.99)) {
+        println!(
+            "  target p99 <= presence-every + 1 s ({:.0} s): {}",
+            every.as_secs_f64() + 1.0,
+            if p99 <= every.as_secs_f64() * 1000.0 + 1000.0 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+    println!(
+        "  of which the first check after the leave came: {}",
+        stats(&seen_ms)
+    );
+    println!(
+        "  and the DELETE after (that check + alone_after): {}",
+        stats(&after_deadline_ms)
+    );
+    println!(
+        "  GET /rooms/*/users: {users_calls} ({users_not_200} not 200) over {} s: peak {peak}/s, mean {mean:.1}/s; interval between two checks of one meeting (the company meetings): p50 {:.1} s, max {:.1} s",
+        last_s - first_s + 1,
+        gaps.get(gaps.len() / 2).copied().unwrap_or(f64::NAN),
+        gaps.last().copied().unwrap_or(f64::NAN)
+    );
+    if services.admin.is_some() {
+        println!(
+            "  hard_limit_presence_overdue_seconds, highest scraped (each 1 s): {overdue_max:.1} s"
+        );
+    }
+    println!(
+        "  DELETE calls: {delete_calls}; lone meetings ended {} of {n_lone} (never: {missing}, twice: {twice}, before the ideal moment: {early}); meetings with company ended: {wrong}",
+        n_lone - missing
+    );
+    println!(
+        "  exactly once, none wrong: {}",
+        missing == 0 && twice == 0 && wrong == 0 && early == 0
+    );
+    services.stop().await;
+    db.drop_database().await;
+}
+
+/// The metric names the benchmarks read.
+mod metrics_name {
+    pub const PRESENCE_OVERDUE: &str = eyeson_hard_limit::metrics::PRESENCE_OVERDUE;
 }

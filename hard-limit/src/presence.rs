@@ -191,6 +191,12 @@ impl Job for Presence {
         if !self.headcount.anywhere().await {
             return Ok(Vec::new());
         }
+        // Published here, before the claim: while checks are behind, every
+        // claim fills the free slots and `next_due` is not asked; when it
+        // is, everything due has just been claimed (its `presence_due`
+        // moved to the lease's end), so it never saw a late check.
+        let due = self.store.next_presence().await?;
+        self.overdue(due, ask.now);
         self.store
             .claim_presence(ask.now, ask.lease, ask.owner, ask.limit)
             .await

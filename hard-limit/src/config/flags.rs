@@ -250,7 +250,7 @@ pub struct Flags {
     pub presence_every: Duration,
 
     /// The most participants checks this process makes per second; when
-    /// it makes checks late, `eyeson_hard_limit_presence_overdue_seconds`
+    /// it makes checks late, `hard_limit_presence_overdue_seconds`
     /// and a log line once a minute say so.
     #[arg(
         long,

@@ -231,6 +231,12 @@ impl FakeEyeson {
         self.control.script(|s| s.requests().to_vec())
     }
 
+    /// The requests from the `from`th on (an incremental poll).
+    pub fn requests_from(&self, from: usize) -> Vec<Recorded> {
+        self.control
+            .script(|s| s.requests().get(from..).unwrap_or_default().to_vec())
+    }
+
     /// Requests with this method and raw path.
     pub fn calls(&self, method: &str, path: &str) -> Vec<Recorded> {
         self.requests()

@@ -115,3 +115,75 @@ async fn an_entry_that_does_not_read_still_counts() {
         Participants::Gone => panic!("gone"),
     }
 }
+
+/// A check that starts an alone clock wakes the scheduler: the alone
+/// deadline it writes (here 2 s ahead) comes long before anything else the
+/// scheduler sleeps until (the 30-minute deadline, its one-minute poll),
+/// and nothing else happens meanwhile that could wake it.
+#[tokio::test]
+async fn an_alone_deadline_sooner_than_the_schedulers_sleep_is_kept() {
+    use crate::helpers::*;
+    use std::time::{Duration, Instant, SystemTime};
+    let after = Duration::from_secs(2);
+    let app = spawn_app_with(move |c| {
+        c.alone_after = Some(after);
+        c.presence_every = Duration::from_secs(1);
+    })
+    .await;
+    let started = SystemTime::now() - Duration::from_secs(60);
+    app.fake.start_meeting("lone", &iso(started));
+    app.fake.bot("lone", "ada", true);
+    app.fake.bot("lone", "bob", true);
+    let r = app
+        .deliver(&room_update("lone", Some(started), false))
+        .await;
+    assert_eq!(r.status(), 204);
+    // Checked (two participants) and the scheduler asleep again.
+    wait_until("a first check", Duration::from_secs(10), || async {
+        !app.fake.calls("GET", "/rooms/lone/users").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = Instant::now();
+    app.fake.bot("lone", "bob", false);
+    wait_until(
+        "the alone end, within alone_after + two check periods",
+        after + Duration::from_secs(4),
+        || async { app.fake.deletes().len() == 1 },
+    )
+    .await;
+    assert!(left.elapsed() >= after, "ended before alone_after");
+    app.wait_for_state("lone", started, "shut_down").await;
+}
+
+/// Checks that cannot keep up (10 meetings, one check a second, each due
+/// every second) show in `hard_limit_presence_overdue_seconds`.
+#[tokio::test]
+async fn checks_behind_show_in_the_overdue_metric() {
+    use crate::helpers::*;
+    use std::time::{Duration, SystemTime};
+    let app = spawn_app_with(|c| {
+        c.alone_after = Some(Duration::from_secs(3600));
+        c.presence_every = Duration::from_secs(1);
+        c.presence_rate = 1;
+    })
+    .await;
+    let started = SystemTime::now() - Duration::from_secs(60);
+    for i in 0..10 {
+        app.meeting_starts(&format!("busy-{i}"), started).await;
+    }
+    let overdue = || async {
+        app.metrics()
+            .await
+            .lines()
+            .find(|l| l.starts_with("hard_limit_presence_overdue_seconds "))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    wait_until(
+        "the overdue metric shows checks 3 s late",
+        Duration::from_secs(15),
+        || async { overdue().await >= 3.0 },
+    )
+    .await;
+}
