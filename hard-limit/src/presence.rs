@@ -40,28 +40,42 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct Pace {
     interval: Duration,
-    next: Mutex<Instant>,
+    /// The next free turn, and the end of a 429's hold.
+    turns: Mutex<(Instant, Instant)>,
 }
 
 impl Pace {
     /// `per_second` calls a second (at least 1).
     pub fn new(per_second: u32) -> Self {
+        let now = Instant::now();
         Pace {
             interval: Duration::from_secs(1) / per_second.max(1),
-            next: Mutex::new(Instant::now()),
+            turns: Mutex::new((now, now)),
         }
     }
 
     /// Waits for this call's turn.
     pub async fn turn(&self) {
-        tokio::time::sleep_until(self.reserve(Instant::now())).await;
+        tokio::time::sleep_until(self.reserve(Instant::now(), false)).await;
     }
 
-    /// The next free turn at or after `now`, taken.
-    fn reserve(&self, now: Instant) -> Instant {
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = (*next).max(now);
-        *next = slot + self.interval;
+    /// Waits only for a 429's hold: the last look before an alone end goes
+    /// ahead of the queued checks (else ends starve while checks are
+    /// behind); it still takes a turn, so the checks after it make up.
+    pub async fn turn_ahead(&self) {
+        tokio::time::sleep_until(self.reserve(Instant::now(), true)).await;
+    }
+
+    /// This call's turn at or after `now`, taken.
+    fn reserve(&self, now: Instant, ahead: bool) -> Instant {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, held) = &mut *turns;
+        let slot = if ahead {
+            now.max(*held)
+        } else {
+            now.max(*next).max(*held)
+        };
+        *next = (*next).max(slot) + self.interval;
         slot
     }
 
@@ -71,8 +85,8 @@ impl Pace {
     }
 
     fn hold_from(&self, now: Instant, after: Duration) {
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        *next = (*next).max(now + after);
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        turns.1 = turns.1.max(now + after);
     }
 }
 
@@ -107,8 +121,14 @@ impl Headcount {
 
     /// The counted participants now; `None`: eyeson has no meeting in the
     /// room (404/410).
-    pub async fn count(&self, room: &RoomId) -> Result<Option<usize>, ApiError> {
-        self.pace.turn().await;
+    /// `last_look`: the scheduler's, right before an alone end (ahead of
+    /// the queued checks).
+    pub async fn count(&self, room: &RoomId, last_look: bool) -> Result<Option<usize>, ApiError> {
+        if last_look {
+            self.pace.turn_ahead().await;
+        } else {
+            self.pace.turn().await;
+        }
         match self.client.online_participants(room).await {
             Ok(Participants::Online(list)) => Ok(Some(alone::counted(
                 list.iter().map(|p| (p.id.as_str(), p.name.as_str())),
@@ -221,7 +241,7 @@ impl Job for Presence {
         if self.headcount.alone_after(room).is_none() {
             return Ok(Checked::Off);
         }
-        match self.headcount.count(room).await {
+        match self.headcount.count(room, false).await {
             Ok(Some(n)) => Ok(Checked::Counted(n)),
             Ok(None) => Ok(Checked::Gone),
             Err(e) => Err(StepError::Api(e)),
@@ -314,14 +334,18 @@ mod tests {
         let pace = Pace::new(10);
         let t0 = Instant::now() + Duration::from_secs(1);
         let ms = |i: Instant| i.duration_since(t0).as_millis();
-        let turns: Vec<_> = (0..3).map(|_| ms(pace.reserve(t0))).collect();
+        let turns: Vec<_> = (0..3).map(|_| ms(pace.reserve(t0, false))).collect();
         assert_eq!(turns, [0, 100, 200]);
         // Idle time is not saved up into a burst.
         let later = t0 + Duration::from_secs(10);
-        assert_eq!(ms(pace.reserve(later)), 10_000);
-        assert_eq!(ms(pace.reserve(later)), 10_100);
+        assert_eq!(ms(pace.reserve(later, false)), 10_000);
+        assert_eq!(ms(pace.reserve(later, false)), 10_100);
+        // A last look goes ahead of the queue, and the queue makes up.
+        assert_eq!(ms(pace.reserve(later, true)), 10_000);
+        assert_eq!(ms(pace.reserve(later, false)), 10_300);
+        // A 429 holds everything, the last look too.
         pace.hold_from(later, Duration::from_secs(3));
-        assert_eq!(ms(pace.reserve(later)), 13_000);
-        assert_eq!(ms(pace.reserve(later)), 13_100);
+        assert_eq!(ms(pace.reserve(later, true)), 13_000);
+        assert_eq!(ms(pace.reserve(later, false)), 13_100);
     }
 }

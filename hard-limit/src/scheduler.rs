@@ -112,7 +112,7 @@ impl Job for Scheduler {
             if self.headcount.alone_after(&key.room_id).is_none() {
                 return Ok(ShutdownOutcome::AloneCancelled);
             }
-            match self.headcount.count(&key.room_id).await {
+            match self.headcount.count(&key.room_id, true).await {
                 Ok(Some(n)) if crate::alone::still_alone(n) => ended = ShutdownOutcome::EndedAlone,
                 Ok(Some(_)) => return Ok(ShutdownOutcome::AloneCancelled),
                 // eyeson has no users list for the room (404/410): the
