@@ -235,16 +235,6 @@ impl Application {
             }
             None => None,
         };
-        let warner = warning.map(|warning| {
-            let job = Warner {
-                store: store.clone(),
-                client: client.clone(),
-                dry_run: enforcement.dry_run,
-                retry_backoff: enforcement.retry_backoff,
-                warning: Arc::new(warning),
-            };
-            Runner::new(job, cx.clone(), enforcement.concurrency, wake.subscribe())
-        });
         let presence_every = presence.every;
         let headcount = Arc::new(Headcount {
             client: client.clone(),
@@ -252,6 +242,17 @@ impl Application {
             ignore: presence.ignore,
             own_guest: presence.own_guest,
             pace: Pace::new(presence.rate),
+        });
+        let warner = warning.map(|warning| {
+            let job = Warner {
+                store: store.clone(),
+                client: client.clone(),
+                dry_run: enforcement.dry_run,
+                retry_backoff: enforcement.retry_backoff,
+                warning: Arc::new(warning),
+                headcount: headcount.clone(),
+            };
+            Runner::new(job, cx.clone(), enforcement.concurrency, wake.subscribe())
         });
         let job = Presence {
             store: store.clone(),

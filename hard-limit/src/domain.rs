@@ -899,6 +899,9 @@ pub enum WarningOutcome {
     SkippedNewerMeeting,
     /// Dry run: logged and recorded, not called.
     DryRun,
+    /// An alone warning's look at the participants found company (or the
+    /// rule off for the room, or no users list): not sent.
+    Company,
     /// eyeson refused (401/403/404/423) or answered something retrying
     /// cannot change.
     Failed,
@@ -914,7 +917,9 @@ impl WarningOutcome {
             WarningOutcome::Sent => "sent",
             WarningOutcome::MeetingEnded => "ended",
             WarningOutcome::NoGuestToken => "no_guest_token",
-            WarningOutcome::SkippedNewerMeeting | WarningOutcome::DryRun => "skipped",
+            WarningOutcome::SkippedNewerMeeting
+            | WarningOutcome::DryRun
+            | WarningOutcome::Company => "skipped",
             WarningOutcome::Failed => "failed",
             WarningOutcome::Deferred => "claimed",
         }
@@ -928,6 +933,7 @@ impl WarningOutcome {
             WarningOutcome::NoGuestToken => "no_guest_token",
             WarningOutcome::SkippedNewerMeeting => "skipped_newer_meeting",
             WarningOutcome::DryRun => "dry_run",
+            WarningOutcome::Company => "company",
             WarningOutcome::Failed => "failed",
             WarningOutcome::Deferred => "deferred",
         }

@@ -282,6 +282,7 @@ fn describe() {
         WarningOutcome::NoGuestToken,
         WarningOutcome::SkippedNewerMeeting,
         WarningOutcome::DryRun,
+        WarningOutcome::Company,
         WarningOutcome::Failed,
         WarningOutcome::Deferred,
     ] {

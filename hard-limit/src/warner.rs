@@ -27,6 +27,7 @@ use std::time::Duration;
 use crate::domain::{self, Timestamp, WarningOutcome};
 use crate::eyeson::{AccessKey, EyesonClient, GuestJoin, Posted};
 use crate::metrics;
+use crate::presence::Headcount;
 use crate::runner::{Ask, Failure, Job, StepError};
 use crate::store::{StoreError, WarnClaim, WarnRecord};
 use crate::store_handle::Store;
@@ -139,6 +140,8 @@ pub struct Warner {
     pub retry_backoff: Duration,
     /// When, as whom, what.
     pub warning: Arc<Warning>,
+    /// Counts the participants before an alone warning.
+    pub headcount: Arc<Headcount>,
 }
 
 /// A claimed warning, and the access key of a guest join that worked: the
@@ -202,6 +205,19 @@ impl Job for Warner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        if claim.alone && known.is_none() {
+            // "You are the only participant" only if still true: someone
+            // may have joined since the last check.
+            let room = &claim.key.room_id;
+            if self.headcount.alone_after(room).is_none() {
+                return Ok(WarningOutcome::Company);
+            }
+            match self.headcount.count(room, true).await {
+                Ok(Some(n)) if crate::alone::still_alone(n) => {}
+                Ok(_) => return Ok(WarningOutcome::Company),
+                Err(e) => return Err(StepError::Api(e)),
+            }
+        }
         let access = match known {
             Some(k) => k,
             None => match self
@@ -262,6 +278,9 @@ impl Job for Warner {
             }
             WarningOutcome::DryRun => {
                 tracing::warn!(room = %key.room_id, started_at = %key.started_at, deadline = %claim.deadline, "dry run: would warn")
+            }
+            WarningOutcome::Company => {
+                tracing::info!(room = %key.room_id, started_at = %key.started_at, "alone warning not sent: the meeting has company (or the rule is off for the room)")
             }
             WarningOutcome::Failed | WarningOutcome::Deferred => {}
         }

@@ -354,3 +354,39 @@ async fn a_room_whose_users_call_says_gone_while_it_runs_is_not_ended_by_the_rul
     assert_eq!(deletes_of(&app, "phantom"), 0);
     assert!(app.fake.is_running("phantom"));
 }
+
+#[tokio::test]
+async fn no_alone_warning_once_someone_has_joined_since_the_last_check() {
+    // One check a minute: only the warner's and the scheduler's own looks
+    // can see the join.
+    let app = spawn_app_with(|c| {
+        c.alone_after = Some(Duration::from_secs(4));
+        c.presence_every = Duration::from_secs(60);
+        c.warn_before = Some(Duration::from_secs(2));
+    })
+    .await;
+    let started = SystemTime::now();
+    app.meeting_starts("joined", started).await;
+    app.fake.bot("joined", "Ada", true);
+    wait_until("the clock runs", Duration::from_secs(10), || async {
+        !meeting(&app, "joined").await["alone_deadline"].is_null()
+    })
+    .await;
+    app.fake.bot("joined", "Grace", true);
+    wait_until("the end is cancelled", Duration::from_secs(15), || async {
+        let events = history_events(&app, "joined").await;
+        event_time(&events, "alone_cancelled").is_some()
+    })
+    .await;
+    let events = history_events(&app, "joined").await;
+    assert!(event_time(&events, "warned").is_none(), "{events:?}");
+    assert!(
+        app.fake.messages().iter().all(|m| m.room != "joined"),
+        "no chat message"
+    );
+    assert!(
+        app.fake.guest_joins().is_empty(),
+        "the warning guest never joined"
+    );
+    assert_eq!(deletes_of(&app, "joined"), 0);
+}
