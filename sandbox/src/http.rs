@@ -231,22 +231,41 @@ pub(crate) fn host(headers: &HeaderMap) -> String {
 
 /// The request's parameters: the query string merged with a form or JSON
 /// body, the body winning (see [`crate::request::params`]). Every handler
-/// that takes parameters reads them here.
-fn params(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Result<Params, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    crate::request::params(query, content_type, body).map_err(ApiError::BadRequest)
+/// that takes parameters extracts them so; a bad request is its handler's
+/// to report, after the API key (eyeson answers 401 before 400).
+struct Given(Result<Params, &'static str>);
+
+impl Given {
+    fn params(self) -> Result<Params, ApiError> {
+        self.0.map_err(ApiError::BadRequest)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Given {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let query = req.uri().query().map(str::to_owned);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let given = match Bytes::from_request(req, state).await {
+            Ok(body) => crate::request::params(query.as_deref(), content_type.as_deref(), &body),
+            Err(_) => Err("the body could not be read"),
+        };
+        Ok(Given(given))
+    }
 }
 
 async fn create_room(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    given: Given,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let form = params(query.as_deref(), &headers, &body)?;
+    let form = given.params()?;
     let user = form
         .get("user[name]")
         .filter(|n| !n.is_empty())
@@ -316,11 +335,10 @@ async fn delete_room(
 async fn guest_join(
     State(state): State<AppState>,
     Path(token): Path<String>,
-    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    given: Given,
 ) -> Result<Response, ApiError> {
-    let form = params(query.as_deref(), &headers, &body)?;
+    let form = given.params()?;
     let name = form
         .get(GuestJoinForm::NAME)
         .filter(|n| !n.trim().is_empty())
@@ -343,11 +361,9 @@ async fn guest_join(
 async fn post_message(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    given: Given,
 ) -> Result<Response, ApiError> {
-    let form = params(query.as_deref(), &headers, &body)?;
+    let form = given.params()?;
     let (push, event) = state
         .with(|s| {
             s.message(
@@ -383,11 +399,11 @@ async fn get_user(
 async fn room_users(
     State(state): State<AppState>,
     Path(room_id): Path<String>,
-    RawQuery(query): RawQuery,
     headers: HeaderMap,
+    given: Given,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let given = params(query.as_deref(), &headers, &Bytes::new())?;
+    let given = given.params()?;
     let online = crate::request::online(&given).map_err(ApiError::BadRequest)?;
     let users = state.with(|s| s.room_users(&room_id, online))?;
     Ok(Json(users).into_response())
@@ -406,12 +422,11 @@ async fn get_webhook(
 
 async fn post_webhook(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    given: Given,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let form = params(query.as_deref(), &headers, &body)?;
+    let form = given.params()?;
     let url = form
         .get(RegisterWebhookForm::URL)
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
@@ -449,13 +464,8 @@ async fn events(State(state): State<AppState>) -> Response {
 /// The testing control: the user behind `access_key` starts (`on`) or stops
 /// speaking; everyone in their call gets SEPP `voice_activity`. No API key,
 /// like the event log: the demo page drives it with an access key.
-async fn voice(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let given = params(query.as_deref(), &headers, &body)?;
+async fn voice(State(state): State<AppState>, given: Given) -> Result<Response, ApiError> {
+    let given = given.params()?;
     let (key, on) = crate::request::voice(&given).map_err(ApiError::BadRequest)?;
     let effects = state
         .with(|s| s.voice(&key, on, SystemTime::now()))
@@ -471,13 +481,8 @@ async fn voice(
 /// of the key's account answers 423 while it is locked, as eyeson's does
 /// once usage limits are exceeded. `204`; `400` a bad field; `403` not the
 /// sandbox's key.
-async fn lock(
-    State(state): State<AppState>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let given = params(query.as_deref(), &headers, &body)?;
+async fn lock(State(state): State<AppState>, given: Given) -> Result<Response, ApiError> {
+    let given = given.params()?;
     let (key, on) = crate::request::lock(&given).map_err(ApiError::BadRequest)?;
     state
         .with(|s| s.set_locked(&key, on, SystemTime::now()))
@@ -492,12 +497,11 @@ async fn lock(
 /// `204`; `400` a bad field; `401`/`403` the API key.
 async fn faults(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    given: Given,
 ) -> Result<Response, ApiError> {
     check_key(&state, &headers)?;
-    let given = params(query.as_deref(), &headers, &body)?;
+    let given = given.params()?;
     let r = crate::request::faults(&given).map_err(ApiError::BadRequest)?;
     tracing::info!(method = %r.method, path = %redact(&r.path), faults = r.faults.len(), "faults scripted");
     state.script(|s| {
@@ -517,12 +521,11 @@ async fn faults(
 /// while locked; `409` already in the call (`on`) or not in it.
 async fn bots(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    given: Given,
 ) -> Result<Response, ApiError> {
     check_key(&state, &headers)?;
-    let given = params(query.as_deref(), &headers, &body)?;
+    let given = given.params()?;
     let r = crate::request::bot(&given).map_err(ApiError::BadRequest)?;
     let effects = state
         .with(|s| s.bot(&r.room_id, &r.name, r.on, SystemTime::now()))
