@@ -177,8 +177,6 @@ impl PgStore {
         (!self.db_clock).then_some(now.0)
     }
 
-    /// Runs a claim statement (meetings or outbox): `$1` the owner, `$2` the
-    /// lease in ms, `$3` the caller's "now" ([`NOW_MS`]), `$4` the limit.
     /// The time a SQL expression gives, on the caller's clock.
     async fn next_of(&self, expr: &str) -> Result<Option<Timestamp>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -197,6 +195,8 @@ impl PgStore {
         Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
     }
 
+    /// Runs a claim statement (meetings or outbox): `$1` the owner, `$2` the
+    /// lease in ms, `$3` the caller's "now" ([`NOW_MS`]), `$4` the limit.
     async fn claim_rows(
         &self,
         sql: String,

@@ -89,14 +89,18 @@ pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The [`Guard`] of the meeting `meetings` (`room_id`, `started_at`), as
-/// columns `cutoff` and `newer` (0 or 1; a BIGINT on PostgreSQL too).
-/// SQLite's `RETURNING` knows the updated table by its name only, so the
-/// meeting is always called `meetings`.
+/// [`END_AT`] as a literal, for the engines' constant statements
+/// (`concat!`).
+macro_rules! end_at {
+    () => {
+        "CASE WHEN alone_deadline < deadline THEN alone_deadline ELSE deadline END"
+    };
+}
+pub(crate) use end_at;
+
 /// A meeting's end: its deadline, or its alone deadline if sooner (a NULL
 /// compares false).
-pub(crate) const END_AT: &str =
-    "CASE WHEN alone_deadline < deadline THEN alone_deadline ELSE deadline END";
+pub(crate) const END_AT: &str = end_at!();
 
 /// Whether [`END_AT`] is the alone deadline, as the `alone` column (0 or 1).
 pub(crate) const ALONE_COLUMN: &str =
@@ -111,6 +115,10 @@ pub(crate) const ALONE_EVENT: &str =
 pub(crate) const VIEW_COLUMNS: &str =
     "room_id, started_at, deadline, state, participants, alone_since, alone_deadline, ended_alone";
 
+/// The [`Guard`] of the meeting `meetings` (`room_id`, `started_at`), as
+/// columns `cutoff` and `newer` (0 or 1; a BIGINT on PostgreSQL too).
+/// SQLite's `RETURNING` knows the updated table by its name only, so the
+/// meeting is always called `meetings`.
 pub(crate) const GUARD_COLUMNS: &str =
     "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = meetings.room_id) AS cutoff,
      CAST(CAST(EXISTS (SELECT 1 FROM meetings n

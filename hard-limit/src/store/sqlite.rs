@@ -28,7 +28,7 @@ use sqlx::{Connection, Sqlite};
 use super::plan::NewMeeting;
 use super::rows::SqlRow;
 use super::sql::{
-    migrations, millis, Dialect, Notice, ALONE_COLUMN, ALONE_EVENT, END_AT, GUARD_COLUMNS,
+    end_at, migrations, millis, Dialect, Notice, ALONE_COLUMN, ALONE_EVENT, END_AT, GUARD_COLUMNS,
 };
 use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
 use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
@@ -337,12 +337,14 @@ impl Dialect for SqliteStore {
     /// No `SKIP LOCKED` (one writer): picked by `rowid`.
     // `e` is the meeting's end (`END_AT`: the deadline or a sooner alone
     // deadline), computed once per row.
-    const CLAIM_WARNINGS: &'static str = "UPDATE meetings
+    const CLAIM_WARNINGS: &'static str = concat!(
+        "UPDATE meetings
              SET warn_for = e.at, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
                  warn_attempts = CASE WHEN warn_for = e.at THEN warn_attempts + 1 ELSE 1 END
              FROM (SELECT rowid AS id, e.at FROM
-                     (SELECT rowid, warn_for, warn_state, warn_until,
-                             CASE WHEN alone_deadline < deadline THEN alone_deadline ELSE deadline END AS at
+                     (SELECT rowid, warn_for, warn_state, warn_until, ",
+        end_at!(),
+        " AS at
                       FROM meetings WHERE state = 'running') AS e
                    WHERE e.at > $3 AND e.at <= $3 + $5
                      AND (e.warn_for IS NULL OR e.warn_for <> e.at
@@ -351,7 +353,8 @@ impl Dialect for SqliteStore {
              WHERE meetings.rowid = e.id
              RETURNING room_id, started_at, warn_for AS deadline, guest_token, warn_attempts,
                        CAST(CASE WHEN alone_deadline = warn_for AND alone_deadline < deadline
-                            THEN 1 ELSE 0 END AS BIGINT) AS alone";
+                            THEN 1 ELSE 0 END AS BIGINT) AS alone"
+    );
 
     const CLAIM_PRESENCE: &'static str =
         "UPDATE meetings SET presence_owner = $1, presence_due = $2
