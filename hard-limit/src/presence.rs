@@ -119,6 +119,21 @@ impl Headcount {
         self.limits.policy().await.limits.alone_anywhere()
     }
 
+    /// The last look before an alone end or its warning (ahead of the
+    /// queued checks): whether the room is still alone under a rule that
+    /// is on. Company, the rule off, or no users list (404/410: the meeting
+    /// gone, or the endpoint wrong while it runs) all say no: the alone
+    /// rule never acts on what it cannot confirm.
+    pub async fn still_alone(&self, room: &RoomId) -> Result<bool, ApiError> {
+        if self.alone_after(room).is_none() {
+            return Ok(false);
+        }
+        Ok(self
+            .count(room, true)
+            .await?
+            .is_some_and(alone::still_alone))
+    }
+
     /// The counted participants now; `None`: eyeson has no meeting in the
     /// room (404/410).
     /// `last_look`: the scheduler's, right before an alone end (ahead of

@@ -106,23 +106,15 @@ impl Job for Scheduler {
         }
         let mut ended = ShutdownOutcome::ShutDown;
         if claim.alone {
-            // The last look: a join (or the rule turned off) since the last
-            // check cancels the end. A failed count is retried like a
-            // failed DELETE; it never ends the meeting.
-            if self.headcount.alone_after(&key.room_id).is_none() {
+            // The last look: a join (or the rule turned off, or no users
+            // list) since the last check cancels the end; the deadline
+            // still applies. A failed count is retried like a failed
+            // DELETE; it never ends the meeting.
+            let alone = self.headcount.still_alone(&key.room_id).await;
+            if !alone.map_err(StepError::Api)? {
                 return Ok(ShutdownOutcome::AloneCancelled);
             }
-            match self.headcount.count(&key.room_id, true).await {
-                Ok(Some(n)) if crate::alone::still_alone(n) => ended = ShutdownOutcome::EndedAlone,
-                Ok(Some(_)) => return Ok(ShutdownOutcome::AloneCancelled),
-                // eyeson has no users list for the room (404/410): the
-                // meeting may be gone, or the endpoint wrong while it
-                // runs. Unconfirmed, the alone end is cancelled (never a
-                // meeting marked ended on that word: its deadline still
-                // applies, and the webhook or the reconciler closes it).
-                Ok(None) => return Ok(ShutdownOutcome::AloneCancelled),
-                Err(e) => return Err(StepError::Api(e)),
-            }
+            ended = ShutdownOutcome::EndedAlone;
         }
         match self.client.end_meeting(&key.room_id).await {
             Ok(EndResult::Ended) => Ok(ended),

@@ -62,39 +62,31 @@ impl Warning {
         if name.is_empty() || name.chars().any(char::is_control) {
             return Err("--warn-name must not be empty or have control characters");
         }
-        let text = match text {
-            Some(t) => t.trim().to_owned(),
-            None => format!("This meeting ends in {}.", in_words(before)),
-        };
-        if text.is_empty() {
-            return Err("--warn-text must not be empty");
-        }
-        if text.chars().count() > MAX_WARN_TEXT {
-            return Err("--warn-text is longer than 1000 characters");
-        }
-        let alone_text = match alone_text {
-            Some(t) => t.trim().to_owned(),
-            None => format!(
-                "You are the only participant. This meeting ends in {} unless someone joins.",
-                in_words(before)
-            ),
-        };
-        if alone_text.is_empty() {
-            return Err("--alone-warn-text must not be empty");
-        }
-        if alone_text.chars().count() > MAX_WARN_TEXT {
-            return Err("--alone-warn-text is longer than 1000 characters");
-        }
+        let when = in_words(before);
         Ok(Warning {
             before,
             name: name.to_owned(),
-            text,
-            alone_text,
+            text: chat_text(
+                text,
+                || format!("This meeting ends in {when}."),
+                [
+                    "--warn-text must not be empty",
+                    "--warn-text is longer than 1000 characters",
+                ],
+            )?,
+            alone_text: chat_text(
+                alone_text,
+                || {
+                    format!("You are the only participant. This meeting ends in {when} unless someone joins.")
+                },
+                [
+                    "--alone-warn-text must not be empty",
+                    "--alone-warn-text is longer than 1000 characters",
+                ],
+            )?,
         })
     }
-}
 
-impl Warning {
     /// The message for a claim: the alone rule's, or the deadline's.
     pub fn text_for(&self, claim: &WarnClaim) -> &str {
         if claim.alone {
@@ -107,6 +99,23 @@ impl Warning {
 
 /// Longest `--warn-text`, in characters (a chat line, not a letter).
 const MAX_WARN_TEXT: usize = 1000;
+
+/// A chat message flag's text: as given (trimmed) or the default; the
+/// errors (`[empty, too long]`) name the flag.
+fn chat_text(
+    given: Option<&str>,
+    default: impl FnOnce() -> String,
+    errors: [&'static str; 2],
+) -> Result<String, &'static str> {
+    let text = given.map_or_else(default, |t| t.trim().to_owned());
+    if text.is_empty() {
+        return Err(errors[0]);
+    }
+    if text.chars().count() > MAX_WARN_TEXT {
+        return Err(errors[1]);
+    }
+    Ok(text)
+}
 
 /// A duration for people: "5 minutes", "1 hour and 30 minutes", "45 seconds".
 pub fn in_words(d: Duration) -> String {
@@ -208,14 +217,9 @@ impl Job for Warner {
         if claim.alone && known.is_none() {
             // "You are the only participant" only if still true: someone
             // may have joined since the last check.
-            let room = &claim.key.room_id;
-            if self.headcount.alone_after(room).is_none() {
+            let alone = self.headcount.still_alone(&claim.key.room_id).await;
+            if !alone.map_err(StepError::Api)? {
                 return Ok(WarningOutcome::Company);
-            }
-            match self.headcount.count(room, true).await {
-                Ok(Some(n)) if crate::alone::still_alone(n) => {}
-                Ok(_) => return Ok(WarningOutcome::Company),
-                Err(e) => return Err(StepError::Api(e)),
             }
         }
         let access = match known {
