@@ -56,6 +56,33 @@ mod chrono_like {
     }
 }
 
+/// Waits (bounded: `secs`) until `room`'s meeting in `GET /meetings`
+/// passes `ok`.
+async fn wait_for_meeting(
+    app: &TestApp,
+    room: &str,
+    what: &str,
+    secs: u64,
+    ok: impl Fn(&Value) -> bool,
+) {
+    wait_until(
+        &format!("{room}: {what}"),
+        Duration::from_secs(secs),
+        || async { ok(&meeting(app, room).await) },
+    )
+    .await;
+}
+
+/// Waits (bounded: `secs`) until `room`'s history has `event`.
+async fn wait_for_event(app: &TestApp, room: &str, event: &str, secs: u64) {
+    wait_until(
+        &format!("{room}: {event}"),
+        Duration::from_secs(secs),
+        || async { event_time(&history_events(app, room).await, event).is_some() },
+    )
+    .await;
+}
+
 fn deletes_of(app: &TestApp, room: &str) -> usize {
     let path = format!("/rooms/{room}");
     app.fake
@@ -111,21 +138,17 @@ async fn company_keeps_the_meeting_and_a_join_resets_the_clock() {
     app.meeting_starts("pair", started).await;
     app.fake.bot("pair", "Ada", true);
     app.fake.bot("pair", "Grace", true);
-    wait_until(
-        "a check counts company",
-        Duration::from_secs(10),
-        || async { meeting(&app, "pair").await["participants"] == 2 },
-    )
+    wait_for_meeting(&app, "pair", "a check counts company", 10, |m| {
+        m["participants"] == 2
+    })
     .await;
     assert!(meeting(&app, "pair").await["alone_deadline"].is_null());
 
     // One leaves: the clock runs, and the page (guest token) sees the end.
     app.fake.bot("pair", "Grace", false);
-    wait_until(
-        "the alone deadline appears",
-        Duration::from_secs(10),
-        || async { !meeting(&app, "pair").await["alone_deadline"].is_null() },
-    )
+    wait_for_meeting(&app, "pair", "the alone deadline appears", 10, |m| {
+        !m["alone_deadline"].is_null()
+    })
     .await;
     let public: Value = app
         .http
@@ -141,11 +164,9 @@ async fn company_keeps_the_meeting_and_a_join_resets_the_clock() {
 
     // Someone joins: the next check resets it; nothing is ended.
     app.fake.bot("pair", "Grace", true);
-    wait_until(
-        "the alone deadline goes",
-        Duration::from_secs(10),
-        || async { meeting(&app, "pair").await["alone_deadline"].is_null() },
-    )
+    wait_for_meeting(&app, "pair", "the alone deadline goes", 10, |m| {
+        m["alone_deadline"].is_null()
+    })
     .await;
     let events = history_events(&app, "pair").await;
     assert!(event_time(&events, "company").is_some(), "{events:?}");
@@ -165,16 +186,12 @@ async fn a_join_right_before_the_delete_cancels_the_end() {
     let started = SystemTime::now();
     app.meeting_starts("late-join", started).await;
     app.fake.bot("late-join", "Ada", true);
-    wait_until("the clock runs", Duration::from_secs(10), || async {
-        !meeting(&app, "late-join").await["alone_deadline"].is_null()
+    wait_for_meeting(&app, "late-join", "the clock runs", 10, |m| {
+        !m["alone_deadline"].is_null()
     })
     .await;
     app.fake.bot("late-join", "Grace", true);
-    wait_until("the end is cancelled", Duration::from_secs(10), || async {
-        let events = history_events(&app, "late-join").await;
-        event_time(&events, "alone_cancelled").is_some()
-    })
-    .await;
+    wait_for_event(&app, "late-join", "alone_cancelled", 10).await;
     let m = meeting(&app, "late-join").await;
     assert_eq!(m["state"], "running", "{m}");
     assert!(m["alone_deadline"].is_null(), "the clock is reset: {m}");
@@ -246,11 +263,9 @@ async fn eyesons_failures_never_end_a_meeting_and_the_checks_catch_up() {
             Fault::Status(502),
         ],
     );
-    wait_until(
-        "a good check after the failures",
-        Duration::from_secs(60),
-        || async { meeting(&app, "busy").await["participants"] == 2 },
-    )
+    wait_for_meeting(&app, "busy", "a good check after the failures", 60, |m| {
+        m["participants"] == 2
+    })
     .await;
     let m = meeting(&app, "busy").await;
     assert_eq!(m["state"], "running", "{m}");
@@ -275,8 +290,8 @@ async fn the_alone_clock_survives_a_restart_and_the_end_comes_once_on_time() {
     let started = SystemTime::now();
     app.meeting_starts("kiosk", started).await;
     app.fake.bot("kiosk", "Lobby tablet", true);
-    wait_until("the clock runs", Duration::from_secs(10), || async {
-        !meeting(&app, "kiosk").await["alone_since"].is_null()
+    wait_for_meeting(&app, "kiosk", "the clock runs", 10, |m| {
+        !m["alone_since"].is_null()
     })
     .await;
     let since = meeting(&app, "kiosk").await["alone_since"].clone();
@@ -329,23 +344,15 @@ async fn a_room_whose_users_call_says_gone_while_it_runs_is_not_ended_by_the_rul
     let started = SystemTime::now();
     app.meeting_starts("phantom", started).await;
     app.fake.bot("phantom", "Ada", true);
-    wait_until("the clock runs", Duration::from_secs(10), || async {
-        !meeting(&app, "phantom").await["alone_since"].is_null()
+    wait_for_meeting(&app, "phantom", "the clock runs", 10, |m| {
+        !m["alone_since"].is_null()
     })
     .await;
     // From now on eyeson answers 404 for the room's users, though the
     // meeting runs.
     app.fake
         .script_users("phantom", std::iter::repeat_n(Fault::Status(404), 50));
-    wait_until(
-        "the alone end is not confirmed",
-        Duration::from_secs(15),
-        || async {
-            let events = history_events(&app, "phantom").await;
-            event_time(&events, "alone_cancelled").is_some()
-        },
-    )
-    .await;
+    wait_for_event(&app, "phantom", "alone_cancelled", 15).await;
     let m = meeting(&app, "phantom").await;
     assert_eq!(
         m["state"], "running",
@@ -368,16 +375,12 @@ async fn no_alone_warning_once_someone_has_joined_since_the_last_check() {
     let started = SystemTime::now();
     app.meeting_starts("joined", started).await;
     app.fake.bot("joined", "Ada", true);
-    wait_until("the clock runs", Duration::from_secs(10), || async {
-        !meeting(&app, "joined").await["alone_deadline"].is_null()
+    wait_for_meeting(&app, "joined", "the clock runs", 10, |m| {
+        !m["alone_deadline"].is_null()
     })
     .await;
     app.fake.bot("joined", "Grace", true);
-    wait_until("the end is cancelled", Duration::from_secs(15), || async {
-        let events = history_events(&app, "joined").await;
-        event_time(&events, "alone_cancelled").is_some()
-    })
-    .await;
+    wait_for_event(&app, "joined", "alone_cancelled", 15).await;
     let events = history_events(&app, "joined").await;
     assert!(event_time(&events, "warned").is_none(), "{events:?}");
     assert!(

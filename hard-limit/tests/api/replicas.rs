@@ -774,49 +774,28 @@ async fn operator_changes_through_one_replica_reach_the_others() {
 
     // Limits: set on the writer, in force on the other within the test's
     // patience (its own reload interval is 30 s: only a NOTIFY is in time).
-    let r = http
-        .put(format!("{}/limits/rooms/ltd", writer.admin))
-        .json(&serde_json::json!({"limit": "1h"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let put = |body: serde_json::Value| {
+        let req = http.put(format!("{}/limits/rooms/ltd", writer.admin));
+        async move { req.json(&body).send().await.unwrap().status() }
+    };
+    let others_limits = || async {
+        let r = http.get(format!("{}/limits", other.admin)).send().await;
+        r.unwrap().json::<serde_json::Value>().await.unwrap()
+    };
+    assert_eq!(put(serde_json::json!({"limit": "1h"})).await, 200);
     wait_until(
         "the other replica has the limit",
         Duration::from_secs(10),
-        || async {
-            let l: serde_json::Value = http
-                .get(format!("{}/limits", other.admin))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            l["rooms"]["ltd"] == "1h"
-        },
+        || async { others_limits().await["rooms"]["ltd"] == "1h" },
     )
     .await;
     // The alone setting goes the same way (and leaves the limit as it is).
-    let r = http
-        .put(format!("{}/limits/rooms/ltd", writer.admin))
-        .json(&serde_json::json!({"alone_after": null}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(put(serde_json::json!({"alone_after": null})).await, 200);
     wait_until(
         "the other replica has the alone setting",
         Duration::from_secs(10),
         || async {
-            let l: serde_json::Value = http
-                .get(format!("{}/limits", other.admin))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let l = others_limits().await;
             l["alone_after"]["rooms"]["ltd"] == "off" && l["rooms"]["ltd"] == "1h"
         },
     )
