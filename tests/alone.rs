@@ -13,11 +13,14 @@
 #![cfg(target_arch = "wasm32")]
 
 use eyeson_guard::{EyesonSdkArg, InactivityGuard, OptionsArg};
-use js_sys::{Array, Promise, Reflect};
+use js_sys::Array;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
+
+#[path = "support/wasm.rs"]
+mod support;
+use support::{eventually, get, obj, pause};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -34,7 +37,6 @@ extern "C" {
 export function roomSetup(room, user, client) {
   return { type: "room_setup", content: { ready: true, room: { id: room, guest_token: `gt-${room}` }, user: { id: user }, signaling: { options: { client_id: client } } } };
 }
-export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
 // The hard-limit service as `fetch` sees it (as in tests/presence.rs: it
 // shows a meeting only to the room's guest token). `alone` is its alone
@@ -71,7 +73,6 @@ export function logEnds(into) { return (ms, kind) => into.push(`${kind}@${ms}`);
 extern "C" {
     #[wasm_bindgen(js_name = roomSetup)]
     fn room_setup(room: &str, user: &str, client: &str) -> JsValue;
-    fn sleep(ms: u32) -> Promise;
 
     type Service;
     #[wasm_bindgen(constructor)]
@@ -88,36 +89,6 @@ extern "C" {
     fn notice() -> JsValue;
     #[wasm_bindgen(js_name = logEnds)]
     fn log_ends(into: &Array) -> JsValue;
-}
-
-async fn pause(ms: u32) {
-    let _ = JsFuture::from(sleep(ms)).await;
-}
-
-/// Polls `cond` every 5 ms for at most `within` ms.
-async fn eventually(within: u32, cond: impl Fn() -> bool) -> bool {
-    let start = js_sys::Date::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if js_sys::Date::now() - start > within as f64 {
-            return false;
-        }
-        pause(5).await;
-    }
-}
-
-fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    for (k, v) in pairs {
-        Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
-    }
-    o.into()
-}
-
-fn get(o: &JsValue, k: &str) -> JsValue {
-    Reflect::get(o, &k.into()).unwrap()
 }
 
 fn now() -> f64 {

@@ -16,6 +16,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
+#[path = "support/wasm.rs"]
+mod support;
+use support::{eventually, get, obj, pause};
+
 wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen(module = "/tests/support/fake-eyeson.js")]
@@ -38,7 +42,6 @@ export function guestToken(room) { return `gt-${room}`; }
 export function voice(userId, clientId, on) {
   return { type: "voice_activity", on, user: { id: userId, apiId: userId, clientId } };
 }
-export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 export function mousemove() { document.dispatchEvent(new MouseEvent("mousemove", { movementX: 3, bubbles: true })); }
 
 // Another tab of this origin.
@@ -150,7 +153,6 @@ extern "C" {
     #[wasm_bindgen(js_name = roomSetup)]
     fn room_setup(room: &str, user: &str, client: &str) -> JsValue;
     fn voice(user: &str, client: &str, on: bool) -> JsValue;
-    fn sleep(ms: u32) -> Promise;
     fn mousemove();
 
     type OtherTab;
@@ -207,32 +209,6 @@ extern "C" {
     fn presence_text(p: &JsValue) -> String;
 }
 
-async fn pause(ms: u32) {
-    let _ = JsFuture::from(sleep(ms)).await;
-}
-
-/// Polls `cond` every 5 ms for at most `within` ms.
-async fn eventually(within: u32, cond: impl Fn() -> bool) -> bool {
-    let start = js_sys::Date::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if js_sys::Date::now() - start > within as f64 {
-            return false;
-        }
-        pause(5).await;
-    }
-}
-
-fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    for (k, v) in pairs {
-        Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
-    }
-    o.into()
-}
-
 fn event(pairs: &[(&str, JsValue)]) -> JsValue {
     obj(pairs)
 }
@@ -245,10 +221,6 @@ fn guard(sdk: &FakeEyeson, options: &[(&str, JsValue)]) -> InactivityGuard {
 
 fn state(g: &InactivityGuard) -> String {
     JsValue::from(g.state()).as_string().unwrap()
-}
-
-fn get(o: &JsValue, k: &str) -> JsValue {
-    Reflect::get(o, &k.into()).unwrap()
 }
 
 /// `guard.presence` as "speaking,alone,systemIdle".

@@ -9,11 +9,14 @@
 #![cfg(target_arch = "wasm32")]
 
 use eyeson_guard::{EyesonSdkArg, InactivityGuard, OptionsArg};
-use js_sys::{Array, Promise, Reflect};
+use js_sys::{Array, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
+
+#[path = "support/wasm.rs"]
+mod support;
+use support::{eventually, obj, pause};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
@@ -57,7 +60,6 @@ export function options(rec) { return rec.options; }
 export function thrower() { return () => { throw new Error("app bug"); }; }
 export function stopper(holder) { return () => holder.guard.stop(); }
 export function noop() { return () => {}; }
-export function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 export function mousemove(dx) { document.dispatchEvent(new MouseEvent("mousemove", { movementX: dx, movementY: 0, bubbles: true })); }
 export function keydown(key, target) { (target || document.body).dispatchEvent(new KeyboardEvent("keydown", { key, bubbles: true, composed: true })); }
 export function visibilitychange() { document.dispatchEvent(new Event("visibilitychange")); }
@@ -135,7 +137,6 @@ extern "C" {
     fn thrower() -> JsValue;
     fn stopper(holder: &JsValue) -> JsValue;
     fn noop() -> JsValue;
-    fn sleep(ms: u32) -> Promise;
     fn mousemove(dx: i32);
     fn keydown(key: &str, target: &JsValue);
     fn visibilitychange();
@@ -159,32 +160,6 @@ extern "C" {
     fn click_dialog_button();
     #[wasm_bindgen(js_name = dialogKey)]
     fn dialog_key(key: &str);
-}
-
-async fn pause(ms: u32) {
-    let _ = JsFuture::from(sleep(ms)).await;
-}
-
-/// Polls `cond` every 5 ms for at most `within` ms.
-async fn eventually(within: u32, cond: impl Fn() -> bool) -> bool {
-    let start = js_sys::Date::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if js_sys::Date::now() - start > within as f64 {
-            return false;
-        }
-        pause(5).await;
-    }
-}
-
-fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
-    let o = js_sys::Object::new();
-    for (k, v) in pairs {
-        Reflect::set(&o, &JsValue::from_str(k), v).unwrap();
-    }
-    o.into()
 }
 
 fn event(kind: &str) -> JsValue {
