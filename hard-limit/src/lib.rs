@@ -49,6 +49,7 @@
 //! | [`runner`] | the one leased-job runner: sleep until due, claim under a lease, attempt with retries and backoff, group-commit the outcomes ([`runner::Job`]) |
 //! | [`scheduler`] | the shutdown job: `DELETE /rooms/{id}` at the deadline, unless a newer meeting runs |
 //! | [`warner`] | the warning job: guest join + chat message at `deadline − --warn-before` |
+//! | [`presence`] | the participants-check job of the alone rule: paced `GET /rooms/{id}/users`, the alone clock's moves, the last look before an alone end |
 //! | [`wake`] | pokes for the jobs that sleep until a time the store knows |
 //! | [`eyeson`] | the REST client |
 //! | `eyeson_api` (crate) | the eyeson contract shared with the sandbox: signature, wire types (the lenient readers used here), paths |
