@@ -66,37 +66,26 @@ impl Rejection {
     /// told.
     pub fn parts(self) -> (StatusCode, &'static str, &'static str) {
         use Rejection::*;
-        use StatusCode as S;
-        match self {
-            MissingSignature => (
-                S::UNAUTHORIZED,
-                "missing_signature",
-                "missing X-Eyeson-Signature header",
-            ),
-            BadSignature => (
-                S::UNAUTHORIZED,
-                "bad_signature",
-                "signature does not match the body",
-            ),
-            Stale => (
-                S::UNAUTHORIZED,
-                "stale",
-                "delivery timestamp outside the accepted window",
-            ),
-            TooLarge => (S::PAYLOAD_TOO_LARGE, "too_large", "body larger than 64 KiB"),
-            BodyTimeout => (
-                S::REQUEST_TIMEOUT,
-                "body_timeout",
-                "body not received in time",
-            ),
-            Unreadable => (S::BAD_REQUEST, "unreadable", "body could not be read"),
-            Malformed(what) => (S::BAD_REQUEST, "malformed", what),
+        let (reason, message) = match self {
+            MissingSignature => ("missing_signature", "missing X-Eyeson-Signature header"),
+            BadSignature => ("bad_signature", "signature does not match the body"),
+            TooLarge => ("too_large", "body larger than 64 KiB"),
+            Unreadable => ("unreadable", "body could not be read"),
+            Malformed(what) => ("malformed", what),
+            Stale => ("stale", "delivery timestamp outside the accepted window"),
             FutureStart => (
-                S::BAD_REQUEST,
                 "future_start",
                 "room.started_at is further in the future than the accepted window",
             ),
-        }
+            BodyTimeout => ("body_timeout", "body not received in time"),
+        };
+        let status = match self {
+            MissingSignature | BadSignature | Stale => StatusCode::UNAUTHORIZED,
+            TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Malformed(_) | Unreadable | FutureStart => StatusCode::BAD_REQUEST,
+        };
+        (status, reason, message)
     }
 }
 
