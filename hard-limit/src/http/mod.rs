@@ -91,7 +91,7 @@ pub enum ApiError {
     Conflict(Cow<'static, str>),
     /// 413: the body is too large.
     TooLarge(&'static str),
-    /// 500/503: the store failed.
+    /// 503: the store failed.
     Store(StoreError),
 }
 
@@ -241,10 +241,6 @@ async fn room_meeting(
 }
 
 async fn room_meeting_preflight() -> Response {
-    let mut r = cors(StatusCode::NO_CONTENT.into_response());
-    r.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(GUEST_TOKEN_HEADER),
-    );
-    r
+    let allow = [(header::ACCESS_CONTROL_ALLOW_HEADERS, GUEST_TOKEN_HEADER)];
+    cors((StatusCode::NO_CONTENT, allow).into_response())
 }
