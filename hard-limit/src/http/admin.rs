@@ -532,10 +532,8 @@ async fn history(State(app): State<AdminState>, room: PathArg) -> Result<Json<Va
             // The alone rule's story: each period ("alone"), its end by a
             // check ("company"), by a join right before the DELETE
             // ("alone_cancelled") or the end ("ended_alone" below).
-            for e in alone
-                .iter()
-                .filter(|e| e.started_at == start && e.event != "ended")
-            {
+            let periods = alone.iter().filter(|e| e.started_at == start);
+            for e in periods.filter(|e| e.event != "ended") {
                 let name = match e.event.as_str() {
                     "cancelled" => "alone_cancelled",
                     other => other,

@@ -111,10 +111,10 @@ pub fn host_allowed(host: &str, listen: SocketAddr, names: &[String]) -> bool {
 /// Whether an `Origin` header is this listener's own: `http://` or
 /// `https://` (behind a TLS proxy) and exactly the request's `Host`.
 pub fn origin_allowed(origin: &str, host: &str) -> bool {
-    (origin
+    let authority = origin
         .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://")))
-    .is_some_and(|a| a.eq_ignore_ascii_case(host))
+        .or_else(|| origin.strip_prefix("https://"));
+    authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
 }
 
 /// The checks every admin request passes before its handler (see the
