@@ -1,15 +1,15 @@
 //! systemd's service notifications (`sd_notify(3)`): `READY=1` once the
 //! service can serve, `WATCHDOG=1` while its background tasks live,
-//! `STOPPING=1` when asked to stop. A few lines over a Unix datagram
-//! socket rather than libsystemd or a crate: the protocol is one datagram
-//! of `KEY=VALUE` lines to the socket named by `NOTIFY_SOCKET`.
+//! `STOPPING=1` when asked to stop. The protocol is one datagram of
+//! `KEY=VALUE` lines to the Unix socket named by `NOTIFY_SOCKET`: a few
+//! lines here rather than libsystemd or a crate.
 //!
 //! Without `NOTIFY_SOCKET` (not under systemd's `Type=notify`) every call
 //! is a no-op. A failed send is logged at debug and otherwise ignored: a
 //! supervisor that stopped listening must not stop the service.
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::net::UnixDatagram;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use std::time::Duration;
 /// Where notifications go; `None` inside when not run by systemd.
 #[derive(Debug)]
 pub struct Notifier {
-    target: Option<(UnixDatagram, std::os::unix::net::SocketAddr)>,
+    target: Option<(UnixDatagram, SocketAddr)>,
 }
 
 impl Notifier {
@@ -51,18 +51,14 @@ impl Notifier {
     }
 }
 
-fn socket_addr(name: &[u8]) -> Option<std::os::unix::net::SocketAddr> {
-    match name.split_first() {
-        None => None,
+fn socket_addr(name: &[u8]) -> Option<SocketAddr> {
+    match name.split_first()? {
         #[cfg(target_os = "linux")]
-        Some((b'@', abstract_name)) => {
+        (b'@', abstract_name) => {
             use std::os::linux::net::SocketAddrExt;
-            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name).ok()
+            SocketAddr::from_abstract_name(abstract_name).ok()
         }
-        Some(_) => {
-            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(name));
-            std::os::unix::net::SocketAddr::from_pathname(path).ok()
-        }
+        _ => SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(name)).ok(),
     }
 }
 

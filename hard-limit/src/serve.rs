@@ -3,13 +3,12 @@
 //! service:
 //!
 //! - **at most `max_connections` at once**: the loop accepts only while a
-//!   slot is free (the rest wait in the kernel's backlog), so file
-//!   descriptors and memory are bounded;
+//!   slot is free (the rest wait in the kernel's backlog);
 //! - **header read timeout**: a request's headers must arrive within
-//!   `header_read_timeout` of the connection being ready for a request
-//!   (hyper's timer), however slowly the bytes trickle in;
+//!   `header_read_timeout` of the connection being ready for one (hyper's
+//!   timer), however slowly the bytes trickle in;
 //! - **idle keep-alive timeout**: a connection with no request in flight
-//!   that transfers no byte for `keep_alive_timeout` is closed;
+//!   that moves no byte for `keep_alive_timeout` is closed;
 //! - the **body read timeout** is the webhook handler's
 //!   ([`crate::webhook`]), the one route that reads a body.
 //!
@@ -18,13 +17,12 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -34,10 +32,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-
-use crate::stop::{self, StopSignal};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
+
+use crate::stop::{self, StopSignal};
 
 /// The connection limits (flags `--header-read-timeout`,
 /// `--keep-alive-timeout`, `--max-connections`).
@@ -73,13 +71,14 @@ pub async fn serve(
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, peer)) => (stream, peer),
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Per-connection errors (reset before accept) and fd
-                    // exhaustion: never end the loop; back off briefly on
+                    // exhaustion never end the loop; back off briefly on
                     // the latter so it does not spin.
                     tracing::warn!(error = %e, "accept failed");
-                    if !is_connection_error(&e) {
+                    use io::ErrorKind::*;
+                    if !matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                     continue;
@@ -88,12 +87,9 @@ pub async fn serve(
             () = stop.stopped() => break,
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let closed = closed_rx.clone();
-        let mut shutdown = closing.clone();
+        let (router, closed, mut shutdown) = (router.clone(), closed_rx.clone(), closing.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            let _closed = closed;
+            let _held = (permit, closed);
             serve_connection(stream, peer, router, limits, &mut shutdown).await;
         });
     }
@@ -136,15 +132,6 @@ pub async fn serve_all(
     result
 }
 
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -153,7 +140,12 @@ async fn serve_connection(
     shutdown: &mut StopSignal,
 ) {
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let io = IdleIo::new(stream, limits.keep_alive_timeout, in_flight.clone());
+    let io = IdleIo {
+        inner: stream,
+        idle: limits.keep_alive_timeout,
+        deadline: Box::pin(tokio::time::sleep(limits.keep_alive_timeout)),
+        in_flight: in_flight.clone(),
+    };
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let guard = InFlight::enter(&in_flight);
         let router = router.clone();
@@ -213,15 +205,6 @@ struct IdleIo {
 }
 
 impl IdleIo {
-    fn new(inner: TcpStream, idle: Duration, in_flight: Arc<AtomicUsize>) -> Self {
-        IdleIo {
-            inner,
-            idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
-            in_flight,
-        }
-    }
-
     fn moved(&mut self) {
         let next = Instant::now() + self.idle;
         self.deadline.as_mut().reset(next);
@@ -235,25 +218,18 @@ impl AsyncRead for IdleIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                if buf.filled().len() > before {
-                    self.moved();
-                }
-                Poll::Ready(r)
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if r.is_ready() {
+            if buf.filled().len() > before {
+                self.moved();
             }
-            Poll::Pending => {
-                if self.in_flight.load(Ordering::SeqCst) == 0
-                    && self.deadline.as_mut().poll(cx).is_ready()
-                {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "idle connection closed",
-                    )));
-                }
-                Poll::Pending
-            }
+        } else if self.in_flight.load(Ordering::SeqCst) == 0
+            && self.deadline.as_mut().poll(cx).is_ready()
+        {
+            let idle = io::Error::new(io::ErrorKind::TimedOut, "idle connection closed");
+            return Poll::Ready(Err(idle));
         }
+        r
     }
 }
 

@@ -12,33 +12,39 @@
 //! compared in constant time; otherwise 401 with `WWW-Authenticate:
 //! Bearer`.
 
-use std::sync::Arc;
-use std::time::Duration;
-
+use std::collections::HashMap;
+use std::fmt::{Display, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
-use super::admin_guard::{self, Admit, FailureThrottle};
-use super::{ApiError, MeetingJson, FINISHED_LISTED_FOR};
+use super::admin_guard::{self, Admit, FailureThrottle, Refusal, RefusalLog};
+use super::{json_error, writable, ApiError, MeetingJson, FINISHED_LISTED_FOR};
 use crate::clock::Clock;
 use crate::domain::{
-    AloneAfter, DeadlineChange, DeadlineRefused, MeetingKey, RoomId, Rule, Timestamp,
+    AloneAfter, DeadlineChange, DeadlineRefused, MeetingKey, MeetingState, RoomId, Rule, Timestamp,
 };
 use crate::limits::LimitsHandle;
+use crate::metrics::{ADMIN_AUTH_FAILURES, ADMIN_REFUSED};
 use crate::secrets::AdminToken;
-use crate::store::{Caller, DeadlineMoved, LimitKind, RoomHistory, RuleChange};
+use crate::store::{
+    ActionRecord, Caller, DeadlineMoved, LimitKind, MeetingView, RoomHistory, RuleChange,
+};
 use crate::store_handle::Store;
+use crate::wake::Wake;
 
 /// What the admin handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -52,7 +58,7 @@ pub struct AdminState {
     /// `--admin-token`, if set.
     pub token: Option<AdminToken>,
     /// Pokes this process's scheduler and warner after a deadline moved.
-    pub wake: Arc<crate::wake::Wake>,
+    pub wake: Arc<Wake>,
     /// The limits in force.
     pub limits: Arc<LimitsHandle>,
     /// The address the admin listener is bound to (its own `Host`).
@@ -62,12 +68,13 @@ pub struct AdminState {
     /// Failed authentications per address.
     pub failures: Arc<FailureThrottle>,
     /// Refused requests, for the log.
-    pub refusals: Arc<admin_guard::RefusalLog>,
+    pub refusals: Arc<RefusalLog>,
     /// False once a background task ended (shared with `/healthz`).
-    pub tasks_ok: Arc<std::sync::atomic::AtomicBool>,
+    pub tasks_ok: Arc<AtomicBool>,
 }
 
-/// The admin listener's router.
+/// The admin listener's router. `::<true>` handlers are the `/end` and
+/// prefix variants of their `/extend` and room siblings.
 pub fn admin_router(state: AdminState) -> Router {
     Router::new()
         .route("/", get(console))
@@ -75,42 +82,37 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/meetings", get(list_meetings))
         .route("/meetings/{room_id}/history", get(history))
-        .route("/meetings/{room_id}/extend", post(extend))
-        .route("/meetings/{room_id}/end", post(end))
+        .route("/meetings/{room_id}/extend", post(move_deadline::<false>))
+        .route("/meetings/{room_id}/end", post(move_deadline::<true>))
         .route("/limits", get(list_limits))
-        .route(
-            "/limits/rooms/{room_id}",
-            put(put_room_limit).delete(delete_room_limit),
-        )
-        .route(
-            "/limits/prefixes/{prefix}",
-            put(put_prefix_limit).delete(delete_prefix_limit),
-        )
-        // An empty key does not match the routes above: name it rather
-        // than answer "no such endpoint".
-        .route("/limits/rooms/", put(empty_key).delete(empty_key))
-        .route("/limits/prefixes/", put(empty_key).delete(empty_key))
+        .route("/limits/rooms/{room_id}", limit_rule::<false>())
+        .route("/limits/prefixes/{prefix}", limit_rule::<true>())
+        .route("/limits/rooms/", empty_key::<false>())
+        .route("/limits/prefixes/", empty_key::<true>())
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         // On every route, the fallback included.
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
-async fn empty_key(req: Request) -> ApiError {
-    let field = if req.uri().path().starts_with("/limits/rooms/") {
-        "room_id"
-    } else {
-        "prefix"
-    };
-    ApiError::bad(format!(
-        "{field}: must not be empty (it is the last part of the path)"
-    ))
+type PathArg = Result<Path<String>, PathRejection>;
+type BodyArg = Result<Bytes, BytesRejection>;
+
+/// `PUT` and `DELETE` of a room's (`PREFIX` false) or a prefix's rule.
+fn limit_rule<const PREFIX: bool>() -> MethodRouter<AdminState> {
+    put(put_limit::<PREFIX>).delete(delete_limit::<PREFIX>)
 }
 
-/// Whether `presented` is the token, in constant time (see
-/// [`crate::domain::secrets_match`]).
-pub fn token_matches(expected: &AdminToken, presented: &str) -> bool {
-    crate::domain::secrets_match(expected.expose().as_bytes(), presented.as_bytes())
+/// An empty key does not match [`limit_rule`]'s route: name it rather than
+/// answer "no such endpoint".
+fn empty_key<const PREFIX: bool>() -> MethodRouter<AdminState> {
+    let field = if PREFIX { "prefix" } else { "room_id" };
+    let answer = move || async move {
+        ApiError::bad(format!(
+            "{field}: must not be empty (it is the last part of the path)"
+        ))
+    };
+    put(answer).delete(answer)
 }
 
 /// The checks before every admin handler: [`admin_guard::check`], then
@@ -123,37 +125,35 @@ async fn guard(
     next: Next,
 ) -> Response {
     if let Err(refusal) = admin_guard::check(req.method(), req.headers(), app.listen, &app.hosts) {
-        ::metrics::counter!(crate::metrics::ADMIN_REFUSED, "reason" => refusal.reason())
-            .increment(1);
-        // A page that keeps sending cannot flood the log: one line a
-        // minute at most, with the count (the metric counts each).
-        if let Some(count) = app.refusals.count(std::time::Instant::now()) {
+        ::metrics::counter!(ADMIN_REFUSED, "reason" => refusal.reason()).increment(1);
+        // One log line a minute at most, with the count (the metric counts each).
+        if let Some(count) = app.refusals.count(Instant::now()) {
             tracing::warn!(caller = %peer, reason = refusal.reason(), path = %req.uri().path(), count, "admin requests refused (another Host or origin, or a change that is not JSON)");
         }
-        let status = match refusal {
-            admin_guard::Refusal::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::FORBIDDEN,
+        let status = if refusal == Refusal::ContentType {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        } else {
+            StatusCode::FORBIDDEN
         };
-        return (status, Json(json!({"error": refusal.message()}))).into_response();
+        return json_error(status, refusal.message());
     }
     let public = matches!(req.uri().path(), "/" | "/console.js");
     let Some(token) = app.token.as_ref().filter(|_| !public) else {
         return next.run(req).await;
     };
-    let now = std::time::Instant::now();
+    let now = Instant::now();
     if let Admit::Wait { retry_after, log } = app.failures.admit(peer.ip(), now) {
-        ::metrics::counter!(crate::metrics::ADMIN_REFUSED, "reason" => "throttled").increment(1);
-        ::metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES).increment(1);
+        ::metrics::counter!(ADMIN_REFUSED, "reason" => "throttled").increment(1);
+        ::metrics::counter!(ADMIN_AUTH_FAILURES).increment(1);
         if let Some(count) = log {
             tracing::warn!(caller = %peer.ip(), count, "failed admin authentications from this address; it is slowed down");
         }
         let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        return (
+        let error = json_error(
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, HeaderValue::from(secs))],
-            Json(json!({"error": "too many failed authentications from this address; try again shortly"})),
-        )
-            .into_response();
+            "too many failed authentications from this address; try again shortly",
+        );
+        return ([(header::RETRY_AFTER, HeaderValue::from(secs))], error).into_response();
     }
     let presented = req
         .headers()
@@ -163,43 +163,21 @@ async fn guard(
             let (scheme, rest) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
-    if presented.is_some_and(|p| token_matches(token, p)) {
+    // Constant time (see [`crate::domain::secrets_match`]).
+    let token = token.expose().as_bytes();
+    if presented.is_some_and(|p| crate::domain::secrets_match(token, p.as_bytes())) {
         return next.run(req).await;
     }
-    ::metrics::counter!(crate::metrics::ADMIN_AUTH_FAILURES).increment(1);
+    ::metrics::counter!(ADMIN_AUTH_FAILURES).increment(1);
     if let Some(count) = app.failures.failed(peer.ip(), now) {
         tracing::warn!(caller = %peer.ip(), count, "failed admin authentications from this address (missing or wrong token)");
     }
-    (
+    let error = json_error(
         StatusCode::UNAUTHORIZED,
-        [(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"eyeson-hard-limit admin\""),
-        )],
-        Json(
-            json!({"error": "the admin token is missing or wrong (Authorization: Bearer <token>)"}),
-        ),
-    )
-        .into_response()
-}
-
-/// The console: one static page, compiled in.
-async fn console() -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CONSOLE_CSP),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        include_str!("console.html"),
-    )
-        .into_response()
+        "the admin token is missing or wrong (Authorization: Bearer <token>)",
+    );
+    let challenge = "Bearer realm=\"eyeson-hard-limit admin\"";
+    ([(header::WWW_AUTHENTICATE, challenge)], error).into_response()
 }
 
 /// The console's policy: its script is a file of this origin (no inline
@@ -207,28 +185,29 @@ async fn console() -> Response {
 /// frame it.
 const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// The console: one static page, compiled in.
+async fn console() -> impl IntoResponse {
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CONTENT_SECURITY_POLICY, CONSOLE_CSP),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    (headers, include_str!("console.html"))
+}
+
 /// The console's script, compiled in.
-async fn console_script() -> Response {
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/javascript; charset=utf-8"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-        ],
-        include_str!("console.js"),
-    )
-        .into_response()
+async fn console_script() -> impl IntoResponse {
+    let headers = [
+        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ];
+    (headers, include_str!("console.js"))
 }
 
 /// A body, or the JSON error for one that is too large (the 2 MiB default)
 /// or could not be read.
-fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+fn body(b: BodyArg) -> Result<Bytes, ApiError> {
     b.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge("the body is larger than 2 MiB")
@@ -238,80 +217,63 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-/// The recorder's metrics, then this service's meetings by state from
-/// memory ([`crate::meeting_gauges`]), then the health and due-work gauges
-/// computed now. (Rendered here rather than through the process-wide
-/// recorder, so services sharing a process do not show each other's.)
+/// The recorder's metrics, this service's meetings by state from memory
+/// ([`crate::meeting_gauges`]), then health and due-work gauges computed
+/// now (rendered here, not by the process-wide recorder, so services
+/// sharing a process do not show each other's).
 ///
 /// The due-work gauges cost two indexed reads (the earliest due row, a
-/// count that stops at [`DUE_SOON_CAP`]), not a count of the store; each
-/// is bounded at 1 s and left out of the answer when the store does not
-/// answer in time (the health gauges say why).
-async fn render_metrics(State(app): State<AdminState>) -> Response {
-    use std::fmt::Write;
+/// count that stops at [`DUE_SOON_CAP`]); each is bounded at 1 s and left
+/// out when the store does not answer in time (the health gauges say why).
+async fn render_metrics(State(app): State<AdminState>) -> impl IntoResponse {
+    use crate::metrics::{DUE_NEXT_HOUR, OVERDUE, STORE_WRITABLE, TASKS_OK};
     let mut text = app.metrics.render();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     app.store.gauges().render(&mut text);
-    let gauge = |text: &mut String, name: &str, help: &str, value: u64| {
+    let mut gauge = |name: &str, help: &str, value: &dyn Display| {
         let _ = writeln!(
             text,
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     };
-    let tasks_ok = app.tasks_ok.load(std::sync::atomic::Ordering::SeqCst);
+    let tasks_ok = u64::from(app.tasks_ok.load(Ordering::SeqCst));
     gauge(
-        &mut text,
-        crate::metrics::TASKS_OK,
+        TASKS_OK,
         "1 while every background task runs, 0 once one ended (the service is stopping)",
-        u64::from(tasks_ok),
+        &tasks_ok,
     );
     // As /healthz: after a failed write, a probe write decides.
-    let writable = tokio::time::timeout(Duration::from_secs(2), app.store.recheck_writes())
-        .await
-        .unwrap_or(false);
     gauge(
-        &mut text,
-        crate::metrics::STORE_WRITABLE,
+        STORE_WRITABLE,
         "1 when the last write to the store (or a probe write after a failed one) committed, else 0",
-        u64::from(writable),
+        &u64::from(writable(&app.store).await),
     );
     let now = app.clock.now();
     let bound = Duration::from_secs(1);
+    let hour_ahead = now.plus(Duration::from_secs(3600));
     let (next, due) = tokio::join!(
         tokio::time::timeout(bound, app.store.next_wake()),
-        tokio::time::timeout(
-            bound,
-            app.store
-                .count_due_before(now.plus(Duration::from_secs(3600)), DUE_SOON_CAP)
-        ),
+        tokio::time::timeout(bound, app.store.count_due_before(hour_ahead, DUE_SOON_CAP)),
     );
     if let Ok(Ok(next)) = next {
         let overdue = next.map_or(Duration::ZERO, |t| now.since(t));
-        let _ = writeln!(
-            text,
-            "# HELP {name} Seconds since the earliest running deadline or expired shutdown lease passed unclaimed (0: nothing overdue)\n# TYPE {name} gauge\n{name} {}",
-            overdue.as_secs_f64(),
-            name = crate::metrics::OVERDUE
+        gauge(
+            OVERDUE,
+            "Seconds since the earliest running deadline or expired shutdown lease passed unclaimed (0: nothing overdue)",
+            &overdue.as_secs_f64(),
         );
     }
     if let Ok(Ok(due)) = due {
         gauge(
-            &mut text,
-            crate::metrics::DUE_NEXT_HOUR,
+            DUE_NEXT_HOUR,
             "Running meetings whose deadline falls within the next hour, overdue ones included (counted up to 10000)",
-            due,
+            &due,
         );
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        text,
-    )
-        .into_response()
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], text)
 }
 
 /// The most `hard_limit_meetings_due_next_hour` counts: beyond it, a
@@ -332,11 +294,9 @@ struct ListQuery {
 /// A page cursor: the last meeting of the previous page, as
 /// `<started_at ms>.<room id in hex>` (opaque to callers, URL-safe).
 fn encode_cursor(key: &MeetingKey) -> String {
-    let mut out = format!("{}.", key.started_at.0);
-    for b in key.room_id.as_str().bytes() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    let room = key.room_id.as_str();
+    let hex: String = room.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{}.{hex}", key.started_at.0)
 }
 
 fn decode_cursor(cursor: &str) -> Option<MeetingKey> {
@@ -356,9 +316,14 @@ fn decode_cursor(cursor: &str) -> Option<MeetingKey> {
     })
 }
 
+/// A meeting as JSON, for the handlers to add their fields to.
+fn meeting_json(m: MeetingView) -> Value {
+    serde_json::to_value(MeetingJson::from(m)).unwrap_or_default()
+}
+
 async fn list_meetings(
     State(app): State<AdminState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Ok(Query(q)) = query else {
         return Err(ApiError::bad(
@@ -366,37 +331,30 @@ async fn list_meetings(
         ));
     };
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
-    let after = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-            ApiError::bad("cursor is not valid (use the one from the Link header)")
-        })?),
-    };
+    let bad_cursor = || ApiError::bad("cursor is not valid (use the one from the Link header)");
+    let after = (q.cursor.map(|c| decode_cursor(&c).ok_or_else(bad_cursor))).transpose()?;
     let since = app.clock.now().minus(FINISHED_LISTED_FOR);
     let meetings = app.store.list(since, after.as_ref(), limit).await?;
     // A full page may have a next one: link to it (RFC 8288).
-    let next = (meetings.len() == limit as usize)
-        .then(|| meetings.last().map(|m| encode_cursor(&m.key)))
-        .flatten();
+    let next = meetings.last().filter(|_| meetings.len() == limit as usize);
+    let link = next.and_then(|m| {
+        let link = format!("</meetings?limit={limit}&cursor={}>", encode_cursor(&m.key));
+        HeaderValue::from_str(&format!("{link}; rel=\"next\"")).ok()
+    });
     // The limit that applied: the deadline it gave (before any operator
     // moved it) minus the start, grace included.
-    let planned: std::collections::HashMap<MeetingKey, Timestamp> =
+    let planned: HashMap<MeetingKey, Timestamp> =
         match meetings.iter().map(|m| m.key.started_at).min() {
-            Some(oldest) => app
-                .store
-                .planned_deadlines(oldest)
-                .await?
-                .into_iter()
-                .collect(),
-            None => Default::default(),
+            Some(oldest) => HashMap::from_iter(app.store.planned_deadlines(oldest).await?),
+            None => HashMap::new(),
         };
-    let body: Vec<serde_json::Value> = meetings
+    let body: Vec<Value> = meetings
         .into_iter()
         .map(|m| {
             let first = planned.get(&m.key).copied();
             let limit = first.unwrap_or(m.deadline).since(m.key.started_at);
             let alone = m.alone;
-            let mut v = serde_json::to_value(MeetingJson::from(m)).unwrap_or_default();
+            let mut v = meeting_json(m);
             v["limit"] = show(limit).into();
             v["moved"] = first.is_some().into();
             v["participants"] = alone.participants.into();
@@ -405,23 +363,13 @@ async fn list_meetings(
             v
         })
         .collect();
-    let mut response = Json(body).into_response();
-    if let Some(cursor) = next {
-        let link = format!("</meetings?limit={limit}&cursor={cursor}>; rel=\"next\"");
-        if let Ok(v) = HeaderValue::from_str(&link) {
-            response.headers_mut().insert(header::LINK, v);
-        }
-    }
-    Ok(response)
+    Ok((link.map(|v| [(header::LINK, v)]), Json(body)).into_response())
 }
 
-fn room_from(
-    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<RoomId, ApiError> {
-    let Ok(Path(room)) = room else {
-        return Err(ApiError::bad("room_id: invalid room id in the path"));
-    };
-    RoomId::parse(&room).map_err(|_| ApiError::bad("room_id: invalid room id in the path"))
+fn room_from(room: PathArg) -> Result<RoomId, ApiError> {
+    room.ok()
+        .and_then(|Path(room)| RoomId::parse(&room).ok())
+        .ok_or_else(|| ApiError::bad("room_id: invalid room id in the path"))
 }
 
 /// The body of `/extend` and `/end`. `started_at` (optional) names the
@@ -437,13 +385,8 @@ struct MoveBody {
 
 const EXTEND_SHAPE: &str =
     r#"the body must be JSON: {"by": "15m"} or {"until": "2026-01-01T12:00:00Z"}"#;
-
-fn parse_body(body: &Bytes, shape: &'static str) -> Result<MoveBody, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(MoveBody::default());
-    }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("{shape} ({e})")))
-}
+const END_SHAPE: &str =
+    r#"the body must be empty or JSON: {"started_at": "<the meeting's start>"}"#;
 
 fn parse_time(field: &str, value: &str) -> Result<Timestamp, ApiError> {
     Timestamp::parse_rfc3339(value).ok_or_else(|| {
@@ -453,61 +396,43 @@ fn parse_time(field: &str, value: &str) -> Result<Timestamp, ApiError> {
     })
 }
 
-/// The change `/extend` asks for.
-fn extension(body: &MoveBody) -> Result<DeadlineChange, ApiError> {
-    match (&body.by, &body.until) {
-        (Some(by), None) => {
-            let d = humantime::parse_duration(by.trim()).map_err(|e| {
-                ApiError::bad(format!(
-                    "by: {by:?} is not a duration like 15m or 1h30m ({e})"
-                ))
-            })?;
-            crate::domain::limit_in_range(d)
-                .map_err(|range| ApiError::bad(format!("by: {by:?} {range}")))?;
-            Ok(DeadlineChange::By(d))
+/// `text` as a duration in the range a limit (or an extension) may take.
+fn limit_duration(field: &str, text: &str, like: &str) -> Result<Duration, ApiError> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        ApiError::bad(format!(
+            "{field}: {text:?} is not a duration like {like} ({e})"
+        ))
+    })?;
+    crate::domain::limit_in_range(d)
+        .map_err(|range| ApiError::bad(format!("{field}: {text:?} {range}")))?;
+    Ok(d)
+}
+
+/// `/extend` (`END` false) or `/end` for the room's open meeting.
+async fn move_deadline<const END: bool>(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    room: PathArg,
+    body: BodyArg,
+) -> Result<Response, ApiError> {
+    let room = room_from(room)?;
+    let body = self::body(body)?;
+    let body: MoveBody = if body.iter().all(u8::is_ascii_whitespace) {
+        MoveBody::default()
+    } else {
+        let shape = if END { END_SHAPE } else { EXTEND_SHAPE };
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("{shape} ({e})")))?
+    };
+    let change = match (END, &body.by, &body.until) {
+        (true, None, None) => DeadlineChange::Now,
+        (true, ..) => return Err(ApiError::bad("end takes no by or until (use /extend)")),
+        (false, Some(by), None) => DeadlineChange::By(limit_duration("by", by, "15m or 1h30m")?),
+        (false, None, Some(until)) => DeadlineChange::Until(parse_time("until", until)?),
+        (false, Some(_), Some(_)) => {
+            return Err(ApiError::bad("give one of by and until, not both"))
         }
-        (None, Some(until)) => Ok(DeadlineChange::Until(parse_time("until", until)?)),
-        (Some(_), Some(_)) => Err(ApiError::bad("give one of by and until, not both")),
-        (None, None) => Err(ApiError::bad(EXTEND_SHAPE)),
-    }
-}
-
-async fn extend(
-    State(app): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let room = room_from(room)?;
-    let body = parse_body(&self::body(body)?, EXTEND_SHAPE)?;
-    let change = extension(&body)?;
-    move_deadline(&app, peer, room, &body, change).await
-}
-
-async fn end(
-    State(app): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let room = room_from(room)?;
-    let body = parse_body(
-        &self::body(body)?,
-        r#"the body must be empty or JSON: {"started_at": "<the meeting's start>"}"#,
-    )?;
-    if body.by.is_some() || body.until.is_some() {
-        return Err(ApiError::bad("end takes no by or until (use /extend)"));
-    }
-    move_deadline(&app, peer, room, &body, DeadlineChange::Now).await
-}
-
-async fn move_deadline(
-    app: &AdminState,
-    peer: SocketAddr,
-    room: RoomId,
-    body: &MoveBody,
-    change: DeadlineChange,
-) -> Result<Response, ApiError> {
+        (false, None, None) => return Err(ApiError::bad(EXTEND_SHAPE)),
+    };
     let expected = body
         .started_at
         .as_deref()
@@ -516,74 +441,66 @@ async fn move_deadline(
     let caller = Caller {
         addr: peer.to_string(),
     };
+    let now = app.clock.now();
     let moved = app
         .store
-        .move_deadline(&room, expected, change, app.clock.now(), &caller)
-        .await?;
-    match moved {
-        DeadlineMoved::NoOpenMeeting => Err(ApiError::NotFound("no open meeting in this room")),
-        DeadlineMoved::OtherMeeting(m) => Err(ApiError::Conflict(
-            format!(
-                "started_at: the room's open meeting started at {}, not at the one given",
-                m.key.started_at.to_rfc3339()
-            )
-            .into(),
-        )),
-        DeadlineMoved::NotRunning(m) => Err(ApiError::Conflict(
-            format!(
-                "the meeting is {}: its shutdown is under way and its deadline can no longer move",
-                m.state.as_str()
-            )
-            .into(),
-        )),
-        DeadlineMoved::Refused(why, m) => {
-            let field = match change {
-                DeadlineChange::By(_) => "by",
-                _ => "until",
-            };
-            Err(ApiError::bad(match why {
-                DeadlineRefused::InThePast => format!(
-                    "{field}: the new deadline would be in the past (the deadline is {})",
-                    m.deadline.to_rfc3339()
-                ),
-                DeadlineRefused::TooFar => format!(
-                    "{field}: the new deadline would be more than {} from now (the deadline is {})",
-                    humantime::format_duration(crate::domain::MAX_DURATION),
-                    m.deadline.to_rfc3339()
-                ),
-            }))
-        }
+        .move_deadline(&room, expected, change, now, &caller);
+    let error = match moved.await? {
         DeadlineMoved::Moved { meeting, old } => {
             // This process's scheduler and warner re-plan now (an extension
             // re-arms the warning); on PostgreSQL the commit's NOTIFY wakes
             // every other replica's.
             app.wake.poke();
-            let action = if change == DeadlineChange::Now {
-                "end"
+            let (action, status) = if END {
+                ("end", StatusCode::ACCEPTED)
             } else {
-                "extend"
+                ("extend", StatusCode::OK)
             };
             tracing::info!(room = %room, started_at = %meeting.key.started_at, old = %old, new = %meeting.deadline, caller = %caller.addr, action, "deadline moved by an operator");
-            let status = if change == DeadlineChange::Now {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::OK
-            };
-            let mut body = serde_json::to_value(MeetingJson::from(meeting))
-                .map_err(|_| ApiError::bad("unrepresentable meeting"))?;
+            let mut body = meeting_json(meeting);
             body["old_deadline"] = old.to_rfc3339().into();
-            Ok((status, Json(body)).into_response())
+            return Ok((status, Json(body)).into_response());
         }
-    }
+        DeadlineMoved::NoOpenMeeting => ApiError::NotFound("no open meeting in this room"),
+        DeadlineMoved::OtherMeeting(m) => ApiError::Conflict(
+            format!(
+                "started_at: the room's open meeting started at {}, not at the one given",
+                m.key.started_at.to_rfc3339()
+            )
+            .into(),
+        ),
+        DeadlineMoved::NotRunning(m) => ApiError::Conflict(
+            format!(
+                "the meeting is {}: its shutdown is under way and its deadline can no longer move",
+                m.state.as_str()
+            )
+            .into(),
+        ),
+        DeadlineMoved::Refused(why, m) => {
+            let field = match change {
+                DeadlineChange::By(_) => "by",
+                _ => "until",
+            };
+            let would_be = match why {
+                DeadlineRefused::InThePast => "in the past".to_owned(),
+                DeadlineRefused::TooFar => format!(
+                    "more than {} from now",
+                    humantime::format_duration(crate::domain::MAX_DURATION)
+                ),
+            };
+            ApiError::bad(format!(
+                "{field}: the new deadline would be {would_be} (the deadline is {})",
+                m.deadline.to_rfc3339()
+            ))
+        }
+    };
+    Err(error)
 }
 
 /// Most meetings a history shows.
 const HISTORY_MEETINGS: u32 = 50;
 
-async fn history(
-    State(app): State<AdminState>,
-    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Response, ApiError> {
+async fn history(State(app): State<AdminState>, room: PathArg) -> Result<Json<Value>, ApiError> {
     let room = room_from(room)?;
     let RoomHistory {
         meetings,
@@ -591,7 +508,7 @@ async fn history(
         alone,
     } = app.store.history(&room, HISTORY_MEETINGS).await?;
     let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
-    let action_json = |a: &crate::store::ActionRecord| {
+    let action_json = |a: &ActionRecord| {
         json!({
             "at": a.at.to_rfc3339(),
             "event": a.action,
@@ -602,34 +519,40 @@ async fn history(
             "caller": a.caller,
         })
     };
-    let meetings: Vec<serde_json::Value> = meetings
+    let event = |at: Timestamp, event: &str| (at, json!({"at": at.to_rfc3339(), "event": event}));
+    let meetings: Vec<Value> = meetings
         .iter()
         .map(|m| {
             // The meeting's own transitions and the operator actions on it,
             // in time order.
-            let mut events = vec![
-                (m.view.key.started_at, json!({"at": m.view.key.started_at.to_rfc3339(), "event": "started"})),
-                (m.tracked_at, json!({"at": m.tracked_at.to_rfc3339(), "event": "tracked"})),
-            ];
-            for a in actions.iter().filter(|a| a.started_at == Some(m.view.key.started_at)) {
-                events.push((a.at, action_json(a)));
-            }
+            let start = m.view.key.started_at;
+            let mut events = vec![event(start, "started"), event(m.tracked_at, "tracked")];
+            let own = actions.iter().filter(|a| a.started_at == Some(start));
+            events.extend(own.map(|a| (a.at, action_json(a))));
             // The alone rule's story: each period ("alone"), its end by a
             // check ("company"), by a join right before the DELETE
             // ("alone_cancelled") or the end ("ended_alone" below).
-            for e in alone.iter().filter(|e| e.started_at == m.view.key.started_at && e.event != "ended") {
-                let event = if e.event == "cancelled" { "alone_cancelled" } else { e.event.as_str() };
-                events.push((e.at, json!({"at": e.at.to_rfc3339(), "event": event, "participants": e.participants})));
+            let periods = alone.iter().filter(|e| e.started_at == start);
+            for e in periods.filter(|e| e.event != "ended") {
+                let name = match e.event.as_str() {
+                    "cancelled" => "alone_cancelled",
+                    other => other,
+                };
+                let (at, mut v) = event(e.at, name);
+                v["participants"] = e.participants.into();
+                events.push((at, v));
             }
             if let Some(f) = m.finished_at {
-                let event = if m.view.alone.ended { "ended_alone" } else { m.view.state.as_str() };
-                events.push((f, json!({"at": f.to_rfc3339(), "event": event})));
-            } else if m.view.state == crate::domain::MeetingState::Stopping {
-                events.push((m.updated_at, json!({"at": m.updated_at.to_rfc3339(), "event": "stopping", "attempts": m.attempts})));
+                let ended_alone = m.view.alone.ended.then_some("ended_alone");
+                events.push(event(f, ended_alone.unwrap_or(m.view.state.as_str())));
+            } else if m.view.state == MeetingState::Stopping {
+                let (at, mut v) = event(m.updated_at, "stopping");
+                v["attempts"] = m.attempts.into();
+                events.push((at, v));
             }
             events.sort_by_key(|(at, _)| *at);
             json!({
-                "started_at": m.view.key.started_at.to_rfc3339(),
+                "started_at": start.to_rfc3339(),
                 "deadline": m.view.deadline.to_rfc3339(),
                 "state": m.view.state.as_str(),
                 "tracked_at": m.tracked_at.to_rfc3339(),
@@ -643,38 +566,29 @@ async fn history(
         "room_id": room.as_str(),
         "meetings": meetings,
         "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
-    }))
-    .into_response())
+    })))
 }
 
-fn show(d: std::time::Duration) -> String {
+fn show(d: Duration) -> String {
     humantime::format_duration(d).to_string()
-}
-
-/// An alone setting as `GET /limits` and the `PUT` answers show it:
-/// `"off"` or a duration.
-fn show_alone(a: crate::domain::AloneAfter) -> String {
-    a.to_string()
 }
 
 /// The limits in force on this process (reloaded first if another
 /// process changed them): `rooms` and `prefixes` are the rules that set a
 /// limit; `alone_after` the alone rule's default and the rules that set it
 /// (`"off"` or a duration).
-async fn list_limits(State(app): State<AdminState>) -> Response {
+async fn list_limits(State(app): State<AdminState>) -> Json<Value> {
     let policy = app.limits.policy().await;
     let l = &policy.limits;
-    let map = |v: Vec<(&str, String)>| -> serde_json::Map<String, serde_json::Value> {
+    let limits = |v: Vec<(&str, Duration)>| -> Map<String, Value> {
         v.into_iter()
-            .map(|(k, d)| (k.to_owned(), d.into()))
+            .map(|(k, d)| (k.into(), show(d).into()))
             .collect()
     };
-    let limits = |v: Vec<(&str, Duration)>| map(v.into_iter().map(|(k, d)| (k, show(d))).collect());
-    let alone = |v: Vec<(&str, Rule)>| {
-        map(v
-            .into_iter()
-            .filter_map(|(k, r)| Some((k, show_alone(r.alone_after?))))
-            .collect())
+    let alone = |v: Vec<(&str, Rule)>| -> Map<String, Value> {
+        v.into_iter()
+            .filter_map(|(k, r)| Some((k.into(), r.alone_after?.to_string().into())))
+            .collect()
     };
     Json(json!({
         "default": show(l.default_limit()),
@@ -687,7 +601,6 @@ async fn list_limits(State(app): State<AdminState>) -> Response {
             "prefixes": alone(l.prefix_rules()),
         },
     }))
-    .into_response()
 }
 
 /// What a `PUT /limits/...` body may hold.
@@ -695,9 +608,9 @@ const LIMIT_SHAPE: &str = r#"the body must be a JSON object with "limit" (a dura
 
 /// A `PUT /limits/...` body: the parts it names change, the others stay.
 fn rule_change(body: &Bytes) -> Result<RuleChange, ApiError> {
-    let value: serde_json::Value =
+    let value: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("{LIMIT_SHAPE} ({e})")))?;
-    let serde_json::Value::Object(fields) = value else {
+    let Value::Object(fields) = value else {
         return Err(ApiError::bad(LIMIT_SHAPE));
     };
     if let Some(other) = fields.keys().find(|k| *k != "limit" && *k != "alone_after") {
@@ -705,43 +618,30 @@ fn rule_change(body: &Bytes) -> Result<RuleChange, ApiError> {
             "unknown field {other:?}: expected limit and/or alone_after"
         )));
     }
-    let text = |field: &str, v: &serde_json::Value, shape: &str| match v {
-        serde_json::Value::String(s) => Ok(Some(s.clone())),
-        serde_json::Value::Null => Ok(None),
-        other => Err(ApiError::bad(format!("{field}: {other} is not {shape}"))),
+    // A field's text: absent (None), null (Some(None)) or a string.
+    let text = |field: &str, shape: &str| {
+        let text = fields.get(field).map(|v| match v {
+            Value::String(s) => Ok(Some(s.clone())),
+            Value::Null => Ok(None),
+            other => Err(ApiError::bad(format!("{field}: {other} is not {shape}"))),
+        });
+        text.transpose()
     };
-    let limit = match fields.get("limit") {
+    let limit = match text("limit", r#"a duration like "2h" or null"#)? {
+        Some(Some(t)) => Some(Some(limit_duration("limit", &t, "45m or 2h")?)),
+        Some(None) => Some(None),
         None => None,
-        Some(v) => Some(match text("limit", v, r#"a duration like "2h" or null"#)? {
-            None => None,
-            Some(t) => {
-                let d = humantime::parse_duration(t.trim()).map_err(|e| {
-                    ApiError::bad(format!(
-                        "limit: {t:?} is not a duration like 45m or 2h ({e})"
-                    ))
-                })?;
-                crate::domain::limit_in_range(d)
-                    .map_err(|range| ApiError::bad(format!("limit: {t:?} {range}")))?;
-                Some(d)
-            }
-        }),
     };
-    let alone_after = match fields.get("alone_after") {
+    let shape = r#"a duration like "30m", null, "off" or "inherit""#;
+    let alone_after = match text("alone_after", shape)? {
         None => None,
-        Some(v) => Some(
-            match text(
-                "alone_after",
-                v,
-                r#"a duration like "30m", null, "off" or "inherit""#,
-            )? {
-                None => Some(AloneAfter::Off),
-                Some(t) if t.trim() == "inherit" => None,
-                Some(t) => Some(
-                    crate::domain::parse_alone_after(&t)
-                        .map_err(|e| ApiError::bad(format!("alone_after: {t:?} {e}")))?,
-                ),
-            },
-        ),
+        Some(None) => Some(Some(AloneAfter::Off)),
+        Some(Some(t)) if t.trim() == "inherit" => Some(None),
+        Some(Some(t)) => {
+            Some(Some(crate::domain::parse_alone_after(&t).map_err(|e| {
+                ApiError::bad(format!("alone_after: {t:?} {e}"))
+            })?))
+        }
     };
     if limit.is_none() && alone_after.is_none() {
         return Err(ApiError::bad(format!(
@@ -754,41 +654,52 @@ fn rule_change(body: &Bytes) -> Result<RuleChange, ApiError> {
 /// Longest prefix accepted (room ids are short; this only bounds storage).
 const MAX_PREFIX: usize = 256;
 
-fn limit_key(
-    kind: LimitKind,
-    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<String, ApiError> {
-    match kind {
-        LimitKind::Room => Ok(room_from(key)?.as_str().to_owned()),
-        LimitKind::Prefix => {
-            let Ok(Path(p)) = key else {
-                return Err(ApiError::bad("prefix: invalid prefix in the path"));
-            };
-            if p.is_empty() || p.len() > MAX_PREFIX || p.chars().any(char::is_control) {
-                return Err(ApiError::bad(
-                    "prefix: must be 1 to 256 characters without control characters",
-                ));
-            }
-            Ok(p)
-        }
-    }
+/// `PUT /limits/rooms/{room_id}` (`PREFIX` false) or `/limits/prefixes/{prefix}`.
+async fn put_limit<const PREFIX: bool>(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: PathArg,
+    body: BodyArg,
+) -> Result<Json<Value>, ApiError> {
+    set_limit::<PREFIX>(app, peer, key, Some(self::body(body)?)).await
 }
 
-async fn set_limit(
+/// `DELETE` of the rule `put_limit` sets.
+async fn delete_limit<const PREFIX: bool>(
+    State(app): State<AdminState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    key: PathArg,
+) -> Result<Json<Value>, ApiError> {
+    set_limit::<PREFIX>(app, peer, key, None).await
+}
+
+async fn set_limit<const PREFIX: bool>(
     app: AdminState,
     peer: SocketAddr,
-    kind: LimitKind,
-    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    key: PathArg,
     body: Option<Bytes>,
-) -> Result<Response, ApiError> {
-    let key = limit_key(kind, key)?;
+) -> Result<Json<Value>, ApiError> {
+    let (kind, key) = if PREFIX {
+        let Ok(Path(p)) = key else {
+            return Err(ApiError::bad("prefix: invalid prefix in the path"));
+        };
+        if p.is_empty() || p.len() > MAX_PREFIX || p.chars().any(char::is_control) {
+            return Err(ApiError::bad(
+                "prefix: must be 1 to 256 characters without control characters",
+            ));
+        }
+        (LimitKind::Prefix, p)
+    } else {
+        (LimitKind::Room, room_from(key)?.as_str().to_owned())
+    };
     let change = body.as_ref().map(rule_change).transpose()?;
     let caller = Caller {
         addr: peer.to_string(),
     };
+    let now = app.clock.now();
     let changed = app
         .store
-        .set_limit(kind, &key, change, app.clock.now(), &caller)
+        .set_limit(kind, &key, change, now, &caller)
         .await?;
     // This process applies it at once; others on their NOTIFY (PostgreSQL)
     // or within the reload interval.
@@ -802,47 +713,13 @@ async fn set_limit(
     if change.is_none() && changed.previous.is_none() {
         return Err(ApiError::NotFound("no such limit"));
     }
+    let alone = |a: Option<AloneAfter>| a.map(|a| a.to_string());
     Ok(Json(json!({
         "kind": kind.as_str(),
         "key": key,
         "limit": current.limit.map(show),
-        "alone_after": current.alone_after.map(show_alone),
+        "alone_after": alone(current.alone_after),
         "previous": previous.limit.map(show),
-        "previous_alone_after": previous.alone_after.map(show_alone),
-    }))
-    .into_response())
-}
-
-async fn put_room_limit(
-    State(app): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    set_limit(app, peer, LimitKind::Room, key, Some(self::body(body)?)).await
-}
-
-async fn delete_room_limit(
-    State(app): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Response, ApiError> {
-    set_limit(app, peer, LimitKind::Room, key, None).await
-}
-
-async fn put_prefix_limit(
-    State(app): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    set_limit(app, peer, LimitKind::Prefix, key, Some(self::body(body)?)).await
-}
-
-async fn delete_prefix_limit(
-    State(app): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    key: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<Response, ApiError> {
-    set_limit(app, peer, LimitKind::Prefix, key, None).await
+        "previous_alone_after": alone(previous.alone_after),
+    })))
 }

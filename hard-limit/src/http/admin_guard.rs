@@ -1,26 +1,22 @@
 //! What the admin listener checks before any handler runs, with or without
-//! `--admin-token`:
+//! `--admin-token` (Jupyter's and Grafana's checks are the model):
 //!
 //! - **Host**: the listener's own address, `localhost` on a loopback
-//!   listener, or a name given with `--admin-host`. A page on another site
-//!   whose name resolves to 127.0.0.1 (DNS rebinding) sends its own name,
-//!   and is refused.
-//! - **Origin**: a request a browser sends from another origin (`Origin`
-//!   not this listener's own, or `Sec-Fetch-Site` other than `same-origin`
-//!   or `none`) is refused, so no page can act or read with the operator's
-//!   browser.
-//! - **Content type**: every request that changes something (any method
-//!   but GET and HEAD) must be `application/json`: a cross-site form or a
-//!   `no-cors` fetch cannot send that without a CORS preflight, which this
-//!   listener never grants.
-//! - **Failed authentications** (with a token): counted, logged at most
-//!   once a minute per address with a count (never the token), and slowed
-//!   down per address: a few a second, other addresses unaffected.
-//!   Refusals of the checks above are logged at most once a minute too,
-//!   with their count (the metric counts each).
+//!   listener, or an `--admin-host` name. A DNS-rebinding page (another
+//!   site's name resolving to 127.0.0.1) sends its own name: refused.
+//! - **Origin**: a browser request from another origin (`Origin` not this
+//!   listener's, or `Sec-Fetch-Site` other than `same-origin` or `none`)
+//!   is refused, so no page can act or read with the operator's browser.
+//! - **Content type**: every change (any method but GET and HEAD) must be
+//!   `application/json`, which a cross-site form or `no-cors` fetch cannot
+//!   send without a CORS preflight, never granted here.
+//! - **Failed authentications** (with a token): counted, slowed down per
+//!   address (a few a second, other addresses unaffected), and logged at
+//!   most once a minute per address with a count (never the token), as
+//!   are refusals of the checks above.
 //!
-//! Jupyter's and Grafana's checks are the model. The decisions are pure
-//! functions of the request's headers and of an injected `Instant`.
+//! The decisions are pure functions of the request's headers and of an
+//! injected `Instant`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -92,10 +88,9 @@ fn is_port(s: &str) -> bool {
     !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Whether a `Host` header names the listener at `listen`: an IP address
-/// of it (any IP when it listens on all addresses: a rebinding page sends
-/// a name, not an address), `localhost` when it listens on loopback, or one
-/// of `names`.
+/// Whether a `Host` header names the listener at `listen`: its IP (any IP
+/// when it listens on all addresses: a rebinding page sends a name),
+/// `localhost` on loopback, or one of `names`.
 pub fn host_allowed(host: &str, listen: SocketAddr, names: &[String]) -> bool {
     let Some(name) = host_part(host) else {
         return false;
@@ -113,22 +108,13 @@ pub fn host_allowed(host: &str, listen: SocketAddr, names: &[String]) -> bool {
     })
 }
 
-/// Whether an `Origin` header is this listener's own origin: `http://` or
-/// `https://` (behind a TLS proxy) and exactly the `Host` the request came
-/// to.
+/// Whether an `Origin` header is this listener's own: `http://` or
+/// `https://` (behind a TLS proxy) and exactly the request's `Host`.
 pub fn origin_allowed(origin: &str, host: &str) -> bool {
     let authority = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
     authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
-}
-
-/// Whether a media type is JSON (`application/json`, parameters allowed).
-fn is_json(content_type: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// The checks every admin request passes before its handler (see the
@@ -159,29 +145,30 @@ pub fn check(
             return Err(Refusal::Origin(format!("Sec-Fetch-Site: {site}")));
         }
     }
-    if method != Method::GET && method != Method::HEAD {
-        let json = text(header::CONTENT_TYPE).is_some_and(|t| is_json(&t));
-        if !json {
-            return Err(Refusal::ContentType);
-        }
+    // JSON: `application/json`, parameters allowed.
+    let json = text(header::CONTENT_TYPE).is_some_and(|t| {
+        let essence = t.split(';').next().unwrap_or_default().trim();
+        essence.eq_ignore_ascii_case("application/json")
+    });
+    match *method {
+        Method::GET | Method::HEAD => Ok(()),
+        _ if json => Ok(()),
+        _ => Err(Refusal::ContentType),
     }
-    Ok(())
 }
 
-/// Failed authentications allowed at once from one address.
+/// Failed authentications allowed from one address at once, then per
+/// second.
 const BURST: f64 = 5.0;
-/// Failed authentications allowed per second from one address, after the
-/// burst.
 const PER_SECOND: f64 = 2.0;
-/// How often one address's failures are logged at most.
+/// How often one address's failures (or the refusals) are logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Addresses remembered at most (a flood from many addresses costs bounded
-/// memory; beyond it idle ones are forgotten first).
+/// memory; idle ones are forgotten first).
 const MAX_ADDRESSES: usize = 4096;
 
-/// Events counted between log lines: the first is logged at once, then at
-/// most one line per [`LOG_EVERY`] with the count since the last, so a
-/// flood of requests cannot flood the log.
+/// Events counted between log lines: the first at once, then at most one
+/// line per [`LOG_EVERY`] with the count since the last.
 #[derive(Debug, Default)]
 pub struct LogCount {
     /// Events not yet logged.
@@ -194,14 +181,11 @@ impl LogCount {
     /// Counts one event; `Some(count)` when it is time to log `count`.
     pub fn count(&mut self, now: Instant) -> Option<u64> {
         self.unlogged += 1;
-        let due = self
-            .logged
-            .is_none_or(|t| now.saturating_duration_since(t) >= LOG_EVERY);
-        if !due {
-            return None;
-        }
-        self.logged = Some(now);
-        Some(std::mem::take(&mut self.unlogged))
+        let due = (self.logged).is_none_or(|t| now.saturating_duration_since(t) >= LOG_EVERY);
+        due.then(|| {
+            self.logged = Some(now);
+            std::mem::take(&mut self.unlogged)
+        })
     }
 }
 
@@ -212,8 +196,13 @@ pub struct RefusalLog(Mutex<LogCount>);
 impl RefusalLog {
     /// Counts one refusal; `Some(count)` when it is time to log.
     pub fn count(&self, now: Instant) -> Option<u64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).count(now)
+        lock(&self.0).count(now)
     }
+}
+
+/// A poisoned lock still holds consistent counts: use them.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Debug)]
@@ -257,28 +246,11 @@ pub enum Admit {
 }
 
 impl FailureThrottle {
-    fn with_entry<T>(&self, ip: IpAddr, now: Instant, f: impl FnOnce(&mut Entry) -> T) -> T {
-        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
-            map.retain(|_, e| now.saturating_duration_since(e.at) < LOG_EVERY);
-            if map.len() >= MAX_ADDRESSES {
-                map.clear();
-            }
-        }
-        let entry = map.entry(ip).or_insert(Entry {
-            tokens: BURST,
-            at: now,
-            log: LogCount::default(),
-        });
-        entry.refill(now);
-        f(entry)
-    }
-
     /// Before checking a request's token: an address whose failures used up
     /// its allowance waits (the request is refused without a check).
     /// Addresses without failures cost nothing.
     pub fn admit(&self, ip: IpAddr, now: Instant) -> Admit {
-        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.by_address);
         let Some(e) = map.get_mut(&ip) else {
             return Admit::Check;
         };
@@ -296,10 +268,21 @@ impl FailureThrottle {
     /// time to log the address's failures (the first one, then at most once
     /// a minute).
     pub fn failed(&self, ip: IpAddr, now: Instant) -> Option<u64> {
-        self.with_entry(ip, now, |e| {
-            e.tokens = (e.tokens - 1.0).max(0.0);
-            e.log.count(now)
-        })
+        let mut map = lock(&self.by_address);
+        if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
+            map.retain(|_, e| now.saturating_duration_since(e.at) < LOG_EVERY);
+            if map.len() >= MAX_ADDRESSES {
+                map.clear();
+            }
+        }
+        let entry = map.entry(ip).or_insert(Entry {
+            tokens: BURST,
+            at: now,
+            log: LogCount::default(),
+        });
+        entry.refill(now);
+        entry.tokens = (entry.tokens - 1.0).max(0.0);
+        entry.log.count(now)
     }
 }
 
@@ -315,25 +298,21 @@ mod tests {
     #[test]
     fn the_host_must_be_the_listener_or_a_configured_name() {
         let none: &[String] = &[];
-        for ok in [
-            "127.0.0.1:8044",
-            "127.0.0.1",
-            "localhost:8044",
-            "LOCALHOST",
-            "[::1]:8044",
-            "127.0.0.2:1",
-        ] {
+        let oks = ["127.0.0.1:8044", "127.0.0.1", "localhost:8044", "LOCALHOST"];
+        for ok in oks.into_iter().chain(["[::1]:8044", "127.0.0.2:1"]) {
             assert!(host_allowed(ok, loopback(), none), "{ok}");
         }
-        for bad in [
+        let bads = [
             "evil.example",
             "evil.example:8044",
             "",
             "127.0.0.1:80x",
             "[::1",
-            "10.0.0.1:8044",
-            "localhost.evil.example",
-        ] {
+        ];
+        for bad in bads
+            .into_iter()
+            .chain(["10.0.0.1:8044", "localhost.evil.example"])
+        {
             assert!(!host_allowed(bad, loopback(), none), "{bad}");
         }
         let names = ["admin.example.com".to_owned()];
@@ -352,60 +331,42 @@ mod tests {
 
     #[test]
     fn only_the_listeners_own_origin_and_json_writes_pass() {
+        let check = |m: &Method, h: &HeaderMap| check(m, h, loopback(), &[]);
+        let reason = |m: &Method, h: &HeaderMap| check(m, h).unwrap_err().reason();
         let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8044"));
-        assert_eq!(check(&Method::GET, &h, loopback(), &[]), Ok(()));
-        assert_eq!(
-            check(&Method::POST, &h, loopback(), &[]),
-            Err(Refusal::ContentType)
-        );
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        assert_eq!(
-            check(&Method::POST, &h, loopback(), &[]),
-            Err(Refusal::ContentType)
-        );
-        h.insert(
+        let set = |h: &mut HeaderMap, name, value: &str| {
+            h.insert(name, HeaderValue::from_str(value).unwrap());
+        };
+        set(&mut h, header::HOST, "127.0.0.1:8044");
+        assert_eq!(check(&Method::GET, &h), Ok(()));
+        assert_eq!(check(&Method::POST, &h), Err(Refusal::ContentType));
+        set(&mut h, header::CONTENT_TYPE, "text/plain");
+        assert_eq!(check(&Method::POST, &h), Err(Refusal::ContentType));
+        set(
+            &mut h,
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
+            "application/json; charset=utf-8",
         );
-        assert_eq!(check(&Method::DELETE, &h, loopback(), &[]), Ok(()));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://127.0.0.1:8044"),
-        );
-        assert_eq!(check(&Method::PUT, &h, loopback(), &[]), Ok(()));
+        assert_eq!(check(&Method::DELETE, &h), Ok(()));
+        set(&mut h, header::ORIGIN, "http://127.0.0.1:8044");
+        assert_eq!(check(&Method::PUT, &h), Ok(()));
         for foreign in [
             "http://evil.example",
             "null",
             "http://127.0.0.1:8080",
             "file://",
         ] {
-            h.insert(header::ORIGIN, HeaderValue::from_str(foreign).unwrap());
-            assert_eq!(
-                check(&Method::GET, &h, loopback(), &[])
-                    .unwrap_err()
-                    .reason(),
-                "origin",
-                "{foreign}"
-            );
+            set(&mut h, header::ORIGIN, foreign);
+            assert_eq!(reason(&Method::GET, &h), "origin", "{foreign}");
         }
         h.remove(header::ORIGIN);
-        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
-        assert_eq!(
-            check(&Method::GET, &h, loopback(), &[])
-                .unwrap_err()
-                .reason(),
-            "origin"
-        );
-        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert_eq!(check(&Method::GET, &h, loopback(), &[]), Ok(()));
-        h.insert(header::HOST, HeaderValue::from_static("evil.example:8044"));
-        assert_eq!(
-            check(&Method::GET, &h, loopback(), &[])
-                .unwrap_err()
-                .reason(),
-            "host"
-        );
+        let site = header::HeaderName::from_static("sec-fetch-site");
+        set(&mut h, site.clone(), "same-site");
+        assert_eq!(reason(&Method::GET, &h), "origin");
+        set(&mut h, site, "same-origin");
+        assert_eq!(check(&Method::GET, &h), Ok(()));
+        set(&mut h, header::HOST, "evil.example:8044");
+        assert_eq!(reason(&Method::GET, &h), "host");
     }
 
     #[test]

@@ -16,19 +16,19 @@
 //! this module uses [`crate::webhook`]'s handler and state, which knows
 //! nothing of either.
 
-use axum::extract::{Path, State};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-use std::borrow::Cow;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
-use axum::extract::FromRef;
 
 use crate::domain::{meeting_visible, RoomId};
 use crate::store::{MeetingView, StoreError};
@@ -39,7 +39,7 @@ pub mod admin;
 pub mod admin_guard;
 
 /// Finished meetings stay listed this long.
-pub const FINISHED_LISTED_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+pub const FINISHED_LISTED_FOR: Duration = Duration::from_secs(3600);
 
 /// What the public listener's handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -91,7 +91,7 @@ pub enum ApiError {
     Conflict(Cow<'static, str>),
     /// 413: the body is too large.
     TooLarge(&'static str),
-    /// 500/503: the store failed.
+    /// 503: the store failed.
     Store(StoreError),
 }
 
@@ -120,8 +120,21 @@ impl IntoResponse for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "store unavailable".into())
             }
         };
-        (status, Json(json!({ "error": message }))).into_response()
+        json_error(status, message)
     }
+}
+
+/// `{"error": message}` with `status`: every error answer's shape.
+pub(crate) fn json_error(status: StatusCode, message: impl Serialize) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// Whether the store takes writes: after a failed write, a probe write
+/// (bounded at 2 s) decides, so an idle service recovers without traffic.
+pub(crate) async fn writable(store: &Store) -> bool {
+    tokio::time::timeout(Duration::from_secs(2), store.recheck_writes())
+        .await
+        .unwrap_or(false)
 }
 
 /// A meeting as `/meetings` shows it.
@@ -158,83 +171,60 @@ impl From<MeetingView> for MeetingJson {
 }
 
 async fn healthz(State(app): State<PublicState>) -> Response {
+    let unavailable = |m| json_error(StatusCode::SERVICE_UNAVAILABLE, m);
     // A dead background task (scheduler, reconciler, webhook writer): the
     // service is stopping, and until then it cannot keep its promises.
-    if !app.tasks_ok.load(std::sync::atomic::Ordering::SeqCst) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "a background task stopped; the service is stopping"})),
-        )
-            .into_response();
+    if !app.tasks_ok.load(Ordering::SeqCst) {
+        return unavailable("a background task stopped; the service is stopping");
     }
     // A store that answers reads but refuses writes (read-only, full)
     // loses nothing only by answering 503 to every delivery: not healthy.
-    // After a failed write the check commits a probe write itself, so an
-    // idle service recovers without waiting for traffic.
-    let writable = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        app.store.recheck_writes(),
-    )
-    .await
-    .unwrap_or(false);
-    if !writable {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "the last write to the store failed"})),
-        )
-            .into_response();
+    if !writable(&app.store).await {
+        return unavailable("the last write to the store failed");
     }
     // Bounded: a database that does not answer is as unhealthy as one that
     // refuses (a load balancer's probe should not hang).
-    match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
+    match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
         Ok(Ok(())) => "ok\n".into_response(),
         Ok(Err(e)) => ApiError::Store(e).into_response(),
         Err(_) => {
             tracing::error!("store did not answer the health check within 2s");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "store unavailable"})),
-            )
-                .into_response()
+            unavailable("store unavailable")
         }
     }
 }
 
+/// CORS for a meeting page on any origin. The answer depends on a request
+/// header: no cache may hand a deadline read with the token to someone
+/// without it.
 fn cors(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    // The answer depends on a request header: no cache may hand a deadline
-    // read with the token to someone without it.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (name, value) in [
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, OPTIONS"),
+        (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        r.headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
     r
 }
 
 async fn room_meeting(
     State(app): State<PublicState>,
     headers: HeaderMap,
-    room: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    room: Result<Path<String>, PathRejection>,
 ) -> Response {
+    // Whatever hides a meeting answers exactly as for a room without one,
+    // so the answer tells a guesser nothing.
+    let unknown = || ApiError::NotFound("no open meeting in this room");
     let answer = async {
         // A path that does not decode (say `%FF`) is answered here, not by
         // axum's rejection, so the 400 carries the CORS headers too.
-        let Ok(Path(room)) = room else {
-            return Err(ApiError::bad("invalid room id"));
-        };
-        let room = RoomId::parse(&room).map_err(|_| ApiError::bad("invalid room id"))?;
-        // Whatever hides a meeting answers exactly as for a room without
-        // one, so the answer tells a guesser nothing.
-        let unknown = || ApiError::NotFound("no open meeting in this room");
+        let room = room
+            .ok()
+            .and_then(|Path(room)| RoomId::parse(&room).ok())
+            .ok_or_else(|| ApiError::bad("invalid room id"))?;
         let presented = headers.get(GUEST_TOKEN_HEADER).map(HeaderValue::as_bytes);
         if presented.is_none() && !app.public_deadlines {
             // Nothing could be shown: spare the store a guesser's requests.
@@ -246,16 +236,11 @@ async fn room_meeting(
             }
             _ => Err(unknown()),
         }
-    }
-    .await;
-    cors(answer.into_response())
+    };
+    cors(answer.await.into_response())
 }
 
 async fn room_meeting_preflight() -> Response {
-    let mut r = cors(StatusCode::NO_CONTENT.into_response());
-    r.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(GUEST_TOKEN_HEADER),
-    );
-    r
+    let allow = [(header::ACCESS_CONTROL_ALLOW_HEADERS, GUEST_TOKEN_HEADER)];
+    cors((StatusCode::NO_CONTENT, allow).into_response())
 }
