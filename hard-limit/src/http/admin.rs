@@ -1,10 +1,10 @@
 //! The admin listener (`--admin-listen`): what operators see and do.
 //!
-//! | route | what |
-//! |---|---|
-//! | `GET /` | the operator console (one page from the binary; no token needed to load it, every call it makes needs one) |
-//! | `GET /meetings?limit=N&cursor=C` | tracked meetings (open, and finished within the last hour), at most 1000 a page, `Link: rel="next"` to the next |
-//! | `GET /metrics` | Prometheus text |
+//! Routes (their answers in the service's README, "Endpoints"): the console
+//! (`GET /`, `/console.js`), `GET /metrics`, `GET /meetings`,
+//! `GET /meetings/{room}/history`, `POST /meetings/{room}/extend` and
+//! `/end`, `GET /limits`, `PUT`/`DELETE /limits/rooms/{room}` and
+//! `/limits/prefixes/{prefix}`.
 //!
 //! Every request first passes [`admin_guard`]'s checks (its own Host, no
 //! other origin, JSON for changes). With `--admin-token`, every route but
@@ -701,6 +701,9 @@ async fn set_limit<const PREFIX: bool>(
         .store
         .set_limit(kind, &key, change, now, &caller)
         .await?;
+    if change.is_none() && changed.previous.is_none() {
+        return Err(ApiError::NotFound("no such limit"));
+    }
     // This process applies it at once; others on their NOTIFY (PostgreSQL)
     // or within the reload interval.
     app.limits.mark_stale();
@@ -710,9 +713,6 @@ async fn set_limit<const PREFIX: bool>(
         changed.current.unwrap_or_default(),
     );
     tracing::info!(kind = kind.as_str(), key = %key, limit = ?current.limit, alone_after = ?current.alone_after, caller = %caller.addr, "limit rule changed by an operator");
-    if change.is_none() && changed.previous.is_none() {
-        return Err(ApiError::NotFound("no such limit"));
-    }
     let alone = |a: Option<AloneAfter>| a.map(|a| a.to_string());
     Ok(Json(json!({
         "kind": kind.as_str(),
