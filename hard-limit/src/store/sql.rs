@@ -1,24 +1,23 @@
 //! The SQL both engines share, written once: generic over the sqlx
-//! database, with a [`Dialect`] that supplies only what differs (how a
-//! write transaction begins and commits, the database's "now", the row
-//! lock of a read-then-write, the notifications to other replicas, how a
-//! batch is bound, and the statements that really differ: claims, pruning,
-//! the wake-up times). Placeholders are `$N`: sqlx's SQLite reads them as
-//! `?N`. Casts are written `CAST(… AS …)`, which both parse.
+//! database, with a [`Dialect`] for what differs (transactions, the
+//! database's "now", row locks, notifications, batch binding, and the
+//! statements that really differ). Placeholders are `$N` (SQLite reads them
+//! as `?N`); casts are `CAST(… AS …)`, which both parse.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::ops::DerefMut;
 use std::time::Duration;
 
+use sqlx::query::Query;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 
 use super::engine::{BoxFut, Engine};
-use super::plan::{self, NewMeeting, PlanSteps};
+use super::plan::{NewMeeting, Steps};
 use super::rows::SqlRow;
 use super::{
-    action_name, decide_move, describe, describe_limit, AloneEvent, Applied, Caller, Claim,
-    Closing, DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind, LimitRule, MeetingView,
+    decide_move, describe, describe_limit, Applied, Caller, Claim, ClaimReq, Closing,
+    DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind, LimitRule, MeetingView,
     NewForward, Outcome, PresenceClaim, PresenceRecord, RoomHistory, RoomMeeting, RuleChange,
     RuleChanged, StateDelta, StoreError, WarnClaim, WarnRecord, Written,
 };
@@ -27,36 +26,21 @@ use crate::domain::{
     WarningOutcome,
 };
 
-/// The numbered migrations of one engine, from `migrations/<engine>/`
-/// (each engine has its own SQL; the steps and their names are the same).
+/// A store call's result.
+pub(crate) type Res<T> = Result<T, StoreError>;
+
+/// The numbered migrations of one engine, from `migrations/<engine>/`.
 macro_rules! migrations {
     ($engine:literal) => {
-        $crate::store::sql::migrator([
-            (
-                "meetings",
-                include_str!(concat!("../../migrations/", $engine, "/0001_meetings.sql")),
-            ),
-            (
-                "admin",
-                include_str!(concat!("../../migrations/", $engine, "/0002_admin.sql")),
-            ),
-            (
-                "warnings",
-                include_str!(concat!("../../migrations/", $engine, "/0003_warnings.sql")),
-            ),
-            (
-                "forward outbox",
-                include_str!(concat!(
-                    "../../migrations/",
-                    $engine,
-                    "/0004_forward_outbox.sql"
-                )),
-            ),
-            (
-                "alone rule",
-                include_str!(concat!("../../migrations/", $engine, "/0005_alone.sql")),
-            ),
-        ])
+        migrations!($engine: "meetings" "0001_meetings", "admin" "0002_admin",
+            "warnings" "0003_warnings", "forward outbox" "0004_forward_outbox",
+            "alone rule" "0005_alone")
+    };
+    ($engine:literal: $($name:literal $file:literal),*) => {
+        $crate::store::sql::migrator([$((
+            $name,
+            include_str!(concat!("../../migrations/", $engine, "/", $file, ".sql")),
+        )),*])
     };
 }
 pub(crate) use migrations;
@@ -72,13 +56,8 @@ pub(crate) fn migrator<const N: usize>(
             .into_iter()
             .zip(1..)
             .map(|((name, sql), version)| {
-                Migration::new(
-                    version,
-                    name.into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
+                let sql = sql.into_sql_str();
+                Migration::new(version, name.into(), MigrationType::Simple, sql, false)
             })
             .collect(),
     )
@@ -89,8 +68,7 @@ pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// [`END_AT`] as a literal, for the engines' constant statements
-/// (`concat!`).
+/// [`END_AT`] as a literal, for `concat!`.
 macro_rules! end_at {
     () => {
         "CASE WHEN alone_deadline < deadline THEN alone_deadline ELSE deadline END"
@@ -106,27 +84,24 @@ pub(crate) const END_AT: &str = end_at!();
 pub(crate) const ALONE_COLUMN: &str =
     "CAST(CASE WHEN alone_deadline < deadline THEN 1 ELSE 0 END AS BIGINT) AS alone";
 
-/// Records an alone period's event (`$1` room, `$2` start, `$3` at, `$4`
-/// event, `$5` participants).
-pub(crate) const ALONE_EVENT: &str =
-    "INSERT INTO alone_events (room_id, started_at, at, event, participants) VALUES ($1, $2, $3, $4, $5)";
-
 /// What [`SqlRow::view`] reads.
 pub(crate) const VIEW_COLUMNS: &str =
     "room_id, started_at, deadline, state, participants, alone_since, alone_deadline, ended_alone";
 
 /// The [`Guard`] of the meeting `meetings` (`room_id`, `started_at`), as
-/// columns `cutoff` and `newer` (0 or 1; a BIGINT on PostgreSQL too).
-/// SQLite's `RETURNING` knows the updated table by its name only, so the
-/// meeting is always called `meetings`.
+/// columns `cutoff` and `newer` (a 0/1 BIGINT). SQLite's `RETURNING` knows
+/// the updated table by its name only, hence `meetings`.
 pub(crate) const GUARD_COLUMNS: &str =
     "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = meetings.room_id) AS cutoff,
      CAST(CAST(EXISTS (SELECT 1 FROM meetings n
                        WHERE n.room_id = meetings.room_id AND n.started_at > meetings.started_at)
                AS INTEGER) AS BIGINT) AS newer";
 
+/// When the next participants check is due, as an expression.
+const NEXT_PRESENCE: &str = "(SELECT min(presence_due) FROM meetings WHERE state = 'running')";
+
 /// What a committed write tells the other replicas (PostgreSQL `NOTIFY`;
-/// nothing on SQLite, whose one host has no other replicas to wake).
+/// nothing on SQLite's one host).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Notice {
     /// A meeting was tracked or its deadline moved: schedulers re-plan.
@@ -136,136 +111,112 @@ pub(crate) enum Notice {
 }
 
 /// What one engine supplies to the shared SQL ([`Engine`] is implemented
-/// for every dialect, below).
+/// for every dialect, below). Methods without a doc are the [`Engine`] or
+/// [`Store`](crate::store_handle::Store) method of that name, bare.
 pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// The sqlx database.
-    type DB: Database;
+    type DB: Database<Row: SqlRow, QueryResult: RowsAffected>;
     /// A write transaction, dereferencing to its connection.
     type Tx: DerefMut<Target = <Self::DB as Database>::Connection> + Send;
     /// Appended to a read whose row the transaction then updates: the row
     /// lock on PostgreSQL (SQLite's one writer needs none).
     const FOR_UPDATE: &'static str;
-    /// Claims due warnings (see
-    /// [`Store::claim_warnings`](crate::store_handle::Store::claim_warnings)):
-    /// `$1` owner, `$2` lease end, `$3` now, `$4` limit, `$5` warn before
-    /// (ms); returns the [`SqlRow::warn_claim`] columns. SET reads the old
-    /// row: a claim for the same deadline counts on, one for a new deadline
+    /// Claims due warnings: `$1` owner, `$2` lease end, `$3` now, `$4` limit,
+    /// `$5` warn before (ms), returning the [`SqlRow::warn_claim`] columns.
+    /// A claim for the same deadline counts on, one for a new deadline
     /// starts again at 1.
     const CLAIM_WARNINGS: &'static str;
-    /// Claims due participants checks (see
-    /// [`Store::claim_presence`](crate::store_handle::Store::claim_presence)):
-    /// `$1` owner, `$2` lease end, `$3` now, `$4` limit; returns the
+    /// Claims due participants checks (`$1` to `$4` as above), returning the
     /// [`SqlRow::presence_claim`] columns.
     const CLAIM_PRESENCE: &'static str;
+    /// [`Engine::next_wake`] as one expression, for [`Dialect::next_of`].
+    const NEXT_WAKE: &'static str;
+    /// [`Engine::planned_deadlines`] since `$1`: `room_id, started_at,
+    /// deadline`.
+    const PLANNED_DEADLINES: &'static str;
 
     /// The pool for reads.
     fn reader(&self) -> &Pool<Self::DB>;
-    /// Begins a write; `durable`: its commit must reach the disk (the
-    /// leases make claims and their outcomes safe to lose, see SQLite).
-    fn begin(&self, durable: bool) -> impl Future<Output = Result<Self::Tx, StoreError>> + Send;
+    /// Begins a write; `durable`: its commit must reach the disk (leases
+    /// make claims and their outcomes safe to lose, see SQLite).
+    fn begin(&self, durable: bool) -> impl Future<Output = Res<Self::Tx>> + Send;
     /// Commits; `Ok` only if the database committed.
-    fn commit(tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The database's "now" in the transaction, or `None` where the
-    /// caller's clock is the store's.
-    fn db_now(
-        &self,
-        tx: &mut Self::Tx,
-    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+    fn commit(tx: Self::Tx) -> impl Future<Output = Res<()>> + Send;
+    /// The database's "now" in the transaction; `None`: the caller's clock
+    /// is the store's.
+    fn db_now(&self, tx: &mut Self::Tx) -> impl Future<Output = Res<Option<i64>>> + Send;
     /// Sends `notice` to the other replicas when `tx` commits.
-    fn notify(
-        tx: &mut Self::Tx,
-        notice: Notice,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Orders this batch of deliveries against other writers' batches on
-    /// the same rooms and lanes.
+    fn notify(tx: &mut Self::Tx, notice: Notice) -> impl Future<Output = Res<()>> + Send;
+    /// Orders this batch against other writers' batches on the same rooms
+    /// and lanes.
     fn lock_rooms(
         tx: &mut Self::Tx,
         plans: &[Plan],
         forwards: &[NewForward],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Res<()>> + Send;
 
     // Batches, bound as the engine binds many rows (arrays, JSON).
 
-    /// See [`PlanSteps::room_cutoffs`].
+    /// The shutdown cutoffs of those `rooms` that have one.
     fn room_cutoffs(
         tx: &mut Self::Tx,
         rooms: &[&str],
-    ) -> impl Future<Output = Result<HashMap<String, Timestamp>, StoreError>> + Send;
-    /// See [`PlanSteps::insert_many`].
+    ) -> impl Future<Output = Res<HashMap<String, Timestamp>>> + Send;
+    /// Inserts each meeting (each of its own room) unless it is known (a
+    /// final state with `finished_at = now`); the rooms whose meeting was
+    /// new.
     fn insert_many(
         tx: &mut Self::Tx,
         meetings: &[NewMeeting<'_>],
         now: Timestamp,
-    ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
-    /// See [`PlanSteps::started_many`].
+    ) -> impl Future<Output = Res<HashSet<String>>> + Send;
+    /// For each started meeting (each of its own room): ends the room's
+    /// older `running` meetings (`stopping` ones are left to their worker)
+    /// and stores its guest token where the row holds another (making one
+    /// not warnable for want of a token warnable). How many it ended.
     fn started_many(
         tx: &mut Self::Tx,
         started: &[(&MeetingKey, Option<&GuestToken>)],
         now: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Writes the batch's deliveries to forward, in order; a new entry
-    /// waits at least as long as its lane's head.
+    ) -> impl Future<Output = Res<u64>> + Send;
+    /// Writes the deliveries to forward, in order; a new entry waits at
+    /// least as long as its lane's head.
     fn insert_forwards(
         tx: &mut Self::Tx,
         forwards: &[NewForward],
         now: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Res<()>> + Send;
 
-    // The statements that differ between the engines (each says why).
+    // The statements that differ (each engine says why).
 
-    /// See [`Store::claim_due`](crate::store_handle::Store::claim_due).
-    fn claim_due(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
-    /// See [`Store::finish`](crate::store_handle::Store::finish).
-    fn finish(
-        &self,
-        owner: &str,
-        outcomes: &[Outcome],
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
-    /// See [`Engine::next_wake`].
-    fn next_wake(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-    /// See [`Store::close_unlisted`](crate::store_handle::Store::close_unlisted).
+    fn claim_due(&self, c: ClaimReq<'_>) -> impl Future<Output = Res<Vec<Claim>>> + Send;
+    fn finish(&self, owner: &str, o: &[Outcome]) -> impl Future<Output = Res<Vec<bool>>> + Send;
+    /// The time a SQL expression gives, on the caller's clock.
+    fn next_of(&self, expr: &str) -> impl Future<Output = Res<Option<Timestamp>>> + Send;
     fn close_unlisted(
         &self,
         listed: &[MeetingKey],
         known_before: Timestamp,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Closing, StoreError>> + Send;
-    /// See [`Store::prune`](crate::store_handle::Store::prune); also the
-    /// states of the meetings it deleted.
+    ) -> impl Future<Output = Res<Closing>> + Send;
+    /// Also the states of the meetings it deleted.
     fn prune(
         &self,
         finished_before: Timestamp,
-    ) -> impl Future<Output = Result<(u64, StateDelta), StoreError>> + Send;
-    /// See [`Engine::planned_deadlines`].
-    fn planned_deadlines(
-        &self,
-        started_since: Timestamp,
-    ) -> impl Future<Output = Result<Vec<(MeetingKey, Timestamp)>, StoreError>> + Send;
-    /// See [`Engine::next_warning`].
+    ) -> impl Future<Output = Res<(u64, StateDelta)>> + Send;
+    /// Never earlier than `deadline - warn_before`, also for a lapsed claim:
+    /// a time the claim would not take would make the warner spin.
     fn next_warning(
         &self,
         now: Timestamp,
         warn_before: Duration,
-    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-    /// See [`Engine::next_presence`].
-    fn next_presence(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-    /// See [`Store::claim_forwards`](crate::store_handle::Store::claim_forwards).
+    ) -> impl Future<Output = Res<Option<Timestamp>>> + Send;
     fn claim_forwards(
         &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<ForwardClaim>, StoreError>> + Send;
+        c: ClaimReq<'_>,
+    ) -> impl Future<Output = Res<Vec<ForwardClaim>>> + Send;
     /// Commits a real write.
-    fn probe_write(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Closes the connections.
+    fn probe_write(&self) -> impl Future<Output = Res<()>> + Send;
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
 
@@ -289,140 +240,52 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
 }
 
 /// "Now" for a write: the database's, or the caller's.
-pub(crate) async fn now_in<D: Dialect>(
-    d: &D,
-    tx: &mut D::Tx,
-    caller: Timestamp,
-) -> Result<Timestamp, StoreError> {
+pub(crate) async fn now_in<D: Dialect>(d: &D, tx: &mut D::Tx, caller: Timestamp) -> Res<Timestamp> {
     Ok(d.db_now(tx).await?.map_or(caller, Timestamp))
 }
 
-/// A committed write's answer; `changed`: whether the commit changed
-/// anything.
+/// A claim statement bound as [`Dialect::CLAIM_PRESENCE`] says (`now`: the
+/// store's).
+pub(crate) fn claim_query<'q, DB: Database>(
+    sql: impl sqlx::SqlSafeStr,
+    c: ClaimReq<'_>,
+    now: Timestamp,
+) -> Query<'q, DB, DB::Arguments>
+where
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+{
+    sqlx::query(sql)
+        .bind(c.owner)
+        .bind(now.plus(c.lease).0)
+        .bind(now.0)
+        .bind(i64::from(c.limit))
+}
+
+/// `store`, once a committed write proved it writable: reads work on a
+/// read-only store, and the first delivery would find out (503 forever).
+pub(crate) async fn writable<D: Dialect>(
+    store: D,
+    unusable: impl Fn(String) -> StoreError,
+) -> Res<D> {
+    match store.probe_write().await {
+        Ok(()) => Ok(store),
+        Err(e) => Err(unusable(format!(
+            "it is not writable (the service must write its store): {e}"
+        ))),
+    }
+}
+
+/// A committed write's answer; `changed`: whether it changed anything.
 fn written<T>(value: T, changed: impl FnOnce(&T) -> bool) -> Written<T> {
     let changed = changed(&value);
     Written::new(value, changed)
 }
 
 /// Commits and returns `value`.
-async fn done<D: Dialect, T>(tx: D::Tx, value: T) -> Result<T, StoreError> {
+async fn done<D: Dialect, T>(tx: D::Tx, value: T) -> Res<T> {
     D::commit(tx).await?;
     Ok(value)
-}
-
-/// Plan application's steps ([`plan::apply`]) inside an engine's write
-/// transaction.
-pub(crate) struct Steps<'t, D: Dialect>(pub(crate) &'t mut D::Tx);
-
-impl<D> PlanSteps for Steps<'_, D>
-where
-    D: Dialect,
-    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
-    <D::DB as Database>::Arguments: IntoArguments<D::DB>,
-    <D::DB as Database>::Row: SqlRow,
-    <D::DB as Database>::QueryResult: RowsAffected,
-    for<'q> i64: Encode<'q, D::DB> + Type<D::DB>,
-    for<'q> &'q str: Encode<'q, D::DB> + Type<D::DB>,
-    for<'q> Option<i64>: Encode<'q, D::DB> + Type<D::DB>,
-    for<'q> Option<&'q str>: Encode<'q, D::DB> + Type<D::DB>,
-{
-    async fn insert(
-        &mut self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-        state: MeetingState,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let finished = (!state.is_open()).then_some(now.0);
-        let n = sqlx::query(
-            "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, finished_at,
-                                   presence_due)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $5)
-             ON CONFLICT (room_id, started_at) DO NOTHING",
-        )
-        .bind(key.room_id.as_str())
-        .bind(key.started_at.0)
-        .bind(deadline.0)
-        .bind(state.as_str())
-        .bind(now.0)
-        .bind(finished)
-        .execute(&mut **self.0)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
-    async fn newest_open(
-        &mut self,
-        room: &RoomId,
-        upto: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        let row = sqlx::query(
-            "SELECT max(started_at) AS newest FROM meetings
-             WHERE room_id = $1 AND started_at <= $2
-               AND state IN ('running', 'stopping')",
-        )
-        .bind(room.as_str())
-        .bind(upto.0)
-        .fetch_one(&mut **self.0)
-        .await?;
-        Ok(row.opt_int("newest")?.map(Timestamp))
-    }
-
-    async fn raise_cutoff(&mut self, room: &RoomId, cutoff: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO room_shutdowns (room_id, cutoff) VALUES ($1, $2)
-             ON CONFLICT (room_id) DO UPDATE
-             SET cutoff = CASE WHEN excluded.cutoff > room_shutdowns.cutoff
-                               THEN excluded.cutoff ELSE room_shutdowns.cutoff END",
-        )
-        .bind(room.as_str())
-        .bind(cutoff.0)
-        .execute(&mut **self.0)
-        .await?;
-        Ok(())
-    }
-
-    async fn end_running(
-        &mut self,
-        room: &RoomId,
-        upto: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
-            "UPDATE meetings SET state = 'ended', finished_at = $3, updated_at = $3
-             WHERE room_id = $1 AND started_at <= $2 AND state = 'running'",
-        )
-        .bind(room.as_str())
-        .bind(upto.0)
-        .bind(now.0)
-        .execute(&mut **self.0)
-        .await?
-        .rows_affected())
-    }
-
-    async fn room_cutoffs(
-        &mut self,
-        rooms: &[&str],
-    ) -> Result<HashMap<String, Timestamp>, StoreError> {
-        D::room_cutoffs(self.0, rooms).await
-    }
-
-    async fn insert_many(
-        &mut self,
-        meetings: &[NewMeeting<'_>],
-        now: Timestamp,
-    ) -> Result<HashSet<String>, StoreError> {
-        D::insert_many(self.0, meetings, now).await
-    }
-
-    async fn started_many(
-        &mut self,
-        started: &[(&MeetingKey, Option<&GuestToken>)],
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        D::started_many(self.0, started, now).await
-    }
 }
 
 impl<D> Engine for D
@@ -430,8 +293,6 @@ where
     D: Dialect,
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
-    <D::DB as Database>::Row: SqlRow,
-    <D::DB as Database>::QueryResult: RowsAffected,
     for<'q> i64: Encode<'q, D::DB> + Type<D::DB>,
     for<'q> &'q str: Encode<'q, D::DB> + Type<D::DB>,
     for<'q> Option<i64>: Encode<'q, D::DB> + Type<D::DB>,
@@ -447,7 +308,7 @@ where
             let mut tx = self.begin(true).await?;
             let now = now_in(self, &mut tx, now).await?;
             D::lock_rooms(&mut tx, plans, forwards).await?;
-            let (out, delta) = plan::apply_batch(&mut Steps::<D>(&mut tx), plans, now).await?;
+            let (out, delta) = Steps::<D>(&mut tx).apply_batch(plans, now).await?;
             if !forwards.is_empty() {
                 D::insert_forwards(&mut tx, forwards, now).await?;
             }
@@ -463,21 +324,13 @@ where
         })
     }
 
-    fn claim_due<'a>(
-        &'a self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &'a str,
-        limit: u32,
-    ) -> BoxFut<'a, Written<Vec<Claim>>> {
+    fn claim_due<'a>(&'a self, c: ClaimReq<'a>) -> BoxFut<'a, Written<Vec<Claim>>> {
         Box::pin(async move {
-            let claims = Dialect::claim_due(self, now, lease, owner, limit).await?;
+            let claims = Dialect::claim_due(self, c).await?;
             // Only claims increment `attempts` (0 on insert), and only a
-            // running row's first claim makes it stopping: a claim with
-            // attempts 1 came from running, a later one from stopping.
-            let mut delta = StateDelta::default();
+            // running row's first claim makes it stopping.
             let first = claims.iter().filter(|c| c.attempts == 1).count() as u64;
-            delta.moved(MeetingState::Running, MeetingState::Stopping, first);
+            let delta = StateDelta::moving(MeetingState::Running, MeetingState::Stopping, first);
             Ok(written(claims, |c| !c.is_empty()).with_delta(delta))
         })
     }
@@ -496,15 +349,12 @@ where
         })
     }
 
-    fn finish<'a>(
-        &'a self,
-        owner: &'a str,
-        outcomes: &'a [Outcome],
-    ) -> BoxFut<'a, Written<Vec<bool>>> {
+    fn finish<'a>(&'a self, owner: &'a str, o: &'a [Outcome]) -> BoxFut<'a, Written<Vec<bool>>> {
         Box::pin(async move {
-            let applied = Dialect::finish(self, owner, outcomes).await?;
+            debug_assert!(o.iter().all(|o| MeetingState::Stopping.may_become(o.state)));
+            let applied = Dialect::finish(self, owner, o).await?;
             let mut delta = StateDelta::default();
-            for (o, _) in outcomes.iter().zip(&applied).filter(|(_, a)| **a) {
+            for (o, _) in o.iter().zip(&applied).filter(|(_, a)| **a) {
                 // A deferral stays stopping: `moved` to itself is no change.
                 delta.moved(MeetingState::Stopping, o.state, 1);
             }
@@ -513,14 +363,13 @@ where
     }
 
     fn next_wake(&self) -> BoxFut<'_, Option<Timestamp>> {
-        Box::pin(Dialect::next_wake(self))
+        Box::pin(self.next_of(D::NEXT_WAKE))
     }
 
     fn count_due_before(&self, until: Timestamp, cap: u32) -> BoxFut<'_, u64> {
         Box::pin(async move {
-            // On PostgreSQL `until` is on this process's clock; a drift from
-            // the database's of a few seconds does not matter for a window
-            // of an hour.
+            // On PostgreSQL `until` is on this process's clock: a few seconds
+            // of drift do not matter for a window of an hour.
             let row = sqlx::query(
                 "SELECT count(*) AS n FROM (SELECT 1 FROM meetings
                    WHERE state = 'running' AND (deadline <= $1 OR alone_deadline <= $1)
@@ -542,11 +391,12 @@ where
     ) -> BoxFut<'a, Written<Closing>> {
         Box::pin(async move {
             let closing = Dialect::close_unlisted(self, listed, known_before, now).await?;
-            let mut delta = StateDelta::default();
-            if let Closing::Closed(n) = closing {
-                delta.moved(MeetingState::Running, MeetingState::Ended, n);
-            }
-            Ok(written(closing, |c| matches!(c, Closing::Closed(n) if *n > 0)).with_delta(delta))
+            let n = match closing {
+                Closing::Closed(n) => n,
+                Closing::Refused { .. } => 0,
+            };
+            let delta = StateDelta::moving(MeetingState::Running, MeetingState::Ended, n);
+            Ok(Written::new(closing, n > 0).with_delta(delta))
         })
     }
 
@@ -602,27 +452,24 @@ where
     fn prune(&self, finished_before: Timestamp) -> BoxFut<'_, Written<u64>> {
         Box::pin(async move {
             let (pruned, delta) = Dialect::prune(self, finished_before).await?;
-            Ok(written(pruned, |n| *n > 0).with_delta(delta))
+            Ok(Written::new(pruned, pruned > 0).with_delta(delta))
         })
     }
 
     fn forget_future(&self, starts_after: Timestamp) -> BoxFut<'_, Written<u64>> {
         Box::pin(async move {
             let mut tx = self.begin(true).await?;
-            let meetings = sqlx::query("DELETE FROM meetings WHERE started_at > $1")
-                .bind(starts_after.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let cutoffs = sqlx::query("DELETE FROM room_shutdowns WHERE cutoff > $1")
-                .bind(starts_after.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let mut gone = 0;
+            for sql in [
+                "DELETE FROM meetings WHERE started_at > $1",
+                "DELETE FROM room_shutdowns WHERE cutoff > $1",
+            ] {
+                let q = sqlx::query(sql).bind(starts_after.0);
+                gone += q.execute(&mut *tx).await?.rows_affected();
+            }
             D::commit(tx).await?;
-            let gone = meetings + cutoffs;
             // Which states the rows were in is not returned: count again.
-            let mut w = written(gone, |n| *n > 0);
+            let mut w = Written::new(gone, gone > 0);
             w.recount = gone > 0;
             Ok(w)
         })
@@ -637,27 +484,20 @@ where
 
     fn claim_warnings<'a>(
         &'a self,
-        now: Timestamp,
+        c: ClaimReq<'a>,
         warn_before: Duration,
-        lease: Duration,
-        owner: &'a str,
-        limit: u32,
     ) -> BoxFut<'a, Written<Vec<WarnClaim>>> {
         Box::pin(async move {
             let mut tx = self.begin(false).await?;
-            let now = now_in(self, &mut tx, now).await?;
-            let rows = sqlx::query(D::CLAIM_WARNINGS)
-                .bind(owner)
-                .bind(now.plus(lease).0)
-                .bind(now.0)
-                .bind(i64::from(limit))
+            let now = now_in(self, &mut tx, c.now).await?;
+            let rows = claim_query(D::CLAIM_WARNINGS, c, now)
                 .bind(millis(warn_before))
                 .fetch_all(&mut *tx)
                 .await?;
             let mut claims = rows
                 .iter()
                 .map(SqlRow::warn_claim)
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Res<Vec<_>>>()?;
             claims.sort_by_key(|c| c.deadline);
             done::<D, _>(tx, written(claims, |c| !c.is_empty())).await
         })
@@ -697,13 +537,8 @@ where
                 .await?
                 .rows_affected();
                 if n == 1 && r.alone && r.outcome == WarningOutcome::Sent {
-                    sqlx::query(ALONE_EVENT)
-                        .bind(r.key.room_id.as_str())
-                        .bind(r.key.started_at.0)
-                        .bind(at)
-                        .bind("warned")
-                        .bind(None::<i64>)
-                        .execute(&mut *tx)
+                    Steps::<D>(&mut tx)
+                        .alone_event(&r.key, at, "warned", None)
                         .await?;
                 }
                 applied.push(n == 1);
@@ -716,35 +551,24 @@ where
         Box::pin(Dialect::next_warning(self, now, warn_before))
     }
 
-    fn claim_presence<'a>(
-        &'a self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &'a str,
-        limit: u32,
-    ) -> BoxFut<'a, Written<Vec<PresenceClaim>>> {
+    fn claim_presence<'a>(&'a self, c: ClaimReq<'a>) -> BoxFut<'a, Written<Vec<PresenceClaim>>> {
         Box::pin(async move {
             let mut tx = self.begin(false).await?;
-            let now = now_in(self, &mut tx, now).await?;
-            let rows = sqlx::query(D::CLAIM_PRESENCE)
-                .bind(owner)
-                .bind(now.plus(lease).0)
-                .bind(now.0)
-                .bind(i64::from(limit))
+            let now = now_in(self, &mut tx, c.now).await?;
+            let rows = claim_query(D::CLAIM_PRESENCE, c, now)
                 .fetch_all(&mut *tx)
                 .await?;
             let claims = rows
                 .iter()
                 .map(SqlRow::presence_claim)
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Res<Vec<_>>>()?;
             done::<D, _>(tx, written(claims, |c| !c.is_empty())).await
         })
     }
 
-    /// The alone clock moves in SQL, as [`crate::alone::AloneClock`] does
-    /// (a check that failed keeps it; at most one starts or keeps it; two
-    /// or more reset it; the rule off clears it), so that it starts on the
-    /// store's clock.
+    /// The alone clock moves in SQL as [`crate::alone::AloneClock`] does (a
+    /// failed check keeps it; at most one starts or keeps it; two or more
+    /// reset it; the rule off clears it), so it starts on the store's clock.
     fn finish_presence<'a>(
         &'a self,
         owner: &'a str,
@@ -785,18 +609,10 @@ where
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                if n == 1 {
-                    started |= r.event == Some("alone");
-                    if let Some(event) = r.event {
-                        sqlx::query(ALONE_EVENT)
-                            .bind(r.key.room_id.as_str())
-                            .bind(r.key.started_at.0)
-                            .bind(at)
-                            .bind(event)
-                            .bind(r.participants)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                if let Some(event) = r.event.filter(|_| n == 1) {
+                    started |= event == "alone";
+                    let mut steps = Steps::<D>(&mut tx);
+                    steps.alone_event(&r.key, at, event, r.participants).await?;
                 }
                 applied.push(n == 1);
             }
@@ -809,7 +625,7 @@ where
     }
 
     fn next_presence(&self) -> BoxFut<'_, Option<Timestamp>> {
-        Box::pin(Dialect::next_presence(self))
+        Box::pin(self.next_of(NEXT_PRESENCE))
     }
 
     fn move_deadline<'a>(
@@ -824,9 +640,9 @@ where
             let mut tx = self.begin(true).await?;
             let now = now_in(self, &mut tx, now).await?;
             // No claim can slip between the read and the update: SQLite has
-            // one writer; on PostgreSQL a claim in flight (which skips
-            // locked rows) either committed first, and the row reads
-            // `stopping`, or waits for this.
+            // one writer; on PostgreSQL a claim in flight (which skips locked
+            // rows) either committed first (the row reads `stopping`) or
+            // waits for this.
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {VIEW_COLUMNS} FROM meetings
                  WHERE room_id = $1 AND state IN ('running', 'stopping')
@@ -853,17 +669,18 @@ where
             .bind(now.0)
             .execute(&mut *tx)
             .await?;
+            let (action, detail) = describe(change);
             sqlx::query(
                 "INSERT INTO admin_actions (at, action, room_id, started_at, old_deadline, new_deadline, detail, caller)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(now.0)
-            .bind(action_name(change))
+            .bind(action)
             .bind(room.as_str())
             .bind(meeting.key.started_at.0)
             .bind(old.0)
             .bind(meeting.deadline.0)
-            .bind(describe(change).as_str())
+            .bind(detail.as_str())
             .bind(caller.addr.as_str())
             .execute(&mut *tx)
             .await?;
@@ -902,25 +719,9 @@ where
             .fetch_all(self.reader())
             .await?;
             Ok(RoomHistory {
-                alone: alone
-                    .iter()
-                    .map(|r| {
-                        Ok(AloneEvent {
-                            started_at: Timestamp(r.int("started_at")?),
-                            at: Timestamp(r.int("at")?),
-                            event: r.text("event")?,
-                            participants: r.opt_int("participants")?,
-                        })
-                    })
-                    .collect::<Result<_, StoreError>>()?,
-                meetings: meetings
-                    .iter()
-                    .map(SqlRow::record)
-                    .collect::<Result<_, _>>()?,
-                actions: actions
-                    .iter()
-                    .map(SqlRow::action)
-                    .collect::<Result<_, _>>()?,
+                alone: alone.iter().map(SqlRow::alone_event).collect::<Res<_>>()?,
+                meetings: meetings.iter().map(SqlRow::record).collect::<Res<_>>()?,
+                actions: actions.iter().map(SqlRow::action).collect::<Res<_>>()?,
             })
         })
     }
@@ -929,7 +730,15 @@ where
         &self,
         started_since: Timestamp,
     ) -> BoxFut<'_, Vec<(MeetingKey, Timestamp)>> {
-        Box::pin(Dialect::planned_deadlines(self, started_since))
+        Box::pin(async move {
+            let rows = sqlx::query(D::PLANNED_DEADLINES)
+                .bind(started_since.0)
+                .fetch_all(self.reader())
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.key()?, Timestamp(r.int("deadline")?))))
+                .collect()
+        })
     }
 
     fn limit_rules(&self) -> BoxFut<'_, Vec<LimitRule>> {
@@ -975,29 +784,22 @@ where
             if old.is_none() && new.is_none() {
                 return done::<D, _>(tx, Written::new(changed, true)).await;
             }
-            match new {
-                Some(rule) => {
-                    sqlx::query(
-                        "INSERT INTO room_limits (kind, key, limit_ms, alone_after_ms, updated_at) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (kind, key) DO UPDATE SET limit_ms = excluded.limit_ms,
-                             alone_after_ms = excluded.alone_after_ms, updated_at = excluded.updated_at",
-                    )
+            let write = match new {
+                Some(rule) => sqlx::query(
+                    "INSERT INTO room_limits (kind, key, limit_ms, alone_after_ms, updated_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (kind, key) DO UPDATE SET limit_ms = excluded.limit_ms,
+                         alone_after_ms = excluded.alone_after_ms, updated_at = excluded.updated_at",
+                )
+                .bind(kind.as_str())
+                .bind(key)
+                .bind(rule.limit.map(millis))
+                .bind(rule.alone_after.map(AloneAfter::as_millis))
+                .bind(now.0),
+                None => sqlx::query("DELETE FROM room_limits WHERE kind = $1 AND key = $2")
                     .bind(kind.as_str())
-                    .bind(key)
-                    .bind(rule.limit.map(millis))
-                    .bind(rule.alone_after.map(AloneAfter::as_millis))
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM room_limits WHERE kind = $1 AND key = $2")
-                        .bind(kind.as_str())
-                        .bind(key)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
+                    .bind(key),
+            };
+            write.execute(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO admin_actions (at, action, room_id, detail, caller) VALUES ($1, $2, $3, $4, $5)",
             )
@@ -1013,15 +815,9 @@ where
         })
     }
 
-    fn claim_forwards<'a>(
-        &'a self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &'a str,
-        limit: u32,
-    ) -> BoxFut<'a, Written<Vec<ForwardClaim>>> {
+    fn claim_forwards<'a>(&'a self, c: ClaimReq<'a>) -> BoxFut<'a, Written<Vec<ForwardClaim>>> {
         Box::pin(async move {
-            let claims = Dialect::claim_forwards(self, now, lease, owner, limit).await?;
+            let claims = Dialect::claim_forwards(self, c).await?;
             Ok(written(claims, |c| !c.is_empty()))
         })
     }
@@ -1037,54 +833,49 @@ where
             let now = now_in(self, &mut tx, now).await?;
             let mut applied = Vec::with_capacity(records.len());
             for r in records {
-                let done = match r.retry_in {
-                    None => {
-                        sqlx::query(
-                            "DELETE FROM forward_outbox WHERE id = $1 AND lease_owner = $2 AND attempts = $3",
-                        )
-                        .bind(r.id)
-                        .bind(owner)
-                        .bind(r.attempts)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                            == 1
-                    }
-                    Some(delay) => {
-                        let at = now.plus(delay).0;
-                        let lane = sqlx::query(
-                            "UPDATE forward_outbox
-                             SET next_at = $4, lease_owner = NULL, lease_until = NULL, last_error = $5
-                             WHERE id = $1 AND lease_owner = $2 AND attempts = $3
-                             RETURNING lane",
-                        )
-                        .bind(r.id)
-                        .bind(owner)
-                        .bind(r.attempts)
-                        .bind(at)
-                        .bind(r.error.as_deref())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|row| row.text("lane"))
-                        .transpose()?;
-                        if let Some(lane) = &lane {
-                            // The lane's later entries wait for its head's
-                            // retry: the claim's search then skips the
-                            // whole lane until then.
-                            sqlx::query(
-                                "UPDATE forward_outbox SET next_at = $3
-                                 WHERE lane = $1 AND id > $2 AND next_at < $3",
-                            )
-                            .bind(lane.as_str())
-                            .bind(r.id)
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        lane.is_some()
-                    }
+                let Some(delay) = r.retry_in else {
+                    let n = sqlx::query(
+                        "DELETE FROM forward_outbox WHERE id = $1 AND lease_owner = $2 AND attempts = $3",
+                    )
+                    .bind(r.id)
+                    .bind(owner)
+                    .bind(r.attempts)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    applied.push(n == 1);
+                    continue;
                 };
-                applied.push(done);
+                let at = now.plus(delay).0;
+                let lane = sqlx::query(
+                    "UPDATE forward_outbox
+                     SET next_at = $4, lease_owner = NULL, lease_until = NULL, last_error = $5
+                     WHERE id = $1 AND lease_owner = $2 AND attempts = $3
+                     RETURNING lane",
+                )
+                .bind(r.id)
+                .bind(owner)
+                .bind(r.attempts)
+                .bind(at)
+                .bind(r.error.as_deref())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.text("lane"))
+                .transpose()?;
+                if let Some(lane) = &lane {
+                    // The lane's later entries wait for its head's retry: the
+                    // claim's search then skips the whole lane until then.
+                    sqlx::query(
+                        "UPDATE forward_outbox SET next_at = $3
+                         WHERE lane = $1 AND id > $2 AND next_at < $3",
+                    )
+                    .bind(lane.as_str())
+                    .bind(r.id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                applied.push(lane.is_some());
             }
             done::<D, _>(tx, written(applied, |a| a.contains(&true))).await
         })
