@@ -12,28 +12,25 @@ impl StateDelta {
     /// How many states there are.
     pub(crate) const LEN: usize = MeetingState::ALL.len();
 
-    /// The slot of `state`.
+    /// The slot of `state`: its place in [`MeetingState::ALL`].
     pub(crate) fn index(state: MeetingState) -> usize {
-        match state {
-            MeetingState::Running => 0,
-            MeetingState::Stopping => 1,
-            MeetingState::ShutDown => 2,
-            MeetingState::Ended => 3,
-            MeetingState::Skipped => 4,
-            MeetingState::Failed => 5,
-        }
+        state as usize
+    }
+
+    /// Adds `n` to the count of `state`.
+    fn add(&mut self, state: MeetingState, n: i64) {
+        let i = Self::index(state);
+        self.0[i] = self.0[i].saturating_add(n);
     }
 
     /// `n` meetings appeared in `state`.
     pub fn added(&mut self, state: MeetingState, n: u64) {
-        let i = Self::index(state);
-        self.0[i] = self.0[i].saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+        self.add(state, i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// `n` meetings left `state` (deleted).
     pub fn removed(&mut self, state: MeetingState, n: u64) {
-        let i = Self::index(state);
-        self.0[i] = self.0[i].saturating_sub(i64::try_from(n).unwrap_or(i64::MAX));
+        self.add(state, -i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// A change of `n` meetings moving from `from` to `to`.
@@ -46,10 +43,8 @@ impl StateDelta {
     /// `n` meetings moved from `from` to `to`.
     pub fn moved(&mut self, from: MeetingState, to: MeetingState, n: u64) {
         if from != to {
-            let n = i64::try_from(n).unwrap_or(i64::MAX);
-            let (f, t) = (Self::index(from), Self::index(to));
-            self.0[f] = self.0[f].saturating_sub(n);
-            self.0[t] = self.0[t].saturating_add(n);
+            self.removed(from, n);
+            self.added(to, n);
         }
     }
 

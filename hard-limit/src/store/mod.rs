@@ -17,10 +17,6 @@
 //! - [`Store::finish`] applies only while the caller's claim (owner and
 //!   attempts) holds the lease, even if its own process re-claimed.
 //!
-//! [`Store`]: crate::store_handle::Store
-//! [`Store::apply`]: crate::store_handle::Store::apply
-//! [`Store::claim_due`]: crate::store_handle::Store::claim_due
-//! [`Store::finish`]: crate::store_handle::Store::finish
 
 mod effect;
 mod engine;
@@ -33,6 +29,9 @@ mod sqlite_lock;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+#[cfg(doc)]
+use crate::store_handle::Store;
 
 use crate::domain::{
     AloneAfter, DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Rule,
@@ -55,8 +54,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Engine>, StoreError> {
     }
 }
 
-/// What a lease claim asks for: up to `limit` rows due at `now`, leased to
-/// `owner` for `lease`.
+/// A lease claim: up to `limit` rows due at `now`, leased to `owner`.
 #[derive(Clone, Copy, Debug)]
 pub struct ClaimReq<'a> {
     /// The caller's clock.
@@ -100,8 +98,7 @@ pub struct AloneView {
 pub struct RoomMeeting {
     /// The meeting.
     pub view: MeetingView,
-    /// The room's guest token, if a delivery carried one (it may read the
-    /// deadline).
+    /// The room's guest token, if a delivery carried one (it reads the deadline).
     pub guest_token: Option<GuestToken>,
 }
 
@@ -112,20 +109,17 @@ pub struct Claim {
     pub key: MeetingKey,
     /// Its end: the deadline, or the alone deadline if sooner.
     pub deadline: Timestamp,
-    /// Whether the end is the alone rule's (participants are read again
-    /// before the call).
+    /// Whether the end is the alone rule's (participants are read again).
     pub alone: bool,
-    /// Claims so far, this one included (above 1: an earlier worker crashed
-    /// or lost its lease).
+    /// Claims so far, this one included (above 1: an earlier one was lost).
     pub attempts: i64,
     /// The room as the claim's own statement read it, so the first attempt
     /// needs no further round trip (a retry reads [`Engine::guard`]).
     pub guard: Guard,
 }
 
-/// What a shutdown or warning checks right before its call: a
-/// `DELETE /rooms/{id}` (or a guest join) reaches whatever meeting the room
-/// holds now.
+/// What a shutdown or warning checks right before its call, which reaches
+/// whatever meeting the room holds now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Guard {
     /// The room's shutdown cutoff, if any ([`crate::domain::ended_by_cutoff`]).
@@ -134,8 +128,7 @@ pub struct Guard {
     pub newer_meeting: bool,
 }
 
-/// The final state of a claimed meeting, for
-/// [`Store::finish`](crate::store_handle::Store::finish).
+/// The final state of a claimed meeting, for [`Store::finish`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// The meeting.
@@ -182,8 +175,7 @@ pub struct PresenceClaim {
     pub alone_since: Option<Timestamp>,
 }
 
-/// What a participants check found, for
-/// [`Store::finish_presence`](crate::store_handle::Store::finish_presence).
+/// What a participants check found, for [`Store::finish_presence`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PresenceRecord {
     /// The meeting.
@@ -192,20 +184,17 @@ pub struct PresenceRecord {
     pub until: Timestamp,
     /// When the check was made.
     pub at: Timestamp,
-    /// Counted participants; `None`: the check failed (only the next
-    /// check's time changes).
+    /// Counted participants; `None`: the check failed (only `next` applies).
     pub participants: Option<i64>,
     /// The room's `alone_after`; `None`: the rule is off (the clock clears).
     pub alone_after: Option<Duration>,
     /// When to check next.
     pub next: Timestamp,
-    /// `alone` (the clock started) or `company` (it was reset), for the
-    /// history.
+    /// `alone` (the clock started) or `company` (it was reset), for history.
     pub event: Option<&'static str>,
 }
 
-/// A meeting whose in-meeting warning is claimed under a lease, for its
-/// current end.
+/// A meeting whose warning is claimed under a lease, for its current end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WarnClaim {
     /// The meeting.
@@ -220,8 +209,7 @@ pub struct WarnClaim {
     pub attempts: i64,
 }
 
-/// How a claimed warning ended, for
-/// [`Store::finish_warnings`](crate::store_handle::Store::finish_warnings).
+/// How a claimed warning ended, for [`Store::finish_warnings`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WarnRecord {
     /// The meeting.
@@ -237,8 +225,7 @@ pub struct WarnRecord {
     pub at: Timestamp,
     /// Only with [`WarningOutcome::Deferred`]: claimable again from then.
     pub retry_at: Option<Timestamp>,
-    /// The claim's [`WarnClaim::alone`]: a sent alone warning goes into the
-    /// alone history.
+    /// The claim's [`WarnClaim::alone`] (a sent one goes into the history).
     pub alone: bool,
 }
 
@@ -251,12 +238,10 @@ pub fn lock_key(lane: &str) -> &str {
     lane.strip_prefix(ROOM_LANE).unwrap_or(lane)
 }
 
-/// A delivery to forward to the app (`--forward-to`), written to the outbox
-/// in the transaction of its plan.
+/// A delivery to forward (`--forward-to`), put in the outbox with its plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewForward {
-    /// Its lane ([`crate::lanes::lane_of`]): one lane goes out in commit
-    /// order.
+    /// Its lane ([`crate::lanes::lane_of`]), which goes out in commit order.
     pub lane: String,
     /// The raw body, byte for byte.
     pub body: Vec<u8>,
@@ -287,8 +272,7 @@ pub struct ForwardClaim {
     pub claimed_at: Timestamp,
 }
 
-/// How a claimed outbox entry ended, for
-/// [`Store::finish_forwards`](crate::store_handle::Store::finish_forwards).
+/// How a claimed outbox entry ended, for [`Store::finish_forwards`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardRecord {
     /// The entry.
@@ -317,13 +301,12 @@ pub enum Applied {
     Ended(u64),
 }
 
-/// What [`Store::close_unlisted`](crate::store_handle::Store::close_unlisted) did.
+/// What [`Store::close_unlisted`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Closing {
     /// Closed this many meetings.
     Closed(u64),
-    /// Closed none: too many to believe
-    /// ([`crate::domain::mass_close_refused`]).
+    /// Closed none: too many ([`crate::domain::mass_close_refused`]).
     Refused {
         /// How many it would have closed.
         would_close: u64,
@@ -339,8 +322,7 @@ pub struct Caller {
     pub addr: String,
 }
 
-/// What [`Store::move_deadline`](crate::store_handle::Store::move_deadline)
-/// did; only `Moved` changed anything.
+/// What [`Store::move_deadline`] did; only `Moved` changed anything.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeadlineMoved {
     /// The room has no open meeting.
@@ -407,8 +389,7 @@ pub struct RoomHistory {
     pub alone: Vec<AloneEvent>,
 }
 
-/// An alone period's event (`alone`, `company`, `warned`, `cancelled`,
-/// `ended`).
+/// An alone period's event (`alone`, `company`, `warned`, `cancelled`, `ended`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AloneEvent {
     /// The meeting's start.
@@ -447,11 +428,9 @@ pub struct LimitRule {
     pub kind: LimitKind,
     /// The room id or the prefix.
     pub key: String,
-    /// The limit; `None`: inherited (a shorter prefix's, else
-    /// `--max-duration`).
+    /// The limit; `None`: inherited (a shorter prefix's, or `--max-duration`).
     pub limit: Option<Duration>,
-    /// The alone rule; `None`: inherited (a shorter prefix's, else
-    /// `--alone-after`).
+    /// The alone rule; `None`: inherited (a shorter prefix's, or `--alone-after`).
     pub alone_after: Option<AloneAfter>,
 }
 
@@ -467,9 +446,6 @@ impl LimitRule {
 
 /// A change to one stored rule ([`Store::set_limit`]): per part, `None`
 /// keeps it, `Some(None)` clears it (inherited), `Some(Some(v))` sets it.
-/// A rule left with neither part is deleted.
-///
-/// [`Store::set_limit`]: crate::store_handle::Store::set_limit
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuleChange {
     /// The limit.
@@ -496,8 +472,7 @@ impl RuleChange {
     }
 }
 
-/// A rule before and after [`Store::set_limit`](crate::store_handle::Store::set_limit)
-/// (`None`: no rule).
+/// A rule before and after [`Store::set_limit`] (`None`: no rule).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuleChanged {
     /// Before.
@@ -541,8 +516,7 @@ fn describe_limit(
     format!("{} {}", kind.as_str(), parts.join(", "))
 }
 
-/// What a deadline change does to the room's open meeting (pure: run in
-/// the engine's transaction).
+/// What a deadline change does to the room's open meeting.
 fn decide_move(
     view: &MeetingView,
     expected_start: Option<Timestamp>,
@@ -602,8 +576,7 @@ impl StoreError {
         }
     }
 
-    /// Whether the database refused the write's values (a constraint),
-    /// rather than failed.
+    /// Whether the database refused the write's values rather than failed.
     pub fn is_constraint_violation(&self) -> bool {
         use sqlx::error::ErrorKind;
         match self {

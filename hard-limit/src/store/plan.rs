@@ -4,7 +4,7 @@
 //! commits. Each step's exact effect on the per-state counts is summed and
 //! returned, for the caller to apply once committed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
@@ -23,6 +23,10 @@ pub(crate) struct NewMeeting<'a> {
 
 /// A meeting's start: its key, deadline and guest token.
 type Start<'a> = (&'a MeetingKey, Timestamp, Option<&'a GuestToken>);
+
+/// A meeting tracked as running, with its guest token
+/// ([`Dialect::started_many`]).
+pub(crate) type Started<'a> = (&'a MeetingKey, Option<&'a GuestToken>);
 
 /// The room a plan is about, if any.
 pub(crate) fn room_of(plan: &Plan) -> Option<&str> {
@@ -97,7 +101,10 @@ where
         delta: &mut StateDelta,
     ) -> Result<Vec<Applied>, StoreError> {
         let rooms: Vec<&str> = starts.iter().map(|s| s.0.room_id.as_str()).collect();
-        let cutoffs = D::room_cutoffs(self.0, &rooms).await?;
+        let mut cutoffs = HashMap::new();
+        for r in D::room_cutoffs(&rooms).fetch_all(&mut **self.0).await? {
+            cutoffs.insert(r.text("room_id")?, Timestamp(r.int("cutoff")?));
+        }
         let late: Vec<bool> = starts
             .iter()
             .map(|(key, ..)| {
@@ -118,7 +125,10 @@ where
                 guest_token: if late { None } else { token },
             })
             .collect();
-        let new_rooms = D::insert_many(self.0, &rows, now).await?;
+        let mut new_rooms = HashSet::new();
+        for r in D::insert_many(&rows, now).fetch_all(&mut **self.0).await? {
+            new_rooms.insert(r.text("room_id")?);
+        }
         let inserted: Vec<bool> = rows
             .iter()
             .map(|m| new_rooms.contains(m.key.room_id.as_str()))
@@ -126,7 +136,7 @@ where
         for (row, new) in rows.iter().zip(&inserted) {
             delta.added(row.state, u64::from(*new));
         }
-        let started: Vec<(&MeetingKey, Option<&GuestToken>)> = starts
+        let started: Vec<Started> = starts
             .iter()
             .zip(&late)
             .filter(|(_, &late)| !late)

@@ -1,26 +1,19 @@
 //! The PostgreSQL engine: any number of replicas on one database.
 //!
-//! - **Claims** are `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)
-//!   RETURNING`: replicas claiming at the same moment skip each other's
-//!   rows instead of waiting or double-claiming, and a claim is a lease
-//!   (`lease_until`), so a replica that dies mid-shutdown has its meetings
-//!   claimed by another once the lease expires.
-//! - **The database's clock** (`now()`) decides what is due, when leases
-//!   expire and what is recorded as "now" (unless the store was opened
-//!   with [`PgStore::connect_with_caller_clock`], which the shared test
-//!   suite uses to step time): replicas whose clocks disagree still agree
-//!   on who may claim what.
-//! - **Wake-ups**: a transaction that tracks a new meeting or moves a
-//!   deadline sends `NOTIFY hard_limit_meetings` (a limit change `NOTIFY
-//!   hard_limit_limits`) at commit; [`crate::cluster`] listens.
-//! - **Per-room serialisation**: a batch first takes transaction-scoped
-//!   advisory locks on its rooms (see [`Dialect::lock_rooms`]), as on
-//!   SQLite's single writer.
-//! - **Losing the database**: the pool waits at most a few seconds for a
-//!   connection, then the caller gets an error (webhooks 503, `/healthz`
-//!   503); connections are re-established on demand once it is back.
+//! - **Claims** take rows `FOR UPDATE SKIP LOCKED`, so replicas claiming at
+//!   once skip each other's rows, under a lease (`lease_until`): a dead
+//!   replica's meetings are claimed by another once it expires.
+//! - **The database's clock** decides what is due and what is "now" (unless
+//!   opened with [`PgStore::connect_with_caller_clock`], for tests), so
+//!   replicas whose clocks disagree still agree on who may claim what.
+//! - **Wake-ups**: a commit that tracks a meeting or moves a deadline sends
+//!   `NOTIFY hard_limit_meetings` (a limit change `hard_limit_limits`);
+//!   [`crate::cluster`] listens.
+//! - **Per-room serialisation**: a batch first takes advisory locks on its
+//!   rooms, as on SQLite's single writer.
+//! - **Losing the database**: a connection is waited for a few seconds,
+//!   then the caller fails (503); connections come back on demand.
 
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -28,13 +21,14 @@ use std::time::{Duration, SystemTime};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
-use super::plan::{self, NewMeeting};
+use super::plan::{self, NewMeeting, Started};
 use super::rows::SqlRow;
 use super::sql::{
-    migrations, millis, now_in, writable, Dialect, Notice, Res, ALONE_COLUMN, END_AT, GUARD_COLUMNS,
+    migrations, millis, now_in, open_pool, refused, writable, Bound, Dialect, Notice, Res,
+    Unlisted, ALONE_COLUMN, END_AT, GUARD_COLUMNS,
 };
 use super::{Claim, ClaimReq, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
-use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
+use crate::domain::{GuestToken, MeetingState, Plan, Timestamp};
 
 /// One array parameter of a batch: `f` of each item.
 macro_rules! col {
@@ -43,12 +37,11 @@ macro_rules! col {
     };
 }
 
-/// The channel `NOTIFY`'d when a meeting is newly tracked or an operator
-/// moved a deadline: every replica's scheduler re-plans.
+/// `NOTIFY`'d when a meeting is tracked or its deadline moved: every
+/// replica's scheduler re-plans.
 pub const CHANNEL: &str = "hard_limit_meetings";
 
-/// The channel `NOTIFY`'d when a stored limit changed: every replica
-/// reloads its limits.
+/// `NOTIFY`'d when a stored limit changed: every replica reloads them.
 pub const LIMITS_CHANNEL: &str = "hard_limit_limits";
 
 /// First half of the two-key transaction advisory locks on rooms (two
@@ -56,8 +49,7 @@ pub const LIMITS_CHANNEL: &str = "hard_limit_limits";
 /// [`crate::cluster`]).
 const ROOM_LOCK_SPACE: i32 = 0x686c;
 
-/// How long a caller waits for a pooled connection before failing (and
-/// the webhook answers 503).
+/// How long a caller waits for a pooled connection before failing (503).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The PostgreSQL store. Cloning is cheap (the pool is shared).
@@ -70,9 +62,8 @@ pub struct PgStore {
     db_clock: bool,
 }
 
-/// A timestamp expression in milliseconds since the epoch, rounded down
-/// (rounded to the nearest, a deadline could pass half a millisecond
-/// early). Every conversion of the database's time goes through it.
+/// A timestamp expression in epoch milliseconds, rounded down (to the
+/// nearest, a deadline could pass half a millisecond early).
 macro_rules! epoch_ms {
     ($ts:literal) => {
         concat!("floor(extract(epoch FROM ", $ts, ") * 1000)::bigint")
@@ -90,24 +81,21 @@ const DB_NOW_MS: &str = epoch_ms!("now()");
 const DB_CLOCK_MS: &str = epoch_ms!("clock_timestamp()");
 
 impl PgStore {
-    /// Connects to the database a `postgres://` URL names and runs the
-    /// migrations (under sqlx's migration lock, so replicas starting
-    /// together migrate once). Deadlines and leases use the database's clock.
+    /// Connects to a `postgres://` URL and migrates (under sqlx's lock:
+    /// replicas starting together migrate once), on the database's clock.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::open(url, true).await
     }
 
-    /// Like [`PgStore::connect`], but "now" is whatever the caller passes
-    /// (for tests that step a logical clock). Not for production: replicas
-    /// would then trust each other's wall clocks.
+    /// Like [`PgStore::connect`], but "now" is the caller's (tests that step
+    /// a clock; replicas would trust each other's wall clocks).
     pub async fn connect_with_caller_clock(url: &str) -> Result<Self, StoreError> {
         Self::open(url, false).await
     }
 
     async fn open(url: &str, db_clock: bool) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("eyeson-hard-limit");
-        // Errors name the database only, never the URL (it may hold a
-        // password).
+        // Errors name the database, never the URL (it may hold a password).
         let name = format!(
             "the PostgreSQL database {:?}",
             options.get_database().unwrap_or("(default)")
@@ -115,39 +103,16 @@ impl PgStore {
         let unusable = StoreError::unusable(name);
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| unusable(format!("cannot connect: {e}")))?;
-        migrations!("postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
+            .acquire_timeout(ACQUIRE_TIMEOUT);
+        let migrator = migrations!("postgres");
+        let pool = open_pool(pool, options.clone(), "cannot connect", migrator, &unusable).await?;
         let store = PgStore {
             pool,
             options: Arc::new(options),
             db_clock,
         };
-        // A read-only database (a standby, default_transaction_read_only,
-        // a user without UPDATE) passes applied migrations.
+        // A standby or a user without UPDATE passes applied migrations.
         writable(store, unusable).await
-    }
-
-    /// A write that changes nothing, committed: refused by a read-only
-    /// transaction or a missing privilege all the same. At start-up, and
-    /// for `/healthz` after a failed write.
-    pub async fn probe_write(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE meetings SET state = state WHERE false")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Closes the pool.
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 
     /// How it connects (for connections of their own, like the chores
@@ -159,12 +124,6 @@ impl PgStore {
     /// The pool (for tests and benchmarks).
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// The caller's "now" for [`NOW_MS`]: `None` (the database's) unless
-    /// the store was opened with the caller's clock.
-    fn caller_now(&self, now: Timestamp) -> Option<i64> {
-        (!self.db_clock).then_some(now.0)
     }
 
     /// A row's time `t` on the caller's clock: with the database's clock,
@@ -181,12 +140,13 @@ impl PgStore {
     }
 
     /// Runs a claim statement (meetings or outbox): `$1` the owner, `$2` the
-    /// lease in ms, `$3` the caller's "now" ([`NOW_MS`]), `$4` the limit.
+    /// lease in ms, `$3` the caller's "now" ([`NOW_MS`]; NULL: the
+    /// database's), `$4` the limit.
     async fn claim_rows(&self, sql: String, c: ClaimReq<'_>) -> Res<Vec<PgRow>> {
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(c.owner)
             .bind(millis(c.lease))
-            .bind(self.caller_now(c.now))
+            .bind((!self.db_clock).then_some(c.now.0))
             .bind(i64::from(c.limit))
             .fetch_all(&self.pool)
             .await?)
@@ -198,12 +158,14 @@ type PgTx = Transaction<'static, Postgres>;
 
 /// PostgreSQL's side of the shared SQL ([`super::sql`]): row locks, the
 /// database's clock, `NOTIFY` at commit, batches bound as arrays
-/// (`unnest`), and claims with `FOR UPDATE SKIP LOCKED`, so replicas
-/// claiming at once take different rows.
+/// (`unnest`), claims `FOR UPDATE SKIP LOCKED`.
 impl Dialect for PgStore {
     type DB = Postgres;
     type Tx = PgTx;
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    // Changes nothing, yet a read-only transaction or a missing privilege
+    // refuses it all the same.
+    const PROBE_WRITE: &'static [&'static str] = &["UPDATE meetings SET state = state WHERE false"];
     // `due.at` is the meeting's end (`END_AT`).
     const CLAIM_WARNINGS: &'static str = "UPDATE meetings m
              SET warn_for = due.at, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
@@ -293,18 +255,13 @@ impl Dialect for PgStore {
         Ok(())
     }
 
-    async fn room_cutoffs(tx: &mut PgTx, rooms: &[&str]) -> Res<HashMap<String, Timestamp>> {
-        let sql = "SELECT room_id, cutoff FROM room_shutdowns WHERE room_id = ANY($1::text[])";
-        let rows: Vec<(String, i64)> = sqlx::query_as(sql).bind(rooms).fetch_all(&mut **tx).await?;
-        Ok(rows.into_iter().map(|(r, c)| (r, Timestamp(c))).collect())
+    fn room_cutoffs(rooms: &[&str]) -> Bound<Postgres> {
+        sqlx::query("SELECT room_id, cutoff FROM room_shutdowns WHERE room_id = ANY($1::text[])")
+            .bind(rooms)
     }
 
-    async fn insert_many(
-        tx: &mut PgTx,
-        meetings: &[NewMeeting<'_>],
-        now: Timestamp,
-    ) -> Res<HashSet<String>> {
-        let new: Vec<String> = sqlx::query_scalar(
+    fn insert_many(rows: &[NewMeeting<'_>], now: Timestamp) -> Bound<Postgres> {
+        sqlx::query(
             "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
                                    finished_at, guest_token, presence_due)
              SELECT room_id, started_at, deadline, state, $7, $7, finished_at, guest_token, $7
@@ -314,25 +271,18 @@ impl Dialect for PgStore {
              ON CONFLICT (room_id, started_at) DO NOTHING
              RETURNING room_id",
         )
-        .bind(col!(meetings, |m| m.key.room_id.as_str()))
-        .bind(col!(meetings, |m| m.key.started_at.0))
-        .bind(col!(meetings, |m| m.deadline.0))
-        .bind(col!(meetings, |m| m.state.as_str()))
-        .bind(col!(meetings, |m| (!m.state.is_open()).then_some(now.0)))
-        .bind(col!(meetings, |m| m.guest_token.map(GuestToken::expose)))
+        .bind(col!(rows, |m| m.key.room_id.as_str()))
+        .bind(col!(rows, |m| m.key.started_at.0))
+        .bind(col!(rows, |m| m.deadline.0))
+        .bind(col!(rows, |m| m.state.as_str()))
+        .bind(col!(rows, |m| (!m.state.is_open()).then_some(now.0)))
+        .bind(col!(rows, |m| m.guest_token.map(GuestToken::expose)))
         .bind(now.0)
-        .fetch_all(&mut **tx)
-        .await?;
-        Ok(new.into_iter().collect())
     }
 
     /// Two data-modifying CTEs, one round trip: they touch different rows
     /// (older starts, and the start itself).
-    async fn started_many(
-        tx: &mut PgTx,
-        started: &[(&MeetingKey, Option<&GuestToken>)],
-        now: Timestamp,
-    ) -> Res<u64> {
+    async fn started_many(tx: &mut PgTx, started: &[Started<'_>], now: Timestamp) -> Res<u64> {
         let (ended_older, _tokens): (i64, i64) = sqlx::query_as(
             "WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
                         AS s(room_id, started_at, token)),
@@ -361,7 +311,7 @@ impl Dialect for PgStore {
     }
 
     /// One statement (arrays, in order).
-    async fn insert_forwards(tx: &mut PgTx, forwards: &[NewForward], now: Timestamp) -> Res<()> {
+    fn insert_forwards(forwards: &[NewForward], now: Timestamp) -> Bound<Postgres> {
         sqlx::query(
             "INSERT INTO forward_outbox (lane, body, signature, content_type, received_at, next_at)
              SELECT f.lane, f.body, f.signature, f.content_type, $5,
@@ -376,9 +326,6 @@ impl Dialect for PgStore {
         .bind(col!(forwards, |f| f.signature.as_str()))
         .bind(col!(forwards, |f| f.content_type.as_deref()))
         .bind(now.0)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
     }
 
     /// One statement, no explicit transaction: at the top of the hour every
@@ -423,9 +370,6 @@ impl Dialect for PgStore {
     /// final state sets finished_at; a deferred shutdown (still `stopping`)
     /// waits in lease_until: the caller's delay, on the database's clock.
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Res<Vec<bool>> {
-        if outcomes.is_empty() {
-            return Ok(Vec::new());
-        }
         let at = if self.db_clock { DB_NOW_MS } else { "o.at" };
         let done: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "WITH done AS (
@@ -485,32 +429,26 @@ impl Dialect for PgStore {
         self.local_t(&row)
     }
 
-    async fn close_unlisted(
-        &self,
-        listed: &[MeetingKey],
-        known_before: Timestamp,
-        now: Timestamp,
-    ) -> Res<Closing> {
-        let rooms = col!(listed, |k| k.room_id.as_str().to_owned());
-        let starts = col!(listed, |k| k.started_at.0);
+    async fn close_unlisted(&self, u: Unlisted<'_>) -> Res<Closing> {
+        let rooms = col!(u.listed, |k| k.room_id.as_str().to_owned());
+        let starts = col!(u.listed, |k| k.started_at.0);
         const UNLISTED: &str = "state = 'running' AND created_at < $3
                AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS l(room_id, started_at)
                                WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)";
         let mut tx = self.pool.begin().await?;
-        let now = now_in(self, &mut tx, now).await?.0;
-        let (would_close, open): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let now = now_in(self, &mut tx, u.now).await?.0;
+        let counts: (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT (SELECT count(*) FROM meetings WHERE {UNLISTED}),
                     (SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping'))"
         )))
         .bind(&rooms)
         .bind(&starts)
-        .bind(known_before.0)
+        .bind(u.known_before.0)
         .fetch_one(&mut *tx)
         .await?;
-        let (would_close, open) = (would_close.max(0) as u64, open.max(0) as u64);
-        if domain::mass_close_refused(would_close, open) {
+        if let Some(refused) = refused(counts) {
             tx.rollback().await?;
-            return Ok(Closing::Refused { would_close, open });
+            return Ok(refused);
         }
         let closed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
@@ -518,7 +456,7 @@ impl Dialect for PgStore {
         )))
         .bind(rooms)
         .bind(starts)
-        .bind(known_before.0)
+        .bind(u.known_before.0)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -609,12 +547,8 @@ impl Dialect for PgStore {
         Ok(claims)
     }
 
-    async fn probe_write(&self) -> Res<()> {
-        PgStore::probe_write(self).await
-    }
-
     async fn close(&self) {
-        PgStore::close(self).await
+        self.pool.close().await;
     }
 }
 

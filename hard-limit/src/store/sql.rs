@@ -4,7 +4,6 @@
 //! statements that really differ). Placeholders are `$N` (SQLite reads them
 //! as `?N`); casts are `CAST(… AS …)`, which both parse.
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::ops::DerefMut;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use sqlx::query::Query;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 
 use super::engine::{BoxFut, Engine};
-use super::plan::{NewMeeting, Steps};
+use super::plan::{NewMeeting, Started, Steps};
 use super::rows::SqlRow;
 use super::{
     decide_move, describe, describe_limit, Applied, Caller, Claim, ClaimReq, Closing,
@@ -22,12 +21,15 @@ use super::{
     RuleChanged, StateDelta, StoreError, WarnClaim, WarnRecord, Written,
 };
 use crate::domain::{
-    AloneAfter, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
-    WarningOutcome,
+    mass_close_refused, AloneAfter, DeadlineChange, MeetingKey, MeetingState, Plan, RoomId,
+    Timestamp, WarningOutcome,
 };
 
 /// A store call's result.
 pub(crate) type Res<T> = Result<T, StoreError>;
+
+/// A statement with its parameters bound, for the caller to run.
+pub(crate) type Bound<DB> = Query<'static, DB, <DB as Database>::Arguments>;
 
 /// The numbered migrations of one engine, from `migrations/<engine>/`.
 macro_rules! migrations {
@@ -129,6 +131,8 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// Claims due participants checks (`$1` to `$4` as above), returning the
     /// [`SqlRow::presence_claim`] columns.
     const CLAIM_PRESENCE: &'static str;
+    /// [`Engine::probe_write`]'s statements: a real write, committed.
+    const PROBE_WRITE: &'static [&'static str];
     /// [`Engine::next_wake`] as one expression, for [`Dialect::next_of`].
     const NEXT_WAKE: &'static str;
     /// [`Engine::planned_deadlines`] since `$1`: `room_id, started_at,
@@ -142,50 +146,47 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     fn begin(&self, durable: bool) -> impl Future<Output = Res<Self::Tx>> + Send;
     /// Commits; `Ok` only if the database committed.
     fn commit(tx: Self::Tx) -> impl Future<Output = Res<()>> + Send;
-    /// The database's "now" in the transaction; `None`: the caller's clock
-    /// is the store's.
-    fn db_now(&self, tx: &mut Self::Tx) -> impl Future<Output = Res<Option<i64>>> + Send;
-    /// Sends `notice` to the other replicas when `tx` commits.
-    fn notify(tx: &mut Self::Tx, notice: Notice) -> impl Future<Output = Res<()>> + Send;
+    /// The database's "now" in the transaction; `None` (by default): the
+    /// caller's clock is the store's.
+    fn db_now(&self, _: &mut Self::Tx) -> impl Future<Output = Res<Option<i64>>> + Send {
+        async { Ok(None) }
+    }
+    /// Sends `notice` to the other replicas when `tx` commits (by default
+    /// none: one host).
+    fn notify(_: &mut Self::Tx, _: Notice) -> impl Future<Output = Res<()>> + Send {
+        async { Ok(()) }
+    }
     /// Orders this batch against other writers' batches on the same rooms
-    /// and lanes.
+    /// and lanes (by default, the one writer does).
     fn lock_rooms(
-        tx: &mut Self::Tx,
-        plans: &[Plan],
-        forwards: &[NewForward],
-    ) -> impl Future<Output = Res<()>> + Send;
+        _: &mut Self::Tx,
+        _: &[Plan],
+        _: &[NewForward],
+    ) -> impl Future<Output = Res<()>> + Send {
+        async { Ok(()) }
+    }
 
     // Batches, bound as the engine binds many rows (arrays, JSON).
 
-    /// The shutdown cutoffs of those `rooms` that have one.
-    fn room_cutoffs(
-        tx: &mut Self::Tx,
-        rooms: &[&str],
-    ) -> impl Future<Output = Res<HashMap<String, Timestamp>>> + Send;
+    /// Selects `room_id, cutoff` of those `rooms` that have a shutdown
+    /// cutoff.
+    fn room_cutoffs(rooms: &[&str]) -> Bound<Self::DB>;
     /// Inserts each meeting (each of its own room) unless it is known (a
-    /// final state with `finished_at = now`); the rooms whose meeting was
-    /// new.
-    fn insert_many(
-        tx: &mut Self::Tx,
-        meetings: &[NewMeeting<'_>],
-        now: Timestamp,
-    ) -> impl Future<Output = Res<HashSet<String>>> + Send;
+    /// final state with `finished_at = now`), returning the new ones'
+    /// `room_id`.
+    fn insert_many(rows: &[NewMeeting<'_>], now: Timestamp) -> Bound<Self::DB>;
     /// For each started meeting (each of its own room): ends the room's
     /// older `running` meetings (`stopping` ones are left to their worker)
     /// and stores its guest token where the row holds another (making one
     /// not warnable for want of a token warnable). How many it ended.
     fn started_many(
         tx: &mut Self::Tx,
-        started: &[(&MeetingKey, Option<&GuestToken>)],
+        started: &[Started<'_>],
         now: Timestamp,
     ) -> impl Future<Output = Res<u64>> + Send;
     /// Writes the deliveries to forward, in order; a new entry waits at
     /// least as long as its lane's head.
-    fn insert_forwards(
-        tx: &mut Self::Tx,
-        forwards: &[NewForward],
-        now: Timestamp,
-    ) -> impl Future<Output = Res<()>> + Send;
+    fn insert_forwards(forwards: &[NewForward], now: Timestamp) -> Bound<Self::DB>;
 
     // The statements that differ (each engine says why).
 
@@ -193,12 +194,7 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     fn finish(&self, owner: &str, o: &[Outcome]) -> impl Future<Output = Res<Vec<bool>>> + Send;
     /// The time a SQL expression gives, on the caller's clock.
     fn next_of(&self, expr: &str) -> impl Future<Output = Res<Option<Timestamp>>> + Send;
-    fn close_unlisted(
-        &self,
-        listed: &[MeetingKey],
-        known_before: Timestamp,
-        now: Timestamp,
-    ) -> impl Future<Output = Res<Closing>> + Send;
+    fn close_unlisted(&self, u: Unlisted<'_>) -> impl Future<Output = Res<Closing>> + Send;
     /// Also the states of the meetings it deleted.
     fn prune(
         &self,
@@ -215,9 +211,16 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
         &self,
         c: ClaimReq<'_>,
     ) -> impl Future<Output = Res<Vec<ForwardClaim>>> + Send;
-    /// Commits a real write.
-    fn probe_write(&self) -> impl Future<Output = Res<()>> + Send;
     fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// [`Engine::close_unlisted`]'s question: the running meetings tracked
+/// before `known_before` that are not `listed`, to close at `now`.
+#[derive(Clone, Copy)]
+pub(crate) struct Unlisted<'a> {
+    pub listed: &'a [MeetingKey],
+    pub known_before: Timestamp,
+    pub now: Timestamp,
 }
 
 /// How many rows a statement changed (each engine's result has it, under
@@ -227,17 +230,19 @@ pub(crate) trait RowsAffected {
     fn rows_affected(&self) -> u64;
 }
 
-impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
-    }
+macro_rules! rows_affected {
+    ($($result:ty),*) => {$(
+        impl RowsAffected for $result {
+            fn rows_affected(&self) -> u64 {
+                self.rows_affected()
+            }
+        }
+    )*};
 }
-
-impl RowsAffected for sqlx::postgres::PgQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
-    }
-}
+rows_affected!(
+    sqlx::sqlite::SqliteQueryResult,
+    sqlx::postgres::PgQueryResult
+);
 
 /// "Now" for a write: the database's, or the caller's.
 pub(crate) async fn now_in<D: Dialect>(d: &D, tx: &mut D::Tx, caller: Timestamp) -> Res<Timestamp> {
@@ -262,24 +267,58 @@ where
         .bind(i64::from(c.limit))
 }
 
+/// A pool on `options`, migrated; errors name the store (`fail`: what a
+/// failed connection says).
+pub(crate) async fn open_pool<DB: Database>(
+    pool: sqlx::pool::PoolOptions<DB>,
+    options: <DB::Connection as sqlx::Connection>::Options,
+    fail: &str,
+    migrator: sqlx::migrate::Migrator,
+    unusable: &impl Fn(String) -> StoreError,
+) -> Res<Pool<DB>>
+where
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    let pool = pool.connect_with(options).await;
+    let pool = pool.map_err(|e| unusable(format!("{fail}: {e}")))?;
+    let migrated = migrator.run(&pool).await;
+    migrated.map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
+    Ok(pool)
+}
+
 /// `store`, once a committed write proved it writable: reads work on a
 /// read-only store, and the first delivery would find out (503 forever).
-pub(crate) async fn writable<D: Dialect>(
+pub(crate) async fn writable<D: Engine>(
     store: D,
     unusable: impl Fn(String) -> StoreError,
 ) -> Res<D> {
     match store.probe_write().await {
-        Ok(()) => Ok(store),
+        Ok(_) => Ok(store),
         Err(e) => Err(unusable(format!(
             "it is not writable (the service must write its store): {e}"
         ))),
     }
 }
 
+/// [`Closing::Refused`] if closing `would_close` of the `open` meetings is
+/// too many to believe ([`mass_close_refused`]).
+pub(crate) fn refused((would_close, open): (i64, i64)) -> Option<Closing> {
+    let (would_close, open) = (would_close.max(0) as u64, open.max(0) as u64);
+    mass_close_refused(would_close, open).then_some(Closing::Refused { would_close, open })
+}
+
 /// A committed write's answer; `changed`: whether it changed anything.
 fn written<T>(value: T, changed: impl FnOnce(&T) -> bool) -> Written<T> {
     let changed = changed(&value);
     Written::new(value, changed)
+}
+
+/// A recoverable write (outcomes: see [`Dialect::begin`]) and the
+/// database's "now" in it.
+async fn begin_at<D: Dialect>(d: &D) -> Res<(D::Tx, Option<i64>)> {
+    let mut tx = d.begin(false).await?;
+    let now = d.db_now(&mut tx).await?;
+    Ok((tx, now))
 }
 
 /// Commits and returns `value`.
@@ -310,7 +349,7 @@ where
             D::lock_rooms(&mut tx, plans, forwards).await?;
             let (out, delta) = Steps::<D>(&mut tx).apply_batch(plans, now).await?;
             if !forwards.is_empty() {
-                D::insert_forwards(&mut tx, forwards, now).await?;
+                D::insert_forwards(forwards, now).execute(&mut *tx).await?;
             }
             if out.contains(&Applied::Tracked) {
                 D::notify(&mut tx, Notice::Meetings).await?;
@@ -352,6 +391,9 @@ where
     fn finish<'a>(&'a self, owner: &'a str, o: &'a [Outcome]) -> BoxFut<'a, Written<Vec<bool>>> {
         Box::pin(async move {
             debug_assert!(o.iter().all(|o| MeetingState::Stopping.may_become(o.state)));
+            if o.is_empty() {
+                return Ok(Written::new(Vec::new(), false));
+            }
             let applied = Dialect::finish(self, owner, o).await?;
             let mut delta = StateDelta::default();
             for (o, _) in o.iter().zip(&applied).filter(|(_, a)| **a) {
@@ -390,7 +432,12 @@ where
         now: Timestamp,
     ) -> BoxFut<'a, Written<Closing>> {
         Box::pin(async move {
-            let closing = Dialect::close_unlisted(self, listed, known_before, now).await?;
+            let u = Unlisted {
+                listed,
+                known_before,
+                now,
+            };
+            let closing = Dialect::close_unlisted(self, u).await?;
             let n = match closing {
                 Closing::Closed(n) => n,
                 Closing::Refused { .. } => 0,
@@ -509,8 +556,7 @@ where
         records: &'a [WarnRecord],
     ) -> BoxFut<'a, Written<Vec<bool>>> {
         Box::pin(async move {
-            let mut tx = self.begin(false).await?;
-            let db_now = self.db_now(&mut tx).await?;
+            let (mut tx, db_now) = begin_at(self).await?;
             let mut applied = Vec::with_capacity(records.len());
             for r in records {
                 let at = db_now.unwrap_or(r.at.0);
@@ -575,8 +621,7 @@ where
         records: &'a [PresenceRecord],
     ) -> BoxFut<'a, Written<Vec<bool>>> {
         Box::pin(async move {
-            let mut tx = self.begin(false).await?;
-            let db_now = self.db_now(&mut tx).await?;
+            let (mut tx, db_now) = begin_at(self).await?;
             let mut applied = Vec::with_capacity(records.len());
             let mut started = false;
             for r in records {
@@ -892,7 +937,11 @@ where
 
     fn probe_write(&self) -> BoxFut<'_, Written<()>> {
         Box::pin(async move {
-            Dialect::probe_write(self).await?;
+            let mut tx = self.begin(true).await?;
+            for sql in D::PROBE_WRITE {
+                sqlx::query(*sql).execute(&mut *tx).await?;
+            }
+            D::commit(tx).await?;
             Ok(Written::new((), true))
         })
     }

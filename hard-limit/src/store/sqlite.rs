@@ -11,7 +11,7 @@
 //! - Leases make claims safe across processes on the same file, and across
 //!   a crash: a `stopping` row whose lease expired is claimed again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,14 +24,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Sqlite};
 
-use super::plan::{NewMeeting, Steps};
+use super::plan::{NewMeeting, Started, Steps};
 use super::rows::SqlRow;
 use super::sql::{
-    claim_query, end_at, migrations, millis, writable, Dialect, Notice, Res, ALONE_COLUMN, END_AT,
-    GUARD_COLUMNS,
+    claim_query, end_at, migrations, millis, open_pool, refused, writable, Bound, Dialect, Res,
+    Unlisted, ALONE_COLUMN, END_AT, GUARD_COLUMNS,
 };
 use super::{Claim, ClaimReq, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
-use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
+use crate::domain::{GuestToken, MeetingState, Timestamp};
 
 /// The SQLite store. Cloning is cheap (the pools are shared).
 #[derive(Clone, Debug)]
@@ -67,15 +67,15 @@ impl SqliteStore {
         } else {
             Some(super::sqlite_lock::lock(options.get_filename()).map_err(&unusable)?)
         };
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| unusable(format!("cannot open it: {e}")))?;
-        migrations!("sqlite")
-            .run(&writer)
-            .await
-            .map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
+        let writer = SqlitePoolOptions::new().max_connections(1);
+        let writer = open_pool(
+            writer,
+            options.clone(),
+            "cannot open it",
+            migrations!("sqlite"),
+            &unusable,
+        );
+        let writer = writer.await?;
         // An in-memory database exists once per connection: share the writer.
         let reader = if in_memory {
             writer.clone()
@@ -96,26 +96,6 @@ impl SqliteStore {
         writable(store, unusable).await
     }
 
-    /// Commits a real write (one row of its own table; an empty transaction
-    /// commits on a read-only file too): at start-up, and for `/healthz`
-    /// after a failed write.
-    pub async fn probe_write(&self) -> Result<(), StoreError> {
-        let mut tx = WriteTx::begin(self, true).await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY CHECK (id = 1),
-                                                     at INTEGER NOT NULL)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO write_probe (id, at) VALUES (1, unixepoch())
-             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
-    }
-
     /// Test hook: every later write transaction first sets `PRAGMA
     /// max_page_count = pages`, a full disk on demand (raise it to lift).
     #[doc(hidden)]
@@ -132,17 +112,14 @@ impl SqliteStore {
 
     /// Test hook: every row as `(room_id, started_at, state)`.
     #[doc(hidden)]
-    pub async fn rows_for_tests(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT room_id, started_at, state FROM meetings ORDER BY room_id")
-                .fetch_all(&self.reader)
-                .await?,
-        )
+    pub async fn rows_for_tests(&self) -> Res<Vec<(String, i64, String)>> {
+        let sql = "SELECT room_id, started_at, state FROM meetings ORDER BY room_id";
+        Ok(sqlx::query_as(sql).fetch_all(&self.reader).await?)
     }
 
     /// How many pages the database file has (for tests).
     #[doc(hidden)]
-    pub async fn page_count(&self) -> Result<u64, StoreError> {
+    pub async fn page_count(&self) -> Res<u64> {
         let n: i64 = sqlx::query_scalar("PRAGMA page_count")
             .fetch_one(&self.writer)
             .await?;
@@ -156,13 +133,6 @@ impl SqliteStore {
         // Only now may another process open the file.
         self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
-}
-
-/// The test hooks a write transaction applies first (none in production).
-#[derive(Clone, Copy)]
-struct Hooks {
-    page_limit: u64,
-    query_only: Option<bool>,
 }
 
 /// A write transaction on the writer connection, run by hand (`BEGIN
@@ -184,75 +154,54 @@ impl WriteTx {
     /// and outcomes are not (`synchronous = NORMAL`; the next durable commit
     /// flushes them): lost, they only repeat a call, which meets 404 as
     /// after a crash. That takes a flush off every claim's path.
-    async fn begin(store: &SqliteStore, durable: bool) -> Result<Self, StoreError> {
+    async fn begin(store: &SqliteStore, durable: bool) -> Res<Self> {
         let mut tries = 0;
         loop {
             tries += 1;
             let mut conn = store.writer.acquire().await?;
-            let hooks = Hooks {
-                page_limit: store.page_limit.load(Ordering::SeqCst),
-                query_only: *store.query_only.lock().unwrap_or_else(|e| e.into_inner()),
+            let Err(e) = Self::start(store, &mut conn, durable).await else {
+                return Ok(WriteTx {
+                    conn,
+                    committed: false,
+                });
             };
-            match Self::start(&mut conn, hooks, durable).await {
-                Ok(()) => {
-                    return Ok(WriteTx {
-                        conn,
-                        committed: false,
-                    })
-                }
-                Err(e) => {
-                    conn.close_on_drop();
-                    drop(conn);
-                    if tries >= 2 {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, "the SQLite writer connection was not usable; opening a new one");
-                }
+            conn.close_on_drop();
+            drop(conn);
+            if tries >= 2 {
+                return Err(e);
             }
+            tracing::warn!(error = %e, "the SQLite writer connection was not usable; opening a new one");
         }
     }
 
-    async fn start(
-        conn: &mut SqliteConnection,
-        hooks: Hooks,
-        durable: bool,
-    ) -> Result<(), StoreError> {
+    /// Starts a transaction on `conn`, with the test hooks' pragmas.
+    async fn start(store: &SqliteStore, conn: &mut SqliteConnection, durable: bool) -> Res<()> {
         if conn.is_in_transaction() {
             return Err(StoreError::Corrupt(
                 "the writer connection is inside a transaction".into(),
             ));
         }
         // Set for every transaction, never inherited from the one before.
-        sqlx::query(if durable {
-            "PRAGMA synchronous = FULL"
-        } else {
-            "PRAGMA synchronous = NORMAL"
-        })
-        .execute(&mut *conn)
-        .await?;
-        if hooks.page_limit != 0 {
-            let _: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "PRAGMA max_page_count = {}",
-                hooks.page_limit
-            )))
-            .fetch_one(&mut *conn)
-            .await?;
+        let sync = if durable { "FULL" } else { "NORMAL" };
+        let mut pragmas = vec![format!("synchronous = {sync}")];
+        match store.page_limit.load(Ordering::SeqCst) {
+            0 => {}
+            pages => pragmas.push(format!("max_page_count = {pages}")),
         }
-        if let Some(on) = hooks.query_only {
-            sqlx::query(if on {
-                "PRAGMA query_only = 1"
-            } else {
-                "PRAGMA query_only = 0"
-            })
-            .execute(&mut *conn)
-            .await?;
+        let query_only = *store.query_only.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(on) = query_only {
+            pragmas.push(format!("query_only = {}", u8::from(on)));
+        }
+        for pragma in pragmas {
+            let pragma = sqlx::AssertSqlSafe(format!("PRAGMA {pragma}"));
+            sqlx::query(pragma).execute(&mut *conn).await?;
         }
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         Ok(())
     }
 
     /// Commits; `Ok` only if SQLite committed.
-    async fn commit(mut self) -> Result<(), StoreError> {
+    async fn commit(mut self) -> Res<()> {
         sqlx::query("COMMIT").execute(&mut *self.conn).await?;
         self.committed = true;
         Ok(())
@@ -280,22 +229,28 @@ impl Drop for WriteTx {
     }
 }
 
-/// A batch's rows as one JSON array, read in SQL by `json_each`: each
-/// statement is a hop to sqlx's SQLite thread, which costs more than the
-/// work.
+/// A batch's rows as one JSON array for `json_each`: each statement is a
+/// hop to sqlx's SQLite thread, which costs more than the work.
 fn json_rows<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> String {
     serde_json::Value::Array(rows.map(|r| serde_json::json!(r)).collect()).to_string()
 }
 
-/// SQLite's side of the shared SQL ([`super::sql`]): the one writer
-/// connection is the lock, the caller's clock is the store's, batches are
-/// bound as JSON arrays ([`json_rows`]), and with no `SKIP LOCKED` claims
-/// pick by `rowid`.
+/// SQLite's side of the shared SQL ([`super::sql`]): the one writer is the
+/// lock, the caller's clock is the store's, batches are JSON arrays, and
+/// claims pick by `rowid` (no `SKIP LOCKED`).
 impl Dialect for SqliteStore {
     type DB = Sqlite;
     type Tx = WriteTx;
     // `BEGIN IMMEDIATE` already holds the one writer.
     const FOR_UPDATE: &'static str = "";
+    // A row of its own table: an empty transaction commits on a read-only
+    // file too.
+    const PROBE_WRITE: &'static [&'static str] = &[
+        "CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY CHECK (id = 1),
+                                                 at INTEGER NOT NULL)",
+        "INSERT INTO write_probe (id, at) VALUES (1, unixepoch())
+         ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+    ];
     // `e` is the meeting's end (`END_AT`), computed once per row.
     const CLAIM_WARNINGS: &'static str = concat!(
         "UPDATE meetings
@@ -348,40 +303,16 @@ impl Dialect for SqliteStore {
         tx.commit().await
     }
 
-    async fn db_now(&self, _: &mut WriteTx) -> Res<Option<i64>> {
-        Ok(None)
-    }
-
-    // One host: no other replica to tell.
-    async fn notify(_: &mut WriteTx, _: Notice) -> Res<()> {
-        Ok(())
-    }
-
-    // The one writer connection orders all writes.
-    async fn lock_rooms(_: &mut WriteTx, _: &[Plan], _: &[NewForward]) -> Res<()> {
-        Ok(())
-    }
-
-    async fn room_cutoffs(tx: &mut WriteTx, rooms: &[&str]) -> Res<HashMap<String, Timestamp>> {
-        let cutoffs: Vec<(String, i64)> = sqlx::query_as(
+    fn room_cutoffs(rooms: &[&str]) -> Bound<Sqlite> {
+        sqlx::query(
             "SELECT room_id, cutoff FROM room_shutdowns
              WHERE room_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(json_rows(rooms.iter()))
-        .fetch_all(&mut **tx)
-        .await?;
-        Ok(cutoffs
-            .into_iter()
-            .map(|(r, c)| (r, Timestamp(c)))
-            .collect())
     }
 
-    async fn insert_many(
-        tx: &mut WriteTx,
-        meetings: &[NewMeeting<'_>],
-        now: Timestamp,
-    ) -> Res<HashSet<String>> {
-        let rows = json_rows(meetings.iter().map(|m| {
+    fn insert_many(rows: &[NewMeeting<'_>], now: Timestamp) -> Bound<Sqlite> {
+        let rows = json_rows(rows.iter().map(|m| {
             serde_json::json!([
                 m.key.room_id.as_str(),
                 m.key.started_at.0,
@@ -391,7 +322,7 @@ impl Dialect for SqliteStore {
                 m.guest_token.map(GuestToken::expose),
             ])
         }));
-        let new: Vec<String> = sqlx::query_scalar(
+        sqlx::query(
             "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
                                    finished_at, guest_token, presence_due)
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2, ?2,
@@ -402,16 +333,9 @@ impl Dialect for SqliteStore {
         )
         .bind(rows)
         .bind(now.0)
-        .fetch_all(&mut **tx)
-        .await?;
-        Ok(new.into_iter().collect())
     }
 
-    async fn started_many(
-        tx: &mut WriteTx,
-        started: &[(&MeetingKey, Option<&GuestToken>)],
-        now: Timestamp,
-    ) -> Res<u64> {
+    async fn started_many(tx: &mut WriteTx, started: &[Started<'_>], now: Timestamp) -> Res<u64> {
         let rows = json_rows(started.iter().map(|(k, t)| {
             serde_json::json!([
                 k.room_id.as_str(),
@@ -446,7 +370,7 @@ impl Dialect for SqliteStore {
     }
 
     /// A lane whose receiver fails is not scanned again before its retry.
-    async fn insert_forwards(tx: &mut WriteTx, forwards: &[NewForward], now: Timestamp) -> Res<()> {
+    fn insert_forwards(forwards: &[NewForward], now: Timestamp) -> Bound<Sqlite> {
         let rows = json_rows(
             forwards
                 .iter()
@@ -461,9 +385,6 @@ impl Dialect for SqliteStore {
         )
         .bind(rows)
         .bind(now.0)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
     }
 
     /// Expired leases first (those meetings are the most overdue).
@@ -507,9 +428,6 @@ impl Dialect for SqliteStore {
     /// One statement for the batch: the writer is free again for the next
     /// claim within a millisecond.
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Res<Vec<bool>> {
-        if outcomes.is_empty() {
-            return Ok(Vec::new());
-        }
         // A final state sets finished_at; a deferred shutdown (still
         // 'stopping') keeps it NULL and waits in lease_until.
         let rows = json_rows(outcomes.iter().map(|o| {
@@ -585,12 +503,7 @@ impl Dialect for SqliteStore {
     /// The listed keys go into a temporary table on the writer connection
     /// (no arrays in SQLite), so the anti-join runs in SQLite however many
     /// meetings are running.
-    async fn close_unlisted(
-        &self,
-        listed: &[MeetingKey],
-        known_before: Timestamp,
-        now: Timestamp,
-    ) -> Res<Closing> {
+    async fn close_unlisted(&self, u: Unlisted<'_>) -> Res<Closing> {
         let mut tx = WriteTx::begin(self, true).await?;
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS listed (room_id TEXT NOT NULL, started_at INTEGER NOT NULL,
@@ -601,7 +514,7 @@ impl Dialect for SqliteStore {
         sqlx::query("DELETE FROM temp.listed")
             .execute(&mut *tx)
             .await?;
-        for key in listed {
+        for key in u.listed {
             sqlx::query("INSERT OR IGNORE INTO temp.listed (room_id, started_at) VALUES (?1, ?2)")
                 .bind(key.room_id.as_str())
                 .bind(key.started_at.0)
@@ -611,23 +524,22 @@ impl Dialect for SqliteStore {
         const UNLISTED: &str = "state = 'running' AND created_at < ?1
                AND NOT EXISTS (SELECT 1 FROM temp.listed l
                                WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)";
-        let (would_close, open): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let counts: (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT (SELECT count(*) FROM meetings WHERE {UNLISTED}),
                     (SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping'))"
         )))
-        .bind(known_before.0)
+        .bind(u.known_before.0)
         .fetch_one(&mut *tx)
         .await?;
-        let (would_close, open) = (would_close.max(0) as u64, open.max(0) as u64);
-        let outcome = if domain::mass_close_refused(would_close, open) {
-            Closing::Refused { would_close, open }
+        let outcome = if let Some(refused) = refused(counts) {
+            refused
         } else {
             let closed = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE meetings SET state = 'ended', finished_at = ?2, updated_at = ?2
                  WHERE {UNLISTED}"
             )))
-            .bind(known_before.0)
-            .bind(now.0)
+            .bind(u.known_before.0)
+            .bind(u.now.0)
             .execute(&mut *tx)
             .await?;
             Closing::Closed(closed.rows_affected())
@@ -734,10 +646,6 @@ impl Dialect for SqliteStore {
         Ok(claims)
     }
 
-    async fn probe_write(&self) -> Res<()> {
-        SqliteStore::probe_write(self).await
-    }
-
     async fn close(&self) {
         SqliteStore::close(self).await
     }
@@ -756,13 +664,14 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Plan, RoomId};
+    use crate::domain::{MeetingKey, Plan, RoomId};
     use crate::store::Applied;
     use crate::store_handle::Store;
 
     fn key(room: &str, start: i64) -> MeetingKey {
+        let room_id = RoomId::parse(room).unwrap();
         MeetingKey {
-            room_id: RoomId::parse(room).unwrap(),
+            room_id,
             started_at: Timestamp(start),
         }
     }
