@@ -1,8 +1,6 @@
-//! The SQL both engines share, written once: generic over the sqlx
-//! database, with a [`Dialect`] for what differs (transactions, the
-//! database's "now", row locks, notifications, batch binding, and the
-//! statements that really differ). Placeholders are `$N` (SQLite reads them
-//! as `?N`); casts are `CAST(… AS …)`, which both parse.
+//! The SQL both engines share, generic over the sqlx database, with a
+//! [`Dialect`] for what differs. Placeholders are `$N` (SQLite reads `?N`);
+//! casts are `CAST(… AS …)`, which both parse.
 
 use std::future::Future;
 use std::ops::DerefMut;
@@ -113,8 +111,8 @@ pub(crate) enum Notice {
 }
 
 /// What one engine supplies to the shared SQL ([`Engine`] is implemented
-/// for every dialect, below). Methods without a doc are the [`Engine`] or
-/// [`Store`](crate::store_handle::Store) method of that name, bare.
+/// for every dialect). Undocumented methods are the [`Engine`] method of
+/// that name, bare.
 pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// The sqlx database.
     type DB: Database<Row: SqlRow, QueryResult: RowsAffected>;
@@ -123,13 +121,12 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// Appended to a read whose row the transaction then updates: the row
     /// lock on PostgreSQL (SQLite's one writer needs none).
     const FOR_UPDATE: &'static str;
-    /// Claims due warnings: `$1` owner, `$2` lease end, `$3` now, `$4` limit,
-    /// `$5` warn before (ms), returning the [`SqlRow::warn_claim`] columns.
-    /// A claim for the same deadline counts on, one for a new deadline
-    /// starts again at 1.
+    /// Claims due warnings (`$1` owner, `$2` lease end, `$3` now, `$4` limit,
+    /// `$5` warn before in ms) as [`SqlRow::warn_claim`]; attempts count on
+    /// for the same deadline, from 1 for a new one.
     const CLAIM_WARNINGS: &'static str;
-    /// Claims due participants checks (`$1` to `$4` as above), returning the
-    /// [`SqlRow::presence_claim`] columns.
+    /// Claims due participants checks (`$1`–`$4` as above) as
+    /// [`SqlRow::presence_claim`].
     const CLAIM_PRESENCE: &'static str;
     /// [`Engine::probe_write`]'s statements: a real write, committed.
     const PROBE_WRITE: &'static [&'static str];

@@ -1,15 +1,12 @@
 //! The SQLite engine (bundled SQLite, no server).
 //!
-//! - WAL journal with `synchronous = FULL`: a commit is on disk before
-//!   [`Store::apply`](crate::store_handle::Store::apply) returns, so a
-//!   204 means the delivery survives a crash or power loss. Claims and
-//!   outcomes alone skip the flush (`synchronous = NORMAL`, see
-//!   [`WriteTx::begin`]): their leases make them safe to lose.
-//! - Two pools: one connection for writes (SQLite has one writer anyway;
-//!   queueing in the pool is cheaper than SQLite's busy-wait), a few for
-//!   reads, which WAL lets run beside the writer.
-//! - Leases make claims safe across processes on the same file, and across
-//!   a crash: a `stopping` row whose lease expired is claimed again.
+//! - WAL with `synchronous = FULL`: a 204 means the delivery survives a
+//!   crash or power loss. Only claims and outcomes skip the flush
+//!   ([`WriteTx::begin`]): their leases make them safe to lose.
+//! - One writer connection (SQLite has one writer; the pool's queue is
+//!   cheaper than its busy-wait) and a few readers beside it (WAL).
+//! - Leases make claims safe across processes and crashes: a `stopping`
+//!   row whose lease expired is claimed again.
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -42,26 +39,24 @@ pub struct SqliteStore {
     page_limit: Arc<AtomicU64>,
     /// Test hook: [`SqliteStore::refuse_writes_for_tests`] (`None`: off).
     query_only: Arc<std::sync::Mutex<Option<bool>>>,
-    /// This process's claim on the file (none in memory); released by
-    /// [`SqliteStore::close`] or when the last clone drops.
+    /// This process's lock on the file (none in memory), until
+    /// [`SqliteStore::close`] or the last clone drops.
     lock: Arc<std::sync::Mutex<Option<super::sqlite_lock::ProcessLock>>>,
 }
 
 impl SqliteStore {
-    /// Opens the database a `sqlite:` URL names (creating the file if
-    /// missing) and runs the migrations.
+    /// Opens (creating if missing) and migrates a `sqlite:` URL's database.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
-        // Every error from here on names the file (never the whole URL).
+        // Errors name the file, never the whole URL.
         let name = format!("the SQLite database {}", options.get_filename().display());
         let unusable = StoreError::unusable(name);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        // Before anything touches the file: a second service on it stops
-        // here, having changed nothing.
+        // A second service on the file stops here, having changed nothing.
         let lock = if in_memory {
             None
         } else {
@@ -135,15 +130,13 @@ impl SqliteStore {
     }
 }
 
-/// A write transaction on the writer connection, run by hand (`BEGIN
-/// IMMEDIATE` … `COMMIT`), not through sqlx's `Transaction`: after a failed
-/// statement or `COMMIT` (a full disk) SQLite may have rolled back by
-/// itself, and sqlx's nesting count then drifts (its next `begin()` is a
-/// `SAVEPOINT` in a transaction that never ends, and every later "commit"
-/// is lost). So a transaction starts only outside any transaction (else the
+/// A write transaction by hand (`BEGIN IMMEDIATE` … `COMMIT`), not sqlx's
+/// `Transaction`: after a failed statement or `COMMIT` (a full disk) SQLite
+/// may have rolled back by itself, and sqlx's nesting count drifts (its
+/// next `begin()` is a `SAVEPOINT` that never ends: every later "commit"
+/// is lost). So one starts only outside any transaction (else the
 /// connection is replaced), and one that did not commit closes its
-/// connection, which rolls back whatever SQLite still holds. Only `Ok` from
-/// [`WriteTx::commit`] is durable.
+/// connection, rolling back whatever SQLite holds.
 pub(crate) struct WriteTx {
     conn: PoolConnection<Sqlite>,
     committed: bool,
