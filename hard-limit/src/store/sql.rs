@@ -6,7 +6,9 @@ use std::future::Future;
 use std::ops::DerefMut;
 use std::time::Duration;
 
+use sqlx::postgres::PgQueryResult;
 use sqlx::query::Query;
+use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 
 use super::engine::{BoxFut, Engine};
@@ -236,10 +238,7 @@ macro_rules! rows_affected {
         }
     )*};
 }
-rows_affected!(
-    sqlx::sqlite::SqliteQueryResult,
-    sqlx::postgres::PgQueryResult
-);
+rows_affected!(SqliteQueryResult, PgQueryResult);
 
 /// "Now" for a write: the database's, or the caller's.
 pub(crate) async fn now_in<D: Dialect>(d: &D, tx: &mut D::Tx, caller: Timestamp) -> Res<Timestamp> {

@@ -224,8 +224,8 @@ impl Drop for WriteTx {
 
 /// A batch's rows as one JSON array for `json_each`: each statement is a
 /// hop to sqlx's SQLite thread, which costs more than the work.
-fn json_rows<T: serde::Serialize>(rows: impl Iterator<Item = T>) -> String {
-    serde_json::Value::Array(rows.map(|r| serde_json::json!(r)).collect()).to_string()
+fn json_rows<T: Into<serde_json::Value>>(rows: impl Iterator<Item = T>) -> String {
+    serde_json::Value::Array(rows.map(Into::into).collect()).to_string()
 }
 
 /// SQLite's side of the shared SQL ([`super::sql`]): the one writer is the
@@ -301,7 +301,7 @@ impl Dialect for SqliteStore {
             "SELECT room_id, cutoff FROM room_shutdowns
              WHERE room_id IN (SELECT value FROM json_each(?1))",
         )
-        .bind(json_rows(rooms.iter()))
+        .bind(json_rows(rooms.iter().copied()))
     }
 
     fn insert_many(rows: &[NewMeeting<'_>], now: Timestamp) -> Bound<Sqlite> {
@@ -626,7 +626,7 @@ impl Dialect for SqliteStore {
         )
         .bind(c.owner)
         .bind(c.now.plus(c.lease).0)
-        .bind(json_rows(heads.iter()))
+        .bind(json_rows(heads.into_iter()))
         .bind(c.now.0)
         .fetch_all(&mut *tx)
         .await?;
