@@ -1,13 +1,8 @@
-//! [`Store`]: the one store handle the service holds. It wraps the
-//! configured [`Engine`] from outside: every write returns what it changed
-//! ([`Written`]), and this handle applies that once the write committed,
-//! to the per-state counts of `/metrics` ([`crate::meeting_gauges`]) and
-//! to the write-health flag of `/healthz`. The store itself knows neither.
-//!
-//! Reads need nothing of the handle: it dereferences to the engine, so
-//! `store.list(…)` is [`Engine::list`]. Each write is a method of the
-//! handle with the engine's name for it, which shadows the engine's; how a
-//! write that skips the handle is caught is told at [`Engine`].
+//! [`Store`]: the store handle the service holds. Each write of the
+//! [`Engine`] returns what it changed ([`Written`]); the handle's write of
+//! the same name applies that, once committed, to the counts of `/metrics`
+//! ([`crate::meeting_gauges`]) and the write-health flag of `/healthz`.
+//! Reads go straight to the engine (`Deref`).
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +13,9 @@ use crate::cluster::Leader;
 use crate::domain::{DeadlineChange, MeetingKey, Plan, RoomId, Timestamp};
 use crate::meeting_gauges::MeetingGauges;
 use crate::store::{
-    self, Applied, Caller, Claim, Closing, DeadlineMoved, Engine, ForwardClaim, ForwardRecord,
-    LimitKind, NewForward, Outcome, PgStore, PresenceClaim, PresenceRecord, RuleChange,
-    RuleChanged, SqliteStore, StoreError, WarnClaim, WarnRecord, Written,
+    self, Applied, Caller, Claim, ClaimReq, Closing, DeadlineMoved, Engine, ForwardClaim,
+    ForwardRecord, LimitKind, NewForward, Outcome, PgStore, PresenceClaim, PresenceRecord,
+    RuleChange, RuleChanged, SqliteStore, StoreError, WarnClaim, WarnRecord, Written,
 };
 
 /// The configured engine behind one cheap-to-clone handle, with the gauges
@@ -69,8 +64,7 @@ impl Store {
         self.engine.as_any().downcast_ref()
     }
 
-    /// Gives up the chores lock, closes the connections (after the last
-    /// user is done).
+    /// Gives up the chores lock, then closes the connections.
     pub async fn close(&self) {
         if let Some(leader) = &self.leader {
             leader.release().await;
@@ -78,17 +72,15 @@ impl Store {
         self.engine.close().await
     }
 
-    /// Whether the last write that changed something committed: false from
-    /// a failed write until a later one commits a change (for `/healthz`: a
-    /// read-only or full store answers reads but loses nothing only by
-    /// refusing deliveries, so it is not healthy).
+    /// Whether the last write that changed something committed (for
+    /// `/healthz`: a read-only or full store still answers reads, but
+    /// refuses deliveries).
     pub fn last_write_ok(&self) -> bool {
         self.write_ok.load(Ordering::SeqCst)
     }
 
-    /// After a failed write: commits a probe write, and if it works marks
-    /// the store writable again (so an idle service recovers without
-    /// traffic). Without a failed write it does nothing.
+    /// After a failed write: commits a probe write, which marks the store
+    /// writable again if it works (an idle service recovers without traffic).
     pub async fn recheck_writes(&self) -> bool {
         if self.last_write_ok() {
             return true;
@@ -96,17 +88,15 @@ impl Store {
         self.write(self.engine.probe_write().await).is_ok()
     }
 
-    /// Meetings by state as this process knows them: every write through
-    /// this handle (and its clones) keeps them current
-    /// ([`crate::meeting_gauges`]).
+    /// Meetings by state, kept current by this handle's (and its clones')
+    /// writes.
     pub fn gauges(&self) -> &Arc<MeetingGauges> {
         &self.gauges
     }
 
-    /// Applies what a write did: a commit's state changes go to the gauges;
-    /// a commit that changed something sets the health flag, an error
-    /// clears it. A commit that changed nothing proves nothing (an empty
-    /// transaction commits on a full disk too).
+    /// Applies what a write did: its state changes to the gauges; a commit
+    /// that changed something sets the health flag (an empty one proves
+    /// nothing: it commits on a full disk too), an error clears it.
     fn write<T>(&self, result: Result<Written<T>, StoreError>) -> Result<T, StoreError> {
         match result {
             Ok(w) => {
@@ -119,8 +109,7 @@ impl Store {
                 }
                 Ok(w.value)
             }
-            // A constraint the input broke says nothing of the store's
-            // health (the handlers validate first; this is the backstop).
+            // Bad input (the handlers' backstop) says nothing of the store.
             Err(e) if e.is_constraint_violation() => Err(e),
             Err(e) => {
                 if self.write_ok.swap(false, Ordering::SeqCst) {
@@ -132,9 +121,8 @@ impl Store {
     }
 
     /// Whether this process runs the singleton chores (reconciliation,
-    /// pruning, webhook registration): always on SQLite (one host); on
-    /// PostgreSQL, the one replica holding the chores advisory lock.
-    /// ([`crate::cluster::Leader`]).
+    /// pruning, webhook registration): always on SQLite; on PostgreSQL, the
+    /// replica holding the chores lock ([`crate::cluster::Leader`]).
     pub async fn chores_leader(&self) -> bool {
         match &self.leader {
             Some(leader) => leader.leads().await,
@@ -143,8 +131,7 @@ impl Store {
     }
 }
 
-/// The reads, as the engine has them (its writes are shadowed by the
-/// handle's, below).
+/// The reads, as the engine has them (the handle's writes shadow its own).
 impl Deref for Store {
     type Target = dyn Engine;
 
@@ -153,62 +140,90 @@ impl Deref for Store {
     }
 }
 
-/// The writes: each applies what it changed to the gauges and the health
-/// flag, and answers the bare value.
+/// The handle's writes: each calls the engine's and applies what it changed.
+macro_rules! writes {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $out:ty = $call:ident($($e:expr),*);)*) => {
+        impl Store {
+            $($(#[$doc])*
+            pub async fn $name(&self, $($arg: $ty),*) -> Result<$out, StoreError> {
+                self.write(self.engine.$call($($e),*).await)
+            })*
+        }
+    };
+}
+
+writes! {
+    /// Applies a batch of deliveries' plans and writes the deliveries to
+    /// forward to the outbox, in one transaction: durable once `Ok`.
+    fn apply_deliveries(plans: &[Plan], forwards: &[NewForward], now: Timestamp) -> Vec<Applied>
+        = apply_deliveries(plans, forwards, now);
+    /// Claims up to `limit` meetings due at `now` (running past their
+    /// deadline, or stopping with an expired lease), earliest first.
+    fn claim_due(now: Timestamp, lease: Duration, owner: &str, limit: u32) -> Vec<Claim>
+        = claim_due(ClaimReq { now, lease, owner, limit });
+    /// Records the outcomes of `owner`'s claims in one transaction, each
+    /// only while its claim holds the lease (`stopping`, owned by `owner`,
+    /// same `attempts`: a later claim increments it). Whether each applied.
+    fn finish(owner: &str, outcomes: &[Outcome]) -> Vec<bool> = finish(owner, outcomes);
+    /// Marks ended the running meetings tracked before `known_before` that
+    /// are not in `listed` (eyeson's running meetings, asked for after
+    /// that): they ended unseen. Closes none if that would be too many
+    /// ([`crate::domain::mass_close_refused`]).
+    fn close_unlisted(listed: &[MeetingKey], known_before: Timestamp, now: Timestamp) -> Closing
+        = close_unlisted(listed, known_before, now);
+    /// Forgets meetings that start after `starts_after`, and shutdown
+    /// cutoffs after it (a start that far ahead would shield its room's
+    /// later meetings and never be pruned). How many rows went.
+    fn forget_future(starts_after: Timestamp) -> u64 = forget_future(starts_after);
+    /// Claims up to `limit` running meetings whose warning is due at `now`
+    /// ([`crate::domain::warning_due`]), earliest first, leased until
+    /// `now + lease`; the claim records the deadline, so a moved deadline
+    /// makes the warning due again.
+    fn claim_warnings(now: Timestamp, warn_before: Duration, lease: Duration, owner: &str, limit: u32)
+        -> Vec<WarnClaim> = claim_warnings(ClaimReq { now, lease, owner, limit }, warn_before);
+    /// Records warning outcomes of `owner`'s claims in one transaction, each
+    /// only while its claim (owner, attempts, deadline) holds the lease.
+    fn finish_warnings(owner: &str, records: &[WarnRecord]) -> Vec<bool>
+        = finish_warnings(owner, records);
+    /// Claims up to `limit` running meetings whose participants check is
+    /// due, leased to `owner` until `now + lease` (due again then).
+    fn claim_presence(now: Timestamp, lease: Duration, owner: &str, limit: u32) -> Vec<PresenceClaim>
+        = claim_presence(ClaimReq { now, lease, owner, limit });
+    /// Records participants checks of `owner`'s claims in one transaction,
+    /// each only while its claim holds.
+    fn finish_presence(owner: &str, records: &[PresenceRecord]) -> Vec<bool>
+        = finish_presence(owner, records);
+    /// Moves the deadline of the room's open meeting (only `expected_start`'s,
+    /// if given), only while `running`, audited. PostgreSQL `NOTIFY`s every
+    /// replica's scheduler.
+    fn move_deadline(
+        room: &RoomId, expected_start: Option<Timestamp>, change: DeadlineChange, now: Timestamp,
+        caller: &Caller
+    ) -> DeadlineMoved = move_deadline(room, expected_start, change, now, caller);
+    /// Changes a rule (`Some`: merged, see [`RuleChange`]; a rule left empty
+    /// is deleted) or removes it (`None`), audited in the same transaction;
+    /// the rule before and after. Writes nothing with no rule before or
+    /// after. PostgreSQL `NOTIFY`s every replica.
+    fn set_limit(
+        kind: LimitKind, key: &str, change: Option<RuleChange>, now: Timestamp, caller: &Caller
+    ) -> RuleChanged = set_limit(kind, key, change, now, caller);
+    /// Claims up to `limit` due, unleased outbox lane heads (a lane goes
+    /// out in order), leased for `lease` from the store's now.
+    fn claim_forwards(now: Timestamp, lease: Duration, owner: &str, limit: u32) -> Vec<ForwardClaim>
+        = claim_forwards(ClaimReq { now, lease, owner, limit });
+    /// Records how `owner`'s outbox claims ended, in one transaction, each
+    /// only while its claim holds the lease.
+    fn finish_forwards(owner: &str, records: &[ForwardRecord], now: Timestamp) -> Vec<bool>
+        = finish_forwards(owner, records, now);
+}
+
 impl Store {
     /// Applies plans in one transaction and commits; one result per plan.
     pub async fn apply(&self, plans: &[Plan], now: Timestamp) -> Result<Vec<Applied>, StoreError> {
         self.apply_deliveries(plans, &[], now).await
     }
 
-    /// Applies a batch of deliveries' plans and writes the deliveries to
-    /// forward into the outbox, in one transaction: once it returns `Ok`,
-    /// both are durable.
-    pub async fn apply_deliveries(
-        &self,
-        plans: &[Plan],
-        forwards: &[NewForward],
-        now: Timestamp,
-    ) -> Result<Vec<Applied>, StoreError> {
-        self.write(self.engine.apply_deliveries(plans, forwards, now).await)
-    }
-
-    /// Claims up to `limit` meetings that are due at `now` (running past
-    /// their deadline, or stopping with an expired lease), earliest first.
-    pub async fn claim_due(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<Claim>, StoreError> {
-        self.write(self.engine.claim_due(now, lease, owner, limit).await)
-    }
-
-    /// Records the outcomes of claims `owner` holds, in one transaction;
-    /// each applies only if that claim still holds the lease: the row is
-    /// `stopping`, owned by `owner`, and its `attempts` is the outcome's
-    /// (a later claim, even by the same owner, increments it). One result
-    /// per outcome: whether it applied.
-    pub async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
-        self.write(self.engine.finish(owner, outcomes).await)
-    }
-
-    /// Marks ended the running meetings that were tracked before
-    /// `known_before` and are not in `listed` (eyeson's list of running
-    /// meetings, asked for after `known_before`): they ended without a
-    /// delivery reaching us. Closes none if that would be too many
-    /// ([`crate::domain::mass_close_refused`]).
-    pub async fn close_unlisted(
-        &self,
-        listed: &[MeetingKey],
-        known_before: Timestamp,
-        now: Timestamp,
-    ) -> Result<Closing, StoreError> {
-        self.write(self.engine.close_unlisted(listed, known_before, now).await)
-    }
-
-    /// Forgets meetings finished before `finished_before`. Returns how many.
+    /// Forgets meetings finished before `finished_before`; how many.
     pub async fn prune(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
         let r = self.engine.prune(finished_before).await;
         if r.is_err() {
@@ -217,129 +232,5 @@ impl Store {
             self.gauges.request_recount();
         }
         self.write(r)
-    }
-
-    /// Forgets meetings that start after `starts_after`, and shutdown
-    /// cutoffs after it: a start that far ahead of the clock (a bad clock,
-    /// or tracked before such starts were refused) would otherwise shield
-    /// every later meeting of its room and never be pruned. Returns how
-    /// many rows went.
-    pub async fn forget_future(&self, starts_after: Timestamp) -> Result<u64, StoreError> {
-        self.write(self.engine.forget_future(starts_after).await)
-    }
-
-    /// Claims up to `limit` running meetings whose warning is due at `now`
-    /// ([`crate::domain::warning_due`] with `warn_before`), earliest
-    /// deadline first, each under a lease until `now + lease`: the claim
-    /// records the deadline it is for, so a later change of the deadline
-    /// makes the warning due again.
-    pub async fn claim_warnings(
-        &self,
-        now: Timestamp,
-        warn_before: Duration,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<WarnClaim>, StoreError> {
-        self.write(
-            (self.engine)
-                .claim_warnings(now, warn_before, lease, owner, limit)
-                .await,
-        )
-    }
-
-    /// Records warning outcomes of claims `owner` holds, in one
-    /// transaction; each applies only while that claim (owner, attempts and
-    /// deadline) holds the warning's lease. One result per record.
-    pub async fn finish_warnings(
-        &self,
-        owner: &str,
-        records: &[WarnRecord],
-    ) -> Result<Vec<bool>, StoreError> {
-        self.write(self.engine.finish_warnings(owner, records).await)
-    }
-
-    /// Claims up to `limit` running meetings whose participants check is
-    /// due, leased to `owner` until `now + lease` (the check is due again
-    /// then, should the claim be abandoned).
-    pub async fn claim_presence(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<PresenceClaim>, StoreError> {
-        self.write(self.engine.claim_presence(now, lease, owner, limit).await)
-    }
-
-    /// Records participants checks of claims `owner` holds, in one
-    /// transaction (each only while its claim holds); one result per record.
-    pub async fn finish_presence(
-        &self,
-        owner: &str,
-        records: &[PresenceRecord],
-    ) -> Result<Vec<bool>, StoreError> {
-        self.write(self.engine.finish_presence(owner, records).await)
-    }
-
-    /// Moves the deadline of the room's open meeting (if `expected_start`
-    /// is given, only if that is the open meeting), only while it is
-    /// `running`, and records the action in the audit. On PostgreSQL the
-    /// commit `NOTIFY`s every replica's scheduler.
-    pub async fn move_deadline(
-        &self,
-        room: &RoomId,
-        expected_start: Option<Timestamp>,
-        change: DeadlineChange,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> Result<DeadlineMoved, StoreError> {
-        self.write(
-            (self.engine)
-                .move_deadline(room, expected_start, change, now, caller)
-                .await,
-        )
-    }
-
-    /// Changes a rule (`Some`: merged into the stored one, see
-    /// [`RuleChange`]; a rule left setting nothing is deleted) or removes it
-    /// (`None`), in one transaction with its row in the audit; returns the
-    /// rule before and after. Nothing is written (nor audited) when there
-    /// was no rule and none results. On PostgreSQL the commit `NOTIFY`s
-    /// every replica.
-    pub async fn set_limit(
-        &self,
-        kind: LimitKind,
-        key: &str,
-        change: Option<RuleChange>,
-        now: Timestamp,
-        caller: &Caller,
-    ) -> Result<RuleChanged, StoreError> {
-        self.write(self.engine.set_limit(kind, key, change, now, caller).await)
-    }
-
-    /// Claims up to `limit` outbox lane heads that are due and not leased
-    /// (the lowest entry of each lane only, so a lane goes out in order),
-    /// each under a lease of `lease` from the store's now.
-    pub async fn claim_forwards(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<ForwardClaim>, StoreError> {
-        self.write(self.engine.claim_forwards(now, lease, owner, limit).await)
-    }
-
-    /// Records how outbox claims `owner` holds ended, in one transaction;
-    /// each applies only while that claim holds the lease. One result per
-    /// record.
-    pub async fn finish_forwards(
-        &self,
-        owner: &str,
-        records: &[ForwardRecord],
-        now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
-        self.write(self.engine.finish_forwards(owner, records, now).await)
     }
 }

@@ -1,7 +1,6 @@
-//! What a write changed, returned with its result: the write methods of
-//! the [`Store`](crate::store_handle::Store) handle apply it (the gauges
-//! of `/metrics`, the write-health flag of `/healthz`) once the write
-//! committed.
+//! What a write changed, returned with its result for the
+//! [`Store`](crate::store_handle::Store) handle to apply once committed
+//! (the gauges of `/metrics`, the write-health flag of `/healthz`).
 
 use crate::domain::MeetingState;
 
@@ -13,37 +12,39 @@ impl StateDelta {
     /// How many states there are.
     pub(crate) const LEN: usize = MeetingState::ALL.len();
 
-    /// The slot of `state`.
+    /// The slot of `state`: its place in [`MeetingState::ALL`].
     pub(crate) fn index(state: MeetingState) -> usize {
-        match state {
-            MeetingState::Running => 0,
-            MeetingState::Stopping => 1,
-            MeetingState::ShutDown => 2,
-            MeetingState::Ended => 3,
-            MeetingState::Skipped => 4,
-            MeetingState::Failed => 5,
-        }
+        state as usize
+    }
+
+    /// Adds `n` to the count of `state`.
+    fn add(&mut self, state: MeetingState, n: i64) {
+        let i = Self::index(state);
+        self.0[i] = self.0[i].saturating_add(n);
     }
 
     /// `n` meetings appeared in `state`.
     pub fn added(&mut self, state: MeetingState, n: u64) {
-        let i = Self::index(state);
-        self.0[i] = self.0[i].saturating_add(i64::try_from(n).unwrap_or(i64::MAX));
+        self.add(state, i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// `n` meetings left `state` (deleted).
     pub fn removed(&mut self, state: MeetingState, n: u64) {
-        let i = Self::index(state);
-        self.0[i] = self.0[i].saturating_sub(i64::try_from(n).unwrap_or(i64::MAX));
+        self.add(state, -i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// A change of `n` meetings moving from `from` to `to`.
+    pub fn moving(from: MeetingState, to: MeetingState, n: u64) -> Self {
+        let mut d = Self::default();
+        d.moved(from, to, n);
+        d
     }
 
     /// `n` meetings moved from `from` to `to`.
     pub fn moved(&mut self, from: MeetingState, to: MeetingState, n: u64) {
         if from != to {
-            let n = i64::try_from(n).unwrap_or(i64::MAX);
-            let (f, t) = (Self::index(from), Self::index(to));
-            self.0[f] = self.0[f].saturating_sub(n);
-            self.0[t] = self.0[t].saturating_add(n);
+            self.removed(from, n);
+            self.added(to, n);
         }
     }
 
@@ -58,9 +59,8 @@ impl StateDelta {
     }
 }
 
-/// A committed write's result and what it changed. It is not its value
-/// (no `Deref`, no conversion): only the handle, which applies the effect,
-/// hands the value on; one dropped unused is the `unused_must_use` lint.
+/// A committed write's result and what it changed. No `Deref` to its value:
+/// only the handle, which applies the effect, hands the value on.
 #[must_use = "a write's effect is applied by the handle: call the write on `Store`, not on the engine"]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written<T> {
@@ -68,8 +68,8 @@ pub struct Written<T> {
     pub value: T,
     /// The meetings' exact per-state changes.
     pub delta: StateDelta,
-    /// Whether the commit changed something. Only such a commit proves the
-    /// store writable: an empty transaction commits on a full disk too.
+    /// Whether the commit changed something (only that proves the store
+    /// writable: an empty transaction commits on a full disk too).
     pub changed: bool,
     /// Rows went whose states the write cannot tell: count again.
     pub recount: bool,

@@ -1,39 +1,22 @@
 //! The store: the source of truth for every tracked meeting.
 //!
-//! [`Engine`] is deliberately narrow (the questions the service asks,
-//! no more). Two engines answer it, chosen by the database URL in
-//! [`connect`]: SQLite ([`sqlite`], the default) and PostgreSQL
-//! ([`postgres`], for several replicas on one database). Each keeps its
-//! own migrations in `migrations/<engine>/`. The service holds the engine
-//! through [`Store`], which keeps the gauges and the health flag from
-//! each write's effect and dereferences to the engine for the reads.
+//! [`Engine`] is the narrow trait of what the service asks; [`connect`]
+//! picks SQLite ([`sqlite`], the default) or PostgreSQL ([`postgres`], for
+//! replicas) by URL, each with its own `migrations/<engine>/`. The SQL both
+//! share is written once (`sql.rs`, with `plan.rs` and `rows.rs`); the
+//! engine files hold only what differs. The service holds the engine
+//! through [`Store`], which applies each write's effect ([`Written`]) to
+//! the gauges and the health flag.
 //!
-//! | file | what |
-//! |---|---|
-//! | `mod.rs` | the types of the questions and answers; [`connect`] |
-//! | `engine.rs` | [`Engine`]: one object-safe trait over both engines ([`connect`] picks one), where the reads are documented |
-//! | `effect.rs` | what a write changed ([`Written`]), returned with its answer for the handle that keeps the gauges and the health flag ([`crate::store_handle`], where the writes are documented) |
-//! | `sql.rs` | the SQL both engines share, written once, and the `Dialect` each engine supplies |
-//! | `plan.rs` | applying a plan: the steps, written once |
-//! | `rows.rs` | decoding rows, written once |
-//! | `sqlite.rs`, `postgres.rs` | only what differs: connection setup, transactions, claims, batches, pruning |
+//! Rules every engine keeps (checked through [`Store`] on both):
+//! - [`Store::apply`] commits before it returns: an acknowledged webhook
+//!   is never lost.
+//! - Only transitions [`MeetingState::may_become`] allows happen.
+//! - [`Store::claim_due`] hands a meeting to one worker at a time, under a
+//!   lease; only an expired lease is claimed again.
+//! - [`Store::finish`] applies only while the caller's claim (owner and
+//!   attempts) holds the lease, even if its own process re-claimed.
 //!
-//! Rules every engine must keep (the integration and property tests check
-//! them through [`Store`], on both engines):
-//! - [`Store::apply`] commits before it returns: an acknowledged
-//!   webhook is never lost.
-//! - Only transitions allowed by [`MeetingState::may_become`] happen; final
-//!   states never change.
-//! - [`Store::claim_due`] hands a meeting to exactly one worker at a
-//!   time: a claim is a lease, and only an expired lease is claimed again.
-//! - [`Store::finish`] applies only while the caller's claim (owner
-//!   and attempts) still holds the lease, so a worker that lost its lease
-//!   cannot overwrite the outcome, even when its own process re-claimed.
-//!
-//! [`Store`]: crate::store_handle::Store
-//! [`Store::apply`]: crate::store_handle::Store::apply
-//! [`Store::claim_due`]: crate::store_handle::Store::claim_due
-//! [`Store::finish`]: crate::store_handle::Store::finish
 
 mod effect;
 mod engine;
@@ -46,6 +29,9 @@ mod sqlite_lock;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+#[cfg(doc)]
+use crate::store_handle::Store;
 
 use crate::domain::{
     AloneAfter, DeadlineChange, DeadlineRefused, GuestToken, MeetingKey, MeetingState, Rule,
@@ -68,6 +54,19 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Engine>, StoreError> {
     }
 }
 
+/// A lease claim: up to `limit` rows due at `now`, leased to `owner`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimReq<'a> {
+    /// The caller's clock.
+    pub now: Timestamp,
+    /// How long the claim holds.
+    pub lease: Duration,
+    /// Who claims.
+    pub owner: &'a str,
+    /// At most this many rows.
+    pub limit: u32,
+}
+
 /// A meeting as the store knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeetingView {
@@ -88,20 +87,18 @@ pub struct AloneView {
     pub participants: Option<i64>,
     /// Since when every check counted at most one.
     pub since: Option<Timestamp>,
-    /// When it ends for being alone, while the clock runs (and the rule is
-    /// on for the room).
+    /// When it ends for being alone, while the clock runs and the rule is on.
     pub deadline: Option<Timestamp>,
     /// Whether it was ended for being alone.
     pub ended: bool,
 }
 
-/// A room's open meeting, as the public `GET /meetings/{room_id}` needs it.
+/// A room's open meeting, for the public `GET /meetings/{room_id}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomMeeting {
     /// The meeting.
     pub view: MeetingView,
-    /// The room's guest token, if a delivery carried one: whoever shows it
-    /// may read the deadline.
+    /// The room's guest token, if a delivery carried one (it reads the deadline).
     pub guest_token: Option<GuestToken>,
 }
 
@@ -110,36 +107,28 @@ pub struct RoomMeeting {
 pub struct Claim {
     /// The meeting.
     pub key: MeetingKey,
-    /// Its end: the deadline, or the alone deadline if sooner (for the
-    /// lateness histogram).
+    /// Its end: the deadline, or the alone deadline if sooner.
     pub deadline: Timestamp,
-    /// Whether the end is the alone rule's (the participants are read once
-    /// more before the call).
+    /// Whether the end is the alone rule's (participants are read again).
     pub alone: bool,
-    /// How many times it has been claimed, this claim included (more than 1
-    /// means an earlier worker crashed or lost its lease mid-shutdown).
+    /// Claims so far, this one included (above 1: an earlier one was lost).
     pub attempts: i64,
-    /// What the store knew of the room when the claim committed, read in
-    /// the claim's own statement: the first shutdown attempt needs no
-    /// further round trip (a retry reads it again, [`Engine::guard`]).
+    /// The room as the claim's own statement read it, so the first attempt
+    /// needs no further round trip (a retry reads [`Engine::guard`]).
     pub guard: Guard,
 }
 
-/// What a shutdown or a warning checks right before its call, since a
-/// `DELETE /rooms/{id}` (or a guest join) would reach whatever meeting the
-/// room holds now.
+/// What a shutdown or warning checks right before its call, which reaches
+/// whatever meeting the room holds now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Guard {
-    /// The room's shutdown cutoff (the latest "meetings started at or
-    /// before this are over" eyeson reported), if any: see
-    /// [`crate::domain::ended_by_cutoff`].
+    /// The room's shutdown cutoff, if any ([`crate::domain::ended_by_cutoff`]).
     pub cutoff: Option<Timestamp>,
-    /// Whether a meeting that started later in the same room is known.
+    /// Whether a later meeting of the room is known.
     pub newer_meeting: bool,
 }
 
-/// The final state of a claimed meeting, for
-/// [`Store::finish`](crate::store_handle::Store::finish).
+/// The final state of a claimed meeting, for [`Store::finish`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// The meeting.
@@ -148,15 +137,13 @@ pub struct Outcome {
     pub state: MeetingState,
     /// When the outcome was known.
     pub at: Timestamp,
-    /// The claim's [`Claim::attempts`]: with the owner, it identifies the
-    /// claim, so an outcome of an earlier claim of the same owner (whose
-    /// lease expired and which was claimed again) does not apply.
+    /// The claim's [`Claim::attempts`]: with the owner it identifies the
+    /// claim, so an outcome of an expired earlier claim does not apply.
     pub attempts: i64,
-    /// Only with `state` [`MeetingState::Stopping`] (a deferred shutdown):
-    /// the claim is released (no owner) and the meeting may be claimed
-    /// again from this time on (stored as its `lease_until`). `None` for
-    /// final states. With `state` [`MeetingState::Running`] (an alone end
-    /// cancelled: someone joined), when the participants are checked next.
+    /// With [`MeetingState::Stopping`] (deferred): the claim is released and
+    /// claimable again from then (its `lease_until`). With
+    /// [`MeetingState::Running`] (alone end cancelled): the next
+    /// participants check. `None` for final states.
     pub retry_at: Option<Timestamp>,
     /// Ended for being alone.
     pub ended_alone: bool,
@@ -188,8 +175,7 @@ pub struct PresenceClaim {
     pub alone_since: Option<Timestamp>,
 }
 
-/// What a participants check found, for
-/// [`Store::finish_presence`](crate::store_handle::Store::finish_presence).
+/// What a participants check found, for [`Store::finish_presence`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PresenceRecord {
     /// The meeting.
@@ -198,27 +184,22 @@ pub struct PresenceRecord {
     pub until: Timestamp,
     /// When the check was made.
     pub at: Timestamp,
-    /// Counted participants; `None` when the check failed (nothing about
-    /// the meeting changes but the next check's time).
+    /// Counted participants; `None`: the check failed (only `next` applies).
     pub participants: Option<i64>,
-    /// The room's `alone_after` at the check; `None`: the rule is off for
-    /// it (the clock is cleared).
+    /// The room's `alone_after`; `None`: the rule is off (the clock clears).
     pub alone_after: Option<Duration>,
     /// When to check next.
     pub next: Timestamp,
-    /// `alone` (the clock started) or `company` (it was reset), for the
-    /// history.
+    /// `alone` (the clock started) or `company` (it was reset), for history.
     pub event: Option<&'static str>,
 }
 
-/// A meeting whose in-meeting warning is claimed under a lease, for the
-/// deadline it has now.
+/// A meeting whose warning is claimed under a lease, for its current end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WarnClaim {
     /// The meeting.
     pub key: MeetingKey,
-    /// The end the warning is for (the meeting's deadline, or its alone
-    /// deadline if sooner, when claimed).
+    /// The end warned of (deadline, or the alone deadline if sooner).
     pub deadline: Timestamp,
     /// Whether that end is the alone rule's (its own text).
     pub alone: bool,
@@ -228,15 +209,13 @@ pub struct WarnClaim {
     pub attempts: i64,
 }
 
-/// How a claimed warning ended, for
-/// [`Store::finish_warnings`](crate::store_handle::Store::finish_warnings).
+/// How a claimed warning ended, for [`Store::finish_warnings`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WarnRecord {
     /// The meeting.
     pub key: MeetingKey,
-    /// The claim's [`WarnClaim::deadline`]: with the owner and attempts it
-    /// identifies the claim, so the outcome of a claim for an old deadline
-    /// (the meeting was extended meanwhile) does not apply.
+    /// The claim's [`WarnClaim::deadline`]: with owner and attempts it
+    /// identifies the claim (a claim for an old deadline does not apply).
     pub deadline: Timestamp,
     /// The claim's [`WarnClaim::attempts`].
     pub attempts: i64,
@@ -246,26 +225,23 @@ pub struct WarnRecord {
     pub at: Timestamp,
     /// Only with [`WarningOutcome::Deferred`]: claimable again from then.
     pub retry_at: Option<Timestamp>,
-    /// The claim's [`WarnClaim::alone`]: a sent alone warning is recorded
-    /// in the alone period's history.
+    /// The claim's [`WarnClaim::alone`] (a sent one goes into the history).
     pub alone: bool,
 }
 
 /// Lanes of a room start with this; the rest is the room id.
 pub const ROOM_LANE: &str = "room:";
 
-/// The PostgreSQL advisory-lock key of a lane: a room's lane locks what
-/// the room's plans lock (the room id), so one lock orders both.
+/// The PostgreSQL advisory-lock key of a lane: a room's lane locks the room
+/// id, as the room's plans do, so one lock orders both.
 pub fn lock_key(lane: &str) -> &str {
     lane.strip_prefix(ROOM_LANE).unwrap_or(lane)
 }
 
-/// A delivery to forward to the app (`--forward-to`), written to the
-/// outbox in the same transaction as the delivery's plan.
+/// A delivery to forward (`--forward-to`), put in the outbox with its plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewForward {
-    /// Its lane ([`crate::lanes::lane_of`]): deliveries of one lane go
-    /// out one after the other, in the order they were committed.
+    /// Its lane ([`crate::lanes::lane_of`]), which goes out in commit order.
     pub lane: String,
     /// The raw body, byte for byte.
     pub body: Vec<u8>,
@@ -296,18 +272,15 @@ pub struct ForwardClaim {
     pub claimed_at: Timestamp,
 }
 
-/// How a claimed outbox entry ended, for
-/// [`Store::finish_forwards`](crate::store_handle::Store::finish_forwards).
+/// How a claimed outbox entry ended, for [`Store::finish_forwards`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardRecord {
     /// The entry.
     pub id: i64,
-    /// The claim's [`ForwardClaim::attempts`] (with the owner, it
-    /// identifies the claim).
+    /// The claim's [`ForwardClaim::attempts`] (with the owner, the claim).
     pub attempts: i64,
-    /// `None`: remove the entry (delivered, expired or refused).
-    /// `Some(d)`: try it again `d` after the store's now; the lane's later
-    /// entries wait at least as long.
+    /// `None`: remove the entry (delivered, expired or refused). `Some(d)`:
+    /// retry `d` after the store's now; the lane's later entries wait too.
     pub retry_in: Option<Duration>,
     /// Why the last attempt failed (kept with a retry, for operators).
     pub error: Option<String>,
@@ -328,13 +301,12 @@ pub enum Applied {
     Ended(u64),
 }
 
-/// What [`Store::close_unlisted`](crate::store_handle::Store::close_unlisted) did.
+/// What [`Store::close_unlisted`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Closing {
     /// Closed this many meetings.
     Closed(u64),
-    /// Closed none: `would_close` of the `open` tracked meetings is too
-    /// many to believe ([`crate::domain::mass_close_refused`]).
+    /// Closed none: too many ([`crate::domain::mass_close_refused`]).
     Refused {
         /// How many it would have closed.
         would_close: u64,
@@ -343,25 +315,23 @@ pub enum Closing {
     },
 }
 
-/// Who asked for an operator action, and how it is described in the audit.
+/// Who asked for an operator action, as the audit names them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// The caller's address (`ip:port`), as the admin listener saw it.
     pub addr: String,
 }
 
-/// What [`Store::move_deadline`](crate::store_handle::Store::move_deadline) did.
+/// What [`Store::move_deadline`] did; only `Moved` changed anything.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeadlineMoved {
     /// The room has no open meeting.
     NoOpenMeeting,
-    /// The room's open meeting is not the one the caller named (it ended
-    /// and a newer one started meanwhile): nothing changed.
+    /// The room's open meeting is not the one the caller named.
     OtherMeeting(MeetingView),
-    /// The meeting is stopping (claimed, or waiting for a retry): nothing
-    /// changed.
+    /// The meeting is stopping (claimed, or waiting for a retry).
     NotRunning(MeetingView),
-    /// The change was refused: nothing changed.
+    /// The change was refused.
     Refused(DeadlineRefused, MeetingView),
     /// Moved and recorded in the audit.
     Moved {
@@ -419,8 +389,7 @@ pub struct RoomHistory {
     pub alone: Vec<AloneEvent>,
 }
 
-/// An alone period's event (`alone`, `company`, `warned`, `cancelled`,
-/// `ended`).
+/// An alone period's event (`alone`, `company`, `warned`, `cancelled`, `ended`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AloneEvent {
     /// The meeting's start.
@@ -459,11 +428,9 @@ pub struct LimitRule {
     pub kind: LimitKind,
     /// The room id or the prefix.
     pub key: String,
-    /// The limit; `None`: the rule sets none (inherited: a shorter
-    /// prefix's, else `--max-duration`).
+    /// The limit; `None`: inherited (a shorter prefix's, or `--max-duration`).
     pub limit: Option<Duration>,
-    /// The alone rule; `None`: inherited (a shorter prefix's, else
-    /// `--alone-after`).
+    /// The alone rule; `None`: inherited (a shorter prefix's, or `--alone-after`).
     pub alone_after: Option<AloneAfter>,
 }
 
@@ -477,12 +444,8 @@ impl LimitRule {
     }
 }
 
-/// A change to one stored rule ([`Store::set_limit`]), merged into what is
-/// stored: a part left `None` stays as it is, `Some(None)` clears it (the
-/// part is then inherited), `Some(Some(v))` sets it. A rule left with
-/// neither part is deleted.
-///
-/// [`Store::set_limit`]: crate::store_handle::Store::set_limit
+/// A change to one stored rule ([`Store::set_limit`]): per part, `None`
+/// keeps it, `Some(None)` clears it (inherited), `Some(Some(v))` sets it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuleChange {
     /// The limit.
@@ -509,8 +472,7 @@ impl RuleChange {
     }
 }
 
-/// A rule before and after [`Store::set_limit`](crate::store_handle::Store::set_limit)
-/// (`None`: no rule).
+/// A rule before and after [`Store::set_limit`] (`None`: no rule).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuleChanged {
     /// Before.
@@ -519,23 +481,14 @@ pub struct RuleChanged {
     pub current: Option<Rule>,
 }
 
-/// The audit's action name for a deadline change.
-fn action_name(change: DeadlineChange) -> &'static str {
+/// The audit's action name and description of a deadline change.
+fn describe(change: DeadlineChange) -> (&'static str, String) {
     match change {
-        DeadlineChange::Now => "end",
-        DeadlineChange::By(_) | DeadlineChange::Until(_) => "extend",
+        DeadlineChange::By(d) => ("extend", format!("by {}", humantime::format_duration(d))),
+        DeadlineChange::Until(t) => ("extend", format!("until {}", t.to_rfc3339())),
+        DeadlineChange::Now => ("end", "end now".into()),
     }
 }
-
-/// The audit's description of a deadline change.
-fn describe(change: DeadlineChange) -> String {
-    match change {
-        DeadlineChange::By(d) => format!("by {}", humantime::format_duration(d)),
-        DeadlineChange::Until(t) => format!("until {}", t.to_rfc3339()),
-        DeadlineChange::Now => "end now".into(),
-    }
-}
-
 /// The audit's description of a rule change: each part asked for (on a
 /// removal, each part there was), old -> new (`room limit 1h -> 2h,
 /// alone_after none -> 30m`; `none`: not set, inherited).
@@ -563,8 +516,7 @@ fn describe_limit(
     format!("{} {}", kind.as_str(), parts.join(", "))
 }
 
-/// What a deadline change does to the room's open meeting `view` (pure:
-/// the engines run it inside their transaction).
+/// What a deadline change does to the room's open meeting.
 fn decide_move(
     view: &MeetingView,
     expected_start: Option<Timestamp>,
@@ -601,9 +553,8 @@ pub enum StoreError {
     /// A row the service did not write (unknown state, bad room id).
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// The store cannot be used as the service needs (say, it cannot be
-    /// written). Names the store (a file path or a database name, never a
-    /// URL with credentials).
+    /// The store cannot be used as the service needs (say, not writable);
+    /// names the file or database, never a URL with credentials.
     #[error("{store}: {reason}")]
     Unusable {
         /// Which store.
@@ -617,8 +568,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the database refused the write's values (a CHECK, UNIQUE,
-    /// NOT NULL or foreign key constraint), rather than failed.
+    /// A maker of [`StoreError::Unusable`] errors for `store`.
+    pub(crate) fn unusable(store: String) -> impl Fn(String) -> StoreError {
+        move |reason| StoreError::Unusable {
+            store: store.clone(),
+            reason,
+        }
+    }
+
+    /// Whether the database refused the write's values rather than failed.
     pub fn is_constraint_violation(&self) -> bool {
         use sqlx::error::ErrorKind;
         match self {

@@ -1,19 +1,19 @@
-//! Applying a [`Plan`]: the sequence of steps is written once, here; each
-//! engine supplies the SQL of the steps ([`PlanSteps`]), run inside its own
-//! write transaction (which holds the engine's lock: SQLite's single
-//! writer, PostgreSQL's per-room advisory locks) and committed by it.
-//!
-//! Each step's effect on the per-state counts is added up as it runs
-//! (exact: inserted or not, how many rows an update ended) and returned
-//! with the answers; the caller applies the sum once the transaction
-//! commits.
+//! Applying a batch of [`Plan`]s, written once for both engines: the steps
+//! run in the engine's write transaction (which holds its lock: SQLite's
+//! one writer, PostgreSQL's per-room advisory locks), which the caller
+//! commits. Each step's exact effect on the per-state counts is summed and
+//! returned, for the caller to apply once committed.
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Applied, StateDelta, StoreError};
-use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp};
+use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
-/// A meeting to insert unless it is known ([`PlanSteps::insert_many`]).
+use super::rows::SqlRow;
+use super::sql::{Dialect, RowsAffected};
+use super::{Applied, StateDelta, StoreError};
+use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
+
+/// A meeting to insert unless it is known ([`Dialect::insert_many`]).
 pub(crate) struct NewMeeting<'a> {
     pub key: &'a MeetingKey,
     pub deadline: Timestamp,
@@ -21,67 +21,12 @@ pub(crate) struct NewMeeting<'a> {
     pub guest_token: Option<&'a GuestToken>,
 }
 
-/// One engine's SQL for the steps of [`apply`], inside a write transaction.
-pub(crate) trait PlanSteps {
-    /// Inserts a meeting unless it is known; whether it was new.
-    async fn insert(
-        &mut self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-        state: MeetingState,
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
+/// A meeting's start: its key, deadline and guest token.
+type Start<'a> = (&'a MeetingKey, Timestamp, Option<&'a GuestToken>);
 
-    /// The start of the room's newest open meeting started at or before
-    /// `upto`.
-    async fn newest_open(
-        &mut self,
-        room: &RoomId,
-        upto: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError>;
-
-    /// Raises the room's shutdown cutoff to `cutoff` (never lowers it).
-    async fn raise_cutoff(&mut self, room: &RoomId, cutoff: Timestamp) -> Result<(), StoreError>;
-
-    /// Ends the room's `running` meetings started at or before `upto`; how
-    /// many.
-    async fn end_running(
-        &mut self,
-        room: &RoomId,
-        upto: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError>;
-
-    // Starts, one or many at once (each statement covers them all): see
-    // `track`.
-
-    /// The shutdown cutoffs of those `rooms` that have one.
-    async fn room_cutoffs(
-        &mut self,
-        rooms: &[&str],
-    ) -> Result<HashMap<String, Timestamp>, StoreError>;
-
-    /// Inserts each meeting (each of its own room) unless it is known (a
-    /// final state with `finished_at = now`); the rooms whose meeting was
-    /// new.
-    async fn insert_many(
-        &mut self,
-        meetings: &[NewMeeting<'_>],
-        now: Timestamp,
-    ) -> Result<HashSet<String>, StoreError>;
-
-    /// For each started meeting (each of its own room): ends the room's
-    /// older `running` meetings (a newer start proves them over; `stopping`
-    /// rows are left to their worker, which re-checks) and stores its guest
-    /// token where the row holds another (a meeting tracked from a list
-    /// without it; one recorded as not warnable for want of a token becomes
-    /// warnable). Returns how many older meetings it ended.
-    async fn started_many(
-        &mut self,
-        started: &[(&MeetingKey, Option<&GuestToken>)],
-        now: Timestamp,
-    ) -> Result<u64, StoreError>;
-}
+/// A meeting tracked as running, with its guest token
+/// ([`Dialect::started_many`]).
+pub(crate) type Started<'a> = (&'a MeetingKey, Option<&'a GuestToken>);
 
 /// The room a plan is about, if any.
 pub(crate) fn room_of(plan: &Plan) -> Option<&str> {
@@ -92,162 +37,251 @@ pub(crate) fn room_of(plan: &Plan) -> Option<&str> {
     }
 }
 
-/// Applies a batch of plans, with the answers and the effect of applying
-/// them one by one in order: the starts of rooms that appear once in the
-/// batch (nearly every delivery of a busy hour) take a few statements
-/// between them, whatever their number; the rest go one by one, in order.
-/// Rooms are independent of each other, so each room still sees its plans
-/// in the batch's order.
-pub(crate) async fn apply_batch<S: PlanSteps>(
-    steps: &mut S,
-    plans: &[Plan],
-    now: Timestamp,
-) -> Result<(Vec<Applied>, StateDelta), StoreError> {
-    let mut delta = StateDelta::default();
-    let mut per_room: HashMap<&str, usize> = HashMap::new();
-    for room in plans.iter().filter_map(room_of) {
-        *per_room.entry(room).or_default() += 1;
+/// The shared write steps, inside an engine's write transaction.
+pub(crate) struct Steps<'t, D: Dialect>(pub(crate) &'t mut D::Tx);
+
+impl<D> Steps<'_, D>
+where
+    D: Dialect,
+    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
+    <D::DB as Database>::Arguments: IntoArguments<D::DB>,
+    for<'q> i64: Encode<'q, D::DB> + Type<D::DB>,
+    for<'q> &'q str: Encode<'q, D::DB> + Type<D::DB>,
+    for<'q> Option<i64>: Encode<'q, D::DB> + Type<D::DB>,
+    for<'q> Option<&'q str>: Encode<'q, D::DB> + Type<D::DB>,
+{
+    /// Applies a batch of plans as if one by one, in order: the starts of
+    /// rooms that appear once in the batch (nearly every delivery of a busy
+    /// hour) take a few statements between them; the rest go one by one.
+    /// Rooms are independent, so each sees its plans in the batch's order.
+    pub(crate) async fn apply_batch(
+        &mut self,
+        plans: &[Plan],
+        now: Timestamp,
+    ) -> Result<(Vec<Applied>, StateDelta), StoreError> {
+        let mut delta = StateDelta::default();
+        let mut per_room: HashMap<&str, usize> = HashMap::new();
+        for room in plans.iter().filter_map(room_of) {
+            *per_room.entry(room).or_default() += 1;
+        }
+        let mut out = vec![Applied::Ignored; plans.len()];
+        let (mut at, mut starts) = (Vec::new(), Vec::new());
+        for (i, plan) in plans.iter().enumerate() {
+            match plan {
+                Plan::Track {
+                    key,
+                    deadline,
+                    guest_token,
+                } if per_room[key.room_id.as_str()] == 1 => {
+                    at.push(i);
+                    starts.push((key, *deadline, guest_token.as_ref()));
+                }
+                _ => out[i] = self.apply(plan, now, &mut delta).await?,
+            }
+        }
+        if !starts.is_empty() {
+            for (i, applied) in at
+                .into_iter()
+                .zip(self.track(&starts, now, &mut delta).await?)
+            {
+                out[i] = applied;
+            }
+        }
+        Ok((out, delta))
     }
-    let mut out = vec![Applied::Ignored; plans.len()];
-    let mut at = Vec::new();
-    let mut starts = Vec::new();
-    for (i, plan) in plans.iter().enumerate() {
-        match plan {
+
+    /// Tracks starts, each of its own room, in a few statements: a start
+    /// its room's cutoff covers is recorded as ended (eyeson reported the
+    /// end first); any other is inserted as running unless known, ends its
+    /// room's older meetings and stores a newer guest token.
+    async fn track(
+        &mut self,
+        starts: &[Start<'_>],
+        now: Timestamp,
+        delta: &mut StateDelta,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let rooms: Vec<&str> = starts.iter().map(|s| s.0.room_id.as_str()).collect();
+        let mut cutoffs = HashMap::new();
+        for r in D::room_cutoffs(&rooms).fetch_all(&mut **self.0).await? {
+            cutoffs.insert(r.text("room_id")?, Timestamp(r.int("cutoff")?));
+        }
+        let late: Vec<bool> = starts
+            .iter()
+            .map(|(key, ..)| {
+                domain::ended_by_cutoff(key, cutoffs.get(key.room_id.as_str()).copied())
+            })
+            .collect();
+        let rows: Vec<NewMeeting> = starts
+            .iter()
+            .zip(&late)
+            .map(|(&(key, deadline, token), &late)| NewMeeting {
+                key,
+                deadline,
+                state: if late {
+                    MeetingState::Ended
+                } else {
+                    MeetingState::Running
+                },
+                guest_token: if late { None } else { token },
+            })
+            .collect();
+        let mut new_rooms = HashSet::new();
+        for r in D::insert_many(&rows, now).fetch_all(&mut **self.0).await? {
+            new_rooms.insert(r.text("room_id")?);
+        }
+        let inserted: Vec<bool> = rows
+            .iter()
+            .map(|m| new_rooms.contains(m.key.room_id.as_str()))
+            .collect();
+        for (row, new) in rows.iter().zip(&inserted) {
+            delta.added(row.state, u64::from(*new));
+        }
+        let started: Vec<Started> = starts
+            .iter()
+            .zip(&late)
+            .filter(|(_, &late)| !late)
+            .map(|(&(key, _, token), _)| (key, token))
+            .collect();
+        if !started.is_empty() {
+            let ended_older = D::started_many(self.0, &started, now).await?;
+            delta.moved(MeetingState::Running, MeetingState::Ended, ended_older);
+        }
+        Ok(late
+            .into_iter()
+            .zip(inserted)
+            .map(|(late, new)| match (late, new) {
+                (true, _) => Applied::LateForEndedMeeting,
+                (false, true) => Applied::Tracked,
+                (false, false) => Applied::AlreadyKnown,
+            })
+            .collect())
+    }
+
+    /// Applies one plan; `now` is the store's clock.
+    async fn apply(
+        &mut self,
+        plan: &Plan,
+        now: Timestamp,
+        delta: &mut StateDelta,
+    ) -> Result<Applied, StoreError> {
+        let (room, cutoff, meeting) = match plan {
+            Plan::Ignore(_) => return Ok(Applied::Ignored),
             Plan::Track {
                 key,
                 deadline,
                 guest_token,
-            } if per_room[key.room_id.as_str()] == 1 => {
-                at.push(i);
-                starts.push((key, *deadline, guest_token.as_ref()));
-            }
-            _ => out[i] = apply(steps, plan, now, &mut delta).await?,
-        }
-    }
-    if !starts.is_empty() {
-        for (i, applied) in at
-            .into_iter()
-            .zip(track(steps, &starts, now, &mut delta).await?)
-        {
-            out[i] = applied;
-        }
-    }
-    Ok((out, delta))
-}
-
-/// A meeting's start: its key, deadline and guest token.
-type Start<'a> = (&'a MeetingKey, Timestamp, Option<&'a GuestToken>);
-
-/// Tracks started meetings, each of its own room, in a few statements
-/// whatever their number: a start the room's cutoff covers is recorded as
-/// ended (eyeson reported its end before its start reached us); any other
-/// is inserted as running unless it is known, ends its room's older
-/// meetings and stores a newer guest token. One result per start.
-async fn track<S: PlanSteps>(
-    steps: &mut S,
-    starts: &[Start<'_>],
-    now: Timestamp,
-    delta: &mut StateDelta,
-) -> Result<Vec<Applied>, StoreError> {
-    let rooms: Vec<&str> = starts.iter().map(|s| s.0.room_id.as_str()).collect();
-    let cutoffs = steps.room_cutoffs(&rooms).await?;
-    let late: Vec<bool> = starts
-        .iter()
-        .map(|(key, ..)| domain::ended_by_cutoff(key, cutoffs.get(key.room_id.as_str()).copied()))
-        .collect();
-    let rows: Vec<NewMeeting> = starts
-        .iter()
-        .zip(&late)
-        .map(|(&(key, deadline, token), &late)| NewMeeting {
-            key,
-            deadline,
-            state: if late {
-                MeetingState::Ended
-            } else {
-                MeetingState::Running
-            },
-            guest_token: if late { None } else { token },
-        })
-        .collect();
-    let new_rooms = steps.insert_many(&rows, now).await?;
-    let inserted: Vec<bool> = rows
-        .iter()
-        .map(|m| new_rooms.contains(m.key.room_id.as_str()))
-        .collect();
-    for (row, new) in rows.iter().zip(&inserted) {
-        delta.added(row.state, u64::from(*new));
-    }
-    let started: Vec<(&MeetingKey, Option<&GuestToken>)> = starts
-        .iter()
-        .zip(&late)
-        .filter(|(_, &late)| !late)
-        .map(|(&(key, _, token), _)| (key, token))
-        .collect();
-    if !started.is_empty() {
-        let ended_older = steps.started_many(&started, now).await?;
-        delta.moved(MeetingState::Running, MeetingState::Ended, ended_older);
-    }
-    Ok(late
-        .into_iter()
-        .zip(inserted)
-        .map(|(late, new)| {
-            if late {
-                Applied::LateForEndedMeeting
-            } else if new {
-                Applied::Tracked
-            } else {
-                Applied::AlreadyKnown
-            }
-        })
-        .collect())
-}
-
-/// Applies one plan through `steps`; `now` is the store's clock (the
-/// database's, where it is the source of time).
-async fn apply<S: PlanSteps>(
-    steps: &mut S,
-    plan: &Plan,
-    now: Timestamp,
-    delta: &mut StateDelta,
-) -> Result<Applied, StoreError> {
-    match plan {
-        Plan::Ignore(_) => Ok(Applied::Ignored),
-        Plan::Track {
-            key,
-            deadline,
-            guest_token,
-        } => track(steps, &[(key, *deadline, guest_token.as_ref())], now, delta)
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("a start was tracked without a result".into())),
-        Plan::End {
-            room_id,
-            cutoff,
-            meeting,
-        } => {
-            let cutoff = if meeting.is_some() {
-                *cutoff
-            } else {
-                // `started_at: null`: `cutoff` is an upper bound; the newest
-                // meeting open now decides (see the domain).
-                let newest_open = steps.newest_open(room_id, *cutoff).await?;
-                match domain::null_start_cutoff(*cutoff, newest_open) {
-                    Some(c) => c,
-                    None => return Ok(Applied::Ended(0)),
-                }
-            };
-            steps.raise_cutoff(room_id, cutoff).await?;
-            if let Some((key, deadline)) = meeting {
-                if steps
-                    .insert(key, *deadline, MeetingState::Ended, now)
+            } => {
+                let start = (key, *deadline, guest_token.as_ref());
+                return self
+                    .track(&[start], now, delta)
                     .await?
-                {
-                    delta.added(MeetingState::Ended, 1);
-                }
+                    .pop()
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("a start was tracked without a result".into())
+                    });
             }
-            let ended = steps.end_running(room_id, cutoff, now).await?;
-            delta.moved(MeetingState::Running, MeetingState::Ended, ended);
-            Ok(Applied::Ended(ended))
+            Plan::End {
+                room_id,
+                cutoff,
+                meeting,
+            } => (room_id, *cutoff, meeting),
+        };
+        let cutoff = if meeting.is_some() {
+            cutoff
+        } else {
+            // `started_at: null`: `cutoff` is an upper bound; the newest
+            // meeting open now decides (see the domain).
+            let row = sqlx::query(
+                "SELECT max(started_at) AS newest FROM meetings
+                 WHERE room_id = $1 AND started_at <= $2 AND state IN ('running', 'stopping')",
+            )
+            .bind(room.as_str())
+            .bind(cutoff.0)
+            .fetch_one(&mut **self.0)
+            .await?;
+            let newest_open = row.opt_int("newest")?.map(Timestamp);
+            match domain::null_start_cutoff(cutoff, newest_open) {
+                Some(c) => c,
+                None => return Ok(Applied::Ended(0)),
+            }
+        };
+        sqlx::query(
+            "INSERT INTO room_shutdowns (room_id, cutoff) VALUES ($1, $2)
+             ON CONFLICT (room_id) DO UPDATE
+             SET cutoff = CASE WHEN excluded.cutoff > room_shutdowns.cutoff
+                               THEN excluded.cutoff ELSE room_shutdowns.cutoff END",
+        )
+        .bind(room.as_str())
+        .bind(cutoff.0)
+        .execute(&mut **self.0)
+        .await?;
+        if let Some((key, deadline)) = meeting {
+            if self
+                .insert(key, *deadline, MeetingState::Ended, now)
+                .await?
+            {
+                delta.added(MeetingState::Ended, 1);
+            }
         }
+        let ended = sqlx::query(
+            "UPDATE meetings SET state = 'ended', finished_at = $3, updated_at = $3
+             WHERE room_id = $1 AND started_at <= $2 AND state = 'running'",
+        )
+        .bind(room.as_str())
+        .bind(cutoff.0)
+        .bind(now.0)
+        .execute(&mut **self.0)
+        .await?
+        .rows_affected();
+        delta.moved(MeetingState::Running, MeetingState::Ended, ended);
+        Ok(Applied::Ended(ended))
+    }
+
+    /// Inserts a meeting unless it is known; whether it was new.
+    pub(crate) async fn insert(
+        &mut self,
+        key: &MeetingKey,
+        deadline: Timestamp,
+        state: MeetingState,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
+                                   finished_at, presence_due)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $5)
+             ON CONFLICT (room_id, started_at) DO NOTHING",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .bind(deadline.0)
+        .bind(state.as_str())
+        .bind(now.0)
+        .bind((!state.is_open()).then_some(now.0))
+        .execute(&mut **self.0)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Records an alone period's event.
+    pub(crate) async fn alone_event(
+        &mut self,
+        key: &MeetingKey,
+        at: i64,
+        event: &str,
+        participants: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO alone_events (room_id, started_at, at, event, participants)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(key.room_id.as_str())
+        .bind(key.started_at.0)
+        .bind(at)
+        .bind(event)
+        .bind(participants)
+        .execute(&mut **self.0)
+        .await?;
+        Ok(())
     }
 }

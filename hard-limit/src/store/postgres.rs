@@ -1,50 +1,47 @@
 //! The PostgreSQL engine: any number of replicas on one database.
 //!
-//! - **Claims** are `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)
-//!   RETURNING`: replicas claiming at the same moment skip each other's
-//!   rows instead of waiting or double-claiming, and a claim is a lease
-//!   (`lease_until`), so a replica that dies mid-shutdown has its meetings
-//!   claimed by another once the lease expires.
-//! - **The database's clock** (`now()`) decides what is due, when leases
-//!   expire and what is recorded as "now" (unless the store was opened
-//!   with [`PgStore::connect_with_caller_clock`], which the shared test
-//!   suite uses to step time): replicas whose clocks disagree still agree
-//!   on who may claim what.
-//! - **Wake-ups**: a transaction that tracks a new meeting or moves a
-//!   deadline sends `NOTIFY hard_limit_meetings` (a limit change `NOTIFY
-//!   hard_limit_limits`) at commit; [`crate::cluster`] listens.
-//! - **Per-room serialisation**: a batch first takes transaction-scoped
-//!   advisory locks on all its rooms (one round trip, in key order, so two
-//!   batches cannot deadlock), so a "running" and a "shutdown" delivery for one room that
-//!   land on two replicas at once are applied one after the other, as on
-//!   SQLite's single writer.
-//! - **Losing the database**: the pool waits at most a few seconds for a
-//!   connection, then the caller gets an error (webhooks 503, `/healthz`
-//!   503); connections are re-established on demand once it is back.
+//! - **Claims** take rows `FOR UPDATE SKIP LOCKED`, so replicas claiming at
+//!   once skip each other's rows, under a lease (`lease_until`): a dead
+//!   replica's meetings are claimed by another once it expires.
+//! - **The database's clock** decides what is due and what is "now" (unless
+//!   opened with [`PgStore::connect_with_caller_clock`], for tests), so
+//!   replicas whose clocks disagree still agree on who may claim what.
+//! - **Wake-ups**: a commit that tracks a meeting or moves a deadline sends
+//!   `NOTIFY hard_limit_meetings` (a limit change `hard_limit_limits`);
+//!   [`crate::cluster`] listens.
+//! - **Per-room serialisation**: a batch first takes advisory locks on its
+//!   rooms, as on SQLite's single writer.
+//! - **Losing the database**: a connection is waited for a few seconds,
+//!   then the caller fails (503); connections come back on demand.
 
-use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
-use super::plan::{self, NewMeeting};
+use super::plan::{self, NewMeeting, Started};
 use super::rows::SqlRow;
 use super::sql::{
-    migrations, millis, now_in, Dialect, Notice, ALONE_COLUMN, END_AT, GUARD_COLUMNS,
+    migrations, millis, now_in, open_pool, refused, writable, Bound, Dialect, Notice, Res,
+    Unlisted, ALONE_COLUMN, END_AT, GUARD_COLUMNS,
 };
-use super::{Claim, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
-use crate::domain::{self, GuestToken, MeetingKey, MeetingState, Plan, Timestamp};
+use super::{Claim, ClaimReq, Closing, ForwardClaim, NewForward, Outcome, StateDelta, StoreError};
+use crate::domain::{GuestToken, MeetingState, Plan, Timestamp};
 
-/// The channel `NOTIFY`'d when a meeting is newly tracked or an operator
-/// moved a deadline: every replica's scheduler re-plans.
+/// One array parameter of a batch: `f` of each item.
+macro_rules! col {
+    ($items:expr, $f:expr) => {
+        $items.iter().map($f).collect::<Vec<_>>()
+    };
+}
+
+/// `NOTIFY`'d when a meeting is tracked or its deadline moved: every
+/// replica's scheduler re-plans.
 pub const CHANNEL: &str = "hard_limit_meetings";
 
-/// The channel `NOTIFY`'d when a stored limit changed: every replica
-/// reloads its limits.
+/// `NOTIFY`'d when a stored limit changed: every replica reloads them.
 pub const LIMITS_CHANNEL: &str = "hard_limit_limits";
 
 /// First half of the two-key transaction advisory locks on rooms (two
@@ -52,8 +49,7 @@ pub const LIMITS_CHANNEL: &str = "hard_limit_limits";
 /// [`crate::cluster`]).
 const ROOM_LOCK_SPACE: i32 = 0x686c;
 
-/// How long a caller waits for a pooled connection before failing (and
-/// the webhook answers 503).
+/// How long a caller waits for a pooled connection before failing (503).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The PostgreSQL store. Cloning is cheap (the pool is shared).
@@ -66,13 +62,8 @@ pub struct PgStore {
     db_clock: bool,
 }
 
-fn migrator() -> Migrator {
-    migrations!("postgres")
-}
-
-/// A timestamp expression in milliseconds since the epoch, rounded down
-/// (rounded to the nearest, a deadline could pass half a millisecond
-/// early). Every conversion of the database's time goes through it.
+/// A timestamp expression in epoch milliseconds, rounded down (to the
+/// nearest, a deadline could pass half a millisecond early).
 macro_rules! epoch_ms {
     ($ts:literal) => {
         concat!("floor(extract(epoch FROM ", $ts, ") * 1000)::bigint")
@@ -90,74 +81,38 @@ const DB_NOW_MS: &str = epoch_ms!("now()");
 const DB_CLOCK_MS: &str = epoch_ms!("clock_timestamp()");
 
 impl PgStore {
-    /// Connects to the database a `postgres://` URL names and runs the
-    /// migrations (under sqlx's migration lock, so replicas starting
-    /// together migrate once). Deadlines and leases use the database's clock.
+    /// Connects to a `postgres://` URL and migrates (under sqlx's lock:
+    /// replicas starting together migrate once), on the database's clock.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::open(url, true).await
     }
 
-    /// Like [`PgStore::connect`], but "now" is whatever the caller passes
-    /// (for tests that step a logical clock). Not for production: replicas
-    /// would then trust each other's wall clocks.
+    /// Like [`PgStore::connect`], but "now" is the caller's (tests that step
+    /// a clock; replicas would trust each other's wall clocks).
     pub async fn connect_with_caller_clock(url: &str) -> Result<Self, StoreError> {
         Self::open(url, false).await
     }
 
     async fn open(url: &str, db_clock: bool) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("eyeson-hard-limit");
-        // Errors name the database only, never the URL (it may hold a
-        // password).
+        // Errors name the database, never the URL (it may hold a password).
         let name = format!(
             "the PostgreSQL database {:?}",
             options.get_database().unwrap_or("(default)")
         );
-        let unusable = |reason: String| StoreError::Unusable {
-            store: name.clone(),
-            reason,
-        };
+        let unusable = StoreError::unusable(name);
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| unusable(format!("cannot connect: {e}")))?;
-        migrator()
-            .run(&pool)
-            .await
-            .map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
+            .acquire_timeout(ACQUIRE_TIMEOUT);
+        let migrator = migrations!("postgres");
+        let pool = open_pool(pool, options.clone(), "cannot connect", migrator, &unusable).await?;
         let store = PgStore {
             pool,
             options: Arc::new(options),
             db_clock,
         };
-        // A read-only database (a standby, default_transaction_read_only,
-        // a user without UPDATE) passes the migrations once they are
-        // applied, then refuses every delivery: find out now. The name of
-        // the database only, never the URL (it may hold a password).
-        if let Err(e) = store.probe_write().await {
-            return Err(unusable(format!(
-                "it is not writable (the service must write its store): {e}"
-            )));
-        }
-        Ok(store)
-    }
-
-    /// A write that changes nothing, committed: refused by a read-only
-    /// transaction or a missing privilege all the same. At start-up, and
-    /// for `/healthz` after a failed write.
-    pub async fn probe_write(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE meetings SET state = state WHERE false")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Closes the pool.
-    pub async fn close(&self) {
-        self.pool.close().await;
+        // A standby or a user without UPDATE passes applied migrations.
+        writable(store, unusable).await
     }
 
     /// How it connects (for connections of their own, like the chores
@@ -171,60 +126,31 @@ impl PgStore {
         &self.pool
     }
 
-    /// The caller's "now" for [`NOW_MS`]: `None` (the database's) unless
-    /// the store was opened with the caller's clock.
-    fn caller_now(&self, now: Timestamp) -> Option<i64> {
-        (!self.db_clock).then_some(now.0)
-    }
-
-    /// The time a SQL expression gives, on the caller's clock.
-    async fn next_of(&self, expr: &str) -> Result<Option<Timestamp>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {expr} AS t, {DB_CLOCK_MS} AS db_now"
-        )))
-        .fetch_one(&self.pool)
-        .await?;
+    /// A row's time `t` on the caller's clock: with the database's clock,
+    /// its "due in d" (from the row's `db_now`) becomes "local now + d", as
+    /// the caller sleeps against its own clock.
+    fn local_t(&self, row: &PgRow) -> Res<Option<Timestamp>> {
         let t: Option<i64> = row.try_get("t")?;
         if !self.db_clock {
             return Ok(t.map(Timestamp));
         }
-        // The caller sleeps against its own clock: translate the database's
-        // "due in d" into "due at local now + d".
         let db_now: i64 = row.try_get("db_now")?;
         let local = Timestamp::from_system_time(SystemTime::now());
         Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
     }
 
     /// Runs a claim statement (meetings or outbox): `$1` the owner, `$2` the
-    /// lease in ms, `$3` the caller's "now" ([`NOW_MS`]), `$4` the limit.
-    async fn claim_rows(
-        &self,
-        sql: String,
-        owner: &str,
-        lease: Duration,
-        now: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<sqlx::postgres::PgRow>, StoreError> {
+    /// lease in ms, `$3` the caller's "now" ([`NOW_MS`]; NULL: the
+    /// database's), `$4` the limit.
+    async fn claim_rows(&self, sql: String, c: ClaimReq<'_>) -> Res<Vec<PgRow>> {
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(millis(lease))
-            .bind(self.caller_now(now))
-            .bind(i64::from(limit))
+            .bind(c.owner)
+            .bind(millis(c.lease))
+            .bind((!self.db_clock).then_some(c.now.0))
+            .bind(i64::from(c.limit))
             .fetch_all(&self.pool)
             .await?)
     }
-}
-
-/// `WITH ORDINALITY` numbers (from 1) of the rows a statement changed, as
-/// one flag per input row.
-fn ordinals_to_flags(ordinals: &[i64], len: usize) -> Vec<bool> {
-    let mut flags = vec![false; len];
-    for &i in ordinals {
-        if let Some(flag) = usize::try_from(i - 1).ok().and_then(|i| flags.get_mut(i)) {
-            *flag = true;
-        }
-    }
-    flags
 }
 
 /// A PostgreSQL write transaction.
@@ -232,15 +158,15 @@ type PgTx = Transaction<'static, Postgres>;
 
 /// PostgreSQL's side of the shared SQL ([`super::sql`]): row locks, the
 /// database's clock, `NOTIFY` at commit, batches bound as arrays
-/// (`unnest`), and claims with `FOR UPDATE SKIP LOCKED` so replicas
-/// claiming at once take different rows.
+/// (`unnest`), claims `FOR UPDATE SKIP LOCKED`.
 impl Dialect for PgStore {
     type DB = Postgres;
     type Tx = PgTx;
     const FOR_UPDATE: &'static str = " FOR UPDATE";
-    /// `SKIP LOCKED`: replicas claiming at once take different meetings.
-    // `due.at` is the meeting's end (`END_AT`: the deadline or a sooner
-    // alone deadline).
+    // Changes nothing, yet a read-only transaction or a missing privilege
+    // refuses it all the same.
+    const PROBE_WRITE: &'static [&'static str] = &["UPDATE meetings SET state = state WHERE false"];
+    // `due.at` is the meeting's end (`END_AT`).
     const CLAIM_WARNINGS: &'static str = "UPDATE meetings m
              SET warn_for = due.at, warn_state = 'claimed', warn_owner = $1, warn_until = $2,
                  warn_attempts = CASE WHEN m.warn_for = due.at THEN m.warn_attempts + 1 ELSE 1 END
@@ -255,7 +181,6 @@ impl Dialect for PgStore {
              RETURNING m.room_id, m.started_at, m.warn_for AS deadline, m.guest_token, m.warn_attempts,
                        CAST(CASE WHEN m.alone_deadline = m.warn_for AND m.alone_deadline < m.deadline
                             THEN 1 ELSE 0 END AS BIGINT) AS alone";
-
     const CLAIM_PRESENCE: &'static str =
         "UPDATE meetings m SET presence_owner = $1, presence_due = $2
              FROM (SELECT room_id, started_at FROM meetings
@@ -264,32 +189,38 @@ impl Dialect for PgStore {
                    FOR UPDATE SKIP LOCKED) due
              WHERE m.room_id = due.room_id AND m.started_at = due.started_at
              RETURNING m.room_id, m.started_at, m.presence_due, m.alone_since";
+    const NEXT_WAKE: &'static str =
+        "LEAST((SELECT min(deadline) FROM meetings WHERE state = 'running'),
+               (SELECT min(alone_deadline) FROM meetings WHERE state = 'running'),
+               (SELECT min(lease_until) FROM meetings WHERE state = 'stopping'))";
+    const PLANNED_DEADLINES: &'static str =
+        "SELECT DISTINCT ON (room_id, started_at) room_id, started_at, old_deadline AS deadline
+             FROM admin_actions
+             WHERE started_at >= $1 AND action IN ('extend', 'end')
+             ORDER BY room_id, started_at, id";
 
     fn reader(&self) -> &PgPool {
         &self.pool
     }
 
-    async fn begin(&self, _durable: bool) -> Result<PgTx, StoreError> {
+    async fn begin(&self, _durable: bool) -> Res<PgTx> {
         Ok(self.pool.begin().await?)
     }
 
-    async fn commit(tx: PgTx) -> Result<(), StoreError> {
+    async fn commit(tx: PgTx) -> Res<()> {
         Ok(tx.commit().await?)
     }
 
-    async fn db_now(&self, tx: &mut PgTx) -> Result<Option<i64>, StoreError> {
+    async fn db_now(&self, tx: &mut PgTx) -> Res<Option<i64>> {
         if !self.db_clock {
             return Ok(None);
         }
-        Ok(Some(
-            sqlx::query_scalar(concat!("SELECT ", epoch_ms!("now()")))
-                .fetch_one(&mut **tx)
-                .await?,
-        ))
+        let now = sqlx::query_scalar(concat!("SELECT ", epoch_ms!("now()")));
+        Ok(Some(now.fetch_one(&mut **tx).await?))
     }
 
     /// Delivered at commit, to every replica's listener.
-    async fn notify(tx: &mut PgTx, notice: Notice) -> Result<(), StoreError> {
+    async fn notify(tx: &mut PgTx, notice: Notice) -> Res<()> {
         let channel = match notice {
             Notice::Meetings => CHANNEL,
             Notice::Limits => LIMITS_CHANNEL,
@@ -302,16 +233,11 @@ impl Dialect for PgStore {
     }
 
     /// Every room of the batch locked in one round trip, in key order, so
-    /// two batches cannot deadlock on each other: a "running" and a
-    /// "shutdown" delivery for one room that land on two replicas at once
-    /// are applied one after the other. The outbox's lanes are locked too:
-    /// their ids are then drawn in commit order, so a lane's entries cannot
-    /// become visible out of order across replicas.
-    async fn lock_rooms(
-        tx: &mut PgTx,
-        plans: &[Plan],
-        forwards: &[NewForward],
-    ) -> Result<(), StoreError> {
+    /// two batches cannot deadlock: a "running" and a "shutdown" delivery
+    /// for one room that land on two replicas at once apply one after the
+    /// other. Lanes are locked too: their ids are then drawn in commit
+    /// order, so a lane's entries cannot become visible out of order.
+    async fn lock_rooms(tx: &mut PgTx, plans: &[Plan], forwards: &[NewForward]) -> Res<()> {
         let mut rooms: Vec<&str> = plans.iter().filter_map(plan::room_of).collect();
         rooms.extend(forwards.iter().map(|f| super::lock_key(&f.lane)));
         rooms.sort_unstable();
@@ -329,37 +255,13 @@ impl Dialect for PgStore {
         Ok(())
     }
 
-    async fn room_cutoffs(
-        tx: &mut PgTx,
-        rooms: &[&str],
-    ) -> Result<HashMap<String, Timestamp>, StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT room_id, cutoff FROM room_shutdowns WHERE room_id = ANY($1::text[])",
-        )
-        .bind(rooms)
-        .fetch_all(&mut **tx)
-        .await?;
-        Ok(rows.into_iter().map(|(r, c)| (r, Timestamp(c))).collect())
+    fn room_cutoffs(rooms: &[&str]) -> Bound<Postgres> {
+        sqlx::query("SELECT room_id, cutoff FROM room_shutdowns WHERE room_id = ANY($1::text[])")
+            .bind(rooms)
     }
 
-    async fn insert_many(
-        tx: &mut PgTx,
-        meetings: &[NewMeeting<'_>],
-        now: Timestamp,
-    ) -> Result<HashSet<String>, StoreError> {
-        let rooms: Vec<&str> = meetings.iter().map(|m| m.key.room_id.as_str()).collect();
-        let starts: Vec<i64> = meetings.iter().map(|m| m.key.started_at.0).collect();
-        let deadlines: Vec<i64> = meetings.iter().map(|m| m.deadline.0).collect();
-        let states: Vec<&str> = meetings.iter().map(|m| m.state.as_str()).collect();
-        let finished: Vec<Option<i64>> = meetings
-            .iter()
-            .map(|m| (!m.state.is_open()).then_some(now.0))
-            .collect();
-        let tokens: Vec<Option<&str>> = meetings
-            .iter()
-            .map(|m| m.guest_token.map(GuestToken::expose))
-            .collect();
-        let new: Vec<String> = sqlx::query_scalar(
+    fn insert_many(rows: &[NewMeeting<'_>], now: Timestamp) -> Bound<Postgres> {
+        sqlx::query(
             "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at,
                                    finished_at, guest_token, presence_due)
              SELECT room_id, started_at, deadline, state, $7, $7, finished_at, guest_token, $7
@@ -369,31 +271,18 @@ impl Dialect for PgStore {
              ON CONFLICT (room_id, started_at) DO NOTHING
              RETURNING room_id",
         )
-        .bind(rooms)
-        .bind(starts)
-        .bind(deadlines)
-        .bind(states)
-        .bind(finished)
-        .bind(tokens)
+        .bind(col!(rows, |m| m.key.room_id.as_str()))
+        .bind(col!(rows, |m| m.key.started_at.0))
+        .bind(col!(rows, |m| m.deadline.0))
+        .bind(col!(rows, |m| m.state.as_str()))
+        .bind(col!(rows, |m| (!m.state.is_open()).then_some(now.0)))
+        .bind(col!(rows, |m| m.guest_token.map(GuestToken::expose)))
         .bind(now.0)
-        .fetch_all(&mut **tx)
-        .await?;
-        Ok(new.into_iter().collect())
     }
 
-    async fn started_many(
-        tx: &mut PgTx,
-        started: &[(&MeetingKey, Option<&GuestToken>)],
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        let rooms: Vec<&str> = started.iter().map(|(k, _)| k.room_id.as_str()).collect();
-        let starts: Vec<i64> = started.iter().map(|(k, _)| k.started_at.0).collect();
-        let tokens: Vec<Option<&str>> = started
-            .iter()
-            .map(|(_, t)| t.map(GuestToken::expose))
-            .collect();
-        // Two data-modifying CTEs, one round trip: they touch different
-        // rows (older starts, and the start itself).
+    /// Two data-modifying CTEs, one round trip: they touch different rows
+    /// (older starts, and the start itself).
+    async fn started_many(tx: &mut PgTx, started: &[Started<'_>], now: Timestamp) -> Res<u64> {
         let (ended_older, _tokens): (i64, i64) = sqlx::query_as(
             "WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
                         AS s(room_id, started_at, token)),
@@ -412,62 +301,44 @@ impl Dialect for PgStore {
                RETURNING 1)
              SELECT (SELECT count(*) FROM older), (SELECT count(*) FROM tok)",
         )
-        .bind(rooms)
-        .bind(starts)
-        .bind(tokens)
+        .bind(col!(started, |(k, _)| k.room_id.as_str()))
+        .bind(col!(started, |(k, _)| k.started_at.0))
+        .bind(col!(started, |(_, t)| t.map(GuestToken::expose)))
         .bind(now.0)
         .fetch_one(&mut **tx)
         .await?;
         Ok(u64::try_from(ended_older).unwrap_or(0))
     }
 
-    /// The batch's deliveries to forward, in one statement (arrays, in order).
-    /// A new entry waits at least as long as its lane's head.
-    async fn insert_forwards(
-        tx: &mut PgTx,
-        forwards: &[NewForward],
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let lanes: Vec<&str> = forwards.iter().map(|f| f.lane.as_str()).collect();
-        let bodies: Vec<&[u8]> = forwards.iter().map(|f| f.body.as_slice()).collect();
-        let signatures: Vec<&str> = forwards.iter().map(|f| f.signature.as_str()).collect();
-        let types: Vec<Option<&str>> = forwards.iter().map(|f| f.content_type.as_deref()).collect();
+    /// One statement (arrays, in order).
+    fn insert_forwards(forwards: &[NewForward], now: Timestamp) -> Bound<Postgres> {
         sqlx::query(
             "INSERT INTO forward_outbox (lane, body, signature, content_type, received_at, next_at)
-         SELECT f.lane, f.body, f.signature, f.content_type, $5,
-                GREATEST($5, (SELECT h.next_at FROM forward_outbox h
-                              WHERE h.lane = f.lane ORDER BY h.id LIMIT 1))
-         FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[]) WITH ORDINALITY
-              AS f(lane, body, signature, content_type, i)
-         ORDER BY f.i",
+             SELECT f.lane, f.body, f.signature, f.content_type, $5,
+                    GREATEST($5, (SELECT h.next_at FROM forward_outbox h
+                                  WHERE h.lane = f.lane ORDER BY h.id LIMIT 1))
+             FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[]) WITH ORDINALITY
+                  AS f(lane, body, signature, content_type, i)
+             ORDER BY f.i",
         )
-        .bind(lanes)
-        .bind(bodies)
-        .bind(signatures)
-        .bind(types)
+        .bind(col!(forwards, |f| f.lane.as_str()))
+        .bind(col!(forwards, |f| f.body.as_slice()))
+        .bind(col!(forwards, |f| f.signature.as_str()))
+        .bind(col!(forwards, |f| f.content_type.as_deref()))
         .bind(now.0)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
     }
 
     /// One statement, no explicit transaction: at the top of the hour every
     /// round trip before a `DELETE` is lateness. "Now" is the database's,
     /// read inside the statement; the guard is read in it too.
-    async fn claim_due(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<Claim>, StoreError> {
+    async fn claim_due(&self, c: ClaimReq<'_>) -> Res<Vec<Claim>> {
         // Expired leases first: those meetings are the most overdue. Each
-        // branch locks what it picks (rows another replica has locked are
-        // skipped); rows picked beyond the limit are unlocked at once, as
-        // the statement commits. "Now" is written out in each condition
-        // (`now()` is the transaction's start, the same everywhere), not
-        // joined from a CTE: only then is it the partial indexes' bound,
-        // rather than a filter over every running meeting.
+        // branch locks what it picks (skipping rows another replica locked);
+        // rows picked beyond the limit are unlocked as the statement
+        // commits. "Now" is written out in each condition (`now()` is the
+        // transaction's start, the same everywhere), not joined from a CTE:
+        // only then does it bound the partial indexes' range, rather than
+        // filter every running meeting.
         let sql = format!(
             "WITH expired AS (SELECT room_id, started_at, 0 AS pri, lease_until AS at FROM meetings
                          WHERE state = 'stopping' AND lease_until <= {NOW_MS}
@@ -488,45 +359,17 @@ impl Dialect for PgStore {
              RETURNING meetings.room_id, meetings.started_at, {END_AT} AS deadline, {ALONE_COLUMN},
                        meetings.attempts, {GUARD_COLUMNS}"
         );
-        let rows = self.claim_rows(sql, owner, lease, now, limit).await?;
-        let mut claims = rows
-            .iter()
-            .map(|r| r.claim())
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = self.claim_rows(sql, c).await?;
+        let mut claims = rows.iter().map(SqlRow::claim).collect::<Res<Vec<_>>>()?;
         claims.sort_by_key(|c| c.deadline);
         Ok(claims)
     }
 
     /// One statement for the whole batch (arrays, `unnest`): a burst of
-    /// shutdowns costs one round trip per batch, not one per meeting.
-    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Result<Vec<bool>, StoreError> {
-        if outcomes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut rooms = Vec::with_capacity(outcomes.len());
-        let mut starts = Vec::with_capacity(outcomes.len());
-        let mut states = Vec::with_capacity(outcomes.len());
-        let mut finals = Vec::with_capacity(outcomes.len());
-        let mut ats = Vec::with_capacity(outcomes.len());
-        let mut retry_after = Vec::with_capacity(outcomes.len());
-        let mut attempts = Vec::with_capacity(outcomes.len());
-        let mut events = Vec::with_capacity(outcomes.len());
-        let mut participants = Vec::with_capacity(outcomes.len());
-        for o in outcomes {
-            debug_assert!(MeetingState::Stopping.may_become(o.state));
-            events.push(o.alone_event());
-            participants.push(o.participants);
-            rooms.push(o.key.room_id.as_str());
-            starts.push(o.key.started_at.0);
-            states.push(o.state.as_str());
-            // A final state sets finished_at; a deferred shutdown (state
-            // stays 'stopping') keeps it NULL and waits in lease_until: the
-            // caller's delay, applied to the database clock.
-            finals.push(!o.state.is_open());
-            ats.push(o.at.0);
-            retry_after.push(o.retry_at.map(|r| r.0.saturating_sub(o.at.0)));
-            attempts.push(o.attempts);
-        }
+    /// shutdowns costs one round trip per batch, not one per meeting. A
+    /// final state sets finished_at; a deferred shutdown (still `stopping`)
+    /// waits in lease_until: the caller's delay, on the database's clock.
+    async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Res<Vec<bool>> {
         let at = if self.db_clock { DB_NOW_MS } else { "o.at" };
         let done: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "WITH done AS (
@@ -557,65 +400,55 @@ impl Dialect for PgStore {
              SELECT i FROM done"
         )))
         .bind(owner)
-        .bind(rooms)
-        .bind(starts)
-        .bind(states)
-        .bind(finals)
-        .bind(ats)
-        .bind(retry_after)
-        .bind(attempts)
-        .bind(events)
-        .bind(participants)
+        .bind(col!(outcomes, |o| o.key.room_id.as_str()))
+        .bind(col!(outcomes, |o| o.key.started_at.0))
+        .bind(col!(outcomes, |o| o.state.as_str()))
+        .bind(col!(outcomes, |o| !o.state.is_open()))
+        .bind(col!(outcomes, |o| o.at.0))
+        .bind(col!(outcomes, |o| o.retry_at.map(|r| r.0.saturating_sub(o.at.0))))
+        .bind(col!(outcomes, |o| o.attempts))
+        .bind(col!(outcomes, |o| o.alone_event()))
+        .bind(col!(outcomes, |o| o.participants))
         .fetch_all(&self.pool)
         .await?;
-        Ok(ordinals_to_flags(&done, outcomes.len()))
+        // `WITH ORDINALITY` numbers the changed rows from 1.
+        let mut flags = vec![false; outcomes.len()];
+        for i in done {
+            if let Some(flag) = usize::try_from(i - 1).ok().and_then(|i| flags.get_mut(i)) {
+                *flag = true;
+            }
+        }
+        Ok(flags)
     }
 
-    async fn next_wake(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.next_of(
-            "LEAST((SELECT min(deadline) FROM meetings WHERE state = 'running'),
-                   (SELECT min(alone_deadline) FROM meetings WHERE state = 'running'),
-                   (SELECT min(lease_until) FROM meetings WHERE state = 'stopping'))",
-        )
-        .await
+    async fn next_of(&self, expr: &str) -> Res<Option<Timestamp>> {
+        let sql = format!("SELECT {expr} AS t, {DB_CLOCK_MS} AS db_now");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await?;
+        self.local_t(&row)
     }
 
-    async fn next_presence(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.next_of("(SELECT min(presence_due) FROM meetings WHERE state = 'running')")
-            .await
-    }
-
-    async fn close_unlisted(
-        &self,
-        listed: &[MeetingKey],
-        known_before: Timestamp,
-        now: Timestamp,
-    ) -> Result<Closing, StoreError> {
-        let rooms: Vec<String> = listed
-            .iter()
-            .map(|k| k.room_id.as_str().to_owned())
-            .collect();
-        let starts: Vec<i64> = listed.iter().map(|k| k.started_at.0).collect();
+    async fn close_unlisted(&self, u: Unlisted<'_>) -> Res<Closing> {
+        let rooms = col!(u.listed, |k| k.room_id.as_str().to_owned());
+        let starts = col!(u.listed, |k| k.started_at.0);
         const UNLISTED: &str = "state = 'running' AND created_at < $3
                AND NOT EXISTS (SELECT 1 FROM unnest($1::text[], $2::bigint[]) AS l(room_id, started_at)
                                WHERE l.room_id = meetings.room_id AND l.started_at = meetings.started_at)";
         let mut tx = self.pool.begin().await?;
-        let now = now_in(self, &mut tx, now).await?.0;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT (SELECT count(*) FROM meetings WHERE {UNLISTED}) AS would_close,
-                    (SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping')) AS open"
+        let now = now_in(self, &mut tx, u.now).await?.0;
+        let counts: (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT (SELECT count(*) FROM meetings WHERE {UNLISTED}),
+                    (SELECT count(*) FROM meetings WHERE state IN ('running', 'stopping'))"
         )))
         .bind(&rooms)
         .bind(&starts)
-        .bind(known_before.0)
+        .bind(u.known_before.0)
         .fetch_one(&mut *tx)
         .await?;
-        let would_close: i64 = row.try_get("would_close")?;
-        let open: i64 = row.try_get("open")?;
-        let (would_close, open) = (would_close.max(0) as u64, open.max(0) as u64);
-        if domain::mass_close_refused(would_close, open) {
+        if let Some(refused) = refused(counts) {
             tx.rollback().await?;
-            return Ok(Closing::Refused { would_close, open });
+            return Ok(refused);
         }
         let closed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE meetings SET state = 'ended', finished_at = $4, updated_at = $4
@@ -623,18 +456,17 @@ impl Dialect for PgStore {
         )))
         .bind(rooms)
         .bind(starts)
-        .bind(known_before.0)
+        .bind(u.known_before.0)
         .bind(now)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .await?;
         tx.commit().await?;
-        Ok(Closing::Closed(closed))
+        Ok(Closing::Closed(closed.rows_affected()))
     }
 
-    async fn prune(&self, finished_before: Timestamp) -> Result<(u64, StateDelta), StoreError> {
-        // A room's shutdown cutoff is forgotten with its last meeting (a
-        // delivery that old is refused as stale anyway).
+    /// A room's shutdown cutoff goes with its last meeting (a delivery that
+    /// old is refused as stale anyway).
+    async fn prune(&self, finished_before: Timestamp) -> Res<(u64, StateDelta)> {
         let gone: Vec<(String, i64)> = sqlx::query_as(
             "WITH gone AS (
                DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < $1
@@ -652,8 +484,8 @@ impl Dialect for PgStore {
         .bind(finished_before.0)
         .fetch_all(&self.pool)
         .await?;
-        let mut pruned = 0u64;
         let mut delta = StateDelta::default();
+        let mut pruned = 0u64;
         for (state, n) in &gone {
             let n = u64::try_from(*n).unwrap_or(0);
             // An unknown state is not counted: the next recount reports it.
@@ -670,31 +502,7 @@ impl Dialect for PgStore {
         Ok((pruned, delta))
     }
 
-    async fn planned_deadlines(
-        &self,
-        started_since: Timestamp,
-    ) -> Result<Vec<(MeetingKey, Timestamp)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT ON (room_id, started_at) room_id, started_at, old_deadline AS deadline
-             FROM admin_actions
-             WHERE started_at >= $1 AND action IN ('extend', 'end')
-             ORDER BY room_id, started_at, id",
-        )
-        .bind(started_since.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.key()?, Timestamp(r.int("deadline")?))))
-            .collect()
-    }
-
-    async fn next_warning(
-        &self,
-        now: Timestamp,
-        warn_before: Duration,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        // Never earlier than `deadline - warn`, also for a lapsed claim: a
-        // time the claim query would not take would make the warner spin.
+    async fn next_warning(&self, now: Timestamp, warn_before: Duration) -> Res<Option<Timestamp>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH c AS (SELECT CASE WHEN $2 THEN {DB_CLOCK_MS} ELSE $1 END AS now),
                   e AS (SELECT warn_for, warn_state, warn_until, {END_AT} AS e
@@ -712,26 +520,12 @@ impl Dialect for PgStore {
         .bind(millis(warn_before))
         .fetch_one(&self.pool)
         .await?;
-        let t: Option<i64> = row.try_get("t")?;
-        if !self.db_clock {
-            return Ok(t.map(Timestamp));
-        }
-        // As in `next_wake`: the database's "due in d" becomes "local now + d".
-        let db_now: i64 = row.try_get("db_now")?;
-        let local = Timestamp::from_system_time(SystemTime::now());
-        Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
+        self.local_t(&row)
     }
 
-    /// One statement: lane heads that are due, `FOR UPDATE SKIP LOCKED` (a
-    /// replica claiming at the same moment takes other lanes), under a lease
-    /// on the database's clock.
-    async fn claim_forwards(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> Result<Vec<ForwardClaim>, StoreError> {
+    /// One statement: due lane heads, `FOR UPDATE SKIP LOCKED` (a replica
+    /// claiming at once takes other lanes), leased on the database's clock.
+    async fn claim_forwards(&self, c: ClaimReq<'_>) -> Res<Vec<ForwardClaim>> {
         let sql = format!(
             "WITH heads AS (
                SELECT o.id FROM forward_outbox o
@@ -745,23 +539,16 @@ impl Dialect for PgStore {
              RETURNING f.id, f.lane, f.body, f.signature, f.content_type, f.received_at,
                        f.attempts, {NOW_MS} AS claimed_at"
         );
-        let rows = self.claim_rows(sql, owner, lease, now, limit).await?;
-        let mut claims = rows
-            .iter()
+        let rows = self.claim_rows(sql, c).await?;
+        let mut claims = (rows.iter())
             .map(|r| r.forward_claim(Timestamp(r.int("claimed_at")?)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Res<Vec<_>>>()?;
         claims.sort_by_key(|c| c.id);
         Ok(claims)
     }
 
-    /// A write that changes nothing, committed: refused by a read-only
-    /// transaction or a missing privilege all the same.
-    async fn probe_write(&self) -> Result<(), StoreError> {
-        PgStore::probe_write(self).await
-    }
-
     async fn close(&self) {
-        PgStore::close(self).await
+        self.pool.close().await;
     }
 }
 

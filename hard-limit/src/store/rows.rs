@@ -6,8 +6,8 @@ use std::time::Duration;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    ActionRecord, AloneView, Claim, ForwardClaim, Guard, LimitKind, LimitRule, MeetingRecord,
-    MeetingView, PresenceClaim, RoomMeeting, StoreError, WarnClaim,
+    ActionRecord, AloneEvent, AloneView, Claim, ForwardClaim, Guard, LimitKind, LimitRule,
+    MeetingRecord, MeetingView, PresenceClaim, RoomMeeting, StoreError, WarnClaim,
 };
 use crate::domain::{AloneAfter, GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
 
@@ -94,6 +94,15 @@ pub(crate) trait SqlRow {
             new_deadline: t("new_deadline")?,
             detail: self.opt_text("detail")?,
             caller: self.text("caller")?,
+        })
+    }
+
+    fn alone_event(&self) -> Result<AloneEvent, StoreError> {
+        Ok(AloneEvent {
+            started_at: Timestamp(self.int("started_at")?),
+            at: Timestamp(self.int("at")?),
+            event: self.text("event")?,
+            participants: self.opt_int("participants")?,
         })
     }
 

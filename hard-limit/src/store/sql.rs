@@ -1,62 +1,48 @@
-//! The SQL both engines share, written once: generic over the sqlx
-//! database, with a [`Dialect`] that supplies only what differs (how a
-//! write transaction begins and commits, the database's "now", the row
-//! lock of a read-then-write, the notifications to other replicas, how a
-//! batch is bound, and the statements that really differ: claims, pruning,
-//! the wake-up times). Placeholders are `$N`: sqlx's SQLite reads them as
-//! `?N`. Casts are written `CAST(… AS …)`, which both parse.
+//! The SQL both engines share, generic over the sqlx database, with a
+//! [`Dialect`] for what differs. Placeholders are `$N` (SQLite reads `?N`);
+//! casts are `CAST(… AS …)`, which both parse.
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::ops::DerefMut;
 use std::time::Duration;
 
+use sqlx::postgres::PgQueryResult;
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteQueryResult;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 
 use super::engine::{BoxFut, Engine};
-use super::plan::{self, NewMeeting, PlanSteps};
+use super::plan::{NewMeeting, Started, Steps};
 use super::rows::SqlRow;
 use super::{
-    action_name, decide_move, describe, describe_limit, AloneEvent, Applied, Caller, Claim,
-    Closing, DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind, LimitRule, MeetingView,
+    decide_move, describe, describe_limit, Applied, Caller, Claim, ClaimReq, Closing,
+    DeadlineMoved, ForwardClaim, ForwardRecord, Guard, LimitKind, LimitRule, MeetingView,
     NewForward, Outcome, PresenceClaim, PresenceRecord, RoomHistory, RoomMeeting, RuleChange,
     RuleChanged, StateDelta, StoreError, WarnClaim, WarnRecord, Written,
 };
 use crate::domain::{
-    AloneAfter, DeadlineChange, GuestToken, MeetingKey, MeetingState, Plan, RoomId, Timestamp,
-    WarningOutcome,
+    mass_close_refused, AloneAfter, DeadlineChange, MeetingKey, MeetingState, Plan, RoomId,
+    Timestamp, WarningOutcome,
 };
 
-/// The numbered migrations of one engine, from `migrations/<engine>/`
-/// (each engine has its own SQL; the steps and their names are the same).
+/// A store call's result.
+pub(crate) type Res<T> = Result<T, StoreError>;
+
+/// A statement with its parameters bound, for the caller to run.
+pub(crate) type Bound<DB> = Query<'static, DB, <DB as Database>::Arguments>;
+
+/// The numbered migrations of one engine, from `migrations/<engine>/`.
 macro_rules! migrations {
     ($engine:literal) => {
-        $crate::store::sql::migrator([
-            (
-                "meetings",
-                include_str!(concat!("../../migrations/", $engine, "/0001_meetings.sql")),
-            ),
-            (
-                "admin",
-                include_str!(concat!("../../migrations/", $engine, "/0002_admin.sql")),
-            ),
-            (
-                "warnings",
-                include_str!(concat!("../../migrations/", $engine, "/0003_warnings.sql")),
-            ),
-            (
-                "forward outbox",
-                include_str!(concat!(
-                    "../../migrations/",
-                    $engine,
-                    "/0004_forward_outbox.sql"
-                )),
-            ),
-            (
-                "alone rule",
-                include_str!(concat!("../../migrations/", $engine, "/0005_alone.sql")),
-            ),
-        ])
+        migrations!($engine: "meetings" "0001_meetings", "admin" "0002_admin",
+            "warnings" "0003_warnings", "forward outbox" "0004_forward_outbox",
+            "alone rule" "0005_alone")
+    };
+    ($engine:literal: $($name:literal $file:literal),*) => {
+        $crate::store::sql::migrator([$((
+            $name,
+            include_str!(concat!("../../migrations/", $engine, "/", $file, ".sql")),
+        )),*])
     };
 }
 pub(crate) use migrations;
@@ -72,13 +58,8 @@ pub(crate) fn migrator<const N: usize>(
             .into_iter()
             .zip(1..)
             .map(|((name, sql), version)| {
-                Migration::new(
-                    version,
-                    name.into(),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
+                let sql = sql.into_sql_str();
+                Migration::new(version, name.into(), MigrationType::Simple, sql, false)
             })
             .collect(),
     )
@@ -89,8 +70,7 @@ pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// [`END_AT`] as a literal, for the engines' constant statements
-/// (`concat!`).
+/// [`END_AT`] as a literal, for `concat!`.
 macro_rules! end_at {
     () => {
         "CASE WHEN alone_deadline < deadline THEN alone_deadline ELSE deadline END"
@@ -106,27 +86,24 @@ pub(crate) const END_AT: &str = end_at!();
 pub(crate) const ALONE_COLUMN: &str =
     "CAST(CASE WHEN alone_deadline < deadline THEN 1 ELSE 0 END AS BIGINT) AS alone";
 
-/// Records an alone period's event (`$1` room, `$2` start, `$3` at, `$4`
-/// event, `$5` participants).
-pub(crate) const ALONE_EVENT: &str =
-    "INSERT INTO alone_events (room_id, started_at, at, event, participants) VALUES ($1, $2, $3, $4, $5)";
-
 /// What [`SqlRow::view`] reads.
 pub(crate) const VIEW_COLUMNS: &str =
     "room_id, started_at, deadline, state, participants, alone_since, alone_deadline, ended_alone";
 
 /// The [`Guard`] of the meeting `meetings` (`room_id`, `started_at`), as
-/// columns `cutoff` and `newer` (0 or 1; a BIGINT on PostgreSQL too).
-/// SQLite's `RETURNING` knows the updated table by its name only, so the
-/// meeting is always called `meetings`.
+/// columns `cutoff` and `newer` (a 0/1 BIGINT). SQLite's `RETURNING` knows
+/// the updated table by its name only, hence `meetings`.
 pub(crate) const GUARD_COLUMNS: &str =
     "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = meetings.room_id) AS cutoff,
      CAST(CAST(EXISTS (SELECT 1 FROM meetings n
                        WHERE n.room_id = meetings.room_id AND n.started_at > meetings.started_at)
                AS INTEGER) AS BIGINT) AS newer";
 
+/// When the next participants check is due, as an expression.
+const NEXT_PRESENCE: &str = "(SELECT min(presence_due) FROM meetings WHERE state = 'running')";
+
 /// What a committed write tells the other replicas (PostgreSQL `NOTIFY`;
-/// nothing on SQLite, whose one host has no other replicas to wake).
+/// nothing on SQLite's one host).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Notice {
     /// A meeting was tracked or its deadline moved: schedulers re-plan.
@@ -136,137 +113,113 @@ pub(crate) enum Notice {
 }
 
 /// What one engine supplies to the shared SQL ([`Engine`] is implemented
-/// for every dialect, below).
+/// for every dialect). Undocumented methods are the [`Engine`] method of
+/// that name, bare.
 pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// The sqlx database.
-    type DB: Database;
+    type DB: Database<Row: SqlRow, QueryResult: RowsAffected>;
     /// A write transaction, dereferencing to its connection.
     type Tx: DerefMut<Target = <Self::DB as Database>::Connection> + Send;
     /// Appended to a read whose row the transaction then updates: the row
     /// lock on PostgreSQL (SQLite's one writer needs none).
     const FOR_UPDATE: &'static str;
-    /// Claims due warnings (see
-    /// [`Store::claim_warnings`](crate::store_handle::Store::claim_warnings)):
-    /// `$1` owner, `$2` lease end, `$3` now, `$4` limit, `$5` warn before
-    /// (ms); returns the [`SqlRow::warn_claim`] columns. SET reads the old
-    /// row: a claim for the same deadline counts on, one for a new deadline
-    /// starts again at 1.
+    /// Claims due warnings (`$1` owner, `$2` lease end, `$3` now, `$4` limit,
+    /// `$5` warn before in ms) as [`SqlRow::warn_claim`]; attempts count on
+    /// for the same deadline, from 1 for a new one.
     const CLAIM_WARNINGS: &'static str;
-    /// Claims due participants checks (see
-    /// [`Store::claim_presence`](crate::store_handle::Store::claim_presence)):
-    /// `$1` owner, `$2` lease end, `$3` now, `$4` limit; returns the
-    /// [`SqlRow::presence_claim`] columns.
+    /// Claims due participants checks (`$1`–`$4` as above) as
+    /// [`SqlRow::presence_claim`].
     const CLAIM_PRESENCE: &'static str;
+    /// [`Engine::probe_write`]'s statements: a real write, committed.
+    const PROBE_WRITE: &'static [&'static str];
+    /// [`Engine::next_wake`] as one expression, for [`Dialect::next_of`].
+    const NEXT_WAKE: &'static str;
+    /// [`Engine::planned_deadlines`] since `$1`: `room_id, started_at,
+    /// deadline`.
+    const PLANNED_DEADLINES: &'static str;
 
     /// The pool for reads.
     fn reader(&self) -> &Pool<Self::DB>;
-    /// Begins a write; `durable`: its commit must reach the disk (the
-    /// leases make claims and their outcomes safe to lose, see SQLite).
-    fn begin(&self, durable: bool) -> impl Future<Output = Result<Self::Tx, StoreError>> + Send;
+    /// Begins a write; `durable`: its commit must reach the disk (leases
+    /// make claims and their outcomes safe to lose, see SQLite).
+    fn begin(&self, durable: bool) -> impl Future<Output = Res<Self::Tx>> + Send;
     /// Commits; `Ok` only if the database committed.
-    fn commit(tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The database's "now" in the transaction, or `None` where the
+    fn commit(tx: Self::Tx) -> impl Future<Output = Res<()>> + Send;
+    /// The database's "now" in the transaction; `None` (by default): the
     /// caller's clock is the store's.
-    fn db_now(
-        &self,
-        tx: &mut Self::Tx,
-    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
-    /// Sends `notice` to the other replicas when `tx` commits.
-    fn notify(
-        tx: &mut Self::Tx,
-        notice: Notice,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Orders this batch of deliveries against other writers' batches on
-    /// the same rooms and lanes.
+    fn db_now(&self, _: &mut Self::Tx) -> impl Future<Output = Res<Option<i64>>> + Send {
+        async { Ok(None) }
+    }
+    /// Sends `notice` to the other replicas when `tx` commits (by default
+    /// none: one host).
+    fn notify(_: &mut Self::Tx, _: Notice) -> impl Future<Output = Res<()>> + Send {
+        async { Ok(()) }
+    }
+    /// Orders this batch against other writers' batches on the same rooms
+    /// and lanes (by default, the one writer does).
     fn lock_rooms(
-        tx: &mut Self::Tx,
-        plans: &[Plan],
-        forwards: &[NewForward],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        _: &mut Self::Tx,
+        _: &[Plan],
+        _: &[NewForward],
+    ) -> impl Future<Output = Res<()>> + Send {
+        async { Ok(()) }
+    }
 
     // Batches, bound as the engine binds many rows (arrays, JSON).
 
-    /// See [`PlanSteps::room_cutoffs`].
-    fn room_cutoffs(
-        tx: &mut Self::Tx,
-        rooms: &[&str],
-    ) -> impl Future<Output = Result<HashMap<String, Timestamp>, StoreError>> + Send;
-    /// See [`PlanSteps::insert_many`].
-    fn insert_many(
-        tx: &mut Self::Tx,
-        meetings: &[NewMeeting<'_>],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
-    /// See [`PlanSteps::started_many`].
+    /// Selects `room_id, cutoff` of those `rooms` that have a shutdown
+    /// cutoff.
+    fn room_cutoffs(rooms: &[&str]) -> Bound<Self::DB>;
+    /// Inserts each meeting (each of its own room) unless it is known (a
+    /// final state with `finished_at = now`), returning the new ones'
+    /// `room_id`.
+    fn insert_many(rows: &[NewMeeting<'_>], now: Timestamp) -> Bound<Self::DB>;
+    /// For each started meeting (each of its own room): ends the room's
+    /// older `running` meetings (`stopping` ones are left to their worker)
+    /// and stores its guest token where the row holds another (making one
+    /// not warnable for want of a token warnable). How many it ended.
     fn started_many(
         tx: &mut Self::Tx,
-        started: &[(&MeetingKey, Option<&GuestToken>)],
+        started: &[Started<'_>],
         now: Timestamp,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Writes the batch's deliveries to forward, in order; a new entry
-    /// waits at least as long as its lane's head.
-    fn insert_forwards(
-        tx: &mut Self::Tx,
-        forwards: &[NewForward],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Res<u64>> + Send;
+    /// Writes the deliveries to forward, in order; a new entry waits at
+    /// least as long as its lane's head.
+    fn insert_forwards(forwards: &[NewForward], now: Timestamp) -> Bound<Self::DB>;
 
-    // The statements that differ between the engines (each says why).
+    // The statements that differ (each engine says why).
 
-    /// See [`Store::claim_due`](crate::store_handle::Store::claim_due).
-    fn claim_due(
-        &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<Claim>, StoreError>> + Send;
-    /// See [`Store::finish`](crate::store_handle::Store::finish).
-    fn finish(
-        &self,
-        owner: &str,
-        outcomes: &[Outcome],
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
-    /// See [`Engine::next_wake`].
-    fn next_wake(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-    /// See [`Store::close_unlisted`](crate::store_handle::Store::close_unlisted).
-    fn close_unlisted(
-        &self,
-        listed: &[MeetingKey],
-        known_before: Timestamp,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Closing, StoreError>> + Send;
-    /// See [`Store::prune`](crate::store_handle::Store::prune); also the
-    /// states of the meetings it deleted.
+    fn claim_due(&self, c: ClaimReq<'_>) -> impl Future<Output = Res<Vec<Claim>>> + Send;
+    fn finish(&self, owner: &str, o: &[Outcome]) -> impl Future<Output = Res<Vec<bool>>> + Send;
+    /// The time a SQL expression gives, on the caller's clock.
+    fn next_of(&self, expr: &str) -> impl Future<Output = Res<Option<Timestamp>>> + Send;
+    fn close_unlisted(&self, u: Unlisted<'_>) -> impl Future<Output = Res<Closing>> + Send;
+    /// Also the states of the meetings it deleted.
     fn prune(
         &self,
         finished_before: Timestamp,
-    ) -> impl Future<Output = Result<(u64, StateDelta), StoreError>> + Send;
-    /// See [`Engine::planned_deadlines`].
-    fn planned_deadlines(
-        &self,
-        started_since: Timestamp,
-    ) -> impl Future<Output = Result<Vec<(MeetingKey, Timestamp)>, StoreError>> + Send;
-    /// See [`Engine::next_warning`].
+    ) -> impl Future<Output = Res<(u64, StateDelta)>> + Send;
+    /// Never earlier than `deadline - warn_before`, also for a lapsed claim:
+    /// a time the claim would not take would make the warner spin.
     fn next_warning(
         &self,
         now: Timestamp,
         warn_before: Duration,
-    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-    /// See [`Engine::next_presence`].
-    fn next_presence(&self) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
-    /// See [`Store::claim_forwards`](crate::store_handle::Store::claim_forwards).
+    ) -> impl Future<Output = Res<Option<Timestamp>>> + Send;
     fn claim_forwards(
         &self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &str,
-        limit: u32,
-    ) -> impl Future<Output = Result<Vec<ForwardClaim>, StoreError>> + Send;
-    /// Commits a real write.
-    fn probe_write(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Closes the connections.
+        c: ClaimReq<'_>,
+    ) -> impl Future<Output = Res<Vec<ForwardClaim>>> + Send;
     fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// [`Engine::close_unlisted`]'s question: the running meetings tracked
+/// before `known_before` that are not `listed`, to close at `now`.
+#[derive(Clone, Copy)]
+pub(crate) struct Unlisted<'a> {
+    pub listed: &'a [MeetingKey],
+    pub known_before: Timestamp,
+    pub now: Timestamp,
 }
 
 /// How many rows a statement changed (each engine's result has it, under
@@ -276,153 +229,98 @@ pub(crate) trait RowsAffected {
     fn rows_affected(&self) -> u64;
 }
 
-impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
-    }
+macro_rules! rows_affected {
+    ($($result:ty),*) => {$(
+        impl RowsAffected for $result {
+            fn rows_affected(&self) -> u64 {
+                self.rows_affected()
+            }
+        }
+    )*};
 }
-
-impl RowsAffected for sqlx::postgres::PgQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
-    }
-}
+rows_affected!(SqliteQueryResult, PgQueryResult);
 
 /// "Now" for a write: the database's, or the caller's.
-pub(crate) async fn now_in<D: Dialect>(
-    d: &D,
-    tx: &mut D::Tx,
-    caller: Timestamp,
-) -> Result<Timestamp, StoreError> {
+pub(crate) async fn now_in<D: Dialect>(d: &D, tx: &mut D::Tx, caller: Timestamp) -> Res<Timestamp> {
     Ok(d.db_now(tx).await?.map_or(caller, Timestamp))
 }
 
-/// A committed write's answer; `changed`: whether the commit changed
-/// anything.
+/// A claim statement bound as [`Dialect::CLAIM_PRESENCE`] says (`now`: the
+/// store's).
+pub(crate) fn claim_query<'q, DB: Database>(
+    sql: impl sqlx::SqlSafeStr,
+    c: ClaimReq<'_>,
+    now: Timestamp,
+) -> Query<'q, DB, DB::Arguments>
+where
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+{
+    sqlx::query(sql)
+        .bind(c.owner)
+        .bind(now.plus(c.lease).0)
+        .bind(now.0)
+        .bind(i64::from(c.limit))
+}
+
+/// A pool on `options`, migrated; errors name the store (`fail`: what a
+/// failed connection says).
+pub(crate) async fn open_pool<DB: Database>(
+    pool: sqlx::pool::PoolOptions<DB>,
+    options: <DB::Connection as sqlx::Connection>::Options,
+    fail: &str,
+    migrator: sqlx::migrate::Migrator,
+    unusable: &impl Fn(String) -> StoreError,
+) -> Res<Pool<DB>>
+where
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    let pool = pool.connect_with(options).await;
+    let pool = pool.map_err(|e| unusable(format!("{fail}: {e}")))?;
+    let migrated = migrator.run(&pool).await;
+    migrated.map_err(|e| unusable(format!("cannot migrate it: {e}")))?;
+    Ok(pool)
+}
+
+/// `store`, once a committed write proved it writable: reads work on a
+/// read-only store, and the first delivery would find out (503 forever).
+pub(crate) async fn writable<D: Engine>(
+    store: D,
+    unusable: impl Fn(String) -> StoreError,
+) -> Res<D> {
+    match store.probe_write().await {
+        Ok(_) => Ok(store),
+        Err(e) => Err(unusable(format!(
+            "it is not writable (the service must write its store): {e}"
+        ))),
+    }
+}
+
+/// [`Closing::Refused`] if closing `would_close` of the `open` meetings is
+/// too many to believe ([`mass_close_refused`]).
+pub(crate) fn refused((would_close, open): (i64, i64)) -> Option<Closing> {
+    let (would_close, open) = (would_close.max(0) as u64, open.max(0) as u64);
+    mass_close_refused(would_close, open).then_some(Closing::Refused { would_close, open })
+}
+
+/// A committed write's answer; `changed`: whether it changed anything.
 fn written<T>(value: T, changed: impl FnOnce(&T) -> bool) -> Written<T> {
     let changed = changed(&value);
     Written::new(value, changed)
 }
 
-/// Commits and returns `value`.
-async fn done<D: Dialect, T>(tx: D::Tx, value: T) -> Result<T, StoreError> {
-    D::commit(tx).await?;
-    Ok(value)
+/// A recoverable write (outcomes: see [`Dialect::begin`]) and the
+/// database's "now" in it.
+async fn begin_at<D: Dialect>(d: &D) -> Res<(D::Tx, Option<i64>)> {
+    let mut tx = d.begin(false).await?;
+    let now = d.db_now(&mut tx).await?;
+    Ok((tx, now))
 }
 
-/// Plan application's steps ([`plan::apply`]) inside an engine's write
-/// transaction.
-pub(crate) struct Steps<'t, D: Dialect>(pub(crate) &'t mut D::Tx);
-
-impl<D> PlanSteps for Steps<'_, D>
-where
-    D: Dialect,
-    for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
-    <D::DB as Database>::Arguments: IntoArguments<D::DB>,
-    <D::DB as Database>::Row: SqlRow,
-    <D::DB as Database>::QueryResult: RowsAffected,
-    for<'q> i64: Encode<'q, D::DB> + Type<D::DB>,
-    for<'q> &'q str: Encode<'q, D::DB> + Type<D::DB>,
-    for<'q> Option<i64>: Encode<'q, D::DB> + Type<D::DB>,
-    for<'q> Option<&'q str>: Encode<'q, D::DB> + Type<D::DB>,
-{
-    async fn insert(
-        &mut self,
-        key: &MeetingKey,
-        deadline: Timestamp,
-        state: MeetingState,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let finished = (!state.is_open()).then_some(now.0);
-        let n = sqlx::query(
-            "INSERT INTO meetings (room_id, started_at, deadline, state, created_at, updated_at, finished_at,
-                                   presence_due)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $5)
-             ON CONFLICT (room_id, started_at) DO NOTHING",
-        )
-        .bind(key.room_id.as_str())
-        .bind(key.started_at.0)
-        .bind(deadline.0)
-        .bind(state.as_str())
-        .bind(now.0)
-        .bind(finished)
-        .execute(&mut **self.0)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
-    async fn newest_open(
-        &mut self,
-        room: &RoomId,
-        upto: Timestamp,
-    ) -> Result<Option<Timestamp>, StoreError> {
-        let row = sqlx::query(
-            "SELECT max(started_at) AS newest FROM meetings
-             WHERE room_id = $1 AND started_at <= $2
-               AND state IN ('running', 'stopping')",
-        )
-        .bind(room.as_str())
-        .bind(upto.0)
-        .fetch_one(&mut **self.0)
-        .await?;
-        Ok(row.opt_int("newest")?.map(Timestamp))
-    }
-
-    async fn raise_cutoff(&mut self, room: &RoomId, cutoff: Timestamp) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO room_shutdowns (room_id, cutoff) VALUES ($1, $2)
-             ON CONFLICT (room_id) DO UPDATE
-             SET cutoff = CASE WHEN excluded.cutoff > room_shutdowns.cutoff
-                               THEN excluded.cutoff ELSE room_shutdowns.cutoff END",
-        )
-        .bind(room.as_str())
-        .bind(cutoff.0)
-        .execute(&mut **self.0)
-        .await?;
-        Ok(())
-    }
-
-    async fn end_running(
-        &mut self,
-        room: &RoomId,
-        upto: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
-            "UPDATE meetings SET state = 'ended', finished_at = $3, updated_at = $3
-             WHERE room_id = $1 AND started_at <= $2 AND state = 'running'",
-        )
-        .bind(room.as_str())
-        .bind(upto.0)
-        .bind(now.0)
-        .execute(&mut **self.0)
-        .await?
-        .rows_affected())
-    }
-
-    async fn room_cutoffs(
-        &mut self,
-        rooms: &[&str],
-    ) -> Result<HashMap<String, Timestamp>, StoreError> {
-        D::room_cutoffs(self.0, rooms).await
-    }
-
-    async fn insert_many(
-        &mut self,
-        meetings: &[NewMeeting<'_>],
-        now: Timestamp,
-    ) -> Result<HashSet<String>, StoreError> {
-        D::insert_many(self.0, meetings, now).await
-    }
-
-    async fn started_many(
-        &mut self,
-        started: &[(&MeetingKey, Option<&GuestToken>)],
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        D::started_many(self.0, started, now).await
-    }
+/// Commits and returns `value`.
+async fn done<D: Dialect, T>(tx: D::Tx, value: T) -> Res<T> {
+    D::commit(tx).await?;
+    Ok(value)
 }
 
 impl<D> Engine for D
@@ -430,8 +328,6 @@ where
     D: Dialect,
     for<'c> &'c mut <D::DB as Database>::Connection: Executor<'c, Database = D::DB>,
     <D::DB as Database>::Arguments: IntoArguments<D::DB>,
-    <D::DB as Database>::Row: SqlRow,
-    <D::DB as Database>::QueryResult: RowsAffected,
     for<'q> i64: Encode<'q, D::DB> + Type<D::DB>,
     for<'q> &'q str: Encode<'q, D::DB> + Type<D::DB>,
     for<'q> Option<i64>: Encode<'q, D::DB> + Type<D::DB>,
@@ -447,9 +343,9 @@ where
             let mut tx = self.begin(true).await?;
             let now = now_in(self, &mut tx, now).await?;
             D::lock_rooms(&mut tx, plans, forwards).await?;
-            let (out, delta) = plan::apply_batch(&mut Steps::<D>(&mut tx), plans, now).await?;
+            let (out, delta) = Steps::<D>(&mut tx).apply_batch(plans, now).await?;
             if !forwards.is_empty() {
-                D::insert_forwards(&mut tx, forwards, now).await?;
+                D::insert_forwards(forwards, now).execute(&mut *tx).await?;
             }
             if out.contains(&Applied::Tracked) {
                 D::notify(&mut tx, Notice::Meetings).await?;
@@ -463,21 +359,13 @@ where
         })
     }
 
-    fn claim_due<'a>(
-        &'a self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &'a str,
-        limit: u32,
-    ) -> BoxFut<'a, Written<Vec<Claim>>> {
+    fn claim_due<'a>(&'a self, c: ClaimReq<'a>) -> BoxFut<'a, Written<Vec<Claim>>> {
         Box::pin(async move {
-            let claims = Dialect::claim_due(self, now, lease, owner, limit).await?;
+            let claims = Dialect::claim_due(self, c).await?;
             // Only claims increment `attempts` (0 on insert), and only a
-            // running row's first claim makes it stopping: a claim with
-            // attempts 1 came from running, a later one from stopping.
-            let mut delta = StateDelta::default();
+            // running row's first claim makes it stopping.
             let first = claims.iter().filter(|c| c.attempts == 1).count() as u64;
-            delta.moved(MeetingState::Running, MeetingState::Stopping, first);
+            let delta = StateDelta::moving(MeetingState::Running, MeetingState::Stopping, first);
             Ok(written(claims, |c| !c.is_empty()).with_delta(delta))
         })
     }
@@ -496,15 +384,15 @@ where
         })
     }
 
-    fn finish<'a>(
-        &'a self,
-        owner: &'a str,
-        outcomes: &'a [Outcome],
-    ) -> BoxFut<'a, Written<Vec<bool>>> {
+    fn finish<'a>(&'a self, owner: &'a str, o: &'a [Outcome]) -> BoxFut<'a, Written<Vec<bool>>> {
         Box::pin(async move {
-            let applied = Dialect::finish(self, owner, outcomes).await?;
+            debug_assert!(o.iter().all(|o| MeetingState::Stopping.may_become(o.state)));
+            if o.is_empty() {
+                return Ok(Written::new(Vec::new(), false));
+            }
+            let applied = Dialect::finish(self, owner, o).await?;
             let mut delta = StateDelta::default();
-            for (o, _) in outcomes.iter().zip(&applied).filter(|(_, a)| **a) {
+            for (o, _) in o.iter().zip(&applied).filter(|(_, a)| **a) {
                 // A deferral stays stopping: `moved` to itself is no change.
                 delta.moved(MeetingState::Stopping, o.state, 1);
             }
@@ -513,14 +401,13 @@ where
     }
 
     fn next_wake(&self) -> BoxFut<'_, Option<Timestamp>> {
-        Box::pin(Dialect::next_wake(self))
+        Box::pin(self.next_of(D::NEXT_WAKE))
     }
 
     fn count_due_before(&self, until: Timestamp, cap: u32) -> BoxFut<'_, u64> {
         Box::pin(async move {
-            // On PostgreSQL `until` is on this process's clock; a drift from
-            // the database's of a few seconds does not matter for a window
-            // of an hour.
+            // On PostgreSQL `until` is on this process's clock: a few seconds
+            // of drift do not matter for a window of an hour.
             let row = sqlx::query(
                 "SELECT count(*) AS n FROM (SELECT 1 FROM meetings
                    WHERE state = 'running' AND (deadline <= $1 OR alone_deadline <= $1)
@@ -541,12 +428,18 @@ where
         now: Timestamp,
     ) -> BoxFut<'a, Written<Closing>> {
         Box::pin(async move {
-            let closing = Dialect::close_unlisted(self, listed, known_before, now).await?;
-            let mut delta = StateDelta::default();
-            if let Closing::Closed(n) = closing {
-                delta.moved(MeetingState::Running, MeetingState::Ended, n);
-            }
-            Ok(written(closing, |c| matches!(c, Closing::Closed(n) if *n > 0)).with_delta(delta))
+            let u = Unlisted {
+                listed,
+                known_before,
+                now,
+            };
+            let closing = Dialect::close_unlisted(self, u).await?;
+            let n = match closing {
+                Closing::Closed(n) => n,
+                Closing::Refused { .. } => 0,
+            };
+            let delta = StateDelta::moving(MeetingState::Running, MeetingState::Ended, n);
+            Ok(Written::new(closing, n > 0).with_delta(delta))
         })
     }
 
@@ -602,27 +495,24 @@ where
     fn prune(&self, finished_before: Timestamp) -> BoxFut<'_, Written<u64>> {
         Box::pin(async move {
             let (pruned, delta) = Dialect::prune(self, finished_before).await?;
-            Ok(written(pruned, |n| *n > 0).with_delta(delta))
+            Ok(Written::new(pruned, pruned > 0).with_delta(delta))
         })
     }
 
     fn forget_future(&self, starts_after: Timestamp) -> BoxFut<'_, Written<u64>> {
         Box::pin(async move {
             let mut tx = self.begin(true).await?;
-            let meetings = sqlx::query("DELETE FROM meetings WHERE started_at > $1")
-                .bind(starts_after.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            let cutoffs = sqlx::query("DELETE FROM room_shutdowns WHERE cutoff > $1")
-                .bind(starts_after.0)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let mut gone = 0;
+            for sql in [
+                "DELETE FROM meetings WHERE started_at > $1",
+                "DELETE FROM room_shutdowns WHERE cutoff > $1",
+            ] {
+                let q = sqlx::query(sql).bind(starts_after.0);
+                gone += q.execute(&mut *tx).await?.rows_affected();
+            }
             D::commit(tx).await?;
-            let gone = meetings + cutoffs;
             // Which states the rows were in is not returned: count again.
-            let mut w = written(gone, |n| *n > 0);
+            let mut w = Written::new(gone, gone > 0);
             w.recount = gone > 0;
             Ok(w)
         })
@@ -637,27 +527,20 @@ where
 
     fn claim_warnings<'a>(
         &'a self,
-        now: Timestamp,
+        c: ClaimReq<'a>,
         warn_before: Duration,
-        lease: Duration,
-        owner: &'a str,
-        limit: u32,
     ) -> BoxFut<'a, Written<Vec<WarnClaim>>> {
         Box::pin(async move {
             let mut tx = self.begin(false).await?;
-            let now = now_in(self, &mut tx, now).await?;
-            let rows = sqlx::query(D::CLAIM_WARNINGS)
-                .bind(owner)
-                .bind(now.plus(lease).0)
-                .bind(now.0)
-                .bind(i64::from(limit))
+            let now = now_in(self, &mut tx, c.now).await?;
+            let rows = claim_query(D::CLAIM_WARNINGS, c, now)
                 .bind(millis(warn_before))
                 .fetch_all(&mut *tx)
                 .await?;
             let mut claims = rows
                 .iter()
                 .map(SqlRow::warn_claim)
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Res<Vec<_>>>()?;
             claims.sort_by_key(|c| c.deadline);
             done::<D, _>(tx, written(claims, |c| !c.is_empty())).await
         })
@@ -669,8 +552,7 @@ where
         records: &'a [WarnRecord],
     ) -> BoxFut<'a, Written<Vec<bool>>> {
         Box::pin(async move {
-            let mut tx = self.begin(false).await?;
-            let db_now = self.db_now(&mut tx).await?;
+            let (mut tx, db_now) = begin_at(self).await?;
             let mut applied = Vec::with_capacity(records.len());
             for r in records {
                 let at = db_now.unwrap_or(r.at.0);
@@ -697,13 +579,8 @@ where
                 .await?
                 .rows_affected();
                 if n == 1 && r.alone && r.outcome == WarningOutcome::Sent {
-                    sqlx::query(ALONE_EVENT)
-                        .bind(r.key.room_id.as_str())
-                        .bind(r.key.started_at.0)
-                        .bind(at)
-                        .bind("warned")
-                        .bind(None::<i64>)
-                        .execute(&mut *tx)
+                    Steps::<D>(&mut tx)
+                        .alone_event(&r.key, at, "warned", None)
                         .await?;
                 }
                 applied.push(n == 1);
@@ -716,43 +593,31 @@ where
         Box::pin(Dialect::next_warning(self, now, warn_before))
     }
 
-    fn claim_presence<'a>(
-        &'a self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &'a str,
-        limit: u32,
-    ) -> BoxFut<'a, Written<Vec<PresenceClaim>>> {
+    fn claim_presence<'a>(&'a self, c: ClaimReq<'a>) -> BoxFut<'a, Written<Vec<PresenceClaim>>> {
         Box::pin(async move {
             let mut tx = self.begin(false).await?;
-            let now = now_in(self, &mut tx, now).await?;
-            let rows = sqlx::query(D::CLAIM_PRESENCE)
-                .bind(owner)
-                .bind(now.plus(lease).0)
-                .bind(now.0)
-                .bind(i64::from(limit))
+            let now = now_in(self, &mut tx, c.now).await?;
+            let rows = claim_query(D::CLAIM_PRESENCE, c, now)
                 .fetch_all(&mut *tx)
                 .await?;
             let claims = rows
                 .iter()
                 .map(SqlRow::presence_claim)
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Res<Vec<_>>>()?;
             done::<D, _>(tx, written(claims, |c| !c.is_empty())).await
         })
     }
 
-    /// The alone clock moves in SQL, as [`crate::alone::AloneClock`] does
-    /// (a check that failed keeps it; at most one starts or keeps it; two
-    /// or more reset it; the rule off clears it), so that it starts on the
-    /// store's clock.
+    /// The alone clock moves in SQL as [`crate::alone::AloneClock`] does (a
+    /// failed check keeps it; at most one starts or keeps it; two or more
+    /// reset it; the rule off clears it), so it starts on the store's clock.
     fn finish_presence<'a>(
         &'a self,
         owner: &'a str,
         records: &'a [PresenceRecord],
     ) -> BoxFut<'a, Written<Vec<bool>>> {
         Box::pin(async move {
-            let mut tx = self.begin(false).await?;
-            let db_now = self.db_now(&mut tx).await?;
+            let (mut tx, db_now) = begin_at(self).await?;
             let mut applied = Vec::with_capacity(records.len());
             let mut started = false;
             for r in records {
@@ -785,18 +650,10 @@ where
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                if n == 1 {
-                    started |= r.event == Some("alone");
-                    if let Some(event) = r.event {
-                        sqlx::query(ALONE_EVENT)
-                            .bind(r.key.room_id.as_str())
-                            .bind(r.key.started_at.0)
-                            .bind(at)
-                            .bind(event)
-                            .bind(r.participants)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                if let Some(event) = r.event.filter(|_| n == 1) {
+                    started |= event == "alone";
+                    let mut steps = Steps::<D>(&mut tx);
+                    steps.alone_event(&r.key, at, event, r.participants).await?;
                 }
                 applied.push(n == 1);
             }
@@ -809,7 +666,7 @@ where
     }
 
     fn next_presence(&self) -> BoxFut<'_, Option<Timestamp>> {
-        Box::pin(Dialect::next_presence(self))
+        Box::pin(self.next_of(NEXT_PRESENCE))
     }
 
     fn move_deadline<'a>(
@@ -824,9 +681,9 @@ where
             let mut tx = self.begin(true).await?;
             let now = now_in(self, &mut tx, now).await?;
             // No claim can slip between the read and the update: SQLite has
-            // one writer; on PostgreSQL a claim in flight (which skips
-            // locked rows) either committed first, and the row reads
-            // `stopping`, or waits for this.
+            // one writer; on PostgreSQL a claim in flight (which skips locked
+            // rows) either committed first (the row reads `stopping`) or
+            // waits for this.
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {VIEW_COLUMNS} FROM meetings
                  WHERE room_id = $1 AND state IN ('running', 'stopping')
@@ -853,17 +710,18 @@ where
             .bind(now.0)
             .execute(&mut *tx)
             .await?;
+            let (action, detail) = describe(change);
             sqlx::query(
                 "INSERT INTO admin_actions (at, action, room_id, started_at, old_deadline, new_deadline, detail, caller)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(now.0)
-            .bind(action_name(change))
+            .bind(action)
             .bind(room.as_str())
             .bind(meeting.key.started_at.0)
             .bind(old.0)
             .bind(meeting.deadline.0)
-            .bind(describe(change).as_str())
+            .bind(detail.as_str())
             .bind(caller.addr.as_str())
             .execute(&mut *tx)
             .await?;
@@ -902,25 +760,9 @@ where
             .fetch_all(self.reader())
             .await?;
             Ok(RoomHistory {
-                alone: alone
-                    .iter()
-                    .map(|r| {
-                        Ok(AloneEvent {
-                            started_at: Timestamp(r.int("started_at")?),
-                            at: Timestamp(r.int("at")?),
-                            event: r.text("event")?,
-                            participants: r.opt_int("participants")?,
-                        })
-                    })
-                    .collect::<Result<_, StoreError>>()?,
-                meetings: meetings
-                    .iter()
-                    .map(SqlRow::record)
-                    .collect::<Result<_, _>>()?,
-                actions: actions
-                    .iter()
-                    .map(SqlRow::action)
-                    .collect::<Result<_, _>>()?,
+                alone: alone.iter().map(SqlRow::alone_event).collect::<Res<_>>()?,
+                meetings: meetings.iter().map(SqlRow::record).collect::<Res<_>>()?,
+                actions: actions.iter().map(SqlRow::action).collect::<Res<_>>()?,
             })
         })
     }
@@ -929,7 +771,15 @@ where
         &self,
         started_since: Timestamp,
     ) -> BoxFut<'_, Vec<(MeetingKey, Timestamp)>> {
-        Box::pin(Dialect::planned_deadlines(self, started_since))
+        Box::pin(async move {
+            let rows = sqlx::query(D::PLANNED_DEADLINES)
+                .bind(started_since.0)
+                .fetch_all(self.reader())
+                .await?;
+            rows.iter()
+                .map(|r| Ok((r.key()?, Timestamp(r.int("deadline")?))))
+                .collect()
+        })
     }
 
     fn limit_rules(&self) -> BoxFut<'_, Vec<LimitRule>> {
@@ -975,29 +825,22 @@ where
             if old.is_none() && new.is_none() {
                 return done::<D, _>(tx, Written::new(changed, true)).await;
             }
-            match new {
-                Some(rule) => {
-                    sqlx::query(
-                        "INSERT INTO room_limits (kind, key, limit_ms, alone_after_ms, updated_at) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (kind, key) DO UPDATE SET limit_ms = excluded.limit_ms,
-                             alone_after_ms = excluded.alone_after_ms, updated_at = excluded.updated_at",
-                    )
+            let write = match new {
+                Some(rule) => sqlx::query(
+                    "INSERT INTO room_limits (kind, key, limit_ms, alone_after_ms, updated_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (kind, key) DO UPDATE SET limit_ms = excluded.limit_ms,
+                         alone_after_ms = excluded.alone_after_ms, updated_at = excluded.updated_at",
+                )
+                .bind(kind.as_str())
+                .bind(key)
+                .bind(rule.limit.map(millis))
+                .bind(rule.alone_after.map(AloneAfter::as_millis))
+                .bind(now.0),
+                None => sqlx::query("DELETE FROM room_limits WHERE kind = $1 AND key = $2")
                     .bind(kind.as_str())
-                    .bind(key)
-                    .bind(rule.limit.map(millis))
-                    .bind(rule.alone_after.map(AloneAfter::as_millis))
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                None => {
-                    sqlx::query("DELETE FROM room_limits WHERE kind = $1 AND key = $2")
-                        .bind(kind.as_str())
-                        .bind(key)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
+                    .bind(key),
+            };
+            write.execute(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO admin_actions (at, action, room_id, detail, caller) VALUES ($1, $2, $3, $4, $5)",
             )
@@ -1013,15 +856,9 @@ where
         })
     }
 
-    fn claim_forwards<'a>(
-        &'a self,
-        now: Timestamp,
-        lease: Duration,
-        owner: &'a str,
-        limit: u32,
-    ) -> BoxFut<'a, Written<Vec<ForwardClaim>>> {
+    fn claim_forwards<'a>(&'a self, c: ClaimReq<'a>) -> BoxFut<'a, Written<Vec<ForwardClaim>>> {
         Box::pin(async move {
-            let claims = Dialect::claim_forwards(self, now, lease, owner, limit).await?;
+            let claims = Dialect::claim_forwards(self, c).await?;
             Ok(written(claims, |c| !c.is_empty()))
         })
     }
@@ -1037,54 +874,49 @@ where
             let now = now_in(self, &mut tx, now).await?;
             let mut applied = Vec::with_capacity(records.len());
             for r in records {
-                let done = match r.retry_in {
-                    None => {
-                        sqlx::query(
-                            "DELETE FROM forward_outbox WHERE id = $1 AND lease_owner = $2 AND attempts = $3",
-                        )
-                        .bind(r.id)
-                        .bind(owner)
-                        .bind(r.attempts)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                            == 1
-                    }
-                    Some(delay) => {
-                        let at = now.plus(delay).0;
-                        let lane = sqlx::query(
-                            "UPDATE forward_outbox
-                             SET next_at = $4, lease_owner = NULL, lease_until = NULL, last_error = $5
-                             WHERE id = $1 AND lease_owner = $2 AND attempts = $3
-                             RETURNING lane",
-                        )
-                        .bind(r.id)
-                        .bind(owner)
-                        .bind(r.attempts)
-                        .bind(at)
-                        .bind(r.error.as_deref())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|row| row.text("lane"))
-                        .transpose()?;
-                        if let Some(lane) = &lane {
-                            // The lane's later entries wait for its head's
-                            // retry: the claim's search then skips the
-                            // whole lane until then.
-                            sqlx::query(
-                                "UPDATE forward_outbox SET next_at = $3
-                                 WHERE lane = $1 AND id > $2 AND next_at < $3",
-                            )
-                            .bind(lane.as_str())
-                            .bind(r.id)
-                            .bind(at)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        lane.is_some()
-                    }
+                let Some(delay) = r.retry_in else {
+                    let n = sqlx::query(
+                        "DELETE FROM forward_outbox WHERE id = $1 AND lease_owner = $2 AND attempts = $3",
+                    )
+                    .bind(r.id)
+                    .bind(owner)
+                    .bind(r.attempts)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    applied.push(n == 1);
+                    continue;
                 };
-                applied.push(done);
+                let at = now.plus(delay).0;
+                let lane = sqlx::query(
+                    "UPDATE forward_outbox
+                     SET next_at = $4, lease_owner = NULL, lease_until = NULL, last_error = $5
+                     WHERE id = $1 AND lease_owner = $2 AND attempts = $3
+                     RETURNING lane",
+                )
+                .bind(r.id)
+                .bind(owner)
+                .bind(r.attempts)
+                .bind(at)
+                .bind(r.error.as_deref())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|row| row.text("lane"))
+                .transpose()?;
+                if let Some(lane) = &lane {
+                    // The lane's later entries wait for its head's retry: the
+                    // claim's search then skips the whole lane until then.
+                    sqlx::query(
+                        "UPDATE forward_outbox SET next_at = $3
+                         WHERE lane = $1 AND id > $2 AND next_at < $3",
+                    )
+                    .bind(lane.as_str())
+                    .bind(r.id)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                applied.push(lane.is_some());
             }
             done::<D, _>(tx, written(applied, |a| a.contains(&true))).await
         })
@@ -1101,7 +933,11 @@ where
 
     fn probe_write(&self) -> BoxFut<'_, Written<()>> {
         Box::pin(async move {
-            Dialect::probe_write(self).await?;
+            let mut tx = self.begin(true).await?;
+            for sql in D::PROBE_WRITE {
+                sqlx::query(*sql).execute(&mut *tx).await?;
+            }
+            D::commit(tx).await?;
             Ok(Written::new((), true))
         })
     }

@@ -1,14 +1,11 @@
-//! One process per SQLite file. SQLite is this service's one-process store:
-//! two services on one file would both run the singleton chores (pruning,
-//! reconciliation, applying the limits file), with nothing to elect one.
-//! So the store takes an exclusive lock on `<file>.lock` before it touches
-//! the database, and a second service refuses to start, naming the file
-//! and the process that holds it. (PostgreSQL is the way to run several.)
+//! One process per SQLite file: two services on one file would both run
+//! the singleton chores, with nothing to elect one (PostgreSQL runs
+//! several). So the store locks `<file>.lock` before touching the database,
+//! and a second service refuses to start, naming the holder.
 //!
-//! The lock is `flock`-style (std's `File::try_lock`): the kernel releases
-//! it when the process dies, so a crash never leaves a stale lock. It is a
-//! file of its own rather than the database itself, because closing any
-//! descriptor of the database file would drop SQLite's own POSIX locks.
+//! The lock is `flock`-style (`File::try_lock`): the kernel drops it with
+//! the process, so a crash leaves no stale lock. It is a file of its own:
+//! closing any descriptor of the database would drop SQLite's POSIX locks.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -20,20 +17,14 @@ pub struct ProcessLock {
     _file: File,
 }
 
-/// The lock file of a database file.
-pub fn lock_path(database: &Path) -> PathBuf {
-    let mut p = database.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
-}
-
 /// Takes the lock of `database`, or says why not (the caller names the
 /// database).
 pub fn lock(database: &Path) -> Result<ProcessLock, String> {
-    let path = lock_path(database);
-    // Read-only (the file exists and is not ours to write, or the
-    // directory is read-only) still locks: the store's own write probe
-    // then reports what is not writable.
+    let mut path = database.as_os_str().to_owned();
+    path.push(".lock");
+    let path = PathBuf::from(path);
+    // Read-only (not ours to write, or a read-only directory) still locks:
+    // the store's write probe then reports what is not writable.
     let opened = OpenOptions::new()
         .read(true)
         .write(true)
@@ -57,11 +48,9 @@ pub fn lock(database: &Path) -> Result<ProcessLock, String> {
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let who = if holder.is_empty() {
-                "another process".to_owned()
-            } else {
-                format!("another process ({holder})")
+            let who = match holder.trim() {
+                "" => "another process".to_owned(),
+                holder => format!("another process ({holder})"),
             };
             return Err(format!(
                 "{who} already runs a service on it (lock file {}): SQLite is a one-process store; run one service per file, or several replicas on PostgreSQL",
