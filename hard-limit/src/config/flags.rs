@@ -27,9 +27,9 @@ fn parse_url(s: &str) -> Result<Url, String> {
 
 /// Settings of the service.
 ///
-/// Every flag's environment value is hidden in `--help` (`mut_args`
-/// below): `DATABASE_URL` may carry a password, the URLs a token,
-/// `EYESON_API_KEY` is the key, and `--help` ends up in logs and tickets.
+/// Every flag's environment value is hidden in `--help` (`mut_args`):
+/// `DATABASE_URL` may carry a password, the URLs a token, `EYESON_API_KEY`
+/// is the key, and `--help` ends up in logs and tickets.
 #[derive(Clone, Debug, clap::Parser)]
 #[command(mut_args = |a: clap::Arg| a.hide_env_values(true))]
 pub struct Flags {
