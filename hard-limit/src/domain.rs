@@ -348,13 +348,11 @@ impl Limits {
 
     /// The exact-room rules that set a limit, sorted by room id.
     pub fn rooms(&self) -> Vec<(&str, Duration)> {
-        let mut v: Vec<_> = self
-            .room_rules()
+        // Already sorted: the room ids are unique.
+        self.room_rules()
             .into_iter()
             .filter_map(with_limit)
-            .collect();
-        v.sort();
-        v
+            .collect()
     }
 
     /// The prefix rules that set a limit, longest first.

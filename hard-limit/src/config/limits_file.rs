@@ -138,17 +138,12 @@ mod tests {
     use crate::domain::{AloneAfter, Limits, RoomId};
 
     #[test]
-    fn limits_file_parses_and_names_bad_entries() {
+    fn limits_file_parses() {
         let rules = parse("[rooms]\n\"board\" = \"2h\"\n[prefixes]\n\"web\" = \"10m\"\n").unwrap();
         let l = Limits::new(Duration::from_secs(60)).with_full_rules(rules.rooms, rules.prefixes);
         let limit = |r| l.for_room(&RoomId::parse(r).unwrap());
         assert_eq!(limit("board"), Duration::from_secs(7200));
         assert_eq!(limit("webby"), Duration::from_secs(600));
-        let err = parse("[rooms]\nx = \"soon\"\n").unwrap_err();
-        assert!(err.contains("\"x\""), "{err}");
-        assert!(parse("[other]\n").is_err());
-        let err = parse("[rooms]\n\"\" = \"1h\"\n").unwrap_err();
-        assert!(err.contains("empty key"), "{err}");
     }
 
     #[test]
@@ -189,11 +184,14 @@ mod tests {
     }
 
     #[test]
-    fn limits_file_names_bad_alone_entries() {
+    fn limits_file_names_bad_entries() {
         for (text, needles) in [
+            ("[rooms]\nx = \"soon\"\n", &["\"x\""][..]),
+            ("[other]\n", &[]),
+            ("[rooms]\n\"\" = \"1h\"\n", &["empty key"]),
             (
                 "[rooms]\nk = { alone_after = \"soon\" }\n",
-                &["\"k\"", "alone_after is not \"off\""][..],
+                &["\"k\"", "alone_after is not \"off\""],
             ),
             (
                 "[rooms]\nk = { alone_after = \"0s\" }\n",
