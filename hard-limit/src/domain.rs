@@ -185,15 +185,11 @@ impl MeetingState {
     /// most one shutdown per meeting, however deliveries interleave.
     pub fn may_become(self, next: MeetingState) -> bool {
         use MeetingState::*;
-        // Stopping -> Stopping: a lease expired and was claimed again;
-        // Stopping -> Running: an alone end was cancelled.
+        // From Stopping, any: an outcome, a lapsed lease claimed again
+        // (Stopping), or a cancelled alone end (Running).
         matches!(
             (self, next),
-            (Running, Stopping | Ended | Skipped)
-                | (
-                    Stopping,
-                    Running | Stopping | ShutDown | Ended | Skipped | Failed
-                )
+            (Running, Stopping | Ended | Skipped) | (Stopping, _)
         )
     }
 }
