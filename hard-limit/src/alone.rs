@@ -1,22 +1,18 @@
-//! The alone rule's pure core: which online participants count, and the
-//! clock that says since when a meeting has had at most one of them. The
-//! participants check (a job on the [`runner`](crate::runner)) reads
-//! `GET /rooms/{id}/users?online=true` and feeds each answer through here.
+//! The alone rule's pure core: which online participants count, and since
+//! when a meeting has had at most one. The participants check feeds each
+//! `GET /rooms/{id}/users?online=true` answer through here.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::domain::Timestamp;
 
-/// An `--alone-ignore` pattern: a glob (`*` any run of characters, `?` one
-/// character, everything else itself), matched case-insensitively against
-/// a participant's whole id or whole name. `recorder*` ignores "Recorder
-/// 1"; `*bot*` any name with "bot" in it.
+/// An `--alone-ignore` glob (`*` any run, `?` one character), matched
+/// case-insensitively against a participant's whole id or name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IgnorePattern(Vec<char>);
 
-/// Longest pattern accepted: a name is short, and matching is
-/// O(pattern × text).
+/// Longest pattern accepted (matching is O(pattern × text)).
 pub const MAX_PATTERN: usize = 200;
 
 impl FromStr for IgnorePattern {
@@ -31,19 +27,19 @@ impl FromStr for IgnorePattern {
                 "an --alone-ignore pattern must be at most {MAX_PATTERN} characters"
             ));
         }
-        Ok(IgnorePattern(
-            s.chars().flat_map(char::to_lowercase).collect(),
-        ))
+        Ok(IgnorePattern(lowercase(s)))
     }
+}
+
+fn lowercase(s: &str) -> Vec<char> {
+    s.chars().flat_map(char::to_lowercase).collect()
 }
 
 impl IgnorePattern {
     /// Whether the whole of `text` matches.
     pub fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
-        let pat = &self.0;
-        // Greedy with one backtrack point (the last `*`): linear in
-        // practice, never exponential.
+        let (pat, text) = (&self.0, lowercase(text));
+        // Greedy with one backtrack point (the last `*`): never exponential.
         let (mut p, mut t) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
         while t < text.len() {
@@ -70,11 +66,9 @@ impl IgnorePattern {
     }
 }
 
-/// How many of the `online` participants (id, name) count: not the
-/// service's own warning guest (named `own_guest`), and none whose id or
-/// name matches an `ignore` pattern. An entry eyeson sent without a
-/// readable id or name counts (a list that reads badly must not look
-/// emptier than the meeting is).
+/// How many of the `online` participants (id, name) count: not our own
+/// guest (`own_guest`), nor one whose id or name matches `ignore`. An
+/// unreadable entry counts: a bad list must not look emptier than it is.
 pub fn counted<'a>(
     online: impl IntoIterator<Item = (&'a str, &'a str)>,
     own_guest: &str,
@@ -99,9 +93,8 @@ pub enum AloneClock {
 }
 
 impl AloneClock {
-    /// The clock after a check at `now` that counted `n` participants: at
-    /// most one keeps the earliest start (or starts it now); two or more
-    /// reset it.
+    /// The clock after a check at `now` counted `n`: at most one keeps the
+    /// earliest start (or starts it now); two or more reset it.
     pub fn after_check(self, n: usize, now: Timestamp) -> AloneClock {
         match (self, n) {
             (_, 2..) => AloneClock::Company,
@@ -110,8 +103,7 @@ impl AloneClock {
         }
     }
 
-    /// When the meeting is to end for being alone `after` that long; `None`
-    /// while it has company.
+    /// When the meeting ends for being alone `after` long; `None` in company.
     pub fn deadline(self, after: Duration) -> Option<Timestamp> {
         match self {
             AloneClock::Company => None,
@@ -126,8 +118,8 @@ impl From<Option<Timestamp>> for AloneClock {
     }
 }
 
-/// What a check's clock change is, for the history: `alone` (a period
-/// starts) or `company` (one ends).
+/// A check's clock change, for the history: `alone` (a period starts) or
+/// `company` (one ends).
 pub fn change(before: AloneClock, after: AloneClock) -> Option<&'static str> {
     match (before, after) {
         (AloneClock::Company, AloneClock::AloneSince(_)) => Some("alone"),
@@ -136,9 +128,8 @@ pub fn change(before: AloneClock, after: AloneClock) -> Option<&'static str> {
     }
 }
 
-/// The last look right before an alone end's `DELETE`: whether `n`
-/// counted participants still make the meeting alone (else the end is
-/// cancelled and the clock reset).
+/// The last look before an alone end's `DELETE`: whether `n` counted
+/// participants still make it alone (else the end is cancelled).
 pub fn still_alone(n: usize) -> bool {
     n <= 1
 }
@@ -168,15 +159,11 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused_with_the_flag_named() {
+        let error = |s: &str| s.parse::<IgnorePattern>().unwrap_err();
         for bad in ["", "   "] {
-            let e = bad.parse::<IgnorePattern>().unwrap_err();
-            assert!(e.contains("--alone-ignore"), "{e}");
+            assert!(error(bad).contains("--alone-ignore"), "{}", error(bad));
         }
-        let long = "x".repeat(MAX_PATTERN + 1);
-        assert!(long
-            .parse::<IgnorePattern>()
-            .unwrap_err()
-            .contains("at most"));
+        assert!(error(&"x".repeat(MAX_PATTERN + 1)).contains("at most"));
     }
 
     #[test]
@@ -241,10 +228,7 @@ mod tests {
             if change(before, after) == Some("alone") {
                 self.first_lone = Some(now);
             }
-            self.clock = match after {
-                AloneClock::Company => None,
-                AloneClock::AloneSince(t) => Some(t),
-            };
+            self.clock = after.deadline(Duration::ZERO);
         }
 
         fn time_passes(&mut self, now: Timestamp, after: Duration, warn: Duration) {

@@ -1,5 +1,5 @@
-//! What the binary does with its command line: logging, signals, and the
-//! subcommands. Kept out of `main.rs` so it is documented and testable.
+//! What the binary does with its command line: logging, signals and the
+//! subcommands (out of `main.rs`, so documented and testable).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,14 +56,11 @@ pub fn init_tracing() {
 
 /// Logs to stderr in `format`; `RUST_LOG` filters (default `info`).
 ///
-/// JSON: one object per line with `timestamp` (RFC 3339, UTC), `level`,
-/// `target`, `message` (every event of the service has one; some
-/// libraries' debug events carry fields only) and the event's fields at
-/// the top level
-/// (tracing-subscriber's `json` with `flatten_event`; the service opens no
-/// spans, so none are listed). Values are formatted exactly as in text
-/// lines, so the secrets' redacted `Debug` applies alike. A panic is
-/// logged as an event too, so every line of stderr stays JSON.
+/// JSON: one object per line, `timestamp` (RFC 3339, UTC), `level`,
+/// `target`, `message` and the event's fields at the top level (the service
+/// opens no spans). Values are formatted as in text, so the secrets'
+/// redacted `Debug` applies alike; a panic is logged as an event too, so
+/// every line of stderr stays JSON.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -84,44 +81,38 @@ pub fn init_logging(format: LogFormat) {
     };
     if format == LogFormat::Json && installed.is_ok() {
         std::panic::set_hook(Box::new(|info| {
-            let message = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-text panic".into());
+            let payload = info.payload();
+            let message = (payload.downcast_ref::<&str>().copied())
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("non-text panic");
             let location = info.location().map(|l| l.to_string()).unwrap_or_default();
             tracing::error!(panic = %message, location = %location, "panicked");
         }));
     }
 }
 
+type Failure = Box<dyn std::error::Error>;
+
 /// Runs the command; the exit code says how it went.
 pub async fn run(cli: Cli) -> ExitCode {
-    let json = cli.log_format == LogFormat::Json;
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => serve(cli.flags).await,
         Command::Unregister => unregister(cli.flags).await,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!("{message}");
-            // The plain line is for people; in JSON every line is an object.
-            if !json {
-                eprintln!("eyeson-hard-limit: {message}");
-            }
-            ExitCode::FAILURE
-        }
+    let Err(message) = result else {
+        return ExitCode::SUCCESS;
+    };
+    tracing::error!("{message}");
+    // The plain line is for people; in JSON every line is an object.
+    if cli.log_format == LogFormat::Text {
+        eprintln!("eyeson-hard-limit: {message}");
     }
+    ExitCode::FAILURE
 }
 
-async fn serve(flags: Flags) -> Result<(), String> {
+async fn serve(flags: Flags) -> Result<(), Failure> {
     let notifier = Arc::new(Notifier::from_env());
-    let config = Config::try_from(flags).map_err(|e| e.to_string())?;
-    let app = Application::build(config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let app = Application::build(Config::try_from(flags)?).await?;
     // Ready only now: the store is open, migrated and writable, and both
     // listeners are bound (connections queue until the servers accept).
     notifier.notify(&format!(
@@ -132,11 +123,8 @@ async fn serve(flags: Flags) -> Result<(), String> {
     let watchdog = notify::watchdog_interval()
         .filter(|_| notifier.is_active())
         .map(|every| {
-            tokio::spawn(notify::feed_watchdog(
-                notifier.clone(),
-                every,
-                app.tasks_ok(),
-            ))
+            let feed = notify::feed_watchdog(notifier.clone(), every, app.tasks_ok());
+            tokio::spawn(feed)
         });
     let stopping = notifier.clone();
     let stop = async move {
@@ -147,31 +135,30 @@ async fn serve(flags: Flags) -> Result<(), String> {
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
-    result.map_err(|e| e.to_string())
+    Ok(result?)
 }
 
-async fn unregister(flags: Flags) -> Result<(), String> {
-    let eyeson = config::Eyeson::try_from(&flags).map_err(|e| e.to_string())?;
-    let client = EyesonClient::new(eyeson.api_url, eyeson.api_key).map_err(|e| e.to_string())?;
-    let Some(current) = client.current_webhook().await.map_err(|e| e.to_string())? else {
+async fn unregister(flags: Flags) -> Result<(), Failure> {
+    let eyeson = config::Eyeson::try_from(&flags)?;
+    let client = EyesonClient::new(eyeson.api_url, eyeson.api_key)?;
+    let Some(current) = client.current_webhook().await? else {
         tracing::info!("no webhook registered");
         return Ok(());
     };
-    if let Some(mine) = &flags.webhook_url {
-        if current.url != mine.as_str() {
-            return Err(format!(
-                "the registered webhook ({}) is not --webhook-url; leaving it alone",
-                current.url
-            ));
-        }
+    if flags
+        .webhook_url
+        .is_some_and(|mine| current.url != mine.as_str())
+    {
+        let url = current.url;
+        return Err(format!(
+            "the registered webhook ({url}) is not --webhook-url; leaving it alone"
+        )
+        .into());
     }
     if current.id.is_empty() {
         return Err("the registered webhook has no id to delete".into());
     }
-    client
-        .delete_webhook(&current.id)
-        .await
-        .map_err(|e| e.to_string())?;
+    client.delete_webhook(&current.id).await?;
     tracing::info!(url = %current.url, "webhook unregistered");
     Ok(())
 }

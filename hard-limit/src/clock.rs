@@ -1,7 +1,6 @@
-//! Where "now" comes from, and how long "until then" lasts. The core never
-//! reads the wall clock itself; the adapters ask a [`Clock`], and the tasks
-//! that wait for a time (deadlines, warnings) sleep through it too, so tests
-//! and benchmarks can drive time without waiting for it.
+//! Where "now" comes from, and the sleeps until a time: the adapters ask a
+//! [`Clock`] and the waiting tasks sleep on it, so tests and benchmarks can
+//! drive time without waiting for it.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -31,19 +30,16 @@ impl Clock for SystemClock {
         Timestamp::from_system_time(SystemTime::now())
     }
 
-    /// Sleeps on tokio's monotonic timer for the distance to `at`: a jump
-    /// of the wall clock is noticed when the sleeper next looks (the tasks
-    /// cap their waits, [`sleep_until_or`]).
+    /// Sleeps on tokio's monotonic timer for the distance to `at`; a wall
+    /// clock jump is noticed at the next look ([`sleep_until_or`] caps waits).
     fn sleep_until(&self, at: Timestamp) -> Sleep<'_> {
         Box::pin(tokio::time::sleep(at.since(self.now())))
     }
 }
 
-/// Waits until `at` on `clock` (never, for `None`) or until `poll` of real
-/// time has passed, whichever comes first. The poll is not time in the
-/// service's sense but how often a task looks at the store without being
-/// poked (rows written by another process), so it stays on the real timer
-/// whatever the clock.
+/// Waits until `at` on `clock` (never, for `None`) or `poll` of real time,
+/// whichever is first. The poll (how often a task looks at the store for
+/// other processes' rows) stays on the real timer whatever the clock.
 pub async fn sleep_until_or(clock: &dyn Clock, at: Option<Timestamp>, poll: Duration) {
     let due = async {
         match at {
@@ -57,8 +53,8 @@ pub async fn sleep_until_or(clock: &dyn Clock, at: Option<Timestamp>, poll: Dura
     }
 }
 
-/// The clock a service runs on: the system's by default; tests and
-/// benchmarks put a [`ManualClock`] here (`TestHooks::clock`) to drive time.
+/// The clock a service runs on: the system's, or a test's [`ManualClock`]
+/// (`TestHooks::clock`).
 #[derive(Clone, Debug)]
 pub struct SharedClock(pub std::sync::Arc<dyn Clock>);
 
@@ -68,8 +64,8 @@ impl Default for SharedClock {
     }
 }
 
-/// A clock that moves only when told to (tests). Moving it wakes whoever
-/// sleeps until a time it has now reached, and nobody else.
+/// A clock that moves only when told to (tests), waking exactly the
+/// sleepers whose time it reaches.
 #[derive(Debug)]
 pub struct ManualClock(tokio::sync::watch::Sender<i64>);
 
@@ -80,13 +76,12 @@ impl ManualClock {
     }
 
     /// Moves it by `d`.
-    pub fn advance(&self, d: std::time::Duration) {
-        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        self.0.send_modify(|t| *t = t.saturating_add(ms));
+    pub fn advance(&self, d: Duration) {
+        self.0.send_modify(|t| *t = Timestamp(*t).plus(d).0);
     }
 
-    /// How many waits on this clock are pending: a test can see that a task
-    /// has gone to sleep until a time before it moves the clock there.
+    /// How many waits on this clock are pending, so a test can see a task
+    /// asleep before it moves the clock.
     pub fn sleepers(&self) -> usize {
         self.0.receiver_count()
     }

@@ -1,14 +1,10 @@
-//! Test-only fault injection: makes one named background task die (panic)
-//! on demand, so the [`crate::supervisor`] can be tested. Off unless
-//! armed, by the hidden `--inject-fault TASK[@DELAY]` flag
-//! (`HARD_LIMIT_INJECT_FAULT`, the task dies at once, or `DELAY` after
-//! start, say `reconciler@3s`) or by a test through
-//! [`TestHooks::faults`](crate::app::TestHooks::faults) (it dies when the
-//! test calls [`Faults::fire`]).
-//!
-//! The fault wraps the task's future from outside (`Faults::wrap`): the
-//! task's own code carries no test branches. The names are the
-//! supervisor's ([`crate::supervisor::Task::faults`]).
+//! Test-only fault injection: one named background task dies (panics) on
+//! demand, to test the [`crate::supervisor`]. Armed by the hidden
+//! `--inject-fault TASK[@DELAY]` (say `reconciler@3s`) or by a test through
+//! [`TestHooks::faults`](crate::app::TestHooks::faults) and
+//! [`Faults::fire`]. The fault wraps the task's future from outside, so the
+//! task carries no test branches; the names are
+//! [`crate::supervisor::Task::faults`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -56,8 +52,7 @@ impl Faults {
         }
     }
 
-    /// `task` dies `after` from now (at once for zero). Must run inside
-    /// the runtime.
+    /// `task` dies `after` from now (at once for zero); inside the runtime.
     pub fn arm_after(task: &str, after: Duration) -> Self {
         let f = Faults::arm(task);
         if after.is_zero() {
@@ -116,17 +111,14 @@ impl Faults {
         }
     }
 
+    /// Resolves once `task`'s fault fires; never if it is not armed.
     async fn fired(&self, task: &str) {
-        match &self.armed {
-            Some(a) if a.task == task => {
-                let mut rx = a.fired.subscribe();
-                if rx.wait_for(|f| *f).await.is_ok() {
-                    return;
-                }
-                std::future::pending::<()>().await
+        if let Some(a) = self.armed.as_ref().filter(|a| a.task == task) {
+            if a.fired.subscribe().wait_for(|f| *f).await.is_ok() {
+                return;
             }
-            _ => std::future::pending::<()>().await,
         }
+        std::future::pending().await
     }
 }
 
@@ -152,10 +144,8 @@ mod tests {
             assert!(names.contains(&n), "{n}");
         }
         assert_eq!(names.len(), 10);
-        assert_eq!(
-            parse("reconciler@3s"),
-            Some(("reconciler", Duration::from_secs(3)))
-        );
+        let three = Duration::from_secs(3);
+        assert_eq!(parse("reconciler@3s"), Some(("reconciler", three)));
         assert_eq!(parse("warner"), Some(("warner", Duration::ZERO)));
         assert_eq!(parse("nobody"), None);
         assert_eq!(parse("warner@soon"), None);

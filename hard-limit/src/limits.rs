@@ -1,14 +1,12 @@
-//! The limits in force: the `--max-duration` default, `--grace` and the
-//! `--alone-after` default from the command line, and the per-room and
-//! per-prefix rules (a limit, the alone rule, or both) from the store
-//! (set at run time through the admin listener, seeded from the `--limits`
-//! file at start), shared by every replica.
+//! The limits in force: the command line's defaults (`--max-duration`,
+//! `--grace`, `--alone-after`) and the store's per-room and per-prefix
+//! rules (set through the admin listener, seeded from the `--limits` file),
+//! shared by every replica.
 //!
 //! Deliveries are planned against an in-memory copy ([`LimitsHandle::policy`]),
-//! reloaded when it is marked stale: at once by the process that changed
-//! a rule, on PostgreSQL by every replica's `LISTEN` on
-//! [`crate::store::postgres::LIMITS_CHANNEL`], and in any case once it is
-//! older than [`MAX_AGE`] (several processes on one SQLite file have no
+//! reloaded once marked stale (by the process that changed a rule, or on
+//! PostgreSQL by a `LISTEN` on [`crate::store::postgres::LIMITS_CHANNEL`])
+//! or older than [`MAX_AGE`] (processes sharing a SQLite file get no
 //! notifications).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,20 +32,18 @@ pub const MAX_AGE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct LimitsHandle {
     store: Store,
-    default: Duration,
+    /// The command line's defaults, without the store's rules.
+    base: Limits,
     grace: Duration,
-    alone_after: Option<Duration>,
     current: RwLock<Arc<Policy>>,
     stale: AtomicBool,
     loaded_at: Mutex<Instant>,
 }
 
 impl LimitsHandle {
-    /// Seeds the store from the limits file's rules (rooms, prefixes), then
-    /// loads. Each file rule is merged into the stored one like a `PUT`:
-    /// the parts it sets are written, the others stay as stored; only
-    /// rules that would change are written, each recorded in the audit as
-    /// from the file.
+    /// Seeds the store from the limits file's rules, then loads. Each is
+    /// merged into the stored rule like a `PUT` (the parts it sets are
+    /// written); only changes are written, audited as from the file.
     pub async fn start(
         store: Store,
         default: Duration,
@@ -75,15 +71,15 @@ impl LimitsHandle {
                     .await?;
             }
         }
+        let base = Limits::new(default).with_alone_default(alone_after);
         let handle = Arc::new(LimitsHandle {
-            store,
-            default,
-            grace,
-            alone_after,
             current: RwLock::new(Arc::new(Policy {
-                limits: Limits::new(default).with_alone_default(alone_after),
+                limits: base.clone(),
                 grace,
             })),
+            store,
+            base,
+            grace,
             stale: AtomicBool::new(true),
             loaded_at: Mutex::new(Instant::now()),
         });
@@ -96,8 +92,8 @@ impl LimitsHandle {
         self.stale.store(true, Ordering::SeqCst);
     }
 
-    /// The policy in force, reloaded first if stale. If the store cannot
-    /// be read, the last copy is used (a delivery is not refused for it).
+    /// The policy in force, reloaded first if stale; the last copy if the
+    /// store cannot be read (a delivery is not refused for it).
     pub async fn policy(&self) -> Arc<Policy> {
         let old = self
             .loaded_at
@@ -124,21 +120,14 @@ impl LimitsHandle {
     pub async fn reload(&self) -> Result<(), StoreError> {
         // Cleared first: a change notified while reading marks it again.
         self.stale.store(false, Ordering::SeqCst);
-        let rules = match self.store.limit_rules().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.stale.store(true, Ordering::SeqCst);
-                return Err(e);
-            }
-        };
+        let rules = (self.store.limit_rules().await)
+            .inspect_err(|_| self.stale.store(true, Ordering::SeqCst))?;
         let (rooms, prefixes): (Vec<_>, Vec<_>) =
             rules.into_iter().partition(|r| r.kind == LimitKind::Room);
-        let limits = Limits::new(self.default)
-            .with_alone_default(self.alone_after)
-            .with_full_rules(
-                rooms.into_iter().map(keyed),
-                prefixes.into_iter().map(keyed),
-            );
+        let limits = (self.base.clone()).with_full_rules(
+            rooms.into_iter().map(keyed),
+            prefixes.into_iter().map(keyed),
+        );
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Policy {
             limits,
             grace: self.grace,

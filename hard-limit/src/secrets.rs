@@ -1,14 +1,12 @@
-//! The two secrets the service holds: the eyeson API key and the admin
-//! token. Each has a redacted `Debug`, no `Display` and one greppable way
-//! to read it (`expose`), so neither ends up in a log line, an error
-//! message or a URL by accident. Their checks name the flag, never the
-//! value.
+//! The service's two secrets, the eyeson API key and the admin token: a
+//! redacted `Debug`, no `Display` and one greppable reader (`expose`), so
+//! neither lands in a log line, an error or a URL by accident. Their checks
+//! name the flag, never the value.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// The eyeson API key, sent raw in the `Authorization` header and the key
-/// of the webhook HMAC.
+/// The eyeson API key: the raw `Authorization` header and the webhook HMAC key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
 
@@ -19,7 +17,7 @@ impl ApiKey {
         if key.is_empty() {
             return Err("the API key is empty");
         }
-        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        if !header_safe(key) {
             return Err(
                 "the API key must be printable ASCII without spaces (it is sent as a header)",
             );
@@ -27,8 +25,8 @@ impl ApiKey {
         Ok(ApiKey(key.to_owned()))
     }
 
-    /// Wraps a key unchecked: clap's parser, which must not fail (its error
-    /// would quote the key to stderr); [`ApiKey::checked`] checks it later.
+    /// Wraps a key unchecked, for clap's parser (its error would quote the
+    /// key to stderr); [`ApiKey::checked`] checks it later.
     pub(crate) fn unchecked(key: &str) -> Self {
         ApiKey(key.to_owned())
     }
@@ -57,8 +55,8 @@ impl FromStr for ApiKey {
     }
 }
 
-/// The shortest `--admin-token`: 16 characters, so guessing it over HTTP
-/// (slowed to a few tries a second per address) is hopeless.
+/// The shortest `--admin-token`: guessing 16 characters over HTTP (a few
+/// tries a second per address) is hopeless.
 pub const MIN_ADMIN_TOKEN: usize = 16;
 
 /// The operator token for the admin listener.
@@ -71,10 +69,10 @@ impl AdminToken {
         &self.0
     }
 
-    /// The token if it can be one: printable ASCII without spaces (it is
-    /// sent as a header), at least [`MIN_ADMIN_TOKEN`] characters.
+    /// The token if it can be one: printable ASCII without spaces (a
+    /// header), at least [`MIN_ADMIN_TOKEN`] characters.
     pub fn checked(self) -> Result<Self, &'static str> {
-        if self.0.is_empty() || !self.0.bytes().all(|b| b.is_ascii_graphic()) {
+        if !header_safe(&self.0) {
             return Err(
                 "--admin-token must be printable ASCII without spaces (it is sent as a header)",
             );
@@ -94,30 +92,29 @@ impl fmt::Debug for AdminToken {
 
 impl FromStr for AdminToken {
     type Err = std::convert::Infallible;
-    /// Never fails: clap would quote a refused value (the token) in its
-    /// error; [`AdminToken::checked`] checks it without repeating it.
+    /// Never fails: clap would quote a refused token in its error;
+    /// [`AdminToken::checked`] checks it without repeating it.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(AdminToken(s.to_owned()))
     }
 }
 
-/// A URL as it may be logged: scheme, host, port and path; never a query
-/// string, fragment or user info (any of them may carry a token).
+/// Whether `s` can be sent as a header value: non-empty printable ASCII
+/// without spaces.
+fn header_safe(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A URL as it may be logged: scheme, host, port and path; never a query,
+/// fragment or user info (any may carry a token).
 pub fn loggable_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => {
-            let mut out = format!("{}://{}", u.scheme(), u.host_str().unwrap_or(""));
-            if let Some(port) = u.port() {
-                out.push_str(&format!(":{port}"));
-            }
-            out.push_str(u.path());
-            if u.query().is_some() {
-                out.push_str("?…");
-            }
-            out
-        }
-        Err(_) => "(not a URL)".into(),
-    }
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return "(not a URL)".into();
+    };
+    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let query = if u.query().is_some() { "?…" } else { "" };
+    let host = u.host_str().unwrap_or("");
+    format!("{}://{host}{port}{}{query}", u.scheme(), u.path())
 }
 
 #[cfg(test)]
