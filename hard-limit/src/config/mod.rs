@@ -376,6 +376,8 @@ fn durations_in_range(f: &Flags) -> Result<(), ConfigError> {
         ("--keep-alive-timeout", Some(f.keep_alive_timeout), any),
         ("--warn-before", f.warn_before, limit),
         ("--alone-after", f.alone_after, limit),
+        ("--forward-retention", Some(f.forward_retention), any),
+        ("--presence-every", Some(f.presence_every), any),
     ];
     for (flag, value, (min, max)) in checks {
         if let Some(d) = value {
@@ -571,6 +573,16 @@ mod tests {
         assert_eq!(cli.flags.alone_after, Some(Duration::from_secs(1200)));
         let help = help();
         assert!(help.contains("--alone-after") && help.contains("ALONE_AFTER"));
+    }
+
+    #[test]
+    fn every_interval_flag_has_the_30_day_ceiling() {
+        let mut f = flags();
+        f.forward_retention = MAX_DURATION * 2;
+        refused(&f, &["--forward-retention"]);
+        let mut f = flags();
+        f.presence_every = MAX_DURATION * 2;
+        refused(&f, &["--presence-every"]);
     }
 
     #[test]
