@@ -145,11 +145,11 @@ async fn unregister(flags: Flags) -> Result<(), Failure> {
         tracing::info!("no webhook registered");
         return Ok(());
     };
+    let url = crate::secrets::loggable_url(&current.url);
     if flags
         .webhook_url
-        .is_some_and(|mine| current.url != mine.as_str())
+        .is_some_and(|mine| !crate::registration::is_ours(&current, &mine))
     {
-        let url = current.url;
         return Err(format!(
             "the registered webhook ({url}) is not --webhook-url; leaving it alone"
         )
@@ -159,7 +159,7 @@ async fn unregister(flags: Flags) -> Result<(), Failure> {
         return Err("the registered webhook has no id to delete".into());
     }
     client.delete_webhook(&current.id).await?;
-    tracing::info!(url = %current.url, "webhook unregistered");
+    tracing::info!(url = %url, "webhook unregistered");
     Ok(())
 }
 

@@ -321,6 +321,28 @@ async fn unregister_deletes_only_our_own_webhook() {
     let out = tokio::task::block_in_place(|| run(url));
     assert!(!out.status.success(), "deleted someone else's webhook");
     assert!(fake.calls("DELETE", "/webhooks/theirs").is_empty());
+    // A foreign URL's query string (it may carry a token) is not printed.
+    fake.set_webhook(Some(
+        serde_json::json!({"id": "theirs", "url": "https://other/hook?token=s3cr3t", "types": ["room_update"]}),
+    ));
+    let out = tokio::task::block_in_place(|| run(url));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("https://other/hook"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    // eyeson may store a bare host without the slash `Url` adds: still ours.
+    fake.set_webhook(Some(
+        serde_json::json!({"id": "bare", "url": "https://mine.example", "types": ["room_update"]}),
+    ));
+    let out = tokio::task::block_in_place(|| run("https://mine.example/"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fake.calls("DELETE", "/webhooks/bare").len(), 1);
     fake.set_webhook(Some(
         serde_json::json!({"id": "mine1", "url": url, "types": ["room_update"]}),
     ));
