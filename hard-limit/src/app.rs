@@ -23,11 +23,11 @@ use crate::limits::LimitsHandle;
 use crate::presence::{Headcount, Pace, Presence};
 use crate::reconcile::Reconciler;
 use crate::runner::{Context, Runner};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Calls, Scheduler};
 use crate::serve::{self, ConnLimits};
 use crate::store::StoreError;
 use crate::store_handle::Store;
-use crate::supervisor::{Failure, Supervisor, Task};
+use crate::supervisor::{Supervisor, Task};
 use crate::warner::Warner;
 use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
@@ -82,15 +82,6 @@ pub enum StartError {
         /// Panicked (with its message) or returned.
         how: String,
     },
-}
-
-impl From<Failure> for StartError {
-    fn from(f: Failure) -> Self {
-        match f {
-            Failure::TaskEnded { task, how } => StartError::TaskEnded { task, how },
-            Failure::Io(e) => StartError::Io(e),
-        }
-    }
 }
 
 /// A built, not yet running, service.
@@ -235,7 +226,6 @@ impl Application {
             }
             None => None,
         };
-        let presence_every = presence.every;
         let headcount = Arc::new(Headcount {
             client: client.clone(),
             limits: limits.clone(),
@@ -243,14 +233,17 @@ impl Application {
             own_guest: presence.own_guest,
             pace: Pace::new(presence.rate),
         });
+        let calls = Calls {
+            store: store.clone(),
+            client: client.clone(),
+            dry_run: enforcement.dry_run,
+            retry_backoff: enforcement.retry_backoff,
+            headcount: headcount.clone(),
+        };
         let warner = warning.map(|warning| {
             let job = Warner {
-                store: store.clone(),
-                client: client.clone(),
-                dry_run: enforcement.dry_run,
-                retry_backoff: enforcement.retry_backoff,
+                calls: calls.clone(),
                 warning: Arc::new(warning),
-                headcount: headcount.clone(),
             };
             Runner::new(job, cx.clone(), enforcement.concurrency, wake.subscribe())
         });
@@ -267,12 +260,8 @@ impl Application {
         let in_flight = (presence.rate as usize * 2).clamp(2, 256);
         let presence_checks = Runner::new(job, cx.clone(), in_flight, wake.subscribe());
         let job = Scheduler {
-            store: store.clone(),
-            client: client.clone(),
-            dry_run: enforcement.dry_run,
-            retry_backoff: enforcement.retry_backoff,
-            headcount,
-            presence_every,
+            calls,
+            presence_every: presence.every,
         };
         let scheduler = Runner::new(job, cx, enforcement.concurrency, wake.subscribe());
         let reconciler = Reconciler {
@@ -401,7 +390,7 @@ impl Application {
             self.conn_limits,
             sup.signal(Task::Http),
         ));
-        Ok(sup.run(stop, async move { store.close().await }).await?)
+        sup.run(stop, async move { store.close().await }).await
     }
 }
 

@@ -1,6 +1,7 @@
-//! The eyeson REST client: the webhook registration, the list of running
-//! rooms, and ending a room's meeting. One attempt per call; retry policy
-//! belongs to the caller (the scheduler), which knows what is worth retrying.
+//! The eyeson REST client: the webhook registration, the running rooms and
+//! their participants, ending a meeting, the guest join and chat message.
+//! One attempt per call; retry policy belongs to the caller, which knows
+//! what is worth retrying.
 //!
 //! The API key travels only in the `Authorization` header (raw, no
 //! `Bearer`), never in a URL, so no error message or log line can carry it.
@@ -15,7 +16,7 @@ use eyeson_api::wire::{
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use crate::domain::{GuestToken, RoomId, Timestamp};
+use crate::domain::{GuestToken, RoomId, RoomUpdate, Timestamp};
 use crate::secrets::ApiKey;
 
 /// The only webhook type this service needs.
@@ -90,19 +91,6 @@ pub enum Participants {
 /// ([`Registration::read`]: `types` a list or a comma-separated string).
 pub type Webhook = Registration;
 
-/// An entry of `GET /rooms`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunningRoom {
-    /// The room.
-    pub room_id: RoomId,
-    /// The running meeting's start, if given.
-    pub started_at: Option<Timestamp>,
-    /// Whether eyeson says it is shutting down.
-    pub shutdown: bool,
-    /// The room's guest token, if listed (for the in-meeting warning).
-    pub guest_token: Option<GuestToken>,
-}
-
 /// An access key: one participant's handle on one running meeting (from
 /// `POST /guests/{guest_token}`). It authorises in-meeting calls, so like
 /// the API key its `Debug` is redacted and it has no `Display`.
@@ -136,8 +124,9 @@ pub enum Posted {
 /// The answer to `GET /rooms`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoomList {
-    /// The entries that parsed.
-    pub rooms: Vec<RunningRoom>,
+    /// The entries that parsed; a list has no event time, so each
+    /// `event_time` is 0 for the reader to set.
+    pub rooms: Vec<RoomUpdate>,
     /// How many entries did not parse (no id, a bad id, a `started_at` that
     /// is not ISO-8601 UTC, ...). Each may be a running meeting we track:
     /// while any is unparsed, nothing may be closed as "unlisted".
@@ -179,10 +168,16 @@ impl EyesonClient {
         Ok(url)
     }
 
+    /// A request with the API key.
     fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
         self.http
             .request(method, url)
             .header(reqwest::header::AUTHORIZATION, self.key.expose())
+    }
+
+    /// `method` on `url` with the API key, sent.
+    async fn call(&self, method: reqwest::Method, url: Url) -> Result<reqwest::Response, ApiError> {
+        self.send(self.request(method, url)).await
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
@@ -192,21 +187,19 @@ impl EyesonClient {
             .map_err(|e| ApiError::Transport(e.without_url()))?;
         // Every answer says whether the key is locked (423 answers
         // everything while it is): the gauge follows the last one.
-        crate::metrics::api_key_locked(resp.status() == StatusCode::LOCKED);
+        let locked = resp.status() == StatusCode::LOCKED;
+        ::metrics::gauge!(crate::metrics::API_KEY_LOCKED).set(if locked { 1.0 } else { 0.0 });
         Ok(resp)
     }
 
     /// `DELETE /rooms/{room_id}`: ends the room's running meeting.
     pub async fn end_meeting(&self, room: &RoomId) -> Result<EndResult, ApiError> {
         let url = self.url(paths::room(room.as_str()))?;
-        let resp = self
-            .send(self.request(reqwest::Method::DELETE, url))
-            .await?;
+        let resp = self.call(reqwest::Method::DELETE, url).await?;
         match resp.status() {
             s if s.is_success() => Ok(EndResult::Ended),
             StatusCode::NOT_FOUND | StatusCode::GONE => Ok(EndResult::NotRunning),
-            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
-            s => Err(ApiError::Status(s.as_u16())),
+            _ => Err(failed(&resp)),
         }
     }
 
@@ -215,19 +208,13 @@ impl EyesonClient {
     pub async fn online_participants(&self, room: &RoomId) -> Result<Participants, ApiError> {
         let mut url = self.url(paths::room_users(room.as_str(), None))?;
         url.query_pairs_mut().append_pair(paths::ONLINE, "true");
-        let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
+        let resp = self.call(reqwest::Method::GET, url).await?;
         match resp.status() {
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(Participants::Gone),
-            StatusCode::TOO_MANY_REQUESTS => return Err(ApiError::Throttled(retry_after(&resp))),
+            StatusCode::TOO_MANY_REQUESTS => return Err(failed(&resp)),
             _ => {}
         }
-        let Some(body) = success_json(resp).await? else {
-            return Err(ApiError::Decode(
-                "empty answer to GET /rooms/{id}/users".into(),
-            ));
-        };
-        let entries: Vec<Value> =
-            serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+        let entries = json_list(resp, "GET /rooms/{id}/users").await?;
         let text = |v: Option<Value>| match v {
             Some(Value::String(s)) => s,
             Some(Value::Number(n)) => n.to_string(),
@@ -262,7 +249,6 @@ impl EyesonClient {
             .await?;
         match resp.status() {
             StatusCode::GONE => Ok(GuestJoin::MeetingEnded),
-            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
             s if s.is_success() => {
                 let body = success_json(resp)
                     .await?
@@ -284,7 +270,7 @@ impl EyesonClient {
                     )),
                 }
             }
-            s => Err(ApiError::Status(s.as_u16())),
+            _ => Err(failed(&resp)),
         }
     }
 
@@ -301,8 +287,7 @@ impl EyesonClient {
         match resp.status() {
             s if s.is_success() => Ok(Posted::Sent),
             StatusCode::GONE => Ok(Posted::MeetingEnded),
-            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
-            s => Err(ApiError::Status(s.as_u16())),
+            _ => Err(failed(&resp)),
         }
     }
 
@@ -318,9 +303,7 @@ impl EyesonClient {
         let mut url = self.url(Ok(paths::ROOMS.to_owned()))?;
         let mut list = RoomList::default();
         for _ in 0..MAX_ROOM_PAGES {
-            let resp = self
-                .send(self.request(reqwest::Method::GET, url.clone()))
-                .await?;
+            let resp = self.call(reqwest::Method::GET, url.clone()).await?;
             let next = next_link(&resp, &url);
             let page = parse_rooms(resp).await?;
             list.unparsed += page.unparsed;
@@ -346,14 +329,13 @@ impl EyesonClient {
     /// `{}` all mean none; `types` may be a list or a comma-separated string).
     pub async fn current_webhook(&self) -> Result<Option<Webhook>, ApiError> {
         let url = self.url(Ok(paths::WEBHOOKS.to_owned()))?;
-        let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
+        let resp = self.call(reqwest::Method::GET, url).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let Some(v) = success_json(resp).await? else {
-            return Ok(None);
-        };
-        Ok(parse_webhook(&v))
+        Ok(success_json(resp)
+            .await?
+            .and_then(|v| Registration::read(&v)))
     }
 
     /// `POST /webhooks` with form `url` and `types` (one comma-separated
@@ -380,9 +362,7 @@ impl EyesonClient {
     /// `DELETE /webhooks/{id}`.
     pub async fn delete_webhook(&self, id: &str) -> Result<(), ApiError> {
         let url = self.url(paths::webhook(id))?;
-        let resp = self
-            .send(self.request(reqwest::Method::DELETE, url))
-            .await?;
+        let resp = self.call(reqwest::Method::DELETE, url).await?;
         if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
             Ok(())
         } else {
@@ -391,21 +371,23 @@ impl EyesonClient {
     }
 }
 
-/// The JSON body of a 2xx answer; `None` if the body is empty.
 /// Most pages of `GET /rooms` read in one reconciliation.
-pub const MAX_ROOM_PAGES: usize = 100;
+const MAX_ROOM_PAGES: usize = 100;
+
+/// The JSON list a 2xx answer to `what` holds. An empty answer is an error,
+/// never "nothing": no running room would close every tracked meeting.
+async fn json_list(resp: reqwest::Response, what: &str) -> Result<Vec<Value>, ApiError> {
+    let body = success_json(resp)
+        .await?
+        .ok_or_else(|| ApiError::Decode(format!("empty answer to {what}")))?;
+    serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))
+}
 
 /// One page of `GET /rooms`.
 async fn parse_rooms(resp: reqwest::Response) -> Result<RoomList, ApiError> {
-    // An empty body is not "nothing runs": that would close every
-    // tracked meeting.
-    let Some(body) = success_json(resp).await? else {
-        return Err(ApiError::Decode("empty answer to GET /rooms".into()));
-    };
-    let entries: Vec<Value> =
-        serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+    let entries = json_list(resp, "GET /rooms").await?;
     let total = entries.len();
-    let rooms: Vec<RunningRoom> = entries
+    let rooms: Vec<RoomUpdate> = entries
         .into_iter()
         .filter_map(|v| serde_json::from_value::<RoomListEntry>(v).ok())
         .filter_map(|e| {
@@ -418,10 +400,11 @@ async fn parse_rooms(resp: reqwest::Response) -> Result<RoomList, ApiError> {
                 Some(Value::String(s)) => GuestToken::parse(s),
                 _ => None,
             };
-            Some(RunningRoom {
+            Some(RoomUpdate {
                 room_id,
                 started_at,
                 shutdown: e.shutdown,
+                event_time: Timestamp(0),
                 guest_token,
             })
         })
@@ -451,6 +434,7 @@ fn next_link(resp: &reqwest::Response, page: &Url) -> Option<Url> {
         })
 }
 
+/// The JSON body of a 2xx answer; `None` if the body is empty.
 async fn success_json(resp: reqwest::Response) -> Result<Option<Value>, ApiError> {
     if !resp.status().is_success() {
         return Err(ApiError::Status(resp.status().as_u16()));
@@ -467,21 +451,16 @@ async fn success_json(resp: reqwest::Response) -> Result<Option<Value>, ApiError
         .map_err(|e| ApiError::Decode(e.to_string()))
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by APIs like
-/// this one and is ignored).
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    resp.headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-fn parse_webhook(v: &Value) -> Option<Webhook> {
-    Registration::read(v)
+/// The error of an answer that is no success: 429 with its `Retry-After`
+/// in seconds (the HTTP-date form is not used by APIs like this one), or
+/// the status.
+fn failed(resp: &reqwest::Response) -> ApiError {
+    if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+        return ApiError::Status(resp.status().as_u16());
+    }
+    let after = resp.headers().get(reqwest::header::RETRY_AFTER);
+    let secs = after.and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    ApiError::Throttled(secs.map(Duration::from_secs))
 }
 
 #[cfg(test)]
@@ -489,17 +468,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn client(base: &str) -> EyesonClient {
+        EyesonClient::new(Url::parse(base).unwrap(), "k".parse().unwrap()).unwrap()
+    }
+
     #[test]
     fn webhook_answers_in_every_seen_shape() {
-        assert_eq!(parse_webhook(&Value::Null), None);
-        assert_eq!(parse_webhook(&json!({})), None);
-        let w = parse_webhook(
-            &json!({"id": "a1", "url": "https://x/h", "types": "room_update, recording_update"}),
+        let read = |v| Registration::read(&v);
+        assert_eq!(read(Value::Null), None);
+        assert_eq!(read(json!({})), None);
+        let w = read(
+            json!({"id": "a1", "url": "https://x/h", "types": "room_update, recording_update"}),
         )
         .unwrap();
         assert_eq!(w.types, ["recording_update", "room_update"]);
-        let w = parse_webhook(&json!({"id": 7, "url": "https://x/h", "types": ["room_update"]}))
-            .unwrap();
+        let w = read(json!({"id": 7, "url": "https://x/h", "types": ["room_update"]})).unwrap();
         assert_eq!(
             (w.id.as_str(), w.types.as_slice()),
             ("7", &["room_update".to_owned()][..])
@@ -508,11 +491,7 @@ mod tests {
 
     #[test]
     fn room_ids_are_one_percent_encoded_segment() {
-        let c = EyesonClient::new(
-            Url::parse("http://127.0.0.1:9/api/").unwrap(),
-            "k".parse().unwrap(),
-        )
-        .unwrap();
+        let c = client("http://127.0.0.1:9/api/");
         let u = c.url(paths::room("a b/c?d")).unwrap();
         assert_eq!(u.as_str(), "http://127.0.0.1:9/api/rooms/a%20b%2Fc%3Fd");
         assert!(c.url(paths::room("..")).is_err());
@@ -522,11 +501,7 @@ mod tests {
     fn shared_segment_encoding_is_what_url_would_push() {
         // The shared paths encode a segment themselves; `url`'s own
         // `push` is the reference they must agree with.
-        let c = EyesonClient::new(
-            Url::parse("https://api.example/").unwrap(),
-            "k".parse().unwrap(),
-        )
-        .unwrap();
+        let c = client("https://api.example/");
         // Tab, CR and LF aside: `url` drops them, the shared paths encode
         // them (no room id or key the service sends can hold one).
         let mut all: String = (1u8..0x80)
@@ -548,10 +523,14 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        assert!(ApiError::Status(429).is_retryable());
-        assert!(ApiError::Throttled(None).is_retryable());
-        assert!(ApiError::Status(503).is_retryable());
-        assert!(!ApiError::Status(403).is_retryable());
-        assert!(!ApiError::Status(423).is_retryable());
+        for (e, retryable) in [
+            (ApiError::Status(429), true),
+            (ApiError::Throttled(None), true),
+            (ApiError::Status(503), true),
+            (ApiError::Status(403), false),
+            (ApiError::Status(423), false),
+        ] {
+            assert_eq!(e.is_retryable(), retryable, "{e}");
+        }
     }
 }

@@ -1,34 +1,24 @@
 //! Forwarding (`--forward-to`): eyeson keeps one webhook per API key, so
-//! when the app that embeds eyeson has its own, the service registers
-//! itself for both sets of types and passes every delivery it acknowledges
-//! on to the app, byte for byte with its `X-Eyeson-Signature`, so the app's
-//! own verification keeps working.
+//! when the app that embeds eyeson has its own, the service registers for
+//! both sets of types and passes every delivery it acknowledges on to the
+//! app, byte for byte with its `X-Eyeson-Signature` (the app's own
+//! verification keeps working).
 //!
-//! - **Durable first.** The webhook handler writes the delivery to the
-//!   outbox (`forward_outbox`) in the same transaction as its plan, before
-//!   the 204 ([`crate::webhook::Ingest`]); a restart loses nothing.
-//! - **Only what was acknowledged.** Deliveries whose signature does not
-//!   verify, that are stale (a replay) or malformed are refused (4xx) and
-//!   not forwarded: the service is no relay for anyone but eyeson.
-//! - **In order per lane** ([`crate::lanes`]): a room's deliveries (its
-//!   `room_update`s, and `recording_update`/`snapshot_update` naming the
-//!   room) share the lane `room:<id>`; other deliveries get one lane per
-//!   type. Only a lane's oldest entry is ever claimed, so a later delivery
-//!   never overtakes an earlier one that has not been delivered or dropped.
-//! - **Off the hard limit's path.** The [`Forwarder`] is its own
-//!   [`runner`](crate::runner) task with its own bounded concurrency and
-//!   HTTP timeouts; a stalled receiver holds its leases and nothing else.
-//! - **Shared by replicas.** Entries are claimed under a lease (`FOR UPDATE
-//!   SKIP LOCKED` and the database's clock on PostgreSQL); each is sent by
-//!   one replica at a time, at least once.
-//! - **Retries** ([`judge`], [`backoff`]): 2xx is delivered; 408, 429, 5xx,
-//!   timeouts and connection errors are retried with jittered exponential
-//!   backoff (1 s doubling, capped at 5 min) until `--forward-retention`
-//!   has passed since the delivery was received, then dropped (`expired`).
+//! - **Durable first**: the webhook handler writes the delivery to the
+//!   outbox in the same transaction as its plan, before the 204.
+//! - **Only what was acknowledged**: refused deliveries (bad signature,
+//!   stale, malformed) are not forwarded; the service relays only eyeson.
+//! - **In order per lane** ([`crate::lanes`]): only a lane's oldest entry is
+//!   claimed, so a later delivery never overtakes an earlier one.
+//! - **Off the hard limit's path**: the [`Forwarder`] is its own
+//!   [`runner`](crate::runner) job with its own concurrency and timeouts; a
+//!   stalled receiver holds its leases and nothing else.
+//! - **Retries** ([`judge`], [`backoff`]): 2xx is delivered; 408, 429, 5xx
+//!   and no answer are retried (1 s doubling, capped at 5 min, jittered)
+//!   until `--forward-retention` has passed, then dropped (`expired`).
 //!   Other answers (4xx, and 3xx: redirects are never followed) are tried
-//!   [`REFUSED_AFTER`] times in all, so a receiver being redeployed does not
-//!   lose deliveries, then dropped (`refused`) rather than holding up the
-//!   room's later deliveries for the whole retention.
+//!   [`REFUSED_AFTER`] times (a receiver being redeployed loses nothing),
+//!   then dropped (`refused`) rather than hold up the lane.
 
 use std::time::Duration;
 
@@ -36,9 +26,10 @@ use reqwest::Url;
 
 use crate::domain::Timestamp;
 use crate::metrics;
-use crate::runner::{Ask, Failure, Job, StepError};
+use crate::runner::{Applied, Ask, Failure, Job, Spec, StepError};
 use crate::store::{ForwardClaim, ForwardRecord, StoreError};
 use crate::store_handle::Store;
+use crate::supervisor::Task;
 
 /// Attempts (in all) after which a receiver's 4xx (other than 408/429) or
 /// 3xx drops the entry.
@@ -52,13 +43,6 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// How long one forward may take (connect included).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often the forwarder looks for due entries without a poke (retries
-/// coming due, entries other replicas wrote).
-const POLL: Duration = Duration::from_secs(1);
-
-/// How often the pending gauge is recounted.
-const COUNT_EVERY: Duration = Duration::from_secs(10);
 
 /// The delay before the next try after `attempts` failed tries (1 or
 /// more): [`BACKOFF_MIN`] doubling, capped at [`BACKOFF_MAX`], scaled by
@@ -106,24 +90,23 @@ pub fn judge(sent: Sent, attempts: i64) -> Verdict {
     }
 }
 
-/// A jitter factor in 0.5..=1.0 (no crate for randomness: a fresh
-/// `RandomState` is randomly keyed).
+/// A jitter factor in 0.5..=1.0 (a fresh `RandomState` is randomly keyed:
+/// no crate for randomness).
 fn jitter() -> f64 {
     use std::hash::{BuildHasher, RandomState};
     let r = RandomState::new().hash_one(std::time::SystemTime::now());
     0.5 + (r % 1_000_001) as f64 / 2_000_000.0
 }
 
-/// The forwarding job: a [`Job`] on the [`runner`](crate::runner), one send
-/// per claim (a failure is retried by a later claim of the lane's head,
-/// after [`backoff`]).
+/// The forwarding job: one send per claim (a later claim of the lane's
+/// head retries, after [`backoff`]).
 #[derive(Clone, Debug)]
 pub struct Forwarder {
     /// The store (its outbox).
     pub store: Store,
     /// The app's receiver.
     pub target: Url,
-    /// The HTTP client (no redirects, [`SEND_TIMEOUT`]).
+    /// The HTTP client ([`http_client`]).
     pub http: reqwest::Client,
     /// How long an entry is tried.
     pub retention: Duration,
@@ -152,10 +135,11 @@ impl Forwarder {
     /// Forwards to `target`, each entry until `retention` has passed.
     pub fn new(store: Store, target: Url, retention: Duration) -> reqwest::Result<Self> {
         tracing::info!(target = %crate::secrets::loggable_url(target.as_str()), "forwarding every acknowledged delivery");
+        let http = http_client()?;
         Ok(Forwarder {
             store,
             target,
-            http: http_client()?,
+            http,
             retention,
         })
     }
@@ -205,15 +189,16 @@ impl Job for Forwarder {
     type Claim = ForwardClaim;
     type Outcome = Forwarded;
     type Record = ForwardRecord;
-
-    const TASK: &'static str = "forwarder";
-    const WRITER: &'static str = "forward-writer";
-    const WHAT: &'static str = "forward";
-    const POLL: Duration = POLL;
-    const TICK: Option<Duration> = Some(COUNT_EVERY);
+    const SPEC: Spec = Spec {
+        // Retries coming due and other replicas' entries are noticed
+        // without a poke; the pending gauge is recounted every 10 s.
+        poll: Duration::from_secs(1),
+        tick: Some(Duration::from_secs(10)),
+        ..Spec::new(Task::Forwarder, "forward", None)
+    };
 
     async fn claim(&self, ask: Ask<'_>) -> Result<Vec<ForwardClaim>, StoreError> {
-        self.store
+        (self.store)
             .claim_forwards(ask.now, ask.lease, ask.owner, ask.limit)
             .await
     }
@@ -224,27 +209,19 @@ impl Job for Forwarder {
 
     /// Sends the entry unless it expired, and judges the answer.
     async fn attempt(&self, claim: &ForwardClaim, _n: usize) -> Result<Forwarded, StepError> {
+        let done = |label| Forwarded { label, retry: None };
         if expired(claim.received_at, claim.claimed_at, self.retention) {
             tracing::warn!(lane = %claim.lane, received_at = %claim.received_at, attempts = claim.attempts - 1,
                 "dropped a delivery to forward: not delivered within --forward-retention");
-            return Ok(Forwarded {
-                label: "expired",
-                retry: None,
-            });
+            return Ok(done("expired"));
         }
         let sent = self.send(claim).await;
         Ok(match judge(sent, claim.attempts) {
-            Verdict::Delivered => Forwarded {
-                label: "delivered",
-                retry: None,
-            },
+            Verdict::Delivered => done("delivered"),
             Verdict::Refused => {
                 tracing::warn!(lane = %claim.lane, answer = ?sent, attempts = claim.attempts,
                     "dropped a delivery to forward: the receiver refused it");
-                Forwarded {
-                    label: "refused",
-                    retry: None,
-                }
+                done("refused")
             }
             Verdict::Retry => Self::retry(claim, sent),
         })
@@ -263,27 +240,23 @@ impl Job for Forwarder {
     }
 
     fn conclude(&self, claim: &ForwardClaim, outcome: Forwarded, _now: Timestamp) -> ForwardRecord {
-        metrics::forward(outcome.label);
+        ::metrics::counter!(metrics::FORWARDS, "outcome" => outcome.label).increment(1);
+        let (retry_in, error) = outcome.retry.unzip();
         ForwardRecord {
             id: claim.id,
             attempts: claim.attempts,
-            retry_in: outcome.retry.as_ref().map(|(d, _)| *d),
-            error: outcome.retry.map(|(_, e)| e),
+            retry_in,
+            error,
         }
     }
 
-    async fn commit(
-        &self,
-        owner: &str,
-        records: &[ForwardRecord],
-        now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
+    async fn commit(&self, owner: &str, records: &[ForwardRecord], now: Timestamp) -> Applied {
         self.store.finish_forwards(owner, records, now).await
     }
 
     async fn tick(&self) {
         if let Ok(n) = self.store.pending_forwards().await {
-            metrics::forwards_pending(n);
+            ::metrics::gauge!(metrics::FORWARDS_PENDING).set(n as f64);
         }
     }
 }
@@ -294,17 +267,22 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_one_second_to_five_minutes_with_jitter() {
-        assert_eq!(backoff(1, 1.0), Duration::from_secs(1));
-        assert_eq!(backoff(2, 1.0), Duration::from_secs(2));
-        assert_eq!(backoff(5, 1.0), Duration::from_secs(16));
-        assert_eq!(backoff(9, 1.0), Duration::from_secs(256));
-        assert_eq!(backoff(10, 1.0), BACKOFF_MAX);
-        assert_eq!(backoff(i64::MAX, 1.0), BACKOFF_MAX);
-        assert_eq!(backoff(0, 1.0), Duration::from_secs(1));
-        assert_eq!(backoff(3, 0.5), Duration::from_secs(2));
         // Jitter never goes below half nor above the full delay.
-        assert_eq!(backoff(3, 0.0), Duration::from_secs(2));
-        assert_eq!(backoff(3, 7.0), Duration::from_secs(4));
+        for (attempts, jitter, secs) in [
+            (1, 1.0, 1),
+            (2, 1.0, 2),
+            (5, 1.0, 16),
+            (9, 1.0, 256),
+            (10, 1.0, 300),
+            (i64::MAX, 1.0, 300),
+            (0, 1.0, 1),
+            (3, 0.5, 2),
+            (3, 0.0, 2),
+            (3, 7.0, 4),
+        ] {
+            assert_eq!(backoff(attempts, jitter), Duration::from_secs(secs));
+        }
+        assert_eq!(BACKOFF_MAX, Duration::from_secs(300));
         for _ in 0..100 {
             let j = jitter();
             assert!((0.5..=1.0).contains(&j), "{j}");

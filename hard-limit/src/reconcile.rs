@@ -1,9 +1,7 @@
 //! Reconciliation with `GET /rooms`, the webhook registration, and pruning:
-//! the singleton chores, run by one replica at a time ([`Store::chores_leader`]).
-//!
-//! This task only adds knowledge: it runs beside the scheduler, never in
-//! front of it, so a slow or failing `GET /rooms` holds back nothing the
-//! store already knows.
+//! the singleton chores, run by one replica at a time
+//! ([`Store::chores_leader`]). This task only adds knowledge beside the
+//! scheduler, so a slow or failing `GET /rooms` holds back nothing.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,8 +15,9 @@ use crate::eyeson::{ApiError, EyesonClient};
 use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::registration::{self, Decision, ForeignWebhook, Mode};
+use crate::runner::StepError;
 use crate::stop::StopSignal;
-use crate::store::{Applied, Closing, StoreError};
+use crate::store::{Applied, Closing};
 use crate::store_handle::Store;
 use crate::wake::Wake;
 
@@ -31,17 +30,6 @@ pub struct Report {
     pub tracked: usize,
     /// Tracked meetings closed because eyeson no longer lists them.
     pub closed: u64,
-}
-
-/// Why a reconciliation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    /// `GET /rooms` failed.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// A complete `GET /rooms` answer: when it was asked for, what it listed.
@@ -85,13 +73,12 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// Registers the webhook (if configured), then reconciles every
-    /// `every` until `stop` turns true.
+    /// While this replica leads: registers the webhook (if configured),
+    /// and reconciles every `every`, until `stop` turns true.
     pub async fn run(self, mut stop: StopSignal) {
-        // Registration retries on its own: it must not delay the first
-        // reconciliation. Like the other chores it runs only on the chores
-        // leader (one replica at a time on PostgreSQL), so replicas never
-        // race each other's registrations.
+        // Registration retries on its own task, so as not to delay the
+        // first reconciliation; on the leader only, so replicas never race
+        // each other's registrations.
         let mut registration: Option<tokio::task::JoinHandle<()>> = None;
         let mut leading = false;
         loop {
@@ -124,20 +111,16 @@ impl Reconciler {
 
     /// Reconciliation and pruning, once.
     async fn chores(&self) {
-        match self.reconcile_once().await {
-            Ok(r) => {
-                ::metrics::counter!(metrics::RECONCILES, "outcome" => "ok").increment(1);
-                tracing::debug!(
-                    listed = r.listed,
-                    tracked = r.tracked,
-                    closed = r.closed,
-                    "reconciled with GET /rooms"
-                );
-            }
-            Err(e) => {
-                ::metrics::counter!(metrics::RECONCILES, "outcome" => "error").increment(1);
-                tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
-            }
+        let result = self.reconcile_once().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        ::metrics::counter!(metrics::RECONCILES, "outcome" => outcome).increment(1);
+        match result {
+            Ok(Report {
+                listed,
+                tracked,
+                closed,
+            }) => tracing::debug!(listed, tracked, closed, "reconciled with GET /rooms"),
+            Err(e) => tracing::warn!(error = %e, "reconciliation with GET /rooms failed"),
         }
         let ahead = self.clock.now().plus(self.max_start_ahead);
         match self.store.forget_future(ahead).await {
@@ -216,7 +199,7 @@ impl Reconciler {
 
     /// One reconciliation: track what `GET /rooms` lists, close what it no
     /// longer lists.
-    pub async fn reconcile_once(&self) -> Result<Report, ReconcileError> {
+    pub async fn reconcile_once(&self) -> Result<Report, StepError> {
         let asked_at = self.clock.now();
         let list = self.client.running_rooms().await?;
         let rooms = &list.rooms;
@@ -230,16 +213,11 @@ impl Reconciler {
                 tracing::warn!(room = %room.room_id, "GET /rooms lists a meeting that starts in the future; not tracked");
                 continue;
             }
-            let plan = domain::plan(
-                &RoomUpdate {
-                    room_id: room.room_id.clone(),
-                    started_at: room.started_at,
-                    shutdown: room.shutdown,
-                    event_time: now,
-                    guest_token: room.guest_token.clone(),
-                },
-                &policy,
-            );
+            let update = RoomUpdate {
+                event_time: now,
+                ..room.clone()
+            };
+            let plan = domain::plan(&update, &policy);
             if let Plan::Track { key, .. } = &plan {
                 listed.push(key.clone());
             }
@@ -258,22 +236,17 @@ impl Reconciler {
             self.close_unlisted_after,
         );
         let closed = match closing {
+            None => 0,
             Some((listed, before)) => {
                 match self.store.close_unlisted(&listed, before, now).await? {
                     Closing::Closed(n) => n,
                     Closing::Refused { would_close, open } => {
                         ::metrics::counter!(metrics::RECONCILE_CLOSES_REFUSED).increment(1);
-                        tracing::error!(
-                        would_close,
-                        open,
-                        listed = rooms.len(),
-                        "GET /rooms does not list more than 10 and more than 20% of the open meetings: more likely a partial list than that many silent ends; closing none"
-                    );
+                        tracing::error!(would_close, open, listed = rooms.len(), "GET /rooms does not list more than 10 and more than 20% of the open meetings: more likely a partial list than that many silent ends; closing none");
                         0
                     }
                 }
             }
-            None => 0,
         };
         Ok(Report {
             listed: rooms.len(),
@@ -331,34 +304,28 @@ mod tests {
     fn unlisted_meetings_are_closed_only_after_two_complete_misses() {
         let after = Duration::from_secs(60);
         let mut prev = None;
-        // First list: nothing to compare with.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(100_000), vec![key("a", 1)], 0, after),
-            None
-        );
-        // An empty list: "a" is kept, it was listed last time.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(200_000), vec![], 0, after),
-            Some((vec![key("a", 1)], Timestamp(40_000)))
-        );
-        // Missed again: no longer kept.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(300_000), vec![], 0, after),
-            Some((vec![], Timestamp(140_000)))
-        );
-        // An entry that does not parse: close nothing, and forget the list.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(400_000), vec![], 1, after),
-            None
-        );
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(500_000), vec![], 0, after),
-            None
-        );
-        // Durations that do not fit saturate.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(600_000), vec![], 0, Duration::MAX),
-            Some((vec![], Timestamp(500_000 - i64::MAX)))
-        );
+        for (asked_at, listed, unparsed, after, closing) in [
+            // First list: nothing to compare with.
+            (100_000, vec![key("a", 1)], 0, after, None),
+            // An empty list: "a" is kept, it was listed last time.
+            (200_000, vec![], 0, after, Some((vec![key("a", 1)], 40_000))),
+            // Missed again: no longer kept.
+            (300_000, vec![], 0, after, Some((vec![], 140_000))),
+            // An entry that does not parse: close nothing, and forget the list.
+            (400_000, vec![], 1, after, None),
+            (500_000, vec![], 0, after, None),
+            // Durations that do not fit saturate.
+            (
+                600_000,
+                vec![],
+                0,
+                Duration::MAX,
+                Some((vec![], 500_000 - i64::MAX)),
+            ),
+        ] {
+            let closing = closing.map(|(keep, before)| (keep, Timestamp(before)));
+            let got = unlisted_closing(&mut prev, Timestamp(asked_at), listed, unparsed, after);
+            assert_eq!(got, closing, "asked at {asked_at}");
+        }
     }
 }
