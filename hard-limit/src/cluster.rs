@@ -1,17 +1,9 @@
-//! PostgreSQL replicas working as one: the `LISTEN` task that hears what
-//! other replicas did and emits [`Event`]s (the application routes them),
-//! the publishing of this replica's meeting counts, and the chores leader.
-//!
-//! - **Wake-ups**: tracking a meeting or moving a deadline sends
-//!   `NOTIFY hard_limit_meetings`, so a deadline written through one
-//!   replica wakes all of them, not only after their next sleep.
-//! - **Meeting counts** (`/metrics`): each replica `NOTIFY`s its writes'
-//!   changes on [`COUNTS_CHANNEL`], one notification per [`COUNTS_EVERY`]
-//!   off the write path; the others apply them.
-//! - **Singleton chores** run only on the replica holding a session-level
-//!   advisory lock on its own connection ([`Leader`]); if that replica or
-//!   its connection dies, PostgreSQL releases the lock and another takes
-//!   over.
+//! PostgreSQL replicas as one: the `LISTEN` task that hears what other
+//! replicas did (a meeting tracked or a deadline moved wakes every
+//! replica's jobs, not only after their sleep) and emits [`Event`]s for the
+//! application to route; the publishing of this replica's meeting counts;
+//! and the chores [`Leader`], whose session advisory lock PostgreSQL
+//! releases to another replica if it or its connection dies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,21 +41,21 @@ pub enum Event {
     Missed,
 }
 
-/// Listens on the store's channels and calls `on_event` for each
-/// notification, until `stop`; publishes `gauges`' own changes meanwhile.
-/// Reconnects on its own after losing the database, with [`Event::Missed`]
-/// after each (re)connection, since notifications sent meanwhile are lost.
-pub fn spawn_listener(
+/// The `LISTEN` task: calls `on_event` for each notification on the
+/// store's channels, until `stop`, and publishes `gauges`' own changes
+/// meanwhile. Reconnects after losing the database, with [`Event::Missed`]
+/// after each (re)connection: notifications sent meanwhile are lost.
+pub fn listener(
     store: &PgStore,
     gauges: Arc<MeetingGauges>,
     on_event: impl Fn(Event) + Send + Sync + 'static,
     mut stop: StopSignal,
-) -> tokio::task::JoinHandle<()> {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let pool = store.pool().clone();
     let publisher = publish_counts(pool.clone(), gauges, stop.clone());
     let listener = async move {
         loop {
-            match listen(&pool).await {
+            match subscribe(&pool).await {
                 Ok(mut listener) => {
                     on_event(Event::Missed);
                     loop {
@@ -93,13 +85,13 @@ pub fn spawn_listener(
             }
         }
     };
-    tokio::spawn(async move {
+    async move {
         tokio::join!(publisher, listener);
-    })
+    }
 }
 
 /// A listener on the store's channels, or why not.
-async fn listen(pool: &PgPool) -> Result<PgListener, (sqlx::Error, &'static str)> {
+async fn subscribe(pool: &PgPool) -> Result<PgListener, (sqlx::Error, &'static str)> {
     let mut listener =
         (PgListener::connect_with(pool).await).map_err(|e| (e, "could not connect to LISTEN"))?;
     let channels = [CHANNEL, LIMITS_CHANNEL, COUNTS_CHANNEL];
@@ -108,10 +100,9 @@ async fn listen(pool: &PgPool) -> Result<PgListener, (sqlx::Error, &'static str)
     Ok(listener)
 }
 
-/// Every [`COUNTS_EVERY`], `NOTIFY`s this process's count changes of the
-/// period to the other replicas. A failed `NOTIFY` drops them (the others
-/// then catch up at their next recount): sent late, they could land after
-/// a recount that already counted them.
+/// Every [`COUNTS_EVERY`], `NOTIFY`s this process's count changes to the
+/// other replicas. A failed `NOTIFY` drops them (sent late, they could land
+/// after a recount that counted them); the next recount catches up.
 async fn publish_counts(pool: PgPool, gauges: Arc<MeetingGauges>, mut stop: StopSignal) {
     gauges.start_publishing();
     loop {
@@ -150,10 +141,8 @@ impl Leader {
         }
     }
 
-    /// Whether this replica runs the singleton chores. The first replica
-    /// to take the advisory lock keeps it on a dedicated connection for as
-    /// long as that connection lives; the others get `false` until it is
-    /// released.
+    /// Whether this replica runs the singleton chores: the first to take
+    /// the lock keeps it for as long as its connection lives.
     pub async fn leads(&self) -> bool {
         let mut slot = self.conn.lock().await;
         if let Some(conn) = slot.as_mut() {

@@ -1,10 +1,6 @@
-//! The eyeson REST client: the webhook registration, the running rooms and
-//! their participants, ending a meeting, the guest join and chat message.
-//! One attempt per call; retry policy belongs to the caller, which knows
-//! what is worth retrying.
-//!
-//! The API key travels only in the `Authorization` header (raw, no
-//! `Bearer`), never in a URL, so no error message or log line can carry it.
+//! The eyeson REST client, one attempt per call (the caller knows what is
+//! worth retrying). The API key travels only in the `Authorization` header
+//! (raw, no `Bearer`), never in a URL, so no error or log line carries it.
 
 use std::time::Duration;
 
@@ -40,9 +36,8 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// eyeson's `423 Locked`: the API key is locked (usage limits
-    /// exceeded). Retrying at once cannot help, but the key may be unlocked
-    /// later: callers defer, never give up.
+    /// eyeson's `423 Locked`: the API key is locked (usage limits exceeded);
+    /// callers defer, never give up.
     pub fn is_locked(&self) -> bool {
         matches!(self, ApiError::Status(423))
     }
@@ -57,19 +52,8 @@ impl ApiError {
     }
 }
 
-/// What `DELETE /rooms/{id}` achieved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndResult {
-    /// 200/204: this call ended the meeting.
-    Ended,
-    /// 404/410: nothing was running any more.
-    NotRunning,
-}
-
-/// One online participant of a meeting, as far as counting needs: its
-/// `id` and `name` (empty when eyeson's entry had none readable; such an
-/// entry still counts, so a list that reads badly never looks emptier than
-/// the meeting is).
+/// One online participant, as far as counting needs (`id` and `name` are
+/// empty when unreadable: such an entry still counts).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Participant {
     /// `id`.
@@ -91,9 +75,8 @@ pub enum Participants {
 /// ([`Registration::read`]: `types` a list or a comma-separated string).
 pub type Webhook = Registration;
 
-/// An access key: one participant's handle on one running meeting (from
-/// `POST /guests/{guest_token}`). It authorises in-meeting calls, so like
-/// the API key its `Debug` is redacted and it has no `Display`.
+/// An access key: a guest's handle on one running meeting. It authorises
+/// in-meeting calls, so its `Debug` is redacted and it has no `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessKey(String);
 
@@ -103,32 +86,12 @@ impl std::fmt::Debug for AccessKey {
     }
 }
 
-/// What `POST /guests/{guest_token}` achieved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GuestJoin {
-    /// 201: joined; the access key for in-meeting calls.
-    Joined(AccessKey),
-    /// 410: no meeting runs for the token (it ended).
-    MeetingEnded,
-}
-
-/// What `POST /rooms/{access_key}/messages` achieved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Posted {
-    /// 2xx: the message went out.
-    Sent,
-    /// 410: the meeting ended meanwhile.
-    MeetingEnded,
-}
-
 /// The answer to `GET /rooms`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoomList {
-    /// The entries that parsed; a list has no event time, so each
-    /// `event_time` is 0 for the reader to set.
+    /// The entries that parsed (`event_time` 0: the reader's to set).
     pub rooms: Vec<RoomUpdate>,
-    /// How many entries did not parse (no id, a bad id, a `started_at` that
-    /// is not ISO-8601 UTC, ...). Each may be a running meeting we track:
+    /// Entries that did not parse: each may be a meeting we track, so
     /// while any is unparsed, nothing may be closed as "unlisted".
     pub unparsed: usize,
 }
@@ -154,9 +117,7 @@ impl EyesonClient {
     }
 
     /// The URL of an endpoint: `path` (from [`eyeson_api::paths`], already
-    /// percent-encoded, so a room id with spaces or slashes stays one
-    /// segment; `.` and `..` refused there rather than normalised into a
-    /// different endpoint) below the base's path.
+    /// percent-encoded, `.` and `..` refused) below the base's path.
     fn url(&self, path: Result<String, InvalidSegment>) -> Result<Url, ApiError> {
         let path = path.map_err(|e| ApiError::Decode(e.to_string()))?;
         let mut url = self.base.clone();
@@ -185,20 +146,20 @@ impl EyesonClient {
             .send()
             .await
             .map_err(|e| ApiError::Transport(e.without_url()))?;
-        // Every answer says whether the key is locked (423 answers
-        // everything while it is): the gauge follows the last one.
+        // 423 answers everything while the key is locked.
         let locked = resp.status() == StatusCode::LOCKED;
         ::metrics::gauge!(crate::metrics::API_KEY_LOCKED).set(if locked { 1.0 } else { 0.0 });
         Ok(resp)
     }
 
-    /// `DELETE /rooms/{room_id}`: ends the room's running meeting.
-    pub async fn end_meeting(&self, room: &RoomId) -> Result<EndResult, ApiError> {
+    /// `DELETE /rooms/{room_id}`: ends the room's running meeting; false
+    /// (404/410) if nothing was running any more.
+    pub async fn end_meeting(&self, room: &RoomId) -> Result<bool, ApiError> {
         let url = self.url(paths::room(room.as_str()))?;
         let resp = self.call(reqwest::Method::DELETE, url).await?;
         match resp.status() {
-            s if s.is_success() => Ok(EndResult::Ended),
-            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(EndResult::NotRunning),
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(false),
             _ => Err(failed(&resp)),
         }
     }
@@ -236,19 +197,19 @@ impl EyesonClient {
 
     /// `POST /guests/{guest_token}` with form `name`: joins the room's
     /// running meeting as a guest (it cannot start one, unlike `POST
-    /// /rooms`). No API key: the token is the credential. Errors never name
-    /// the URL (it holds the token).
+    /// /rooms`); `None` (410): the meeting ended. No API key: the token is
+    /// the credential, so errors never name the URL.
     pub async fn join_as_guest(
         &self,
         token: &GuestToken,
         name: &str,
-    ) -> Result<GuestJoin, ApiError> {
+    ) -> Result<Option<AccessKey>, ApiError> {
         let url = self.url(paths::guest(token.expose()))?;
         let resp = self
             .send(self.http.post(url).form(&GuestJoinForm { name }))
             .await?;
         match resp.status() {
-            StatusCode::GONE => Ok(GuestJoin::MeetingEnded),
+            StatusCode::GONE => Ok(None),
             s if s.is_success() => {
                 let body = success_json(resp)
                     .await?
@@ -263,7 +224,7 @@ impl EyesonClient {
                             && k != "."
                             && k != ".." =>
                     {
-                        Ok(GuestJoin::Joined(AccessKey(k)))
+                        Ok(Some(AccessKey(k)))
                     }
                     _ => Err(ApiError::Decode(
                         "the guest join answer has no usable access_key".into(),
@@ -275,8 +236,9 @@ impl EyesonClient {
     }
 
     /// `POST /rooms/{access_key}/messages` with form `type=chat`,
-    /// `content`: a chat message every participant sees.
-    pub async fn post_chat(&self, key: &AccessKey, content: &str) -> Result<Posted, ApiError> {
+    /// `content`: a chat message every participant sees; false (410): the
+    /// meeting ended meanwhile.
+    pub async fn post_chat(&self, key: &AccessKey, content: &str) -> Result<bool, ApiError> {
         let url = self.url(paths::messages(&key.0))?;
         let resp = self
             .send(self.http.post(url).form(&MessageForm {
@@ -285,20 +247,16 @@ impl EyesonClient {
             }))
             .await?;
         match resp.status() {
-            s if s.is_success() => Ok(Posted::Sent),
-            StatusCode::GONE => Ok(Posted::MeetingEnded),
+            s if s.is_success() => Ok(true),
+            StatusCode::GONE => Ok(false),
             _ => Err(failed(&resp)),
         }
     }
 
-    /// `GET /rooms`: the running meetings. Entries that do not parse are
-    /// skipped and counted in [`RoomList::unparsed`], not fatal.
-    ///
-    /// Pagination is undocumented; if an answer carries a `Link` header
-    /// with `rel="next"`, that page is read too (at most [`MAX_ROOM_PAGES`]
-    /// pages). A next page on another origin than `--api-url` is an error,
-    /// not followed: the API key would go with it. Any failed page fails
-    /// the whole list (a partial list must not close anything).
+    /// `GET /rooms`: the running meetings (entries that do not parse are
+    /// counted in [`RoomList::unparsed`]). A `Link` header's `rel="next"`
+    /// page is read too, up to [`MAX_ROOM_PAGES`], but never on another
+    /// origin (the API key would go with it); any failed page fails all.
     pub async fn running_rooms(&self) -> Result<RoomList, ApiError> {
         let mut url = self.url(Ok(paths::ROOMS.to_owned()))?;
         let mut list = RoomList::default();
@@ -338,9 +296,8 @@ impl EyesonClient {
             .and_then(|v| Registration::read(&v)))
     }
 
-    /// `POST /webhooks` with form `url` and `types` (one comma-separated
-    /// string): registers this service, replacing whatever was registered
-    /// for the key.
+    /// `POST /webhooks` with form `url` and `types` (comma-separated):
+    /// registers this service in place of whatever was registered.
     pub async fn register_webhook(&self, target: &Url, types: &str) -> Result<(), ApiError> {
         let url = self.url(Ok(paths::WEBHOOKS.to_owned()))?;
         let resp = self
@@ -451,9 +408,8 @@ async fn success_json(resp: reqwest::Response) -> Result<Option<Value>, ApiError
         .map_err(|e| ApiError::Decode(e.to_string()))
 }
 
-/// The error of an answer that is no success: 429 with its `Retry-After`
-/// in seconds (the HTTP-date form is not used by APIs like this one), or
-/// the status.
+/// The error of an answer that is no success: the status, or 429 with its
+/// `Retry-After` in seconds (APIs like this one do not send HTTP-dates).
 fn failed(resp: &reqwest::Response) -> ApiError {
     if resp.status() != StatusCode::TOO_MANY_REQUESTS {
         return ApiError::Status(resp.status().as_u16());

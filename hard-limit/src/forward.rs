@@ -1,24 +1,14 @@
 //! Forwarding (`--forward-to`): eyeson keeps one webhook per API key, so
-//! when the app that embeds eyeson has its own, the service registers for
-//! both sets of types and passes every delivery it acknowledges on to the
-//! app, byte for byte with its `X-Eyeson-Signature` (the app's own
-//! verification keeps working).
+//! the service passes every delivery it acknowledged on to the app that
+//! embeds eyeson, byte for byte with its `X-Eyeson-Signature`. Deliveries
+//! are written to the outbox with their plan, before the 204, and go out
+//! in order per [lane](crate::lanes), from a [`runner`](crate::runner) job
+//! of their own (a stalled receiver holds nothing else up).
 //!
-//! - **Durable first**: the webhook handler writes the delivery to the
-//!   outbox in the same transaction as its plan, before the 204.
-//! - **Only what was acknowledged**: refused deliveries (bad signature,
-//!   stale, malformed) are not forwarded; the service relays only eyeson.
-//! - **In order per lane** ([`crate::lanes`]): only a lane's oldest entry is
-//!   claimed, so a later delivery never overtakes an earlier one.
-//! - **Off the hard limit's path**: the [`Forwarder`] is its own
-//!   [`runner`](crate::runner) job with its own concurrency and timeouts; a
-//!   stalled receiver holds its leases and nothing else.
-//! - **Retries** ([`judge`], [`backoff`]): 2xx is delivered; 408, 429, 5xx
-//!   and no answer are retried (1 s doubling, capped at 5 min, jittered)
-//!   until `--forward-retention` has passed, then dropped (`expired`).
-//!   Other answers (4xx, and 3xx: redirects are never followed) are tried
-//!   [`REFUSED_AFTER`] times (a receiver being redeployed loses nothing),
-//!   then dropped (`refused`) rather than hold up the lane.
+//! Retries ([`judge`], [`backoff`]): 408, 429, 5xx and no answer are retried
+//! until `--forward-retention` has passed (then `expired`); other answers
+//! (4xx, and 3xx: redirects are never followed) [`REFUSED_AFTER`] times in
+//! all, so a redeploy loses nothing, then dropped (`refused`).
 
 use std::time::Duration;
 
@@ -44,10 +34,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How long one forward may take (connect included).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The delay before the next try after `attempts` failed tries (1 or
-/// more): [`BACKOFF_MIN`] doubling, capped at [`BACKOFF_MAX`], scaled by
-/// `jitter` (clamped to 0.5..=1.0) so lanes that failed together do not
-/// retry together.
+/// The delay after `attempts` failed tries: [`BACKOFF_MIN`] doubling, up to
+/// [`BACKOFF_MAX`], scaled by `jitter` (0.5..=1.0: lanes that failed
+/// together do not retry together).
 pub fn backoff(attempts: i64, jitter: f64) -> Duration {
     let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
     let full = BACKOFF_MIN.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
@@ -123,8 +112,8 @@ pub fn http_client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// How one claim of an entry ended: the `outcome` label, and when it is to
-/// be tried again, why (`None`: it leaves the outbox).
+/// How one claim of an entry ended: the `outcome` label, and when and why
+/// it is tried again (`None`: it leaves the outbox).
 #[derive(Debug)]
 pub struct Forwarded {
     label: &'static str,
@@ -293,12 +282,9 @@ mod tests {
     fn entries_expire_once_the_retention_has_passed() {
         let day = Duration::from_secs(24 * 3600);
         let received = Timestamp(1_000_000);
+        let just_before = received.plus(day).minus(Duration::from_millis(1));
         assert!(!expired(received, received, day));
-        assert!(!expired(
-            received,
-            received.plus(day).minus(Duration::from_millis(1)),
-            day
-        ));
+        assert!(!expired(received, just_before, day));
         assert!(expired(received, received.plus(day), day));
         assert!(expired(Timestamp(0), Timestamp(i64::MAX), Duration::MAX));
     }
@@ -314,11 +300,8 @@ mod tests {
         // 4xx and 3xx: a few tries (a redeploy), then refused.
         for s in [301, 302, 400, 401, 404, 410] {
             assert_eq!(judge(Sent::Status(s), 1), Verdict::Retry, "{s}");
-            assert_eq!(
-                judge(Sent::Status(s), REFUSED_AFTER),
-                Verdict::Refused,
-                "{s}"
-            );
+            let last = judge(Sent::Status(s), REFUSED_AFTER);
+            assert_eq!(last, Verdict::Refused, "{s}");
         }
     }
 }

@@ -1,22 +1,12 @@
 //! Tracked meetings by state, kept in memory, so `GET /metrics` costs the
-//! same at 10 tracked meetings as at 1,000,000 (counting the store at each
-//! scrape took 264–476 ms at 1,000,000).
-//!
-//! - **Deltas.** Every store write returns its exact per-state changes
-//!   ([`crate::store::Written`]), applied once it committed;
-//!   `forget_future` (rare) cannot say which states it deleted, so it asks
-//!   for a prompt recount instead.
-//! - **Recounts.** [`run`] corrects the counts from the store every
-//!   `--recount-every`, and promptly when asked
-//!   ([`MeetingGauges::request_recount`]); one task, so recounts never
-//!   overlap and a scrape never waits. A failed recount keeps the counts.
-//! - **Replicas.** On PostgreSQL each process also publishes its changes
-//!   ([`crate::cluster`], tagged with its id) and applies the others'; lost
-//!   notifications are made good by the next recount.
-//! - **Races.** A recount adds `count − (counts just before it asked)`
-//!   instead of overwriting, so changes applied while it runs are kept. A
-//!   change committed before the count's snapshot but applied after the
-//!   "before" read is counted twice until the next recount.
+//! same at 10 tracked meetings as at 1,000,000 (counting took 264–476 ms).
+//! Every store write returns its per-state changes ([`crate::store::Written`]),
+//! applied once committed and, on PostgreSQL, published to the other
+//! replicas ([`crate::cluster`]). [`run`] recounts every `--recount-every`
+//! and when asked; a recount adds `count − (counts just before it asked)`
+//! instead of overwriting, so changes applied while it runs are kept (one
+//! committed before its snapshot but applied after is counted twice until
+//! the next recount).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -119,9 +109,8 @@ impl MeetingGauges {
         add(&self.counts, &delta);
     }
 
-    /// Meetings in `state` as far as this process knows (never below 0: a
-    /// count can dip below while a write behind the service's back awaits
-    /// the next recount).
+    /// Meetings in `state` as far as this process knows, never below 0 (a
+    /// write behind the service's back can make it dip until a recount).
     pub fn get(&self, state: MeetingState) -> u64 {
         u64::try_from(self.counts[StateDelta::index(state)].load(Ordering::Relaxed)).unwrap_or(0)
     }

@@ -1,18 +1,13 @@
-//! The alone rule's participants check: every `--presence-every`, each
-//! running meeting's counted participants are read from eyeson and its
-//! alone clock moved ([`crate::alone::AloneClock`], kept in the store, so it
-//! survives restarts and is shared by replicas).
-//!
-//! A [`Job`] on the [`runner`](crate::runner): each meeting is checked by
-//! one replica at a time under a lease. The end itself is the scheduler's:
-//! a running alone clock gives the meeting an `alone_deadline`, which the
+//! The alone rule's participants check, a [`Job`] on the
+//! [`runner`](crate::runner): every `--presence-every`, each running
+//! meeting's counted participants move its alone clock (kept in the store).
+//! A running alone clock gives the meeting an `alone_deadline`, which the
 //! scheduler claims like a deadline, counting once more right before the
 //! `DELETE` ([`Headcount`]).
 //!
 //! Calls are paced to `--presence-rate` per second per process; a 429's
-//! `Retry-After` holds every check back. When checks run late,
-//! [`metrics::PRESENCE_OVERDUE`] shows by how much and a line is logged
-//! once a minute; no meeting is ever skipped.
+//! `Retry-After` holds every check back. Late checks show in
+//! [`metrics::PRESENCE_OVERDUE`] and a line a minute; none is skipped.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,10 +48,9 @@ impl Pace {
         }
     }
 
-    /// This call's turn at or after `now`, taken. `ahead` waits only for a
-    /// 429's hold: the last look before an alone end goes ahead of the
-    /// queued checks (else ends starve while checks are behind); it still
-    /// takes a turn, so the checks after it make up.
+    /// This call's turn at or after `now`, taken. `ahead` (the last look
+    /// before an alone end, else ends starve while checks are behind)
+    /// waits only for a 429's hold, and still takes a turn.
     fn reserve(&self, now: Instant, ahead: bool) -> Instant {
         let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
         let (next, held) = &mut *turns;
@@ -103,10 +97,9 @@ impl Headcount {
         self.limits.policy().await.limits.alone_anywhere()
     }
 
-    /// The last look before an alone end or its warning (ahead of the
-    /// queued checks): whether the room is still alone under a rule that
-    /// is on. Company, the rule off, or no users list (404/410) all say
-    /// no: the alone rule never acts on what it cannot confirm.
+    /// The last look before an alone end or its warning: whether the room
+    /// is still alone under a rule that is on. Company, the rule off, or no
+    /// users list (404/410) all say no: the rule acts only on certainty.
     pub async fn still_alone(&self, room: &RoomId) -> Result<bool, ApiError> {
         if self.alone_after(room).is_none() {
             return Ok(false);
@@ -144,13 +137,11 @@ impl Headcount {
 pub enum Checked {
     /// This many counted participants.
     Counted(usize),
-    /// eyeson has no meeting in the room (404/410): nothing changes; the
-    /// webhook or the reconciler closes it.
+    /// No meeting in the room (404/410): the webhook or reconciler closes it.
     Gone,
     /// The rule is off for the room: no call; the clock is cleared.
     Off,
-    /// The call failed (after retries): nothing changes; checked again
-    /// sooner.
+    /// The call failed (after retries): checked again sooner.
     Failed,
 }
 
@@ -167,8 +158,7 @@ pub struct Presence {
     pub retry_backoff: Duration,
     /// When lateness was last logged.
     pub logged: Mutex<Option<Instant>>,
-    /// Pokes the warner and the scheduler after a lone check: an alone end,
-    /// or its warning, may now come sooner than they sleep.
+    /// Pokes the warner and the scheduler after a lone check.
     pub wake: Arc<Wake>,
 }
 
@@ -200,9 +190,8 @@ impl Job for Presence {
         if !self.headcount.anywhere().await {
             return Ok(Vec::new());
         }
-        // Published here, before the claim: while checks are behind, every
-        // claim fills the free slots and `next_due` is not asked; when it
-        // is, everything due has just been claimed.
+        // Published here too: while checks are behind, `next_due` is not
+        // asked (every claim fills the free slots).
         self.overdue(self.store.next_presence().await?, ask.now);
         (self.store)
             .claim_presence(ask.now, ask.lease, ask.owner, ask.limit)

@@ -56,19 +56,13 @@ pub struct Reconciler {
     pub webhook_url: Option<Url>,
     /// What to do with a webhook registered to another URL.
     pub registration: Mode,
-    /// A meeting missing from `GET /rooms` is closed only if it was tracked
-    /// at least this long before the list was asked for: a delivery can
-    /// overtake the list, eyeson's list may lag behind its webhooks, and
-    /// closing a running meeting by mistake would let it run past its limit.
+    /// A meeting missing from `GET /rooms` is closed only if tracked this
+    /// long before the list was asked for (the list may lag the webhooks).
     pub close_unlisted_after: Duration,
-    /// The previous complete `GET /rooms` answer (every entry parsed): when
-    /// it was asked for, and the meetings it listed. A meeting is closed as
-    /// unlisted only if two consecutive complete lists miss it, so one
-    /// transient empty or partial answer closes nothing.
+    /// The previous complete `GET /rooms` answer ([`unlisted_closing`]).
     pub previous: Arc<Mutex<Option<PreviousList>>>,
     /// How far ahead of the clock a `started_at` may be
-    /// ([`domain::max_start_ahead`]): later starts are not tracked from
-    /// `GET /rooms`, and are forgotten from the store.
+    /// ([`domain::max_start_ahead`]): later starts are not tracked.
     pub max_start_ahead: Duration,
 }
 
@@ -256,17 +250,12 @@ impl Reconciler {
     }
 }
 
-/// Decides what a reconciliation may close as unlisted, and remembers this
-/// list for the next one. Returns the meetings to keep (those listed now or
-/// in the previous complete list) and the `known_before` bound for
-/// [`Store::close_unlisted`], or `None` to close nothing:
-/// - some entry did not parse: it may be any tracked meeting (and this
-///   list is not remembered, so the next complete one cannot close either);
-/// - there is no previous complete list: a meeting must be missed twice in
-///   a row, so one transient empty or partial (paginated) answer is harmless.
-///
-/// A meeting is closed only if it was tracked `close_unlisted_after` before
-/// the previous list was asked for, i.e. before its first miss.
+/// What a reconciliation may close as unlisted: the meetings to keep
+/// (listed now or in the previous complete list) and the `known_before`
+/// bound for [`Store::close_unlisted`] (`close_unlisted_after` before the
+/// previous list, the first miss). `None` when an entry did not parse (and
+/// the list is forgotten) or there is no previous complete list: a meeting
+/// must be missed twice in a row, so one partial answer closes nothing.
 fn unlisted_closing(
     previous: &mut Option<PreviousList>,
     asked_at: Timestamp,

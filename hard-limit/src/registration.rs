@@ -119,9 +119,8 @@ impl ForeignWebhook {
     }
 }
 
-/// Registers `target` for `room_update` unless exactly that is
-/// registered already, replacing whatever else is (the `--webhook-replace`
-/// decision). Returns whether it registered.
+/// Registers `target` for `room_update` in place of whatever else is
+/// registered (`--webhook-replace`); whether it registered.
 pub async fn ensure(client: &EyesonClient, target: &Url) -> Result<bool, ApiError> {
     match decide(
         client.current_webhook().await?.as_ref(),

@@ -1,20 +1,14 @@
-//! The one leased-job runner: sleep until something is due, claim it under
-//! a lease, work on each claim (with retries), group-commit the outcomes.
-//! The [`scheduler`](crate::scheduler), [`warner`](crate::warner),
-//! [`presence`](crate::presence) check and [`forward`](crate::forward)er
-//! are [`Job`]s on it.
+//! The one leased-job runner, under the scheduler, warner, presence check
+//! and forwarder: sleep until something is due (on the service's
+//! [`Clock`], a poke, a finished claim, or [`Spec::poll`] at most), claim
+//! it under a lease, work on each claim with retries, group-commit the
+//! outcomes.
 //!
-//! Like mini-redis's expiry task it does not poll: it sleeps until the next
-//! item is due on the service's [`Clock`] (so a test's manual clock wakes
-//! it), a poke ([`crate::wake::Wake`]), a finished claim or the stop, and
-//! at most [`Spec::poll`] of real time, to notice other processes' rows.
-//!
-//! Claims are leases: a process that dies mid-work leaves claims that
-//! expire and are claimed again, so nothing due is lost; a crash between
-//! the call and our commit repeats the call. So that two calls for one item
-//! are never in flight at once, a claim's work ends within [`Job::budget`]
-//! and its retries stop after half the lease; the job defers what is cut
-//! short.
+//! A process that dies mid-work leaves leases that expire and are claimed
+//! again: nothing due is lost, but a crash between a call and its commit
+//! repeats the call. So that two calls for one item are never in flight at
+//! once, a claim's work ends within [`Job::budget`] and its retries stop
+//! after half the lease.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,8 +31,7 @@ use crate::supervisor::Task;
 /// Longest a job sleeps without looking at the store, by default.
 pub const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Per record of a batch, whether it applied (its claim still held the
-/// lease).
+/// Per record of a batch, whether it applied (its lease still held).
 pub type Applied = Result<Vec<bool>, StoreError>;
 
 /// Why one attempt failed.
@@ -52,15 +45,12 @@ pub enum StepError {
     Store(#[from] StoreError),
 }
 
-/// How a claim's work ended without an outcome of its own; the job turns it
-/// into one ([`Job::failed`]).
+/// How a claim's work ended without an outcome ([`Job::failed`]).
 #[derive(Debug)]
 pub enum Failure {
-    /// eyeson answered 423 (the API key is locked): retrying at once cannot
-    /// help; later may.
+    /// eyeson answered 423: the API key is locked (later may help).
     Locked,
-    /// eyeson refused (a 4xx other than 423 and 429, or an answer that does
-    /// not parse): retrying cannot help.
+    /// eyeson refused (4xx but 423/429, or an answer that does not parse).
     Refused(ApiError),
     /// Retryable failures outlasted the claim's retry budget.
     Exhausted,
@@ -71,8 +61,7 @@ pub enum Failure {
 /// How a job runs.
 #[derive(Clone, Copy, Debug)]
 pub struct Spec {
-    /// Its task: its name, and its fault names ([`Task::faults`]: the
-    /// task's, then its outcome writer's).
+    /// Its task: its name, and its and its writer's fault names.
     pub task: Task,
     /// What one item's work is called in logs ("shutdown").
     pub what: &'static str,
@@ -81,8 +70,7 @@ pub struct Spec {
     /// Claims held per call in flight: more than one lets calls go on while
     /// earlier outcomes wait for their commit.
     pub claims_per_call: usize,
-    /// The counter of retries inside a claim; `None`: one attempt per claim
-    /// (a later claim retries).
+    /// The counter of retries inside a claim; `None`: one attempt per claim.
     pub retries: Option<&'static str>,
     /// How often [`Job::tick`] runs (first at start); `None`: never.
     pub tick: Option<Duration>,
@@ -104,7 +92,7 @@ impl Spec {
 
 /// One kind of leased background work.
 pub trait Job: Send + Sync + 'static {
-    /// One item claimed under a lease (with whatever its attempts share).
+    /// One item claimed under a lease.
     type Claim: Send + Sync + 'static;
     /// What working on one claim achieved.
     type Outcome: Send + 'static;
@@ -141,9 +129,8 @@ pub trait Job: Send + Sync + 'static {
     /// The outcome when the attempts end in `failure`.
     fn failed(&self, claim: &Self::Claim, failure: Failure) -> Self::Outcome;
 
-    /// How long a claim's work may take from the claim: 3/4 of the lease,
-    /// so it ends well before another worker may claim the item; `None`
-    /// when each attempt is bounded otherwise.
+    /// How long a claim's work may take (3/4 of the lease, well before
+    /// another worker may claim it); `None`: attempts are bounded otherwise.
     fn budget(&self, lease: Duration) -> Option<Duration> {
         Some(lease.saturating_sub(lease / 4))
     }
@@ -160,7 +147,7 @@ pub trait Job: Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Applied> + Send;
 
-    /// Periodic chores ([`Spec::tick`]), such as a gauge's recount.
+    /// Periodic chores ([`Spec::tick`]).
     fn tick(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
@@ -207,18 +194,16 @@ pub struct Runner<J> {
 impl<J: Job> Runner<J> {
     /// `job` with `concurrency` calls in flight at once, woken by `wake`.
     pub fn new(job: J, cx: Context, concurrency: usize, wake: Arc<Notify>) -> Self {
-        let job = Arc::new(job);
         Runner {
-            job,
+            job: Arc::new(job),
             cx,
             concurrency,
             wake,
         }
     }
 
-    /// Runs until `stop` turns true, then waits for the claims in flight.
-    /// Returns early (and the [`crate::supervisor`] stops the service) if
-    /// its outcome writer ends: outcomes could no longer be recorded.
+    /// Runs until `stop`, then waits for the claims in flight; ends early
+    /// (and the service stops) if its outcome writer ends.
     pub async fn run(self, mut stop: StopSignal) {
         let (me, spec) = (Arc::new(self), J::SPEC);
         // `calls` bounds the calls in flight (what eyeson sees), `slots` the
@@ -336,8 +321,8 @@ impl<J: Job> Runner<J> {
         })
     }
 
-    /// Works on one item claimed at `claimed` (once one of the `calls` is
-    /// free) and records the outcome.
+    /// Works on one item claimed at `claimed` (with one of the `calls`) and
+    /// records the outcome.
     async fn settle(
         &self,
         claim: J::Claim,
@@ -364,8 +349,7 @@ impl<J: Job> Runner<J> {
                 }
             }
         };
-        // `None`: the store failed. Whenever nothing is recorded, the lease
-        // runs out and the item is claimed again.
+        // `None`: the store failed; the lease runs out, the item is claimed again.
         let Some(outcome) = outcome else { return };
         let record = self.job.conclude(&claim, outcome, self.cx.clock.now());
         let room = J::room(&claim);
@@ -381,7 +365,7 @@ impl<J: Job> Runner<J> {
     }
 
     /// The attempts at one claim, retried while retryable and under half
-    /// the lease since the claim; `None` when the store failed.
+    /// the lease; `None` when the store failed.
     async fn outcome(&self, claim: &J::Claim, claimed: Instant) -> Option<J::Outcome> {
         let (what, room) = (J::SPEC.what, J::room(claim));
         let result = match J::SPEC.retries {
@@ -426,9 +410,7 @@ impl<J: Job> Runner<J> {
                 tracing::error!(room = %room, error = %e, "eyeson refused the {what}; not retrying");
                 Failure::Refused(e)
             }
-            // The store, not eyeson, failed: record nothing (a final outcome
-            // for an item nobody could work on); the item is claimed again
-            // once the lease has expired and the store answers.
+            // Not eyeson's answer: nothing is recorded, the lease runs out.
             Err(StepError::Store(e)) => {
                 tracing::error!(room = %room, error = %e, "store unavailable during a {what}; it will be claimed again after its lease");
                 return None;
@@ -476,26 +458,22 @@ mod tests {
 
         async fn attempt(&self, item: &u32, n: usize) -> Result<&'static str, StepError> {
             self.attempts.lock().unwrap().push((*item, n));
-            let slow = || tokio::time::sleep(Duration::from_millis(1200));
             let api = |s| Err(StepError::Api(ApiError::Status(s)));
+            let pause = match item {
+                5 | 6 => 1200,
+                7.. => 10_000,
+                _ => 0,
+            };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
             match item {
                 1 => Ok("done"),
                 2 if n == 0 => api(503),
                 2 => Ok("done on retry"),
                 3 => api(400),
                 4 => api(423),
-                5 => {
-                    slow().await;
-                    api(503)
-                }
-                6 => {
-                    slow().await;
-                    Err(StepError::Store(StoreError::Corrupt("gone".into())))
-                }
-                _ => {
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                    Ok("never")
-                }
+                5 => api(503),
+                6 => Err(StepError::Store(StoreError::Corrupt("gone".into()))),
+                _ => Ok("never"),
             }
         }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{self, MeetingKey, ShutdownOutcome, Timestamp};
-use crate::eyeson::{ApiError, EndResult, EyesonClient};
+use crate::eyeson::{ApiError, EyesonClient};
 use crate::metrics;
 use crate::presence::Headcount;
 use crate::runner::{Applied, Ask, Failure, Job, Spec, StepError};
@@ -163,9 +163,9 @@ impl Job for Scheduler {
             return Ok(ShutdownOutcome::AloneCancelled);
         }
         Ok(match self.calls.client.end_meeting(&key.room_id).await? {
-            EndResult::Ended if claim.alone => ShutdownOutcome::EndedAlone,
-            EndResult::Ended => ShutdownOutcome::ShutDown,
-            EndResult::NotRunning => ShutdownOutcome::AlreadyEnded,
+            true if claim.alone => ShutdownOutcome::EndedAlone,
+            true => ShutdownOutcome::ShutDown,
+            false => ShutdownOutcome::AlreadyEnded,
         })
     }
 

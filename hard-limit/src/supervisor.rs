@@ -1,13 +1,8 @@
-//! The supervisor: runs the service's tasks, each a [`Task`] with a name
-//! and a stop [`Phase`], until asked to stop or until one ends by itself;
-//! then stops them phase by phase, in an order that is data ([`ON_STOP`],
-//! [`ON_DEATH`]).
-//!
-//! A task that ends (or panics) before the stop is a dead task: the health
-//! flag turns false at once (`/healthz` 503, the
-//! `hard_limit_background_tasks_ok` gauge 0, no more watchdog pings), the
-//! others finish what they can while HTTP still answers, and the run ends
-//! with [`StartError::TaskEnded`] naming it.
+//! The supervisor: runs the service's [`Task`]s until asked to stop or until
+//! one dies (ends or panics: the health flag turns false at once, the others
+//! finish what they can while HTTP still answers `/healthz` 503, and the run
+//! ends with [`StartError::TaskEnded`]); then stops them phase by phase, in
+//! an order that is data ([`ON_STOP`], [`ON_DEATH`]).
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -99,9 +94,8 @@ impl Task {
         self.spec().1
     }
 
-    /// The `--inject-fault` names that kill it (test only): its own name
-    /// first if its future can be killed from outside, then a writer's it
-    /// runs (killed where the writer is spawned), whose death ends it.
+    /// The `--inject-fault` names that kill it (test only): its own, if its
+    /// future can be killed from outside, then its writer's.
     pub fn faults(self) -> &'static [&'static str] {
         self.spec().2
     }
@@ -110,15 +104,20 @@ impl Task {
 /// What a task's end looks like to the supervisor.
 type Ended = Result<std::io::Result<()>, JoinError>;
 
+/// A task's future, boxed.
+type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
 struct Running {
     task: Task,
-    end: Pin<Box<dyn Future<Output = Ended> + Send>>,
+    end: Boxed<Ended>,
     abort: AbortHandle,
 }
 
 /// The registered tasks and the two stop signals (HTTP's, everyone
 /// else's: they are given at different moments).
 pub struct Supervisor {
+    /// Spawned when the supervisor runs.
+    pending: Vec<(Task, Boxed<()>)>,
     running: Vec<Running>,
     stopper: Stopper,
     stop: StopSignal,
@@ -135,7 +134,8 @@ impl Default for Supervisor {
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tasks: Vec<_> = self.running.iter().map(|r| r.task.name()).collect();
+        let pending = self.pending.iter().map(|(task, _)| *task);
+        let tasks: Vec<_> = pending.chain(self.running.iter().map(|r| r.task)).collect();
         f.debug_struct("Supervisor").field("tasks", &tasks).finish()
     }
 }
@@ -146,6 +146,7 @@ impl Supervisor {
         let (stopper, stop) = stop::signal();
         let (http_stopper, http_stop) = stop::signal();
         Supervisor {
+            pending: Vec::new(),
             running: Vec::new(),
             stopper,
             stop,
@@ -169,9 +170,9 @@ impl Supervisor {
         }
     }
 
-    /// Runs `task`.
+    /// Runs `task` once the supervisor runs.
     pub fn spawn(&mut self, task: Task, fut: impl Future<Output = ()> + Send + 'static) {
-        self.adopt(task, tokio::spawn(fut));
+        self.pending.push((task, Box::pin(fut)));
     }
 
     /// Takes charge of `task`, spawned elsewhere.
@@ -196,6 +197,9 @@ impl Supervisor {
         stop: impl Future<Output = ()>,
         close: impl Future<Output = ()>,
     ) -> Result<(), StartError> {
+        for (task, fut) in std::mem::take(&mut self.pending) {
+            self.adopt(task, tokio::spawn(fut));
+        }
         let mut stop = pin!(stop);
         // The recount is only a correction of gauges: its end is no death.
         let first = poll_fn(|cx| {
@@ -322,22 +326,22 @@ mod tests {
         unique(Task::ALL.iter().flat_map(|t| t.faults()).copied().collect());
     }
 
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    /// Logs `name` when dropped: when its task ended (or was aborted).
+    struct Mark(Log, &'static str);
+
+    impl Drop for Mark {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push(self.1);
+        }
+    }
+
     /// A task that records when it ended (after the stop, or when aborted).
-    fn recorder(
-        s: &Supervisor,
-        task: Task,
-        log: &Arc<Mutex<Vec<&'static str>>>,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let mut stop = s.signal(task);
-        let log = log.clone();
+    fn recorder(s: &Supervisor, task: Task, log: &Log) -> impl Future<Output = ()> + Send {
+        let (mut stop, mark) = (s.signal(task), Mark(log.clone(), task.name()));
         async move {
-            struct Mark(Arc<Mutex<Vec<&'static str>>>, &'static str);
-            impl Drop for Mark {
-                fn drop(&mut self) {
-                    self.0.lock().unwrap().push(self.1);
-                }
-            }
-            let _mark = Mark(log, task.name());
+            let _mark = mark;
             stop.stopped().await;
             if task.phase() != Phase::Chores {
                 // Work in flight, finished before it returns.
@@ -349,7 +353,7 @@ mod tests {
     }
 
     async fn run_with(death: bool) -> (Vec<&'static str>, Result<(), StartError>) {
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Log::default();
         let mut s = Supervisor::new();
         for task in [Task::Reconciler, Task::Scheduler, Task::Warner] {
             if death && task == Task::Reconciler {
@@ -361,30 +365,19 @@ mod tests {
         }
         // The writer ends once every sender (HTTP) is gone.
         let (sender, gone) = tokio::sync::oneshot::channel::<()>();
-        let writer = {
-            let log = log.clone();
-            async move {
-                let _ = gone.await;
-                log.lock().unwrap().push("webhook writer");
-            }
-        };
-        s.spawn(Task::WebhookWriter, writer);
-        let http = {
-            let mut stop = s.signal(Task::Http);
-            let log = log.clone();
-            async move {
-                stop.stopped().await;
-                log.lock().unwrap().push("HTTP server");
-                drop(sender);
-                Ok(())
-            }
-        };
-        s.spawn_http(http);
+        let mark = Mark(log.clone(), "webhook writer");
+        s.spawn(Task::WebhookWriter, async move {
+            let _ = gone.await;
+            drop(mark);
+        });
+        let (mut stop, mark) = (s.signal(Task::Http), Mark(log.clone(), "HTTP server"));
+        s.spawn_http(async move {
+            stop.stopped().await;
+            drop((mark, sender));
+            Ok(())
+        });
         let ok = s.tasks_ok();
-        let closed = {
-            let log = log.clone();
-            async move { log.lock().unwrap().push("closed") }
-        };
+        let closed = Mark(log.clone(), "closed");
         let stop = async move {
             if !death {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -392,7 +385,7 @@ mod tests {
                 std::future::pending::<()>().await;
             }
         };
-        let r = s.run(stop, closed).await;
+        let r = s.run(stop, async move { drop(closed) }).await;
         assert_eq!(ok.load(Ordering::SeqCst), !death);
         let log = log.lock().unwrap().clone();
         (log, r)

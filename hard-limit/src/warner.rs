@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::domain::{Timestamp, WarningOutcome};
-use crate::eyeson::{AccessKey, GuestJoin, Posted};
+use crate::eyeson::AccessKey;
 use crate::metrics;
 use crate::runner::{Applied, Ask, Failure, Job, Spec, StepError};
 use crate::scheduler::Calls;
@@ -209,14 +209,14 @@ impl Job for Warner {
                 .join_as_guest(token, &self.warning.name)
                 .await?
             {
-                GuestJoin::Joined(k) => joined().insert(k).clone(),
-                GuestJoin::MeetingEnded => return Ok(WarningOutcome::MeetingEnded),
+                Some(k) => joined().insert(k).clone(),
+                None => return Ok(WarningOutcome::MeetingEnded),
             },
         };
         let text = self.warning.text_for(claim);
         Ok(match self.calls.client.post_chat(&access, text).await? {
-            Posted::Sent => WarningOutcome::Sent,
-            Posted::MeetingEnded => WarningOutcome::MeetingEnded,
+            true => WarningOutcome::Sent,
+            false => WarningOutcome::MeetingEnded,
         })
     }
 
