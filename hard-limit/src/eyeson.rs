@@ -119,7 +119,7 @@ impl EyesonClient {
     /// The URL of an endpoint: `path` (from [`eyeson_api::paths`], already
     /// percent-encoded, `.` and `..` refused) below the base's path.
     fn url(&self, path: Result<String, InvalidSegment>) -> Result<Url, ApiError> {
-        let path = path.map_err(|e| ApiError::Decode(e.to_string()))?;
+        let path = path.map_err(decode)?;
         let mut url = self.base.clone();
         if url.cannot_be_a_base() {
             return Err(ApiError::Decode("API URL cannot take a path".into()));
@@ -181,17 +181,13 @@ impl EyesonClient {
             Some(Value::Number(n)) => n.to_string(),
             _ => String::new(),
         };
+        let participant = |v| {
+            let f: RoomUserFields = serde_json::from_value(v).unwrap_or_default();
+            let (id, name) = (text(f.id), text(f.name));
+            Participant { id, name }
+        };
         Ok(Participants::Online(
-            entries
-                .into_iter()
-                .map(|v| {
-                    let f: RoomUserFields = serde_json::from_value(v).unwrap_or_default();
-                    Participant {
-                        id: text(f.id),
-                        name: text(f.name),
-                    }
-                })
-                .collect(),
+            entries.into_iter().map(participant).collect(),
         ))
     }
 
@@ -300,30 +296,23 @@ impl EyesonClient {
     /// registers this service in place of whatever was registered.
     pub async fn register_webhook(&self, target: &Url, types: &str) -> Result<(), ApiError> {
         let url = self.url(Ok(paths::WEBHOOKS.to_owned()))?;
-        let resp = self
-            .send(
-                self.request(reqwest::Method::POST, url)
-                    .form(&RegisterWebhookForm {
-                        url: target.as_str(),
-                        types,
-                    }),
-            )
-            .await?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(ApiError::Status(resp.status().as_u16()))
+        let form = RegisterWebhookForm {
+            url: target.as_str(),
+            types,
+        };
+        let resp = self.send(self.request(reqwest::Method::POST, url).form(&form));
+        match resp.await?.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(ApiError::Status(s.as_u16())),
         }
     }
 
     /// `DELETE /webhooks/{id}`.
     pub async fn delete_webhook(&self, id: &str) -> Result<(), ApiError> {
         let url = self.url(paths::webhook(id))?;
-        let resp = self.call(reqwest::Method::DELETE, url).await?;
-        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
-            Ok(())
-        } else {
-            Err(ApiError::Status(resp.status().as_u16()))
+        match self.call(reqwest::Method::DELETE, url).await?.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s => Err(ApiError::Status(s.as_u16())),
         }
     }
 }
@@ -337,7 +326,12 @@ async fn json_list(resp: reqwest::Response, what: &str) -> Result<Vec<Value>, Ap
     let body = success_json(resp)
         .await?
         .ok_or_else(|| ApiError::Decode(format!("empty answer to {what}")))?;
-    serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))
+    serde_json::from_value(body).map_err(decode)
+}
+
+/// An answer that does not parse.
+fn decode(e: impl ToString) -> ApiError {
+    ApiError::Decode(e.to_string())
 }
 
 /// One page of `GET /rooms`.
@@ -349,14 +343,10 @@ async fn parse_rooms(resp: reqwest::Response) -> Result<RoomList, ApiError> {
         .filter_map(|v| serde_json::from_value::<RoomListEntry>(v).ok())
         .filter_map(|e| {
             let room_id = RoomId::parse(e.id.as_deref()?).ok()?;
-            let started_at = match e.started_at {
-                Some(s) => Some(Timestamp::parse_rfc3339(&s)?),
-                None => None,
-            };
-            let guest_token = match &e.guest_token {
-                Some(Value::String(s)) => GuestToken::parse(s),
-                _ => None,
-            };
+            let started_at = e.started_at.map(|s| Timestamp::parse_rfc3339(&s));
+            let started_at = started_at.map(|t| t.ok_or(())).transpose().ok()?;
+            let guest_token = e.guest_token.as_ref().and_then(Value::as_str);
+            let guest_token = guest_token.and_then(GuestToken::parse);
             Some(RoomUpdate {
                 room_id,
                 started_at,
@@ -403,9 +393,7 @@ async fn success_json(resp: reqwest::Response) -> Result<Option<Value>, ApiError
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| ApiError::Decode(e.to_string()))
+    serde_json::from_slice(&body).map(Some).map_err(decode)
 }
 
 /// The error of an answer that is no success: the status, or 429 with its

@@ -91,14 +91,11 @@ fn jitter() -> f64 {
 /// head retries, after [`backoff`]).
 #[derive(Clone, Debug)]
 pub struct Forwarder {
-    /// The store (its outbox).
-    pub store: Store,
-    /// The app's receiver.
-    pub target: Url,
-    /// The HTTP client ([`http_client`]).
-    pub http: reqwest::Client,
+    pub(crate) store: Store,
+    pub(crate) target: Url,
+    pub(crate) http: reqwest::Client,
     /// How long an entry is tried.
-    pub retention: Duration,
+    pub(crate) retention: Duration,
 }
 
 /// The client forwards go out with: no redirects (a 3xx is an answer, never

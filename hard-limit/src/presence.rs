@@ -73,16 +73,12 @@ impl Pace {
 /// and the last look before an alone end share it (and its pace).
 #[derive(Debug)]
 pub struct Headcount {
-    /// The eyeson client.
-    pub client: EyesonClient,
-    /// Each room's `alone_after`.
-    pub limits: Arc<LimitsHandle>,
-    /// `--alone-ignore`.
-    pub ignore: Vec<IgnorePattern>,
+    pub(crate) client: EyesonClient,
+    pub(crate) limits: Arc<LimitsHandle>,
+    pub(crate) ignore: Vec<IgnorePattern>,
     /// The service's own warning guest (`--warn-name`).
-    pub own_guest: String,
-    /// `--presence-rate`.
-    pub pace: Pace,
+    pub(crate) own_guest: String,
+    pub(crate) pace: Pace,
 }
 
 impl Headcount {
@@ -148,18 +144,14 @@ pub enum Checked {
 /// The participants check.
 #[derive(Debug)]
 pub struct Presence {
-    /// The store.
-    pub store: Store,
-    /// Counts and paces.
-    pub headcount: Arc<Headcount>,
-    /// `--presence-every`.
-    pub every: Duration,
+    pub(crate) store: Store,
+    pub(crate) headcount: Arc<Headcount>,
+    pub(crate) every: Duration,
     /// `--retry-backoff`: the next check after a failed one.
-    pub retry_backoff: Duration,
-    /// When lateness was last logged.
-    pub logged: Mutex<Option<Instant>>,
+    pub(crate) retry_backoff: Duration,
+    pub(crate) logged: Mutex<Option<Instant>>,
     /// Pokes the warner and the scheduler after a lone check.
-    pub wake: Arc<Wake>,
+    pub(crate) wake: Arc<Wake>,
 }
 
 impl Presence {

@@ -21,49 +21,30 @@ use crate::store::{Applied, Closing};
 use crate::store_handle::Store;
 use crate::wake::Wake;
 
-/// What one reconciliation did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Report {
-    /// Meetings eyeson listed.
-    pub listed: usize,
-    /// Of those, newly tracked.
-    pub tracked: usize,
-    /// Tracked meetings closed because eyeson no longer lists them.
-    pub closed: u64,
-}
-
 /// A complete `GET /rooms` answer: when it was asked for, what it listed.
 pub type PreviousList = (Timestamp, Vec<MeetingKey>);
 
 /// The reconciliation task.
 #[derive(Clone, Debug)]
 pub struct Reconciler {
-    /// The store.
-    pub store: Store,
-    /// The eyeson client.
-    pub client: EyesonClient,
-    /// The limits in force.
-    pub limits: Arc<LimitsHandle>,
-    /// Where now comes from.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) store: Store,
+    pub(crate) client: EyesonClient,
+    pub(crate) limits: Arc<LimitsHandle>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Poked when a meeting is tracked.
-    pub wake: Arc<Wake>,
-    /// How often.
-    pub every: Duration,
-    /// How long finished meetings are kept.
-    pub retention: Duration,
-    /// Register this URL at start, if set.
-    pub webhook_url: Option<Url>,
-    /// What to do with a webhook registered to another URL.
-    pub registration: Mode,
+    pub(crate) wake: Arc<Wake>,
+    pub(crate) every: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) webhook_url: Option<Url>,
+    pub(crate) registration: Mode,
     /// A meeting missing from `GET /rooms` is closed only if tracked this
     /// long before the list was asked for (the list may lag the webhooks).
-    pub close_unlisted_after: Duration,
+    pub(crate) close_unlisted_after: Duration,
     /// The previous complete `GET /rooms` answer ([`unlisted_closing`]).
-    pub previous: Arc<Mutex<Option<PreviousList>>>,
+    pub(crate) previous: Arc<Mutex<Option<PreviousList>>>,
     /// How far ahead of the clock a `started_at` may be
     /// ([`domain::max_start_ahead`]): later starts are not tracked.
-    pub max_start_ahead: Duration,
+    pub(crate) max_start_ahead: Duration,
 }
 
 impl Reconciler {
@@ -108,13 +89,8 @@ impl Reconciler {
         let result = self.reconcile_once().await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
         ::metrics::counter!(metrics::RECONCILES, "outcome" => outcome).increment(1);
-        match result {
-            Ok(Report {
-                listed,
-                tracked,
-                closed,
-            }) => tracing::debug!(listed, tracked, closed, "reconciled with GET /rooms"),
-            Err(e) => tracing::warn!(error = %e, "reconciliation with GET /rooms failed"),
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
         }
         let ahead = self.clock.now().plus(self.max_start_ahead);
         match self.store.forget_future(ahead).await {
@@ -193,7 +169,7 @@ impl Reconciler {
 
     /// One reconciliation: track what `GET /rooms` lists, close what it no
     /// longer lists.
-    pub async fn reconcile_once(&self) -> Result<Report, StepError> {
+    pub async fn reconcile_once(&self) -> Result<(), StepError> {
         let asked_at = self.clock.now();
         let list = self.client.running_rooms().await?;
         let rooms = &list.rooms;
@@ -242,11 +218,9 @@ impl Reconciler {
                 }
             }
         };
-        Ok(Report {
-            listed: rooms.len(),
-            tracked,
-            closed,
-        })
+        let listed = rooms.len();
+        tracing::debug!(listed, tracked, closed, "reconciled with GET /rooms");
+        Ok(())
     }
 }
 

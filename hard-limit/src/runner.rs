@@ -157,29 +157,23 @@ pub trait Job: Send + Sync + 'static {
 /// for `lease`.
 #[derive(Clone, Copy, Debug)]
 pub struct Ask<'a> {
-    /// The service's now.
-    pub now: Timestamp,
-    /// Lease length.
-    pub lease: Duration,
-    /// This process's lease owner id.
-    pub owner: &'a str,
-    /// The most items to claim.
-    pub limit: u32,
+    pub(crate) now: Timestamp,
+    pub(crate) lease: Duration,
+    pub(crate) owner: &'a str,
+    pub(crate) limit: u32,
 }
 
-/// What every runner of this process shares.
+/// What every runner of this process shares: the lease owner id and
+/// length, the clock.
 #[derive(Clone, Debug)]
 pub struct Context {
-    /// This process's lease owner id.
-    pub owner: Arc<str>,
-    /// Lease length.
-    pub lease: Duration,
-    /// Where now comes from.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) owner: Arc<str>,
+    pub(crate) lease: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Test-only fault injection (none in production).
-    pub faults: Faults,
+    pub(crate) faults: Faults,
     /// Cleared at once if an outcome writer ends (`/healthz` 503).
-    pub tasks_ok: Arc<AtomicBool>,
+    pub(crate) tasks_ok: Arc<AtomicBool>,
 }
 
 /// A job, and how it runs.

@@ -32,17 +32,15 @@ use crate::supervisor::Task;
 /// eyeson about a claimed meeting, and defer what fails.
 #[derive(Clone, Debug)]
 pub struct Calls {
-    /// The store.
-    pub store: Store,
-    /// The eyeson client.
-    pub client: EyesonClient,
+    pub(crate) store: Store,
+    pub(crate) client: EyesonClient,
     /// Log and record, call nothing.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// First wait before a deferred claim is claimed again; doubles per
     /// claim, capped ([`domain::retry_delay`]).
-    pub retry_backoff: Duration,
+    pub(crate) retry_backoff: Duration,
     /// Counts the participants before an alone end or its warning.
-    pub headcount: Arc<Headcount>,
+    pub(crate) headcount: Arc<Headcount>,
 }
 
 /// What is logged when a claimed meeting's shutdown or warning ends, by
@@ -105,10 +103,9 @@ impl Calls {
 /// How the scheduler shuts meetings down.
 #[derive(Clone, Debug)]
 pub struct Scheduler {
-    /// The store, eyeson, the backoff.
-    pub calls: Calls,
+    pub(crate) calls: Calls,
     /// `--presence-every`: after an alone end is cancelled, the next check.
-    pub presence_every: Duration,
+    pub(crate) presence_every: Duration,
 }
 
 impl Job for Scheduler {

@@ -27,14 +27,11 @@ use crate::supervisor::Task;
 /// What the warner says and as whom.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Warning {
-    /// How long before the deadline.
-    pub before: Duration,
-    /// The guest's display name.
-    pub name: String,
-    /// The chat message.
-    pub text: String,
+    pub(crate) before: Duration,
+    pub(crate) name: String,
+    pub(crate) text: String,
     /// The chat message ahead of an alone end.
-    pub alone_text: String,
+    pub(crate) alone_text: String,
 }
 
 impl Warning {
@@ -130,10 +127,8 @@ pub fn in_words(d: Duration) -> String {
 /// How the warner warns meetings.
 #[derive(Clone, Debug)]
 pub struct Warner {
-    /// The store, eyeson, the backoff.
-    pub calls: Calls,
-    /// When, as whom, what.
-    pub warning: Arc<Warning>,
+    pub(crate) calls: Calls,
+    pub(crate) warning: Arc<Warning>,
 }
 
 /// A claimed warning, and the access key of a guest join that worked: the
