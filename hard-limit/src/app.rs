@@ -36,11 +36,9 @@ use crate::{http, metrics};
 /// What tests (and benchmarks) hand the service besides its configuration.
 #[derive(Clone, Debug, Default)]
 pub struct TestHooks {
-    /// A fault the test fires when it wants (see [`crate::fault`]);
-    /// `--inject-fault` arms one without a test.
+    /// A fault the test fires when it wants (see [`crate::fault`]).
     pub faults: Faults,
-    /// Where "now" comes from for every part of the service (the system
-    /// clock unless a test drives a [`crate::clock::ManualClock`]).
+    /// Where "now" comes from for every part of the service.
     pub clock: SharedClock,
 }
 
@@ -56,8 +54,8 @@ pub enum StartError {
     /// The HTTP client could not be built.
     #[error("eyeson client: {0}")]
     Client(#[from] ApiError),
-    /// A listener's address could not be bound: names the flag and the
-    /// address (three replicas on one host meet the admin port's default).
+    /// A listener's address could not be bound (named: three replicas on
+    /// one host meet the admin port's default).
     #[error("{flag} {addr}: {source}")]
     Bind {
         /// `--listen` or `--admin-listen`.
@@ -74,8 +72,7 @@ pub enum StartError {
     /// The port could not be served.
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
-    /// A background task ended (or panicked) while the service ran; the
-    /// service stopped after finishing what it could.
+    /// A background task ended (or panicked); the service stopped.
     #[error("the {task} task ended unexpectedly ({how}); stopped")]
     TaskEnded {
         /// Which task.
@@ -104,12 +101,6 @@ async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { flag, addr, source })
 }
 
-fn owner_id() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let nonce = RandomState::new().hash_one(std::time::SystemTime::now());
-    format!("{}-{:016x}", std::process::id(), nonce)
-}
-
 impl Application {
     /// Opens the store, binds the ports, wires the parts.
     pub async fn build(config: Config) -> Result<Self, StartError> {
@@ -136,8 +127,7 @@ impl Application {
         let handle = metrics::install();
         let clock: Arc<dyn Clock> = hooks.clock.0.clone();
         let store = Store::connect(&database.url).await?;
-        // The gauges of /metrics start from a count, taken before anything
-        // is served (so no delivery races it); then they follow the writes.
+        // Counted before anything is served, so no delivery races the count.
         if let Err(e) = store.gauges().recount(&*store).await {
             tracing::warn!(error = %e, "could not count the meetings by state; /metrics shows them from the next recount");
         }
@@ -200,7 +190,7 @@ impl Application {
             tasks_ok: tasks_ok.clone(),
         };
         let cx = Context {
-            owner: owner_id().into(),
+            owner: format!("{}-{:016x}", std::process::id(), crate::runner::random()).into(),
             lease: enforcement.lease,
             clock: clock.clone(),
             faults: faults.clone(),
@@ -220,8 +210,7 @@ impl Application {
                 Event::Missed => {
                     wake.poke();
                     limits.mark_stale();
-                    // Other replicas' changes are seen only by recounting:
-                    // do it now, not in a minute.
+                    // Other replicas' changes: recount now, not in a minute.
                     route.request_recount();
                 }
             };
@@ -271,8 +260,7 @@ impl Application {
             logged: Default::default(),
             wake: wake.clone(),
         };
-        // Enough calls in flight for the rate at a slow eyeson (~2 s each);
-        // the pace, not this, bounds the rate.
+        // Enough calls for the rate at a slow eyeson (~2 s); the pace bounds it.
         let in_flight = (presence.rate as usize * 2).clamp(2, 256);
         let runner = Runner::new(job, cx.clone(), in_flight, wake.subscribe());
         spawn(sup, &faults, Task::Presence, |stop| runner.run(stop));

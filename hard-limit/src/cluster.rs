@@ -66,8 +66,7 @@ pub fn listener(
                                     on_event(Event::Counts(n.payload().to_owned()))
                                 }
                                 Ok(Some(_)) => on_event(Event::Meetings),
-                                // Connection lost; the next call reconnects
-                                // and re-listens.
+                                // Lost; the next call reconnects.
                                 Ok(None) => on_event(Event::Missed),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");

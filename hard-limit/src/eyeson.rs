@@ -122,7 +122,7 @@ impl EyesonClient {
         let path = path.map_err(decode)?;
         let mut url = self.base.clone();
         if url.cannot_be_a_base() {
-            return Err(ApiError::Decode("API URL cannot take a path".into()));
+            return Err(decode("API URL cannot take a path"));
         }
         let base = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base}{path}"));
@@ -209,10 +209,9 @@ impl EyesonClient {
             s if s.is_success() => {
                 let body = success_json(resp)
                     .await?
-                    .ok_or_else(|| ApiError::Decode("empty answer to the guest join".into()))?;
-                let joined: JoinedFields = serde_json::from_value(body).map_err(|_| {
-                    ApiError::Decode("the guest join answer is not an object".into())
-                })?;
+                    .ok_or_else(|| decode("empty answer to the guest join"))?;
+                let joined: JoinedFields = serde_json::from_value(body)
+                    .map_err(|_| decode("the guest join answer is not an object"))?;
                 match joined.access_key {
                     Some(k)
                         if !k.is_empty()
@@ -222,9 +221,7 @@ impl EyesonClient {
                     {
                         Ok(Some(AccessKey(k)))
                     }
-                    _ => Err(ApiError::Decode(
-                        "the guest join answer has no usable access_key".into(),
-                    )),
+                    _ => Err(decode("the guest join answer has no usable access_key")),
                 }
             }
             _ => Err(failed(&resp)),
@@ -262,19 +259,16 @@ impl EyesonClient {
             let page = parse_rooms(resp).await?;
             list.unparsed += page.unparsed;
             list.rooms.extend(page.rooms);
-            match next {
-                None => return Ok(list),
-                Some(next) => {
-                    if next.origin() != self.base.origin() {
-                        return Err(ApiError::Decode(
-                            "GET /rooms: the next page is on another origin; not followed".into(),
-                        ));
-                    }
-                    url = next;
-                }
+            let Some(next) = next else {
+                return Ok(list);
+            };
+            if next.origin() != self.base.origin() {
+                let e = "GET /rooms: the next page is on another origin; not followed";
+                return Err(decode(e));
             }
+            url = next;
         }
-        Err(ApiError::Decode(format!(
+        Err(decode(format!(
             "GET /rooms: more than {MAX_ROOM_PAGES} pages"
         )))
     }
@@ -325,7 +319,7 @@ const MAX_ROOM_PAGES: usize = 100;
 async fn json_list(resp: reqwest::Response, what: &str) -> Result<Vec<Value>, ApiError> {
     let body = success_json(resp)
         .await?
-        .ok_or_else(|| ApiError::Decode(format!("empty answer to {what}")))?;
+        .ok_or_else(|| decode(format!("empty answer to {what}")))?;
     serde_json::from_value(body).map_err(decode)
 }
 
@@ -421,10 +415,8 @@ mod tests {
         let read = |v| Registration::read(&v);
         assert_eq!(read(Value::Null), None);
         assert_eq!(read(json!({})), None);
-        let w = read(
-            json!({"id": "a1", "url": "https://x/h", "types": "room_update, recording_update"}),
-        )
-        .unwrap();
+        let types = "room_update, recording_update";
+        let w = read(json!({"id": "a1", "url": "https://x/h", "types": types})).unwrap();
         assert_eq!(w.types, ["recording_update", "room_update"]);
         let w = read(json!({"id": 7, "url": "https://x/h", "types": ["room_update"]})).unwrap();
         assert_eq!(
@@ -443,8 +435,7 @@ mod tests {
 
     #[test]
     fn shared_segment_encoding_is_what_url_would_push() {
-        // The shared paths encode a segment themselves; `url`'s own
-        // `push` is the reference they must agree with.
+        // `Url`'s own `push` is the reference the shared paths must match.
         let c = client("https://api.example/");
         // Tab, CR and LF aside: `url` drops them, the shared paths encode
         // them (no room id or key the service sends can hold one).

@@ -79,12 +79,9 @@ pub fn judge(sent: Sent, attempts: i64) -> Verdict {
     }
 }
 
-/// A jitter factor in 0.5..=1.0 (a fresh `RandomState` is randomly keyed:
-/// no crate for randomness).
+/// A jitter factor in 0.5..=1.0.
 fn jitter() -> f64 {
-    use std::hash::{BuildHasher, RandomState};
-    let r = RandomState::new().hash_one(std::time::SystemTime::now());
-    0.5 + (r % 1_000_001) as f64 / 2_000_000.0
+    0.5 + (crate::runner::random() % 1_000_001) as f64 / 2_000_000.0
 }
 
 /// The forwarding job: one send per claim (a later claim of the lane's
@@ -155,8 +152,7 @@ impl Forwarder {
             Sent::Status(s) => format!("HTTP {s}"),
             Sent::NoAnswer => "no answer".to_owned(),
         };
-        // The first failure of an entry is worth a line; its retries are
-        // not (a dead receiver would flood the log).
+        // Only an entry's first failure is worth a line (a dead receiver).
         if claim.attempts == 1 {
             tracing::warn!(lane = %claim.lane, answer = %error, retry_in = ?delay,
                 "forwarding a delivery failed; retrying");
@@ -176,8 +172,7 @@ impl Job for Forwarder {
     type Outcome = Forwarded;
     type Record = ForwardRecord;
     const SPEC: Spec = Spec {
-        // Retries coming due and other replicas' entries are noticed
-        // without a poke; the pending gauge is recounted every 10 s.
+        // Notices retries coming due and other replicas' entries unpoked.
         poll: Duration::from_secs(1),
         tick: Some(Duration::from_secs(10)),
         ..Spec::new(Task::Forwarder, "forward", None)

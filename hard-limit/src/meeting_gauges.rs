@@ -37,14 +37,13 @@ pub struct MeetingGauges {
 
 impl Default for MeetingGauges {
     fn default() -> Self {
-        use std::hash::{BuildHasher, RandomState};
         MeetingGauges {
             counts: Default::default(),
             recount: Notify::new(),
             recounts: AtomicU64::new(0),
             publishing: AtomicBool::new(false),
             unpublished: Default::default(),
-            id: RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now())),
+            id: crate::runner::random(),
         }
     }
 }
@@ -239,11 +238,8 @@ mod tests {
         let payload = a.take_unpublished().expect("changes queued");
         assert_eq!(a.take_unpublished(), None, "taken once");
         a.apply_published(&payload);
-        assert_eq!(
-            a.get(MeetingState::Running),
-            1,
-            "own changes not applied twice"
-        );
+        let own = a.get(MeetingState::Running);
+        assert_eq!(own, 1, "own changes not applied twice");
         b.apply_published(&payload);
         assert_eq!(b.get(MeetingState::Running), 1);
         assert_eq!(b.get(MeetingState::Ended), 1);

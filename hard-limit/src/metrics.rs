@@ -13,41 +13,50 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::{ShutdownOutcome, WarningOutcome};
 
-/// Tracked meetings by state (rendered by `/metrics` from
-/// [`crate::meeting_gauges`], not through the recorder).
+/// Defines each described metric's name (documented by its help) and the
+/// [`DESCRIBED`] table: name, kind, unit, help.
+macro_rules! described {
+    ($($name:ident = $metric:literal, $kind:ident, $unit:expr, $help:literal;)*) => {
+        $(#[doc = $help] pub const $name: &str = $metric;)*
+
+        /// The metrics the recorder renders: name, kind, unit, help.
+        const DESCRIBED: &[(&str, Kind, Option<Unit>, &str)] = &[$(($name, Kind::$kind, $unit, $help)),*];
+    };
+}
+
+described! {
+    DELIVERIES = "hard_limit_webhook_deliveries_total", Counter, None, "Webhook deliveries by outcome and reason";
+    SHUTDOWNS = "hard_limit_shutdowns_total", Counter, None, "Claimed meetings by how their shutdown ended";
+    SHUTDOWN_RETRIES = "hard_limit_shutdown_retries_total", Counter, None, "Shutdown calls retried after 429/5xx/timeouts";
+    LATENESS = "hard_limit_enforcement_lateness_seconds", Histogram, Some(Unit::Seconds), "Time the shutdown call completed minus the meeting's deadline";
+    SHUTDOWN_ATTEMPTS = "hard_limit_shutdown_attempts", Histogram, None, "Claims a meeting's shutdown took (more than 1: deferred after retryable failures, or a lost lease), observed at its final outcome";
+    API_KEY_LOCKED = "hard_limit_api_key_locked", Gauge, None, "1 while eyeson's last answer was 423 Locked (the API key is locked: usage limits exceeded), else 0";
+    RECONCILES = "hard_limit_reconcile_runs_total", Counter, None, "GET /rooms reconciliations by outcome";
+    REGISTRATIONS = "hard_limit_webhook_registrations_total", Counter, None, "Webhook registrations at start by outcome";
+    FORWARDS = "hard_limit_forwards_total", Counter, None, "Attempts to forward a delivery to --forward-to, by outcome";
+    FORWARDS_PENDING = "hard_limit_forwards_pending", Gauge, None, "Deliveries waiting in the forwarding outbox (recounted every 10 s)";
+    RECONCILE_CLOSES_REFUSED = "hard_limit_reconcile_closes_refused_total", Counter, None, "Reconciliations that closed nothing because they would have closed more than 10 and more than 20% of the open meetings";
+    CHORES_LEADER = "hard_limit_chores_leader", Gauge, None, "1 on the replica that runs reconciliation, pruning and registration, else 0";
+    ADMIN_AUTH_FAILURES = "hard_limit_admin_auth_failures_total", Counter, None, "Admin requests with a missing or wrong token";
+    ADMIN_REFUSED = "hard_limit_admin_requests_refused_total", Counter, None, "Admin requests refused before any handler, by reason";
+    PRESENCE_CHECKS = "hard_limit_presence_checks_total", Counter, None, "Participants checks of the alone rule by outcome (alone: at most one counted; company: two or more; gone: eyeson has no such meeting; off: the rule is off for the room; failed)";
+    PRESENCE_RETRIES = "hard_limit_presence_retries_total", Counter, None, "Participants checks retried after 429/5xx/timeouts";
+    PRESENCE_OVERDUE = "hard_limit_presence_overdue_seconds", Gauge, Some(Unit::Seconds), "How long the most overdue participants check has waited (0: none is late)";
+    WARNINGS = "hard_limit_warnings_total", Counter, None, "In-meeting warnings by how they ended";
+    WARNING_RETRIES = "hard_limit_warning_retries_total", Counter, None, "Warning calls (guest join, chat message) retried after 429/5xx/timeouts";
+    WARNING_LATENESS = "hard_limit_warning_lateness_seconds", Histogram, Some(Unit::Seconds), "Time the chat message was posted minus the time the warning was due";
+}
+
+/// Tracked meetings by state (rendered from [`crate::meeting_gauges`]).
 pub const MEETINGS: &str = "hard_limit_meetings";
-/// Webhook deliveries by outcome and reason.
-pub const DELIVERIES: &str = "hard_limit_webhook_deliveries_total";
-/// Shutdowns by outcome.
-pub const SHUTDOWNS: &str = "hard_limit_shutdowns_total";
-/// 1 while eyeson's last answer was 423 (the API key is locked).
-pub const API_KEY_LOCKED: &str = "hard_limit_api_key_locked";
-/// Retried shutdown calls.
-pub const SHUTDOWN_RETRIES: &str = "hard_limit_shutdown_retries_total";
-/// Enforcement lateness histogram.
-pub const LATENESS: &str = "hard_limit_enforcement_lateness_seconds";
-/// Claims a meeting's shutdown took, observed at its final outcome.
-pub const SHUTDOWN_ATTEMPTS: &str = "hard_limit_shutdown_attempts";
-/// Reconciliation runs by outcome.
-pub const RECONCILES: &str = "hard_limit_reconcile_runs_total";
-/// Reconciliations that closed nothing because they would have closed too
-/// many meetings (a partial `GET /rooms`, most likely).
-pub const RECONCILE_CLOSES_REFUSED: &str = "hard_limit_reconcile_closes_refused_total";
-/// 1 on the replica that runs the singleton chores (reconciliation,
-/// pruning, registration), else 0.
-pub const CHORES_LEADER: &str = "hard_limit_chores_leader";
 /// 1 while every background task runs (rendered by `/metrics`).
 pub const TASKS_OK: &str = "hard_limit_background_tasks_ok";
 /// 1 while the store accepts writes (rendered by `/metrics`).
 pub const STORE_WRITABLE: &str = "hard_limit_store_writable";
-/// How long the earliest due work has waited unclaimed (rendered by
-/// `/metrics` from one indexed read).
+/// How long the earliest due work has waited unclaimed (rendered by `/metrics`).
 pub const OVERDUE: &str = "hard_limit_overdue_seconds";
-/// Running meetings due within the next hour (rendered by `/metrics`,
-/// capped).
+/// Running meetings due within the next hour (rendered by `/metrics`).
 pub const DUE_NEXT_HOUR: &str = "hard_limit_meetings_due_next_hour";
-/// Webhook registrations by outcome.
-pub const REGISTRATIONS: &str = "hard_limit_webhook_registrations_total";
 /// Registration outcomes.
 pub const REGISTRATION_OUTCOMES: &[&str] = &[
     "registered",
@@ -56,59 +65,22 @@ pub const REGISTRATION_OUTCOMES: &[&str] = &[
     "refused_foreign",
     "error",
 ];
-/// Forwarding attempts by outcome.
-pub const FORWARDS: &str = "hard_limit_forwards_total";
-/// Entries waiting in the forwarding outbox.
-pub const FORWARDS_PENDING: &str = "hard_limit_forwards_pending";
 /// Forwarding outcomes.
 pub const FORWARD_OUTCOMES: &[&str] = &["delivered", "retried", "expired", "refused"];
-
-/// Admin requests whose token was missing or wrong.
-pub const ADMIN_AUTH_FAILURES: &str = "hard_limit_admin_auth_failures_total";
-/// Admin requests refused before any handler (foreign Host or Origin, not
-/// JSON, an address slowed down after failed authentications).
-pub const ADMIN_REFUSED: &str = "hard_limit_admin_requests_refused_total";
 /// The reasons of [`ADMIN_REFUSED`].
 pub const ADMIN_REFUSED_REASONS: [&str; 4] = ["host", "origin", "content_type", "throttled"];
-
-/// In-meeting warnings by outcome.
-pub const WARNINGS: &str = "hard_limit_warnings_total";
-/// Retried warning calls.
-pub const WARNING_RETRIES: &str = "hard_limit_warning_retries_total";
-/// How late the chat message went out.
-pub const WARNING_LATENESS: &str = "hard_limit_warning_lateness_seconds";
-
-/// The alone rule's participants checks by outcome.
-pub const PRESENCE_CHECKS: &str = "hard_limit_presence_checks_total";
 /// Outcomes of [`PRESENCE_CHECKS`].
 pub const PRESENCE_OUTCOMES: [&str; 5] = ["alone", "company", "gone", "off", "failed"];
-/// Retried participants checks.
-pub const PRESENCE_RETRIES: &str = "hard_limit_presence_retries_total";
-/// How long the most overdue participants check has waited (0: none is
-/// late); `--presence-rate` too low for the meetings shows here.
-pub const PRESENCE_OVERDUE: &str = "hard_limit_presence_overdue_seconds";
-
-/// Every delivery outcome and its reasons.
-pub const DELIVERY_LABELS: &[(&str, &[&str])] = &[
-    (
-        "accepted",
-        &["tracked", "duplicate", "ended", "late_for_ended_meeting"],
-    ),
-    ("ignored", &["not_started", "other_type"]),
+/// Every delivery outcome and its reasons (space-separated).
+pub const DELIVERY_LABELS: &[(&str, &str)] = &[
+    ("accepted", "tracked duplicate ended late_for_ended_meeting"),
+    ("ignored", "not_started other_type"),
     (
         "rejected",
-        &[
-            "missing_signature",
-            "bad_signature",
-            "too_large",
-            "unreadable",
-        ],
+        "missing_signature bad_signature too_large unreadable",
     ),
-    (
-        "rejected",
-        &["malformed", "stale", "future_start", "body_timeout"],
-    ),
-    ("error", &["store"]),
+    ("rejected", "malformed stale future_start body_timeout"),
+    ("error", "store"),
 ];
 
 /// What a metric is, for its description.
@@ -118,30 +90,6 @@ enum Kind {
     Gauge,
     Histogram,
 }
-
-/// The metrics the recorder renders: name, kind, unit, help.
-const DESCRIBED: [(&str, Kind, Option<Unit>, &str); 20] = [
-    (DELIVERIES, Kind::Counter, None, "Webhook deliveries by outcome and reason"),
-    (SHUTDOWNS, Kind::Counter, None, "Claimed meetings by how their shutdown ended"),
-    (SHUTDOWN_RETRIES, Kind::Counter, None, "Shutdown calls retried after 429/5xx/timeouts"),
-    (LATENESS, Kind::Histogram, Some(Unit::Seconds), "Time the shutdown call completed minus the meeting's deadline"),
-    (SHUTDOWN_ATTEMPTS, Kind::Histogram, None, "Claims a meeting's shutdown took (more than 1: deferred after retryable failures, or a lost lease), observed at its final outcome"),
-    (API_KEY_LOCKED, Kind::Gauge, None, "1 while eyeson's last answer was 423 Locked (the API key is locked: usage limits exceeded), else 0"),
-    (RECONCILES, Kind::Counter, None, "GET /rooms reconciliations by outcome"),
-    (REGISTRATIONS, Kind::Counter, None, "Webhook registrations at start by outcome"),
-    (FORWARDS, Kind::Counter, None, "Attempts to forward a delivery to --forward-to, by outcome"),
-    (FORWARDS_PENDING, Kind::Gauge, None, "Deliveries waiting in the forwarding outbox (recounted every 10 s)"),
-    (RECONCILE_CLOSES_REFUSED, Kind::Counter, None, "Reconciliations that closed nothing because they would have closed more than 10 and more than 20% of the open meetings"),
-    (CHORES_LEADER, Kind::Gauge, None, "1 on the replica that runs reconciliation, pruning and registration, else 0"),
-    (ADMIN_AUTH_FAILURES, Kind::Counter, None, "Admin requests with a missing or wrong token"),
-    (ADMIN_REFUSED, Kind::Counter, None, "Admin requests refused before any handler, by reason"),
-    (PRESENCE_CHECKS, Kind::Counter, None, "Participants checks of the alone rule by outcome (alone: at most one counted; company: two or more; gone: eyeson has no such meeting; off: the rule is off for the room; failed)"),
-    (PRESENCE_RETRIES, Kind::Counter, None, "Participants checks retried after 429/5xx/timeouts"),
-    (PRESENCE_OVERDUE, Kind::Gauge, Some(Unit::Seconds), "How long the most overdue participants check has waited (0: none is late)"),
-    (WARNINGS, Kind::Counter, None, "In-meeting warnings by how they ended"),
-    (WARNING_RETRIES, Kind::Counter, None, "Warning calls (guest join, chat message) retried after 429/5xx/timeouts"),
-    (WARNING_LATENESS, Kind::Histogram, Some(Unit::Seconds), "Time the chat message was posted minus the time the warning was due"),
-];
 
 /// The lateness histograms' buckets, in seconds.
 const LATENESS_BUCKETS: [f64; 13] = [
@@ -182,7 +130,7 @@ pub fn install() -> PrometheusHandle {
 /// Describes every metric and makes the series known up front exist.
 fn describe() {
     metrics::with_recorder(|r| {
-        for (name, kind, unit, help) in DESCRIBED {
+        for &(name, kind, unit, help) in DESCRIBED {
             let (name, help) = (name.into(), help.into());
             match kind {
                 Kind::Counter => r.describe_counter(name, unit, help),
@@ -242,8 +190,8 @@ fn describe() {
         }
     }
     for (outcome, reasons) in DELIVERY_LABELS {
-        for reason in *reasons {
-            counter!(DELIVERIES, "outcome" => *outcome, "reason" => *reason).increment(0);
+        for reason in reasons.split(' ') {
+            counter!(DELIVERIES, "outcome" => *outcome, "reason" => reason).increment(0);
         }
     }
 }

@@ -268,8 +268,7 @@ impl Job for Presence {
 
     async fn commit(&self, owner: &str, records: &[PresenceRecord], _: Timestamp) -> Applied {
         let applied = self.store.finish_presence(owner, records).await?;
-        // A lone check may also have moved an alone end sooner (the room's
-        // `alone_after` shortened meanwhile).
+        // A lone check may have moved an alone end sooner.
         let lone = records.iter().zip(&applied).any(|(r, &ok)| {
             ok && r.alone_after.is_some() && r.participants.is_some_and(|n| n <= 1)
         });

@@ -51,9 +51,8 @@ impl Reconciler {
     /// While this replica leads: registers the webhook (if configured),
     /// and reconciles every `every`, until `stop` turns true.
     pub async fn run(self, mut stop: StopSignal) {
-        // Registration retries on its own task, so as not to delay the
-        // first reconciliation; on the leader only, so replicas never race
-        // each other's registrations.
+        // Registration retries on its own task (not delaying reconciliation),
+        // on the leader only (replicas never race each other's).
         let mut registration: Option<tokio::task::JoinHandle<()>> = None;
         let mut leading = false;
         loop {

@@ -166,65 +166,58 @@ mod tests {
         }
     }
 
+    /// Asserts what `decide` makes of `current` for our URL in `mode`.
+    fn check(current: &Webhook, mode: Mode, want: Decision) {
+        let ours: Url = OURS.parse().unwrap();
+        assert_eq!(decide(Some(current), &ours, mode), want, "{mode:?}");
+    }
+
     #[test]
     fn a_foreign_registration_is_refused_replaced_or_joined() {
-        let ours: Url = OURS.parse().unwrap();
         let app = hook(
             "https://app.example.com/eyeson-hook",
             &["recording_update", "room_update"],
         );
+        check(&app, Mode::Refuse, Decision::RefuseForeign(app.clone()));
+        check(
+            &app,
+            Mode::Replace,
+            register("room_update", Some(app.clone())),
+        );
+        check(
+            &app,
+            Mode::Forward,
+            register("recording_update,room_update", Some(app.clone())),
+        );
         let snaps = hook("https://app.example.com/h", &["snapshot_update"]);
-        for (current, mode, want) in [
-            (&app, Mode::Refuse, Decision::RefuseForeign(app.clone())),
-            (
-                &app,
-                Mode::Replace,
-                register("room_update", Some(app.clone())),
-            ),
-            (
-                &app,
-                Mode::Forward,
-                register("recording_update,room_update", Some(app.clone())),
-            ),
-            (
-                &snaps,
-                Mode::Forward,
-                register("room_update,snapshot_update", Some(snaps.clone())),
-            ),
-        ] {
-            assert_eq!(decide(Some(current), &ours, mode), want, "{mode:?}");
-        }
+        check(
+            &snaps,
+            Mode::Forward,
+            register("room_update,snapshot_update", Some(snaps.clone())),
+        );
     }
 
     #[test]
     fn our_own_registration_keeps_the_types_it_forwards() {
-        let ours: Url = OURS.parse().unwrap();
-        let plain = hook(OURS, &["room_update"]);
         for mode in MODES {
-            assert_eq!(decide(Some(&plain), &ours, mode), Decision::Unchanged);
+            check(&hook(OURS, &["room_update"]), mode, Decision::Unchanged);
         }
         let wide = hook(OURS, &["recording_update", "room_update"]);
+        // Forwarding: the app's types taken over earlier stay.
+        check(&wide, Mode::Forward, Decision::Unchanged);
         let partial = hook(OURS, &["recording_update"]);
-        for (current, mode, want) in [
-            // Forwarding: the app's types taken over earlier stay.
-            (&wide, Mode::Forward, Decision::Unchanged),
-            (
-                &partial,
-                Mode::Forward,
-                register("recording_update,room_update", None),
-            ),
-            // Not forwarding: types nobody receives any more are dropped.
-            (&wide, Mode::Refuse, register("room_update", None)),
-        ] {
-            assert_eq!(decide(Some(current), &ours, mode), want, "{mode:?}");
-        }
+        check(
+            &partial,
+            Mode::Forward,
+            register("recording_update,room_update", None),
+        );
+        // Not forwarding: types nobody receives any more are dropped.
+        check(&wide, Mode::Refuse, register("room_update", None));
         // A bare host stored without its trailing slash is ours.
         let bare: Url = "https://hooks.example.com".parse().unwrap();
         let stored = hook("https://hooks.example.com", &["room_update"]);
-        assert_eq!(
-            decide(Some(&stored), &bare, Mode::Refuse),
-            Decision::Unchanged
-        );
+        let decided = decide(Some(&stored), &bare, Mode::Refuse);
+        assert_eq!(decided, Decision::Unchanged);
     }
 
     #[test]

@@ -31,6 +31,13 @@ use crate::supervisor::Task;
 /// Longest a job sleeps without looking at the store, by default.
 pub const MAX_SLEEP: Duration = Duration::from_secs(60);
 
+/// A random number, for lease owner ids and jitter (a fresh `RandomState`
+/// is randomly keyed: no crate for randomness).
+pub(crate) fn random() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
 /// Per record of a batch, whether it applied (its lease still held).
 pub type Applied = Result<Vec<bool>, StoreError>;
 
@@ -200,8 +207,7 @@ impl<J: Job> Runner<J> {
     /// (and the service stops) if its outcome writer ends.
     pub async fn run(self, mut stop: StopSignal) {
         let (me, spec) = (Arc::new(self), J::SPEC);
-        // `calls` bounds the calls in flight (what eyeson sees), `slots` the
-        // claims held: a claim keeps its slot until its outcome is recorded.
+        // `calls` bounds calls in flight, `slots` claims held until recorded.
         let calls = Arc::new(Semaphore::new(me.concurrency));
         let slots = Arc::new(Semaphore::new(
             me.concurrency.saturating_mul(spec.claims_per_call),
@@ -529,8 +535,7 @@ mod tests {
             ]
         );
         let attempts = job.attempts.lock().unwrap().clone();
-        // A retryable failure is tried again (the attempt knows which it
-        // is); a refusal, a locked key or the spent retry budget is not.
+        // Only a retryable failure within the retry budget is tried again.
         for (item, tries) in [(1, 1), (2, 2), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1)] {
             let seen: Vec<usize> = attempts
                 .iter()

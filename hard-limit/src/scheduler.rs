@@ -153,9 +153,8 @@ impl Job for Scheduler {
         if let Some(o) = self.calls.stale(key, known, ended, newer).await? {
             return Ok(o);
         }
-        // The last look before an alone end: a join (or the rule turned
-        // off, or no users list) cancels it; the deadline still applies. A
-        // failed count is retried like a failed DELETE.
+        // The last look: company (or no rule, or no list) cancels an alone
+        // end; a failed count is retried like a failed DELETE.
         if claim.alone && !self.calls.headcount.still_alone(&key.room_id).await? {
             return Ok(ShutdownOutcome::AloneCancelled);
         }
@@ -191,9 +190,8 @@ impl Job for Scheduler {
             claim.deadline,
             claim.alone,
         );
-        // Retryable failures and a locked key are never final: the meeting
-        // is claimed again after a bounded, growing wait (one call per
-        // claim while locked: never a burst).
+        // Never final: claimed again after a bounded, growing wait (one call
+        // per claim while locked: never a burst).
         let retry_at = if outcome.is_deferred() {
             let at = self.calls.retry_at(now, claim.attempts);
             let why = match outcome {

@@ -53,10 +53,20 @@ macro_rules! tasks {
             /// Every task.
             pub const ALL: [Task; [$($name),*].len()] = [$(Task::$task),*];
 
-            const fn spec(self) -> (&'static str, Phase, &'static [&'static str]) {
-                match self {
-                    $(Task::$task => ($name, Phase::$phase, &[$($fault),*]),)*
-                }
+            /// Its name in logs and in [`StartError::TaskEnded`].
+            pub fn name(self) -> &'static str {
+                match self { $(Task::$task => $name,)* }
+            }
+
+            /// When it stops.
+            pub fn phase(self) -> Phase {
+                match self { $(Task::$task => Phase::$phase,)* }
+            }
+
+            /// The `--inject-fault` names that kill it (test only): its own, if
+            /// its future can be killed from outside, then its writer's.
+            pub fn faults(self) -> &'static [&'static str] {
+                match self { $(Task::$task => &[$($fault),*],)* }
             }
         }
     };
@@ -81,24 +91,6 @@ tasks! {
     Listen: "LISTEN", Chores, [];
     /// The periodic recount of `/metrics`' meeting gauges.
     Recount: "recount", Chores, [];
-}
-
-impl Task {
-    /// Its name in logs and in [`StartError::TaskEnded`].
-    pub fn name(self) -> &'static str {
-        self.spec().0
-    }
-
-    /// When it stops.
-    pub fn phase(self) -> Phase {
-        self.spec().1
-    }
-
-    /// The `--inject-fault` names that kill it (test only): its own, if its
-    /// future can be killed from outside, then its writer's.
-    pub fn faults(self) -> &'static [&'static str] {
-        self.spec().2
-    }
 }
 
 /// What a task's end looks like to the supervisor.
@@ -229,8 +221,7 @@ impl Supervisor {
                 None => Ok(()),
             };
         };
-        // Polled to its end: it leaves the list (a finished future must not
-        // be polled again).
+        // Polled to its end, so it leaves the list.
         let task = self.running.remove(i).task;
         self.tasks_ok.store(false, Ordering::SeqCst);
         if task == Task::Http {

@@ -188,8 +188,7 @@ impl Job for Warner {
         }
         let joined = || claimed.joined.lock().unwrap_or_else(|e| e.into_inner());
         let known = joined().clone();
-        // "You are the only participant" only if still true: someone may
-        // have joined since the last check.
+        // "You are the only participant" only if still true.
         if claim.alone
             && known.is_none()
             && !self.calls.headcount.still_alone(&claim.key.room_id).await?
@@ -217,8 +216,7 @@ impl Job for Warner {
 
     fn failed(&self, claimed: &Claimed, failure: Failure) -> WarningOutcome {
         match failure {
-            // A locked key may be unlocked before the deadline: deferred
-            // (one call per claim), not failed.
+            // A locked key may be unlocked before the deadline.
             Failure::Locked => {
                 tracing::warn!(room = %claimed.claim.key.room_id, "eyeson answered 423: the API key is locked (usage limits exceeded); warning deferred");
                 WarningOutcome::Deferred
@@ -272,25 +270,21 @@ mod tests {
             let text = format!("This meeting ends in {text}.");
             assert_eq!(w(before, None).unwrap().text, text);
         }
-        assert_eq!(
-            in_words(Duration::from_secs(3661)),
-            "1 hour, 1 minute and 1 second"
-        );
+        let words = in_words(Duration::from_secs(3661));
+        assert_eq!(words, "1 hour, 1 minute and 1 second");
         assert_eq!(w(300, Some(" Bye soon ")).unwrap().text, "Bye soon");
-        assert!(w(300, Some("  ")).unwrap_err().contains("--warn-text"));
-        assert!(w(300, Some(&"x".repeat(1001)))
-            .unwrap_err()
-            .contains("1000"));
-        assert!(w(0, None).unwrap_err().contains("--warn-before"));
+        let long = "x".repeat(1001);
+        let err = |before, text| w(before, text).unwrap_err();
+        assert!(err(300, Some("  ")).contains("--warn-text"));
+        assert!(err(300, Some(&long)).contains("1000"));
+        assert!(err(0, None).contains("--warn-before"));
         assert_eq!(
             w(300, None).unwrap().alone_text,
             "You are the only participant. This meeting ends in 5 minutes unless someone joins."
         );
-        let alone = |t| Warning::new(Duration::from_secs(60), "x", None, Some(t));
-        assert!(alone(" ").unwrap_err().contains("--alone-warn-text"));
-        assert!(alone(&"x".repeat(1001))
-            .unwrap_err()
-            .contains("--alone-warn-text"));
+        let alone = |t| Warning::new(Duration::from_secs(60), "x", None, Some(t)).unwrap_err();
+        assert!(alone(" ").contains("--alone-warn-text"));
+        assert!(alone(&long).contains("--alone-warn-text"));
         let e = Warning::new(Duration::from_secs(60), " \n", None, None).unwrap_err();
         assert!(e.contains("--warn-name"), "{e}");
     }
