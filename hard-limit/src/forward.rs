@@ -95,17 +95,6 @@ pub struct Forwarder {
     pub(crate) retention: Duration,
 }
 
-/// The client forwards go out with: no redirects (a 3xx is an answer, never
-/// followed to another origin), bounded time per send.
-pub fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(SEND_TIMEOUT)
-        .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("eyeson-hard-limit/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
 /// How one claim of an entry ended: the `outcome` label, and when and why
 /// it is tried again (`None`: it leaves the outbox).
 #[derive(Debug)]
@@ -118,7 +107,14 @@ impl Forwarder {
     /// Forwards to `target`, each entry until `retention` has passed.
     pub fn new(store: Store, target: Url, retention: Duration) -> reqwest::Result<Self> {
         tracing::info!(target = %crate::secrets::loggable_url(target.as_str()), "forwarding every acknowledged delivery");
-        let http = http_client()?;
+        // No redirects (a 3xx is an answer, never followed to another
+        // origin), bounded time per send.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(SEND_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("eyeson-hard-limit/", env!("CARGO_PKG_VERSION")))
+            .build()?;
         Ok(Forwarder {
             store,
             target,

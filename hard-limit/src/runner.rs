@@ -209,9 +209,8 @@ impl<J: Job> Runner<J> {
         let (me, spec) = (Arc::new(self), J::SPEC);
         // `calls` bounds calls in flight, `slots` claims held until recorded.
         let calls = Arc::new(Semaphore::new(me.concurrency));
-        let slots = Arc::new(Semaphore::new(
-            me.concurrency.saturating_mul(spec.claims_per_call),
-        ));
+        let slots = me.concurrency.saturating_mul(spec.claims_per_call);
+        let slots = Arc::new(Semaphore::new(slots));
         let mut tasks = JoinSet::new();
         let (writer, mut writer_task) = me.start_writer();
         let mut writer_ended = false;
@@ -222,10 +221,8 @@ impl<J: Job> Runner<J> {
                 break;
             }
             while tasks.try_join_next().is_some() {}
-            if spec
-                .tick
-                .is_some_and(|every| ticked.is_none_or(|t| t.elapsed() >= every))
-            {
+            let tick = |every| ticked.is_none_or(|t: Instant| t.elapsed() >= every);
+            if spec.tick.is_some_and(tick) {
                 ticked = Some(Instant::now());
                 me.job.tick().await;
             }
