@@ -212,17 +212,13 @@ impl EyesonClient {
                     .ok_or_else(|| decode("empty answer to the guest join"))?;
                 let joined: JoinedFields = serde_json::from_value(body)
                     .map_err(|_| decode("the guest join answer is not an object"))?;
-                match joined.access_key {
-                    Some(k)
-                        if !k.is_empty()
-                            && !k.chars().any(char::is_control)
-                            && k != "."
-                            && k != ".." =>
-                    {
-                        Ok(Some(AccessKey(k)))
-                    }
-                    _ => Err(decode("the guest join answer has no usable access_key")),
-                }
+                let usable = |k: &String| {
+                    !k.is_empty() && !k.chars().any(char::is_control) && k != "." && k != ".."
+                };
+                let key = joined.access_key.filter(usable).map(AccessKey);
+                let key =
+                    key.ok_or_else(|| decode("the guest join answer has no usable access_key"));
+                key.map(Some)
             }
             _ => Err(failed(&resp)),
         }

@@ -140,11 +140,8 @@ impl MeetingGauges {
         for (state, n) in counted {
             now[StateDelta::index(state)] = i64::try_from(n).unwrap_or(i64::MAX);
         }
-        for i in 0..STATES {
-            let correction = now[i].saturating_sub(before[i]);
-            if correction != 0 {
-                self.counts[i].fetch_add(correction, Ordering::SeqCst);
-            }
+        for ((count, now), before) in self.counts.iter().zip(now).zip(before) {
+            count.fetch_add(now.saturating_sub(before), Ordering::SeqCst);
         }
         self.recounts.fetch_add(1, Ordering::SeqCst);
         Ok(())
