@@ -23,11 +23,12 @@ use crate::limits::LimitsHandle;
 use crate::presence::{Headcount, Pace, Presence};
 use crate::reconcile::Reconciler;
 use crate::runner::{Context, Runner};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Calls, Scheduler};
 use crate::serve::{self, ConnLimits};
+use crate::stop::StopSignal;
 use crate::store::StoreError;
 use crate::store_handle::Store;
-use crate::supervisor::{Failure, Supervisor, Task};
+use crate::supervisor::{Supervisor, Task};
 use crate::warner::Warner;
 use crate::webhook::{Ingest, WebhookState};
 use crate::{http, metrics};
@@ -35,11 +36,9 @@ use crate::{http, metrics};
 /// What tests (and benchmarks) hand the service besides its configuration.
 #[derive(Clone, Debug, Default)]
 pub struct TestHooks {
-    /// A fault the test fires when it wants (see [`crate::fault`]);
-    /// `--inject-fault` arms one without a test.
+    /// A fault the test fires when it wants (see [`crate::fault`]).
     pub faults: Faults,
-    /// Where "now" comes from for every part of the service (the system
-    /// clock unless a test drives a [`crate::clock::ManualClock`]).
+    /// Where "now" comes from for every part of the service.
     pub clock: SharedClock,
 }
 
@@ -55,8 +54,8 @@ pub enum StartError {
     /// The HTTP client could not be built.
     #[error("eyeson client: {0}")]
     Client(#[from] ApiError),
-    /// A listener's address could not be bound: names the flag and the
-    /// address (three replicas on one host meet the admin port's default).
+    /// A listener's address could not be bound (named: three replicas on
+    /// one host meet the admin port's default).
     #[error("{flag} {addr}: {source}")]
     Bind {
         /// `--listen` or `--admin-listen`.
@@ -73,8 +72,7 @@ pub enum StartError {
     /// The port could not be served.
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
-    /// A background task ended (or panicked) while the service ran; the
-    /// service stopped after finishing what it could.
+    /// A background task ended (or panicked); the service stopped.
     #[error("the {task} task ended unexpectedly ({how}); stopped")]
     TaskEnded {
         /// Which task.
@@ -82,15 +80,6 @@ pub enum StartError {
         /// Panicked (with its message) or returned.
         how: String,
     },
-}
-
-impl From<Failure> for StartError {
-    fn from(f: Failure) -> Self {
-        match f {
-            Failure::TaskEnded { task, how } => StartError::TaskEnded { task, how },
-            Failure::Io(e) => StartError::Io(e),
-        }
-    }
 }
 
 /// A built, not yet running, service.
@@ -102,27 +91,14 @@ pub struct Application {
     admin_addr: SocketAddr,
     state: PublicState,
     admin: AdminState,
-    scheduler: Runner<Scheduler>,
-    reconciler: Reconciler,
-    warner: Option<Runner<Warner>>,
-    presence: Runner<Presence>,
-    forwarder: Option<Runner<Forwarder>>,
     supervisor: Supervisor,
-    faults: Faults,
     conn_limits: ConnLimits,
-    recount_every: Duration,
 }
 
 async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { flag, addr, source })
-}
-
-fn owner_id() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    let nonce = RandomState::new().hash_one(std::time::SystemTime::now());
-    format!("{}-{:016x}", std::process::id(), nonce)
 }
 
 impl Application {
@@ -151,8 +127,7 @@ impl Application {
         let handle = metrics::install();
         let clock: Arc<dyn Clock> = hooks.clock.0.clone();
         let store = Store::connect(&database.url).await?;
-        // The gauges of /metrics start from a count, taken before anything
-        // is served (so no delivery races it); then they follow the writes.
+        // Counted before anything is served, so no delivery races the count.
         if let Err(e) = store.gauges().recount(&*store).await {
             tracing::warn!(error = %e, "could not count the meetings by state; /metrics shows them from the next recount");
         }
@@ -215,27 +190,46 @@ impl Application {
             tasks_ok: tasks_ok.clone(),
         };
         let cx = Context {
-            owner: owner_id().into(),
+            owner: format!("{}-{:016x}", std::process::id(), crate::runner::random()).into(),
             lease: enforcement.lease,
             clock: clock.clone(),
             faults: faults.clone(),
             tasks_ok: tasks_ok.clone(),
         };
-        let forwarder = match forwarding {
-            Some(forwarding) => {
-                metrics::forwarding_on();
-                let job = Forwarder::new(store.clone(), forwarding.to, forwarding.retention)
-                    .map_err(ApiError::Transport)?;
-                Some(Runner::new(
-                    job,
-                    cx.clone(),
-                    FORWARD_CONCURRENCY,
-                    wake.forwarder(),
-                ))
-            }
-            None => None,
+        let sup = &mut supervisor;
+        // PostgreSQL only: other replicas' doings reach this one (on SQLite
+        // the jobs' capped sleep covers other processes).
+        if let Some(pg) = store.postgres() {
+            use crate::cluster::{listener, Event};
+            let (wake, limits, gauges) = (wake.clone(), limits.clone(), store.gauges().clone());
+            let route = gauges.clone();
+            let on_event = move |event| match event {
+                Event::Meetings => wake.poke(),
+                Event::Limits => limits.mark_stale(),
+                Event::Counts(payload) => route.apply_published(&payload),
+                Event::Missed => {
+                    wake.poke();
+                    limits.mark_stale();
+                    // Other replicas' changes: recount now, not in a minute.
+                    route.request_recount();
+                }
+            };
+            spawn(sup, &faults, Task::Listen, |stop| {
+                listener(pg, gauges, on_event, stop)
+            });
+        }
+        let gauges = store.gauges().clone();
+        let recount = |stop| {
+            crate::meeting_gauges::run(gauges, store.clone(), enforcement.recount_every, stop)
         };
-        let presence_every = presence.every;
+        spawn(sup, &faults, Task::Recount, recount);
+        if let Some(forwarding) = forwarding {
+            metrics::forwarding_on();
+            let job = Forwarder::new(store.clone(), forwarding.to, forwarding.retention)
+                .map_err(ApiError::Transport)?;
+            let runner = Runner::new(job, cx.clone(), FORWARD_CONCURRENCY, wake.forwarder());
+            spawn(sup, &faults, Task::Forwarder, |stop| runner.run(stop));
+        }
         let headcount = Arc::new(Headcount {
             client: client.clone(),
             limits: limits.clone(),
@@ -243,42 +237,43 @@ impl Application {
             own_guest: presence.own_guest,
             pace: Pace::new(presence.rate),
         });
-        let warner = warning.map(|warning| {
+        let calls = Calls {
+            store: store.clone(),
+            client: client.clone(),
+            dry_run: enforcement.dry_run,
+            retry_backoff: enforcement.retry_backoff,
+            headcount: headcount.clone(),
+        };
+        if let Some(warning) = warning {
             let job = Warner {
-                store: store.clone(),
-                client: client.clone(),
-                dry_run: enforcement.dry_run,
-                retry_backoff: enforcement.retry_backoff,
+                calls: calls.clone(),
                 warning: Arc::new(warning),
-                headcount: headcount.clone(),
             };
-            Runner::new(job, cx.clone(), enforcement.concurrency, wake.subscribe())
-        });
+            let runner = Runner::new(job, cx.clone(), enforcement.concurrency, wake.subscribe());
+            spawn(sup, &faults, Task::Warner, |stop| runner.run(stop));
+        }
         let job = Presence {
             store: store.clone(),
-            headcount: headcount.clone(),
+            headcount,
             every: presence.every,
             retry_backoff: enforcement.retry_backoff,
             logged: Default::default(),
             wake: wake.clone(),
         };
-        // Enough calls in flight for the rate at a slow eyeson (~2 s each);
-        // the pace, not this, bounds the rate.
+        // Enough calls for the rate at a slow eyeson (~2 s); the pace bounds it.
         let in_flight = (presence.rate as usize * 2).clamp(2, 256);
-        let presence_checks = Runner::new(job, cx.clone(), in_flight, wake.subscribe());
+        let runner = Runner::new(job, cx.clone(), in_flight, wake.subscribe());
+        spawn(sup, &faults, Task::Presence, |stop| runner.run(stop));
         let job = Scheduler {
-            store: store.clone(),
-            client: client.clone(),
-            dry_run: enforcement.dry_run,
-            retry_backoff: enforcement.retry_backoff,
-            headcount,
-            presence_every,
+            calls,
+            presence_every: presence.every,
         };
-        let scheduler = Runner::new(job, cx, enforcement.concurrency, wake.subscribe());
+        let runner = Runner::new(job, cx, enforcement.concurrency, wake.subscribe());
+        spawn(sup, &faults, Task::Scheduler, |stop| runner.run(stop));
         let reconciler = Reconciler {
-            store,
+            store: store.clone(),
             client,
-            limits: limits.clone(),
+            limits,
             clock,
             wake,
             every: enforcement.reconcile_every,
@@ -289,6 +284,7 @@ impl Application {
             previous: Default::default(),
             max_start_ahead: crate::domain::max_start_ahead(webhooks.max_age),
         };
+        spawn(sup, &faults, Task::Reconciler, |stop| reconciler.run(stop));
         Ok(Application {
             listener,
             addr,
@@ -296,14 +292,7 @@ impl Application {
             admin_addr,
             state,
             admin,
-            scheduler,
-            reconciler,
-            warner,
-            presence: presence_checks,
-            forwarder,
             supervisor,
-            faults,
-            recount_every: enforcement.recount_every,
             conn_limits: listen.conn,
         })
     }
@@ -329,69 +318,15 @@ impl Application {
         self.state.store.clone()
     }
 
-    /// Serves until `stop` resolves; then stops accepting, finishes
-    /// requests and shutdown calls in flight, and returns.
-    ///
-    /// Every task runs under the [`Supervisor`] (one stop signal for all
-    /// but HTTP, which has its own); if one ends or panics before the
-    /// stop, `/healthz` answers 503 at once, the others finish what they
-    /// can while HTTP still answers, then HTTP stops and this returns
-    /// [`StartError::TaskEnded`] (the binary exits non-zero for its
-    /// supervisor to restart it).
+    /// Serves until `stop` resolves (or a task dies: then this returns
+    /// [`StartError::TaskEnded`], and the binary exits non-zero); then stops
+    /// every task under the [`Supervisor`], in order.
     pub async fn run_until_stopped(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let mut sup = self.supervisor;
         let store = self.state.store.clone();
-        // PostgreSQL only: what other replicas did reaches this one's
-        // scheduler, limits and gauges (on SQLite the scheduler's capped
-        // sleep covers other processes).
-        if let Some(pg) = store.postgres() {
-            let (wake, limits) = (self.reconciler.wake.clone(), self.admin.limits.clone());
-            let gauges = store.gauges().clone();
-            let route = gauges.clone();
-            let listen = crate::cluster::spawn_listener(
-                pg,
-                gauges,
-                move |event| match event {
-                    crate::cluster::Event::Meetings => wake.poke(),
-                    crate::cluster::Event::Limits => limits.mark_stale(),
-                    crate::cluster::Event::Counts(payload) => route.apply_published(&payload),
-                    crate::cluster::Event::Missed => {
-                        wake.poke();
-                        limits.mark_stale();
-                        // Other replicas' changes are seen only by
-                        // recounting: do it now, not in a minute.
-                        route.request_recount();
-                    }
-                },
-                sup.signal(Task::Listen),
-            );
-            sup.adopt(Task::Listen, listen);
-        }
-        let faults = &self.faults;
-        let run = self.scheduler.run(sup.signal(Task::Scheduler));
-        spawn(&mut sup, faults, Task::Scheduler, run);
-        let run = self.reconciler.run(sup.signal(Task::Reconciler));
-        spawn(&mut sup, faults, Task::Reconciler, run);
-        if let Some(w) = self.warner {
-            let run = w.run(sup.signal(Task::Warner));
-            spawn(&mut sup, faults, Task::Warner, run);
-        }
-        let run = self.presence.run(sup.signal(Task::Presence));
-        spawn(&mut sup, faults, Task::Presence, run);
-        if let Some(f) = self.forwarder {
-            let run = f.run(sup.signal(Task::Forwarder));
-            spawn(&mut sup, faults, Task::Forwarder, run);
-        }
-        let recount = crate::meeting_gauges::run(
-            store.gauges().clone(),
-            store.clone(),
-            self.recount_every,
-            sup.signal(Task::Recount),
-        );
-        spawn(&mut sup, faults, Task::Recount, recount);
         tracing::info!(addr = %self.addr, admin = %self.admin_addr, auth = self.admin.token.is_some(), "listening");
         sup.spawn_http(serve::serve_all(
             vec![
@@ -401,28 +336,28 @@ impl Application {
             self.conn_limits,
             sup.signal(Task::Http),
         ));
-        Ok(sup.run(stop, async move { store.close().await }).await?)
+        sup.run(stop, async move { store.close().await }).await
     }
 }
 
-/// Runs `task` under the supervisor, killed by its own fault if a test
-/// armed it.
-fn spawn(
+/// Runs `task` (once the supervisor runs) on its stop signal, killed by its
+/// own fault if a test armed it.
+fn spawn<F: Future<Output = ()> + Send + 'static>(
     sup: &mut Supervisor,
     faults: &Faults,
     task: Task,
-    fut: impl Future<Output = ()> + Send + 'static,
+    run: impl FnOnce(StopSignal) -> F,
 ) {
+    let fut = run(sup.signal(task));
     sup.spawn(task, faults.wrap_task(task, fut));
 }
 
 /// Sends to `--forward-to` in flight at once (per replica).
 const FORWARD_CONCURRENCY: usize = 16;
 
-/// At start, with `--webhook-url`: refuses to go on when another URL's
-/// webhook is registered and the configuration does not say what to do
-/// about it. If `GET /webhooks` fails, starts anyway (eyeson may be down
-/// for a moment): the registration checks again before it registers.
+/// At start, with `--webhook-url`: refuses another URL's registration unless
+/// told what to do about it; starts anyway if `GET /webhooks` fails (the
+/// registration checks again).
 async fn check_registration(
     client: &EyesonClient,
     url: &reqwest::Url,

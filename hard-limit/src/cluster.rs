@@ -1,21 +1,9 @@
-//! PostgreSQL replicas working as one, beside the store: the `LISTEN`
-//! task that hears what other replicas did, the publishing of this
-//! replica's meeting counts, and the advisory-lock leader election for the
-//! singleton chores. Nothing here decides what an event means: the
-//! listener emits [`Event`]s and the application routes them (the
-//! scheduler's wake, the limits, the gauges).
-//!
-//! - **Wake-ups**: a transaction that tracks a new meeting or moves a
-//!   deadline sends `NOTIFY hard_limit_meetings`; every replica listens
-//!   ([`spawn_listener`]), so a deadline written through one replica wakes
-//!   all of them, not only after their next sleep.
-//! - **Meeting counts** (`/metrics`): each replica `NOTIFY`s the changes of
-//!   its own writes on [`COUNTS_CHANNEL`] every [`COUNTS_EVERY`] (one
-//!   notification per period, off the write path); the others apply them.
-//! - **Singleton chores** (reconciliation, pruning, webhook registration)
-//!   run only on the replica holding a session-level advisory lock on its
-//!   own connection ([`Leader`]); if that replica or its connection dies,
-//!   PostgreSQL releases the lock and another takes over.
+//! PostgreSQL replicas as one: the `LISTEN` task that hears what other
+//! replicas did (a meeting tracked or a deadline moved wakes every
+//! replica's jobs, not only after their sleep) and emits [`Event`]s for the
+//! application to route; the publishing of this replica's meeting counts;
+//! and the chores [`Leader`], whose session advisory lock PostgreSQL
+//! releases to another replica if it or its connection dies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,12 +17,10 @@ use crate::stop::StopSignal;
 use crate::store::postgres::{PgStore, CHANNEL, LIMITS_CHANNEL};
 
 /// The channel each replica publishes its changes of the meetings' counts
-/// on (at most every [`COUNTS_EVERY`]), so the others' `/metrics` follow
-/// them between recounts ([`crate::meeting_gauges`]).
+/// on ([`crate::meeting_gauges`]).
 pub const COUNTS_CHANNEL: &str = "hard_limit_counts";
 
-/// How often a replica publishes its count changes (one `NOTIFY` for all
-/// the writes of the period, off the write path).
+/// How often a replica publishes its count changes.
 pub const COUNTS_EVERY: Duration = Duration::from_millis(250);
 
 /// The session advisory lock (one 64-bit key) the chores leader holds.
@@ -55,73 +41,67 @@ pub enum Event {
     Missed,
 }
 
-/// Listens on the store's channels and calls `on_event` for each
-/// notification, until `stop`; publishes `gauges`' own changes meanwhile.
-/// Reconnects on its own after losing the database, with [`Event::Missed`]
-/// after each (re)connection, since notifications sent meanwhile are lost.
-pub fn spawn_listener(
+/// The `LISTEN` task: calls `on_event` for each notification on the
+/// store's channels, until `stop`, and publishes `gauges`' own changes
+/// meanwhile. Reconnects after losing the database, with [`Event::Missed`]
+/// after each (re)connection: notifications sent meanwhile are lost.
+pub fn listener(
     store: &PgStore,
     gauges: Arc<MeetingGauges>,
     on_event: impl Fn(Event) + Send + Sync + 'static,
     mut stop: StopSignal,
-) -> tokio::task::JoinHandle<()> {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let pool = store.pool().clone();
     let publisher = publish_counts(pool.clone(), gauges, stop.clone());
-    tokio::spawn(async move {
-        // Dropped (so aborted) with this task.
-        let _publisher = AbortOnDrop(tokio::spawn(publisher));
+    let listener = async move {
         loop {
-            match PgListener::connect_with(&pool).await {
-                Ok(mut listener) => match listener
-                    .listen_all([CHANNEL, LIMITS_CHANNEL, COUNTS_CHANNEL])
-                    .await
-                {
-                    Ok(()) => {
-                        on_event(Event::Missed);
-                        loop {
-                            tokio::select! {
-                                r = listener.try_recv() => match r {
-                                    Ok(Some(n)) if n.channel() == LIMITS_CHANNEL => on_event(Event::Limits),
-                                    Ok(Some(n)) if n.channel() == COUNTS_CHANNEL => {
-                                        on_event(Event::Counts(n.payload().to_owned()))
-                                    }
-                                    Ok(Some(_)) => on_event(Event::Meetings),
-                                    // Connection lost; the next call reconnects
-                                    // and re-listens.
-                                    Ok(None) => on_event(Event::Missed),
-                                    Err(e) => {
-                                        tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
-                                        break;
-                                    }
-                                },
-                                () = stop.stopped() => return,
-                            }
+            match subscribe(&pool).await {
+                Ok(mut listener) => {
+                    on_event(Event::Missed);
+                    loop {
+                        tokio::select! {
+                            r = listener.try_recv() => match r {
+                                Ok(Some(n)) if n.channel() == LIMITS_CHANNEL => on_event(Event::Limits),
+                                Ok(Some(n)) if n.channel() == COUNTS_CHANNEL => {
+                                    on_event(Event::Counts(n.payload().to_owned()))
+                                }
+                                Ok(Some(_)) => on_event(Event::Meetings),
+                                // Lost; the next call reconnects.
+                                Ok(None) => on_event(Event::Missed),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "LISTEN connection failed; reconnecting");
+                                    break;
+                                }
+                            },
+                            () = stop.stopped() => return,
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "LISTEN failed; retrying"),
-                },
-                Err(e) => tracing::warn!(error = %e, "could not connect to LISTEN; retrying"),
+                }
+                Err((e, what)) => tracing::warn!(error = %e, "{what}; retrying"),
             }
             if stop.sleep(Duration::from_secs(1)).await {
                 return;
             }
         }
-    })
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+    };
+    async move {
+        tokio::join!(publisher, listener);
     }
 }
 
-/// Every [`COUNTS_EVERY`], `NOTIFY`s this process's count changes of the
-/// period to the other replicas. A failed `NOTIFY` drops them (the others
-/// then catch up at their next recount): sent late, they could land after
-/// a recount that already counted them.
+/// A listener on the store's channels, or why not.
+async fn subscribe(pool: &PgPool) -> Result<PgListener, (sqlx::Error, &'static str)> {
+    let mut listener =
+        (PgListener::connect_with(pool).await).map_err(|e| (e, "could not connect to LISTEN"))?;
+    let channels = [CHANNEL, LIMITS_CHANNEL, COUNTS_CHANNEL];
+    let listening = listener.listen_all(channels).await;
+    listening.map_err(|e| (e, "LISTEN failed"))?;
+    Ok(listener)
+}
+
+/// Every [`COUNTS_EVERY`], `NOTIFY`s this process's count changes to the
+/// other replicas. A failed `NOTIFY` drops them (sent late, they could land
+/// after a recount that counted them); the next recount catches up.
 async fn publish_counts(pool: PgPool, gauges: Arc<MeetingGauges>, mut stop: StopSignal) {
     gauges.start_publishing();
     loop {
@@ -160,10 +140,8 @@ impl Leader {
         }
     }
 
-    /// Whether this replica runs the singleton chores. The first replica
-    /// to take the advisory lock keeps it on a dedicated connection for as
-    /// long as that connection lives; the others get `false` until it is
-    /// released.
+    /// Whether this replica runs the singleton chores: the first to take
+    /// the lock keeps it for as long as its connection lives.
     pub async fn leads(&self) -> bool {
         let mut slot = self.conn.lock().await;
         if let Some(conn) = slot.as_mut() {

@@ -1,9 +1,6 @@
-//! The eyeson REST client: the webhook registration, the list of running
-//! rooms, and ending a room's meeting. One attempt per call; retry policy
-//! belongs to the caller (the scheduler), which knows what is worth retrying.
-//!
-//! The API key travels only in the `Authorization` header (raw, no
-//! `Bearer`), never in a URL, so no error message or log line can carry it.
+//! The eyeson REST client, one attempt per call (the caller knows what is
+//! worth retrying). The API key travels only in the `Authorization` header
+//! (raw, no `Bearer`), never in a URL, so no error or log line carries it.
 
 use std::time::Duration;
 
@@ -15,7 +12,7 @@ use eyeson_api::wire::{
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use crate::domain::{GuestToken, RoomId, Timestamp};
+use crate::domain::{GuestToken, RoomId, RoomUpdate, Timestamp};
 use crate::secrets::ApiKey;
 
 /// The only webhook type this service needs.
@@ -39,9 +36,8 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// eyeson's `423 Locked`: the API key is locked (usage limits
-    /// exceeded). Retrying at once cannot help, but the key may be unlocked
-    /// later: callers defer, never give up.
+    /// eyeson's `423 Locked`: the API key is locked (usage limits exceeded);
+    /// callers defer, never give up.
     pub fn is_locked(&self) -> bool {
         matches!(self, ApiError::Status(423))
     }
@@ -56,19 +52,8 @@ impl ApiError {
     }
 }
 
-/// What `DELETE /rooms/{id}` achieved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndResult {
-    /// 200/204: this call ended the meeting.
-    Ended,
-    /// 404/410: nothing was running any more.
-    NotRunning,
-}
-
-/// One online participant of a meeting, as far as counting needs: its
-/// `id` and `name` (empty when eyeson's entry had none readable; such an
-/// entry still counts, so a list that reads badly never looks emptier than
-/// the meeting is).
+/// One online participant, as far as counting needs (`id` and `name` are
+/// empty when unreadable: such an entry still counts).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Participant {
     /// `id`.
@@ -90,22 +75,8 @@ pub enum Participants {
 /// ([`Registration::read`]: `types` a list or a comma-separated string).
 pub type Webhook = Registration;
 
-/// An entry of `GET /rooms`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunningRoom {
-    /// The room.
-    pub room_id: RoomId,
-    /// The running meeting's start, if given.
-    pub started_at: Option<Timestamp>,
-    /// Whether eyeson says it is shutting down.
-    pub shutdown: bool,
-    /// The room's guest token, if listed (for the in-meeting warning).
-    pub guest_token: Option<GuestToken>,
-}
-
-/// An access key: one participant's handle on one running meeting (from
-/// `POST /guests/{guest_token}`). It authorises in-meeting calls, so like
-/// the API key its `Debug` is redacted and it has no `Display`.
+/// An access key: a guest's handle on one running meeting. It authorises
+/// in-meeting calls, so its `Debug` is redacted and it has no `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessKey(String);
 
@@ -115,31 +86,12 @@ impl std::fmt::Debug for AccessKey {
     }
 }
 
-/// What `POST /guests/{guest_token}` achieved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GuestJoin {
-    /// 201: joined; the access key for in-meeting calls.
-    Joined(AccessKey),
-    /// 410: no meeting runs for the token (it ended).
-    MeetingEnded,
-}
-
-/// What `POST /rooms/{access_key}/messages` achieved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Posted {
-    /// 2xx: the message went out.
-    Sent,
-    /// 410: the meeting ended meanwhile.
-    MeetingEnded,
-}
-
 /// The answer to `GET /rooms`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoomList {
-    /// The entries that parsed.
-    pub rooms: Vec<RunningRoom>,
-    /// How many entries did not parse (no id, a bad id, a `started_at` that
-    /// is not ISO-8601 UTC, ...). Each may be a running meeting we track:
+    /// The entries that parsed (`event_time` 0: the reader's to set).
+    pub rooms: Vec<RoomUpdate>,
+    /// Entries that did not parse: each may be a meeting we track, so
     /// while any is unparsed, nothing may be closed as "unlisted".
     pub unparsed: usize,
 }
@@ -165,24 +117,28 @@ impl EyesonClient {
     }
 
     /// The URL of an endpoint: `path` (from [`eyeson_api::paths`], already
-    /// percent-encoded, so a room id with spaces or slashes stays one
-    /// segment; `.` and `..` refused there rather than normalised into a
-    /// different endpoint) below the base's path.
+    /// percent-encoded, `.` and `..` refused) below the base's path.
     fn url(&self, path: Result<String, InvalidSegment>) -> Result<Url, ApiError> {
-        let path = path.map_err(|e| ApiError::Decode(e.to_string()))?;
+        let path = path.map_err(decode)?;
         let mut url = self.base.clone();
         if url.cannot_be_a_base() {
-            return Err(ApiError::Decode("API URL cannot take a path".into()));
+            return Err(decode("API URL cannot take a path"));
         }
         let base = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base}{path}"));
         Ok(url)
     }
 
+    /// A request with the API key.
     fn request(&self, method: reqwest::Method, url: Url) -> reqwest::RequestBuilder {
         self.http
             .request(method, url)
             .header(reqwest::header::AUTHORIZATION, self.key.expose())
+    }
+
+    /// `method` on `url` with the API key, sent.
+    async fn call(&self, method: reqwest::Method, url: Url) -> Result<reqwest::Response, ApiError> {
+        self.send(self.request(method, url)).await
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
@@ -190,23 +146,21 @@ impl EyesonClient {
             .send()
             .await
             .map_err(|e| ApiError::Transport(e.without_url()))?;
-        // Every answer says whether the key is locked (423 answers
-        // everything while it is): the gauge follows the last one.
-        crate::metrics::api_key_locked(resp.status() == StatusCode::LOCKED);
+        // 423 answers everything while the key is locked.
+        let locked = resp.status() == StatusCode::LOCKED;
+        ::metrics::gauge!(crate::metrics::API_KEY_LOCKED).set(if locked { 1.0 } else { 0.0 });
         Ok(resp)
     }
 
-    /// `DELETE /rooms/{room_id}`: ends the room's running meeting.
-    pub async fn end_meeting(&self, room: &RoomId) -> Result<EndResult, ApiError> {
+    /// `DELETE /rooms/{room_id}`: ends the room's running meeting; false
+    /// (404/410) if nothing was running any more.
+    pub async fn end_meeting(&self, room: &RoomId) -> Result<bool, ApiError> {
         let url = self.url(paths::room(room.as_str()))?;
-        let resp = self
-            .send(self.request(reqwest::Method::DELETE, url))
-            .await?;
+        let resp = self.call(reqwest::Method::DELETE, url).await?;
         match resp.status() {
-            s if s.is_success() => Ok(EndResult::Ended),
-            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(EndResult::NotRunning),
-            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
-            s => Err(ApiError::Status(s.as_u16())),
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(false),
+            _ => Err(failed(&resp)),
         }
     }
 
@@ -215,82 +169,65 @@ impl EyesonClient {
     pub async fn online_participants(&self, room: &RoomId) -> Result<Participants, ApiError> {
         let mut url = self.url(paths::room_users(room.as_str(), None))?;
         url.query_pairs_mut().append_pair(paths::ONLINE, "true");
-        let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
+        let resp = self.call(reqwest::Method::GET, url).await?;
         match resp.status() {
             StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(Participants::Gone),
-            StatusCode::TOO_MANY_REQUESTS => return Err(ApiError::Throttled(retry_after(&resp))),
+            StatusCode::TOO_MANY_REQUESTS => return Err(failed(&resp)),
             _ => {}
         }
-        let Some(body) = success_json(resp).await? else {
-            return Err(ApiError::Decode(
-                "empty answer to GET /rooms/{id}/users".into(),
-            ));
-        };
-        let entries: Vec<Value> =
-            serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+        let entries = json_list(resp, "GET /rooms/{id}/users").await?;
         let text = |v: Option<Value>| match v {
             Some(Value::String(s)) => s,
             Some(Value::Number(n)) => n.to_string(),
             _ => String::new(),
         };
+        let participant = |v| {
+            let f: RoomUserFields = serde_json::from_value(v).unwrap_or_default();
+            let (id, name) = (text(f.id), text(f.name));
+            Participant { id, name }
+        };
         Ok(Participants::Online(
-            entries
-                .into_iter()
-                .map(|v| {
-                    let f: RoomUserFields = serde_json::from_value(v).unwrap_or_default();
-                    Participant {
-                        id: text(f.id),
-                        name: text(f.name),
-                    }
-                })
-                .collect(),
+            entries.into_iter().map(participant).collect(),
         ))
     }
 
     /// `POST /guests/{guest_token}` with form `name`: joins the room's
     /// running meeting as a guest (it cannot start one, unlike `POST
-    /// /rooms`). No API key: the token is the credential. Errors never name
-    /// the URL (it holds the token).
+    /// /rooms`); `None` (410): the meeting ended. No API key: the token is
+    /// the credential, so errors never name the URL.
     pub async fn join_as_guest(
         &self,
         token: &GuestToken,
         name: &str,
-    ) -> Result<GuestJoin, ApiError> {
+    ) -> Result<Option<AccessKey>, ApiError> {
         let url = self.url(paths::guest(token.expose()))?;
         let resp = self
             .send(self.http.post(url).form(&GuestJoinForm { name }))
             .await?;
         match resp.status() {
-            StatusCode::GONE => Ok(GuestJoin::MeetingEnded),
-            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
+            StatusCode::GONE => Ok(None),
             s if s.is_success() => {
                 let body = success_json(resp)
                     .await?
-                    .ok_or_else(|| ApiError::Decode("empty answer to the guest join".into()))?;
-                let joined: JoinedFields = serde_json::from_value(body).map_err(|_| {
-                    ApiError::Decode("the guest join answer is not an object".into())
-                })?;
-                match joined.access_key {
-                    Some(k)
-                        if !k.is_empty()
-                            && !k.chars().any(char::is_control)
-                            && k != "."
-                            && k != ".." =>
-                    {
-                        Ok(GuestJoin::Joined(AccessKey(k)))
-                    }
-                    _ => Err(ApiError::Decode(
-                        "the guest join answer has no usable access_key".into(),
-                    )),
-                }
+                    .ok_or_else(|| decode("empty answer to the guest join"))?;
+                let joined: JoinedFields = serde_json::from_value(body)
+                    .map_err(|_| decode("the guest join answer is not an object"))?;
+                let usable = |k: &String| {
+                    !k.is_empty() && !k.chars().any(char::is_control) && k != "." && k != ".."
+                };
+                let key = joined.access_key.filter(usable).map(AccessKey);
+                let key =
+                    key.ok_or_else(|| decode("the guest join answer has no usable access_key"));
+                key.map(Some)
             }
-            s => Err(ApiError::Status(s.as_u16())),
+            _ => Err(failed(&resp)),
         }
     }
 
     /// `POST /rooms/{access_key}/messages` with form `type=chat`,
-    /// `content`: a chat message every participant sees.
-    pub async fn post_chat(&self, key: &AccessKey, content: &str) -> Result<Posted, ApiError> {
+    /// `content`: a chat message every participant sees; false (410): the
+    /// meeting ended meanwhile.
+    pub async fn post_chat(&self, key: &AccessKey, content: &str) -> Result<bool, ApiError> {
         let url = self.url(paths::messages(&key.0))?;
         let resp = self
             .send(self.http.post(url).form(&MessageForm {
@@ -299,45 +236,35 @@ impl EyesonClient {
             }))
             .await?;
         match resp.status() {
-            s if s.is_success() => Ok(Posted::Sent),
-            StatusCode::GONE => Ok(Posted::MeetingEnded),
-            StatusCode::TOO_MANY_REQUESTS => Err(ApiError::Throttled(retry_after(&resp))),
-            s => Err(ApiError::Status(s.as_u16())),
+            s if s.is_success() => Ok(true),
+            StatusCode::GONE => Ok(false),
+            _ => Err(failed(&resp)),
         }
     }
 
-    /// `GET /rooms`: the running meetings. Entries that do not parse are
-    /// skipped and counted in [`RoomList::unparsed`], not fatal.
-    ///
-    /// Pagination is undocumented; if an answer carries a `Link` header
-    /// with `rel="next"`, that page is read too (at most [`MAX_ROOM_PAGES`]
-    /// pages). A next page on another origin than `--api-url` is an error,
-    /// not followed: the API key would go with it. Any failed page fails
-    /// the whole list (a partial list must not close anything).
+    /// `GET /rooms`: the running meetings (entries that do not parse are
+    /// counted in [`RoomList::unparsed`]). A `Link` header's `rel="next"`
+    /// page is read too, up to [`MAX_ROOM_PAGES`], but never on another
+    /// origin (the API key would go with it); any failed page fails all.
     pub async fn running_rooms(&self) -> Result<RoomList, ApiError> {
         let mut url = self.url(Ok(paths::ROOMS.to_owned()))?;
         let mut list = RoomList::default();
         for _ in 0..MAX_ROOM_PAGES {
-            let resp = self
-                .send(self.request(reqwest::Method::GET, url.clone()))
-                .await?;
+            let resp = self.call(reqwest::Method::GET, url.clone()).await?;
             let next = next_link(&resp, &url);
             let page = parse_rooms(resp).await?;
             list.unparsed += page.unparsed;
             list.rooms.extend(page.rooms);
-            match next {
-                None => return Ok(list),
-                Some(next) => {
-                    if next.origin() != self.base.origin() {
-                        return Err(ApiError::Decode(
-                            "GET /rooms: the next page is on another origin; not followed".into(),
-                        ));
-                    }
-                    url = next;
-                }
+            let Some(next) = next else {
+                return Ok(list);
+            };
+            if next.origin() != self.base.origin() {
+                let e = "GET /rooms: the next page is on another origin; not followed";
+                return Err(decode(e));
             }
+            url = next;
         }
-        Err(ApiError::Decode(format!(
+        Err(decode(format!(
             "GET /rooms: more than {MAX_ROOM_PAGES} pages"
         )))
     }
@@ -346,82 +273,75 @@ impl EyesonClient {
     /// `{}` all mean none; `types` may be a list or a comma-separated string).
     pub async fn current_webhook(&self) -> Result<Option<Webhook>, ApiError> {
         let url = self.url(Ok(paths::WEBHOOKS.to_owned()))?;
-        let resp = self.send(self.request(reqwest::Method::GET, url)).await?;
+        let resp = self.call(reqwest::Method::GET, url).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let Some(v) = success_json(resp).await? else {
-            return Ok(None);
-        };
-        Ok(parse_webhook(&v))
+        Ok(success_json(resp)
+            .await?
+            .and_then(|v| Registration::read(&v)))
     }
 
-    /// `POST /webhooks` with form `url` and `types` (one comma-separated
-    /// string): registers this service, replacing whatever was registered
-    /// for the key.
+    /// `POST /webhooks` with form `url` and `types` (comma-separated):
+    /// registers this service in place of whatever was registered.
     pub async fn register_webhook(&self, target: &Url, types: &str) -> Result<(), ApiError> {
         let url = self.url(Ok(paths::WEBHOOKS.to_owned()))?;
-        let resp = self
-            .send(
-                self.request(reqwest::Method::POST, url)
-                    .form(&RegisterWebhookForm {
-                        url: target.as_str(),
-                        types,
-                    }),
-            )
-            .await?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(ApiError::Status(resp.status().as_u16()))
+        let form = RegisterWebhookForm {
+            url: target.as_str(),
+            types,
+        };
+        let resp = self.send(self.request(reqwest::Method::POST, url).form(&form));
+        match resp.await?.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(ApiError::Status(s.as_u16())),
         }
     }
 
     /// `DELETE /webhooks/{id}`.
     pub async fn delete_webhook(&self, id: &str) -> Result<(), ApiError> {
         let url = self.url(paths::webhook(id))?;
-        let resp = self
-            .send(self.request(reqwest::Method::DELETE, url))
-            .await?;
-        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
-            Ok(())
-        } else {
-            Err(ApiError::Status(resp.status().as_u16()))
+        match self.call(reqwest::Method::DELETE, url).await?.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s => Err(ApiError::Status(s.as_u16())),
         }
     }
 }
 
-/// The JSON body of a 2xx answer; `None` if the body is empty.
 /// Most pages of `GET /rooms` read in one reconciliation.
-pub const MAX_ROOM_PAGES: usize = 100;
+const MAX_ROOM_PAGES: usize = 100;
+
+/// The JSON list a 2xx answer to `what` holds. An empty answer is an error,
+/// never "nothing": no running room would close every tracked meeting.
+async fn json_list(resp: reqwest::Response, what: &str) -> Result<Vec<Value>, ApiError> {
+    let body = success_json(resp)
+        .await?
+        .ok_or_else(|| decode(format!("empty answer to {what}")))?;
+    serde_json::from_value(body).map_err(decode)
+}
+
+/// An answer that does not parse.
+fn decode(e: impl ToString) -> ApiError {
+    ApiError::Decode(e.to_string())
+}
 
 /// One page of `GET /rooms`.
 async fn parse_rooms(resp: reqwest::Response) -> Result<RoomList, ApiError> {
-    // An empty body is not "nothing runs": that would close every
-    // tracked meeting.
-    let Some(body) = success_json(resp).await? else {
-        return Err(ApiError::Decode("empty answer to GET /rooms".into()));
-    };
-    let entries: Vec<Value> =
-        serde_json::from_value(body).map_err(|e| ApiError::Decode(e.to_string()))?;
+    let entries = json_list(resp, "GET /rooms").await?;
     let total = entries.len();
-    let rooms: Vec<RunningRoom> = entries
+    let rooms: Vec<RoomUpdate> = entries
         .into_iter()
         .filter_map(|v| serde_json::from_value::<RoomListEntry>(v).ok())
         .filter_map(|e| {
             let room_id = RoomId::parse(e.id.as_deref()?).ok()?;
-            let started_at = match e.started_at {
-                Some(s) => Some(Timestamp::parse_rfc3339(&s)?),
-                None => None,
-            };
-            let guest_token = match &e.guest_token {
-                Some(Value::String(s)) => GuestToken::parse(s),
-                _ => None,
-            };
-            Some(RunningRoom {
+            let started_at = e.started_at.map(|s| Timestamp::parse_rfc3339(&s));
+            let started_at = started_at.map(|t| t.ok_or(())).transpose().ok()?;
+            let guest_token = e.guest_token.as_ref().and_then(Value::as_str);
+            let guest_token = guest_token.and_then(GuestToken::parse);
+            Some(RoomUpdate {
                 room_id,
                 started_at,
                 shutdown: e.shutdown,
+                event_time: Timestamp(0),
                 guest_token,
             })
         })
@@ -451,6 +371,7 @@ fn next_link(resp: &reqwest::Response, page: &Url) -> Option<Url> {
         })
 }
 
+/// The JSON body of a 2xx answer; `None` if the body is empty.
 async fn success_json(resp: reqwest::Response) -> Result<Option<Value>, ApiError> {
     if !resp.status().is_success() {
         return Err(ApiError::Status(resp.status().as_u16()));
@@ -462,26 +383,18 @@ async fn success_json(resp: reqwest::Response) -> Result<Option<Value>, ApiError
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| ApiError::Decode(e.to_string()))
+    serde_json::from_slice(&body).map(Some).map_err(decode)
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by APIs like
-/// this one and is ignored).
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    resp.headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
-fn parse_webhook(v: &Value) -> Option<Webhook> {
-    Registration::read(v)
+/// The error of an answer that is no success: the status, or 429 with its
+/// `Retry-After` in seconds (APIs like this one do not send HTTP-dates).
+fn failed(resp: &reqwest::Response) -> ApiError {
+    if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+        return ApiError::Status(resp.status().as_u16());
+    }
+    let after = resp.headers().get(reqwest::header::RETRY_AFTER);
+    let secs = after.and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    ApiError::Throttled(secs.map(Duration::from_secs))
 }
 
 #[cfg(test)]
@@ -489,17 +402,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn client(base: &str) -> EyesonClient {
+        EyesonClient::new(Url::parse(base).unwrap(), "k".parse().unwrap()).unwrap()
+    }
+
     #[test]
     fn webhook_answers_in_every_seen_shape() {
-        assert_eq!(parse_webhook(&Value::Null), None);
-        assert_eq!(parse_webhook(&json!({})), None);
-        let w = parse_webhook(
-            &json!({"id": "a1", "url": "https://x/h", "types": "room_update, recording_update"}),
-        )
-        .unwrap();
+        let read = |v| Registration::read(&v);
+        assert_eq!(read(Value::Null), None);
+        assert_eq!(read(json!({})), None);
+        let types = "room_update, recording_update";
+        let w = read(json!({"id": "a1", "url": "https://x/h", "types": types})).unwrap();
         assert_eq!(w.types, ["recording_update", "room_update"]);
-        let w = parse_webhook(&json!({"id": 7, "url": "https://x/h", "types": ["room_update"]}))
-            .unwrap();
+        let w = read(json!({"id": 7, "url": "https://x/h", "types": ["room_update"]})).unwrap();
         assert_eq!(
             (w.id.as_str(), w.types.as_slice()),
             ("7", &["room_update".to_owned()][..])
@@ -508,11 +423,7 @@ mod tests {
 
     #[test]
     fn room_ids_are_one_percent_encoded_segment() {
-        let c = EyesonClient::new(
-            Url::parse("http://127.0.0.1:9/api/").unwrap(),
-            "k".parse().unwrap(),
-        )
-        .unwrap();
+        let c = client("http://127.0.0.1:9/api/");
         let u = c.url(paths::room("a b/c?d")).unwrap();
         assert_eq!(u.as_str(), "http://127.0.0.1:9/api/rooms/a%20b%2Fc%3Fd");
         assert!(c.url(paths::room("..")).is_err());
@@ -520,13 +431,8 @@ mod tests {
 
     #[test]
     fn shared_segment_encoding_is_what_url_would_push() {
-        // The shared paths encode a segment themselves; `url`'s own
-        // `push` is the reference they must agree with.
-        let c = EyesonClient::new(
-            Url::parse("https://api.example/").unwrap(),
-            "k".parse().unwrap(),
-        )
-        .unwrap();
+        // `Url`'s own `push` is the reference the shared paths must match.
+        let c = client("https://api.example/");
         // Tab, CR and LF aside: `url` drops them, the shared paths encode
         // them (no room id or key the service sends can hold one).
         let mut all: String = (1u8..0x80)
@@ -548,10 +454,14 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        assert!(ApiError::Status(429).is_retryable());
-        assert!(ApiError::Throttled(None).is_retryable());
-        assert!(ApiError::Status(503).is_retryable());
-        assert!(!ApiError::Status(403).is_retryable());
-        assert!(!ApiError::Status(423).is_retryable());
+        for (e, retryable) in [
+            (ApiError::Status(429), true),
+            (ApiError::Throttled(None), true),
+            (ApiError::Status(503), true),
+            (ApiError::Status(403), false),
+            (ApiError::Status(423), false),
+        ] {
+            assert_eq!(e.is_retryable(), retryable, "{e}");
+        }
     }
 }

@@ -1,34 +1,14 @@
 //! Forwarding (`--forward-to`): eyeson keeps one webhook per API key, so
-//! when the app that embeds eyeson has its own, the service registers
-//! itself for both sets of types and passes every delivery it acknowledges
-//! on to the app, byte for byte with its `X-Eyeson-Signature`, so the app's
-//! own verification keeps working.
+//! the service passes every delivery it acknowledged on to the app that
+//! embeds eyeson, byte for byte with its `X-Eyeson-Signature`. Deliveries
+//! are written to the outbox with their plan, before the 204, and go out
+//! in order per [lane](crate::lanes), from a [`runner`](crate::runner) job
+//! of their own (a stalled receiver holds nothing else up).
 //!
-//! - **Durable first.** The webhook handler writes the delivery to the
-//!   outbox (`forward_outbox`) in the same transaction as its plan, before
-//!   the 204 ([`crate::webhook::Ingest`]); a restart loses nothing.
-//! - **Only what was acknowledged.** Deliveries whose signature does not
-//!   verify, that are stale (a replay) or malformed are refused (4xx) and
-//!   not forwarded: the service is no relay for anyone but eyeson.
-//! - **In order per lane** ([`crate::lanes`]): a room's deliveries (its
-//!   `room_update`s, and `recording_update`/`snapshot_update` naming the
-//!   room) share the lane `room:<id>`; other deliveries get one lane per
-//!   type. Only a lane's oldest entry is ever claimed, so a later delivery
-//!   never overtakes an earlier one that has not been delivered or dropped.
-//! - **Off the hard limit's path.** The [`Forwarder`] is its own
-//!   [`runner`](crate::runner) task with its own bounded concurrency and
-//!   HTTP timeouts; a stalled receiver holds its leases and nothing else.
-//! - **Shared by replicas.** Entries are claimed under a lease (`FOR UPDATE
-//!   SKIP LOCKED` and the database's clock on PostgreSQL); each is sent by
-//!   one replica at a time, at least once.
-//! - **Retries** ([`judge`], [`backoff`]): 2xx is delivered; 408, 429, 5xx,
-//!   timeouts and connection errors are retried with jittered exponential
-//!   backoff (1 s doubling, capped at 5 min) until `--forward-retention`
-//!   has passed since the delivery was received, then dropped (`expired`).
-//!   Other answers (4xx, and 3xx: redirects are never followed) are tried
-//!   [`REFUSED_AFTER`] times in all, so a receiver being redeployed does not
-//!   lose deliveries, then dropped (`refused`) rather than holding up the
-//!   room's later deliveries for the whole retention.
+//! Retries ([`judge`], [`backoff`]): 408, 429, 5xx and no answer are retried
+//! until `--forward-retention` has passed (then `expired`); other answers
+//! (4xx, and 3xx: redirects are never followed) [`REFUSED_AFTER`] times in
+//! all, so a redeploy loses nothing, then dropped (`refused`).
 
 use std::time::Duration;
 
@@ -36,9 +16,10 @@ use reqwest::Url;
 
 use crate::domain::Timestamp;
 use crate::metrics;
-use crate::runner::{Ask, Failure, Job, StepError};
+use crate::runner::{Applied, Ask, Failure, Job, Spec, StepError};
 use crate::store::{ForwardClaim, ForwardRecord, StoreError};
 use crate::store_handle::Store;
+use crate::supervisor::Task;
 
 /// Attempts (in all) after which a receiver's 4xx (other than 408/429) or
 /// 3xx drops the entry.
@@ -53,17 +34,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How long one forward may take (connect included).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often the forwarder looks for due entries without a poke (retries
-/// coming due, entries other replicas wrote).
-const POLL: Duration = Duration::from_secs(1);
-
-/// How often the pending gauge is recounted.
-const COUNT_EVERY: Duration = Duration::from_secs(10);
-
-/// The delay before the next try after `attempts` failed tries (1 or
-/// more): [`BACKOFF_MIN`] doubling, capped at [`BACKOFF_MAX`], scaled by
-/// `jitter` (clamped to 0.5..=1.0) so lanes that failed together do not
-/// retry together.
+/// The delay after `attempts` failed tries: [`BACKOFF_MIN`] doubling, up to
+/// [`BACKOFF_MAX`], scaled by `jitter` (0.5..=1.0: lanes that failed
+/// together do not retry together).
 pub fn backoff(attempts: i64, jitter: f64) -> Duration {
     let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
     let full = BACKOFF_MIN.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
@@ -106,42 +79,24 @@ pub fn judge(sent: Sent, attempts: i64) -> Verdict {
     }
 }
 
-/// A jitter factor in 0.5..=1.0 (no crate for randomness: a fresh
-/// `RandomState` is randomly keyed).
+/// A jitter factor in 0.5..=1.0.
 fn jitter() -> f64 {
-    use std::hash::{BuildHasher, RandomState};
-    let r = RandomState::new().hash_one(std::time::SystemTime::now());
-    0.5 + (r % 1_000_001) as f64 / 2_000_000.0
+    0.5 + (crate::runner::random() % 1_000_001) as f64 / 2_000_000.0
 }
 
-/// The forwarding job: a [`Job`] on the [`runner`](crate::runner), one send
-/// per claim (a failure is retried by a later claim of the lane's head,
-/// after [`backoff`]).
+/// The forwarding job: one send per claim (a later claim of the lane's
+/// head retries, after [`backoff`]).
 #[derive(Clone, Debug)]
 pub struct Forwarder {
-    /// The store (its outbox).
-    pub store: Store,
-    /// The app's receiver.
-    pub target: Url,
-    /// The HTTP client (no redirects, [`SEND_TIMEOUT`]).
-    pub http: reqwest::Client,
+    pub(crate) store: Store,
+    pub(crate) target: Url,
+    pub(crate) http: reqwest::Client,
     /// How long an entry is tried.
-    pub retention: Duration,
+    pub(crate) retention: Duration,
 }
 
-/// The client forwards go out with: no redirects (a 3xx is an answer, never
-/// followed to another origin), bounded time per send.
-pub fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(SEND_TIMEOUT)
-        .connect_timeout(Duration::from_secs(5))
-        .user_agent(concat!("eyeson-hard-limit/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// How one claim of an entry ended: the `outcome` label, and when it is to
-/// be tried again, why (`None`: it leaves the outbox).
+/// How one claim of an entry ended: the `outcome` label, and when and why
+/// it is tried again (`None`: it leaves the outbox).
 #[derive(Debug)]
 pub struct Forwarded {
     label: &'static str,
@@ -152,10 +107,18 @@ impl Forwarder {
     /// Forwards to `target`, each entry until `retention` has passed.
     pub fn new(store: Store, target: Url, retention: Duration) -> reqwest::Result<Self> {
         tracing::info!(target = %crate::secrets::loggable_url(target.as_str()), "forwarding every acknowledged delivery");
+        // No redirects (a 3xx is an answer, never followed to another
+        // origin), bounded time per send.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(SEND_TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("eyeson-hard-limit/", env!("CARGO_PKG_VERSION")))
+            .build()?;
         Ok(Forwarder {
             store,
             target,
-            http: http_client()?,
+            http,
             retention,
         })
     }
@@ -185,8 +148,7 @@ impl Forwarder {
             Sent::Status(s) => format!("HTTP {s}"),
             Sent::NoAnswer => "no answer".to_owned(),
         };
-        // The first failure of an entry is worth a line; its retries are
-        // not (a dead receiver would flood the log).
+        // Only an entry's first failure is worth a line (a dead receiver).
         if claim.attempts == 1 {
             tracing::warn!(lane = %claim.lane, answer = %error, retry_in = ?delay,
                 "forwarding a delivery failed; retrying");
@@ -205,15 +167,15 @@ impl Job for Forwarder {
     type Claim = ForwardClaim;
     type Outcome = Forwarded;
     type Record = ForwardRecord;
-
-    const TASK: &'static str = "forwarder";
-    const WRITER: &'static str = "forward-writer";
-    const WHAT: &'static str = "forward";
-    const POLL: Duration = POLL;
-    const TICK: Option<Duration> = Some(COUNT_EVERY);
+    const SPEC: Spec = Spec {
+        // Notices retries coming due and other replicas' entries unpoked.
+        poll: Duration::from_secs(1),
+        tick: Some(Duration::from_secs(10)),
+        ..Spec::new(Task::Forwarder, "forward", None)
+    };
 
     async fn claim(&self, ask: Ask<'_>) -> Result<Vec<ForwardClaim>, StoreError> {
-        self.store
+        (self.store)
             .claim_forwards(ask.now, ask.lease, ask.owner, ask.limit)
             .await
     }
@@ -224,27 +186,19 @@ impl Job for Forwarder {
 
     /// Sends the entry unless it expired, and judges the answer.
     async fn attempt(&self, claim: &ForwardClaim, _n: usize) -> Result<Forwarded, StepError> {
+        let done = |label| Forwarded { label, retry: None };
         if expired(claim.received_at, claim.claimed_at, self.retention) {
             tracing::warn!(lane = %claim.lane, received_at = %claim.received_at, attempts = claim.attempts - 1,
                 "dropped a delivery to forward: not delivered within --forward-retention");
-            return Ok(Forwarded {
-                label: "expired",
-                retry: None,
-            });
+            return Ok(done("expired"));
         }
         let sent = self.send(claim).await;
         Ok(match judge(sent, claim.attempts) {
-            Verdict::Delivered => Forwarded {
-                label: "delivered",
-                retry: None,
-            },
+            Verdict::Delivered => done("delivered"),
             Verdict::Refused => {
                 tracing::warn!(lane = %claim.lane, answer = ?sent, attempts = claim.attempts,
                     "dropped a delivery to forward: the receiver refused it");
-                Forwarded {
-                    label: "refused",
-                    retry: None,
-                }
+                done("refused")
             }
             Verdict::Retry => Self::retry(claim, sent),
         })
@@ -263,27 +217,23 @@ impl Job for Forwarder {
     }
 
     fn conclude(&self, claim: &ForwardClaim, outcome: Forwarded, _now: Timestamp) -> ForwardRecord {
-        metrics::forward(outcome.label);
+        ::metrics::counter!(metrics::FORWARDS, "outcome" => outcome.label).increment(1);
+        let (retry_in, error) = outcome.retry.unzip();
         ForwardRecord {
             id: claim.id,
             attempts: claim.attempts,
-            retry_in: outcome.retry.as_ref().map(|(d, _)| *d),
-            error: outcome.retry.map(|(_, e)| e),
+            retry_in,
+            error,
         }
     }
 
-    async fn commit(
-        &self,
-        owner: &str,
-        records: &[ForwardRecord],
-        now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
+    async fn commit(&self, owner: &str, records: &[ForwardRecord], now: Timestamp) -> Applied {
         self.store.finish_forwards(owner, records, now).await
     }
 
     async fn tick(&self) {
         if let Ok(n) = self.store.pending_forwards().await {
-            metrics::forwards_pending(n);
+            ::metrics::gauge!(metrics::FORWARDS_PENDING).set(n as f64);
         }
     }
 }
@@ -294,17 +244,22 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_one_second_to_five_minutes_with_jitter() {
-        assert_eq!(backoff(1, 1.0), Duration::from_secs(1));
-        assert_eq!(backoff(2, 1.0), Duration::from_secs(2));
-        assert_eq!(backoff(5, 1.0), Duration::from_secs(16));
-        assert_eq!(backoff(9, 1.0), Duration::from_secs(256));
-        assert_eq!(backoff(10, 1.0), BACKOFF_MAX);
-        assert_eq!(backoff(i64::MAX, 1.0), BACKOFF_MAX);
-        assert_eq!(backoff(0, 1.0), Duration::from_secs(1));
-        assert_eq!(backoff(3, 0.5), Duration::from_secs(2));
         // Jitter never goes below half nor above the full delay.
-        assert_eq!(backoff(3, 0.0), Duration::from_secs(2));
-        assert_eq!(backoff(3, 7.0), Duration::from_secs(4));
+        for (attempts, jitter, secs) in [
+            (1, 1.0, 1),
+            (2, 1.0, 2),
+            (5, 1.0, 16),
+            (9, 1.0, 256),
+            (10, 1.0, 300),
+            (i64::MAX, 1.0, 300),
+            (0, 1.0, 1),
+            (3, 0.5, 2),
+            (3, 0.0, 2),
+            (3, 7.0, 4),
+        ] {
+            assert_eq!(backoff(attempts, jitter), Duration::from_secs(secs));
+        }
+        assert_eq!(BACKOFF_MAX, Duration::from_secs(300));
         for _ in 0..100 {
             let j = jitter();
             assert!((0.5..=1.0).contains(&j), "{j}");
@@ -315,12 +270,9 @@ mod tests {
     fn entries_expire_once_the_retention_has_passed() {
         let day = Duration::from_secs(24 * 3600);
         let received = Timestamp(1_000_000);
+        let just_before = received.plus(day).minus(Duration::from_millis(1));
         assert!(!expired(received, received, day));
-        assert!(!expired(
-            received,
-            received.plus(day).minus(Duration::from_millis(1)),
-            day
-        ));
+        assert!(!expired(received, just_before, day));
         assert!(expired(received, received.plus(day), day));
         assert!(expired(Timestamp(0), Timestamp(i64::MAX), Duration::MAX));
     }
@@ -336,11 +288,8 @@ mod tests {
         // 4xx and 3xx: a few tries (a redeploy), then refused.
         for s in [301, 302, 400, 401, 404, 410] {
             assert_eq!(judge(Sent::Status(s), 1), Verdict::Retry, "{s}");
-            assert_eq!(
-                judge(Sent::Status(s), REFUSED_AFTER),
-                Verdict::Refused,
-                "{s}"
-            );
+            let last = judge(Sent::Status(s), REFUSED_AFTER);
+            assert_eq!(last, Verdict::Refused, "{s}");
         }
     }
 }

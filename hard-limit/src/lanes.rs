@@ -1,8 +1,5 @@
-//! The outbox's lanes: which forwarded deliveries keep their order. A
-//! room's deliveries (its `room_update`s, and `recording_update` /
-//! `snapshot_update` naming the room) share the lane `room:<id>`; other
-//! deliveries get one lane per type. The webhook handler names the lane
-//! when it writes the outbox; the store claims only a lane's oldest entry.
+//! The outbox's lanes: which forwarded deliveries keep their order (the
+//! store claims only a lane's oldest entry).
 
 use serde::Deserialize;
 
@@ -65,29 +62,30 @@ mod tests {
 
     #[test]
     fn lanes_follow_the_room_wherever_the_delivery_names_it() {
+        let lane = |body: &str| lane_of(body.as_bytes());
         assert_eq!(
-            lane_of(br#"{"type":"room_update","room":{"id":"r1"}}"#),
+            lane(r#"{"type":"room_update","room":{"id":"r1"}}"#),
             "room:r1"
         );
         assert_eq!(
-            lane_of(br#"{"type":"recording_update","recording":{"id":"x","room":{"id":"r1"}}}"#),
+            lane(r#"{"type":"recording_update","recording":{"id":"x","room":{"id":"r1"}}}"#),
             "room:r1"
         );
         assert_eq!(
-            lane_of(br#"{"type":"snapshot_update","snapshot":{"room":{"id":"r2"}}}"#),
+            lane(r#"{"type":"snapshot_update","snapshot":{"room":{"id":"r2"}}}"#),
             "room:r2"
         );
         // No room named: one lane per type.
         assert_eq!(
-            lane_of(br#"{"type":"recording_update","recording":{"id":"x"}}"#),
+            lane(r#"{"type":"recording_update","recording":{"id":"x"}}"#),
             "type:recording_update"
         );
         assert_eq!(
-            lane_of(br#"{"type":"snapshot_update","snapshot":{"room":{"id":7}}}"#),
+            lane(r#"{"type":"snapshot_update","snapshot":{"room":{"id":7}}}"#),
             "type:snapshot_update"
         );
-        assert_eq!(lane_of(br#"{"type":42}"#), "type:unknown");
-        assert_eq!(lane_of(b"not json"), "type:unknown");
+        assert_eq!(lane(r#"{"type":42}"#), "type:unknown");
+        assert_eq!(lane("not json"), "type:unknown");
         assert_eq!(lock_key("room:r1"), "r1");
         assert_eq!(lock_key("type:recording_update"), "type:recording_update");
     }

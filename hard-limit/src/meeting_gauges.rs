@@ -1,37 +1,12 @@
 //! Tracked meetings by state, kept in memory, so `GET /metrics` costs the
-//! same with 10 tracked meetings as with 1,000,000 (counting the store at
-//! each scrape took 264–476 ms at 1,000,000).
-//!
-//! - **Deltas.** Every store write returns its exact per-state changes
-//!   with its answer ([`crate::store::Written`]): plan application counts
-//!   its own steps; claims, outcomes and reconciliation closes say what
-//!   moved; pruning returns the states of the rows it deleted.
-//!   [`crate::store_handle::Store`] applies them once the write committed.
-//!   `forget_future` (rare: starts far ahead of the clock) deletes rows
-//!   without saying which states they were in: it asks for a prompt
-//!   recount instead.
-//! - **Recounts.** [`run`] corrects the counts from the store
-//!   ([`Engine::count_by_state`]) every `--recount-every`, and
-//!   promptly when asked ([`MeetingGauges::request_recount`]: after
-//!   `forget_future` removed rows or a prune failed, and on PostgreSQL after the `LISTEN` connection (re)connects). One task
-//!   does them, so recounts never overlap; a scrape never waits for one; a
-//!   failed recount logs a warning and keeps the counts.
-//! - **Replicas.** Each process applies its own writes' changes at once.
-//!   On PostgreSQL it also publishes them (`NOTIFY hard_limit_counts`,
-//!   one notification per [`COUNTS_EVERY`](crate::cluster::COUNTS_EVERY)
-//!   with the period's sum, tagged with this process's id) and applies the
-//!   other replicas' (`apply_published`): they show within
-//!   about a quarter of a second. Notifications lost (the `LISTEN`
-//!   connection dropped, a replica died before publishing, a `NOTIFY`
-//!   failed) are made good by the recount after `LISTEN` reconnects or the
-//!   next periodic one.
-//! - **Races.** A recount adds `count − (counts just before it asked)` to
-//!   each state instead of overwriting: changes applied while the count
-//!   runs (writes that committed after its snapshot) are kept. A change
-//!   that committed before the count's snapshot but was applied after the
-//!   recount read its "before" is counted twice until the next recount:
-//!   for this process's writes, those whose `COMMIT` reply was on its way;
-//!   for other replicas', those published in the quarter second before.
+//! same at 10 tracked meetings as at 1,000,000 (counting took 264–476 ms).
+//! Every store write returns its per-state changes ([`crate::store::Written`]),
+//! applied once committed and, on PostgreSQL, published to the other
+//! replicas ([`crate::cluster`]). [`run`] recounts every `--recount-every`
+//! and when asked; a recount adds `count − (counts just before it asked)`
+//! instead of overwriting, so changes applied while it runs are kept (one
+//! committed before its snapshot but applied after is counted twice until
+//! the next recount).
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -44,10 +19,6 @@ pub use crate::store::StateDelta;
 use crate::store::{Engine, StoreError};
 
 const STATES: usize = StateDelta::LEN;
-
-fn index(state: MeetingState) -> usize {
-    StateDelta::index(state)
-}
 
 /// The counts, shared (`Arc`) by the store handle that applies deltas, the
 /// recount task and the `/metrics` handler.
@@ -66,14 +37,13 @@ pub struct MeetingGauges {
 
 impl Default for MeetingGauges {
     fn default() -> Self {
-        use std::hash::{BuildHasher, RandomState};
         MeetingGauges {
             counts: Default::default(),
             recount: Notify::new(),
             recounts: AtomicU64::new(0),
             publishing: AtomicBool::new(false),
             unpublished: Default::default(),
-            id: RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now())),
+            id: crate::runner::random(),
         }
     }
 }
@@ -114,12 +84,10 @@ impl MeetingGauges {
         if d.iter().all(|n| *n == 0) {
             return None;
         }
-        let mut payload = self.id.to_string();
-        for n in d {
-            payload.push(' ');
-            payload.push_str(&n.to_string());
-        }
-        Some(payload)
+        Some(
+            d.iter()
+                .fold(self.id.to_string(), |p, n| format!("{p} {n}")),
+        )
     }
 
     /// Applies another replica's published changes; ignores this
@@ -140,17 +108,16 @@ impl MeetingGauges {
         add(&self.counts, &delta);
     }
 
-    /// Meetings in `state` as far as this process knows (never below 0: a
-    /// count can dip below while a write behind the service's back awaits
-    /// the next recount).
+    /// Meetings in `state` as far as this process knows, never below 0 (a
+    /// write behind the service's back can make it dip until a recount).
     pub fn get(&self, state: MeetingState) -> u64 {
-        u64::try_from(self.counts[index(state)].load(Ordering::Relaxed)).unwrap_or(0)
+        u64::try_from(self.counts[StateDelta::index(state)].load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// The count for `state` as kept, below 0 included (for tests).
     #[doc(hidden)]
     pub fn signed(&self, state: MeetingState) -> i64 {
-        self.counts[index(state)].load(Ordering::Relaxed)
+        self.counts[StateDelta::index(state)].load(Ordering::Relaxed)
     }
 
     /// How many recounts have completed (successfully) since start.
@@ -171,13 +138,10 @@ impl MeetingGauges {
         let counted = store.count_by_state().await?;
         let mut now = [0i64; STATES];
         for (state, n) in counted {
-            now[index(state)] = i64::try_from(n).unwrap_or(i64::MAX);
+            now[StateDelta::index(state)] = i64::try_from(n).unwrap_or(i64::MAX);
         }
-        for i in 0..STATES {
-            let correction = now[i].saturating_sub(before[i]);
-            if correction != 0 {
-                self.counts[i].fetch_add(correction, Ordering::SeqCst);
-            }
+        for ((count, now), before) in self.counts.iter().zip(now).zip(before) {
+            count.fetch_add(now.saturating_sub(before), Ordering::SeqCst);
         }
         self.recounts.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -186,20 +150,12 @@ impl MeetingGauges {
     /// The `hard_limit_meetings` family in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
-        let _ = writeln!(
-            out,
-            "# HELP {} Tracked meetings by state",
-            crate::metrics::MEETINGS
-        );
-        let _ = writeln!(out, "# TYPE {} gauge", crate::metrics::MEETINGS);
+        let name = crate::metrics::MEETINGS;
+        let _ = writeln!(out, "# HELP {name} Tracked meetings by state");
+        let _ = writeln!(out, "# TYPE {name} gauge");
         for state in MeetingState::ALL {
-            let _ = writeln!(
-                out,
-                "{}{{state=\"{}\"}} {}",
-                crate::metrics::MEETINGS,
-                state.as_str(),
-                self.get(state)
-            );
+            let (label, n) = (state.as_str(), self.get(state));
+            let _ = writeln!(out, "{name}{{state=\"{label}\"}} {n}");
         }
     }
 }
@@ -239,8 +195,8 @@ mod tests {
     fn every_state_has_its_own_slot() {
         let mut seen = [false; STATES];
         for s in MeetingState::ALL {
-            assert!(!seen[index(s)], "{s} shares a slot");
-            seen[index(s)] = true;
+            assert!(!seen[StateDelta::index(s)], "{s} shares a slot");
+            seen[StateDelta::index(s)] = true;
         }
     }
 
@@ -279,11 +235,8 @@ mod tests {
         let payload = a.take_unpublished().expect("changes queued");
         assert_eq!(a.take_unpublished(), None, "taken once");
         a.apply_published(&payload);
-        assert_eq!(
-            a.get(MeetingState::Running),
-            1,
-            "own changes not applied twice"
-        );
+        let own = a.get(MeetingState::Running);
+        assert_eq!(own, 1, "own changes not applied twice");
         b.apply_published(&payload);
         assert_eq!(b.get(MeetingState::Running), 1);
         assert_eq!(b.get(MeetingState::Ended), 1);

@@ -1,20 +1,13 @@
-//! The alone rule's participants check: every `--presence-every`, each
-//! running meeting's counted participants are read from eyeson and its
-//! alone clock moved ([`crate::alone::AloneClock`], kept in the store like
-//! deadlines, so it survives restarts and is shared by replicas).
+//! The alone rule's participants check, a [`Job`] on the
+//! [`runner`](crate::runner): every `--presence-every`, each running
+//! meeting's counted participants move its alone clock (kept in the store).
+//! A running alone clock gives the meeting an `alone_deadline`, which the
+//! scheduler claims like a deadline, counting once more right before the
+//! `DELETE` ([`Headcount`]).
 //!
-//! A [`Job`] on the [`runner`](crate::runner): checks are claimed under a
-//! lease like shutdowns (`SKIP LOCKED` on PostgreSQL), so each meeting is
-//! checked by one replica at a time and a killed replica's checks are due
-//! again when its lease ends. The end itself is the scheduler's: a running
-//! alone clock gives the meeting an `alone_deadline`, which the scheduler
-//! claims like a deadline, reading the participants once more right before
-//! the `DELETE` ([`Headcount`]).
-//!
-//! Calls to eyeson are paced to `--presence-rate` per second per process; a
-//! 429's `Retry-After` holds every check back. When the pace makes checks
-//! late, [`metrics::PRESENCE_OVERDUE`] shows by how much and a line is
-//! logged once a minute; no meeting is ever skipped.
+//! Calls are paced to `--presence-rate` per second per process; a 429's
+//! `Retry-After` holds every check back. Late checks show in
+//! [`metrics::PRESENCE_OVERDUE`] and a line a minute; none is skipped.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,9 +19,10 @@ use crate::domain::{self, RoomId, Timestamp};
 use crate::eyeson::{ApiError, EyesonClient, Participants};
 use crate::limits::LimitsHandle;
 use crate::metrics;
-use crate::runner::{Ask, Failure, Job, StepError};
+use crate::runner::{Applied, Ask, Failure, Job, Spec, StepError};
 use crate::store::{PresenceClaim, PresenceRecord, StoreError};
 use crate::store_handle::Store;
+use crate::supervisor::Task;
 use crate::wake::Wake;
 
 /// A check this much behind is "late" (logged).
@@ -54,36 +48,21 @@ impl Pace {
         }
     }
 
-    /// Waits for this call's turn.
-    pub async fn turn(&self) {
-        tokio::time::sleep_until(self.reserve(Instant::now(), false)).await;
-    }
-
-    /// Waits only for a 429's hold: the last look before an alone end goes
-    /// ahead of the queued checks (else ends starve while checks are
-    /// behind); it still takes a turn, so the checks after it make up.
-    pub async fn turn_ahead(&self) {
-        tokio::time::sleep_until(self.reserve(Instant::now(), true)).await;
-    }
-
-    /// This call's turn at or after `now`, taken.
+    /// This call's turn at or after `now`, taken. `ahead` (the last look
+    /// before an alone end, else ends starve while checks are behind)
+    /// waits only for a 429's hold, and still takes a turn.
     fn reserve(&self, now: Instant, ahead: bool) -> Instant {
         let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
         let (next, held) = &mut *turns;
-        let slot = if ahead {
-            now.max(*held)
-        } else {
-            now.max(*next).max(*held)
+        let slot = match ahead {
+            true => now.max(*held),
+            false => now.max(*next).max(*held),
         };
         *next = (*next).max(slot) + self.interval;
         slot
     }
 
-    /// No call before `after` from now (eyeson's `Retry-After`).
-    pub fn hold(&self, after: Duration) {
-        self.hold_from(Instant::now(), after);
-    }
-
+    /// No call before `after` from `now` (eyeson's `Retry-After`).
     fn hold_from(&self, now: Instant, after: Duration) {
         let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
         turns.1 = turns.1.max(now + after);
@@ -91,20 +70,15 @@ impl Pace {
 }
 
 /// Counts a meeting's participants for the alone rule: the presence check
-/// and the scheduler's last look before an alone end share it (and its
-/// pace).
+/// and the last look before an alone end share it (and its pace).
 #[derive(Debug)]
 pub struct Headcount {
-    /// The eyeson client.
-    pub client: EyesonClient,
-    /// Each room's `alone_after`.
-    pub limits: Arc<LimitsHandle>,
-    /// `--alone-ignore`.
-    pub ignore: Vec<IgnorePattern>,
+    pub(crate) client: EyesonClient,
+    pub(crate) limits: Arc<LimitsHandle>,
+    pub(crate) ignore: Vec<IgnorePattern>,
     /// The service's own warning guest (`--warn-name`).
-    pub own_guest: String,
-    /// `--presence-rate`.
-    pub pace: Pace,
+    pub(crate) own_guest: String,
+    pub(crate) pace: Pace,
 }
 
 impl Headcount {
@@ -119,11 +93,9 @@ impl Headcount {
         self.limits.policy().await.limits.alone_anywhere()
     }
 
-    /// The last look before an alone end or its warning (ahead of the
-    /// queued checks): whether the room is still alone under a rule that
-    /// is on. Company, the rule off, or no users list (404/410: the meeting
-    /// gone, or the endpoint wrong while it runs) all say no: the alone
-    /// rule never acts on what it cannot confirm.
+    /// The last look before an alone end or its warning: whether the room
+    /// is still alone under a rule that is on. Company, the rule off, or no
+    /// users list (404/410) all say no: the rule acts only on certainty.
     pub async fn still_alone(&self, room: &RoomId) -> Result<bool, ApiError> {
         if self.alone_after(room).is_none() {
             return Ok(false);
@@ -135,15 +107,9 @@ impl Headcount {
     }
 
     /// The counted participants now; `None`: eyeson has no meeting in the
-    /// room (404/410).
-    /// `last_look`: the scheduler's, right before an alone end (ahead of
-    /// the queued checks).
+    /// room (404/410). `last_look`: ahead of the queued checks.
     pub async fn count(&self, room: &RoomId, last_look: bool) -> Result<Option<usize>, ApiError> {
-        if last_look {
-            self.pace.turn_ahead().await;
-        } else {
-            self.pace.turn().await;
-        }
+        tokio::time::sleep_until(self.pace.reserve(Instant::now(), last_look)).await;
         match self.client.online_participants(room).await {
             Ok(Participants::Online(list)) => Ok(Some(alone::counted(
                 list.iter().map(|p| (p.id.as_str(), p.name.as_str())),
@@ -153,7 +119,8 @@ impl Headcount {
             Ok(Participants::Gone) => Ok(None),
             Err(e) => {
                 if let ApiError::Throttled(after) = &e {
-                    self.pace.hold(after.unwrap_or(Duration::from_secs(1)));
+                    let after = after.unwrap_or(Duration::from_secs(1));
+                    self.pace.hold_from(Instant::now(), after);
                 }
                 Err(e)
             }
@@ -166,33 +133,25 @@ impl Headcount {
 pub enum Checked {
     /// This many counted participants.
     Counted(usize),
-    /// eyeson has no meeting in the room (404/410): nothing changes; the
-    /// webhook or the reconciler closes it.
+    /// No meeting in the room (404/410): the webhook or reconciler closes it.
     Gone,
     /// The rule is off for the room: no call; the clock is cleared.
     Off,
-    /// The call failed (after retries): nothing changes; checked again
-    /// sooner.
+    /// The call failed (after retries): checked again sooner.
     Failed,
 }
 
 /// The participants check.
 #[derive(Debug)]
 pub struct Presence {
-    /// The store.
-    pub store: Store,
-    /// Counts and paces.
-    pub headcount: Arc<Headcount>,
-    /// `--presence-every`.
-    pub every: Duration,
+    pub(crate) store: Store,
+    pub(crate) headcount: Arc<Headcount>,
+    pub(crate) every: Duration,
     /// `--retry-backoff`: the next check after a failed one.
-    pub retry_backoff: Duration,
-    /// When lateness was last logged.
-    pub logged: Mutex<Option<Instant>>,
-    /// Pokes the warner and the scheduler after a lone check: they sleep
-    /// until the times they knew (up to a minute), and an alone end, or its
-    /// warning, may now come sooner.
-    pub wake: Arc<Wake>,
+    pub(crate) retry_backoff: Duration,
+    pub(crate) logged: Mutex<Option<Instant>>,
+    /// Pokes the warner and the scheduler after a lone check.
+    pub(crate) wake: Arc<Wake>,
 }
 
 impl Presence {
@@ -200,12 +159,9 @@ impl Presence {
     /// minute while it is more than [`LATE`].
     fn overdue(&self, due: Option<Timestamp>, now: Timestamp) {
         let late = due.map_or(Duration::ZERO, |t| now.since(t));
-        metrics::presence_overdue(late.as_secs_f64());
-        if late <= LATE {
-            return;
-        }
+        ::metrics::gauge!(metrics::PRESENCE_OVERDUE).set(late.as_secs_f64());
         let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
-        if logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+        if late > LATE && logged.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             *logged = Some(Instant::now());
             tracing::warn!(overdue = ?late, "participants checks are late: --presence-rate is too low for the running meetings, or eyeson slows them down (429)");
         }
@@ -216,33 +172,29 @@ impl Job for Presence {
     type Claim = PresenceClaim;
     type Outcome = Checked;
     type Record = PresenceRecord;
-
-    const TASK: &'static str = "presence";
-    const WRITER: &'static str = "presence-writer";
-    const WHAT: &'static str = "participants check";
-    const RETRIES: Option<&'static str> = Some(metrics::PRESENCE_RETRIES);
+    const SPEC: Spec = Spec::new(
+        Task::Presence,
+        "participants check",
+        Some(metrics::PRESENCE_RETRIES),
+    );
 
     async fn claim(&self, ask: Ask<'_>) -> Result<Vec<PresenceClaim>, StoreError> {
         if !self.headcount.anywhere().await {
             return Ok(Vec::new());
         }
-        // Published here, before the claim: while checks are behind, every
-        // claim fills the free slots and `next_due` is not asked; when it
-        // is, everything due has just been claimed (its `presence_due`
-        // moved to the lease's end), so it never saw a late check.
-        let due = self.store.next_presence().await?;
-        self.overdue(due, ask.now);
-        self.store
+        // Published here too: while checks are behind, `next_due` is not
+        // asked (every claim fills the free slots).
+        self.overdue(self.store.next_presence().await?, ask.now);
+        (self.store)
             .claim_presence(ask.now, ask.lease, ask.owner, ask.limit)
             .await
     }
 
     async fn next_due(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
-        if !self.headcount.anywhere().await {
-            self.overdue(None, now);
-            return Ok(None);
-        }
-        let due = self.store.next_presence().await?;
+        let due = match self.headcount.anywhere().await {
+            true => self.store.next_presence().await?,
+            false => None,
+        };
         self.overdue(due, now);
         Ok(due)
     }
@@ -256,11 +208,10 @@ impl Job for Presence {
         if self.headcount.alone_after(room).is_none() {
             return Ok(Checked::Off);
         }
-        match self.headcount.count(room, false).await {
-            Ok(Some(n)) => Ok(Checked::Counted(n)),
-            Ok(None) => Ok(Checked::Gone),
-            Err(e) => Err(StepError::Api(e)),
-        }
+        Ok(match self.headcount.count(room, false).await? {
+            Some(n) => Checked::Counted(n),
+            None => Checked::Gone,
+        })
     }
 
     fn failed(&self, _claim: &PresenceClaim, _failure: Failure) -> Checked {
@@ -268,68 +219,56 @@ impl Job for Presence {
     }
 
     fn conclude(&self, claim: &PresenceClaim, checked: Checked, now: Timestamp) -> PresenceRecord {
-        let key = &claim.key;
-        let alone_after = self.headcount.alone_after(&key.room_id);
-        let (participants, next, event) = match checked {
+        let (room, started_at) = (&claim.key.room_id, claim.key.started_at);
+        let alone_after = self.headcount.alone_after(room);
+        let mut next = self.every;
+        let (label, participants, event) = match checked {
             Checked::Counted(n) => {
                 // The store moves the clock the same way, on its own clock.
                 let before = AloneClock::from(claim.alone_since);
                 let event = alone::change(before, before.after_check(n, now));
-                metrics::presence_check(if alone::still_alone(n) {
-                    "alone"
-                } else {
-                    "company"
-                });
                 match event {
                     Some("alone") => {
-                        tracing::info!(room = %key.room_id, started_at = %key.started_at, participants = n, alone_after = ?alone_after, "meeting is alone: its alone clock starts")
+                        tracing::info!(%room, %started_at, participants = n, alone_after = ?alone_after, "meeting is alone: its alone clock starts")
                     }
                     Some(_) => {
-                        tracing::info!(room = %key.room_id, started_at = %key.started_at, participants = n, "meeting has company again: its alone clock is reset")
+                        tracing::info!(%room, %started_at, participants = n, "meeting has company again: its alone clock is reset")
                     }
                     None => {}
                 }
-                (Some(n as i64), now.plus(self.every), event)
+                let label = if alone::still_alone(n) {
+                    "alone"
+                } else {
+                    "company"
+                };
+                (label, Some(n as i64), event)
             }
             Checked::Gone => {
-                metrics::presence_check("gone");
-                tracing::info!(room = %key.room_id, started_at = %key.started_at, "participants check: eyeson has no meeting in the room (404/410); the webhook or the reconciler closes it");
-                (None, now.plus(self.every), None)
+                tracing::info!(%room, %started_at, "participants check: eyeson has no meeting in the room (404/410); the webhook or the reconciler closes it");
+                ("gone", None, None)
             }
-            Checked::Off => {
-                metrics::presence_check("off");
-                (None, now.plus(self.every), None)
-            }
+            Checked::Off => ("off", None, None),
             Checked::Failed => {
-                metrics::presence_check("failed");
-                let retry = domain::retry_delay(self.retry_backoff, 1).min(self.every);
-                tracing::warn!(room = %key.room_id, started_at = %key.started_at, retry_in = ?retry, "participants check failed; the alone clock is kept");
-                (None, now.plus(retry), None)
+                next = domain::retry_delay(self.retry_backoff, 1).min(self.every);
+                tracing::warn!(%room, %started_at, retry_in = ?next, "participants check failed; the alone clock is kept");
+                ("failed", None, None)
             }
         };
+        ::metrics::counter!(metrics::PRESENCE_CHECKS, "outcome" => label).increment(1);
         PresenceRecord {
-            key: key.clone(),
+            key: claim.key.clone(),
             until: claim.until,
             at: now,
             participants,
-            alone_after: match checked {
-                Checked::Off => None,
-                _ => alone_after,
-            },
-            next,
+            alone_after: alone_after.filter(|_| checked != Checked::Off),
+            next: now.plus(next),
             event,
         }
     }
 
-    async fn commit(
-        &self,
-        owner: &str,
-        records: &[PresenceRecord],
-        _now: Timestamp,
-    ) -> Result<Vec<bool>, StoreError> {
+    async fn commit(&self, owner: &str, records: &[PresenceRecord], _: Timestamp) -> Applied {
         let applied = self.store.finish_presence(owner, records).await?;
-        // A lone check may also have moved an alone end sooner (the room's
-        // `alone_after` shortened meanwhile).
+        // A lone check may have moved an alone end sooner.
         let lone = records.iter().zip(&applied).any(|(r, &ok)| {
             ok && r.alone_after.is_some() && r.participants.is_some_and(|n| n <= 1)
         });

@@ -1,9 +1,7 @@
 //! Reconciliation with `GET /rooms`, the webhook registration, and pruning:
-//! the singleton chores, run by one replica at a time ([`Store::chores_leader`]).
-//!
-//! This task only adds knowledge: it runs beside the scheduler, never in
-//! front of it, so a slow or failing `GET /rooms` holds back nothing the
-//! store already knows.
+//! the singleton chores, run by one replica at a time
+//! ([`Store::chores_leader`]). This task only adds knowledge beside the
+//! scheduler, so a slow or failing `GET /rooms` holds back nothing.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,32 +15,11 @@ use crate::eyeson::{ApiError, EyesonClient};
 use crate::limits::LimitsHandle;
 use crate::metrics;
 use crate::registration::{self, Decision, ForeignWebhook, Mode};
+use crate::runner::StepError;
 use crate::stop::StopSignal;
-use crate::store::{Applied, Closing, StoreError};
+use crate::store::{Applied, Closing};
 use crate::store_handle::Store;
 use crate::wake::Wake;
-
-/// What one reconciliation did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Report {
-    /// Meetings eyeson listed.
-    pub listed: usize,
-    /// Of those, newly tracked.
-    pub tracked: usize,
-    /// Tracked meetings closed because eyeson no longer lists them.
-    pub closed: u64,
-}
-
-/// Why a reconciliation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    /// `GET /rooms` failed.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// A complete `GET /rooms` answer: when it was asked for, what it listed.
 pub type PreviousList = (Timestamp, Vec<MeetingKey>);
@@ -50,48 +27,32 @@ pub type PreviousList = (Timestamp, Vec<MeetingKey>);
 /// The reconciliation task.
 #[derive(Clone, Debug)]
 pub struct Reconciler {
-    /// The store.
-    pub store: Store,
-    /// The eyeson client.
-    pub client: EyesonClient,
-    /// The limits in force.
-    pub limits: Arc<LimitsHandle>,
-    /// Where now comes from.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) store: Store,
+    pub(crate) client: EyesonClient,
+    pub(crate) limits: Arc<LimitsHandle>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Poked when a meeting is tracked.
-    pub wake: Arc<Wake>,
-    /// How often.
-    pub every: Duration,
-    /// How long finished meetings are kept.
-    pub retention: Duration,
-    /// Register this URL at start, if set.
-    pub webhook_url: Option<Url>,
-    /// What to do with a webhook registered to another URL.
-    pub registration: Mode,
-    /// A meeting missing from `GET /rooms` is closed only if it was tracked
-    /// at least this long before the list was asked for: a delivery can
-    /// overtake the list, eyeson's list may lag behind its webhooks, and
-    /// closing a running meeting by mistake would let it run past its limit.
-    pub close_unlisted_after: Duration,
-    /// The previous complete `GET /rooms` answer (every entry parsed): when
-    /// it was asked for, and the meetings it listed. A meeting is closed as
-    /// unlisted only if two consecutive complete lists miss it, so one
-    /// transient empty or partial answer closes nothing.
-    pub previous: Arc<Mutex<Option<PreviousList>>>,
+    pub(crate) wake: Arc<Wake>,
+    pub(crate) every: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) webhook_url: Option<Url>,
+    pub(crate) registration: Mode,
+    /// A meeting missing from `GET /rooms` is closed only if tracked this
+    /// long before the list was asked for (the list may lag the webhooks).
+    pub(crate) close_unlisted_after: Duration,
+    /// The previous complete `GET /rooms` answer ([`unlisted_closing`]).
+    pub(crate) previous: Arc<Mutex<Option<PreviousList>>>,
     /// How far ahead of the clock a `started_at` may be
-    /// ([`domain::max_start_ahead`]): later starts are not tracked from
-    /// `GET /rooms`, and are forgotten from the store.
-    pub max_start_ahead: Duration,
+    /// ([`domain::max_start_ahead`]): later starts are not tracked.
+    pub(crate) max_start_ahead: Duration,
 }
 
 impl Reconciler {
-    /// Registers the webhook (if configured), then reconciles every
-    /// `every` until `stop` turns true.
+    /// While this replica leads: registers the webhook (if configured),
+    /// and reconciles every `every`, until `stop` turns true.
     pub async fn run(self, mut stop: StopSignal) {
-        // Registration retries on its own: it must not delay the first
-        // reconciliation. Like the other chores it runs only on the chores
-        // leader (one replica at a time on PostgreSQL), so replicas never
-        // race each other's registrations.
+        // Registration retries on its own task (not delaying reconciliation),
+        // on the leader only (replicas never race each other's).
         let mut registration: Option<tokio::task::JoinHandle<()>> = None;
         let mut leading = false;
         loop {
@@ -124,20 +85,11 @@ impl Reconciler {
 
     /// Reconciliation and pruning, once.
     async fn chores(&self) {
-        match self.reconcile_once().await {
-            Ok(r) => {
-                ::metrics::counter!(metrics::RECONCILES, "outcome" => "ok").increment(1);
-                tracing::debug!(
-                    listed = r.listed,
-                    tracked = r.tracked,
-                    closed = r.closed,
-                    "reconciled with GET /rooms"
-                );
-            }
-            Err(e) => {
-                ::metrics::counter!(metrics::RECONCILES, "outcome" => "error").increment(1);
-                tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
-            }
+        let result = self.reconcile_once().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        ::metrics::counter!(metrics::RECONCILES, "outcome" => outcome).increment(1);
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "reconciliation with GET /rooms failed");
         }
         let ahead = self.clock.now().plus(self.max_start_ahead);
         match self.store.forget_future(ahead).await {
@@ -216,7 +168,7 @@ impl Reconciler {
 
     /// One reconciliation: track what `GET /rooms` lists, close what it no
     /// longer lists.
-    pub async fn reconcile_once(&self) -> Result<Report, ReconcileError> {
+    pub async fn reconcile_once(&self) -> Result<(), StepError> {
         let asked_at = self.clock.now();
         let list = self.client.running_rooms().await?;
         let rooms = &list.rooms;
@@ -230,16 +182,11 @@ impl Reconciler {
                 tracing::warn!(room = %room.room_id, "GET /rooms lists a meeting that starts in the future; not tracked");
                 continue;
             }
-            let plan = domain::plan(
-                &RoomUpdate {
-                    room_id: room.room_id.clone(),
-                    started_at: room.started_at,
-                    shutdown: room.shutdown,
-                    event_time: now,
-                    guest_token: room.guest_token.clone(),
-                },
-                &policy,
-            );
+            let update = RoomUpdate {
+                event_time: now,
+                ..room.clone()
+            };
+            let plan = domain::plan(&update, &policy);
             if let Plan::Track { key, .. } = &plan {
                 listed.push(key.clone());
             }
@@ -258,42 +205,30 @@ impl Reconciler {
             self.close_unlisted_after,
         );
         let closed = match closing {
+            None => 0,
             Some((listed, before)) => {
                 match self.store.close_unlisted(&listed, before, now).await? {
                     Closing::Closed(n) => n,
                     Closing::Refused { would_close, open } => {
                         ::metrics::counter!(metrics::RECONCILE_CLOSES_REFUSED).increment(1);
-                        tracing::error!(
-                        would_close,
-                        open,
-                        listed = rooms.len(),
-                        "GET /rooms does not list more than 10 and more than 20% of the open meetings: more likely a partial list than that many silent ends; closing none"
-                    );
+                        tracing::error!(would_close, open, listed = rooms.len(), "GET /rooms does not list more than 10 and more than 20% of the open meetings: more likely a partial list than that many silent ends; closing none");
                         0
                     }
                 }
             }
-            None => 0,
         };
-        Ok(Report {
-            listed: rooms.len(),
-            tracked,
-            closed,
-        })
+        let listed = rooms.len();
+        tracing::debug!(listed, tracked, closed, "reconciled with GET /rooms");
+        Ok(())
     }
 }
 
-/// Decides what a reconciliation may close as unlisted, and remembers this
-/// list for the next one. Returns the meetings to keep (those listed now or
-/// in the previous complete list) and the `known_before` bound for
-/// [`Store::close_unlisted`], or `None` to close nothing:
-/// - some entry did not parse: it may be any tracked meeting (and this
-///   list is not remembered, so the next complete one cannot close either);
-/// - there is no previous complete list: a meeting must be missed twice in
-///   a row, so one transient empty or partial (paginated) answer is harmless.
-///
-/// A meeting is closed only if it was tracked `close_unlisted_after` before
-/// the previous list was asked for, i.e. before its first miss.
+/// What a reconciliation may close as unlisted: the meetings to keep
+/// (listed now or in the previous complete list) and the `known_before`
+/// bound for [`Store::close_unlisted`] (`close_unlisted_after` before the
+/// previous list, the first miss). `None` when an entry did not parse (and
+/// the list is forgotten) or there is no previous complete list: a meeting
+/// must be missed twice in a row, so one partial answer closes nothing.
 fn unlisted_closing(
     previous: &mut Option<PreviousList>,
     asked_at: Timestamp,
@@ -331,34 +266,28 @@ mod tests {
     fn unlisted_meetings_are_closed_only_after_two_complete_misses() {
         let after = Duration::from_secs(60);
         let mut prev = None;
-        // First list: nothing to compare with.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(100_000), vec![key("a", 1)], 0, after),
-            None
-        );
-        // An empty list: "a" is kept, it was listed last time.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(200_000), vec![], 0, after),
-            Some((vec![key("a", 1)], Timestamp(40_000)))
-        );
-        // Missed again: no longer kept.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(300_000), vec![], 0, after),
-            Some((vec![], Timestamp(140_000)))
-        );
-        // An entry that does not parse: close nothing, and forget the list.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(400_000), vec![], 1, after),
-            None
-        );
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(500_000), vec![], 0, after),
-            None
-        );
-        // Durations that do not fit saturate.
-        assert_eq!(
-            unlisted_closing(&mut prev, Timestamp(600_000), vec![], 0, Duration::MAX),
-            Some((vec![], Timestamp(500_000 - i64::MAX)))
-        );
+        for (asked_at, listed, unparsed, after, closing) in [
+            // First list: nothing to compare with.
+            (100_000, vec![key("a", 1)], 0, after, None),
+            // An empty list: "a" is kept, it was listed last time.
+            (200_000, vec![], 0, after, Some((vec![key("a", 1)], 40_000))),
+            // Missed again: no longer kept.
+            (300_000, vec![], 0, after, Some((vec![], 140_000))),
+            // An entry that does not parse: close nothing, and forget the list.
+            (400_000, vec![], 1, after, None),
+            (500_000, vec![], 0, after, None),
+            // Durations that do not fit saturate.
+            (
+                600_000,
+                vec![],
+                0,
+                Duration::MAX,
+                Some((vec![], 500_000 - i64::MAX)),
+            ),
+        ] {
+            let closing = closing.map(|(keep, before)| (keep, Timestamp(before)));
+            let got = unlisted_closing(&mut prev, Timestamp(asked_at), listed, unparsed, after);
+            assert_eq!(got, closing, "asked at {asked_at}");
+        }
     }
 }

@@ -1,19 +1,11 @@
 //! Sharing eyeson's one webhook per API key with the app that embeds
-//! eyeson. What the service registers, given what is registered
-//! ([`decide`], pure), and the error that stops it from cutting off
-//! someone else's receiver ([`ForeignWebhook`]).
+//! eyeson: what to register, given what is registered ([`decide`]), and the
+//! error that stops the service from cutting off another receiver
+//! ([`ForeignWebhook`]). Another URL's registration is refused by default,
+//! joined with `--forward-to` (the union of both sets of types, every
+//! delivery forwarded) or replaced with `--webhook-replace`.
 //!
-//! - Nothing registered, or this service's own URL: register (or keep)
-//!   `room_update`; with `--forward-to`, keep any further types our own
-//!   registration already has (an app's types taken over earlier).
-//! - Another URL (the app's): by default refuse ([`Decision::RefuseForeign`]:
-//!   the service does not start, or, found later, does not register);
-//!   with `--forward-to` register for the union of both sets of types and
-//!   forward every delivery ([`crate::forward`]); with `--webhook-replace`
-//!   replace it (logged as a warning).
-//!
-//! Registered URLs are shown scheme, host, port and path only
-//! ([`crate::secrets::loggable_url`]): a query string may carry a token.
+//! URLs are shown without their query string, which may carry a token.
 
 use reqwest::Url;
 
@@ -48,14 +40,9 @@ pub enum Decision {
     RefuseForeign(Webhook),
 }
 
-/// Whether `hook` is registered to `ours` (compared as URLs too: `Url`
-/// writes a bare host with a trailing slash, which eyeson may have stored
-/// without).
-pub fn is_ours(hook: &Webhook, ours: &Url) -> bool {
-    hook.url == ours.as_str() || Url::parse(&hook.url).is_ok_and(|u| u == *ours)
-}
-
-/// Decides what to register for `ours`, given the `current` registration.
+/// Decides what to register for `ours`, given the `current` registration:
+/// `room_update` when nothing or our own URL is registered (with
+/// `--forward-to`, plus the types our registration took over earlier).
 pub fn decide(current: Option<&Webhook>, ours: &Url, mode: Mode) -> Decision {
     fn mine(extra: &[String]) -> Vec<String> {
         let mut types: Vec<String> = extra.to_vec();
@@ -71,7 +58,9 @@ pub fn decide(current: Option<&Webhook>, ours: &Url, mode: Mode) -> Decision {
             replacing: None,
         };
     };
-    if is_ours(current, ours) {
+    // Compared as URLs too: `Url` writes a bare host with a trailing
+    // slash, which eyeson may have stored without.
+    if current.url == ours.as_str() || Url::parse(&current.url).is_ok_and(|u| u == *ours) {
         let want = if mode == Mode::Forward {
             mine(&current.types)
         } else {
@@ -130,9 +119,8 @@ impl ForeignWebhook {
     }
 }
 
-/// Registers `target` for `room_update` unless exactly that is
-/// registered already, replacing whatever else is (the `--webhook-replace`
-/// decision). Returns whether it registered.
+/// Registers `target` for `room_update` in place of whatever else is
+/// registered (`--webhook-replace`); whether it registered.
 pub async fn ensure(client: &EyesonClient, target: &Url) -> Result<bool, ApiError> {
     match decide(
         client.current_webhook().await?.as_ref(),
@@ -168,73 +156,68 @@ mod tests {
         }
     }
 
+    const MODES: [Mode; 3] = [Mode::Refuse, Mode::Replace, Mode::Forward];
+
     #[test]
     fn nothing_registered_registers_room_update() {
         let ours: Url = OURS.parse().unwrap();
-        for mode in [Mode::Refuse, Mode::Replace, Mode::Forward] {
+        for mode in MODES {
             assert_eq!(decide(None, &ours, mode), register("room_update", None));
         }
     }
 
+    /// Asserts what `decide` makes of `current` for our URL in `mode`.
+    fn check(current: &Webhook, mode: Mode, want: Decision) {
+        let ours: Url = OURS.parse().unwrap();
+        assert_eq!(decide(Some(current), &ours, mode), want, "{mode:?}");
+    }
+
     #[test]
     fn a_foreign_registration_is_refused_replaced_or_joined() {
-        let ours: Url = OURS.parse().unwrap();
         let app = hook(
             "https://app.example.com/eyeson-hook",
             &["recording_update", "room_update"],
         );
-        assert_eq!(
-            decide(Some(&app), &ours, Mode::Refuse),
-            Decision::RefuseForeign(app.clone())
+        check(&app, Mode::Refuse, Decision::RefuseForeign(app.clone()));
+        check(
+            &app,
+            Mode::Replace,
+            register("room_update", Some(app.clone())),
         );
-        assert_eq!(
-            decide(Some(&app), &ours, Mode::Replace),
-            register("room_update", Some(app.clone()))
-        );
-        assert_eq!(
-            decide(Some(&app), &ours, Mode::Forward),
-            register("recording_update,room_update", Some(app.clone()))
+        check(
+            &app,
+            Mode::Forward,
+            register("recording_update,room_update", Some(app.clone())),
         );
         let snaps = hook("https://app.example.com/h", &["snapshot_update"]);
-        assert_eq!(
-            decide(Some(&snaps), &ours, Mode::Forward),
-            register("room_update,snapshot_update", Some(snaps.clone()))
+        check(
+            &snaps,
+            Mode::Forward,
+            register("room_update,snapshot_update", Some(snaps.clone())),
         );
     }
 
     #[test]
     fn our_own_registration_keeps_the_types_it_forwards() {
-        let ours: Url = OURS.parse().unwrap();
-        let plain = hook(OURS, &["room_update"]);
-        let wide = hook(OURS, &["recording_update", "room_update"]);
-        for mode in [Mode::Refuse, Mode::Replace, Mode::Forward] {
-            assert_eq!(decide(Some(&plain), &ours, mode), Decision::Unchanged);
+        for mode in MODES {
+            check(&hook(OURS, &["room_update"]), mode, Decision::Unchanged);
         }
+        let wide = hook(OURS, &["recording_update", "room_update"]);
         // Forwarding: the app's types taken over earlier stay.
-        assert_eq!(
-            decide(Some(&wide), &ours, Mode::Forward),
-            Decision::Unchanged
-        );
+        check(&wide, Mode::Forward, Decision::Unchanged);
         let partial = hook(OURS, &["recording_update"]);
-        assert_eq!(
-            decide(Some(&partial), &ours, Mode::Forward),
-            register("recording_update,room_update", None)
+        check(
+            &partial,
+            Mode::Forward,
+            register("recording_update,room_update", None),
         );
         // Not forwarding: types nobody receives any more are dropped.
-        assert_eq!(
-            decide(Some(&wide), &ours, Mode::Refuse),
-            register("room_update", None)
-        );
+        check(&wide, Mode::Refuse, register("room_update", None));
         // A bare host stored without its trailing slash is ours.
         let bare: Url = "https://hooks.example.com".parse().unwrap();
-        assert_eq!(
-            decide(
-                Some(&hook("https://hooks.example.com", &["room_update"])),
-                &bare,
-                Mode::Refuse
-            ),
-            Decision::Unchanged
-        );
+        let stored = hook("https://hooks.example.com", &["room_update"]);
+        let decided = decide(Some(&stored), &bare, Mode::Refuse);
+        assert_eq!(decided, Decision::Unchanged);
     }
 
     #[test]

@@ -1,23 +1,14 @@
-//! The one leased-job runner: sleep until something is due, claim it under
-//! a lease, work on each claim (with retries), record the outcomes
-//! (group-committed). The [`scheduler`](crate::scheduler), the
-//! [`warner`](crate::warner) and the [`forward`](crate::forward)er are
-//! [`Job`]s on it; a new background job is one more file.
+//! The one leased-job runner, under the scheduler, warner, presence check
+//! and forwarder: sleep until something is due (on the service's
+//! [`Clock`], a poke, a finished claim, or [`Spec::poll`] at most), claim
+//! it under a lease, work on each claim with retries, group-commit the
+//! outcomes.
 //!
-//! Like mini-redis's expiry task it does not poll: it asks the job when the
-//! next item is due and `select!`s on a sleep until then on the service's
-//! [`Clock`] (so a test's manual clock, moved past a deadline, wakes it), on
-//! a poke ([`crate::wake::Wake`]), on a finished claim (a slot came free)
-//! and on the stop signal. It also looks after [`Job::POLL`] of real time at
-//! most, so rows written by another process are noticed without a poke.
-//!
-//! Claims are leases: a process that dies mid-work leaves claims whose
-//! lease expires, and whoever runs next claims them again. So nothing due
-//! is lost; the cost is that a crash between the call and our commit
-//! repeats the call. To keep two calls for one item from ever being in
-//! flight at once, a claim's work ends within [`Job::budget`] (3/4 of the
-//! lease, counted from the claim), and retries inside a claim stop after
-//! half the lease; what is cut short is the job's to defer.
+//! A process that dies mid-work leaves leases that expire and are claimed
+//! again: nothing due is lost, but a crash between a call and its commit
+//! repeats the call. So that two calls for one item are never in flight at
+//! once, a claim's work ends within [`Job::budget`] and its retries stop
+//! after half the lease.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,41 +26,38 @@ use crate::fault::Faults;
 use crate::group_commit::Writer;
 use crate::stop::StopSignal;
 use crate::store::StoreError;
+use crate::supervisor::Task;
 
 /// Longest a job sleeps without looking at the store, by default.
 pub const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// A random number, for lease owner ids and jitter (a fresh `RandomState`
+/// is randomly keyed: no crate for randomness).
+pub(crate) fn random() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// Per record of a batch, whether it applied (its lease still held).
+pub type Applied = Result<Vec<bool>, StoreError>;
 
 /// Why one attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// eyeson answered badly or not at all.
     #[error(transparent)]
-    Api(ApiError),
+    Api(#[from] ApiError),
     /// The store failed: nothing is recorded and the lease runs out.
     #[error(transparent)]
-    Store(StoreError),
+    Store(#[from] StoreError),
 }
 
-impl StepError {
-    /// Whether another attempt inside the claim may help (the store's
-    /// failures count as passing).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            StepError::Api(e) => e.is_retryable(),
-            StepError::Store(_) => true,
-        }
-    }
-}
-
-/// How a claim's work ended without an outcome of its own; the job turns it
-/// into one ([`Job::failed`]).
+/// How a claim's work ended without an outcome ([`Job::failed`]).
 #[derive(Debug)]
 pub enum Failure {
-    /// eyeson answered 423: the API key is locked. Retrying at once cannot
-    /// help; later may.
+    /// eyeson answered 423: the API key is locked (later may help).
     Locked,
-    /// eyeson refused (a 4xx other than 423 and 429, or an answer that does
-    /// not parse): retrying cannot help.
+    /// eyeson refused (4xx but 423/429, or an answer that does not parse).
     Refused(ApiError),
     /// Retryable failures outlasted the claim's retry budget.
     Exhausted,
@@ -77,31 +65,49 @@ pub enum Failure {
     CutShort,
 }
 
+/// How a job runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    /// Its task: its name, and its and its writer's fault names.
+    pub task: Task,
+    /// What one item's work is called in logs ("shutdown").
+    pub what: &'static str,
+    /// Longest sleep without looking at the store.
+    pub poll: Duration,
+    /// Claims held per call in flight: more than one lets calls go on while
+    /// earlier outcomes wait for their commit.
+    pub claims_per_call: usize,
+    /// The counter of retries inside a claim; `None`: one attempt per claim.
+    pub retries: Option<&'static str>,
+    /// How often [`Job::tick`] runs (first at start); `None`: never.
+    pub tick: Option<Duration>,
+}
+
+impl Spec {
+    /// `task`'s job, one claim per call, polling every [`MAX_SLEEP`].
+    pub const fn new(task: Task, what: &'static str, retries: Option<&'static str>) -> Self {
+        Spec {
+            task,
+            what,
+            poll: MAX_SLEEP,
+            claims_per_call: 1,
+            retries,
+            tick: None,
+        }
+    }
+}
+
 /// One kind of leased background work.
 pub trait Job: Send + Sync + 'static {
-    /// One item claimed under a lease (with whatever its attempts share).
+    /// One item claimed under a lease.
     type Claim: Send + Sync + 'static;
     /// What working on one claim achieved.
     type Outcome: Send + 'static;
     /// What is written to the store for it.
     type Record: Send + 'static;
 
-    /// The task's name (fault injection, logs).
-    const TASK: &'static str;
-    /// Its outcome writer's name (fault injection, logs).
-    const WRITER: &'static str;
-    /// What one item's work is called in logs ("shutdown").
-    const WHAT: &'static str;
-    /// Longest sleep without looking at the store.
-    const POLL: Duration = MAX_SLEEP;
-    /// Claims held per call in flight: more than one lets calls go on while
-    /// earlier outcomes wait for their commit.
-    const CLAIMS_PER_CALL: usize = 1;
-    /// The counter of retries inside a claim; `None`: one attempt per claim
-    /// (a failure is retried by a later claim).
-    const RETRIES: Option<&'static str> = None;
-    /// How often [`Job::tick`] runs (first at start); `None`: never.
-    const TICK: Option<Duration> = None;
+    /// How it runs.
+    const SPEC: Spec;
 
     /// Claims what is due, as [`Ask`]ed.
     fn claim(
@@ -130,28 +136,25 @@ pub trait Job: Send + Sync + 'static {
     /// The outcome when the attempts end in `failure`.
     fn failed(&self, claim: &Self::Claim, failure: Failure) -> Self::Outcome;
 
-    /// How long a claim's work may take, counted from the claim: 3/4 of the
-    /// lease by default, so it ends well before another worker may claim
-    /// the item; `None` when each attempt is bounded otherwise.
+    /// How long a claim's work may take (3/4 of the lease, well before
+    /// another worker may claim it); `None`: attempts are bounded otherwise.
     fn budget(&self, lease: Duration) -> Option<Duration> {
         Some(lease.saturating_sub(lease / 4))
     }
 
-    /// The record of an outcome reached at `now` (and its metrics and log
-    /// lines).
+    /// The record of an outcome reached at `now` (and its metrics and logs).
     fn conclude(&self, claim: &Self::Claim, outcome: Self::Outcome, now: Timestamp)
         -> Self::Record;
 
-    /// Writes a batch of records in one transaction; per record, whether it
-    /// applied (the claim still held its lease).
+    /// Writes a batch of records in one transaction.
     fn commit(
         &self,
         owner: &str,
         records: &[Self::Record],
         now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+    ) -> impl Future<Output = Applied> + Send;
 
-    /// Periodic chores ([`Job::TICK`]), such as a gauge's recount.
+    /// Periodic chores ([`Spec::tick`]).
     fn tick(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
@@ -161,29 +164,23 @@ pub trait Job: Send + Sync + 'static {
 /// for `lease`.
 #[derive(Clone, Copy, Debug)]
 pub struct Ask<'a> {
-    /// The service's now.
-    pub now: Timestamp,
-    /// Lease length.
-    pub lease: Duration,
-    /// This process's lease owner id.
-    pub owner: &'a str,
-    /// The most items to claim.
-    pub limit: u32,
+    pub(crate) now: Timestamp,
+    pub(crate) lease: Duration,
+    pub(crate) owner: &'a str,
+    pub(crate) limit: u32,
 }
 
-/// What every runner of this process shares.
+/// What every runner of this process shares: the lease owner id and
+/// length, the clock.
 #[derive(Clone, Debug)]
 pub struct Context {
-    /// This process's lease owner id.
-    pub owner: Arc<str>,
-    /// Lease length.
-    pub lease: Duration,
-    /// Where now comes from.
-    pub clock: Arc<dyn Clock>,
+    pub(crate) owner: Arc<str>,
+    pub(crate) lease: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Test-only fault injection (none in production).
-    pub faults: Faults,
+    pub(crate) faults: Faults,
     /// Cleared at once if an outcome writer ends (`/healthz` 503).
-    pub tasks_ok: Arc<AtomicBool>,
+    pub(crate) tasks_ok: Arc<AtomicBool>,
 }
 
 /// A job, and how it runs.
@@ -193,27 +190,6 @@ pub struct Runner<J> {
     cx: Context,
     concurrency: usize,
     wake: Arc<Notify>,
-}
-
-impl<J> Clone for Runner<J> {
-    fn clone(&self) -> Self {
-        Runner {
-            job: self.job.clone(),
-            cx: self.cx.clone(),
-            concurrency: self.concurrency,
-            wake: self.wake.clone(),
-        }
-    }
-}
-
-/// The backoff between attempts inside a claim.
-fn policy() -> ExponentialBuilder {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_factor(2.0)
-        .with_max_times(8)
-        .with_jitter()
 }
 
 impl<J: Job> Runner<J> {
@@ -227,54 +203,45 @@ impl<J: Job> Runner<J> {
         }
     }
 
-    /// Runs until `stop` turns true, then waits for the claims in flight.
-    /// Returns early (and the supervisor in [`crate::app`] stops the
-    /// service) if its outcome writer ends: outcomes could no longer be
-    /// recorded.
+    /// Runs until `stop`, then waits for the claims in flight; ends early
+    /// (and the service stops) if its outcome writer ends.
     pub async fn run(self, mut stop: StopSignal) {
-        // Two bounds: `calls` on calls in flight (what eyeson sees),
-        // `slots` on claims held: a claim keeps its slot until its outcome
-        // is recorded.
-        let calls = Arc::new(Semaphore::new(self.concurrency));
-        let slots = Arc::new(Semaphore::new(
-            self.concurrency.saturating_mul(J::CLAIMS_PER_CALL),
-        ));
-        let mut tasks: JoinSet<()> = JoinSet::new();
-        let (writer, mut writer_task) = self.start_writer();
+        let (me, spec) = (Arc::new(self), J::SPEC);
+        // `calls` bounds calls in flight, `slots` claims held until recorded.
+        let calls = Arc::new(Semaphore::new(me.concurrency));
+        let slots = me.concurrency.saturating_mul(spec.claims_per_call);
+        let slots = Arc::new(Semaphore::new(slots));
+        let mut tasks = JoinSet::new();
+        let (writer, mut writer_task) = me.start_writer();
         let mut writer_ended = false;
         let mut ticked: Option<Instant> = None;
-        loop {
-            if stop.is_stopped() {
-                break;
-            }
+        while !stop.is_stopped() {
             if writer_task.is_finished() {
                 writer_ended = true;
-                self.writer_ended();
                 break;
             }
             while tasks.try_join_next().is_some() {}
-            if let Some(every) = J::TICK {
-                if ticked.is_none_or(|t| t.elapsed() >= every) {
-                    ticked = Some(Instant::now());
-                    self.job.tick().await;
-                }
+            let tick = |every| ticked.is_none_or(|t: Instant| t.elapsed() >= every);
+            if spec.tick.is_some_and(tick) {
+                ticked = Some(Instant::now());
+                me.job.tick().await;
             }
             let free = slots.available_permits();
             if free > 0 {
                 let ask = Ask {
-                    now: self.cx.clock.now(),
-                    lease: self.cx.lease,
-                    owner: &self.cx.owner,
+                    now: me.cx.clock.now(),
+                    lease: me.cx.lease,
+                    owner: &me.cx.owner,
                     limit: free as u32,
                 };
-                match self.job.claim(ask).await {
+                match me.job.claim(ask).await {
                     Ok(claims) => {
                         let full = claims.len() == free;
                         for claim in claims {
                             let Ok(permit) = slots.clone().try_acquire_owned() else {
                                 break;
                             };
-                            let (me, calls, writer) = (self.clone(), calls.clone(), writer.clone());
+                            let (me, calls, writer) = (me.clone(), calls.clone(), writer.clone());
                             let claimed = Instant::now();
                             tasks.spawn(async move {
                                 me.settle(claim, claimed, &calls, &writer).await;
@@ -286,7 +253,7 @@ impl<J: Job> Runner<J> {
                         }
                     }
                     Err(e) => {
-                        tracing::error!(task = J::TASK, error = %e, "could not claim what is due; retrying in 1s");
+                        tracing::error!(task = spec.task.name(), error = %e, "could not claim what is due; retrying in 1s");
                         if stop.sleep(Duration::from_secs(1)).await {
                             break;
                         }
@@ -295,37 +262,44 @@ impl<J: Job> Runner<J> {
                 }
             }
             // Full: only a finished claim (or the poll) can make room.
-            let (due, poll) = if free == 0 {
-                (None, J::POLL)
-            } else {
-                match self.job.next_due(self.cx.clock.now()).await {
-                    Ok(t) => (t, J::POLL),
+            let (due, poll) = match free {
+                0 => (None, spec.poll),
+                _ => match me.job.next_due(me.cx.clock.now()).await {
+                    Ok(t) => (t, spec.poll),
                     Err(e) => {
-                        tracing::error!(task = J::TASK, error = %e, "could not read when the next {} is due", J::WHAT);
+                        tracing::error!(task = spec.task.name(), error = %e, "could not read when the next {} is due", spec.what);
                         (None, Duration::from_secs(1))
                     }
-                }
+                },
             };
-            if due.is_some_and(|t| t <= self.cx.clock.now()) {
+            let now = me.cx.clock.now();
+            if due.is_some_and(|t| t <= now) {
                 continue;
             }
-            let pause = due.map_or(poll, |t| t.since(self.cx.clock.now()).min(poll));
-            tracing::debug!(?pause, "{} sleeping", J::TASK);
+            let pause = due.map_or(poll, |t| t.since(now).min(poll));
+            tracing::debug!(?pause, "{} sleeping", spec.task.name());
             tokio::select! {
-                () = crate::clock::sleep_until_or(&*self.cx.clock, due, poll) => {}
-                _ = self.wake.notified() => {}
+                () = crate::clock::sleep_until_or(&*me.cx.clock, due, poll) => {}
+                _ = me.wake.notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = stop.stopped() => {}
                 _ = &mut writer_task => {
                     writer_ended = true;
-                    self.writer_ended();
                     break;
                 }
             }
         }
+        if writer_ended {
+            me.cx.tasks_ok.store(false, Ordering::SeqCst);
+            tracing::error!(
+                "the {} ended; the {} finishes its calls in flight and stops",
+                spec.task.faults()[1],
+                spec.task.name()
+            );
+        }
         let in_flight = tasks.len();
         if in_flight > 0 {
-            tracing::info!(in_flight, "waiting for {} calls in flight", J::WHAT);
+            tracing::info!(in_flight, "waiting for {} calls in flight", spec.what);
         }
         while tasks.join_next().await.is_some() {}
         drop(writer);
@@ -334,26 +308,18 @@ impl<J: Job> Runner<J> {
         }
     }
 
-    fn writer_ended(&self) {
-        self.cx.tasks_ok.store(false, Ordering::SeqCst);
-        tracing::error!(
-            "the {} ended; the {} finishes its calls in flight and stops",
-            J::WRITER,
-            J::TASK
-        );
-    }
-
     /// The outcome writer (see [`group_commit`](crate::group_commit)).
     fn start_writer(&self) -> (Writer<J::Record, bool>, JoinHandle<()>) {
         let (job, cx) = (self.job.clone(), self.cx.clone());
-        crate::group_commit::start(&self.cx.faults, J::WRITER, move |records| {
+        let name = J::SPEC.task.faults()[1];
+        crate::group_commit::start(&self.cx.faults, name, move |records| {
             let (job, cx) = (job.clone(), cx.clone());
             async move { job.commit(&cx.owner, &records, cx.clock.now()).await }
         })
     }
 
-    /// Works on one item claimed at `claimed` (once one of the `calls` is
-    /// free) and records the outcome.
+    /// Works on one item claimed at `claimed` (with one of the `calls`) and
+    /// records the outcome.
     async fn settle(
         &self,
         claim: J::Claim,
@@ -361,6 +327,7 @@ impl<J: Job> Runner<J> {
         calls: &Semaphore,
         writer: &Writer<J::Record, bool>,
     ) {
+        let what = J::SPEC.what;
         let work = async {
             // Never closed: `run` owns it until every task has ended.
             let _call = calls.acquire().await.ok()?;
@@ -373,39 +340,51 @@ impl<J: Job> Runner<J> {
                 match tokio::time::timeout(budget, work).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
-                        tracing::warn!(room = %J::room(&claim), ?budget, "{} cut short before the lease expires", J::WHAT);
+                        tracing::warn!(room = %J::room(&claim), ?budget, "{what} cut short before the lease expires");
                         Some(self.job.failed(&claim, Failure::CutShort))
                     }
                 }
             }
         };
-        // `None`: the store failed. Whenever nothing is recorded, the lease
-        // runs out and the item is claimed again.
+        // `None`: the store failed; the lease runs out, the item is claimed again.
         let Some(outcome) = outcome else { return };
         let record = self.job.conclude(&claim, outcome, self.cx.clock.now());
         let room = J::room(&claim);
         match crate::group_commit::submit(writer, record).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(room = %room, "{} lease lost (or what it was for changed) before the outcome was recorded; it may be done again", J::WHAT)
+                tracing::warn!(room = %room, "{what} lease lost (or what it was for changed) before the outcome was recorded; it may be done again")
             }
             Err(e) => {
-                tracing::error!(error = %e, room = %room, "could not record the {} outcome; it is claimed again after its lease", J::WHAT)
+                tracing::error!(error = %e, room = %room, "could not record the {what} outcome; it is claimed again after its lease")
             }
         }
     }
 
-    /// The attempts at one claim (retried while retryable and under half
-    /// the lease since the claim); `None` when the store failed.
+    /// The attempts at one claim, retried while retryable and under half
+    /// the lease; `None` when the store failed.
     async fn outcome(&self, claim: &J::Claim, claimed: Instant) -> Option<J::Outcome> {
-        let result = match J::RETRIES {
+        let (what, room) = (J::SPEC.what, J::room(claim));
+        let result = match J::SPEC.retries {
             None => self.job.attempt(claim, 0).await,
             Some(counter) => {
                 let n = AtomicUsize::new(0);
                 let budget = self.cx.lease / 2;
+                let policy = ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_factor(2.0)
+                    .with_max_times(8)
+                    .with_jitter();
                 (|| self.job.attempt(claim, n.fetch_add(1, Ordering::Relaxed)))
-                    .retry(policy())
-                    .when(|e: &StepError| e.is_retryable() && claimed.elapsed() < budget)
+                    .retry(policy)
+                    .when(|e: &StepError| {
+                        let retryable = match e {
+                            StepError::Api(e) => e.is_retryable(),
+                            StepError::Store(_) => true,
+                        };
+                        retryable && claimed.elapsed() < budget
+                    })
                     // Honour 429's Retry-After, capped so the budget holds.
                     .adjust(|e: &StepError, wait: Option<Duration>| match (e, wait) {
                         (StepError::Api(ApiError::Throttled(Some(after))), Some(wait)) => {
@@ -415,30 +394,26 @@ impl<J: Job> Runner<J> {
                     })
                     .notify(|e: &StepError, wait: Duration| {
                         ::metrics::counter!(counter).increment(1);
-                        tracing::warn!(room = %J::room(claim), error = %e, ?wait, "{} call failed; retrying", J::WHAT);
+                        tracing::warn!(room = %room, error = %e, ?wait, "{what} call failed; retrying");
                     })
                     .await
             }
         };
-        let room = J::room(claim);
         let failure = match result {
             Ok(outcome) => return Some(outcome),
             // The job says (a locked key may be unlocked before long).
             Err(StepError::Api(e)) if e.is_locked() => Failure::Locked,
             Err(StepError::Api(e)) if !e.is_retryable() => {
-                tracing::error!(room = %room, error = %e, "eyeson refused the {}; not retrying", J::WHAT);
+                tracing::error!(room = %room, error = %e, "eyeson refused the {what}; not retrying");
                 Failure::Refused(e)
             }
-            // The store, not eyeson, failed (the database is gone): a
-            // final outcome would be recorded for an item nobody could
-            // work on. Record nothing; the item is claimed again once the
-            // lease has expired and the store answers.
+            // Not eyeson's answer: nothing is recorded, the lease runs out.
             Err(StepError::Store(e)) => {
-                tracing::error!(room = %room, error = %e, "store unavailable during a {}; it will be claimed again after its lease", J::WHAT);
+                tracing::error!(room = %room, error = %e, "store unavailable during a {what}; it will be claimed again after its lease");
                 return None;
             }
             Err(e) => {
-                tracing::error!(room = %room, error = %e, "{} failed; retries exhausted for this claim", J::WHAT);
+                tracing::error!(room = %room, error = %e, "{what} failed; retries exhausted for this claim");
                 Failure::Exhausted
             }
         };
@@ -466,10 +441,7 @@ mod tests {
         type Outcome = &'static str;
         type Record = (u32, &'static str);
         // Fault names must be the supervisor's: borrow the scheduler's.
-        const TASK: &'static str = "scheduler";
-        const WRITER: &'static str = "outcome-writer";
-        const WHAT: &'static str = "scripted call";
-        const RETRIES: Option<&'static str> = Some("test_retries_total");
+        const SPEC: Spec = Spec::new(Task::Scheduler, "scripted call", Some("test_retries_total"));
 
         async fn claim(&self, ask: Ask<'_>) -> Result<Vec<u32>, StoreError> {
             let mut todo = self.todo.lock().unwrap();
@@ -483,25 +455,22 @@ mod tests {
 
         async fn attempt(&self, item: &u32, n: usize) -> Result<&'static str, StepError> {
             self.attempts.lock().unwrap().push((*item, n));
-            let slow = || tokio::time::sleep(Duration::from_millis(1200));
+            let api = |s| Err(StepError::Api(ApiError::Status(s)));
+            let pause = match item {
+                5 | 6 => 1200,
+                7.. => 10_000,
+                _ => 0,
+            };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
             match item {
                 1 => Ok("done"),
-                2 if n == 0 => Err(StepError::Api(ApiError::Status(503))),
+                2 if n == 0 => api(503),
                 2 => Ok("done on retry"),
-                3 => Err(StepError::Api(ApiError::Status(400))),
-                4 => Err(StepError::Api(ApiError::Status(423))),
-                5 => {
-                    slow().await;
-                    Err(StepError::Api(ApiError::Status(503)))
-                }
-                6 => {
-                    slow().await;
-                    Err(StepError::Store(StoreError::Corrupt("gone".into())))
-                }
-                _ => {
-                    tokio::time::sleep(Duration::from_secs(10)).await;
-                    Ok("never")
-                }
+                3 => api(400),
+                4 => api(423),
+                5 => api(503),
+                6 => Err(StepError::Store(StoreError::Corrupt("gone".into()))),
+                _ => Ok("never"),
             }
         }
 
@@ -518,12 +487,7 @@ mod tests {
             (*item, outcome)
         }
 
-        async fn commit(
-            &self,
-            _: &str,
-            records: &[(u32, &'static str)],
-            _: Timestamp,
-        ) -> Result<Vec<bool>, StoreError> {
+        async fn commit(&self, _: &str, records: &[(u32, &'static str)], _: Timestamp) -> Applied {
             self.records.lock().unwrap().extend_from_slice(records);
             Ok(vec![true; records.len()])
         }
@@ -568,8 +532,7 @@ mod tests {
             ]
         );
         let attempts = job.attempts.lock().unwrap().clone();
-        // A retryable failure is tried again (the attempt knows which it
-        // is); a refusal, a locked key or the spent retry budget is not.
+        // Only a retryable failure within the retry budget is tried again.
         for (item, tries) in [(1, 1), (2, 2), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1)] {
             let seen: Vec<usize> = attempts
                 .iter()

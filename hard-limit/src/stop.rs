@@ -1,5 +1,4 @@
-//! One stop signal for every task: the [`crate::supervisor`] holds a
-//! [`Stopper`], each task (HTTP servers, scheduler, reconciler, `LISTEN`)
+//! A stop signal: the [`crate::supervisor`] holds a [`Stopper`], each task
 //! a [`StopSignal`]. A dropped [`Stopper`] counts as a stop, so no task can
 //! wait forever on a supervisor that is gone.
 

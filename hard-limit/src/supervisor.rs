@@ -1,22 +1,18 @@
-//! The supervisor: runs the service's tasks, each registered as a [`Task`]
-//! with a name and a stop [`Phase`], until asked to stop or until one ends
-//! by itself; then stops them phase by phase, in an order that is data
-//! ([`ON_STOP`], [`ON_DEATH`]).
-//!
-//! A task that ends (or panics) before the stop is a dead task: the
-//! health flag turns false at once (`/healthz` 503, the
-//! `hard_limit_background_tasks_ok` gauge 0, no more watchdog pings), the
-//! others finish what they can while HTTP still answers, and the run ends
-//! with [`Failure::TaskEnded`] naming it.
+//! The supervisor: runs the service's [`Task`]s until asked to stop or until
+//! one dies (ends or panics: the health flag turns false at once, the others
+//! finish what they can while HTTP still answers `/healthz` 503, and the run
+//! ends with [`StartError::TaskEnded`]); then stops them phase by phase, in
+//! an order that is data ([`ON_STOP`], [`ON_DEATH`]).
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
-use tokio::task::{JoinError, JoinHandle};
+use tokio::task::{AbortHandle, JoinError, JoinHandle};
 
+use crate::app::StartError;
 use crate::stop::{self, StopSignal, Stopper};
 
 /// When a task stops, and how.
@@ -43,129 +39,77 @@ pub const ON_STOP: [Phase; 4] = [Phase::Serve, Phase::Intake, Phase::Work, Phase
 /// finish; then it stops and the writer commits what is queued.
 pub const ON_DEATH: [Phase; 4] = [Phase::Work, Phase::Chores, Phase::Serve, Phase::Intake];
 
-/// Every task the service runs: the one place that names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Task {
-    /// The public and admin HTTP servers.
-    Http,
-    /// The webhook writer (group-commits deliveries).
-    WebhookWriter,
-    /// The scheduler (ends meetings at their deadline).
-    Scheduler,
-    /// The warner (`--warn-before`).
-    Warner,
-    /// The alone rule's participants check.
-    Presence,
-    /// The forwarder (`--forward-to`).
-    Forwarder,
-    /// The reconciler (`GET /rooms`, registration, pruning).
-    Reconciler,
-    /// PostgreSQL's `LISTEN` (wakes, limits, replicas' counts).
-    Listen,
-    /// The periodic recount of `/metrics`' meeting gauges.
-    Recount,
-}
-
-impl Task {
-    /// Every task.
-    pub const ALL: [Task; 9] = [
-        Task::Http,
-        Task::WebhookWriter,
-        Task::Scheduler,
-        Task::Warner,
-        Task::Presence,
-        Task::Forwarder,
-        Task::Reconciler,
-        Task::Listen,
-        Task::Recount,
-    ];
-
-    /// Its name in logs and in [`Failure::TaskEnded`].
-    pub fn name(self) -> &'static str {
-        self.spec().0
-    }
-
-    /// When it stops.
-    pub fn phase(self) -> Phase {
-        self.spec().1
-    }
-
-    /// The `--inject-fault` names that kill it (test only): its own name
-    /// first if its future can be killed from outside, then a writer's it
-    /// runs (killed where the writer is spawned), whose death ends it.
-    pub fn faults(self) -> &'static [&'static str] {
-        self.spec().2
-    }
-
-    /// Whether its end before the stop is a death; the recount is only a
-    /// correction of gauges, cut short with the chores.
-    fn watched(self) -> bool {
-        self != Task::Recount
-    }
-
-    fn spec(self) -> (&'static str, Phase, &'static [&'static str]) {
-        match self {
-            Task::Http => ("HTTP server", Phase::Serve, &[]),
-            Task::WebhookWriter => ("webhook writer", Phase::Intake, &["ingest-writer"]),
-            Task::Scheduler => ("scheduler", Phase::Work, &["scheduler", "outcome-writer"]),
-            Task::Warner => ("warner", Phase::Work, &["warner", "warning-writer"]),
-            Task::Presence => ("presence", Phase::Work, &["presence", "presence-writer"]),
-            Task::Forwarder => ("forwarder", Phase::Work, &["forwarder", "forward-writer"]),
-            Task::Reconciler => ("reconciler", Phase::Chores, &["reconciler"]),
-            Task::Listen => ("LISTEN", Phase::Chores, &[]),
-            Task::Recount => ("recount", Phase::Chores, &[]),
+/// The [`Task`] enum from one table: name, phase, and the `--inject-fault`
+/// names that kill it.
+macro_rules! tasks {
+    ($($(#[doc = $doc:literal])* $task:ident: $name:literal, $phase:ident, [$($fault:literal),*];)*) => {
+        /// Every task the service runs: the one place that names them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Task {
+            $($(#[doc = $doc])* $task,)*
         }
-    }
+
+        impl Task {
+            /// Every task.
+            pub const ALL: [Task; [$($name),*].len()] = [$(Task::$task),*];
+
+            /// Its name in logs and in [`StartError::TaskEnded`].
+            pub fn name(self) -> &'static str {
+                match self { $(Task::$task => $name,)* }
+            }
+
+            /// When it stops.
+            pub fn phase(self) -> Phase {
+                match self { $(Task::$task => Phase::$phase,)* }
+            }
+
+            /// The `--inject-fault` names that kill it (test only): its own, if
+            /// its future can be killed from outside, then its writer's.
+            pub fn faults(self) -> &'static [&'static str] {
+                match self { $(Task::$task => &[$($fault),*],)* }
+            }
+        }
+    };
 }
 
-/// Why a run ended other than by the stop it was asked for.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    /// A task ended (or panicked) before the stop.
-    #[error("the {task} task ended unexpectedly ({how}); stopped")]
-    TaskEnded {
-        /// Which task ([`Task::name`]).
-        task: &'static str,
-        /// Panicked (with its message) or returned.
-        how: String,
-    },
-    /// The HTTP servers failed.
-    #[error("listen: {0}")]
-    Io(#[from] std::io::Error),
+tasks! {
+    /// The public and admin HTTP servers.
+    Http: "HTTP server", Serve, [];
+    /// The webhook writer (group-commits deliveries).
+    WebhookWriter: "webhook writer", Intake, ["ingest-writer"];
+    /// The scheduler (ends meetings at their deadline).
+    Scheduler: "scheduler", Work, ["scheduler", "outcome-writer"];
+    /// The warner (`--warn-before`).
+    Warner: "warner", Work, ["warner", "warning-writer"];
+    /// The alone rule's participants check.
+    Presence: "presence", Work, ["presence", "presence-writer"];
+    /// The forwarder (`--forward-to`).
+    Forwarder: "forwarder", Work, ["forwarder", "forward-writer"];
+    /// The reconciler (`GET /rooms`, registration, pruning).
+    Reconciler: "reconciler", Chores, ["reconciler"];
+    /// PostgreSQL's `LISTEN` (wakes, limits, replicas' counts).
+    Listen: "LISTEN", Chores, [];
+    /// The periodic recount of `/metrics`' meeting gauges.
+    Recount: "recount", Chores, [];
 }
 
 /// What a task's end looks like to the supervisor.
 type Ended = Result<std::io::Result<()>, JoinError>;
 
-enum Handle {
-    Task(JoinHandle<()>),
-    Server(JoinHandle<std::io::Result<()>>),
-}
-
-impl Handle {
-    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
-        match self {
-            Handle::Task(h) => Pin::new(h).poll(cx).map(|r| r.map(Ok)),
-            Handle::Server(h) => Pin::new(h).poll(cx),
-        }
-    }
-
-    fn abort(&self) {
-        match self {
-            Handle::Task(h) => h.abort(),
-            Handle::Server(h) => h.abort(),
-        }
-    }
-}
+/// A task's future, boxed.
+type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 struct Running {
     task: Task,
-    handle: Handle,
+    end: Boxed<Ended>,
+    abort: AbortHandle,
 }
 
 /// The registered tasks and the two stop signals (HTTP's, everyone
 /// else's: they are given at different moments).
 pub struct Supervisor {
+    /// Spawned when the supervisor runs.
+    pending: Vec<(Task, Boxed<()>)>,
     running: Vec<Running>,
     stopper: Stopper,
     stop: StopSignal,
@@ -182,7 +126,8 @@ impl Default for Supervisor {
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tasks: Vec<_> = self.running.iter().map(|r| r.task.name()).collect();
+        let pending = self.pending.iter().map(|(task, _)| *task);
+        let tasks: Vec<_> = pending.chain(self.running.iter().map(|r| r.task)).collect();
         f.debug_struct("Supervisor").field("tasks", &tasks).finish()
     }
 }
@@ -193,6 +138,7 @@ impl Supervisor {
         let (stopper, stop) = stop::signal();
         let (http_stopper, http_stop) = stop::signal();
         Supervisor {
+            pending: Vec::new(),
             running: Vec::new(),
             stopper,
             stop,
@@ -216,25 +162,24 @@ impl Supervisor {
         }
     }
 
-    /// Runs `task`.
+    /// Runs `task` once the supervisor runs.
     pub fn spawn(&mut self, task: Task, fut: impl Future<Output = ()> + Send + 'static) {
-        self.adopt(task, tokio::spawn(fut));
+        self.pending.push((task, Box::pin(fut)));
     }
 
     /// Takes charge of `task`, spawned elsewhere.
     pub fn adopt(&mut self, task: Task, handle: JoinHandle<()>) {
-        self.running.push(Running {
-            task,
-            handle: Handle::Task(handle),
-        });
+        let abort = handle.abort_handle();
+        let end = Box::pin(async move { handle.await.map(Ok) });
+        self.running.push(Running { task, end, abort });
     }
 
     /// Runs the HTTP servers.
     pub fn spawn_http(&mut self, fut: impl Future<Output = std::io::Result<()>> + Send + 'static) {
-        self.running.push(Running {
-            task: Task::Http,
-            handle: Handle::Server(tokio::spawn(fut)),
-        });
+        let handle = tokio::spawn(fut);
+        let (task, abort) = (Task::Http, handle.abort_handle());
+        let end = Box::pin(handle);
+        self.running.push(Running { task, end, abort });
     }
 
     /// Runs until `stop` resolves or a task ends; stops every task (phase
@@ -243,61 +188,57 @@ impl Supervisor {
         mut self,
         stop: impl Future<Output = ()>,
         close: impl Future<Output = ()>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StartError> {
+        for (task, fut) in std::mem::take(&mut self.pending) {
+            self.adopt(task, tokio::spawn(fut));
+        }
         let mut stop = pin!(stop);
+        // The recount is only a correction of gauges: its end is no death.
         let first = poll_fn(|cx| {
             if stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
-            for (i, r) in self.running.iter_mut().enumerate() {
-                if !r.task.watched() {
-                    continue;
-                }
-                if let Poll::Ready(ended) = r.handle.poll_end(cx) {
+            let watched = self.running.iter_mut().enumerate();
+            for (i, r) in watched.filter(|(_, r)| r.task != Task::Recount) {
+                if let Poll::Ready(ended) = r.end.as_mut().poll(cx) {
                     return Poll::Ready(Some((i, ended)));
                 }
             }
             Poll::Pending
         })
         .await;
-        let Some((i, ended)) = first else {
+        let ended = |task: Task, how| StartError::TaskEnded {
+            task: task.name(),
+            how,
+        };
+        let Some((i, end)) = first else {
             let served = self.stop_phases(ON_STOP).await;
             close.await;
             tracing::info!("stopped");
             return match served {
-                Some(Ok(r)) => r.map_err(Failure::Io),
-                Some(Err(e)) => Err(Failure::TaskEnded {
-                    task: Task::Http.name(),
-                    how: how_it_ended(Err(e)),
-                }),
+                Some(Ok(r)) => Ok(r?),
+                Some(Err(e)) => Err(ended(Task::Http, how_it_ended(Err(e)))),
                 None => Ok(()),
             };
         };
-        // Polled to its end: it leaves the list (a finished handle must
-        // not be polled again).
+        // Polled to its end, so it leaves the list.
         let task = self.running.remove(i).task;
         self.tasks_ok.store(false, Ordering::SeqCst);
         if task == Task::Http {
             // The servers ended by themselves: an accept error.
             self.stop_phases(ON_STOP).await;
             close.await;
-            return match ended {
-                Ok(Err(e)) => Err(Failure::Io(e)),
-                other => Err(Failure::TaskEnded {
-                    task: task.name(),
-                    how: how_it_ended(other.map(drop)),
-                }),
+            return match end {
+                Ok(Err(e)) => Err(StartError::Io(e)),
+                other => Err(ended(task, how_it_ended(other.map(drop)))),
             };
         }
-        let how = how_it_ended(ended.map(drop));
+        let how = how_it_ended(end.map(drop));
         tracing::error!(task = task.name(), how = %how, "a background task ended unexpectedly; /healthz answers 503; stopping");
         self.stop_phases(ON_DEATH).await;
         close.await;
         tracing::info!("stopped after a background task ended");
-        Err(Failure::TaskEnded {
-            task: task.name(),
-            how,
-        })
+        Err(ended(task, how))
     }
 
     /// Stops the tasks in `order`; the HTTP servers' end, if they were
@@ -313,11 +254,11 @@ impl Supervisor {
                 .into_iter()
                 .partition(|r| r.task.phase() == phase);
             self.running = later;
-            for mut r in now {
+            for r in now {
                 if phase == Phase::Chores {
-                    r.handle.abort();
+                    r.abort.abort();
                 }
-                let ended = poll_fn(|cx| r.handle.poll_end(cx)).await;
+                let ended = r.end.await;
                 if r.task == Task::Http {
                     served = Some(ended);
                 }
@@ -327,7 +268,7 @@ impl Supervisor {
     }
 }
 
-/// "returned", or "panicked: <message>".
+/// "returned", "cancelled", or "panicked: <message>".
 fn how_it_ended(r: Result<(), JoinError>) -> String {
     match r {
         Ok(()) => "returned".into(),
@@ -366,33 +307,32 @@ mod tests {
         assert!(at(ON_DEATH, Phase::Serve) < at(ON_DEATH, Phase::Intake));
         assert!(at(ON_STOP, Phase::Intake) < at(ON_STOP, Phase::Work));
         // Every name is unique, and so is every fault name.
-        let mut names: Vec<_> = Task::ALL.iter().map(|t| t.name()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), Task::ALL.len());
-        let mut faults: Vec<_> = Task::ALL.iter().flat_map(|t| t.faults()).collect();
-        let all = faults.len();
-        faults.sort_unstable();
-        faults.dedup();
-        assert_eq!(faults.len(), all);
+        let unique = |mut names: Vec<&str>| {
+            let all = names.len();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), all);
+        };
+        unique(Task::ALL.iter().map(|t| t.name()).collect());
+        unique(Task::ALL.iter().flat_map(|t| t.faults()).copied().collect());
+    }
+
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    /// Logs `name` when dropped: when its task ended (or was aborted).
+    struct Mark(Log, &'static str);
+
+    impl Drop for Mark {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push(self.1);
+        }
     }
 
     /// A task that records when it ended (after the stop, or when aborted).
-    fn recorder(
-        s: &Supervisor,
-        task: Task,
-        log: &Arc<Mutex<Vec<&'static str>>>,
-    ) -> impl Future<Output = ()> + Send + 'static {
-        let mut stop = s.signal(task);
-        let log = log.clone();
+    fn recorder(s: &Supervisor, task: Task, log: &Log) -> impl Future<Output = ()> + Send {
+        let (mut stop, mark) = (s.signal(task), Mark(log.clone(), task.name()));
         async move {
-            struct Mark(Arc<Mutex<Vec<&'static str>>>, &'static str);
-            impl Drop for Mark {
-                fn drop(&mut self) {
-                    self.0.lock().unwrap().push(self.1);
-                }
-            }
-            let _mark = Mark(log, task.name());
+            let _mark = mark;
             stop.stopped().await;
             if task.phase() != Phase::Chores {
                 // Work in flight, finished before it returns.
@@ -403,8 +343,8 @@ mod tests {
         }
     }
 
-    async fn run_with(death: bool) -> (Vec<&'static str>, Result<(), Failure>) {
-        let log = Arc::new(Mutex::new(Vec::new()));
+    async fn run_with(death: bool) -> (Vec<&'static str>, Result<(), StartError>) {
+        let log = Log::default();
         let mut s = Supervisor::new();
         for task in [Task::Reconciler, Task::Scheduler, Task::Warner] {
             if death && task == Task::Reconciler {
@@ -416,30 +356,19 @@ mod tests {
         }
         // The writer ends once every sender (HTTP) is gone.
         let (sender, gone) = tokio::sync::oneshot::channel::<()>();
-        let writer = {
-            let log = log.clone();
-            async move {
-                let _ = gone.await;
-                log.lock().unwrap().push("webhook writer");
-            }
-        };
-        s.spawn(Task::WebhookWriter, writer);
-        let http = {
-            let mut stop = s.signal(Task::Http);
-            let log = log.clone();
-            async move {
-                stop.stopped().await;
-                log.lock().unwrap().push("HTTP server");
-                drop(sender);
-                Ok(())
-            }
-        };
-        s.spawn_http(http);
+        let mark = Mark(log.clone(), "webhook writer");
+        s.spawn(Task::WebhookWriter, async move {
+            let _ = gone.await;
+            drop(mark);
+        });
+        let (mut stop, mark) = (s.signal(Task::Http), Mark(log.clone(), "HTTP server"));
+        s.spawn_http(async move {
+            stop.stopped().await;
+            drop((mark, sender));
+            Ok(())
+        });
         let ok = s.tasks_ok();
-        let closed = {
-            let log = log.clone();
-            async move { log.lock().unwrap().push("closed") }
-        };
+        let closed = Mark(log.clone(), "closed");
         let stop = async move {
             if !death {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -447,7 +376,7 @@ mod tests {
                 std::future::pending::<()>().await;
             }
         };
-        let r = s.run(stop, closed).await;
+        let r = s.run(stop, async move { drop(closed) }).await;
         assert_eq!(ok.load(Ordering::SeqCst), !death);
         let log = log.lock().unwrap().clone();
         (log, r)
@@ -465,7 +394,7 @@ mod tests {
     async fn a_death_is_reported_and_http_outlives_the_work() {
         let (log, r) = run_with(true).await;
         match r {
-            Err(Failure::TaskEnded { task, how }) => {
+            Err(StartError::TaskEnded { task, how }) => {
                 assert_eq!(task, "reconciler");
                 assert!(how.contains("panicked"), "{how}");
             }

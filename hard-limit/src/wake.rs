@@ -1,11 +1,7 @@
-//! Pokes for the tasks that sleep until a time the store knows: the
-//! scheduler (deadlines), the warner (deadline − `--warn-before`), and any
-//! later [`runner`](crate::runner) job that [`Wake::subscribe`]s.
-//!
-//! One [`Notify`] per sleeper, not one shared: `notify_one` stores a permit
-//! for one waiter only, so a shared one would wake the scheduler or the
-//! warner, not both; `notify_waiters` stores none, so a poke landing while a
-//! task is busy (not waiting) would be lost.
+//! Pokes for the [`runner`](crate::runner) jobs that sleep until a time
+//! the store knows. One [`Notify`] per sleeper: a shared one's `notify_one`
+//! would wake one of them, and `notify_waiters` would lose a poke landing
+//! while a job is busy.
 
 use std::sync::{Arc, Mutex};
 
@@ -22,24 +18,18 @@ pub struct Wake {
 impl Wake {
     /// Wakes every subscriber (each keeps the poke until it next waits).
     pub fn poke(&self) {
-        for sleeper in self
-            .sleepers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            sleeper.notify_one();
-        }
+        self.sleepers().iter().for_each(|s| s.notify_one());
     }
 
     /// A new sleeper that every [`Wake::poke`] wakes.
     pub fn subscribe(&self) -> Arc<Notify> {
         let sleeper = Arc::new(Notify::new());
-        self.sleepers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(sleeper.clone());
+        self.sleepers().push(sleeper.clone());
         sleeper
+    }
+
+    fn sleepers(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Notify>>> {
+        self.sleepers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Wakes the forwarder only: deliveries to forward were committed.
