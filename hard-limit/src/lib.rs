@@ -47,7 +47,7 @@
 //! | [`secrets`] | the API key and the admin token: redacted, checked without repeating them |
 //! | [`webhook`] | signature check, parsing, freshness, the handler, group commit |
 //! | [`runner`] | the one leased-job runner: sleep until due, claim under a lease, attempt with retries and backoff, group-commit the outcomes ([`runner::Job`]) |
-//! | [`scheduler`] | the shutdown job: `DELETE /rooms/{id}` at the deadline, unless a newer meeting runs |
+//! | [`scheduler`] | the shutdown job: `DELETE /rooms/{id}` at the deadline, unless a newer meeting runs; `Calls`, what it shares with the warner (the guard, the outcome log lines) |
 //! | [`warner`] | the warning job: guest join + chat message at `deadline − --warn-before` |
 //! | [`presence`] | the participants-check job of the alone rule: paced `GET /rooms/{id}/users`, the alone clock's moves, the last look before an alone end |
 //! | [`wake`] | pokes for the jobs that sleep until a time the store knows |
@@ -66,10 +66,10 @@
 //! | [`metrics`] | metric names and the Prometheus recorder |
 //! | [`meeting_gauges`] | meetings by state in memory for `/metrics`: exact deltas from the store's writes, recounts from the store |
 //! | [`app`] | build and run: the zero2prod `Application`, built from a `Config` (and a test's `TestHooks`) |
-//! | [`supervisor`] | the tasks by name and stop phase: runs them, reports a dead one, stops them in order |
+//! | [`supervisor`] | the tasks by name and stop phase, one table: registered by the app, started and watched together, stopped in order |
 //! | [`cli`] | the binary's command line, logging and subcommands |
 //! | [`notify`] | systemd readiness, watchdog and stopping notifications (`NOTIFY_SOCKET`) |
-//! | [`cluster`] | PostgreSQL replicas as one: the `LISTEN` task that emits [`cluster::Event`]s (the app routes them), count publishing, the chores leader lock |
+//! | [`cluster`] | PostgreSQL replicas as one: the `LISTEN` task (with count publishing) that emits [`cluster::Event`]s (the app routes them), the chores leader lock |
 //! | [`clock`] | where "now" comes from, and the sleeps until a time (a test's manual clock drives both) |
 //! | [`fault`] | test-only fault injection into the supervisor's tasks |
 
