@@ -40,6 +40,13 @@ pub enum Decision {
     RefuseForeign(Webhook),
 }
 
+/// Whether `hook` is registered to `ours` (compared as URLs too: `Url`
+/// writes a bare host with a trailing slash, which eyeson may have stored
+/// without). `unregister` asks the same.
+pub fn is_ours(hook: &Webhook, ours: &Url) -> bool {
+    hook.url == ours.as_str() || Url::parse(&hook.url).is_ok_and(|u| u == *ours)
+}
+
 /// Decides what to register for `ours`, given the `current` registration:
 /// `room_update` when nothing or our own URL is registered (with
 /// `--forward-to`, plus the types our registration took over earlier).
@@ -58,9 +65,7 @@ pub fn decide(current: Option<&Webhook>, ours: &Url, mode: Mode) -> Decision {
             replacing: None,
         };
     };
-    // Compared as URLs too: `Url` writes a bare host with a trailing
-    // slash, which eyeson may have stored without.
-    if current.url == ours.as_str() || Url::parse(&current.url).is_ok_and(|u| u == *ours) {
+    if is_ours(current, ours) {
         let want = if mode == Mode::Forward {
             mine(&current.types)
         } else {
