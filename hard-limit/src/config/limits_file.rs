@@ -73,11 +73,6 @@ fn show(v: &toml::Value) -> String {
 
 /// One entry's value: a limit as a string, or an inline table.
 fn rule(v: &toml::Value) -> Result<Rule, String> {
-    let string = |field: &str, v: &toml::Value| {
-        v.as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("{field} must be a string like \"30m\", not {}", show(v)))
-    };
     match v {
         toml::Value::String(s) => Ok(Rule::limit(limit(s)?)),
         toml::Value::Table(t) => {
@@ -86,19 +81,17 @@ fn rule(v: &toml::Value) -> Result<Rule, String> {
                     "unknown key {other:?} (expected limit and/or alone_after)"
                 ));
             }
+            // The string under `key`, if set.
+            let part = |key: &str| match t.get(key) {
+                None => Ok(None),
+                Some(v) => (v.as_str().map(Some)).ok_or_else(|| {
+                    format!("{key} must be a string like \"30m\", not {}", show(v))
+                }),
+            };
+            let alone = |s| parse_alone_after(s).map_err(|e| format!("alone_after {e}"));
             let rule = Rule {
-                limit: t
-                    .get("limit")
-                    .map(|v| string("limit", v).and_then(|s| limit(&s)))
-                    .transpose()?,
-                alone_after: t
-                    .get("alone_after")
-                    .map(|v| {
-                        string("alone_after", v).and_then(|s| {
-                            parse_alone_after(&s).map_err(|e| format!("alone_after {e}"))
-                        })
-                    })
-                    .transpose()?,
+                limit: part("limit")?.map(limit).transpose()?,
+                alone_after: part("alone_after")?.map(alone).transpose()?,
             };
             if rule.is_empty() {
                 return Err("sets neither limit nor alone_after".into());
