@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A fieldless enum whose variants each have a `&'static str` name (the
-/// method `$as_str`), listed in declaration order as `ALL`.
+/// method `$as_str`, also its `Display`), listed in order as `ALL`.
 macro_rules! named_enum {
     ($(#[$m:meta])* pub enum $name:ident: $as_str:ident {
         $($(#[$vm:meta])* $v:ident => $s:literal,)*
@@ -22,6 +22,12 @@ macro_rules! named_enum {
             /// The name stored, sent or used as a metrics label.
             pub fn $as_str(self) -> &'static str {
                 match self { $($name::$v => $s,)* }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.$as_str())
             }
         }
     };
@@ -195,12 +201,6 @@ impl MeetingState {
     }
 }
 
-impl fmt::Display for MeetingState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// What a rule says about the alone rule for its room or prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AloneAfter {
@@ -234,7 +234,6 @@ impl AloneAfter {
 }
 
 impl fmt::Display for AloneAfter {
-    /// `off`, or the duration as humantime writes it (`30m`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AloneAfter::Off => f.write_str("off"),
@@ -720,7 +719,7 @@ named_enum! {
 impl ShutdownOutcome {
     /// Whether the meeting waits to be claimed again ([`retry_delay`]).
     pub fn is_deferred(self) -> bool {
-        matches!(self, ShutdownOutcome::Deferred | ShutdownOutcome::Locked)
+        self.final_state() == MeetingState::Stopping
     }
 
     /// The state it leads to (`Stopping` while deferred).

@@ -131,16 +131,7 @@ mod tests {
     use crate::domain::{AloneAfter, Limits, RoomId};
 
     #[test]
-    fn limits_file_parses() {
-        let rules = parse("[rooms]\n\"board\" = \"2h\"\n[prefixes]\n\"web\" = \"10m\"\n").unwrap();
-        let l = Limits::new(Duration::from_secs(60)).with_full_rules(rules.rooms, rules.prefixes);
-        let limit = |r| l.for_room(&RoomId::parse(r).unwrap());
-        assert_eq!(limit("board"), Duration::from_secs(7200));
-        assert_eq!(limit("webby"), Duration::from_secs(600));
-    }
-
-    #[test]
-    fn limits_file_sets_the_alone_rule_per_room_and_prefix() {
+    fn limits_file_sets_limits_and_the_alone_rule_per_room_and_prefix() {
         let m = |n: u64| Duration::from_secs(60 * n);
         let rules = parse(
             r#"
@@ -151,6 +142,7 @@ mod tests {
             [prefixes]
             "webinar-" = { limit = "3h" }
             "bot-" = { alone_after = "off" }
+            "web" = "10m"
             "#,
         )
         .unwrap();
@@ -174,6 +166,8 @@ mod tests {
         assert_eq!(l.alone_after(&room("bot-7")), None);
         assert_eq!(l.alone_after(&room("webinar-1")), Some(m(20)));
         assert_eq!(l.for_room(&room("webinar-1")), m(180));
+        assert_eq!(l.for_room(&room("board")), m(120));
+        assert_eq!(l.for_room(&room("webby")), m(10));
     }
 
     #[test]
