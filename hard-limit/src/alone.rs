@@ -72,12 +72,10 @@ pub fn counted<'a>(
     own_guest: &str,
     ignore: &[IgnorePattern],
 ) -> usize {
+    let ignored = |s: &str| !s.is_empty() && ignore.iter().any(|p| p.matches(s));
     online
         .into_iter()
-        .filter(|(id, name)| {
-            let ignored = |s: &str| !s.is_empty() && ignore.iter().any(|p| p.matches(s));
-            !(*name == own_guest || ignored(id) || ignored(name))
-        })
+        .filter(|(id, name)| !(*name == own_guest || ignored(id) || ignored(name)))
         .count()
 }
 

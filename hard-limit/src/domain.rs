@@ -323,10 +323,9 @@ impl Limits {
         exact: impl IntoIterator<Item = (String, Rule)>,
         prefixes: impl IntoIterator<Item = (String, Rule)>,
     ) -> Self {
-        self.exact
-            .extend(exact.into_iter().filter(|(_, r)| !r.is_empty()));
-        self.prefixes
-            .extend(prefixes.into_iter().filter(|(_, r)| !r.is_empty()));
+        let keep = |(_, r): &(String, Rule)| !r.is_empty();
+        self.exact.extend(exact.into_iter().filter(keep));
+        self.prefixes.extend(prefixes.into_iter().filter(keep));
         self.prefixes
             .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         self
@@ -447,9 +446,6 @@ pub struct RoomUpdate {
 pub struct GuestToken(String);
 
 impl GuestToken {
-    /// Longest accepted token, in bytes.
-    pub const MAX_LEN: usize = RoomId::MAX_LEN;
-
     /// Checks a token by a room id's rules (it is a path segment too).
     pub fn parse(s: &str) -> Option<Self> {
         RoomId::parse(s).ok().map(|r| GuestToken(r.0))
