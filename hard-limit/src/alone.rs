@@ -19,15 +19,13 @@ impl FromStr for IgnorePattern {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.trim().is_empty() {
-            return Err("an --alone-ignore pattern must not be empty".into());
-        }
-        if s.chars().count() > MAX_PATTERN {
-            return Err(format!(
-                "an --alone-ignore pattern must be at most {MAX_PATTERN} characters"
-            ));
-        }
-        Ok(IgnorePattern(lowercase(s)))
+        Err(if s.trim().is_empty() {
+            "an --alone-ignore pattern must not be empty".into()
+        } else if s.chars().count() > MAX_PATTERN {
+            format!("an --alone-ignore pattern must be at most {MAX_PATTERN} characters")
+        } else {
+            return Ok(IgnorePattern(lowercase(s)));
+        })
     }
 }
 
@@ -74,12 +72,10 @@ pub fn counted<'a>(
     own_guest: &str,
     ignore: &[IgnorePattern],
 ) -> usize {
+    let ignored = |s: &str| !s.is_empty() && ignore.iter().any(|p| p.matches(s));
     online
         .into_iter()
-        .filter(|(id, name)| {
-            let ignored = |s: &str| !s.is_empty() && ignore.iter().any(|p| p.matches(s));
-            !(*name == own_guest || ignored(id) || ignored(name))
-        })
+        .filter(|(id, name)| !(*name == own_guest || ignored(id) || ignored(name)))
         .count()
 }
 

@@ -2,9 +2,36 @@
 //! `room_update` delivery leads to. No HTTP, SQL or wall clock here: "now"
 //! is always an argument, so every rule about time is tested with numbers.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A fieldless enum whose variants each have a `&'static str` name (the
+/// method `$as_str`, also its `Display`), listed in order as `ALL`.
+macro_rules! named_enum {
+    ($(#[$m:meta])* pub enum $name:ident: $as_str:ident {
+        $($(#[$vm:meta])* $v:ident => $s:literal,)*
+    }) => {
+        $(#[$m])*
+        pub enum $name { $($(#[$vm])* $v,)* }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: [$name; [$($s),*].len()] = [$($name::$v),*];
+
+            /// The name stored, sent or used as a metrics label.
+            pub fn $as_str(self) -> &'static str {
+                match self { $($name::$v => $s,)* }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.$as_str())
+            }
+        }
+    };
+}
 
 /// Milliseconds since the Unix epoch (UTC): eyeson's precision, stored as
 /// an `i64` by every SQL engine.
@@ -130,47 +157,27 @@ pub struct MeetingKey {
     pub started_at: Timestamp,
 }
 
-/// Where a tracked meeting stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MeetingState {
-    /// Running and not yet due (or due and waiting to be claimed).
-    Running,
-    /// Claimed under a lease, or released after retryable failures until
-    /// `lease_until`.
-    Stopping,
-    /// This service ended it (eyeson answered 2xx).
-    ShutDown,
-    /// eyeson reported it ended (webhook, room list, or 404/410 on shutdown).
-    Ended,
-    /// Not shut down on purpose: a newer meeting in the room, or dry run.
-    Skipped,
-    /// Shutting down failed for good (an answer retrying cannot change).
-    Failed,
+named_enum! {
+    /// Where a tracked meeting stands; `as_str` is its wire and storage name.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum MeetingState: as_str {
+        /// Running and not yet due (or due and waiting to be claimed).
+        Running => "running",
+        /// Claimed under a lease, or released after retryable failures until
+        /// `lease_until`.
+        Stopping => "stopping",
+        /// This service ended it (eyeson answered 2xx).
+        ShutDown => "shut_down",
+        /// eyeson reported it ended (webhook, room list, or 404/410 on shutdown).
+        Ended => "ended",
+        /// Not shut down on purpose: a newer meeting in the room, or dry run.
+        Skipped => "skipped",
+        /// Shutting down failed for good (an answer retrying cannot change).
+        Failed => "failed",
+    }
 }
 
 impl MeetingState {
-    /// Every state, in display order.
-    pub const ALL: [MeetingState; 6] = [
-        MeetingState::Running,
-        MeetingState::Stopping,
-        MeetingState::ShutDown,
-        MeetingState::Ended,
-        MeetingState::Skipped,
-        MeetingState::Failed,
-    ];
-
-    /// The wire and storage name (`running`, `shut_down`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MeetingState::Running => "running",
-            MeetingState::Stopping => "stopping",
-            MeetingState::ShutDown => "shut_down",
-            MeetingState::Ended => "ended",
-            MeetingState::Skipped => "skipped",
-            MeetingState::Failed => "failed",
-        }
-    }
-
     /// The inverse of [`MeetingState::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
@@ -191,12 +198,6 @@ impl MeetingState {
             (self, next),
             (Running, Stopping | Ended | Skipped) | (Stopping, _)
         )
-    }
-}
-
-impl fmt::Display for MeetingState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -233,7 +234,6 @@ impl AloneAfter {
 }
 
 impl fmt::Display for AloneAfter {
-    /// `off`, or the duration as humantime writes it (`30m`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AloneAfter::Off => f.write_str("off"),
@@ -295,7 +295,7 @@ impl Rule {
 pub struct Limits {
     default: Duration,
     alone_default: Option<Duration>,
-    exact: HashMap<String, Rule>,
+    exact: BTreeMap<String, Rule>,
     /// Longest first, so the first match is the longest.
     prefixes: Vec<(String, Rule)>,
 }
@@ -306,7 +306,7 @@ impl Limits {
         Limits {
             default,
             alone_default: None,
-            exact: HashMap::new(),
+            exact: BTreeMap::new(),
             prefixes: Vec::new(),
         }
     }
@@ -323,10 +323,9 @@ impl Limits {
         exact: impl IntoIterator<Item = (String, Rule)>,
         prefixes: impl IntoIterator<Item = (String, Rule)>,
     ) -> Self {
-        self.exact
-            .extend(exact.into_iter().filter(|(_, r)| !r.is_empty()));
-        self.prefixes
-            .extend(prefixes.into_iter().filter(|(_, r)| !r.is_empty()));
+        let keep = |(_, r): &(String, Rule)| !r.is_empty();
+        self.exact.extend(exact.into_iter().filter(keep));
+        self.prefixes.extend(prefixes.into_iter().filter(keep));
         self.prefixes
             .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         self
@@ -344,7 +343,6 @@ impl Limits {
 
     /// The exact-room rules that set a limit, sorted by room id.
     pub fn rooms(&self) -> Vec<(&str, Duration)> {
-        // Already sorted: the room ids are unique.
         self.room_rules()
             .into_iter()
             .filter_map(with_limit)
@@ -361,9 +359,7 @@ impl Limits {
 
     /// Every exact-room rule, sorted by room id.
     pub fn room_rules(&self) -> Vec<(&str, Rule)> {
-        let mut v: Vec<_> = self.exact.iter().map(|(k, r)| (k.as_str(), *r)).collect();
-        v.sort_by(|a, b| a.0.cmp(b.0));
-        v
+        self.exact.iter().map(|(k, r)| (k.as_str(), *r)).collect()
     }
 
     /// Every prefix rule, longest first.
@@ -393,10 +389,7 @@ impl Limits {
     /// How long a meeting in `room` may be alone before it is ended (`None`:
     /// the alone rule is off here).
     pub fn alone_after(&self, room: &RoomId) -> Option<Duration> {
-        match self.lookup(room, |r| r.alone_after) {
-            Some(a) => a.duration(),
-            None => self.alone_default,
-        }
+        (self.lookup(room, |r| r.alone_after)).map_or(self.alone_default, AloneAfter::duration)
     }
 
     /// Whether the default or any rule turns the alone rule on.
@@ -453,9 +446,6 @@ pub struct RoomUpdate {
 pub struct GuestToken(String);
 
 impl GuestToken {
-    /// Longest accepted token, in bytes.
-    pub const MAX_LEN: usize = RoomId::MAX_LEN;
-
     /// Checks a token by a room id's rules (it is a path segment too).
     pub fn parse(s: &str) -> Option<Self> {
         RoomId::parse(s).ok().map(|r| GuestToken(r.0))
@@ -691,38 +681,41 @@ pub fn limit_in_range(d: Duration) -> Result<Duration, OutOfRange> {
     in_range(d, MIN_LIMIT, MAX_DURATION)
 }
 
-/// How the shutdown call of a claimed meeting ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShutdownOutcome {
-    /// eyeson answered 200/204: this service ended the meeting.
-    ShutDown,
-    /// eyeson answered 404/410: the meeting was no longer running.
-    AlreadyEnded,
-    /// A newer meeting in the room is known: not called, on purpose.
-    SkippedNewerMeeting,
-    /// Dry run: logged and recorded, not called.
-    DryRun,
-    /// eyeson refused (401/403): retrying cannot help.
-    Refused,
-    /// Another final status, or an unreadable answer.
-    GaveUp,
-    /// Retryable failures outlasted this claim: claimed again after
-    /// [`retry_delay`].
-    Deferred,
-    /// eyeson answered 423 (key locked): like `Deferred`, without retries
-    /// inside the claim (a lock outlasts it).
-    Locked,
-    /// The alone rule's end: still alone right before the call, then 2xx.
-    EndedAlone,
-    /// The alone end was due but someone joined (or the rule went off):
-    /// not called, the alone clock reset.
-    AloneCancelled,
+named_enum! {
+    /// How the shutdown call of a claimed meeting ended; `as_str` is its
+    /// metrics label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum ShutdownOutcome: as_str {
+        /// eyeson answered 200/204: this service ended the meeting.
+        ShutDown => "shut_down",
+        /// eyeson answered 404/410: the meeting was no longer running.
+        AlreadyEnded => "already_ended",
+        /// A newer meeting in the room is known: not called, on purpose.
+        SkippedNewerMeeting => "skipped_newer_meeting",
+        /// Dry run: logged and recorded, not called.
+        DryRun => "dry_run",
+        /// eyeson refused (401/403): retrying cannot help.
+        Refused => "refused",
+        /// Another final status, or an unreadable answer.
+        GaveUp => "gave_up",
+        /// Retryable failures outlasted this claim: claimed again after
+        /// [`retry_delay`].
+        Deferred => "deferred",
+        /// eyeson answered 423 (key locked): like `Deferred`, without
+        /// retries inside the claim (a lock outlasts it).
+        Locked => "locked",
+        /// The alone rule's end: still alone right before the call, then 2xx.
+        EndedAlone => "ended_alone",
+        /// The alone end was due but someone joined (or the rule went off):
+        /// not called, the alone clock reset.
+        AloneCancelled => "alone_cancelled",
+    }
 }
 
 impl ShutdownOutcome {
     /// Whether the meeting waits to be claimed again ([`retry_delay`]).
     pub fn is_deferred(self) -> bool {
-        matches!(self, ShutdownOutcome::Deferred | ShutdownOutcome::Locked)
+        self.final_state() == MeetingState::Stopping
     }
 
     /// The state it leads to (`Stopping` while deferred).
@@ -736,43 +729,30 @@ impl ShutdownOutcome {
             ShutdownOutcome::Refused | ShutdownOutcome::GaveUp => MeetingState::Failed,
         }
     }
-
-    /// The metrics label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ShutdownOutcome::ShutDown => "shut_down",
-            ShutdownOutcome::AlreadyEnded => "already_ended",
-            ShutdownOutcome::SkippedNewerMeeting => "skipped_newer_meeting",
-            ShutdownOutcome::DryRun => "dry_run",
-            ShutdownOutcome::Refused => "refused",
-            ShutdownOutcome::GaveUp => "gave_up",
-            ShutdownOutcome::Deferred => "deferred",
-            ShutdownOutcome::Locked => "locked",
-            ShutdownOutcome::EndedAlone => "ended_alone",
-            ShutdownOutcome::AloneCancelled => "alone_cancelled",
-        }
-    }
 }
 
-/// How the in-meeting warning of a claimed meeting ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WarningOutcome {
-    /// The chat message was posted (2xx).
-    Sent,
-    /// The guest join or the message answered 410: the meeting had ended.
-    MeetingEnded,
-    /// No guest token is known for the meeting.
-    NoGuestToken,
-    /// A newer meeting is known, or this one ended: not called.
-    SkippedNewerMeeting,
-    /// Dry run: logged and recorded, not called.
-    DryRun,
-    /// An alone warning found company (or the rule off): not sent.
-    Company,
-    /// eyeson refused, or answered what retrying cannot change.
-    Failed,
-    /// Retryable failures outlasted this claim: claimed again later.
-    Deferred,
+named_enum! {
+    /// How the in-meeting warning of a claimed meeting ended; `label` is its
+    /// metrics label.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum WarningOutcome: label {
+        /// The chat message was posted (2xx).
+        Sent => "sent",
+        /// The guest join or the message answered 410: the meeting had ended.
+        MeetingEnded => "meeting_ended",
+        /// No guest token is known for the meeting.
+        NoGuestToken => "no_guest_token",
+        /// A newer meeting is known, or this one ended: not called.
+        SkippedNewerMeeting => "skipped_newer_meeting",
+        /// Dry run: logged and recorded, not called.
+        DryRun => "dry_run",
+        /// An alone warning found company (or the rule off): not sent.
+        Company => "company",
+        /// eyeson refused, or answered what retrying cannot change.
+        Failed => "failed",
+        /// Retryable failures outlasted this claim: claimed again later.
+        Deferred => "deferred",
+    }
 }
 
 impl WarningOutcome {
@@ -787,20 +767,6 @@ impl WarningOutcome {
             | WarningOutcome::Company => "skipped",
             WarningOutcome::Failed => "failed",
             WarningOutcome::Deferred => "claimed",
-        }
-    }
-
-    /// The metrics label.
-    pub fn label(self) -> &'static str {
-        match self {
-            WarningOutcome::Sent => "sent",
-            WarningOutcome::MeetingEnded => "meeting_ended",
-            WarningOutcome::NoGuestToken => "no_guest_token",
-            WarningOutcome::SkippedNewerMeeting => "skipped_newer_meeting",
-            WarningOutcome::DryRun => "dry_run",
-            WarningOutcome::Company => "company",
-            WarningOutcome::Failed => "failed",
-            WarningOutcome::Deferred => "deferred",
         }
     }
 }

@@ -1,13 +1,10 @@
-//! The limits in force: the command line's defaults (`--max-duration`,
-//! `--grace`, `--alone-after`) and the store's per-room and per-prefix
-//! rules (set through the admin listener, seeded from the `--limits` file),
-//! shared by every replica.
-//!
-//! Deliveries are planned against an in-memory copy ([`LimitsHandle::policy`]),
-//! reloaded once marked stale (by the process that changed a rule, or on
-//! PostgreSQL by a `LISTEN` on [`crate::store::postgres::LIMITS_CHANNEL`])
-//! or older than [`MAX_AGE`] (processes sharing a SQLite file get no
-//! notifications).
+//! The limits in force: the command line's defaults and the store's
+//! per-room and per-prefix rules (set on the admin listener, seeded from
+//! `--limits`), shared by every replica. Deliveries are planned against an
+//! in-memory copy ([`LimitsHandle::policy`]), reloaded once marked stale (by
+//! the process that changed a rule, or on PostgreSQL by a `LISTEN` on
+//! [`crate::store::postgres::LIMITS_CHANNEL`]) or older than [`MAX_AGE`]
+//! (processes sharing a SQLite file get no notifications).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -73,11 +73,6 @@ fn show(v: &toml::Value) -> String {
 
 /// One entry's value: a limit as a string, or an inline table.
 fn rule(v: &toml::Value) -> Result<Rule, String> {
-    let string = |field: &str, v: &toml::Value| {
-        v.as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("{field} must be a string like \"30m\", not {}", show(v)))
-    };
     match v {
         toml::Value::String(s) => Ok(Rule::limit(limit(s)?)),
         toml::Value::Table(t) => {
@@ -86,19 +81,17 @@ fn rule(v: &toml::Value) -> Result<Rule, String> {
                     "unknown key {other:?} (expected limit and/or alone_after)"
                 ));
             }
+            // The string under `key`, if set.
+            let part = |key: &str| match t.get(key) {
+                None => Ok(None),
+                Some(v) => (v.as_str().map(Some)).ok_or_else(|| {
+                    format!("{key} must be a string like \"30m\", not {}", show(v))
+                }),
+            };
+            let alone = |s| parse_alone_after(s).map_err(|e| format!("alone_after {e}"));
             let rule = Rule {
-                limit: t
-                    .get("limit")
-                    .map(|v| string("limit", v).and_then(|s| limit(&s)))
-                    .transpose()?,
-                alone_after: t
-                    .get("alone_after")
-                    .map(|v| {
-                        string("alone_after", v).and_then(|s| {
-                            parse_alone_after(&s).map_err(|e| format!("alone_after {e}"))
-                        })
-                    })
-                    .transpose()?,
+                limit: part("limit")?.map(limit).transpose()?,
+                alone_after: part("alone_after")?.map(alone).transpose()?,
             };
             if rule.is_empty() {
                 return Err("sets neither limit nor alone_after".into());
@@ -138,16 +131,7 @@ mod tests {
     use crate::domain::{AloneAfter, Limits, RoomId};
 
     #[test]
-    fn limits_file_parses() {
-        let rules = parse("[rooms]\n\"board\" = \"2h\"\n[prefixes]\n\"web\" = \"10m\"\n").unwrap();
-        let l = Limits::new(Duration::from_secs(60)).with_full_rules(rules.rooms, rules.prefixes);
-        let limit = |r| l.for_room(&RoomId::parse(r).unwrap());
-        assert_eq!(limit("board"), Duration::from_secs(7200));
-        assert_eq!(limit("webby"), Duration::from_secs(600));
-    }
-
-    #[test]
-    fn limits_file_sets_the_alone_rule_per_room_and_prefix() {
+    fn limits_file_sets_limits_and_the_alone_rule_per_room_and_prefix() {
         let m = |n: u64| Duration::from_secs(60 * n);
         let rules = parse(
             r#"
@@ -158,6 +142,7 @@ mod tests {
             [prefixes]
             "webinar-" = { limit = "3h" }
             "bot-" = { alone_after = "off" }
+            "web" = "10m"
             "#,
         )
         .unwrap();
@@ -181,6 +166,8 @@ mod tests {
         assert_eq!(l.alone_after(&room("bot-7")), None);
         assert_eq!(l.alone_after(&room("webinar-1")), Some(m(20)));
         assert_eq!(l.for_room(&room("webinar-1")), m(180));
+        assert_eq!(l.for_room(&room("board")), m(120));
+        assert_eq!(l.for_room(&room("webby")), m(10));
     }
 
     #[test]
