@@ -19,7 +19,9 @@ impl FromStr for IgnorePattern {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Err(if s.trim().is_empty() {
+        // Trimmed: `ALONE_IGNORE="recorder*, *bot*"` means `*bot*`.
+        let s = s.trim();
+        Err(if s.is_empty() {
             "an --alone-ignore pattern must not be empty".into()
         } else if s.chars().count() > MAX_PATTERN {
             format!("an --alone-ignore pattern must be at most {MAX_PATTERN} characters")
@@ -151,6 +153,10 @@ mod tests {
         assert!(pat("a*b*c").matches("a-x-b-y-b-c"));
         assert!(!pat("a*b*c").matches("a-x-b-y-b-d"));
         assert!(pat("Ärzte*").matches("ärztekammer"));
+        assert!(
+            pat(" *bot* ").matches("bot-1"),
+            "a list's spaces are not part of it"
+        );
     }
 
     #[test]
