@@ -124,7 +124,7 @@ pub struct Flags {
     /// as many due meetings ahead, so calls do not wait on commits).
     #[arg(long, env = "SHUTDOWN_CONCURRENCY", default_value_t = 32)]
     pub shutdown_concurrency: usize,
-    /// How long finished meetings are kept (at least twice `webhook_max_age`,
+    /// How long finished meetings are kept (at least twice `--webhook-max-age`,
     /// so a replayed delivery can never bring a pruned meeting back).
     #[arg(long, env = "RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub retention: Duration,
