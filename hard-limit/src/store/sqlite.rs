@@ -686,18 +686,24 @@ mod tests {
         }
     }
 
-    /// A store on a file in a temporary directory (kept with it).
-    async fn on_file() -> (SqliteStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        (SqliteStore::connect(&url).await.unwrap(), dir)
+    /// A store in memory (`file`: on a file in a temporary directory, kept
+    /// with it) and its handle.
+    async fn open(file: bool) -> (SqliteStore, Store, Option<tempfile::TempDir>) {
+        let dir = file.then(|| tempfile::tempdir().unwrap());
+        let url = dir.as_ref().map_or("sqlite::memory:".into(), |d| {
+            format!("sqlite://{}", d.path().join("d.db").display())
+        });
+        let store = SqliteStore::connect(&url).await.unwrap();
+        (store.clone(), Store::from(store), dir)
     }
 
-    async fn pragma(store: &SqliteStore, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&store.writer)
-            .await
-            .unwrap()
+    /// One value the writer connection reads.
+    async fn pragma<T>(store: &SqliteStore, sql: &'static str) -> T
+    where
+        T: Send + Unpin + for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        let q = sqlx::query_scalar(sql);
+        q.fetch_one(&store.writer).await.unwrap()
     }
 
     /// A claim whose lease expired and which its own process claimed again
@@ -705,22 +711,14 @@ mod tests {
     /// only the latest claim (owner and attempts) can.
     #[tokio::test]
     async fn only_the_latest_claim_of_an_owner_may_finish() {
-        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
-        let handle = Store::from(store.clone());
+        let (store, handle, _) = open(false).await;
         let key = key("r", 1_000);
-        handle
-            .apply(&[track(&key, 2_000)], Timestamp(1_000))
-            .await
-            .unwrap();
+        let plans = [track(&key, 2_000)];
+        handle.apply(&plans, Timestamp(1_000)).await.unwrap();
         let lease = Duration::from_secs(1);
-        let first = handle
-            .claim_due(Timestamp(2_000), lease, "p", 8)
-            .await
-            .unwrap();
-        let again = handle
-            .claim_due(Timestamp(3_500), lease, "p", 8)
-            .await
-            .unwrap();
+        let first = handle.claim_due(Timestamp(2_000), lease, "p", 8).await;
+        let again = handle.claim_due(Timestamp(3_500), lease, "p", 8).await;
+        let (first, again) = (first.unwrap(), again.unwrap());
         assert_eq!((first[0].attempts, again[0].attempts), (1, 2));
         let outcome = |attempts| Outcome {
             key: key.clone(),
@@ -742,15 +740,14 @@ mod tests {
     #[tokio::test]
     async fn a_write_returns_what_it_changed() {
         use crate::store::Engine;
-        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let (store, _, _) = open(false).await;
         let key = key("r", 1_000);
         let apply = |plan: Plan, now| {
             let store = &store;
             async move {
-                store
-                    .apply_deliveries(&[plan], &[], Timestamp(now))
-                    .await
-                    .unwrap()
+                let plans = [plan];
+                let w = store.apply_deliveries(&plans, &[], Timestamp(now));
+                w.await.unwrap()
             }
         };
         let w = apply(track(&key, 2_000), 1_000).await;
@@ -770,8 +767,7 @@ mod tests {
 
     #[tokio::test]
     async fn pruning_a_rooms_last_meeting_forgets_its_shutdown_cutoff() {
-        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
-        let handle = Store::from(store.clone());
+        let (store, handle, _) = open(false).await;
         let (gone, kept) = (key("gone", 1_000), key("kept", 1_000));
         let ends = [end(&gone, Some(11_000)), end(&kept, Some(11_000))];
         handle.apply(&ends, Timestamp(2_000)).await.unwrap();
@@ -790,17 +786,11 @@ mod tests {
 
     #[tokio::test]
     async fn commits_are_durable_wal_with_full_sync() {
-        let (store, _dir) = on_file().await;
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&store.writer)
-            .await
-            .unwrap();
+        let (store, _, _dir) = open(true).await;
+        let mode: String = pragma(&store, "PRAGMA journal_mode").await;
         assert_eq!(mode, "wal");
-        assert_eq!(
-            pragma(&store, "PRAGMA synchronous").await,
-            2,
-            "synchronous = FULL"
-        );
+        let sync: i64 = pragma(&store, "PRAGMA synchronous").await;
+        assert_eq!(sync, 2, "synchronous = FULL");
         store.close().await;
     }
 
@@ -808,34 +798,19 @@ mod tests {
     /// again: the setting is made per transaction, never inherited.
     #[tokio::test]
     async fn only_claims_and_outcomes_skip_the_flush() {
-        let (store, _dir) = on_file().await;
-        let handle = Store::from(store.clone());
+        let (store, handle, _dir) = open(true).await;
+        let sync = || pragma::<i64>(&store, "PRAGMA synchronous");
         let key = key("r", 0);
-        handle
-            .apply(&[track(&key, 1_000)], Timestamp(0))
-            .await
-            .unwrap();
-        let sync = "PRAGMA synchronous";
-        assert_eq!(
-            pragma(&store, sync).await,
-            2,
-            "a delivery commits with FULL"
-        );
-        let claims = handle
-            .claim_due(Timestamp(1_000), Duration::from_secs(30), "w", 8)
-            .await
-            .unwrap();
-        assert_eq!(claims.len(), 1);
-        assert_eq!(pragma(&store, sync).await, 1, "a claim commits with NORMAL");
-        handle
-            .apply(&[end(&key, None)], Timestamp(2_000))
-            .await
-            .unwrap();
-        assert_eq!(
-            pragma(&store, sync).await,
-            2,
-            "FULL again for the next delivery"
-        );
+        let plans = [track(&key, 1_000)];
+        handle.apply(&plans, Timestamp(0)).await.unwrap();
+        assert_eq!(sync().await, 2, "a delivery commits with FULL");
+        let lease = Duration::from_secs(30);
+        let claims = handle.claim_due(Timestamp(1_000), lease, "w", 8).await;
+        assert_eq!(claims.unwrap().len(), 1);
+        assert_eq!(sync().await, 1, "a claim commits with NORMAL");
+        let plans = [end(&key, None)];
+        handle.apply(&plans, Timestamp(2_000)).await.unwrap();
+        assert_eq!(sync().await, 2, "FULL again for the next delivery");
         store.close().await;
     }
 }
