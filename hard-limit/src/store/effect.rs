@@ -16,20 +16,16 @@ impl StateDelta {
         state as usize
     }
 
-    /// Adds `n` to the count of `state`.
-    fn add(&mut self, state: MeetingState, n: i64) {
-        let i = Self::index(state);
-        self.0[i] = self.0[i].saturating_add(n);
-    }
-
     /// `n` meetings appeared in `state`.
     pub fn added(&mut self, state: MeetingState, n: u64) {
-        self.add(state, i64::try_from(n).unwrap_or(i64::MAX));
+        let slot = &mut self.0[Self::index(state)];
+        *slot = slot.saturating_add_unsigned(n);
     }
 
     /// `n` meetings left `state` (deleted).
     pub fn removed(&mut self, state: MeetingState, n: u64) {
-        self.add(state, -i64::try_from(n).unwrap_or(i64::MAX));
+        let slot = &mut self.0[Self::index(state)];
+        *slot = slot.saturating_sub_unsigned(n);
     }
 
     /// A change of `n` meetings moving from `from` to `to`.
