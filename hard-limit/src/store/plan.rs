@@ -84,8 +84,7 @@ where
     }
 
     /// Tracks starts (one per room) in a few statements: one its room's
-    /// cutoff covers is recorded as ended (the end came first); any other is
-    /// inserted as running unless known, ending its room's older meetings.
+    /// cutoff covers is recorded as ended, any other inserted as running.
     async fn track(
         &mut self,
         starts: &[Start<'_>],

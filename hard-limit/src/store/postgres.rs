@@ -540,9 +540,7 @@ mod tests {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let connect = PgConnection::connect(&url);
         let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
-            eprintln!(
-                "skipping the_database_clock_never_rounds_up: no PostgreSQL at HARD_LIMIT_TEST_PG"
-            );
+            eprintln!("skipping: no PostgreSQL at HARD_LIMIT_TEST_PG");
             return;
         };
         let at = "'2026-12-04 10:00:00.9996+00'::timestamptz";

@@ -166,9 +166,8 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// `finished_at = now`), returning the new ones' `room_id`.
     fn insert_many(rows: &[NewMeeting<'_>], now: Timestamp) -> Bound<Self::DB>;
     /// Per started meeting (one per room): ends the room's older `running`
-    /// ones (`stopping` ones are their worker's) and stores a changed guest
-    /// token (a meeting not warned for want of one becomes warnable). How
-    /// many it ended.
+    /// ones and stores a changed guest token (making one not warned for want
+    /// of a token warnable). How many it ended.
     fn started_many(
         tx: &mut Self::Tx,
         started: &[Started<'_>],
@@ -853,29 +852,22 @@ where
             let now = now_in(self, &mut tx, now).await?;
             let mut applied = Vec::with_capacity(records.len());
             for r in records {
+                // Both statements name the claim as `$1`-`$3`.
+                let claim = |sql| sqlx::query(sql).bind(r.id).bind(owner).bind(r.attempts);
                 let Some(delay) = r.retry_in else {
-                    let n = sqlx::query(
+                    let delete = claim(
                         "DELETE FROM forward_outbox WHERE id = $1 AND lease_owner = $2 AND attempts = $3",
-                    )
-                    .bind(r.id)
-                    .bind(owner)
-                    .bind(r.attempts)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    applied.push(n == 1);
+                    );
+                    applied.push(delete.execute(&mut *tx).await?.rows_affected() == 1);
                     continue;
                 };
                 let at = now.plus(delay).0;
-                let lane = sqlx::query(
+                let lane = claim(
                     "UPDATE forward_outbox
                      SET next_at = $4, lease_owner = NULL, lease_until = NULL, last_error = $5
                      WHERE id = $1 AND lease_owner = $2 AND attempts = $3
                      RETURNING lane",
                 )
-                .bind(r.id)
-                .bind(owner)
-                .bind(r.attempts)
                 .bind(at)
                 .bind(r.error.as_deref())
                 .fetch_optional(&mut *tx)

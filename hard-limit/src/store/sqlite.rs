@@ -677,9 +677,8 @@ mod tests {
         q.fetch_one(&store.writer).await.unwrap()
     }
 
-    /// A claim whose lease expired and which its own process claimed again
-    /// (the first worker's call still in flight) cannot record an outcome:
-    /// only the latest claim (owner and attempts) can.
+    /// Of a claim its own process claimed again after its lease expired,
+    /// only the latest (owner and attempts) may record an outcome.
     #[tokio::test]
     async fn only_the_latest_claim_of_an_owner_may_finish() {
         let (store, handle, _) = open(false).await;
@@ -705,9 +704,8 @@ mod tests {
         store.close().await;
     }
 
-    /// A write returns, with its answer, exactly the state changes its
-    /// steps made and whether it changed anything (what the gauges and the
-    /// health flag apply once it committed).
+    /// A write returns exactly the state changes it made and whether it
+    /// changed anything (what the gauges and the health flag apply).
     #[tokio::test]
     async fn a_write_returns_what_it_changed() {
         use crate::store::Engine;
@@ -746,12 +744,9 @@ mod tests {
         let newer = track(&key("kept", 5_000), 15_000);
         handle.apply(&[newer], Timestamp(5_000)).await.unwrap();
         assert_eq!(handle.prune(Timestamp(3_000)).await.unwrap(), 2);
-        let rooms: Vec<String> =
-            sqlx::query_scalar("SELECT room_id FROM room_shutdowns ORDER BY room_id")
-                .fetch_all(&store.writer)
-                .await
-                .unwrap();
-        assert_eq!(rooms, ["kept"]);
+        let sql = "SELECT room_id FROM room_shutdowns ORDER BY room_id";
+        let rooms = sqlx::query_scalar::<_, String>(sql).fetch_all(&store.writer);
+        assert_eq!(rooms.await.unwrap(), ["kept"]);
         store.close().await;
     }
 
