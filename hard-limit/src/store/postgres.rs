@@ -89,11 +89,8 @@ impl PgStore {
     async fn open(url: &str, db_clock: bool) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("eyeson-hard-limit");
         // Errors name the database, never the URL (it may hold a password).
-        let name = format!(
-            "the PostgreSQL database {:?}",
-            options.get_database().unwrap_or("(default)")
-        );
-        let unusable = StoreError::unusable(name);
+        let db = options.get_database().unwrap_or("(default)");
+        let unusable = StoreError::unusable(format!("the PostgreSQL database {db:?}"));
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT);

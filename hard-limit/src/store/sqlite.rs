@@ -105,9 +105,8 @@ impl SqliteStore {
     /// How many pages the database file has (for tests).
     #[doc(hidden)]
     pub async fn page_count(&self) -> Res<u64> {
-        let n: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&self.writer)
-            .await?;
+        let q = sqlx::query_scalar("PRAGMA page_count");
+        let n: i64 = q.fetch_one(&self.writer).await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -472,6 +471,7 @@ impl Dialect for SqliteStore {
     /// The listed keys go into a temporary table (no arrays in SQLite), so
     /// the anti-join runs in SQLite however many meetings run.
     async fn close_unlisted(&self, u: Unlisted<'_>) -> Res<Closing> {
+        const CLEAR: &str = "DELETE FROM temp.listed";
         let mut tx = self.begin(true).await?;
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS listed (room_id TEXT NOT NULL, started_at INTEGER NOT NULL,
@@ -479,9 +479,7 @@ impl Dialect for SqliteStore {
         )
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM temp.listed")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(CLEAR).execute(&mut *tx).await?;
         for key in u.listed {
             sqlx::query("INSERT OR IGNORE INTO temp.listed (room_id, started_at) VALUES (?1, ?2)")
                 .bind(key.room_id.as_str())
@@ -512,9 +510,7 @@ impl Dialect for SqliteStore {
             .await?;
             Closing::Closed(closed.rows_affected())
         };
-        sqlx::query("DELETE FROM temp.listed")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(CLEAR).execute(&mut *tx).await?;
         Self::commit(tx).await?;
         Ok(outcome)
     }
