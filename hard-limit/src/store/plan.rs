@@ -157,14 +157,9 @@ where
                 deadline,
                 guest_token,
             } => {
+                // `track` answers once per start.
                 let start = (key, *deadline, guest_token.as_ref());
-                return self
-                    .track(&[start], now, delta)
-                    .await?
-                    .pop()
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("a start was tracked without a result".into())
-                    });
+                return Ok(self.track(&[start], now, delta).await?[0]);
             }
             Plan::End {
                 room_id,
