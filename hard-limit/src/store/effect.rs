@@ -1,6 +1,5 @@
-//! What a write changed, returned with its result for the
-//! [`Store`](crate::store_handle::Store) handle to apply once committed
-//! (the gauges of `/metrics`, the write-health flag of `/healthz`).
+//! What a write changed, for the [`Store`](crate::store_handle::Store)
+//! handle to apply once committed (gauges, the write-health flag).
 
 use crate::domain::MeetingState;
 
@@ -17,20 +16,16 @@ impl StateDelta {
         state as usize
     }
 
-    /// Adds `n` to the count of `state`.
-    fn add(&mut self, state: MeetingState, n: i64) {
-        let i = Self::index(state);
-        self.0[i] = self.0[i].saturating_add(n);
-    }
-
     /// `n` meetings appeared in `state`.
     pub fn added(&mut self, state: MeetingState, n: u64) {
-        self.add(state, i64::try_from(n).unwrap_or(i64::MAX));
+        let slot = &mut self.0[Self::index(state)];
+        *slot = slot.saturating_add_unsigned(n);
     }
 
     /// `n` meetings left `state` (deleted).
     pub fn removed(&mut self, state: MeetingState, n: u64) {
-        self.add(state, -i64::try_from(n).unwrap_or(i64::MAX));
+        let slot = &mut self.0[Self::index(state)];
+        *slot = slot.saturating_sub_unsigned(n);
     }
 
     /// A change of `n` meetings moving from `from` to `to`.
@@ -59,8 +54,8 @@ impl StateDelta {
     }
 }
 
-/// A committed write's result and what it changed. No `Deref` to its value:
-/// only the handle, which applies the effect, hands the value on.
+/// A committed write's result and what it changed (no `Deref`: only the
+/// handle, which applies the effect, hands the value on).
 #[must_use = "a write's effect is applied by the handle: call the write on `Store`, not on the engine"]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written<T> {
@@ -69,7 +64,7 @@ pub struct Written<T> {
     /// The meetings' exact per-state changes.
     pub delta: StateDelta,
     /// Whether the commit changed something (only that proves the store
-    /// writable: an empty transaction commits on a full disk too).
+    /// writable).
     pub changed: bool,
     /// Rows went whose states the write cannot tell: count again.
     pub recount: bool,

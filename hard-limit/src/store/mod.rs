@@ -1,22 +1,14 @@
-//! The store: the source of truth for every tracked meeting.
+//! The store, source of truth for every tracked meeting: [`connect`] picks
+//! SQLite ([`sqlite`], default) or PostgreSQL ([`postgres`], replicas) by
+//! URL. Both run the shared SQL (`sql.rs`, `plan.rs`, `rows.rs`) behind
+//! [`Engine`]; the service holds it through [`Store`], which applies each
+//! write's [`Written`] effect to the gauges and the health flag.
 //!
-//! [`Engine`] is the narrow trait of what the service asks; [`connect`]
-//! picks SQLite ([`sqlite`], the default) or PostgreSQL ([`postgres`], for
-//! replicas) by URL, each with its own `migrations/<engine>/`. The SQL both
-//! share is written once (`sql.rs`, with `plan.rs` and `rows.rs`); the
-//! engine files hold only what differs. The service holds the engine
-//! through [`Store`], which applies each write's effect ([`Written`]) to
-//! the gauges and the health flag.
-//!
-//! Rules every engine keeps (checked through [`Store`] on both):
-//! - [`Store::apply`] commits before it returns: an acknowledged webhook
-//!   is never lost.
-//! - Only transitions [`MeetingState::may_become`] allows happen.
-//! - [`Store::claim_due`] hands a meeting to one worker at a time, under a
-//!   lease; only an expired lease is claimed again.
-//! - [`Store::finish`] applies only while the caller's claim (owner and
-//!   attempts) holds the lease, even if its own process re-claimed.
-//!
+//! Every engine keeps these rules: [`Store::apply`] commits before it
+//! returns (an acknowledged webhook is never lost); only transitions
+//! [`MeetingState::may_become`] allows happen; [`Store::claim_due`] leases a
+//! meeting to one worker at a time; [`Store::finish`] applies only while
+//! the caller's claim (owner and attempts) holds the lease.
 
 mod effect;
 mod engine;
@@ -113,13 +105,12 @@ pub struct Claim {
     pub alone: bool,
     /// Claims so far, this one included (above 1: an earlier one was lost).
     pub attempts: i64,
-    /// The room as the claim's own statement read it, so the first attempt
-    /// needs no further round trip (a retry reads [`Engine::guard`]).
+    /// The room as the claim read it (a retry reads [`Engine::guard`]).
     pub guard: Guard,
 }
 
-/// What a shutdown or warning checks right before its call, which reaches
-/// whatever meeting the room holds now.
+/// What a shutdown or warning checks right before its call (which reaches
+/// whatever meeting the room holds now).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Guard {
     /// The room's shutdown cutoff, if any ([`crate::domain::ended_by_cutoff`]).
@@ -137,13 +128,10 @@ pub struct Outcome {
     pub state: MeetingState,
     /// When the outcome was known.
     pub at: Timestamp,
-    /// The claim's [`Claim::attempts`]: with the owner it identifies the
-    /// claim, so an outcome of an expired earlier claim does not apply.
+    /// The claim's [`Claim::attempts`] (with the owner, the claim's identity).
     pub attempts: i64,
-    /// With [`MeetingState::Stopping`] (deferred): the claim is released and
-    /// claimable again from then (its `lease_until`). With
-    /// [`MeetingState::Running`] (alone end cancelled): the next
-    /// participants check. `None` for final states.
+    /// Deferred ([`MeetingState::Stopping`]): claimable again from then;
+    /// alone end cancelled (`Running`): the next participants check.
     pub retry_at: Option<Timestamp>,
     /// Ended for being alone.
     pub ended_alone: bool,
@@ -154,12 +142,10 @@ pub struct Outcome {
 impl Outcome {
     /// The alone period's event this outcome ends it with, if any.
     pub fn alone_event(&self) -> Option<&'static str> {
-        if self.ended_alone {
-            Some("ended")
-        } else if self.state == MeetingState::Running {
-            Some("cancelled")
-        } else {
-            None
+        match (self.ended_alone, self.state) {
+            (true, _) => Some("ended"),
+            (false, MeetingState::Running) => Some("cancelled"),
+            _ => None,
         }
     }
 }
@@ -214,8 +200,7 @@ pub struct WarnClaim {
 pub struct WarnRecord {
     /// The meeting.
     pub key: MeetingKey,
-    /// The claim's [`WarnClaim::deadline`]: with owner and attempts it
-    /// identifies the claim (a claim for an old deadline does not apply).
+    /// The claim's [`WarnClaim::deadline`] (with owner and attempts, its identity).
     pub deadline: Timestamp,
     /// The claim's [`WarnClaim::attempts`].
     pub attempts: i64,
@@ -232,8 +217,8 @@ pub struct WarnRecord {
 /// Lanes of a room start with this; the rest is the room id.
 pub const ROOM_LANE: &str = "room:";
 
-/// The PostgreSQL advisory-lock key of a lane: a room's lane locks the room
-/// id, as the room's plans do, so one lock orders both.
+/// A lane's PostgreSQL advisory-lock key: a room's lane locks the room id,
+/// as its plans do, so one lock orders both.
 pub fn lock_key(lane: &str) -> &str {
     lane.strip_prefix(ROOM_LANE).unwrap_or(lane)
 }
@@ -279,8 +264,7 @@ pub struct ForwardRecord {
     pub id: i64,
     /// The claim's [`ForwardClaim::attempts`] (with the owner, the claim).
     pub attempts: i64,
-    /// `None`: remove the entry (delivered, expired or refused). `Some(d)`:
-    /// retry `d` after the store's now; the lane's later entries wait too.
+    /// `None`: remove it; `Some(d)`: retry (with its lane) `d` from now.
     pub retry_in: Option<Duration>,
     /// Why the last attempt failed (kept with a retry, for operators).
     pub error: Option<String>,
@@ -295,7 +279,7 @@ pub enum Applied {
     Tracked,
     /// The meeting was known already (a duplicate delivery).
     AlreadyKnown,
-    /// The room reported a shutdown covering this meeting earlier: recorded as ended.
+    /// A shutdown reported earlier covers it: recorded as ended.
     LateForEndedMeeting,
     /// This many open meetings were marked ended.
     Ended(u64),
@@ -421,7 +405,7 @@ impl LimitKind {
     }
 }
 
-/// One stored rule (`room_limits`): a limit, an alone setting or both.
+/// A stored rule (`room_limits`): a limit, an alone setting or both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LimitRule {
     /// Room or prefix.
@@ -444,8 +428,8 @@ impl LimitRule {
     }
 }
 
-/// A change to one stored rule ([`Store::set_limit`]): per part, `None`
-/// keeps it, `Some(None)` clears it (inherited), `Some(Some(v))` sets it.
+/// A change to a stored rule ([`Store::set_limit`]); per part `None` keeps,
+/// `Some(None)` clears (inherits), `Some(Some(v))` sets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RuleChange {
     /// The limit.
@@ -489,9 +473,8 @@ fn describe(change: DeadlineChange) -> (&'static str, String) {
         DeadlineChange::Now => ("end", "end now".into()),
     }
 }
-/// The audit's description of a rule change: each part asked for (on a
-/// removal, each part there was), old -> new (`room limit 1h -> 2h,
-/// alone_after none -> 30m`; `none`: not set, inherited).
+/// The audit's text of a rule change: each part asked for (removed: each
+/// there was) as old -> new (`room limit 1h -> 2h, alone_after none -> 30m`).
 fn describe_limit(
     kind: LimitKind,
     asked: Option<RuleChange>,
@@ -553,8 +536,8 @@ pub enum StoreError {
     /// A row the service did not write (unknown state, bad room id).
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// The store cannot be used as the service needs (say, not writable);
-    /// names the file or database, never a URL with credentials.
+    /// The store is unusable (say, not writable); names the file or
+    /// database, never a URL with credentials.
     #[error("{store}: {reason}")]
     Unusable {
         /// Which store.
@@ -568,7 +551,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// A maker of [`StoreError::Unusable`] errors for `store`.
+    /// Makes [`StoreError::Unusable`] errors for `store`.
     pub(crate) fn unusable(store: String) -> impl Fn(String) -> StoreError {
         move |reason| StoreError::Unusable {
             store: store.clone(),
@@ -578,16 +561,14 @@ impl StoreError {
 
     /// Whether the database refused the write's values rather than failed.
     pub fn is_constraint_violation(&self) -> bool {
-        use sqlx::error::ErrorKind;
-        match self {
-            StoreError::Database(sqlx::Error::Database(e)) => matches!(
-                e.kind(),
-                ErrorKind::CheckViolation
-                    | ErrorKind::UniqueViolation
-                    | ErrorKind::NotNullViolation
-                    | ErrorKind::ForeignKeyViolation
-            ),
-            _ => false,
-        }
+        use sqlx::error::ErrorKind::*;
+        let StoreError::Database(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        let kind = e.kind();
+        matches!(
+            kind,
+            CheckViolation | UniqueViolation | NotNullViolation | ForeignKeyViolation
+        )
     }
 }

@@ -1,8 +1,6 @@
-//! Applying a batch of [`Plan`]s, written once for both engines: the steps
-//! run in the engine's write transaction (which holds its lock: SQLite's
-//! one writer, PostgreSQL's per-room advisory locks), which the caller
-//! commits. Each step's exact effect on the per-state counts is summed and
-//! returned, for the caller to apply once committed.
+//! Applying a batch of [`Plan`]s for both engines, inside the caller's write
+//! transaction (which holds the engine's lock); each step's exact effect on
+//! the per-state counts is summed for the caller to apply once committed.
 
 use std::collections::{HashMap, HashSet};
 
@@ -50,10 +48,9 @@ where
     for<'q> Option<i64>: Encode<'q, D::DB> + Type<D::DB>,
     for<'q> Option<&'q str>: Encode<'q, D::DB> + Type<D::DB>,
 {
-    /// Applies a batch of plans as if one by one, in order: the starts of
-    /// rooms that appear once in the batch (nearly every delivery of a busy
-    /// hour) take a few statements between them; the rest go one by one.
-    /// Rooms are independent, so each sees its plans in the batch's order.
+    /// Applies plans as if one by one, in order: starts of rooms that appear
+    /// once (nearly all, in a busy hour) share a few statements, the rest go
+    /// one by one; rooms are independent, so each sees its plans in order.
     pub(crate) async fn apply_batch(
         &mut self,
         plans: &[Plan],
@@ -80,26 +77,21 @@ where
             }
         }
         if !starts.is_empty() {
-            for (i, applied) in at
-                .into_iter()
-                .zip(self.track(&starts, now, &mut delta).await?)
-            {
-                out[i] = applied;
-            }
+            let tracked = self.track(&starts, now, &mut delta).await?;
+            at.into_iter().zip(tracked).for_each(|(i, a)| out[i] = a);
         }
         Ok((out, delta))
     }
 
-    /// Tracks starts, each of its own room, in a few statements: a start
-    /// its room's cutoff covers is recorded as ended (eyeson reported the
-    /// end first); any other is inserted as running unless known, ends its
-    /// room's older meetings and stores a newer guest token.
+    /// Tracks starts (one per room) in a few statements: one its room's
+    /// cutoff covers is recorded as ended, any other inserted as running.
     async fn track(
         &mut self,
         starts: &[Start<'_>],
         now: Timestamp,
         delta: &mut StateDelta,
     ) -> Result<Vec<Applied>, StoreError> {
+        use MeetingState::{Ended, Running};
         let rooms: Vec<&str> = starts.iter().map(|s| s.0.room_id.as_str()).collect();
         let mut cutoffs = HashMap::new();
         for r in D::room_cutoffs(&rooms).fetch_all(&mut **self.0).await? {
@@ -117,22 +109,16 @@ where
             .map(|(&(key, deadline, token), &late)| NewMeeting {
                 key,
                 deadline,
-                state: if late {
-                    MeetingState::Ended
-                } else {
-                    MeetingState::Running
-                },
-                guest_token: if late { None } else { token },
+                state: if late { Ended } else { Running },
+                guest_token: token.filter(|_| !late),
             })
             .collect();
         let mut new_rooms = HashSet::new();
         for r in D::insert_many(&rows, now).fetch_all(&mut **self.0).await? {
             new_rooms.insert(r.text("room_id")?);
         }
-        let inserted: Vec<bool> = rows
-            .iter()
-            .map(|m| new_rooms.contains(m.key.room_id.as_str()))
-            .collect();
+        let is_new = |m: &NewMeeting| new_rooms.contains(m.key.room_id.as_str());
+        let inserted: Vec<bool> = rows.iter().map(is_new).collect();
         for (row, new) in rows.iter().zip(&inserted) {
             delta.added(row.state, u64::from(*new));
         }
@@ -144,7 +130,7 @@ where
             .collect();
         if !started.is_empty() {
             let ended_older = D::started_many(self.0, &started, now).await?;
-            delta.moved(MeetingState::Running, MeetingState::Ended, ended_older);
+            delta.moved(Running, Ended, ended_older);
         }
         Ok(late
             .into_iter()
@@ -171,14 +157,9 @@ where
                 deadline,
                 guest_token,
             } => {
+                // `track` answers once per start.
                 let start = (key, *deadline, guest_token.as_ref());
-                return self
-                    .track(&[start], now, delta)
-                    .await?
-                    .pop()
-                    .ok_or_else(|| {
-                        StoreError::Corrupt("a start was tracked without a result".into())
-                    });
+                return Ok(self.track(&[start], now, delta).await?[0]);
             }
             Plan::End {
                 room_id,
@@ -189,8 +170,7 @@ where
         let cutoff = if meeting.is_some() {
             cutoff
         } else {
-            // `started_at: null`: `cutoff` is an upper bound; the newest
-            // meeting open now decides (see the domain).
+            // `started_at: null`: the newest open meeting up to `cutoff` decides.
             let row = sqlx::query(
                 "SELECT max(started_at) AS newest FROM meetings
                  WHERE room_id = $1 AND started_at <= $2 AND state IN ('running', 'stopping')",

@@ -1,18 +1,13 @@
 //! The PostgreSQL engine: any number of replicas on one database.
 //!
-//! - **Claims** take rows `FOR UPDATE SKIP LOCKED`, so replicas claiming at
-//!   once skip each other's rows, under a lease (`lease_until`): a dead
-//!   replica's meetings are claimed by another once it expires.
-//! - **The database's clock** decides what is due and what is "now" (unless
-//!   opened with [`PgStore::connect_with_caller_clock`], for tests), so
-//!   replicas whose clocks disagree still agree on who may claim what.
-//! - **Wake-ups**: a commit that tracks a meeting or moves a deadline sends
-//!   `NOTIFY hard_limit_meetings` (a limit change `hard_limit_limits`);
-//!   [`crate::cluster`] listens.
-//! - **Per-room serialisation**: a batch first takes advisory locks on its
-//!   rooms, as on SQLite's single writer.
-//! - **Losing the database**: a connection is waited for a few seconds,
-//!   then the caller fails (503); connections come back on demand.
+//! - Claims take rows `FOR UPDATE SKIP LOCKED` under a lease, so replicas
+//!   skip each other's rows and a dead replica's lapse to another.
+//! - The database's clock decides what is due and "now" (tests may use
+//!   [`PgStore::connect_with_caller_clock`]): replicas agree despite drift.
+//! - A commit that tracks a meeting or moves a deadline (or a limit)
+//!   `NOTIFY`s [`CHANNEL`] ([`LIMITS_CHANNEL`]) for [`crate::cluster`].
+//! - A batch first takes advisory locks on its rooms (SQLite's one writer).
+//! - Without the database a caller waits a few seconds, then fails (503).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -44,9 +39,8 @@ pub const CHANNEL: &str = "hard_limit_meetings";
 /// `NOTIFY`'d when a stored limit changed: every replica reloads them.
 pub const LIMITS_CHANNEL: &str = "hard_limit_limits";
 
-/// First half of the two-key transaction advisory locks on rooms (two
-/// 32-bit keys never conflict with the 64-bit chores key of
-/// [`crate::cluster`]).
+/// First key of the rooms' two-key advisory locks (never conflicting with
+/// the one 64-bit chores key of [`crate::cluster`]).
 const ROOM_LOCK_SPACE: i32 = 0x686c;
 
 /// How long a caller waits for a pooled connection before failing (503).
@@ -62,16 +56,16 @@ pub struct PgStore {
     db_clock: bool,
 }
 
-/// A timestamp expression in epoch milliseconds, rounded down (to the
-/// nearest, a deadline could pass half a millisecond early).
+/// A timestamp in epoch milliseconds, rounded down (rounded to the nearest,
+/// a deadline could pass half a millisecond early).
 macro_rules! epoch_ms {
     ($ts:literal) => {
         concat!("floor(extract(epoch FROM ", $ts, ") * 1000)::bigint")
     };
 }
 
-/// "Now" in a statement: the caller's (bound as `$3`, tests that step a
-/// logical clock) or, when that is NULL, the database's.
+/// "Now" in a statement: the caller's (`$3`, for tests) unless NULL, else
+/// the database's.
 const NOW_MS: &str = concat!("COALESCE($3::bigint, ", epoch_ms!("now()"), ")");
 
 /// The database's "now" (the transaction's start), in milliseconds.
@@ -81,14 +75,13 @@ const DB_NOW_MS: &str = epoch_ms!("now()");
 const DB_CLOCK_MS: &str = epoch_ms!("clock_timestamp()");
 
 impl PgStore {
-    /// Connects to a `postgres://` URL and migrates (under sqlx's lock:
-    /// replicas starting together migrate once), on the database's clock.
+    /// Connects to a `postgres://` URL and migrates (under sqlx's lock, so
+    /// replicas migrate once), on the database's clock.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::open(url, true).await
     }
 
-    /// Like [`PgStore::connect`], but "now" is the caller's (tests that step
-    /// a clock; replicas would trust each other's wall clocks).
+    /// Like [`PgStore::connect`], but "now" is the caller's (for tests).
     pub async fn connect_with_caller_clock(url: &str) -> Result<Self, StoreError> {
         Self::open(url, false).await
     }
@@ -96,11 +89,8 @@ impl PgStore {
     async fn open(url: &str, db_clock: bool) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("eyeson-hard-limit");
         // Errors name the database, never the URL (it may hold a password).
-        let name = format!(
-            "the PostgreSQL database {:?}",
-            options.get_database().unwrap_or("(default)")
-        );
-        let unusable = StoreError::unusable(name);
+        let db = options.get_database().unwrap_or("(default)");
+        let unusable = StoreError::unusable(format!("the PostgreSQL database {db:?}"));
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT);
@@ -115,8 +105,7 @@ impl PgStore {
         writable(store, unusable).await
     }
 
-    /// How it connects (for connections of their own, like the chores
-    /// lock's in [`crate::cluster`]).
+    /// How it connects (for connections of their own, as [`crate::cluster`]'s).
     pub fn connect_options(&self) -> &PgConnectOptions {
         &self.options
     }
@@ -126,9 +115,8 @@ impl PgStore {
         &self.pool
     }
 
-    /// A row's time `t` on the caller's clock: with the database's clock,
-    /// its "due in d" (from the row's `db_now`) becomes "local now + d", as
-    /// the caller sleeps against its own clock.
+    /// A row's time `t` on the caller's clock, which it sleeps against: "in
+    /// d" from the row's `db_now` becomes local now + d.
     fn local_t(&self, row: &PgRow) -> Res<Option<Timestamp>> {
         let t: Option<i64> = row.try_get("t")?;
         if !self.db_clock {
@@ -139,9 +127,8 @@ impl PgStore {
         Ok(t.map(|t| Timestamp(local.0.saturating_add(t.saturating_sub(db_now)))))
     }
 
-    /// Runs a claim statement (meetings or outbox): `$1` the owner, `$2` the
-    /// lease in ms, `$3` the caller's "now" ([`NOW_MS`]; NULL: the
-    /// database's), `$4` the limit.
+    /// Runs a claim statement: `$1` owner, `$2` lease in ms, `$3` the
+    /// caller's "now" ([`NOW_MS`]), `$4` limit.
     async fn claim_rows(&self, sql: String, c: ClaimReq<'_>) -> Res<Vec<PgRow>> {
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(c.owner)
@@ -156,15 +143,13 @@ impl PgStore {
 /// A PostgreSQL write transaction.
 type PgTx = Transaction<'static, Postgres>;
 
-/// PostgreSQL's side of the shared SQL ([`super::sql`]): row locks, the
-/// database's clock, `NOTIFY` at commit, batches bound as arrays
-/// (`unnest`), claims `FOR UPDATE SKIP LOCKED`.
+/// PostgreSQL's side of the shared SQL: row locks, the database's clock,
+/// `NOTIFY`, batches as arrays (`unnest`), claims `FOR UPDATE SKIP LOCKED`.
 impl Dialect for PgStore {
     type DB = Postgres;
     type Tx = PgTx;
     const FOR_UPDATE: &'static str = " FOR UPDATE";
-    // Changes nothing, yet a read-only transaction or a missing privilege
-    // refuses it all the same.
+    // Changes nothing, yet read-only or unprivileged it is refused.
     const PROBE_WRITE: &'static [&'static str] = &["UPDATE meetings SET state = state WHERE false"];
     // `due.at` is the meeting's end (`END_AT`).
     const CLAIM_WARNINGS: &'static str = "UPDATE meetings m
@@ -232,11 +217,9 @@ impl Dialect for PgStore {
         Ok(())
     }
 
-    /// Every room of the batch locked in one round trip, in key order, so
-    /// two batches cannot deadlock: a "running" and a "shutdown" delivery
-    /// for one room that land on two replicas at once apply one after the
-    /// other. Lanes are locked too: their ids are then drawn in commit
-    /// order, so a lane's entries cannot become visible out of order.
+    /// The batch's rooms in one round trip, in key order (no deadlock): two
+    /// replicas' deliveries for a room apply one after the other. Lanes too,
+    /// so their ids are drawn in commit order (never visible out of order).
     async fn lock_rooms(tx: &mut PgTx, plans: &[Plan], forwards: &[NewForward]) -> Res<()> {
         let mut rooms: Vec<&str> = plans.iter().filter_map(plan::room_of).collect();
         rooms.extend(forwards.iter().map(|f| super::lock_key(&f.lane)));
@@ -280,8 +263,7 @@ impl Dialect for PgStore {
         .bind(now.0)
     }
 
-    /// Two data-modifying CTEs, one round trip: they touch different rows
-    /// (older starts, and the start itself).
+    /// Two data-modifying CTEs in one round trip (on different rows).
     async fn started_many(tx: &mut PgTx, started: &[Started<'_>], now: Timestamp) -> Res<u64> {
         let (ended_older, _tokens): (i64, i64) = sqlx::query_as(
             "WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])
@@ -328,17 +310,12 @@ impl Dialect for PgStore {
         .bind(now.0)
     }
 
-    /// One statement, no explicit transaction: at the top of the hour every
-    /// round trip before a `DELETE` is lateness. "Now" is the database's,
-    /// read inside the statement; the guard is read in it too.
+    /// One statement, guard included (at the top of the hour every round
+    /// trip is lateness); expired leases, the most overdue, first.
     async fn claim_due(&self, c: ClaimReq<'_>) -> Res<Vec<Claim>> {
-        // Expired leases first: those meetings are the most overdue. Each
-        // branch locks what it picks (skipping rows another replica locked);
-        // rows picked beyond the limit are unlocked as the statement
-        // commits. "Now" is written out in each condition (`now()` is the
-        // transaction's start, the same everywhere), not joined from a CTE:
-        // only then does it bound the partial indexes' range, rather than
-        // filter every running meeting.
+        // Each branch locks what it picks (rows beyond the limit unlock at
+        // commit). "Now" is written out in each condition, not joined from
+        // a CTE: only so does it bound the partial indexes' range.
         let sql = format!(
             "WITH expired AS (SELECT room_id, started_at, 0 AS pri, lease_until AS at FROM meetings
                          WHERE state = 'stopping' AND lease_until <= {NOW_MS}
@@ -365,10 +342,8 @@ impl Dialect for PgStore {
         Ok(claims)
     }
 
-    /// One statement for the whole batch (arrays, `unnest`): a burst of
-    /// shutdowns costs one round trip per batch, not one per meeting. A
-    /// final state sets finished_at; a deferred shutdown (still `stopping`)
-    /// waits in lease_until: the caller's delay, on the database's clock.
+    /// One statement per batch (`unnest`). A final state sets finished_at;
+    /// a deferral waits in lease_until (the caller's delay, the db's clock).
     async fn finish(&self, owner: &str, outcomes: &[Outcome]) -> Res<Vec<bool>> {
         let at = if self.db_clock { DB_NOW_MS } else { "o.at" };
         let done: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -411,14 +386,11 @@ impl Dialect for PgStore {
         .bind(col!(outcomes, |o| o.participants))
         .fetch_all(&self.pool)
         .await?;
-        // `WITH ORDINALITY` numbers the changed rows from 1.
-        let mut flags = vec![false; outcomes.len()];
-        for i in done {
-            if let Some(flag) = usize::try_from(i - 1).ok().and_then(|i| flags.get_mut(i)) {
-                *flag = true;
-            }
-        }
-        Ok(flags)
+        // `WITH ORDINALITY` numbers the outcomes from 1.
+        Ok((1..)
+            .take(outcomes.len())
+            .map(|i| done.contains(&i))
+            .collect())
     }
 
     async fn next_of(&self, expr: &str) -> Res<Option<Timestamp>> {
@@ -464,8 +436,8 @@ impl Dialect for PgStore {
         Ok(Closing::Closed(closed.rows_affected()))
     }
 
-    /// A room's shutdown cutoff goes with its last meeting (a delivery that
-    /// old is refused as stale anyway).
+    /// A room's shutdown cutoff goes with its last meeting (older
+    /// deliveries are refused as stale anyway).
     async fn prune(&self, finished_before: Timestamp) -> Res<(u64, StateDelta)> {
         let gone: Vec<(String, i64)> = sqlx::query_as(
             "WITH gone AS (
@@ -523,8 +495,7 @@ impl Dialect for PgStore {
         self.local_t(&row)
     }
 
-    /// One statement: due lane heads, `FOR UPDATE SKIP LOCKED` (a replica
-    /// claiming at once takes other lanes), leased on the database's clock.
+    /// One statement: due lane heads, `FOR UPDATE SKIP LOCKED`.
     async fn claim_forwards(&self, c: ClaimReq<'_>) -> Res<Vec<ForwardClaim>> {
         let sql = format!(
             "WITH heads AS (
@@ -558,19 +529,15 @@ mod tests {
     use sqlx::postgres::PgConnection;
     use sqlx::Connection;
 
-    /// The database's time in milliseconds is rounded down: rounded to
-    /// the nearest, a deadline could be claimed up to half a millisecond
-    /// before it passed (seen in `bench burst --kill-one`). Needs the test
-    /// server (`HARD_LIMIT_TEST_PG`); skipped without it.
+    /// The database's milliseconds are rounded down (see `epoch_ms!`; seen
+    /// in `bench burst --kill-one`). Skipped without `HARD_LIMIT_TEST_PG`.
     #[tokio::test]
     async fn the_database_clock_never_rounds_up() {
         let url = std::env::var("HARD_LIMIT_TEST_PG")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let connect = PgConnection::connect(&url);
         let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
-            eprintln!(
-                "skipping the_database_clock_never_rounds_up: no PostgreSQL at HARD_LIMIT_TEST_PG"
-            );
+            eprintln!("skipping: no PostgreSQL at HARD_LIMIT_TEST_PG");
             return;
         };
         let at = "'2026-12-04 10:00:00.9996+00'::timestamptz";

@@ -11,9 +11,8 @@ use super::{
 };
 use crate::domain::{AloneAfter, GuestToken, MeetingKey, MeetingState, RoomId, Timestamp};
 
-/// What the store reads from a row. The four column readers are the only
-/// engine-bound part (a blanket impl for every row type that decodes them),
-/// so code generic over the engine needs the one bound `Row: SqlRow`.
+/// What the store reads from a row: only the four column readers are bound
+/// to the engine (one blanket impl), so generic code needs `Row: SqlRow`.
 pub(crate) trait SqlRow {
     /// An integer column.
     fn int(&self, col: &str) -> Result<i64, StoreError>;

@@ -90,9 +90,8 @@ pub(crate) const ALONE_COLUMN: &str =
 pub(crate) const VIEW_COLUMNS: &str =
     "room_id, started_at, deadline, state, participants, alone_since, alone_deadline, ended_alone";
 
-/// The [`Guard`] of the meeting `meetings` (`room_id`, `started_at`), as
-/// columns `cutoff` and `newer` (a 0/1 BIGINT). SQLite's `RETURNING` knows
-/// the updated table by its name only, hence `meetings`.
+/// The [`Guard`] of the row `meetings` as `cutoff` and `newer` (0/1); named
+/// `meetings` as SQLite's `RETURNING` knows the table by its name only.
 pub(crate) const GUARD_COLUMNS: &str =
     "(SELECT r.cutoff FROM room_shutdowns r WHERE r.room_id = meetings.room_id) AS cutoff,
      CAST(CAST(EXISTS (SELECT 1 FROM meetings n
@@ -102,8 +101,7 @@ pub(crate) const GUARD_COLUMNS: &str =
 /// When the next participants check is due, as an expression.
 const NEXT_PRESENCE: &str = "(SELECT min(presence_due) FROM meetings WHERE state = 'running')";
 
-/// What a committed write tells the other replicas (PostgreSQL `NOTIFY`;
-/// nothing on SQLite's one host).
+/// What a committed write tells the other replicas (PostgreSQL `NOTIFY`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Notice {
     /// A meeting was tracked or its deadline moved: schedulers re-plan.
@@ -112,20 +110,18 @@ pub(crate) enum Notice {
     Limits,
 }
 
-/// What one engine supplies to the shared SQL ([`Engine`] is implemented
-/// for every dialect). Undocumented methods are the [`Engine`] method of
-/// that name, bare.
+/// What an engine supplies to the shared SQL, which implements [`Engine`]
+/// for it; an undocumented method is the bare [`Engine`] one.
 pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// The sqlx database.
     type DB: Database<Row: SqlRow, QueryResult: RowsAffected>;
     /// A write transaction, dereferencing to its connection.
     type Tx: DerefMut<Target = <Self::DB as Database>::Connection> + Send;
-    /// Appended to a read whose row the transaction then updates: the row
-    /// lock on PostgreSQL (SQLite's one writer needs none).
+    /// Appended to a read whose row the transaction then updates (a lock).
     const FOR_UPDATE: &'static str;
     /// Claims due warnings (`$1` owner, `$2` lease end, `$3` now, `$4` limit,
-    /// `$5` warn before in ms) as [`SqlRow::warn_claim`]; attempts count on
-    /// for the same deadline, from 1 for a new one.
+    /// `$5` warn before in ms) as [`SqlRow::warn_claim`], counting attempts
+    /// per deadline.
     const CLAIM_WARNINGS: &'static str;
     /// Claims due participants checks (`$1`–`$4` as above) as
     /// [`SqlRow::presence_claim`].
@@ -134,29 +130,26 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     const PROBE_WRITE: &'static [&'static str];
     /// [`Engine::next_wake`] as one expression, for [`Dialect::next_of`].
     const NEXT_WAKE: &'static str;
-    /// [`Engine::planned_deadlines`] since `$1`: `room_id, started_at,
-    /// deadline`.
+    /// [`Engine::planned_deadlines`] since `$1` (`room_id, started_at, deadline`).
     const PLANNED_DEADLINES: &'static str;
 
     /// The pool for reads.
     fn reader(&self) -> &Pool<Self::DB>;
-    /// Begins a write; `durable`: its commit must reach the disk (leases
-    /// make claims and their outcomes safe to lose, see SQLite).
+    /// Begins a write; `durable`: its commit must reach the disk (claims and
+    /// outcomes need not: leases make them safe to lose).
     fn begin(&self, durable: bool) -> impl Future<Output = Res<Self::Tx>> + Send;
     /// Commits; `Ok` only if the database committed.
     fn commit(tx: Self::Tx) -> impl Future<Output = Res<()>> + Send;
-    /// The database's "now" in the transaction; `None` (by default): the
-    /// caller's clock is the store's.
+    /// The database's "now" in `tx`; `None` (default): the caller's clock.
     fn db_now(&self, _: &mut Self::Tx) -> impl Future<Output = Res<Option<i64>>> + Send {
         async { Ok(None) }
     }
-    /// Sends `notice` to the other replicas when `tx` commits (by default
-    /// none: one host).
+    /// Sends `notice` to the other replicas when `tx` commits (default: none).
     fn notify(_: &mut Self::Tx, _: Notice) -> impl Future<Output = Res<()>> + Send {
         async { Ok(()) }
     }
-    /// Orders this batch against other writers' batches on the same rooms
-    /// and lanes (by default, the one writer does).
+    /// Orders this batch against other writers' on the same rooms and lanes
+    /// (default: the one writer does).
     fn lock_rooms(
         _: &mut Self::Tx,
         _: &[Plan],
@@ -167,24 +160,21 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
 
     // Batches, bound as the engine binds many rows (arrays, JSON).
 
-    /// Selects `room_id, cutoff` of those `rooms` that have a shutdown
-    /// cutoff.
+    /// Selects `room_id, cutoff` of the `rooms` with a shutdown cutoff.
     fn room_cutoffs(rooms: &[&str]) -> Bound<Self::DB>;
-    /// Inserts each meeting (each of its own room) unless it is known (a
-    /// final state with `finished_at = now`), returning the new ones'
-    /// `room_id`.
+    /// Inserts each meeting (one per room) unless known (a final state with
+    /// `finished_at = now`), returning the new ones' `room_id`.
     fn insert_many(rows: &[NewMeeting<'_>], now: Timestamp) -> Bound<Self::DB>;
-    /// For each started meeting (each of its own room): ends the room's
-    /// older `running` meetings (`stopping` ones are left to their worker)
-    /// and stores its guest token where the row holds another (making one
-    /// not warnable for want of a token warnable). How many it ended.
+    /// Per started meeting (one per room): ends the room's older `running`
+    /// ones and stores a changed guest token (making one not warned for want
+    /// of a token warnable). How many it ended.
     fn started_many(
         tx: &mut Self::Tx,
         started: &[Started<'_>],
         now: Timestamp,
     ) -> impl Future<Output = Res<u64>> + Send;
-    /// Writes the deliveries to forward, in order; a new entry waits at
-    /// least as long as its lane's head.
+    /// Writes the deliveries to forward, in order; each waits at least as
+    /// long as its lane's head.
     fn insert_forwards(forwards: &[NewForward], now: Timestamp) -> Bound<Self::DB>;
 
     // The statements that differ (each engine says why).
@@ -199,8 +189,8 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
         &self,
         finished_before: Timestamp,
     ) -> impl Future<Output = Res<(u64, StateDelta)>> + Send;
-    /// Never earlier than `deadline - warn_before`, also for a lapsed claim:
-    /// a time the claim would not take would make the warner spin.
+    /// Never before `deadline - warn_before`, even for a lapsed claim (the
+    /// warner would spin).
     fn next_warning(
         &self,
         now: Timestamp,
@@ -213,8 +203,8 @@ pub(crate) trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     fn close(&self) -> impl Future<Output = ()> + Send;
 }
 
-/// [`Engine::close_unlisted`]'s question: the running meetings tracked
-/// before `known_before` that are not `listed`, to close at `now`.
+/// [`Engine::close_unlisted`]'s question: close at `now` the running
+/// meetings tracked before `known_before` and not `listed`.
 #[derive(Clone, Copy)]
 pub(crate) struct Unlisted<'a> {
     pub listed: &'a [MeetingKey],
@@ -222,8 +212,7 @@ pub(crate) struct Unlisted<'a> {
     pub now: Timestamp,
 }
 
-/// How many rows a statement changed (each engine's result has it, under
-/// no common trait).
+/// How many rows a statement changed (no sqlx trait has it).
 pub(crate) trait RowsAffected {
     /// How many rows.
     fn rows_affected(&self) -> u64;
@@ -245,8 +234,7 @@ pub(crate) async fn now_in<D: Dialect>(d: &D, tx: &mut D::Tx, caller: Timestamp)
     Ok(d.db_now(tx).await?.map_or(caller, Timestamp))
 }
 
-/// A claim statement bound as [`Dialect::CLAIM_PRESENCE`] says (`now`: the
-/// store's).
+/// A claim statement bound as [`Dialect::CLAIM_PRESENCE`] says.
 pub(crate) fn claim_query<'q, DB: Database>(
     sql: impl sqlx::SqlSafeStr,
     c: ClaimReq<'_>,
@@ -263,8 +251,7 @@ where
         .bind(i64::from(c.limit))
 }
 
-/// A pool on `options`, migrated; errors name the store (`fail`: what a
-/// failed connection says).
+/// A migrated pool on `options`; `fail`: what a failed connection says.
 pub(crate) async fn open_pool<DB: Database>(
     pool: sqlx::pool::PoolOptions<DB>,
     options: <DB::Connection as sqlx::Connection>::Options,
@@ -309,8 +296,7 @@ fn written<T>(value: T, changed: impl FnOnce(&T) -> bool) -> Written<T> {
     Written::new(value, changed)
 }
 
-/// A recoverable write (outcomes: see [`Dialect::begin`]) and the
-/// database's "now" in it.
+/// A recoverable write ([`Dialect::begin`]) and the database's "now".
 async fn begin_at<D: Dialect>(d: &D) -> Res<(D::Tx, Option<i64>)> {
     let mut tx = d.begin(false).await?;
     let now = d.db_now(&mut tx).await?;
@@ -362,8 +348,7 @@ where
     fn claim_due<'a>(&'a self, c: ClaimReq<'a>) -> BoxFut<'a, Written<Vec<Claim>>> {
         Box::pin(async move {
             let claims = Dialect::claim_due(self, c).await?;
-            // Only claims increment `attempts` (0 on insert), and only a
-            // running row's first claim makes it stopping.
+            // Only a running row's first claim (attempts 1) makes it stopping.
             let first = claims.iter().filter(|c| c.attempts == 1).count() as u64;
             let delta = StateDelta::moving(MeetingState::Running, MeetingState::Stopping, first);
             Ok(written(claims, |c| !c.is_empty()).with_delta(delta))
@@ -406,8 +391,7 @@ where
 
     fn count_due_before(&self, until: Timestamp, cap: u32) -> BoxFut<'_, u64> {
         Box::pin(async move {
-            // On PostgreSQL `until` is on this process's clock: a few seconds
-            // of drift do not matter for a window of an hour.
+            // `until` is this process's clock: drift is nothing in an hour.
             let row = sqlx::query(
                 "SELECT count(*) AS n FROM (SELECT 1 FROM meetings
                    WHERE state = 'running' AND (deadline <= $1 OR alone_deadline <= $1)
@@ -537,10 +521,7 @@ where
                 .bind(millis(warn_before))
                 .fetch_all(&mut *tx)
                 .await?;
-            let mut claims = rows
-                .iter()
-                .map(SqlRow::warn_claim)
-                .collect::<Res<Vec<_>>>()?;
+            let mut claims: Vec<_> = rows.iter().map(SqlRow::warn_claim).collect::<Res<_>>()?;
             claims.sort_by_key(|c| c.deadline);
             done::<D, _>(tx, written(claims, |c| !c.is_empty())).await
         })
@@ -600,17 +581,17 @@ where
             let rows = claim_query(D::CLAIM_PRESENCE, c, now)
                 .fetch_all(&mut *tx)
                 .await?;
-            let claims = rows
+            let claims: Vec<_> = rows
                 .iter()
                 .map(SqlRow::presence_claim)
-                .collect::<Res<Vec<_>>>()?;
+                .collect::<Res<_>>()?;
             done::<D, _>(tx, written(claims, |c| !c.is_empty())).await
         })
     }
 
     /// The alone clock moves in SQL as [`crate::alone::AloneClock`] does (a
-    /// failed check keeps it; at most one starts or keeps it; two or more
-    /// reset it; the rule off clears it), so it starts on the store's clock.
+    /// failed check keeps it, one starts it, two reset it, the rule off
+    /// clears it), so it starts on the store's clock.
     fn finish_presence<'a>(
         &'a self,
         owner: &'a str,
@@ -680,10 +661,8 @@ where
         Box::pin(async move {
             let mut tx = self.begin(true).await?;
             let now = now_in(self, &mut tx, now).await?;
-            // No claim can slip between the read and the update: SQLite has
-            // one writer; on PostgreSQL a claim in flight (which skips locked
-            // rows) either committed first (the row reads `stopping`) or
-            // waits for this.
+            // No claim slips between read and update: SQLite has one writer;
+            // a PostgreSQL claim in flight committed first or waits (row lock).
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {VIEW_COLUMNS} FROM meetings
                  WHERE room_id = $1 AND state IN ('running', 'stopping')
@@ -725,8 +704,7 @@ where
             .bind(caller.addr.as_str())
             .execute(&mut *tx)
             .await?;
-            // Every replica's scheduler re-plans: an earlier deadline (end
-            // now) is enforced at once wherever it is claimed.
+            // Every replica re-plans: an earlier deadline is enforced at once.
             D::notify(&mut tx, Notice::Meetings).await?;
             done::<D, _>(tx, Written::new(decided, true)).await
         })
@@ -874,29 +852,22 @@ where
             let now = now_in(self, &mut tx, now).await?;
             let mut applied = Vec::with_capacity(records.len());
             for r in records {
+                // Both statements name the claim as `$1`-`$3`.
+                let claim = |sql| sqlx::query(sql).bind(r.id).bind(owner).bind(r.attempts);
                 let Some(delay) = r.retry_in else {
-                    let n = sqlx::query(
+                    let delete = claim(
                         "DELETE FROM forward_outbox WHERE id = $1 AND lease_owner = $2 AND attempts = $3",
-                    )
-                    .bind(r.id)
-                    .bind(owner)
-                    .bind(r.attempts)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    applied.push(n == 1);
+                    );
+                    applied.push(delete.execute(&mut *tx).await?.rows_affected() == 1);
                     continue;
                 };
                 let at = now.plus(delay).0;
-                let lane = sqlx::query(
+                let lane = claim(
                     "UPDATE forward_outbox
                      SET next_at = $4, lease_owner = NULL, lease_until = NULL, last_error = $5
                      WHERE id = $1 AND lease_owner = $2 AND attempts = $3
                      RETURNING lane",
                 )
-                .bind(r.id)
-                .bind(owner)
-                .bind(r.attempts)
                 .bind(at)
                 .bind(r.error.as_deref())
                 .fetch_optional(&mut *tx)
@@ -904,8 +875,7 @@ where
                 .map(|row| row.text("lane"))
                 .transpose()?;
                 if let Some(lane) = &lane {
-                    // The lane's later entries wait for its head's retry: the
-                    // claim's search then skips the whole lane until then.
+                    // The lane's later entries wait for its head's retry.
                     sqlx::query(
                         "UPDATE forward_outbox SET next_at = $3
                          WHERE lane = $1 AND id > $2 AND next_at < $3",

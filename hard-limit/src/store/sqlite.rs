@@ -1,12 +1,9 @@
-//! The SQLite engine (bundled SQLite, no server).
+//! The SQLite engine (bundled, no server).
 //!
-//! - WAL with `synchronous = FULL`: a 204 means the delivery survives a
-//!   crash or power loss. Only claims and outcomes skip the flush
-//!   ([`WriteTx::begin`]): their leases make them safe to lose.
-//! - One writer connection (SQLite has one writer; the pool's queue is
-//!   cheaper than its busy-wait) and a few readers beside it (WAL).
-//! - Leases make claims safe across processes and crashes: a `stopping`
-//!   row whose lease expired is claimed again.
+//! - WAL with `synchronous = FULL`: a 204'd delivery survives a crash or
+//!   power loss; only claims and outcomes, safe to lose, skip the flush.
+//! - One writer connection (the pool's queue beats SQLite's busy-wait) and
+//!   a few readers beside it (WAL).
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -39,8 +36,7 @@ pub struct SqliteStore {
     page_limit: Arc<AtomicU64>,
     /// Test hook: [`SqliteStore::refuse_writes_for_tests`] (`None`: off).
     query_only: Arc<std::sync::Mutex<Option<bool>>>,
-    /// This process's lock on the file (none in memory), until
-    /// [`SqliteStore::close`] or the last clone drops.
+    /// This process's lock on the file (none in memory), until closed.
     lock: Arc<std::sync::Mutex<Option<super::sqlite_lock::ProcessLock>>>,
 }
 
@@ -57,19 +53,13 @@ impl SqliteStore {
         let unusable = StoreError::unusable(name);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // A second service on the file stops here, having changed nothing.
-        let lock = if in_memory {
-            None
-        } else {
-            Some(super::sqlite_lock::lock(options.get_filename()).map_err(&unusable)?)
-        };
-        let writer = SqlitePoolOptions::new().max_connections(1);
-        let writer = open_pool(
-            writer,
-            options.clone(),
-            "cannot open it",
-            migrations!("sqlite"),
-            &unusable,
-        );
+        let lock = (!in_memory)
+            .then(|| super::sqlite_lock::lock(options.get_filename()))
+            .transpose()
+            .map_err(&unusable)?;
+        let pool = SqlitePoolOptions::new().max_connections(1);
+        let migrator = migrations!("sqlite");
+        let writer = open_pool(pool, options.clone(), "cannot open it", migrator, &unusable);
         let writer = writer.await?;
         // An in-memory database exists once per connection: share the writer.
         let reader = if in_memory {
@@ -91,15 +81,15 @@ impl SqliteStore {
         writable(store, unusable).await
     }
 
-    /// Test hook: every later write transaction first sets `PRAGMA
-    /// max_page_count = pages`, a full disk on demand (raise it to lift).
+    /// Test hook: later writes set `PRAGMA max_page_count = pages` (a full
+    /// disk on demand; raise it to lift).
     #[doc(hidden)]
     pub fn limit_pages_for_tests(&self, pages: u64) {
         self.page_limit.store(pages.max(1), Ordering::SeqCst);
     }
 
-    /// Test hook: `true` makes every later write transaction fail as on a
-    /// read-only file (`PRAGMA query_only`), `false` lifts that.
+    /// Test hook: `true` makes later writes fail as on a read-only file
+    /// (`PRAGMA query_only`), `false` lifts that.
     #[doc(hidden)]
     pub fn refuse_writes_for_tests(&self, refuse: bool) {
         *self.query_only.lock().unwrap_or_else(|e| e.into_inner()) = Some(refuse);
@@ -115,9 +105,8 @@ impl SqliteStore {
     /// How many pages the database file has (for tests).
     #[doc(hidden)]
     pub async fn page_count(&self) -> Res<u64> {
-        let n: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&self.writer)
-            .await?;
+        let q = sqlx::query_scalar("PRAGMA page_count");
+        let n: i64 = q.fetch_one(&self.writer).await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -130,43 +119,17 @@ impl SqliteStore {
     }
 }
 
-/// A write transaction by hand (`BEGIN IMMEDIATE` … `COMMIT`), not sqlx's
-/// `Transaction`: after a failed statement or `COMMIT` (a full disk) SQLite
-/// may have rolled back by itself, and sqlx's nesting count drifts (its
-/// next `begin()` is a `SAVEPOINT` that never ends: every later "commit"
-/// is lost). So one starts only outside any transaction (else the
-/// connection is replaced), and one that did not commit closes its
-/// connection, rolling back whatever SQLite holds.
+/// A write transaction by hand (`BEGIN IMMEDIATE` … `COMMIT`), not sqlx's:
+/// after a failed statement or `COMMIT` (full disk) SQLite may roll back by
+/// itself and sqlx's nesting count drifts (its next `begin()` is a
+/// `SAVEPOINT` whose commits are lost). So one starts only outside any
+/// transaction, and one not committed closes its connection.
 pub(crate) struct WriteTx {
     conn: PoolConnection<Sqlite>,
     committed: bool,
 }
 
 impl WriteTx {
-    /// Begins; `durable`: the commit is on disk before it returns. Claims
-    /// and outcomes are not (`synchronous = NORMAL`; the next durable commit
-    /// flushes them): lost, they only repeat a call, which meets 404 as
-    /// after a crash. That takes a flush off every claim's path.
-    async fn begin(store: &SqliteStore, durable: bool) -> Res<Self> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let mut conn = store.writer.acquire().await?;
-            let Err(e) = Self::start(store, &mut conn, durable).await else {
-                return Ok(WriteTx {
-                    conn,
-                    committed: false,
-                });
-            };
-            conn.close_on_drop();
-            drop(conn);
-            if tries >= 2 {
-                return Err(e);
-            }
-            tracing::warn!(error = %e, "the SQLite writer connection was not usable; opening a new one");
-        }
-    }
-
     /// Starts a transaction on `conn`, with the test hooks' pragmas.
     async fn start(store: &SqliteStore, conn: &mut SqliteConnection, durable: bool) -> Res<()> {
         if conn.is_in_transaction() {
@@ -192,13 +155,6 @@ impl WriteTx {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         Ok(())
     }
-
-    /// Commits; `Ok` only if SQLite committed.
-    async fn commit(mut self) -> Res<()> {
-        sqlx::query("COMMIT").execute(&mut *self.conn).await?;
-        self.committed = true;
-        Ok(())
-    }
 }
 
 impl std::ops::Deref for WriteTx {
@@ -222,22 +178,20 @@ impl Drop for WriteTx {
     }
 }
 
-/// A batch's rows as one JSON array for `json_each`: each statement is a
-/// hop to sqlx's SQLite thread, which costs more than the work.
+/// A batch's rows as one JSON array for `json_each`: a statement per row
+/// would cost a hop to sqlx's SQLite thread each.
 fn json_rows<T: Into<serde_json::Value>>(rows: impl Iterator<Item = T>) -> String {
     serde_json::Value::Array(rows.map(Into::into).collect()).to_string()
 }
 
-/// SQLite's side of the shared SQL ([`super::sql`]): the one writer is the
-/// lock, the caller's clock is the store's, batches are JSON arrays, and
-/// claims pick by `rowid` (no `SKIP LOCKED`).
+/// SQLite's side of the shared SQL: the one writer is the lock, the
+/// caller's clock the store's, batches JSON arrays, claims by `rowid`.
 impl Dialect for SqliteStore {
     type DB = Sqlite;
     type Tx = WriteTx;
     // `BEGIN IMMEDIATE` already holds the one writer.
     const FOR_UPDATE: &'static str = "";
-    // A row of its own table: an empty transaction commits on a read-only
-    // file too.
+    // A real row: an empty transaction commits on a read-only file too.
     const PROBE_WRITE: &'static [&'static str] = &[
         "CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY CHECK (id = 1),
                                                  at INTEGER NOT NULL)",
@@ -288,12 +242,33 @@ impl Dialect for SqliteStore {
         &self.reader
     }
 
+    /// Claims and outcomes are not durable (`synchronous = NORMAL`, flushed
+    /// by the next durable commit): lost, they only repeat a call (a 404, as
+    /// after a crash), and claims skip a flush.
     async fn begin(&self, durable: bool) -> Res<WriteTx> {
-        WriteTx::begin(self, durable).await
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut conn = self.writer.acquire().await?;
+            let Err(e) = WriteTx::start(self, &mut conn, durable).await else {
+                return Ok(WriteTx {
+                    conn,
+                    committed: false,
+                });
+            };
+            conn.close_on_drop();
+            drop(conn);
+            if tries >= 2 {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "the SQLite writer connection was not usable; opening a new one");
+        }
     }
 
-    async fn commit(tx: WriteTx) -> Res<()> {
-        tx.commit().await
+    async fn commit(mut tx: WriteTx) -> Res<()> {
+        sqlx::query("COMMIT").execute(&mut *tx.conn).await?;
+        tx.committed = true;
+        Ok(())
     }
 
     fn room_cutoffs(rooms: &[&str]) -> Bound<Sqlite> {
@@ -382,7 +357,7 @@ impl Dialect for SqliteStore {
 
     /// Expired leases first (those meetings are the most overdue).
     async fn claim_due(&self, c: ClaimReq<'_>) -> Res<Vec<Claim>> {
-        let mut tx = WriteTx::begin(self, false).await?;
+        let mut tx = self.begin(false).await?;
         let mut claims = Vec::new();
         let running = (
             "running",
@@ -413,7 +388,7 @@ impl Dialect for SqliteStore {
                 claims.push(row.claim()?);
             }
         }
-        tx.commit().await?;
+        Self::commit(tx).await?;
         claims.sort_by_key(|c| c.deadline);
         Ok(claims)
     }
@@ -436,7 +411,7 @@ impl Dialect for SqliteStore {
                 o.participants,
             ])
         }));
-        let mut tx = WriteTx::begin(self, false).await?;
+        let mut tx = self.begin(false).await?;
         let done: HashSet<(String, i64, i64)> = sqlx::query_as(
             "UPDATE meetings
              SET state = o.state, finished_at = o.finished_at, updated_at = o.at,
@@ -481,7 +456,7 @@ impl Dialect for SqliteStore {
             }
             applied.push(done);
         }
-        tx.commit().await?;
+        Self::commit(tx).await?;
         Ok(applied)
     }
 
@@ -493,20 +468,18 @@ impl Dialect for SqliteStore {
         Ok(t.map(Timestamp))
     }
 
-    /// The listed keys go into a temporary table on the writer connection
-    /// (no arrays in SQLite), so the anti-join runs in SQLite however many
-    /// meetings are running.
+    /// The listed keys go into a temporary table (no arrays in SQLite), so
+    /// the anti-join runs in SQLite however many meetings run.
     async fn close_unlisted(&self, u: Unlisted<'_>) -> Res<Closing> {
-        let mut tx = WriteTx::begin(self, true).await?;
+        const CLEAR: &str = "DELETE FROM temp.listed";
+        let mut tx = self.begin(true).await?;
         sqlx::query(
             "CREATE TEMP TABLE IF NOT EXISTS listed (room_id TEXT NOT NULL, started_at INTEGER NOT NULL,
                                                      PRIMARY KEY (room_id, started_at))",
         )
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM temp.listed")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(CLEAR).execute(&mut *tx).await?;
         for key in u.listed {
             sqlx::query("INSERT OR IGNORE INTO temp.listed (room_id, started_at) VALUES (?1, ?2)")
                 .bind(key.room_id.as_str())
@@ -537,17 +510,14 @@ impl Dialect for SqliteStore {
             .await?;
             Closing::Closed(closed.rows_affected())
         };
-        sqlx::query("DELETE FROM temp.listed")
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        sqlx::query(CLEAR).execute(&mut *tx).await?;
+        Self::commit(tx).await?;
         Ok(outcome)
     }
 
-    /// SQLite's `DELETE … RETURNING` cannot feed a second statement (no
-    /// data-modifying CTEs), so the rooms come back here.
+    /// No data-modifying CTEs: the deleted rooms come back here.
     async fn prune(&self, finished_before: Timestamp) -> Res<(u64, StateDelta)> {
-        let mut tx = WriteTx::begin(self, true).await?;
+        let mut tx = self.begin(true).await?;
         let gone: Vec<(String, String)> = sqlx::query_as(
             "DELETE FROM meetings WHERE finished_at IS NOT NULL AND finished_at < ?1
              RETURNING room_id, state",
@@ -561,8 +531,7 @@ impl Dialect for SqliteStore {
             delta.removed(state, 1);
         }
         let rooms: HashSet<&str> = gone.iter().map(|(room, _)| room.as_str()).collect();
-        // A room's shutdown cutoff goes with its last meeting (a delivery
-        // that old is refused as stale anyway).
+        // A room's cutoff goes with its last meeting (as on PostgreSQL).
         for room in rooms {
             sqlx::query(
                 "DELETE FROM room_shutdowns WHERE room_id = ?1
@@ -577,7 +546,7 @@ impl Dialect for SqliteStore {
             .bind(finished_before.0)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        Self::commit(tx).await?;
         Ok((gone.len() as u64, delta))
     }
 
@@ -599,10 +568,8 @@ impl Dialect for SqliteStore {
         Ok(t.map(Timestamp))
     }
 
-    /// The search runs on a reader (WAL), off the single writer deliveries
-    /// wait for; the claim is a short conditional update. A lane's head
-    /// stays its head until removed (ids only grow), and the update
-    /// re-checks lease and due time.
+    /// The search runs on a reader, off the one writer; the claim is a short
+    /// update re-checking lease and due time (a head stays head: ids grow).
     async fn claim_forwards(&self, c: ClaimReq<'_>) -> Res<Vec<ForwardClaim>> {
         let heads: Vec<i64> = sqlx::query_scalar(
             "SELECT o.id FROM forward_outbox o
@@ -617,7 +584,7 @@ impl Dialect for SqliteStore {
         if heads.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = WriteTx::begin(self, false).await?;
+        let mut tx = self.begin(false).await?;
         let rows = sqlx::query(
             "UPDATE forward_outbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1
              WHERE id IN (SELECT value FROM json_each(?3))
@@ -630,7 +597,7 @@ impl Dialect for SqliteStore {
         .bind(c.now.0)
         .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
+        Self::commit(tx).await?;
         let mut claims: Vec<_> = rows
             .iter()
             .map(|r| r.forward_claim(c.now))
@@ -686,41 +653,38 @@ mod tests {
         }
     }
 
-    /// A store on a file in a temporary directory (kept with it).
-    async fn on_file() -> (SqliteStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("d.db").display());
-        (SqliteStore::connect(&url).await.unwrap(), dir)
+    /// A store in memory (`file`: on a file in a temporary directory, kept
+    /// with it) and its handle.
+    async fn open(file: bool) -> (SqliteStore, Store, Option<tempfile::TempDir>) {
+        let dir = file.then(|| tempfile::tempdir().unwrap());
+        let url = dir.as_ref().map_or("sqlite::memory:".into(), |d| {
+            format!("sqlite://{}", d.path().join("d.db").display())
+        });
+        let store = SqliteStore::connect(&url).await.unwrap();
+        (store.clone(), Store::from(store), dir)
     }
 
-    async fn pragma(store: &SqliteStore, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&store.writer)
-            .await
-            .unwrap()
+    /// One value the writer connection reads.
+    async fn pragma<T>(store: &SqliteStore, sql: &'static str) -> T
+    where
+        T: Send + Unpin + for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        let q = sqlx::query_scalar(sql);
+        q.fetch_one(&store.writer).await.unwrap()
     }
 
-    /// A claim whose lease expired and which its own process claimed again
-    /// (the first worker's call still in flight) cannot record an outcome:
-    /// only the latest claim (owner and attempts) can.
+    /// Of a claim its own process claimed again after its lease expired,
+    /// only the latest (owner and attempts) may record an outcome.
     #[tokio::test]
     async fn only_the_latest_claim_of_an_owner_may_finish() {
-        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
-        let handle = Store::from(store.clone());
+        let (store, handle, _) = open(false).await;
         let key = key("r", 1_000);
-        handle
-            .apply(&[track(&key, 2_000)], Timestamp(1_000))
-            .await
-            .unwrap();
+        let plans = [track(&key, 2_000)];
+        handle.apply(&plans, Timestamp(1_000)).await.unwrap();
         let lease = Duration::from_secs(1);
-        let first = handle
-            .claim_due(Timestamp(2_000), lease, "p", 8)
-            .await
-            .unwrap();
-        let again = handle
-            .claim_due(Timestamp(3_500), lease, "p", 8)
-            .await
-            .unwrap();
+        let first = handle.claim_due(Timestamp(2_000), lease, "p", 8).await;
+        let again = handle.claim_due(Timestamp(3_500), lease, "p", 8).await;
+        let (first, again) = (first.unwrap(), again.unwrap());
         assert_eq!((first[0].attempts, again[0].attempts), (1, 2));
         let outcome = |attempts| Outcome {
             key: key.clone(),
@@ -736,21 +700,19 @@ mod tests {
         store.close().await;
     }
 
-    /// A write returns, with its answer, exactly the state changes its
-    /// steps made and whether it changed anything (what the gauges and the
-    /// health flag apply once it committed).
+    /// A write returns exactly the state changes it made and whether it
+    /// changed anything (what the gauges and the health flag apply).
     #[tokio::test]
     async fn a_write_returns_what_it_changed() {
         use crate::store::Engine;
-        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let (store, _, _) = open(false).await;
         let key = key("r", 1_000);
         let apply = |plan: Plan, now| {
             let store = &store;
             async move {
-                store
-                    .apply_deliveries(&[plan], &[], Timestamp(now))
-                    .await
-                    .unwrap()
+                let plans = [plan];
+                let w = store.apply_deliveries(&plans, &[], Timestamp(now));
+                w.await.unwrap()
             }
         };
         let w = apply(track(&key, 2_000), 1_000).await;
@@ -770,8 +732,7 @@ mod tests {
 
     #[tokio::test]
     async fn pruning_a_rooms_last_meeting_forgets_its_shutdown_cutoff() {
-        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
-        let handle = Store::from(store.clone());
+        let (store, handle, _) = open(false).await;
         let (gone, kept) = (key("gone", 1_000), key("kept", 1_000));
         let ends = [end(&gone, Some(11_000)), end(&kept, Some(11_000))];
         handle.apply(&ends, Timestamp(2_000)).await.unwrap();
@@ -779,28 +740,19 @@ mod tests {
         let newer = track(&key("kept", 5_000), 15_000);
         handle.apply(&[newer], Timestamp(5_000)).await.unwrap();
         assert_eq!(handle.prune(Timestamp(3_000)).await.unwrap(), 2);
-        let rooms: Vec<String> =
-            sqlx::query_scalar("SELECT room_id FROM room_shutdowns ORDER BY room_id")
-                .fetch_all(&store.writer)
-                .await
-                .unwrap();
-        assert_eq!(rooms, ["kept"]);
+        let sql = "SELECT room_id FROM room_shutdowns ORDER BY room_id";
+        let rooms = sqlx::query_scalar::<_, String>(sql).fetch_all(&store.writer);
+        assert_eq!(rooms.await.unwrap(), ["kept"]);
         store.close().await;
     }
 
     #[tokio::test]
     async fn commits_are_durable_wal_with_full_sync() {
-        let (store, _dir) = on_file().await;
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&store.writer)
-            .await
-            .unwrap();
+        let (store, _, _dir) = open(true).await;
+        let mode: String = pragma(&store, "PRAGMA journal_mode").await;
         assert_eq!(mode, "wal");
-        assert_eq!(
-            pragma(&store, "PRAGMA synchronous").await,
-            2,
-            "synchronous = FULL"
-        );
+        let sync: i64 = pragma(&store, "PRAGMA synchronous").await;
+        assert_eq!(sync, 2, "synchronous = FULL");
         store.close().await;
     }
 
@@ -808,34 +760,19 @@ mod tests {
     /// again: the setting is made per transaction, never inherited.
     #[tokio::test]
     async fn only_claims_and_outcomes_skip_the_flush() {
-        let (store, _dir) = on_file().await;
-        let handle = Store::from(store.clone());
+        let (store, handle, _dir) = open(true).await;
+        let sync = || pragma::<i64>(&store, "PRAGMA synchronous");
         let key = key("r", 0);
-        handle
-            .apply(&[track(&key, 1_000)], Timestamp(0))
-            .await
-            .unwrap();
-        let sync = "PRAGMA synchronous";
-        assert_eq!(
-            pragma(&store, sync).await,
-            2,
-            "a delivery commits with FULL"
-        );
-        let claims = handle
-            .claim_due(Timestamp(1_000), Duration::from_secs(30), "w", 8)
-            .await
-            .unwrap();
-        assert_eq!(claims.len(), 1);
-        assert_eq!(pragma(&store, sync).await, 1, "a claim commits with NORMAL");
-        handle
-            .apply(&[end(&key, None)], Timestamp(2_000))
-            .await
-            .unwrap();
-        assert_eq!(
-            pragma(&store, sync).await,
-            2,
-            "FULL again for the next delivery"
-        );
+        let plans = [track(&key, 1_000)];
+        handle.apply(&plans, Timestamp(0)).await.unwrap();
+        assert_eq!(sync().await, 2, "a delivery commits with FULL");
+        let lease = Duration::from_secs(30);
+        let claims = handle.claim_due(Timestamp(1_000), lease, "w", 8).await;
+        assert_eq!(claims.unwrap().len(), 1);
+        assert_eq!(sync().await, 1, "a claim commits with NORMAL");
+        let plans = [end(&key, None)];
+        handle.apply(&plans, Timestamp(2_000)).await.unwrap();
+        assert_eq!(sync().await, 2, "FULL again for the next delivery");
         store.close().await;
     }
 }

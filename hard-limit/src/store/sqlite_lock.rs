@@ -1,11 +1,8 @@
-//! One process per SQLite file: two services on one file would both run
-//! the singleton chores, with nothing to elect one (PostgreSQL runs
-//! several). So the store locks `<file>.lock` before touching the database,
-//! and a second service refuses to start, naming the holder.
-//!
-//! The lock is `flock`-style (`File::try_lock`): the kernel drops it with
-//! the process, so a crash leaves no stale lock. It is a file of its own:
-//! closing any descriptor of the database would drop SQLite's POSIX locks.
+//! One process per SQLite file (two would both run the singleton chores):
+//! the store locks `<file>.lock` first, and a second service refuses to
+//! start, naming the holder. The lock is `flock`-style, dropped by the
+//! kernel with the process (no stale lock after a crash), on a file of its
+//! own (closing a descriptor of the database drops SQLite's POSIX locks).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -57,9 +54,7 @@ pub fn lock(database: &Path) -> Result<ProcessLock, String> {
                 path.display()
             ));
         }
-        Err(TryLockError::Error(e)) => {
-            return Err(format!("cannot lock {}: {e}", path.display()));
-        }
+        Err(TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
     }
     if writable {
         // Who holds it, for the message of the next one to try.
