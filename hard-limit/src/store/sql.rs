@@ -800,8 +800,9 @@ where
                 previous: old,
                 current: new,
             };
+            // Nothing to remove: committed, but no proof the store takes writes.
             if old.is_none() && new.is_none() {
-                return done::<D, _>(tx, Written::new(changed, true)).await;
+                return done::<D, _>(tx, Written::new(changed, false)).await;
             }
             let write = match new {
                 Some(rule) => sqlx::query(
