@@ -1,19 +1,9 @@
 //! The HTTP server loop: the axum router on hyper's HTTP/1, with the limits
-//! `axum::serve` does not offer, so stalled clients cannot exhaust the
-//! service:
-//!
-//! - **at most `max_connections` at once**: the loop accepts only while a
-//!   slot is free (the rest wait in the kernel's backlog);
-//! - **header read timeout**: a request's headers must arrive within
-//!   `header_read_timeout` of the connection being ready for one (hyper's
-//!   timer), however slowly the bytes trickle in;
-//! - **idle keep-alive timeout**: a connection with no request in flight
-//!   that moves no byte for `keep_alive_timeout` is closed;
-//! - the **body read timeout** is the webhook handler's
-//!   ([`crate::webhook`]), the one route that reads a body.
-//!
-//! Stopping works like `axum::serve`'s graceful shutdown: stop accepting,
-//! let every connection finish its request in flight, then return.
+//! `axum::serve` lacks, so stalled clients cannot exhaust the service: at
+//! most `max_connections` at once (the rest wait in the backlog), a header
+//! read timeout however slowly bytes trickle, and an idle keep-alive
+//! timeout (the body read timeout is [`crate::webhook`]'s). Stopping is
+//! graceful: stop accepting, let requests in flight finish, return.
 
 use std::future::Future;
 use std::io;
@@ -73,9 +63,7 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Per-connection errors (reset before accept) and fd
-                    // exhaustion never end the loop; back off briefly on
-                    // the latter so it does not spin.
+                    // Never end the loop; back off on fd exhaustion.
                     tracing::warn!(error = %e, "accept failed");
                     use io::ErrorKind::*;
                     if !matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
@@ -100,9 +88,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves each router on its listener with the same limits until `stop`
-/// turns true. If one server ends by itself (it should not), the others
-/// are stopped too and its error returned: the caller supervises one task.
+/// Serves each router on its listener until `stop` turns true. If one
+/// ends by itself, the others are stopped too and its error returned.
 pub async fn serve_all(
     servers: Vec<(TcpListener, Router)>,
     limits: ConnLimits,
@@ -150,7 +137,6 @@ async fn serve_connection(
         let guard = InFlight::enter(&in_flight);
         let router = router.clone();
         let mut req = req.map(Body::new);
-        // Handlers that record who asked (the admin audit) read it here.
         req.extensions_mut().insert(ConnectInfo(peer));
         async move {
             let answer = router.oneshot(req).await;
@@ -178,7 +164,7 @@ async fn serve_connection(
     }
 }
 
-/// Counts a request in flight on its connection while it lives.
+/// A request in flight on its connection, counted while it lives.
 struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
@@ -194,9 +180,8 @@ impl Drop for InFlight {
     }
 }
 
-/// A TCP stream that fails reads with `TimedOut` once no byte has moved
-/// either way for `idle` while no request is in flight on it (a request
-/// being handled may take its time; its own timeouts bound it).
+/// A TCP stream whose reads fail with `TimedOut` once no byte moved for
+/// `idle` while no request is in flight on it.
 struct IdleIo {
     inner: TcpStream,
     idle: Duration,
