@@ -27,8 +27,7 @@ pub(crate) async fn submit<R, A>(writer: &Writer<R, A>, record: R) -> Result<A, 
         .unwrap_or_else(|_| Err("writer stopped".into()))
 }
 
-/// Starts the writer `task` (named for fault injection); `commit` writes
-/// a batch in one transaction, answering per record in order.
+/// Starts writer `task`: `commit` writes a batch in one transaction, answers in order.
 pub(crate) fn start<R, A, F, Fut>(
     faults: &Faults,
     task: &'static str,

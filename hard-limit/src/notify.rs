@@ -15,8 +15,7 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// The socket named by `NOTIFY_SOCKET` (a path, or `@name` for an
-    /// abstract socket), if set.
+    /// The socket named by `NOTIFY_SOCKET` (a path or `@abstract`), if set.
     pub fn from_env() -> Notifier {
         let target = std::env::var_os("NOTIFY_SOCKET").and_then(|name| {
             let addr = socket_addr(name.as_encoded_bytes())?;
@@ -54,8 +53,7 @@ fn socket_addr(name: &[u8]) -> Option<SocketAddr> {
     }
 }
 
-/// Half of `WATCHDOG_USEC` (`sd_watchdog_enabled(3)`), if set for this
-/// process (`WATCHDOG_PID`).
+/// Half of `WATCHDOG_USEC` if set for this process (`sd_watchdog_enabled(3)`).
 pub fn watchdog_interval() -> Option<Duration> {
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {

@@ -21,14 +21,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::stop::{self, StopSignal};
 
-/// The connection limits (flags `--header-read-timeout`,
-/// `--keep-alive-timeout`, `--max-connections`).
+/// The connection limits: `--header-read-timeout`, `--keep-alive-timeout`, `--max-connections`.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnLimits {
     /// Headers must arrive within this.
@@ -39,24 +38,20 @@ pub struct ConnLimits {
     pub max_connections: usize,
 }
 
-/// Serves `router` on `listener` until `stop` turns true, then stops
-/// accepting, lets the connections finish their requests, and returns.
+/// Serves `router` on `listener` until `stop`, then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
     mut stop: StopSignal,
 ) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    // Every connection task holds a receiver: when all are gone, done.
-    let (closed_tx, closed_rx) = watch::channel(());
+    // Every connection task holds a slot: when all are back, done.
+    let max = limits.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(max));
     let (close_all, closing) = stop::signal();
     loop {
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+            Ok(p) = slots.clone().acquire_owned() => p,
             () = stop.stopped() => break,
         };
         let (stream, peer) = tokio::select! {
@@ -75,16 +70,15 @@ pub async fn serve(
             () = stop.stopped() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (router, closed, mut shutdown) = (router.clone(), closed_rx.clone(), closing.clone());
+        let (router, mut shutdown) = (router.clone(), closing.clone());
         tokio::spawn(async move {
-            let _held = (permit, closed);
+            let _permit = permit;
             serve_connection(stream, peer, router, limits, &mut shutdown).await;
         });
     }
     drop(listener);
     close_all.stop();
-    drop(closed_rx);
-    closed_tx.closed().await;
+    let _ = slots.acquire_many(max as u32).await;
     Ok(())
 }
 
@@ -180,8 +174,7 @@ impl Drop for InFlight {
     }
 }
 
-/// A TCP stream whose reads fail with `TimedOut` once no byte moved for
-/// `idle` while no request is in flight on it.
+/// A TCP stream whose reads time out after `idle` without a byte or a request.
 struct IdleIo {
     inner: TcpStream,
     idle: Duration,

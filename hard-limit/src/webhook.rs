@@ -106,8 +106,7 @@ pub enum Event {
     Other,
 }
 
-/// Parses a delivery body: a missing or mistyped field is
-/// [`Rejection::Malformed`] naming it; unknown fields are fine.
+/// Parses a delivery: a missing or mistyped field is [`Rejection::Malformed`].
 pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
     use Rejection::Malformed;
     let env: DeliveryFields =
@@ -161,8 +160,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
     })
 }
 
-/// Whether a signed timestamp is within `max_age` of now, either way
-/// (zero: always).
+/// Whether `timestamp` is within `max_age` of now, either way (zero: always).
 pub fn is_fresh(timestamp: Timestamp, now: Timestamp, max_age: Duration) -> bool {
     if max_age.is_zero() {
         return true;
@@ -254,27 +252,19 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// The `outcome` label.
-    pub fn outcome(self) -> &'static str {
+    /// The `outcome` and `reason` labels.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        use Answer::*;
         match self {
-            Answer::Accepted(_) => "accepted",
-            Answer::OtherType | Answer::NotStarted => "ignored",
-            Answer::Rejected(_) => "rejected",
-            Answer::StoreFailed => "error",
-        }
-    }
-
-    /// The `reason` label.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Answer::Accepted(Applied::Tracked) => "tracked",
-            Answer::Accepted(Applied::AlreadyKnown) => "duplicate",
-            Answer::Accepted(Applied::LateForEndedMeeting) => "late_for_ended_meeting",
-            Answer::Accepted(Applied::Ended(_)) => "ended",
-            Answer::Accepted(Applied::Ignored) | Answer::NotStarted => "not_started",
-            Answer::OtherType => "other_type",
-            Answer::Rejected(r) => r.parts().1,
-            Answer::StoreFailed => "store",
+            Accepted(Applied::Tracked) => ("accepted", "tracked"),
+            Accepted(Applied::AlreadyKnown) => ("accepted", "duplicate"),
+            Accepted(Applied::LateForEndedMeeting) => ("accepted", "late_for_ended_meeting"),
+            Accepted(Applied::Ended(_)) => ("accepted", "ended"),
+            Accepted(Applied::Ignored) => ("accepted", "not_started"),
+            NotStarted => ("ignored", "not_started"),
+            OtherType => ("ignored", "other_type"),
+            Rejected(r) => ("rejected", r.parts().1),
+            StoreFailed => ("error", "store"),
         }
     }
 }
@@ -283,7 +273,7 @@ impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             Answer::Accepted(_) | Answer::OtherType | Answer::NotStarted => {
-                return StatusCode::NO_CONTENT.into_response()
+                return StatusCode::NO_CONTENT.into_response();
             }
             Answer::Rejected(r) => (r.parts().0, r.parts().2),
             Answer::StoreFailed => (
@@ -300,9 +290,10 @@ pub async fn receive(State(app): State<WebhookState>, headers: HeaderMap, body: 
     let answer = handle(&app, &headers, body)
         .await
         .unwrap_or_else(Answer::Rejected);
-    metrics::delivery(answer.outcome(), answer.reason());
+    let (outcome, reason) = answer.labels();
+    metrics::delivery(outcome, reason);
     if let Answer::Rejected(_) = answer {
-        tracing::debug!(reason = answer.reason(), "webhook delivery rejected");
+        tracing::debug!(reason, "webhook delivery rejected");
     }
     answer.into_response()
 }
@@ -356,8 +347,7 @@ async fn handle(app: &WebhookState, headers: &HeaderMap, body: Body) -> Result<A
     })
 }
 
-/// Reads at most [`MAX_BODY`] bytes ([`Rejection::TooLarge`]); a broken
-/// stream is [`Rejection::Unreadable`].
+/// Reads at most [`MAX_BODY`] bytes; a broken stream is [`Rejection::Unreadable`].
 async fn read_body(mut body: Body) -> Result<Vec<u8>, Rejection> {
     use axum::body::HttpBody;
     let mut out = Vec::new();
@@ -433,27 +423,22 @@ mod tests {
                 guest_token: guest_token.map(Into::into),
             };
             let (timestamp, kind) = (1_637_738_200, ROOM_UPDATE.into());
-            serde_json::to_vec(&Written {
+            let written = Written {
                 timestamp,
                 kind,
                 room,
-            })
-            .unwrap()
+            };
+            serde_json::to_vec(&written).unwrap()
         };
-        let (t, u) = room_update(&body(
-            Some("2021-11-24T07:16:37.748Z"),
-            false,
-            Some("gt-abc"),
-        ));
+        let start = "2021-11-24T07:16:37.748Z";
+        let (t, u) = room_update(&body(Some(start), false, Some("gt-abc")));
         assert_eq!(t, Timestamp(1_637_738_200_000));
         assert_eq!(u.room_id.as_str(), "a b");
         assert_eq!(u.started_at, Some(Timestamp(1_637_738_197_748)));
         assert!(!u.shutdown && u.guest_token.is_some());
         let (_, u) = room_update(&body(None, true, None));
-        assert_eq!(
-            (u.started_at, u.shutdown, u.guest_token),
-            (None, true, None)
-        );
+        let got = (u.started_at, u.shutdown, u.guest_token);
+        assert_eq!(got, (None, true, None));
     }
 
     #[test]

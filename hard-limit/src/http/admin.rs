@@ -86,8 +86,7 @@ pub fn admin_router(state: AdminState) -> Router {
 type PathArg = Result<Path<String>, PathRejection>;
 type BodyArg = Result<Bytes, BytesRejection>;
 
-/// `PUT`/`DELETE /limits/rooms/{room_id}` (`PREFIX` false) or
-/// `/limits/prefixes/{prefix}`, and a 400 naming an empty key.
+/// A room's (`PREFIX` false) or a prefix's rule routes, and a 400 for an empty key.
 fn limit_rules<const PREFIX: bool>() -> Router<AdminState> {
     let (base, field) = match PREFIX {
         true => ("/limits/prefixes/", "prefix"),
@@ -103,8 +102,7 @@ fn limit_rules<const PREFIX: bool>() -> Router<AdminState> {
     router.route(base, put(empty).delete(empty))
 }
 
-/// [`admin_guard::check`], then the token (slowed down per address after
-/// failures).
+/// [`admin_guard::check`], then the token, slowed down after failures.
 async fn guard(
     State(app): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -113,7 +111,7 @@ async fn guard(
 ) -> Response {
     if let Err(refusal) = admin_guard::check(req.method(), req.headers(), app.listen, &app.hosts) {
         ::metrics::counter!(ADMIN_REFUSED, "reason" => refusal.reason()).increment(1);
-        if let Some(count) = app.refusals.count(Instant::now()) {
+        if let Some(count) = admin_guard::lock(&app.refusals).count(Instant::now()) {
             tracing::warn!(caller = %peer, reason = refusal.reason(), path = %req.uri().path(), count, "admin requests refused (another Host or origin, or a change that is not JSON)");
         }
         let status = if refusal == Refusal::ContentType {
@@ -165,8 +163,7 @@ async fn guard(
     ([(header::WWW_AUTHENTICATE, challenge)], error).into_response()
 }
 
-/// The console's policy: scripts and requests of this origin only, no
-/// inline script or eval, no framing.
+/// The console's policy: this origin's scripts only, no eval, no framing.
 const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The console's page and script, compiled in.
@@ -264,8 +261,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-/// A page cursor: the previous page's last meeting as
-/// `<started_at ms>.<room id in hex>`.
+/// A page cursor: `<started_at ms>.<room id in hex>` of the last meeting.
 fn encode_cursor(key: &MeetingKey) -> String {
     let room = key.room_id.as_str();
     let hex: String = room.bytes().map(|b| format!("{b:02x}")).collect();
@@ -343,8 +339,7 @@ fn room_from(room: PathArg) -> Result<RoomId, ApiError> {
         .ok_or_else(|| ApiError::bad("room_id: invalid room id in the path"))
 }
 
-/// The body of `/extend` and `/end`; `started_at` (optional) names the
-/// meeting the caller saw (another one open: 409).
+/// `/extend`'s and `/end`'s body; `started_at` names the meeting seen (else 409).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct MoveBody {
@@ -408,9 +403,8 @@ async fn move_deadline<const END: bool>(
         .as_deref()
         .map(|s| parse_time("started_at", s))
         .transpose()?;
-    let caller = Caller {
-        addr: peer.to_string(),
-    };
+    let addr = peer.to_string();
+    let caller = Caller { addr };
     let now = app.clock.now();
     let moved = app
         .store
@@ -430,20 +424,14 @@ async fn move_deadline<const END: bool>(
             return Ok((status, Json(body)).into_response());
         }
         DeadlineMoved::NoOpenMeeting => ApiError::NotFound("no open meeting in this room"),
-        DeadlineMoved::OtherMeeting(m) => ApiError::Conflict(
-            format!(
-                "started_at: the room's open meeting started at {}, not at the one given",
-                m.key.started_at.to_rfc3339()
-            )
-            .into(),
-        ),
-        DeadlineMoved::NotRunning(m) => ApiError::Conflict(
-            format!(
-                "the meeting is {}: its shutdown is under way and its deadline can no longer move",
-                m.state.as_str()
-            )
-            .into(),
-        ),
+        DeadlineMoved::OtherMeeting(m) => ApiError::Conflict(format!(
+            "started_at: the room's open meeting started at {}, not at the one given",
+            m.key.started_at.to_rfc3339()
+        )),
+        DeadlineMoved::NotRunning(m) => ApiError::Conflict(format!(
+            "the meeting is {}: its shutdown is under way and its deadline can no longer move",
+            m.state.as_str()
+        )),
         DeadlineMoved::Refused(why, m) => {
             let field = match change {
                 DeadlineChange::By(_) => "by",
@@ -617,8 +605,7 @@ fn rule_change(body: &Bytes) -> Result<RuleChange, ApiError> {
 /// Longest prefix accepted (this only bounds storage).
 const MAX_PREFIX: usize = 256;
 
-/// `PUT` (body: [`rule_change`]) or `DELETE` of a room's (`PREFIX` false)
-/// or a prefix's rule.
+/// `PUT` or `DELETE` of a room's (`PREFIX` false) or a prefix's rule.
 async fn set_limit<const PREFIX: bool>(
     State(app): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -643,9 +630,8 @@ async fn set_limit<const PREFIX: bool>(
         (LimitKind::Room, room_from(key)?.as_str().to_owned())
     };
     let change = body.as_ref().map(rule_change).transpose()?;
-    let caller = Caller {
-        addr: peer.to_string(),
-    };
+    let addr = peer.to_string();
+    let caller = Caller { addr };
     let now = app.clock.now();
     let changed = app
         .store

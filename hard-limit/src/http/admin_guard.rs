@@ -55,8 +55,7 @@ impl Refusal {
     }
 }
 
-/// The host part of a `Host` header (`name`, `1.2.3.4`, `[::1]`, each with
-/// an optional `:port`), lowercased, without a trailing dot.
+/// A `Host` header's host (`name`, `1.2.3.4`, `[::1]`, optional `:port`).
 fn host_part(host: &str) -> Option<String> {
     let name = if let Some(rest) = host.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
@@ -98,8 +97,7 @@ fn host_allowed(host: &str, listen: SocketAddr, names: &[String]) -> bool {
     })
 }
 
-/// Whether an `Origin` header is `http://` or `https://` (behind a TLS
-/// proxy) and exactly the request's `Host`.
+/// Whether `Origin` is `http://` or `https://` and exactly the request's `Host`.
 fn origin_allowed(origin: &str, host: &str) -> bool {
     let authority = origin
         .strip_prefix("http://")
@@ -138,11 +136,8 @@ pub fn check(
         let essence = t.split(';').next().unwrap_or_default().trim();
         essence.eq_ignore_ascii_case("application/json")
     });
-    match *method {
-        Method::GET | Method::HEAD => Ok(()),
-        _ if json => Ok(()),
-        _ => Err(Refusal::ContentType),
-    }
+    let safe = matches!(*method, Method::GET | Method::HEAD);
+    (safe || json).then_some(()).ok_or(Refusal::ContentType)
 }
 
 /// Failed authentications allowed from one address at once, then per second.
@@ -156,13 +151,17 @@ const MAX_ADDRESSES: usize = 4096;
 /// Events counted between log lines: the first at once, then at most one
 /// line per [`LOG_EVERY`] with the count since the last.
 #[derive(Debug, Default)]
-struct LogCount {
+pub struct LogCount {
     unlogged: u64,
     logged: Option<Instant>,
 }
 
+/// Requests refused by [`check`], counted for the log.
+pub type RefusalLog = Mutex<LogCount>;
+
 impl LogCount {
-    fn count(&mut self, now: Instant) -> Option<u64> {
+    /// Counts one event; `Some(count)` when it is time to log.
+    pub fn count(&mut self, now: Instant) -> Option<u64> {
         self.unlogged += 1;
         let due = (self.logged).is_none_or(|t| now.saturating_duration_since(t) >= LOG_EVERY);
         due.then(|| {
@@ -172,19 +171,8 @@ impl LogCount {
     }
 }
 
-/// Requests refused by [`check`], counted for the log (see [`LogCount`]).
-#[derive(Debug, Default)]
-pub struct RefusalLog(Mutex<LogCount>);
-
-impl RefusalLog {
-    /// Counts one refusal; `Some(count)` when it is time to log.
-    pub fn count(&self, now: Instant) -> Option<u64> {
-        lock(&self.0).count(now)
-    }
-}
-
 /// A poisoned lock still holds consistent counts: use them.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -204,8 +192,7 @@ impl Entry {
     }
 }
 
-/// Failed authentications per address: whether a token is checked at all,
-/// and when to log.
+/// Failed authentications per address, throttled and logged.
 #[derive(Debug, Default)]
 pub struct FailureThrottle {
     by_address: Mutex<HashMap<IpAddr, Entry>>,
@@ -242,8 +229,7 @@ impl FailureThrottle {
         }
     }
 
-    /// A request from `ip` failed authentication: `Some(count)` when it is
-    /// time to log.
+    /// A failed authentication from `ip`: `Some(count)` when it is time to log.
     pub fn failed(&self, ip: IpAddr, now: Instant) -> Option<u64> {
         let mut map = lock(&self.by_address);
         if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
@@ -298,42 +284,34 @@ mod tests {
 
     #[test]
     fn only_the_listeners_own_origin_and_json_writes_pass() {
-        let check = |m: &Method, h: &HeaderMap| check(m, h, loopback(), &[]);
-        let reason = |m: &Method, h: &HeaderMap| check(m, h).unwrap_err().reason();
+        use header::{CONTENT_TYPE, HOST, ORIGIN};
+        let check = |m: Method, h: &HeaderMap| check(&m, h, loopback(), &[]);
+        let reason = |h: &HeaderMap| check(Method::GET, h).unwrap_err().reason();
         let mut h = HeaderMap::new();
         let set = |h: &mut HeaderMap, name, value: &str| {
             h.insert(name, HeaderValue::from_str(value).unwrap());
         };
-        set(&mut h, header::HOST, "127.0.0.1:8044");
-        assert_eq!(check(&Method::GET, &h), Ok(()));
-        assert_eq!(check(&Method::POST, &h), Err(Refusal::ContentType));
-        set(&mut h, header::CONTENT_TYPE, "text/plain");
-        assert_eq!(check(&Method::POST, &h), Err(Refusal::ContentType));
-        set(
-            &mut h,
-            header::CONTENT_TYPE,
-            "application/json; charset=utf-8",
-        );
-        assert_eq!(check(&Method::DELETE, &h), Ok(()));
-        set(&mut h, header::ORIGIN, "http://127.0.0.1:8044");
-        assert_eq!(check(&Method::PUT, &h), Ok(()));
-        for foreign in [
-            "http://evil.example",
-            "null",
-            "http://127.0.0.1:8080",
-            "file://",
-        ] {
-            set(&mut h, header::ORIGIN, foreign);
-            assert_eq!(reason(&Method::GET, &h), "origin", "{foreign}");
+        set(&mut h, HOST, "127.0.0.1:8044");
+        assert_eq!(check(Method::GET, &h), Ok(()));
+        assert_eq!(check(Method::POST, &h), Err(Refusal::ContentType));
+        set(&mut h, CONTENT_TYPE, "text/plain");
+        assert_eq!(check(Method::POST, &h), Err(Refusal::ContentType));
+        set(&mut h, CONTENT_TYPE, "application/json; charset=utf-8");
+        assert_eq!(check(Method::DELETE, &h), Ok(()));
+        set(&mut h, ORIGIN, "http://127.0.0.1:8044");
+        assert_eq!(check(Method::PUT, &h), Ok(()));
+        for foreign in "http://evil.example null http://127.0.0.1:8080 file://".split(' ') {
+            set(&mut h, ORIGIN, foreign);
+            assert_eq!(reason(&h), "origin", "{foreign}");
         }
-        h.remove(header::ORIGIN);
+        h.remove(ORIGIN);
         let site = header::HeaderName::from_static("sec-fetch-site");
         set(&mut h, site.clone(), "same-site");
-        assert_eq!(reason(&Method::GET, &h), "origin");
+        assert_eq!(reason(&h), "origin");
         set(&mut h, site, "same-origin");
-        assert_eq!(check(&Method::GET, &h), Ok(()));
-        set(&mut h, header::HOST, "evil.example:8044");
-        assert_eq!(reason(&Method::GET, &h), "host");
+        assert_eq!(check(Method::GET, &h), Ok(()));
+        set(&mut h, HOST, "evil.example:8044");
+        assert_eq!(reason(&h), "host");
     }
 
     #[test]
@@ -353,11 +331,7 @@ mod tests {
         };
         assert_eq!(log, None);
         assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_millis(500));
-        assert_eq!(
-            t.admit(b, t0),
-            Admit::Check,
-            "another address is not slowed"
-        );
+        assert_eq!(t.admit(b, t0), Admit::Check, "another address");
         assert_eq!(t.admit(a, t0 + Duration::from_millis(500)), Admit::Check);
         // A minute later the count since the last log line is logged.
         assert_eq!(t.failed(a, t0 + LOG_EVERY), Some(6));
@@ -365,7 +339,7 @@ mod tests {
 
     #[test]
     fn refusals_are_logged_once_a_minute_with_their_count() {
-        let log = RefusalLog::default();
+        let mut log = LogCount::default();
         let t0 = Instant::now();
         assert_eq!(log.count(t0), Some(1), "the first at once");
         for i in 1..1000 {

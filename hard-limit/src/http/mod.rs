@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::domain::{meeting_visible, RoomId};
@@ -38,13 +38,11 @@ pub struct PublicState {
     pub webhook: WebhookState,
     /// False once a background task ended: `/healthz` answers 503.
     pub tasks_ok: Arc<AtomicBool>,
-    /// `--public-deadlines`: meetings without a guest token are shown to
-    /// anyone.
+    /// `--public-deadlines`: show meetings without a guest token to anyone.
     pub public_deadlines: bool,
 }
 
-/// The header a meeting page sends the room's guest token in (not the URL,
-/// which ends up in access logs).
+/// The header for a room's guest token (not the URL: it ends up in logs).
 pub const GUEST_TOKEN_HEADER: &str = "x-eyeson-guest-token";
 
 impl FromRef<PublicState> for WebhookState {
@@ -74,7 +72,7 @@ pub enum ApiError {
     /// 400, naming what was wrong.
     BadRequest(Cow<'static, str>),
     /// 409.
-    Conflict(Cow<'static, str>),
+    Conflict(String),
     /// 413.
     TooLarge(&'static str),
     /// 503: the store failed.
@@ -99,7 +97,7 @@ impl IntoResponse for ApiError {
         let (status, message): (_, Cow<'static, str>) = match self {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.into()),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m.into()),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.into()),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store failed while answering a request");
@@ -115,8 +113,7 @@ pub(crate) fn json_error(status: StatusCode, message: impl Serialize) -> Respons
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// Whether the store takes writes: after a failed write, a probe write
-/// (bounded at 2 s) decides, so an idle service recovers without traffic.
+/// Whether the store takes writes: after a failed one, a probe (2 s) decides.
 pub(crate) async fn writable(store: &Store) -> bool {
     tokio::time::timeout(Duration::from_secs(2), store.recheck_writes())
         .await
@@ -124,7 +121,7 @@ pub(crate) async fn writable(store: &Store) -> bool {
 }
 
 /// A meeting as `/meetings` shows it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize)]
 pub struct MeetingJson {
     /// Room id.
     pub room_id: String,
@@ -135,7 +132,6 @@ pub struct MeetingJson {
     /// `running`, `stopping`, `shut_down`, `ended`, `skipped` or `failed`.
     pub state: String,
     /// ISO-8601 end by the alone rule while its clock runs, else `null`.
-    #[serde(default)]
     pub alone_deadline: Option<String>,
 }
 
@@ -175,8 +171,7 @@ async fn healthz(State(app): State<PublicState>) -> Response {
     }
 }
 
-/// CORS for a meeting page on any origin; `no-store`, as the answer
-/// depends on the token header.
+/// CORS for a meeting page on any origin; `no-store` (it depends on a token).
 fn cors(mut r: Response) -> Response {
     for (name, value) in [
         (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
