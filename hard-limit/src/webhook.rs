@@ -287,9 +287,7 @@ impl IntoResponse for Answer {
 
 /// The handler.
 pub async fn receive(State(app): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
-    let answer = handle(&app, &headers, body)
-        .await
-        .unwrap_or_else(Answer::Rejected);
+    let answer = (handle(&app, &headers, body).await).unwrap_or_else(Answer::Rejected);
     let (outcome, reason) = answer.labels();
     metrics::delivery(outcome, reason);
     if let Answer::Rejected(_) = answer {

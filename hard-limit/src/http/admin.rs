@@ -405,10 +405,7 @@ async fn move_deadline<const END: bool>(
         .transpose()?;
     let addr = peer.to_string();
     let caller = Caller { addr };
-    let now = app.clock.now();
-    let moved = app
-        .store
-        .move_deadline(&room, expected, change, now, &caller);
+    let moved = (app.store).move_deadline(&room, expected, change, app.clock.now(), &caller);
     let error = match moved.await? {
         DeadlineMoved::Moved { meeting, old } => {
             // Other replicas are woken by the commit's NOTIFY (PostgreSQL).
@@ -577,12 +574,11 @@ fn rule_change(body: &Bytes) -> Result<RuleChange, ApiError> {
         });
         text.transpose()
     };
-    let limit = text("limit", r#"a duration like "2h" or null"#)?
-        .map(|t| {
-            t.map(|t| limit_duration("limit", &t, "45m or 2h"))
-                .transpose()
-        })
-        .transpose()?;
+    let limit = match text("limit", r#"a duration like "2h" or null"#)? {
+        Some(Some(t)) => Some(Some(limit_duration("limit", &t, "45m or 2h")?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     let shape = r#"a duration like "30m", null, "off" or "inherit""#;
     let alone_after = match text("alone_after", shape)? {
         None => None,
@@ -632,21 +628,16 @@ async fn set_limit<const PREFIX: bool>(
     let change = body.as_ref().map(rule_change).transpose()?;
     let addr = peer.to_string();
     let caller = Caller { addr };
-    let now = app.clock.now();
-    let changed = app
-        .store
-        .set_limit(kind, &key, change, now, &caller)
-        .await?;
+    let changed = (app.store).set_limit(kind, &key, change, app.clock.now(), &caller);
+    let changed = changed.await?;
     if change.is_none() && changed.previous.is_none() {
         return Err(ApiError::NotFound("no such limit"));
     }
     // Others apply it on their NOTIFY (PostgreSQL) or reload.
     app.limits.mark_stale();
     let _ = app.limits.policy().await;
-    let (previous, current) = (
-        changed.previous.unwrap_or_default(),
-        changed.current.unwrap_or_default(),
-    );
+    let previous = changed.previous.unwrap_or_default();
+    let current = changed.current.unwrap_or_default();
     tracing::info!(kind = kind.as_str(), key = %key, limit = ?current.limit, alone_after = ?current.alone_after, caller = %caller.addr, "limit rule changed by an operator");
     let alone = |a: Option<AloneAfter>| a.map(|a| a.to_string());
     Ok(Json(json!({
