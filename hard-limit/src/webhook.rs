@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use eyeson_api::wire::{DeliveryFields, RoomFields, ROOM_UPDATE};
+use eyeson_api::SIGNATURE_HEADER;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
@@ -26,8 +27,6 @@ use crate::store_handle::Store;
 
 /// Largest accepted delivery body.
 pub const MAX_BODY: usize = 64 * 1024;
-
-use eyeson_api::SIGNATURE_HEADER;
 
 /// Lowercase hex HMAC-SHA256 of a body under a key, as eyeson signs.
 pub use eyeson_api::sign;

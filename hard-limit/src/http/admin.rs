@@ -31,9 +31,7 @@ use crate::domain::{
 use crate::limits::LimitsHandle;
 use crate::metrics::{ADMIN_AUTH_FAILURES, ADMIN_REFUSED};
 use crate::secrets::AdminToken;
-use crate::store::{
-    ActionRecord, Caller, DeadlineMoved, LimitKind, MeetingView, RoomHistory, RuleChange,
-};
+use crate::store::{ActionRecord, Caller, DeadlineMoved, LimitKind, MeetingView, RuleChange};
 use crate::store_handle::Store;
 use crate::wake::Wake;
 
@@ -212,11 +210,10 @@ async fn render_metrics(State(app): State<AdminState>) -> impl IntoResponse {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     };
-    let tasks_ok = u64::from(app.tasks_ok.load(Ordering::SeqCst));
     gauge(
         TASKS_OK,
         "1 while every background task runs, 0 once one ended (the service is stopping)",
-        &tasks_ok,
+        &u64::from(app.tasks_ok.load(Ordering::SeqCst)),
     );
     gauge(
         STORE_WRITABLE,
@@ -293,11 +290,9 @@ async fn list_meetings(
     State(app): State<AdminState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Ok(Query(q)) = query else {
-        return Err(ApiError::bad(
-            "limit must be a whole number (cursor: as given in the Link header)",
-        ));
-    };
+    let Query(q) = query.map_err(|_| {
+        ApiError::bad("limit must be a whole number (cursor: as given in the Link header)")
+    })?;
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let bad_cursor = || ApiError::bad("cursor is not valid (use the one from the Link header)");
     let after = (q.cursor.map(|c| decode_cursor(&c).ok_or_else(bad_cursor))).transpose()?;
@@ -455,11 +450,7 @@ const HISTORY_MEETINGS: u32 = 50;
 
 async fn history(State(app): State<AdminState>, room: PathArg) -> Result<Json<Value>, ApiError> {
     let room = room_from(room)?;
-    let RoomHistory {
-        meetings,
-        actions,
-        alone,
-    } = app.store.history(&room, HISTORY_MEETINGS).await?;
+    let h = app.store.history(&room, HISTORY_MEETINGS).await?;
     let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
     let action_json = |a: &ActionRecord| {
         json!({
@@ -473,17 +464,16 @@ async fn history(State(app): State<AdminState>, room: PathArg) -> Result<Json<Va
         })
     };
     let event = |at: Timestamp, event: &str| (at, json!({"at": at.to_rfc3339(), "event": event}));
-    let meetings: Vec<Value> = meetings
-        .iter()
+    let meetings: Vec<Value> = (h.meetings.iter())
         .map(|m| {
             // Its transitions and operator actions, in time order.
             let start = m.view.key.started_at;
             let mut events = vec![event(start, "started"), event(m.tracked_at, "tracked")];
-            let own = actions.iter().filter(|a| a.started_at == Some(start));
+            let own = h.actions.iter().filter(|a| a.started_at == Some(start));
             events.extend(own.map(|a| (a.at, action_json(a))));
             // Alone periods: "alone", then "company", "alone_cancelled" (a
             // join right before the DELETE) or "ended_alone" (below).
-            let periods = alone.iter().filter(|e| e.started_at == start);
+            let periods = h.alone.iter().filter(|e| e.started_at == start);
             for e in periods.filter(|e| e.event != "ended") {
                 let name = match e.event.as_str() {
                     "cancelled" => "alone_cancelled",
@@ -516,7 +506,7 @@ async fn history(State(app): State<AdminState>, room: PathArg) -> Result<Json<Va
     Ok(Json(json!({
         "room_id": room.as_str(),
         "meetings": meetings,
-        "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
+        "actions": h.actions.iter().map(action_json).collect::<Vec<_>>(),
     })))
 }
 
