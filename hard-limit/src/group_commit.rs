@@ -1,8 +1,5 @@
-//! Group commit: callers hand a record to one writer task, which writes
-//! whatever has queued in one transaction and answers each caller. A burst
-//! of deliveries, shutdowns or warnings costs a few commits, not one each.
-//! The webhook's [`Ingest`](crate::webhook::Ingest) and every
-//! [`runner`](crate::runner) job record through it.
+//! Group commit: one writer task writes whatever has queued in one
+//! transaction and answers each caller, so a burst costs a few commits.
 
 use std::future::Future;
 
@@ -12,15 +9,13 @@ use tokio::task::JoinHandle;
 use crate::fault::Faults;
 use crate::store::StoreError;
 
-/// A record on its way to the store, and where its answer goes: what the
-/// store made of it, or the store's error as text.
+/// A record and where its answer (or the store's error) goes.
 type Pending<R, A> = (R, oneshot::Sender<Result<A, String>>);
 
 /// The most records written in one transaction.
 const BATCH: usize = 256;
 
-/// The way to a writer task. Dropping every clone ends the task once it
-/// has written what is queued.
+/// The way to a writer task; dropping every clone ends it once idle.
 pub(crate) type Writer<R, A> = mpsc::Sender<Pending<R, A>>;
 
 /// Hands `record` to `writer`; resolves once its batch is written.
@@ -32,9 +27,7 @@ pub(crate) async fn submit<R, A>(writer: &Writer<R, A>, record: R) -> Result<A, 
         .unwrap_or_else(|_| Err("writer stopped".into()))
 }
 
-/// Starts the writer task `task` (named for fault injection). `commit`
-/// writes one batch in one transaction and answers once per record, in
-/// order.
+/// Starts writer `task`: `commit` writes a batch in one transaction, answers in order.
 pub(crate) fn start<R, A, F, Fut>(
     faults: &Faults,
     task: &'static str,
@@ -52,16 +45,12 @@ where
         while rx.recv_many(&mut batch, BATCH).await > 0 {
             let (records, replies): (Vec<R>, Vec<_>) = batch.drain(..).unzip();
             match commit(records).await {
-                Ok(answers) => {
-                    for (reply, a) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(Ok(a));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                }
+                Ok(answers) => replies.into_iter().zip(answers).for_each(|(r, a)| {
+                    let _ = r.send(Ok(a));
+                }),
+                Err(e) => replies.into_iter().for_each(|r| {
+                    let _ = r.send(Err(e.to_string()));
+                }),
             }
         }
     }));

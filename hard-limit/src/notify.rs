@@ -1,12 +1,6 @@
-//! systemd's service notifications (`sd_notify(3)`): `READY=1` once the
-//! service can serve, `WATCHDOG=1` while its background tasks live,
-//! `STOPPING=1` when asked to stop. The protocol is one datagram of
-//! `KEY=VALUE` lines to the Unix socket named by `NOTIFY_SOCKET`: a few
-//! lines here rather than libsystemd or a crate.
-//!
-//! Without `NOTIFY_SOCKET` (not under systemd's `Type=notify`) every call
-//! is a no-op. A failed send is logged at debug and otherwise ignored: a
-//! supervisor that stopped listening must not stop the service.
+//! systemd's notifications (`sd_notify(3)`: `READY=1`, `WATCHDOG=1`,
+//! `STOPPING=1`): one datagram to the socket named by `NOTIFY_SOCKET`.
+//! Without it every call is a no-op; a failed send is only logged.
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -21,15 +15,12 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// The socket named by `NOTIFY_SOCKET` (a path, or `@name` for an
-    /// abstract socket), if set.
+    /// The socket named by `NOTIFY_SOCKET` (a path or `@abstract`), if set.
     pub fn from_env() -> Notifier {
         let target = std::env::var_os("NOTIFY_SOCKET").and_then(|name| {
             let addr = socket_addr(name.as_encoded_bytes())?;
             let socket = UnixDatagram::unbound().ok()?;
-            // Never block a runtime thread: a supervisor that does not
-            // read (its queue holds about 10 datagrams) loses pings, it
-            // does not stall the service.
+            // A supervisor that does not read loses pings, never stalls us.
             socket.set_nonblocking(true).ok()?;
             Some((socket, addr))
         });
@@ -62,9 +53,7 @@ fn socket_addr(name: &[u8]) -> Option<SocketAddr> {
     }
 }
 
-/// How often to ping the watchdog: half of `WATCHDOG_USEC` (as
-/// `sd_watchdog_enabled(3)` advises), if it is set for this process
-/// (`WATCHDOG_PID`, when present, names it).
+/// Half of `WATCHDOG_USEC` if set for this process (`sd_watchdog_enabled(3)`).
 pub fn watchdog_interval() -> Option<Duration> {
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
@@ -75,9 +64,8 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
-/// Pings the watchdog every `every` while `tasks_ok` holds; stops for good
-/// once it does not (a dead background task: systemd's watchdog then
-/// restarts a service that hangs instead of exiting).
+/// Pings the watchdog every `every` while `tasks_ok` holds, then stops (so
+/// systemd restarts a service that hangs instead of exiting).
 pub async fn feed_watchdog(notifier: Arc<Notifier>, every: Duration, tasks_ok: Arc<AtomicBool>) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

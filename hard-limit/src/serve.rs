@@ -1,19 +1,9 @@
 //! The HTTP server loop: the axum router on hyper's HTTP/1, with the limits
-//! `axum::serve` does not offer, so stalled clients cannot exhaust the
-//! service:
-//!
-//! - **at most `max_connections` at once**: the loop accepts only while a
-//!   slot is free (the rest wait in the kernel's backlog);
-//! - **header read timeout**: a request's headers must arrive within
-//!   `header_read_timeout` of the connection being ready for one (hyper's
-//!   timer), however slowly the bytes trickle in;
-//! - **idle keep-alive timeout**: a connection with no request in flight
-//!   that moves no byte for `keep_alive_timeout` is closed;
-//! - the **body read timeout** is the webhook handler's
-//!   ([`crate::webhook`]), the one route that reads a body.
-//!
-//! Stopping works like `axum::serve`'s graceful shutdown: stop accepting,
-//! let every connection finish its request in flight, then return.
+//! `axum::serve` lacks, so stalled clients cannot exhaust the service: at
+//! most `max_connections` at once (the rest wait in the backlog), a header
+//! read timeout however slowly bytes trickle, and an idle keep-alive
+//! timeout (the body read timeout is [`crate::webhook`]'s). Stopping is
+//! graceful: stop accepting, let requests in flight finish, return.
 
 use std::future::Future;
 use std::io;
@@ -31,14 +21,13 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::stop::{self, StopSignal};
 
-/// The connection limits (flags `--header-read-timeout`,
-/// `--keep-alive-timeout`, `--max-connections`).
+/// The connection limits: `--header-read-timeout`, `--keep-alive-timeout`, `--max-connections`.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnLimits {
     /// Headers must arrive within this.
@@ -49,33 +38,27 @@ pub struct ConnLimits {
     pub max_connections: usize,
 }
 
-/// Serves `router` on `listener` until `stop` turns true, then stops
-/// accepting, lets the connections finish their requests, and returns.
+/// Serves `router` on `listener` until `stop`, then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
     mut stop: StopSignal,
 ) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    // Every connection task holds a receiver: when all are gone, done.
-    let (closed_tx, closed_rx) = watch::channel(());
+    // Every connection task holds a slot: when all are back, done.
+    let max = limits.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(max));
     let (close_all, closing) = stop::signal();
     loop {
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+            Ok(p) = slots.clone().acquire_owned() => p,
             () = stop.stopped() => break,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    // Per-connection errors (reset before accept) and fd
-                    // exhaustion never end the loop; back off briefly on
-                    // the latter so it does not spin.
+                    // Never end the loop; back off on fd exhaustion.
                     tracing::warn!(error = %e, "accept failed");
                     use io::ErrorKind::*;
                     if !matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset) {
@@ -87,22 +70,20 @@ pub async fn serve(
             () = stop.stopped() => break,
         };
         let _ = stream.set_nodelay(true);
-        let (router, closed, mut shutdown) = (router.clone(), closed_rx.clone(), closing.clone());
+        let (router, mut shutdown) = (router.clone(), closing.clone());
         tokio::spawn(async move {
-            let _held = (permit, closed);
+            let _permit = permit;
             serve_connection(stream, peer, router, limits, &mut shutdown).await;
         });
     }
     drop(listener);
     close_all.stop();
-    drop(closed_rx);
-    closed_tx.closed().await;
+    let _ = slots.acquire_many(max as u32).await;
     Ok(())
 }
 
-/// Serves each router on its listener with the same limits until `stop`
-/// turns true. If one server ends by itself (it should not), the others
-/// are stopped too and its error returned: the caller supervises one task.
+/// Serves each router on its listener until `stop` turns true. If one
+/// ends by itself, the others are stopped too and its error returned.
 pub async fn serve_all(
     servers: Vec<(TcpListener, Router)>,
     limits: ConnLimits,
@@ -150,7 +131,6 @@ async fn serve_connection(
         let guard = InFlight::enter(&in_flight);
         let router = router.clone();
         let mut req = req.map(Body::new);
-        // Handlers that record who asked (the admin audit) read it here.
         req.extensions_mut().insert(ConnectInfo(peer));
         async move {
             let answer = router.oneshot(req).await;
@@ -178,7 +158,7 @@ async fn serve_connection(
     }
 }
 
-/// Counts a request in flight on its connection while it lives.
+/// A request in flight on its connection, counted while it lives.
 struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
@@ -194,9 +174,7 @@ impl Drop for InFlight {
     }
 }
 
-/// A TCP stream that fails reads with `TimedOut` once no byte has moved
-/// either way for `idle` while no request is in flight on it (a request
-/// being handled may take its time; its own timeouts bound it).
+/// A TCP stream whose reads time out after `idle` without a byte or a request.
 struct IdleIo {
     inner: TcpStream,
     idle: Duration,

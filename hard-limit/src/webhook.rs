@@ -1,13 +1,8 @@
-//! `POST /webhook`: eyeson's deliveries.
-//!
-//! The path crosses each layer once: read at most 64 KiB → verify the HMAC
-//! over the raw bytes (constant time) → parse → check freshness → decide
-//! ([`domain::plan`]) → commit (through the [`Ingest`] group-commit writer)
-//! → wake the scheduler → 204. No eyeson call happens here, and nothing
-//! touches state before the signature is checked.
-//!
-//! [`verify_signature`] and [`parse_delivery`] are pure and public so the
-//! fuzz target (`../fuzz/`, `webhook`) drives exactly the code the handler runs.
+//! `POST /webhook`: read at most 64 KiB → verify the HMAC over the raw
+//! bytes → parse → check freshness → decide ([`domain::plan`]) → commit
+//! ([`Ingest`]) → wake the scheduler → 204. Nothing touches state before
+//! the signature is checked. [`verify_signature`] and [`parse_delivery`]
+//! are public for the fuzz target.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use eyeson_api::wire::{DeliveryFields, RoomFields, ROOM_UPDATE};
+use eyeson_api::SIGNATURE_HEADER;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
@@ -32,14 +28,10 @@ use crate::store_handle::Store;
 /// Largest accepted delivery body.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The signature header (eyeson's contract, [`eyeson_api::signature`]).
-pub use eyeson_api::SIGNATURE_HEADER;
-
-/// Lowercase hex HMAC-SHA256 of a body under a key: what eyeson sends
-/// (the tests and the benchmark sign with it).
+/// Lowercase hex HMAC-SHA256 of a body under a key, as eyeson signs.
 pub use eyeson_api::sign;
 
-/// Why a delivery was refused. Each maps to a status and a metrics reason.
+/// Why a delivery was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
     /// No `X-Eyeson-Signature` header.
@@ -48,22 +40,20 @@ pub enum Rejection {
     BadSignature,
     /// Body over [`MAX_BODY`].
     TooLarge,
-    /// The body could not be read (the client aborted, a broken stream).
+    /// The body could not be read.
     Unreadable,
     /// Not JSON, or a required field is missing or has the wrong type.
     Malformed(&'static str),
     /// The signed timestamp is too far from now (a replay).
     Stale,
-    /// `room.started_at` is further ahead of the service's clock than the
-    /// window ([`domain::max_start_ahead`]).
+    /// `room.started_at` is too far ahead ([`domain::max_start_ahead`]).
     FutureStart,
     /// The body did not arrive within `--body-read-timeout`.
     BodyTimeout,
 }
 
 impl Rejection {
-    /// The HTTP status, the metrics `reason` label, and what the client is
-    /// told.
+    /// The HTTP status, the metrics `reason` label, and the message.
     pub fn parts(self) -> (StatusCode, &'static str, &'static str) {
         use Rejection::*;
         let (reason, message) = match self {
@@ -89,9 +79,7 @@ impl Rejection {
     }
 }
 
-/// Checks `X-Eyeson-Signature` = lowercase hex HMAC-SHA256(api key, body)
-/// with [`eyeson_api::verify`]: constant time, uppercase hex accepted,
-/// surrounding whitespace ignored.
+/// Checks `X-Eyeson-Signature` with [`eyeson_api::verify`] (constant time).
 pub fn verify_signature(key: &[u8], body: &[u8], header: Option<&[u8]>) -> Result<(), Rejection> {
     let header = header.ok_or(Rejection::MissingSignature)?;
     eyeson_api::verify(key, body, header)
@@ -117,32 +105,20 @@ pub enum Event {
     Other,
 }
 
-/// Parses a delivery body. Unknown fields are fine; a missing `timestamp`,
-/// `type`, or (for `room_update`) `room`/`room.id`, or a value of the
-/// wrong type, is [`Rejection::Malformed`] naming the field.
+/// Parses a delivery: a missing or mistyped field is [`Rejection::Malformed`].
 pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
     use Rejection::Malformed;
     let env: DeliveryFields =
         serde_json::from_slice(body).map_err(|_| Malformed("body is not a JSON object"))?;
-    let ts = match env.timestamp {
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-            .ok_or(Malformed("timestamp is not a number of seconds"))?,
-        Some(_) => return Err(Malformed("timestamp is not a number of seconds")),
-        None => return Err(Malformed("timestamp is missing")),
-    };
+    let ts = env.timestamp.ok_or(Malformed("timestamp is missing"))?;
+    let ts = (ts.as_i64())
+        .or_else(|| ts.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+        .ok_or(Malformed("timestamp is not a number of seconds"))?;
     let timestamp = Timestamp::from_unix_seconds(ts);
-    let kind = match env.kind {
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(Malformed("type is not a string")),
-        None => return Err(Malformed("type is missing")),
-    };
-    if kind != ROOM_UPDATE {
-        return Ok(Delivery {
-            timestamp,
-            event: Event::Other,
-        });
+    let kind = env.kind.ok_or(Malformed("type is missing"))?;
+    if kind.as_str().ok_or(Malformed("type is not a string"))? != ROOM_UPDATE {
+        let event = Event::Other;
+        return Ok(Delivery { timestamp, event });
     }
     let room = env.room.ok_or(Malformed("room is missing"))?;
     let room: RoomFields =
@@ -165,9 +141,8 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(Malformed("room.shutdown is not a boolean")),
     };
-    // Only the in-meeting warning needs the guest token: one that is not a
-    // usable string is dropped (the meeting is then not warnable), never a
-    // reason to refuse the delivery and lose the meeting's limit.
+    // Only the warning needs the guest token: a bad one is dropped, never
+    // a reason to lose the meeting's limit.
     let guest_token = match room.guest_token {
         Some(Value::String(s)) => GuestToken::parse(&s),
         _ => None,
@@ -184,8 +159,7 @@ pub fn parse_delivery(body: &[u8]) -> Result<Delivery, Rejection> {
     })
 }
 
-/// Whether a signed timestamp is within `max_age` of now (either way;
-/// zero turns the check off).
+/// Whether `timestamp` is within `max_age` of now, either way (zero: always).
 pub fn is_fresh(timestamp: Timestamp, now: Timestamp, max_age: Duration) -> bool {
     if max_age.is_zero() {
         return true;
@@ -194,12 +168,8 @@ pub fn is_fresh(timestamp: Timestamp, now: Timestamp, max_age: Duration) -> bool
     now.0.saturating_sub(timestamp.0).unsigned_abs() <= max
 }
 
-/// Group commit for deliveries ([`crate::group_commit`]): one writer task
-/// commits each plan, with the delivery to forward (`--forward-to`), in
-/// one transaction for whatever has queued, then answers each handler. One
-/// fsync serves many deliveries, and a 204 still means "committed".
-/// Dropping every clone ends the writer once it has committed what is
-/// queued.
+/// Group commit ([`crate::group_commit`]) for deliveries and their
+/// forwards: one fsync serves many, and a 204 still means "committed".
 #[derive(Clone, Debug)]
 pub struct Ingest {
     writer: crate::group_commit::Writer<(Plan, Option<NewForward>), Applied>,
@@ -219,8 +189,6 @@ impl Ingest {
                 let n = batch.len();
                 let (plans, forwards): (Vec<Plan>, Vec<_>) = batch.into_iter().unzip();
                 let forwards: Vec<NewForward> = forwards.into_iter().flatten().collect();
-                // Plans and outbox entries commit together: a 204 means both
-                // are durable.
                 let results = store
                     .apply_deliveries(&plans, &forwards, clock.now())
                     .await
@@ -240,8 +208,7 @@ impl Ingest {
         (Ingest { writer }, task)
     }
 
-    /// Commits one plan and, if given, the delivery to forward, in one
-    /// transaction; resolves once both are durable.
+    /// Commits one plan and its forward; resolves once both are durable.
     pub async fn submit(&self, plan: Plan, forward: Option<NewForward>) -> Result<Applied, ()> {
         crate::group_commit::submit(&self.writer, (plan, forward))
             .await
@@ -264,13 +231,11 @@ pub struct WebhookState {
     pub clock: Arc<dyn Clock>,
     /// A webhook body must arrive within this.
     pub body_read_timeout: Duration,
-    /// Whether acknowledged deliveries are written to the forwarding
-    /// outbox (`--forward-to`).
+    /// Whether acknowledged deliveries are forwarded (`--forward-to`).
     pub forward: bool,
 }
 
-/// How a delivery was answered. One value gives both the HTTP answer and
-/// the metric labels (`hard_limit_webhook_deliveries_total{outcome,reason}`).
+/// How a delivery was answered: the HTTP answer and the metric labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
     /// Committed (204), for this reason.
@@ -286,27 +251,19 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// The `outcome` label.
-    pub fn outcome(self) -> &'static str {
+    /// The `outcome` and `reason` labels.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        use Answer::*;
         match self {
-            Answer::Accepted(_) => "accepted",
-            Answer::OtherType | Answer::NotStarted => "ignored",
-            Answer::Rejected(_) => "rejected",
-            Answer::StoreFailed => "error",
-        }
-    }
-
-    /// The `reason` label.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Answer::Accepted(Applied::Tracked) => "tracked",
-            Answer::Accepted(Applied::AlreadyKnown) => "duplicate",
-            Answer::Accepted(Applied::LateForEndedMeeting) => "late_for_ended_meeting",
-            Answer::Accepted(Applied::Ended(_)) => "ended",
-            Answer::Accepted(Applied::Ignored) | Answer::NotStarted => "not_started",
-            Answer::OtherType => "other_type",
-            Answer::Rejected(r) => r.parts().1,
-            Answer::StoreFailed => "store",
+            Accepted(Applied::Tracked) => ("accepted", "tracked"),
+            Accepted(Applied::AlreadyKnown) => ("accepted", "duplicate"),
+            Accepted(Applied::LateForEndedMeeting) => ("accepted", "late_for_ended_meeting"),
+            Accepted(Applied::Ended(_)) => ("accepted", "ended"),
+            Accepted(Applied::Ignored) => ("accepted", "not_started"),
+            NotStarted => ("ignored", "not_started"),
+            OtherType => ("ignored", "other_type"),
+            Rejected(r) => ("rejected", r.parts().1),
+            StoreFailed => ("error", "store"),
         }
     }
 }
@@ -315,7 +272,7 @@ impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             Answer::Accepted(_) | Answer::OtherType | Answer::NotStarted => {
-                return StatusCode::NO_CONTENT.into_response()
+                return StatusCode::NO_CONTENT.into_response();
             }
             Answer::Rejected(r) => (r.parts().0, r.parts().2),
             Answer::StoreFailed => (
@@ -329,12 +286,11 @@ impl IntoResponse for Answer {
 
 /// The handler.
 pub async fn receive(State(app): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
-    let answer = handle(&app, &headers, body)
-        .await
-        .unwrap_or_else(Answer::Rejected);
-    metrics::delivery(answer.outcome(), answer.reason());
+    let answer = (handle(&app, &headers, body).await).unwrap_or_else(Answer::Rejected);
+    let (outcome, reason) = answer.labels();
+    metrics::delivery(outcome, reason);
     if let Answer::Rejected(_) = answer {
-        tracing::debug!(reason = answer.reason(), "webhook delivery rejected");
+        tracing::debug!(reason, "webhook delivery rejected");
     }
     answer.into_response()
 }
@@ -347,8 +303,7 @@ async fn handle(app: &WebhookState, headers: &HeaderMap, body: Body) -> Result<A
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(Rejection::TooLarge);
     }
-    // A client that trickles its body (or stops sending) holds a
-    // connection slot and a buffer: bounded.
+    // A client that trickles its body holds a slot: bounded.
     let bytes = tokio::time::timeout(app.body_read_timeout, read_body(body))
         .await
         .map_err(|_| Rejection::BodyTimeout)??;
@@ -370,8 +325,7 @@ async fn handle(app: &WebhookState, headers: &HeaderMap, body: Body) -> Result<A
             (plan, Answer::NotStarted)
         }
     };
-    // Only what is acknowledged is forwarded: verified, fresh and
-    // well-formed (the service relays eyeson, nobody else).
+    // Only what is acknowledged (verified, fresh, well-formed) is forwarded.
     let text = |name: &str| header(name).map(|v| String::from_utf8_lossy(v).into_owned());
     let forward = app.forward.then(|| NewForward {
         lane: crate::lanes::lane_of(&bytes),
@@ -390,9 +344,7 @@ async fn handle(app: &WebhookState, headers: &HeaderMap, body: Body) -> Result<A
     })
 }
 
-/// Reads at most [`MAX_BODY`] bytes: more is [`Rejection::TooLarge`], a
-/// stream that breaks (a client that aborts mid-body) is
-/// [`Rejection::Unreadable`], not counted as too large.
+/// Reads at most [`MAX_BODY`] bytes; a broken stream is [`Rejection::Unreadable`].
 async fn read_body(mut body: Body) -> Result<Vec<u8>, Rejection> {
     use axum::body::HttpBody;
     let mut out = Vec::new();
@@ -456,40 +408,34 @@ mod tests {
 
     #[test]
     fn parses_what_the_shared_writer_sends() {
-        // The sandbox writes deliveries with this type: its start and its
-        // shutdown shape must both be accepted.
+        // The sandbox writes deliveries with this type.
         use eyeson_api::wire::{Delivery as Written, Room};
         let body = |started_at: Option<&str>, shutdown: bool, guest_token: Option<&str>| {
             let room = Room {
                 id: "a b".into(),
                 name: "Standup".into(),
                 ready: !shutdown,
-                started_at: started_at.map(str::to_owned),
+                started_at: started_at.map(Into::into),
                 shutdown,
-                guest_token: guest_token.map(str::to_owned),
+                guest_token: guest_token.map(Into::into),
             };
-            let kind = ROOM_UPDATE.into();
-            serde_json::to_vec(&Written {
-                timestamp: 1_637_738_200,
+            let (timestamp, kind) = (1_637_738_200, ROOM_UPDATE.into());
+            let written = Written {
+                timestamp,
                 kind,
                 room,
-            })
-            .unwrap()
+            };
+            serde_json::to_vec(&written).unwrap()
         };
-        let (t, u) = room_update(&body(
-            Some("2021-11-24T07:16:37.748Z"),
-            false,
-            Some("gt-abc"),
-        ));
+        let start = "2021-11-24T07:16:37.748Z";
+        let (t, u) = room_update(&body(Some(start), false, Some("gt-abc")));
         assert_eq!(t, Timestamp(1_637_738_200_000));
         assert_eq!(u.room_id.as_str(), "a b");
         assert_eq!(u.started_at, Some(Timestamp(1_637_738_197_748)));
         assert!(!u.shutdown && u.guest_token.is_some());
         let (_, u) = room_update(&body(None, true, None));
-        assert_eq!(
-            (u.started_at, u.shutdown, u.guest_token),
-            (None, true, None)
-        );
+        let got = (u.started_at, u.shutdown, u.guest_token);
+        assert_eq!(got, (None, true, None));
     }
 
     #[test]
@@ -501,22 +447,26 @@ mod tests {
 
     #[test]
     fn malformed_deliveries_name_the_field() {
-        let update =
-            |room: &str| format!(r#"{{"timestamp":1,"type":"room_update","room":{room}}}"#);
-        for (body, field) in [
-            ("not json".to_owned(), "JSON"),
-            (
-                r#"{"type":"room_update","room":{"id":"a"}}"#.into(),
-                "timestamp",
-            ),
-            (r#"{"timestamp":1,"room":{"id":"a"}}"#.into(), "type"),
-            (r#"{"timestamp":1,"type":"room_update"}"#.into(), "room"),
-            (update("{}"), "id"),
-            (update(r#"{"id":""}"#), "room.id"),
-            (update(r#"{"id":"a","started_at":"soon"}"#), "started_at"),
-            (update(r#"{"id":"a","shutdown":"yes"}"#), "shutdown"),
-            ("[1,2]".into(), "JSON"),
-        ] {
+        let update = |room| format!(r#"{{"timestamp":1,"type":"room_update","room":{room}}}"#);
+        let rooms = [
+            ("{}", "id"),
+            (r#"{"id":""}"#, "room.id"),
+            (r#"{"id":"a","started_at":"soon"}"#, "started_at"),
+            (r#"{"id":"a","shutdown":"yes"}"#, "shutdown"),
+        ];
+        let bodies = [
+            ("not json", "JSON"),
+            (r#"{"type":"room_update","room":{"id":"a"}}"#, "timestamp"),
+            (r#"{"timestamp":1,"room":{"id":"a"}}"#, "type"),
+            (r#"{"timestamp":1,"type":"room_update"}"#, "room"),
+            ("[1,2]", "JSON"),
+        ];
+        let rooms = rooms.map(|(room, field)| (update(room), field));
+        for (body, field) in bodies
+            .map(|(b, f)| (b.to_owned(), f))
+            .into_iter()
+            .chain(rooms)
+        {
             let body = body.as_bytes();
             match parse_delivery(body) {
                 Err(Rejection::Malformed(m)) => assert!(m.contains(field), "{m} / {field}"),

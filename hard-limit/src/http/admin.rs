@@ -1,16 +1,7 @@
-//! The admin listener (`--admin-listen`): what operators see and do.
-//!
-//! Routes (their answers in the service's README, "Endpoints"): the console
-//! (`GET /`, `/console.js`), `GET /metrics`, `GET /meetings`,
-//! `GET /meetings/{room}/history`, `POST /meetings/{room}/extend` and
-//! `/end`, `GET /limits`, `PUT`/`DELETE /limits/rooms/{room}` and
-//! `/limits/prefixes/{prefix}`.
-//!
-//! Every request first passes [`admin_guard`]'s checks (its own Host, no
-//! other origin, JSON for changes). With `--admin-token`, every route but
-//! the console's page and script needs `Authorization: Bearer <token>`,
-//! compared in constant time; otherwise 401 with `WWW-Authenticate:
-//! Bearer`.
+//! The admin listener (`--admin-listen`): the console, metrics, meetings
+//! and limits (answers in the README, "Endpoints"). Every request passes
+//! [`admin_guard`]'s checks; with `--admin-token`, every route but the
+//! console's page and script needs `Authorization: Bearer <token>`.
 
 use std::collections::HashMap;
 use std::fmt::{Display, Write};
@@ -22,10 +13,10 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put, MethodRouter};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -40,9 +31,7 @@ use crate::domain::{
 use crate::limits::LimitsHandle;
 use crate::metrics::{ADMIN_AUTH_FAILURES, ADMIN_REFUSED};
 use crate::secrets::AdminToken;
-use crate::store::{
-    ActionRecord, Caller, DeadlineMoved, LimitKind, MeetingView, RoomHistory, RuleChange,
-};
+use crate::store::{ActionRecord, Caller, DeadlineMoved, LimitKind, MeetingView, RuleChange};
 use crate::store_handle::Store;
 use crate::wake::Wake;
 
@@ -73,8 +62,7 @@ pub struct AdminState {
     pub tasks_ok: Arc<AtomicBool>,
 }
 
-/// The admin listener's router. `::<true>` handlers are the `/end` and
-/// prefix variants of their `/extend` and room siblings.
+/// The admin listener's router (`::<true>`: the `/end` and prefix variants).
 pub fn admin_router(state: AdminState) -> Router {
     Router::new()
         .route("/", get(console))
@@ -85,10 +73,8 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/meetings/{room_id}/extend", post(move_deadline::<false>))
         .route("/meetings/{room_id}/end", post(move_deadline::<true>))
         .route("/limits", get(list_limits))
-        .route("/limits/rooms/{room_id}", limit_rule::<false>())
-        .route("/limits/prefixes/{prefix}", limit_rule::<true>())
-        .route("/limits/rooms/", empty_key::<false>())
-        .route("/limits/prefixes/", empty_key::<true>())
+        .merge(limit_rules::<false>())
+        .merge(limit_rules::<true>())
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         // On every route, the fallback included.
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -98,26 +84,23 @@ pub fn admin_router(state: AdminState) -> Router {
 type PathArg = Result<Path<String>, PathRejection>;
 type BodyArg = Result<Bytes, BytesRejection>;
 
-/// `PUT` and `DELETE` of a room's (`PREFIX` false) or a prefix's rule.
-fn limit_rule<const PREFIX: bool>() -> MethodRouter<AdminState> {
-    put(put_limit::<PREFIX>).delete(delete_limit::<PREFIX>)
-}
-
-/// An empty key does not match [`limit_rule`]'s route: name it rather than
-/// answer "no such endpoint".
-fn empty_key<const PREFIX: bool>() -> MethodRouter<AdminState> {
-    let field = if PREFIX { "prefix" } else { "room_id" };
-    let answer = move || async move {
+/// A room's (`PREFIX` false) or a prefix's rule routes, and a 400 for an empty key.
+fn limit_rules<const PREFIX: bool>() -> Router<AdminState> {
+    let (base, field) = match PREFIX {
+        true => ("/limits/prefixes/", "prefix"),
+        false => ("/limits/rooms/", "room_id"),
+    };
+    let empty = move || async move {
         ApiError::bad(format!(
             "{field}: must not be empty (it is the last part of the path)"
         ))
     };
-    put(answer).delete(answer)
+    let rule = put(set_limit::<PREFIX>).delete(set_limit::<PREFIX>);
+    let router = Router::new().route(&format!("{base}{{{field}}}"), rule);
+    router.route(base, put(empty).delete(empty))
 }
 
-/// The checks before every admin handler: [`admin_guard::check`], then
-/// the token (but for the console's page and script), slowed down per
-/// address after failures.
+/// [`admin_guard::check`], then the token, slowed down after failures.
 async fn guard(
     State(app): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -126,8 +109,7 @@ async fn guard(
 ) -> Response {
     if let Err(refusal) = admin_guard::check(req.method(), req.headers(), app.listen, &app.hosts) {
         ::metrics::counter!(ADMIN_REFUSED, "reason" => refusal.reason()).increment(1);
-        // One log line a minute at most, with the count (the metric counts each).
-        if let Some(count) = app.refusals.count(Instant::now()) {
+        if let Some(count) = admin_guard::lock(&app.refusals).count(Instant::now()) {
             tracing::warn!(caller = %peer, reason = refusal.reason(), path = %req.uri().path(), count, "admin requests refused (another Host or origin, or a change that is not JSON)");
         }
         let status = if refusal == Refusal::ContentType {
@@ -163,7 +145,6 @@ async fn guard(
             let (scheme, rest) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
-    // Constant time (see [`crate::domain::secrets_match`]).
     let token = token.expose().as_bytes();
     if presented.is_some_and(|p| crate::domain::secrets_match(token, p.as_bytes())) {
         return next.run(req).await;
@@ -180,12 +161,10 @@ async fn guard(
     ([(header::WWW_AUTHENTICATE, challenge)], error).into_response()
 }
 
-/// The console's policy: its script is a file of this origin (no inline
-/// script, no eval), it talks to this origin only, and no other page may
-/// frame it.
+/// The console's policy: this origin's scripts only, no eval, no framing.
 const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The console: one static page, compiled in.
+/// The console's page and script, compiled in.
 async fn console() -> impl IntoResponse {
     let headers = [
         (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -195,7 +174,6 @@ async fn console() -> impl IntoResponse {
     (headers, include_str!("console.html"))
 }
 
-/// The console's script, compiled in.
 async fn console_script() -> impl IntoResponse {
     let headers = [
         (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
@@ -205,8 +183,7 @@ async fn console_script() -> impl IntoResponse {
     (headers, include_str!("console.js"))
 }
 
-/// A body, or the JSON error for one that is too large (the 2 MiB default)
-/// or could not be read.
+/// A body, or the JSON error for one over 2 MiB or unreadable.
 fn body(b: BodyArg) -> Result<Bytes, ApiError> {
     b.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -217,14 +194,9 @@ fn body(b: BodyArg) -> Result<Bytes, ApiError> {
     })
 }
 
-/// The recorder's metrics, this service's meetings by state from memory
-/// ([`crate::meeting_gauges`]), then health and due-work gauges computed
-/// now (rendered here, not by the process-wide recorder, so services
-/// sharing a process do not show each other's).
-///
-/// The due-work gauges cost two indexed reads (the earliest due row, a
-/// count that stops at [`DUE_SOON_CAP`]); each is bounded at 1 s and left
-/// out when the store does not answer in time (the health gauges say why).
+/// The recorder's metrics, the meetings by state, then health and due-work
+/// gauges computed now (here, so services sharing a process do not show
+/// each other's). A due-work gauge whose read takes over 1 s is left out.
 async fn render_metrics(State(app): State<AdminState>) -> impl IntoResponse {
     use crate::metrics::{DUE_NEXT_HOUR, OVERDUE, STORE_WRITABLE, TASKS_OK};
     let mut text = app.metrics.render();
@@ -238,13 +210,11 @@ async fn render_metrics(State(app): State<AdminState>) -> impl IntoResponse {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     };
-    let tasks_ok = u64::from(app.tasks_ok.load(Ordering::SeqCst));
     gauge(
         TASKS_OK,
         "1 while every background task runs, 0 once one ended (the service is stopping)",
-        &tasks_ok,
+        &u64::from(app.tasks_ok.load(Ordering::SeqCst)),
     );
-    // As /healthz: after a failed write, a probe write decides.
     gauge(
         STORE_WRITABLE,
         "1 when the last write to the store (or a probe write after a failed one) committed, else 0",
@@ -276,13 +246,10 @@ async fn render_metrics(State(app): State<AdminState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, content_type)], text)
 }
 
-/// The most `hard_limit_meetings_due_next_hour` counts: beyond it, a
-/// scrape would pay for every due row.
+/// The most `hard_limit_meetings_due_next_hour` counts (a scrape's cost).
 pub const DUE_SOON_CAP: u32 = 10_000;
 
-/// Most meetings in one `/meetings` answer (and the default): about
-/// 120 KB of JSON. More come page by page (`Link: rel="next"`), so a
-/// caller cannot make the service build megabyte answers.
+/// Most meetings in one `/meetings` page (and the default): about 120 KB.
 pub const MAX_PAGE: u32 = 1000;
 
 #[derive(Deserialize)]
@@ -291,8 +258,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-/// A page cursor: the last meeting of the previous page, as
-/// `<started_at ms>.<room id in hex>` (opaque to callers, URL-safe).
+/// A page cursor: `<started_at ms>.<room id in hex>` of the last meeting.
 fn encode_cursor(key: &MeetingKey) -> String {
     let room = key.room_id.as_str();
     let hex: String = room.bytes().map(|b| format!("{b:02x}")).collect();
@@ -316,7 +282,6 @@ fn decode_cursor(cursor: &str) -> Option<MeetingKey> {
     })
 }
 
-/// A meeting as JSON, for the handlers to add their fields to.
 fn meeting_json(m: MeetingView) -> Value {
     serde_json::to_value(MeetingJson::from(m)).unwrap_or_default()
 }
@@ -325,24 +290,21 @@ async fn list_meetings(
     State(app): State<AdminState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Ok(Query(q)) = query else {
-        return Err(ApiError::bad(
-            "limit must be a whole number (cursor: as given in the Link header)",
-        ));
-    };
+    let Query(q) = query.map_err(|_| {
+        ApiError::bad("limit must be a whole number (cursor: as given in the Link header)")
+    })?;
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let bad_cursor = || ApiError::bad("cursor is not valid (use the one from the Link header)");
     let after = (q.cursor.map(|c| decode_cursor(&c).ok_or_else(bad_cursor))).transpose()?;
     let since = app.clock.now().minus(FINISHED_LISTED_FOR);
     let meetings = app.store.list(since, after.as_ref(), limit).await?;
-    // A full page may have a next one: link to it (RFC 8288).
+    // A full page may have a next one (RFC 8288).
     let next = meetings.last().filter(|_| meetings.len() == limit as usize);
     let link = next.and_then(|m| {
         let link = format!("</meetings?limit={limit}&cursor={}>", encode_cursor(&m.key));
         HeaderValue::from_str(&format!("{link}; rel=\"next\"")).ok()
     });
-    // The limit that applied: the deadline it gave (before any operator
-    // moved it) minus the start, grace included.
+    // The limit that applied: the first deadline minus the start.
     let planned: HashMap<MeetingKey, Timestamp> =
         match meetings.iter().map(|m| m.key.started_at).min() {
             Some(oldest) => HashMap::from_iter(app.store.planned_deadlines(oldest).await?),
@@ -372,9 +334,7 @@ fn room_from(room: PathArg) -> Result<RoomId, ApiError> {
         .ok_or_else(|| ApiError::bad("room_id: invalid room id in the path"))
 }
 
-/// The body of `/extend` and `/end`. `started_at` (optional) names the
-/// meeting the caller saw: if the room's open meeting is another one (that
-/// one ended and a new one started), nothing changes (409).
+/// `/extend`'s and `/end`'s body; `started_at` names the meeting seen (else 409).
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct MoveBody {
@@ -438,18 +398,12 @@ async fn move_deadline<const END: bool>(
         .as_deref()
         .map(|s| parse_time("started_at", s))
         .transpose()?;
-    let caller = Caller {
-        addr: peer.to_string(),
-    };
-    let now = app.clock.now();
-    let moved = app
-        .store
-        .move_deadline(&room, expected, change, now, &caller);
+    let addr = peer.to_string();
+    let caller = Caller { addr };
+    let moved = (app.store).move_deadline(&room, expected, change, app.clock.now(), &caller);
     let error = match moved.await? {
         DeadlineMoved::Moved { meeting, old } => {
-            // This process's scheduler and warner re-plan now (an extension
-            // re-arms the warning); on PostgreSQL the commit's NOTIFY wakes
-            // every other replica's.
+            // Other replicas are woken by the commit's NOTIFY (PostgreSQL).
             app.wake.poke();
             let (action, status) = if END {
                 ("end", StatusCode::ACCEPTED)
@@ -462,20 +416,14 @@ async fn move_deadline<const END: bool>(
             return Ok((status, Json(body)).into_response());
         }
         DeadlineMoved::NoOpenMeeting => ApiError::NotFound("no open meeting in this room"),
-        DeadlineMoved::OtherMeeting(m) => ApiError::Conflict(
-            format!(
-                "started_at: the room's open meeting started at {}, not at the one given",
-                m.key.started_at.to_rfc3339()
-            )
-            .into(),
-        ),
-        DeadlineMoved::NotRunning(m) => ApiError::Conflict(
-            format!(
-                "the meeting is {}: its shutdown is under way and its deadline can no longer move",
-                m.state.as_str()
-            )
-            .into(),
-        ),
+        DeadlineMoved::OtherMeeting(m) => ApiError::Conflict(format!(
+            "started_at: the room's open meeting started at {}, not at the one given",
+            m.key.started_at.to_rfc3339()
+        )),
+        DeadlineMoved::NotRunning(m) => ApiError::Conflict(format!(
+            "the meeting is {}: its shutdown is under way and its deadline can no longer move",
+            m.state.as_str()
+        )),
         DeadlineMoved::Refused(why, m) => {
             let field = match change {
                 DeadlineChange::By(_) => "by",
@@ -502,11 +450,7 @@ const HISTORY_MEETINGS: u32 = 50;
 
 async fn history(State(app): State<AdminState>, room: PathArg) -> Result<Json<Value>, ApiError> {
     let room = room_from(room)?;
-    let RoomHistory {
-        meetings,
-        actions,
-        alone,
-    } = app.store.history(&room, HISTORY_MEETINGS).await?;
+    let h = app.store.history(&room, HISTORY_MEETINGS).await?;
     let iso = |t: Option<Timestamp>| t.map(Timestamp::to_rfc3339);
     let action_json = |a: &ActionRecord| {
         json!({
@@ -520,19 +464,16 @@ async fn history(State(app): State<AdminState>, room: PathArg) -> Result<Json<Va
         })
     };
     let event = |at: Timestamp, event: &str| (at, json!({"at": at.to_rfc3339(), "event": event}));
-    let meetings: Vec<Value> = meetings
-        .iter()
+    let meetings: Vec<Value> = (h.meetings.iter())
         .map(|m| {
-            // The meeting's own transitions and the operator actions on it,
-            // in time order.
+            // Its transitions and operator actions, in time order.
             let start = m.view.key.started_at;
             let mut events = vec![event(start, "started"), event(m.tracked_at, "tracked")];
-            let own = actions.iter().filter(|a| a.started_at == Some(start));
+            let own = h.actions.iter().filter(|a| a.started_at == Some(start));
             events.extend(own.map(|a| (a.at, action_json(a))));
-            // The alone rule's story: each period ("alone"), its end by a
-            // check ("company"), by a join right before the DELETE
-            // ("alone_cancelled") or the end ("ended_alone" below).
-            let periods = alone.iter().filter(|e| e.started_at == start);
+            // Alone periods: "alone", then "company", "alone_cancelled" (a
+            // join right before the DELETE) or "ended_alone" (below).
+            let periods = h.alone.iter().filter(|e| e.started_at == start);
             for e in periods.filter(|e| e.event != "ended") {
                 let name = match e.event.as_str() {
                     "cancelled" => "alone_cancelled",
@@ -565,7 +506,7 @@ async fn history(State(app): State<AdminState>, room: PathArg) -> Result<Json<Va
     Ok(Json(json!({
         "room_id": room.as_str(),
         "meetings": meetings,
-        "actions": actions.iter().map(action_json).collect::<Vec<_>>(),
+        "actions": h.actions.iter().map(action_json).collect::<Vec<_>>(),
     })))
 }
 
@@ -573,10 +514,7 @@ fn show(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-/// The limits in force on this process (reloaded first if another
-/// process changed them): `rooms` and `prefixes` are the rules that set a
-/// limit; `alone_after` the alone rule's default and the rules that set it
-/// (`"off"` or a duration).
+/// The limits in force (reloaded first if another process changed them).
 async fn list_limits(State(app): State<AdminState>) -> Json<Value> {
     let policy = app.limits.policy().await;
     let l = &policy.limits;
@@ -603,10 +541,9 @@ async fn list_limits(State(app): State<AdminState>) -> Json<Value> {
     }))
 }
 
-/// What a `PUT /limits/...` body may hold.
 const LIMIT_SHAPE: &str = r#"the body must be a JSON object with "limit" (a duration like "2h", or null for the default), "alone_after" (a duration like "30m", null or "off" to turn the alone rule off, "inherit" for the default), or both: {"limit": "2h", "alone_after": "30m"}"#;
 
-/// A `PUT /limits/...` body: the parts it names change, the others stay.
+/// A `PUT /limits/...` body: the parts it names change.
 fn rule_change(body: &Bytes) -> Result<RuleChange, ApiError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("{LIMIT_SHAPE} ({e})")))?;
@@ -651,34 +588,20 @@ fn rule_change(body: &Bytes) -> Result<RuleChange, ApiError> {
     Ok(RuleChange { limit, alone_after })
 }
 
-/// Longest prefix accepted (room ids are short; this only bounds storage).
+/// Longest prefix accepted (this only bounds storage).
 const MAX_PREFIX: usize = 256;
 
-/// `PUT /limits/rooms/{room_id}` (`PREFIX` false) or `/limits/prefixes/{prefix}`.
-async fn put_limit<const PREFIX: bool>(
+/// `PUT` or `DELETE` of a room's (`PREFIX` false) or a prefix's rule.
+async fn set_limit<const PREFIX: bool>(
     State(app): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
     key: PathArg,
     body: BodyArg,
 ) -> Result<Json<Value>, ApiError> {
-    set_limit::<PREFIX>(app, peer, key, Some(self::body(body)?)).await
-}
-
-/// `DELETE` of the rule `put_limit` sets.
-async fn delete_limit<const PREFIX: bool>(
-    State(app): State<AdminState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    key: PathArg,
-) -> Result<Json<Value>, ApiError> {
-    set_limit::<PREFIX>(app, peer, key, None).await
-}
-
-async fn set_limit<const PREFIX: bool>(
-    app: AdminState,
-    peer: SocketAddr,
-    key: PathArg,
-    body: Option<Bytes>,
-) -> Result<Json<Value>, ApiError> {
+    let body = (method != Method::DELETE)
+        .then(|| self::body(body))
+        .transpose()?;
     let (kind, key) = if PREFIX {
         let Ok(Path(p)) = key else {
             return Err(ApiError::bad("prefix: invalid prefix in the path"));
@@ -693,25 +616,18 @@ async fn set_limit<const PREFIX: bool>(
         (LimitKind::Room, room_from(key)?.as_str().to_owned())
     };
     let change = body.as_ref().map(rule_change).transpose()?;
-    let caller = Caller {
-        addr: peer.to_string(),
-    };
-    let now = app.clock.now();
-    let changed = app
-        .store
-        .set_limit(kind, &key, change, now, &caller)
-        .await?;
+    let addr = peer.to_string();
+    let caller = Caller { addr };
+    let changed = (app.store).set_limit(kind, &key, change, app.clock.now(), &caller);
+    let changed = changed.await?;
     if change.is_none() && changed.previous.is_none() {
         return Err(ApiError::NotFound("no such limit"));
     }
-    // This process applies it at once; others on their NOTIFY (PostgreSQL)
-    // or within the reload interval.
+    // Others apply it on their NOTIFY (PostgreSQL) or reload.
     app.limits.mark_stale();
     let _ = app.limits.policy().await;
-    let (previous, current) = (
-        changed.previous.unwrap_or_default(),
-        changed.current.unwrap_or_default(),
-    );
+    let previous = changed.previous.unwrap_or_default();
+    let current = changed.current.unwrap_or_default();
     tracing::info!(kind = kind.as_str(), key = %key, limit = ?current.limit, alone_after = ?current.alone_after, caller = %caller.addr, "limit rule changed by an operator");
     let alone = |a: Option<AloneAfter>| a.map(|a| a.to_string());
     Ok(Json(json!({

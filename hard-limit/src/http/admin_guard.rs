@@ -1,22 +1,14 @@
-//! What the admin listener checks before any handler runs, with or without
-//! `--admin-token` (Jupyter's and Grafana's checks are the model):
+//! What the admin listener checks before any handler runs (Jupyter's and
+//! Grafana's checks are the model):
 //!
-//! - **Host**: the listener's own address, `localhost` on a loopback
-//!   listener, or an `--admin-host` name. A DNS-rebinding page (another
-//!   site's name resolving to 127.0.0.1) sends its own name: refused.
-//! - **Origin**: a browser request from another origin (`Origin` not this
-//!   listener's, or `Sec-Fetch-Site` other than `same-origin` or `none`)
-//!   is refused, so no page can act or read with the operator's browser.
-//! - **Content type**: every change (any method but GET and HEAD) must be
-//!   `application/json`, which a cross-site form or `no-cors` fetch cannot
-//!   send without a CORS preflight, never granted here.
-//! - **Failed authentications** (with a token): counted, slowed down per
-//!   address (a few a second, other addresses unaffected), and logged at
-//!   most once a minute per address with a count (never the token), as
-//!   are refusals of the checks above.
-//!
-//! The decisions are pure functions of the request's headers and of an
-//! injected `Instant`.
+//! - **Host**: its own address, `localhost` on loopback, or an
+//!   `--admin-host` name; a DNS-rebinding page sends its own name.
+//! - **Origin**: no browser request from another origin (`Origin`,
+//!   `Sec-Fetch-Site`), so no page acts with the operator's browser.
+//! - **Content type**: changes must be `application/json`, which no
+//!   cross-site form or `no-cors` fetch can send without a preflight.
+//! - **Failed authentications**: slowed down per address, and logged (as
+//!   refusals are) at most once a minute with a count.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -46,8 +38,7 @@ impl Refusal {
         }
     }
 
-    /// The error message for the client (names what was wrong and the way
-    /// out; it repeats only headers the client sent).
+    /// The error message for the client (it repeats only its own headers).
     pub fn message(&self) -> String {
         match self {
             Refusal::Host(h) => format!(
@@ -64,8 +55,7 @@ impl Refusal {
     }
 }
 
-/// The host part of a `Host` header (`name`, `1.2.3.4`, `[::1]`, each with
-/// an optional `:port`), lowercased, without a trailing dot.
+/// A `Host` header's host (`name`, `1.2.3.4`, `[::1]`, optional `:port`).
 fn host_part(host: &str) -> Option<String> {
     let name = if let Some(rest) = host.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
@@ -89,9 +79,8 @@ fn is_port(s: &str) -> bool {
 }
 
 /// Whether a `Host` header names the listener at `listen`: its IP (any IP
-/// when it listens on all addresses: a rebinding page sends a name),
-/// `localhost` on loopback, or one of `names`.
-pub fn host_allowed(host: &str, listen: SocketAddr, names: &[String]) -> bool {
+/// on all addresses), `localhost` on loopback, or one of `names`.
+fn host_allowed(host: &str, listen: SocketAddr, names: &[String]) -> bool {
     let Some(name) = host_part(host) else {
         return false;
     };
@@ -108,17 +97,15 @@ pub fn host_allowed(host: &str, listen: SocketAddr, names: &[String]) -> bool {
     })
 }
 
-/// Whether an `Origin` header is this listener's own: `http://` or
-/// `https://` (behind a TLS proxy) and exactly the request's `Host`.
-pub fn origin_allowed(origin: &str, host: &str) -> bool {
+/// Whether `Origin` is `http://` or `https://` and exactly the request's `Host`.
+fn origin_allowed(origin: &str, host: &str) -> bool {
     let authority = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
     authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
 }
 
-/// The checks every admin request passes before its handler (see the
-/// module docs).
+/// The checks every admin request passes before its handler.
 pub fn check(
     method: &Method,
     headers: &HeaderMap,
@@ -145,40 +132,35 @@ pub fn check(
             return Err(Refusal::Origin(format!("Sec-Fetch-Site: {site}")));
         }
     }
-    // JSON: `application/json`, parameters allowed.
     let json = text(header::CONTENT_TYPE).is_some_and(|t| {
         let essence = t.split(';').next().unwrap_or_default().trim();
         essence.eq_ignore_ascii_case("application/json")
     });
-    match *method {
-        Method::GET | Method::HEAD => Ok(()),
-        _ if json => Ok(()),
-        _ => Err(Refusal::ContentType),
-    }
+    let safe = matches!(*method, Method::GET | Method::HEAD);
+    (safe || json).then_some(()).ok_or(Refusal::ContentType)
 }
 
-/// Failed authentications allowed from one address at once, then per
-/// second.
+/// Failed authentications allowed from one address at once, then per second.
 const BURST: f64 = 5.0;
 const PER_SECOND: f64 = 2.0;
 /// How often one address's failures (or the refusals) are logged at most.
 const LOG_EVERY: Duration = Duration::from_secs(60);
-/// Addresses remembered at most (a flood from many addresses costs bounded
-/// memory; idle ones are forgotten first).
+/// Addresses remembered at most (idle ones are forgotten first).
 const MAX_ADDRESSES: usize = 4096;
 
 /// Events counted between log lines: the first at once, then at most one
 /// line per [`LOG_EVERY`] with the count since the last.
 #[derive(Debug, Default)]
 pub struct LogCount {
-    /// Events not yet logged.
     unlogged: u64,
-    /// When the last line was logged.
     logged: Option<Instant>,
 }
 
+/// Requests refused by [`check`], counted for the log.
+pub type RefusalLog = Mutex<LogCount>;
+
 impl LogCount {
-    /// Counts one event; `Some(count)` when it is time to log `count`.
+    /// Counts one event; `Some(count)` when it is time to log.
     pub fn count(&mut self, now: Instant) -> Option<u64> {
         self.unlogged += 1;
         let due = (self.logged).is_none_or(|t| now.saturating_duration_since(t) >= LOG_EVERY);
@@ -189,29 +171,16 @@ impl LogCount {
     }
 }
 
-/// Requests refused by [`check`], counted for the log (see [`LogCount`]).
-#[derive(Debug, Default)]
-pub struct RefusalLog(Mutex<LogCount>);
-
-impl RefusalLog {
-    /// Counts one refusal; `Some(count)` when it is time to log.
-    pub fn count(&self, now: Instant) -> Option<u64> {
-        lock(&self.0).count(now)
-    }
-}
-
 /// A poisoned lock still holds consistent counts: use them.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An address's failures: a token bucket refilled at `at`, and the log.
 #[derive(Debug)]
 struct Entry {
-    /// Failures still allowed now (a token bucket).
     tokens: f64,
-    /// When `tokens` was last refilled.
     at: Instant,
-    /// Failures (and throttled requests) for the log.
     log: LogCount,
 }
 
@@ -223,8 +192,7 @@ impl Entry {
     }
 }
 
-/// Failed authentications per address: whether the next request from an
-/// address may have its token checked at all, and when to log.
+/// Failed authentications per address, throttled and logged.
 #[derive(Debug, Default)]
 pub struct FailureThrottle {
     by_address: Mutex<HashMap<IpAddr, Entry>>,
@@ -235,8 +203,7 @@ pub struct FailureThrottle {
 pub enum Admit {
     /// Check the token.
     Check,
-    /// Refuse unchecked; the client may try again after this long. `log`:
-    /// the failures to log now, if it is time.
+    /// Refuse unchecked.
     Wait {
         /// Until a failure is allowed again.
         retry_after: Duration,
@@ -246,9 +213,7 @@ pub enum Admit {
 }
 
 impl FailureThrottle {
-    /// Before checking a request's token: an address whose failures used up
-    /// its allowance waits (the request is refused without a check).
-    /// Addresses without failures cost nothing.
+    /// Before checking a token: an address that used up its allowance waits.
     pub fn admit(&self, ip: IpAddr, now: Instant) -> Admit {
         let mut map = lock(&self.by_address);
         let Some(e) = map.get_mut(&ip) else {
@@ -264,9 +229,7 @@ impl FailureThrottle {
         }
     }
 
-    /// A request from `ip` failed authentication: `Some(count)` when it is
-    /// time to log the address's failures (the first one, then at most once
-    /// a minute).
+    /// A failed authentication from `ip`: `Some(count)` when it is time to log.
     pub fn failed(&self, ip: IpAddr, now: Instant) -> Option<u64> {
         let mut map = lock(&self.by_address);
         if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
@@ -298,75 +261,57 @@ mod tests {
     #[test]
     fn the_host_must_be_the_listener_or_a_configured_name() {
         let none: &[String] = &[];
-        let oks = ["127.0.0.1:8044", "127.0.0.1", "localhost:8044", "LOCALHOST"];
-        for ok in oks.into_iter().chain(["[::1]:8044", "127.0.0.2:1"]) {
+        let oks = "127.0.0.1:8044 127.0.0.1 localhost:8044 LOCALHOST [::1]:8044 127.0.0.2:1";
+        for ok in oks.split(' ') {
             assert!(host_allowed(ok, loopback(), none), "{ok}");
         }
-        let bads = [
-            "evil.example",
-            "evil.example:8044",
-            "",
-            "127.0.0.1:80x",
-            "[::1",
-        ];
-        for bad in bads
-            .into_iter()
-            .chain(["10.0.0.1:8044", "localhost.evil.example"])
-        {
+        let bads = " evil.example evil.example:8044 127.0.0.1:80x [::1 10.0.0.1:8044 localhost.evil.example";
+        for bad in bads.split(' ') {
             assert!(!host_allowed(bad, loopback(), none), "{bad}");
         }
         let names = ["admin.example.com".to_owned()];
         assert!(host_allowed("Admin.Example.com:443", loopback(), &names));
         assert!(host_allowed("admin.example.com.", loopback(), &names));
-        let any: SocketAddr = "0.0.0.0:8044".parse().unwrap();
+        let (any, own) = (
+            "0.0.0.0:8044".parse().unwrap(),
+            "10.0.0.1:8044".parse().unwrap(),
+        );
         assert!(host_allowed("10.0.0.1:8044", any, none));
         assert!(!host_allowed("evil.example", any, none));
-        let own: SocketAddr = "10.0.0.1:8044".parse().unwrap();
-        assert!(
-            !host_allowed("localhost:8044", own, none),
-            "not a loopback listener"
-        );
+        assert!(!host_allowed("localhost:8044", own, none), "not loopback");
         assert!(!host_allowed("10.0.0.2:8044", own, none));
     }
 
     #[test]
     fn only_the_listeners_own_origin_and_json_writes_pass() {
-        let check = |m: &Method, h: &HeaderMap| check(m, h, loopback(), &[]);
-        let reason = |m: &Method, h: &HeaderMap| check(m, h).unwrap_err().reason();
+        use header::{CONTENT_TYPE, HOST, ORIGIN};
+        let check = |m: Method, h: &HeaderMap| check(&m, h, loopback(), &[]);
+        let reason = |h: &HeaderMap| check(Method::GET, h).unwrap_err().reason();
         let mut h = HeaderMap::new();
         let set = |h: &mut HeaderMap, name, value: &str| {
             h.insert(name, HeaderValue::from_str(value).unwrap());
         };
-        set(&mut h, header::HOST, "127.0.0.1:8044");
-        assert_eq!(check(&Method::GET, &h), Ok(()));
-        assert_eq!(check(&Method::POST, &h), Err(Refusal::ContentType));
-        set(&mut h, header::CONTENT_TYPE, "text/plain");
-        assert_eq!(check(&Method::POST, &h), Err(Refusal::ContentType));
-        set(
-            &mut h,
-            header::CONTENT_TYPE,
-            "application/json; charset=utf-8",
-        );
-        assert_eq!(check(&Method::DELETE, &h), Ok(()));
-        set(&mut h, header::ORIGIN, "http://127.0.0.1:8044");
-        assert_eq!(check(&Method::PUT, &h), Ok(()));
-        for foreign in [
-            "http://evil.example",
-            "null",
-            "http://127.0.0.1:8080",
-            "file://",
-        ] {
-            set(&mut h, header::ORIGIN, foreign);
-            assert_eq!(reason(&Method::GET, &h), "origin", "{foreign}");
+        set(&mut h, HOST, "127.0.0.1:8044");
+        assert_eq!(check(Method::GET, &h), Ok(()));
+        assert_eq!(check(Method::POST, &h), Err(Refusal::ContentType));
+        set(&mut h, CONTENT_TYPE, "text/plain");
+        assert_eq!(check(Method::POST, &h), Err(Refusal::ContentType));
+        set(&mut h, CONTENT_TYPE, "application/json; charset=utf-8");
+        assert_eq!(check(Method::DELETE, &h), Ok(()));
+        set(&mut h, ORIGIN, "http://127.0.0.1:8044");
+        assert_eq!(check(Method::PUT, &h), Ok(()));
+        for foreign in "http://evil.example null http://127.0.0.1:8080 file://".split(' ') {
+            set(&mut h, ORIGIN, foreign);
+            assert_eq!(reason(&h), "origin", "{foreign}");
         }
-        h.remove(header::ORIGIN);
+        h.remove(ORIGIN);
         let site = header::HeaderName::from_static("sec-fetch-site");
         set(&mut h, site.clone(), "same-site");
-        assert_eq!(reason(&Method::GET, &h), "origin");
+        assert_eq!(reason(&h), "origin");
         set(&mut h, site, "same-origin");
-        assert_eq!(check(&Method::GET, &h), Ok(()));
-        set(&mut h, header::HOST, "evil.example:8044");
-        assert_eq!(reason(&Method::GET, &h), "host");
+        assert_eq!(check(Method::GET, &h), Ok(()));
+        set(&mut h, HOST, "evil.example:8044");
+        assert_eq!(reason(&h), "host");
     }
 
     #[test]
@@ -386,11 +331,7 @@ mod tests {
         };
         assert_eq!(log, None);
         assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_millis(500));
-        assert_eq!(
-            t.admit(b, t0),
-            Admit::Check,
-            "another address is not slowed"
-        );
+        assert_eq!(t.admit(b, t0), Admit::Check, "another address");
         assert_eq!(t.admit(a, t0 + Duration::from_millis(500)), Admit::Check);
         // A minute later the count since the last log line is logged.
         assert_eq!(t.failed(a, t0 + LOG_EVERY), Some(6));
@@ -398,7 +339,7 @@ mod tests {
 
     #[test]
     fn refusals_are_logged_once_a_minute_with_their_count() {
-        let log = RefusalLog::default();
+        let mut log = LogCount::default();
         let t0 = Instant::now();
         assert_eq!(log.count(t0), Some(1), "the first at once");
         for i in 1..1000 {

@@ -1,20 +1,8 @@
-//! The HTTP surface: two listeners, each with its router and its state.
-//!
-//! The public listener (`--listen`), which eyeson's webhooks reach:
-//!
-//! | route | what |
-//! |---|---|
-//! | `POST /webhook` | eyeson's deliveries ([`crate::webhook`]) |
-//! | `GET /healthz` | 200 when the store answers and its last write committed, else 503 |
-//! | `GET /meetings/{room_id}` | the room's open meeting and deadline to whoever shows its guest token ([`GUEST_TOKEN_HEADER`]), else exactly the 404 of an unknown room; CORS-enabled (a meeting page asks for its own deadline) |
-//!
-//! The admin listener (`--admin-listen`, Bearer token with
-//! `--admin-token`): everything that shows more than one room or changes
-//! something, in [`admin`].
-//!
-//! Dependencies point one way: `app` builds the states and routers here;
-//! this module uses [`crate::webhook`]'s handler and state, which knows
-//! nothing of either.
+//! The HTTP surface. The public listener (`--listen`): `POST /webhook`
+//! ([`crate::webhook`]), `GET /healthz`, and `GET /meetings/{room_id}`, a
+//! room's open meeting for whoever shows its guest token (CORS-enabled).
+//! The admin listener (`--admin-listen`): everything that shows more than
+//! one room or changes something, in [`admin`].
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::domain::{meeting_visible, RoomId};
@@ -48,16 +36,13 @@ pub struct PublicState {
     pub store: Store,
     /// The webhook handler's part.
     pub webhook: WebhookState,
-    /// False once a background task ended before the service was told to
-    /// stop: `/healthz` answers 503 from then on.
+    /// False once a background task ended: `/healthz` answers 503.
     pub tasks_ok: Arc<AtomicBool>,
-    /// `--public-deadlines`: meetings without a guest token are shown to
-    /// anyone.
+    /// `--public-deadlines`: show meetings without a guest token to anyone.
     pub public_deadlines: bool,
 }
 
-/// The header a meeting page sends the room's guest token in to read its
-/// deadline. A header, not the URL: URLs end up in access logs and proxies.
+/// The header for a room's guest token (not the URL: it ends up in logs).
 pub const GUEST_TOKEN_HEADER: &str = "x-eyeson-guest-token";
 
 impl FromRef<PublicState> for WebhookState {
@@ -79,17 +64,16 @@ pub fn public_router(state: PublicState) -> Router {
         .with_state(state)
 }
 
-/// An error answer: a status and a short message. Internal details go to
-/// the log, never to the client.
+/// An error answer: a status and a short message (details go to the log).
 #[derive(Debug)]
 pub enum ApiError {
     /// 404.
     NotFound(&'static str),
     /// 400, naming what was wrong.
     BadRequest(Cow<'static, str>),
-    /// 409: the meeting is not in a state that allows this.
-    Conflict(Cow<'static, str>),
-    /// 413: the body is too large.
+    /// 409.
+    Conflict(String),
+    /// 413.
     TooLarge(&'static str),
     /// 503: the store failed.
     Store(StoreError),
@@ -113,7 +97,7 @@ impl IntoResponse for ApiError {
         let (status, message): (_, Cow<'static, str>) = match self {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.into()),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m.into()),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m.into()),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store failed while answering a request");
@@ -129,8 +113,7 @@ pub(crate) fn json_error(status: StatusCode, message: impl Serialize) -> Respons
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// Whether the store takes writes: after a failed write, a probe write
-/// (bounded at 2 s) decides, so an idle service recovers without traffic.
+/// Whether the store takes writes: after a failed one, a probe (2 s) decides.
 pub(crate) async fn writable(store: &Store) -> bool {
     tokio::time::timeout(Duration::from_secs(2), store.recheck_writes())
         .await
@@ -138,7 +121,7 @@ pub(crate) async fn writable(store: &Store) -> bool {
 }
 
 /// A meeting as `/meetings` shows it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize)]
 pub struct MeetingJson {
     /// Room id.
     pub room_id: String,
@@ -148,9 +131,7 @@ pub struct MeetingJson {
     pub deadline: String,
     /// `running`, `stopping`, `shut_down`, `ended`, `skipped` or `failed`.
     pub state: String,
-    /// ISO-8601 end by the alone rule, while its clock runs (the meeting
-    /// ends at whichever of the two comes first); else `null`.
-    #[serde(default)]
+    /// ISO-8601 end by the alone rule while its clock runs, else `null`.
     pub alone_deadline: Option<String>,
 }
 
@@ -172,18 +153,14 @@ impl From<MeetingView> for MeetingJson {
 
 async fn healthz(State(app): State<PublicState>) -> Response {
     let unavailable = |m| json_error(StatusCode::SERVICE_UNAVAILABLE, m);
-    // A dead background task (scheduler, reconciler, webhook writer): the
-    // service is stopping, and until then it cannot keep its promises.
     if !app.tasks_ok.load(Ordering::SeqCst) {
         return unavailable("a background task stopped; the service is stopping");
     }
-    // A store that answers reads but refuses writes (read-only, full)
-    // loses nothing only by answering 503 to every delivery: not healthy.
+    // A store that refuses writes (read-only, full) cannot take deliveries.
     if !writable(&app.store).await {
         return unavailable("the last write to the store failed");
     }
-    // Bounded: a database that does not answer is as unhealthy as one that
-    // refuses (a load balancer's probe should not hang).
+    // Bounded: a probe should not hang.
     match tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await {
         Ok(Ok(())) => "ok\n".into_response(),
         Ok(Err(e)) => ApiError::Store(e).into_response(),
@@ -194,9 +171,7 @@ async fn healthz(State(app): State<PublicState>) -> Response {
     }
 }
 
-/// CORS for a meeting page on any origin. The answer depends on a request
-/// header: no cache may hand a deadline read with the token to someone
-/// without it.
+/// CORS for a meeting page on any origin; `no-store` (it depends on a token).
 fn cors(mut r: Response) -> Response {
     for (name, value) in [
         (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
@@ -215,19 +190,16 @@ async fn room_meeting(
     headers: HeaderMap,
     room: Result<Path<String>, PathRejection>,
 ) -> Response {
-    // Whatever hides a meeting answers exactly as for a room without one,
-    // so the answer tells a guesser nothing.
+    // Whatever hides a meeting answers as a room without one.
     let unknown = || ApiError::NotFound("no open meeting in this room");
     let answer = async {
-        // A path that does not decode (say `%FF`) is answered here, not by
-        // axum's rejection, so the 400 carries the CORS headers too.
+        // A bad path is answered here, so the 400 carries CORS headers too.
         let room = room
             .ok()
             .and_then(|Path(room)| RoomId::parse(&room).ok())
             .ok_or_else(|| ApiError::bad("invalid room id"))?;
         let presented = headers.get(GUEST_TOKEN_HEADER).map(HeaderValue::as_bytes);
         if presented.is_none() && !app.public_deadlines {
-            // Nothing could be shown: spare the store a guesser's requests.
             return Err(unknown());
         }
         match app.store.current_for_room(&room).await? {
