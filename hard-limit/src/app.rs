@@ -82,6 +82,17 @@ pub enum StartError {
     },
 }
 
+impl From<crate::supervisor::Failure> for StartError {
+    fn from(f: crate::supervisor::Failure) -> Self {
+        match f {
+            crate::supervisor::Failure::TaskEnded { task, how } => {
+                StartError::TaskEnded { task, how }
+            }
+            crate::supervisor::Failure::Io(e) => StartError::Io(e),
+        }
+    }
+}
+
 /// A built, not yet running, service.
 #[derive(Debug)]
 pub struct Application {
@@ -336,7 +347,7 @@ impl Application {
             self.conn_limits,
             sup.signal(Task::Http),
         ));
-        sup.run(stop, async move { store.close().await }).await
+        Ok(sup.run(stop, async move { store.close().await }).await?)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The supervisor: runs the service's [`Task`]s until asked to stop or until
 //! one dies (ends or panics: the health flag turns false at once, the others
 //! finish what they can while HTTP still answers `/healthz` 503, and the run
-//! ends with [`StartError::TaskEnded`]); then stops them phase by phase, in
+//! ends with [`Failure::TaskEnded`]); then stops them phase by phase, in
 //! an order that is data ([`ON_STOP`], [`ON_DEATH`]).
 
 use std::future::{poll_fn, Future};
@@ -12,8 +12,22 @@ use std::task::Poll;
 
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 
-use crate::app::StartError;
 use crate::stop::{self, StopSignal, Stopper};
+
+/// Why a run ended other than by being asked to stop (the app turns it
+/// into its `StartError`: the supervisor knows nothing of the app).
+#[derive(Debug)]
+pub enum Failure {
+    /// A task ended (or panicked): its name, and how.
+    TaskEnded {
+        /// Which task.
+        task: &'static str,
+        /// Panicked (with its message) or returned.
+        how: String,
+    },
+    /// The HTTP servers failed to accept.
+    Io(std::io::Error),
+}
 
 /// When a task stops, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +67,7 @@ macro_rules! tasks {
             /// Every task.
             pub const ALL: [Task; [$($name),*].len()] = [$(Task::$task),*];
 
-            /// Its name in logs and in [`StartError::TaskEnded`].
+            /// Its name in logs and in [`Failure::TaskEnded`].
             pub fn name(self) -> &'static str {
                 match self { $(Task::$task => $name,)* }
             }
@@ -188,7 +202,7 @@ impl Supervisor {
         mut self,
         stop: impl Future<Output = ()>,
         close: impl Future<Output = ()>,
-    ) -> Result<(), StartError> {
+    ) -> Result<(), Failure> {
         for (task, fut) in std::mem::take(&mut self.pending) {
             self.adopt(task, tokio::spawn(fut));
         }
@@ -207,7 +221,7 @@ impl Supervisor {
             Poll::Pending
         })
         .await;
-        let ended = |task: Task, how| StartError::TaskEnded {
+        let ended = |task: Task, how| Failure::TaskEnded {
             task: task.name(),
             how,
         };
@@ -216,7 +230,7 @@ impl Supervisor {
             close.await;
             tracing::info!("stopped");
             return match served {
-                Some(Ok(r)) => Ok(r?),
+                Some(Ok(r)) => r.map_err(Failure::Io),
                 Some(Err(e)) => Err(ended(Task::Http, how_it_ended(Err(e)))),
                 None => Ok(()),
             };
@@ -229,7 +243,7 @@ impl Supervisor {
             self.stop_phases(ON_STOP).await;
             close.await;
             return match end {
-                Ok(Err(e)) => Err(StartError::Io(e)),
+                Ok(Err(e)) => Err(Failure::Io(e)),
                 other => Err(ended(task, how_it_ended(other.map(drop)))),
             };
         }
@@ -343,7 +357,7 @@ mod tests {
         }
     }
 
-    async fn run_with(death: bool) -> (Vec<&'static str>, Result<(), StartError>) {
+    async fn run_with(death: bool) -> (Vec<&'static str>, Result<(), Failure>) {
         let log = Log::default();
         let mut s = Supervisor::new();
         for task in [Task::Reconciler, Task::Scheduler, Task::Warner] {
@@ -394,7 +408,7 @@ mod tests {
     async fn a_death_is_reported_and_http_outlives_the_work() {
         let (log, r) = run_with(true).await;
         match r {
-            Err(StartError::TaskEnded { task, how }) => {
+            Err(Failure::TaskEnded { task, how }) => {
                 assert_eq!(task, "reconciler");
                 assert!(how.contains("panicked"), "{how}");
             }
