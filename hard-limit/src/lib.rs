@@ -30,6 +30,10 @@
 //!    an outbox in the same transaction, and the [`forward`] task passes it
 //!    on to the app's own webhook receiver, unchanged, in order per room
 //!    ([`registration`]: eyeson keeps one webhook per API key).
+//! 7. With `--alone-after`, the [`presence`] job checks each running
+//!    meeting's participants every `--presence-every`; a meeting alone that
+//!    long is due like a deadline, and the [`scheduler`] looks once more
+//!    before its `DELETE`.
 //!
 //! On PostgreSQL any number of replicas share one database: claims use
 //! `FOR UPDATE SKIP LOCKED` and the database's clock, `LISTEN/NOTIFY` wakes
