@@ -34,7 +34,7 @@ pub enum Event {
     /// A stored limit changed: the limits reload.
     Limits,
     /// Another replica's count changes (for
-    /// [`MeetingGauges::apply_published`]).
+    /// `MeetingGauges::apply_published`).
     Counts(String),
     /// Notifications may have been missed (the connection was just made,
     /// or lost): re-plan, reload and recount.

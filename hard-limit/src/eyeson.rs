@@ -244,7 +244,7 @@ impl EyesonClient {
 
     /// `GET /rooms`: the running meetings (entries that do not parse are
     /// counted in [`RoomList::unparsed`]). A `Link` header's `rel="next"`
-    /// page is read too, up to [`MAX_ROOM_PAGES`], but never on another
+    /// page is read too, up to `MAX_ROOM_PAGES`, but never on another
     /// origin (the API key would go with it); any failed page fails all.
     pub async fn running_rooms(&self) -> Result<RoomList, ApiError> {
         let mut url = self.url(Ok(paths::ROOMS.to_owned()))?;

@@ -86,7 +86,7 @@ impl Calls {
         now.plus(domain::retry_delay(self.retry_backoff, attempts))
     }
 
-    /// Logs how a claimed meeting's `what` ended (`label`), per [`SAID`].
+    /// Logs how a claimed meeting's `what` ended (`label`), per `SAID`.
     pub fn said(what: &str, label: &str, key: &MeetingKey, deadline: Timestamp, alone: bool) {
         let Some(&(.., warn, said)) = SAID.iter().find(|s| (s.0, s.1) == (what, label)) else {
             return;

@@ -168,7 +168,7 @@ pub fn is_fresh(timestamp: Timestamp, now: Timestamp, max_age: Duration) -> bool
     now.0.saturating_sub(timestamp.0).unsigned_abs() <= max
 }
 
-/// Group commit ([`crate::group_commit`]) for deliveries and their
+/// Group commit (`group_commit.rs`) for deliveries and their
 /// forwards: one fsync serves many, and a 204 still means "committed".
 #[derive(Clone, Debug)]
 pub struct Ingest {

@@ -149,7 +149,7 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 const MAX_ADDRESSES: usize = 4096;
 
 /// Events counted between log lines: the first at once, then at most one
-/// line per [`LOG_EVERY`] with the count since the last.
+/// line per `LOG_EVERY` with the count since the last.
 #[derive(Debug, Default)]
 pub struct LogCount {
     unlogged: u64,
