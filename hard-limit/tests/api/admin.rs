@@ -191,20 +191,6 @@ async fn post_json(app: &TestApp, path: &str, body: serde_json::Value) -> reqwes
         .unwrap()
 }
 
-async fn public_deadline(app: &TestApp, room: &str) -> String {
-    let m: serde_json::Value = app
-        .http
-        .get(format!("{}/meetings/{room}", app.url))
-        .header("x-eyeson-guest-token", guest_token_of(room))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    m["deadline"].as_str().unwrap().to_owned()
-}
-
 /// The scheduler is asleep towards the old deadline when the extension
 /// lands: it must not end the meeting then. A second room due just after
 /// the old deadline shows the scheduler has run past it.
@@ -226,7 +212,7 @@ async fn an_extension_moves_the_deadline_and_the_old_one_does_not_fire() {
     assert_eq!(body["old_deadline"], iso(a + LIMIT));
     assert_eq!(body["deadline"], iso(a + LIMIT + Duration::from_secs(3600)));
     assert_eq!(
-        public_deadline(&app, "ext-a").await,
+        app.public_deadline("ext-a").await,
         iso(a + LIMIT + Duration::from_secs(3600))
     );
     app.wait_for_state("ext-witness", witness, "shut_down")
@@ -243,7 +229,7 @@ async fn an_extension_moves_the_deadline_and_the_old_one_does_not_fire() {
     )
     .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(public_deadline(&app, "ext-a").await, iso(until));
+    assert_eq!(app.public_deadline("ext-a").await, iso(until));
 }
 
 #[tokio::test]
@@ -303,7 +289,7 @@ async fn bad_extensions_are_refused_naming_the_field() {
     .await;
     assert_eq!(r.status(), 404);
     assert_eq!(
-        public_deadline(&app, "ext-bad").await,
+        app.public_deadline("ext-bad").await,
         iso(a + LIMIT),
         "nothing moved"
     );
@@ -333,15 +319,7 @@ async fn end_now_shuts_the_meeting_down_once_and_the_history_shows_it() {
     let r = post_json(&app, "/meetings/end-me/end", serde_json::json!({})).await;
     assert_eq!(r.status(), 404, "no open meeting any more");
 
-    let h: serde_json::Value = app
-        .http
-        .get(format!("{}/meetings/end-me/history", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = app.history("end-me").await;
     let events: Vec<&str> = h["meetings"][0]["events"]
         .as_array()
         .unwrap()
@@ -400,10 +378,6 @@ async fn put_limit(app: &TestApp, path: &str, body: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn deadline_of(app: &TestApp, room: &str) -> String {
-    public_deadline(app, room).await
-}
-
 /// Limits set at run time apply to meetings that start afterwards (not to
 /// those already tracked); the limits file seeds them; bad input names
 /// the field; every change is in the room's history.
@@ -419,7 +393,7 @@ async fn runtime_limits_apply_to_later_meetings() {
 
     let before = SystemTime::now() - Duration::from_secs(60);
     app.meeting_starts("web-early", before).await;
-    assert_eq!(deadline_of(&app, "web-early").await, iso(before + LIMIT));
+    assert_eq!(app.public_deadline("web-early").await, iso(before + LIMIT));
 
     let r = put_limit(&app, "prefixes/web-", r#"{"limit": "45m"}"#).await;
     assert_eq!(r.status(), 200);
@@ -436,16 +410,16 @@ async fn runtime_limits_apply_to_later_meetings() {
         app.meeting_starts(room, later).await;
     }
     assert_eq!(
-        deadline_of(&app, "web-late").await,
+        app.public_deadline("web-late").await,
         iso(later + Duration::from_secs(45 * 60))
     );
     assert_eq!(
-        deadline_of(&app, "web-vip").await,
+        app.public_deadline("web-vip").await,
         iso(later + Duration::from_secs(3 * 3600))
     );
-    assert_eq!(deadline_of(&app, "other").await, iso(later + LIMIT));
+    assert_eq!(app.public_deadline("other").await, iso(later + LIMIT));
     assert_eq!(
-        deadline_of(&app, "web-early").await,
+        app.public_deadline("web-early").await,
         iso(before + LIMIT),
         "a meeting tracked before keeps its deadline"
     );
@@ -475,15 +449,7 @@ async fn runtime_limits_apply_to_later_meetings() {
     assert_eq!(l["rooms"], serde_json::json!({"seeded": "2h"}));
     assert_eq!(l["prefixes"], serde_json::json!({}));
 
-    let h: serde_json::Value = app
-        .http
-        .get(format!("{}/meetings/web-vip/history", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = app.history("web-vip").await;
     let actions: Vec<&str> = h["actions"]
         .as_array()
         .unwrap()

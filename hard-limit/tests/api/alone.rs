@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use eyeson_sandbox::script::Fault;
 use serde_json::Value;
 
-use crate::fake_eyeson::guest_token_of;
 use crate::helpers::*;
 
 /// The rule on, checked every second.
@@ -28,15 +27,7 @@ async fn meeting(app: &TestApp, room: &str) -> Value {
 }
 
 async fn history_events(app: &TestApp, room: &str) -> Vec<Value> {
-    let h: Value = app
-        .http
-        .get(format!("{}/meetings/{room}/history", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = app.history(room).await;
     h["meetings"][0]["events"].as_array().unwrap().clone()
 }
 
@@ -150,16 +141,7 @@ async fn company_keeps_the_meeting_and_a_join_resets_the_clock() {
         !m["alone_deadline"].is_null()
     })
     .await;
-    let public: Value = app
-        .http
-        .get(format!("{}/meetings/pair", app.url))
-        .header("X-Eyeson-Guest-Token", guest_token_of("pair"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let public = app.public_meeting("pair").await;
     assert!(public["alone_deadline"].is_string(), "{public}");
 
     // Someone joins: the next check resets it; nothing is ended.

@@ -11,7 +11,6 @@ use eyeson_hard_limit::store::{LimitKind, LimitRule};
 use eyeson_hard_limit::store_handle::Store;
 use serde_json::{json, Value};
 
-use crate::fake_eyeson::guest_token_of;
 use crate::helpers::*;
 use crate::pg::PgDb;
 
@@ -67,15 +66,7 @@ async fn delete(app: &TestApp, path: &str) -> (u16, Value) {
 
 /// The audited details of the limit changes on a room or prefix, newest first.
 async fn audited(app: &TestApp, key: &str) -> Vec<String> {
-    let h: Value = app
-        .http
-        .get(format!("{}/meetings/{key}/history", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = app.history(key).await;
     h["actions"]
         .as_array()
         .unwrap()
@@ -88,20 +79,6 @@ async fn audited(app: &TestApp, key: &str) -> Vec<String> {
             )
         })
         .collect()
-}
-
-async fn deadline(app: &TestApp, room: &str) -> String {
-    let m: Value = app
-        .http
-        .get(format!("{}/meetings/{room}", app.url))
-        .header("x-eyeson-guest-token", guest_token_of(room))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    m["deadline"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -143,7 +120,7 @@ async fn alone_after_per_room_and_prefix(postgres: bool) {
     // The default limit still applies to a meeting that starts now.
     let started = SystemTime::now() - Duration::from_secs(10);
     app.meeting_starts("kiosk", started).await;
-    assert_eq!(deadline(&app, "kiosk").await, iso(started + LIMIT));
+    assert_eq!(app.public_deadline("kiosk").await, iso(started + LIMIT));
 
     // A limit merged in keeps the alone rule; turning the alone rule off
     // keeps the limit.
@@ -181,7 +158,7 @@ async fn alone_after_per_room_and_prefix(postgres: bool) {
     );
     let later = SystemTime::now() - Duration::from_secs(5);
     app.meeting_starts("web-1", later).await;
-    assert_eq!(deadline(&app, "web-1").await, iso(later + 45 * MIN));
+    assert_eq!(app.public_deadline("web-1").await, iso(later + 45 * MIN));
 
     // "inherit" clears the alone setting, `"limit": null` the limit: with
     // nothing left the rule is gone.
@@ -349,15 +326,7 @@ async fn the_limits_file_seeds_alone_after() {
         assert_eq!(audited(&app, key).await.len(), 1, "{key} seeded once");
     }
     let callers: Vec<String> = {
-        let h: Value = app
-            .http
-            .get(format!("{}/meetings/kiosk/history", app.admin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let h = app.history("kiosk").await;
         h["actions"]
             .as_array()
             .unwrap()
@@ -513,7 +482,10 @@ async fn keeps_its_limits(url: String, dir: Option<tempfile::TempDir>) {
     assert_eq!(status, 200);
     let started = SystemTime::now() - Duration::from_secs(5);
     app.meeting_starts("webinar-1", started).await;
-    assert_eq!(deadline(&app, "webinar-1").await, iso(started + 180 * MIN));
+    assert_eq!(
+        app.public_deadline("webinar-1").await,
+        iso(started + 180 * MIN)
+    );
     let rule = app.store.limit_rules().await.unwrap().remove(0);
     assert_eq!(rule.limit, Some(180 * MIN));
     assert_eq!(rule.alone_after, Some(AloneAfter::After(15 * MIN)));

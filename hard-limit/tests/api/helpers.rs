@@ -187,14 +187,36 @@ impl TestApp {
 
     /// `GET /meetings` as JSON.
     pub async fn meetings(&self) -> Vec<Value> {
-        self.http
-            .get(format!("{}/meetings", self.admin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.admin_json("/meetings").await
+    }
+
+    /// `GET /meetings/{room}/history` as JSON.
+    pub async fn history(&self, room: &str) -> Value {
+        self.admin_json(&format!("/meetings/{room}/history")).await
+    }
+
+    async fn admin_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let r = self.http.get(format!("{}{path}", self.admin)).send();
+        r.await.unwrap().json().await.unwrap()
+    }
+
+    /// The deadline the room's own page sees.
+    pub async fn public_deadline(&self, room: &str) -> String {
+        let m = self.public_meeting(room).await;
+        m["deadline"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET /meetings/{room}` on the public side, as the room's own page asks
+    /// (with its guest token).
+    pub async fn public_meeting(&self, room: &str) -> Value {
+        let r = self.http.get(format!("{}/meetings/{room}", self.url));
+        let r = r
+            .header(
+                "x-eyeson-guest-token",
+                crate::fake_eyeson::guest_token_of(room),
+            )
+            .send();
+        r.await.unwrap().json().await.unwrap()
     }
 
     /// The state of a meeting in `GET /meetings`, if listed.
