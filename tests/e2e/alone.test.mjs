@@ -22,8 +22,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { launch, serve } from "../support/browser.mjs";
-import { builtBinary, root, startHardLimit, startSandbox, tempDir, waitFor } from "./support/system.mjs";
+import { builtBinary, startHardLimit, startMeetingPages, startSandbox, stopMeetingPages, tempDir, waitFor } from "./support/system.mjs";
 
 const HARD_LIMIT = process.env.EYESON_HARD_LIMIT_BIN || builtBinary("eyeson-hard-limit");
 const NEEDS_HARD_LIMIT = HARD_LIMIT ? false : "needs the eyeson-hard-limit binary (cargo build -p eyeson-hard-limit)";
@@ -35,21 +34,12 @@ const NOTICE = 12000;
 const WARNING = "You are the only participant. This meeting ends in 8 seconds unless someone joins.";
 const ALONE_NOTICE = /^You are the only participant\. This meeting ends in (\d+ s|\d+:\d\d) unless someone joins\.$/;
 
-const MEDIA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"];
 let web, browser;
 
 before(async () => {
-  web = await serve({
-    "/pkg/": join(root, "pkg"),
-    "/eyeson/": join(root, "node_modules/eyeson/dist"),
-    "/e2e/": join(root, "tests/e2e/pages"),
-  });
-  browser = await launch(MEDIA);
+  ({ web, browser } = await startMeetingPages());
 });
-after(async () => {
-  await browser?.close();
-  await web?.close();
-});
+after(() => stopMeetingPages({ web, browser }));
 
 /** The sandbox and the service with the alone rule; cleaned up after test `t`. */
 async function system(t) {

@@ -11,31 +11,21 @@
 import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { launch, serve } from "../support/browser.mjs";
-import { builtBinary, root, startHardLimit, startSandbox, tempDir } from "./support/system.mjs";
+import { builtBinary, startHardLimit, startMeetingPages, startSandbox, stopMeetingPages, tempDir } from "./support/system.mjs";
 
 const HARD_LIMIT = process.env.EYESON_HARD_LIMIT_BIN || builtBinary("eyeson-hard-limit");
 const NEEDS_HARD_LIMIT = HARD_LIMIT ? false : "needs the eyeson-hard-limit binary (cargo build -p eyeson-hard-limit)";
 
-const MEDIA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"];
 let web, browser;
 const cleanups = [];
 
 before(async () => {
-  web = await serve({
-    "/pkg/": join(root, "pkg"),
-    "/eyeson/": join(root, "node_modules/eyeson/dist"),
-    "/e2e/": join(root, "tests/e2e/pages"),
-  });
-  browser = await launch(MEDIA);
+  ({ web, browser } = await startMeetingPages());
 });
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()();
 });
-after(async () => {
-  await browser?.close();
-  await web?.close();
-});
+after(() => stopMeetingPages({ web, browser }));
 
 /**
  * Opens the meeting page for one user with the guard `options` (query

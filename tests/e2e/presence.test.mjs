@@ -6,28 +6,18 @@
 // Needs `cargo build -p eyeson-sandbox` first.
 import { after, afterEach, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { launch, serve } from "../support/browser.mjs";
-import { root, startSandbox } from "./support/system.mjs";
+import { startMeetingPages, startSandbox, stopMeetingPages } from "./support/system.mjs";
 
-const MEDIA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"];
 let web, browser;
 const cleanups = [];
 
 before(async () => {
-  web = await serve({
-    "/eyeson/": join(root, "node_modules/eyeson/dist"),
-    "/e2e/": join(root, "tests/e2e/pages"),
-  });
-  browser = await launch(MEDIA);
+  ({ web, browser } = await startMeetingPages());
 });
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()();
 });
-after(async () => {
-  await browser?.close();
-  await web?.close();
-});
+after(() => stopMeetingPages({ web, browser }));
 
 /** Opens the presence page for one user; resolves once the SDK emitted `accept`. */
 async function joinInBrowser(sandbox, room, user) {

@@ -10,6 +10,7 @@ import { createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { builtBinary, root, spawnProcess, waitFor } from "../../../scripts/lib/processes.mjs";
+import { launch, serve } from "../../support/browser.mjs";
 
 export { builtBinary, root, spawnProcess, waitFor };
 
@@ -206,4 +207,25 @@ export async function startHardLimit(sandbox, { bin, database, port, adminPort, 
       return (await fetch(`${admin}/meetings`)).json();
     },
   };
+}
+
+/**
+ * The meeting pages (tests/e2e/pages, the built package at /pkg/, the real
+ * SDK at /eyeson/) on a static server, and a Chromium whose camera and
+ * microphone are fakes: what the browser tests of a file share.
+ */
+export async function startMeetingPages() {
+  const web = await serve({
+    "/pkg/": join(root, "pkg"),
+    "/eyeson/": join(root, "node_modules/eyeson/dist"),
+    "/e2e/": join(root, "tests/e2e/pages"),
+  });
+  const browser = await launch(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]);
+  return { web, browser };
+}
+
+/** Closes what `startMeetingPages` started (either may be missing after a failed start). */
+export async function stopMeetingPages({ web, browser }) {
+  await browser?.close();
+  await web?.close();
 }
