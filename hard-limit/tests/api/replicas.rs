@@ -78,6 +78,12 @@ impl Replica {
         }
     }
 
+    /// `GET /meetings` on this replica's admin listener.
+    async fn meetings(&self, http: &reqwest::Client) -> Vec<serde_json::Value> {
+        let r = http.get(format!("{}/meetings", self.admin)).send();
+        r.await.unwrap().json().await.unwrap()
+    }
+
     async fn shutdowns(&self, http: &reqwest::Client) -> u64 {
         let text = http
             .get(format!("{}/metrics", self.admin))
@@ -341,14 +347,7 @@ async fn a_replica_killed_while_holding_leases_loses_nothing() {
         "every outcome recorded",
         Duration::from_secs(10),
         || async {
-            let list: Vec<serde_json::Value> = http
-                .get(format!("{}/meetings", survivors[0].admin))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list = survivors[0].meetings(&http).await;
             list.len() == n && list.iter().all(|m| m["state"] == "shut_down")
         },
     )
@@ -939,14 +938,7 @@ async fn alone_meetings_end_once_when_a_checking_replica_is_killed() {
     assert!(by_room.values().all(|c| *c == 1), "{by_room:?}");
     let http = reqwest::Client::new();
     wait_until("recorded ended_alone", Duration::from_secs(10), || async {
-        let list: Vec<serde_json::Value> = http
-            .get(format!("{}/meetings", survivor.admin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = survivor.meetings(&http).await;
         list.len() == n && list.iter().all(|m| m["ended_alone"] == true)
     })
     .await;
