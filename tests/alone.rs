@@ -20,11 +20,24 @@ use wasm_bindgen_test::*;
 
 #[path = "support/wasm.rs"]
 mod support;
-use support::{eventually, get, obj, pause, room_setup, FakeEyeson};
+use support::{eventually, get, obj, pause};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+#[wasm_bindgen(module = "/tests/support/fake-eyeson.js")]
+extern "C" {
+    type FakeEyeson;
+    #[wasm_bindgen(constructor)]
+    fn new() -> FakeEyeson;
+    #[wasm_bindgen(method)]
+    fn emit(this: &FakeEyeson, event: &JsValue);
+}
+
 #[wasm_bindgen(inline_js = r#"
+export function roomSetup(room, user, client) {
+  return { type: "room_setup", content: { ready: true, room: { id: room, guest_token: `gt-${room}` }, user: { id: user }, signaling: { options: { client_id: client } } } };
+}
+
 // The hard-limit service as `fetch` sees it (as in tests/presence.rs: it
 // shows a meeting only to the room's guest token). `alone` is its alone
 // deadline: undefined leaves the field out (a service without the alone
@@ -58,6 +71,9 @@ export function notice() {
 export function logEnds(into) { return (ms, kind) => into.push(`${kind}@${ms}`); }
 "#)]
 extern "C" {
+    #[wasm_bindgen(js_name = roomSetup)]
+    fn room_setup(room: &str, user: &str, client: &str) -> JsValue;
+
     type Service;
     #[wasm_bindgen(constructor)]
     fn new() -> Service;

@@ -18,12 +18,26 @@ use wasm_bindgen_test::*;
 
 #[path = "support/wasm.rs"]
 mod support;
-use support::{eventually, get, obj, pause, room_setup, FakeEyeson};
+use support::{eventually, get, obj, pause};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+#[wasm_bindgen(module = "/tests/support/fake-eyeson.js")]
+extern "C" {
+    type FakeEyeson;
+    #[wasm_bindgen(constructor)]
+    fn new() -> FakeEyeson;
+    #[wasm_bindgen(method)]
+    fn emit(this: &FakeEyeson, event: &JsValue);
+    #[wasm_bindgen(method)]
+    fn terminations(this: &FakeEyeson) -> u32;
+}
+
 #[wasm_bindgen(inline_js = r#"
-// What the SDK delivers (see eyeson's VoiceActivityEvent; room_setup is support/wasm.rs's).
+// What the SDK delivers (see eyeson's RoomReceivedEvent / VoiceActivityEvent).
+export function roomSetup(room, user, client) {
+  return { type: "room_setup", content: { ready: true, room: { id: room, guest_token: guestToken(room) }, user: { id: user }, signaling: { options: { client_id: client } } } };
+}
 export function guestToken(room) { return `gt-${room}`; }
 export function voice(userId, clientId, on) {
   return { type: "voice_activity", on, user: { id: userId, apiId: userId, clientId } };
@@ -136,6 +150,8 @@ export function log(into) { return (x) => into.push(x === undefined ? "-" : x); 
 export function presenceText(p) { return `${p.speaking},${p.alone},${p.systemIdle}`; }
 "#)]
 extern "C" {
+    #[wasm_bindgen(js_name = roomSetup)]
+    fn room_setup(room: &str, user: &str, client: &str) -> JsValue;
     fn voice(user: &str, client: &str, on: bool) -> JsValue;
     fn mousemove();
 

@@ -16,9 +16,31 @@ use wasm_bindgen_test::*;
 
 #[path = "support/wasm.rs"]
 mod support;
-use support::{eventually, obj, pause, FakeEyeson};
+use support::{eventually, obj, pause};
 
 wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen(module = "/tests/support/fake-eyeson.js")]
+extern "C" {
+    type FakeEyeson;
+    #[wasm_bindgen(constructor)]
+    fn new() -> FakeEyeson;
+    /// `new FakeEyeson({ started: false })`: the SDK before `start()`.
+    #[wasm_bindgen(constructor)]
+    fn with(options: &JsValue) -> FakeEyeson;
+    #[wasm_bindgen(method)]
+    fn emit(this: &FakeEyeson, event: &JsValue);
+    #[wasm_bindgen(method)]
+    fn destroy(this: &FakeEyeson);
+    #[wasm_bindgen(method)]
+    fn terminations(this: &FakeEyeson) -> u32;
+    #[wasm_bindgen(method, js_name = listenerCount)]
+    fn listener_count(this: &FakeEyeson) -> u32;
+    #[wasm_bindgen(method, getter, js_name = offEventAllCalls)]
+    fn off_event_all_calls(this: &FakeEyeson) -> u32;
+    #[wasm_bindgen(method, getter)]
+    fn sent(this: &FakeEyeson) -> Array;
+}
 
 #[wasm_bindgen(inline_js = r#"
 export function recorder(extra) {

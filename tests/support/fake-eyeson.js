@@ -1,6 +1,6 @@
 // The one stand-in for the eyeson JS SDK singleton in the browser tests:
-// the browser test crates bind it once, in tests/support/wasm.rs
-// (`#[wasm_bindgen(module = "/tests/support/fake-eyeson.js")]`); the pages in tests/pages load it as
+// tests/web.rs and tests/presence.rs import it (`#[wasm_bindgen(module =
+// "/tests/support/fake-eyeson.js")]`); the pages in tests/pages load it as
 // /fake/eyeson.js, a classic script made from this file by
 // tests/support/browser.mjs `fakeEyesonScript` that sets window.eyeson =
 // { __esModule: true, default: new FakeEyeson() } (the real UMD bundle's
