@@ -86,16 +86,25 @@ impl Calls {
         now.plus(domain::retry_delay(self.retry_backoff, attempts))
     }
 
-    /// Logs how a claimed meeting's `what` ended (`label`), per `SAID`.
+    /// Logs how a claimed meeting's `what` ended (`label`), per `SAID`,
+    /// under its own job's target (a `RUST_LOG` filter on `…::warner`
+    /// keeps the warning outcomes).
     pub fn said(what: &str, label: &str, key: &MeetingKey, deadline: Timestamp, alone: bool) {
         let Some(&(.., warn, said)) = SAID.iter().find(|s| (s.0, s.1) == (what, label)) else {
             return;
         };
         let (room, started_at) = (&key.room_id, key.started_at);
-        if warn {
-            tracing::warn!(%room, %started_at, %deadline, alone, "{said}");
-        } else {
-            tracing::info!(%room, %started_at, %deadline, alone, "{said}");
+        macro_rules! log {
+            ($level:ident) => {
+                match what {
+                    "warning" => tracing::$level!(target: "eyeson_hard_limit::warner", %room, %started_at, %deadline, alone, "{said}"),
+                    _ => tracing::$level!(%room, %started_at, %deadline, alone, "{said}"),
+                }
+            };
+        }
+        match warn {
+            true => log!(warn),
+            false => log!(info),
         }
     }
 }
@@ -218,5 +227,55 @@ impl Job for Scheduler {
 
     async fn commit(&self, owner: &str, records: &[Outcome], _: Timestamp) -> Applied {
         self.calls.store.finish(owner, records).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::domain::RoomId;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_job_logs_its_outcomes_under_its_own_target() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_target(true)
+            .with_ansi(false)
+            .finish();
+        let key = MeetingKey {
+            room_id: RoomId::parse("r1").unwrap(),
+            started_at: Timestamp(1_000),
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            Calls::said("warning", "sent", &key, Timestamp(5_000), false);
+            Calls::said("shutdown", "shut_down", &key, Timestamp(5_000), false);
+            Calls::said("warning", "dry_run", &key, Timestamp(5_000), true);
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].contains(" INFO eyeson_hard_limit::warner: meeting warned"), "{text}");
+        assert!(lines[1].contains(" INFO eyeson_hard_limit::scheduler: meeting shut down"), "{text}");
+        assert!(lines[2].contains(" WARN eyeson_hard_limit::warner: dry run: would warn"), "{text}");
+        assert!(lines[2].contains("room=r1") && lines[2].contains("alone=true"), "{text}");
     }
 }
