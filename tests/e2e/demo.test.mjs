@@ -97,7 +97,12 @@ test("the demo shows presence and the service's deadline, says plainly when the 
     await waitText(page, "state", "active", 20000);
     await waitText(page, "alone", "yes");
     await waitText(page, "speaking", "no");
-    assert.match(await text(page, "os-idle"), /^(denied|unavailable|active|idle|locked)$/);
+    // "off" until the guard's IdleDetector start (a permission query) settles.
+    await page
+      .waitForFunction(() => /^(denied|unavailable|active|idle|locked)$/.test(document.getElementById("os-idle").textContent), null, { timeout: 10000 })
+      .catch(async (e) => {
+        throw new Error(`#os-idle stayed ${JSON.stringify(await text(page, "os-idle"))}\n${e}`);
+      });
 
     // The speak toggle drives the sandbox's voice control; the guard sees the user speak.
     const speak = page.getByRole("button", { name: "Speak" });
