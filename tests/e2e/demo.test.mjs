@@ -70,12 +70,23 @@ test("the demo starts, joins a guarded sandbox meeting from its page, and stops 
 
 /** The text of element `id` in the demo page. */
 const text = (page, id) => page.evaluate((id) => document.getElementById(id).textContent, id);
-const waitText = (page, id, expected, timeout = 10000) =>
-  page
-    .waitForFunction(([id, expected]) => document.getElementById(id).textContent === expected, [id, expected], { timeout })
+/** Waits until element `id`'s text is `expected`, or matches it if a RegExp. */
+const waitText = (page, id, expected, timeout = 10000) => {
+  const pattern = expected instanceof RegExp ? expected.source : null;
+  return page
+    .waitForFunction(
+      ([id, expected, pattern]) => {
+        const now = document.getElementById(id).textContent;
+        return pattern === null ? now === expected : new RegExp(pattern).test(now);
+      },
+      [id, String(expected), pattern],
+      { timeout },
+    )
     .catch(async (e) => {
-      throw new Error(`#${id} stayed ${JSON.stringify(await text(page, id))}, expected ${JSON.stringify(expected)}\n${e}`);
+      const wanted = pattern === null ? JSON.stringify(expected) : expected;
+      throw new Error(`#${id} stayed ${JSON.stringify(await text(page, id))}, expected ${wanted}\n${e}`);
     });
+};
 
 test("the demo shows presence and the service's deadline, says plainly when the meeting ended, and joins again without a reload", async () => {
   const demo = await spawnProcess(
@@ -98,11 +109,7 @@ test("the demo shows presence and the service's deadline, says plainly when the 
     await waitText(page, "alone", "yes");
     await waitText(page, "speaking", "no");
     // "off" until the guard's IdleDetector start (a permission query) settles.
-    await page
-      .waitForFunction(() => /^(denied|unavailable|active|idle|locked)$/.test(document.getElementById("os-idle").textContent), null, { timeout: 10000 })
-      .catch(async (e) => {
-        throw new Error(`#os-idle stayed ${JSON.stringify(await text(page, "os-idle"))}\n${e}`);
-      });
+    await waitText(page, "os-idle", /^(denied|unavailable|active|idle|locked)$/);
 
     // The speak toggle drives the sandbox's voice control; the guard sees the user speak.
     const speak = page.getByRole("button", { name: "Speak" });
